@@ -1,0 +1,38 @@
+# Two commands for a fresh machine: `make demo` and `make test`. Each sets up .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch for dev machines and CI; on a GPU host use e.g. TORCH="torch" for the CUDA build.
+TORCH ?= torch==2.13.0
+
+.PHONY: install demo local test lint typecheck check clean
+
+$(BIN)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[worker,demo,dev]"
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	$(BIN)/headshot-demo
+
+local: install
+	$(BIN)/headshot-local
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+clean:
+	rm -rf $(VENV) demo-output demo-data .cache .pytest_cache .mypy_cache .ruff_cache

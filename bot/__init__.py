@@ -1,0 +1,1 @@
+"""Chat frontends and the platform-free core."""

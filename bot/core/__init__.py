@@ -1,0 +1,1 @@
+"""The platform-free bot: session state machine, commands, texts and event delivery."""

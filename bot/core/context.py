@@ -1,0 +1,22 @@
+"""What every core handler needs, passed in once: settings, store, storage, queue and the per-user locks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bot.core.locks import UserLocks
+from bot.store import Store
+from jobs.queue import JobQueue
+from jobs.settings import Settings
+from jobs.storage import BlobStorage
+
+__all__ = ["CoreContext"]
+
+
+@dataclass
+class CoreContext:
+    settings: Settings
+    store: Store
+    storage: BlobStorage
+    queue: JobQueue
+    locks: UserLocks = field(default_factory=UserLocks)

@@ -1,0 +1,155 @@
+"""Worker events back into the right chat: progress edits one message, results are posted, then acked.
+
+At-least-once with idempotence: an event is acked only after its chat calls succeeded and its id was recorded, so a
+bot that dies mid-delivery re-delivers on restart, and an event seen twice is posted once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+
+from bot.core import texts
+from bot.core.context import CoreContext
+from bot.core.session import SessionState
+from bot.core.types import ChatPort, OutgoingImage, Reply
+from bot.store import JobRow
+from jobs.events import Event, EventConsumer, EventType
+from pipeline.styles import STYLES
+
+__all__ = ["EventDelivery"]
+
+log = logging.getLogger(__name__)
+
+_FINISHED = ("done", "failed", "cancelled")
+
+
+class EventDelivery:
+    def __init__(self, core: CoreContext, ports: Mapping[str, ChatPort]) -> None:
+        self.core = core
+        self.ports = ports
+
+    async def run(self, consumer: EventConsumer, stop: asyncio.Event) -> None:
+        """Deliver until ``stop`` is set; an event whose delivery fails stays pending and is tried again."""
+        await consumer.ensure_group()
+        while not stop.is_set():
+            for event in await consumer.read(block_ms=500):
+                try:
+                    delivered = await self.deliver(event)
+                except Exception:
+                    log.exception("delivering %s event of job %s failed; will retry", event.type, event.job_id)
+                    await asyncio.sleep(1.0)
+                    continue
+                if delivered:
+                    await consumer.ack(event)
+
+    async def deliver(self, event: Event) -> bool:
+        """Post one event to its chat. False when that user's platform has no frontend running here."""
+        port = self.ports.get(event.user_key.split(":", 1)[0])
+        if port is None:
+            return False
+        async with self.core.locks.hold(event.user_key):
+            store = self.core.store
+            if event.event_id and await store.was_delivered(event.event_id):
+                return True
+            job = await store.job(event.user_key, event.job_id)
+            chat_id = await store.chat_of(event.user_key)
+            if job is None or chat_id is None:
+                # The user erased their data (/delete) while the job ran: erase what the job left behind too.
+                await self._discard_outputs(event)
+            elif job.status not in _FINISHED:
+                await self._apply(event, job, chat_id, port)
+            if event.event_id:
+                await store.mark_delivered(event.event_id)
+            return True
+
+    async def _apply(self, event: Event, job: JobRow, chat_id: str, port: ChatPort) -> None:
+        store = self.core.store
+        data = event.data
+        if event.type == EventType.STARTED:
+            await store.update_job(event.user_key, job.job_id, status="running")
+            text = texts.STARTED_TRAINING if job.kind == "train" else texts.STARTED_RENDERING
+            await self._edit_progress(job, chat_id, port, text)
+        elif event.type == EventType.PROGRESS:
+            if job.kind == "train":
+                percent = round(100 * data["step"] / max(1, data["total"]))
+                text = texts.PROGRESS_TRAINING.format(
+                    percent=percent, step=data["step"], total=data["total"], eta=texts.format_eta(data.get("eta_s"))
+                )
+            else:
+                text = texts.PROGRESS_RENDERING.format(done=data["done"], total=data["total"])
+            await self._edit_progress(job, chat_id, port, text)
+        elif event.type == EventType.TRAINED:
+            await store.update_session(event.user_key, job.session_id, state=SessionState.READY,
+                                       lora_key=data["lora_key"])  # fmt: skip
+            await store.update_job(event.user_key, job.job_id, status="done")
+            await self._edit_progress(job, chat_id, port, texts.TRAINING_FINISHED, final=True)
+            await port.send(chat_id, Reply(texts.TRAINED))
+        elif event.type == EventType.IMAGES_READY:
+            await self._post_images(event, job, chat_id, port)
+        elif event.type in (EventType.FAILED, EventType.CANCELLED):
+            await self._end_unsuccessfully(event, job, chat_id, port)
+
+    async def _post_images(self, event: Event, job: JobRow, chat_id: str, port: ChatPort) -> None:
+        store = self.core.store
+        style = STYLES.get(str(event.data.get("style")))
+        title = style.title if style else str(event.data.get("style"))
+        first_number = len(await store.images(event.user_key)) + 1
+        images = [
+            OutgoingImage(
+                filename=item["key"].rsplit("/", 1)[-1],
+                data=await self.core.storage.get(item["key"]),
+                caption=texts.IMAGE_CAPTION.format(number=first_number + index, style=title, seed=item["seed"]),
+            )
+            for index, item in enumerate(event.data["images"])
+        ]
+        await self._edit_progress(job, chat_id, port, texts.IMAGES_READY.format(style=title), final=True)
+        message_ids = await port.send_images(chat_id, images)
+        for item, message_id in zip(event.data["images"], message_ids, strict=True):
+            await store.add_image(event.user_key, job.job_id, item["key"], int(item["seed"]), message_id)
+        await store.update_job(event.user_key, job.job_id, status="done")
+        await store.update_session(event.user_key, job.session_id, state=SessionState.READY)
+
+    async def _end_unsuccessfully(self, event: Event, job: JobRow, chat_id: str, port: ChatPort) -> None:
+        store = self.core.store
+        status = "failed" if event.type == EventType.FAILED else "cancelled"
+        await store.update_job(event.user_key, job.job_id, status=status)
+        session = await store.current_session(event.user_key)
+        if session is not None and session.id == job.session_id:
+            if job.kind == "train":
+                await store.update_session(event.user_key, session.id, state=SessionState.COLLECTING,
+                                           train_attempt=session.train_attempt + 1)  # fmt: skip
+            else:
+                await store.update_session(event.user_key, session.id, state=SessionState.READY)
+        if status == "failed":
+            text = str(event.data.get("reason") or texts.INTERNAL_ERROR)
+        else:
+            text = texts.CANCELLED_TRAINING if job.kind == "train" else texts.CANCELLED_RENDERING
+        await self._edit_progress(job, chat_id, port, text, final=True)
+
+    async def _edit_progress(
+        self, job: JobRow, chat_id: str, port: ChatPort, text: str, *, final: bool = False
+    ) -> None:
+        """Edit the job's progress message; a lost progress edit is not worth a retry, a final one is re-sent."""
+        reply = Reply(text, () if final else (texts.CANCEL_BUTTON,))
+        if job.progress_message_id is None:
+            if final:
+                await port.send(chat_id, reply)
+            return
+        try:
+            await port.edit(chat_id, job.progress_message_id, reply)
+        except Exception:
+            if final:
+                await port.send(chat_id, reply)
+            else:
+                log.warning("progress edit for job %s failed; skipped", job.job_id, exc_info=True)
+
+    async def _discard_outputs(self, event: Event) -> None:
+        keys = [item["key"] for item in event.data.get("images", [])]
+        if event.type == EventType.TRAINED and "lora_key" in event.data:
+            keys.append(event.data["lora_key"])
+        for key in keys:
+            await self.core.storage.delete(key)
+        if keys:
+            log.info("discarded %d outputs of job %s whose user was erased", len(keys), event.job_id)

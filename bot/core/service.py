@@ -1,0 +1,228 @@
+"""The platform-free bot: commands, selfies and reactions in; replies out through a ``ChatPort``."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from bot.core import texts
+from bot.core.context import CoreContext
+from bot.core.session import SessionState
+from bot.core.training import add_selfies, start_training
+from bot.core.types import Button, ChatPort, ChatRef, IncomingMessage, OutgoingImage, Reply
+from bot.store import JobRow, SessionRow
+from jobs.payloads import GenerateRequest, generate_job_id, output_prefix
+from jobs.storage import user_prefix
+from pipeline.errors import SessionError, UserInputError
+from pipeline.styles import STYLES, resolve_style
+
+__all__ = ["HeadshotService"]
+
+log = logging.getLogger(__name__)
+
+
+class HeadshotService:
+    """Handles one user's message or reaction at a time (per-user lock); users proceed in parallel."""
+
+    def __init__(self, core: CoreContext) -> None:
+        self.core = core
+        self._delete_pending: set[str] = set()
+
+    async def handle_message(self, message: IncomingMessage, port: ChatPort) -> None:
+        chat = message.chat
+        if not chat.is_private:
+            # Nothing from a group is stored, not even the user row.
+            await port.send(chat.chat_id, Reply(texts.PRIVATE_ONLY))
+            return
+        async with self.core.locks.hold(chat.user_key):
+            try:
+                await self.core.store.ensure_user(chat.user_key, chat.platform, chat.chat_id)
+                await self._dispatch(message, port)
+            except UserInputError as error:
+                await port.send(chat.chat_id, Reply(str(error)))
+            except Exception:
+                log.exception("handling a message from %s failed", chat.user_key)
+                await port.send(chat.chat_id, Reply(texts.INTERNAL_ERROR))
+
+    async def handle_reaction(self, chat: ChatRef, message_id: str, port: ChatPort) -> None:
+        """A reaction on one of our messages: on a headshot it marks a favorite."""
+        if not chat.is_private:
+            return
+        async with self.core.locks.hold(chat.user_key):
+            store = self.core.store
+            image = await store.image_by_message(chat.user_key, message_id)
+            if image is None:
+                await port.send(chat.chat_id, Reply(texts.FAVORITE_NOT_IMAGE))
+                return
+            if not await store.add_favorite(chat.user_key, image.id):
+                await port.send(chat.chat_id, Reply(texts.FAVORITE_ALREADY))
+                return
+            total = len(await store.favorites(chat.user_key))
+            number = [row.id for row in await store.images(chat.user_key)].index(image.id) + 1
+            await port.send(chat.chat_id, Reply(texts.FAVORITE_ADDED.format(number=number, total=total)))
+
+    async def _dispatch(self, message: IncomingMessage, port: ChatPort) -> None:
+        chat = message.chat
+        command, _, args = message.text.strip().partition(" ")
+        # Telegram appends the bot's name in groups ("/train@HeadshotBot"); commands are case-insensitive.
+        command = command.split("@", 1)[0].lower()
+        args = args.strip()
+        session = await self.core.store.current_session(chat.user_key)
+        if command != "/delete":
+            self._delete_pending.discard(chat.user_key)
+
+        if not command.startswith("/"):
+            if message.attachments:
+                await self._train(chat, session, "", message, port)
+            else:
+                await port.send(chat.chat_id, Reply(texts.HELP))
+            return
+        handlers = {
+            "/start": self._help,
+            "/help": self._help,
+            "/styles": self._styles,
+            "/status": self._status,
+            "/cancel": self._cancel,
+            "/favorites": self._favorites,
+        }
+        if command == "/train":
+            await self._train(chat, session, args, message, port)
+        elif command == "/headshot":
+            await self._headshot(chat, session, args, port)
+        elif command == "/delete":
+            await self._delete(chat, args, port)
+        elif command in handlers:
+            await handlers[command](chat, session, port)
+        else:
+            raise SessionError(texts.UNKNOWN_COMMAND.format(command=command))
+
+    async def _train(self, chat: ChatRef, session: SessionRow | None, args: str, message: IncomingMessage,
+                     port: ChatPort) -> None:  # fmt: skip
+        settings = self.core.settings
+        store = self.core.store
+        if args.lower() == "start":
+            await start_training(self.core, chat, session, port)
+            return
+        state = SessionState(session.state) if session else SessionState.NEW
+        if state == SessionState.TRAINING:
+            raise SessionError(texts.SELFIE_WHILE_TRAINING if message.attachments else texts.TRAIN_ALREADY_RUNNING)
+        if state.has_model and args.lower() != "new":
+            raise SessionError(texts.SELFIE_WHEN_READY if message.attachments else texts.TRAIN_ALREADY_DONE)
+        if session is None or state in (SessionState.NEW, SessionState.READY, SessionState.GENERATING):
+            session = await store.new_session(chat.user_key, SessionState.COLLECTING)
+            intro = texts.TRAIN_INTRO.format(needed=settings.min_selfies, maximum=settings.max_selfies)
+            if not message.attachments:
+                await port.send(chat.chat_id, Reply(intro))
+                return
+        elif not message.attachments:
+            count = len(await store.selfie_keys(chat.user_key, session.id))
+            line = texts.selfie_count_line(count, settings.min_selfies, settings.max_selfies)
+            buttons = (texts.START_BUTTON,) if count >= settings.min_selfies else ()
+            await port.send(chat.chat_id, Reply(line, buttons))
+            return
+        await add_selfies(self.core, chat, session, message.attachments, port)
+
+    async def _headshot(self, chat: ChatRef, session: SessionRow | None, args: str, port: ChatPort) -> None:
+        state = SessionState(session.state) if session else SessionState.NEW
+        if session is None or state in (SessionState.NEW, SessionState.COLLECTING):
+            raise SessionError(texts.HEADSHOT_NEEDS_MODEL)
+        if state == SessionState.TRAINING:
+            raise SessionError(texts.HEADSHOT_WHILE_TRAINING)
+        if state == SessionState.GENERATING:
+            active = await self.core.store.active_job(chat.user_key)
+            raise SessionError(texts.HEADSHOT_BUSY.format(style=active.style if active else "last"))
+        if not args:
+            buttons = tuple(Button(style.title, f"/headshot {name}") for name, style in STYLES.items())
+            await port.send(chat.chat_id, Reply(texts.HEADSHOT_NEEDS_STYLE, buttons))
+            return
+        style = resolve_style(args)
+        if session.lora_key is None:
+            raise SessionError(texts.HEADSHOT_NEEDS_MODEL)
+
+        # Record first, then enqueue, then acknowledge (the acknowledgement is the message progress edits).
+        number = await self.core.store.count_jobs(chat.user_key, session.id, "generate") + 1
+        request_id = f"{session.id}-{number}"
+        job_id = generate_job_id(chat.user_key, request_id)
+        count = self.core.settings.headshots_per_request
+        await self.core.store.add_job(JobRow(job_id, chat.user_key, session.id, "generate", "queued", style.name, None))
+        await self.core.store.update_session(chat.user_key, session.id, state=SessionState.GENERATING)
+        request = GenerateRequest(
+            user_key=chat.user_key,
+            request_id=request_id,
+            lora_key=session.lora_key,
+            style=style.name,
+            count=count,
+            seed=secrets.randbelow(2**31),
+            output_prefix=output_prefix(chat.user_key, request_id),
+        )
+        await self.core.queue.enqueue_generation(job_id, request)
+        position = await self.core.queue.position(job_id)
+        text = (texts.HEADSHOT_QUEUED if position else texts.HEADSHOT_QUEUED_RUNNING).format(
+            count=count, style=style.title, position=position
+        )
+        message_id = await port.send(chat.chat_id, Reply(text, (texts.CANCEL_BUTTON,)))
+        await self.core.store.update_job(chat.user_key, job_id, progress_message_id=message_id)
+
+    async def _help(self, chat: ChatRef, session: SessionRow | None, port: ChatPort) -> None:
+        await port.send(chat.chat_id, Reply(texts.HELP))
+
+    async def _styles(self, chat: ChatRef, session: SessionRow | None, port: ChatPort) -> None:
+        await port.send(chat.chat_id, Reply(texts.styles_text()))
+
+    async def _status(self, chat: ChatRef, session: SessionRow | None, port: ChatPort) -> None:
+        settings = self.core.settings
+        state = SessionState(session.state) if session else SessionState.NEW
+        lines = [f"Session: {state.value}."]
+        if session is not None and state == SessionState.COLLECTING:
+            count = len(await self.core.store.selfie_keys(chat.user_key, session.id))
+            lines.append(texts.selfie_count_line(count, settings.min_selfies, settings.max_selfies))
+        active = await self.core.store.active_job(chat.user_key)
+        if active is not None:
+            position = await self.core.queue.position(active.job_id)
+            where = f"queue position {position}" if position else "running"
+            lines.append(f"{'Training' if active.kind == 'train' else 'Rendering'}: {where}.")
+        lines.append(f"Headshots so far: {len(await self.core.store.images(chat.user_key))}.")
+        await port.send(chat.chat_id, Reply("\n".join(lines)))
+
+    async def _cancel(self, chat: ChatRef, session: SessionRow | None, port: ChatPort) -> None:
+        active = await self.core.store.active_job(chat.user_key)
+        if active is None or session is None:
+            raise SessionError(texts.CANCEL_NOTHING)
+        await self.core.queue.request_abort(active.job_id)
+        await self.core.store.update_job(chat.user_key, active.job_id, status="cancelled")
+        if active.kind == "train":
+            # A new attempt number gives the next /train start a fresh job id.
+            await self.core.store.update_session(chat.user_key, session.id, state=SessionState.COLLECTING,
+                                                 train_attempt=session.train_attempt + 1)  # fmt: skip
+            await port.send(chat.chat_id, Reply(texts.CANCELLED_TRAINING))
+        else:
+            await self.core.store.update_session(chat.user_key, session.id, state=SessionState.READY)
+            await port.send(chat.chat_id, Reply(texts.CANCELLED_RENDERING))
+
+    async def _favorites(self, chat: ChatRef, session: SessionRow | None, port: ChatPort) -> None:
+        favorites = await self.core.store.favorites(chat.user_key)
+        if not favorites:
+            await port.send(chat.chat_id, Reply(texts.FAVORITES_EMPTY))
+            return
+        files = [
+            OutgoingImage(row.storage_key.rsplit("/", 1)[-1], await self.core.storage.get(row.storage_key))
+            for row in favorites
+        ]
+        await port.send(chat.chat_id, Reply(texts.FAVORITES_SENT.format(count=len(files))))
+        await port.send_files(chat.chat_id, files)
+
+    async def _delete(self, chat: ChatRef, args: str, port: ChatPort) -> None:
+        if args.lower() != "confirm":
+            self._delete_pending.add(chat.user_key)
+            buttons = (Button("Yes, erase everything", "/delete confirm"), Button("Keep my data", "/status"))
+            await port.send(chat.chat_id, Reply(texts.DELETE_CONFIRM, buttons))
+            return
+        if chat.user_key not in self._delete_pending:
+            raise SessionError(texts.DELETE_NOTHING_PENDING)
+        self._delete_pending.discard(chat.user_key)
+        active = await self.core.store.active_job(chat.user_key)
+        if active is not None:
+            await self.core.queue.request_abort(active.job_id)
+        await self.core.storage.delete_prefix(user_prefix(chat.user_key))
+        await self.core.store.delete_user(chat.user_key)
+        await port.send(chat.chat_id, Reply(texts.DELETE_DONE))

@@ -1,0 +1,103 @@
+"""Everything a user reads, in one place: short, true, and each error says what to do next."""
+
+from __future__ import annotations
+
+from bot.core.types import Button
+from pipeline.styles import STYLES
+
+__all__ = [
+    "CANCEL_BUTTON",
+    "START_BUTTON",
+    "HELP",
+    "format_eta",
+    "selfie_count_line",
+    "styles_text",
+]
+
+HELP = """I turn 10-20 selfies into professional headshots.
+
+/train - start: then send your selfies (photos of just you, face clearly visible, different angles and light)
+/train start - train your personal model once enough selfies are in
+/headshot <style> - render headshots, e.g. /headshot linkedin
+/styles - the styles you can pick
+/status - where your session and jobs are
+/cancel - stop the running training or rendering
+/favorites - the headshots you reacted to, as original files
+/delete - erase your selfies, model and headshots
+/help - this message
+
+React to a headshot to keep it as a favorite. Your photos stay private to this chat."""
+
+START_BUTTON = Button("Start training", "/train start")
+CANCEL_BUTTON = Button("Cancel", "/cancel")
+
+PRIVATE_ONLY = "Please send me your selfies in a private chat: I never keep photos posted in groups."
+UNKNOWN_COMMAND = "I don't know the command '{command}'. Send /help for the list."
+TRAIN_INTRO = (
+    "Let's train your model. Send {needed} to {maximum} selfies: just you, face clearly visible, "
+    "different angles, expressions and light; no sunglasses, no group photos."
+)
+TRAIN_ALREADY_COLLECTING = "I'm collecting your selfies: {count}. {next_step}"
+TRAIN_NO_SELFIES = "You haven't sent any selfies yet. Send {needed} to {maximum} photos of yourself, then /train start."
+TRAIN_NOT_ENOUGH = "I have {count} of the {needed} selfies I need. Send {missing} more, then /train start."
+TRAIN_QUEUED = "Training queued (position {position}). I'll post progress here; this takes a few minutes."
+TRAIN_QUEUED_RUNNING = "Training queued. I'll post progress here; this takes a few minutes."
+TRAIN_ALREADY_RUNNING = "Your model is already training. Send /status to see progress or /cancel to stop."
+TRAIN_ALREADY_DONE = (
+    "Your model is trained. Send /headshot <style> to render, or /train new to start over with new selfies."
+)
+SELFIE_WHILE_TRAINING = (
+    "Your model is training on the selfies you sent; this photo wasn't added. Send /cancel to change them."
+)
+SELFIE_WHEN_READY = "Your model is already trained. To train again with new selfies, send /train new first."
+SELFIE_LIMIT = "You already sent {maximum} selfies, the most I use. Send /train start to train."
+SELFIE_ACCEPTED = "✓ {filename}: accepted"
+SELFIE_REJECTED = "✗ {filename}: {reason}"
+HEADSHOT_NEEDS_MODEL = "I need to train your model first: send /train and then your selfies."
+HEADSHOT_WHILE_TRAINING = "Your model is still training. I'll tell you when it's ready for /headshot."
+HEADSHOT_NEEDS_STYLE = "Which style? Send /headshot <style>, for example /headshot linkedin. /styles lists them all."
+HEADSHOT_BUSY = "I'm still rendering your {style} headshots. Wait for them, or send /cancel."
+HEADSHOT_QUEUED = "Rendering {count} {style} headshots (queue position {position})…"
+HEADSHOT_QUEUED_RUNNING = "Rendering {count} {style} headshots…"
+CANCEL_NOTHING = "Nothing is running, so there is nothing to cancel."
+CANCELLED_TRAINING = "Training cancelled. Your selfies are kept: send more, or /train start to try again."
+CANCELLED_RENDERING = "Rendering cancelled. Send /headshot <style> whenever you like."
+DELETE_CONFIRM = "This erases your selfies, your trained model and all your headshots, for good. Are you sure?"
+DELETE_DONE = "Done: your selfies, model, headshots and favorites are erased. Send /train to start again."
+DELETE_NOTHING_PENDING = "There is nothing to confirm. Send /delete first."
+FAVORITE_ADDED = "★ Saved headshot #{number} to your favorites ({total} in all). /favorites sends the originals."
+FAVORITE_ALREADY = "That headshot is already one of your favorites."
+FAVORITE_NOT_IMAGE = "Reactions mark favorites only on headshots I sent you."
+FAVORITES_EMPTY = "No favorites yet: react to a headshot you like to keep it."
+FAVORITES_SENT = "Here are your {count} favorite headshots as original files."
+TRAINED = "Your model is ready! Send /headshot <style>, e.g. /headshot linkedin. /styles lists them all."
+IMAGES_READY = "Here are your {style} headshots. React to the ones you like to keep them as favorites."
+IMAGE_CAPTION = "#{number} · {style} · seed {seed}"
+PROGRESS_TRAINING = "Training your model: {percent}% (step {step}/{total}){eta}"
+PROGRESS_RENDERING = "Rendering: {done}/{total} headshots done"
+TRAINING_FINISHED = "Training finished: 100%."
+STARTED_TRAINING = "Training your model: starting…"
+STARTED_RENDERING = "Rendering your headshots: starting…"
+INTERNAL_ERROR = "Something went wrong on our side and I couldn't do that. Nothing you sent was lost; please try again."
+
+
+def format_eta(seconds: float | None) -> str:
+    if seconds is None or seconds <= 0:
+        return ""
+    if seconds < 90:
+        return f", about {round(seconds)} s left"
+    return f", about {round(seconds / 60)} min left"
+
+
+def selfie_count_line(count: int, needed: int, maximum: int) -> str:
+    if count >= needed:
+        return (
+            f"{count} selfies accepted ({needed} needed, up to {maximum}). "
+            "Ready: press Start training or send /train start."
+        )
+    return f"{count} of {needed} selfies accepted. Send {needed - count} more."
+
+
+def styles_text() -> str:
+    lines = [f"/headshot {name} - {style.title}" for name, style in STYLES.items()]
+    return "Styles:\n" + "\n".join(lines)

@@ -1,0 +1,82 @@
+"""Selfie intake and the start of training: the COLLECTING -> TRAINING half of the session."""
+
+from __future__ import annotations
+
+import logging
+
+from bot.core import texts
+from bot.core.context import CoreContext
+from bot.core.session import SessionState
+from bot.core.types import Attachment, ChatPort, ChatRef, Reply
+from bot.store import JobRow, SessionRow
+from jobs.payloads import TrainRequest, lora_key, selfie_key, train_job_id
+from pipeline.errors import SelfieRejected, SessionError
+from pipeline.selfies import read_selfie
+
+__all__ = ["add_selfies", "start_training"]
+
+log = logging.getLogger(__name__)
+
+
+async def add_selfies(core: CoreContext, chat: ChatRef, session: SessionRow, attachments: tuple[Attachment, ...],
+                      port: ChatPort) -> None:  # fmt: skip
+    """Check each attachment, keep the good ones, and answer with one verdict per file plus the running count."""
+    settings = core.settings
+    keys = await core.store.selfie_keys(chat.user_key, session.id)
+    lines: list[str] = []
+    for attachment in attachments:
+        name = attachment.filename or "photo"
+        if len(keys) >= settings.max_selfies:
+            lines.append(texts.SELFIE_REJECTED.format(filename=name, reason=texts.SELFIE_LIMIT.format(
+                maximum=settings.max_selfies)))  # fmt: skip
+            continue
+        try:
+            selfie = read_selfie(attachment.data, min_side=settings.min_selfie_side)
+        except SelfieRejected as rejection:
+            lines.append(texts.SELFIE_REJECTED.format(filename=name, reason=rejection))
+            continue
+        key = selfie_key(chat.user_key, session.id, len(keys) + 1)
+        await core.storage.put(key, selfie.jpeg)
+        await core.store.add_selfie(chat.user_key, session.id, key, selfie.width, selfie.height)
+        keys.append(key)
+        lines.append(texts.SELFIE_ACCEPTED.format(filename=name))
+    lines.append(texts.selfie_count_line(len(keys), settings.min_selfies, settings.max_selfies))
+    buttons = (texts.START_BUTTON,) if len(keys) >= settings.min_selfies else ()
+    await port.send(chat.chat_id, Reply("\n".join(lines), buttons))
+
+
+async def start_training(core: CoreContext, chat: ChatRef, session: SessionRow | None, port: ChatPort) -> None:
+    """``/train start``: enqueue the session's training job once, and post the message that progress will edit."""
+    settings = core.settings
+    # 1. Check the session can train.
+    if session is None or session.state == SessionState.NEW:
+        raise SessionError(texts.TRAIN_NO_SELFIES.format(needed=settings.min_selfies, maximum=settings.max_selfies))
+    if session.state == SessionState.TRAINING:
+        raise SessionError(texts.TRAIN_ALREADY_RUNNING)
+    if SessionState(session.state).has_model:
+        raise SessionError(texts.TRAIN_ALREADY_DONE)
+    keys = await core.store.selfie_keys(chat.user_key, session.id)
+    if not keys:
+        raise SessionError(texts.TRAIN_NO_SELFIES.format(needed=settings.min_selfies, maximum=settings.max_selfies))
+    if len(keys) < settings.min_selfies:
+        raise SessionError(
+            texts.TRAIN_NOT_ENOUGH.format(
+                count=len(keys), needed=settings.min_selfies, missing=settings.min_selfies - len(keys)
+            )
+        )
+
+    # 2. Record the job and the state before enqueueing, so no event can arrive for a job the bot does not know.
+    job_id = train_job_id(chat.user_key, session.id, session.train_attempt)
+    await core.store.add_job(JobRow(job_id, chat.user_key, session.id, "train", "queued", None, None))
+    await core.store.update_session(chat.user_key, session.id, state=SessionState.TRAINING)
+    request = TrainRequest(chat.user_key, session.id, keys, lora_key(chat.user_key, session.id), seed=session.id)
+    if not await core.queue.enqueue_training(job_id, request):
+        # The deterministic id already sits in Redis: this is a repeat of a request already queued.
+        log.info("training job %s was already enqueued", job_id)
+        raise SessionError(texts.TRAIN_ALREADY_RUNNING)
+
+    # 3. Acknowledge at once; this message is the one progress events edit.
+    position = await core.queue.position(job_id)
+    text = texts.TRAIN_QUEUED.format(position=position) if position else texts.TRAIN_QUEUED_RUNNING
+    message_id = await port.send(chat.chat_id, Reply(text, (texts.CANCEL_BUTTON,)))
+    await core.store.update_job(chat.user_key, job_id, progress_message_id=message_id)

@@ -1,0 +1,81 @@
+"""Neutral types between the adapters and the core: platform objects never cross this line."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+__all__ = ["Attachment", "Button", "ChatPort", "ChatRef", "IncomingMessage", "OutgoingImage", "Reply"]
+
+
+@dataclass(frozen=True)
+class ChatRef:
+    """Who wrote, and where. ``user_key`` (``platform:user_id``) namespaces all of a user's data."""
+
+    platform: str
+    user_id: str
+    chat_id: str
+    is_private: bool = True
+
+    @property
+    def user_key(self) -> str:
+        return f"{self.platform}:{self.user_id}"
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file the user sent, already downloaded by the adapter (which enforces its platform's size limits)."""
+
+    filename: str
+    data: bytes = field(repr=False)  # never in reprs: selfies are biometric data and must not reach logs
+
+
+@dataclass(frozen=True)
+class IncomingMessage:
+    chat: ChatRef
+    text: str = ""
+    attachments: tuple[Attachment, ...] = ()
+
+
+@dataclass(frozen=True)
+class Button:
+    """A button under a reply; pressing it is the same as sending ``command`` (adapters map one to the other)."""
+
+    label: str
+    command: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    buttons: tuple[Button, ...] = ()
+
+
+@dataclass(frozen=True)
+class OutgoingImage:
+    filename: str
+    data: bytes = field(repr=False)
+    caption: str = ""
+
+
+class ChatPort(Protocol):
+    """What the core needs from a chat platform. Message ids are strings on every platform."""
+
+    platform: str
+
+    async def send(self, chat_id: str, reply: Reply) -> str:
+        """Post a text reply; returns its message id."""
+        ...
+
+    async def edit(self, chat_id: str, message_id: str, reply: Reply) -> None:
+        """Replace the text of a message posted earlier (progress updates)."""
+        ...
+
+    async def send_images(self, chat_id: str, images: Sequence[OutgoingImage]) -> list[str]:
+        """Post images, one message each (so each can be reacted to); returns their message ids in order."""
+        ...
+
+    async def send_files(self, chat_id: str, files: Sequence[OutgoingImage]) -> None:
+        """Post originals as files (``/favorites``), uncompressed where the platform compresses photos."""
+        ...

@@ -1,0 +1,1 @@
+"""The local terminal chat frontend, the demo runtime and sample selfies."""

@@ -1,0 +1,77 @@
+"""``headshot-bot``: the production bot process. Runs every chat frontend whose token is set, plus delivery.
+
+Frontends plug in through ``FRONTENDS``: a name, the setting that holds its token, and a factory. The Discord and
+Telegram adapters register here as they land; the local terminal chat needs no token (``headshot-local``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from bot.app import BotApp
+from bot.core.types import ChatPort
+from jobs.redis_server import embedded_redis
+from jobs.settings import Settings
+
+__all__ = ["FRONTENDS", "Frontend", "FrontendSpec", "main"]
+
+log = logging.getLogger(__name__)
+
+
+class Frontend(Protocol):
+    """A chat platform adapter: its ``port`` posts replies; ``run`` receives updates until ``stop`` is set."""
+
+    port: ChatPort
+
+    async def run(self, app: BotApp, stop: asyncio.Event) -> None: ...
+
+
+@dataclass(frozen=True)
+class FrontendSpec:
+    name: str
+    token_setting: str
+    factory: Callable[[Settings], Frontend]
+
+
+FRONTENDS: list[FrontendSpec] = []
+
+
+async def serve(settings: Settings, redis_url: str, frontends: list[Frontend]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with BotApp(settings, redis_url) as app:
+        app.start_delivery({frontend.port.platform: frontend.port for frontend in frontends})
+        await asyncio.gather(*(frontend.run(app, stop) for frontend in frontends))
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings()
+    configured = [spec for spec in FRONTENDS if getattr(settings, spec.token_setting) is not None]
+    tokens_set = [name for name in ("discord_token", "telegram_token") if getattr(settings, name) is not None]
+    if not configured:
+        if tokens_set:
+            names = ", ".join(name.upper() for name in tokens_set)
+            print(f"{names} is set, but this version has no frontend for it yet; "
+                  "run `headshot-local` for the terminal chat.", file=sys.stderr)  # fmt: skip
+        else:
+            print("No chat token set: put DISCORD_TOKEN and/or TELEGRAM_TOKEN in the environment or .env, "
+                  "or run `headshot-local` to chat in this terminal.", file=sys.stderr)  # fmt: skip
+        return 2
+    frontends = [spec.factory(settings) for spec in configured]
+    log.info("starting frontends: %s", ", ".join(spec.name for spec in configured))
+    with embedded_redis(settings.redis_url, settings.data_dir / "redis") as redis_url:
+        asyncio.run(serve(settings, redis_url, frontends))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Job payloads: ids and storage keys only, never image bytes; and the deterministic job ids."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from jobs.storage import user_prefix
+
+__all__ = [
+    "GenerateRequest",
+    "TrainRequest",
+    "generate_job_id",
+    "lora_key",
+    "output_prefix",
+    "selfie_key",
+    "train_job_id",
+]
+
+TRAIN_FUNCTION = "train_lora"
+GENERATE_FUNCTION = "generate_headshots"
+
+
+def train_job_id(user_key: str, session_id: int, attempt: int) -> str:
+    """The same session and attempt always give the same id, so a double ``/train start`` enqueues once."""
+    return f"train:{user_key}:{session_id}:{attempt}"
+
+
+def generate_job_id(user_key: str, request_id: str) -> str:
+    return f"generate:{user_key}:{request_id}"
+
+
+def selfie_key(user_key: str, session_id: int, number: int) -> str:
+    return f"{user_prefix(user_key)}sessions/{session_id}/selfies/{number:03d}.jpg"
+
+
+def lora_key(user_key: str, session_id: int) -> str:
+    return f"{user_prefix(user_key)}sessions/{session_id}/lora/pytorch_lora_weights.safetensors"
+
+
+def output_prefix(user_key: str, request_id: str) -> str:
+    return f"{user_prefix(user_key)}outputs/{request_id}/"
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """Train a LoRA on a session's selfies and store it under ``lora_key``."""
+
+    user_key: str
+    session_id: int
+    selfie_keys: list[str]
+    lora_key: str
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    """Render ``count`` headshots of ``style`` with the LoRA at ``lora_key``, into ``output_prefix``."""
+
+    user_key: str
+    request_id: str
+    lora_key: str
+    style: str
+    count: int
+    seed: int
+    output_prefix: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

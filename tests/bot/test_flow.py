@@ -1,0 +1,90 @@
+"""The whole product through the local chat frontend: real Redis, real arq worker, real tiny SDXL + peft."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+
+from bot.core.session import SessionState
+from tests.harness import Harness
+
+
+async def test_train_render_react_and_favorites(harness: Harness, selfie_dir: Path) -> None:
+    harness.start_delivery()
+
+    # 1. /train with selfies attached: a verdict per photo and the running count.
+    answer = await harness.say(f"/train {selfie_dir}")
+    assert answer.count("accepted") >= 4
+    assert "4 selfies accepted" in answer and "/train start" in answer
+
+    # 2. Confirm: one job queued, acknowledged at once with its queue position.
+    answer = await harness.say("/train start")
+    assert "Training queued (position 1)" in answer
+    await harness.run_worker()
+    await harness.wait_state(SessionState.READY)
+    chat = "\n".join(harness.lines)
+    assert "Training your model:" in chat and "(updated)" in chat  # progress edited the one message
+    assert "Your model is ready" in chat
+
+    # 3. /headshot linkedin renders real PNGs back into the chat, each with its seed.
+    answer = await harness.say("/headshot linkedin")
+    assert "Rendering 2 LinkedIn profile headshots" in answer
+    await harness.run_worker()
+    await harness.wait_state(SessionState.READY)
+    headshots = harness.port.headshots
+    assert len(headshots) == 2
+    for path in headshots:
+        with Image.open(path) as image:
+            assert image.format == "PNG" and image.width > 0
+    assert (harness.port.out_dir / "contact-sheet.png").is_file()
+    captions = [m.text for m in harness.port.messages.values() if m.image_path]
+    assert all("seed" in caption for caption in captions)
+
+    # 4. A reaction on a headshot makes it a favorite; /favorites sends the original file back.
+    first = next(number for number, message in harness.port.messages.items() if message.image_path)
+    answer = await harness.say(f"react {first}")
+    assert "favorites (1 in all)" in answer
+    answer = await harness.say("/favorites")
+    assert "1 favorite headshots" in answer
+    assert harness.port.files[0].read_bytes() == harness.port.messages[first].image_path.read_bytes()  # type: ignore[union-attr]
+
+    # 5. /status tells the truth about where things are.
+    answer = await harness.say("/status")
+    assert "Session: ready" in answer and "Headshots so far: 2" in answer
+
+
+async def test_double_train_start_enqueues_one_job(harness: Harness, selfie_dir: Path) -> None:
+    await harness.say(f"/train {selfie_dir}")
+    first = await harness.say("/train start")
+    second = await harness.say("/train start")
+    assert "queued" in first
+    assert "already training" in second
+    queued = await harness.app.pool.queued_jobs(queue_name=harness.settings.queue_name)
+    assert [job.function for job in queued] == ["train_lora"]
+
+
+async def test_cancel_training_keeps_selfies_and_allows_retry(harness: Harness, selfie_dir: Path) -> None:
+    harness.start_delivery()
+    await harness.say(f"/train {selfie_dir}")
+    await harness.say("/train start")
+    answer = await harness.say("/cancel")
+    assert "Training cancelled" in answer and "selfies are kept" in answer
+    await harness.run_worker()  # the aborted job is skipped, not run
+    assert await harness.session_state() == SessionState.COLLECTING
+    assert await harness.selfie_count() == 4
+    # A retry gets a fresh job id and trains for real.
+    assert "queued" in await harness.say("/train start")
+    await harness.run_worker()
+    await harness.wait_state(SessionState.READY)
+
+
+async def test_delete_erases_rows_and_files(harness: Harness, selfie_dir: Path) -> None:
+    await harness.say(f"/train {selfie_dir}")
+    storage_root = harness.settings.resolved_storage_dir
+    assert any(storage_root.rglob("*.jpg"))
+    assert "Are you sure" in await harness.say("/delete")
+    assert "erased" in await harness.say("/delete confirm")
+    assert not any(path.is_file() for path in storage_root.rglob("*"))
+    assert await harness.session_state() is None
+    assert "nothing to confirm" in await harness.say("/delete confirm")

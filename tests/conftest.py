@@ -1,0 +1,83 @@
+"""Fixtures that start real parts: a real redis-server (or REDIS_URL), the real tiny pipeline, real photos."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from bot.local.samples import make_sample_selfies
+from jobs.redis_server import EmbeddedRedis
+from jobs.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    server = EmbeddedRedis()
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    """A client on a flushed database, so each test starts with an empty queue and stream."""
+    client = Redis.from_url(redis_url)
+    await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def selfie_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("selfies")
+    make_sample_selfies(folder, count=4)
+    return folder
+
+
+@pytest.fixture
+def settings(tmp_path: Path, redis_url: str, model_cache: Path) -> Settings:
+    """Small numbers so a whole train + render runs in seconds on a CPU with the tiny model."""
+    values: dict[str, Any] = {
+        "redis_url": redis_url,
+        "data_dir": tmp_path / "data",
+        "model_cache_dir": model_cache,
+        "model": "tiny",
+        "min_selfies": 3,
+        "max_selfies": 5,
+        "train_steps": 20,
+        "inference_steps": 2,
+        "headshots_per_request": 2,
+        "progress_interval_s": 0.0,
+    }
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture(scope="session")
+def tiny_pipe(model_cache: Path) -> Any:
+    """The real tiny SDXL pipeline, loaded once and shared by every in-process worker of the session."""
+    from pipeline.loading import load_base_pipeline
+
+    return load_base_pipeline("tiny", device="cpu", cache_dir=model_cache)
+
+
+@pytest.fixture
+async def harness(settings: Settings, tiny_pipe: Any, tmp_path: Path, redis: Redis) -> AsyncIterator[Any]:
+    from tests.harness import Harness
+
+    async with Harness(settings, tiny_pipe, tmp_path / "out") as running:
+        yield running

@@ -1,0 +1,73 @@
+"""A running bot (real store, real Redis, local chat frontend) and an in-process arq worker on the tiny model."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from bot.app import BotApp
+from bot.core.session import SessionState
+from bot.local.chat import LocalChat
+from bot.local.port import LocalChatPort
+from jobs.settings import Settings
+from jobs.worker import build_worker
+
+
+class Harness:
+    def __init__(self, settings: Settings, pipe: Any, out: Path, *, user: str = "alice",
+                 consumer_name: str = "test-bot") -> None:  # fmt: skip
+        assert settings.redis_url is not None
+        self.settings = settings
+        self.pipe = pipe
+        self.lines: list[str] = []
+        self.port = LocalChatPort(out, write=self.lines.append)
+        self.app = BotApp(settings, settings.redis_url, consumer_name=consumer_name)
+        self.user = user
+
+    async def __aenter__(self) -> Harness:
+        await self.app.__aenter__()
+        self.chat = LocalChat(self.app.service, self.port, user=self.user)
+        return self
+
+    def start_delivery(self) -> None:
+        self.app.start_delivery({self.port.platform: self.port})
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.app.__aexit__(None, None, None)
+
+    async def say(self, line: str) -> str:
+        """Send a line; return everything the bot wrote in answer, joined."""
+        before = len(self.lines)
+        await self.chat.say(line)
+        return "\n".join(self.lines[before:])
+
+    async def run_worker(self) -> None:
+        """Run a real arq worker until the queue is empty (arq's burst mode)."""
+        assert self.settings.redis_url is not None
+        worker = build_worker(self.settings, self.settings.redis_url, burst=True, poll_delay=0,
+                              handle_signals=False, ctx={"pipe": self.pipe})  # fmt: skip
+        try:
+            await worker.async_run()
+        finally:
+            await worker.close()
+
+    async def session_state(self, user_key: str | None = None) -> str | None:
+        session = await self.app.store.current_session(user_key or self.chat.chat.user_key)
+        return None if session is None else session.state
+
+    async def wait_state(self, state: SessionState, timeout_s: float = 30) -> None:
+        """Wait until delivery has moved the session to ``state`` and no job is open."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            active = await self.app.store.active_job(self.chat.chat.user_key)
+            if await self.session_state() == state and active is None:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"session stayed {await self.session_state()!r}, wanted {state!r}; chat:\n" +
+                             "\n".join(self.lines))  # fmt: skip
+
+    async def selfie_count(self) -> int:
+        session = await self.app.store.current_session(self.chat.chat.user_key)
+        return 0 if session is None else len(await self.app.store.selfie_keys(self.chat.chat.user_key, session.id))

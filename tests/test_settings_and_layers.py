@@ -1,0 +1,37 @@
+"""Settings fail fast and hide tokens; the bot process never imports torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from jobs.settings import Settings
+
+
+def test_tokens_are_masked_in_repr_and_dump(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TELEGRAM_TOKEN", "123456:SECRET-telegram")
+    monkeypatch.setenv("REDIS_URL", "redis://redis:6379/0")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.redis_url == "redis://redis:6379/0"
+    assert settings.telegram_token is not None
+    assert settings.telegram_token.get_secret_value() == "123456:SECRET-telegram"
+    assert "SECRET" not in repr(settings) and "SECRET" not in str(settings.model_dump())
+
+
+def test_bad_setting_names_the_value() -> None:
+    with pytest.raises(ValidationError, match=r"max_selfies \(5\) must be at least min_selfies \(10\)"):
+        Settings(_env_file=None, min_selfies=10, max_selfies=5)  # type: ignore[call-arg]
+
+
+def test_bot_side_imports_no_torch() -> None:
+    code = (
+        "import sys, bot.app, bot.main, bot.demo, bot.local.cli, jobs.queue, jobs.worker; "
+        "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'peft') if m in sys.modules]; "
+        "print(heavy); sys.exit(1 if heavy else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert result.returncode == 0, result.stdout + result.stderr
