@@ -126,8 +126,10 @@ class EventConsumer:
         events: list[Event] = []
         for _stream, entries in response or []:
             for event_id, raw in entries:
-                if raw:  # an entry trimmed from the stream while pending comes back empty
+                if raw:
                     events.append(Event.from_fields(_id(event_id), _decode(raw)))
+                else:  # trimmed from the stream while pending: nothing left to deliver, so stop asking for it
+                    await self._redis.xack(self._stream, BOT_GROUP, event_id)
         return events
 
 

@@ -10,6 +10,8 @@ import asyncio
 import logging
 from collections.abc import Mapping
 
+from redis.exceptions import RedisError
+
 from bot.core import texts
 from bot.core.context import CoreContext
 from bot.core.session import SessionState
@@ -23,6 +25,7 @@ __all__ = ["EventDelivery"]
 log = logging.getLogger(__name__)
 
 _FINISHED = ("done", "failed", "cancelled")
+READ_RETRY_S = 2.0
 
 
 class EventDelivery:
@@ -32,9 +35,19 @@ class EventDelivery:
 
     async def run(self, consumer: EventConsumer, stop: asyncio.Event) -> None:
         """Deliver until ``stop`` is set; an event whose delivery fails stays pending and is tried again."""
-        await consumer.ensure_group()
+        group_ready = False
         while not stop.is_set():
-            for event in await consumer.read(block_ms=500):
+            try:
+                if not group_ready:
+                    await consumer.ensure_group()
+                    group_ready = True
+                events = await consumer.read(block_ms=500)
+            except RedisError:
+                # Redis restarting or unreachable: wait and read again; unacked events are still there.
+                log.warning("reading worker events failed; retrying in %.0f s", READ_RETRY_S, exc_info=True)
+                await asyncio.sleep(READ_RETRY_S)
+                continue
+            for event in events:
                 try:
                     delivered = await self.deliver(event)
                 except Exception:

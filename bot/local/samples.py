@@ -22,7 +22,7 @@ def astronaut_photo() -> Image.Image:
         from skimage import data
     except ImportError as error:  # the demo extra brings it; say which
         raise RuntimeError("sample selfies need scikit-image: pip install 'headshot-bot[demo]'") from error
-    return Image.fromarray(data.astronaut())
+    return Image.fromarray(data.astronaut())  # type: ignore[no-untyped-call]
 
 
 def make_sample_selfies(folder: Path, count: int = 10, *, seed: int = 0) -> list[Path]:

@@ -1,0 +1,110 @@
+"""Turning the bytes a user sent into a clean, upright RGB JPEG, or a refusal they can act on.
+
+Pillow only: the bot process imports this to check each selfie the moment it arrives, without loading torch.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from pipeline.errors import SelfieRejected
+
+__all__ = ["MAX_PIXELS", "Selfie", "read_selfie"]
+
+# Far above any phone camera (a 200 MP sensor is 2e8 only in raw mode; its JPEGs are ~12-50 MP) yet small enough
+# that one decoded photo (3 bytes a pixel, ~120 MB) cannot exhaust the bot's memory.
+MAX_PIXELS = 40_000_000
+JPEG_QUALITY = 95
+
+_NOT_A_PHOTO = "That file is not a photo I can read (JPEG, PNG or WebP please)."
+_TRUNCATED = "That photo is cut off (the file is incomplete); please send it again."
+
+
+@dataclass(frozen=True)
+class Selfie:
+    """A normalized photo: upright, RGB, no metadata, JPEG-encoded."""
+
+    jpeg: bytes
+    width: int
+    height: int
+
+
+def read_selfie(data: bytes, *, min_side: int = 256) -> Selfie:
+    """Decode ``data`` (any format Pillow reads, judged by content), check it, and return it normalized.
+
+    Raises ``SelfieRejected`` with a message for the user when the bytes are empty, not an image, truncated,
+    too large to decode safely, or smaller than ``min_side`` pixels on the shorter side.
+    """
+    # 1. Check inputs.
+    if not data:
+        raise SelfieRejected("That file is empty; please send the photo again.")
+
+    # 2. Identify by content. Pillow only reads the header here, so the size check comes before any decoding.
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns (rather than raises) between MAX_IMAGE_PIXELS and twice it; our own limit decides.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as error:
+        raise _too_many_pixels(None) from error
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        raise SelfieRejected(_NOT_A_PHOTO) from error
+
+    with image:
+        width, height = image.size
+        if width * height > MAX_PIXELS:
+            raise _too_many_pixels((width, height))
+
+        # 3. Decode fully, so truncation shows up now rather than as a grey band in the generated headshots.
+        try:
+            image.seek(0)  # The first frame of an animated GIF/WebP/PNG.
+            image.load()
+        except (OSError, SyntaxError, ValueError, EOFError) as error:
+            if "truncated" in str(error).lower() or isinstance(error, EOFError):
+                raise SelfieRejected(_TRUNCATED) from error
+            raise SelfieRejected(_NOT_A_PHOTO) from error
+
+        # 4. Normalize: upright, RGB, and nothing carried over (EXIF GPS, ICC, comments).
+        try:
+            upright = ImageOps.exif_transpose(image) or image
+        except (ValueError, TypeError, KeyError, OSError, SyntaxError, struct.error):
+            upright = image  # Malformed EXIF: the pixels are still good, only the rotation hint is lost.
+        rgb = _to_rgb(upright)
+
+    if min(rgb.size) < min_side:
+        raise SelfieRejected(
+            f"That photo is only {rgb.width}x{rgb.height} pixels; send one at least {min_side} pixels on its "
+            "shorter side."
+        )
+
+    # 5. Re-encode without passing exif/icc, so the stored file is only pixels.
+    buffer = io.BytesIO()
+    rgb.save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    return Selfie(jpeg=buffer.getvalue(), width=rgb.width, height=rgb.height)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """RGB pixels; transparent areas become white, as a photo printed on paper would show them."""
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    if image.mode.startswith("I") or image.mode == "F":
+        # 16-bit and float greyscale would clip to white in a direct conversion; scale to 8 bits first.
+        image = image.convert("I").point(lambda value: value * (1 / 256)).convert("L")
+    return image.convert("RGB")
+
+
+def _too_many_pixels(size: tuple[int, int] | None) -> SelfieRejected:
+    where = f" ({size[0]}x{size[1]})" if size else ""
+    return SelfieRejected(
+        f"That photo is too large to process{where}; please send one under {MAX_PIXELS // 1_000_000} megapixels."
+    )

@@ -1,0 +1,73 @@
+"""Real parts for the pipeline tests: the tiny SDXL built once offline, its pipeline, and real photos of a face."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image, ImageEnhance, ImageOps
+
+from bot.local.samples import astronaut_photo
+from pipeline.generation import GeneratedImage, generate_headshots
+from pipeline.styles import STYLES
+from pipeline.tiny import build_tiny_sdxl
+from pipeline.training import TrainingConfig, TrainingResult, train_lora
+
+# Few steps and a high learning rate: enough for the tiny model to learn visibly in seconds on a CPU.
+TRAIN_CONFIG = TrainingConfig(rank=8, steps=60, learning_rate=5e-3, seed=7)
+RENDER_STEPS = 3
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> Image.Image:
+    """A real photograph with a face (Eileen Collins, NASA), shipped inside scikit-image."""
+    return astronaut_photo()
+
+
+@pytest.fixture(scope="session")
+def selfie_images(astronaut: Image.Image) -> list[Image.Image]:
+    """Eight 'selfies' of one face: different crops around the head, mirrored and brighter or darker."""
+    images = []
+    for index in range(8):
+        left, top = 60 + 12 * index, 8 * index
+        crop = astronaut.crop((left, top, left + 300 - 10 * index, top + 300 - 10 * index))
+        if index % 2:
+            crop = ImageOps.mirror(crop)
+        images.append(ImageEnhance.Brightness(crop).enhance(0.8 + 0.06 * index))
+    return images
+
+
+@pytest.fixture(scope="session")
+def astronaut_jpeg(astronaut: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    astronaut.save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def model_cache_dir(model_cache: Path) -> Path:
+    """The session's model cache with the tiny model built, as a worker's cache holds it after its first start."""
+    build_tiny_sdxl(model_cache / "tiny-sdxl")
+    return model_cache
+
+
+@pytest.fixture(scope="session")
+def pipe(model_cache_dir: Path, tiny_pipe: Any) -> Any:
+    """The session's one tiny pipeline (the bot and jobs tests' workers use the same object)."""
+    return tiny_pipe
+
+
+@pytest.fixture(scope="session")
+def base_headshots(pipe: Any) -> list[GeneratedImage]:
+    """Base-model renders taken before any training, to compare against after LoRAs came and went."""
+    return generate_headshots(pipe, STYLES["linkedin"], count=2, seed=100, steps=RENDER_STEPS)
+
+
+@pytest.fixture(scope="session")
+def trained(
+    pipe: Any, selfie_images: list[Image.Image], base_headshots: list[GeneratedImage], tmp_path_factory: Any
+) -> TrainingResult:
+    """One LoRA trained on the selfies, shared by the tests that check what it does."""
+    return train_lora(pipe, selfie_images, TRAIN_CONFIG, tmp_path_factory.mktemp("lora"))
