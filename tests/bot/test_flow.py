@@ -46,7 +46,7 @@ async def test_train_render_react_and_favorites(harness: Harness, selfie_dir: Pa
     answer = await harness.say(f"react {first}")
     assert "favorites (1 in all)" in answer
     answer = await harness.say("/favorites")
-    assert "1 favorite headshots" in answer
+    assert "favorite headshots (1)" in answer
     assert harness.port.files[0].read_bytes() == harness.port.messages[first].image_path.read_bytes()  # type: ignore[union-attr]
 
     # 5. /status tells the truth about where things are.
