@@ -1,7 +1,7 @@
 """``headshot-bot``: the production bot process. Runs every chat frontend whose token is set, plus delivery.
 
-Frontends plug in through ``FRONTENDS``: a name, the setting that holds its token, and a factory. The Discord and
-Telegram adapters register here as they land; the local terminal chat needs no token (``headshot-local``).
+Frontends plug in through ``FRONTENDS``: a name, the setting that holds its token, and a factory (Telegram is here;
+Discord registers as it lands). The local terminal chat needs no token (``headshot-local``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 class Frontend(Protocol):
     """A chat platform adapter: its ``port`` posts replies; ``run`` receives updates until ``stop`` is set."""
 
-    port: ChatPort
+    @property
+    def port(self) -> ChatPort: ...
 
     async def run(self, app: BotApp, stop: asyncio.Event) -> None: ...
 
@@ -39,7 +40,13 @@ class FrontendSpec:
     factory: Callable[[Settings], Frontend]
 
 
-FRONTENDS: list[FrontendSpec] = []
+def _telegram(settings: Settings) -> Frontend:
+    from bot.telegram import TelegramFrontend  # imported only when its token is set
+
+    return TelegramFrontend(settings)
+
+
+FRONTENDS: list[FrontendSpec] = [FrontendSpec("telegram", "telegram_token", _telegram)]
 
 
 async def serve(settings: Settings, redis_url: str, frontends: list[Frontend]) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 from arq import func
 from arq.connections import RedisSettings
 from arq.worker import Worker
+from PIL import Image
 
 from jobs.events import Event, EventPublisher, EventType
 from jobs.payloads import GENERATE_FUNCTION, TRAIN_FUNCTION, GenerateRequest, TrainRequest
@@ -93,7 +94,6 @@ async def _publish(ctx: dict[str, Any], event_type: EventType, user_key: str, jo
 
 async def train_lora(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
     """Train the session's LoRA and store it; publish progress, then ``trained`` (or ``failed``/``cancelled``)."""
-    from pipeline.selfies import read_selfie
     from pipeline.training import TrainingCancelled, TrainingConfig, TrainingProgress
     from pipeline.training import train_lora as run_training
 
@@ -104,13 +104,8 @@ async def train_lora(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, 
     progress = _Progress(ctx, request.user_key, job_id, settings.progress_interval_s)
     await _publish(ctx, EventType.STARTED, request.user_key, job_id, kind="train")
     try:
-        # 1. Fetch the selfies the bot already checked and normalised.
-        from PIL import Image
-
-        images = []
-        for key in request.selfie_keys:
-            selfie = read_selfie(await storage.get(key), min_side=1)
-            images.append(Image.open(io.BytesIO(selfie.jpeg)).convert("RGB"))
+        # 1. Fetch the selfies the bot already checked and normalised (plain RGB JPEGs, no metadata).
+        images = [Image.open(io.BytesIO(await storage.get(key))).convert("RGB") for key in request.selfie_keys]
         config = TrainingConfig(
             rank=settings.lora_rank, steps=settings.train_steps, learning_rate=settings.learning_rate, seed=request.seed
         )

@@ -1,10 +1,11 @@
-"""What every core handler needs, passed in once: settings, store, storage, queue and the per-user locks."""
+"""What every core handler needs, passed in once: settings, store, storage, queue, per-user locks, selfie status."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from bot.core.locks import UserLocks
+from bot.core.status import SelfieStatus
 from bot.store import Store
 from jobs.queue import JobQueue
 from jobs.settings import Settings
@@ -20,3 +21,4 @@ class CoreContext:
     storage: BlobStorage
     queue: JobQueue
     locks: UserLocks = field(default_factory=UserLocks)
+    selfie_status: SelfieStatus = field(default_factory=SelfieStatus)

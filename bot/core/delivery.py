@@ -123,6 +123,14 @@ class EventDelivery:
             await store.add_image(event.user_key, job.job_id, item["key"], int(item["seed"]), message_id)
         await store.update_job(event.user_key, job.job_id, status="done")
         await store.update_session(event.user_key, job.session_id, state=SessionState.READY)
+        # Buttons always work where reactions may not reach the bot. The images are posted and recorded already,
+        # so a failure here must not fail the event (its redelivery would post the images twice).
+        buttons = tuple(texts.favorite_button(first_number + index) for index in range(len(images)))
+        try:
+            await port.send(chat_id, Reply(texts.FAVORITE_PICK, buttons))
+        except Exception:
+            log.warning("posting favorite buttons for job %s failed; /favorite <n> still works", job.job_id,
+                        exc_info=True)  # fmt: skip
 
     async def _end_unsuccessfully(self, event: Event, job: JobRow, chat_id: str, port: ChatPort) -> None:
         store = self.core.store

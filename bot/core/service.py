@@ -49,17 +49,20 @@ class HeadshotService:
         if not chat.is_private:
             return
         async with self.core.locks.hold(chat.user_key):
-            store = self.core.store
-            image = await store.image_by_message(chat.user_key, message_id)
+            image = await self.core.store.image_by_message(chat.user_key, message_id)
             if image is None:
                 await port.send(chat.chat_id, Reply(texts.FAVORITE_NOT_IMAGE))
                 return
-            if not await store.add_favorite(chat.user_key, image.id):
-                await port.send(chat.chat_id, Reply(texts.FAVORITE_ALREADY))
-                return
-            total = len(await store.favorites(chat.user_key))
-            number = [row.id for row in await store.images(chat.user_key)].index(image.id) + 1
-            await port.send(chat.chat_id, Reply(texts.FAVORITE_ADDED.format(number=number, total=total)))
+            await self._mark_favorite(chat, image.id, port)
+
+    async def _mark_favorite(self, chat: ChatRef, image_id: int, port: ChatPort) -> None:
+        store = self.core.store
+        if not await store.add_favorite(chat.user_key, image_id):
+            await port.send(chat.chat_id, Reply(texts.FAVORITE_ALREADY))
+            return
+        total = len(await store.favorites(chat.user_key))
+        number = [row.id for row in await store.images(chat.user_key)].index(image_id) + 1
+        await port.send(chat.chat_id, Reply(texts.FAVORITE_ADDED.format(number=number, total=total)))
 
     async def _dispatch(self, message: IncomingMessage, port: ChatPort) -> None:
         chat = message.chat
@@ -70,6 +73,8 @@ class HeadshotService:
         session = await self.core.store.current_session(chat.user_key)
         if command != "/delete":
             self._delete_pending.discard(chat.user_key)
+        if not message.attachments:
+            self.core.selfie_status.close(chat.user_key)  # a command in between: the next photo starts a new status
 
         if not command.startswith("/"):
             if message.attachments:
@@ -91,6 +96,8 @@ class HeadshotService:
             await self._headshot(chat, session, args, port)
         elif command == "/delete":
             await self._delete(chat, args, port)
+        elif command == "/favorite":
+            await self._favorite(chat, args, port)
         elif command in handlers:
             await handlers[command](chat, session, port)
         else:
@@ -210,6 +217,18 @@ class HeadshotService:
         ]
         await port.send(chat.chat_id, Reply(texts.FAVORITES_SENT.format(count=len(files))))
         await port.send_files(chat.chat_id, files)
+
+    async def _favorite(self, chat: ChatRef, args: str, port: ChatPort) -> None:
+        """``/favorite <n>``: the same as a reaction on headshot #n; the buttons under each batch send it."""
+        images = await self.core.store.images(chat.user_key)
+        number = args.lstrip("#")
+        if not number.isdigit() or not 1 <= int(number) <= len(images):
+            raise SessionError(
+                texts.FAVORITE_NO_SUCH.format(number=args or "?", count=len(images))
+                if images
+                else texts.FAVORITE_NO_HEADSHOTS
+            )
+        await self._mark_favorite(chat, images[int(number) - 1].id, port)
 
     async def _delete(self, chat: ChatRef, args: str, port: ChatPort) -> None:
         if args.lower() != "confirm":

@@ -8,6 +8,7 @@ from pipeline.styles import STYLES
 __all__ = [
     "CANCEL_BUTTON",
     "START_BUTTON",
+    "favorite_button",
     "HELP",
     "format_eta",
     "selfie_count_line",
@@ -22,11 +23,12 @@ HELP = """I turn 10-20 selfies into professional headshots.
 /styles - the styles you can pick
 /status - where your session and jobs are
 /cancel - stop the running training or rendering
-/favorites - the headshots you reacted to, as original files
+/favorites - the headshots you starred, as original files
 /delete - erase your selfies, model and headshots
 /help - this message
 
-React to a headshot to keep it as a favorite. Your photos stay private to this chat."""
+Tap ★ under a headshot (or react to it, or send /favorite <number>) to keep it as a favorite.
+Your photos stay private to this chat."""
 
 START_BUTTON = Button("Start training", "/train start")
 CANCEL_BUTTON = Button("Cancel", "/cancel")
@@ -68,10 +70,13 @@ DELETE_NOTHING_PENDING = "There is nothing to confirm. Send /delete first."
 FAVORITE_ADDED = "★ Saved headshot #{number} to your favorites ({total} in all). /favorites sends the originals."
 FAVORITE_ALREADY = "That headshot is already one of your favorites."
 FAVORITE_NOT_IMAGE = "Reactions mark favorites only on headshots I sent you."
-FAVORITES_EMPTY = "No favorites yet: react to a headshot you like to keep it."
+FAVORITES_EMPTY = "No favorites yet: tap ★ under a headshot you like (or react to it) to keep it."
+FAVORITE_NO_SUCH = "There is no headshot #{number}: you have {count}. Send /favorite with a number from their captions."
+FAVORITE_NO_HEADSHOTS = "You have no headshots yet: send /headshot <style> to render some, then keep your favorites."
+FAVORITE_PICK = "Tap ★ to keep a headshot as a favorite:"
 FAVORITES_SENT = "Your favorite headshots ({count}), as original files:"
 TRAINED = "Your model is ready! Send /headshot <style>, e.g. /headshot linkedin. /styles lists them all."
-IMAGES_READY = "Here are your {style} headshots. React to the ones you like to keep them as favorites."
+IMAGES_READY = "Here are your {style} headshots. Tap ★ under them (or react) to keep your favorites."
 IMAGE_CAPTION = "#{number} · {style} · seed {seed}"
 PROGRESS_TRAINING = "Training your model: {percent}% (step {step}/{total}){eta}"
 PROGRESS_RENDERING = "Rendering: {done}/{total} headshots done"
@@ -79,6 +84,10 @@ TRAINING_FINISHED = "Training finished: 100%."
 STARTED_TRAINING = "Training your model: starting…"
 STARTED_RENDERING = "Rendering your headshots: starting…"
 INTERNAL_ERROR = "Something went wrong on our side and I couldn't do that. Nothing you sent was lost; please try again."
+
+
+def favorite_button(number: int) -> Button:
+    return Button(f"★ #{number}", f"/favorite {number}")
 
 
 def format_eta(seconds: float | None) -> str:

@@ -20,12 +20,17 @@ log = logging.getLogger(__name__)
 
 async def add_selfies(core: CoreContext, chat: ChatRef, session: SessionRow, attachments: tuple[Attachment, ...],
                       port: ChatPort) -> None:  # fmt: skip
-    """Check each attachment, keep the good ones, and answer with one verdict per file plus the running count."""
+    """Check each attachment, keep the good ones, and show one verdict per file plus the running count.
+
+    The verdicts go into the run's one status message (``SelfieStatus``), edited as more photos arrive.
+    """
     settings = core.settings
     keys = await core.store.selfie_keys(chat.user_key, session.id)
     lines: list[str] = []
+    numbered = core.selfie_status.verdicts(chat.user_key, session.id)
     for attachment in attachments:
-        name = attachment.filename or "photo"
+        # Photos without a file name (Telegram's compressed photos) are numbered in the order they arrived.
+        name = attachment.filename or f"photo {numbered + len(lines) + 1}"
         if len(keys) >= settings.max_selfies:
             lines.append(texts.SELFIE_REJECTED.format(filename=name, reason=texts.SELFIE_LIMIT.format(
                 maximum=settings.max_selfies)))  # fmt: skip
@@ -40,9 +45,9 @@ async def add_selfies(core: CoreContext, chat: ChatRef, session: SessionRow, att
         await core.store.add_selfie(chat.user_key, session.id, key, selfie.width, selfie.height)
         keys.append(key)
         lines.append(texts.SELFIE_ACCEPTED.format(filename=name))
-    lines.append(texts.selfie_count_line(len(keys), settings.min_selfies, settings.max_selfies))
+    footer = texts.selfie_count_line(len(keys), settings.min_selfies, settings.max_selfies)
     buttons = (texts.START_BUTTON,) if len(keys) >= settings.min_selfies else ()
-    await port.send(chat.chat_id, Reply("\n".join(lines), buttons))
+    await core.selfie_status.show(port, chat, session.id, lines, footer, buttons)
 
 
 async def start_training(core: CoreContext, chat: ChatRef, session: SessionRow | None, port: ChatPort) -> None:

@@ -1,0 +1,43 @@
+"""Telegram-only knobs, read like ``Settings`` (``HEADSHOT_TELEGRAM_<FIELD>`` or ``.env``); the token stays there.
+
+Kept beside the adapter rather than in ``jobs/settings.py``: the worker never needs them.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["TelegramOptions"]
+
+
+class TelegramOptions(BaseSettings):
+    """Polling unless ``webhook_url`` is set. Tests point ``base_url``/``base_file_url`` at a local stand-in."""
+
+    model_config = SettingsConfigDict(env_prefix="HEADSHOT_TELEGRAM_", env_file=".env", extra="ignore")
+
+    base_url: str = Field(default="https://api.telegram.org/bot", description="Bot API root; the token is appended.")
+    base_file_url: str = Field(default="https://api.telegram.org/file/bot", description="File download root.")
+    edit_interval_s: float = Field(default=3.0, ge=0, description="Least time between two edits of one message.")
+    album_wait_s: float = Field(
+        default=1.0, gt=0, description="How long to wait for the rest of an album after its last photo arrived."
+    )
+    poll_timeout_s: int = Field(default=30, ge=0, description="Long-polling timeout of getUpdates.")
+    max_retries: int = Field(default=3, ge=0, description="Retries of one Bot API call after a 429 (RetryAfter).")
+
+    # Webhook mode (production): Telegram POSTs updates to webhook_url; the bot listens on listen:port/url_path.
+    webhook_url: str | None = Field(default=None, description="Public HTTPS URL Telegram posts to; unset = polling.")
+    webhook_listen: str = "0.0.0.0"
+    webhook_port: int = Field(default=8443, ge=1, le=65535)
+    webhook_path: str = Field(default="telegram", description="Path the local webhook server serves.")
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="Checked on every webhook request (X-Telegram-Bot-Api-Secret-Token)."
+    )
+
+    @model_validator(mode="after")
+    def _webhook_is_https(self) -> TelegramOptions:
+        if self.webhook_url is not None and not self.webhook_url.startswith("https://"):
+            raise ValueError(
+                f"webhook_url must be an https:// URL (Telegram posts only over TLS), got {self.webhook_url!r}"
+            )
+        return self

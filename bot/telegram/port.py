@@ -1,0 +1,219 @@
+"""Telegram's side of ``ChatPort``: replies with inline keyboards, throttled edits, media groups, documents.
+
+Every Bot API call goes through ``call_with_retry``, so a 429 (``RetryAfter``) waits what Telegram asks and tries
+again instead of losing the reply. Edits of one message go out at most once every ``edit_interval_s``; in between,
+only the latest text is kept and flushed when the interval is up, so a final text is never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+import warnings
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TypeVar
+
+from telegram import Bot, InputMediaDocument, InputMediaPhoto
+from telegram.constants import MessageLimit
+from telegram.error import BadRequest, RetryAfter, TelegramError
+from telegram.warnings import PTBDeprecationWarning
+
+from bot.core.types import OutgoingImage, Reply
+from bot.telegram import texts
+from bot.telegram.keyboards import CallbackCommands
+
+__all__ = ["TelegramPort", "call_with_retry", "retry_after_seconds"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+MEDIA_GROUP_MAX = 10  # Telegram's sendMediaGroup takes 2 to 10 items
+_PRUNE_AT = 1_000  # idle edit slots kept before old ones are dropped
+
+
+def retry_after_seconds(error: RetryAfter) -> float:
+    """The wait Telegram asked for, in seconds, whichever type this PTB version hands out."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PTBDeprecationWarning)  # int today, timedelta in PTB's next major
+        value = error.retry_after
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+async def call_with_retry(call: Callable[[], Awaitable[T]], *, max_retries: int, what: str) -> T:
+    """Run one Bot API call; on ``RetryAfter`` sleep as long as Telegram says and try again, up to ``max_retries``."""
+    for attempt in range(max_retries + 1):
+        try:
+            return await call()
+        except RetryAfter as error:
+            if attempt == max_retries:
+                raise
+            wait = retry_after_seconds(error)
+            log.info("Telegram rate-limited %s; retrying in %.1f s", what, wait)
+            await asyncio.sleep(wait)
+    raise AssertionError("unreachable: the loop returns or raises")
+
+
+@dataclass
+class _EditSlot:
+    """Throttle state of one message: when it was last edited and the newest text still to show."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    last: float = -math.inf
+    pending: Reply | None = None
+    flusher: asyncio.Task[None] | None = None
+
+
+class TelegramPort:
+    """Message ids are Telegram's per-chat message ids, as strings; chat ids are the chats' ids."""
+
+    platform = "telegram"
+
+    def __init__(self, bot: Bot, *, edit_interval_s: float = 3.0, max_retries: int = 3) -> None:
+        self.bot = bot
+        self.edit_interval_s = edit_interval_s
+        self.max_retries = max_retries
+        self.callbacks = CallbackCommands()
+        # Delivery may start before the frontend has initialized the bot; calls wait for it instead of failing.
+        self.ready = asyncio.Event()
+        self._slots: dict[tuple[str, str], _EditSlot] = {}
+
+    async def call(self, call: Callable[[], Awaitable[T]], what: str) -> T:
+        """Any Bot API call, once the bot is up, with the 429 handling every call here gets."""
+        await self.ready.wait()
+        return await call_with_retry(call, max_retries=self.max_retries, what=what)
+
+    async def send(self, chat_id: str, reply: Reply) -> str:
+        markup = self.callbacks.markup(reply.buttons)
+        text = _fit(reply.text)
+        message = await self.call(lambda: self.bot.send_message(int(chat_id), text, reply_markup=markup), "send")
+        return str(message.message_id)
+
+    async def edit(self, chat_id: str, message_id: str, reply: Reply) -> None:
+        key = (chat_id, message_id)
+        slot = self._slots.get(key)
+        if slot is None:
+            self._prune()
+            slot = self._slots[key] = _EditSlot()
+        if slot.flusher is None and not slot.lock.locked() and time.monotonic() - slot.last >= self.edit_interval_s:
+            async with slot.lock:  # due now: edit in this call, so a failure reaches the caller
+                await self._edit_now(chat_id, message_id, reply, slot)
+            return
+        slot.pending = reply
+        if slot.flusher is None:
+            slot.flusher = asyncio.create_task(self._flush(chat_id, message_id, slot), name=f"tg-edit-{message_id}")
+
+    async def _flush(self, chat_id: str, message_id: str, slot: _EditSlot) -> None:
+        try:
+            async with slot.lock:
+                while slot.pending is not None:
+                    await asyncio.sleep(max(0.0, slot.last + self.edit_interval_s - time.monotonic()))
+                    reply, slot.pending = slot.pending, None
+                    try:
+                        await self._edit_now(chat_id, message_id, reply, slot)
+                    except TelegramError:
+                        log.warning("deferred edit of message %s failed", message_id, exc_info=True)
+        finally:
+            slot.flusher = None
+
+    async def _edit_now(self, chat_id: str, message_id: str, reply: Reply, slot: _EditSlot) -> None:
+        markup = self.callbacks.markup(reply.buttons)
+        text = _fit(reply.text)
+        try:
+            await self.call(
+                lambda: self.bot.edit_message_text(text, int(chat_id), int(message_id), reply_markup=markup), "edit"
+            )
+        except BadRequest as error:
+            # The same text again (a repeated event) is not worth an error; anything else is.
+            if "not modified" not in str(error).lower():
+                raise
+        finally:
+            slot.last = time.monotonic()
+
+    def _prune(self) -> None:
+        if len(self._slots) < _PRUNE_AT:
+            return
+        idle_before = time.monotonic() - self.edit_interval_s
+        for key, slot in list(self._slots.items()):
+            if slot.flusher is None and not slot.lock.locked() and slot.last < idle_before:
+                del self._slots[key]
+
+    async def aclose(self) -> None:
+        """Flush the edits still waiting for their interval (called before the bot shuts down)."""
+        flushers = [slot.flusher for slot in self._slots.values() if slot.flusher is not None]
+        await asyncio.gather(*flushers, return_exceptions=True)
+
+    async def send_images(self, chat_id: str, images: Sequence[OutgoingImage]) -> list[str]:
+        """Albums of up to 10 photos (one message each, so each has an id); a photo over 10 MB goes as a file."""
+        ids: list[str] = []
+        batch: list[OutgoingImage] = []
+        for image in images:
+            if len(image.data) > texts.PHOTO_UPLOAD_LIMIT_BYTES:
+                ids += await self._send_photos(chat_id, batch)
+                batch = []
+                ids.append(await self._send_document(chat_id, image))
+                continue
+            batch.append(image)
+            if len(batch) == MEDIA_GROUP_MAX:
+                ids += await self._send_photos(chat_id, batch)
+                batch = []
+        ids += await self._send_photos(chat_id, batch)
+        return ids
+
+    async def _send_photos(self, chat_id: str, images: Sequence[OutgoingImage]) -> list[str]:
+        if not images:
+            return []
+        if len(images) == 1:  # a media group needs at least two items
+            image = images[0]
+            message = await self.call(
+                lambda: self.bot.send_photo(int(chat_id), image.data, caption=_caption(image), filename=image.filename),
+                "send photo",
+            )
+            return [str(message.message_id)]
+        media = [InputMediaPhoto(image.data, caption=_caption(image), filename=image.filename) for image in images]
+        return await self._send_group(chat_id, media)
+
+    async def _send_group(self, chat_id: str, media: Sequence[InputMediaPhoto | InputMediaDocument]) -> list[str]:
+        messages = await self.call(lambda: self.bot.send_media_group(int(chat_id), media), "send media group")
+        return [str(message.message_id) for message in messages]
+
+    async def _send_document(self, chat_id: str, item: OutgoingImage) -> str:
+        message = await self.call(
+            lambda: self.bot.send_document(int(chat_id), item.data, filename=item.filename, caption=_caption(item)),
+            "send document",
+        )
+        return str(message.message_id)
+
+    async def send_files(self, chat_id: str, files: Sequence[OutgoingImage]) -> None:
+        """Originals as documents (Telegram keeps their bytes as they are), grouped ten to an album."""
+        sendable: list[OutgoingImage] = []
+        for item in files:
+            if len(item.data) > texts.FILE_UPLOAD_LIMIT_BYTES:
+                too_big = texts.FILE_TOO_BIG_TO_SEND.format(
+                    name=item.filename, size=texts.megabytes(len(item.data)), limit="50 MB"
+                )
+                await self.send(chat_id, Reply(too_big))
+            else:
+                sendable.append(item)
+        for start in range(0, len(sendable), MEDIA_GROUP_MAX):
+            chunk = sendable[start : start + MEDIA_GROUP_MAX]
+            if len(chunk) == 1:
+                await self._send_document(chat_id, chunk[0])
+                continue
+            media = [InputMediaDocument(item.data, caption=_caption(item), filename=item.filename) for item in chunk]
+            await self._send_group(chat_id, media)
+
+
+def _fit(text: str) -> str:
+    limit = MessageLimit.MAX_TEXT_LENGTH
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _caption(image: OutgoingImage) -> str | None:
+    limit = MessageLimit.CAPTION_LENGTH
+    if not image.caption:
+        return None
+    return image.caption if len(image.caption) <= limit else image.caption[: limit - 1] + "…"

@@ -1,0 +1,234 @@
+"""A local stand-in of the Telegram Bot API (aiohttp): the real PTB talks real HTTP to it, as to api.telegram.org.
+
+It serves the ``ChatWorld`` (chats, the bot's messages edited in place, files, an update queue) through the Bot API
+methods the bot calls, ``getUpdates`` long polling included, and records every call. A method the bot calls that is
+missing here answers 404, which PTB reports as ``InvalidToken``; ``unknown`` lists them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from aiohttp import web
+
+from tests.bot.telegram.chats import BOT_USER, Call, ChatWorld, Sent, TgUser
+
+__all__ = ["BOT_USER", "BotApiStandin", "Sent", "TgUser"]
+
+DOWNLOAD_LIMIT = 20 * 1024 * 1024
+_JSON_PARAMS = {"reply_markup", "media", "allowed_updates", "commands", "scope", "reply_parameters"}
+
+
+class BotApiStandin(ChatWorld):
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self.token = token
+        self.unknown: list[str] = []
+        self.allowed_updates: list[str] | None = None
+        self.commands: list[dict[str, str]] = []
+        self._fail: dict[str, list[int]] = {}
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # Server lifecycle.
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=60 * 2**20)  # 50 MB uploads, as the real API takes
+        app.router.add_route("*", "/bot{token}/{method}", self._api)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._download)
+        self._runner = web.AppRunner(app, access_log=None)  # its URLs hold the token; the bot's log is under test
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/bot"
+
+    @property
+    def base_file_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/file/bot"
+
+    # Flood control, on demand.
+
+    def fail_next(self, method: str, retry_after: int) -> None:
+        """Answer the next call of ``method`` with 429 Too Many Requests and this ``retry_after``."""
+        self._fail.setdefault(method, []).append(retry_after)
+
+    # The Bot API.
+
+    async def _api(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != self.token:
+            return _error(401, "Unauthorized")
+        method = request.match_info["method"]
+        params, files = await _read_params(request)
+        call = Call(method, params, files, time.monotonic())
+        self.calls.append(call)
+        try:
+            if self._fail.get(method):
+                retry_after = self._fail[method].pop(0)
+                call.status = 429
+                return _error(429, f"Too Many Requests: retry after {retry_after}", {"retry_after": retry_after})
+            handler = getattr(self, f"_m_{method}", None)
+            if handler is None:
+                self.unknown.append(method)
+                return _error(404, "Not Found")
+            if method == "getUpdates":
+                return _ok(await self._m_getUpdates(params))
+            try:
+                return _ok(handler(params, files))
+            except _BadRequest as error:
+                call.status = 400
+                return _error(400, f"Bad Request: {error}")
+        finally:
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def _m_getUpdates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        offset = int(params.get("offset") or 0)
+        if params.get("allowed_updates") is not None:
+            self.allowed_updates = params["allowed_updates"]
+        self._updates = [update for update in self._updates if update["update_id"] >= offset]
+        deadline = time.monotonic() + float(params.get("timeout") or 0)
+        async with self._changed:
+            while not self._updates and time.monotonic() < deadline:
+                try:
+                    await asyncio.wait_for(self._changed.wait(), deadline - time.monotonic())
+                except TimeoutError:
+                    break
+        return list(self._updates[: int(params.get("limit") or 100)])
+
+    def _m_getMe(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        return BOT_USER
+
+    def _m_deleteWebhook(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        return True
+
+    def _m_getWebhookInfo(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        return {"url": "", "has_custom_certificate": False, "pending_update_count": len(self._updates)}
+
+    def _m_setMyCommands(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        self.commands = params["commands"]
+        return True
+
+    def _m_answerCallbackQuery(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        return True
+
+    def _m_sendMessage(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        if not params.get("text"):
+            raise _BadRequest("message text is empty")
+        return self._message_json(self._post(params, "text", params["text"]))
+
+    def _m_editMessageText(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        sent = self.sent.get((int(params["chat_id"]), int(params["message_id"])))
+        if sent is None:
+            raise _BadRequest("message to edit not found")
+        keyboard = (params.get("reply_markup") or {}).get("inline_keyboard", [])
+        if sent.text == params["text"] and sent.keyboard == keyboard:
+            raise _BadRequest("message is not modified: specified new message content and reply markup are exactly "
+                              "the same as a current content and reply markup of the message")  # fmt: skip
+        sent.text, sent.keyboard = params["text"], keyboard
+        sent.history.append((time.monotonic(), sent.text))
+        return self._message_json(sent)
+
+    def _m_sendPhoto(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        data = _attached(params["photo"], files, "photo")
+        _check_size(data, 10 * 2**20, "photo")
+        return self._message_json(self._post(params, "photo", params.get("caption", ""), data))
+
+    def _m_sendDocument(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        data = _attached(params["document"], files, "document")
+        _check_size(data, 50 * 2**20, "document")
+        return self._message_json(self._post(params, "document", params.get("caption", ""), data))
+
+    def _m_sendMediaGroup(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        media = params["media"]
+        if not 2 <= len(media) <= 10:
+            raise _BadRequest("wrong number of media: must include 2-10 items")
+        group = f"g{next(self._ids)}"
+        posted = []
+        for item in media:
+            data = _attached(item["media"], files, "media")
+            kind = item["type"]
+            posted.append(self._post(params, kind, item.get("caption", ""), data, media_group_id=group))
+        return [self._message_json(sent) for sent in posted]
+
+    def _m_getFile(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        file_id = params["file_id"]
+        if file_id not in self._files:
+            raise _BadRequest("invalid file_id")
+        data, size = self._files[file_id]
+        if size > DOWNLOAD_LIMIT:
+            raise _BadRequest("file is too big")
+        return {
+            "file_id": file_id,
+            "file_unique_id": f"u{file_id}",
+            "file_size": size,
+            "file_path": f"photos/{file_id}",
+        }
+
+    async def _download(self, request: web.Request) -> web.Response:
+        file_id = request.match_info["path"].rsplit("/", 1)[-1]
+        if request.match_info["token"] != self.token or file_id not in self._files:
+            return _error(404, "Not Found")
+        return web.Response(body=self._files[file_id][0])
+
+    def _post(self, params: dict[str, Any], kind: str, text: str, data: bytes | None = None, *,
+              media_group_id: str | None = None) -> Sent:  # fmt: skip
+        chat_id = int(params["chat_id"])
+        keyboard = (params.get("reply_markup") or {}).get("inline_keyboard", [])
+        sent = Sent(chat_id, self._next_message_id(chat_id), kind, text, keyboard, data,
+                    media_group_id=media_group_id, history=[(time.monotonic(), text)])  # fmt: skip
+        self.sent[(chat_id, sent.message_id)] = sent
+        return sent
+
+
+class _BadRequest(Exception):
+    pass
+
+
+async def _read_params(request: web.Request) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """Form-encoded or multipart, as PTB sends them: JSON-typed fields decoded, files apart."""
+    form = await request.post()
+    params: dict[str, Any] = {}
+    files: dict[str, bytes] = {}
+    for name, value in form.items():
+        if isinstance(value, web.FileField):
+            files[name] = value.file.read()
+        elif name in _JSON_PARAMS:
+            params[name] = json.loads(str(value))
+        else:
+            params[name] = str(value)
+    return params, files
+
+
+def _attached(value: str, files: dict[str, bytes], name: str) -> bytes:
+    """A file as a request carries it: ``attach://<part>`` or the part named like the parameter."""
+    part = value[len("attach://") :] if isinstance(value, str) and value.startswith("attach://") else name
+    if part not in files:
+        raise _BadRequest(f"there is no file in the request for {name}")
+    return files[part]
+
+
+def _check_size(data: bytes, limit: int, what: str) -> None:
+    if len(data) > limit:
+        raise _BadRequest(f"{what} is too big: {len(data)} bytes, at most {limit}")
+
+
+def _ok(result: Any) -> web.Response:
+    return web.json_response({"ok": True, "result": result})
+
+
+def _error(code: int, description: str, parameters: dict[str, Any] | None = None) -> web.Response:
+    body: dict[str, Any] = {"ok": False, "error_code": code, "description": description}
+    if parameters:
+        body["parameters"] = parameters
+    return web.json_response(body, status=code)

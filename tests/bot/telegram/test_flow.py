@@ -1,0 +1,158 @@
+"""The whole product in Telegram: real PTB against the stand-in, real Redis, a real arq worker on the tiny model."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+from bot.core.session import SessionState
+from bot.local.samples import make_sample_selfies
+from tests.bot.telegram.conftest import ALICE, BOB, TelegramBot
+from tests.bot.telegram.standin import BotApiStandin, Sent, TgUser
+
+PNG = b"\x89PNG"
+
+
+def _with_text(standin: BotApiStandin, user: TgUser, fragment: str) -> Sent | None:
+    found = [sent for sent in standin.messages(user.id) if fragment in sent.text]
+    return found[-1] if found else None
+
+
+def _photos(standin: BotApiStandin, user: TgUser) -> list[Sent]:
+    return [sent for sent in standin.messages(user.id) if sent.kind == "photo"]
+
+
+async def _train(bot: TelegramBot, standin: BotApiStandin, user: TgUser, photos: list[bytes]) -> Sent:
+    """Album captioned /train, then the Start training button; returns the progress message."""
+    await standin.send_album(user, photos, caption="/train")
+    status = await standin.wait_for(lambda: _with_text(standin, user, "selfies accepted ("), what="enough selfies")
+    await standin.press(user, status, "Start training")
+    return await standin.wait_for(lambda: _with_text(standin, user, "Training queued"), what="the ack")
+
+
+async def test_album_train_button_progress_media_group_favorites(
+    telegram_bot: TelegramBot, standin: BotApiStandin, selfie_dir: Path
+) -> None:
+    photos = [path.read_bytes() for path in sorted(selfie_dir.iterdir())]
+
+    # 1. Album with /train, then the button: acknowledged at once with the queue position and a Cancel button.
+    standin.fail_next("editMessageText", retry_after=1)  # Telegram's flood control hits the first progress edit
+    progress = await _train(telegram_bot, standin, ALICE, photos)
+    assert "position 1" in progress.text and "Cancel" in progress.buttons
+
+    # 2. Training: progress edits that one message, throttled, and survives the 429.
+    await telegram_bot.run_worker()
+    await standin.wait_for(lambda: _with_text(standin, ALICE, "Your model is ready"), what="the trained message")
+    await standin.wait_for(lambda: progress.text == "Training finished: 100%.", what="the final progress text")
+    shown = [text for _, text in progress.history]
+    assert any("Training your model:" in text and "%" in text for text in shown), shown
+    times = [at for at, _ in progress.history[1:]]
+    assert all(later - earlier >= 0.25 for earlier, later in zip(times, times[1:], strict=False)), times
+    edits = [
+        call for call in standin.called("editMessageText") if call.params["message_id"] == str(progress.message_id)
+    ]
+    refused = next(index for index, call in enumerate(edits) if call.status == 429)
+    retry = edits[refused + 1]
+    assert retry.params["text"] == edits[refused].params["text"] and retry.at - edits[refused].at >= 1.0
+    assert "Training your model: starting…" in shown  # the refused text was shown after all, not lost
+
+    # 3. /headshot without a style offers a keyboard of styles; a press renders.
+    await standin.send_text(ALICE, "/headshot")
+    styles = await standin.wait_for(lambda: _with_text(standin, ALICE, "Which style?"), what="the style keyboard")
+    assert {"LinkedIn profile", "Studio portrait"} <= set(styles.buttons)
+    await standin.press(ALICE, styles, "LinkedIn profile")
+    await standin.wait_for(lambda: _with_text(standin, ALICE, "Rendering 2"), what="the render ack")
+    await telegram_bot.run_worker()
+    stars = await standin.wait_for(lambda: _with_text(standin, ALICE, "Tap ★"), what="the favorite buttons")
+
+    # 4. The headshots came as one media group of real PNGs with captions, then a ★ button per headshot.
+    headshots = _photos(standin, ALICE)
+    assert len(headshots) == 2 and len({sent.media_group_id for sent in headshots}) == 1
+    assert all(sent.data and sent.data.startswith(PNG) for sent in headshots)
+    assert [sent.text.split(" · ")[0] for sent in headshots] == ["#1", "#2"]
+    assert stars.buttons == {"★ #1": "/favorite 1", "★ #2": "/favorite 2"}
+
+    # 5. A ★ press and a reaction each keep a favorite; /favorites sends the originals as documents.
+    await standin.press(ALICE, stars, "★ #2")
+    await standin.wait_for(lambda: _with_text(standin, ALICE, "Saved headshot #2"), what="the favorite by button")
+    await standin.react(ALICE, headshots[0].message_id, "❤")
+    await standin.wait_for(lambda: _with_text(standin, ALICE, "(2 in all)"), what="the favorite by reaction")
+    await standin.send_text(ALICE, "/favorites")
+    await standin.wait_for(lambda: len([s for s in standin.messages(ALICE.id) if s.kind == "document"]) == 2,
+                           what="two documents")  # fmt: skip
+    documents = [sent for sent in standin.messages(ALICE.id) if sent.kind == "document"]
+    assert {sent.data for sent in documents} == {sent.data for sent in headshots}
+
+    # 6. /status tells where things are.
+    await standin.send_text(ALICE, "/status")
+    await standin.wait_for(lambda: _with_text(standin, ALICE, "Headshots so far: 2"), what="the status")
+
+
+async def test_restart_mid_session_keeps_selfies_and_still_delivers(
+    telegram_bot: TelegramBot, standin: BotApiStandin, selfie_dir: Path
+) -> None:
+    photos = [path.read_bytes() for path in sorted(selfie_dir.iterdir())]
+    await standin.send_album(ALICE, photos[:3], caption="/train")
+    status = await standin.wait_for(lambda: _with_text(standin, ALICE, "selfies accepted ("), what="3 accepted")
+
+    # 1. The bot restarts; the button under the old status message still starts training on the kept selfies.
+    await telegram_bot.restart()
+    await standin.press(ALICE, status, "Start training")
+    await standin.wait_for(lambda: _with_text(standin, ALICE, "Training queued"), what="the ack after restart")
+
+    # 2. The bot is down while the worker trains; once back, it delivers what happened meanwhile.
+    await telegram_bot.stop()
+    await telegram_bot.run_worker()
+    assert _with_text(standin, ALICE, "Your model is ready") is None
+    await telegram_bot.start()
+    await standin.wait_for(lambda: _with_text(standin, ALICE, "Your model is ready"), what="the late delivery")
+
+    await standin.send_text(ALICE, "/headshot studio")
+    await standin.wait_for(lambda: _with_text(standin, ALICE, "Rendering 2"), what="the render ack")
+    await telegram_bot.run_worker()
+    await standin.wait_for(lambda: len(_photos(standin, ALICE)) == 2, what="two headshots")
+    assert standin.texts(ALICE.id).count("Your model is ready") == 1  # delivered once, not twice
+
+
+async def test_two_users_at_once_never_see_each_others_images(
+    telegram_bot: TelegramBot, standin: BotApiStandin, selfie_dir: Path, tmp_path: Path
+) -> None:
+    alice_photos = [path.read_bytes() for path in sorted(selfie_dir.iterdir())[:3]]
+    bob_photos = [path.read_bytes() for path in make_sample_selfies(tmp_path / "bob", count=3, seed=7)]
+
+    # 1. Both send albums and start training at the same time; one worker trains both.
+    await standin.send_album(ALICE, alice_photos, caption="/train")
+    await standin.send_album(BOB, bob_photos, caption="/train")
+    for user in (ALICE, BOB):
+        status = await standin.wait_for(partial(_with_text, standin, user, "selfies accepted ("), what="selfies")
+        await standin.press(user, status, "Start training")
+    for user in (ALICE, BOB):  # both queued before the worker starts (a burst worker stops at an empty queue)
+        await standin.wait_for(partial(_with_text, standin, user, "Training queued"), what="training ack")
+    await telegram_bot.run_worker()
+    for user in (ALICE, BOB):
+        await telegram_bot.wait_state(user, SessionState.READY)
+
+    # 2. Both render; each chat gets its own two headshots and nothing else.
+    await standin.send_text(ALICE, "/headshot linkedin")
+    await standin.send_text(BOB, "/headshot casual")
+    for user in (ALICE, BOB):
+        await standin.wait_for(partial(_with_text, standin, user, "Rendering 2"), what="render ack")
+    await telegram_bot.run_worker()
+    for user in (ALICE, BOB):
+        await standin.wait_for(partial(_with_text, standin, user, "Tap ★"), what="headshots")
+
+    storage = telegram_bot.settings.resolved_storage_dir
+    for user, other in ((ALICE, BOB), (BOB, ALICE)):
+        mine = {path.read_bytes() for path in storage.rglob("*.png") if f"telegram%3A{user.id}" in str(path)}
+        received = {sent.data for sent in _photos(standin, user)}
+        assert len(received) == 2 and received <= mine, f"{user.first_name} got images that are not theirs"
+        assert not received & {sent.data for sent in _photos(standin, other)}
+    styles = {user.first_name: {sent.text.split(" · ")[1] for sent in _photos(standin, user)} for user in (ALICE, BOB)}
+    assert styles == {"Alice": {"LinkedIn profile"}, "Bob": {"Casual"}}
+
+    # 3. Numbers are per user: Bob's ★ #1 is Bob's headshot; Alice's favorites stay empty.
+    stars = await standin.wait_for(lambda: _with_text(standin, BOB, "Tap ★"), what="Bob's buttons")
+    await standin.press(BOB, stars, "★ #1")
+    await standin.wait_for(lambda: _with_text(standin, BOB, "Saved headshot #1"), what="Bob's favorite")
+    await standin.send_text(ALICE, "/favorites")
+    await standin.wait_for(lambda: _with_text(standin, ALICE, "No favorites yet"), what="Alice's empty favorites")

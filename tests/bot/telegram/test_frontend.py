@@ -1,0 +1,66 @@
+"""How ``headshot-bot`` finds and configures the Telegram frontend; bad settings fail fast, naming the value."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import traceback
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr, ValidationError
+from redis.asyncio import Redis
+
+from bot.main import FRONTENDS
+from bot.telegram import TelegramFrontend, TelegramOptions
+from jobs.settings import Settings
+from tests.bot.telegram.conftest import TelegramBot
+
+
+def test_telegram_is_registered_under_its_token_setting() -> None:
+    spec = next(spec for spec in FRONTENDS if spec.name == "telegram")
+    assert spec.token_setting == "telegram_token"
+
+
+def test_frontend_without_a_token_says_which_setting_is_missing(settings: Settings) -> None:
+    with pytest.raises(ValueError, match="TELEGRAM_TOKEN is not set"):
+        TelegramFrontend(settings, TelegramOptions(_env_file=None))  # type: ignore[call-arg]
+
+
+def test_webhook_url_must_be_https_and_the_error_names_it() -> None:
+    with pytest.raises(ValidationError, match=r"https:// URL .* got 'http://bot.example.com/hook'"):
+        TelegramOptions(_env_file=None, webhook_url="http://bot.example.com/hook")  # type: ignore[call-arg]
+
+
+def test_webhook_mode_without_its_server_package_says_what_to_install(settings: Settings) -> None:
+    pytest.importorskip("telegram")
+    try:
+        import tornado  # noqa: F401
+    except ImportError:
+        options = TelegramOptions(_env_file=None, webhook_url="https://bot.example.com/hook")  # type: ignore[call-arg]
+        with_token = settings.model_copy(update={"telegram_token": SecretStr("1:x")})
+        with pytest.raises(RuntimeError, match=r"python-telegram-bot\[webhooks\]"):
+            TelegramFrontend(with_token, options)
+    else:
+        pytest.skip("tornado is installed here, so webhook mode is available")
+
+
+def test_telegram_frontend_imports_no_torch() -> None:
+    code = (
+        "import sys, bot.telegram; "
+        "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'peft') if m in sys.modules]; "
+        "print(heavy); sys.exit(1 if heavy else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[3])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+async def test_a_refused_token_fails_fast_naming_the_setting_not_the_token(
+    settings: Settings, telegram_options: TelegramOptions, redis: Redis
+) -> None:
+    wrong = "999:WRONG-token"
+    bot = TelegramBot(settings.model_copy(update={"telegram_token": SecretStr(wrong)}), telegram_options, pipe=None)
+    with pytest.raises(RuntimeError, match="Telegram refused TELEGRAM_TOKEN") as raised:
+        await bot.start()
+    await bot.app.__aexit__(None, None, None)
+    assert wrong not in "".join(traceback.format_exception(raised.value))

@@ -1,0 +1,80 @@
+"""TelegramPort against the stand-in with the real PTB Bot: throttled edits, 429s, albums of at most ten."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from telegram import Bot
+
+from bot.core.types import Button, OutgoingImage, Reply
+from bot.telegram.keyboards import CallbackCommands
+from bot.telegram.port import TelegramPort
+from tests.bot.telegram.conftest import ALICE, TOKEN, TelegramBot
+from tests.bot.telegram.standin import BotApiStandin
+
+
+@pytest.fixture
+async def port(standin: BotApiStandin) -> AsyncIterator[TelegramPort]:
+    async with Bot(TOKEN, base_url=standin.base_url, base_file_url=standin.base_file_url) as bot:
+        telegram_port = TelegramPort(bot, edit_interval_s=0.5, max_retries=2)
+        telegram_port.ready.set()
+        yield telegram_port
+        await telegram_port.aclose()
+
+
+async def test_edits_are_throttled_and_the_latest_text_always_lands(port: TelegramPort, standin: BotApiStandin) -> None:
+    chat = str(ALICE.id)
+    message_id = await port.send(chat, Reply("Training your model: 0%"))
+    for percent in range(10, 101, 10):
+        await port.edit(chat, message_id, Reply(f"Training your model: {percent}%"))
+        await asyncio.sleep(0.05)
+    await port.aclose()  # what the frontend does on shutdown: flush the edit still waiting
+
+    sent = standin.messages(ALICE.id)[0]
+    assert sent.text == "Training your model: 100%"
+    edits = standin.called("editMessageText")
+    assert 2 <= len(edits) <= 3, [call.params["text"] for call in edits]  # ten updates in ~0.5 s: two or three edits
+    assert all(later.at - earlier.at >= 0.45 for earlier, later in zip(edits, edits[1:], strict=False))
+
+
+async def test_rate_limited_send_waits_retry_after_and_posts_once(port: TelegramPort, standin: BotApiStandin) -> None:
+    standin.fail_next("sendMessage", retry_after=1)
+    started = time.monotonic()
+    message_id = await port.send(str(ALICE.id), Reply("Your model is ready!"))
+    assert time.monotonic() - started >= 1.0
+    assert [sent.text for sent in standin.messages(ALICE.id)] == ["Your model is ready!"]
+    assert message_id == str(standin.messages(ALICE.id)[0].message_id)
+
+
+async def test_twelve_headshots_go_as_albums_of_ten_and_two(port: TelegramPort, standin: BotApiStandin) -> None:
+    images = [OutgoingImage(f"h{n}.png", b"\x89PNG" + bytes([n]) * 100, caption=f"#{n + 1}") for n in range(12)]
+    ids = await port.send_images(str(ALICE.id), images)
+    groups = standin.called("sendMediaGroup")
+    assert [len(call.params["media"]) for call in groups] == [10, 2]
+    posted = {str(sent.message_id): sent for sent in standin.messages(ALICE.id)}
+    assert [posted[message_id].data for message_id in ids] == [image.data for image in images]  # ids in order
+
+
+def test_a_command_too_long_for_callback_data_travels_as_a_short_id() -> None:
+    callbacks = CallbackCommands()
+    command = "/headshot " + "a-very-long-free-text-style-" * 4
+    markup = callbacks.markup([Button("Go", command)])
+    assert markup is not None
+    data = markup.inline_keyboard[0][0].callback_data
+    assert isinstance(data, str) and len(data.encode()) <= 64
+    assert callbacks.decode(data) == command
+    assert CallbackCommands().decode(data) is None  # another process (after a restart) says the button expired
+
+
+async def test_the_token_never_reaches_the_log(telegram_bot: TelegramBot, standin: BotApiStandin,
+                                               caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    caplog.set_level(logging.DEBUG)  # PTB logs its API URL, token included, at DEBUG
+    await standin.send_text(ALICE, "/styles")
+    await standin.wait_for(lambda: "linkedin" in standin.texts(ALICE.id), what="the styles")
+    await telegram_bot.restart()
+    assert "**********" in caplog.text  # PTB did log its URL, masked
+    assert TOKEN not in caplog.text and TOKEN.split(":")[1] not in caplog.text
