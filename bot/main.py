@@ -1,7 +1,7 @@
 """``headshot-bot``: the production bot process. Runs every chat frontend whose token is set, plus delivery.
 
-Frontends plug in through ``FRONTENDS``: a name, the setting that holds its token, and a factory (Telegram is here;
-Discord registers as it lands). The local terminal chat needs no token (``headshot-local``).
+Frontends plug in through ``FRONTENDS``: a name, the setting that holds its token, and a factory (Discord and
+Telegram). The local terminal chat needs no token (``headshot-local``).
 """
 
 from __future__ import annotations
@@ -40,13 +40,22 @@ class FrontendSpec:
     factory: Callable[[Settings], Frontend]
 
 
+def _discord(settings: Settings) -> Frontend:
+    from bot.discord import DiscordFrontend  # imported only when its token is set
+
+    return DiscordFrontend(settings)
+
+
 def _telegram(settings: Settings) -> Frontend:
     from bot.telegram import TelegramFrontend  # imported only when its token is set
 
     return TelegramFrontend(settings)
 
 
-FRONTENDS: list[FrontendSpec] = [FrontendSpec("telegram", "telegram_token", _telegram)]
+FRONTENDS: list[FrontendSpec] = [
+    FrontendSpec("discord", "discord_token", _discord),
+    FrontendSpec("telegram", "telegram_token", _telegram),
+]
 
 
 async def serve(settings: Settings, redis_url: str, frontends: list[Frontend]) -> None:
@@ -63,15 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings()
     configured = [spec for spec in FRONTENDS if getattr(settings, spec.token_setting) is not None]
-    tokens_set = [name for name in ("discord_token", "telegram_token") if getattr(settings, name) is not None]
     if not configured:
-        if tokens_set:
-            names = ", ".join(name.upper() for name in tokens_set)
-            print(f"{names} is set, but this version has no frontend for it yet; "
-                  "run `headshot-local` for the terminal chat.", file=sys.stderr)  # fmt: skip
-        else:
-            print("No chat token set: put DISCORD_TOKEN and/or TELEGRAM_TOKEN in the environment or .env, "
-                  "or run `headshot-local` to chat in this terminal.", file=sys.stderr)  # fmt: skip
+        print("No chat token set: put DISCORD_TOKEN and/or TELEGRAM_TOKEN in the environment or .env, "
+              "or run `headshot-local` to chat in this terminal.", file=sys.stderr)  # fmt: skip
         return 2
     frontends = [spec.factory(settings) for spec in configured]
     log.info("starting frontends: %s", ", ".join(spec.name for spec in configured))

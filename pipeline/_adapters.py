@@ -1,8 +1,10 @@
 """Attaching a user's LoRA to the shared base pipeline for one call, and taking it off again completely.
 
 The worker keeps one pipeline for all users, so an adapter left behind would leak one person's face into the
-next person's headshots. Removal therefore deletes the adapter and, when no other adapter remains, swaps the peft
-wrapper layers back for the original modules, then checks that nothing of it is left.
+next person's headshots. Removal therefore deletes the adapter and, on each model where no other adapter remains,
+swaps the peft wrapper layers back for the original modules, then checks that nothing of it is left. A long-lived
+adapter (a ``LoraSlot``) may stay loaded; calls that add their own adapter make it the only active one and hand
+activity back afterwards.
 """
 
 from __future__ import annotations
@@ -10,7 +12,15 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-__all__ = ["LORA_COMPONENTS", "new_adapter_name", "remove_adapter", "loaded_adapters"]
+__all__ = [
+    "LORA_COMPONENTS",
+    "activate_only",
+    "loaded_adapters",
+    "new_adapter_name",
+    "remove_adapter",
+    "restore_active_adapters",
+    "snapshot_active_adapters",
+]
 
 LORA_COMPONENTS = ("unet", "text_encoder", "text_encoder_2")
 
@@ -29,8 +39,37 @@ def loaded_adapters(pipe: Any) -> set[str]:
     return names
 
 
+def snapshot_active_adapters(pipe: Any) -> dict[str, list[str]]:
+    """Per model that has adapters, the names active now; give it to ``restore_active_adapters`` later."""
+    active: dict[str, list[str]] = {}
+    for component in LORA_COMPONENTS:
+        model = getattr(pipe, component, None)
+        if model is not None and getattr(model, "peft_config", None):
+            active[component] = list(model.active_adapters())
+    return active
+
+
+def activate_only(pipe: Any, name: str) -> None:
+    """Make ``name`` the only active adapter on every model that has it (others stay loaded, inactive)."""
+    for component in LORA_COMPONENTS:
+        model = getattr(pipe, component, None)
+        if model is not None and name in (getattr(model, "peft_config", None) or {}):
+            model.set_adapter(name)
+
+
+def restore_active_adapters(pipe: Any, active: dict[str, list[str]]) -> None:
+    """Re-activate what ``snapshot_active_adapters`` saw, for the adapters still loaded."""
+    for component, names in active.items():
+        model = getattr(pipe, component, None)
+        present = [name for name in names if name in (getattr(model, "peft_config", None) or {})]
+        if model is not None and present:
+            model.set_adapter(present if len(present) > 1 else present[0])
+            # peft marks active adapters trainable; a shared inference pipeline keeps everything frozen.
+            model.requires_grad_(False)
+
+
 def remove_adapter(pipe: Any, name: str) -> None:
-    """Delete adapter ``name`` everywhere; restore the plain modules if it was the last one."""
+    """Delete adapter ``name`` everywhere; restore the plain modules of each model left without adapters."""
     from peft.tuners.tuners_utils import BaseTunerLayer
 
     # 1. Delete this adapter's weights and config (a no-op for models that never had it).
@@ -43,17 +82,19 @@ def remove_adapter(pipe: Any, name: str) -> None:
         else:  # transformers models
             model.delete_adapter(name)
 
-    # 2. With no adapter left, put the original layers back so the base model is structurally as loaded.
-    if not loaded_adapters(pipe):
-        unet = pipe.unet
-        if any(isinstance(module, BaseTunerLayer) for module in unet.modules()):
-            unet.unload_lora()
-        for component in LORA_COMPONENTS[1:]:
-            model = getattr(pipe, component, None)
-            if model is not None and any(isinstance(module, BaseTunerLayer) for module in model.modules()):
-                from diffusers.loaders.lora_base import _remove_text_encoder_monkey_patch
+    # 2. On each model with no adapter left, put the original layers back so it is structurally as loaded.
+    for component in LORA_COMPONENTS:
+        model = getattr(pipe, component, None)
+        if model is None or getattr(model, "peft_config", None):
+            continue
+        if not any(isinstance(module, BaseTunerLayer) for module in model.modules()):
+            continue
+        if component == "unet":
+            model.unload_lora()
+        else:
+            from diffusers.loaders.lora_base import _remove_text_encoder_monkey_patch
 
-                _remove_text_encoder_monkey_patch(model)
+            _remove_text_encoder_monkey_patch(model)
 
     # 3. Verify, because a leftover adapter is a privacy bug, not a cosmetic one.
     leftovers = [

@@ -1,7 +1,8 @@
 """Rendering headshots in a style, with a user's LoRA attached for the length of one call.
 
 Image ``i`` of a request always uses seed ``seed + i`` through its own generator, so any single image can be
-rendered again on its own ("more like this") and comes out the same whatever batch it was part of.
+rendered again on its own ("more like this") and comes out the same whatever batch it was part of. The LoRA either
+comes and goes as its own adapter, or, on a warm (compiled) worker, is hot-swapped through a ``LoraSlot``.
 """
 
 from __future__ import annotations
@@ -14,10 +15,18 @@ from typing import Any
 
 from PIL import Image
 
-from pipeline._adapters import new_adapter_name, remove_adapter
+from pipeline._adapters import (
+    activate_only,
+    new_adapter_name,
+    remove_adapter,
+    restore_active_adapters,
+    snapshot_active_adapters,
+)
+from pipeline.acceleration import is_qkv_fused
+from pipeline.lora_slot import LoraSlot
 from pipeline.styles import Style
 
-__all__ = ["GeneratedImage", "generate_headshots", "headshot_size"]
+__all__ = ["GeneratedImage", "generate_headshots", "headshot_size", "scheduler_for"]
 
 
 @dataclass(frozen=True)
@@ -26,17 +35,18 @@ class GeneratedImage:
     seed: int
 
 
-def headshot_size(pipe: Any, aspect: tuple[int, int]) -> tuple[int, int]:
+def headshot_size(pipe: Any, aspect: tuple[int, int], *, native: int | None = None) -> tuple[int, int]:
     """(width, height) with ``aspect`` at about the model's native area, in sizes its UNet and VAE accept.
 
     The native area (1024x1024 on SDXL, 64x64 on the tiny model) is what the model composes best at; 4:5 gives
     928x1152 on SDXL and 56x72 on the tiny model. Each side is rounded to a multiple of 8 (the pipeline's rule) and
-    of the VAE factor times the UNet's total downsampling, so the UNet's skip connections line up.
+    of the VAE factor times the UNet's total downsampling, so the UNet's skip connections line up. ``native``
+    overrides the side of the square whose area is kept (training at a lower resolution uses it).
     """
     aspect_w, aspect_h = aspect
     if aspect_w <= 0 or aspect_h <= 0:
         raise ValueError(f"aspect must be two positive numbers, but is {aspect!r}.")
-    native = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    native = native or pipe.unet.config.sample_size * pipe.vae_scale_factor
     multiple = math.lcm(8, pipe.vae_scale_factor * 2 ** (len(pipe.unet.config.down_block_types) - 1))
     scale = math.sqrt(native * native / (aspect_w * aspect_h))
     width = round(aspect_w * scale / multiple) * multiple
@@ -59,11 +69,14 @@ def generate_headshots(
     batch_size: int = 4,
     on_progress: Callable[[int, int], None] | None = None,
     steps: int | None = None,
+    lora_slot: LoraSlot | None = None,
 ) -> list[GeneratedImage]:
     """Render ``count`` images of ``style`` (image ``i`` from seed ``seed + i``), using the LoRA at ``lora_path``.
 
-    ``steps`` overrides ``style.steps``. ``on_progress(done, count)`` runs after each batch. Not thread-safe:
-    the LoRA is attached to ``pipe`` for the call, so run one call at a time per pipeline.
+    ``steps`` overrides ``style.steps``. ``on_progress(done, count)`` runs after each batch. With ``lora_slot`` the
+    LoRA is hot-swapped into the slot and the slot cleared afterwards (no recompilation on a compiled UNet);
+    without, it is attached as a new adapter and removed. Not thread-safe: the LoRA and the style's scheduler are
+    set on ``pipe`` for the call, so run one call at a time per pipeline.
     """
     import torch
 
@@ -77,17 +90,30 @@ def generate_headshots(
         raise ValueError(f"steps must be at least 1, but is {num_steps}.")
     if lora_path is not None and not Path(lora_path).is_file():
         raise FileNotFoundError(f"No LoRA weights at '{lora_path}'; train one first or pass lora_path=None.")
+    if lora_slot is not None and lora_slot.pipe is not pipe:
+        raise ValueError("lora_slot belongs to a different pipeline than the one passed as pipe.")
+    if lora_path is not None and is_qkv_fused(pipe):
+        raise ValueError("This pipeline's attention projections are fused (fuse_qkv), which would ignore a LoRA.")
     width, height = headshot_size(pipe, style.aspect)
     prompt = style.render_prompt()
+    original_scheduler = pipe.scheduler
 
-    # 2. Attach the user's LoRA; 3. render in batches; 4. always detach, so the next user gets the clean base.
+    # 2. Attach the user's LoRA and the style's sampler; 3. render in batches; 4. always put both back, so the
+    #    next user gets the clean base.
     adapter = None
+    swapped = False
+    active = snapshot_active_adapters(pipe)
     results: list[GeneratedImage] = []
     try:
-        if lora_path is not None:
+        pipe.scheduler = scheduler_for(pipe, style.scheduler, original_scheduler)
+        if lora_path is not None and lora_slot is not None:
+            swapped = True
+            lora_slot.swap_in(Path(lora_path))
+        elif lora_path is not None:
             adapter = new_adapter_name("generate")
             lora_path = Path(lora_path)
             pipe.load_lora_weights(str(lora_path.parent), weight_name=lora_path.name, adapter_name=adapter)
+            activate_only(pipe, adapter)  # only this user's LoRA, even where a slot's adapter is loaded too
         for start in range(0, count, batch_size):
             seeds = [seed + index for index in range(start, min(count, start + batch_size))]
             # CPU generators give the same starting noise on any GPU, so a seed means the same image everywhere.
@@ -108,6 +134,44 @@ def generate_headshots(
             if on_progress is not None:
                 on_progress(len(results), count)
     finally:
+        pipe.scheduler = original_scheduler
+        if swapped and lora_slot is not None:
+            lora_slot.clear()
         if adapter is not None:
+            restore_active_adapters(pipe, active)  # first, so the adapter removed is no longer active
             remove_adapter(pipe, adapter)
     return results
+
+
+def scheduler_for(pipe: Any, name: str, base: Any) -> Any:
+    """The sampler ``name`` (one of ``pipeline.styles.SCHEDULERS``) built from ``base``'s config, reused per pipeline.
+
+    Building one is cheap but not free (it precomputes its noise schedule), so instances are kept on the pipeline,
+    keyed by name and the config they came from.
+    """
+    from diffusers import (
+        DDIMScheduler,
+        DPMSolverMultistepScheduler,
+        EulerAncestralDiscreteScheduler,
+        EulerDiscreteScheduler,
+    )
+
+    cache: dict[str, tuple[Any, Any]] = pipe.__dict__.setdefault("_headshot_schedulers", {})
+    cached = cache.get(name)
+    if cached is not None and cached[0] is base.config:
+        return cached[1]
+    config = base.config
+    if name == "euler":
+        scheduler = EulerDiscreteScheduler.from_config(config, use_karras_sigmas=False)
+    elif name == "euler_a":
+        scheduler = EulerAncestralDiscreteScheduler.from_config(config)
+    elif name in ("dpmpp_2m", "dpmpp_2m_karras"):
+        scheduler = DPMSolverMultistepScheduler.from_config(
+            config, algorithm_type="dpmsolver++", solver_order=2, use_karras_sigmas=name == "dpmpp_2m_karras"
+        )
+    elif name == "ddim":
+        scheduler = DDIMScheduler.from_config(config)
+    else:
+        raise ValueError(f"Unknown scheduler {name!r}; pick one of: euler, euler_a, dpmpp_2m, dpmpp_2m_karras, ddim.")
+    cache[name] = (config, scheduler)
+    return scheduler

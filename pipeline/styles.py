@@ -5,11 +5,22 @@ Pure data and no torch, so the bot can list and validate styles without the mode
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
 
 from pipeline.errors import UnknownStyle
 
-__all__ = ["IDENTIFIER_TOKEN", "STYLES", "Style", "resolve_style"]
+__all__ = [
+    "CUSTOM_STYLE_MAX_CHARS",
+    "DEFAULT_SCHEDULER",
+    "IDENTIFIER_TOKEN",
+    "SCHEDULERS",
+    "STYLES",
+    "Style",
+    "custom_style",
+    "resolve_style",
+]
 
 # A rare token the LoRA binds to the user's face (DreamBooth's "sks" convention), followed by the class word.
 IDENTIFIER_TOKEN = "sks person"
@@ -18,6 +29,12 @@ _NEGATIVE_COMMON = (
     "blurry, lowres, deformed face, asymmetric eyes, extra fingers, watermark, text, logo, cropped head, "
     "oversaturated, cartoon, painting"
 )
+
+# Sampler names a style may ask for; pipeline.generation maps each to a diffusers scheduler. DPM++ 2M Karras gives
+# SDXL's full quality in about 25-30 steps, where Euler needs more.
+SCHEDULERS = ("euler", "euler_a", "dpmpp_2m", "dpmpp_2m_karras", "ddim")
+DEFAULT_SCHEDULER = "dpmpp_2m_karras"
+CUSTOM_STYLE_MAX_CHARS = 300
 
 
 @dataclass(frozen=True)
@@ -32,6 +49,16 @@ class Style:
     aspect: tuple[int, int] = (4, 5)
     steps: int = 30
     guidance_scale: float = 6.0
+    scheduler: str = DEFAULT_SCHEDULER
+
+    def __post_init__(self) -> None:
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(
+                f"Style '{self.name}' asks for scheduler {self.scheduler!r}, which does not exist; "
+                f"pick one of: {', '.join(SCHEDULERS)}."
+            )
+        if self.steps < 1:
+            raise ValueError(f"Style '{self.name}' must render at least 1 step, but has steps={self.steps}.")
 
     def render_prompt(self, subject: str = IDENTIFIER_TOKEN) -> str:
         return self.prompt.format(subject=subject)
@@ -106,3 +133,23 @@ def resolve_style(name: str) -> Style:
         choices = ", ".join(STYLES)
         raise UnknownStyle(f"There is no style called '{name.strip()}'. Pick one of: {choices}.")
     return style
+
+
+def custom_style(description: str) -> Style:
+    """A style from the user's own words, e.g. "in a navy suit on a rooftop at dusk", around the usual headshot prompt.
+
+    Control characters are dropped and whitespace collapsed; more than ``CUSTOM_STYLE_MAX_CHARS`` characters, or
+    nothing left, raises ``ValueError`` saying so.
+    """
+    # Control and format characters (newlines, bidi overrides, zero-width joiners) only serve to smuggle text.
+    printable = "".join(" " if unicodedata.category(char).startswith("C") else char for char in description)
+    text = re.sub(r"\s+", " ", printable).strip()
+    if not text:
+        raise ValueError("The style description is empty; describe the look, e.g. 'navy suit, rooftop at dusk'.")
+    if len(text) > CUSTOM_STYLE_MAX_CHARS:
+        raise ValueError(
+            f"The style description is {len(text)} characters long; keep it to {CUSTOM_STYLE_MAX_CHARS} or fewer."
+        )
+    # Braces would be read as format fields by ``render_prompt``; double them so they stay literal text.
+    escaped = text.replace("{", "{{").replace("}", "}}")
+    return Style("custom", "Custom", "professional headshot photo of {subject}, " + escaped)

@@ -12,8 +12,9 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
-__all__ = ["TINY_VERSION", "build_tiny_sdxl"]
+__all__ = ["TINY_VERSION", "build_tiny_sdxl", "sdxl_scheduler", "write_tokenizer_files"]
 
 # Bumped whenever the architecture below changes, so an old cached build is rebuilt rather than reused.
 TINY_VERSION = 1
@@ -48,7 +49,7 @@ def _bytes_to_unicode() -> dict[int, str]:
     return dict(zip(printable, (chr(code) for code in codes), strict=True))
 
 
-def _write_tokenizer_files(directory: Path) -> int:
+def write_tokenizer_files(directory: Path) -> int:
     """Write a byte-level CLIP ``vocab.json`` and ``merges.txt``; return the vocabulary size.
 
     Every byte is a token with and without the ``</w>`` end-of-word suffix, so any text tokenizes. Each word of
@@ -92,12 +93,12 @@ def _apply_bpe(pieces: list[str], ranks: dict[tuple[str, str], int]) -> list[str
 def _build(target: Path, seed: int) -> None:
     """Create every component with seeded random weights and ``save_pretrained`` the pipeline into ``target``."""
     import torch
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     # 1. Tokenizers: written as files, then loaded the way a real checkpoint's tokenizer is.
     token_dir = target.parent / (target.name + "-tokenizer-src")
-    vocab_size = _write_tokenizer_files(token_dir)
+    vocab_size = write_tokenizer_files(token_dir)
     tokenizer = CLIPTokenizer.from_pretrained(str(token_dir), model_max_length=77)
     tokenizer_2 = CLIPTokenizer.from_pretrained(str(token_dir), model_max_length=77)
     shutil.rmtree(token_dir)
@@ -151,18 +152,7 @@ def _build(target: Path, seed: int) -> None:
     torch.manual_seed(seed + 3)
     text_encoder_2 = CLIPTextModelWithProjection(text_config)
 
-    # 3. SDXL base's own scheduler settings.
-    scheduler = EulerDiscreteScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        num_train_timesteps=1000,
-        steps_offset=1,
-        timestep_spacing="leading",
-        prediction_type="epsilon",
-        interpolation_type="linear",
-        use_karras_sigmas=False,
-    )
+    scheduler = sdxl_scheduler()
 
     pipe = StableDiffusionXLPipeline(
         vae=vae,
@@ -175,6 +165,23 @@ def _build(target: Path, seed: int) -> None:
         force_zeros_for_empty_prompt=True,
     )
     pipe.save_pretrained(str(target), safe_serialization=True)  # type: ignore[attr-defined]
+
+
+def sdxl_scheduler() -> Any:
+    """SDXL base's own scheduler settings (Euler, scaled-linear betas, 'leading' spacing)."""
+    from diffusers import EulerDiscreteScheduler
+
+    return EulerDiscreteScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        steps_offset=1,
+        timestep_spacing="leading",
+        prediction_type="epsilon",
+        interpolation_type="linear",
+        use_karras_sigmas=False,
+    )
 
 
 def build_tiny_sdxl(directory: Path, *, seed: int = 0) -> Path:

@@ -1,46 +1,66 @@
 """DreamBooth-style LoRA training of the SDXL UNet on a user's selfies, leaving the shared base pipeline untouched.
 
-Images and prompt are encoded once up front, so the loop runs only the UNet. The adapter lives on the pipeline's
-own UNet for the length of the call and is removed in a ``finally``, whatever happens.
+Images are encoded once up front (``encode_training_set``) and the prompt too, unless the text encoders train as
+well, so the loop runs only the UNet. The adapter lives on the pipeline's own models for the length of the call and
+is removed in a ``finally``, whatever happens. The same code trains SDXL on a GPU (bfloat16 base under autocast,
+float32 LoRA weights, fused AdamW, optionally compiled) and the tiny model on a CPU.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageOps
+from PIL import Image
 
-from pipeline._adapters import new_adapter_name, remove_adapter
+from pipeline._adapters import (
+    activate_only,
+    new_adapter_name,
+    remove_adapter,
+    restore_active_adapters,
+    snapshot_active_adapters,
+)
 from pipeline.styles import IDENTIFIER_TOKEN
+from pipeline.training_set import TrainingSet, encode_training_set
 
 __all__ = [
     "LORA_WEIGHT_NAME",
+    "TEXT_ENCODER_TARGETS",
     "TrainingCancelled",
     "TrainingConfig",
     "TrainingProgress",
     "TrainingResult",
+    "TrainingSet",
+    "encode_training_set",
     "train_lora",
 ]
 
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+TEXT_ENCODER_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
 
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """How to fine-tune; defaults suit 10-20 selfies on SDXL."""
+    """How to fine-tune; defaults suit 10-20 selfies on SDXL. ``steps`` counts images seen, not optimizer steps."""
 
     rank: int = 16
-    steps: int = 400
+    steps: int = 1000
     learning_rate: float = 1e-4
-    batch_size: int = 1
+    batch_size: int = 4
     seed: int = 0
     resolution: int | None = None  # None: the model's own size (1024 on SDXL, 64 on the tiny model)
     prompt: str = f"a photo of {IDENTIFIER_TOKEN}"
     target_modules: tuple[str, ...] = ("to_k", "to_q", "to_v", "to_out.0")
+    min_snr_gamma: float | None = 5.0  # Min-SNR loss weighting (Hang et al. 2023); None turns it off
+    gradient_checkpointing: bool = False
+    compile: bool = False  # torch.compile the UNet's forward for this call's loop
+    text_encoder_lora: bool = False  # also train LoRAs on both CLIP text encoders' attention
+    noise_offset: float = 0.0
 
     def __post_init__(self) -> None:
         for field in ("rank", "steps", "batch_size"):
@@ -51,15 +71,23 @@ class TrainingConfig:
             raise ValueError(f"TrainingConfig.learning_rate must be positive, but is {self.learning_rate!r}.")
         if self.resolution is not None and (self.resolution < 8 or self.resolution % 8):
             raise ValueError(f"TrainingConfig.resolution must be a multiple of 8, but is {self.resolution!r}.")
+        if self.min_snr_gamma is not None and not self.min_snr_gamma > 0:
+            raise ValueError(f"TrainingConfig.min_snr_gamma must be positive or None, but is {self.min_snr_gamma!r}.")
+        if not 0 <= self.noise_offset < 1:
+            raise ValueError(f"TrainingConfig.noise_offset must be in [0, 1), but is {self.noise_offset!r}.")
         if not self.prompt.strip():
             raise ValueError("TrainingConfig.prompt is empty; it must name the subject, e.g. 'a photo of sks person'.")
         if not self.target_modules:
             raise ValueError("TrainingConfig.target_modules is empty; name at least one layer, e.g. 'to_q'.")
 
+    @property
+    def optimizer_steps(self) -> int:
+        return math.ceil(self.steps / self.batch_size)
+
 
 @dataclass(frozen=True)
 class TrainingProgress:
-    step: int
+    step: int  # images seen so far
     total_steps: int
     loss: float
     elapsed_s: float
@@ -69,8 +97,8 @@ class TrainingProgress:
 @dataclass(frozen=True)
 class TrainingResult:
     lora_path: Path
-    losses: list[float]
-    steps: int
+    losses: list[float]  # one per optimizer step
+    steps: int  # images seen
     seconds: float
 
 
@@ -87,17 +115,16 @@ def train_lora(
     on_progress: Callable[[TrainingProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     progress_every: int = 10,
+    crop_centers: Sequence[tuple[float, float]] | None = None,
 ) -> TrainingResult:
     """Train a LoRA of ``images`` into ``output_dir / LORA_WEIGHT_NAME``; deterministic for a given seed.
 
-    Not thread-safe: it temporarily changes ``pipe.unet``, so run one call at a time per pipeline.
+    ``on_progress`` runs every ``progress_every`` optimizer steps and after the last. ``crop_centers`` are optional
+    normalised (x, y) centres, one per image, that crops keep in view (e.g. the face). Not thread-safe: it
+    temporarily changes ``pipe``'s models, so run one call at a time per pipeline.
     """
     import torch
-    import torch.nn.functional as F
-    from diffusers import DDPMScheduler, StableDiffusionXLPipeline
-    from diffusers.utils.state_dict_utils import convert_state_dict_to_diffusers
     from peft import LoraConfig
-    from peft.utils import get_peft_model_state_dict
 
     # 1. Check inputs.
     if not images:
@@ -107,132 +134,171 @@ def train_lora(
     started = time.monotonic()
     unet = pipe.unet
     device = unet.device
-    resolution = config.resolution or unet.config.sample_size * pipe.vae_scale_factor
     generator = torch.Generator("cpu").manual_seed(config.seed)
 
-    # 2. Encode once: every image and its mirror image (a face is near-symmetric, so this doubles the data),
-    #    the prompt with both text encoders, and SDXL's size conditioning.
+    # 2. Encode once: every image and its mirror image (a face is near-symmetric, so this doubles the data), grouped
+    #    by aspect bucket, and, unless the text encoders train, the prompt.
+    training_set = encode_training_set(pipe, images, config.resolution, crop_centers=crop_centers)
+    text_models = [pipe.text_encoder, pipe.text_encoder_2] if config.text_encoder_lora else []
     with torch.no_grad():
-        latents = _encode_images(pipe, images, resolution, generator)
-        prompt_embeds, _, pooled_embeds, _ = pipe.encode_prompt(
-            prompt=config.prompt, device=device, num_images_per_prompt=1, do_classifier_free_guidance=False
-        )
-    # (original height, width, crop top, left, target height, width): the same as generation's defaults.
-    time_ids = torch.tensor([[resolution, resolution, 0, 0, resolution, resolution]], device=device)
-    noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-    prediction_type = noise_scheduler.config.prediction_type
+        fixed_prompt = None if text_models else _encode_prompt(pipe, config.prompt)
 
-    # 3. Attach a fresh LoRA; only its weights train, in float32 even when the base model is half precision.
+    # 3. Attach fresh LoRAs, the only active adapters; only their weights train, in float32 even when the base model
+    #    is half precision (autocast mixes the two on CUDA; peft casts the LoRA path's input on CPU).
     adapter = new_adapter_name("train")
-    unet.requires_grad_(False)
-    lora_config = LoraConfig(
-        r=config.rank,
-        lora_alpha=config.rank,
-        init_lora_weights="gaussian",
-        target_modules=list(config.target_modules),
-    )
+    active_before = snapshot_active_adapters(pipe)
+    half = unet.dtype in (torch.float16, torch.bfloat16)
+    autocast = torch.autocast("cuda", dtype=unet.dtype) if device.type == "cuda" and half else contextlib.nullcontext()
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and unet.dtype == torch.float16)
+    checkpointing_was_on = unet.is_gradient_checkpointing
     losses: list[float] = []
     try:
         # The gaussian init draws from torch's global RNG: seed it privately so runs repeat and callers' RNG is kept.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
-            unet.add_adapter(lora_config, adapter_name=adapter)
-        params = [param for name, param in unet.named_parameters() if f".{adapter}." in name]
-        for param in params:
-            param.data = param.data.float()
-            param.requires_grad_(True)
-        optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=1e-4)
+            for model, targets in [(unet, config.target_modules), *((m, TEXT_ENCODER_TARGETS) for m in text_models)]:
+                lora = LoraConfig(
+                    r=config.rank, lora_alpha=config.rank, init_lora_weights="gaussian", target_modules=list(targets)
+                )
+                model.add_adapter(lora, adapter_name=adapter)
+        activate_only(pipe, adapter)
+        params = []
+        for model in (unet, *text_models):
+            model.requires_grad_(False)
+            for name, param in model.named_parameters():
+                if f".{adapter}." in name:
+                    param.data = param.data.float()
+                    param.requires_grad_(True)
+                    params.append(param)
+        fused = True if device.type == "cuda" else None  # one fused kernel per step instead of one per tensor
+        optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=1e-4, fused=fused)
+        if config.gradient_checkpointing:
+            unet.enable_gradient_checkpointing()
         unet.train()
+        # ``unet.forward``, not ``unet(...)``: an inference-compiled UNet (optimize_for_inference) keeps its graphs.
+        forward = torch.compile(unet.forward) if config.compile else unet.forward
+        from diffusers import DDPMScheduler
 
-        # 4. Loop. Random draws come from one CPU generator, so runs repeat exactly on any device.
-        for step in range(1, config.steps + 1):
+        noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+
+        # 4. Loop: each batch from one aspect bucket. Random draws come from one CPU generator, so runs repeat
+        #    exactly on any device.
+        total = config.optimizer_steps
+        for step in range(1, total + 1):
+            seen = min(step * config.batch_size, config.steps)
             if should_stop is not None and should_stop():
-                raise TrainingCancelled(f"Training stopped at step {step - 1} of {config.steps}.")
-            picks = torch.randint(0, latents.shape[0], (config.batch_size,), generator=generator)
-            clean = latents[picks.to(latents.device)].to(device)
-            noise = torch.randn(clean.shape, generator=generator).to(device)
+                done = min((step - 1) * config.batch_size, config.steps)
+                raise TrainingCancelled(f"Training stopped at step {done} of {config.steps}.")
+            bucket = training_set.pick_bucket(generator)
+            picks = torch.randint(0, bucket.count, (config.batch_size,), generator=generator)
+            latents = bucket.sample(picks, generator).to(device)
+            noise = torch.randn(latents.shape, generator=generator)
+            if config.noise_offset:
+                noise += config.noise_offset * torch.randn((*latents.shape[:2], 1, 1), generator=generator)
             timesteps = torch.randint(
                 0, noise_scheduler.config.num_train_timesteps, (config.batch_size,), generator=generator
-            ).to(device)
-            noisy = noise_scheduler.add_noise(clean, noise, timesteps)
-            target = noise if prediction_type == "epsilon" else noise_scheduler.get_velocity(clean, noise, timesteps)
-
-            prediction = unet(
-                noisy.to(unet.dtype),
-                timesteps,
-                encoder_hidden_states=prompt_embeds.repeat(config.batch_size, 1, 1),
-                added_cond_kwargs={
-                    "text_embeds": pooled_embeds.repeat(config.batch_size, 1),
-                    "time_ids": time_ids.repeat(config.batch_size, 1).to(prompt_embeds.dtype),
-                },
-            ).sample
-            loss = F.mse_loss(prediction.float(), target.float())
+            )
+            with autocast:
+                embeds, pooled = fixed_prompt if fixed_prompt is not None else _encode_prompt(pipe, config.prompt)
+                loss = _loss_for_batch(
+                    forward,
+                    noise_scheduler,
+                    latents,
+                    noise.to(device),
+                    timesteps.to(device),
+                    (embeds, pooled, bucket.time_ids.to(device)),
+                    dtype=unet.dtype,
+                    min_snr_gamma=config.min_snr_gamma,
+                )
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             losses.append(float(loss.detach()))
 
-            if on_progress is not None and (step % progress_every == 0 or step == config.steps):
+            if on_progress is not None and (step % progress_every == 0 or step == total):
                 elapsed = time.monotonic() - started
-                on_progress(
-                    TrainingProgress(
-                        step=step,
-                        total_steps=config.steps,
-                        loss=losses[-1],
-                        elapsed_s=elapsed,
-                        eta_s=elapsed / step * (config.steps - step),
-                    )
-                )
+                eta = elapsed / seen * (config.steps - seen)
+                on_progress(TrainingProgress(seen, config.steps, losses[-1], elapsed, eta))
 
-        # 5. Save in diffusers' LoRA format, with the adapter config so alpha/rank survive loading.
+        # 5. Save in diffusers' LoRA format, with the adapter configs so alpha/rank survive loading.
         output_dir = Path(output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        state = get_peft_model_state_dict(unet, adapter_name=adapter)
-        StableDiffusionXLPipeline.save_lora_weights(
-            output_dir,
-            unet_lora_layers=convert_state_dict_to_diffusers(state),
-            unet_lora_adapter_metadata=unet.peft_config[adapter].to_dict(),
-            weight_name=LORA_WEIGHT_NAME,
-            safe_serialization=True,
-        )
+        _save(pipe, adapter, text_models, output_dir)
     finally:
-        # 6. Leave the shared pipeline exactly as it was: no adapter, inference mode, nothing trainable.
+        # 6. Leave the shared pipeline exactly as it was: no new adapter, the slot (if any) active again, inference
+        #    mode, nothing trainable.
+        if config.gradient_checkpointing and not checkpointing_was_on:
+            unet.disable_gradient_checkpointing()
+        restore_active_adapters(pipe, active_before)  # first, so the adapter removed is no longer active
         remove_adapter(pipe, adapter)
         unet.eval()
-        unet.requires_grad_(False)
+        for model in (unet, pipe.text_encoder, pipe.text_encoder_2):
+            model.requires_grad_(False)
 
     return TrainingResult(
-        lora_path=output_dir / LORA_WEIGHT_NAME,
-        losses=losses,
-        steps=config.steps,
-        seconds=time.monotonic() - started,
+        lora_path=output_dir / LORA_WEIGHT_NAME, losses=losses, steps=config.steps, seconds=time.monotonic() - started
     )
 
 
-def _encode_images(pipe: Any, images: Sequence[Image.Image], resolution: int, generator: Any) -> Any:
-    """Scaled float32 VAE latents of each image, centre-cropped to ``resolution``, and of its mirror image."""
-    import numpy as np
-    import torch
+def _encode_prompt(pipe: Any, prompt: str) -> tuple[Any, Any]:
+    """(token embeddings, pooled embedding) from both text encoders, batch of one."""
+    embeds, _, pooled, _ = pipe.encode_prompt(
+        prompt=prompt, device=pipe.unet.device, num_images_per_prompt=1, do_classifier_free_guidance=False
+    )
+    return embeds, pooled
 
-    vae = pipe.vae
-    # SDXL's VAE overflows in float16 (config ``force_upcast``); encode in float32 as the pipeline decodes.
-    upcast = vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False)
-    original_dtype = vae.dtype
-    if upcast:
-        vae.to(torch.float32)
-    try:
-        pixels = []
-        for image in images:
-            square = ImageOps.fit(image.convert("RGB"), (resolution, resolution), Image.Resampling.LANCZOS)
-            for variant in (square, ImageOps.mirror(square)):
-                array = np.asarray(variant, dtype=np.float32) / 127.5 - 1.0
-                pixels.append(torch.from_numpy(array).permute(2, 0, 1))
-        latents = []
-        for start in range(0, len(pixels), 4):  # small chunks: a 1024px encode is memory-hungry
-            chunk = torch.stack(pixels[start : start + 4]).to(vae.device, vae.dtype)
-            latents.append(vae.encode(chunk).latent_dist.sample(generator=generator).float())
-        return torch.cat(latents) * vae.config.scaling_factor
-    finally:
-        if upcast:
-            vae.to(original_dtype)
+
+def _loss_for_batch(
+    forward: Callable[..., Any],
+    noise_scheduler: Any,
+    latents: Any,
+    noise: Any,
+    timesteps: Any,
+    conditioning: tuple[Any, Any, Any],
+    *,
+    dtype: Any,
+    min_snr_gamma: float | None,
+) -> Any:
+    """The denoising loss of one batch: noise ``latents`` to ``timesteps``, predict, compare, Min-SNR weight."""
+    import torch.nn.functional as F
+
+    embeds, pooled, time_ids = conditioning
+    batch = latents.shape[0]
+    prediction_type = noise_scheduler.config.prediction_type
+    noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+    target = noise if prediction_type == "epsilon" else noise_scheduler.get_velocity(latents, noise, timesteps)
+    prediction = forward(
+        noisy.to(dtype),
+        timesteps,
+        encoder_hidden_states=embeds.expand(batch, -1, -1),
+        added_cond_kwargs={
+            "text_embeds": pooled.expand(batch, -1),
+            "time_ids": time_ids.expand(batch, -1).to(embeds.dtype),
+        },
+    ).sample
+    per_sample = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+    if min_snr_gamma is not None:
+        # SNR(t) = alpha_bar / (1 - alpha_bar); weight min(SNR, gamma) / SNR for epsilon, / (SNR + 1) for v.
+        alpha_bar = noise_scheduler.alphas_cumprod.to(timesteps.device)[timesteps].float()
+        snr = alpha_bar / (1 - alpha_bar)
+        per_sample = per_sample * snr.clamp(max=min_snr_gamma) / (snr if prediction_type == "epsilon" else snr + 1)
+    return per_sample.mean()
+
+
+def _save(pipe: Any, adapter: str, text_models: list[Any], output_dir: Path) -> None:
+    from diffusers import StableDiffusionXLPipeline
+    from diffusers.utils.state_dict_utils import convert_state_dict_to_diffusers
+    from peft.utils import get_peft_model_state_dict
+
+    layers: dict[str, Any] = {}
+    for key, model in [("unet", pipe.unet), *zip(("text_encoder", "text_encoder_2"), text_models, strict=False)]:
+        layers[f"{key}_lora_layers"] = convert_state_dict_to_diffusers(
+            get_peft_model_state_dict(model, adapter_name=adapter)
+        )
+        layers[f"{key}_lora_adapter_metadata"] = model.peft_config[adapter].to_dict()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    StableDiffusionXLPipeline.save_lora_weights(
+        output_dir, weight_name=LORA_WEIGHT_NAME, safe_serialization=True, **layers
+    )

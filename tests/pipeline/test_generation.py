@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 from PIL import Image
 
 from pipeline.generation import GeneratedImage, generate_headshots, headshot_size
-from pipeline.styles import STYLES
+from pipeline.styles import SCHEDULERS, STYLES
 from tests.pipeline.conftest import RENDER_STEPS
 
 
@@ -78,3 +79,23 @@ def test_bad_counts_are_refused_with_the_value(pipe: Any) -> None:
         generate_headshots(pipe, STYLES["linkedin"], count=0, seed=0)
     with pytest.raises(ValueError, match="aspect 1:1000"):
         headshot_size(pipe, (1, 1000))
+
+
+@pytest.mark.parametrize("name", list(STYLES))
+def test_every_preset_renders(pipe: Any, name: str) -> None:
+    (generated,) = generate_headshots(pipe, STYLES[name], count=1, seed=1, steps=1)
+    assert generated.image.size == headshot_size(pipe, STYLES[name].aspect)
+    assert np.asarray(generated.image).std() > 1.0  # a picture, not a blank
+
+
+def test_the_styles_sampler_is_used_for_the_call_only(pipe: Any) -> None:
+    original = pipe.scheduler
+    renders = {
+        scheduler: generate_headshots(
+            pipe, replace(STYLES["studio"], scheduler=scheduler), count=1, seed=9, steps=RENDER_STEPS
+        )[0].image
+        for scheduler in SCHEDULERS
+    }
+    assert pipe.scheduler is original
+    assert difference(renders["euler"], renders["dpmpp_2m_karras"]) > 0.5
+    assert difference(renders["euler_a"], renders["ddim"]) > 0.5

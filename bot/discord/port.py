@@ -1,0 +1,112 @@
+"""Discord's side of ``ChatPort``: DM messages with persistent buttons, throttled edits, images and files.
+
+Chat ids are DM channel ids, message ids Discord's snowflakes, both as strings. Every call goes through discord.py's
+HTTP client, which waits out a 429 as Discord asks and retries, so a reply is not lost to rate limits.
+
+Headshots go one per message: a ⭐ reaction then names exactly one image, and the core's reaction mapping (one
+message id per image) holds as it is. A batch is four headshots, well under Discord's five-message burst per channel.
+Originals for ``/favorites`` go ten to a message, Discord's most.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections.abc import Sequence
+
+import discord
+
+from bot.core.types import OutgoingImage, Reply
+from bot.discord import texts
+from bot.discord.components import ButtonIds
+from bot.discord.edits import EditThrottle
+from bot.discord.files import fit_upload
+
+__all__ = ["DiscordPort"]
+
+log = logging.getLogger(__name__)
+
+FILES_PER_MESSAGE = 10  # Discord's limit of attachments on one message
+TEXT_MAX = 2000  # Discord's limit of characters in a message's content
+
+
+class DiscordPort:
+    platform = "discord"
+
+    def __init__(self, client: discord.Client, *, edit_interval_s: float = 3.0,
+                 upload_limit_bytes: int = 10 * 2**20) -> None:  # fmt: skip
+        self.client = client
+        self.upload_limit_bytes = upload_limit_bytes
+        self.buttons = ButtonIds()
+        # Delivery may start before the client has logged in; calls wait for it instead of failing.
+        self.ready = asyncio.Event()
+        self._edits = EditThrottle(edit_interval_s, self._edit_now)
+
+    async def _channel(self, chat_id: str) -> discord.PartialMessageable:
+        await self.ready.wait()
+        return self.client.get_partial_messageable(int(chat_id), type=discord.ChannelType.private)
+
+    async def send(self, chat_id: str, reply: Reply) -> str:
+        channel = await self._channel(chat_id)
+        view = self.buttons.view(reply.buttons)
+        if view is None:
+            message = await channel.send(_fit(reply.text))
+        else:
+            message = await channel.send(_fit(reply.text), view=view)
+        return str(message.id)
+
+    async def edit(self, chat_id: str, message_id: str, reply: Reply) -> None:
+        await self._edits.edit(chat_id, message_id, reply)
+
+    async def _edit_now(self, chat_id: str, message_id: str, reply: Reply) -> None:
+        channel = await self._channel(chat_id)
+        # view=None clears the buttons: a final progress text has none.
+        await channel.get_partial_message(int(message_id)).edit(
+            content=_fit(reply.text), view=self.buttons.view(reply.buttons)
+        )
+
+    async def aclose(self) -> None:
+        """Flush the edits still waiting for their interval (called before the client closes)."""
+        await self._edits.aclose()
+
+    async def send_images(self, chat_id: str, images: Sequence[OutgoingImage]) -> list[str]:
+        """One message per image (caption as its text), each under the upload limit; their ids in order."""
+        channel = await self._channel(chat_id)
+        ids: list[str] = []
+        for image in images:
+            fitted, reencoded = fit_upload(image, self.upload_limit_bytes)
+            note = " " + texts.REENCODED.format(limit=texts.megabytes(self.upload_limit_bytes)) if reencoded else ""
+            message = await channel.send(_fit(image.caption + note) or None, file=_file(fitted))
+            ids.append(str(message.id))
+        return ids
+
+    async def send_files(self, chat_id: str, files: Sequence[OutgoingImage]) -> None:
+        """Originals, ten to a message; one over the upload limit goes as a JPEG copy that fits, and says so."""
+        channel = await self._channel(chat_id)
+        sendable: list[discord.File] = []
+        notes: list[str] = []
+        limit = texts.megabytes(self.upload_limit_bytes)
+        for item in files:
+            try:
+                fitted, reencoded = fit_upload(item, self.upload_limit_bytes)
+            except ValueError:
+                log.warning("%s does not fit the upload limit even as JPEG", item.filename, exc_info=True)
+                size = texts.megabytes(len(item.data))
+                notes.append(texts.FILE_TOO_BIG_TO_SEND.format(name=item.filename, size=size, limit=limit))
+                continue
+            if reencoded:
+                notes.append(f"{item.filename} {texts.REENCODED.format(limit=limit)}")
+            sendable.append(_file(fitted))
+        if notes:
+            await channel.send(_fit("\n".join(notes)))
+        for start in range(0, len(sendable), FILES_PER_MESSAGE):
+            await channel.send(files=sendable[start : start + FILES_PER_MESSAGE])
+
+
+def _file(image: OutgoingImage) -> discord.File:
+    return discord.File(io.BytesIO(image.data), filename=image.filename)
+
+
+def _fit(text: str) -> str:
+    return text if len(text) <= TEXT_MAX else text[: TEXT_MAX - 1] + "…"

@@ -1,0 +1,130 @@
+"""One LoRA slot in a warm pipeline: each user's LoRA is copied into it and zeroed out again, never re-attached.
+
+Attaching a LoRA adds layers to the UNet, which forces a compiled UNet to recompile (tens of seconds for SDXL).
+The slot instead attaches one all-zero LoRA of ``max_rank`` up front, using diffusers' hot-swapping
+(``enable_lora_hotswap`` pads every later LoRA to that rank and keeps its scale in a tensor), so swapping a user in
+only copies weights into existing tensors. ``clear`` zeroes them again, so no user's weights stay resident.
+
+diffusers cannot hot-swap text-encoder LoRAs; a LoRA that has them gets its text-encoder part attached as an
+ordinary adapter for the time it is swapped in (the text encoders are not compiled, so this costs little).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pipeline._adapters import LORA_COMPONENTS, loaded_adapters, new_adapter_name, remove_adapter
+
+__all__ = ["SLOT_ADAPTER", "LoraSlot"]
+
+SLOT_ADAPTER = "headshot-slot"
+_DEFAULT_TARGETS = ("to_k", "to_q", "to_v", "to_out.0")
+
+
+class LoraSlot:
+    """A per-user LoRA slot on ``pipe``'s UNet; create it before compiling the UNet."""
+
+    def __init__(self, pipe: Any, *, max_rank: int = 64, target_modules: Sequence[str] = _DEFAULT_TARGETS) -> None:
+        import torch
+
+        # 1. Check inputs: hot-swapping must be enabled before the first adapter and before compilation.
+        if not isinstance(max_rank, int) or max_rank < 1:
+            raise ValueError(f"max_rank must be a positive integer, but is {max_rank!r}.")
+        if loaded_adapters(pipe):
+            raise ValueError(
+                f"LoraSlot needs a pipeline without LoRA adapters, but it has {sorted(loaded_adapters(pipe))}."
+            )
+        if getattr(pipe.unet, "_compiled_call_impl", None) is not None:
+            raise ValueError("The UNet is already compiled; create the LoraSlot before optimize_for_inference.")
+        self.pipe = pipe
+        self.max_rank = max_rank
+        self.target_modules = tuple(target_modules)
+        self._active: Path | None = None
+        self._text_adapter: str | None = None
+
+        # 2. An all-zero LoRA on every targeted layer: the slot's structure exists from the start.
+        zero: dict[str, Any] = {}
+        for name, module in pipe.unet.named_modules():
+            if isinstance(module, torch.nn.Linear) and any(
+                name == target or name.endswith("." + target) for target in self.target_modules
+            ):
+                zero[f"unet.{name}.lora_A.weight"] = torch.zeros(max_rank, module.in_features)
+                zero[f"unet.{name}.lora_B.weight"] = torch.zeros(module.out_features, max_rank)
+        if not zero:
+            raise ValueError(f"No UNet layer matches target_modules {self.target_modules}.")
+        pipe.enable_lora_hotswap(target_rank=max_rank)
+        pipe.load_lora_weights(zero, adapter_name=SLOT_ADAPTER)
+        # An inference pipeline has nothing trainable; keeping it so also keeps a compiled graph's guards stable.
+        pipe.unet.requires_grad_(False)
+
+    @property
+    def active(self) -> Path | None:
+        """The LoRA file swapped in now, or None when the slot holds zeros."""
+        return self._active
+
+    def swap_in(self, lora_path: Path) -> float:
+        """Copy the LoRA at ``lora_path`` into the slot (replacing whatever was there); return the seconds taken."""
+        started = time.perf_counter()
+        lora_path = Path(lora_path)
+        if not lora_path.is_file():
+            raise FileNotFoundError(f"No LoRA weights at '{lora_path}'.")
+        pipe = self.pipe
+        state, alphas, metadata = pipe.lora_state_dict(
+            str(lora_path.parent), weight_name=lora_path.name, return_lora_metadata=True
+        )
+        ranks = [tensor.shape[1] for key, tensor in state.items() if _is_up_weight(key) and tensor.ndim == 2]
+        if ranks and max(ranks) > self.max_rank:
+            raise ValueError(f"The LoRA '{lora_path.name}' has rank {max(ranks)}, above the slot's {self.max_rank}.")
+        if self._text_adapter is not None:
+            remove_adapter(pipe, self._text_adapter)
+            self._text_adapter = None
+        self._active = lora_path
+        try:
+            pipe.load_lora_into_unet(
+                {key: value for key, value in state.items() if key.startswith("unet.")},
+                network_alphas=alphas,
+                unet=pipe.unet,
+                adapter_name=SLOT_ADAPTER,
+                _pipeline=pipe,
+                hotswap=True,
+                metadata=metadata,
+            )
+            text_state = {key: value for key, value in state.items() if key.startswith("text_encoder")}
+            if text_state:
+                self._text_adapter = new_adapter_name("slot-text")
+                for component in LORA_COMPONENTS[1:]:
+                    pipe.load_lora_into_text_encoder(
+                        text_state,
+                        network_alphas=alphas,
+                        text_encoder=getattr(pipe, component),
+                        prefix=component,
+                        adapter_name=self._text_adapter,
+                        _pipeline=pipe,
+                        metadata=metadata,
+                    )
+        except Exception:
+            self.clear()  # half a user's weights must not stay behind either
+            raise
+        return time.perf_counter() - started
+
+    def clear(self) -> float:
+        """Zero the slot (and drop any text-encoder part), so no user's weights stay in memory; return seconds."""
+        import torch
+
+        started = time.perf_counter()
+        with torch.no_grad():
+            for name, param in self.pipe.unet.named_parameters():
+                if f".{SLOT_ADAPTER}." in name:
+                    param.zero_()  # in place: a compiled UNet keeps using the same tensors
+        if self._text_adapter is not None:
+            remove_adapter(self.pipe, self._text_adapter)
+            self._text_adapter = None
+        self._active = None
+        return time.perf_counter() - started
+
+
+def _is_up_weight(key: str) -> bool:
+    return any(part in key for part in (".lora_B.", ".lora.up.", ".lora_up.", ".lora_linear_layer.up."))

@@ -1,0 +1,162 @@
+"""The whole product in Discord: real discord.py against the stand-in, real Redis, an arq worker on the tiny model."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+from bot.core.session import SessionState
+from bot.local.samples import make_sample_selfies
+from tests.bot.discord.conftest import ALICE, BOB, DiscordBot
+from tests.bot.discord.standin import DcUser, DiscordStandin, Sent
+
+PNG = b"\x89PNG"
+
+
+def _jpeg(name: str, data: bytes) -> tuple[str, bytes, str]:
+    return (name, data, "image/jpeg")
+
+
+async def _train(bot: DiscordBot, standin: DiscordStandin, user: DcUser, photos: list[bytes]) -> Sent:
+    """``/train`` with the photos attached, then the Start training button; returns the progress message."""
+    await standin.command(user, "train", files=[_jpeg(f"selfie{n}.jpg", data) for n, data in enumerate(photos, 1)])
+    status = await standin.wait_for(lambda: standin.with_text(user, "selfies accepted ("), what="enough selfies")
+    await standin.press(user, status, "Start training")
+    return await standin.wait_for(lambda: standin.with_text(user, "Training queued"), what="the ack")
+
+
+async def test_train_command_button_progress_results_star_and_favorites(
+    discord_bot: DiscordBot, standin: DiscordStandin, selfie_dir: Path
+) -> None:
+    photos = [path.read_bytes() for path in sorted(selfie_dir.iterdir())]
+
+    # 1. /train with two photos attached: deferred at once, one status message with a verdict per photo.
+    await standin.command(ALICE, "train", files=[_jpeg("a.jpg", photos[0]), _jpeg("b.jpg", photos[1])])
+    status = await standin.wait_for(lambda: standin.with_text(ALICE, "2 of 3 selfies"), what="the selfie status")
+    assert "✓ a.jpg: accepted" in status.content and "✓ b.jpg: accepted" in status.content and not status.buttons
+    assert standin.called("POST", "/callback")[0].body["type"] == 5  # "thinking…" first
+    await standin.wait_for(lambda: standin.with_text(ALICE, "`/train` + 2 photos"), what="the echo")
+
+    # 2. Two more dropped into the DM as one plain message: the same status is edited, now with the button.
+    await standin.send_dm(ALICE, "", [_jpeg("c.jpg", photos[2]), _jpeg("d.jpg", photos[3])])
+    await standin.wait_for(lambda: "4 selfies accepted" in status.content, what="the edited status")
+    assert "✓ c.jpg: accepted" in status.content and status.buttons["Start training"] == "hs:/train start"
+    assert sum("selfies accepted" in sent.content for sent in standin.messages(ALICE)) == 1
+
+    # 3. The button starts training: acknowledged with the queue position and a Cancel button.
+    await standin.press(ALICE, status, "Start training")
+    progress = await standin.wait_for(lambda: standin.with_text(ALICE, "Training queued"), what="the ack")
+    assert "position 1" in progress.content and "Cancel" in progress.buttons
+
+    # 4. Training: progress edits that one message, throttled, and survives a 429 from Discord.
+    standin.fail_next("PATCH", f"/messages/{progress.id}", retry_after=1.0)
+    await discord_bot.run_worker()
+    await standin.wait_for(lambda: standin.with_text(ALICE, "Your model is ready"), what="the trained message")
+    await standin.wait_for(lambda: progress.content == "Training finished: 100%.", what="the final progress text")
+    assert progress.buttons == {}  # the final text drops the Cancel button
+    shown = [text for _, text in progress.history]
+    assert "Training your model: starting…" in shown  # the text refused with 429 was shown after all
+    assert any("Training your model:" in text and "%" in text for text in shown), shown
+    times = [at for at, _ in progress.history[1:]]
+    assert all(later - earlier >= 0.25 for earlier, later in zip(times, times[1:], strict=False)), times
+    edits = standin.called("PATCH", f"/messages/{progress.id}")
+    refused = next(index for index, call in enumerate(edits) if call.status == 429)
+    retry = edits[refused + 1]
+    assert retry.body["content"] == edits[refused].body["content"] and retry.at - edits[refused].at >= 1.0
+
+    # 5. /headshot with a style choice renders; each headshot is its own message with one PNG and its caption.
+    await standin.command(ALICE, "headshot", {"style": "linkedin"})
+    await standin.wait_for(lambda: standin.with_text(ALICE, "Rendering 2"), what="the render ack")
+    await discord_bot.run_worker()
+    stars = await standin.wait_for(lambda: standin.with_text(ALICE, "Tap ★"), what="the favorite buttons")
+    headshots = standin.images(ALICE)
+    assert [len(sent.files) for sent in headshots] == [1, 1]
+    assert all(sent.files[0][1].startswith(PNG) for sent in headshots)
+    assert [sent.content.split(" · ")[0] for sent in headshots] == ["#1", "#2"]
+    assert stars.buttons == {"★ #1": "hs:/favorite 1", "★ #2": "hs:/favorite 2"}
+
+    # 6. A ★ press and a ⭐ reaction each keep a favorite; other emoji do nothing; /favorites sends the originals.
+    await standin.press(ALICE, stars, "★ #2")
+    await standin.wait_for(lambda: standin.with_text(ALICE, "Saved headshot #2"), what="the favorite by button")
+    await standin.react(ALICE, headshots[0].id, "👍")
+    await standin.react(ALICE, headshots[0].id, "⭐")
+    await standin.wait_for(lambda: standin.with_text(ALICE, "(2 in all)"), what="the favorite by reaction")
+    assert "Reactions mark favorites only" not in standin.texts(ALICE)
+    await standin.command(ALICE, "favorites")
+    originals = await standin.wait_for(lambda: [s for s in standin.images(ALICE) if len(s.files) == 2], what="files")
+    assert {data for _, data in originals[0].files} == {sent.files[0][1] for sent in headshots}
+
+    # 7. /status tells where things are.
+    await standin.command(ALICE, "status")
+    await standin.wait_for(lambda: standin.with_text(ALICE, "Headshots so far: 2"), what="the status")
+
+
+async def test_restart_keeps_buttons_working_and_the_session_intact(
+    discord_bot: DiscordBot, standin: DiscordStandin, selfie_dir: Path
+) -> None:
+    photos = [path.read_bytes() for path in sorted(selfie_dir.iterdir())]
+    await standin.send_dm(ALICE, "/train", [_jpeg(f"s{n}.jpg", data) for n, data in enumerate(photos[:3])])
+    status = await standin.wait_for(lambda: standin.with_text(ALICE, "selfies accepted ("), what="3 accepted")
+
+    # 1. The bot restarts (a new client, a new gateway session); the old button still starts training.
+    await discord_bot.restart()
+    assert len(standin.identified) == 2
+    await standin.press(ALICE, status, "Start training")
+    await standin.wait_for(lambda: standin.with_text(ALICE, "Training queued"), what="the ack after restart")
+
+    # 2. The bot is down while the worker trains; once back, it delivers what happened meanwhile, once.
+    await discord_bot.stop()
+    await discord_bot.run_worker()
+    assert standin.with_text(ALICE, "Your model is ready") is None
+    await discord_bot.start()
+    await standin.wait_for(lambda: standin.with_text(ALICE, "Your model is ready"), what="the late delivery")
+    await standin.command(ALICE, "headshot", {"style": "studio"})
+    await standin.wait_for(lambda: standin.with_text(ALICE, "Rendering 2"), what="the render ack")
+    await discord_bot.run_worker()
+    stars = await standin.wait_for(lambda: standin.with_text(ALICE, "Tap ★"), what="the favorite buttons")
+    assert standin.texts(ALICE).count("Your model is ready") == 1
+
+    # 3. ★ buttons posted before another restart still work after it.
+    await discord_bot.restart()
+    await standin.press(ALICE, stars, "★ #1")
+    await standin.wait_for(lambda: standin.with_text(ALICE, "Saved headshot #1"), what="the favorite after restart")
+
+
+async def test_two_users_never_see_each_others_images(
+    discord_bot: DiscordBot, standin: DiscordStandin, selfie_dir: Path, tmp_path: Path
+) -> None:
+    alice_photos = [path.read_bytes() for path in sorted(selfie_dir.iterdir())[:3]]
+    bob_photos = [path.read_bytes() for path in make_sample_selfies(tmp_path / "bob", count=3, seed=7)]
+
+    # 1. Both train at once; one worker trains both.
+    for user, photos in ((ALICE, alice_photos), (BOB, bob_photos)):
+        await standin.command(user, "train", files=[_jpeg(f"{user.name}{n}.jpg", d) for n, d in enumerate(photos)])
+    for user in (ALICE, BOB):
+        status = await standin.wait_for(partial(standin.with_text, user, "selfies accepted ("), what="selfies")
+        await standin.press(user, status, "Start training")
+    for user in (ALICE, BOB):
+        await standin.wait_for(partial(standin.with_text, user, "Training queued"), what="training ack")
+    await discord_bot.run_worker()
+    for user in (ALICE, BOB):
+        await discord_bot.wait_state(user, SessionState.READY)
+
+    # 2. Both render; each DM gets its own two headshots and nothing else.
+    await standin.command(ALICE, "headshot", {"style": "linkedin"})
+    await standin.command(BOB, "headshot", {"style": "casual"})
+    for user in (ALICE, BOB):
+        await standin.wait_for(partial(standin.with_text, user, "Rendering 2"), what="render ack")
+    await discord_bot.run_worker()
+    for user in (ALICE, BOB):
+        await standin.wait_for(partial(standin.with_text, user, "Tap ★"), what="headshots")
+    storage = discord_bot.settings.resolved_storage_dir
+    for user, other in ((ALICE, BOB), (BOB, ALICE)):
+        mine = {path.read_bytes() for path in storage.rglob("*.png") if f"discord%3A{user.id}" in str(path)}
+        received = {sent.files[0][1] for sent in standin.images(user)}
+        assert len(received) == 2 and received <= mine, f"{user.name} got images that are not theirs"
+        assert not received & {sent.files[0][1] for sent in standin.images(other)}
+
+    # 3. Bob's ⭐ on Alice's headshot (a message id he could only guess) marks nothing of hers.
+    await standin.react(BOB, standin.images(ALICE)[0].id)
+    await standin.wait_for(partial(standin.with_text, BOB, "only on headshots I sent you"), what="Bob's refusal")
+    await standin.command(ALICE, "favorites")
+    await standin.wait_for(partial(standin.with_text, ALICE, "No favorites yet"), what="Alice's empty favorites")

@@ -1,0 +1,25 @@
+"""The benchmark's code path on the tiny model: every figure is produced (speed itself is measured on a GPU)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from pipeline.benchmark import run_benchmark
+from pipeline.loading import load_base_pipeline
+
+
+def test_benchmark_measures_every_figure_on_the_tiny_model(model_cache: Path) -> None:
+    # A pipeline of its own: the benchmark leaves a LoRA slot and inference settings on the one it measures.
+    pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache)
+    results = run_benchmark(lambda: pipe, quick=True, compile=False, log=lambda _line: None)
+    trained = ("train_naive", "train_project_a", "train_project_b_after_compile")
+    rendered = ("generate_plain_b1", "generate_plain_b4", "generate_project_b1", "generate_project_b4")
+    for key in trained + rendered:  # fmt: skip
+        figures = results[key]
+        rate = figures.get("image_steps_per_s", figures.get("s_per_image"))
+        assert rate is not None and rate > 0 and math.isfinite(rate), (key, figures)
+    assert results["lora_switch"]["seconds"] > 0
+    assert results["lora_switch"]["recompiled_graphs"] == 0  # nothing was compiled, so nothing may recompile
+    assert results["gpu_s_per_customer"]["naive"] > 0
+    assert results["render_size"] == "56x72"

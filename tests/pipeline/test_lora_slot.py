@@ -1,0 +1,105 @@
+"""A warm pipeline's LoRA slot: users' LoRAs swap in and out without changing its structure or leaving a trace."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from pipeline.generation import GeneratedImage, generate_headshots
+from pipeline.loading import load_base_pipeline
+from pipeline.lora_slot import SLOT_ADAPTER, LoraSlot
+from pipeline.styles import STYLES
+from pipeline.training import TrainingConfig, train_lora
+from tests.pipeline.conftest import RENDER_STEPS
+from tests.pipeline.test_generation import difference
+
+
+@pytest.fixture(scope="module")
+def slot_pipe(model_cache_dir: Path) -> Any:
+    """A second tiny pipeline (a slot stays for the pipeline's life, so the shared one is kept slot-free)."""
+    return load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
+
+
+@pytest.fixture(scope="module")
+def slot(slot_pipe: Any) -> Iterator[LoraSlot]:
+    lora_slot = LoraSlot(slot_pipe, max_rank=16)
+    yield lora_slot
+    lora_slot.clear()
+
+
+def structure(model: Any) -> set[tuple[str, str]]:
+    return {(name, type(module).__name__) for name, module in model.named_modules()}
+
+
+def slot_weights(pipe: Any) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in pipe.unet.named_parameters() if f".{SLOT_ADAPTER}." in name}
+
+
+def render(pipe: Any, lora_path: Path | None = None, slot: LoraSlot | None = None) -> GeneratedImage:
+    (image,) = generate_headshots(
+        pipe, STYLES["linkedin"], count=1, seed=100, steps=RENDER_STEPS, lora_path=lora_path, lora_slot=slot
+    )
+    return image
+
+
+def test_swapping_users_matches_fresh_loads_and_keeps_the_structure(
+    pipe: Any, slot_pipe: Any, slot: LoraSlot, trained: Any, second_lora: Any
+) -> None:
+    first, second = trained.lora_path, second_lora.lora_path  # rank 8 and rank 4, both padded to the slot's 16
+    fresh = {first: render(pipe, first), second: render(pipe, second)}
+    shape = structure(slot_pipe.unet)
+
+    for path in (first, second, first):
+        swapped = render(slot_pipe, path, slot)
+        assert difference(swapped.image, fresh[path].image) < 0.5, path
+        assert structure(slot_pipe.unet) == shape  # weights copied, no layer added or removed
+    assert difference(fresh[first].image, fresh[second].image) > 1.0  # the two users really differ
+
+
+def test_clearing_leaves_no_user_weights_and_renders_the_base(
+    slot_pipe: Any, slot: LoraSlot, trained: Any, base_headshots: list[GeneratedImage]
+) -> None:
+    seconds = slot.swap_in(trained.lora_path)
+    assert slot.active == trained.lora_path and seconds >= 0
+    assert any(bool(weight.any()) for weight in slot_weights(slot_pipe).values())
+    slot.clear()
+    assert slot.active is None
+    assert all(not weight.any() for weight in slot_weights(slot_pipe).values())
+    # The base picture (up to one rounding step in a pixel: zero LoRA layers still add their 0.0 to each output).
+    assert difference(render(slot_pipe).image, base_headshots[0].image) < 0.01
+
+
+def test_a_text_encoder_lora_swaps_in_and_out(
+    slot_pipe: Any, slot: LoraSlot, pipe: Any, text_encoder_trained: Any
+) -> None:
+    path = text_encoder_trained.lora_path
+    expected = render(pipe, path)
+    assert difference(render(slot_pipe, path, slot).image, expected.image) < 0.5
+    # Its text-encoder part is an ordinary adapter for the call and gone afterwards.
+    assert not getattr(slot_pipe.text_encoder, "peft_config", None)
+
+
+def test_training_on_a_slotted_pipeline_leaves_the_slot_as_it_was(
+    slot_pipe: Any, slot: LoraSlot, selfie_images: list[Any], tmp_path: Path
+) -> None:
+    weights, shape = slot_weights(slot_pipe), structure(slot_pipe.unet)
+    result = train_lora(slot_pipe, selfie_images[:2], TrainingConfig(rank=4, steps=8, seed=1), tmp_path)
+    assert result.lora_path.is_file()
+    assert slot_pipe.unet.active_adapters() == [SLOT_ADAPTER]
+    assert list(slot_pipe.unet.peft_config) == [SLOT_ADAPTER]
+    assert structure(slot_pipe.unet) == shape
+    after = slot_weights(slot_pipe)
+    assert all(torch.equal(after[name], weight) for name, weight in weights.items())
+    assert not any(parameter.requires_grad for parameter in slot_pipe.unet.parameters())
+
+
+def test_a_lora_above_the_slots_rank_is_refused(slot_pipe: Any, trained: Any, model_cache_dir: Path) -> None:
+    small = LoraSlot(load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir), max_rank=4)
+    with pytest.raises(ValueError, match="rank 8, above the slot's 4"):
+        small.swap_in(trained.lora_path)
+    with pytest.raises(ValueError, match="without LoRA adapters"):
+        LoraSlot(slot_pipe)
