@@ -146,7 +146,7 @@ async def train_lora(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, 
 async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
     """Render the request's headshots with the user's LoRA, store PNGs, publish ``images_ready``."""
     from pipeline.generation import generate_headshots as render
-    from pipeline.styles import resolve_style
+    from pipeline.styles import CUSTOM_STYLE_NAME, custom_style, resolve_style
 
     request = GenerateRequest(**payload)
     settings: Settings = ctx["settings"]
@@ -156,7 +156,11 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
     await _publish(ctx, EventType.STARTED, request.user_key, job_id, kind="generate")
     try:
         # 1. The user's LoRA as a local file for diffusers' loader.
-        style = resolve_style(request.style)
+        style = (
+            custom_style(request.extra["description"])
+            if request.style == CUSTOM_STYLE_NAME
+            else resolve_style(request.style)
+        )
         with tempfile.TemporaryDirectory(prefix="lora-") as scratch:
             lora_path = Path(scratch) / "pytorch_lora_weights.safetensors"
             lora_path.write_bytes(await storage.get(request.lora_key))

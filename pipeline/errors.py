@@ -4,6 +4,7 @@
     ├── UserInputError          the user can fix it; ``str(error)`` is the reply they read
     │   ├── SelfieRejected      a photo that cannot be used (not an image, truncated, too small)
     │   ├── UnknownStyle        ``/headshot`` with a style we do not have
+    │   ├── BadStyleDescription a free-text style that is empty or too long (also a ``ValueError``)
     │   └── SessionError        a command that does not fit the session's state (bot/core raises it)
     └── InfrastructureError     our fault or the machine's; logged with a traceback, retried where transient
         ├── ModelLoadError      the base model could not be loaded (bad id, no hub, missing files)
@@ -16,6 +17,7 @@ This module imports nothing heavy so the bot process can use it without torch.
 from __future__ import annotations
 
 __all__ = [
+    "BadStyleDescription",
     "HeadshotError",
     "InfrastructureError",
     "JobFailed",
@@ -41,6 +43,10 @@ class SelfieRejected(UserInputError):
 
 class UnknownStyle(UserInputError):
     """A style name that is not a preset (and not usable as free text)."""
+
+
+class BadStyleDescription(UserInputError, ValueError):
+    """A free-text style description that cannot be used as it is; the message says why."""
 
 
 class SessionError(UserInputError):

@@ -9,10 +9,11 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from pipeline.errors import UnknownStyle
+from pipeline.errors import BadStyleDescription, UnknownStyle
 
 __all__ = [
     "CUSTOM_STYLE_MAX_CHARS",
+    "CUSTOM_STYLE_NAME",
     "DEFAULT_SCHEDULER",
     "IDENTIFIER_TOKEN",
     "SCHEDULERS",
@@ -35,6 +36,8 @@ _NEGATIVE_COMMON = (
 SCHEDULERS = ("euler", "euler_a", "dpmpp_2m", "dpmpp_2m_karras", "ddim")
 DEFAULT_SCHEDULER = "dpmpp_2m_karras"
 CUSTOM_STYLE_MAX_CHARS = 300
+# The name a free-text style carries in job payloads; the description travels beside it.
+CUSTOM_STYLE_NAME = "custom"
 
 
 @dataclass(frozen=True)
@@ -131,7 +134,9 @@ def resolve_style(name: str) -> Style:
     style = STYLES.get(key)
     if style is None:
         choices = ", ".join(STYLES)
-        raise UnknownStyle(f"There is no style called '{name.strip()}'. Pick one of: {choices}.")
+        raise UnknownStyle(
+            f"There is no style called '{name.strip()}'. Pick one of: {choices}; or describe the look in a few words."
+        )
     return style
 
 
@@ -145,11 +150,13 @@ def custom_style(description: str) -> Style:
     printable = "".join(" " if unicodedata.category(char).startswith("C") else char for char in description)
     text = re.sub(r"\s+", " ", printable).strip()
     if not text:
-        raise ValueError("The style description is empty; describe the look, e.g. 'navy suit, rooftop at dusk'.")
+        raise BadStyleDescription(
+            "The style description is empty; describe the look, e.g. 'navy suit, rooftop at dusk'."
+        )
     if len(text) > CUSTOM_STYLE_MAX_CHARS:
-        raise ValueError(
+        raise BadStyleDescription(
             f"The style description is {len(text)} characters long; keep it to {CUSTOM_STYLE_MAX_CHARS} or fewer."
         )
     # Braces would be read as format fields by ``render_prompt``; double them so they stay literal text.
     escaped = text.replace("{", "{{").replace("}", "}}")
-    return Style("custom", "Custom", "professional headshot photo of {subject}, " + escaped)
+    return Style(CUSTOM_STYLE_NAME, "Custom", "professional headshot photo of {subject}, " + escaped)

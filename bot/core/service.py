@@ -13,12 +13,22 @@ from bot.core.types import Button, ChatPort, ChatRef, IncomingMessage, OutgoingI
 from bot.store import JobRow, SessionRow
 from jobs.payloads import GenerateRequest, generate_job_id, output_prefix
 from jobs.storage import user_prefix
-from pipeline.errors import SessionError, UserInputError
-from pipeline.styles import STYLES, resolve_style
+from pipeline.errors import SessionError, UnknownStyle, UserInputError
+from pipeline.styles import CUSTOM_STYLE_NAME, STYLES, Style, custom_style, resolve_style
 
 __all__ = ["HeadshotService"]
 
 log = logging.getLogger(__name__)
+
+
+def _style_from(args: str) -> Style:
+    """A preset by name; several words that name no preset are the user's own description of the look."""
+    try:
+        return resolve_style(args)
+    except UnknownStyle:
+        if len(args.split()) < 2:
+            raise
+        return custom_style(args)
 
 
 class HeadshotService:
@@ -142,7 +152,7 @@ class HeadshotService:
             buttons = tuple(Button(style.title, f"/headshot {name}") for name, style in STYLES.items())
             await port.send(chat.chat_id, Reply(texts.HEADSHOT_NEEDS_STYLE, buttons))
             return
-        style = resolve_style(args)
+        style = _style_from(args)
         if session.lora_key is None:
             raise SessionError(texts.HEADSHOT_NEEDS_MODEL)
 
@@ -159,6 +169,7 @@ class HeadshotService:
             lora_key=session.lora_key,
             style=style.name,
             count=count,
+            extra={"description": args} if style.name == CUSTOM_STYLE_NAME else {},
             seed=secrets.randbelow(2**31),
             output_prefix=output_prefix(chat.user_key, request_id),
         )

@@ -19,7 +19,8 @@ HELP = """I turn 10-20 selfies into professional headshots.
 
 /train - start: then send your selfies (photos of just you, face clearly visible, different angles and light)
 /train start - train your personal model once enough selfies are in
-/headshot <style> - render headshots, e.g. /headshot linkedin
+/headshot <style> - render headshots, e.g. /headshot linkedin, or in your own words:
+    /headshot navy suit on a rooftop at dusk
 /styles - the styles you can pick
 /status - where your session and jobs are
 /cancel - stop the running training or rendering

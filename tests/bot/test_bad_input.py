@@ -68,6 +68,16 @@ async def test_unknown_style_names_the_choices(harness: Harness, selfie_dir: Pat
     queued = await harness.app.pool.queued_jobs(queue_name=harness.settings.queue_name)
     assert queued == []
 
+    # Several words that name no preset are the user's own look; a description past the limit is refused by length.
+    answer = await harness.say("/headshot " + "navy suit " * 40)
+    assert "399 characters long; keep it to 300 or fewer" in answer
+    assert await harness.session_state() == SessionState.READY
+    answer = await harness.say("/headshot navy suit on a rooftop at dusk")
+    assert "Rendering 2 Custom headshots" in answer
+    await harness.run_worker()
+    await harness.wait_state(SessionState.READY)
+    assert len(harness.port.headshots) == 2
+
 
 async def test_train_start_without_selfies(harness: Harness) -> None:
     assert "Send 3 to 5 selfies" in await harness.say("/train")
