@@ -145,6 +145,7 @@ async def train_lora(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, 
 
 async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
     """Render the request's headshots with the user's LoRA, store PNGs, publish ``images_ready``."""
+    from pipeline.generation import GenerationCancelled
     from pipeline.generation import generate_headshots as render
     from pipeline.styles import CUSTOM_STYLE_NAME, custom_style, resolve_style
 
@@ -179,6 +180,7 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
                     lora_path=lora_path,
                     on_progress=on_images,
                     steps=settings.inference_steps,
+                    should_stop=progress.stop.is_set,
                 ),
             )
         # 3. Store the PNGs; the event carries keys and seeds, never bytes.
@@ -189,7 +191,7 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
             key = f"{request.output_prefix}{number:02d}-seed{generated.seed}.png"
             await storage.put(key, buffer.getvalue())
             results.append({"key": key, "seed": generated.seed})
-    except asyncio.CancelledError:
+    except (asyncio.CancelledError, GenerationCancelled):
         await asyncio.shield(_publish(ctx, EventType.CANCELLED, request.user_key, job_id, kind="generate"))
         raise
     except UserInputError as error:

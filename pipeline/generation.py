@@ -26,7 +26,11 @@ from pipeline.acceleration import is_qkv_fused
 from pipeline.lora_slot import LoraSlot
 from pipeline.styles import Style
 
-__all__ = ["GeneratedImage", "generate_headshots", "headshot_size", "scheduler_for"]
+__all__ = ["GenerationCancelled", "GeneratedImage", "generate_headshots", "headshot_size", "scheduler_for"]
+
+
+class GenerationCancelled(Exception):
+    """``should_stop`` asked rendering to end early; the images of the unfinished batch were dropped."""
 
 
 @dataclass(frozen=True)
@@ -70,13 +74,15 @@ def generate_headshots(
     on_progress: Callable[[int, int], None] | None = None,
     steps: int | None = None,
     lora_slot: LoraSlot | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> list[GeneratedImage]:
     """Render ``count`` images of ``style`` (image ``i`` from seed ``seed + i``), using the LoRA at ``lora_path``.
 
     ``steps`` overrides ``style.steps``. ``on_progress(done, count)`` runs after each batch. With ``lora_slot`` the
     LoRA is hot-swapped into the slot and the slot cleared afterwards (no recompilation on a compiled UNet);
     without, it is attached as a new adapter and removed. Not thread-safe: the LoRA and the style's scheduler are
-    set on ``pipe`` for the call, so run one call at a time per pipeline.
+    set on ``pipe`` for the call, so run one call at a time per pipeline. ``should_stop`` is asked after every
+    denoising step; when it answers True the call ends within one step with ``GenerationCancelled``.
     """
     import torch
 
@@ -104,6 +110,13 @@ def generate_headshots(
     swapped = False
     active = snapshot_active_adapters(pipe)
     results: list[GeneratedImage] = []
+
+    def check_stop(pipeline: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        # diffusers skips the remaining denoising steps once ``_interrupt`` is set.
+        if should_stop is not None and should_stop():
+            pipeline._interrupt = True
+        return tensors
+
     try:
         pipe.scheduler = scheduler_for(pipe, style.scheduler, original_scheduler)
         if lora_path is not None and lora_slot is not None:
@@ -127,7 +140,10 @@ def generate_headshots(
                 height=height,
                 generator=generators,
                 output_type="pil",
+                callback_on_step_end=check_stop if should_stop is not None else None,
             ).images
+            if should_stop is not None and should_stop():
+                raise GenerationCancelled(f"Rendering stopped after {len(results)} of {count} images.")
             results.extend(
                 GeneratedImage(image=image, seed=one_seed) for image, one_seed in zip(images, seeds, strict=True)
             )

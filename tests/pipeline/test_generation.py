@@ -99,3 +99,22 @@ def test_the_styles_sampler_is_used_for_the_call_only(pipe: Any) -> None:
     assert pipe.scheduler is original
     assert difference(renders["euler"], renders["dpmpp_2m_karras"]) > 0.5
     assert difference(renders["euler_a"], renders["ddim"]) > 0.5
+
+
+def test_cancel_stops_rendering_within_a_step_and_leaves_the_base_clean(
+    pipe: Any, trained: Any, base_headshots: list[GeneratedImage]
+) -> None:
+    from pipeline.generation import GenerationCancelled
+
+    asked: list[int] = []
+
+    def stop_after_two_steps() -> bool:
+        asked.append(1)
+        return len(asked) > 2
+
+    with pytest.raises(GenerationCancelled, match="0 of 8 images"):
+        generate_headshots(pipe, STYLES["linkedin"], count=8, seed=3, batch_size=2, lora_path=trained.lora_path,
+                           steps=20, should_stop=stop_after_two_steps)  # fmt: skip
+    assert len(asked) <= 4  # asked after each denoising step, and it ended right away rather than after 20 steps
+    again = generate_headshots(pipe, STYLES["linkedin"], count=2, seed=100, steps=RENDER_STEPS)
+    assert [np.asarray(g.image).tolist() for g in again] == [np.asarray(g.image).tolist() for g in base_headshots]
