@@ -17,10 +17,10 @@ from collections.abc import Sequence
 
 import discord
 
+from bot.core.edits import EditThrottle
 from bot.core.types import OutgoingImage, Reply
 from bot.discord import texts
 from bot.discord.components import ButtonIds
-from bot.discord.edits import EditThrottle
 from bot.discord.files import fit_upload
 
 __all__ = ["DiscordPort"]

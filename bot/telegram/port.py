@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
-import time
 import warnings
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TypeVar
 
 from telegram import Bot, InputMediaDocument, InputMediaPhoto
 from telegram.constants import MessageLimit
-from telegram.error import BadRequest, RetryAfter, TelegramError
+from telegram.error import BadRequest, RetryAfter
 from telegram.warnings import PTBDeprecationWarning
 
+from bot.core.edits import EditThrottle
 from bot.core.types import OutgoingImage, Reply
 from bot.telegram import texts
 from bot.telegram.keyboards import CallbackCommands
@@ -32,7 +30,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MEDIA_GROUP_MAX = 10  # Telegram's sendMediaGroup takes 2 to 10 items
-_PRUNE_AT = 1_000  # idle edit slots kept before old ones are dropped
 
 
 def retry_after_seconds(error: RetryAfter) -> float:
@@ -57,16 +54,6 @@ async def call_with_retry(call: Callable[[], Awaitable[T]], *, max_retries: int,
     raise AssertionError("unreachable: the loop returns or raises")
 
 
-@dataclass
-class _EditSlot:
-    """Throttle state of one message: when it was last edited and the newest text still to show."""
-
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    last: float = -math.inf
-    pending: Reply | None = None
-    flusher: asyncio.Task[None] | None = None
-
-
 class TelegramPort:
     """Message ids are Telegram's per-chat message ids, as strings; chat ids are the chats' ids."""
 
@@ -79,7 +66,7 @@ class TelegramPort:
         self.callbacks = CallbackCommands()
         # Delivery may start before the frontend has initialized the bot; calls wait for it instead of failing.
         self.ready = asyncio.Event()
-        self._slots: dict[tuple[str, str], _EditSlot] = {}
+        self._edits = EditThrottle(edit_interval_s, self._edit_now)
 
     async def call(self, call: Callable[[], Awaitable[T]], what: str) -> T:
         """Any Bot API call, once the bot is up, with the 429 handling every call here gets."""
@@ -93,33 +80,9 @@ class TelegramPort:
         return str(message.message_id)
 
     async def edit(self, chat_id: str, message_id: str, reply: Reply) -> None:
-        key = (chat_id, message_id)
-        slot = self._slots.get(key)
-        if slot is None:
-            self._prune()
-            slot = self._slots[key] = _EditSlot()
-        if slot.flusher is None and not slot.lock.locked() and time.monotonic() - slot.last >= self.edit_interval_s:
-            async with slot.lock:  # due now: edit in this call, so a failure reaches the caller
-                await self._edit_now(chat_id, message_id, reply, slot)
-            return
-        slot.pending = reply
-        if slot.flusher is None:
-            slot.flusher = asyncio.create_task(self._flush(chat_id, message_id, slot), name=f"tg-edit-{message_id}")
+        await self._edits.edit(chat_id, message_id, reply)
 
-    async def _flush(self, chat_id: str, message_id: str, slot: _EditSlot) -> None:
-        try:
-            async with slot.lock:
-                while slot.pending is not None:
-                    await asyncio.sleep(max(0.0, slot.last + self.edit_interval_s - time.monotonic()))
-                    reply, slot.pending = slot.pending, None
-                    try:
-                        await self._edit_now(chat_id, message_id, reply, slot)
-                    except TelegramError:
-                        log.warning("deferred edit of message %s failed", message_id, exc_info=True)
-        finally:
-            slot.flusher = None
-
-    async def _edit_now(self, chat_id: str, message_id: str, reply: Reply, slot: _EditSlot) -> None:
+    async def _edit_now(self, chat_id: str, message_id: str, reply: Reply) -> None:
         markup = self.callbacks.markup(reply.buttons)
         text = _fit(reply.text)
         try:
@@ -130,21 +93,10 @@ class TelegramPort:
             # The same text again (a repeated event) is not worth an error; anything else is.
             if "not modified" not in str(error).lower():
                 raise
-        finally:
-            slot.last = time.monotonic()
-
-    def _prune(self) -> None:
-        if len(self._slots) < _PRUNE_AT:
-            return
-        idle_before = time.monotonic() - self.edit_interval_s
-        for key, slot in list(self._slots.items()):
-            if slot.flusher is None and not slot.lock.locked() and slot.last < idle_before:
-                del self._slots[key]
 
     async def aclose(self) -> None:
         """Flush the edits still waiting for their interval (called before the bot shuts down)."""
-        flushers = [slot.flusher for slot in self._slots.values() if slot.flusher is not None]
-        await asyncio.gather(*flushers, return_exceptions=True)
+        await self._edits.aclose()
 
     async def send_images(self, chat_id: str, images: Sequence[OutgoingImage]) -> list[str]:
         """Albums of up to 10 photos (one message each, so each has an id); a photo over 10 MB goes as a file."""

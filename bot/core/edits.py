@@ -1,6 +1,6 @@
 """Edits of one message at most once every ``interval_s``: in between only the latest reply is kept, and it is
-flushed when the interval is up, so a final text is never dropped. discord.py itself waits out 429s (its HTTP client
-sleeps ``retry_after`` and retries), so this only keeps progress from ever asking for them."""
+flushed when the interval is up, so a final text is never dropped. Platform-free: each adapter's port hands it the
+call that edits a message now (chat platforms rate-limit edits; progress must never provoke a 429)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ class EditThrottle:
             return
         slot.pending = reply
         if slot.flusher is None:
-            slot.flusher = asyncio.create_task(self._flush(chat_id, message_id, slot), name=f"dc-edit-{message_id}")
+            slot.flusher = asyncio.create_task(self._flush(chat_id, message_id, slot), name=f"edit-{message_id}")
 
     async def _flush(self, chat_id: str, message_id: str, slot: _Slot) -> None:
         try:
