@@ -11,8 +11,31 @@ from bot.app import BotApp
 from bot.core.session import SessionState
 from bot.local.chat import LocalChat
 from bot.local.port import LocalChatPort
+from bot.store import Store
 from jobs.settings import Settings
 from jobs.worker import build_worker
+
+
+async def run_burst_worker(settings: Settings, pipe: Any) -> None:
+    """A real arq worker in burst mode on the shared tiny pipeline: runs what is queued, then returns."""
+    assert settings.redis_url is not None
+    worker = build_worker(settings, settings.redis_url, burst=True, poll_delay=0, handle_signals=False,
+                          ctx={"pipe": pipe})  # fmt: skip
+    try:
+        await worker.async_run()
+    finally:
+        await worker.close()
+
+
+async def reached_state(store: Store, user_key: str, state: SessionState, timeout_s: float) -> bool:
+    """Whether delivery moves the user's session to ``state``, with no job open, within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        session = await store.current_session(user_key)
+        if session is not None and session.state == state and await store.active_job(user_key) is None:
+            return True
+        await asyncio.sleep(0.05)
+    return False
 
 
 class Harness:
@@ -44,14 +67,7 @@ class Harness:
         return "\n".join(self.lines[before:])
 
     async def run_worker(self) -> None:
-        """Run a real arq worker until the queue is empty (arq's burst mode)."""
-        assert self.settings.redis_url is not None
-        worker = build_worker(self.settings, self.settings.redis_url, burst=True, poll_delay=0,
-                              handle_signals=False, ctx={"pipe": self.pipe})  # fmt: skip
-        try:
-            await worker.async_run()
-        finally:
-            await worker.close()
+        await run_burst_worker(self.settings, self.pipe)
 
     async def session_state(self, user_key: str | None = None) -> str | None:
         session = await self.app.store.current_session(user_key or self.chat.chat.user_key)
@@ -59,12 +75,8 @@ class Harness:
 
     async def wait_state(self, state: SessionState, timeout_s: float = 30) -> None:
         """Wait until delivery has moved the session to ``state`` and no job is open."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            active = await self.app.store.active_job(self.chat.chat.user_key)
-            if await self.session_state() == state and active is None:
-                return
-            await asyncio.sleep(0.05)
+        if await reached_state(self.app.store, self.chat.chat.user_key, state, timeout_s):
+            return
         raise AssertionError(f"session stayed {await self.session_state()!r}, wanted {state!r}; chat:\n" +
                              "\n".join(self.lines))  # fmt: skip
 

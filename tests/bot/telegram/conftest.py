@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,8 +14,8 @@ from bot.app import BotApp
 from bot.core.session import SessionState
 from bot.telegram import TelegramFrontend, TelegramOptions
 from jobs.settings import Settings
-from jobs.worker import build_worker
 from tests.bot.telegram.standin import BotApiStandin, TgUser
+from tests.harness import reached_state, run_burst_worker
 
 TOKEN = "123456:TEST-secret-token"
 ALICE = TgUser(1001, "Alice")
@@ -56,23 +55,12 @@ class TelegramBot:
         await self.start()
 
     async def run_worker(self) -> None:
-        """A real arq worker in burst mode: runs what is queued, then returns."""
-        assert self.settings.redis_url is not None
-        worker = build_worker(self.settings, self.settings.redis_url, burst=True, poll_delay=0,
-                              handle_signals=False, ctx={"pipe": self.pipe})  # fmt: skip
-        try:
-            await worker.async_run()
-        finally:
-            await worker.close()
+        await run_burst_worker(self.settings, self.pipe)
 
     async def wait_state(self, user: TgUser, state: SessionState, timeout_s: float = 60) -> None:
         key = f"telegram:{user.id}"
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            session = await self.app.store.current_session(key)
-            if session is not None and session.state == state and await self.app.store.active_job(key) is None:
-                return
-            await asyncio.sleep(0.05)
+        if await reached_state(self.app.store, key, state, timeout_s):
+            return
         raise AssertionError(f"{key} never reached {state!r}")
 
 
