@@ -14,6 +14,7 @@ from pipeline.errors import BadStyleDescription, UnknownStyle
 __all__ = [
     "CUSTOM_STYLE_MAX_CHARS",
     "CUSTOM_STYLE_NAME",
+    "CUSTOM_STYLE_TITLE",
     "DEFAULT_SCHEDULER",
     "IDENTIFIER_TOKEN",
     "SCHEDULERS",
@@ -38,6 +39,7 @@ DEFAULT_SCHEDULER = "dpmpp_2m_karras"
 CUSTOM_STYLE_MAX_CHARS = 300
 # The name a free-text style carries in job payloads; the description travels beside it.
 CUSTOM_STYLE_NAME = "custom"
+CUSTOM_STYLE_TITLE = "Custom"
 
 
 @dataclass(frozen=True)
@@ -159,4 +161,4 @@ def custom_style(description: str) -> Style:
         )
     # Braces would be read as format fields by ``render_prompt``; double them so they stay literal text.
     escaped = text.replace("{", "{{").replace("}", "}}")
-    return Style(CUSTOM_STYLE_NAME, "Custom", "professional headshot photo of {subject}, " + escaped)
+    return Style(CUSTOM_STYLE_NAME, CUSTOM_STYLE_TITLE, "professional headshot photo of {subject}, " + escaped)

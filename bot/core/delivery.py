@@ -18,7 +18,7 @@ from bot.core.session import SessionState
 from bot.core.types import ChatPort, OutgoingImage, Reply
 from bot.store import JobRow
 from jobs.events import Event, EventConsumer, EventType
-from pipeline.styles import STYLES
+from pipeline.styles import CUSTOM_STYLE_NAME, CUSTOM_STYLE_TITLE, STYLES
 
 __all__ = ["EventDelivery"]
 
@@ -106,8 +106,9 @@ class EventDelivery:
 
     async def _post_images(self, event: Event, job: JobRow, chat_id: str, port: ChatPort) -> None:
         store = self.core.store
-        style = STYLES.get(str(event.data.get("style")))
-        title = style.title if style else str(event.data.get("style"))
+        name = str(event.data.get("style"))
+        # A free-text style has no preset; it reads as "Custom", as in the acknowledgement the user saw.
+        title = STYLES[name].title if name in STYLES else CUSTOM_STYLE_TITLE if name == CUSTOM_STYLE_NAME else name
         first_number = len(await store.images(event.user_key)) + 1
         images = [
             OutgoingImage(

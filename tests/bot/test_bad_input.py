@@ -77,6 +77,7 @@ async def test_unknown_style_names_the_choices(harness: Harness, selfie_dir: Pat
     await harness.run_worker()
     await harness.wait_state(SessionState.READY)
     assert len(harness.port.headshots) == 2
+    assert all("· Custom ·" in m.text for m in harness.port.messages.values() if m.image_path)
 
 
 async def test_train_start_without_selfies(harness: Harness) -> None:
