@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bot.app import BotApp
 from bot.core.session import SessionState
@@ -36,6 +38,73 @@ async def reached_state(store: Store, user_key: str, state: SessionState, timeou
             return True
         await asyncio.sleep(0.05)
     return False
+
+
+T = TypeVar("T")
+
+
+async def wait_on(changed: asyncio.Condition, probe: Callable[[], T | None], timeout_s: float, what: str) -> T:
+    """Wait until ``probe()`` is truthy, re-checking whenever ``changed`` is notified (and every 0.5 s)."""
+    deadline = time.monotonic() + timeout_s
+    async with changed:
+        while not (found := probe()):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"timed out waiting for {what or probe}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), min(remaining, 0.5))
+        return found
+
+
+class RestartableBot:
+    """The bot process as ``headshot-bot`` runs it (BotApp, one chat frontend, delivery), stopped and started at will.
+
+    Subclasses say which frontend to build and which event means it is up.
+    """
+
+    def __init__(self, settings: Settings, pipe: Any) -> None:
+        self.settings = settings
+        self.pipe = pipe
+
+    def make_frontend(self) -> Any:
+        raise NotImplementedError
+
+    def frontend_up(self) -> asyncio.Event:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        assert self.settings.redis_url is not None
+        self.app = BotApp(self.settings, self.settings.redis_url, consumer_name="test-bot")
+        await self.app.__aenter__()
+        self.frontend = self.make_frontend()  # a fresh client, as a new process has
+        platform = self.frontend.port.platform
+        self.app.start_delivery({platform: self.frontend.port})
+        self._stop = asyncio.Event()
+        self._task = asyncio.create_task(self.frontend.run(self.app, self._stop))
+        up = asyncio.create_task(self.frontend_up().wait())
+        done, _ = await asyncio.wait({up, self._task}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        if self._task in done:
+            up.cancel()
+            self._task.result()  # raises what stopped the frontend
+        assert up in done, f"the {platform} frontend did not come up in 30 s"
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await self._task
+        await self.app.__aexit__(None, None, None)
+
+    async def restart(self) -> None:
+        await self.stop()
+        await self.start()
+
+    async def run_worker(self) -> None:
+        await run_burst_worker(self.settings, self.pipe)
+
+    async def wait_state(self, user: Any, state: SessionState, timeout_s: float = 60) -> None:
+        key = f"{self.frontend.port.platform}:{user.id}"
+        if await reached_state(self.app.store, key, state, timeout_s):
+            return
+        raise AssertionError(f"{key} never reached {state!r}")
 
 
 class Harness:

@@ -7,12 +7,13 @@ what its users do: DM messages with attachments, slash commands, button presses,
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+from tests.harness import wait_on
 
 T = TypeVar("T")
 
@@ -143,15 +144,7 @@ class DiscordWorld:
 
     async def wait_for(self, probe: Callable[[], T | None], timeout_s: float = 60, what: str = "") -> T:
         """Wait until ``probe()`` returns something truthy (re-checked after every call the bot makes)."""
-        deadline = time.monotonic() + timeout_s
-        async with self._changed:
-            while not (found := probe()):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(f"timed out waiting for {what or probe}")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), min(remaining, 0.5))
-            return found
+        return await wait_on(self._changed, probe, timeout_s, what)
 
     # Bookkeeping.
 

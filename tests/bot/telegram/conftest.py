@@ -10,58 +10,30 @@ import pytest
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from bot.app import BotApp
-from bot.core.session import SessionState
 from bot.telegram import TelegramFrontend, TelegramOptions
 from jobs.settings import Settings
 from tests.bot.telegram.standin import BotApiStandin, TgUser
-from tests.harness import reached_state, run_burst_worker
+from tests.harness import RestartableBot
 
 TOKEN = "123456:TEST-secret-token"
 ALICE = TgUser(1001, "Alice")
 BOB = TgUser(1002, "Bob")
 
 
-class TelegramBot:
+class TelegramBot(RestartableBot):
     """The bot process as ``headshot-bot`` runs it (BotApp, Telegram frontend, delivery); restartable."""
 
+    frontend: TelegramFrontend
+
     def __init__(self, settings: Settings, options: TelegramOptions, pipe: Any) -> None:
-        self.settings = settings
+        super().__init__(settings, pipe)
         self.options = options
-        self.pipe = pipe
 
-    async def start(self) -> None:
-        assert self.settings.redis_url is not None
-        self.app = BotApp(self.settings, self.settings.redis_url, consumer_name="test-bot")
-        await self.app.__aenter__()
-        self.frontend = TelegramFrontend(self.settings, self.options)
-        self.app.start_delivery({self.frontend.port.platform: self.frontend.port})
-        self._stop = asyncio.Event()
-        self._task = asyncio.create_task(self.frontend.run(self.app, self._stop))
-        ready = asyncio.create_task(self.frontend.port.ready.wait())
-        done, _ = await asyncio.wait({ready, self._task}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
-        if self._task in done:
-            ready.cancel()
-            self._task.result()  # raises what stopped the frontend
-        assert ready in done, "the Telegram frontend did not come up in 30 s"
+    def make_frontend(self) -> TelegramFrontend:
+        return TelegramFrontend(self.settings, self.options)
 
-    async def stop(self) -> None:
-        self._stop.set()
-        await self._task
-        await self.app.__aexit__(None, None, None)
-
-    async def restart(self) -> None:
-        await self.stop()
-        await self.start()
-
-    async def run_worker(self) -> None:
-        await run_burst_worker(self.settings, self.pipe)
-
-    async def wait_state(self, user: TgUser, state: SessionState, timeout_s: float = 60) -> None:
-        key = f"telegram:{user.id}"
-        if await reached_state(self.app.store, key, state, timeout_s):
-            return
-        raise AssertionError(f"{key} never reached {state!r}")
+    def frontend_up(self) -> asyncio.Event:
+        return self.frontend.port.ready
 
 
 @pytest.fixture
