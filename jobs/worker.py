@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import os
+import socket
 import tempfile
 import threading
 import time
@@ -33,6 +35,8 @@ log = logging.getLogger(__name__)
 
 FAILED_TRAINING_TEXT = "Training failed on our side. Your selfies are kept: send /train start to try again."
 FAILED_GENERATION_TEXT = "Rendering failed on our side. Send the same /headshot command to try again."
+# Named in every ``started`` event, so operators (and the scale-out benchmark) see which worker ran a job.
+WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
 
 
 async def on_startup(ctx: dict[str, Any]) -> None:
@@ -102,7 +106,7 @@ async def train_lora(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, 
     storage: BlobStorage = ctx["storage"]
     job_id: str = ctx["job_id"]
     progress = _Progress(ctx, request.user_key, job_id, settings.progress_interval_s)
-    await _publish(ctx, EventType.STARTED, request.user_key, job_id, kind="train")
+    await _publish(ctx, EventType.STARTED, request.user_key, job_id, kind="train", worker=WORKER_NAME)
     try:
         # 1. Fetch the selfies the bot already checked and normalised (plain RGB JPEGs, no metadata).
         images = [Image.open(io.BytesIO(await storage.get(key))).convert("RGB") for key in request.selfie_keys]
@@ -154,7 +158,7 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
     storage: BlobStorage = ctx["storage"]
     job_id: str = ctx["job_id"]
     progress = _Progress(ctx, request.user_key, job_id, settings.progress_interval_s)
-    await _publish(ctx, EventType.STARTED, request.user_key, job_id, kind="generate")
+    await _publish(ctx, EventType.STARTED, request.user_key, job_id, kind="generate", worker=WORKER_NAME)
     try:
         # 1. The user's LoRA as a local file for diffusers' loader.
         style = (

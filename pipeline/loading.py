@@ -12,11 +12,13 @@ from typing import Any
 from pipeline.errors import ModelLoadError
 from pipeline.tiny import build_tiny_sdxl
 
-__all__ = ["DEFAULT_MODEL", "DTYPES", "TINY_MODEL", "load_base_pipeline", "pick_device"]
+__all__ = ["DEFAULT_MODEL", "DTYPES", "RANDOM_SDXL_MODEL", "TINY_MODEL", "load_base_pipeline", "pick_device"]
 
 DEFAULT_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
 # The name that selects the randomly initialised offline model (tests, demos, CI).
 TINY_MODEL = "tiny"
+# SDXL base's exact architecture with seeded random weights, built on the device: benchmarks on machines with no hub.
+RANDOM_SDXL_MODEL = "random-sdxl"
 DTYPES = ("float16", "bfloat16", "float32")
 
 
@@ -47,8 +49,9 @@ def load_base_pipeline(
 ) -> Any:
     """Load ``model`` as a ``StableDiffusionXLPipeline`` on ``device``, progress bar off.
 
-    ``model`` is ``"tiny"`` (built into ``cache_dir / "tiny-sdxl"`` on first use), a local checkpoint folder, or a
-    model hub id (downloaded into ``cache_dir``). Raises ``ModelLoadError`` saying what to set instead.
+    ``model`` is ``"tiny"`` (built into ``cache_dir / "tiny-sdxl"`` on first use), ``"random-sdxl"`` (benchmarks
+    only: SDXL's shapes, random weights), a local checkpoint folder, or a model hub id (downloaded into
+    ``cache_dir``). Raises ``ModelLoadError`` saying what to set instead.
     """
     from diffusers import StableDiffusionXLPipeline
 
@@ -56,6 +59,10 @@ def load_base_pipeline(
     device = device or pick_device()
     torch_dtype = _resolve_dtype(dtype, device)
     cache_dir = Path(cache_dir)
+    if model == RANDOM_SDXL_MODEL:
+        from pipeline.sdxl_config import build_random_sdxl
+
+        return build_random_sdxl(device=device, dtype=str(torch_dtype).removeprefix("torch."))
 
     # 2. Find the checkpoint: the tiny model is built locally and then loaded like any other folder.
     source = str(build_tiny_sdxl(cache_dir / "tiny-sdxl")) if model == TINY_MODEL else model

@@ -200,6 +200,8 @@ def build_tiny_sdxl(directory: Path, *, seed: int = 0) -> Path:
     try:
         _build(staging / "model", seed)
         (staging / "model" / _MARKER).write_text(json.dumps(expected), encoding="utf-8")
+        if _is_complete(directory, expected):
+            return directory  # another worker sharing this cache finished first; never delete what it loads
         if directory.exists():
             shutil.rmtree(directory)  # A stale build (other seed/version or no marker) is replaced, not merged.
         try:
