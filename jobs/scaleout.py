@@ -28,7 +28,6 @@ from arq.jobs import Job
 from redis.asyncio import Redis
 
 from jobs.events import Event, EventType
-from jobs.gpu_sampler import GpuSampler
 from jobs.payloads import (
     GenerateRequest,
     TrainRequest,
@@ -41,6 +40,7 @@ from jobs.payloads import (
 from jobs.queue import JobQueue, connect_queue
 from jobs.redis_server import embedded_redis
 from jobs.storage import LocalStorage
+from pipeline.gpu_sampler import GpuSampler
 
 __all__ = ["PhaseResult", "ScaleoutPlan", "main", "run_phase"]
 

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     lora_rank: int = Field(default=16, ge=1, le=256)
     train_steps: int = Field(default=400, ge=1)
     learning_rate: float = Field(default=1e-4, gt=0)
+    train_batch_size: int | None = Field(default=None, ge=1, description="Default: by GPU memory (8 at >= 72 GiB).")
+    train_gradient_checkpointing: bool | None = Field(default=None, description="Default: on below 40 GiB of GPU.")
     headshots_per_request: int = Field(default=4, ge=1, le=20)
     inference_steps: int | None = Field(default=None, ge=1, description="Override the styles' step counts.")
 

@@ -26,17 +26,19 @@ from pipeline._adapters import (
     snapshot_active_adapters,
 )
 from pipeline.styles import IDENTIFIER_TOKEN
-from pipeline.training_set import TrainingSet, encode_training_set
+from pipeline.training_set import TrainingSet, encode_training_set, to_device_async
 
 __all__ = [
     "LORA_WEIGHT_NAME",
     "TEXT_ENCODER_TARGETS",
+    "MemoryPlan",
     "TrainingCancelled",
     "TrainingConfig",
     "TrainingProgress",
     "TrainingResult",
     "TrainingSet",
     "encode_training_set",
+    "memory_plan",
     "train_lora",
 ]
 
@@ -83,6 +85,26 @@ class TrainingConfig:
     @property
     def optimizer_steps(self) -> int:
         return math.ceil(self.steps / self.batch_size)
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Batch size and gradient checkpointing for a GPU of a given size (SDXL at 1024 px, rank 16)."""
+
+    batch_size: int
+    gradient_checkpointing: bool
+
+
+# Measured peaks on an H100 (BENCHMARKS.md, 2026-11-24): batch 4 uses 36 GiB, batch 8 65 GiB without checkpointing.
+# Batch 8 trains 1.8x as many image-steps/s as batch 4 (the step is bound by the host queueing kernels, so a bigger
+# batch does more work per kernel). Below 40 GiB, checkpointing trades compute for memory (a 24 GB card's floor).
+def memory_plan(gpu_memory_gib: float | None) -> MemoryPlan:
+    """The fastest recipe that fits ``gpu_memory_gib`` of GPU memory; ``None`` (a CPU) keeps the defaults."""
+    if gpu_memory_gib is None or 40 <= gpu_memory_gib < 72:
+        return MemoryPlan(batch_size=4, gradient_checkpointing=False)
+    if gpu_memory_gib >= 72:
+        return MemoryPlan(batch_size=8, gradient_checkpointing=False)
+    return MemoryPlan(batch_size=4, gradient_checkpointing=True)
 
 
 @dataclass(frozen=True)
@@ -151,6 +173,7 @@ def train_lora(
     autocast = torch.autocast("cuda", dtype=unet.dtype) if device.type == "cuda" and half else contextlib.nullcontext()
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and unet.dtype == torch.float16)
     checkpointing_was_on = unet.is_gradient_checkpointing
+    step_losses: list[Any] = []
     losses: list[float] = []
     try:
         # The gaussian init draws from torch's global RNG: seed it privately so runs repeat and callers' RNG is kept.
@@ -191,7 +214,7 @@ def train_lora(
                 raise TrainingCancelled(f"Training stopped at step {done} of {config.steps}.")
             bucket = training_set.pick_bucket(generator)
             picks = torch.randint(0, bucket.count, (config.batch_size,), generator=generator)
-            latents = bucket.sample(picks, generator).to(device)
+            latents = to_device_async(bucket.sample(picks, generator), device)
             noise = torch.randn(latents.shape, generator=generator)
             if config.noise_offset:
                 noise += config.noise_offset * torch.randn((*latents.shape[:2], 1, 1), generator=generator)
@@ -204,9 +227,9 @@ def train_lora(
                     forward,
                     noise_scheduler,
                     latents,
-                    noise.to(device),
-                    timesteps.to(device),
-                    (embeds, pooled, bucket.time_ids.to(device)),
+                    to_device_async(noise, device),
+                    to_device_async(timesteps, device),
+                    (embeds, pooled, to_device_async(bucket.time_ids, device)),
                     dtype=unet.dtype,
                     min_snr_gamma=config.min_snr_gamma,
                 )
@@ -216,12 +239,15 @@ def train_lora(
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             scaler.step(optimizer)
             scaler.update()
-            losses.append(float(loss.detach()))
+            # Kept on the device: reading a loss waits for the GPU, and a wait every step leaves the GPU idle while
+            # the host queues the next step's ~thousands of kernels. Only progress reports read one.
+            step_losses.append(loss.detach())
 
             if on_progress is not None and (step % progress_every == 0 or step == total):
                 elapsed = time.monotonic() - started
                 eta = elapsed / seen * (config.steps - seen)
-                on_progress(TrainingProgress(seen, config.steps, losses[-1], elapsed, eta))
+                on_progress(TrainingProgress(seen, config.steps, float(step_losses[-1]), elapsed, eta))
+        losses = [float(value) for value in torch.stack(step_losses).float().cpu()]
 
         # 5. Save in diffusers' LoRA format, with the adapter configs so alpha/rank survive loading.
         output_dir = Path(output_dir)

@@ -6,13 +6,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
 from diffusers import DDPMScheduler
 from PIL import Image, ImageOps
 from safetensors import safe_open
 
 from pipeline.generation import headshot_size
-from pipeline.training import TrainingConfig, _encode_prompt, _loss_for_batch, encode_training_set, train_lora
+from pipeline.training import (
+    MemoryPlan,
+    TrainingConfig,
+    _encode_prompt,
+    _loss_for_batch,
+    encode_training_set,
+    memory_plan,
+    train_lora,
+)
 from pipeline.training_set import crop_to
 from tests.pipeline.conftest import TRAIN_CONFIG
 
@@ -104,3 +113,11 @@ def test_text_encoder_lora_is_saved_and_loads(pipe: Any, text_encoder_trained: A
     finally:
         pipe.unload_lora_weights()
     assert float((after - before).abs().max()) > 1e-3
+
+
+@pytest.mark.parametrize(
+    ("gpu_gib", "batch", "checkpointing"),
+    [(None, 4, False), (80.0, 8, False), (141.0, 8, False), (48.0, 4, False), (24.0, 4, True)],
+)
+def test_memory_plan_picks_the_fastest_recipe_that_fits(gpu_gib: float | None, batch: int, checkpointing: bool) -> None:
+    assert memory_plan(gpu_gib) == MemoryPlan(batch_size=batch, gradient_checkpointing=checkpointing)

@@ -1,0 +1,131 @@
+"""``python -m pipeline.benchmark_hotpaths``: the worker's two hot paths, variant against variant, in one process.
+
+Where ``pipeline.benchmark`` compares the project with the naive recipe, this module compares the project's own
+choices on the same warm pipeline, so each figure has its baseline from the same run:
+
+- training: image-steps/s and GPU busy share (``nvidia-smi``) for batch 4 with a loss read every step (what a
+  progress callback per step forces) vs every 10 steps, batch 8, and optionally the compiled forward;
+- one ``/headshot`` request as the worker serves it (4 images, batch 4, the style's size, then PNG encoding):
+  the user's LoRA attached as a fresh adapter per request vs swapped into a LoRA slot, and PNG level 6 vs 1.
+
+Run it under two ``PYTHONPATH`` roots to compare two versions of the training code (see BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeline.benchmark import measured, sample_images
+
+__all__ = ["main", "request_variant", "training_variant"]
+
+
+def training_variant(
+    pipe: Any, images: list[Any], *, batch: int, progress_every: int, image_steps: int, compile: bool = False
+) -> dict[str, Any]:
+    """Steady image-steps/s (the span between the first and the last progress report) and GPU busy share."""
+    from pipeline.gpu_sampler import GpuSampler
+    from pipeline.training import TrainingConfig, TrainingProgress, train_lora
+
+    reports: list[TrainingProgress] = []
+    config = TrainingConfig(rank=16, steps=image_steps, batch_size=batch, compile=compile)
+    gpus = GpuSampler.count_gpus() if str(pipe.unet.device).startswith("cuda") else 0
+    with tempfile.TemporaryDirectory() as folder, GpuSampler(gpus) as sampler, measured(str(pipe.unet.device)) as m:
+        train_lora(pipe, images, config, Path(folder), on_progress=reports.append, progress_every=progress_every)
+    first, last = reports[0], reports[-1]
+    return {
+        "batch": batch,
+        "progress_every": progress_every,
+        "compile": compile,
+        "image_steps_per_s": round((last.step - first.step) / max(1e-9, last.elapsed_s - first.elapsed_s), 2),
+        "first_report_s": round(first.elapsed_s, 1),
+        "total_s": round(m.seconds, 1),
+        "peak_gib": round(m.peak_gib, 1),
+        "gpu_busy_percent": sampler.mean_utilisation(),
+    }
+
+
+def request_variant(pipe: Any, lora: Path, *, slot: Any, png_level: int, repeats: int, steps: int) -> dict[str, Any]:
+    """Seconds for one 4-image request: LoRA attach + render + detach, then PNG encoding of the 4 images."""
+    from pipeline.generation import generate_headshots
+    from pipeline.styles import STYLES
+
+    def serve() -> tuple[float, float]:
+        with measured(str(pipe.unet.device)) as render:
+            images = generate_headshots(
+                pipe, STYLES["linkedin"], count=4, seed=7, lora_path=lora, batch_size=4, steps=steps, lora_slot=slot
+            )
+        started = time.perf_counter()
+        for generated in images:
+            generated.image.save(io.BytesIO(), format="PNG", compress_level=png_level)
+        return render.seconds, time.perf_counter() - started
+
+    serve()  # warm-up: allocator, kernels, first adapter
+    timings = [serve() for _ in range(repeats)]
+    render_s = sum(t[0] for t in timings) / repeats
+    encode_s = sum(t[1] for t in timings) / repeats
+    return {
+        "lora": "slot swap" if slot is not None else "adapter per request",
+        "png_level": png_level,
+        "render_s": round(render_s, 2),
+        "encode_s": round(encode_s, 2),
+        "request_s": round(render_s + encode_s, 2),
+        "s_per_image": round((render_s + encode_s) / 4, 3),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.benchmark_hotpaths", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", choices=("sdxl", "tiny"), default="sdxl")
+    parser.add_argument("--only", choices=("train", "request"), help="one half only")
+    parser.add_argument("--image-steps", type=int, default=200, help="image-steps per training variant")
+    parser.add_argument("--steps", type=int, default=30, help="denoising steps per image")
+    parser.add_argument("--compile-train", action="store_true", help="add the compiled training forward")
+    parser.add_argument("--out", type=Path, help="write the results as JSON here (rewritten after each figure)")
+    args = parser.parse_args(argv)
+
+    from pipeline.loading import load_base_pipeline, pick_device
+    from pipeline.lora_slot import LoraSlot
+
+    if args.model == "tiny":
+        cache = Path(tempfile.gettempdir()) / "headshot-models"
+        pipe = load_base_pipeline("tiny", device=pick_device(), cache_dir=cache)
+    else:
+        from pipeline.sdxl_config import build_random_sdxl
+
+        pipe = build_random_sdxl(device=pick_device())
+    images = sample_images(10)
+    results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "model": args.model, "train": [], "request": []}
+
+    def record(section: str, figures: dict[str, Any]) -> None:
+        results[section].append(figures)
+        print(section, json.dumps(figures), flush=True)
+        if args.out:
+            args.out.write_text(json.dumps(results, indent=2) + "\n")
+
+    if args.only in (None, "train"):
+        variants = [(4, 1, False), (4, 10, False), (8, 10, False)] + ([(4, 10, True)] if args.compile_train else [])
+        for batch, every, compiled in variants:
+            figures = training_variant(
+                pipe, images, batch=batch, progress_every=every, image_steps=args.image_steps, compile=compiled
+            )
+            record("train", figures)
+    if args.only in (None, "request"):
+        from pipeline.training import TrainingConfig, train_lora
+
+        with tempfile.TemporaryDirectory() as folder:
+            lora = train_lora(pipe, images, TrainingConfig(rank=16, steps=8), Path(folder)).lora_path
+            for slot, png_level in ((None, 6), (None, 1), (LoraSlot(pipe, max_rank=16), 1)):
+                figures = request_variant(pipe, lora, slot=slot, png_level=png_level, repeats=2, steps=args.steps)
+                record("request", figures)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
