@@ -15,7 +15,11 @@ from jobs.s3_storage import MIN_PART_SIZE, S3Storage
 from jobs.settings import Settings
 from jobs.storage import BlobStorage, LocalStorage
 
-S3_CREDENTIALS: dict[str, Any] = {"s3_region": "us-east-1", "s3_access_key_id": "testing", "s3_secret_access_key": "testing"}
+S3_CREDENTIALS: dict[str, Any] = {
+    "s3_region": "us-east-1",
+    "s3_access_key_id": "testing",
+    "s3_secret_access_key": "testing",
+}
 
 
 @pytest.fixture(scope="session")
