@@ -18,7 +18,7 @@ from bot.store import Store
 from jobs.events import EventConsumer
 from jobs.queue import JobQueue, connect_queue
 from jobs.settings import Settings
-from jobs.storage import BlobStorage, LocalStorage
+from jobs.storage import BlobStorage, open_storage
 
 __all__ = ["BotApp"]
 
@@ -36,13 +36,17 @@ class BotApp:
         # The consumer name survives restarts on one host, so a restarted bot re-reads what it had not acked.
         self.consumer_name = consumer_name or f"bot-{os.uname().nodename}"
         self._storage = storage
+        self._owned_storage: BlobStorage | None = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def __aenter__(self) -> BotApp:
+        # Storage first: a wrong S3 setting fails the start with its own message, before anything else is open.
+        storage = self._storage
+        if storage is None:
+            storage = self._owned_storage = await open_storage(self.settings)
         self.store = await Store(self.settings.resolved_database_path).open()
         self.pool: ArqRedis = await connect_queue(self.redis_url, self.settings.queue_name)
-        storage = self._storage or LocalStorage(self.settings.resolved_storage_dir)
         self.core = CoreContext(self.settings, self.store, storage, JobQueue(self.pool, self.settings.queue_name))
         self.service = HeadshotService(self.core)
         return self
@@ -63,3 +67,6 @@ class BotApp:
                 task.cancel()
         await self.pool.aclose()
         await self.store.close()
+        if self._owned_storage is not None:
+            await self._owned_storage.aclose()
+            self._owned_storage = None

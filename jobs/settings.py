@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["DEFAULT_MODEL", "Settings"]
@@ -83,3 +84,27 @@ class Settings(BaseSettings):
     @property
     def resolved_model_cache_dir(self) -> Path:
         return self.model_cache_dir or self.data_dir / "models"
+
+    # Blob storage backend: a local folder, or an S3-compatible bucket shared by bot and workers on other hosts.
+    storage_backend: Literal["local", "s3"] = Field(default="local", description="'local' (storage_dir) or 's3'.")
+    s3_bucket: str | None = Field(default=None, description="Bucket for selfies, LoRA weights and outputs.")
+    s3_endpoint_url: str | None = Field(default=None, description="MinIO, R2, Ceph...; unset = AWS S3.")
+    s3_region: str | None = Field(default=None, description="e.g. 'eu-central-1'; unset = the AWS default chain.")
+    s3_access_key_id: str | None = Field(default=None, description="Unset = the AWS default credential chain.")
+    s3_secret_access_key: SecretStr | None = None
+    s3_prefix: str = Field(default="", description="Folder inside the bucket, e.g. 'headshots/'; '' = the root.")
+
+    @model_validator(mode="after")
+    def _s3_complete(self) -> Settings:
+        if self.storage_backend != "s3":
+            return self
+        if not self.s3_bucket:
+            raise ValueError("storage_backend is 's3' but no bucket is named: set HEADSHOT_S3_BUCKET")
+        if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):
+            given, missing = (
+                ("HEADSHOT_S3_ACCESS_KEY_ID", "HEADSHOT_S3_SECRET_ACCESS_KEY")
+                if self.s3_access_key_id
+                else ("HEADSHOT_S3_SECRET_ACCESS_KEY", "HEADSHOT_S3_ACCESS_KEY_ID")
+            )
+            raise ValueError(f"{given} is set but {missing} is not: set both, or neither to use the AWS default chain")
+        return self

@@ -1,6 +1,7 @@
 """Blob storage shared by the bot and the workers: selfies, LoRA weights and outputs under ``users/<user>/``.
 
-A local directory by default; an S3-compatible bucket plugs in behind the same ``BlobStorage`` protocol.
+A local directory by default; an S3-compatible bucket (``jobs/s3_storage.py``) behind the same ``BlobStorage``
+protocol when bot and workers run on different hosts. ``open_storage(settings)`` picks one.
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ import re
 import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote
 
-__all__ = ["BlobStorage", "LocalStorage", "user_prefix"]
+if TYPE_CHECKING:
+    from jobs.settings import Settings
+
+__all__ = ["BlobStorage", "LocalStorage", "StorageError", "checked_key", "open_storage", "user_prefix"]
 
 _SAFE_PART = re.compile(r"^[A-Za-z0-9._%-]+$")
 
@@ -26,7 +30,12 @@ def user_prefix(user_key: str) -> str:
     return f"users/{quote(user_key, safe='')}/"
 
 
-def _checked(key: str) -> PurePosixPath:
+class StorageError(RuntimeError):
+    """Storage is unreachable or misconfigured (an infrastructure fault, not the user's); the text says what to set."""
+
+
+def checked_key(key: str) -> PurePosixPath:
+    """``key`` as a relative path of plain names; ValueError for anything that could escape its folder."""
     path = PurePosixPath(key)
     if (
         path.is_absolute()
@@ -50,6 +59,18 @@ class BlobStorage(Protocol):
 
     async def delete_prefix(self, prefix: str) -> int: ...
 
+    async def put_file(self, key: str, path: Path) -> None:
+        """Store the file at ``path`` under ``key`` without holding it whole in memory (LoRA weights are 100+ MB)."""
+        ...
+
+    async def get_file(self, key: str, path: Path) -> None:
+        """Write the blob ``key`` to ``path``, streamed; ``path`` appears whole or not at all. KeyError if absent."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections; the storage is not used afterwards."""
+        ...
+
     def local_path(self, key: str) -> Path | None:
         """A file path for ``key`` when storage is on this disk (lets the local chat show files), else None."""
         ...
@@ -63,7 +84,7 @@ class LocalStorage:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def local_path(self, key: str) -> Path:
-        return self.root.joinpath(*_checked(key).parts)
+        return self.root.joinpath(*checked_key(key).parts)
 
     async def put(self, key: str, data: bytes) -> None:
         await asyncio.to_thread(self._put, self.local_path(key), data)
@@ -77,6 +98,18 @@ class LocalStorage:
 
     async def exists(self, key: str) -> bool:
         return self.local_path(key).is_file()
+
+    async def put_file(self, key: str, path: Path) -> None:
+        await asyncio.to_thread(self._copy_atomic, path, self.local_path(key))
+
+    async def get_file(self, key: str, path: Path) -> None:
+        try:
+            await asyncio.to_thread(self._copy_atomic, self.local_path(key), path)
+        except FileNotFoundError:
+            raise KeyError(f"no blob stored under {key!r}") from None
+
+    async def aclose(self) -> None:
+        return None
 
     async def delete(self, key: str) -> bool:
         path = self.local_path(key)
@@ -102,9 +135,43 @@ class LocalStorage:
             raise
 
     @staticmethod
+    def _copy_atomic(source: Path, target: Path) -> None:
+        if not source.is_file():  # checked first, so a missing blob leaves no folder behind at the target
+            raise FileNotFoundError(source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        os.close(fd)
+        try:
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @staticmethod
     def _delete_tree(folder: Path) -> int:
         if not folder.exists():
             return 0
         count = sum(1 for item in folder.rglob("*") if item.is_file())
         shutil.rmtree(folder)
         return count
+
+
+async def open_storage(settings: Settings) -> BlobStorage:
+    """The storage ``settings`` name, connected and checked; the caller closes it with ``aclose()``."""
+    if settings.storage_backend == "s3":
+        from jobs.s3_storage import S3Storage  # aiobotocore loads only where S3 is used
+
+        assert settings.s3_bucket is not None  # Settings refuses storage_backend='s3' without a bucket
+        storage = S3Storage(
+            settings.s3_bucket,
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+            access_key_id=settings.s3_access_key_id,
+            secret_access_key=settings.s3_secret_access_key.get_secret_value()
+            if settings.s3_secret_access_key
+            else None,
+            prefix=settings.s3_prefix,
+        )
+        return await storage.open()
+    return LocalStorage(settings.resolved_storage_dir)

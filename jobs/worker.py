@@ -26,10 +26,10 @@ from PIL import Image
 from jobs.events import Event, EventPublisher, EventType
 from jobs.payloads import GENERATE_FUNCTION, TRAIN_FUNCTION, GenerateRequest, TrainRequest
 from jobs.settings import Settings
-from jobs.storage import BlobStorage, LocalStorage
+from jobs.storage import BlobStorage, open_storage
 from pipeline.errors import UserInputError
 
-__all__ = ["build_worker", "generate_headshots", "on_startup", "train_lora"]
+__all__ = ["build_worker", "generate_headshots", "on_shutdown", "on_startup", "train_lora"]
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,8 @@ async def on_startup(ctx: dict[str, Any]) -> None:
     from pipeline.loading import load_base_pipeline
 
     settings: Settings = ctx["settings"]
-    ctx.setdefault("storage", LocalStorage(settings.resolved_storage_dir))
+    if "storage" not in ctx:  # tests may hand one in
+        ctx["storage"] = ctx["owned_storage"] = await open_storage(settings)
     ctx["events"] = EventPublisher(ctx["redis"], settings.events_stream)
     if "pipe" in ctx:  # handed in already loaded (tests share one tiny pipeline across workers)
         return
@@ -80,6 +81,13 @@ def _training_plan(pipe: Any, settings: Settings) -> Any:
         if settings.train_gradient_checkpointing is None
         else settings.train_gradient_checkpointing,
     )
+
+
+async def on_shutdown(ctx: dict[str, Any]) -> None:
+    """Close the storage ``on_startup`` opened (an S3 client holds a connection pool)."""
+    if "owned_storage" in ctx:
+        del ctx["storage"]
+        await ctx.pop("owned_storage").aclose()
 
 
 class _Progress:
@@ -160,7 +168,7 @@ async def train_lora(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, 
                     should_stop=progress.stop.is_set,
                 ),
             )
-            await storage.put(request.lora_key, result.lora_path.read_bytes())
+            await storage.put_file(request.lora_key, result.lora_path)
     except (asyncio.CancelledError, TrainingCancelled):
         await asyncio.shield(_publish(ctx, EventType.CANCELLED, request.user_key, job_id, kind="train"))
         raise
@@ -197,7 +205,7 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
         )
         with tempfile.TemporaryDirectory(prefix="lora-") as scratch:
             lora_path = Path(scratch) / "pytorch_lora_weights.safetensors"
-            lora_path.write_bytes(await storage.get(request.lora_key))
+            await storage.get_file(request.lora_key, lora_path)
 
             # 2. Render in a thread.
             def on_images(done: int, total: int) -> None:
@@ -254,6 +262,7 @@ def build_worker(settings: Settings, redis_url: str, **overrides: Any) -> Worker
         "queue_name": settings.queue_name,
         "redis_settings": RedisSettings.from_dsn(redis_url),
         "on_startup": on_startup,
+        "on_shutdown": on_shutdown,
         "max_jobs": 1,
         "allow_abort_jobs": True,
         "keep_result": 3600,
