@@ -24,12 +24,13 @@ from arq.worker import Worker
 from PIL import Image
 
 from jobs.events import Event, EventPublisher, EventType
+from jobs.metrics import WorkerMonitor
 from jobs.payloads import GENERATE_FUNCTION, TRAIN_FUNCTION, GenerateRequest, TrainRequest
 from jobs.settings import Settings
 from jobs.storage import BlobStorage, LocalStorage
 from pipeline.errors import UserInputError
 
-__all__ = ["build_worker", "generate_headshots", "on_startup", "train_lora"]
+__all__ = ["build_worker", "generate_headshots", "on_shutdown", "on_startup", "train_lora"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ async def on_startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     ctx.setdefault("storage", LocalStorage(settings.resolved_storage_dir))
     ctx["events"] = EventPublisher(ctx["redis"], settings.events_stream)
+    await ctx["monitor"].start(ctx["redis"])  # metrics endpoint and heartbeat, before the model takes minutes
     if "pipe" in ctx:  # handed in already loaded (tests share one tiny pipeline across workers)
         return
     started = time.monotonic()
@@ -57,6 +59,10 @@ async def on_startup(ctx: dict[str, Any]) -> None:
         cache_dir=settings.resolved_model_cache_dir,
     )
     log.info("model %s loaded in %.1f s", settings.model, time.monotonic() - started)
+
+
+async def on_shutdown(ctx: dict[str, Any]) -> None:
+    await ctx["monitor"].stop()
 
 
 class _Progress:
@@ -214,19 +220,23 @@ def build_worker(settings: Settings, redis_url: str, **overrides: Any) -> Worker
 
     ``overrides`` go to arq's ``Worker`` (tests pass ``burst=True, poll_delay=0``; a test may pass ``ctx``).
     """
-    ctx: dict[str, Any] = {"settings": settings, **overrides.pop("ctx", {})}
+    monitor = WorkerMonitor(settings, WORKER_NAME)
+    train, generate = monitor.instrument("train", train_lora), monitor.instrument("generate", generate_headshots)
+    ctx: dict[str, Any] = {"settings": settings, "monitor": monitor, **overrides.pop("ctx", {})}
     options: dict[str, Any] = {
         "functions": [
-            func(train_lora, name=TRAIN_FUNCTION, timeout=settings.train_timeout_s, max_tries=2),
-            func(generate_headshots, name=GENERATE_FUNCTION, timeout=settings.generate_timeout_s, max_tries=2),
+            func(train, name=TRAIN_FUNCTION, timeout=settings.train_timeout_s, max_tries=2),
+            func(generate, name=GENERATE_FUNCTION, timeout=settings.generate_timeout_s, max_tries=2),
         ],
         "queue_name": settings.queue_name,
         "redis_settings": RedisSettings.from_dsn(redis_url),
         "on_startup": on_startup,
+        "on_shutdown": on_shutdown,
+        "on_job_start": monitor.on_job_start,
         "max_jobs": 1,
         "allow_abort_jobs": True,
         "keep_result": 3600,
-        "health_check_interval": 30,
+        "health_check_interval": settings.health_check_interval_s,
         "handle_signals": True,
         "ctx": ctx,
     }
