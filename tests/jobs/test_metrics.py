@@ -3,58 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import json
-import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from arq.jobs import Job
-from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from jobs.health import live_workers
-from jobs.logging_setup import build_log_handler
 from jobs.payloads import GenerateRequest, TrainRequest, lora_key, selfie_key
 from jobs.queue import JobQueue, connect_queue
 from jobs.settings import Settings
 from jobs.storage import LocalStorage
 from jobs.worker import build_worker
+from tests.operations import captured_logs, scrape
 
 TOKEN = "123456:SECRET-telegram-token"
-
-
-async def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of ``/metrics`` as {(name, sorted labels): value}, read over real HTTP."""
-    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/metrics") as response:
-        assert response.status == 200
-        text = await response.text()
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-@contextmanager
-def captured_logs(settings: Settings) -> Iterator[io.StringIO]:
-    """The process's log lines, as ``headshot-worker`` would write them with these settings."""
-    buffer = io.StringIO()
-    handler = build_log_handler(settings, buffer)
-    root = logging.getLogger()
-    old_level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    try:
-        yield buffer
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(old_level)
 
 
 async def test_worker_job_moves_metrics_and_json_logs_carry_job_id(
