@@ -185,7 +185,10 @@ class WorkerMonitor:
             await asyncio.gather(self._beating, return_exceptions=True)
             self._beating = None
         if self._redis is not None:
-            await clear_heartbeat(self._redis, self.settings.queue_name, self.worker_name)
+            try:
+                await clear_heartbeat(self._redis, self.settings.queue_name, self.worker_name)
+            except (RedisError, OSError):  # Redis is away: the key expires on its own
+                log.warning("clearing the heartbeat of worker %s failed", self.worker_name, exc_info=True)
         if self._server is not None:
             await self._server.stop()
             self._server = None
