@@ -14,8 +14,8 @@ from bot.core.context import CoreContext
 from bot.core.delivery import EventDelivery
 from bot.core.service import HeadshotService
 from bot.core.types import ChatPort
+from bot.metrics import BotMetrics, CountingConsumer
 from bot.store import Store
-from jobs.events import EventConsumer
 from jobs.queue import JobQueue, connect_queue
 from jobs.settings import Settings
 from jobs.storage import BlobStorage, open_storage
@@ -49,11 +49,13 @@ class BotApp:
         self.pool: ArqRedis = await connect_queue(self.redis_url, self.settings.queue_name)
         self.core = CoreContext(self.settings, self.store, storage, JobQueue(self.pool, self.settings.queue_name))
         self.service = HeadshotService(self.core)
+        self.metrics = BotMetrics(self.settings, self.pool)
+        await self.metrics.start()  # serves /metrics when bot_metrics_port is set
         return self
 
     def start_delivery(self, ports: Mapping[str, ChatPort]) -> EventDelivery:
         delivery = EventDelivery(self.core, ports)
-        consumer = EventConsumer(self.pool, self.settings.events_stream, self.consumer_name)
+        consumer = CountingConsumer(self.pool, self.settings.events_stream, self.consumer_name, self.metrics)
         self._tasks.append(asyncio.create_task(delivery.run(consumer, self._stop), name="event-delivery"))
         return delivery
 
@@ -65,6 +67,7 @@ class BotApp:
                 await asyncio.wait_for(task, timeout=5)
             except (TimeoutError, asyncio.CancelledError):
                 task.cancel()
+        await self.metrics.stop()
         await self.pool.aclose()
         await self.store.close()
         if self._owned_storage is not None:

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from bot.app import BotApp
 from bot.core.types import ChatPort
+from jobs.logging_setup import configure_logging
 from jobs.redis_server import embedded_redis
 from jobs.settings import Settings
 
@@ -69,8 +70,8 @@ async def serve(settings: Settings, redis_url: str, frontends: list[Frontend]) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings()
+    configure_logging(settings)  # HEADSHOT_LOG_FORMAT=json for one JSON object per line
     configured = [spec for spec in FRONTENDS if getattr(settings, spec.token_setting) is not None]
     if not configured:
         print("No chat token set: put DISCORD_TOKEN and/or TELEGRAM_TOKEN in the environment or .env, "

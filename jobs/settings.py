@@ -64,6 +64,20 @@ class Settings(BaseSettings):
     generate_timeout_s: int = Field(default=900, ge=1)
     progress_interval_s: float = Field(default=2.0, ge=0, description="Least time between two progress events.")
 
+    # Operations: metrics, health, logs (README "Operations").
+    bot_metrics_port: int | None = Field(
+        default=None, ge=0, le=65535, description="Prometheus /metrics port of the bot; unset or 0 = off (e.g. 9101)."
+    )
+    worker_metrics_port: int | None = Field(
+        default=None, ge=0, le=65535, description="Prometheus /metrics port of a worker; unset or 0 = off (e.g. 9102)."
+    )
+    metrics_host: str = Field(default="0.0.0.0", description="Address the metrics endpoints listen on.")
+    health_check_interval_s: int = Field(
+        default=10, ge=1, description="How often a worker records arq's health check and its own heartbeat."
+    )
+    log_format: Literal["text", "json"] = Field(default="text", description="'json': one JSON object per line.")
+    log_level: str = Field(default="INFO", description="Python logging level name: DEBUG, INFO, WARNING, ...")
+
     @field_validator("max_selfies")
     @classmethod
     def _max_not_below_min(cls, value: int, info: object) -> int:

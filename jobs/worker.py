@@ -24,6 +24,7 @@ from arq.worker import Worker
 from PIL import Image
 
 from jobs.events import Event, EventPublisher, EventType
+from jobs.metrics import WorkerMonitor
 from jobs.payloads import GENERATE_FUNCTION, TRAIN_FUNCTION, GenerateRequest, TrainRequest
 from jobs.settings import Settings
 from jobs.storage import BlobStorage, open_storage
@@ -47,6 +48,7 @@ async def on_startup(ctx: dict[str, Any]) -> None:
     if "storage" not in ctx:  # tests may hand one in
         ctx["storage"] = ctx["owned_storage"] = await open_storage(settings)
     ctx["events"] = EventPublisher(ctx["redis"], settings.events_stream)
+    await ctx["monitor"].start(ctx["redis"])  # metrics endpoint and heartbeat, before the model takes minutes
     if "pipe" in ctx:  # handed in already loaded (tests share one tiny pipeline across workers)
         return
     started = time.monotonic()
@@ -84,7 +86,8 @@ def _training_plan(pipe: Any, settings: Settings) -> Any:
 
 
 async def on_shutdown(ctx: dict[str, Any]) -> None:
-    """Close the storage ``on_startup`` opened (an S3 client holds a connection pool)."""
+    """Stop the metrics endpoint and heartbeat; close the storage ``on_startup`` opened (an S3 client's pool)."""
+    await ctx["monitor"].stop()
     if "owned_storage" in ctx:
         del ctx["storage"]
         await ctx.pop("owned_storage").aclose()
@@ -253,20 +256,23 @@ def build_worker(settings: Settings, redis_url: str, **overrides: Any) -> Worker
 
     ``overrides`` go to arq's ``Worker`` (tests pass ``burst=True, poll_delay=0``; a test may pass ``ctx``).
     """
-    ctx: dict[str, Any] = {"settings": settings, **overrides.pop("ctx", {})}
+    monitor = WorkerMonitor(settings, WORKER_NAME)
+    train, generate = monitor.instrument("train", train_lora), monitor.instrument("generate", generate_headshots)
+    ctx: dict[str, Any] = {"settings": settings, "monitor": monitor, **overrides.pop("ctx", {})}
     options: dict[str, Any] = {
         "functions": [
-            func(train_lora, name=TRAIN_FUNCTION, timeout=settings.train_timeout_s, max_tries=2),
-            func(generate_headshots, name=GENERATE_FUNCTION, timeout=settings.generate_timeout_s, max_tries=2),
+            func(train, name=TRAIN_FUNCTION, timeout=settings.train_timeout_s, max_tries=2),
+            func(generate, name=GENERATE_FUNCTION, timeout=settings.generate_timeout_s, max_tries=2),
         ],
         "queue_name": settings.queue_name,
         "redis_settings": RedisSettings.from_dsn(redis_url),
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,
+        "on_job_start": monitor.on_job_start,
         "max_jobs": 1,
         "allow_abort_jobs": True,
         "keep_result": 3600,
-        "health_check_interval": 30,
+        "health_check_interval": settings.health_check_interval_s,
         "handle_signals": True,
         "ctx": ctx,
     }

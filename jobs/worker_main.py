@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
+from jobs.logging_setup import configure_logging
 from jobs.settings import Settings
 from jobs.worker import build_worker
 
@@ -17,9 +17,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="override HEADSHOT_MODEL (hub id, local folder or 'tiny')")
     parser.add_argument("--burst", action="store_true", help="exit once the queue is empty (for scripts and CI)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     settings = Settings()
+    configure_logging(settings)  # HEADSHOT_LOG_FORMAT=json for one JSON object per line
     if args.model:
         settings = settings.model_copy(update={"model": args.model})
     if not settings.redis_url:

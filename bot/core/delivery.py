@@ -18,6 +18,7 @@ from bot.core.session import SessionState
 from bot.core.types import ChatPort, OutgoingImage, Reply
 from bot.store import JobRow
 from jobs.events import Event, EventConsumer, EventType
+from jobs.logging_setup import log_context
 from pipeline.styles import CUSTOM_STYLE_NAME, CUSTOM_STYLE_TITLE, STYLES
 
 __all__ = ["EventDelivery"]
@@ -62,7 +63,7 @@ class EventDelivery:
         port = self.ports.get(event.user_key.split(":", 1)[0])
         if port is None:
             return False
-        async with self.core.locks.hold(event.user_key):
+        async with self.core.locks.hold(event.user_key), log_context(user_key=event.user_key, job_id=event.job_id):
             store = self.core.store
             if event.event_id and await store.was_delivered(event.event_id):
                 return True

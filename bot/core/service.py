@@ -11,6 +11,7 @@ from bot.core.session import SessionState
 from bot.core.training import add_selfies, start_training
 from bot.core.types import Button, ChatPort, ChatRef, IncomingMessage, OutgoingImage, Reply
 from bot.store import JobRow, SessionRow
+from jobs.logging_setup import log_context
 from jobs.payloads import GenerateRequest, generate_job_id, output_prefix
 from jobs.storage import user_prefix
 from pipeline.errors import SessionError, UnknownStyle, UserInputError
@@ -44,7 +45,7 @@ class HeadshotService:
             # Nothing from a group is stored, not even the user row.
             await port.send(chat.chat_id, Reply(texts.PRIVATE_ONLY))
             return
-        async with self.core.locks.hold(chat.user_key):
+        async with self.core.locks.hold(chat.user_key), log_context(user_key=chat.user_key):
             try:
                 await self.core.store.ensure_user(chat.user_key, chat.platform, chat.chat_id)
                 await self._dispatch(message, port)
@@ -58,7 +59,7 @@ class HeadshotService:
         """A reaction on one of our messages: on a headshot it marks a favorite."""
         if not chat.is_private:
             return
-        async with self.core.locks.hold(chat.user_key):
+        async with self.core.locks.hold(chat.user_key), log_context(user_key=chat.user_key):
             image = await self.core.store.image_by_message(chat.user_key, message_id)
             if image is None:
                 await port.send(chat.chat_id, Reply(texts.FAVORITE_NOT_IMAGE))
