@@ -19,7 +19,8 @@ class Settings(BaseSettings):
     Tokens are ``SecretStr``: they print as ``**********`` in reprs and logs.
     """
 
-    model_config = SettingsConfigDict(env_prefix="HEADSHOT_", env_file=".env", extra="ignore")
+    # env_ignore_empty: a blank line copied from .env.example (`DISCORD_TOKEN=`) means "unset", not an empty token.
+    model_config = SettingsConfigDict(env_prefix="HEADSHOT_", env_file=".env", extra="ignore", env_ignore_empty=True)
 
     # Where things live.
     redis_url: str | None = Field(
