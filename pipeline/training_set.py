@@ -15,7 +15,7 @@ from typing import Any
 
 from PIL import Image, ImageOps
 
-__all__ = ["BUCKET_ASPECTS", "LatentBucket", "TrainingSet", "crop_to", "encode_training_set", "to_device_async"]
+__all__ = ["BUCKET_ASPECTS", "LatentBucket", "TrainingSet", "crop_to", "encode_training_set"]
 
 # (width, height) shapes; 1:1 first, so square photos keep the model's own square size.
 BUCKET_ASPECTS = ((1, 1), (4, 5), (5, 4), (3, 4), (4, 3))
@@ -36,27 +36,12 @@ class LatentBucket:
         return int(self.mean.shape[0])
 
     def sample(self, picks: Any, generator: Any) -> Any:
-        """Scaled latents of images ``picks``, one draw from each one's distribution (as ``latent_dist.sample``).
+        """Scaled latents of images ``picks``, one draw from each one's distribution (as ``latent_dist.sample``)."""
+        from diffusers.utils.torch_utils import randn_tensor
 
-        ``generator`` is a CPU generator: the same draws on any device, copied over without a stall.
-        """
-        import torch
-
-        picks = to_device_async(picks, self.mean.device)
-        mean, std = self.mean[picks], self.std[picks]
-        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
-        return (mean + std * to_device_async(noise, mean.device)) * self.scaling_factor
-
-
-def to_device_async(tensor: Any, device: Any) -> Any:
-    """Copy a CPU tensor to a GPU without stalling it.
-
-    A copy from pageable host memory first waits for every kernel already queued, which idles the GPU while the host
-    queues the next training step's thousands of kernels; from pinned memory the copy is queued like a kernel.
-    """
-    if tensor.device == device or tensor.device.type != "cpu" or getattr(device, "type", device) != "cuda":
-        return tensor.to(device)
-    return tensor.pin_memory().to(device, non_blocking=True)
+        mean, std = self.mean[picks.to(self.mean.device)], self.std[picks.to(self.mean.device)]
+        noise = randn_tensor(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return (mean + std * noise) * self.scaling_factor
 
 
 @dataclass(frozen=True)
