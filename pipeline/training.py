@@ -26,6 +26,7 @@ from pipeline._adapters import (
     snapshot_active_adapters,
 )
 from pipeline.styles import IDENTIFIER_TOKEN
+from pipeline.training_loss import denoising_loss, prior_loss
 from pipeline.training_set import TrainingSet, encode_training_set
 
 __all__ = [
@@ -63,6 +64,10 @@ class TrainingConfig:
     compile: bool = False  # torch.compile the UNet's forward for this call's loop
     text_encoder_lora: bool = False  # also train LoRAs on both CLIP text encoders' attention
     noise_offset: float = 0.0
+    # Prior preservation (DreamBooth, Ruiz et al. 2022): with class images passed to train_lora, each step also
+    # denoises a batch of them under the class prompt, so "a person" stays generic and only "sks" learns the face.
+    class_prompt: str = "a photo of a person"
+    prior_loss_weight: float = 1.0
 
     def __post_init__(self) -> None:
         for field in ("rank", "steps", "batch_size"):
@@ -77,6 +82,10 @@ class TrainingConfig:
             raise ValueError(f"TrainingConfig.min_snr_gamma must be positive or None, but is {self.min_snr_gamma!r}.")
         if not 0 <= self.noise_offset < 1:
             raise ValueError(f"TrainingConfig.noise_offset must be in [0, 1), but is {self.noise_offset!r}.")
+        if not self.prior_loss_weight > 0:
+            raise ValueError(f"TrainingConfig.prior_loss_weight must be positive, but is {self.prior_loss_weight!r}.")
+        if not self.class_prompt.strip():
+            raise ValueError("TrainingConfig.class_prompt is empty; name the class, e.g. 'a photo of a person'.")
         if not self.prompt.strip():
             raise ValueError("TrainingConfig.prompt is empty; it must name the subject, e.g. 'a photo of sks person'.")
         if not self.target_modules:
@@ -138,11 +147,14 @@ def train_lora(
     should_stop: Callable[[], bool] | None = None,
     progress_every: int = 10,
     crop_centers: Sequence[tuple[float, float]] | None = None,
+    class_images: Sequence[Image.Image] | None = None,
 ) -> TrainingResult:
     """Train a LoRA of ``images`` into ``output_dir / LORA_WEIGHT_NAME``; deterministic for a given seed.
 
     ``on_progress`` runs every ``progress_every`` optimizer steps and after the last. ``crop_centers`` are optional
-    normalised (x, y) centres, one per image, that crops keep in view (e.g. the face). Not thread-safe: it
+    normalised (x, y) centres, one per image, that crops keep in view (e.g. the face). ``class_images`` (e.g. the base
+    model's own renders of ``config.class_prompt``) turn on prior preservation; ``steps`` still counts only the
+    user's images. Not thread-safe: it
     temporarily changes ``pipe``'s models, so run one call at a time per pipeline.
     """
     import torch
@@ -164,6 +176,11 @@ def train_lora(
     text_models = [pipe.text_encoder, pipe.text_encoder_2] if config.text_encoder_lora else []
     with torch.no_grad():
         fixed_prompt = None if text_models else _encode_prompt(pipe, config.prompt)
+    prior = None
+    if class_images:
+        prior = encode_training_set(pipe, class_images, config.resolution)
+        with torch.no_grad():
+            class_prompt = _encode_prompt(pipe, config.class_prompt)
 
     # 3. Attach fresh LoRAs, the only active adapters; only their weights train, in float32 even when the base model
     #    is half precision (autocast mixes the two on CUDA; peft casts the LoRA path's input on CPU).
@@ -223,7 +240,7 @@ def train_lora(
             )
             with autocast:
                 embeds, pooled = fixed_prompt if fixed_prompt is not None else _encode_prompt(pipe, config.prompt)
-                loss = _loss_for_batch(
+                loss = denoising_loss(
                     forward,
                     noise_scheduler,
                     latents,
@@ -233,6 +250,10 @@ def train_lora(
                     dtype=unet.dtype,
                     min_snr_gamma=config.min_snr_gamma,
                 )
+                if prior is not None:
+                    loss = loss + config.prior_loss_weight * prior_loss(
+                        forward, noise_scheduler, prior, class_prompt, config, generator, device, unet.dtype
+                    )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
@@ -274,43 +295,6 @@ def _encode_prompt(pipe: Any, prompt: str) -> tuple[Any, Any]:
         prompt=prompt, device=pipe.unet.device, num_images_per_prompt=1, do_classifier_free_guidance=False
     )
     return embeds, pooled
-
-
-def _loss_for_batch(
-    forward: Callable[..., Any],
-    noise_scheduler: Any,
-    latents: Any,
-    noise: Any,
-    timesteps: Any,
-    conditioning: tuple[Any, Any, Any],
-    *,
-    dtype: Any,
-    min_snr_gamma: float | None,
-) -> Any:
-    """The denoising loss of one batch: noise ``latents`` to ``timesteps``, predict, compare, Min-SNR weight."""
-    import torch.nn.functional as F
-
-    embeds, pooled, time_ids = conditioning
-    batch = latents.shape[0]
-    prediction_type = noise_scheduler.config.prediction_type
-    noisy = noise_scheduler.add_noise(latents, noise, timesteps)
-    target = noise if prediction_type == "epsilon" else noise_scheduler.get_velocity(latents, noise, timesteps)
-    prediction = forward(
-        noisy.to(dtype),
-        timesteps,
-        encoder_hidden_states=embeds.expand(batch, -1, -1),
-        added_cond_kwargs={
-            "text_embeds": pooled.expand(batch, -1),
-            "time_ids": time_ids.expand(batch, -1).to(embeds.dtype),
-        },
-    ).sample
-    per_sample = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
-    if min_snr_gamma is not None:
-        # SNR(t) = alpha_bar / (1 - alpha_bar); weight min(SNR, gamma) / SNR for epsilon, / (SNR + 1) for v.
-        alpha_bar = noise_scheduler.alphas_cumprod.to(timesteps.device)[timesteps].float()
-        snr = alpha_bar / (1 - alpha_bar)
-        per_sample = per_sample * snr.clamp(max=min_snr_gamma) / (snr if prediction_type == "epsilon" else snr + 1)
-    return per_sample.mean()
 
 
 def _save(pipe: Any, adapter: str, text_models: list[Any], output_dir: Path) -> None:

@@ -24,6 +24,10 @@ async def test_json_lines_carry_tags_and_never_the_token(settings: Settings, unu
     )
     server = MetricsServer(CollectorRegistry(), "127.0.0.1", unused_tcp_port, owner="test")
     await server.start()
+    # The Telegram adapter quiets httpx to WARNING when it starts (an earlier test may have); this test needs its lines.
+    httpx_logger = logging.getLogger("httpx")
+    httpx_level = httpx_logger.level
+    httpx_logger.setLevel(logging.INFO)
     try:
         with captured_logs(settings) as logs:
             async with log_context(user_key="telegram:42"), httpx.AsyncClient() as http:
@@ -33,6 +37,7 @@ async def test_json_lines_carry_tags_and_never_the_token(settings: Settings, unu
                     logging.getLogger("bot.test").warning("connecting to redis://:hunter2@redis:6379/0")
             logging.getLogger("bot.test").info("after the block")
     finally:
+        httpx_logger.setLevel(httpx_level)
         await server.stop()
     lines = [json.loads(line) for line in logs.getvalue().splitlines()]
     request = next(line for line in lines if line["logger"] == "httpx")

@@ -16,7 +16,9 @@ from pipeline.training import LORA_WEIGHT_NAME, TrainingCancelled, TrainingConfi
 from tests.pipeline.conftest import TRAIN_CONFIG
 
 
-def fixed_noise_loss(pipe: Any, images: list[Image.Image], lora_path: Path | None = None) -> float:
+def fixed_noise_loss(
+    pipe: Any, images: list[Image.Image], lora_path: Path | None = None, prompt: str = TRAIN_CONFIG.prompt
+) -> float:
     """Denoising error on ``images`` at fixed noise and timesteps: lower means the model knows these photos."""
     size = pipe.unet.config.sample_size * pipe.vae_scale_factor
     arrays = [np.asarray(ImageOps.fit(image, (size, size)), dtype=np.float32) / 127.5 - 1 for image in images]
@@ -28,7 +30,7 @@ def fixed_noise_loss(pipe: Any, images: list[Image.Image], lora_path: Path | Non
     try:
         with torch.no_grad():
             latents = pipe.vae.encode(pixels).latent_dist.mean * pipe.vae.config.scaling_factor
-            embeds, _, pooled, _ = pipe.encode_prompt(TRAIN_CONFIG.prompt, do_classifier_free_guidance=False)
+            embeds, _, pooled, _ = pipe.encode_prompt(prompt, do_classifier_free_guidance=False)
             count = len(latents)
             conditions = {
                 "text_embeds": pooled.repeat(count, 1),
@@ -129,4 +131,29 @@ def test_no_images_is_refused(pipe: Any, tmp_path: Path) -> None:
 )
 def test_bad_config_names_the_value(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=rf"{field}.*{value!r}"):
+        TrainingConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_prior_preservation_keeps_the_class_prompt_close_to_the_base_model(
+    pipe: Any, selfie_images: list[Image.Image], trained: Any, tmp_path: Path
+) -> None:
+    # Class images as DreamBooth makes them: the base model's own renders of the class prompt.
+    generator = torch.Generator().manual_seed(3)
+    class_images = pipe(
+        TRAIN_CONFIG.class_prompt, num_inference_steps=4, num_images_per_prompt=4, generator=generator
+    ).images
+    with_prior = train_lora(pipe, selfie_images, TRAIN_CONFIG, tmp_path, class_images=class_images)
+
+    base = fixed_noise_loss(pipe, class_images, prompt=TRAIN_CONFIG.class_prompt)
+    plain = fixed_noise_loss(pipe, class_images, trained.lora_path, prompt=TRAIN_CONFIG.class_prompt)
+    preserved = fixed_noise_loss(pipe, class_images, with_prior.lora_path, prompt=TRAIN_CONFIG.class_prompt)
+    # Without the prior term the LoRA drifts on "a photo of a person"; with it, it stays nearer the base model.
+    assert abs(preserved - base) < abs(plain - base), f"base {base:.4f}, plain {plain:.4f}, with prior {preserved:.4f}"
+    # And it still learns the selfies.
+    assert fixed_noise_loss(pipe, selfie_images, with_prior.lora_path) < fixed_noise_loss(pipe, selfie_images) * 0.95
+
+
+@pytest.mark.parametrize(("field", "value"), [("prior_loss_weight", 0.0), ("class_prompt", "  ")])
+def test_a_bad_prior_setting_is_named(field: str, value: object) -> None:
+    with pytest.raises(ValueError, match=field):
         TrainingConfig(**{field: value})  # type: ignore[arg-type]

@@ -17,11 +17,11 @@ from pipeline.training import (
     MemoryPlan,
     TrainingConfig,
     _encode_prompt,
-    _loss_for_batch,
     encode_training_set,
     memory_plan,
     train_lora,
 )
+from pipeline.training_loss import denoising_loss
 from pipeline.training_set import crop_to
 from tests.pipeline.conftest import TRAIN_CONFIG
 
@@ -31,7 +31,7 @@ def batch_loss(pipe: Any, latents: torch.Tensor, time_ids: torch.Tensor, min_snr
     noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(6))
     with torch.no_grad():
         embeds, pooled = _encode_prompt(pipe, TRAIN_CONFIG.prompt)
-        loss = _loss_for_batch(
+        loss = denoising_loss(
             pipe.unet.forward,
             scheduler,
             latents,
