@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     lora_rank: int = Field(default=16, ge=1, le=256)
     train_steps: int = Field(default=400, ge=1)
     learning_rate: float = Field(default=1e-4, gt=0)
+    prior_class_images: int = Field(
+        default=0, ge=0, description="Class images for prior preservation, rendered once per worker; 0 = off."
+    )
     train_batch_size: int | None = Field(default=None, ge=1, description="Default: by GPU memory (8 at >= 72 GiB).")
     train_gradient_checkpointing: bool | None = Field(default=None, description="Default: on below 40 GiB of GPU.")
     headshots_per_request: int = Field(default=4, ge=1, le=20)

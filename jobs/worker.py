@@ -66,6 +66,14 @@ async def on_startup(ctx: dict[str, Any]) -> None:
     from pipeline.lora_slot import LoraSlot
 
     ctx["lora_slot"] = LoraSlot(ctx["pipe"], max_rank=settings.lora_rank)
+    if settings.prior_class_images:
+        from pipeline.training import TrainingConfig
+        from pipeline.training_set import render_class_images
+
+        prompt = TrainingConfig().class_prompt
+        ctx["class_images"] = await asyncio.to_thread(
+            render_class_images, ctx["pipe"], prompt, settings.prior_class_images
+        )
 
 
 def _training_plan(pipe: Any, settings: Settings) -> Any:
@@ -169,6 +177,7 @@ async def train_lora(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, 
                     Path(scratch),
                     on_progress=on_progress,
                     should_stop=progress.stop.is_set,
+                    class_images=ctx.get("class_images"),
                 ),
             )
             await storage.put_file(request.lora_key, result.lora_path)

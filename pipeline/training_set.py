@@ -15,7 +15,7 @@ from typing import Any
 
 from PIL import Image, ImageOps
 
-__all__ = ["BUCKET_ASPECTS", "LatentBucket", "TrainingSet", "crop_to", "encode_training_set"]
+__all__ = ["BUCKET_ASPECTS", "LatentBucket", "TrainingSet", "crop_to", "encode_training_set", "render_class_images"]
 
 # (width, height) shapes; 1:1 first, so square photos keep the model's own square size.
 BUCKET_ASPECTS = ((1, 1), (4, 5), (5, 4), (3, 4), (4, 3))
@@ -134,3 +134,17 @@ def _encode(pipe: Any, crops: list[Image.Image]) -> tuple[Any, Any]:
     finally:
         if upcast:
             vae.to(original_dtype)
+
+
+def render_class_images(pipe: Any, prompt: str, count: int, *, seed: int = 0, steps: int = 25) -> list[Image.Image]:
+    """The base model's own renders of the class prompt, for prior preservation; the same seed gives the same set."""
+    import torch
+
+    if count < 1:
+        raise ValueError(f"render_class_images needs a count of at least 1, but got {count}.")
+    images: list[Image.Image] = []
+    for start in range(0, count, 4):
+        batch = min(4, count - start)
+        generators = [torch.Generator("cpu").manual_seed(seed + start + index) for index in range(batch)]
+        images.extend(pipe([prompt] * batch, num_inference_steps=steps, generator=generators).images)
+    return images
