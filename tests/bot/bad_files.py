@@ -30,10 +30,10 @@ def _bomb(side: int) -> bytes:
     return _png(side, side, idat)
 
 
-def _huge_gif() -> bytes:
-    """A valid one-pixel GIF whose header claims a 65535x65535 canvas (4.3 gigapixels)."""
+def _gif_canvas(width: int, height: int) -> bytes:
+    """A valid one-pixel GIF whose header claims a ``width``x``height`` canvas."""
     data = bytearray(_encoded(Image.new("P", (1, 1)), "GIF"))
-    data[6:10] = struct.pack("<HH", 65_535, 65_535)
+    data[6:10] = struct.pack("<HH", width, height)
     return bytes(data)
 
 
@@ -62,7 +62,8 @@ def make_bad_files(folder: Path, selfie: Path) -> dict[str, Path]:
         "header-only.jpg": good[:20],
         "bomb.png": _bomb(8_000),  # 64 megapixels, over the 40 MP limit, ~60 KB
         "huge.png": _png(100_000, 100_000, zlib.compress(b"\x00" * 1024)),  # 10 gigapixels claimed
-        "huge.gif": _huge_gif(),
+        "huge.gif": _gif_canvas(65_535, 65_535),  # 4.3 gigapixels
+        "strip.gif": _gif_canvas(300, 65_535),  # under the pixel limit, but longer than a JPEG can be
         "noise.jpg": random.Random(7).randbytes(4096),
         "program.png": b"MZ\x90\x00\x03\x00\x00\x00" + b"\x00" * 200 + b"This program cannot be run in DOS mode.",
         "vector.svg": b'<svg xmlns="http://www.w3.org/2000/svg" width="512" height="512"><circle r="9"/></svg>',

@@ -7,24 +7,20 @@ selfie count, headshots, favorites and queue are what they were (plus the selfie
 
 from __future__ import annotations
 
-import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from PIL import Image
 from redis.asyncio import Redis
 
 from bot.core import texts
 from bot.core.ratelimit import RateLimiter
 from bot.core.session import SessionState
-from bot.core.types import OutgoingImage
 from bot.local.chat import LocalChat
-from bot.store import JobRow
-from jobs.payloads import generate_job_id, lora_key, output_prefix
 from jobs.settings import Settings
 from tests.bot.bad_files import make_bad_files
+from tests.bot.flows import seed_ready
 from tests.harness import Harness
 
 NEW, COLLECTING, READY = "new", "collecting", "ready"
@@ -61,6 +57,7 @@ CASES = [
     case("decompression-bomb", COLLECTING, "{bomb.png}", "✗ bomb.png", TOO_LARGE, "(8000x8000)", REFUSED),
     case("huge-dimensions-png", COLLECTING, "{huge.png}", "✗ huge.png", TOO_LARGE, "under 40 megapixels"),
     case("huge-dimensions-gif", COLLECTING, "{huge.gif}", "✗ huge.gif", TOO_LARGE, REFUSED),
+    case("endless-strip", COLLECTING, "{strip.gif}", "✗ strip.gif", "300x65535", "too long on one side", REFUSED),
     case("random-bytes", COLLECTING, "{noise.jpg}", "✗ noise.jpg", NOT_A_PHOTO, REFUSED),
     case("executable", COLLECTING, "{program.png}", "✗ program.png", NOT_A_PHOTO, REFUSED),
     case("svg", COLLECTING, "{vector.svg}", "✗ vector.svg", NOT_A_PHOTO, REFUSED),
@@ -121,29 +118,10 @@ CASES = [
 
 
 async def _given(harness: Harness, given: str, selfie_dir: Path) -> None:
-    selfies = sorted(selfie_dir.iterdir())
-    if given == NEW:
-        return
     if given == COLLECTING:
-        await harness.say(f"/train {selfies[0]}")
-        return
-    # READY: a trained session with two delivered headshots, one of them a favorite, as delivery leaves it.
-    await harness.say("/train " + " ".join(str(path) for path in selfies[:3]))
-    store, user, port = harness.app.store, harness.chat.chat.user_key, harness.port
-    session = await store.current_session(user)
-    assert session is not None
-    await store.update_session(user, session.id, state=SessionState.READY, lora_key=lora_key(user, session.id))
-    job_id = generate_job_id(user, f"{session.id}-1")
-    await store.add_job(JobRow(job_id, user, session.id, "generate", "done", "linkedin", None))
-    for number in (1, 2):
-        key = f"{output_prefix(user, f'{session.id}-1')}{number:02d}-seed{number}.png"
-        buffer = io.BytesIO()
-        Image.new("RGB", (64, 80), (number * 60, 90, 120)).save(buffer, format="PNG")
-        await harness.app.core.storage.put(key, buffer.getvalue())
-        [message_id] = await port.send_images(user, [OutgoingImage(key.rsplit("/", 1)[-1], buffer.getvalue())])
-        await store.add_image(user, job_id, key, number, message_id)
-    await harness.say(f"react {message_id}")
-    assert len(await store.favorites(user)) == 1
+        await harness.say(f"/train {sorted(selfie_dir.iterdir())[0]}")
+    elif given == READY:
+        await seed_ready(harness, selfie_dir)
 
 
 async def _snapshot(harness: Harness) -> dict[str, object]:
