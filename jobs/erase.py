@@ -6,6 +6,7 @@ user outlives them in Redis (a job still running when they left is aborted first
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Collection
 from typing import Any
 
@@ -20,7 +21,7 @@ from redis.asyncio import Redis
 
 from jobs.payloads import job_owner
 
-__all__ = ["erase_job", "erase_user_traces"]
+__all__ = ["erase_finished_job", "erase_job", "erase_user_traces"]
 
 _JOB_KEY_PREFIXES = (job_key_prefix, result_key_prefix, retry_key_prefix, in_progress_key_prefix)
 _STREAM_PAGE = 1000
@@ -38,6 +39,18 @@ async def erase_job(redis: Redis, job_id: str, *, queue_name: str, keep_abort: b
         if not keep_abort:
             pipe.zrem(abort_jobs_ss, job_id)
         await pipe.execute()
+
+
+async def erase_finished_job(redis: Redis, job_id: str, *, queue_name: str, wait_s: float = 10.0) -> None:
+    """Erase a job that just sent its last event, once arq has recorded its end.
+
+    A job's last event comes before arq writes its result (and drops its in-progress key, in the same transaction),
+    so wait, briefly and bounded, for that key to go; otherwise the result would outlive the erasure.
+    """
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while await redis.exists(in_progress_key_prefix + job_id) and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    await erase_job(redis, job_id, queue_name=queue_name)
 
 
 async def erase_user_traces(redis: Redis, user_key: str, *, queue_name: str, events_stream: str,

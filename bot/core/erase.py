@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from bot.core.context import CoreContext
-from jobs.erase import erase_job, erase_user_traces
+from jobs.erase import erase_finished_job, erase_user_traces
 from jobs.events import Event, EventType
 from jobs.payloads import job_owner
 from jobs.storage import user_prefix
@@ -55,8 +55,9 @@ async def forget_event(core: CoreContext, event: Event) -> None:
     for key in keys:
         if isinstance(key, str) and key.startswith(prefix):
             await core.storage.delete(key)
-    if job_owner(event.job_id) == event.user_key:
-        await erase_job(core.queue.pool, event.job_id, queue_name=core.settings.queue_name)
+    # A job's last event (not its progress) is followed by arq's record of its end: erase that once written.
+    if job_owner(event.job_id) == event.user_key and event.type not in (EventType.STARTED, EventType.PROGRESS):
+        await erase_finished_job(core.queue.pool, event.job_id, queue_name=core.settings.queue_name)
     if event.event_id is not None:
         await core.queue.pool.xdel(core.settings.events_stream, event.event_id)
     log.info("discarded %d outputs of a job whose user was erased", len(keys))

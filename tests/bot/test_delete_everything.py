@@ -3,8 +3,11 @@ storage or Redis (names and values), while user B keeps everything."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -72,6 +75,7 @@ async def _redis_hits(redis: Redis, needles: list[bytes]) -> list[str]:
         elif kind == "stream":
             for entry_id, fields in await redis.xrange(name):
                 values += [entry_id, *(part for pair in fields.items() for part in pair)]
+        values = [value for value in values if value is not None]  # a key may expire between SCAN and GET
         hits += [f"{kind} {name!r}: {value[:80]!r}" for value in values for needle in needles if needle in value]
     return hits
 
@@ -137,3 +141,33 @@ async def test_delete_while_training_is_queued_drops_the_job(harness: Harness, s
     assert not any(harness.settings.resolved_storage_dir.rglob("*.*"))
     assert await _redis_hits(redis, _needles("alice", set())) == []
     assert await harness.session_state() is None
+
+
+async def test_delete_while_training_runs_aborts_it_and_erases_what_it_leaves(
+    harness: Harness, selfie_dir: Path, redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="arq.worker")
+    harness.start_delivery()
+    await harness.say(f"/train {selfie_dir}")
+    await harness.say("/train start")
+    worker = asyncio.create_task(harness.run_worker())
+    job = await harness.app.store.active_job("local:alice")
+    assert job is not None
+    deadline = time.monotonic() + 60
+    while (await harness.app.store.job("local:alice", job.job_id)).status != "running":  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, "training never started"
+        await asyncio.sleep(0.05)
+
+    await harness.say("/delete")
+    assert "erased" in await harness.say("/delete confirm")
+    await asyncio.wait_for(worker, 60)
+    assert any("aborted" in record.getMessage() for record in caplog.records)  # stopped mid-training
+
+    # The job's last event, its arq result and anything it stored are erased once delivery has seen them.
+    needles = _needles("alice", set())
+    deadline = time.monotonic() + 30
+    while hits := await _redis_hits(redis, needles):
+        assert time.monotonic() < deadline, hits
+        await asyncio.sleep(0.1)
+    assert not any(path.is_file() for path in harness.settings.resolved_storage_dir.rglob("*"))
+    assert _sqlite_hits(harness.settings.resolved_database_path, needles) == []
