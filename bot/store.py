@@ -120,6 +120,8 @@ class Store:
         self._db = await aiosqlite.connect(self.path)
         self._db.row_factory = aiosqlite.Row
         await self._db.execute("PRAGMA foreign_keys = ON")
+        # Deleted rows are overwritten with zeros, so an erased user's data does not linger in free pages.
+        await self._db.execute("PRAGMA secure_delete = ON")
         await self._db.execute("PRAGMA journal_mode = WAL")
         await self._migrate()
         return self
@@ -337,3 +339,34 @@ class Store:
         await self.db.execute("DELETE FROM selfies WHERE user_key = ?", (user_key,))
         await self.db.execute("DELETE FROM users WHERE user_key = ?", (user_key,))
         await self.db.commit()
+        # Copy the WAL back into the (zeroed) database file and empty it: no old page of the user stays on disk.
+        await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    async def forget_deliveries(self, event_ids: list[str]) -> None:
+        """Drop the delivery records of stream entries that were deleted (``/delete`` erases a user's events)."""
+        await self.db.executemany("DELETE FROM delivered_events WHERE event_id = ?", [(i,) for i in event_ids])
+        await self.db.commit()
+
+    # Retention.
+
+    async def forget_selfies(self, user_key: str, session_id: int) -> None:
+        await self.db.execute("DELETE FROM selfies WHERE user_key = ? AND session_id = ?", (user_key, session_id))
+        await self.db.commit()
+
+    async def forget_blobs(self, user_key: str, keys: list[str], *, model_gone_state: str) -> tuple[int, int]:
+        """Rows of blobs that storage no longer has: returns (sessions that lost their model, headshots gone).
+
+        A session whose LoRA went moves to ``model_gone_state``; images go with their favorites (cascade).
+        """
+        models = images = 0
+        for key in keys:
+            cursor = await self.db.execute(
+                "UPDATE sessions SET lora_key = NULL, state = ?, updated_at = ? WHERE user_key = ? AND lora_key = ?",
+                (model_gone_state, time.time(), user_key, key),
+            )
+            models += cursor.rowcount
+            cursor = await self.db.execute("DELETE FROM images WHERE user_key = ? AND storage_key = ?", (user_key, key))
+            images += cursor.rowcount
+            await self.db.execute("DELETE FROM selfies WHERE user_key = ? AND storage_key = ?", (user_key, key))
+        await self.db.commit()
+        return models, images

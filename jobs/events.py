@@ -26,6 +26,7 @@ class EventType(StrEnum):
     IMAGES_READY = "images_ready"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    EXPIRED = "expired"  # the retention cron job deleted old blobs of a user; ``data["keys"]`` lists them
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ __all__ = [
     "GenerateRequest",
     "TrainRequest",
     "generate_job_id",
+    "job_owner",
     "lora_key",
     "output_prefix",
     "selfie_key",
@@ -28,6 +29,21 @@ def train_job_id(user_key: str, session_id: int, attempt: int) -> str:
 
 def generate_job_id(user_key: str, request_id: str) -> str:
     return f"generate:{user_key}:{request_id}"
+
+
+def job_owner(job_id: str) -> str | None:
+    """The user key inside a job id made by ``train_job_id`` or ``generate_job_id``; None for any other id.
+
+    Parsed from the right, so a user id holding ':' still yields its whole key (and never a shorter user's).
+    """
+    kind, _, rest = job_id.partition(":")
+    if kind == "train":
+        parts = rest.rsplit(":", 2)
+        return parts[0] if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit() else None
+    if kind == "generate":
+        owner, _, request_id = rest.rpartition(":")
+        return owner if owner and request_id else None
+    return None
 
 
 def selfie_key(user_key: str, session_id: int, number: int) -> str:

@@ -82,6 +82,16 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field(default="text", description="'json': one JSON object per line.")
     log_level: str = Field(default="INFO", description="Python logging level name: DEBUG, INFO, WARNING, ...")
 
+    # Floods and retention (privacy: what is kept, and for how long).
+    rate_limit_burst: int = Field(default=30, ge=0, description="Messages a user may send at once; 0 = no limit.")
+    rate_limit_per_s: float = Field(default=1.0, gt=0, description="Messages per second a user earns back.")
+    delete_selfies_after_training: bool = Field(
+        default=True, description="Erase a session's selfies once its model is trained (the model is all we need)."
+    )
+    retention_days: int = Field(
+        default=30, ge=0, description="Erase models, headshots and stray selfies this many days old; 0 = keep."
+    )
+
     @field_validator("max_selfies")
     @classmethod
     def _max_not_below_min(cls, value: int, info: object) -> int:

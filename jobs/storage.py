@@ -122,6 +122,19 @@ class LocalStorage:
         folder = self.local_path(prefix.rstrip("/"))
         return await asyncio.to_thread(self._delete_tree, folder)
 
+    async def list_blobs(self, prefix: str) -> list[tuple[str, float]]:
+        """``(key, last modified as a Unix time)`` of every blob under ``prefix``, for retention."""
+        return await asyncio.to_thread(self._list, self.local_path(prefix.rstrip("/")))
+
+    def _list(self, folder: Path) -> list[tuple[str, float]]:
+        if not folder.is_dir():
+            return []
+        return [
+            (path.relative_to(self.root).as_posix(), path.stat().st_mtime)
+            for path in sorted(folder.rglob("*"))
+            if path.is_file() and not path.name.startswith(".tmp-")  # a write in progress is not a blob yet
+        ]
+
     @staticmethod
     def _put(path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

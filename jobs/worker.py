@@ -26,6 +26,7 @@ from PIL import Image
 from jobs.events import Event, EventPublisher, EventType
 from jobs.metrics import WorkerMonitor
 from jobs.payloads import GENERATE_FUNCTION, TRAIN_FUNCTION, GenerateRequest, TrainRequest
+from jobs.retention import retention_cron
 from jobs.settings import Settings
 from jobs.storage import BlobStorage, open_storage
 from pipeline.errors import UserInputError
@@ -273,6 +274,7 @@ def build_worker(settings: Settings, redis_url: str, **overrides: Any) -> Worker
             func(train, name=TRAIN_FUNCTION, timeout=settings.train_timeout_s, max_tries=2),
             func(generate, name=GENERATE_FUNCTION, timeout=settings.generate_timeout_s, max_tries=2),
         ],
+        "cron_jobs": [retention_cron()],
         "queue_name": settings.queue_name,
         "redis_settings": RedisSettings.from_dsn(redis_url),
         "on_startup": on_startup,

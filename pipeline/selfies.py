@@ -20,6 +20,8 @@ __all__ = ["MAX_PIXELS", "Selfie", "read_selfie"]
 # that one decoded photo (3 bytes a pixel, ~120 MB) cannot exhaust the bot's memory.
 MAX_PIXELS = 40_000_000
 JPEG_QUALITY = 95
+# JPEG's own limit: a longer strip (under MAX_PIXELS, e.g. 300x60000) could be decoded but never stored.
+MAX_SIDE = 65_500
 
 _NOT_A_PHOTO = "That file is not a photo I can read (JPEG, PNG or WebP please)."
 _TRUNCATED = "That photo is cut off (the file is incomplete); please send it again."
@@ -59,6 +61,11 @@ def read_selfie(data: bytes, *, min_side: int = 256) -> Selfie:
         width, height = image.size
         if width * height > MAX_PIXELS:
             raise _too_many_pixels((width, height))
+        if max(width, height) > MAX_SIDE:
+            raise SelfieRejected(
+                f"That photo is {width}x{height} pixels, too long on one side; please send a normal photo, "
+                f"under {MAX_SIDE} pixels a side."
+            )
 
         # 3. Decode fully, so truncation shows up now rather than as a grey band in the generated headshots.
         try:

@@ -136,8 +136,10 @@ def resolve_style(name: str) -> Style:
     style = STYLES.get(key)
     if style is None:
         choices = ", ".join(STYLES)
+        # The name is echoed back: cut a flood of characters down so the reply stays readable (and under chat limits).
+        shown = name.strip() if len(name.strip()) <= 40 else name.strip()[:39] + "…"
         raise UnknownStyle(
-            f"There is no style called '{name.strip()}'. Pick one of: {choices}; or describe the look in a few words."
+            f"There is no style called '{shown}'. Pick one of: {choices}; or describe the look in a few words."
         )
     return style
 

@@ -14,6 +14,8 @@ from redis.exceptions import RedisError
 
 from bot.core import texts
 from bot.core.context import CoreContext
+from bot.core.erase import forget_event
+from bot.core.retention import forget_expired, forget_selfies_after_training
 from bot.core.session import SessionState
 from bot.core.types import ChatPort, OutgoingImage, Reply
 from bot.store import JobRow
@@ -67,13 +69,18 @@ class EventDelivery:
             store = self.core.store
             if event.event_id and await store.was_delivered(event.event_id):
                 return True
-            job = await store.job(event.user_key, event.job_id)
             chat_id = await store.chat_of(event.user_key)
-            if job is None or chat_id is None:
-                # The user erased their data (/delete) while the job ran: erase what the job left behind too.
-                await self._discard_outputs(event)
-            elif job.status not in _FINISHED:
-                await self._apply(event, job, chat_id, port)
+            if event.type == EventType.EXPIRED:
+                await forget_expired(self.core, event, chat_id, port)
+            else:
+                job = await store.job(event.user_key, event.job_id)
+                if job is None or chat_id is None:
+                    # The user erased their data (/delete) while the job ran: erase what the job left behind too,
+                    # the event included (so no delivery record of it is kept either).
+                    await forget_event(self.core, event)
+                    return True
+                if job.status not in _FINISHED:
+                    await self._apply(event, job, chat_id, port)
             if event.event_id:
                 await store.mark_delivered(event.event_id)
             return True
@@ -98,6 +105,7 @@ class EventDelivery:
             await store.update_session(event.user_key, job.session_id, state=SessionState.READY,
                                        lora_key=data["lora_key"])  # fmt: skip
             await store.update_job(event.user_key, job.job_id, status="done")
+            await forget_selfies_after_training(self.core, event.user_key, job.session_id)
             await self._edit_progress(job, chat_id, port, texts.TRAINING_FINISHED, final=True)
             await port.send(chat_id, Reply(texts.TRAINED))
         elif event.type == EventType.IMAGES_READY:
@@ -167,12 +175,3 @@ class EventDelivery:
                 await port.send(chat_id, reply)
             else:
                 log.warning("progress edit for job %s failed; skipped", job.job_id, exc_info=True)
-
-    async def _discard_outputs(self, event: Event) -> None:
-        keys = [item["key"] for item in event.data.get("images", [])]
-        if event.type == EventType.TRAINED and "lora_key" in event.data:
-            keys.append(event.data["lora_key"])
-        for key in keys:
-            await self.core.storage.delete(key)
-        if keys:
-            log.info("discarded %d outputs of job %s whose user was erased", len(keys), event.job_id)

@@ -7,13 +7,14 @@ import secrets
 
 from bot.core import texts
 from bot.core.context import CoreContext
+from bot.core.erase import erase_user
+from bot.core.ratelimit import RateLimiter
 from bot.core.session import SessionState
 from bot.core.training import add_selfies, start_training
 from bot.core.types import Button, ChatPort, ChatRef, IncomingMessage, OutgoingImage, Reply
 from bot.store import JobRow, SessionRow
 from jobs.logging_setup import log_context
 from jobs.payloads import GenerateRequest, generate_job_id, output_prefix
-from jobs.storage import user_prefix
 from pipeline.errors import SessionError, UnknownStyle, UserInputError
 from pipeline.styles import CUSTOM_STYLE_NAME, STYLES, Style, custom_style, resolve_style
 
@@ -38,9 +39,19 @@ class HeadshotService:
     def __init__(self, core: CoreContext) -> None:
         self.core = core
         self._delete_pending: set[str] = set()
+        self.limiter = RateLimiter(core.settings.rate_limit_burst, core.settings.rate_limit_per_s)
+
+    async def _within_rate(self, chat: ChatRef, port: ChatPort) -> bool:
+        """False for a message past the user's rate limit: the first of a flood gets "slow down", the rest nothing."""
+        verdict = self.limiter.check(chat.user_key)
+        if verdict.warn:
+            await port.send(chat.chat_id, Reply(texts.SLOW_DOWN))
+        return verdict.allowed
 
     async def handle_message(self, message: IncomingMessage, port: ChatPort) -> None:
         chat = message.chat
+        if not await self._within_rate(chat, port):
+            return
         if not chat.is_private:
             # Nothing from a group is stored, not even the user row.
             await port.send(chat.chat_id, Reply(texts.PRIVATE_ONLY))
@@ -57,7 +68,7 @@ class HeadshotService:
 
     async def handle_reaction(self, chat: ChatRef, message_id: str, port: ChatPort) -> None:
         """A reaction on one of our messages: on a headshot it marks a favorite."""
-        if not chat.is_private:
+        if not chat.is_private or not await self._within_rate(chat, port):
             return
         async with self.core.locks.hold(chat.user_key), log_context(user_key=chat.user_key):
             image = await self.core.store.image_by_message(chat.user_key, message_id)
@@ -112,7 +123,7 @@ class HeadshotService:
         elif command in handlers:
             await handlers[command](chat, session, port)
         else:
-            raise SessionError(texts.UNKNOWN_COMMAND.format(command=command))
+            raise SessionError(texts.UNKNOWN_COMMAND.format(command=texts.clip(command)))
 
     async def _train(self, chat: ChatRef, session: SessionRow | None, args: str, message: IncomingMessage,
                      port: ChatPort) -> None:  # fmt: skip
@@ -236,7 +247,7 @@ class HeadshotService:
         number = args.lstrip("#")
         if not number.isdigit() or not 1 <= int(number) <= len(images):
             raise SessionError(
-                texts.FAVORITE_NO_SUCH.format(number=args or "?", count=len(images))
+                texts.FAVORITE_NO_SUCH.format(number=texts.clip(args) or "?", count=len(images))
                 if images
                 else texts.FAVORITE_NO_HEADSHOTS
             )
@@ -251,9 +262,6 @@ class HeadshotService:
         if chat.user_key not in self._delete_pending:
             raise SessionError(texts.DELETE_NOTHING_PENDING)
         self._delete_pending.discard(chat.user_key)
-        active = await self.core.store.active_job(chat.user_key)
-        if active is not None:
-            await self.core.queue.request_abort(active.job_id)
-        await self.core.storage.delete_prefix(user_prefix(chat.user_key))
-        await self.core.store.delete_user(chat.user_key)
+        await erase_user(self.core, chat.user_key)
+        self.limiter.forget(chat.user_key)
         await port.send(chat.chat_id, Reply(texts.DELETE_DONE))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 from bot.core.types import Button
 from pipeline.styles import STYLES
 
 __all__ = [
     "CANCEL_BUTTON",
     "START_BUTTON",
+    "clip",
     "favorite_button",
     "HELP",
     "format_eta",
@@ -84,7 +87,20 @@ PROGRESS_RENDERING = "Rendering: {done}/{total} headshots done"
 TRAINING_FINISHED = "Training finished: 100%."
 STARTED_TRAINING = "Training your model: starting…"
 STARTED_RENDERING = "Rendering your headshots: starting…"
+SLOW_DOWN = (
+    "Slow down, please: that was more messages than I take at once, so I'm skipping new ones for a few seconds. "
+    "Everything you sent before is kept; send the skipped ones again in a moment."
+)
+RETENTION_EXPIRED = (
+    "As promised, I erased your trained model and headshots older than {days} days. Send /train to make a new one."
+)
 INTERNAL_ERROR = "Something went wrong on our side and I couldn't do that. Nothing you sent was lost; please try again."
+
+
+def clip(value: str, limit: int = 40) -> str:
+    """A user's words, safe to echo: control and bidi characters shown as '�', at most ``limit`` characters."""
+    printable = "".join("\ufffd" if unicodedata.category(char).startswith("C") else char for char in value)
+    return printable if len(printable) <= limit else printable[: limit - 1] + "…"
 
 
 def favorite_button(number: int) -> Button:

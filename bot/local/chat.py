@@ -21,11 +21,16 @@ MAX_FILE_BYTES = 50 * 1024 * 1024  # the largest upload the chat platforms take;
 
 def _expand(token: str) -> list[Path] | None:
     """Files named by ``token`` when it is an existing file or folder; None when it is just a word."""
-    path = Path(token).expanduser()
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        return sorted(item for item in path.iterdir() if item.is_file() and not item.name.startswith("."))
+    if token.startswith("/") and "/" not in token[1:]:
+        return None  # "/train", "/": a command, even where a folder of that name exists ("/" always does)
+    try:
+        path = Path(token).expanduser()
+        if path.is_file():
+            return [path]
+        if path.is_dir():
+            return sorted(item for item in path.iterdir() if item.is_file() and not item.name.startswith("."))
+    except (OSError, ValueError, RuntimeError):  # a word too long for a file name, a NUL byte, an unknown ~user
+        pass
     return None
 
 
@@ -44,7 +49,7 @@ def parse_line(line: str) -> tuple[str, list[Path]] | int:
     text_words: list[str] = []
     files: list[Path] = []
     for token in tokens:
-        expanded = _expand(token) if not token.startswith("/") or Path(token).exists() else None
+        expanded = _expand(token)
         if expanded is None:
             text_words.append(token)
         else:
@@ -55,10 +60,12 @@ def parse_line(line: str) -> tuple[str, list[Path]] | int:
 class LocalChat:
     """One local user talking to the core through ``LocalChatPort``."""
 
-    def __init__(self, service: HeadshotService, port: LocalChatPort, user: str = "me") -> None:
+    def __init__(self, service: HeadshotService, port: LocalChatPort, user: str = "me", *,
+                 group: str | None = None) -> None:  # fmt: skip
+        """``group`` names a group chat to speak in instead of the private one (the core refuses groups)."""
         self.service = service
         self.port = port
-        self.chat = ChatRef(platform="local", user_id=user, chat_id=user)
+        self.chat = ChatRef(platform="local", user_id=user, chat_id=group or user, is_private=group is None)
 
     async def say(self, line: str) -> None:
         """Handle one typed line as the user would type it."""
@@ -73,4 +80,6 @@ class LocalChat:
                 self.port.write(f"(not sent: {path} is over {MAX_FILE_BYTES // 2**20} MB, the chat platforms' limit)")
                 continue
             attachments.append(Attachment(path.name, path.read_bytes()))
+        if files and not attachments and not text:
+            return  # nothing left to send, as a chat app sends nothing when its only file is refused
         await self.service.handle_message(IncomingMessage(self.chat, text, tuple(attachments)), self.port)
