@@ -182,6 +182,18 @@ class S3Storage:
                 parts.append({"ETag": response["ETag"], "PartNumber": number})
         return parts
 
+    async def list_blobs(self, prefix: str) -> list[tuple[str, float]]:
+        """``(key, last modified as a Unix time)`` of every object under ``prefix``, for retention."""
+        folder = self._full(prefix.rstrip("/")) + "/"
+        blobs: list[tuple[str, float]] = []
+        async with self._errors("list_blobs", prefix):
+            async for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=folder):
+                blobs.extend(
+                    (item["Key"].removeprefix(self.prefix), item["LastModified"].timestamp())
+                    for item in page.get("Contents", [])
+                )
+        return sorted(blobs)
+
     @property
     def _s3(self) -> Any:
         if self._client is None:
