@@ -64,7 +64,7 @@ def test_first_frame_of_an_animation_is_used(astronaut: Image.Image) -> None:
 def test_text_file_is_refused_as_not_a_photo() -> None:
     with pytest.raises(SelfieRejected, match="not a photo I can read") as caught:
         read_selfie(b"Dear bot, here is my selfie!\n")
-    assert "JPEG, PNG or WebP" in str(caught.value)
+    assert "JPEG, PNG, HEIC or WebP" in str(caught.value)
 
 
 def test_text_file_named_like_a_photo_is_still_refused() -> None:
