@@ -25,6 +25,7 @@ from PIL import Image
 
 from jobs.events import Event, EventPublisher, EventType
 from jobs.payloads import GENERATE_FUNCTION, TRAIN_FUNCTION, GenerateRequest, TrainRequest
+from jobs.ranking import candidate_count, load_reference, rank_headshots
 from jobs.settings import Settings
 from jobs.storage import BlobStorage, LocalStorage
 from pipeline.errors import UserInputError
@@ -41,10 +42,12 @@ WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
 
 async def on_startup(ctx: dict[str, Any]) -> None:
     """Load the base model once per worker process, into ``ctx``."""
+    from pipeline.faces import FaceAnalyzer
     from pipeline.loading import load_base_pipeline
 
     settings: Settings = ctx["settings"]
     ctx.setdefault("storage", LocalStorage(settings.resolved_storage_dir))
+    ctx.setdefault("faces", FaceAnalyzer())  # scores each render's likeness; loads its models on first use
     ctx["events"] = EventPublisher(ctx["redis"], settings.events_stream)
     if "pipe" in ctx:  # handed in already loaded (tests share one tiny pipeline across workers)
         return
@@ -129,6 +132,7 @@ async def train_lora(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, 
                     Path(scratch),
                     on_progress=on_progress,
                     should_stop=progress.stop.is_set,
+                    crop_centers=[(x, y) for x, y in request.crop_centers] if request.crop_centers else None,
                 ),
             )
             await storage.put(request.lora_key, result.lora_path.read_bytes())
@@ -166,6 +170,8 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
             if request.style == CUSTOM_STYLE_NAME
             else resolve_style(request.style)
         )
+        reference = await load_reference(storage, request.lora_key)
+        renders = candidate_count(request.count, settings.headshot_candidates, reference)
         with tempfile.TemporaryDirectory(prefix="lora-") as scratch:
             lora_path = Path(scratch) / "pytorch_lora_weights.safetensors"
             lora_path.write_bytes(await storage.get(request.lora_key))
@@ -179,7 +185,7 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
                 lambda: render(
                     ctx["pipe"],
                     style,
-                    count=request.count,
+                    count=renders,
                     seed=request.seed,
                     lora_path=lora_path,
                     on_progress=on_images,
@@ -187,14 +193,17 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
                     should_stop=progress.stop.is_set,
                 ),
             )
-        # 3. Store the PNGs; the event carries keys and seeds, never bytes.
+        # 3. Keep the best likenesses, then 4. store the PNGs; the event carries keys, seeds, scores, never bytes.
+        ranked = await asyncio.to_thread(
+            rank_headshots, ctx["faces"], images, reference, request.count, settings.identity_min_score
+        )
         results = []
-        for number, generated in enumerate(images):
+        for number, (generated, score) in enumerate(ranked):
             buffer = io.BytesIO()
             generated.image.save(buffer, format="PNG")
             key = f"{request.output_prefix}{number:02d}-seed{generated.seed}.png"
             await storage.put(key, buffer.getvalue())
-            results.append({"key": key, "seed": generated.seed})
+            results.append({"key": key, "seed": generated.seed, **({} if score is None else {"score": score})})
     except (asyncio.CancelledError, GenerationCancelled):
         await asyncio.shield(_publish(ctx, EventType.CANCELLED, request.user_key, job_id, kind="generate"))
         raise
