@@ -99,7 +99,10 @@ def test_decompression_bomb_is_refused_before_decoding() -> None:
 
 
 def test_the_bot_can_check_selfies_without_loading_torch() -> None:
-    code = "import sys, pipeline.selfies, pipeline.styles, pipeline.errors; print('torch' in sys.modules)"
+    code = (
+        "import sys, pipeline.selfies, pipeline.styles, pipeline.errors, pipeline.intake, pipeline.evaluate; "
+        "print('torch' in sys.modules)"
+    )
     root = Path(__file__).resolve().parents[2]
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert result.stdout.strip() == "False"
