@@ -47,7 +47,8 @@ async def on_startup(ctx: dict[str, Any]) -> None:
 
     settings: Settings = ctx["settings"]
     ctx.setdefault("storage", LocalStorage(settings.resolved_storage_dir))
-    ctx.setdefault("faces", FaceAnalyzer())  # scores each render's likeness; loads its models on first use
+    if "faces" not in ctx:  # scores each render's likeness; loaded now so no job waits for it
+        ctx["faces"] = await asyncio.to_thread(FaceAnalyzer().load)
     ctx["events"] = EventPublisher(ctx["redis"], settings.events_stream)
     if "pipe" in ctx:  # handed in already loaded (tests share one tiny pipeline across workers)
         return
@@ -178,7 +179,9 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
 
             # 2. Render in a thread.
             def on_images(done: int, total: int) -> None:
-                progress.report({"done": done, "total": total}, final=done == total)
+                # Counted in the headshots the user asked for, though extra candidates are rendered for ranking.
+                data = {"done": done * request.count // total, "total": request.count}
+                progress.report(data, final=done == total)
 
             images = await _run_in_thread(
                 progress,

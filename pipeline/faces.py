@@ -61,6 +61,12 @@ class FaceAnalyzer:
         self._lock = threading.Lock()
         self._models: tuple[Any, Any, Any] | None = None
 
+    def load(self) -> FaceAnalyzer:
+        """Load the models now (0.4 s) rather than on the first photo; returns self."""
+        with self._lock:
+            self._load()
+        return self
+
     def _load(self) -> tuple[Any, Any, Any]:
         if self._models is None:
             import dlib
