@@ -12,8 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+import numpy as np
 
-__all__ = ["ImageRow", "JobRow", "SessionRow", "Store"]
+from pipeline.intake import SelfieFacts
+
+__all__ = ["ImageRow", "JobRow", "SelfieRow", "SessionRow", "Store"]
 
 MIGRATIONS: list[str] = [
     # 0 -> 1: the first schema.
@@ -75,6 +78,13 @@ MIGRATIONS: list[str] = [
         delivered_at REAL NOT NULL
     );
     """,
+    # 1 -> 2: what the selfie checks learnt about each accepted face (pipeline.intake.SelfieFacts), so later
+    # selfies are compared against earlier ones and training crops around the face.
+    """
+    ALTER TABLE selfies ADD COLUMN face_box TEXT;
+    ALTER TABLE selfies ADD COLUMN phash TEXT;
+    ALTER TABLE selfies ADD COLUMN embedding BLOB;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -97,6 +107,14 @@ class JobRow:
     status: str
     style: str | None
     progress_message_id: str | None
+
+
+@dataclass(frozen=True)
+class SelfieRow:
+    storage_key: str
+    width: int
+    height: int
+    facts: SelfieFacts | None  # None for selfies stored before the face checks existed
 
 
 @dataclass(frozen=True)
@@ -212,12 +230,28 @@ class Store:
 
     # Selfies.
 
-    async def add_selfie(self, user_key: str, session_id: int, storage_key: str, width: int, height: int) -> None:
+    async def add_selfie(self, user_key: str, session_id: int, storage_key: str, width: int, height: int,
+                         facts: SelfieFacts | None = None) -> None:  # fmt: skip
+        face_box = phash = embedding = None
+        if facts is not None:
+            face_box = ",".join(str(value) for value in facts.face_box)
+            phash = f"{facts.phash:016x}"
+            embedding = np.asarray(facts.embedding, dtype="<f4").tobytes()
         await self.db.execute(
-            "INSERT INTO selfies (session_id, user_key, storage_key, width, height, created_at) VALUES (?,?,?,?,?,?)",
-            (session_id, user_key, storage_key, width, height, time.time()),
+            "INSERT INTO selfies (session_id, user_key, storage_key, width, height, created_at, face_box, phash, "
+            "embedding) VALUES (?,?,?,?,?,?,?,?,?)",
+            (session_id, user_key, storage_key, width, height, time.time(), face_box, phash, embedding),
         )
         await self.db.commit()
+
+    async def selfies(self, user_key: str, session_id: int) -> list[SelfieRow]:
+        rows = await self._all(
+            "SELECT storage_key, width, height, face_box, phash, embedding FROM selfies "
+            "WHERE user_key = ? AND session_id = ? ORDER BY id",
+            user_key,
+            session_id,
+        )
+        return [SelfieRow(str(row[0]), int(row[1]), int(row[2]), _facts(row[3], row[4], row[5])) for row in rows]
 
     async def selfie_keys(self, user_key: str, session_id: int) -> list[str]:
         rows = await self._all(
@@ -370,3 +404,10 @@ class Store:
             await self.db.execute("DELETE FROM selfies WHERE user_key = ? AND storage_key = ?", (user_key, key))
         await self.db.commit()
         return models, images
+
+
+def _facts(face_box: str | None, phash: str | None, embedding: bytes | None) -> SelfieFacts | None:
+    if face_box is None or phash is None or embedding is None:
+        return None
+    left, top, width, height = (int(value) for value in face_box.split(","))
+    return SelfieFacts((left, top, width, height), int(phash, 16), np.frombuffer(embedding, dtype="<f4").copy())

@@ -12,6 +12,7 @@ __all__ = [
     "TrainRequest",
     "generate_job_id",
     "job_owner",
+    "identity_key",
     "lora_key",
     "output_prefix",
     "selfie_key",
@@ -54,6 +55,11 @@ def lora_key(user_key: str, session_id: int) -> str:
     return f"{user_prefix(user_key)}sessions/{session_id}/lora/pytorch_lora_weights.safetensors"
 
 
+def identity_key(lora_key: str) -> str:
+    """The reference face embedding of the selfies a LoRA learnt from, stored beside it (JSON)."""
+    return f"{lora_key.rsplit('/', 1)[0]}/identity.json"
+
+
 def output_prefix(user_key: str, request_id: str) -> str:
     return f"{user_prefix(user_key)}outputs/{request_id}/"
 
@@ -67,6 +73,8 @@ class TrainRequest:
     selfie_keys: list[str]
     lora_key: str
     seed: int = 0
+    # One normalised (x, y) face centre per selfie, for crops that keep the face; None: centre crops.
+    crop_centers: list[list[float]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

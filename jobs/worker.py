@@ -26,6 +26,7 @@ from PIL import Image
 from jobs.events import Event, EventPublisher, EventType
 from jobs.metrics import WorkerMonitor
 from jobs.payloads import GENERATE_FUNCTION, TRAIN_FUNCTION, GenerateRequest, TrainRequest
+from jobs.ranking import candidate_count, load_reference, rank_headshots
 from jobs.retention import retention_cron
 from jobs.settings import Settings
 from jobs.storage import BlobStorage, open_storage
@@ -43,11 +44,14 @@ WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
 
 async def on_startup(ctx: dict[str, Any]) -> None:
     """Load the base model once per worker process, into ``ctx``."""
+    from pipeline.faces import FaceAnalyzer
     from pipeline.loading import load_base_pipeline
 
     settings: Settings = ctx["settings"]
     if "storage" not in ctx:  # tests may hand one in
         ctx["storage"] = ctx["owned_storage"] = await open_storage(settings)
+    if "faces" not in ctx:  # scores each render's likeness; loaded now so no job waits for it
+        ctx["faces"] = await asyncio.to_thread(FaceAnalyzer().load)
     ctx["events"] = EventPublisher(ctx["redis"], settings.events_stream)
     await ctx["monitor"].start(ctx["redis"])  # metrics endpoint and heartbeat, before the model takes minutes
     if "pipe" in ctx:  # handed in already loaded (tests share one tiny pipeline across workers)
@@ -179,6 +183,7 @@ async def train_lora(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, 
                     on_progress=on_progress,
                     should_stop=progress.stop.is_set,
                     class_images=ctx.get("class_images"),
+                    crop_centers=[(x, y) for x, y in request.crop_centers] if request.crop_centers else None,
                 ),
             )
             await storage.put_file(request.lora_key, result.lora_path)
@@ -216,20 +221,24 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
             if request.style == CUSTOM_STYLE_NAME
             else resolve_style(request.style)
         )
+        reference = await load_reference(storage, request.lora_key)
+        renders = candidate_count(request.count, settings.headshot_candidates, reference)
         with tempfile.TemporaryDirectory(prefix="lora-") as scratch:
             lora_path = Path(scratch) / "pytorch_lora_weights.safetensors"
             await storage.get_file(request.lora_key, lora_path)
 
             # 2. Render in a thread.
             def on_images(done: int, total: int) -> None:
-                progress.report({"done": done, "total": total}, final=done == total)
+                # Counted in the headshots the user asked for, though extra candidates are rendered for ranking.
+                data = {"done": done * request.count // total, "total": request.count}
+                progress.report(data, final=done == total)
 
             images = await _run_in_thread(
                 progress,
                 lambda: render(
                     ctx["pipe"],
                     style,
-                    count=request.count,
+                    count=renders,
                     seed=request.seed,
                     lora_path=lora_path,
                     on_progress=on_images,
@@ -238,15 +247,18 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
                     lora_slot=ctx.get("lora_slot"),
                 ),
             )
-        # 3. Store the PNGs; the event carries keys and seeds, never bytes.
+        # 3. Keep the best likenesses, then 4. store the PNGs; the event carries keys, seeds, scores, never bytes.
+        ranked = await asyncio.to_thread(
+            rank_headshots, ctx["faces"], images, reference, request.count, settings.identity_min_score
+        )
         results = []
-        for number, generated in enumerate(images):
+        for number, (generated, score) in enumerate(ranked):
             buffer = io.BytesIO()
             # Level 1: a third of level 6's time for ~15% larger files, which the chat platforms recompress anyway.
             await asyncio.to_thread(generated.image.save, buffer, format="PNG", compress_level=1)
             key = f"{request.output_prefix}{number:02d}-seed{generated.seed}.png"
             await storage.put(key, buffer.getvalue())
-            results.append({"key": key, "seed": generated.seed})
+            results.append({"key": key, "seed": generated.seed, **({} if score is None else {"score": score})})
     except (asyncio.CancelledError, GenerationCancelled):
         await asyncio.shield(_publish(ctx, EventType.CANCELLED, request.user_key, job_id, kind="generate"))
         raise

@@ -10,9 +10,13 @@ import struct
 import warnings
 from dataclasses import dataclass
 
+import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pipeline.errors import SelfieRejected
+
+# iPhones send HEIC; this teaches Pillow to open HEIF/HEIC by content (idempotent, so importing twice is harmless).
+pillow_heif.register_heif_opener()
 
 __all__ = ["MAX_PIXELS", "Selfie", "read_selfie"]
 
@@ -23,7 +27,7 @@ JPEG_QUALITY = 95
 # JPEG's own limit: a longer strip (under MAX_PIXELS, e.g. 300x60000) could be decoded but never stored.
 MAX_SIDE = 65_500
 
-_NOT_A_PHOTO = "That file is not a photo I can read (JPEG, PNG or WebP please)."
+_NOT_A_PHOTO = "That file is not a photo I can read (JPEG, PNG, HEIC or WebP please)."
 _TRUNCATED = "That photo is cut off (the file is incomplete); please send it again."
 
 

@@ -1,4 +1,4 @@
-"""What every core handler needs, passed in once: settings, store, storage, queue, per-user locks, selfie status."""
+"""What every core handler needs, passed in once: settings, store, storage, queue, locks, selfie status, faces."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from bot.store import Store
 from jobs.queue import JobQueue
 from jobs.settings import Settings
 from jobs.storage import BlobStorage
+from pipeline.faces import FaceAnalyzer
 
 __all__ = ["CoreContext"]
 
@@ -22,3 +23,4 @@ class CoreContext:
     queue: JobQueue
     locks: UserLocks = field(default_factory=UserLocks)
     selfie_status: SelfieStatus = field(default_factory=SelfieStatus)
+    faces: FaceAnalyzer = field(default_factory=FaceAnalyzer)  # loads dlib's models on the first selfie

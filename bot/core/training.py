@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 
 from bot.core import texts
 from bot.core.context import CoreContext
 from bot.core.session import SessionState
 from bot.core.types import Attachment, ChatPort, ChatRef, Reply
-from bot.store import JobRow, SessionRow
-from jobs.payloads import TrainRequest, lora_key, selfie_key, train_job_id
+from bot.store import JobRow, SelfieRow, SessionRow
+from jobs.payloads import TrainRequest, identity_key, lora_key, selfie_key, train_job_id
 from pipeline.errors import SelfieRejected, SessionError
-from pipeline.selfies import read_selfie
+from pipeline.identity import reference_embedding
+from pipeline.intake import IntakeRules, inspect_selfie
 
 __all__ = ["add_selfies", "start_training"]
 
@@ -25,7 +28,11 @@ async def add_selfies(core: CoreContext, chat: ChatRef, session: SessionRow, att
     The verdicts go into the run's one status message (``SelfieStatus``), edited as more photos arrive.
     """
     settings = core.settings
-    keys = await core.store.selfie_keys(chat.user_key, session.id)
+    rows = await core.store.selfies(chat.user_key, session.id)
+    keys = [row.storage_key for row in rows]
+    accepted = [row.facts for row in rows if row.facts is not None]
+    rules = IntakeRules(settings.min_face_px, settings.min_face_sharpness, settings.duplicate_max_distance,
+                        settings.identity_min_score)  # fmt: skip
     lines: list[str] = []
     numbered = core.selfie_status.verdicts(chat.user_key, session.id)
     for attachment in attachments:
@@ -36,14 +43,19 @@ async def add_selfies(core: CoreContext, chat: ChatRef, session: SessionRow, att
                 maximum=settings.max_selfies)))  # fmt: skip
             continue
         try:
-            selfie = read_selfie(attachment.data, min_side=settings.min_selfie_side)
+            # Decoding and face analysis take a fraction of a second of CPU: off the event loop.
+            checked = await asyncio.to_thread(
+                inspect_selfie, attachment.data, core.faces, accepted, rules, min_side=settings.min_selfie_side
+            )
         except SelfieRejected as rejection:
             lines.append(texts.SELFIE_REJECTED.format(filename=name, reason=rejection))
             continue
+        selfie = checked.selfie
         key = selfie_key(chat.user_key, session.id, len(keys) + 1)
         await core.storage.put(key, selfie.jpeg)
-        await core.store.add_selfie(chat.user_key, session.id, key, selfie.width, selfie.height)
+        await core.store.add_selfie(chat.user_key, session.id, key, selfie.width, selfie.height, checked.facts)
         keys.append(key)
+        accepted.append(checked.facts)
         lines.append(texts.SELFIE_ACCEPTED.format(filename=name))
     footer = texts.selfie_count_line(len(keys), settings.min_selfies, settings.max_selfies)
     buttons = (texts.START_BUTTON,) if len(keys) >= settings.min_selfies else ()
@@ -60,7 +72,8 @@ async def start_training(core: CoreContext, chat: ChatRef, session: SessionRow |
         raise SessionError(texts.TRAIN_ALREADY_RUNNING)
     if SessionState(session.state).has_model:
         raise SessionError(texts.TRAIN_ALREADY_DONE)
-    keys = await core.store.selfie_keys(chat.user_key, session.id)
+    rows = await core.store.selfies(chat.user_key, session.id)
+    keys = [row.storage_key for row in rows]
     if not keys:
         raise SessionError(texts.TRAIN_NO_SELFIES.format(needed=settings.min_selfies, maximum=settings.max_selfies))
     if len(keys) < settings.min_selfies:
@@ -74,7 +87,13 @@ async def start_training(core: CoreContext, chat: ChatRef, session: SessionRow |
     job_id = train_job_id(chat.user_key, session.id, session.train_attempt)
     await core.store.add_job(JobRow(job_id, chat.user_key, session.id, "train", "queued", None, None))
     await core.store.update_session(chat.user_key, session.id, state=SessionState.TRAINING)
-    request = TrainRequest(chat.user_key, session.id, keys, lora_key(chat.user_key, session.id), seed=session.id)
+    # The worker crops around each face, and ranks headshots by likeness to the reference stored beside the LoRA.
+    lora = lora_key(chat.user_key, session.id)
+    embeddings = [row.facts.embedding for row in rows if row.facts is not None]
+    if embeddings:
+        reference = reference_embedding(embeddings).tolist()
+        await core.storage.put(identity_key(lora), json.dumps({"embedding": reference}).encode())
+    request = TrainRequest(chat.user_key, session.id, keys, lora, seed=session.id, crop_centers=_face_centers(rows))
     if not await core.queue.enqueue_training(job_id, request):
         # The deterministic id already sits in Redis: this is a repeat of a request already queued.
         log.info("training job %s was already enqueued", job_id)
@@ -85,3 +104,9 @@ async def start_training(core: CoreContext, chat: ChatRef, session: SessionRow |
     text = texts.TRAIN_QUEUED.format(position=position) if position else texts.TRAIN_QUEUED_RUNNING
     message_id = await port.send(chat.chat_id, Reply(text, (texts.CANCEL_BUTTON,)))
     await core.store.update_job(chat.user_key, job_id, progress_message_id=message_id)
+
+
+def _face_centers(rows: list[SelfieRow]) -> list[list[float]] | None:
+    """Each selfie's face centre (fractions of its size), or None when any selfie predates the face checks."""
+    centers = [list(row.facts.face_center(row.width, row.height)) for row in rows if row.facts is not None]
+    return centers if len(centers) == len(rows) else None

@@ -48,3 +48,30 @@ async def test_delete_user_removes_every_row(tmp_path: Path) -> None:
             async with store.db.execute(f"SELECT COUNT(*) FROM {table}") as cursor:
                 row = await cursor.fetchone()
             assert row is not None and row[0] == 0, table
+
+
+async def test_selfie_face_facts_round_trip_and_older_rows_migrate(tmp_path: Path) -> None:
+    import sqlite3
+
+    import numpy as np
+
+    from bot.store import MIGRATIONS
+    from pipeline.intake import SelfieFacts
+
+    # A database from before the face checks (schema 1), holding one selfie.
+    path = tmp_path / "db.sqlite3"
+    with sqlite3.connect(path) as old:
+        old.executescript(f"{MIGRATIONS[0]} PRAGMA user_version = 1;")
+        old.execute("INSERT INTO users VALUES ('local:ann', 'local', 'ann', 0)")
+        old.execute("INSERT INTO sessions (user_key, state, created_at, updated_at) VALUES ('local:ann', 'c', 0, 0)")
+        old.execute("INSERT INTO selfies (session_id, user_key, storage_key, width, height, created_at) "
+                    "VALUES (1, 'local:ann', 'users/ann/1.jpg', 300, 300, 0)")  # fmt: skip
+    facts = SelfieFacts((10, 20, 90, 91), 0xF0F0_0000_FFFF_1234, np.linspace(-0.2, 0.2, 128, dtype=np.float32))
+    async with Store(path) as store:
+        assert await store.schema_version() == SCHEMA_VERSION
+        await store.add_selfie("local:ann", 1, "users/ann/2.jpg", 400, 300, facts)
+        old_row, new_row = await store.selfies("local:ann", 1)
+        assert old_row.facts is None  # checked before face data existed: kept, trained with a centre crop
+        assert new_row.facts is not None and new_row.facts.face_box == (10, 20, 90, 91)
+        assert new_row.facts.phash == facts.phash and np.array_equal(new_row.facts.embedding, facts.embedding)
+        assert await store.selfies("local:bob", 1) == []

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
 from bot.local.samples import astronaut_photo
+from pipeline.faces import FaceAnalyzer
 from pipeline.generation import GeneratedImage, generate_headshots
 from pipeline.styles import STYLES
 from pipeline.tiny import build_tiny_sdxl
@@ -38,6 +39,22 @@ def selfie_images(astronaut: Image.Image) -> list[Image.Image]:
             crop = ImageOps.mirror(crop)
         images.append(ImageEnhance.Brightness(crop).enhance(0.8 + 0.06 * index))
     return images
+
+
+@pytest.fixture(scope="session")
+def faces() -> FaceAnalyzer:
+    """dlib's face models, loaded once for the session as a worker or bot process loads them."""
+    return FaceAnalyzer()
+
+
+@pytest.fixture(scope="session")
+def other_person() -> Image.Image:
+    """Someone else: the first face of scikit-image's LFW subset (25x25 px), enlarged to a 300 px photo."""
+    import numpy as np
+    from skimage import data
+
+    face = (data.lfw_subset()[0] * 255).astype(np.uint8)  # type: ignore[no-untyped-call]
+    return Image.fromarray(face).resize((300, 300), Image.Resampling.LANCZOS).convert("RGB")
 
 
 @pytest.fixture(scope="session")

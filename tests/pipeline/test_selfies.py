@@ -64,7 +64,7 @@ def test_first_frame_of_an_animation_is_used(astronaut: Image.Image) -> None:
 def test_text_file_is_refused_as_not_a_photo() -> None:
     with pytest.raises(SelfieRejected, match="not a photo I can read") as caught:
         read_selfie(b"Dear bot, here is my selfie!\n")
-    assert "JPEG, PNG or WebP" in str(caught.value)
+    assert "JPEG, PNG, HEIC or WebP" in str(caught.value)
 
 
 def test_text_file_named_like_a_photo_is_still_refused() -> None:
@@ -99,7 +99,10 @@ def test_decompression_bomb_is_refused_before_decoding() -> None:
 
 
 def test_the_bot_can_check_selfies_without_loading_torch() -> None:
-    code = "import sys, pipeline.selfies, pipeline.styles, pipeline.errors; print('torch' in sys.modules)"
+    code = (
+        "import sys, pipeline.selfies, pipeline.styles, pipeline.errors, pipeline.intake, pipeline.evaluate; "
+        "print('torch' in sys.modules)"
+    )
     root = Path(__file__).resolve().parents[2]
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert result.stdout.strip() == "False"
