@@ -187,8 +187,10 @@ async def test_flood_is_answered_once_then_dropped_and_nothing_lost(chat: Harnes
     chat.app.service.limiter = RateLimiter(burst=4, per_second=1.0, clock=lambda: now[0])
     await _given(chat, COLLECTING, selfie_dir)  # spends 1 of the 4
 
-    # 1. Twenty photos at once: three get through, the fourth gets one "slow down", the rest get nothing.
-    answers = [await chat.say(str(files["photo.txt"])) for _ in range(20)]
+    # 1. Twenty photos at once: three get through, the fourth gets one "slow down", the rest get nothing. The three
+    #    are different photos (the same one again would be refused as a duplicate).
+    others = sorted(selfie_dir.iterdir())[1:4]
+    answers = [await chat.say(str(others[n] if n < len(others) else files["photo.txt"])) for n in range(20)]
     assert [bool(answer) for answer in answers] == [True] * 4 + [False] * 16
     assert "Slow down" in answers[3] and "Everything you sent before is kept" in answers[3]
     assert sum("Slow down" in line for line in chat.lines) == 1

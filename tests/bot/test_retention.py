@@ -49,7 +49,8 @@ async def test_selfies_go_after_training_and_old_models_expire(harness: Harness,
         "storage": LocalStorage(storage_root),
         "events": EventPublisher(redis, harness.settings.events_stream),
     }
-    assert await expire_blobs(ctx) == {"expired": 3, "users": 1}
+    # Her LoRA, its identity reference (identity.json) and her two headshots.
+    assert await expire_blobs(ctx) == {"expired": 4, "users": 1}
     assert not any(path.is_file() for path in alice_dir.rglob("*"))
 
     # 3. The bot forgets her model, headshots and favorite, and tells her; /headshot now asks her to train.
