@@ -68,7 +68,7 @@ async def test_train_command_button_progress_results_star_and_favorites(
     await standin.command(ALICE, "headshot", {"style": "linkedin"})
     await standin.wait_for(lambda: standin.with_text(ALICE, "Rendering 2"), what="the render ack")
     await discord_bot.run_worker()
-    stars = await standin.wait_for(lambda: standin.with_text(ALICE, "Tap ★"), what="the favorite buttons")
+    stars = await standin.wait_for(lambda: standin.with_text(ALICE, "Tap ★ to keep"), what="the favorite buttons")
     headshots = standin.images(ALICE)
     assert [len(sent.files) for sent in headshots] == [1, 1]
     assert all(sent.files[0][1].startswith(PNG) for sent in headshots)
@@ -113,7 +113,7 @@ async def test_restart_keeps_buttons_working_and_the_session_intact(
     await standin.command(ALICE, "headshot", {"style": "studio"})
     await standin.wait_for(lambda: standin.with_text(ALICE, "Rendering 2"), what="the render ack")
     await discord_bot.run_worker()
-    stars = await standin.wait_for(lambda: standin.with_text(ALICE, "Tap ★"), what="the favorite buttons")
+    stars = await standin.wait_for(lambda: standin.with_text(ALICE, "Tap ★ to keep"), what="the favorite buttons")
     assert standin.texts(ALICE).count("Your model is ready") == 1
 
     # 3. ★ buttons posted before another restart still work after it.
@@ -147,7 +147,7 @@ async def test_two_users_never_see_each_others_images(
         await standin.wait_for(partial(standin.with_text, user, "Rendering 2"), what="render ack")
     await discord_bot.run_worker()
     for user in (ALICE, BOB):
-        await standin.wait_for(partial(standin.with_text, user, "Tap ★"), what="headshots")
+        await standin.wait_for(partial(standin.with_text, user, "Tap ★ to keep"), what="headshots")
     storage = discord_bot.settings.resolved_storage_dir
     for user, other in ((ALICE, BOB), (BOB, ALICE)):
         mine = {path.read_bytes() for path in storage.rglob("*.png") if f"discord%3A{user.id}" in str(path)}

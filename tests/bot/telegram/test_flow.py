@@ -63,7 +63,7 @@ async def test_album_train_button_progress_media_group_favorites(
     await standin.press(ALICE, styles, "LinkedIn profile")
     await standin.wait_for(lambda: _with_text(standin, ALICE, "Rendering 2"), what="the render ack")
     await telegram_bot.run_worker()
-    stars = await standin.wait_for(lambda: _with_text(standin, ALICE, "Tap ★"), what="the favorite buttons")
+    stars = await standin.wait_for(lambda: _with_text(standin, ALICE, "Tap ★ to keep"), what="the favorite buttons")
 
     # 4. The headshots came as one media group of real PNGs with captions, then a ★ button per headshot.
     headshots = _photos(standin, ALICE)
@@ -139,7 +139,7 @@ async def test_two_users_at_once_never_see_each_others_images(
         await standin.wait_for(partial(_with_text, standin, user, "Rendering 2"), what="render ack")
     await telegram_bot.run_worker()
     for user in (ALICE, BOB):
-        await standin.wait_for(partial(_with_text, standin, user, "Tap ★"), what="headshots")
+        await standin.wait_for(partial(_with_text, standin, user, "Tap ★ to keep"), what="headshots")
 
     storage = telegram_bot.settings.resolved_storage_dir
     for user, other in ((ALICE, BOB), (BOB, ALICE)):
@@ -151,7 +151,7 @@ async def test_two_users_at_once_never_see_each_others_images(
     assert styles == {"Alice": {"LinkedIn profile"}, "Bob": {"Casual"}}
 
     # 3. Numbers are per user: Bob's ★ #1 is Bob's headshot; Alice's favorites stay empty.
-    stars = await standin.wait_for(lambda: _with_text(standin, BOB, "Tap ★"), what="Bob's buttons")
+    stars = await standin.wait_for(lambda: _with_text(standin, BOB, "Tap ★ to keep"), what="Bob's buttons")
     await standin.press(BOB, stars, "★ #1")
     await standin.wait_for(lambda: _with_text(standin, BOB, "Saved headshot #1"), what="Bob's favorite")
     await standin.send_text(ALICE, "/favorites")
