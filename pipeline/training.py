@@ -26,7 +26,7 @@ from pipeline._adapters import (
     snapshot_active_adapters,
 )
 from pipeline.styles import IDENTIFIER_TOKEN
-from pipeline.training_loss import denoising_loss, prior_loss
+from pipeline.training_loss import sampled_batch_loss
 from pipeline.training_set import TrainingSet, encode_training_set
 
 __all__ = [
@@ -229,31 +229,13 @@ def train_lora(
             if should_stop is not None and should_stop():
                 done = min((step - 1) * config.batch_size, config.steps)
                 raise TrainingCancelled(f"Training stopped at step {done} of {config.steps}.")
-            bucket = training_set.pick_bucket(generator)
-            picks = torch.randint(0, bucket.count, (config.batch_size,), generator=generator)
-            latents = bucket.sample(picks, generator).to(device)
-            noise = torch.randn(latents.shape, generator=generator)
-            if config.noise_offset:
-                noise += config.noise_offset * torch.randn((*latents.shape[:2], 1, 1), generator=generator)
-            timesteps = torch.randint(
-                0, noise_scheduler.config.num_train_timesteps, (config.batch_size,), generator=generator
-            )
             with autocast:
-                embeds, pooled = fixed_prompt if fixed_prompt is not None else _encode_prompt(pipe, config.prompt)
-                loss = denoising_loss(
-                    forward,
-                    noise_scheduler,
-                    latents,
-                    noise.to(device),
-                    timesteps.to(device),
-                    (embeds, pooled, bucket.time_ids.to(device)),
-                    dtype=unet.dtype,
-                    min_snr_gamma=config.min_snr_gamma,
-                )
+                prompt = fixed_prompt if fixed_prompt is not None else _encode_prompt(pipe, config.prompt)
+                draw = (forward, noise_scheduler)
+                loss = sampled_batch_loss(*draw, training_set, prompt, config, generator, device, unet.dtype)
                 if prior is not None:
-                    loss = loss + config.prior_loss_weight * prior_loss(
-                        forward, noise_scheduler, prior, class_prompt, config, generator, device, unet.dtype
-                    )
+                    prior_term = sampled_batch_loss(*draw, prior, class_prompt, config, generator, device, unet.dtype)
+                    loss = loss + config.prior_loss_weight * prior_term
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)

@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     from pipeline.training import TrainingConfig
     from pipeline.training_set import TrainingSet
 
-__all__ = ["denoising_loss", "prior_loss"]
+__all__ = ["denoising_loss", "sampled_batch_loss"]
 
 
 def denoising_loss(
@@ -49,25 +49,28 @@ def denoising_loss(
     return per_sample.mean()
 
 
-def prior_loss(
+def sampled_batch_loss(
     forward: Callable[..., Any],
     noise_scheduler: Any,
-    prior: TrainingSet,
-    class_prompt: tuple[Any, Any],
+    training_set: TrainingSet,
+    prompt: tuple[Any, Any],
     config: TrainingConfig,
     generator: Any,
     device: Any,
     dtype: Any,
 ) -> Any:
-    """The denoising loss of one batch of class images under the class prompt (its own forward: any bucket size)."""
+    """Draw a batch (bucket, images, noise, timesteps, all from the CPU ``generator``, so runs repeat on any device)
+    and return its denoising loss under ``prompt`` (token embeddings, pooled embedding)."""
     import torch
 
-    bucket = prior.pick_bucket(generator)
+    bucket = training_set.pick_bucket(generator)
     picks = torch.randint(0, bucket.count, (config.batch_size,), generator=generator)
     latents = bucket.sample(picks, generator).to(device)
     noise = torch.randn(latents.shape, generator=generator)
+    if config.noise_offset:
+        noise += config.noise_offset * torch.randn((*latents.shape[:2], 1, 1), generator=generator)
     timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (config.batch_size,), generator=generator)
-    embeds, pooled = class_prompt
+    embeds, pooled = prompt
     return denoising_loss(
         forward,
         noise_scheduler,
