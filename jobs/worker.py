@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from arq import func
-from arq.connections import RedisSettings
 from arq.worker import Worker
 from PIL import Image
 
@@ -27,7 +26,8 @@ from jobs.events import Event, EventPublisher, EventType
 from jobs.payloads import GENERATE_FUNCTION, TRAIN_FUNCTION, GenerateRequest, TrainRequest
 from jobs.settings import Settings
 from jobs.storage import BlobStorage, LocalStorage
-from pipeline.errors import UserInputError
+from jobs.supervision import after_job_end, announce_start, on_job_start, report_stop, worker_redis_settings
+from pipeline.errors import OutOfGpuMemory, UserInputError
 
 __all__ = ["build_worker", "generate_headshots", "on_startup", "train_lora"]
 
@@ -106,7 +106,7 @@ async def train_lora(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, 
     storage: BlobStorage = ctx["storage"]
     job_id: str = ctx["job_id"]
     progress = _Progress(ctx, request.user_key, job_id, settings.progress_interval_s)
-    await _publish(ctx, EventType.STARTED, request.user_key, job_id, kind="train", worker=WORKER_NAME)
+    await announce_start(ctx, "train", request.user_key, WORKER_NAME)
     try:
         # 1. Fetch the selfies the bot already checked and normalised (plain RGB JPEGs, no metadata).
         images = [Image.open(io.BytesIO(await storage.get(key))).convert("RGB") for key in request.selfie_keys]
@@ -133,7 +133,7 @@ async def train_lora(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, 
             )
             await storage.put(request.lora_key, result.lora_path.read_bytes())
     except (asyncio.CancelledError, TrainingCancelled):
-        await asyncio.shield(_publish(ctx, EventType.CANCELLED, request.user_key, job_id, kind="train"))
+        await asyncio.shield(report_stop(ctx, "train", request.user_key))
         raise
     except UserInputError as error:
         await _publish(ctx, EventType.FAILED, request.user_key, job_id, kind="train", reason=str(error))
@@ -158,7 +158,7 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
     storage: BlobStorage = ctx["storage"]
     job_id: str = ctx["job_id"]
     progress = _Progress(ctx, request.user_key, job_id, settings.progress_interval_s)
-    await _publish(ctx, EventType.STARTED, request.user_key, job_id, kind="generate", worker=WORKER_NAME)
+    await announce_start(ctx, "generate", request.user_key, WORKER_NAME)
     try:
         # 1. The user's LoRA as a local file for diffusers' loader.
         style = (
@@ -196,9 +196,9 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
             await storage.put(key, buffer.getvalue())
             results.append({"key": key, "seed": generated.seed})
     except (asyncio.CancelledError, GenerationCancelled):
-        await asyncio.shield(_publish(ctx, EventType.CANCELLED, request.user_key, job_id, kind="generate"))
+        await asyncio.shield(report_stop(ctx, "generate", request.user_key, request.output_prefix))
         raise
-    except UserInputError as error:
+    except (UserInputError, OutOfGpuMemory) as error:
         await _publish(ctx, EventType.FAILED, request.user_key, job_id, kind="generate", reason=str(error))
         raise
     except Exception:
@@ -215,14 +215,17 @@ def build_worker(settings: Settings, redis_url: str, **overrides: Any) -> Worker
     ``overrides`` go to arq's ``Worker`` (tests pass ``burst=True, poll_delay=0``; a test may pass ``ctx``).
     """
     ctx: dict[str, Any] = {"settings": settings, **overrides.pop("ctx", {})}
+    tries = settings.job_max_tries + 1  # one more than ours: announce_start ends a job with a reason, arq silently
     options: dict[str, Any] = {
         "functions": [
-            func(train_lora, name=TRAIN_FUNCTION, timeout=settings.train_timeout_s, max_tries=2),
-            func(generate_headshots, name=GENERATE_FUNCTION, timeout=settings.generate_timeout_s, max_tries=2),
+            func(train_lora, name=TRAIN_FUNCTION, timeout=settings.train_timeout_s, max_tries=tries),
+            func(generate_headshots, name=GENERATE_FUNCTION, timeout=settings.generate_timeout_s, max_tries=tries),
         ],
         "queue_name": settings.queue_name,
-        "redis_settings": RedisSettings.from_dsn(redis_url),
+        "redis_settings": worker_redis_settings(redis_url),  # rides out a Redis restart
         "on_startup": on_startup,
+        "on_job_start": on_job_start,  # short in-progress leases (jobs/supervision.py)
+        "after_job_end": after_job_end,
         "max_jobs": 1,
         "allow_abort_jobs": True,
         "keep_result": 3600,
@@ -231,4 +234,6 @@ def build_worker(settings: Settings, redis_url: str, **overrides: Any) -> Worker
         "ctx": ctx,
     }
     options.update(overrides)
-    return Worker(**options)
+    worker = Worker(**options)
+    ctx["worker"] = worker  # the jobs tell a /cancel from a timeout or a shutdown by asking it (supervision.py)
+    return worker
