@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from bot.core.locks import UserLocks
 from bot.core.status import SelfieStatus
+from bot.core.watchdog import Heartbeats
 from bot.store import Store
 from jobs.queue import JobQueue
 from jobs.settings import Settings
@@ -22,3 +23,4 @@ class CoreContext:
     queue: JobQueue
     locks: UserLocks = field(default_factory=UserLocks)
     selfie_status: SelfieStatus = field(default_factory=SelfieStatus)
+    heartbeats: Heartbeats = field(default_factory=Heartbeats)
