@@ -89,6 +89,8 @@ async def _run_in_thread(progress: _Progress, work: Callable[[], Any]) -> Any:
         progress.stop.set()
         # The training loop checks the flag every step; wait so the pipeline is clean before the next job.
         await asyncio.wait([task])
+        if not task.cancelled():
+            task.exception()  # the thread's TrainingCancelled: retrieved, so asyncio does not log it as lost
         raise
 
 

@@ -28,13 +28,17 @@ async def _wait_for_line(harness: Harness, needle: str, timeout_s: float) -> flo
     raise AssertionError(f"never saw {needle!r} in the chat:\n" + "\n".join(harness.lines))
 
 
-async def _training_killed_midway(harness: Harness, worker: WorkerProcess, selfie_dir: Path) -> None:
+async def _training_killed_midway(harness: Harness, worker: WorkerProcess, selfie_dir: Path, *,
+                                  graceful: bool = False) -> None:  # fmt: skip
     harness.start_delivery()
     await harness.say(f"/train {selfie_dir}")
     await worker.start()
     assert "queued" in await harness.say("/train start")
     await _wait_for_line(harness, "% (step", timeout_s=120)  # progress: the worker is mid-training
-    worker.kill()
+    if graceful:
+        worker.stop()  # SIGTERM, as a deploy or a scale-down stops it
+    else:
+        worker.kill()
 
 
 async def test_killed_worker_job_runs_again_and_user_gets_the_model(
@@ -70,3 +74,20 @@ async def test_job_whose_runs_keep_dying_fails_in_plain_words_and_frees_the_sess
         assert "selfies are kept" in chat
         # The session is free: a new attempt is taken at once, under a fresh job id.
         assert "Training queued" in await harness.say("/train start")
+
+
+async def test_worker_stopped_mid_training_hands_the_job_on_without_calling_it_cancelled(
+    settings: Settings, tiny_pipe: Any, tmp_path: Path, redis: Redis, selfie_dir: Path
+) -> None:
+    settings = settings.model_copy(update={"train_steps": 120})  # the default 30 s lease: a stop must not wait on it
+    async with Harness(settings, tiny_pipe, tmp_path / "out") as harness:
+        await _training_killed_midway(harness, WorkerProcess(settings, tmp_path / "worker.log"), selfie_dir,
+                                      graceful=True)  # fmt: skip
+        stopped = time.monotonic()
+        survivor = asyncio.create_task(harness.run_worker())
+        await _wait_for_line(harness, "training restarted (try 2)", timeout_s=30)
+        assert time.monotonic() - stopped < 10
+        await survivor
+        await harness.wait_state(SessionState.READY)
+        chat = "\n".join(harness.lines)
+        assert "cancelled" not in chat and chat.count("Your model is ready") == 1
