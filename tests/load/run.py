@@ -49,6 +49,7 @@ class LoadResult:
     latency_p50_ms: float = 0.0
     latency_p99_ms: float = 0.0
     latency_max_ms: float = 0.0
+    p50_p99_ms_by_command: dict[str, list[float]] = field(default_factory=dict)
     jobs_expected: int = 0
     jobs_done: int = 0
     jobs_lost: int = 0
@@ -116,15 +117,15 @@ def load_settings(data_dir: Path, redis_url: str, model_cache_dir: Path | None =
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
 
 
-async def _user(app: BotApp, port: CountingPort, number: int, selfies: list[bytes], latencies: list[float],
-                unanswered: list[str]) -> None:  # fmt: skip
+async def _user(app: BotApp, port: CountingPort, number: int, selfies: list[bytes],
+                latencies: dict[str, list[float]], unanswered: list[str]) -> None:  # fmt: skip
     chat = ChatRef(PLATFORM, f"u{number:04d}", f"u{number:04d}")
 
     async def say(text: str, attachments: tuple[Attachment, ...] = ()) -> None:
         before = len(port.texts[chat.chat_id])
         started = time.perf_counter()
         await app.service.handle_message(IncomingMessage(chat, text, attachments), port)
-        latencies.append(time.perf_counter() - started)
+        latencies.setdefault(text, []).append(time.perf_counter() - started)
         if len(port.texts[chat.chat_id]) == before:
             unanswered.append(f"{chat.user_key}: {text}")
 
@@ -143,7 +144,7 @@ async def run_load(users: int, work_dir: Path, redis_url: str, *, timeout_s: flo
     selfies = [path.read_bytes() for path in make_sample_selfies(selfie_dir, count=3)]
     worker = WorkerProcess(settings, work_dir / "worker.log")
     result = LoadResult(users=users, jobs_expected=2 * users)
-    latencies: list[float] = []
+    latencies: dict[str, list[float]] = {}
     unanswered: list[str] = []
     port = CountingPort()
     await worker.start(timeout_s=300)
@@ -169,14 +170,20 @@ async def run_load(users: int, work_dir: Path, redis_url: str, *, timeout_s: flo
     return result
 
 
-def _summarise(result: LoadResult, port: CountingPort, latencies: list[float], unanswered: list[str],
+def _p50_p99(values: list[float]) -> list[float]:
+    ordered = sorted(values)
+    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+    return [round(1000 * statistics.median(ordered), 1), round(1000 * p99, 1)]
+
+
+def _summarise(result: LoadResult, port: CountingPort, latencies: dict[str, list[float]], unanswered: list[str],
                users: int) -> None:  # fmt: skip
-    result.messages = len(latencies)
-    if latencies:
-        ordered = sorted(latencies)
-        result.latency_p50_ms = round(1000 * statistics.median(ordered), 1)
-        result.latency_p99_ms = round(1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 1)
-        result.latency_max_ms = round(1000 * ordered[-1], 1)
+    every = [value for values in latencies.values() for value in values]
+    result.messages = len(every)
+    if every:
+        result.latency_p50_ms, result.latency_p99_ms = _p50_p99(every)
+        result.latency_max_ms = round(1000 * max(every), 1)
+        result.p50_p99_ms_by_command = {command: _p50_p99(values) for command, values in latencies.items()}
     for number in range(users):
         chat_id = f"u{number:04d}"
         ready, images = port.ready_count(chat_id), port.images[chat_id]
