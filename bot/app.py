@@ -14,6 +14,7 @@ from bot.core.context import CoreContext
 from bot.core.delivery import EventDelivery
 from bot.core.service import HeadshotService
 from bot.core.types import ChatPort
+from bot.core.watchdog import JobWatchdog
 from bot.metrics import BotMetrics, CountingConsumer
 from bot.store import Store
 from jobs.queue import JobQueue, connect_queue
@@ -57,6 +58,8 @@ class BotApp:
         delivery = EventDelivery(self.core, ports)
         consumer = CountingConsumer(self.pool, self.settings.events_stream, self.consumer_name, self.metrics)
         self._tasks.append(asyncio.create_task(delivery.run(consumer, self._stop), name="event-delivery"))
+        watchdog = JobWatchdog(self.core, delivery)
+        self._tasks.append(asyncio.create_task(watchdog.run(self._stop), name="job-watchdog"))
         return delivery
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

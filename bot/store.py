@@ -180,6 +180,14 @@ class Store:
         )
         return None if row is None else JobRow(*row)
 
+    async def open_jobs(self) -> list[JobRow]:
+        """Every queued or running job of every user: the watchdog's round (the one query across users)."""
+        rows = await self._all(
+            "SELECT job_id, user_key, session_id, kind, status, style, progress_message_id FROM jobs "
+            "WHERE status IN ('queued', 'running') ORDER BY created_at"
+        )
+        return [JobRow(*row) for row in rows]
+
     async def count_jobs(self, user_key: str, session_id: int, kind: str) -> int:
         row = await self._one(
             "SELECT COUNT(*) FROM jobs WHERE user_key = ? AND session_id = ? AND kind = ?", user_key, session_id, kind

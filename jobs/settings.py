@@ -99,6 +99,18 @@ class Settings(BaseSettings):
         default=30, ge=0, description="Erase models, headshots and stray selfies this many days old; 0 = keep."
     )
 
+    # Faults: how soon a dead worker's job runs again, how often it may, and how long a job may go unheard of.
+    job_lease_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A running job's lease, renewed every third of it; a killed worker's job "
+        "is started again by a live worker within about this long.",
+    )
+    job_max_tries: int = Field(default=3, ge=1, description="Runs of one job (worker deaths included) before it fails.")
+    job_silence_s: float = Field(
+        default=300.0, gt=0, description="A job that sends no event this long gets a word to its user from the bot."
+    )
+
     @field_validator("max_selfies")
     @classmethod
     def _max_not_below_min(cls, value: int, info: object) -> int:

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from arq import func
-from arq.connections import RedisSettings
 from arq.worker import Worker
 from PIL import Image
 
@@ -30,7 +29,8 @@ from jobs.ranking import candidate_count, load_reference, rank_headshots
 from jobs.retention import retention_cron
 from jobs.settings import Settings
 from jobs.storage import BlobStorage, open_storage
-from pipeline.errors import UserInputError
+from jobs.supervision import after_job_end, announce_start, on_job_start, report_stop, worker_redis_settings
+from pipeline.errors import OutOfGpuMemory, UserInputError
 
 __all__ = ["build_worker", "generate_headshots", "on_shutdown", "on_startup", "train_lora"]
 
@@ -136,6 +136,8 @@ async def _run_in_thread(progress: _Progress, work: Callable[[], Any]) -> Any:
         progress.stop.set()
         # The training loop checks the flag every step; wait so the pipeline is clean before the next job.
         await asyncio.wait([task])
+        if not task.cancelled():
+            task.exception()  # the thread's TrainingCancelled: retrieved, so asyncio does not log it as lost
         raise
 
 
@@ -153,7 +155,7 @@ async def train_lora(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, 
     storage: BlobStorage = ctx["storage"]
     job_id: str = ctx["job_id"]
     progress = _Progress(ctx, request.user_key, job_id, settings.progress_interval_s)
-    await _publish(ctx, EventType.STARTED, request.user_key, job_id, kind="train", worker=WORKER_NAME)
+    await announce_start(ctx, "train", request.user_key, WORKER_NAME)
     try:
         # 1. Fetch the selfies the bot already checked and normalised (plain RGB JPEGs, no metadata).
         images = [Image.open(io.BytesIO(await storage.get(key))).convert("RGB") for key in request.selfie_keys]
@@ -188,7 +190,7 @@ async def train_lora(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, 
             )
             await storage.put_file(request.lora_key, result.lora_path)
     except (asyncio.CancelledError, TrainingCancelled):
-        await asyncio.shield(_publish(ctx, EventType.CANCELLED, request.user_key, job_id, kind="train"))
+        await asyncio.shield(report_stop(ctx, "train", request.user_key))
         raise
     except UserInputError as error:
         await _publish(ctx, EventType.FAILED, request.user_key, job_id, kind="train", reason=str(error))
@@ -213,7 +215,7 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
     storage: BlobStorage = ctx["storage"]
     job_id: str = ctx["job_id"]
     progress = _Progress(ctx, request.user_key, job_id, settings.progress_interval_s)
-    await _publish(ctx, EventType.STARTED, request.user_key, job_id, kind="generate", worker=WORKER_NAME)
+    await announce_start(ctx, "generate", request.user_key, WORKER_NAME)
     try:
         # 1. The user's LoRA as a local file for diffusers' loader.
         style = (
@@ -260,9 +262,9 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
             await storage.put(key, buffer.getvalue())
             results.append({"key": key, "seed": generated.seed, **({} if score is None else {"score": score})})
     except (asyncio.CancelledError, GenerationCancelled):
-        await asyncio.shield(_publish(ctx, EventType.CANCELLED, request.user_key, job_id, kind="generate"))
+        await asyncio.shield(report_stop(ctx, "generate", request.user_key, request.output_prefix))
         raise
-    except UserInputError as error:
+    except (UserInputError, OutOfGpuMemory) as error:
         await _publish(ctx, EventType.FAILED, request.user_key, job_id, kind="generate", reason=str(error))
         raise
     except Exception:
@@ -273,6 +275,11 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
     return {"images": results}
 
 
+async def _on_job_start(ctx: dict[str, Any]) -> None:
+    await on_job_start(ctx)  # short in-progress leases (jobs/supervision.py)
+    await ctx["monitor"].on_job_start(ctx)
+
+
 def build_worker(settings: Settings, redis_url: str, **overrides: Any) -> Worker:
     """An arq worker for ``settings``: one job at a time (one GPU, one model), aborts allowed, per-job timeouts.
 
@@ -281,17 +288,19 @@ def build_worker(settings: Settings, redis_url: str, **overrides: Any) -> Worker
     monitor = WorkerMonitor(settings, WORKER_NAME)
     train, generate = monitor.instrument("train", train_lora), monitor.instrument("generate", generate_headshots)
     ctx: dict[str, Any] = {"settings": settings, "monitor": monitor, **overrides.pop("ctx", {})}
+    tries = settings.job_max_tries + 1  # one more than ours: announce_start ends a job with a reason, arq silently
     options: dict[str, Any] = {
         "functions": [
-            func(train, name=TRAIN_FUNCTION, timeout=settings.train_timeout_s, max_tries=2),
-            func(generate, name=GENERATE_FUNCTION, timeout=settings.generate_timeout_s, max_tries=2),
+            func(train, name=TRAIN_FUNCTION, timeout=settings.train_timeout_s, max_tries=tries),
+            func(generate, name=GENERATE_FUNCTION, timeout=settings.generate_timeout_s, max_tries=tries),
         ],
         "cron_jobs": [retention_cron()],
         "queue_name": settings.queue_name,
-        "redis_settings": RedisSettings.from_dsn(redis_url),
+        "redis_settings": worker_redis_settings(redis_url),  # rides out a Redis restart
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,
-        "on_job_start": monitor.on_job_start,
+        "on_job_start": _on_job_start,
+        "after_job_end": after_job_end,
         "max_jobs": 1,
         "allow_abort_jobs": True,
         "keep_result": 3600,
@@ -300,4 +309,6 @@ def build_worker(settings: Settings, redis_url: str, **overrides: Any) -> Worker
         "ctx": ctx,
     }
     options.update(overrides)
-    return Worker(**options)
+    worker = Worker(**options)
+    ctx["worker"] = worker  # the jobs tell a /cancel from a timeout or a shutdown by asking it (supervision.py)
+    return worker

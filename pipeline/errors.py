@@ -8,7 +8,8 @@
     │   └── SessionError        a command that does not fit the session's state (bot/core raises it)
     └── InfrastructureError     our fault or the machine's; logged with a traceback, retried where transient
         ├── ModelLoadError      the base model could not be loaded (bad id, no hub, missing files)
-        └── JobFailed           a worker job failed; the bot tells the user it did, not why in detail
+        ├── JobFailed           a worker job failed; the bot tells the user it did, not why in detail
+        └── OutOfGpuMemory      CUDA ran out of memory even at half the batch (one retry); safe to show
 
 Only ``InfrastructureError`` subclasses are ever retried; a ``UserInputError`` is answered and forgotten.
 This module imports nothing heavy so the bot process can use it without torch.
@@ -22,6 +23,7 @@ __all__ = [
     "InfrastructureError",
     "JobFailed",
     "ModelLoadError",
+    "OutOfGpuMemory",
     "SelfieRejected",
     "SessionError",
     "UnknownStyle",
@@ -63,3 +65,7 @@ class ModelLoadError(InfrastructureError):
 
 class JobFailed(InfrastructureError):
     """A worker job ended in failure; carries a reason safe to show to the user."""
+
+
+class OutOfGpuMemory(InfrastructureError):
+    """The GPU ran out of memory even after one retry at half the batch; the message is safe to show a user."""

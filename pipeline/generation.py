@@ -23,10 +23,17 @@ from pipeline._adapters import (
     snapshot_active_adapters,
 )
 from pipeline.acceleration import is_qkv_fused
+from pipeline.errors import OutOfGpuMemory
 from pipeline.lora_slot import LoraSlot
 from pipeline.styles import Style
 
 __all__ = ["GenerationCancelled", "GeneratedImage", "generate_headshots", "headshot_size", "scheduler_for"]
+
+
+OUT_OF_MEMORY_TEXT = (
+    "Our GPU ran out of memory rendering your headshots, even {batch} at a time. Please send the same /headshot "
+    "command again in a few minutes."
+)
 
 
 class GenerationCancelled(Exception):
@@ -82,7 +89,8 @@ def generate_headshots(
     LoRA is hot-swapped into the slot and the slot cleared afterwards (no recompilation on a compiled UNet);
     without, it is attached as a new adapter and removed. Not thread-safe: the LoRA and the style's scheduler are
     set on ``pipe`` for the call, so run one call at a time per pipeline. ``should_stop`` is asked after every
-    denoising step; when it answers True the call ends within one step with ``GenerationCancelled``.
+    denoising step; when it answers True the call ends within one step with ``GenerationCancelled``. A CUDA
+    out-of-memory error is retried once at half the batch; a second one raises ``OutOfGpuMemory``.
     """
     import torch
 
@@ -127,21 +135,34 @@ def generate_headshots(
             lora_path = Path(lora_path)
             pipe.load_lora_weights(str(lora_path.parent), weight_name=lora_path.name, adapter_name=adapter)
             activate_only(pipe, adapter)  # only this user's LoRA, even where a slot's adapter is loaded too
-        for start in range(0, count, batch_size):
+        retried = False
+        while len(results) < count:
+            start = len(results)
             seeds = [seed + index for index in range(start, min(count, start + batch_size))]
             # CPU generators give the same starting noise on any GPU, so a seed means the same image everywhere.
             generators = [torch.Generator("cpu").manual_seed(one_seed) for one_seed in seeds]
-            images = pipe(
-                prompt=[prompt] * len(seeds),
-                negative_prompt=[style.negative_prompt] * len(seeds),
-                num_inference_steps=num_steps,
-                guidance_scale=style.guidance_scale,
-                width=width,
-                height=height,
-                generator=generators,
-                output_type="pil",
-                callback_on_step_end=check_stop if should_stop is not None else None,
-            ).images
+            try:
+                images = pipe(
+                    prompt=[prompt] * len(seeds),
+                    negative_prompt=[style.negative_prompt] * len(seeds),
+                    num_inference_steps=num_steps,
+                    guidance_scale=style.guidance_scale,
+                    width=width,
+                    height=height,
+                    generator=generators,
+                    output_type="pil",
+                    callback_on_step_end=check_stop if should_stop is not None else None,
+                ).images
+            except torch.cuda.OutOfMemoryError as error:
+                # Another job's tensors, fragmentation or a big batch: free the cache and try half the batch, once.
+                # Seeds stay per image, so the retried images are the very ones the full batch would have made.
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                if retried:
+                    raise OutOfGpuMemory(OUT_OF_MEMORY_TEXT.format(batch=batch_size)) from error
+                retried = True
+                batch_size = max(1, batch_size // 2)
+                continue
             if should_stop is not None and should_stop():
                 raise GenerationCancelled(f"Rendering stopped after {len(results)} of {count} images.")
             results.extend(

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from bot.core.locks import UserLocks
 from bot.core.status import SelfieStatus
+from bot.core.watchdog import Heartbeats
 from bot.store import Store
 from jobs.queue import JobQueue
 from jobs.settings import Settings
@@ -24,3 +25,4 @@ class CoreContext:
     locks: UserLocks = field(default_factory=UserLocks)
     selfie_status: SelfieStatus = field(default_factory=SelfieStatus)
     faces: FaceAnalyzer = field(default_factory=FaceAnalyzer)  # loads dlib's models on the first selfie
+    heartbeats: Heartbeats = field(default_factory=Heartbeats)

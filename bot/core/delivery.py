@@ -80,7 +80,11 @@ class EventDelivery:
                     await forget_event(self.core, event)
                     return True
                 if job.status not in _FINISHED:
+                    self.core.heartbeats.heard(event.job_id)
                     await self._apply(event, job, chat_id, port)
+                elif job.status == "cancelled" and event.type == EventType.IMAGES_READY:
+                    # /cancel came after the render had finished: the user asked not to get these, so erase them.
+                    await self._discard_outputs(event)
             if event.event_id:
                 await store.mark_delivered(event.event_id)
             return True
@@ -92,6 +96,9 @@ class EventDelivery:
             await store.update_job(event.user_key, job.job_id, status="running")
             text = texts.STARTED_TRAINING if job.kind == "train" else texts.STARTED_RENDERING
             await self._edit_progress(job, chat_id, port, text)
+            if int(data.get("try", 1)) > 1:  # a worker died mid-job (or stopped) and another run began
+                restarted = texts.RESTARTED_TRAINING if job.kind == "train" else texts.RESTARTED_RENDERING
+                await port.send(chat_id, Reply(restarted.format(try_number=data["try"])))
         elif event.type == EventType.PROGRESS:
             if job.kind == "train":
                 percent = round(100 * data["step"] / max(1, data["total"]))
@@ -175,3 +182,12 @@ class EventDelivery:
                 await port.send(chat_id, reply)
             else:
                 log.warning("progress edit for job %s failed; skipped", job.job_id, exc_info=True)
+
+    async def _discard_outputs(self, event: Event) -> None:
+        keys = [item["key"] for item in event.data.get("images", [])]
+        if event.type == EventType.TRAINED and "lora_key" in event.data:
+            keys.append(event.data["lora_key"])
+        for key in keys:
+            await self.core.storage.delete(key)
+        if keys:
+            log.info("discarded %d outputs of job %s that nobody waits for", len(keys), event.job_id)

@@ -127,3 +127,20 @@ def selfie_count_line(count: int, needed: int, maximum: int) -> str:
 def styles_text() -> str:
     lines = [f"/headshot {name} - {style.title}" for name, style in STYLES.items()]
     return "Styles:\n" + "\n".join(lines)
+
+
+# Faults: restarts, and the watchdog's word on jobs that have gone quiet (bot/core/watchdog.py).
+RESTARTED_TRAINING = (
+    "Our worker stopped while training your model, so training restarted (try {try_number}). Nothing you sent was lost."
+)
+RESTARTED_RENDERING = "Our worker stopped while rendering, so rendering restarted (try {try_number})."
+STILL_QUEUED = "Still in the queue for your {what} (position {position}). I'll post here as soon as it starts."
+STILL_WAITING = "Your {what} is waiting for a free worker. I'll post here as soon as it starts."
+STILL_RUNNING = (
+    "Still working on your {what}; no news from the worker for {minutes} min. I'll post here when it's done."
+)
+JOB_LOST_TRAINING = (
+    "I lost track of your training (our job queue restarted without it). Your selfies are kept: send /train start "
+    "to try again."
+)
+JOB_LOST_RENDERING = "I lost track of your rendering (our job queue restarted without it). Send /headshot again."

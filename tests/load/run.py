@@ -1,0 +1,225 @@
+"""``python -m tests.load.run --users 500``: simulated users through the chat core against a real Redis and worker.
+
+Each user is a chat of the ``load`` platform talking to the real ``HeadshotService`` (the core every frontend uses,
+with delivery and the watchdog running as in ``headshot-bot``): ``/train`` with 3 selfies attached, ``/train start``,
+then, once the model is ready, ``/headshot studio`` for one image. One real worker process (``python -m
+jobs.worker_main``) on the tiny model does the jobs (4 image-steps of training, 1 denoising step). Reported:
+
+- reply latency: message in -> the handler's replies out (``handle_message`` returns after its replies are sent);
+- jobs lost: jobs of users who never got their model or headshot before the deadline (must be 0);
+- events delivered twice: a "model ready" or a headshot posted more than once to one chat (must be 0).
+
+Bounded: ``--timeout`` seconds for the whole run (default 60 + 3 s per user), ``--users`` chats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bot.app import BotApp
+from bot.core import texts
+from bot.core.types import Attachment, ChatRef, IncomingMessage, OutgoingImage, Reply
+from bot.local.samples import make_sample_selfies
+from jobs.redis_server import embedded_redis
+from jobs.settings import Settings
+from tests.faults.processes import WorkerProcess
+
+__all__ = ["LoadResult", "main", "run_load"]
+
+PLATFORM = "load"
+READY_MARK = texts.TRAINED.split("!")[0]  # "Your model is ready"
+
+
+@dataclass
+class LoadResult:
+    users: int
+    seconds: float = 0.0
+    messages: int = 0
+    latency_p50_ms: float = 0.0
+    latency_p99_ms: float = 0.0
+    latency_max_ms: float = 0.0
+    p50_p99_ms_by_command: dict[str, list[float]] = field(default_factory=dict)
+    jobs_expected: int = 0
+    jobs_done: int = 0
+    jobs_lost: int = 0
+    events_delivered_twice: int = 0
+    unanswered_messages: int = 0
+    restarts_seen: int = 0
+    lost_users: list[str] = field(default_factory=list)
+
+
+class CountingPort:
+    """A ``ChatPort`` that keeps what each chat received and wakes the user waiting for it."""
+
+    platform = PLATFORM
+
+    def __init__(self) -> None:
+        self.texts: dict[str, list[str]] = defaultdict(list)
+        self.images: Counter[str] = Counter()
+        self.changed: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
+        self._next_id = 0
+
+    def _id(self) -> str:
+        self._next_id += 1
+        return str(self._next_id)
+
+    async def send(self, chat_id: str, reply: Reply) -> str:
+        self.texts[chat_id].append(reply.text)
+        self.changed[chat_id].set()
+        return self._id()
+
+    async def edit(self, chat_id: str, message_id: str, reply: Reply) -> None:
+        self.changed[chat_id].set()
+
+    async def send_images(self, chat_id: str, images: Sequence[OutgoingImage]) -> list[str]:
+        self.images[chat_id] += len(images)
+        self.changed[chat_id].set()
+        return [self._id() for _ in images]
+
+    async def send_files(self, chat_id: str, files: Sequence[OutgoingImage]) -> None:
+        self.changed[chat_id].set()
+
+    def ready_count(self, chat_id: str) -> int:
+        return sum(READY_MARK in text for text in self.texts[chat_id])
+
+    async def wait_for(self, chat_id: str, *, images: bool = False) -> None:
+        """Until the chat has its model (or, with ``images``, a headshot)."""
+        event = self.changed[chat_id]
+        while not (self.images[chat_id] if images else self.ready_count(chat_id)):
+            event.clear()
+            await event.wait()
+
+
+def load_settings(data_dir: Path, redis_url: str, model_cache_dir: Path | None = None) -> Settings:
+    values = {
+        "model_cache_dir": model_cache_dir,
+        "redis_url": redis_url,
+        "data_dir": data_dir,
+        "model": "tiny",
+        "min_selfies": 3,
+        "max_selfies": 3,
+        "train_steps": 4,
+        "inference_steps": 1,
+        "headshots_per_request": 1,
+        "progress_interval_s": 1.0,
+    }
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+
+
+async def _user(app: BotApp, port: CountingPort, number: int, selfies: list[bytes],
+                latencies: dict[str, list[float]], unanswered: list[str]) -> None:  # fmt: skip
+    chat = ChatRef(PLATFORM, f"u{number:04d}", f"u{number:04d}")
+
+    async def say(text: str, attachments: tuple[Attachment, ...] = ()) -> None:
+        before = len(port.texts[chat.chat_id])
+        started = time.perf_counter()
+        await app.service.handle_message(IncomingMessage(chat, text, attachments), port)
+        latencies.setdefault(text, []).append(time.perf_counter() - started)
+        if len(port.texts[chat.chat_id]) == before:
+            unanswered.append(f"{chat.user_key}: {text}")
+
+    await say("/train", tuple(Attachment(f"selfie{index}.jpg", data) for index, data in enumerate(selfies)))
+    await say("/train start")
+    await port.wait_for(chat.chat_id)
+    await say("/headshot studio")
+    await port.wait_for(chat.chat_id, images=True)
+
+
+async def run_load(users: int, work_dir: Path, redis_url: str, *, timeout_s: float, ramp_s: float,
+                   model_cache_dir: Path | None = None) -> LoadResult:  # fmt: skip
+    """Start the worker, let ``users`` chats arrive over ``ramp_s`` seconds, wait for all or the deadline."""
+    settings = load_settings(work_dir / "data", redis_url, model_cache_dir)
+    selfie_dir = work_dir / "selfies"
+    selfies = [path.read_bytes() for path in make_sample_selfies(selfie_dir, count=3)]
+    worker = WorkerProcess(settings, work_dir / "worker.log")
+    result = LoadResult(users=users, jobs_expected=2 * users)
+    latencies: dict[str, list[float]] = {}
+    unanswered: list[str] = []
+    port = CountingPort()
+    await worker.start(timeout_s=300)
+    try:
+        async with BotApp(settings, redis_url, consumer_name="load-bot") as app:
+            await app.pool.flushdb()
+            app.start_delivery({PLATFORM: port})
+            started = time.monotonic()
+
+            async def arrive(number: int) -> None:
+                await asyncio.sleep(ramp_s * number / max(1, users))
+                await _user(app, port, number, selfies, latencies, unanswered)
+
+            tasks = [asyncio.create_task(arrive(number)) for number in range(users)]
+            _done, pending = await asyncio.wait(tasks, timeout=timeout_s)
+            for task in pending:
+                task.cancel()
+            result.seconds = round(time.monotonic() - started, 2)
+            await asyncio.sleep(1.0)  # a late duplicate would show up now
+    finally:
+        worker.stop()
+    _summarise(result, port, latencies, unanswered, users)
+    return result
+
+
+def _p50_p99(values: list[float]) -> list[float]:
+    ordered = sorted(values)
+    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+    return [round(1000 * statistics.median(ordered), 1), round(1000 * p99, 1)]
+
+
+def _summarise(result: LoadResult, port: CountingPort, latencies: dict[str, list[float]], unanswered: list[str],
+               users: int) -> None:  # fmt: skip
+    every = [value for values in latencies.values() for value in values]
+    result.messages = len(every)
+    if every:
+        result.latency_p50_ms, result.latency_p99_ms = _p50_p99(every)
+        result.latency_max_ms = round(1000 * max(every), 1)
+        result.p50_p99_ms_by_command = {command: _p50_p99(values) for command, values in latencies.items()}
+    for number in range(users):
+        chat_id = f"u{number:04d}"
+        ready, images = port.ready_count(chat_id), port.images[chat_id]
+        result.jobs_done += min(ready, 1) + min(images, 1)
+        result.events_delivered_twice += max(0, ready - 1) + max(0, images - 1)
+        result.restarts_seen += sum("restarted" in text for text in port.texts[chat_id])
+        if not (ready and images):
+            result.lost_users.append(chat_id)
+    result.jobs_lost = result.jobs_expected - result.jobs_done
+    result.unanswered_messages = len(unanswered)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.load.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, default=500, help="simulated users (default 500)")
+    parser.add_argument("--timeout", type=float, help="seconds the whole run may take (default 60 + 3 per user)")
+    parser.add_argument("--ramp", type=float, default=10.0, help="seconds over which the users arrive")
+    parser.add_argument("--out", type=Path, help="write the result as JSON here")
+    args = parser.parse_args(argv)
+    if args.users < 1:
+        parser.error(f"--users must be at least 1, got {args.users}")
+    timeout_s = args.timeout or 60 + 3 * args.users
+    with tempfile.TemporaryDirectory(prefix="load-") as scratch, embedded_redis(os.environ.get("REDIS_URL")) as url:
+        result = asyncio.run(run_load(args.users, Path(scratch), url, timeout_s=timeout_s, ramp_s=args.ramp))
+    print(json.dumps(asdict(result)))
+    print(
+        f"{result.users} users in {result.seconds:.0f} s: reply latency p50 {result.latency_p50_ms} ms, "
+        f"p99 {result.latency_p99_ms} ms over {result.messages} messages; jobs lost {result.jobs_lost} "
+        f"of {result.jobs_expected}; events delivered twice {result.events_delivered_twice}; "
+        f"unanswered messages {result.unanswered_messages}"
+    )
+    if args.out:
+        args.out.write_text(json.dumps(asdict(result), indent=2))
+    healthy = result.jobs_lost == 0 and result.events_delivered_twice == 0 and result.unanswered_messages == 0
+    return 0 if healthy else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
