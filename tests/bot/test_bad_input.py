@@ -57,11 +57,7 @@ async def test_headshot_before_training_says_to_train(harness: Harness) -> None:
 
 
 async def test_unknown_style_names_the_choices(harness: Harness, selfie_dir: Path) -> None:
-    harness.start_delivery()
-    await harness.say(f"/train {selfie_dir}")
-    await harness.say("/train start")
-    await harness.run_worker()
-    await harness.wait_state(SessionState.READY)
+    await harness.train_to_ready(selfie_dir)
     answer = await harness.say("/headshot vaporwave")
     assert "no style called 'vaporwave'" in answer and "linkedin" in answer and "corporate" in answer
     assert await harness.session_state() == SessionState.READY

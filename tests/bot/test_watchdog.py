@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,37 +16,33 @@ from tests.harness import Harness
 SILENCE_S = 1.0
 
 
-async def _said(harness: Harness, needle: str, timeout_s: float) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        if any(needle in line for line in harness.lines):
-            return time.monotonic() - started
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"never saw {needle!r}:\n" + "\n".join(harness.lines))
+@contextlib.asynccontextmanager
+async def _queued_training(
+    settings: Settings, tiny_pipe: Any, tmp_path: Path, selfie_dir: Path
+) -> AsyncIterator[Harness]:
+    """A chat whose training job was enqueued, with the silence bound at ``SILENCE_S`` and no worker running."""
+    settings = settings.model_copy(update={"job_silence_s": SILENCE_S})
+    async with Harness(settings, tiny_pipe, tmp_path / "out") as harness:
+        harness.start_delivery()
+        await harness.say(f"/train {selfie_dir}")
+        await harness.say("/train start")
+        yield harness
 
 
 async def test_a_job_waiting_in_the_queue_gets_a_word_within_the_bound(
     settings: Settings, tiny_pipe: Any, tmp_path: Path, redis: Redis, selfie_dir: Path
 ) -> None:
-    settings = settings.model_copy(update={"job_silence_s": SILENCE_S})
-    async with Harness(settings, tiny_pipe, tmp_path / "out") as harness:
-        harness.start_delivery()
-        await harness.say(f"/train {selfie_dir}")
-        await harness.say("/train start")  # no worker runs: the job just waits
-        waited = await _said(harness, "Still in the queue for your training (position 1)", timeout_s=10)
+    async with _queued_training(settings, tiny_pipe, tmp_path, selfie_dir) as harness:  # no worker: it just waits
+        waited = await harness.seconds_until_said("Still in the queue for your training (position 1)", timeout_s=10)
         assert waited < SILENCE_S * 1.25 + 1.0  # the bound plus a round, plus slack for a busy CI machine
 
 
 async def test_a_job_the_queue_lost_is_reported_and_the_session_freed(
     settings: Settings, tiny_pipe: Any, tmp_path: Path, redis: Redis, selfie_dir: Path
 ) -> None:
-    settings = settings.model_copy(update={"job_silence_s": SILENCE_S})
-    async with Harness(settings, tiny_pipe, tmp_path / "out") as harness:
-        harness.start_delivery()
-        await harness.say(f"/train {selfie_dir}")
-        await harness.say("/train start")
+    async with _queued_training(settings, tiny_pipe, tmp_path, selfie_dir) as harness:
         await redis.flushdb()  # Redis came back without its data: the queued job is gone
-        await _said(harness, "I lost track of your training", timeout_s=10)
+        await harness.seconds_until_said("I lost track of your training", timeout_s=10)
         await harness.wait_state(SessionState.COLLECTING)
         assert await harness.selfie_count() == 4
         assert "Training queued" in await harness.say("/train start")

@@ -19,14 +19,6 @@ def _files_under(settings: Settings, prefix: str) -> list[Path]:
     return [path for path in folder.rglob("*") if path.is_file()] if folder.exists() else []
 
 
-async def _trained(harness: Harness, selfie_dir: Path) -> None:
-    harness.start_delivery()
-    await harness.say(f"/train {selfie_dir}")
-    await harness.say("/train start")
-    await harness.run_worker()
-    await harness.wait_state(SessionState.READY)
-
-
 async def test_training_past_its_timeout_is_stopped_and_reported(
     settings: Settings, tiny_pipe: Any, tmp_path: Path, redis: Redis, selfie_dir: Path
 ) -> None:
@@ -48,7 +40,7 @@ async def test_cancel_during_rendering_stops_it_and_leaves_no_outputs(
 ) -> None:
     settings = settings.model_copy(update={"inference_steps": 400})
     async with Harness(settings, tiny_pipe, tmp_path / "out") as harness:
-        await _trained(harness, selfie_dir)
+        await harness.train_to_ready(selfie_dir)
         await harness.say("/headshot studio")
         worker = asyncio.create_task(harness.run_worker())
         while not any("Rendering your headshots: starting" in line for line in harness.lines):
@@ -66,7 +58,7 @@ async def test_cancel_after_the_render_finished_erases_the_images_it_made(
     out = tmp_path / "out"
     prefix = output_prefix("local:alice", "1-1")
     async with Harness(settings, tiny_pipe, out) as harness:
-        await _trained(harness, selfie_dir)
+        await harness.train_to_ready(selfie_dir)
     async with Harness(settings, tiny_pipe, out) as harness:  # a bot that is not delivering just now
         await harness.say("/headshot studio")
         await harness.run_worker()  # the render finishes and stores its images ...

@@ -18,23 +18,13 @@ from tests.faults.processes import WorkerProcess
 from tests.harness import Harness
 
 
-async def _wait_for_line(harness: Harness, needle: str, timeout_s: float) -> float:
-    """Seconds until the chat shows ``needle``."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        if any(needle in line for line in harness.lines):
-            return time.monotonic() - started
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"never saw {needle!r} in the chat:\n" + "\n".join(harness.lines))
-
-
 async def _training_killed_midway(harness: Harness, worker: WorkerProcess, selfie_dir: Path, *,
                                   graceful: bool = False) -> None:  # fmt: skip
     harness.start_delivery()
     await harness.say(f"/train {selfie_dir}")
     await worker.start()
     assert "queued" in await harness.say("/train start")
-    await _wait_for_line(harness, "% (step", timeout_s=120)  # progress: the worker is mid-training
+    await harness.seconds_until_said("% (step", timeout_s=120)  # progress: the worker is mid-training
     if graceful:
         worker.stop()  # SIGTERM, as a deploy or a scale-down stops it
     else:
@@ -51,7 +41,7 @@ async def test_killed_worker_job_runs_again_and_user_gets_the_model(
         killed = time.monotonic()
         # A surviving worker (in-process here) takes the job over once the dead worker's lease runs out.
         survivor = asyncio.create_task(harness.run_worker())
-        await _wait_for_line(harness, "training restarted (try 2)", timeout_s=30)
+        await harness.seconds_until_said("training restarted (try 2)", timeout_s=30)
         assert time.monotonic() - killed < settings.job_lease_s + 5  # the bound: the lease, not the 1 h timeout
         await survivor
         await harness.wait_state(SessionState.READY)
@@ -85,7 +75,7 @@ async def test_worker_stopped_mid_training_hands_the_job_on_without_calling_it_c
                                       graceful=True)  # fmt: skip
         stopped = time.monotonic()
         survivor = asyncio.create_task(harness.run_worker())
-        await _wait_for_line(harness, "training restarted (try 2)", timeout_s=30)
+        await harness.seconds_until_said("training restarted (try 2)", timeout_s=30)
         assert time.monotonic() - stopped < 10
         await survivor
         await harness.wait_state(SessionState.READY)
