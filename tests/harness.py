@@ -100,23 +100,6 @@ class RestartableBot:
     async def run_worker(self) -> None:
         await run_burst_worker(self.settings, self.pipe)
 
-    async def train_to_ready(self, selfie_dir: Path) -> None:
-        """Start delivery, send the folder's selfies, train with a burst worker, and wait for READY."""
-        self.start_delivery()
-        await self.say(f"/train {selfie_dir}")
-        await self.say("/train start")
-        await self.run_worker()
-        await self.wait_state(SessionState.READY)
-
-    async def seconds_until_said(self, needle: str, timeout_s: float) -> float:
-        """Seconds until the chat shows a line containing ``needle``; fails with the whole chat after ``timeout_s``."""
-        started = time.monotonic()
-        while time.monotonic() - started < timeout_s:
-            if any(needle in line for line in self.lines):
-                return time.monotonic() - started
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"never saw {needle!r} in the chat:\n" + "\n".join(self.lines))
-
     async def wait_state(self, user: Any, state: SessionState, timeout_s: float = 60) -> None:
         key = f"{self.frontend.port.platform}:{user.id}"
         if await reached_state(self.app.store, key, state, timeout_s):
@@ -154,6 +137,23 @@ class Harness:
 
     async def run_worker(self) -> None:
         await run_burst_worker(self.settings, self.pipe)
+
+    async def train_to_ready(self, selfie_dir: Path) -> None:
+        """Start delivery, send the folder's selfies, train with a burst worker, and wait for READY."""
+        self.start_delivery()
+        await self.say(f"/train {selfie_dir}")
+        await self.say("/train start")
+        await self.run_worker()
+        await self.wait_state(SessionState.READY)
+
+    async def seconds_until_said(self, needle: str, timeout_s: float) -> float:
+        """Seconds until the chat shows a line containing ``needle``; fails with the whole chat after ``timeout_s``."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout_s:
+            if any(needle in line for line in self.lines):
+                return time.monotonic() - started
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"never saw {needle!r} in the chat:\n" + "\n".join(self.lines))
 
     async def session_state(self, user_key: str | None = None) -> str | None:
         session = await self.app.store.current_session(user_key or self.chat.chat.user_key)

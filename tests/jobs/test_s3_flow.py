@@ -24,6 +24,7 @@ async def test_train_and_render_with_every_blob_in_the_bucket(
         harness.start_delivery()
         # 1. Selfies go to the bucket; the worker trains from there and stores the LoRA beside them.
         await harness.say(f"/train {selfie_dir}")
+        assert sum(key.endswith(".jpg") for key in objects()) == 4
         assert "queued" in await harness.say("/train start")
         await harness.run_worker()
         await harness.wait_state(SessionState.READY)
@@ -38,8 +39,10 @@ async def test_train_and_render_with_every_blob_in_the_bucket(
         stored = objects()
         user = "prod/users/local%3Aalice/"
         assert all(key.startswith(user) for key in stored)
-        assert sum(key.endswith(".jpg") for key in stored) == 4
+        # Trained, so the selfies are erased (retention); the LoRA and its likeness reference stay.
+        assert sum(key.endswith(".jpg") for key in stored) == 0
         assert sum(key.endswith(".safetensors") for key in stored) == 1
+        assert sum(key.endswith("identity.json") for key in stored) == 1
         assert sum(key.endswith(".png") for key in stored) == 2
         assert not any(path.is_file() for path in s3_settings.resolved_storage_dir.rglob("*"))  # nothing local
         # 3. /delete empties the user's part of the bucket.
