@@ -44,6 +44,8 @@ async def test_killed_worker_job_runs_again_and_user_gets_the_model(
         await harness.seconds_until_said("training restarted (try 2)", timeout_s=30)
         assert time.monotonic() - killed < settings.job_lease_s + 5  # the bound: the lease, not the 1 h timeout
         await survivor
+        # Delivery moves the session to READY, then posts the message: wait for the message itself.
+        await harness.seconds_until_said("Your model is ready", timeout_s=30)
         await harness.wait_state(SessionState.READY)
         chat = "\n".join(harness.lines)
         assert chat.count("Your model is ready") == 1
@@ -78,6 +80,7 @@ async def test_worker_stopped_mid_training_hands_the_job_on_without_calling_it_c
         await harness.seconds_until_said("training restarted (try 2)", timeout_s=30)
         assert time.monotonic() - stopped < 10
         await survivor
+        await harness.seconds_until_said("Your model is ready", timeout_s=30)
         await harness.wait_state(SessionState.READY)
         chat = "\n".join(harness.lines)
         assert "cancelled" not in chat and chat.count("Your model is ready") == 1
