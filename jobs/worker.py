@@ -54,7 +54,8 @@ async def on_startup(ctx: dict[str, Any]) -> None:
         ctx["faces"] = await asyncio.to_thread(FaceAnalyzer().load)
     ctx["events"] = EventPublisher(ctx["redis"], settings.events_stream)
     await ctx["monitor"].start(ctx["redis"])  # metrics endpoint and heartbeat, before the model takes minutes
-    if "pipe" in ctx:  # handed in already loaded (tests share one tiny pipeline across workers)
+    if "pipe" in ctx:  # handed in already loaded (tests share one tiny pipeline, and so no slot, across workers)
+        ctx["train_plan"] = await asyncio.to_thread(_training_plan, ctx["pipe"], settings)
         return
     started = time.monotonic()
     ctx["pipe"] = await asyncio.to_thread(
@@ -159,14 +160,14 @@ async def train_lora(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, 
     try:
         # 1. Fetch the selfies the bot already checked and normalised (plain RGB JPEGs, no metadata).
         images = [Image.open(io.BytesIO(await storage.get(key))).convert("RGB") for key in request.selfie_keys]
-        plan = ctx.get("train_plan")
+        plan = ctx["train_plan"]
         config = TrainingConfig(
             rank=settings.lora_rank,
             steps=settings.train_steps,
             learning_rate=settings.learning_rate,
             seed=request.seed,
-            batch_size=plan.batch_size if plan else 4,
-            gradient_checkpointing=plan.gradient_checkpointing if plan else False,
+            batch_size=plan.batch_size,
+            gradient_checkpointing=plan.gradient_checkpointing,
         )
 
         def on_progress(step: TrainingProgress) -> None:
