@@ -29,7 +29,7 @@ def test_bad_setting_names_the_value() -> None:
 
 def test_bot_side_imports_no_torch() -> None:
     code = (
-        "import sys, bot.app, bot.main, bot.demo, bot.local.cli, jobs.queue, jobs.worker; "
+        "import sys, bot.app, bot.main, bot.demo, bot.local.cli, bot.telegram, bot.discord, jobs.queue, jobs.worker; "
         "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'peft') if m in sys.modules]; "
         "print(heavy); sys.exit(1 if heavy else 0)"
     )
