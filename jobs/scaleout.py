@@ -104,6 +104,7 @@ def _worker_env(plan: ScaleoutPlan, index: int, workers: int, redis_url: str, da
         "HEADSHOT_PROGRESS_INTERVAL_S": "30",
         "PYTHONUNBUFFERED": "1",
     }
+    env.pop("HEADSHOT_WORKER_METRICS_PORT", None)  # k workers on one host cannot share one metrics port
     if plan.inference_steps:
         env["HEADSHOT_INFERENCE_STEPS"] = str(plan.inference_steps)
     if plan.gpus:
