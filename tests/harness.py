@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bot.app import BotApp
+from bot.core.context import CoreContext
 from bot.core.session import SessionState
 from bot.local.chat import LocalChat
 from bot.local.port import LocalChatPort
-from bot.store import Store
 from jobs.settings import Settings
 from jobs.worker import build_worker
 
@@ -29,13 +29,18 @@ async def run_burst_worker(settings: Settings, pipe: Any) -> None:
         await worker.close()
 
 
-async def reached_state(store: Store, user_key: str, state: SessionState, timeout_s: float) -> bool:
-    """Whether delivery moves the user's session to ``state``, with no job open, within ``timeout_s``."""
+async def reached_state(core: CoreContext, user_key: str, state: SessionState, timeout_s: float) -> bool:
+    """Whether delivery moves the user's session to ``state``, with no job open, within ``timeout_s``.
+
+    Reads under the user's lock, as the bot's own handlers do: delivery changes the state before it posts the
+    message that goes with it, so a lock-free read could see READY while "Your model is ready" is still unsent.
+    """
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        session = await store.current_session(user_key)
-        if session is not None and session.state == state and await store.active_job(user_key) is None:
-            return True
+        async with core.locks.hold(user_key):
+            session = await core.store.current_session(user_key)
+            if session is not None and session.state == state and await core.store.active_job(user_key) is None:
+                return True
         await asyncio.sleep(0.05)
     return False
 
@@ -102,7 +107,7 @@ class RestartableBot:
 
     async def wait_state(self, user: Any, state: SessionState, timeout_s: float = 60) -> None:
         key = f"{self.frontend.port.platform}:{user.id}"
-        if await reached_state(self.app.store, key, state, timeout_s):
+        if await reached_state(self.app.core, key, state, timeout_s):
             return
         raise AssertionError(f"{key} never reached {state!r}")
 
@@ -161,7 +166,7 @@ class Harness:
 
     async def wait_state(self, state: SessionState, timeout_s: float = 30) -> None:
         """Wait until delivery has moved the session to ``state`` and no job is open."""
-        if await reached_state(self.app.store, self.chat.chat.user_key, state, timeout_s):
+        if await reached_state(self.app.core, self.chat.chat.user_key, state, timeout_s):
             return
         raise AssertionError(f"session stayed {await self.session_state()!r}, wanted {state!r}; chat:\n" +
                              "\n".join(self.lines))  # fmt: skip

@@ -27,7 +27,7 @@ async def say_as(harness: Harness, speaker: LocalChat, line: str) -> str:
 async def _wait_ready(harness: Harness, speakers: list[LocalChat]) -> None:
     for speaker in speakers:
         key = speaker.chat.user_key
-        assert await reached_state(harness.app.store, key, SessionState.READY, 60), f"{key} never got READY"
+        assert await reached_state(harness.app.core, key, SessionState.READY, 60), f"{key} never got READY"
 
 
 async def full_flow(harness: Harness, speakers: dict[str, Path]) -> dict[str, list[str]]:

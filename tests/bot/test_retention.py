@@ -56,7 +56,7 @@ async def test_selfies_go_after_training_and_old_models_expire(harness: Harness,
     # 3. The bot forgets her model, headshots and favorite, and tells her; /headshot now asks her to train.
     notice = "erased your trained model and headshots older than 30 days"
     await wait_on(harness.port.changed, lambda: any(notice in line for line in harness.lines), 30, notice)
-    assert await reached_state(harness.app.store, "local:alice", SessionState.NEW, 1)
+    assert await reached_state(harness.app.core, "local:alice", SessionState.NEW, 1)
     alice = LocalChat(harness.app.service, harness.port, "alice")
     assert await harness.app.store.images("local:alice") == []
     assert "No favorites yet" in await say_as(harness, alice, "/favorites")

@@ -46,7 +46,7 @@ async def test_redis_restart_mid_queue_loses_nothing(
             # 2. It comes back on the same port with its append-only file; nobody reconnects anything by hand.
             server.start()
             for user in ("local:alice", "local:bob"):
-                assert await reached_state(harness.app.store, user, SessionState.READY, timeout_s=120), (
+                assert await reached_state(harness.app.core, user, SessionState.READY, timeout_s=120), (
                     f"{user} never got a model; chat:\n" + "\n".join(harness.lines) + "\nworker:\n" + worker.log()
                 )
             assert worker.alive()
