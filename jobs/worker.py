@@ -68,10 +68,11 @@ async def on_startup(ctx: dict[str, Any]) -> None:
     log.info("model %s loaded in %.1f s", settings.model, time.monotonic() - started)
     ctx["train_plan"] = await asyncio.to_thread(_training_plan, ctx["pipe"], settings)
     # One LoRA slot per worker: a user's LoRA is copied into it per request instead of attached as new layers
-    # (8.1 s vs 9.9 s per 4-image SDXL request on an H100, BENCHMARKS.md).
+    # (8.1 s vs 9.9 s per 4-image SDXL request on an H100), and folded into the base weights for the request, so
+    # rendering runs no LoRA kernels (BENCHMARKS.md, third session).
     from pipeline.lora_slot import LoraSlot
 
-    ctx["lora_slot"] = LoraSlot(ctx["pipe"], max_rank=settings.lora_rank)
+    ctx["lora_slot"] = LoraSlot(ctx["pipe"], max_rank=settings.lora_rank, merge=True)
     if settings.prior_class_images:
         from pipeline.training import TrainingConfig
         from pipeline.training_set import render_class_images

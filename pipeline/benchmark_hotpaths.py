@@ -6,7 +6,8 @@ choices on the same warm pipeline, so each figure has its baseline from the same
 - training: image-steps/s and GPU busy share (``nvidia-smi``) for batch 4 with a loss read every step (what a
   progress callback per step forces) vs every 10 steps, batch 8, and optionally the compiled forward;
 - one ``/headshot`` request as the worker serves it (4 images, batch 4, the style's size, then PNG encoding):
-  the user's LoRA attached as a fresh adapter per request vs swapped into a LoRA slot, and PNG level 6 vs 1.
+  no LoRA at all (the base pipeline's pace), the LoRA slot with its LoRA layers running, the slot merged into the
+  base weights, and optionally that on a compiled UNet; plus the VAE decode alone.
 
 Run it under two ``PYTHONPATH`` roots to compare two versions of the training code (see BENCHMARKS.md).
 """
@@ -51,12 +52,17 @@ def training_variant(
     }
 
 
-def request_variant(pipe: Any, lora: Path, *, slot: Any, png_level: int, repeats: int, steps: int) -> dict[str, Any]:
-    """Seconds for one 4-image request: LoRA attach + render + detach, then PNG encoding of the 4 images."""
+def request_variant(
+    pipe: Any, lora: Path | None, *, label: str, slot: Any, png_level: int, repeats: int, steps: int
+) -> dict[str, Any]:
+    """Seconds for one 4-image request: LoRA in + render + LoRA out, then PNG encoding of the 4 images.
+
+    The first request is timed on its own (``first_request_s``): it pays warm-up, and a compile where there is one.
+    """
     from pipeline.generation import generate_headshots
     from pipeline.styles import STYLES
 
-    def serve() -> tuple[float, float]:
+    def serve() -> tuple[float, float, float]:
         with measured(str(pipe.unet.device)) as render:
             images = generate_headshots(
                 pipe, STYLES["linkedin"], count=4, seed=7, lora_path=lora, batch_size=4, steps=steps, lora_slot=slot
@@ -64,20 +70,67 @@ def request_variant(pipe: Any, lora: Path, *, slot: Any, png_level: int, repeats
         started = time.perf_counter()
         for generated in images:
             generated.image.save(io.BytesIO(), format="PNG", compress_level=png_level)
-        return render.seconds, time.perf_counter() - started
+        return render.seconds, time.perf_counter() - started, render.peak_gib
 
-    serve()  # warm-up: allocator, kernels, first adapter
+    first_s = sum(serve()[:2])
     timings = [serve() for _ in range(repeats)]
     render_s = sum(t[0] for t in timings) / repeats
     encode_s = sum(t[1] for t in timings) / repeats
     return {
-        "lora": "slot swap" if slot is not None else "adapter per request",
+        "variant": label,
         "png_level": png_level,
+        "first_request_s": round(first_s, 1),
         "render_s": round(render_s, 2),
         "encode_s": round(encode_s, 2),
         "request_s": round(render_s + encode_s, 2),
         "s_per_image": round((render_s + encode_s) / 4, 3),
+        "peak_gib": round(max(t[2] for t in timings), 1),
     }
+
+
+def decode_seconds(pipe: Any, *, batch: int, repeats: int) -> dict[str, Any]:
+    """The VAE decode alone for ``batch`` latents of the linkedin style's size: how much of a request it is."""
+    import torch
+
+    from pipeline.generation import headshot_size
+    from pipeline.styles import STYLES
+
+    width, height = headshot_size(pipe, STYLES["linkedin"].aspect)
+    factor = pipe.vae_scale_factor
+    latents = torch.randn(batch, 4, height // factor, width // factor, device=pipe.vae.device, dtype=pipe.vae.dtype)
+    seconds = []
+    for _ in range(repeats + 1):  # the first is a warm-up
+        with torch.no_grad(), measured(str(pipe.vae.device)) as decode:
+            pipe.vae.decode(latents / pipe.vae.config.scaling_factor)
+        seconds.append(decode.seconds)
+    return {"variant": f"VAE decode alone, batch {batch}", "decode_s": round(sum(seconds[1:]) / repeats, 3)}
+
+
+def request_variants(pipe: Any, images: list[Any], *, steps: int, compile_render: bool, record: Any) -> None:
+    """No LoRA (the bare pipeline's pace), the slot with its LoRA layers running, the slot merged into the base;
+    then, with ``compile_render``, the merged slot on a compiled UNet and VAE decoder."""
+    from pipeline.acceleration import optimize_for_inference
+    from pipeline.lora_slot import LoraSlot
+    from pipeline.training import TrainingConfig, train_lora
+
+    with tempfile.TemporaryDirectory() as folder:
+        lora = train_lora(pipe, images, TrainingConfig(rank=16, steps=8), Path(folder)).lora_path
+        slot = LoraSlot(pipe, max_rank=16)
+        record("request", decode_seconds(pipe, batch=4, repeats=3))
+        variants: list[tuple[str, Path | None, bool]] = [
+            ("no LoRA (base pipeline)", None, False),
+            ("slot, LoRA layers run (worker before)", lora, False),
+            ("slot merged into the base weights (worker now)", lora, True),
+        ]
+        for label, path, merge in variants:
+            slot.merge = merge
+            record("request", request_variant(pipe, path, label=label, slot=slot, png_level=1, repeats=2, steps=steps))
+        if compile_render:
+            # 'default' mode: the autotuning modes compile for many minutes on SDXL (BENCHMARKS.md, first session).
+            optimize_for_inference(pipe, compile=True, compile_mode="default")
+            slot.merge = True
+            label = "slot merged, compiled UNet + VAE decode (first request compiles)"
+            record("request", request_variant(pipe, lora, label=label, slot=slot, png_level=1, repeats=2, steps=steps))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,11 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-steps", type=int, default=200, help="image-steps per training variant")
     parser.add_argument("--steps", type=int, default=30, help="denoising steps per image")
     parser.add_argument("--compile-train", action="store_true", help="add the compiled training forward")
+    parser.add_argument("--compile-render", action="store_true", help="add rendering on a compiled UNet (last)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here (rewritten after each figure)")
     args = parser.parse_args(argv)
 
     from pipeline.loading import load_base_pipeline, pick_device
-    from pipeline.lora_slot import LoraSlot
 
     if args.model == "tiny":
         cache = Path(tempfile.gettempdir()) / "headshot-models"
@@ -117,13 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             record("train", figures)
     if args.only in (None, "request"):
-        from pipeline.training import TrainingConfig, train_lora
-
-        with tempfile.TemporaryDirectory() as folder:
-            lora = train_lora(pipe, images, TrainingConfig(rank=16, steps=8), Path(folder)).lora_path
-            for slot, png_level in ((None, 6), (None, 1), (LoraSlot(pipe, max_rank=16), 1)):
-                figures = request_variant(pipe, lora, slot=slot, png_level=png_level, repeats=2, steps=args.steps)
-                record("request", figures)
+        request_variants(pipe, images, steps=args.steps, compile_render=args.compile_render, record=record)
     return 0
 
 

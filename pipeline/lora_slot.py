@@ -5,6 +5,13 @@ The slot instead attaches one all-zero LoRA of ``max_rank`` up front, using diff
 (``enable_lora_hotswap`` pads every later LoRA to that rank and keeps its scale in a tensor), so swapping a user in
 only copies weights into existing tensors. ``clear`` zeroes them again, so no user's weights stay resident.
 
+With ``merge=True`` (the worker's choice) a swapped-in LoRA is also folded into the base weights, W = W0 + B·A·scale,
+and each slot layer is marked merged, so rendering runs the plain base layers: no extra LoRA kernels per projection
+per step, which cost the worker a third of its rendering time on SDXL (BENCHMARKS.md). ``clear`` copies W0 back
+from a copy kept on the same device. Subtracting the delta again (peft's ``unmerge``) is not exact in bf16: every
+user would leave a rounding error behind, and over thousands of requests the errors add up to a different base
+model. The copy costs memory once (about 1.9 GB for SDXL's attention projections) and makes every clear exact.
+
 diffusers cannot hot-swap text-encoder LoRAs; a LoRA that has them gets its text-encoder part attached as an
 ordinary adapter for the time it is swapped in (the text encoders are not compiled, so this costs little).
 """
@@ -27,7 +34,14 @@ _DEFAULT_TARGETS = ("to_k", "to_q", "to_v", "to_out.0")
 class LoraSlot:
     """A per-user LoRA slot on ``pipe``'s UNet; create it before compiling the UNet."""
 
-    def __init__(self, pipe: Any, *, max_rank: int = 64, target_modules: Sequence[str] = _DEFAULT_TARGETS) -> None:
+    def __init__(
+        self,
+        pipe: Any,
+        *,
+        max_rank: int = 64,
+        target_modules: Sequence[str] = _DEFAULT_TARGETS,
+        merge: bool = False,
+    ) -> None:
         import torch
 
         # 1. Check inputs: hot-swapping must be enabled before the first adapter and before compilation.
@@ -42,7 +56,9 @@ class LoraSlot:
         self.pipe = pipe
         self.max_rank = max_rank
         self.target_modules = tuple(target_modules)
+        self.merge = merge
         self._active: Path | None = None
+        self._base_weights: dict[str, Any] = {}  # layer name -> its weight before any merge (filled lazily)
         self._text_adapter: str | None = None
 
         # 2. An all-zero LoRA on every targeted layer: the slot's structure exists from the start.
@@ -59,6 +75,11 @@ class LoraSlot:
         pipe.load_lora_weights(zero, adapter_name=SLOT_ADAPTER)
         # An inference pipeline has nothing trainable; keeping it so also keeps a compiled graph's guards stable.
         pipe.unet.requires_grad_(False)
+        self._layers = {
+            name: module
+            for name, module in pipe.unet.named_modules()
+            if SLOT_ADAPTER in getattr(module, "lora_A", {}) and hasattr(module, "base_layer")
+        }
 
     @property
     def active(self) -> Path | None:
@@ -105,10 +126,33 @@ class LoraSlot:
                         _pipeline=pipe,
                         metadata=metadata,
                     )
+            if self.merge:
+                self._merge()
         except Exception:
             self.clear()  # half a user's weights must not stay behind either
             raise
         return time.perf_counter() - started
+
+    @property
+    def merged(self) -> bool:
+        """Whether the slot's LoRA is folded into the base weights now."""
+        return any(SLOT_ADAPTER in layer.merged_adapters for layer in self._layers.values())
+
+    def _merge(self) -> None:
+        import torch
+
+        with torch.no_grad():
+            for name, layer in self._layers.items():
+                weight = layer.base_layer.weight
+                base = self._base_weights.get(name)
+                if base is None:
+                    base = self._base_weights[name] = weight.detach().clone()
+                # In float32, from the untouched copy: the result is the same whichever users came before.
+                delta = layer.lora_B[SLOT_ADAPTER].weight.float() @ layer.lora_A[SLOT_ADAPTER].weight.float()
+                weight.copy_(base.float() + delta * layer.scaling[SLOT_ADAPTER])
+                if SLOT_ADAPTER not in layer.merged_adapters:
+                    # peft's forward runs just the base layer for a merged adapter.
+                    layer.merged_adapters.append(SLOT_ADAPTER)
 
     def clear(self) -> float:
         """Zero the slot (and drop any text-encoder part), so no user's weights stay in memory; return seconds."""
@@ -116,6 +160,10 @@ class LoraSlot:
 
         started = time.perf_counter()
         with torch.no_grad():
+            for name, layer in self._layers.items():
+                if SLOT_ADAPTER in layer.merged_adapters:
+                    layer.base_layer.weight.copy_(self._base_weights[name])  # exact: W0 itself, not W - delta
+                    layer.merged_adapters.remove(SLOT_ADAPTER)
             for name, param in self.pipe.unet.named_parameters():
                 if f".{SLOT_ADAPTER}." in name:
                     param.zero_()  # in place: a compiled UNet keeps using the same tensors

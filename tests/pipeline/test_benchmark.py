@@ -23,3 +23,17 @@ def test_benchmark_measures_every_figure_on_the_tiny_model(model_cache: Path) ->
     assert results["lora_switch"]["recompiled_graphs"] == 0  # nothing was compiled, so nothing may recompile
     assert results["gpu_s_per_customer"]["naive"] > 0
     assert results["render_size"] == "56x72"
+
+
+def test_hot_path_benchmark_times_every_request_variant_on_the_tiny_model(tmp_path: Path) -> None:
+    import json
+
+    from pipeline.benchmark_hotpaths import main
+
+    out = tmp_path / "hotpaths.json"
+    assert main(["--model", "tiny", "--only", "request", "--steps", "2", "--out", str(out)]) == 0
+    figures = {entry["variant"]: entry for entry in json.loads(out.read_text())["request"]}
+    assert figures["VAE decode alone, batch 4"]["decode_s"] > 0
+    for variant in ("no LoRA (base pipeline)", "slot, LoRA layers run (worker before)",
+                    "slot merged into the base weights (worker now)"):  # fmt: skip
+        assert 0 < figures[variant]["render_s"] <= figures[variant]["request_s"], variant

@@ -103,3 +103,45 @@ def test_a_lora_above_the_slots_rank_is_refused(slot_pipe: Any, trained: Any, mo
         small.swap_in(trained.lora_path)
     with pytest.raises(ValueError, match="without LoRA adapters"):
         LoraSlot(slot_pipe)
+
+
+@pytest.fixture(scope="module")
+def merging_slot(model_cache_dir: Path) -> Iterator[LoraSlot]:
+    """A slot that folds each LoRA into the base weights, on a pipeline of its own."""
+    lora_slot = LoraSlot(load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir), max_rank=16, merge=True)
+    yield lora_slot
+    lora_slot.clear()
+
+
+def base_weights(pipe: Any) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in pipe.unet.named_parameters() if f".{SLOT_ADAPTER}." not in name}
+
+
+def test_a_merged_lora_renders_as_the_adapter_does_and_clearing_restores_the_base_bit_for_bit(
+    pipe: Any, merging_slot: LoraSlot, trained: Any, second_lora: Any
+) -> None:
+    merged_pipe = merging_slot.pipe
+    before, shape = base_weights(merged_pipe), structure(merged_pipe.unet)
+    first, second = trained.lora_path, second_lora.lora_path
+
+    for path in (first, second, first):
+        merging_slot.swap_in(path)
+        assert merging_slot.merged
+        # The user's LoRA is in the base weights now, and the slot's LoRA layers are skipped by peft's forward.
+        assert any(not torch.equal(weight, before[name]) for name, weight in base_weights(merged_pipe).items())
+        (image,) = generate_headshots(merged_pipe, STYLES["linkedin"], count=1, seed=100, steps=RENDER_STEPS)
+        assert difference(image.image, render(pipe, path).image) < 0.5, path
+        merging_slot.clear()
+        assert not merging_slot.merged
+        after = base_weights(merged_pipe)
+        assert all(torch.equal(after[name], weight) for name, weight in before.items()), "base not restored exactly"
+        assert structure(merged_pipe.unet) == shape
+
+
+def test_generation_through_a_merging_slot_leaves_the_base_as_it_was(
+    merging_slot: LoraSlot, trained: Any, base_headshots: list[GeneratedImage]
+) -> None:
+    merged_pipe = merging_slot.pipe
+    render(merged_pipe, trained.lora_path, merging_slot)
+    assert merging_slot.active is None and not merging_slot.merged
+    assert difference(render(merged_pipe).image, base_headshots[0].image) < 0.01
