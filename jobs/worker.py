@@ -255,13 +255,12 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
         ranked = await asyncio.to_thread(
             rank_headshots, ctx["faces"], images, reference, request.count, settings.identity_min_score
         )
+        # All images at once, one thread each: zlib lets go of the GIL, and the GPU waits for this step.
+        encoded = await asyncio.gather(*(asyncio.to_thread(_png_bytes, generated.image) for generated, _ in ranked))
         results = []
-        for number, (generated, score) in enumerate(ranked):
-            buffer = io.BytesIO()
-            # Level 1: a third of level 6's time for ~15% larger files, which the chat platforms recompress anyway.
-            await asyncio.to_thread(generated.image.save, buffer, format="PNG", compress_level=1)
+        for number, ((generated, score), data) in enumerate(zip(ranked, encoded, strict=True)):
             key = f"{request.output_prefix}{number:02d}-seed{generated.seed}.png"
-            await storage.put(key, buffer.getvalue())
+            await storage.put(key, data)
             results.append({"key": key, "seed": generated.seed, **({} if score is None else {"score": score})})
     except (asyncio.CancelledError, GenerationCancelled):
         await asyncio.shield(report_stop(ctx, "generate", request.user_key, request.output_prefix))
@@ -277,9 +276,19 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
     return {"images": results}
 
 
+def _png_bytes(image: Any) -> bytes:
+    buffer = io.BytesIO()
+    # Level 1: a third of level 6's time for ~15% larger files, which the chat platforms recompress anyway.
+    image.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
 async def _on_job_start(ctx: dict[str, Any]) -> None:
     await on_job_start(ctx)  # short in-progress leases (jobs/supervision.py)
     await ctx["monitor"].on_job_start(ctx)
+
+
+WORKER_POLL_DELAY_S = 0.1
 
 
 def build_worker(settings: Settings, redis_url: str, **overrides: Any) -> Worker:
@@ -304,6 +313,9 @@ def build_worker(settings: Settings, redis_url: str, **overrides: Any) -> Worker
         "on_job_start": _on_job_start,
         "after_job_end": after_job_end,
         "max_jobs": 1,
+        # arq looks for the next job this often; its 0.5 s default leaves the GPU idle ~0.25 s per job on average,
+        # ~3 s per customer (11 jobs), for a Redis query every 0.1 s instead.
+        "poll_delay": WORKER_POLL_DELAY_S,
         "allow_abort_jobs": True,
         "keep_result": 3600,
         "health_check_interval": settings.health_check_interval_s,
