@@ -36,6 +36,19 @@ def candidate_count(count: int, factor: float, reference: NDArray[np.float32] | 
     return count if reference is None else max(count, math.ceil(count * factor))
 
 
+def render_batch_sizes(count: int, factor: float, batch_size: int) -> set[int]:
+    """Every batch size that rendering ``count`` headshots in batches of ``batch_size`` uses, ranked or not."""
+    sizes = set()
+    for renders in (count, candidate_count(count, factor, _SOME_REFERENCE)):
+        sizes.add(min(batch_size, renders))
+        if renders % batch_size:
+            sizes.add(renders % batch_size)  # the last, smaller batch
+    return sizes
+
+
+_SOME_REFERENCE = np.zeros(1, dtype=np.float32)  # stands for "the user has a reference face" in candidate_count
+
+
 def rank_headshots(
     faces: FaceAnalyzer,
     generated: Sequence[Any],

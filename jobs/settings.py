@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     train_gradient_checkpointing: bool | None = Field(default=None, description="Default: on below 40 GiB of GPU.")
     headshots_per_request: int = Field(default=4, ge=1, le=20)
     inference_steps: int | None = Field(default=None, ge=1, description="Override the styles' step counts.")
+    compile_unet: bool = Field(
+        default=False, description="Compile the UNet and VAE decoder at worker start: minutes once, faster renders."
+    )
 
     # Session rules.
     min_selfies: int = Field(default=10, ge=1)

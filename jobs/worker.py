@@ -25,7 +25,7 @@ from PIL import Image
 from jobs.events import Event, EventPublisher, EventType
 from jobs.metrics import WorkerMonitor
 from jobs.payloads import GENERATE_FUNCTION, TRAIN_FUNCTION, GenerateRequest, TrainRequest
-from jobs.ranking import candidate_count, load_reference, rank_headshots
+from jobs.ranking import candidate_count, load_reference, rank_headshots, render_batch_sizes
 from jobs.retention import retention_cron
 from jobs.settings import Settings
 from jobs.storage import BlobStorage, open_storage
@@ -73,6 +73,9 @@ async def on_startup(ctx: dict[str, Any]) -> None:
     from pipeline.lora_slot import LoraSlot
 
     ctx["lora_slot"] = LoraSlot(ctx["pipe"], max_rank=settings.lora_rank, merge=True)
+    if settings.compile_unet:
+        seconds = await asyncio.to_thread(_compile_for_serving, ctx["pipe"], ctx["lora_slot"], settings)
+        log.info("UNet and VAE decoder compiled for every style and batch size in %.0f s", seconds)
     if settings.prior_class_images:
         from pipeline.training import TrainingConfig
         from pipeline.training_set import render_class_images
@@ -81,6 +84,16 @@ async def on_startup(ctx: dict[str, Any]) -> None:
         ctx["class_images"] = await asyncio.to_thread(
             render_class_images, ctx["pipe"], prompt, settings.prior_class_images
         )
+
+
+def _compile_for_serving(pipe: Any, slot: Any, settings: Settings) -> float:
+    from pipeline.acceleration import compile_for_serving
+    from pipeline.generation import DEFAULT_BATCH_SIZE
+    from pipeline.styles import STYLES, custom_style
+
+    batches = render_batch_sizes(settings.headshots_per_request, settings.headshot_candidates, DEFAULT_BATCH_SIZE)
+    styles = [*STYLES.values(), custom_style("a free-text style")]
+    return compile_for_serving(pipe, slot, styles=styles, batch_sizes=batches)
 
 
 def _training_plan(pipe: Any, settings: Settings) -> Any:

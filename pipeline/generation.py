@@ -70,6 +70,9 @@ def headshot_size(pipe: Any, aspect: tuple[int, int], *, native: int | None = No
     return width, height
 
 
+DEFAULT_BATCH_SIZE = 4  # images per pipeline call; the UNet sees twice as many with CFG
+
+
 def generate_headshots(
     pipe: Any,
     style: Style,
@@ -77,7 +80,7 @@ def generate_headshots(
     count: int,
     seed: int,
     lora_path: Path | None = None,
-    batch_size: int = 4,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     on_progress: Callable[[int, int], None] | None = None,
     steps: int | None = None,
     lora_slot: LoraSlot | None = None,

@@ -19,7 +19,8 @@ ordinary adapter for the time it is swapped in (the text encoders are not compil
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,23 @@ class LoraSlot:
     def merged(self) -> bool:
         """Whether the slot's LoRA is folded into the base weights now."""
         return any(SLOT_ADAPTER in layer.merged_adapters for layer in self._layers.values())
+
+    @contextmanager
+    def merged_base(self) -> Iterator[None]:
+        """The slot merged while it holds zeros: the base renders through the path a user's request takes.
+
+        A worker warms its compiled graphs inside this. On a slot without ``merge`` it changes nothing.
+        """
+        if self._active is not None:
+            raise ValueError(f"The slot holds '{self._active.name}'; clear it before rendering the base through it.")
+        if not self.merge:
+            yield
+            return
+        self._merge()
+        try:
+            yield
+        finally:
+            self.clear()
 
     def _merge(self) -> None:
         import torch

@@ -35,3 +35,34 @@ def test_fusing_is_refused_while_a_lora_slot_is_loaded(model_cache_dir: Path) ->
         optimize_for_inference(pipe, compile=False, fuse_qkv=True)
     optimize_for_inference(pipe, compile=False)  # the default keeps LoRAs working
     assert not is_qkv_fused(pipe)
+
+
+def test_a_worker_compiled_for_serving_never_compiles_again_for_users_or_training(
+    model_cache_dir: Path, trained: Any, second_lora: Any, selfie_images: list[Any], tmp_path: Path
+) -> None:
+    import torch._dynamo.utils
+
+    from pipeline.acceleration import compile_for_serving
+    from pipeline.training import TrainingConfig, train_lora
+
+    def graphs() -> int:
+        return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+
+    def serve(lora: Path, count: int) -> None:
+        generate_headshots(pipe, style, count=count, seed=3, steps=2, lora_path=lora, lora_slot=slot)
+
+    pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
+    slot = LoraSlot(pipe, max_rank=16, merge=True)
+    style = STYLES["casual"]
+    before = graphs()
+    # "eager": dynamo's tracing and guards (what decides a recompile) without inductor's minutes of codegen on a CPU.
+    compile_for_serving(pipe, slot, styles=STYLES.values(), batch_sizes={4, 2}, compile_backend="eager")
+    warmed = graphs()
+    assert warmed > before  # the warm-up really compiled
+    assert slot.active is None and not slot.merged
+
+    serve(trained.lora_path, 4)
+    serve(second_lora.lora_path, 6)  # a batch of 4, then one of 2
+    train_lora(pipe, selfie_images[:2], TrainingConfig(rank=4, steps=4, seed=1), tmp_path)
+    serve(trained.lora_path, 4)
+    assert graphs() == warmed, "a user's request or a training job compiled a new graph"
