@@ -20,16 +20,11 @@ if TYPE_CHECKING:
     from pipeline.lora_slot import LoraSlot
     from pipeline.styles import Style
 
-__all__ = ["COMPILE_MODE", "SERVING_COMPILE_MODE", "compile_for_serving", "is_qkv_fused", "optimize_for_inference"]
-
-# Autotuned kernels without CUDA graphs: CUDA graphs would pin the LoRA weights' memory addresses across calls,
-# which hot-swapping respects, but they also re-record for every new batch size and fight with training on the same
-# UNet; autotuning gives most of the gain on its own.
-COMPILE_MODE = "max-autotune-no-cudagraphs"
-
+__all__ = ["SERVING_COMPILE_MODE", "compile_for_serving", "is_qkv_fused", "optimize_for_inference"]
 
 # What a worker compiles with: 'default' compiled SDXL's merged-LoRA UNet in 165 s and rendered a 4-image request in
-# 4.69 s against 5.61 s eager (H100, BENCHMARKS.md); the autotuning modes compile for many minutes more.
+# 4.69 s against 5.61 s eager (H100, BENCHMARKS.md). The autotuning modes compile for many minutes more (over 4 for
+# 'max-autotune-no-cudagraphs' in the first session); CUDA graphs ('reduce-overhead') re-record for every batch size.
 SERVING_COMPILE_MODE = "default"
 
 
@@ -45,7 +40,7 @@ def optimize_for_inference(
     compile: bool,
     fuse_qkv: bool = False,
     channels_last: bool = True,
-    compile_mode: str = COMPILE_MODE,
+    compile_mode: str = SERVING_COMPILE_MODE,
     compile_backend: str = "inductor",
 ) -> None:
     """Speed ``pipe`` up in place for rendering; call once at worker start-up, after creating any ``LoraSlot``.

@@ -145,14 +145,19 @@ def naive_training_rate(pipe: Any, images: list[Image.Image], *, steps: int, war
     return {"image_steps_per_s": steps / timed_s, "peak_gib": total.peak_gib}
 
 
-def project_training(
-    pipe: Any, images: list[Image.Image], *, image_steps: int, rank: int, batch_size: int
-) -> dict[str, Any]:
-    """``pipeline.training.train_lora``: steady-state rate from its progress reports, and its total time."""
-    from pipeline.training import TrainingConfig, TrainingProgress, train_lora
+def project_training(pipe: Any, images: list[Image.Image], *, image_steps: int, rank: int) -> dict[str, Any]:
+    """``pipeline.training.train_lora`` with the worker's memory plan: steady rate from its reports, total time."""
+    import torch
 
+    from pipeline.training import TrainingConfig, TrainingProgress, memory_plan, train_lora
+
+    device = pipe.unet.device
+    memory = torch.cuda.get_device_properties(device).total_memory / 2**30 if device.type == "cuda" else None
+    plan = memory_plan(memory)
     reports: list[TrainingProgress] = []
-    config = TrainingConfig(rank=rank, steps=image_steps, batch_size=batch_size)
+    config = TrainingConfig(
+        rank=rank, steps=image_steps, batch_size=plan.batch_size, gradient_checkpointing=plan.gradient_checkpointing
+    )
     with tempfile.TemporaryDirectory() as folder, measured(str(pipe.unet.device)) as total:
         result = train_lora(pipe, images, config, Path(folder), on_progress=reports.append, progress_every=1)
         lora_bytes = (result.lora_path).read_bytes()
@@ -164,6 +169,7 @@ def project_training(
         "total_s": total.seconds,
         "peak_gib": total.peak_gib,
         "image_steps": image_steps,
+        "batch_size": plan.batch_size,
         "lora_bytes": lora_bytes,
     }
 
@@ -226,7 +232,7 @@ def run_benchmark(
     """
     import torch
 
-    from pipeline.acceleration import COMPILE_MODE, optimize_for_inference
+    from pipeline.acceleration import SERVING_COMPILE_MODE, optimize_for_inference
     from pipeline.generation import headshot_size
     from pipeline.lora_slot import LoraSlot
     from pipeline.styles import STYLES
@@ -243,7 +249,7 @@ def run_benchmark(
         "render_size": f"{width}x{height}",
         "inference_steps": steps,
         "rank": rank,
-        "compile_mode": (compile_mode or COMPILE_MODE) if compile else None,
+        "compile_mode": (compile_mode or SERVING_COMPILE_MODE) if compile else None,
     }
 
     def record(key: str, figures: dict[str, Any]) -> None:
@@ -259,7 +265,7 @@ def run_benchmark(
     )
     log("training: project loop, user a")
     loras: dict[str, bytes] = {}
-    user_a = project_training(pipe, images, image_steps=8 if quick else CUSTOMER_IMAGE_STEPS, rank=rank, batch_size=4)
+    user_a = project_training(pipe, images, image_steps=8 if quick else CUSTOMER_IMAGE_STEPS, rank=rank)
     loras["a"] = user_a.pop("lora_bytes")
     record("train_project_a", user_a)
 
@@ -268,9 +274,9 @@ def run_benchmark(
         log(f"generation: plain pipeline, batch {batch}")
         plain = plain_generation(pipe, batch=batch, steps=steps, width=width, height=height, repeats=repeats)
         record(f"generate_plain_b{batch}", plain)
-    slot = LoraSlot(pipe, max_rank=rank)
+    slot = LoraSlot(pipe, max_rank=rank, merge=True)  # as the worker renders
     with measured(device) as setup:
-        optimize_for_inference(pipe, compile=compile, compile_mode=compile_mode or COMPILE_MODE)
+        optimize_for_inference(pipe, compile=compile, compile_mode=compile_mode or SERVING_COMPILE_MODE)
     with tempfile.TemporaryDirectory() as folder:
         paths = {"a": Path(folder) / "a.safetensors", "b": Path(folder) / "b.safetensors"}
         paths["a"].write_bytes(loras["a"])
@@ -288,7 +294,7 @@ def run_benchmark(
         # 3. A second customer trains on the same, now compiled, worker; then users switch back and forth.
         graphs_before = _graph_count()
         log("training: project loop, user b, on the compiled worker")
-        user_b = project_training(pipe, images, image_steps=8 if quick else 200, rank=rank, batch_size=4)
+        user_b = project_training(pipe, images, image_steps=8 if quick else 200, rank=rank)
         paths["b"].write_bytes(user_b.pop("lora_bytes"))
         record("train_project_b_after_compile", user_b)
         switches = [slot.swap_in(paths[user]) for user in ("a", "b", "a", "b")]
@@ -322,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="default: cuda when present, else cpu")
     parser.add_argument("--quick", action="store_true", help="a few steps only: checks the code path, not speed")
     parser.add_argument("--no-compile", action="store_true", help="measure without torch.compile")
-    parser.add_argument("--compile-mode", help="torch.compile mode (default: pipeline.acceleration.COMPILE_MODE)")
+    parser.add_argument("--compile-mode", help="torch.compile mode (default: the worker's, SERVING_COMPILE_MODE)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)
 
