@@ -103,6 +103,7 @@ class LoraSlot:
         if self._text_adapter is not None:
             remove_adapter(pipe, self._text_adapter)
             self._text_adapter = None
+        self._unmerge()  # peft hot-swaps no merged adapter; the next user's merge starts from W0 anyway
         self._active = lora_path
         try:
             pipe.load_lora_into_unet(
@@ -156,6 +157,15 @@ class LoraSlot:
         finally:
             self.clear()
 
+    def _unmerge(self) -> None:
+        import torch
+
+        with torch.no_grad():
+            for name, layer in self._layers.items():
+                if SLOT_ADAPTER in layer.merged_adapters:
+                    layer.base_layer.weight.copy_(self._base_weights[name])  # exact: W0 itself, not W - delta
+                    layer.merged_adapters.remove(SLOT_ADAPTER)
+
     def _merge(self) -> None:
         import torch
 
@@ -177,11 +187,8 @@ class LoraSlot:
         import torch
 
         started = time.perf_counter()
+        self._unmerge()
         with torch.no_grad():
-            for name, layer in self._layers.items():
-                if SLOT_ADAPTER in layer.merged_adapters:
-                    layer.base_layer.weight.copy_(self._base_weights[name])  # exact: W0 itself, not W - delta
-                    layer.merged_adapters.remove(SLOT_ADAPTER)
             for name, param in self.pipe.unet.named_parameters():
                 if f".{SLOT_ADAPTER}." in name:
                     param.zero_()  # in place: a compiled UNet keeps using the same tensors

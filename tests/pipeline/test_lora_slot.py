@@ -124,6 +124,7 @@ def test_a_merged_lora_renders_as_the_adapter_does_and_clearing_restores_the_bas
     before, shape = base_weights(merged_pipe), structure(merged_pipe.unet)
     first, second = trained.lora_path, second_lora.lora_path
 
+    merging_slot.swap_in(second)  # then straight to another user, without a clear between
     for path in (first, second, first):
         merging_slot.swap_in(path)
         assert merging_slot.merged
