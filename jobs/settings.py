@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     compile_unet: bool = Field(
         default=False, description="Compile the UNet and VAE decoder at worker start: minutes once, faster renders."
     )
+    compile_training: bool = Field(
+        default=False, description="Train in one persistent LoRA through a forward compiled once per worker start."
+    )
+    compile_backend: str = Field(
+        default="inductor", description="torch.compile backend for the two above; 'eager' only traces (tests)."
+    )
 
     # Session rules.
     min_selfies: int = Field(default=10, ge=1)

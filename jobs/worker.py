@@ -24,8 +24,9 @@ from PIL import Image
 
 from jobs.events import Event, EventPublisher, EventType
 from jobs.metrics import WorkerMonitor
+from jobs.model_setup import prepare_model, training_plan
 from jobs.payloads import GENERATE_FUNCTION, TRAIN_FUNCTION, GenerateRequest, TrainRequest
-from jobs.ranking import candidate_count, load_reference, rank_headshots, render_batch_sizes
+from jobs.ranking import candidate_count, load_reference, rank_headshots
 from jobs.retention import retention_cron
 from jobs.settings import Settings
 from jobs.storage import BlobStorage, open_storage
@@ -45,7 +46,6 @@ WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
 async def on_startup(ctx: dict[str, Any]) -> None:
     """Load the base model once per worker process, into ``ctx``."""
     from pipeline.faces import FaceAnalyzer
-    from pipeline.loading import load_base_pipeline
 
     settings: Settings = ctx["settings"]
     if "storage" not in ctx:  # tests may hand one in
@@ -55,62 +55,9 @@ async def on_startup(ctx: dict[str, Any]) -> None:
     ctx["events"] = EventPublisher(ctx["redis"], settings.events_stream)
     await ctx["monitor"].start(ctx["redis"])  # metrics endpoint and heartbeat, before the model takes minutes
     if "pipe" in ctx:  # handed in already loaded (tests share one tiny pipeline, and so no slot, across workers)
-        ctx["train_plan"] = await asyncio.to_thread(_training_plan, ctx["pipe"], settings)
+        ctx["train_plan"] = await asyncio.to_thread(training_plan, ctx["pipe"], settings)
         return
-    started = time.monotonic()
-    ctx["pipe"] = await asyncio.to_thread(
-        load_base_pipeline,
-        settings.model,
-        device=settings.device,
-        dtype=settings.dtype,
-        cache_dir=settings.resolved_model_cache_dir,
-    )
-    log.info("model %s loaded in %.1f s", settings.model, time.monotonic() - started)
-    ctx["train_plan"] = await asyncio.to_thread(_training_plan, ctx["pipe"], settings)
-    # One LoRA slot per worker: a user's LoRA is copied into it per request instead of attached as new layers
-    # (8.1 s vs 9.9 s per 4-image SDXL request on an H100), and folded into the base weights for the request, so
-    # rendering runs no LoRA kernels (BENCHMARKS.md, third session).
-    from pipeline.lora_slot import LoraSlot
-
-    ctx["lora_slot"] = LoraSlot(ctx["pipe"], max_rank=settings.lora_rank, merge=True)
-    if settings.compile_unet:
-        seconds = await asyncio.to_thread(_compile_for_serving, ctx["pipe"], ctx["lora_slot"], settings)
-        log.info("UNet and VAE decoder compiled for every style and batch size in %.0f s", seconds)
-    if settings.prior_class_images:
-        from pipeline.training import TrainingConfig
-        from pipeline.training_set import render_class_images
-
-        prompt = TrainingConfig().class_prompt
-        ctx["class_images"] = await asyncio.to_thread(
-            render_class_images, ctx["pipe"], prompt, settings.prior_class_images
-        )
-
-
-def _compile_for_serving(pipe: Any, slot: Any, settings: Settings) -> float:
-    from pipeline.acceleration import compile_for_serving
-    from pipeline.generation import DEFAULT_BATCH_SIZE
-    from pipeline.styles import STYLES, custom_style
-
-    batches = render_batch_sizes(settings.headshots_per_request, settings.headshot_candidates, DEFAULT_BATCH_SIZE)
-    styles = [*STYLES.values(), custom_style("a free-text style")]
-    return compile_for_serving(pipe, slot, styles=styles, batch_sizes=batches)
-
-
-def _training_plan(pipe: Any, settings: Settings) -> Any:
-    """Batch size and checkpointing from the GPU's memory, unless the settings fix them."""
-    import torch
-
-    from pipeline.training import MemoryPlan, memory_plan
-
-    device = pipe.unet.device
-    memory = torch.cuda.get_device_properties(device).total_memory / 2**30 if device.type == "cuda" else None
-    plan = memory_plan(memory)
-    return MemoryPlan(
-        batch_size=settings.train_batch_size or plan.batch_size,
-        gradient_checkpointing=plan.gradient_checkpointing
-        if settings.train_gradient_checkpointing is None
-        else settings.train_gradient_checkpointing,
-    )
+    await asyncio.to_thread(prepare_model, ctx, settings)
 
 
 async def on_shutdown(ctx: dict[str, Any]) -> None:
@@ -200,6 +147,7 @@ async def train_lora(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, 
                     on_progress=on_progress,
                     should_stop=progress.stop.is_set,
                     class_images=ctx.get("class_images"),
+                    slot=ctx.get("training_slot"),
                     crop_centers=[(x, y) for x, y in request.crop_centers] if request.crop_centers else None,
                 ),
             )

@@ -28,6 +28,7 @@ from pipeline._adapters import (
 from pipeline.styles import IDENTIFIER_TOKEN
 from pipeline.training_loss import sampled_batch_loss
 from pipeline.training_set import TrainingSet, encode_training_set
+from pipeline.training_slot import TRAINING_ADAPTER, TrainingSlot, reset_lora
 
 __all__ = [
     "LORA_WEIGHT_NAME",
@@ -148,13 +149,15 @@ def train_lora(
     progress_every: int = 10,
     crop_centers: Sequence[tuple[float, float]] | None = None,
     class_images: Sequence[Image.Image] | None = None,
+    slot: TrainingSlot | None = None,
 ) -> TrainingResult:
     """Train a LoRA of ``images`` into ``output_dir / LORA_WEIGHT_NAME``; deterministic for a given seed.
 
     ``on_progress`` runs every ``progress_every`` optimizer steps and after the last. ``crop_centers`` are optional
     normalised (x, y) centres, one per image, that crops keep in view (e.g. the face). ``class_images`` (e.g. the base
     model's own renders of ``config.class_prompt``) turn on prior preservation; ``steps`` still counts only the
-    user's images. Not thread-safe: it
+    user's images. With ``slot`` (a worker's ``TrainingSlot``) the LoRA trains in the slot, through its one compiled
+    forward, instead of in an adapter attached for this call. Not thread-safe: it
     temporarily changes ``pipe``'s models, so run one call at a time per pipeline.
     """
     import torch
@@ -165,6 +168,8 @@ def train_lora(
         raise ValueError("train_lora needs at least one image, but got none.")
     if progress_every < 1:
         raise ValueError(f"progress_every must be at least 1, but is {progress_every}.")
+    if slot is not None:
+        slot.check(config.rank, config.target_modules, config.text_encoder_lora)
     started = time.monotonic()
     unet = pipe.unet
     device = unet.device
@@ -184,7 +189,7 @@ def train_lora(
 
     # 3. Attach fresh LoRAs, the only active adapters; only their weights train, in float32 even when the base model
     #    is half precision (autocast mixes the two on CUDA; peft casts the LoRA path's input on CPU).
-    adapter = new_adapter_name("train")
+    adapter = TRAINING_ADAPTER if slot is not None else new_adapter_name("train")
     active_before = snapshot_active_adapters(pipe)
     half = unet.dtype in (torch.float16, torch.bfloat16)
     autocast = torch.autocast("cuda", dtype=unet.dtype) if device.type == "cuda" and half else contextlib.nullcontext()
@@ -195,12 +200,15 @@ def train_lora(
     try:
         # The gaussian init draws from torch's global RNG: seed it privately so runs repeat and callers' RNG is kept.
         with torch.random.fork_rng(devices=[]):
+            if slot is None:
+                models = [(unet, config.target_modules), *((m, TEXT_ENCODER_TARGETS) for m in text_models)]
+                for model, targets in models:
+                    lora = LoraConfig(
+                        r=config.rank, lora_alpha=config.rank, init_lora_weights="gaussian", target_modules=[*targets]
+                    )
+                    model.add_adapter(lora, adapter_name=adapter)
             torch.manual_seed(config.seed)
-            for model, targets in [(unet, config.target_modules), *((m, TEXT_ENCODER_TARGETS) for m in text_models)]:
-                lora = LoraConfig(
-                    r=config.rank, lora_alpha=config.rank, init_lora_weights="gaussian", target_modules=list(targets)
-                )
-                model.add_adapter(lora, adapter_name=adapter)
+            reset_lora([unet, *text_models], adapter)
         activate_only(pipe, adapter)
         params = []
         for model in (unet, *text_models):
@@ -216,7 +224,10 @@ def train_lora(
             unet.enable_gradient_checkpointing()
         unet.train()
         # ``unet.forward``, not ``unet(...)``: an inference-compiled UNet (optimize_for_inference) keeps its graphs.
-        forward = torch.compile(unet.forward) if config.compile else unet.forward
+        # A slot's forward is compiled once per worker; ``config.compile`` compiles one for this call only.
+        forward = slot.forward if slot is not None else unet.forward
+        if config.compile and slot is None:
+            forward = torch.compile(unet.forward)
         from diffusers import DDPMScheduler
 
         noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
@@ -261,7 +272,10 @@ def train_lora(
         if config.gradient_checkpointing and not checkpointing_was_on:
             unet.disable_gradient_checkpointing()
         restore_active_adapters(pipe, active_before)  # first, so the adapter removed is no longer active
-        remove_adapter(pipe, adapter)
+        if slot is not None:
+            slot.clear()
+        else:
+            remove_adapter(pipe, adapter)
         unet.eval()
         for model in (unet, pipe.text_encoder, pipe.text_encoder_2):
             model.requires_grad_(False)

@@ -1,0 +1,42 @@
+"""A worker set up with compiled training and rendering compiles at start, and never again for a user's job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from jobs.model_setup import prepare_model
+from jobs.settings import Settings
+from pipeline.generation import generate_headshots
+from pipeline.styles import STYLES, custom_style
+from pipeline.training import TrainingConfig, train_lora
+
+
+def graphs() -> int:
+    import torch._dynamo.utils
+
+    return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+
+
+def test_a_compiled_worker_compiles_at_start_and_never_for_a_user(selfie_dir: Path, tmp_path: Path) -> None:
+    # "eager": dynamo's tracing and guards (what decides a recompile) without inductor's codegen on a CPU.
+    settings = Settings(model="tiny", data_dir=tmp_path / "data", lora_rank=4, headshots_per_request=2,
+                        compile_unet=True, compile_training=True, compile_backend="eager")  # fmt: skip
+    ctx: dict[str, Any] = {}
+    before = graphs()
+    prepare_model(ctx, settings)
+    started = graphs()
+    assert started > before and {"pipe", "lora_slot", "training_slot", "train_plan"} <= ctx.keys()
+
+    # A user's job as the worker's train_lora runs it, then requests as generate_headshots runs them: 2 posted from
+    # 3 candidates (a batch of 3) and 2 without ranking (a batch of 2), in a preset and in a free-text style.
+    pipe, plan = ctx["pipe"], ctx["train_plan"]
+    selfies = [Image.open(path).convert("RGB") for path in sorted(selfie_dir.iterdir())]
+    recipe = TrainingConfig(rank=4, steps=8, batch_size=plan.batch_size, seed=3,
+                            gradient_checkpointing=plan.gradient_checkpointing)  # fmt: skip
+    lora = train_lora(pipe, selfies, recipe, tmp_path / "lora", slot=ctx["training_slot"]).lora_path
+    for style, count in ((STYLES["actor"], 3), (custom_style("in a library"), 2)):
+        generate_headshots(pipe, style, count=count, seed=1, steps=2, lora_path=lora, lora_slot=ctx["lora_slot"])
+    assert graphs() == started, "a user's training or request compiled a new graph"

@@ -1,0 +1,85 @@
+"""A worker's persistent training LoRA: same result as a fresh adapter, nothing left behind, compiled only once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from pipeline.acceleration import compile_for_serving
+from pipeline.generation import generate_headshots
+from pipeline.loading import load_base_pipeline
+from pipeline.lora_slot import SLOT_ADAPTER, LoraSlot
+from pipeline.styles import STYLES
+from pipeline.training import TrainingConfig, train_lora
+from pipeline.training_slot import TRAINING_ADAPTER, TrainingSlot
+
+RECIPE = TrainingConfig(rank=4, steps=8, batch_size=2, seed=1)
+
+
+def worker_pipeline(model_cache_dir: Path, **slot_options: Any) -> tuple[Any, LoraSlot, TrainingSlot]:
+    """A tiny pipeline set up as the worker sets one up: the rendering slot first, then the training slot."""
+    pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
+    lora_slot = LoraSlot(pipe, max_rank=16, merge=True)
+    return pipe, lora_slot, TrainingSlot(pipe, rank=RECIPE.rank, **slot_options)
+
+
+def slot_weights(pipe: Any) -> list[torch.Tensor]:
+    return [param for name, param in pipe.unet.named_parameters() if f".{TRAINING_ADAPTER}." in name]
+
+
+def test_training_in_the_slot_equals_a_fresh_adapter_and_leaves_nothing_behind(
+    pipe: Any, model_cache_dir: Path, selfie_images: list[Any], tmp_path: Path
+) -> None:
+    fresh = train_lora(pipe, selfie_images[:2], RECIPE, tmp_path / "fresh")
+    slotted_pipe, _, slot = worker_pipeline(model_cache_dir, compile=False)
+
+    for job in ("first", "second"):  # the second user starts from the same fresh weights, not the first's
+        slotted = train_lora(slotted_pipe, selfie_images[:2], RECIPE, tmp_path / job, slot=slot)
+        assert slotted.losses == pytest.approx(fresh.losses, rel=1e-4), job
+        expected, got = load_file(fresh.lora_path), load_file(slotted.lora_path)
+        assert got.keys() == expected.keys()
+        assert all(torch.allclose(got[key], expected[key], atol=1e-5) for key in expected), job
+        # Between jobs: zero, frozen, inactive; the rendering slot is the active adapter again.
+        assert all(not weight.any() and not weight.requires_grad for weight in slot_weights(slotted_pipe))
+        assert slotted_pipe.unet.active_adapters() == [SLOT_ADAPTER]
+
+
+def test_a_worker_with_both_slots_compiles_once_for_every_user_and_job(
+    model_cache_dir: Path, selfie_images: list[Any], trained: Any, tmp_path: Path
+) -> None:
+    import torch._dynamo.utils
+
+    def graphs() -> int:
+        return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+
+    # "eager": dynamo's tracing and guards (what decides a recompile) without inductor's codegen on a CPU.
+    pipe, lora_slot, slot = worker_pipeline(model_cache_dir, compile=True, compile_backend="eager")
+    compile_for_serving(pipe, lora_slot, styles=[STYLES["studio"]], batch_sizes={1}, compile_backend="eager")
+    served = graphs()
+    train_lora(pipe, selfie_images[:2], RECIPE, tmp_path / "a", slot=slot)
+    warmed = graphs()
+    assert warmed > served  # the first job compiled the training forward
+
+    other_seed = TrainingConfig(rank=4, steps=8, batch_size=2, seed=2)
+    user_b = train_lora(pipe, selfie_images[2:4], other_seed, tmp_path / "b", slot=slot)
+    for lora in (user_b.lora_path, trained.lora_path):
+        generate_headshots(pipe, STYLES["studio"], count=1, seed=5, steps=2, lora_path=lora, lora_slot=lora_slot)
+    train_lora(pipe, selfie_images[:2], RECIPE, tmp_path / "c", slot=slot)
+    assert graphs() == warmed, "a training job or a request compiled a new graph"
+
+
+def test_a_recipe_the_slot_cannot_train_is_refused_by_name(
+    model_cache_dir: Path, selfie_images: list[Any], tmp_path: Path
+) -> None:
+    pipe, _, slot = worker_pipeline(model_cache_dir, compile=False)
+    with pytest.raises(ValueError, match="rank is 8, but this worker's TrainingSlot has rank 4"):
+        train_lora(pipe, selfie_images[:2], TrainingConfig(rank=8, steps=2), tmp_path, slot=slot)
+    with pytest.raises(ValueError, match="UNet only"):
+        with_text_encoders = TrainingConfig(rank=4, steps=2, text_encoder_lora=True)
+        train_lora(pipe, selfie_images[:2], with_text_encoders, tmp_path, slot=slot)
+    with pytest.raises(ValueError, match="create the pipeline's LoraSlot first"):
+        TrainingSlot(load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir), rank=4)
