@@ -28,7 +28,15 @@ __all__ = ["main", "request_variant", "training_variant"]
 
 
 def training_variant(
-    pipe: Any, images: list[Any], *, batch: int, progress_every: int, image_steps: int, compile: bool = False
+    pipe: Any,
+    images: list[Any],
+    *,
+    batch: int,
+    progress_every: int,
+    image_steps: int,
+    compile: bool = False,
+    slot: Any = None,
+    label: str | None = None,
 ) -> dict[str, Any]:
     """Steady image-steps/s (the span between the first and the last progress report) and GPU busy share."""
     from pipeline.gpu_sampler import GpuSampler
@@ -38,9 +46,12 @@ def training_variant(
     config = TrainingConfig(rank=16, steps=image_steps, batch_size=batch, compile=compile)
     gpus = GpuSampler.count_gpus() if str(pipe.unet.device).startswith("cuda") else 0
     with tempfile.TemporaryDirectory() as folder, GpuSampler(gpus) as sampler, measured(str(pipe.unet.device)) as m:
-        train_lora(pipe, images, config, Path(folder), on_progress=reports.append, progress_every=progress_every)
+        train_lora(
+            pipe, images, config, Path(folder), on_progress=reports.append, progress_every=progress_every, slot=slot
+        )
     first, last = reports[0], reports[-1]
     return {
+        "variant": label or ("compiled forward for this call" if compile else "fresh adapter, eager"),
         "batch": batch,
         "progress_every": progress_every,
         "compile": compile,
@@ -106,16 +117,28 @@ def decode_seconds(pipe: Any, *, batch: int, repeats: int) -> dict[str, Any]:
     return {"variant": f"VAE decode alone, batch {batch}", "decode_s": round(sum(seconds[1:]) / repeats, 3)}
 
 
-def request_variants(pipe: Any, images: list[Any], *, steps: int, compile_render: bool, record: Any) -> None:
+def training_slot_variants(
+    pipe: Any, images: list[Any], *, batch: int, image_steps: int, backend: str, record: Any
+) -> None:
+    """Two users through a worker's compiled ``TrainingSlot``: the first job compiles, the second must not."""
+    from pipeline.training_slot import TrainingSlot
+
+    slot = TrainingSlot(pipe, rank=16, compile_backend=backend)
+    for label in ("training slot, compiled: first user (compiles)", "training slot, compiled: next user"):
+        figures = training_variant(
+            pipe, images, batch=batch, progress_every=10, image_steps=image_steps, slot=slot, label=label
+        )
+        record("train", figures)
+
+
+def request_variants(pipe: Any, images: list[Any], slot: Any, *, steps: int, compile_render: bool, record: Any) -> None:
     """No LoRA (the bare pipeline's pace), the slot with its LoRA layers running, the slot merged into the base;
     then, with ``compile_render``, the merged slot on a compiled UNet and VAE decoder."""
     from pipeline.acceleration import optimize_for_inference
-    from pipeline.lora_slot import LoraSlot
     from pipeline.training import TrainingConfig, train_lora
 
     with tempfile.TemporaryDirectory() as folder:
         lora = train_lora(pipe, images, TrainingConfig(rank=16, steps=8), Path(folder)).lora_path
-        slot = LoraSlot(pipe, max_rank=16)
         record("request", decode_seconds(pipe, batch=4, repeats=3))
         variants: list[tuple[str, Path | None, bool]] = [
             ("no LoRA (base pipeline)", None, False),
@@ -141,10 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=30, help="denoising steps per image")
     parser.add_argument("--compile-train", action="store_true", help="add the compiled training forward")
     parser.add_argument("--compile-render", action="store_true", help="add rendering on a compiled UNet (last)")
+    parser.add_argument("--train-slot", action="store_true", help="add two users through a compiled TrainingSlot")
+    parser.add_argument("--compile-backend", default="inductor", help="torch.compile backend ('eager': trace only)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here (rewritten after each figure)")
     args = parser.parse_args(argv)
 
     from pipeline.loading import load_base_pipeline, pick_device
+    from pipeline.lora_slot import LoraSlot
 
     if args.model == "tiny":
         cache = Path(tempfile.gettempdir()) / "headshot-models"
@@ -169,8 +195,14 @@ def main(argv: list[str] | None = None) -> int:
                 pipe, images, batch=batch, progress_every=every, image_steps=args.image_steps, compile=compiled
             )
             record("train", figures)
+    # The rendering slot exists before any training slot, as on a worker (pipeline/training_slot.py).
+    lora_slot = LoraSlot(pipe, max_rank=16)
+    if args.only in (None, "train") and args.train_slot:
+        batch = 8 if args.model == "sdxl" else 4
+        backend = args.compile_backend
+        training_slot_variants(pipe, images, batch=batch, image_steps=args.image_steps, backend=backend, record=record)
     if args.only in (None, "request"):
-        request_variants(pipe, images, steps=args.steps, compile_render=args.compile_render, record=record)
+        request_variants(pipe, images, lora_slot, steps=args.steps, compile_render=args.compile_render, record=record)
     return 0
 
 

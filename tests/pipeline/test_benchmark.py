@@ -37,3 +37,17 @@ def test_hot_path_benchmark_times_every_request_variant_on_the_tiny_model(tmp_pa
     for variant in ("no LoRA (base pipeline)", "slot, LoRA layers run (worker before)",
                     "slot merged into the base weights (worker now)"):  # fmt: skip
         assert 0 < figures[variant]["render_s"] <= figures[variant]["request_s"], variant
+
+
+def test_hot_path_benchmark_trains_two_users_through_the_training_slot(tmp_path: Path) -> None:
+    import json
+
+    from pipeline.benchmark_hotpaths import main
+
+    out = tmp_path / "hotpaths.json"
+    args = ["--model", "tiny", "--only", "train", "--train-slot", "--compile-backend", "eager", "--image-steps", "96"]
+    assert main([*args, "--out", str(out)]) == 0
+    figures = {entry["variant"]: entry for entry in json.loads(out.read_text())["train"]}
+    for variant in ("fresh adapter, eager", "training slot, compiled: first user (compiles)",
+                    "training slot, compiled: next user"):  # fmt: skip
+        assert figures[variant]["image_steps_per_s"] > 0, variant
