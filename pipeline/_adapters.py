@@ -14,6 +14,7 @@ from typing import Any
 
 __all__ = [
     "LORA_COMPONENTS",
+    "UNET_ATTENTION_TARGETS",
     "activate_only",
     "loaded_adapters",
     "new_adapter_name",
@@ -23,6 +24,8 @@ __all__ = [
 ]
 
 LORA_COMPONENTS = ("unet", "text_encoder", "text_encoder_2")
+# The UNet layers a face LoRA trains and the slots hold: every attention block's query, key, value and output.
+UNET_ATTENTION_TARGETS = ("to_k", "to_q", "to_v", "to_out.0")
 
 
 def new_adapter_name(purpose: str) -> str:

@@ -83,16 +83,14 @@ def naive_training_rate(pipe: Any, images: list[Image.Image], *, steps: int, war
     from diffusers import DDPMScheduler
     from peft import LoraConfig
 
-    from pipeline._adapters import new_adapter_name, remove_adapter
+    from pipeline._adapters import UNET_ATTENTION_TARGETS, new_adapter_name, remove_adapter
 
     device, unet, vae = pipe.unet.device, pipe.unet, pipe.vae
     resolution = unet.config.sample_size * pipe.vae_scale_factor
     scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
     adapter = new_adapter_name("naive")
     unet.add_adapter(
-        LoraConfig(
-            r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=["to_k", "to_q", "to_v", "to_out.0"]
-        ),
+        LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=[*UNET_ATTENTION_TARGETS]),
         adapter_name=adapter,
     )
     params = [param for name, param in unet.named_parameters() if f".{adapter}." in name]

@@ -24,12 +24,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pipeline._adapters import LORA_COMPONENTS, loaded_adapters, new_adapter_name, remove_adapter
+from pipeline._adapters import (
+    LORA_COMPONENTS,
+    UNET_ATTENTION_TARGETS,
+    loaded_adapters,
+    new_adapter_name,
+    remove_adapter,
+)
 
 __all__ = ["SLOT_ADAPTER", "LoraSlot"]
 
 SLOT_ADAPTER = "headshot-slot"
-_DEFAULT_TARGETS = ("to_k", "to_q", "to_v", "to_out.0")
 
 
 class LoraSlot:
@@ -40,7 +45,7 @@ class LoraSlot:
         pipe: Any,
         *,
         max_rank: int = 64,
-        target_modules: Sequence[str] = _DEFAULT_TARGETS,
+        target_modules: Sequence[str] = UNET_ATTENTION_TARGETS,
         merge: bool = False,
     ) -> None:
         import torch

@@ -19,6 +19,7 @@ from typing import Any
 from PIL import Image
 
 from pipeline._adapters import (
+    UNET_ATTENTION_TARGETS,
     activate_only,
     new_adapter_name,
     remove_adapter,
@@ -59,7 +60,7 @@ class TrainingConfig:
     seed: int = 0
     resolution: int | None = None  # None: the model's own size (1024 on SDXL, 64 on the tiny model)
     prompt: str = f"a photo of {IDENTIFIER_TOKEN}"
-    target_modules: tuple[str, ...] = ("to_k", "to_q", "to_v", "to_out.0")
+    target_modules: tuple[str, ...] = UNET_ATTENTION_TARGETS
     min_snr_gamma: float | None = 5.0  # Min-SNR loss weighting (Hang et al. 2023); None turns it off
     gradient_checkpointing: bool = False
     compile: bool = False  # torch.compile the UNet's forward for this call's loop

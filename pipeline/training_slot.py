@@ -16,12 +16,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from pipeline._adapters import restore_active_adapters, snapshot_active_adapters
+from pipeline._adapters import UNET_ATTENTION_TARGETS, restore_active_adapters, snapshot_active_adapters
 
 __all__ = ["TRAINING_ADAPTER", "TrainingSlot", "reset_lora"]
 
 TRAINING_ADAPTER = "headshot-training-slot"
-_DEFAULT_TARGETS = ("to_k", "to_q", "to_v", "to_out.0")
 
 
 class TrainingSlot:
@@ -32,7 +31,7 @@ class TrainingSlot:
         pipe: Any,
         *,
         rank: int,
-        target_modules: Sequence[str] = _DEFAULT_TARGETS,
+        target_modules: Sequence[str] = UNET_ATTENTION_TARGETS,
         compile: bool = True,
         compile_backend: str = "inductor",
     ) -> None:
