@@ -81,3 +81,14 @@ async def harness(settings: Settings, tiny_pipe: Any, tmp_path: Path, redis: Red
 
     async with Harness(settings, tiny_pipe, tmp_path / "out") as running:
         yield running
+
+
+@pytest.fixture
+def fresh_dynamo() -> Iterator[None]:
+    """An empty torch.compile cache before and after: each compiling test counts only its own graphs, and the many
+    tiny pipelines of a test session never fill dynamo's per-function cache (past it, dynamo silently runs eager)."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from PIL import Image
 
 from jobs.model_setup import prepare_model
@@ -20,6 +21,7 @@ def graphs() -> int:
     return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
 
 
+@pytest.mark.usefixtures("fresh_dynamo")
 def test_a_compiled_worker_compiles_at_start_and_never_for_a_user(selfie_dir: Path, tmp_path: Path) -> None:
     # "eager": dynamo's tracing and guards (what decides a recompile) without inductor's codegen on a CPU.
     settings = Settings(model="tiny", data_dir=tmp_path / "data", lora_rank=4, headshots_per_request=2,

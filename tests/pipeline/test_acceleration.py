@@ -37,6 +37,7 @@ def test_fusing_is_refused_while_a_lora_slot_is_loaded(model_cache_dir: Path) ->
     assert not is_qkv_fused(pipe)
 
 
+@pytest.mark.usefixtures("fresh_dynamo")
 def test_a_worker_compiled_for_serving_never_compiles_again_for_users_or_training(
     model_cache_dir: Path, trained: Any, second_lora: Any, selfie_images: list[Any], tmp_path: Path
 ) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pytest
+
 from pipeline.benchmark import run_benchmark
 from pipeline.loading import load_base_pipeline
 
@@ -39,6 +41,7 @@ def test_hot_path_benchmark_times_every_request_variant_on_the_tiny_model(tmp_pa
         assert 0 < figures[variant]["render_s"] <= figures[variant]["request_s"], variant
 
 
+@pytest.mark.usefixtures("fresh_dynamo")
 def test_hot_path_benchmark_trains_two_users_through_the_training_slot(tmp_path: Path) -> None:
     import json
 

@@ -48,6 +48,7 @@ def test_training_in_the_slot_equals_a_fresh_adapter_and_leaves_nothing_behind(
         assert slotted_pipe.unet.active_adapters() == [SLOT_ADAPTER]
 
 
+@pytest.mark.usefixtures("fresh_dynamo")
 def test_a_worker_with_both_slots_compiles_once_for_every_user_and_job(
     model_cache_dir: Path, selfie_images: list[Any], trained: Any, tmp_path: Path
 ) -> None:
