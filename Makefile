@@ -7,11 +7,11 @@ TORCH ?= torch==2.13.0
 
 .PHONY: install demo local test lint typecheck check clean
 
-$(BIN)/.installed: pyproject.toml Makefile
+$(BIN)/.installed: pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[worker,demo,dev]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[worker,demo,dev]"
 	touch $@
 
 install: $(BIN)/.installed

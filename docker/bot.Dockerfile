@@ -12,11 +12,11 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY bot ./bot
 COPY jobs ./jobs
 COPY pipeline ./pipeline
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --wheel-dir /wheels -c constraints.txt .
 
 # 2. Runtime: installs from those wheels alone (no index, no compiler) and runs as an unprivileged user.
 #    The wheels are bind-mounted, not copied, so they add no layer to the image.

@@ -19,12 +19,12 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY bot ./bot
 COPY jobs ./jobs
 COPY pipeline ./pipeline
 # The CUDA build carries a local version (e.g. 2.11.0+cu130), which pip ranks above PyPI's build of that release.
-RUN pip wheel --no-cache-dir --wheel-dir /wheels --extra-index-url "${TORCH_INDEX_URL}" \
+RUN pip wheel --no-cache-dir --wheel-dir /wheels --extra-index-url "${TORCH_INDEX_URL}" -c constraints.txt \
     "torch==${TORCH_VERSION}" ".[worker]"
 
 # 2. Runtime: installs from those wheels alone (no index) and runs as an unprivileged user.
