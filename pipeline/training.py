@@ -225,10 +225,12 @@ def train_lora(
             unet.enable_gradient_checkpointing()
         unet.train()
         # ``unet.forward``, not ``unet(...)``: an inference-compiled UNet (optimize_for_inference) keeps its graphs.
-        # A slot's forward is compiled once per worker; ``config.compile`` compiles one for this call only.
-        forward = slot.forward if slot is not None else unet.forward
-        if config.compile and slot is None:
-            forward = torch.compile(unet.forward)
+        if slot is not None:
+            forward = slot.forward  # compiled once per worker, not per job
+        elif config.compile:
+            forward = torch.compile(unet.forward)  # for this call only
+        else:
+            forward = unet.forward
         from diffusers import DDPMScheduler
 
         noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
