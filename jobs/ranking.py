@@ -33,20 +33,21 @@ async def load_reference(storage: BlobStorage, lora_key: str) -> NDArray[np.floa
 
 def candidate_count(count: int, factor: float, reference: NDArray[np.float32] | None) -> int:
     """How many to render for ``count`` posted: ``factor`` times as many, when there is a face to rank against."""
-    return count if reference is None else max(count, math.ceil(count * factor))
+    return count if reference is None else _ranked_count(count, factor)
+
+
+def _ranked_count(count: int, factor: float) -> int:
+    return max(count, math.ceil(count * factor))
 
 
 def render_batch_sizes(count: int, factor: float, batch_size: int) -> set[int]:
     """Every batch size that rendering ``count`` headshots in batches of ``batch_size`` uses, ranked or not."""
     sizes = set()
-    for renders in (count, candidate_count(count, factor, _SOME_REFERENCE)):
+    for renders in (count, _ranked_count(count, factor)):
         sizes.add(min(batch_size, renders))
         if renders % batch_size:
             sizes.add(renders % batch_size)  # the last, smaller batch
     return sizes
-
-
-_SOME_REFERENCE = np.zeros(1, dtype=np.float32)  # stands for "the user has a reference face" in candidate_count
 
 
 def rank_headshots(
