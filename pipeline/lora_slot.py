@@ -11,6 +11,8 @@ per step, which cost the worker a third of its rendering time on SDXL (BENCHMARK
 from a copy kept on the same device. Subtracting the delta again (peft's ``unmerge``) is not exact in bf16: every
 user would leave a rounding error behind, and over thousands of requests the errors add up to a different base
 model. The copy costs memory once (about 1.9 GB for SDXL's attention projections) and makes every clear exact.
+Where the base layers render in FP8 (``pipeline.float8``), their quantized copies are refreshed after each merge
+and unmerge, so they always hold the weights now in effect.
 
 diffusers cannot hot-swap text-encoder LoRAs; a LoRA that has them gets its text-encoder part attached as an
 ordinary adapter for the time it is swapped in (the text encoders are not compiled, so this costs little).
@@ -170,6 +172,7 @@ class LoraSlot:
                 if SLOT_ADAPTER in layer.merged_adapters:
                     layer.base_layer.weight.copy_(self._base_weights[name])  # exact: W0 itself, not W - delta
                     layer.merged_adapters.remove(SLOT_ADAPTER)
+                    _requantize(layer.base_layer)
 
     def _merge(self) -> None:
         import torch
@@ -183,6 +186,7 @@ class LoraSlot:
                 # In float32, from the untouched copy: the result is the same whichever users came before.
                 delta = layer.lora_B[SLOT_ADAPTER].weight.float() @ layer.lora_A[SLOT_ADAPTER].weight.float()
                 weight.copy_(base.float() + delta * layer.scaling[SLOT_ADAPTER])
+                _requantize(layer.base_layer)
                 if SLOT_ADAPTER not in layer.merged_adapters:
                     # peft's forward runs just the base layer for a merged adapter.
                     layer.merged_adapters.append(SLOT_ADAPTER)
@@ -202,6 +206,13 @@ class LoraSlot:
             self._text_adapter = None
         self._active = None
         return time.perf_counter() - started
+
+
+def _requantize(base_layer: Any) -> None:
+    """An FP8 rendering layer (``pipeline.float8``) renders from a quantized copy of its weight: bring it up to date."""
+    refresh = getattr(base_layer, "refresh", None)
+    if refresh is not None:
+        refresh()
 
 
 def _is_up_weight(key: str) -> bool:

@@ -1,0 +1,127 @@
+"""FP8 rendering layers: close to bf16, exact bf16 under autograd, and always holding the weights a LoRA slot set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from pipeline.float8 import Float8Linear, float8_supported, use_float8_linears
+from pipeline.loading import load_base_pipeline
+from pipeline.lora_slot import LoraSlot
+from tests.pipeline.test_generation import difference
+from tests.pipeline.test_lora_slot import render
+
+
+def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
+    return float((value.double() - reference.double()).norm() / reference.double().norm())
+
+
+def dequantized(layer: Float8Linear) -> torch.Tensor:
+    return layer.weight_fp8.float() * layer.weight_scale.t()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fp8_layer_is_within_fp8_precision_of_the_linear_it_replaces(dtype: torch.dtype) -> None:
+    linear = nn.Linear(320, 640).to(dtype)
+    layer = Float8Linear.from_linear(linear)
+    inputs = torch.randn(2, 77, 320, dtype=dtype) * torch.logspace(-2, 2, 77, dtype=dtype)[:, None]  # rows of any size
+
+    with torch.no_grad():
+        reference, fast = linear(inputs), layer(inputs)
+    assert fast.shape == reference.shape and fast.dtype == dtype
+    # e4m3 keeps 3 mantissa bits: a few percent per product, averaged down over the 320 terms of each sum.
+    assert 1e-3 < relative_error(fast, reference) < 0.06
+    assert layer.weight is linear.weight  # the same Parameter: merging a LoRA into one changes both
+
+
+def test_with_autograd_on_the_layer_is_the_exact_linear_and_passes_gradients() -> None:
+    linear = nn.Linear(64, 32)
+    layer = Float8Linear.from_linear(linear)
+    inputs = torch.randn(5, 64, requires_grad=True)
+
+    output = layer(inputs)
+    assert torch.equal(output, linear(inputs))
+    output.sum().backward()
+    assert inputs.grad is not None and torch.count_nonzero(inputs.grad) > 0
+
+
+def test_layers_not_multiple_of_16_are_refused_with_their_shape() -> None:
+    with pytest.raises(ValueError, match="40x24"):
+        Float8Linear.from_linear(nn.Linear(24, 40))
+
+
+def test_refresh_follows_an_in_place_weight_change() -> None:
+    layer = Float8Linear.from_linear(nn.Linear(64, 32))
+    with torch.no_grad():
+        layer.weight.mul_(-3.0)
+    layer.refresh()
+    assert relative_error(dequantized(layer), layer.weight.detach()) < 0.05
+
+
+def test_conversion_covers_the_transformer_linears_only_and_stays_close(model_cache_dir: Path) -> None:
+    pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
+    unet = pipe.unet
+    inputs = tiny_unet_inputs(pipe)
+    with torch.no_grad():
+        reference = unet(**inputs).sample
+
+    converted = use_float8_linears(unet)
+    fp8_names = {name for name, module in unet.named_modules() if isinstance(module, Float8Linear)}
+    assert converted == len(fp8_names) > 0
+    assert all(".attentions." in f".{name}." for name in fp8_names)
+    assert any(type(module) is nn.Linear for module in unet.modules())  # time embedding and ResNets stay as they were
+    assert use_float8_linears(unet) == 0  # converting again changes nothing
+
+    with torch.no_grad():
+        fast = unet(**inputs).sample
+    assert 0 < relative_error(fast, reference) < 0.1
+
+
+def tiny_unet_inputs(pipe: Any) -> dict[str, Any]:
+    """One denoising call's inputs for ``pipe``'s UNet: random latents and prompt embeddings, SDXL's size ids."""
+    generator = torch.Generator().manual_seed(0)
+    config = pipe.unet.config
+    side = config.sample_size * pipe.vae_scale_factor
+    return {
+        "sample": torch.randn(2, config.in_channels, config.sample_size, config.sample_size, generator=generator),
+        "timestep": torch.tensor(500),
+        "encoder_hidden_states": torch.randn(2, 77, config.cross_attention_dim, generator=generator),
+        "added_cond_kwargs": {
+            "text_embeds": torch.randn(2, pipe.text_encoder_2.config.projection_dim, generator=generator),
+            "time_ids": torch.tensor([[side, side, 0, 0, side, side]] * 2, dtype=torch.float32),
+        },
+    }
+
+
+def test_a_merged_slot_renders_its_lora_through_fp8_and_clearing_restores_the_fp8_weights(
+    model_cache_dir: Path, trained: Any
+) -> None:
+    pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
+    slot = LoraSlot(pipe, max_rank=16, merge=True)
+    use_float8_linears(pipe.unet)
+    layers = {name: m for name, m in pipe.unet.named_modules() if isinstance(m, Float8Linear)}
+    slot_bases = {name: m for name, m in layers.items() if name.endswith("base_layer")}
+    assert slot_bases, "the slot's attention projections render in FP8 too"
+    before = {name: layer.weight_fp8.clone() for name, layer in layers.items()}
+
+    base_image = render(pipe)
+    slot.swap_in(trained.lora_path)
+    changed = [name for name, layer in slot_bases.items() if not torch.equal(layer.weight_fp8, before[name])]
+    assert changed, "merging the LoRA must reach the FP8 copies"
+    for name in changed:
+        merged_weight = slot_bases[name].weight.detach().float()
+        assert relative_error(dequantized(slot_bases[name]), merged_weight) < 0.05
+    slot.clear()
+    assert all(torch.equal(layer.weight_fp8, before[name]) for name, layer in layers.items())
+
+    with_lora = render(pipe, trained.lora_path, slot)
+    assert difference(with_lora.image, base_image.image) > 1.0  # the user's LoRA shows in the FP8 render
+    assert difference(render(pipe).image, base_image.image) == 0  # and leaves nothing behind
+
+
+def test_fp8_is_only_claimed_for_gpus_with_fp8_tensor_cores() -> None:
+    assert not float8_supported(torch.device("cpu"))
