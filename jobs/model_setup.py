@@ -1,8 +1,8 @@
 """What a worker process keeps for its life, set up once at start: the model, its slots, compiled graphs, class images.
 
-Order matters: the rendering ``LoraSlot`` first (it needs a pipeline without adapters), then the ``TrainingSlot``
-(it hands activity back to the rendering slot between jobs), then compilation, so every graph already contains both
-slots and no user's job adds a layer. Blocking: the worker runs ``prepare_model`` in a thread.
+Order matters: the rendering ``LoraSlot`` first (it needs a pipeline without adapters), FP8 layers if used, then the
+``TrainingSlot`` (it hands activity back to the rendering slot between jobs), then compilation, so every graph
+already contains both slots and no user's job adds a layer. Blocking: the worker runs ``prepare_model`` in a thread.
 """
 
 from __future__ import annotations
@@ -39,6 +39,11 @@ def prepare_model(ctx: dict[str, Any], settings: Settings) -> None:
     # (8.1 s vs 9.9 s per 4-image SDXL request on an H100), and folded into the base weights for the request, so
     # rendering runs no LoRA kernels (BENCHMARKS.md, third session).
     ctx["lora_slot"] = LoraSlot(pipe, max_rank=settings.lora_rank, merge=True)
+    if settings.render_float8:
+        # Before any compile, so every graph is traced with the FP8 layers (training runs their bf16 branch).
+        from pipeline.float8 import use_float8_linears
+
+        log.info("%d UNet linear layers render in FP8", use_float8_linears(pipe.unet))
     if settings.compile_training:
         log.info("training step compiled in %.0f s", _compile_training(ctx, settings))
     if settings.compile_unet:
@@ -50,6 +55,7 @@ def prepare_model(ctx: dict[str, Any], settings: Settings) -> None:
 
         prompt = TrainingConfig().class_prompt
         ctx["class_images"] = render_class_images(pipe, prompt, settings.prior_class_images)
+    log.info("ready to serve in %.1f s", time.monotonic() - started)
 
 
 def training_plan(pipe: Any, settings: Settings) -> Any:

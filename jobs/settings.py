@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     compile_backend: str = Field(
         default="inductor", description="torch.compile backend for the two above; 'eager' only traces (tests)."
     )
+    render_float8: bool = Field(
+        default=False,
+        description="Render through FP8 products in the UNet's transformer layers; pays only with compile_unet on "
+        "a GPU with FP8 tensor cores (H100: UNet call 0.135 s vs 0.143 s, compile 268 s vs 183 s).",
+    )
 
     # Session rules.
     min_selfies: int = Field(default=10, ge=1)

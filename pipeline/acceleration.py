@@ -42,8 +42,12 @@ def optimize_for_inference(
     channels_last: bool = True,
     compile_mode: str = SERVING_COMPILE_MODE,
     compile_backend: str = "inductor",
+    float8: bool = False,
 ) -> None:
     """Speed ``pipe`` up in place for rendering; call once at worker start-up, after creating any ``LoraSlot``.
+
+    ``float8`` makes the UNet's transformer layers multiply in FP8 when rendering (``pipeline.float8``); it pays
+    only compiled, where the per-row scaling fuses into few kernels.
 
     Raises ``ValueError`` for ``fuse_qkv=True`` while a LoRA adapter is loaded, since fusing would ignore it.
     """
@@ -58,6 +62,11 @@ def optimize_for_inference(
             "no effect; use fuse_qkv=False on a pipeline that renders with LoRAs."
         )
     on_cuda = pipe.unet.device.type == "cuda"
+    # Inference mode, as a checkpoint loads: compiled graphs guard on each module's ``training`` flag, and training
+    # a LoRA ends with ``eval()``, so graphs compiled on a model built in training mode (random SDXL) recompiled
+    # after a worker's first training job (145 s on an H100, BENCHMARKS.md).
+    pipe.unet.eval()
+    pipe.vae.eval()
 
     # 2. Process-wide maths switches: TF32 matmuls and convolutions for whatever still runs in float32 (the VAE's
     #    upcast decode, LoRA layers in training). Half-precision work is unaffected.
@@ -72,6 +81,10 @@ def optimize_for_inference(
     if channels_last and on_cuda:
         pipe.unet.to(memory_format=torch.channels_last)
         pipe.vae.to(memory_format=torch.channels_last)
+    if float8:
+        from pipeline.float8 import use_float8_linears
+
+        use_float8_linears(pipe.unet)
 
     # 4. Compile the UNet in place (``Module.compile`` keeps ``pipe.unet`` the same object, so LoRA loading, the
     #    slot and training still find it) and the VAE decoder. The inductor settings are those diffusers' SDXL
@@ -101,17 +114,21 @@ def compile_for_serving(
     batch_sizes: Iterable[int],
     compile_mode: str = SERVING_COMPILE_MODE,
     compile_backend: str = "inductor",
+    float8: bool = False,
 ) -> float:
     """Compile ``pipe`` for a worker and render every style look and batch size it will serve; return seconds.
 
     Renders go through ``generate_headshots`` with ``slot`` merged (holding zeros), the path and state every user's
     request renders in, so the graphs those requests need are all built here, at start-up, and no user's first
     request waits minutes for a compile. Styles that share size, sampler and CFG share graphs and render once.
+    ``float8``: see ``optimize_for_inference``.
     """
     from pipeline.generation import generate_headshots
 
     started = time.perf_counter()
-    optimize_for_inference(pipe, compile=True, compile_mode=compile_mode, compile_backend=compile_backend)
+    optimize_for_inference(
+        pipe, compile=True, compile_mode=compile_mode, compile_backend=compile_backend, float8=float8
+    )
     looks = {(style.aspect, style.scheduler, style.guidance_scale > 1): style for style in styles}
     with slot.merged_base():
         for style in looks.values():

@@ -10,6 +10,7 @@ from PIL import Image
 
 from jobs.model_setup import prepare_model
 from jobs.settings import Settings
+from pipeline.float8 import Float8Linear
 from pipeline.generation import generate_headshots
 from pipeline.styles import STYLES, custom_style
 from pipeline.training import TrainingConfig, train_lora
@@ -22,15 +23,21 @@ def graphs() -> int:
 
 
 @pytest.mark.usefixtures("fresh_dynamo")
-def test_a_compiled_worker_compiles_at_start_and_never_for_a_user(selfie_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("float8", [False, True], ids=["bf16", "fp8-rendering"])
+def test_a_compiled_worker_compiles_at_start_and_never_for_a_user(
+    selfie_dir: Path, tmp_path: Path, float8: bool
+) -> None:
     # "eager": dynamo's tracing and guards (what decides a recompile) without inductor's codegen on a CPU.
     settings = Settings(model="tiny", data_dir=tmp_path / "data", lora_rank=4, headshots_per_request=2,
-                        compile_unet=True, compile_training=True, compile_backend="eager")  # fmt: skip
+                        compile_unet=True, compile_training=True, compile_backend="eager",
+                        render_float8=float8)  # fmt: skip
     ctx: dict[str, Any] = {}
     before = graphs()
     prepare_model(ctx, settings)
     started = graphs()
     assert started > before and {"pipe", "lora_slot", "training_slot", "train_plan"} <= ctx.keys()
+    fp8_layers = [module for module in ctx["pipe"].unet.modules() if isinstance(module, Float8Linear)]
+    assert bool(fp8_layers) == float8
 
     # A user's job as the worker's train_lora runs it, then requests as generate_headshots runs them: 2 posted from
     # 3 candidates (a batch of 3) and 2 without ranking (a batch of 2), in a preset and in a free-text style.
