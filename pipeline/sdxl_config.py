@@ -108,5 +108,8 @@ def build_random_sdxl(*, device: str = "cuda", dtype: str = "bfloat16", seed: in
     )
     # 3. Same precision as production loading: the whole pipeline in ``dtype`` (bf16 needs no VAE upcast fix).
     pipe.to(device, torch_dtype)
+    models: list[Any] = [unet, vae, text_encoder, text_encoder_2]
+    for model in models:
+        model.eval()  # as ``from_pretrained`` leaves a checkpoint; modules built from configs start in training mode
     pipe.set_progress_bar_config(disable=True)
     return pipe
