@@ -87,6 +87,7 @@ class PhaseResult:
     failures: list[str] = field(default_factory=list)
     jobs_per_worker: dict[str, int] = field(default_factory=dict)
     model_load_s: list[float] = field(default_factory=list)
+    ready_s: list[float] = field(default_factory=list)  # the whole start-up: load, slots, compiling
     gpu_utilisation: dict[str, float] = field(default_factory=dict)
     gpu_memory_peak_mib: dict[str, float] = field(default_factory=dict)
 
@@ -130,24 +131,27 @@ def _start_workers(plan: ScaleoutPlan, workers: int, redis_url: str, data_dir: P
     return processes
 
 
-async def _wait_until_loaded(processes: list[subprocess.Popen[bytes]], data_dir: Path, timeout_s: float) -> list[float]:
-    """Seconds each worker took to load its model, read from its log; a worker that exits fails the phase."""
+async def _wait_until_ready(
+    processes: list[subprocess.Popen[bytes]], data_dir: Path, timeout_s: float
+) -> dict[str, list[float]]:
+    """Wait until every worker has finished starting up (compiling included, so no burst pays for a compile); return
+    each one's model-load and whole start-up seconds, read from its log. A worker that exits fails the phase."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        seconds = []
+        figures: dict[str, list[float]] = {"model_load_s": [], "ready_s": []}
         for index, process in enumerate(processes):
             log_text = (data_dir / f"worker-{index}.log").read_text(errors="replace")
             if process.poll() is not None:
                 tail = log_text[-3000:]
-                raise RuntimeError(f"worker {index} exited with {process.returncode} while loading:\n{tail}")
-            for line in log_text.splitlines():
-                if " loaded in " in line:
-                    seconds.append(float(line.rsplit(" loaded in ", 1)[1].split()[0]))
-                    break
-        if len(seconds) == len(processes):
-            return seconds
+                raise RuntimeError(f"worker {index} exited with {process.returncode} while starting:\n{tail}")
+            for key, marker in (("model_load_s", " loaded in "), ("ready_s", " ready to serve in ")):
+                found = [line for line in log_text.splitlines() if marker in line]
+                if found:
+                    figures[key].append(float(found[0].rsplit(marker, 1)[1].split()[0]))
+        if len(figures["ready_s"]) == len(processes):
+            return figures
         await asyncio.sleep(0.5)
-    raise TimeoutError(f"workers did not load the model within {timeout_s:.0f} s; see {data_dir}/worker-*.log")
+    raise TimeoutError(f"workers were not ready within {timeout_s:.0f} s; see {data_dir}/worker-*.log")
 
 
 def _stop_workers(processes: list[subprocess.Popen[bytes]]) -> None:
@@ -240,7 +244,8 @@ async def run_phase(plan: ScaleoutPlan, workers: int, customers: int, redis_url:
     await pool.flushdb()  # each phase starts from an empty queue, stream and result set
     processes = _start_workers(plan, workers, redis_url, phase_dir)
     try:
-        result.model_load_s = await _wait_until_loaded(processes, phase_dir, timeout_s=900)
+        start_up = await _wait_until_ready(processes, phase_dir, timeout_s=1800)
+        result.model_load_s, result.ready_s = start_up["model_load_s"], start_up["ready_s"]
         sampler = GpuSampler(plan.gpus)
         storage = LocalStorage(phase_dir / "storage")
         with sampler:

@@ -223,14 +223,19 @@ def run_benchmark(
     compile_mode: str | None = None,
     log: Callable[[str], None] = print,
     partial: Path | None = None,
+    float8: bool | None = None,
 ) -> dict[str, Any]:
     """Every measurement of the module docstring, in the order a worker meets them, on one pipeline.
+
+    ``float8`` renders the project's UNet transformer layers in FP8; default as a worker: when compiling on a GPU
+    with FP8 tensor cores.
 
     With ``partial``, the figures so far are rewritten there after each one, so a run cut short still reports.
     """
     import torch
 
     from pipeline.acceleration import SERVING_COMPILE_MODE, optimize_for_inference
+    from pipeline.float8 import float8_supported
     from pipeline.generation import headshot_size
     from pipeline.lora_slot import LoraSlot
     from pipeline.styles import STYLES
@@ -239,6 +244,8 @@ def run_benchmark(
     images = sample_images(8)
     pipe = pipe_factory()
     device = str(pipe.unet.device)
+    if float8 is None:
+        float8 = compile and float8_supported(pipe.unet.device)
     width, height = headshot_size(pipe, STYLES["linkedin"].aspect)
     out: dict[str, Any] = {
         "device": torch.cuda.get_device_name() if device.startswith("cuda") else platform.processor(),
@@ -248,6 +255,7 @@ def run_benchmark(
         "inference_steps": steps,
         "rank": rank,
         "compile_mode": (compile_mode or SERVING_COMPILE_MODE) if compile else None,
+        "float8": float8,
     }
 
     def record(key: str, figures: dict[str, Any]) -> None:
@@ -274,7 +282,7 @@ def run_benchmark(
         record(f"generate_plain_b{batch}", plain)
     slot = LoraSlot(pipe, max_rank=rank, merge=True)  # as the worker renders
     with measured(device) as setup:
-        optimize_for_inference(pipe, compile=compile, compile_mode=compile_mode or SERVING_COMPILE_MODE)
+        optimize_for_inference(pipe, compile=compile, compile_mode=compile_mode or SERVING_COMPILE_MODE, float8=float8)
     with tempfile.TemporaryDirectory() as folder:
         paths = {"a": Path(folder) / "a.safetensors", "b": Path(folder) / "b.safetensors"}
         paths["a"].write_bytes(loras["a"])
@@ -327,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few steps only: checks the code path, not speed")
     parser.add_argument("--no-compile", action="store_true", help="measure without torch.compile")
     parser.add_argument("--compile-mode", help="torch.compile mode (default: the worker's, SERVING_COMPILE_MODE)")
+    parser.add_argument(
+        "--float8", choices=("auto", "on", "off"), default="auto", help="FP8 rendering (auto: as a worker decides)"
+    )
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)
 
@@ -342,8 +353,14 @@ def main(argv: list[str] | None = None) -> int:
         return build_random_sdxl(device=device)
 
     partial = args.out.with_suffix(".partial.json") if args.out else None
+    float8 = {"auto": None, "on": True, "off": False}[args.float8]
     results = run_benchmark(
-        factory, quick=args.quick, compile=not args.no_compile, compile_mode=args.compile_mode, partial=partial
+        factory,
+        quick=args.quick,
+        compile=not args.no_compile,
+        compile_mode=args.compile_mode,
+        partial=partial,
+        float8=float8,
     )
     results.update({"model": args.model, "date": time.strftime("%Y-%m-%d"), "compile": not args.no_compile})
     text = json.dumps(results, indent=2, default=str)

@@ -7,7 +7,7 @@ choices on the same warm pipeline, so each figure has its baseline from the same
   progress callback per step forces) vs every 10 steps, batch 8, and optionally the compiled forward;
 - one ``/headshot`` request as the worker serves it (4 images, batch 4, the style's size, then PNG encoding):
   no LoRA at all (the base pipeline's pace), the LoRA slot with its LoRA layers running, the slot merged into the
-  base weights, and optionally that on a compiled UNet; plus the VAE decode alone.
+  base weights, and optionally that on a compiled UNet, then with FP8 transformer layers; plus the VAE decode alone.
 
 Run it under two ``PYTHONPATH`` roots to compare two versions of the training code (see BENCHMARKS.md).
 """
@@ -117,6 +117,103 @@ def decode_seconds(pipe: Any, *, batch: int, repeats: int) -> dict[str, Any]:
     return {"variant": f"VAE decode alone, batch {batch}", "decode_s": round(sum(seconds[1:]) / repeats, 3)}
 
 
+def unet_call_inputs(pipe: Any, *, batch: int) -> dict[str, Any]:
+    """One denoising call's inputs at the linkedin style's size: random latents and embeddings, SDXL's size ids."""
+    import torch
+
+    from pipeline.generation import headshot_size
+    from pipeline.styles import STYLES
+
+    width, height = headshot_size(pipe, STYLES["linkedin"].aspect)
+    factor, config, device = pipe.vae_scale_factor, pipe.unet.config, pipe.unet.device
+    generator = torch.Generator(device).manual_seed(0)
+
+    def noise(*shape: int) -> Any:
+        return torch.randn(*shape, generator=generator, device=device, dtype=pipe.unet.dtype)
+
+    return {
+        "sample": noise(batch, config.in_channels, height // factor, width // factor),
+        "timestep": torch.tensor(500, device=device),
+        "encoder_hidden_states": noise(batch, 77, config.cross_attention_dim),
+        "added_cond_kwargs": {
+            "text_embeds": noise(batch, pipe.text_encoder_2.config.projection_dim),
+            "time_ids": torch.tensor([[height, width, 0, 0, height, width]] * batch, device=device).to(pipe.unet.dtype),
+        },
+    }
+
+
+def float8_error(pipe: Any) -> dict[str, Any]:
+    """Convert the UNet's transformer linears to FP8 and compare one eager UNet call with the bf16 one it replaces.
+
+    On random weights this checks the arithmetic (no layer broken, error at FP8's rounding), not image quality.
+    """
+    import torch
+
+    from pipeline.float8 import use_float8_linears
+
+    inputs = unet_call_inputs(pipe, batch=2)
+    with torch.no_grad():
+        reference = pipe.unet(**inputs).sample.double()
+        converted = use_float8_linears(pipe.unet)
+        fast = pipe.unet(**inputs).sample.double()
+    error = float((fast - reference).norm() / reference.norm())
+    return {"variant": "FP8 UNet call vs bf16, eager", "layers": converted, "relative_error": round(error, 4)}
+
+
+def unet_call_seconds(pipe: Any, inputs: dict[str, Any], *, label: str, repeats: int = 10) -> dict[str, Any]:
+    """One UNet call (the batch of a 4-image request with CFG): the first call (it compiles) and the median after."""
+    import torch
+
+    from pipeline.benchmark import measured
+
+    device = str(pipe.unet.device)
+    with torch.no_grad():
+        with measured(device) as first:
+            pipe.unet(**inputs)
+        seconds = []
+        for _ in range(repeats):
+            with measured(device) as call:
+                pipe.unet(**inputs)
+            seconds.append(call.seconds)
+    median = sorted(seconds)[len(seconds) // 2]
+    return {
+        "variant": label,
+        "first_call_s": round(first.seconds, 1),
+        "call_s": round(median, 4),
+        # 30 denoising steps of a 4-image request, per image: what the UNet costs one headshot.
+        "unet_s_per_image_30_steps": round(median * 30 / 4, 3),
+        "peak_gib": round(first.peak_gib, 1),
+    }
+
+
+def unet_variants(pipe: Any, *, record: Any, full_compile: bool) -> None:
+    """The UNet alone, bf16 against FP8, eager and with its transformer blocks compiled (diffusers' regional
+    compilation: each repeated block compiles once); with ``full_compile``, FP8 with the whole UNet compiled last."""
+    import torch
+
+    from pipeline.float8 import use_float8_linears
+
+    def uncompile() -> None:
+        for module in pipe.unet.modules():
+            module._compiled_call_impl = None
+        torch._dynamo.reset()
+
+    inputs = unet_call_inputs(pipe, batch=8)
+    base = str(pipe.unet.dtype).removeprefix("torch.")
+    record("unet", unet_call_seconds(pipe, inputs, label=f"{base}, eager"))
+    pipe.unet.compile_repeated_blocks(fullgraph=True)
+    record("unet", unet_call_seconds(pipe, inputs, label=f"{base}, transformer blocks compiled"))
+    uncompile()
+    record("unet", {"variant": "FP8 layers", "layers": use_float8_linears(pipe.unet)})
+    record("unet", unet_call_seconds(pipe, inputs, label="FP8, eager"))
+    pipe.unet.compile_repeated_blocks(fullgraph=True)
+    record("unet", unet_call_seconds(pipe, inputs, label="FP8, transformer blocks compiled"))
+    if full_compile:
+        uncompile()
+        pipe.unet.compile()
+        record("unet", unet_call_seconds(pipe, inputs, label="FP8, whole UNet compiled"))
+
+
 def training_slot_variants(
     pipe: Any, images: list[Any], *, batch: int, image_steps: int, backend: str, record: Any
 ) -> None:
@@ -131,39 +228,54 @@ def training_slot_variants(
         record("train", figures)
 
 
-def request_variants(pipe: Any, images: list[Any], slot: Any, *, steps: int, compile_render: bool, record: Any) -> None:
-    """No LoRA (the bare pipeline's pace), the slot with its LoRA layers running, the slot merged into the base;
-    then, with ``compile_render``, the merged slot on a compiled UNet and VAE decoder."""
+def request_variants(
+    pipe: Any,
+    images: list[Any],
+    slot: Any,
+    *,
+    steps: int,
+    compile_render: bool,
+    record: Any,
+    eager: bool = True,
+    float8: bool = False,
+) -> None:
+    """No LoRA (the bare pipeline's pace), the slot with its LoRA layers running, the slot merged into the base
+    (``eager``); with ``compile_render``, the merged slot on a compiled UNet and VAE decoder; with ``float8``, then
+    the same with the UNet's transformer layers in FP8 (compiled again, as a worker would be)."""
     from pipeline.acceleration import optimize_for_inference
     from pipeline.training import TrainingConfig, train_lora
+
+    def serve(label: str, path: Path | None, merge: bool) -> None:
+        slot.merge = merge
+        record("request", request_variant(pipe, path, label=label, slot=slot, png_level=1, repeats=2, steps=steps))
 
     with tempfile.TemporaryDirectory() as folder:
         lora = train_lora(pipe, images, TrainingConfig(rank=16, steps=8), Path(folder)).lora_path
         record("request", decode_seconds(pipe, batch=4, repeats=3))
-        variants: list[tuple[str, Path | None, bool]] = [
-            ("no LoRA (base pipeline)", None, False),
-            ("slot, LoRA layers run (worker before)", lora, False),
-            ("slot merged into the base weights (worker now)", lora, True),
-        ]
-        for label, path, merge in variants:
-            slot.merge = merge
-            record("request", request_variant(pipe, path, label=label, slot=slot, png_level=1, repeats=2, steps=steps))
+        if eager:
+            serve("no LoRA (base pipeline)", None, False)
+            serve("slot, LoRA layers run (worker before)", lora, False)
+            serve("slot merged into the base weights (worker now)", lora, True)
         if compile_render:
-            # 'default' mode: the autotuning modes compile for many minutes on SDXL (BENCHMARKS.md, first session).
-            optimize_for_inference(pipe, compile=True, compile_mode="default")
-            slot.merge = True
-            label = "slot merged, compiled UNet + VAE decode (first request compiles)"
-            record("request", request_variant(pipe, lora, label=label, slot=slot, png_level=1, repeats=2, steps=steps))
+            optimize_for_inference(pipe, compile=True)  # the worker's mode, SERVING_COMPILE_MODE
+            serve("slot merged, compiled UNet + VAE decode (first request compiles)", lora, True)
+        if float8:
+            record("request", float8_error(pipe))  # converts the layers; a compiled UNet recompiles for them
+            compiled = "compiled" if compile_render else "eager"
+            serve(f"slot merged, {compiled}, transformer linears in FP8 (first request compiles)", lora, True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.benchmark_hotpaths", description=__doc__.split("\n")[0])
     parser.add_argument("--model", choices=("sdxl", "tiny"), default="sdxl")
-    parser.add_argument("--only", choices=("train", "request"), help="one half only")
+    parser.add_argument("--only", choices=("train", "request", "unet"), help="one part only ('unet': not by default)")
+    parser.add_argument("--unet-full-compile", action="store_true", help="'unet': add FP8 with the whole UNet compiled")
     parser.add_argument("--image-steps", type=int, default=200, help="image-steps per training variant")
     parser.add_argument("--steps", type=int, default=30, help="denoising steps per image")
     parser.add_argument("--compile-train", action="store_true", help="add the compiled training forward")
     parser.add_argument("--compile-render", action="store_true", help="add rendering on a compiled UNet (last)")
+    parser.add_argument("--float8", action="store_true", help="add rendering with FP8 transformer layers (last)")
+    parser.add_argument("--skip-eager", action="store_true", help="leave out the eager request variants")
     parser.add_argument("--train-slot", action="store_true", help="add two users through a compiled TrainingSlot")
     parser.add_argument("--compile-backend", default="inductor", help="torch.compile backend ('eager': trace only)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here (rewritten after each figure)")
@@ -180,7 +292,13 @@ def main(argv: list[str] | None = None) -> int:
 
         pipe = build_random_sdxl(device=pick_device())
     images = sample_images(10)
-    results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "model": args.model, "train": [], "request": []}
+    results: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d"),
+        "model": args.model,
+        "train": [],
+        "request": [],
+        "unet": [],
+    }
 
     def record(section: str, figures: dict[str, Any]) -> None:
         results[section].append(figures)
@@ -188,6 +306,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.out:
             args.out.write_text(json.dumps(results, indent=2) + "\n")
 
+    if args.only == "unet":
+        unet_variants(pipe, record=record, full_compile=args.unet_full_compile)
+        return 0
     if args.only in (None, "train"):
         variants = [(4, 1, False), (4, 10, False), (8, 10, False)] + ([(4, 10, True)] if args.compile_train else [])
         for batch, every, compiled in variants:
@@ -202,7 +323,16 @@ def main(argv: list[str] | None = None) -> int:
         backend = args.compile_backend
         training_slot_variants(pipe, images, batch=batch, image_steps=args.image_steps, backend=backend, record=record)
     if args.only in (None, "request"):
-        request_variants(pipe, images, lora_slot, steps=args.steps, compile_render=args.compile_render, record=record)
+        request_variants(
+            pipe,
+            images,
+            lora_slot,
+            steps=args.steps,
+            compile_render=args.compile_render,
+            record=record,
+            eager=not args.skip_eager,
+            float8=args.float8,
+        )
     return 0
 
 
