@@ -26,7 +26,7 @@ from typing import Any
 
 from PIL import Image
 
-__all__ = ["main", "naive_training_rate", "run_benchmark"]
+__all__ = ["benchmark_pipeline", "main", "naive_training_rate", "run_benchmark"]
 
 PROMPT = "a photo of sks person"
 CUSTOMER_IMAGE_STEPS = 1000
@@ -326,6 +326,17 @@ def run_benchmark(
     return out
 
 
+def benchmark_pipeline(model: str, device: str) -> Any:
+    """What the benchmarks measure: ``"sdxl"``, SDXL's architecture with random weights, or ``"tiny"``."""
+    if model == "tiny":
+        from pipeline.loading import load_base_pipeline
+
+        return load_base_pipeline("tiny", device=device, cache_dir=Path(tempfile.gettempdir()) / "headshot-models")
+    from pipeline.sdxl_config import build_random_sdxl
+
+    return build_random_sdxl(device=device)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.benchmark", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -341,16 +352,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)
 
-    from pipeline.loading import load_base_pipeline, pick_device
+    from pipeline.loading import pick_device
 
     device = args.device or pick_device()
 
     def factory() -> Any:
-        if args.model == "tiny":
-            return load_base_pipeline("tiny", device=device, cache_dir=Path(tempfile.gettempdir()) / "headshot-models")
-        from pipeline.sdxl_config import build_random_sdxl
-
-        return build_random_sdxl(device=device)
+        return benchmark_pipeline(args.model, device)
 
     partial = args.out.with_suffix(".partial.json") if args.out else None
     float8 = {"auto": None, "on": True, "off": False}[args.float8]

@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.benchmark import measured, sample_images
+from pipeline.benchmark import benchmark_pipeline, measured, sample_images
+from pipeline.benchmark_unet import float8_error
 
 __all__ = ["main", "request_variant", "training_variant"]
 
@@ -117,103 +118,6 @@ def decode_seconds(pipe: Any, *, batch: int, repeats: int) -> dict[str, Any]:
     return {"variant": f"VAE decode alone, batch {batch}", "decode_s": round(sum(seconds[1:]) / repeats, 3)}
 
 
-def unet_call_inputs(pipe: Any, *, batch: int) -> dict[str, Any]:
-    """One denoising call's inputs at the linkedin style's size: random latents and embeddings, SDXL's size ids."""
-    import torch
-
-    from pipeline.generation import headshot_size
-    from pipeline.styles import STYLES
-
-    width, height = headshot_size(pipe, STYLES["linkedin"].aspect)
-    factor, config, device = pipe.vae_scale_factor, pipe.unet.config, pipe.unet.device
-    generator = torch.Generator(device).manual_seed(0)
-
-    def noise(*shape: int) -> Any:
-        return torch.randn(*shape, generator=generator, device=device, dtype=pipe.unet.dtype)
-
-    return {
-        "sample": noise(batch, config.in_channels, height // factor, width // factor),
-        "timestep": torch.tensor(500, device=device),
-        "encoder_hidden_states": noise(batch, 77, config.cross_attention_dim),
-        "added_cond_kwargs": {
-            "text_embeds": noise(batch, pipe.text_encoder_2.config.projection_dim),
-            "time_ids": torch.tensor([[height, width, 0, 0, height, width]] * batch, device=device).to(pipe.unet.dtype),
-        },
-    }
-
-
-def float8_error(pipe: Any) -> dict[str, Any]:
-    """Convert the UNet's transformer linears to FP8 and compare one eager UNet call with the bf16 one it replaces.
-
-    On random weights this checks the arithmetic (no layer broken, error at FP8's rounding), not image quality.
-    """
-    import torch
-
-    from pipeline.float8 import use_float8_linears
-
-    inputs = unet_call_inputs(pipe, batch=2)
-    with torch.no_grad():
-        reference = pipe.unet(**inputs).sample.double()
-        converted = use_float8_linears(pipe.unet)
-        fast = pipe.unet(**inputs).sample.double()
-    error = float((fast - reference).norm() / reference.norm())
-    return {"variant": "FP8 UNet call vs bf16, eager", "layers": converted, "relative_error": round(error, 4)}
-
-
-def unet_call_seconds(pipe: Any, inputs: dict[str, Any], *, label: str, repeats: int = 10) -> dict[str, Any]:
-    """One UNet call (the batch of a 4-image request with CFG): the first call (it compiles) and the median after."""
-    import torch
-
-    from pipeline.benchmark import measured
-
-    device = str(pipe.unet.device)
-    with torch.no_grad():
-        with measured(device) as first:
-            pipe.unet(**inputs)
-        seconds = []
-        for _ in range(repeats):
-            with measured(device) as call:
-                pipe.unet(**inputs)
-            seconds.append(call.seconds)
-    median = sorted(seconds)[len(seconds) // 2]
-    return {
-        "variant": label,
-        "first_call_s": round(first.seconds, 1),
-        "call_s": round(median, 4),
-        # 30 denoising steps of a 4-image request, per image: what the UNet costs one headshot.
-        "unet_s_per_image_30_steps": round(median * 30 / 4, 3),
-        "peak_gib": round(first.peak_gib, 1),
-    }
-
-
-def unet_variants(pipe: Any, *, record: Any, full_compile: bool) -> None:
-    """The UNet alone, bf16 against FP8, eager and with its transformer blocks compiled (diffusers' regional
-    compilation: each repeated block compiles once); with ``full_compile``, FP8 with the whole UNet compiled last."""
-    import torch
-
-    from pipeline.float8 import use_float8_linears
-
-    def uncompile() -> None:
-        for module in pipe.unet.modules():
-            module._compiled_call_impl = None
-        torch._dynamo.reset()
-
-    inputs = unet_call_inputs(pipe, batch=8)
-    base = str(pipe.unet.dtype).removeprefix("torch.")
-    record("unet", unet_call_seconds(pipe, inputs, label=f"{base}, eager"))
-    pipe.unet.compile_repeated_blocks(fullgraph=True)
-    record("unet", unet_call_seconds(pipe, inputs, label=f"{base}, transformer blocks compiled"))
-    uncompile()
-    record("unet", {"variant": "FP8 layers", "layers": use_float8_linears(pipe.unet)})
-    record("unet", unet_call_seconds(pipe, inputs, label="FP8, eager"))
-    pipe.unet.compile_repeated_blocks(fullgraph=True)
-    record("unet", unet_call_seconds(pipe, inputs, label="FP8, transformer blocks compiled"))
-    if full_compile:
-        uncompile()
-        pipe.unet.compile()
-        record("unet", unet_call_seconds(pipe, inputs, label="FP8, whole UNet compiled"))
-
-
 def training_slot_variants(
     pipe: Any, images: list[Any], *, batch: int, image_steps: int, backend: str, record: Any
 ) -> None:
@@ -268,8 +172,7 @@ def request_variants(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.benchmark_hotpaths", description=__doc__.split("\n")[0])
     parser.add_argument("--model", choices=("sdxl", "tiny"), default="sdxl")
-    parser.add_argument("--only", choices=("train", "request", "unet"), help="one part only ('unet': not by default)")
-    parser.add_argument("--unet-full-compile", action="store_true", help="'unet': add FP8 with the whole UNet compiled")
+    parser.add_argument("--only", choices=("train", "request"), help="one half only")
     parser.add_argument("--image-steps", type=int, default=200, help="image-steps per training variant")
     parser.add_argument("--steps", type=int, default=30, help="denoising steps per image")
     parser.add_argument("--compile-train", action="store_true", help="add the compiled training forward")
@@ -281,24 +184,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="write the results as JSON here (rewritten after each figure)")
     args = parser.parse_args(argv)
 
-    from pipeline.loading import load_base_pipeline, pick_device
+    from pipeline.loading import pick_device
     from pipeline.lora_slot import LoraSlot
 
-    if args.model == "tiny":
-        cache = Path(tempfile.gettempdir()) / "headshot-models"
-        pipe = load_base_pipeline("tiny", device=pick_device(), cache_dir=cache)
-    else:
-        from pipeline.sdxl_config import build_random_sdxl
-
-        pipe = build_random_sdxl(device=pick_device())
+    pipe = benchmark_pipeline(args.model, pick_device())
     images = sample_images(10)
-    results: dict[str, Any] = {
-        "date": time.strftime("%Y-%m-%d"),
-        "model": args.model,
-        "train": [],
-        "request": [],
-        "unet": [],
-    }
+    results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "model": args.model, "train": [], "request": []}
 
     def record(section: str, figures: dict[str, Any]) -> None:
         results[section].append(figures)
@@ -306,9 +197,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.out:
             args.out.write_text(json.dumps(results, indent=2) + "\n")
 
-    if args.only == "unet":
-        unet_variants(pipe, record=record, full_compile=args.unet_full_compile)
-        return 0
     if args.only in (None, "train"):
         variants = [(4, 1, False), (4, 10, False), (8, 10, False)] + ([(4, 10, True)] if args.compile_train else [])
         for batch, every, compiled in variants:

@@ -54,3 +54,28 @@ def test_hot_path_benchmark_trains_two_users_through_the_training_slot(tmp_path:
     for variant in ("fresh adapter, eager", "training slot, compiled: first user (compiles)",
                     "training slot, compiled: next user"):  # fmt: skip
         assert figures[variant]["image_steps_per_s"] > 0, variant
+
+
+@pytest.mark.usefixtures("fresh_dynamo")
+def test_unet_benchmark_times_every_variant_and_splits_the_profile_by_kind(tmp_path: Path) -> None:
+    import json
+
+    from pipeline.benchmark_unet import main
+
+    out = tmp_path / "unet.json"
+    assert main(["--model", "tiny", "--full-compile", "--profile", "--out", str(out)]) == 0
+    entries = json.loads(out.read_text())["unet"]
+    calls = {entry["variant"]: entry for entry in entries if "call_s" in entry}
+    assert list(calls) == [
+        "float32, eager",
+        "float32, transformer blocks compiled",
+        "FP8, eager",
+        "FP8, transformer blocks compiled",
+        "float32, whole UNet compiled (as a worker compiles)",
+        "FP8, whole UNet compiled",
+    ]
+    assert all(0 < entry["call_s"] <= entry["first_call_s"] + entry["call_s"] for entry in calls.values())
+    profile = entries[-1]
+    assert profile["ms_per_call"] > 0
+    assert math.isclose(sum(profile["share_by_kind"].values()), 1.0, abs_tol=0.01)
+    assert "matrix products" in profile["share_by_kind"]  # the FP8 products were seen and sorted as such
