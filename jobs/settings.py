@@ -66,8 +66,8 @@ class Settings(BaseSettings):
     )
     render_float8: bool = Field(
         default=False,
-        description="Render through FP8 products in the UNet's transformer layers; pays only with compile_unet on "
-        "a GPU with FP8 tensor cores (H100: UNet call 0.135 s vs 0.143 s, compile 268 s vs 183 s).",
+        description="Render through FP8 products in the UNet's transformer layers; needs compile_unet, pays on a "
+        "GPU with FP8 tensor cores (H100: UNet call 0.135 s vs 0.143 s, compile 268 s vs 183 s).",
     )
 
     # Session rules.
@@ -154,6 +154,15 @@ class Settings(BaseSettings):
     s3_access_key_id: str | None = Field(default=None, description="Unset = the AWS default credential chain.")
     s3_secret_access_key: SecretStr | None = None
     s3_prefix: str = Field(default="", description="Folder inside the bucket, e.g. 'headshots/'; '' = the root.")
+
+    @model_validator(mode="after")
+    def _float8_compiled(self) -> Settings:
+        if self.render_float8 and not self.compile_unet:
+            raise ValueError(
+                "HEADSHOT_RENDER_FLOAT8=true needs HEADSHOT_COMPILE_UNET=true: uncompiled, the FP8 layers render at "
+                "half the speed of bf16 (BENCHMARKS.md). Turn compiling on, or FP8 off."
+            )
+        return self
 
     @model_validator(mode="after")
     def _s3_complete(self) -> Settings:

@@ -27,6 +27,12 @@ def test_bad_setting_names_the_value() -> None:
         Settings(_env_file=None, min_selfies=10, max_selfies=5)  # type: ignore[call-arg]
 
 
+def test_fp8_rendering_without_compiling_is_refused_with_both_settings_named() -> None:
+    with pytest.raises(ValidationError, match="HEADSHOT_RENDER_FLOAT8=true needs HEADSHOT_COMPILE_UNET=true"):
+        Settings(_env_file=None, render_float8=True, compile_unet=False)  # type: ignore[call-arg]
+    assert Settings(_env_file=None, render_float8=True, compile_unet=True).render_float8  # type: ignore[call-arg]
+
+
 def test_bot_side_imports_no_torch() -> None:
     code = (
         "import sys, bot.app, bot.main, bot.demo, bot.local.cli, bot.telegram, bot.discord, jobs.queue, jobs.worker; "
