@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from pipeline.benchmark_unet import unet_call_inputs
 from pipeline.float8 import Float8Linear, float8_supported, use_float8_linears
 from pipeline.loading import load_base_pipeline
 from pipeline.lora_slot import LoraSlot
@@ -65,7 +66,7 @@ def test_refresh_follows_an_in_place_weight_change() -> None:
 def test_conversion_covers_the_transformer_linears_only_and_stays_close(model_cache_dir: Path) -> None:
     pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
     unet = pipe.unet
-    inputs = tiny_unet_inputs(pipe)
+    inputs = unet_call_inputs(pipe, batch=2)
     with torch.no_grad():
         reference = unet(**inputs).sample
 
@@ -79,22 +80,6 @@ def test_conversion_covers_the_transformer_linears_only_and_stays_close(model_ca
     with torch.no_grad():
         fast = unet(**inputs).sample
     assert 0 < relative_error(fast, reference) < 0.1
-
-
-def tiny_unet_inputs(pipe: Any) -> dict[str, Any]:
-    """One denoising call's inputs for ``pipe``'s UNet: random latents and prompt embeddings, SDXL's size ids."""
-    generator = torch.Generator().manual_seed(0)
-    config = pipe.unet.config
-    side = config.sample_size * pipe.vae_scale_factor
-    return {
-        "sample": torch.randn(2, config.in_channels, config.sample_size, config.sample_size, generator=generator),
-        "timestep": torch.tensor(500),
-        "encoder_hidden_states": torch.randn(2, 77, config.cross_attention_dim, generator=generator),
-        "added_cond_kwargs": {
-            "text_embeds": torch.randn(2, pipe.text_encoder_2.config.projection_dim, generator=generator),
-            "time_ids": torch.tensor([[side, side, 0, 0, side, side]] * 2, dtype=torch.float32),
-        },
-    }
 
 
 def test_a_merged_slot_renders_its_lora_through_fp8_and_clearing_restores_the_fp8_weights(
