@@ -114,21 +114,17 @@ def compile_for_serving(
     batch_sizes: Iterable[int],
     compile_mode: str = SERVING_COMPILE_MODE,
     compile_backend: str = "inductor",
-    float8: bool = False,
 ) -> float:
     """Compile ``pipe`` for a worker and render every style look and batch size it will serve; return seconds.
 
     Renders go through ``generate_headshots`` with ``slot`` merged (holding zeros), the path and state every user's
     request renders in, so the graphs those requests need are all built here, at start-up, and no user's first
     request waits minutes for a compile. Styles that share size, sampler and CFG share graphs and render once.
-    ``float8``: see ``optimize_for_inference``.
     """
     from pipeline.generation import generate_headshots
 
     started = time.perf_counter()
-    optimize_for_inference(
-        pipe, compile=True, compile_mode=compile_mode, compile_backend=compile_backend, float8=float8
-    )
+    optimize_for_inference(pipe, compile=True, compile_mode=compile_mode, compile_backend=compile_backend)
     looks = {(style.aspect, style.scheduler, style.guidance_scale > 1): style for style in styles}
     with slot.merged_base():
         for style in looks.values():
