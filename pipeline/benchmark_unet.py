@@ -4,8 +4,9 @@ The UNet is the cost of a headshot (the VAE decode is 0.06 s of ~1.2 s per image
 call at the batch of a 4-image request with CFG (8 latents at the linkedin style's size), in one process:
 bf16 eager (the baseline), bf16 with its transformer blocks compiled (diffusers' regional compilation), the same two
 with the transformer linears in FP8 (``pipeline.float8``), and with ``--full-compile`` bf16 and FP8 with the whole
-UNet compiled (as a worker compiles). ``--profile`` then records the last variant's kernels (and the bf16 whole-UNet one's) for 3 calls with
-``torch.profiler`` and sums their device time by kind (matrix products, attention, convolutions, norms, the rest).
+UNet compiled (as a worker compiles). ``--profile`` then records 3 calls of the last variant (and of bf16 whole-UNet)
+with ``torch.profiler`` and sums their kernels' device time by kind (matrix products, attention, convolutions, norms,
+the rest).
 """
 
 from __future__ import annotations
