@@ -84,7 +84,9 @@ def _compile_training(ctx: dict[str, Any], settings: Settings) -> float:
 
     started = time.monotonic()
     pipe, plan = ctx["pipe"], ctx["train_plan"]
-    slot = ctx["training_slot"] = TrainingSlot(pipe, rank=settings.lora_rank, compile_backend=settings.compile_backend)
+    slot = ctx["training_slot"] = TrainingSlot(
+        pipe, rank=settings.lora_rank, compile_backend=settings.compile_backend, compile_scope=settings.compile_scope
+    )
     config = TrainingConfig(
         rank=settings.lora_rank,
         steps=plan.batch_size,
@@ -105,4 +107,11 @@ def _compile_for_serving(pipe: Any, slot: Any, settings: Settings) -> float:
 
     batches = render_batch_sizes(settings.headshots_per_request, settings.headshot_candidates, DEFAULT_BATCH_SIZE)
     styles = [*STYLES.values(), custom_style("a free-text style")]
-    return compile_for_serving(pipe, slot, styles=styles, batch_sizes=batches, compile_backend=settings.compile_backend)
+    return compile_for_serving(
+        pipe,
+        slot,
+        styles=styles,
+        batch_sizes=batches,
+        compile_backend=settings.compile_backend,
+        compile_scope=settings.compile_scope,
+    )

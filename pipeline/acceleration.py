@@ -20,12 +20,28 @@ if TYPE_CHECKING:
     from pipeline.lora_slot import LoraSlot
     from pipeline.styles import Style
 
-__all__ = ["SERVING_COMPILE_MODE", "compile_for_serving", "is_qkv_fused", "optimize_for_inference"]
+__all__ = [
+    "COMPILE_SCOPES",
+    "SERVING_COMPILE_MODE",
+    "compile_for_serving",
+    "compile_unet_blocks",
+    "is_qkv_fused",
+    "optimize_for_inference",
+]
 
 # What a worker compiles with: 'default' compiled SDXL's merged-LoRA UNet in 165 s and rendered a 4-image request in
 # 4.69 s against 5.61 s eager (H100, BENCHMARKS.md). The autotuning modes compile for many minutes more (over 4 for
 # 'max-autotune-no-cudagraphs' in the first session); CUDA graphs ('reduce-overhead') re-record for every batch size.
 SERVING_COMPILE_MODE = "default"
+
+# What "compiling the UNet" compiles: "unet", the whole module (one graph set, SDXL 183 s on an H100), or "blocks",
+# each repeated transformer block (diffusers' regional compilation: 17 s, and a UNet call as fast, BENCHMARKS.md).
+COMPILE_SCOPES = ("unet", "blocks")
+
+# All of a UNet's transformer blocks run one ``forward`` code object, so dynamo keeps their graphs in one cache: one
+# per input shape family, grad mode, train/eval flag and active LoRA adapter (6 on the tiny model's worker). Past
+# torch's default limit of 8 it would silently run the blocks eagerly.
+BLOCK_RECOMPILE_LIMIT = 64
 
 
 def is_qkv_fused(pipe: Any) -> bool:
@@ -43,13 +59,15 @@ def optimize_for_inference(
     compile_mode: str = SERVING_COMPILE_MODE,
     compile_backend: str = "inductor",
     float8: bool = False,
+    compile_scope: str = "unet",
 ) -> None:
     """Speed ``pipe`` up in place for rendering; call once at worker start-up, after creating any ``LoraSlot``.
 
     ``float8`` makes the UNet's transformer layers multiply in FP8 when rendering (``pipeline.float8``); it pays
-    only compiled, where the per-row scaling fuses into few kernels.
+    only compiled, where the per-row scaling fuses into few kernels. ``compile_scope`` is one of ``COMPILE_SCOPES``.
 
-    Raises ``ValueError`` for ``fuse_qkv=True`` while a LoRA adapter is loaded, since fusing would ignore it.
+    Raises ``ValueError`` for ``fuse_qkv=True`` while a LoRA adapter is loaded, since fusing would ignore it, and for
+    an unknown ``compile_scope``.
     """
     import torch
 
@@ -61,6 +79,8 @@ def optimize_for_inference(
             f"fuse_qkv=True would make the loaded LoRA adapters ({', '.join(sorted(loaded_adapters(pipe)))}) have "
             "no effect; use fuse_qkv=False on a pipeline that renders with LoRAs."
         )
+    if compile_scope not in COMPILE_SCOPES:
+        raise ValueError(f"compile_scope must be one of {COMPILE_SCOPES}, but is {compile_scope!r}.")
     on_cuda = pipe.unet.device.type == "cuda"
     # Inference mode, as a checkpoint loads: compiled graphs guard on each module's ``training`` flag, and training
     # a LoRA ends with ``eval()``, so graphs compiled on a model built in training mode (random SDXL) recompiled
@@ -101,9 +121,32 @@ def optimize_for_inference(
             inductor.coordinate_descent_check_all_directions = True
         # Modes are inductor's; another backend (tests use "eager": tracing and guards only) takes none.
         mode = compile_mode if on_cuda and compile_backend == "inductor" else None
-        pipe.unet.compile(mode=mode, fullgraph=False, backend=compile_backend)
+        if compile_scope == "blocks":
+            compile_unet_blocks(pipe.unet, mode=mode, backend=compile_backend)
+        else:
+            pipe.unet.compile(mode=mode, fullgraph=False, backend=compile_backend)
         if not getattr(pipe.vae.decode, "_torchdynamo_orig_callable", None):
             pipe.vae.decode = torch.compile(pipe.vae.decode, mode=mode, backend=compile_backend)
+
+
+def compile_unet_blocks(unet: Any, *, mode: str | None = None, backend: str = "inductor") -> int:
+    """Compile each of ``unet``'s repeated transformer blocks in place (those not compiled yet); return how many.
+
+    Training and rendering share these compiled blocks: a block called with gradients on gets graphs of its own.
+    """
+    import torch._dynamo.config
+
+    repeated = set(getattr(unet, "_repeated_blocks", ()))
+    if not repeated:
+        raise ValueError(f"{type(unet).__name__} names no repeated blocks to compile; use compile_scope='unet' for it.")
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, BLOCK_RECOMPILE_LIMIT)
+    compiled = 0
+    for module in unet.modules():
+        if type(module).__name__ in repeated and module._compiled_call_impl is None:
+            # fullgraph: a graph break inside a block would split every one of them, silently slower.
+            module.compile(mode=mode, fullgraph=True, backend=backend)
+            compiled += 1
+    return compiled
 
 
 def compile_for_serving(
@@ -114,6 +157,7 @@ def compile_for_serving(
     batch_sizes: Iterable[int],
     compile_mode: str = SERVING_COMPILE_MODE,
     compile_backend: str = "inductor",
+    compile_scope: str = "unet",
 ) -> float:
     """Compile ``pipe`` for a worker and render every style look and batch size it will serve; return seconds.
 
@@ -124,7 +168,9 @@ def compile_for_serving(
     from pipeline.generation import generate_headshots
 
     started = time.perf_counter()
-    optimize_for_inference(pipe, compile=True, compile_mode=compile_mode, compile_backend=compile_backend)
+    optimize_for_inference(
+        pipe, compile=True, compile_mode=compile_mode, compile_backend=compile_backend, compile_scope=compile_scope
+    )
     looks = {(style.aspect, style.scheduler, style.guidance_scale > 1): style for style in styles}
     with slot.merged_base():
         for style in looks.values():

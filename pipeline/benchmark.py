@@ -224,11 +224,12 @@ def run_benchmark(
     log: Callable[[str], None] = print,
     partial: Path | None = None,
     float8: bool | None = None,
+    compile_scope: str = "unet",
 ) -> dict[str, Any]:
     """Every measurement of the module docstring, in the order a worker meets them, on one pipeline.
 
-    ``float8`` renders the project's UNet transformer layers in FP8; default as a worker: when compiling on a GPU
-    with FP8 tensor cores.
+    ``float8`` renders the project's UNet transformer layers in FP8; default (None): when compiling on a GPU with
+    FP8 tensor cores. ``compile_scope`` is what compiling compiles (``pipeline.acceleration.COMPILE_SCOPES``).
 
     With ``partial``, the figures so far are rewritten there after each one, so a run cut short still reports.
     """
@@ -255,6 +256,7 @@ def run_benchmark(
         "inference_steps": steps,
         "rank": rank,
         "compile_mode": (compile_mode or SERVING_COMPILE_MODE) if compile else None,
+        "compile_scope": compile_scope if compile else None,
         "float8": float8,
     }
 
@@ -282,7 +284,13 @@ def run_benchmark(
         record(f"generate_plain_b{batch}", plain)
     slot = LoraSlot(pipe, max_rank=rank, merge=True)  # as the worker renders
     with measured(device) as setup:
-        optimize_for_inference(pipe, compile=compile, compile_mode=compile_mode or SERVING_COMPILE_MODE, float8=float8)
+        optimize_for_inference(
+            pipe,
+            compile=compile,
+            compile_mode=compile_mode or SERVING_COMPILE_MODE,
+            float8=float8,
+            compile_scope=compile_scope,
+        )
     with tempfile.TemporaryDirectory() as folder:
         paths = {"a": Path(folder) / "a.safetensors", "b": Path(folder) / "b.safetensors"}
         paths["a"].write_bytes(loras["a"])
@@ -302,7 +310,10 @@ def run_benchmark(
         log("training: project loop, user b, on the compiled worker")
         user_b = project_training(pipe, images, image_steps=8 if quick else 200, rank=rank)
         paths["b"].write_bytes(user_b.pop("lora_bytes"))
+        # Scope "blocks": the compiled blocks get their graphs with gradients on here (a worker does it at start).
+        user_b["graphs_compiled"] = _graph_count() - graphs_before
         record("train_project_b_after_compile", user_b)
+        graphs_before = _graph_count()
         switches = [slot.swap_in(paths[user]) for user in ("a", "b", "a", "b")]
         after_switch = project_generation(pipe, slot, paths["b"], batch=1, steps=steps, repeats=1)
         record("lora_switch", {
@@ -347,7 +358,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-compile", action="store_true", help="measure without torch.compile")
     parser.add_argument("--compile-mode", help="torch.compile mode (default: the worker's, SERVING_COMPILE_MODE)")
     parser.add_argument(
-        "--float8", choices=("auto", "on", "off"), default="auto", help="FP8 rendering (auto: as a worker decides)"
+        "--float8",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="FP8 rendering (auto: when compiling on a GPU with FP8 tensor cores)",
+    )
+    parser.add_argument(
+        "--compile-scope", choices=("unet", "blocks"), default="unet", help="the whole UNet, or its transformer blocks"
     )
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)
@@ -368,6 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         compile_mode=args.compile_mode,
         partial=partial,
         float8=float8,
+        compile_scope=args.compile_scope,
     )
     results.update({"model": args.model, "date": time.strftime("%Y-%m-%d"), "compile": not args.no_compile})
     text = json.dumps(results, indent=2, default=str)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from pipeline._adapters import UNET_ATTENTION_TARGETS, restore_active_adapters, snapshot_active_adapters
+from pipeline.acceleration import COMPILE_SCOPES
 
 __all__ = ["TRAINING_ADAPTER", "TrainingSlot", "reset_lora"]
 
@@ -34,6 +35,7 @@ class TrainingSlot:
         target_modules: Sequence[str] = UNET_ATTENTION_TARGETS,
         compile: bool = True,
         compile_backend: str = "inductor",
+        compile_scope: str = "unet",
     ) -> None:
         import torch
         from peft import LoraConfig
@@ -41,6 +43,8 @@ class TrainingSlot:
         # 1. Check inputs: the adapter must start inactive, which needs another adapter (the LoraSlot's) to be active.
         if not isinstance(rank, int) or rank < 1:
             raise ValueError(f"rank must be a positive integer, but is {rank!r}.")
+        if compile_scope not in COMPILE_SCOPES:
+            raise ValueError(f"compile_scope must be one of {COMPILE_SCOPES}, but is {compile_scope!r}.")
         unet = pipe.unet
         active = snapshot_active_adapters(pipe)
         if not active.get("unet"):
@@ -64,9 +68,15 @@ class TrainingSlot:
         self.clear()
 
         # 3. One forward for every job; ``unet.forward``, not ``unet(...)``: a serving-compiled UNet keeps its graphs.
-        self.forward: Callable[..., Any] = (
-            torch.compile(unet.forward, backend=compile_backend) if compile else unet.forward
-        )
+        #    Scope "blocks" compiles the transformer blocks instead, shared with rendering (their graphs with
+        #    gradients on are the training ones): minutes of compiling less than the whole forward.
+        self.forward: Callable[..., Any] = unet.forward
+        if compile and compile_scope == "blocks":
+            from pipeline.acceleration import compile_unet_blocks
+
+            compile_unet_blocks(unet, backend=compile_backend)
+        elif compile:
+            self.forward = torch.compile(unet.forward, backend=compile_backend)
 
     def check(self, rank: int, target_modules: Sequence[str], text_encoder_lora: bool) -> None:
         """Raise ``ValueError`` naming what differs when a recipe cannot train in this slot."""

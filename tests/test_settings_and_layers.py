@@ -33,6 +33,17 @@ def test_fp8_rendering_without_compiling_is_refused_with_both_settings_named() -
     assert Settings(_env_file=None, render_float8=True, compile_unet=True).render_float8  # type: ignore[call-arg]
 
 
+def test_block_compiled_training_without_compiled_rendering_is_refused_with_the_settings_named() -> None:
+    # The blocks are shared: unwarmed for rendering, a user's first request would compile them.
+    message = "HEADSHOT_COMPILE_SCOPE=blocks with HEADSHOT_COMPILE_TRAINING=true needs HEADSHOT_COMPILE_UNET=true"
+    with pytest.raises(ValidationError, match=message):
+        Settings(_env_file=None, compile_scope="blocks", compile_training=True)  # type: ignore[call-arg]
+    both = Settings(_env_file=None, compile_scope="blocks", compile_training=True, compile_unet=True)  # type: ignore[call-arg]
+    assert both.compile_scope == "blocks"
+    with pytest.raises(ValidationError, match="compile_scope"):
+        Settings(_env_file=None, compile_scope="layers")  # type: ignore[call-arg]
+
+
 def test_bot_side_imports_no_torch() -> None:
     code = (
         "import sys, bot.app, bot.main, bot.demo, bot.local.cli, bot.telegram, bot.discord, jobs.queue, jobs.worker; "

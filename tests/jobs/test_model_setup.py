@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
+import torch._dynamo.config
 from PIL import Image
 
 from jobs.model_setup import prepare_model
@@ -23,21 +24,32 @@ def graphs() -> int:
 
 
 @pytest.mark.usefixtures("fresh_dynamo")
-@pytest.mark.parametrize("float8", [False, True], ids=["bf16", "fp8-rendering"])
+@pytest.mark.parametrize(
+    ("float8", "scope"), [(False, "unet"), (True, "unet"), (False, "blocks")], ids=["bf16", "fp8-rendering", "blocks"]
+)
 def test_a_compiled_worker_compiles_at_start_and_never_for_a_user(
-    selfie_dir: Path, tmp_path: Path, float8: bool
+    selfie_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, float8: bool, scope: Literal["unet", "blocks"]
 ) -> None:
     # "eager": dynamo's tracing and guards (what decides a recompile) without inductor's codegen on a CPU.
     settings = Settings(model="tiny", data_dir=tmp_path / "data", lora_rank=4, headshots_per_request=2,
                         compile_unet=True, compile_training=True, compile_backend="eager",
-                        render_float8=float8)  # fmt: skip
+                        render_float8=float8, compile_scope=scope)  # fmt: skip
     ctx: dict[str, Any] = {}
     before = graphs()
+    # Past dynamo's recompile limit a function silently runs eagerly and no new graph is counted: make that fail.
+    monkeypatch.setattr(torch._dynamo.config, "fail_on_recompile_limit_hit", True)
     prepare_model(ctx, settings)
     started = graphs()
     assert started > before and {"pipe", "lora_slot", "training_slot", "train_plan"} <= ctx.keys()
     fp8_layers = [module for module in ctx["pipe"].unet.modules() if isinstance(module, Float8Linear)]
     assert bool(fp8_layers) == float8
+    unet = ctx["pipe"].unet
+    compiled_blocks = [module for module in unet.modules() if module._compiled_call_impl is not None]
+    if scope == "blocks":  # the transformer blocks, every one, and nothing around them
+        assert {type(module).__name__ for module in compiled_blocks} == set(unet._repeated_blocks)
+        assert len(compiled_blocks) == sum(type(m).__name__ in unet._repeated_blocks for m in unet.modules())
+    else:
+        assert compiled_blocks == [unet]
 
     # A user's job as the worker's train_lora runs it, then requests as generate_headshots runs them: 2 posted from
     # 3 candidates (a batch of 3) and 2 without ranking (a batch of 2), in a preset and in a free-text style.

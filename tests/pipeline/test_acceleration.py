@@ -37,6 +37,13 @@ def test_fusing_is_refused_while_a_lora_slot_is_loaded(model_cache_dir: Path) ->
     assert not is_qkv_fused(pipe)
 
 
+def test_an_unknown_compile_scope_is_refused_by_name_before_anything_compiles(model_cache_dir: Path) -> None:
+    pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
+    with pytest.raises(ValueError, match=r"compile_scope must be one of \('unet', 'blocks'\), but is 'layer'"):
+        optimize_for_inference(pipe, compile=True, compile_scope="layer", compile_backend="eager")
+    assert all(module._compiled_call_impl is None for module in pipe.unet.modules())
+
+
 @pytest.mark.usefixtures("fresh_dynamo")
 # A model built from its config (the benchmarks' random SDXL) starts in training mode, one from a checkpoint in eval
 # mode; training ends in eval mode, so a graph compiled in training mode recompiled after the first job (145 s).
