@@ -137,21 +137,12 @@ def unet_variants(pipe: Any, *, record: Callable[[dict[str, Any]], None], full_c
     within each compile scope."""
     import torch
 
-    from pipeline.float8 import Float8Linear, use_float8_linears
+    from pipeline.float8 import use_bf16_linears, use_float8_linears
 
     def uncompile() -> None:
         for module in pipe.unet.modules():
             module._compiled_call_impl = None
         torch._dynamo.reset()
-
-    def to_bf16() -> None:
-        for name, module in list(pipe.unet.named_modules()):
-            if isinstance(module, Float8Linear):
-                with torch.device("meta"):  # no throwaway weights: the FP8 layer's own tensors are put in below
-                    plain = torch.nn.Linear(module.in_features, module.out_features, bias=module.bias is not None)
-                plain.weight, plain.bias = module.weight, module.bias
-                parent, _, child = name.rpartition(".")
-                setattr(pipe.unet.get_submodule(parent), child, plain)
 
     inputs = unet_call_inputs(pipe, batch=8)
     base = str(pipe.unet.dtype).removeprefix("torch.")
@@ -165,7 +156,7 @@ def unet_variants(pipe: Any, *, record: Callable[[dict[str, Any]], None], full_c
     record(unet_call_seconds(pipe, inputs, label="FP8, transformer blocks compiled"))
     if full_compile:
         uncompile()
-        to_bf16()
+        use_bf16_linears(pipe.unet)
         pipe.unet.compile()
         label = f"{base}, whole UNet compiled (as a worker compiles)"
         record(unet_call_seconds(pipe, inputs, label=label))

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-__all__ = ["FLOAT8_MODULE_PARTS", "Float8Linear", "float8_supported", "use_float8_linears"]
+__all__ = ["FLOAT8_MODULE_PARTS", "Float8Linear", "float8_supported", "use_bf16_linears", "use_float8_linears"]
 
 FLOAT8 = torch.float8_e4m3fn
 FLOAT8_MAX = torch.finfo(FLOAT8).max  # 448
@@ -105,3 +105,19 @@ def use_float8_linears(unet: Any, *, module_parts: tuple[str, ...] = FLOAT8_MODU
         setattr(unet.get_submodule(parent_name), child, Float8Linear.from_linear(module))
         converted += 1
     return converted
+
+
+def use_bf16_linears(unet: Any) -> int:
+    """Undo ``use_float8_linears``: every ``Float8Linear`` of ``unet`` back to a plain ``nn.Linear`` sharing its
+    weight and bias (the FP8 copies are dropped); return how many. Benchmarks use it to time both on one model."""
+    restored = 0
+    for name, module in list(unet.named_modules()):
+        if not isinstance(module, Float8Linear):
+            continue
+        with torch.device("meta"):  # no throwaway weights: the FP8 layer's own tensors are put in below
+            plain = nn.Linear(module.in_features, module.out_features, bias=module.bias is not None)
+        plain.weight, plain.bias = module.weight, module.bias
+        parent_name, _, child = name.rpartition(".")
+        setattr(unet.get_submodule(parent_name), child, plain)
+        restored += 1
+    return restored

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,12 +24,19 @@ def graphs() -> int:
     return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
 
 
-@pytest.mark.usefixtures("fresh_dynamo")
+@pytest.fixture
+def recompile_limit_fails() -> Iterator[None]:
+    """Past dynamo's recompile limit a function silently runs eagerly and no new graph is counted: make that fail."""
+    with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
+        yield
+
+
+@pytest.mark.usefixtures("fresh_dynamo", "recompile_limit_fails")
 @pytest.mark.parametrize(
     ("float8", "scope"), [(False, "unet"), (True, "unet"), (False, "blocks")], ids=["bf16", "fp8-rendering", "blocks"]
 )
 def test_a_compiled_worker_compiles_at_start_and_never_for_a_user(
-    selfie_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, float8: bool, scope: Literal["unet", "blocks"]
+    selfie_dir: Path, tmp_path: Path, float8: bool, scope: Literal["unet", "blocks"]
 ) -> None:
     # "eager": dynamo's tracing and guards (what decides a recompile) without inductor's codegen on a CPU.
     settings = Settings(model="tiny", data_dir=tmp_path / "data", lora_rank=4, headshots_per_request=2,
@@ -36,8 +44,6 @@ def test_a_compiled_worker_compiles_at_start_and_never_for_a_user(
                         render_float8=float8, compile_scope=scope)  # fmt: skip
     ctx: dict[str, Any] = {}
     before = graphs()
-    # Past dynamo's recompile limit a function silently runs eagerly and no new graph is counted: make that fail.
-    monkeypatch.setattr(torch._dynamo.config, "fail_on_recompile_limit_hit", True)
     prepare_model(ctx, settings)
     started = graphs()
     assert started > before and {"pipe", "lora_slot", "training_slot", "train_plan"} <= ctx.keys()

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from pipeline.benchmark_unet import unet_call_inputs
-from pipeline.float8 import Float8Linear, float8_supported, use_float8_linears
+from pipeline.float8 import Float8Linear, float8_supported, use_bf16_linears, use_float8_linears
 from pipeline.loading import load_base_pipeline
 from pipeline.lora_slot import LoraSlot
 from tests.pipeline.test_generation import difference
@@ -80,6 +80,14 @@ def test_conversion_covers_the_transformer_linears_only_and_stays_close(model_ca
     with torch.no_grad():
         fast = unet(**inputs).sample
     assert 0 < relative_error(fast, reference) < 0.1
+
+    # And back: plain layers on the very same weights, so the bf16 output returns bit for bit.
+    weights = {name: module.weight for name, module in unet.named_modules() if isinstance(module, Float8Linear)}
+    assert use_bf16_linears(unet) == converted
+    assert not any(isinstance(module, Float8Linear) for module in unet.modules())
+    assert all(unet.get_submodule(name).weight is weight for name, weight in weights.items())
+    with torch.no_grad():
+        assert torch.equal(unet(**inputs).sample, reference)
 
 
 def test_a_merged_slot_renders_its_lora_through_fp8_and_clearing_restores_the_fp8_weights(
