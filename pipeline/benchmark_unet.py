@@ -6,7 +6,8 @@ bf16 eager (the baseline), bf16 with its transformer blocks compiled (diffusers'
 with the transformer linears in FP8 (``pipeline.float8``), and with ``--full-compile`` bf16 and FP8 with the whole
 UNet compiled (as a worker compiles). ``--profile`` then records 3 calls of the last variant (and of bf16 whole-UNet)
 with ``torch.profiler`` and sums their kernels' device time by kind (matrix products, attention, convolutions, norms,
-the rest).
+the rest). ``--worker-only`` times just bf16 eager and the worker's whole-UNet compile. On a GPU the UNet is
+channels-last in every variant, as a worker renders.
 """
 
 from __future__ import annotations
@@ -21,15 +22,35 @@ from typing import Any
 
 from pipeline.benchmark import benchmark_pipeline, measured
 
-__all__ = ["float8_error", "kernel_profile", "main", "unet_call_inputs", "unet_call_seconds", "unet_variants"]
+__all__ = [
+    "float8_error",
+    "kernel_kind",
+    "kernel_profile",
+    "main",
+    "unet_call_inputs",
+    "unet_call_seconds",
+    "unet_variants",
+]
 
-# Kernel name -> kind, first match wins: cuBLAS/CUTLASS products (nvjet, sm90_xmma, gemm) before cuDNN convolutions.
+# Kernel name -> kind, first match wins. Inductor's own kernels (``triton_*``) are fused elementwise work whatever
+# op names they carry (an FP8 layer's scaling is named after ``_scaled_mm``); cuDNN's convolutions are implicit
+# GEMMs ("sm90_xmma_fprop_implicit_gemm"), so they are matched before the products; the layout conversions cuDNN
+# runs around a convolution on an NCHW tensor are a kind of their own.
 KERNEL_KINDS = (
     ("attention", re.compile(r"flash|fmha|attention|sdpa", re.IGNORECASE)),
+    ("FP8 scaling", re.compile(r"^triton_.*amax", re.IGNORECASE)),
+    ("norms", re.compile(r"^triton_.*(norm|welford)", re.IGNORECASE)),
+    ("elementwise and other", re.compile(r"^triton_")),
+    ("layout conversions", re.compile(r"nchwToNhwc|nhwcToNchw", re.IGNORECASE)),
+    ("convolutions", re.compile(r"conv|fprop|dgrad|wgrad|winograd|implicit", re.IGNORECASE)),
     ("matrix products", re.compile(r"gemm|nvjet|xmma|cutlass|scaled_mm|addmm|matmul|\bmm\b|linear", re.IGNORECASE)),
-    ("convolutions", re.compile(r"conv|cudnn|implicit|winograd|fprop|dgrad", re.IGNORECASE)),
     ("norms", re.compile(r"norm|welford", re.IGNORECASE)),
 )
+
+
+def kernel_kind(name: str) -> str:
+    """The kind of work a GPU kernel (or, on a CPU, an aten op) does, by its name (``KERNEL_KINDS``)."""
+    return next((kind for kind, pattern in KERNEL_KINDS if pattern.search(name)), "elementwise and other")
 
 
 def unet_call_inputs(pipe: Any, *, batch: int) -> dict[str, Any]:
@@ -120,7 +141,7 @@ def kernel_profile(pipe: Any, inputs: dict[str, Any], *, label: str, calls: int 
     total = sum(microseconds.values()) or 1.0
     kinds: dict[str, float] = {}
     for name, value in microseconds.items():
-        kind = next((kind for kind, pattern in KERNEL_KINDS if pattern.search(name)), "elementwise and other")
+        kind = kernel_kind(name)
         kinds[kind] = kinds.get(kind, 0.0) + value
     costliest = sorted(microseconds.items(), key=lambda item: -item[1])[:12]
     return {
@@ -132,9 +153,11 @@ def kernel_profile(pipe: Any, inputs: dict[str, Any], *, label: str, calls: int 
     }
 
 
-def unet_variants(pipe: Any, *, record: Callable[[dict[str, Any]], None], full_compile: bool, profile: bool) -> None:
+def unet_variants(
+    pipe: Any, *, record: Callable[[dict[str, Any]], None], full_compile: bool, profile: bool, worker_only: bool = False
+) -> None:
     """Every variant of the module docstring on ``pipe``, in order; FP8 layers stay once converted, so FP8 comes last
-    within each compile scope."""
+    within each compile scope. ``worker_only``: bf16 eager, then the whole UNet compiled as a worker compiles it."""
     import torch
 
     from pipeline.float8 import use_bf16_linears, use_float8_linears
@@ -147,6 +170,13 @@ def unet_variants(pipe: Any, *, record: Callable[[dict[str, Any]], None], full_c
     inputs = unet_call_inputs(pipe, batch=8)
     base = str(pipe.unet.dtype).removeprefix("torch.")
     record(unet_call_seconds(pipe, inputs, label=f"{base}, eager"))
+    worker_label = f"{base}, whole UNet compiled (as a worker compiles)"
+    if worker_only:
+        pipe.unet.compile()
+        record(unet_call_seconds(pipe, inputs, label=worker_label))
+        if profile:
+            record(kernel_profile(pipe, inputs, label=worker_label))
+        return
     pipe.unet.compile_repeated_blocks(fullgraph=True)
     record(unet_call_seconds(pipe, inputs, label=f"{base}, transformer blocks compiled"))
     uncompile()
@@ -158,10 +188,9 @@ def unet_variants(pipe: Any, *, record: Callable[[dict[str, Any]], None], full_c
         uncompile()
         use_bf16_linears(pipe.unet)
         pipe.unet.compile()
-        label = f"{base}, whole UNet compiled (as a worker compiles)"
-        record(unet_call_seconds(pipe, inputs, label=label))
+        record(unet_call_seconds(pipe, inputs, label=worker_label))
         if profile:  # the worker's default, profiled too: where its time goes is what the next change must cut
-            record(kernel_profile(pipe, inputs, label=label))
+            record(kernel_profile(pipe, inputs, label=worker_label))
         uncompile()
         use_float8_linears(pipe.unet)
         pipe.unet.compile()
@@ -175,12 +204,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", choices=("sdxl", "tiny"), default="sdxl")
     parser.add_argument("--full-compile", action="store_true", help="add bf16 and FP8 with the whole UNet compiled")
     parser.add_argument("--profile", action="store_true", help="profile the last variant's kernels")
+    parser.add_argument(
+        "--worker-only", action="store_true", help="only bf16 eager and bf16 whole-UNet compiled (then the profile)"
+    )
     parser.add_argument("--out", type=Path, help="write the results as JSON here (rewritten after each figure)")
     args = parser.parse_args(argv)
 
     from pipeline.loading import pick_device
 
     pipe = benchmark_pipeline(args.model, pick_device())
+    if pipe.unet.device.type == "cuda":  # as a worker renders (optimize_for_inference): cuDNN's fastest conv layout
+        import torch
+
+        pipe.unet.to(memory_format=torch.channels_last)
     results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "model": args.model, "unet": []}
 
     def record(figures: dict[str, Any]) -> None:
@@ -189,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.out:
             args.out.write_text(json.dumps(results, indent=2) + "\n")
 
-    unet_variants(pipe, record=record, full_compile=args.full_compile, profile=args.profile)
+    unet_variants(
+        pipe, record=record, full_compile=args.full_compile, profile=args.profile, worker_only=args.worker_only
+    )
     return 0
 
 

@@ -84,3 +84,29 @@ def test_unet_benchmark_times_every_variant_and_splits_the_profile_by_kind(tmp_p
         assert profile["ms_per_call"] > 0
         assert math.isclose(sum(profile["share_by_kind"].values()), 1.0, abs_tol=0.01)
         assert "matrix products" in profile["share_by_kind"]  # FP8 and bf16 products alike are sorted as such
+
+
+# Kernel names as an H100 profile of the SDXL UNet printed them (benchmarks/2026-11-24-h100-unet-profile.json).
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("cudnn_generated_fort_native_sdpa_sm90_flash_fprop_wgmma_f16_knob_7_64x128x64_4x1x1", "attention"),
+        ("nvjet_sm90_tst_192x192_64x4_2x1_v_bz_coopB_bias_TNN", "matrix products"),
+        ("nvjet_sm90_qqtst_128x128_128x6_1x1_h_bz_coopA_algo2_ovscale_TNT", "matrix products"),
+        ("sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nhwc_tilesize128x128x64", "convolutions"),
+        ("void cudnn::engines_precompiled::nchwToNhwcKernel<__nv_bfloat16, float>", "layout conversions"),
+        ("triton_red_fused__scaled_mm__to_copy_abs_add_amax_clamp_div_gelu_mul_split_t_view_60", "FP8 scaling"),
+        ("triton_red_fused__scaled_mm__to_copy_abs_add_amax_clamp_div_native_layer_norm_t_64", "FP8 scaling"),
+        ("triton_per_fused_native_group_norm_12", "norms"),
+        ("triton_poi_fused_gelu_mul_split_view_60", "elementwise and other"),
+        ("triton_poi_fused_convolution_add_7", "elementwise and other"),
+        ("aten::convolution", "convolutions"),
+        ("aten::_scaled_mm", "matrix products"),
+        ("aten::addmm", "matrix products"),
+        ("aten::native_group_norm", "norms"),
+    ],
+)  # fmt: skip
+def test_profiled_kernels_are_sorted_by_the_work_they_do(name: str, kind: str) -> None:
+    from pipeline.benchmark_unet import kernel_kind
+
+    assert kernel_kind(name) == kind
