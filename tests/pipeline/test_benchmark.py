@@ -86,6 +86,20 @@ def test_unet_benchmark_times_every_variant_and_splits_the_profile_by_kind(tmp_p
         assert "matrix products" in profile["share_by_kind"]  # FP8 and bf16 products alike are sorted as such
 
 
+@pytest.mark.usefixtures("fresh_dynamo")
+def test_unet_benchmark_for_the_worker_only_times_its_compile_against_eager_and_profiles_it(tmp_path: Path) -> None:
+    import json
+
+    from pipeline.benchmark_unet import main
+
+    out = tmp_path / "unet.json"
+    assert main(["--model", "tiny", "--worker-only", "--profile", "--out", str(out)]) == 0
+    entries = json.loads(out.read_text())["unet"]
+    worker = "float32, whole UNet compiled (as a worker compiles)"
+    assert [entry["variant"] for entry in entries] == ["float32, eager", worker, f"profile: {worker}"]
+    assert entries[1]["call_s"] > 0 and entries[2]["ms_per_call"] > 0
+
+
 # Kernel names as an H100 profile of the SDXL UNet printed them (benchmarks/2026-11-24-h100-unet-profile.json).
 @pytest.mark.parametrize(
     ("name", "kind"),
