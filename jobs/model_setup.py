@@ -44,6 +44,12 @@ def prepare_model(ctx: dict[str, Any], settings: Settings) -> None:
         from pipeline.float8 import use_float8_linears
 
         log.info("%d UNet linear layers render in FP8", use_float8_linears(pipe.unet))
+    if settings.compile_training or settings.compile_unet:
+        from pipeline.acceleration import use_channels_last
+
+        # Before the training compile: serving's set-up would change the layout after it, and the first user's
+        # training would recompile (a whole-UNet training graph guards on its weights' strides).
+        use_channels_last(pipe)
     if settings.compile_training:
         log.info("training step compiled in %.0f s", _compile_training(ctx, settings))
     if settings.compile_unet:

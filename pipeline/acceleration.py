@@ -27,6 +27,7 @@ __all__ = [
     "compile_unet_blocks",
     "is_qkv_fused",
     "optimize_for_inference",
+    "use_channels_last",
 ]
 
 # What a worker compiles with: 'default' compiled SDXL's merged-LoRA UNet in 165 s and rendered a 4-image request in
@@ -98,9 +99,8 @@ def optimize_for_inference(
     # 3. Structure: fused projections (base-only pipelines) and channels-last convolutions (faster cuDNN kernels).
     if fuse_qkv and not is_qkv_fused(pipe):
         pipe.fuse_qkv_projections()
-    if channels_last and on_cuda:
-        pipe.unet.to(memory_format=torch.channels_last)
-        pipe.vae.to(memory_format=torch.channels_last)
+    if channels_last:
+        use_channels_last(pipe)
     if float8:
         from pipeline.float8 import use_float8_linears
 
@@ -127,6 +127,19 @@ def optimize_for_inference(
             pipe.unet.compile(mode=mode, fullgraph=False, backend=compile_backend)
         if not getattr(pipe.vae.decode, "_torchdynamo_orig_callable", None):
             pipe.vae.decode = torch.compile(pipe.vae.decode, mode=mode, backend=compile_backend)
+
+
+def use_channels_last(pipe: Any) -> None:
+    """UNet and VAE weights in channels-last layout on a GPU (cuDNN's fastest convolutions); nothing on a CPU.
+
+    Do it before compiling anything, training included: graphs guard on their weights' strides, so a layout change
+    after a compile recompiles at the next call.
+    """
+    import torch
+
+    if pipe.unet.device.type == "cuda":
+        pipe.unet.to(memory_format=torch.channels_last)
+        pipe.vae.to(memory_format=torch.channels_last)
 
 
 def compile_unet_blocks(unet: Any, *, mode: str | None = None, backend: str = "inductor") -> int:
