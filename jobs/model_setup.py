@@ -45,10 +45,11 @@ def prepare_model(ctx: dict[str, Any], settings: Settings) -> None:
 
         log.info("%d UNet linear layers render in FP8", use_float8_linears(pipe.unet))
     if settings.compile_training or settings.compile_unet:
-        from pipeline.acceleration import use_channels_last
+        from pipeline.acceleration import use_channels_last, use_fast_maths
 
-        # Before the training compile: serving's set-up would change the layout after it, and the first user's
-        # training would recompile (a whole-UNet training graph guards on its weights' strides).
+        # Before the training compile: graphs guard on the TF32 switches and on weight strides, so had serving's
+        # set-up changed them after it, the first user's training would recompile (it did: 30 s, BENCHMARKS.md).
+        use_fast_maths(pipe)
         use_channels_last(pipe)
     if settings.compile_training:
         log.info("training step compiled in %.0f s", _compile_training(ctx, settings))

@@ -28,6 +28,7 @@ __all__ = [
     "is_qkv_fused",
     "optimize_for_inference",
     "use_channels_last",
+    "use_fast_maths",
 ]
 
 # What a worker compiles with: 'default' compiled SDXL's merged-LoRA UNet in 165 s and rendered a 4-image request in
@@ -91,10 +92,7 @@ def optimize_for_inference(
 
     # 2. Process-wide maths switches: TF32 matmuls and convolutions for whatever still runs in float32 (the VAE's
     #    upcast decode, LoRA layers in training). Half-precision work is unaffected.
-    if on_cuda:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
+    use_fast_maths(pipe)
 
     # 3. Structure: fused projections (base-only pipelines) and channels-last convolutions (faster cuDNN kernels).
     if fuse_qkv and not is_qkv_fused(pipe):
@@ -127,6 +125,21 @@ def optimize_for_inference(
             pipe.unet.compile(mode=mode, fullgraph=False, backend=compile_backend)
         if not getattr(pipe.vae.decode, "_torchdynamo_orig_callable", None):
             pipe.vae.decode = torch.compile(pipe.vae.decode, mode=mode, backend=compile_backend)
+
+
+def use_fast_maths(pipe: Any) -> None:
+    """On a GPU: TF32 for float32 matmuls and convolutions, cuDNN's autotuner; nothing on a CPU. Process-wide.
+
+    Call it before compiling anything, training included: compiled graphs guard on these switches, and a worker's
+    training graphs compiled before serving's set-up turned TF32 on were all recompiled at its first user's
+    training (30 s on an H100, BENCHMARKS.md).
+    """
+    import torch
+
+    if pipe.unet.device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
 
 
 def use_channels_last(pipe: Any) -> None:
