@@ -6,8 +6,9 @@ bf16 eager (the baseline), bf16 with its transformer blocks compiled (diffusers'
 with the transformer linears in FP8 (``pipeline.float8``), and with ``--full-compile`` bf16 and FP8 with the whole
 UNet compiled (as a worker compiles). ``--profile`` then records 3 calls of the last variant (and of bf16 whole-UNet)
 with ``torch.profiler`` and sums their kernels' device time by kind (matrix products, attention, convolutions, norms,
-the rest). ``--worker-only`` times just bf16 eager and the worker's whole-UNet compile. On a GPU the UNet is
-channels-last in every variant, as a worker renders.
+the rest). ``--worker-only`` times just bf16 eager and the worker's whole-UNet compile; ``--flops-only`` counts one
+call's FLOPs by operator instead, on any machine. On a GPU the UNet is channels-last in every variant, as a worker
+renders.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pipeline.benchmark import benchmark_pipeline, measured
 
 __all__ = [
     "float8_error",
+    "unet_flops",
     "kernel_kind",
     "kernel_profile",
     "main",
@@ -75,6 +77,36 @@ def unet_call_inputs(pipe: Any, *, batch: int) -> dict[str, Any]:
             "text_embeds": noise(batch, pipe.text_encoder_2.config.projection_dim),
             "time_ids": torch.tensor([[height, width, 0, 0, height, width]] * batch, device=device).to(pipe.unet.dtype),
         },
+    }
+
+
+def unet_flops(pipe: Any, *, batch: int = 8) -> dict[str, Any]:
+    """FLOPs of one UNet call at the linkedin style's size, by operator, counted on a weightless (meta) copy.
+
+    Shapes alone decide the count, so it takes no GPU and no time; set against the profile's time by kind it gives
+    the rate each kind of kernel reaches.
+    """
+    import torch
+    from diffusers import UNet2DConditionModel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(pipe.unet.config).to(pipe.unet.dtype)
+    inputs = unet_call_inputs(pipe, batch=batch)
+
+    def on_meta(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: on_meta(item) for key, item in value.items()}
+        return torch.empty_like(value, device="meta")
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        unet(**on_meta(inputs))
+    total = counter.get_total_flops()
+    by_operator = sorted(counter.get_flop_counts()["Global"].items(), key=lambda item: -item[1])
+    return {
+        "variant": f"FLOPs of one UNet call, batch {batch}",
+        "gflop_per_call": round(total / 1e9, 1),
+        "gflop_by_operator": {str(op).removeprefix("aten."): round(flops / 1e9, 1) for op, flops in by_operator},
     }
 
 
@@ -204,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", choices=("sdxl", "tiny"), default="sdxl")
     parser.add_argument("--full-compile", action="store_true", help="add bf16 and FP8 with the whole UNet compiled")
     parser.add_argument("--profile", action="store_true", help="profile the last variant's kernels")
+    parser.add_argument("--flops-only", action="store_true", help="only count one call's FLOPs by operator (no timing)")
     parser.add_argument(
         "--worker-only", action="store_true", help="only bf16 eager and bf16 whole-UNet compiled (then the profile)"
     )
@@ -225,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.out:
             args.out.write_text(json.dumps(results, indent=2) + "\n")
 
+    if args.flops_only:
+        record(unet_flops(pipe))
+        return 0
     unet_variants(
         pipe, record=record, full_compile=args.full_compile, profile=args.profile, worker_only=args.worker_only
     )

@@ -100,6 +100,20 @@ def test_unet_benchmark_for_the_worker_only_times_its_compile_against_eager_and_
     assert entries[1]["call_s"] > 0 and entries[2]["ms_per_call"] > 0
 
 
+def test_flop_count_of_a_unet_call_splits_by_operator_without_touching_the_weights(tmp_path: Path) -> None:
+    import json
+
+    from pipeline.benchmark_unet import main
+
+    out = tmp_path / "flops.json"
+    assert main(["--model", "tiny", "--flops-only", "--out", str(out)]) == 0
+    (count,) = json.loads(out.read_text())["unet"]
+    by_operator = count["gflop_by_operator"]
+    assert {"convolution", "bmm"} <= by_operator.keys() and ({"addmm", "mm"} & by_operator.keys())
+    assert all(gflop > 0 for gflop in by_operator.values())
+    assert math.isclose(sum(by_operator.values()), count["gflop_per_call"], rel_tol=0.05)
+
+
 # Kernel names as an H100 profile of the SDXL UNet printed them (benchmarks/2026-11-24-h100-unet-profile.json).
 @pytest.mark.parametrize(
     ("name", "kind"),
