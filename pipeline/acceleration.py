@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = [
     "COMPILE_SCOPES",
     "SERVING_COMPILE_MODE",
+    "check_compile_scope",
     "compile_for_serving",
     "compile_unet_blocks",
     "is_qkv_fused",
@@ -36,8 +37,9 @@ __all__ = [
 # 'max-autotune-no-cudagraphs' in the first session); CUDA graphs ('reduce-overhead') re-record for every batch size.
 SERVING_COMPILE_MODE = "default"
 
-# What "compiling the UNet" compiles: "unet", the whole module (one graph set, SDXL 183 s on an H100), or "blocks",
-# each repeated transformer block (diffusers' regional compilation: 17 s, and a UNet call as fast, BENCHMARKS.md).
+# What "compiling the UNet" compiles: "unet", the whole module (SDXL: 117 s on an H100, a call 0.1355 s), or
+# "blocks", each repeated transformer block (diffusers' regional compilation: 12.5 s, a call 0.1432 s; same run,
+# BENCHMARKS.md fifth session).
 COMPILE_SCOPES = ("unet", "blocks")
 
 # All of a UNet's transformer blocks run one ``forward`` code object, so dynamo keeps their graphs in one cache: one
@@ -81,8 +83,7 @@ def optimize_for_inference(
             f"fuse_qkv=True would make the loaded LoRA adapters ({', '.join(sorted(loaded_adapters(pipe)))}) have "
             "no effect; use fuse_qkv=False on a pipeline that renders with LoRAs."
         )
-    if compile_scope not in COMPILE_SCOPES:
-        raise ValueError(f"compile_scope must be one of {COMPILE_SCOPES}, but is {compile_scope!r}.")
+    check_compile_scope(compile_scope)
     on_cuda = pipe.unet.device.type == "cuda"
     # Inference mode, as a checkpoint loads: compiled graphs guard on each module's ``training`` flag, and training
     # a LoRA ends with ``eval()``, so graphs compiled on a model built in training mode (random SDXL) recompiled
@@ -125,6 +126,12 @@ def optimize_for_inference(
             pipe.unet.compile(mode=mode, fullgraph=False, backend=compile_backend)
         if not getattr(pipe.vae.decode, "_torchdynamo_orig_callable", None):
             pipe.vae.decode = torch.compile(pipe.vae.decode, mode=mode, backend=compile_backend)
+
+
+def check_compile_scope(compile_scope: str) -> None:
+    """Raise ``ValueError`` naming ``compile_scope`` unless it is one of ``COMPILE_SCOPES``."""
+    if compile_scope not in COMPILE_SCOPES:
+        raise ValueError(f"compile_scope must be one of {COMPILE_SCOPES}, but is {compile_scope!r}.")
 
 
 def use_fast_maths(pipe: Any) -> None:

@@ -26,6 +26,8 @@ from typing import Any
 
 from PIL import Image
 
+from pipeline.acceleration import COMPILE_SCOPES
+
 __all__ = ["benchmark_pipeline", "main", "naive_training_rate", "run_benchmark"]
 
 PROMPT = "a photo of sks person"
@@ -364,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         help="FP8 rendering (auto: when compiling on a GPU with FP8 tensor cores)",
     )
     parser.add_argument(
-        "--compile-scope", choices=("unet", "blocks"), default="unet", help="the whole UNet, or its transformer blocks"
+        "--compile-scope", choices=COMPILE_SCOPES, default="unet", help="the whole UNet, or its transformer blocks"
     )
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)

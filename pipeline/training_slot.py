@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from pipeline._adapters import UNET_ATTENTION_TARGETS, restore_active_adapters, snapshot_active_adapters
-from pipeline.acceleration import COMPILE_SCOPES
+from pipeline.acceleration import check_compile_scope
 
 __all__ = ["TRAINING_ADAPTER", "TrainingSlot", "reset_lora"]
 
@@ -43,8 +43,7 @@ class TrainingSlot:
         # 1. Check inputs: the adapter must start inactive, which needs another adapter (the LoraSlot's) to be active.
         if not isinstance(rank, int) or rank < 1:
             raise ValueError(f"rank must be a positive integer, but is {rank!r}.")
-        if compile_scope not in COMPILE_SCOPES:
-            raise ValueError(f"compile_scope must be one of {COMPILE_SCOPES}, but is {compile_scope!r}.")
+        check_compile_scope(compile_scope)
         unet = pipe.unet
         active = snapshot_active_adapters(pipe)
         if not active.get("unet"):
