@@ -25,12 +25,12 @@ from pipeline.benchmark import benchmark_pipeline, measured
 
 __all__ = [
     "float8_error",
-    "unet_flops",
     "kernel_kind",
     "kernel_profile",
     "main",
     "unet_call_inputs",
     "unet_call_seconds",
+    "unet_flops",
     "unet_variants",
 ]
 
@@ -192,6 +192,7 @@ def unet_variants(
     within each compile scope. ``worker_only``: bf16 eager, then the whole UNet compiled as a worker compiles it."""
     import torch
 
+    from pipeline.acceleration import compile_unet_blocks
     from pipeline.float8 import use_bf16_linears, use_float8_linears
 
     def uncompile() -> None:
@@ -201,28 +202,30 @@ def unet_variants(
 
     inputs = unet_call_inputs(pipe, batch=8)
     base = str(pipe.unet.dtype).removeprefix("torch.")
-    record(unet_call_seconds(pipe, inputs, label=f"{base}, eager"))
-    worker_label = f"{base}, whole UNet compiled (as a worker compiles)"
-    if worker_only:
+
+    def as_a_worker_compiles() -> None:
+        # The worker's default, profiled too: where its time goes is what the next change must cut.
+        label = f"{base}, whole UNet compiled (as a worker compiles)"
         pipe.unet.compile()
-        record(unet_call_seconds(pipe, inputs, label=worker_label))
+        record(unet_call_seconds(pipe, inputs, label=label))
         if profile:
-            record(kernel_profile(pipe, inputs, label=worker_label))
+            record(kernel_profile(pipe, inputs, label=label))
+
+    record(unet_call_seconds(pipe, inputs, label=f"{base}, eager"))
+    if worker_only:
+        as_a_worker_compiles()
         return
-    pipe.unet.compile_repeated_blocks(fullgraph=True)
+    compile_unet_blocks(pipe.unet)  # as HEADSHOT_COMPILE_SCOPE=blocks compiles
     record(unet_call_seconds(pipe, inputs, label=f"{base}, transformer blocks compiled"))
     uncompile()
     record({"variant": "FP8 layers", "layers": use_float8_linears(pipe.unet)})
     record(unet_call_seconds(pipe, inputs, label="FP8, eager"))
-    pipe.unet.compile_repeated_blocks(fullgraph=True)
+    compile_unet_blocks(pipe.unet)
     record(unet_call_seconds(pipe, inputs, label="FP8, transformer blocks compiled"))
     if full_compile:
         uncompile()
         use_bf16_linears(pipe.unet)
-        pipe.unet.compile()
-        record(unet_call_seconds(pipe, inputs, label=worker_label))
-        if profile:  # the worker's default, profiled too: where its time goes is what the next change must cut
-            record(kernel_profile(pipe, inputs, label=worker_label))
+        as_a_worker_compiles()
         uncompile()
         use_float8_linears(pipe.unet)
         pipe.unet.compile()
@@ -243,13 +246,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="write the results as JSON here (rewritten after each figure)")
     args = parser.parse_args(argv)
 
+    from pipeline.acceleration import use_channels_last
     from pipeline.loading import pick_device
 
     pipe = benchmark_pipeline(args.model, pick_device())
-    if pipe.unet.device.type == "cuda":  # as a worker renders (optimize_for_inference): cuDNN's fastest conv layout
-        import torch
-
-        pipe.unet.to(memory_format=torch.channels_last)
+    use_channels_last(pipe)  # on a GPU, as a worker renders
     results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "model": args.model, "unet": []}
 
     def record(figures: dict[str, Any]) -> None:
