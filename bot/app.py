@@ -16,10 +16,10 @@ from bot.core.service import HeadshotService
 from bot.core.types import ChatPort
 from bot.core.watchdog import JobWatchdog
 from bot.metrics import BotMetrics, CountingConsumer
-from bot.store import Store
-from jobs.queue import JobQueue, connect_queue
+from bot.store.database import Store
+from jobs.contract.queue import JobQueue, connect_queue
 from jobs.settings import Settings
-from jobs.storage import BlobStorage, open_storage
+from jobs.storage.local import BlobStorage, open_storage
 
 __all__ = ["BotApp"]
 

@@ -17,7 +17,7 @@ from typing import Protocol
 from bot.app import BotApp
 from bot.core.types import ChatPort
 from jobs.logging_setup import configure_logging
-from jobs.redis_server import embedded_redis
+from jobs.ops.redis_server import embedded_redis
 from jobs.settings import Settings
 
 __all__ = ["FRONTENDS", "Frontend", "FrontendSpec", "main"]

@@ -4,7 +4,7 @@ Served on ``settings.bot_metrics_port`` (off when unset or 0); names in README "
 
     headshot_bot_events_delivered_total{type}  events posted to a chat and acked, by event type
     headshot_bot_events_pending                events read by the bot but not acked yet (read at each scrape)
-    headshot_queue_depth, headshot_queue_in_progress, headshot_live_workers, headshot_redis_up   (see jobs.metrics)
+    headshot_queue_depth, headshot_queue_in_progress, headshot_live_workers, headshot_redis_up   (see jobs.ops.metrics)
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from jobs.events import BOT_GROUP, Event, EventConsumer
-from jobs.metrics import MetricsServer, QueueGauges
+from jobs.contract.events import BOT_GROUP, Event, EventConsumer
+from jobs.ops.metrics import MetricsServer, QueueGauges
 from jobs.settings import Settings
 
 __all__ = ["BotMetrics", "CountingConsumer"]

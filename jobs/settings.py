@@ -80,8 +80,8 @@ class Settings(BaseSettings):
     min_selfies: int = Field(default=10, ge=1)
     max_selfies: int = Field(default=20, ge=1)
     min_selfie_side: int = Field(default=256, ge=1, description="Shorter side of an accepted selfie, in pixels.")
-    # Selfie checks (pipeline.intake) and identity ranking (pipeline.identity); the defaults pass phone selfies
-    # with a ~90 px face and refuse blur, repeats and other people (values measured in the issue 4 notes).
+    # Selfie checks (pipeline.selfies.intake) and identity ranking (pipeline.selfies.identity); the defaults pass
+    # phone selfies with a ~90 px face and refuse blur, repeats and other people (values measured in the issue 4 notes).
     min_face_px: int = Field(default=80, ge=1, description="Least face width in a selfie, in pixels.")
     min_face_sharpness: float = Field(default=40.0, ge=0, description="Least Laplacian variance of the face.")
     duplicate_max_distance: int = Field(default=4, ge=0, le=64, description="pHash bits that make a repeat.")

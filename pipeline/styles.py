@@ -32,8 +32,8 @@ _NEGATIVE_COMMON = (
     "oversaturated, cartoon, painting"
 )
 
-# Sampler names a style may ask for; pipeline.generation maps each to a diffusers scheduler. DPM++ 2M Karras gives
-# SDXL's full quality in about 25-30 steps, where Euler needs more.
+# Sampler names a style may ask for; pipeline.diffusion.generation maps each to a diffusers scheduler.
+# DPM++ 2M Karras gives SDXL's full quality in about 25-30 steps, where Euler needs more.
 SCHEDULERS = ("euler", "euler_a", "dpmpp_2m", "dpmpp_2m_karras", "ddim")
 DEFAULT_SCHEDULER = "dpmpp_2m_karras"
 CUSTOM_STYLE_MAX_CHARS = 300

@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from bot.local.samples import make_sample_selfies
-from jobs.redis_server import EmbeddedRedis
+from jobs.ops.redis_server import EmbeddedRedis
 from jobs.settings import Settings
 
 
@@ -70,7 +70,7 @@ def settings(tmp_path: Path, redis_url: str, model_cache: Path) -> Settings:
 @pytest.fixture(scope="session")
 def tiny_pipe(model_cache: Path) -> Any:
     """The real tiny SDXL pipeline, loaded once and shared by every in-process worker of the session."""
-    from pipeline.loading import load_base_pipeline
+    from pipeline.diffusion.loading import load_base_pipeline
 
     return load_base_pipeline("tiny", device="cpu", cache_dir=model_cache)
 

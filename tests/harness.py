@@ -15,7 +15,7 @@ from bot.core.session import SessionState
 from bot.local.chat import LocalChat
 from bot.local.port import LocalChatPort
 from jobs.settings import Settings
-from jobs.worker import build_worker
+from jobs.worker.app import build_worker
 
 
 async def run_burst_worker(settings: Settings, pipe: Any) -> None:

@@ -46,7 +46,8 @@ def test_block_compiled_training_without_compiled_rendering_is_refused_with_the_
 
 def test_bot_side_imports_no_torch() -> None:
     code = (
-        "import sys, bot.app, bot.main, bot.demo, bot.local.cli, bot.telegram, bot.discord, jobs.queue, jobs.worker; "
+        "import sys, bot.app, bot.main, bot.local.demo, bot.local.cli, bot.telegram, bot.discord, "
+        "jobs.contract.queue, jobs.worker.app; "
         "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'peft') if m in sys.modules]; "
         "print(heavy); sys.exit(1 if heavy else 0)"
     )

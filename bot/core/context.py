@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from bot.core.locks import UserLocks
 from bot.core.status import SelfieStatus
 from bot.core.watchdog import Heartbeats
-from bot.store import Store
-from jobs.queue import JobQueue
+from bot.store.database import Store
+from jobs.contract.queue import JobQueue
 from jobs.settings import Settings
-from jobs.storage import BlobStorage
-from pipeline.faces import FaceAnalyzer
+from jobs.storage.local import BlobStorage
+from pipeline.selfies.faces import FaceAnalyzer
 
 __all__ = ["CoreContext"]
 

@@ -18,8 +18,8 @@ from bot.core.erase import forget_event
 from bot.core.retention import forget_expired, forget_selfies_after_training
 from bot.core.session import SessionState
 from bot.core.types import ChatPort, OutgoingImage, Reply
-from bot.store import JobRow
-from jobs.events import Event, EventConsumer, EventType
+from bot.store.database import JobRow
+from jobs.contract.events import Event, EventConsumer, EventType
 from jobs.logging_setup import log_context
 from pipeline.styles import CUSTOM_STYLE_NAME, CUSTOM_STYLE_TITLE, STYLES
 

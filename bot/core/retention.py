@@ -1,6 +1,6 @@
 """The bot's half of retention: selfies go once a model is trained; expired blobs' rows follow the storage.
 
-The worker's cron job (``jobs.retention``) deletes old blobs and sends one ``expired`` event per user; here the
+The worker's cron job (``jobs.worker.retention``) deletes old blobs and sends one ``expired`` event per user; here the
 database forgets what was deleted, and the user hears that their model and headshots were erased as promised.
 """
 
@@ -12,8 +12,8 @@ from bot.core import texts
 from bot.core.context import CoreContext
 from bot.core.session import SessionState
 from bot.core.types import ChatPort, Reply
-from jobs.events import Event
-from jobs.storage import user_prefix
+from jobs.contract.events import Event
+from jobs.storage.local import user_prefix
 
 __all__ = ["forget_expired", "forget_selfies_after_training"]
 

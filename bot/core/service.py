@@ -12,9 +12,9 @@ from bot.core.ratelimit import RateLimiter
 from bot.core.session import SessionState
 from bot.core.training import add_selfies, start_training
 from bot.core.types import Button, ChatPort, ChatRef, IncomingMessage, OutgoingImage, Reply
-from bot.store import JobRow, SessionRow
+from bot.store.database import JobRow, SessionRow
+from jobs.contract.payloads import GenerateRequest, generate_job_id, output_prefix
 from jobs.logging_setup import log_context
-from jobs.payloads import GenerateRequest, generate_job_id, output_prefix
 from pipeline.errors import SessionError, UnknownStyle, UserInputError
 from pipeline.styles import CUSTOM_STYLE_NAME, STYLES, Style, custom_style, resolve_style
 

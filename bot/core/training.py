@@ -10,11 +10,11 @@ from bot.core import texts
 from bot.core.context import CoreContext
 from bot.core.session import SessionState
 from bot.core.types import Attachment, ChatPort, ChatRef, Reply
-from bot.store import JobRow, SelfieRow, SessionRow
-from jobs.payloads import TrainRequest, identity_key, lora_key, selfie_key, train_job_id
+from bot.store.database import JobRow, SelfieRow, SessionRow
+from jobs.contract.payloads import TrainRequest, identity_key, lora_key, selfie_key, train_job_id
 from pipeline.errors import SelfieRejected, SessionError
-from pipeline.identity import reference_embedding
-from pipeline.intake import IntakeRules, inspect_selfie
+from pipeline.selfies.identity import reference_embedding
+from pipeline.selfies.intake import IntakeRules, inspect_selfie
 
 __all__ = ["add_selfies", "start_training"]
 

@@ -25,8 +25,8 @@ from redis.exceptions import RedisError
 
 from bot.core import texts
 from bot.core.types import Reply
-from bot.store import JobRow
-from jobs.events import Event, EventType
+from bot.store.database import JobRow
+from jobs.contract.events import Event, EventType
 
 if TYPE_CHECKING:
     from bot.core.context import CoreContext

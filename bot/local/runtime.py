@@ -1,6 +1,6 @@
 """Everything the local chat and the demo run beside the bot: a private Redis and a worker process.
 
-The worker is a separate process (``python -m jobs.worker_main``), as in production: the bot process never
+The worker is a separate process (``python -m jobs.worker.main``), as in production: the bot process never
 imports torch. Its log goes to ``<data_dir>/worker.log`` so the terminal stays a chat.
 """
 
@@ -14,7 +14,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobs.redis_server import embedded_redis
+from jobs.ops.redis_server import embedded_redis
 from jobs.settings import Settings
 
 __all__ = ["LocalRuntime", "local_runtime", "settings_environment"]
@@ -48,7 +48,7 @@ def local_runtime(settings: Settings) -> Iterator[LocalRuntime]:
         log_path = settings.data_dir / "worker.log"
         log_file = stack.enter_context(log_path.open("ab"))
         worker = subprocess.Popen(
-            [sys.executable, "-m", "jobs.worker_main"],
+            [sys.executable, "-m", "jobs.worker.main"],
             env=settings_environment(settings, redis_url),
             stdout=log_file,
             stderr=subprocess.STDOUT,

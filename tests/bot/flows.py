@@ -10,8 +10,8 @@ from PIL import Image
 from bot.core.session import SessionState
 from bot.core.types import OutgoingImage
 from bot.local.chat import LocalChat
-from bot.store import JobRow
-from jobs.payloads import generate_job_id, lora_key, output_prefix
+from bot.store.database import JobRow
+from jobs.contract.payloads import generate_job_id, lora_key, output_prefix
 from tests.harness import Harness, reached_state
 
 __all__ = ["full_flow", "say_as", "seed_ready"]

@@ -11,9 +11,9 @@ from redis.asyncio import Redis
 
 from bot.local.chat import LocalChat
 from bot.local.samples import make_sample_selfies
-from jobs.events import Event, EventPublisher, EventType
-from jobs.payloads import GENERATE_FUNCTION, job_owner, train_job_id
-from jobs.storage import LocalStorage, user_prefix
+from jobs.contract.events import Event, EventPublisher, EventType
+from jobs.contract.payloads import GENERATE_FUNCTION, job_owner, train_job_id
+from jobs.storage.local import LocalStorage, user_prefix
 from tests.bot.flows import full_flow, say_as
 from tests.harness import Harness
 

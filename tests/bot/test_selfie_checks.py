@@ -9,8 +9,8 @@ from PIL import Image, ImageFilter
 from redis.asyncio import Redis
 
 from bot.core.session import SessionState
-from jobs.events import Event, EventType
-from jobs.payloads import identity_key, lora_key
+from jobs.contract.events import Event, EventType
+from jobs.contract.payloads import identity_key, lora_key
 from tests.harness import Harness
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.store import SCHEMA_VERSION, JobRow, Store
+from bot.store.database import SCHEMA_VERSION, JobRow, Store
 
 
 async def test_schema_is_versioned_and_reopens(tmp_path: Path) -> None:
@@ -55,8 +55,8 @@ async def test_selfie_face_facts_round_trip_and_older_rows_migrate(tmp_path: Pat
 
     import numpy as np
 
-    from bot.store import MIGRATIONS
-    from pipeline.intake import SelfieFacts
+    from bot.store.database import MIGRATIONS
+    from pipeline.selfies.intake import SelfieFacts
 
     # A database from before the face checks (schema 1), holding one selfie.
     path = tmp_path / "db.sqlite3"

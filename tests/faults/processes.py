@@ -1,4 +1,4 @@
-"""Real worker processes for fault tests: ``python -m jobs.worker_main`` as production runs it, killed at will."""
+"""Real worker processes for fault tests: ``python -m jobs.worker.main`` as production runs it, killed at will."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ class WorkerProcess:
         """Start the process and wait until it has loaded the model (its log says so)."""
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log_file = self.log_path.open("ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "jobs.worker_main"], env=worker_env(self.settings),
+        self.process = subprocess.Popen([sys.executable, "-m", "jobs.worker.main"], env=worker_env(self.settings),
                                         stdout=log_file, stderr=subprocess.STDOUT)  # fmt: skip
         log_file.close()
         deadline = time.monotonic() + timeout_s

@@ -12,7 +12,7 @@ from typing import Any
 
 from bot.core.session import SessionState
 from bot.local.chat import LocalChat
-from jobs.redis_server import EmbeddedRedis
+from jobs.ops.redis_server import EmbeddedRedis
 from jobs.settings import Settings
 from tests.faults.processes import WorkerProcess
 from tests.harness import Harness, reached_state

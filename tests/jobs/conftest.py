@@ -11,9 +11,9 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from jobs.s3_storage import MIN_PART_SIZE, S3Storage
 from jobs.settings import Settings
-from jobs.storage import BlobStorage, LocalStorage
+from jobs.storage.local import BlobStorage, LocalStorage
+from jobs.storage.s3 import MIN_PART_SIZE, S3Storage
 
 S3_CREDENTIALS: dict[str, Any] = {
     "s3_region": "us-east-1",

@@ -9,7 +9,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from bot.core.session import SessionState
-from jobs.events import BOT_GROUP, Event, EventConsumer, EventPublisher, EventType
+from jobs.contract.events import BOT_GROUP, Event, EventConsumer, EventPublisher, EventType
 from jobs.settings import Settings
 from tests.harness import Harness
 

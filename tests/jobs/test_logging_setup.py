@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from jobs.logging_setup import configure_logging, log_context
-from jobs.metrics import MetricsServer
+from jobs.ops.metrics import MetricsServer
 from jobs.settings import Settings
 from tests.operations import captured_logs
 
@@ -53,8 +53,8 @@ async def test_json_lines_carry_tags_and_never_the_token(settings: Settings, unu
 
 def test_text_lines_show_tags_and_a_bad_level_is_named(settings: Settings) -> None:
     with captured_logs(settings) as logs, log_context(job_id="generate:local:ann:r1"):
-        logging.getLogger("jobs.worker").info("rendering")
-    assert logs.getvalue().rstrip().endswith("INFO jobs.worker [job_id=generate:local:ann:r1]: rendering")
+        logging.getLogger("jobs.worker.app").info("rendering")
+    assert logs.getvalue().rstrip().endswith("INFO jobs.worker.app [job_id=generate:local:ann:r1]: rendering")
     with pytest.raises(ValueError, match="HEADSHOT_LOG_LEVEL='LOUD' is not a logging level"):
         configure_logging(settings.model_copy(update={"log_level": "LOUD"}))
 

@@ -10,12 +10,12 @@ import pytest
 import torch._dynamo.config
 from PIL import Image
 
-from jobs.model_setup import prepare_model
 from jobs.settings import Settings
-from pipeline.float8 import Float8Linear
-from pipeline.generation import generate_headshots
+from jobs.worker.model_setup import prepare_model
+from pipeline.diffusion.float8 import Float8Linear
+from pipeline.diffusion.generation import generate_headshots
+from pipeline.diffusion.training.loop import TrainingConfig, train_lora
 from pipeline.styles import STYLES, custom_style
-from pipeline.training import TrainingConfig, train_lora
 
 
 def graphs() -> int:

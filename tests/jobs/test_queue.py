@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
-from jobs.payloads import TrainRequest, train_job_id
-from jobs.queue import JobQueue, connect_queue
+from jobs.contract.payloads import TrainRequest, train_job_id
+from jobs.contract.queue import JobQueue, connect_queue
 from jobs.settings import Settings
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jobs.ranking import candidate_count, render_batch_sizes
+from jobs.worker.ranking import candidate_count, render_batch_sizes
 
 
 @pytest.mark.parametrize(

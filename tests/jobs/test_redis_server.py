@@ -6,7 +6,7 @@ import socket
 
 from redis import Redis
 
-from jobs.redis_server import EmbeddedRedis, embedded_redis, redis_server_binary
+from jobs.ops.redis_server import EmbeddedRedis, embedded_redis, redis_server_binary
 
 
 def test_embedded_server_serves_and_stops() -> None:

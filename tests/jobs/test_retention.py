@@ -8,11 +8,11 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
-from jobs.events import EventConsumer, EventPublisher, EventType
-from jobs.retention import expire_blobs
+from jobs.contract.events import EventConsumer, EventPublisher, EventType
 from jobs.settings import Settings
-from jobs.storage import LocalStorage
-from jobs.worker import build_worker
+from jobs.storage.local import LocalStorage
+from jobs.worker.app import build_worker
+from jobs.worker.retention import expire_blobs
 
 DAY = 86_400
 

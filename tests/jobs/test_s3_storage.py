@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from jobs import s3_storage
-from jobs.payloads import lora_key, selfie_key
-from jobs.s3_storage import MIN_PART_SIZE, S3Storage
+from jobs.contract.payloads import lora_key, selfie_key
 from jobs.settings import Settings
-from jobs.storage import StorageError, open_storage, user_prefix
+from jobs.storage import s3 as s3_storage
+from jobs.storage.local import StorageError, open_storage, user_prefix
+from jobs.storage.s3 import MIN_PART_SIZE, S3Storage
 
 
 async def test_large_upload_goes_up_in_parts_under_the_prefix(s3_settings: Settings, s3_client: Any,

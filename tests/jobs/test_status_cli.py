@@ -11,10 +11,10 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
-from jobs.events import Event, EventPublisher, EventType
-from jobs.health import Heartbeat, write_heartbeat
-from jobs.payloads import TrainRequest
-from jobs.queue import JobQueue, connect_queue
+from jobs.contract.events import Event, EventPublisher, EventType
+from jobs.contract.payloads import TrainRequest
+from jobs.contract.queue import JobQueue, connect_queue
+from jobs.ops.health import Heartbeat, write_heartbeat
 from jobs.settings import Settings
 
 ROOT = Path(__file__).parents[2]
@@ -23,7 +23,7 @@ ROOT = Path(__file__).parents[2]
 async def status(*args: str) -> tuple[int, str, str]:
     """Run the console script's module in a fresh process, as a healthcheck would."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "jobs.status_cli", *args, cwd=ROOT,
+        sys.executable, "-m", "jobs.ops.status_cli", *args, cwd=ROOT,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(process.communicate(), timeout=30)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.payloads import lora_key, selfie_key
-from jobs.storage import BlobStorage, LocalStorage, user_prefix
+from jobs.contract.payloads import lora_key, selfie_key
+from jobs.storage.local import BlobStorage, LocalStorage, user_prefix
 
 BAD_KEYS = ("../etc/passwd", "/abs/key", "users/a/../../b", "users/a/..", "")
 
@@ -98,7 +98,7 @@ def test_user_prefixes_are_distinct_and_cannot_escape() -> None:
 
 
 async def test_retention_can_list_every_blob_with_its_age(storage: BlobStorage) -> None:
-    from jobs.retention import ListableStorage
+    from jobs.worker.retention import ListableStorage
 
     assert isinstance(storage, ListableStorage)  # the retention cron job works on both backends
     before = time.time() - 60  # S3 keeps whole seconds; moto's clock is this machine's

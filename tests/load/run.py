@@ -3,7 +3,7 @@
 Each user is a chat of the ``load`` platform talking to the real ``HeadshotService`` (the core every frontend uses,
 with delivery and the watchdog running as in ``headshot-bot``): ``/train`` with 3 selfies attached, ``/train start``,
 then, once the model is ready, ``/headshot studio`` for one image. One real worker process (``python -m
-jobs.worker_main``) on the tiny model does the jobs (4 image-steps of training, 1 denoising step). Reported:
+jobs.worker.main``) on the tiny model does the jobs (4 image-steps of training, 1 denoising step). Reported:
 
 - reply latency: message in -> the handler's replies out (``handle_message`` returns after its replies are sent);
 - jobs lost: jobs of users who never got their model or headshot before the deadline (must be 0);
@@ -31,7 +31,7 @@ from bot.app import BotApp
 from bot.core import texts
 from bot.core.types import Attachment, ChatRef, IncomingMessage, OutgoingImage, Reply
 from bot.local.samples import make_sample_selfies
-from jobs.redis_server import embedded_redis
+from jobs.ops.redis_server import embedded_redis
 from jobs.settings import Settings
 from tests.faults.processes import WorkerProcess
 

@@ -10,11 +10,11 @@ import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
 from bot.local.samples import astronaut_photo
-from pipeline.faces import FaceAnalyzer
-from pipeline.generation import GeneratedImage, generate_headshots
+from pipeline.diffusion.generation import GeneratedImage, generate_headshots
+from pipeline.diffusion.sdxl_tiny import build_tiny_sdxl
+from pipeline.diffusion.training.loop import TrainingConfig, TrainingResult, train_lora
+from pipeline.selfies.faces import FaceAnalyzer
 from pipeline.styles import STYLES
-from pipeline.tiny import build_tiny_sdxl
-from pipeline.training import TrainingConfig, TrainingResult, train_lora
 
 # Few steps and a high learning rate: enough for the tiny model to learn visibly in seconds on a CPU. 160 images in
 # batches of 4 (the default) with Min-SNR weighting (the default): 40 optimizer steps.

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from pipeline.acceleration import is_qkv_fused, optimize_for_inference
-from pipeline.generation import GeneratedImage, generate_headshots
-from pipeline.loading import load_base_pipeline
-from pipeline.lora_slot import LoraSlot
+from pipeline.diffusion.acceleration import is_qkv_fused, optimize_for_inference
+from pipeline.diffusion.generation import GeneratedImage, generate_headshots
+from pipeline.diffusion.loading import load_base_pipeline
+from pipeline.diffusion.lora_slot import LoraSlot
 from pipeline.styles import STYLES
 from tests.pipeline.conftest import RENDER_STEPS
 from tests.pipeline.test_generation import difference
@@ -58,8 +58,8 @@ def test_a_worker_compiled_for_serving_never_compiles_again_for_users_or_trainin
 ) -> None:
     import torch._dynamo.utils
 
-    from pipeline.acceleration import compile_for_serving
-    from pipeline.training import TrainingConfig, train_lora
+    from pipeline.diffusion.acceleration import compile_for_serving
+    from pipeline.diffusion.training.loop import TrainingConfig, train_lora
 
     def graphs() -> int:
         return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])

@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline.benchmark_unet import unet_call_inputs
-from pipeline.float8 import Float8Linear, float8_supported, use_bf16_linears, use_float8_linears
-from pipeline.loading import load_base_pipeline
-from pipeline.lora_slot import LoraSlot
+from bench.benchmark_unet import unet_call_inputs
+from pipeline.diffusion.float8 import Float8Linear, float8_supported, use_bf16_linears, use_float8_linears
+from pipeline.diffusion.loading import load_base_pipeline
+from pipeline.diffusion.lora_slot import LoraSlot
 from tests.pipeline.test_generation import difference
 from tests.pipeline.test_lora_slot import render
 

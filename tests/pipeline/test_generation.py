@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.generation import GeneratedImage, generate_headshots, headshot_size
+from pipeline.diffusion.generation import GeneratedImage, generate_headshots, headshot_size
 from pipeline.styles import SCHEDULERS, STYLES
 from tests.pipeline.conftest import RENDER_STEPS
 
@@ -104,7 +104,7 @@ def test_the_styles_sampler_is_used_for_the_call_only(pipe: Any) -> None:
 def test_cancel_stops_rendering_within_a_step_and_leaves_the_base_clean(
     pipe: Any, trained: Any, base_headshots: list[GeneratedImage]
 ) -> None:
-    from pipeline.generation import GenerationCancelled
+    from pipeline.diffusion.generation import GenerationCancelled
 
     asked: list[int] = []
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import torch
 
+from pipeline.diffusion.generation import generate_headshots
 from pipeline.errors import OutOfGpuMemory
-from pipeline.generation import generate_headshots
 from pipeline.styles import STYLES
 
 

@@ -8,9 +8,16 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
-from pipeline.evaluate import main as eval_main
-from pipeline.faces import FaceAnalyzer
-from pipeline.identity import DEFAULT_MIN_SCORE, HeadshotScore, cosine, pick_best, reference_embedding, score_headshots
+from pipeline.selfies.evaluate import main as eval_main
+from pipeline.selfies.faces import FaceAnalyzer
+from pipeline.selfies.identity import (
+    DEFAULT_MIN_SCORE,
+    HeadshotScore,
+    cosine,
+    pick_best,
+    reference_embedding,
+    score_headshots,
+)
 
 
 def lfw_face(index: int) -> Image.Image:

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
 from pipeline.errors import SelfieRejected
-from pipeline.faces import FaceAnalyzer
-from pipeline.intake import AcceptedSelfie, IntakeRules, SelfieFacts, inspect_selfie
+from pipeline.selfies.faces import FaceAnalyzer
+from pipeline.selfies.intake import AcceptedSelfie, IntakeRules, SelfieFacts, inspect_selfie
 
 
 def jpeg(image: Image.Image, **options: object) -> bytes:

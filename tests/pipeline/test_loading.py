@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from pipeline.diffusion.loading import load_base_pipeline
+from pipeline.diffusion.sdxl_tiny import build_tiny_sdxl
 from pipeline.errors import ModelLoadError
-from pipeline.loading import load_base_pipeline
-from pipeline.tiny import build_tiny_sdxl
 
 
 def test_tiny_model_is_a_complete_offline_sdxl_checkpoint(model_cache_dir: Path, pipe: Any) -> None:

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 import torch
 
-from pipeline.generation import GeneratedImage, generate_headshots
-from pipeline.loading import load_base_pipeline
-from pipeline.lora_slot import SLOT_ADAPTER, LoraSlot
+from pipeline.diffusion.generation import GeneratedImage, generate_headshots
+from pipeline.diffusion.loading import load_base_pipeline
+from pipeline.diffusion.lora_slot import SLOT_ADAPTER, LoraSlot
+from pipeline.diffusion.training.loop import TrainingConfig, train_lora
 from pipeline.styles import STYLES
-from pipeline.training import TrainingConfig, train_lora
 from tests.pipeline.conftest import RENDER_STEPS
 from tests.pipeline.test_generation import difference
 

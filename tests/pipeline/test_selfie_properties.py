@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from pipeline.errors import SelfieRejected
-from pipeline.selfies import MAX_PIXELS, read_selfie
+from pipeline.selfies.decoding import MAX_PIXELS, read_selfie
 
 
 def _seed(fmt: str, mode: str = "RGB", size: tuple[int, int] = (24, 20), **options: object) -> bytes:

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from pipeline.errors import SelfieRejected
-from pipeline.selfies import MAX_PIXELS, read_selfie
+from pipeline.selfies.decoding import MAX_PIXELS, read_selfie
 
 
 def encode(image: Image.Image, kind: str, **options: object) -> bytes:
@@ -100,7 +100,8 @@ def test_decompression_bomb_is_refused_before_decoding() -> None:
 
 def test_the_bot_can_check_selfies_without_loading_torch() -> None:
     code = (
-        "import sys, pipeline.selfies, pipeline.styles, pipeline.errors, pipeline.intake, pipeline.evaluate; "
+        "import sys, pipeline.selfies.decoding, pipeline.styles, pipeline.errors, pipeline.selfies.intake, "
+        "pipeline.selfies.evaluate; "
         "print('torch' in sys.modules)"
     )
     root = Path(__file__).resolve().parents[2]

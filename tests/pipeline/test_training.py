@@ -12,7 +12,13 @@ from diffusers import DDPMScheduler
 from PIL import Image, ImageOps
 from safetensors import safe_open
 
-from pipeline.training import LORA_WEIGHT_NAME, TrainingCancelled, TrainingConfig, TrainingProgress, train_lora
+from pipeline.diffusion.training.loop import (
+    LORA_WEIGHT_NAME,
+    TrainingCancelled,
+    TrainingConfig,
+    TrainingProgress,
+    train_lora,
+)
 from tests.pipeline.conftest import TRAIN_CONFIG
 
 

@@ -12,8 +12,9 @@ from diffusers import DDPMScheduler
 from PIL import Image, ImageOps
 from safetensors import safe_open
 
-from pipeline.generation import headshot_size
-from pipeline.training import (
+from pipeline.diffusion.generation import headshot_size
+from pipeline.diffusion.training.dataset import crop_to
+from pipeline.diffusion.training.loop import (
     MemoryPlan,
     TrainingConfig,
     _encode_prompt,
@@ -21,8 +22,7 @@ from pipeline.training import (
     memory_plan,
     train_lora,
 )
-from pipeline.training_loss import denoising_loss
-from pipeline.training_set import crop_to
+from pipeline.diffusion.training.loss import denoising_loss
 from tests.pipeline.conftest import TRAIN_CONFIG
 
 

@@ -9,13 +9,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pipeline.acceleration import compile_for_serving
-from pipeline.generation import generate_headshots
-from pipeline.loading import load_base_pipeline
-from pipeline.lora_slot import SLOT_ADAPTER, LoraSlot
+from pipeline.diffusion.acceleration import compile_for_serving
+from pipeline.diffusion.generation import generate_headshots
+from pipeline.diffusion.loading import load_base_pipeline
+from pipeline.diffusion.lora_slot import SLOT_ADAPTER, LoraSlot
+from pipeline.diffusion.training.loop import TrainingConfig, train_lora
+from pipeline.diffusion.training.slot import TRAINING_ADAPTER, TrainingSlot
 from pipeline.styles import STYLES
-from pipeline.training import TrainingConfig, train_lora
-from pipeline.training_slot import TRAINING_ADAPTER, TrainingSlot
 
 RECIPE = TrainingConfig(rank=4, steps=8, batch_size=2, seed=1)
 

@@ -1,0 +1,273 @@
+"""``python -m bench.benchmark_unet``: one UNet call, variant against variant, and where its GPU time goes.
+
+The UNet is the cost of a headshot (the VAE decode is 0.06 s of ~1.2 s per image on an H100), so this times one
+call at the batch of a 4-image request with CFG (8 latents at the linkedin style's size), in one process:
+bf16 eager (the baseline), bf16 with its transformer blocks compiled (diffusers' regional compilation), the same two
+with the transformer linears in FP8 (``pipeline.diffusion.float8``), and
+with ``--full-compile`` bf16 and FP8 with the whole
+UNet compiled (as a worker compiles). ``--profile`` then records 3 calls of the last variant (and of bf16 whole-UNet)
+with ``torch.profiler`` and sums their kernels' device time by kind (matrix products, attention, convolutions, norms,
+the rest). ``--worker-only`` times just bf16 eager and the worker's whole-UNet compile; ``--flops-only`` counts one
+call's FLOPs by operator instead, on any machine. On a GPU the UNet is channels-last in every variant, as a worker
+renders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.benchmark import benchmark_pipeline, measured
+
+__all__ = [
+    "float8_error",
+    "kernel_kind",
+    "kernel_profile",
+    "main",
+    "unet_call_inputs",
+    "unet_call_seconds",
+    "unet_flops",
+    "unet_variants",
+]
+
+# Kernel name -> kind, first match wins. Inductor's own kernels (``triton_*``) are fused elementwise work whatever
+# op names they carry (an FP8 layer's scaling is named after ``_scaled_mm``); cuDNN's convolutions are implicit
+# GEMMs ("sm90_xmma_fprop_implicit_gemm"), so they are matched before the products; the layout conversions cuDNN
+# runs around a convolution on an NCHW tensor are a kind of their own.
+KERNEL_KINDS = (
+    ("attention", re.compile(r"flash|fmha|attention|sdpa", re.IGNORECASE)),
+    ("FP8 scaling", re.compile(r"^triton_.*amax", re.IGNORECASE)),
+    ("norms", re.compile(r"^triton_.*(norm|welford)", re.IGNORECASE)),
+    ("elementwise and other", re.compile(r"^triton_")),
+    ("layout conversions", re.compile(r"nchwToNhwc|nhwcToNchw", re.IGNORECASE)),
+    ("convolutions", re.compile(r"conv|fprop|dgrad|wgrad|winograd|implicit", re.IGNORECASE)),
+    ("matrix products", re.compile(r"gemm|nvjet|xmma|cutlass|scaled_mm|addmm|matmul|\bmm\b|linear", re.IGNORECASE)),
+    ("norms", re.compile(r"norm|welford", re.IGNORECASE)),
+)
+
+
+def kernel_kind(name: str) -> str:
+    """The kind of work a GPU kernel (or, on a CPU, an aten op) does, by its name (``KERNEL_KINDS``)."""
+    return next((kind for kind, pattern in KERNEL_KINDS if pattern.search(name)), "elementwise and other")
+
+
+def unet_call_inputs(pipe: Any, *, batch: int) -> dict[str, Any]:
+    """One denoising call's inputs at the linkedin style's size: random latents and embeddings, SDXL's size ids."""
+    import torch
+
+    from pipeline.diffusion.generation import headshot_size
+    from pipeline.styles import STYLES
+
+    width, height = headshot_size(pipe, STYLES["linkedin"].aspect)
+    factor, config, device = pipe.vae_scale_factor, pipe.unet.config, pipe.unet.device
+    generator = torch.Generator(device).manual_seed(0)
+
+    def noise(*shape: int) -> Any:
+        return torch.randn(*shape, generator=generator, device=device, dtype=pipe.unet.dtype)
+
+    return {
+        "sample": noise(batch, config.in_channels, height // factor, width // factor),
+        "timestep": torch.tensor(500, device=device),
+        "encoder_hidden_states": noise(batch, 77, config.cross_attention_dim),
+        "added_cond_kwargs": {
+            "text_embeds": noise(batch, pipe.text_encoder_2.config.projection_dim),
+            "time_ids": torch.tensor([[height, width, 0, 0, height, width]] * batch, device=device).to(pipe.unet.dtype),
+        },
+    }
+
+
+def unet_flops(pipe: Any, *, batch: int = 8) -> dict[str, Any]:
+    """FLOPs of one UNet call at the linkedin style's size, by operator, counted on a weightless (meta) copy.
+
+    Shapes alone decide the count, so it takes no GPU and no time; set against the profile's time by kind it gives
+    the rate each kind of kernel reaches.
+    """
+    import torch
+    from diffusers import UNet2DConditionModel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(pipe.unet.config).to(pipe.unet.dtype)
+    inputs = unet_call_inputs(pipe, batch=batch)
+
+    def on_meta(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: on_meta(item) for key, item in value.items()}
+        return torch.empty_like(value, device="meta")
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        unet(**on_meta(inputs))
+    total = counter.get_total_flops()
+    by_operator = sorted(counter.get_flop_counts()["Global"].items(), key=lambda item: -item[1])
+    return {
+        "variant": f"FLOPs of one UNet call, batch {batch}",
+        "gflop_per_call": round(total / 1e9, 1),
+        "gflop_by_operator": {str(op).removeprefix("aten."): round(flops / 1e9, 1) for op, flops in by_operator},
+    }
+
+
+def float8_error(pipe: Any) -> dict[str, Any]:
+    """Convert the UNet's transformer linears to FP8 and compare one eager UNet call with the bf16 one it replaces.
+
+    On random weights this checks the arithmetic (no layer broken, error at FP8's rounding), not image quality.
+    """
+    import torch
+
+    from pipeline.diffusion.float8 import use_float8_linears
+
+    inputs = unet_call_inputs(pipe, batch=2)
+    with torch.no_grad():
+        reference = pipe.unet(**inputs).sample.double()
+        converted = use_float8_linears(pipe.unet)
+        fast = pipe.unet(**inputs).sample.double()
+    error = float((fast - reference).norm() / reference.norm())
+    return {"variant": "FP8 UNet call vs bf16, eager", "layers": converted, "relative_error": round(error, 4)}
+
+
+def unet_call_seconds(pipe: Any, inputs: dict[str, Any], *, label: str, repeats: int = 10) -> dict[str, Any]:
+    """One UNet call (the batch of a 4-image request with CFG): the first call (it compiles) and the median after."""
+    import torch
+
+    device = str(pipe.unet.device)
+    with torch.no_grad():
+        with measured(device) as first:
+            pipe.unet(**inputs)
+        seconds = []
+        for _ in range(repeats):
+            with measured(device) as call:
+                pipe.unet(**inputs)
+            seconds.append(call.seconds)
+    median = sorted(seconds)[len(seconds) // 2]
+    return {
+        "variant": label,
+        "first_call_s": round(first.seconds, 1),
+        "call_s": round(median, 4),
+        # 30 denoising steps of a 4-image request, per image: what the UNet costs one headshot.
+        "unet_s_per_image_30_steps": round(median * 30 / 4, 3),
+        "peak_gib": round(first.peak_gib, 1),
+    }
+
+
+def kernel_profile(pipe: Any, inputs: dict[str, Any], *, label: str, calls: int = 3) -> dict[str, Any]:
+    """Device time of ``calls`` UNet calls by kernel kind, and the 12 costliest kernels (CPU op time on a CPU)."""
+    import torch
+    from torch.profiler import DeviceType, ProfilerActivity, profile
+
+    on_cuda = pipe.unet.device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_cuda else [])
+    with torch.no_grad(), profile(activities=activities) as profiler:
+        for _ in range(calls):
+            pipe.unet(**inputs)
+        if on_cuda:
+            torch.cuda.synchronize()
+    microseconds: dict[str, float] = {}
+    for event in profiler.events():
+        if on_cuda and event.device_type == DeviceType.CUDA:
+            microseconds[event.name] = microseconds.get(event.name, 0.0) + event.device_time
+        elif not on_cuda and event.device_type == DeviceType.CPU and event.name.startswith("aten::"):
+            microseconds[event.name] = microseconds.get(event.name, 0.0) + event.self_cpu_time_total
+    total = sum(microseconds.values()) or 1.0
+    kinds: dict[str, float] = {}
+    for name, value in microseconds.items():
+        kind = kernel_kind(name)
+        kinds[kind] = kinds.get(kind, 0.0) + value
+    costliest = sorted(microseconds.items(), key=lambda item: -item[1])[:12]
+    return {
+        "variant": f"profile: {label}",
+        "clock": "GPU kernels" if on_cuda else "CPU ops (self time)",
+        "ms_per_call": round(total / calls / 1000, 2),
+        "share_by_kind": {kind: round(value / total, 3) for kind, value in sorted(kinds.items(), key=lambda i: -i[1])},
+        "costliest": [{"name": name[:120], "share": round(value / total, 3)} for name, value in costliest],
+    }
+
+
+def unet_variants(
+    pipe: Any, *, record: Callable[[dict[str, Any]], None], full_compile: bool, profile: bool, worker_only: bool = False
+) -> None:
+    """Every variant of the module docstring on ``pipe``, in order; FP8 layers stay once converted, so FP8 comes last
+    within each compile scope. ``worker_only``: bf16 eager, then the whole UNet compiled as a worker compiles it."""
+    import torch
+
+    from pipeline.diffusion.acceleration import compile_unet_blocks
+    from pipeline.diffusion.float8 import use_bf16_linears, use_float8_linears
+
+    def uncompile() -> None:
+        for module in pipe.unet.modules():
+            module._compiled_call_impl = None
+        torch._dynamo.reset()
+
+    inputs = unet_call_inputs(pipe, batch=8)
+    base = str(pipe.unet.dtype).removeprefix("torch.")
+
+    def as_a_worker_compiles() -> None:
+        # The worker's default, profiled too: where its time goes is what the next change must cut.
+        label = f"{base}, whole UNet compiled (as a worker compiles)"
+        pipe.unet.compile()
+        record(unet_call_seconds(pipe, inputs, label=label))
+        if profile:
+            record(kernel_profile(pipe, inputs, label=label))
+
+    record(unet_call_seconds(pipe, inputs, label=f"{base}, eager"))
+    if worker_only:
+        as_a_worker_compiles()
+        return
+    compile_unet_blocks(pipe.unet)  # as HEADSHOT_COMPILE_SCOPE=blocks compiles
+    record(unet_call_seconds(pipe, inputs, label=f"{base}, transformer blocks compiled"))
+    uncompile()
+    record({"variant": "FP8 layers", "layers": use_float8_linears(pipe.unet)})
+    record(unet_call_seconds(pipe, inputs, label="FP8, eager"))
+    compile_unet_blocks(pipe.unet)
+    record(unet_call_seconds(pipe, inputs, label="FP8, transformer blocks compiled"))
+    if full_compile:
+        uncompile()
+        use_bf16_linears(pipe.unet)
+        as_a_worker_compiles()
+        uncompile()
+        use_float8_linears(pipe.unet)
+        pipe.unet.compile()
+        record(unet_call_seconds(pipe, inputs, label="FP8, whole UNet compiled"))
+    if profile:
+        record(kernel_profile(pipe, inputs, label="the last variant above"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.benchmark_unet", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", choices=("sdxl", "tiny"), default="sdxl")
+    parser.add_argument("--full-compile", action="store_true", help="add bf16 and FP8 with the whole UNet compiled")
+    parser.add_argument("--profile", action="store_true", help="profile the last variant's kernels")
+    parser.add_argument("--flops-only", action="store_true", help="only count one call's FLOPs by operator (no timing)")
+    parser.add_argument(
+        "--worker-only", action="store_true", help="only bf16 eager and bf16 whole-UNet compiled (then the profile)"
+    )
+    parser.add_argument("--out", type=Path, help="write the results as JSON here (rewritten after each figure)")
+    args = parser.parse_args(argv)
+
+    from pipeline.diffusion.acceleration import use_channels_last
+    from pipeline.diffusion.loading import pick_device
+
+    pipe = benchmark_pipeline(args.model, pick_device())
+    use_channels_last(pipe)  # on a GPU, as a worker renders
+    results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "model": args.model, "unet": []}
+
+    def record(figures: dict[str, Any]) -> None:
+        results["unet"].append(figures)
+        print("unet", json.dumps(figures), flush=True)
+        if args.out:
+            args.out.write_text(json.dumps(results, indent=2) + "\n")
+
+    if args.flops_only:
+        record(unet_flops(pipe))
+        return 0
+    unet_variants(
+        pipe, record=record, full_compile=args.full_compile, profile=args.profile, worker_only=args.worker_only
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

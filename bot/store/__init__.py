@@ -1,0 +1,1 @@
+"""The bot's SQLite store: users, sessions, jobs, images and favorites (``database``), and its schema (``schema``)."""

@@ -1,0 +1,307 @@
+"""The bot's SQLite store (aiosqlite): users, DM sessions and their state, selfies, jobs, images, favorites.
+
+Every query names the user's key, so one user's command can never read or change another's rows.
+The schema is versioned with ``PRAGMA user_version``; ``MIGRATIONS[n]`` takes the database from n to n+1.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import numpy as np
+
+from bot.store.schema import MIGRATIONS, SCHEMA_VERSION, ImageRow, JobRow, SelfieRow, SessionRow, selfie_facts
+from pipeline.selfies.intake import SelfieFacts
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "ImageRow", "JobRow", "SelfieRow", "SessionRow", "Store"]
+
+
+class Store:
+    """One open connection; call ``open()`` (or use ``async with``) before anything else."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
+
+    async def open(self) -> Store:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self.path)
+        self._db.row_factory = aiosqlite.Row
+        await self._db.execute("PRAGMA foreign_keys = ON")
+        # Deleted rows are overwritten with zeros, so an erased user's data does not linger in free pages.
+        await self._db.execute("PRAGMA secure_delete = ON")
+        await self._db.execute("PRAGMA journal_mode = WAL")
+        await self._migrate()
+        return self
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def __aenter__(self) -> Store:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("Store used before open(): call `await store.open()` first")
+        return self._db
+
+    async def _migrate(self) -> None:
+        async with self.db.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"database {self.path} has schema version {version}, newer than this code's {SCHEMA_VERSION}: "
+                "upgrade headshot-bot"
+            )
+        for target in range(version, SCHEMA_VERSION):
+            await self.db.executescript(f"BEGIN; {MIGRATIONS[target]} PRAGMA user_version = {target + 1}; COMMIT;")
+
+    async def schema_version(self) -> int:
+        async with self.db.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def _one(self, sql: str, *params: Any) -> aiosqlite.Row | None:
+        async with self.db.execute(sql, params) as cursor:
+            return await cursor.fetchone()
+
+    async def _all(self, sql: str, *params: Any) -> list[aiosqlite.Row]:
+        async with self.db.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    # Users and sessions.
+
+    async def ensure_user(self, user_key: str, platform: str, chat_id: str) -> None:
+        await self.db.execute(
+            "INSERT INTO users (user_key, platform, chat_id, created_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(user_key) DO UPDATE SET chat_id = excluded.chat_id",
+            (user_key, platform, chat_id, time.time()),
+        )
+        await self.db.commit()
+
+    async def chat_of(self, user_key: str) -> str | None:
+        row = await self._one("SELECT chat_id FROM users WHERE user_key = ?", user_key)
+        return None if row is None else str(row["chat_id"])
+
+    async def current_session(self, user_key: str) -> SessionRow | None:
+        row = await self._one(
+            "SELECT id, user_key, state, train_attempt, lora_key FROM sessions WHERE user_key = ? "
+            "ORDER BY id DESC LIMIT 1",
+            user_key,
+        )
+        return None if row is None else SessionRow(*row)
+
+    async def new_session(self, user_key: str, state: str) -> SessionRow:
+        now = time.time()
+        cursor = await self.db.execute(
+            "INSERT INTO sessions (user_key, state, created_at, updated_at) VALUES (?, ?, ?, ?)",
+            (user_key, state, now, now),
+        )
+        await self.db.commit()
+        return SessionRow(int(cursor.lastrowid or 0), user_key, state, 0, None)
+
+    async def update_session(self, user_key: str, session_id: int, **fields: Any) -> None:
+        allowed = {"state", "train_attempt", "lora_key"}
+        if not fields or set(fields) - allowed:
+            raise ValueError(f"update_session fields must be among {sorted(allowed)}, got {sorted(fields)}")
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        await self.db.execute(
+            f"UPDATE sessions SET {assignments}, updated_at = ? WHERE id = ? AND user_key = ?",
+            (*fields.values(), time.time(), session_id, user_key),
+        )
+        await self.db.commit()
+
+    # Selfies.
+
+    async def add_selfie(self, user_key: str, session_id: int, storage_key: str, width: int, height: int,
+                         facts: SelfieFacts | None = None) -> None:  # fmt: skip
+        face_box = phash = embedding = None
+        if facts is not None:
+            face_box = ",".join(str(value) for value in facts.face_box)
+            phash = f"{facts.phash:016x}"
+            embedding = np.asarray(facts.embedding, dtype="<f4").tobytes()
+        await self.db.execute(
+            "INSERT INTO selfies (session_id, user_key, storage_key, width, height, created_at, face_box, phash, "
+            "embedding) VALUES (?,?,?,?,?,?,?,?,?)",
+            (session_id, user_key, storage_key, width, height, time.time(), face_box, phash, embedding),
+        )
+        await self.db.commit()
+
+    async def selfies(self, user_key: str, session_id: int) -> list[SelfieRow]:
+        rows = await self._all(
+            "SELECT storage_key, width, height, face_box, phash, embedding FROM selfies "
+            "WHERE user_key = ? AND session_id = ? ORDER BY id",
+            user_key,
+            session_id,
+        )
+        return [SelfieRow(str(row[0]), int(row[1]), int(row[2]), selfie_facts(row[3], row[4], row[5])) for row in rows]
+
+    async def selfie_keys(self, user_key: str, session_id: int) -> list[str]:
+        rows = await self._all(
+            "SELECT storage_key FROM selfies WHERE user_key = ? AND session_id = ? ORDER BY id", user_key, session_id
+        )
+        return [str(row[0]) for row in rows]
+
+    # Jobs.
+
+    async def add_job(self, job: JobRow) -> None:
+        await self.db.execute(
+            "INSERT OR IGNORE INTO jobs (job_id, user_key, session_id, kind, status, style, progress_message_id, "
+            "created_at) VALUES (?,?,?,?,?,?,?,?)",
+            (job.job_id, job.user_key, job.session_id, job.kind, job.status, job.style, job.progress_message_id,
+             time.time()),
+        )  # fmt: skip
+        await self.db.commit()
+
+    async def job(self, user_key: str, job_id: str) -> JobRow | None:
+        row = await self._one(
+            "SELECT job_id, user_key, session_id, kind, status, style, progress_message_id FROM jobs "
+            "WHERE user_key = ? AND job_id = ?",
+            user_key,
+            job_id,
+        )
+        return None if row is None else JobRow(*row)
+
+    async def active_job(self, user_key: str) -> JobRow | None:
+        row = await self._one(
+            "SELECT job_id, user_key, session_id, kind, status, style, progress_message_id FROM jobs "
+            "WHERE user_key = ? AND status IN ('queued', 'running') ORDER BY created_at DESC LIMIT 1",
+            user_key,
+        )
+        return None if row is None else JobRow(*row)
+
+    async def open_jobs(self) -> list[JobRow]:
+        """Every queued or running job of every user: the watchdog's round (the one query across users)."""
+        rows = await self._all(
+            "SELECT job_id, user_key, session_id, kind, status, style, progress_message_id FROM jobs "
+            "WHERE status IN ('queued', 'running') ORDER BY created_at"
+        )
+        return [JobRow(*row) for row in rows]
+
+    async def count_jobs(self, user_key: str, session_id: int, kind: str) -> int:
+        row = await self._one(
+            "SELECT COUNT(*) FROM jobs WHERE user_key = ? AND session_id = ? AND kind = ?", user_key, session_id, kind
+        )
+        return int(row[0]) if row else 0
+
+    async def update_job(self, user_key: str, job_id: str, *, status: str | None = None,
+                         progress_message_id: str | None = None) -> None:  # fmt: skip
+        if status is not None:
+            finished = time.time() if status in ("done", "failed", "cancelled") else None
+            await self.db.execute(
+                "UPDATE jobs SET status = ?, finished_at = ? WHERE user_key = ? AND job_id = ?",
+                (status, finished, user_key, job_id),
+            )
+        if progress_message_id is not None:
+            await self.db.execute(
+                "UPDATE jobs SET progress_message_id = ? WHERE user_key = ? AND job_id = ?",
+                (progress_message_id, user_key, job_id),
+            )
+        await self.db.commit()
+
+    # Images and favorites.
+
+    async def add_image(self, user_key: str, job_id: str, storage_key: str, seed: int, message_id: str) -> int:
+        cursor = await self.db.execute(
+            "INSERT INTO images (job_id, user_key, storage_key, seed, message_id, created_at) VALUES (?,?,?,?,?,?)",
+            (job_id, user_key, storage_key, seed, message_id, time.time()),
+        )
+        await self.db.commit()
+        return int(cursor.lastrowid or 0)
+
+    async def image_by_message(self, user_key: str, message_id: str) -> ImageRow | None:
+        row = await self._one(
+            "SELECT id, job_id, storage_key, seed, message_id FROM images WHERE user_key = ? AND message_id = ?",
+            user_key,
+            message_id,
+        )
+        return None if row is None else ImageRow(*row)
+
+    async def images(self, user_key: str) -> list[ImageRow]:
+        rows = await self._all(
+            "SELECT id, job_id, storage_key, seed, message_id FROM images WHERE user_key = ? ORDER BY id", user_key
+        )
+        return [ImageRow(*row) for row in rows]
+
+    async def add_favorite(self, user_key: str, image_id: int) -> bool:
+        """True when newly marked; False when it already was a favorite."""
+        cursor = await self.db.execute(
+            "INSERT OR IGNORE INTO favorites (user_key, image_id, created_at) "
+            "SELECT ?, id, ? FROM images WHERE id = ? AND user_key = ?",
+            (user_key, time.time(), image_id, user_key),
+        )
+        await self.db.commit()
+        return cursor.rowcount > 0
+
+    async def remove_favorite(self, user_key: str, image_id: int) -> bool:
+        cursor = await self.db.execute(
+            "DELETE FROM favorites WHERE user_key = ? AND image_id = ?", (user_key, image_id)
+        )
+        await self.db.commit()
+        return cursor.rowcount > 0
+
+    async def favorites(self, user_key: str) -> list[ImageRow]:
+        rows = await self._all(
+            "SELECT i.id, i.job_id, i.storage_key, i.seed, i.message_id FROM favorites f "
+            "JOIN images i ON i.id = f.image_id WHERE f.user_key = ? ORDER BY f.created_at",
+            user_key,
+        )
+        return [ImageRow(*row) for row in rows]
+
+    # Delivery bookkeeping and deletion.
+
+    async def was_delivered(self, event_id: str) -> bool:
+        return await self._one("SELECT 1 FROM delivered_events WHERE event_id = ?", event_id) is not None
+
+    async def mark_delivered(self, event_id: str) -> None:
+        await self.db.execute(
+            "INSERT OR IGNORE INTO delivered_events (event_id, delivered_at) VALUES (?, ?)", (event_id, time.time())
+        )
+        await self.db.commit()
+
+    async def delete_user(self, user_key: str) -> None:
+        """Forget a user: every row that names them goes (sessions, selfies, jobs, images, favorites)."""
+        await self.db.execute("DELETE FROM selfies WHERE user_key = ?", (user_key,))
+        await self.db.execute("DELETE FROM users WHERE user_key = ?", (user_key,))
+        await self.db.commit()
+        # Copy the WAL back into the (zeroed) database file and empty it: no old page of the user stays on disk.
+        await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    async def forget_deliveries(self, event_ids: list[str]) -> None:
+        """Drop the delivery records of stream entries that were deleted (``/delete`` erases a user's events)."""
+        await self.db.executemany("DELETE FROM delivered_events WHERE event_id = ?", [(i,) for i in event_ids])
+        await self.db.commit()
+
+    # Retention.
+
+    async def forget_selfies(self, user_key: str, session_id: int) -> None:
+        await self.db.execute("DELETE FROM selfies WHERE user_key = ? AND session_id = ?", (user_key, session_id))
+        await self.db.commit()
+
+    async def forget_blobs(self, user_key: str, keys: list[str], *, model_gone_state: str) -> tuple[int, int]:
+        """Rows of blobs that storage no longer has: returns (sessions that lost their model, headshots gone).
+
+        A session whose LoRA went moves to ``model_gone_state``; images go with their favorites (cascade).
+        """
+        models = images = 0
+        for key in keys:
+            cursor = await self.db.execute(
+                "UPDATE sessions SET lora_key = NULL, state = ?, updated_at = ? WHERE user_key = ? AND lora_key = ?",
+                (model_gone_state, time.time(), user_key, key),
+            )
+            models += cursor.rowcount
+            cursor = await self.db.execute("DELETE FROM images WHERE user_key = ? AND storage_key = ?", (user_key, key))
+            images += cursor.rowcount
+            await self.db.execute("DELETE FROM selfies WHERE user_key = ? AND storage_key = ?", (user_key, key))
+        await self.db.commit()
+        return models, images

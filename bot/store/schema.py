@@ -1,0 +1,125 @@
+"""The store's schema: the migrations (``MIGRATIONS[n]`` takes the database from version n to n+1) and its rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.selfies.intake import SelfieFacts
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "ImageRow", "JobRow", "SelfieRow", "SessionRow", "selfie_facts"]
+
+MIGRATIONS: list[str] = [
+    # 0 -> 1: the first schema.
+    """
+    CREATE TABLE users (
+        user_key TEXT PRIMARY KEY,
+        platform TEXT NOT NULL,
+        chat_id TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE sessions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        user_key TEXT NOT NULL REFERENCES users(user_key) ON DELETE CASCADE,
+        state TEXT NOT NULL,
+        train_attempt INTEGER NOT NULL DEFAULT 0,
+        lora_key TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX sessions_by_user ON sessions(user_key, id);
+    CREATE TABLE selfies (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        user_key TEXT NOT NULL,
+        storage_key TEXT NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE jobs (
+        job_id TEXT PRIMARY KEY,
+        user_key TEXT NOT NULL REFERENCES users(user_key) ON DELETE CASCADE,
+        session_id INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        status TEXT NOT NULL,
+        style TEXT,
+        progress_message_id TEXT,
+        created_at REAL NOT NULL,
+        finished_at REAL
+    );
+    CREATE TABLE images (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id TEXT NOT NULL,
+        user_key TEXT NOT NULL REFERENCES users(user_key) ON DELETE CASCADE,
+        storage_key TEXT NOT NULL,
+        seed INTEGER NOT NULL,
+        message_id TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX images_by_message ON images(user_key, message_id);
+    CREATE TABLE favorites (
+        user_key TEXT NOT NULL REFERENCES users(user_key) ON DELETE CASCADE,
+        image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (user_key, image_id)
+    );
+    CREATE TABLE delivered_events (
+        event_id TEXT PRIMARY KEY,
+        delivered_at REAL NOT NULL
+    );
+    """,
+    # 1 -> 2: what the selfie checks learnt about each accepted face (pipeline.intake.SelfieFacts), so later
+    # selfies are compared against earlier ones and training crops around the face.
+    """
+    ALTER TABLE selfies ADD COLUMN face_box TEXT;
+    ALTER TABLE selfies ADD COLUMN phash TEXT;
+    ALTER TABLE selfies ADD COLUMN embedding BLOB;
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    id: int
+    user_key: str
+    state: str
+    train_attempt: int
+    lora_key: str | None
+
+
+@dataclass(frozen=True)
+class JobRow:
+    job_id: str
+    user_key: str
+    session_id: int
+    kind: str
+    status: str
+    style: str | None
+    progress_message_id: str | None
+
+
+@dataclass(frozen=True)
+class SelfieRow:
+    storage_key: str
+    width: int
+    height: int
+    facts: SelfieFacts | None  # None for selfies stored before the face checks existed
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    id: int
+    job_id: str
+    storage_key: str
+    seed: int
+    message_id: str | None
+
+
+def selfie_facts(face_box: str | None, phash: str | None, embedding: bytes | None) -> SelfieFacts | None:
+    if face_box is None or phash is None or embedding is None:
+        return None
+    left, top, width, height = (int(value) for value in face_box.split(","))
+    return SelfieFacts((left, top, width, height), int(phash, 16), np.frombuffer(embedding, dtype="<f4").copy())

@@ -1,0 +1,97 @@
+"""Job payloads: ids and storage keys only, never image bytes; and the deterministic job ids."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from jobs.storage.local import user_prefix
+
+__all__ = [
+    "GenerateRequest",
+    "TrainRequest",
+    "generate_job_id",
+    "job_owner",
+    "identity_key",
+    "lora_key",
+    "output_prefix",
+    "selfie_key",
+    "train_job_id",
+]
+
+TRAIN_FUNCTION = "train_lora"
+GENERATE_FUNCTION = "generate_headshots"
+
+
+def train_job_id(user_key: str, session_id: int, attempt: int) -> str:
+    """The same session and attempt always give the same id, so a double ``/train start`` enqueues once."""
+    return f"train:{user_key}:{session_id}:{attempt}"
+
+
+def generate_job_id(user_key: str, request_id: str) -> str:
+    return f"generate:{user_key}:{request_id}"
+
+
+def job_owner(job_id: str) -> str | None:
+    """The user key inside a job id made by ``train_job_id`` or ``generate_job_id``; None for any other id.
+
+    Parsed from the right, so a user id holding ':' still yields its whole key (and never a shorter user's).
+    """
+    kind, _, rest = job_id.partition(":")
+    if kind == "train":
+        parts = rest.rsplit(":", 2)
+        return parts[0] if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit() else None
+    if kind == "generate":
+        owner, _, request_id = rest.rpartition(":")
+        return owner if owner and request_id else None
+    return None
+
+
+def selfie_key(user_key: str, session_id: int, number: int) -> str:
+    return f"{user_prefix(user_key)}sessions/{session_id}/selfies/{number:03d}.jpg"
+
+
+def lora_key(user_key: str, session_id: int) -> str:
+    return f"{user_prefix(user_key)}sessions/{session_id}/lora/pytorch_lora_weights.safetensors"
+
+
+def identity_key(lora_key: str) -> str:
+    """The reference face embedding of the selfies a LoRA learnt from, stored beside it (JSON)."""
+    return f"{lora_key.rsplit('/', 1)[0]}/identity.json"
+
+
+def output_prefix(user_key: str, request_id: str) -> str:
+    return f"{user_prefix(user_key)}outputs/{request_id}/"
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """Train a LoRA on a session's selfies and store it under ``lora_key``."""
+
+    user_key: str
+    session_id: int
+    selfie_keys: list[str]
+    lora_key: str
+    seed: int = 0
+    # One normalised (x, y) face centre per selfie, for crops that keep the face; None: centre crops.
+    crop_centers: list[list[float]] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    """Render ``count`` headshots of ``style`` with the LoRA at ``lora_key``, into ``output_prefix``."""
+
+    user_key: str
+    request_id: str
+    lora_key: str
+    style: str
+    count: int
+    seed: int
+    output_prefix: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,55 @@
+"""Enqueue helpers the bot uses: light (arq + redis only), never importing the pipeline."""
+
+from __future__ import annotations
+
+from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.constants import abort_jobs_ss
+from arq.jobs import Job, JobStatus
+from arq.utils import timestamp_ms
+
+from jobs.contract.payloads import GENERATE_FUNCTION, TRAIN_FUNCTION, GenerateRequest, TrainRequest
+
+__all__ = ["JobQueue", "connect_queue"]
+
+
+async def connect_queue(redis_url: str, queue_name: str) -> ArqRedis:
+    """An arq pool on ``redis_url``; fails fast (3 tries) with the URL's host in the error when Redis is away."""
+    settings = RedisSettings.from_dsn(redis_url)
+    settings.conn_retries = 3
+    return await create_pool(settings, default_queue_name=queue_name)
+
+
+class JobQueue:
+    """The bot's side of the queue: enqueue with deterministic ids, ask positions, request aborts."""
+
+    def __init__(self, pool: ArqRedis, queue_name: str) -> None:
+        self.pool = pool
+        self.queue_name = queue_name
+
+    async def enqueue_training(self, job_id: str, request: TrainRequest) -> bool:
+        """True when this call enqueued the job; False when a job with this id already exists (a double click)."""
+        job = await self.pool.enqueue_job(
+            TRAIN_FUNCTION, request.to_dict(), _job_id=job_id, _queue_name=self.queue_name
+        )
+        return job is not None
+
+    async def enqueue_generation(self, job_id: str, request: GenerateRequest) -> bool:
+        job = await self.pool.enqueue_job(
+            GENERATE_FUNCTION, request.to_dict(), _job_id=job_id, _queue_name=self.queue_name
+        )
+        return job is not None
+
+    async def position(self, job_id: str) -> int | None:
+        """1 for the next job to start; None once the job is running or done."""
+        rank = await self.pool.zrank(self.queue_name, job_id)
+        return None if rank is None else int(rank) + 1
+
+    async def status(self, job_id: str) -> JobStatus:
+        return await Job(job_id, self.pool, _queue_name=self.queue_name).status()
+
+    async def request_abort(self, job_id: str) -> None:
+        """Ask the workers to drop the job: skipped if queued, cancelled if running. Returns at once."""
+        await self.pool.zadd(abort_jobs_ss, {job_id: timestamp_ms()})
+
+    async def depth(self) -> int:
+        return int(await self.pool.zcard(self.queue_name))

@@ -1,0 +1,164 @@
+"""What an operator asks Redis: which workers are alive, what the queue holds, what failed lately.
+
+arq's own health-check key (``<queue>:health-check``) is one per queue, overwritten by every worker on it, so it
+cannot count workers. Each worker therefore also writes a heartbeat key of its own, ``<queue>:worker:<name>``, that
+expires after a few missed beats: the keys present are the workers alive.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from arq.constants import in_progress_key_prefix, job_key_prefix
+from arq.jobs import DeserializationError, deserialize_job
+from redis.asyncio import Redis
+
+from jobs.contract.events import Event, EventType
+
+__all__ = [
+    "HEARTBEAT_MISSES",
+    "Failure",
+    "Heartbeat",
+    "QueueCounts",
+    "QueuedJob",
+    "age_s",
+    "clear_heartbeat",
+    "live_workers",
+    "queue_counts",
+    "queue_jobs",
+    "recent_failures",
+    "write_heartbeat",
+]
+
+# A worker that missed this many beats in a row is counted gone (its key expires).
+HEARTBEAT_MISSES = 3
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """One worker's latest beat; times are Unix seconds."""
+
+    worker: str
+    started_at: float
+    beat_at: float
+    job_id: str | None = None
+    jobs_done: int = 0
+    jobs_failed: int = 0
+
+
+def _heartbeat_prefix(queue_name: str) -> str:
+    return f"{queue_name}:worker:"
+
+
+async def write_heartbeat(redis: Redis, queue_name: str, beat: Heartbeat, interval_s: float) -> None:
+    key = _heartbeat_prefix(queue_name) + beat.worker
+    await redis.set(key, json.dumps(asdict(beat)), px=int(interval_s * HEARTBEAT_MISSES * 1000))
+
+
+async def clear_heartbeat(redis: Redis, queue_name: str, worker: str) -> None:
+    """A worker that stops cleanly stops counting at once, not a few intervals later."""
+    await redis.delete(_heartbeat_prefix(queue_name) + worker)
+
+
+async def live_workers(redis: Redis, queue_name: str) -> list[Heartbeat]:
+    keys = [key async for key in redis.scan_iter(match=_heartbeat_prefix(queue_name) + "*", count=500)]
+    values = await redis.mget(keys) if keys else []
+    beats = []
+    for value in values:
+        if value is None:  # expired between SCAN and MGET
+            continue
+        try:
+            beats.append(Heartbeat(**json.loads(value)))
+        except (TypeError, ValueError):  # a key of another version; not ours to judge
+            continue
+    return sorted(beats, key=lambda beat: beat.worker)
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    queued: int
+    in_progress: int
+
+
+async def _in_progress_flags(redis: Redis, job_ids: list[str]) -> list[bool]:
+    # arq keeps a running job in the queue's sorted set until it ends, marked by an in-progress key.
+    async with redis.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.exists(in_progress_key_prefix + job_id)
+        return [bool(flag) for flag in await pipe.execute()]
+
+
+def _decode(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def queue_counts(redis: Redis, queue_name: str) -> QueueCounts:
+    """Jobs waiting and jobs running, across every worker on the queue."""
+    job_ids = [_decode(member) for member in await redis.zrange(queue_name, 0, -1)]
+    running = sum(await _in_progress_flags(redis, job_ids)) if job_ids else 0
+    return QueueCounts(queued=len(job_ids) - running, in_progress=running)
+
+
+@dataclass(frozen=True)
+class QueuedJob:
+    job_id: str
+    function: str | None
+    user_key: str | None
+    enqueued_at: float | None
+    in_progress: bool
+
+
+async def queue_jobs(redis: Redis, queue_name: str, limit: int = 20) -> list[QueuedJob]:
+    """The first ``limit`` jobs of the queue, running ones included, oldest first."""
+    job_ids = [_decode(member) for member in await redis.zrange(queue_name, 0, limit - 1)]
+    if not job_ids:
+        return []
+    flags = await _in_progress_flags(redis, job_ids)
+    definitions = await redis.mget([job_key_prefix + job_id for job_id in job_ids])
+    jobs = []
+    for job_id, running, raw in zip(job_ids, flags, definitions, strict=True):
+        function = user_key = enqueued_at = None
+        if raw is not None:
+            try:
+                definition = deserialize_job(raw)
+            except DeserializationError:
+                definition = None
+            if definition is not None:
+                function = definition.function
+                enqueued_at = definition.enqueue_time.timestamp()
+                payload = definition.args[0] if definition.args else None
+                user_key = payload.get("user_key") if isinstance(payload, dict) else None
+        jobs.append(QueuedJob(job_id, function, user_key, enqueued_at, running))
+    return jobs
+
+
+@dataclass(frozen=True)
+class Failure:
+    at: float
+    job_id: str
+    user_key: str
+    kind: str
+    reason: str
+
+
+async def recent_failures(redis: Redis, stream: str, limit: int = 5, scan: int = 1000) -> list[Failure]:
+    """The last ``limit`` ``failed`` events among the stream's newest ``scan``, newest first."""
+    failures = []
+    for event_id, raw in await redis.xrevrange(stream, count=scan):
+        fields = {_decode(k): _decode(v) for k, v in raw.items()}
+        if fields.get("type") != EventType.FAILED.value:
+            continue
+        event = Event.from_fields(_decode(event_id), fields)
+        at = int(_decode(event_id).split("-", 1)[0]) / 1000  # a stream id starts with its Unix time in ms
+        failures.append(Failure(at, event.job_id, event.user_key, str(event.data.get("kind", "?")),
+                                str(event.data.get("reason", ""))))  # fmt: skip
+        if len(failures) >= limit:
+            break
+    return failures
+
+
+def age_s(timestamp: float | None, now: float | None = None) -> float | None:
+    return None if timestamp is None else max(0.0, (now or time.time()) - timestamp)

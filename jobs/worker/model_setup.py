@@ -1,0 +1,124 @@
+"""What a worker process keeps for its life, set up once at start: the model, its slots, compiled graphs, class images.
+
+Order matters: the rendering ``LoraSlot`` first (it needs a pipeline without adapters), FP8 layers if used, then the
+``TrainingSlot`` (it hands activity back to the rendering slot between jobs), then compilation, so every graph
+already contains both slots and no user's job adds a layer. Blocking: the worker runs ``prepare_model`` in a thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from jobs.settings import Settings
+from jobs.worker.ranking import render_batch_sizes
+
+__all__ = ["prepare_model", "training_plan"]
+
+log = logging.getLogger(__name__)
+
+
+def prepare_model(ctx: dict[str, Any], settings: Settings) -> None:
+    """Load ``settings.model`` into ``ctx["pipe"]`` and set up ``train_plan``, ``lora_slot``, and as the settings ask,
+    ``training_slot`` (compiled training), compiled rendering and ``class_images``."""
+    from pipeline.diffusion.loading import load_base_pipeline
+    from pipeline.diffusion.lora_slot import LoraSlot
+
+    started = time.monotonic()
+    pipe = ctx["pipe"] = load_base_pipeline(
+        settings.model, device=settings.device, dtype=settings.dtype, cache_dir=settings.resolved_model_cache_dir
+    )
+    log.info("model %s loaded in %.1f s", settings.model, time.monotonic() - started)
+    ctx["train_plan"] = training_plan(pipe, settings)
+    # One LoRA slot per worker: a user's LoRA is copied into it per request instead of attached as new layers
+    # (8.1 s vs 9.9 s per 4-image SDXL request on an H100), and folded into the base weights for the request, so
+    # rendering runs no LoRA kernels (BENCHMARKS.md, third session).
+    ctx["lora_slot"] = LoraSlot(pipe, max_rank=settings.lora_rank, merge=True)
+    if settings.render_float8:
+        # Before any compile, so every graph is traced with the FP8 layers (training runs their bf16 branch).
+        from pipeline.diffusion.float8 import use_float8_linears
+
+        log.info("%d UNet linear layers render in FP8", use_float8_linears(pipe.unet))
+    if settings.compile_training or settings.compile_unet:
+        from pipeline.diffusion.acceleration import use_channels_last, use_fast_maths
+
+        # Before the training compile: graphs guard on the TF32 switches and on weight strides, so had serving's
+        # set-up changed them after it, the first user's training would recompile (it did: 30 s, BENCHMARKS.md).
+        use_fast_maths(pipe)
+        use_channels_last(pipe)
+    if settings.compile_training:
+        log.info("training step compiled in %.0f s", _compile_training(ctx, settings))
+    if settings.compile_unet:
+        seconds = _compile_for_serving(pipe, ctx["lora_slot"], settings)
+        log.info("UNet and VAE decoder compiled for every style and batch size in %.0f s", seconds)
+    if settings.prior_class_images:
+        from pipeline.diffusion.training.dataset import render_class_images
+        from pipeline.diffusion.training.loop import TrainingConfig
+
+        prompt = TrainingConfig().class_prompt
+        ctx["class_images"] = render_class_images(pipe, prompt, settings.prior_class_images)
+    log.info("ready to serve in %.1f s", time.monotonic() - started)
+
+
+def training_plan(pipe: Any, settings: Settings) -> Any:
+    """Batch size and checkpointing from the GPU's memory, unless the settings fix them."""
+    import torch
+
+    from pipeline.diffusion.training.loop import MemoryPlan, memory_plan
+
+    device = pipe.unet.device
+    memory = torch.cuda.get_device_properties(device).total_memory / 2**30 if device.type == "cuda" else None
+    plan = memory_plan(memory)
+    return MemoryPlan(
+        batch_size=settings.train_batch_size or plan.batch_size,
+        gradient_checkpointing=plan.gradient_checkpointing
+        if settings.train_gradient_checkpointing is None
+        else settings.train_gradient_checkpointing,
+    )
+
+
+def _compile_training(ctx: dict[str, Any], settings: Settings) -> float:
+    """A persistent training LoRA, its forward compiled now for every aspect bucket by one-step jobs on plain
+    pictures (then zeroed), so no user's training waits for a compile."""
+    from pipeline.diffusion.training.dataset import BUCKET_ASPECTS
+    from pipeline.diffusion.training.loop import TrainingConfig, train_lora
+    from pipeline.diffusion.training.slot import TrainingSlot
+
+    started = time.monotonic()
+    pipe, plan = ctx["pipe"], ctx["train_plan"]
+    slot = ctx["training_slot"] = TrainingSlot(
+        pipe, rank=settings.lora_rank, compile_backend=settings.compile_backend, compile_scope=settings.compile_scope
+    )
+    config = TrainingConfig(
+        rank=settings.lora_rank,
+        steps=plan.batch_size,
+        batch_size=plan.batch_size,
+        gradient_checkpointing=plan.gradient_checkpointing,
+    )
+    with tempfile.TemporaryDirectory(prefix="warm-up-") as scratch:
+        for width, height in BUCKET_ASPECTS:  # one latent shape each
+            picture = Image.new("RGB", (width * 128, height * 128), "gray")
+            train_lora(pipe, [picture], config, Path(scratch), slot=slot)
+    return time.monotonic() - started
+
+
+def _compile_for_serving(pipe: Any, slot: Any, settings: Settings) -> float:
+    from pipeline.diffusion.acceleration import compile_for_serving
+    from pipeline.diffusion.generation import DEFAULT_BATCH_SIZE
+    from pipeline.styles import STYLES, custom_style
+
+    batches = render_batch_sizes(settings.headshots_per_request, settings.headshot_candidates, DEFAULT_BATCH_SIZE)
+    styles = [*STYLES.values(), custom_style("a free-text style")]
+    return compile_for_serving(
+        pipe,
+        slot,
+        styles=styles,
+        batch_sizes=batches,
+        compile_backend=settings.compile_backend,
+        compile_scope=settings.compile_scope,
+    )

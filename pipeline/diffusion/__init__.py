@@ -1,0 +1,1 @@
+"""Diffusion models (imports torch): loading, tiny offline models, LoRA training and slots, generation, speed-ups."""

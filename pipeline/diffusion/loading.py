@@ -1,0 +1,102 @@
+"""Loading the SDXL base model once per worker: device and dtype choice, the tiny offline model, clear failures.
+
+The worker calls ``load_base_pipeline`` in its startup hook and shares the pipeline between jobs; training and
+generation attach a user's LoRA only for the length of one call and remove it afterwards.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pipeline.diffusion.sdxl_tiny import build_tiny_sdxl
+from pipeline.errors import ModelLoadError
+
+__all__ = ["DEFAULT_MODEL", "DTYPES", "RANDOM_SDXL_MODEL", "TINY_MODEL", "load_base_pipeline", "pick_device"]
+
+DEFAULT_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
+# The name that selects the randomly initialised offline model (tests, demos, CI).
+TINY_MODEL = "tiny"
+# SDXL base's exact architecture with seeded random weights, built on the device: benchmarks on machines with no hub.
+RANDOM_SDXL_MODEL = "random-sdxl"
+DTYPES = ("float16", "bfloat16", "float32")
+
+
+def pick_device() -> str:
+    """``"cuda"`` when a CUDA GPU is usable, else ``"cpu"``."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _resolve_dtype(dtype: str | None, device: str) -> Any:
+    import torch
+
+    if dtype is None:
+        # bfloat16 keeps SDXL's VAE and attention in range without fp16's overflow fixes; CPUs want float32.
+        dtype = "bfloat16" if device.startswith("cuda") else "float32"
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, but is {dtype!r}.")
+    return getattr(torch, dtype)
+
+
+def load_base_pipeline(
+    model: str,
+    *,
+    device: str | None = None,
+    dtype: str | None = None,
+    cache_dir: Path,
+) -> Any:
+    """Load ``model`` as a ``StableDiffusionXLPipeline`` on ``device``, progress bar off.
+
+    ``model`` is ``"tiny"`` (built into ``cache_dir / "tiny-sdxl"`` on first use), ``"random-sdxl"`` (benchmarks
+    only: SDXL's shapes, random weights), a local checkpoint folder, or a model hub id (downloaded into
+    ``cache_dir``). Raises ``ModelLoadError`` saying what to set instead.
+    """
+    from diffusers import StableDiffusionXLPipeline
+
+    # 1. Check inputs.
+    device = device or pick_device()
+    torch_dtype = _resolve_dtype(dtype, device)
+    cache_dir = Path(cache_dir)
+    if model == RANDOM_SDXL_MODEL:
+        from pipeline.diffusion.sdxl_config import build_random_sdxl
+
+        return build_random_sdxl(device=device, dtype=str(torch_dtype).removeprefix("torch."))
+
+    # 2. Find the checkpoint: the tiny model is built locally and then loaded like any other folder.
+    source = str(build_tiny_sdxl(cache_dir / "tiny-sdxl")) if model == TINY_MODEL else model
+    local = Path(source).expanduser().is_dir()
+
+    # 3. Load. A local folder never touches the hub, so an offline machine fails fast instead of retrying.
+    try:
+        pipe = StableDiffusionXLPipeline.from_pretrained(
+            str(Path(source).expanduser()) if local else source,
+            dtype=torch_dtype,
+            cache_dir=str(cache_dir),
+            local_files_only=local,
+        )
+    except Exception as error:  # Every cause (hub, files, config) becomes one actionable error.
+        raise ModelLoadError(_explain_failure(model, local, error)) from error
+
+    # 4. Place it. SDXL base's VAE overflows in float16; its config has force_upcast, which the pipeline honours
+    #    by decoding in float32, and training does the same when it encodes (see pipeline.diffusion.training.loop).
+    try:
+        pipe.to(device)
+    except (RuntimeError, AssertionError) as error:
+        raise ModelLoadError(f"Model '{model}' loaded but could not be moved to device '{device}': {error}") from error
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _explain_failure(model: str, local: bool, error: Exception) -> str:
+    if local:
+        return (
+            f"Could not load the model folder '{model}' ({type(error).__name__}: {error}). "
+            "Check that it is a complete diffusers SDXL checkpoint, or set HEADSHOT_MODEL to 'tiny' for a test model."
+        )
+    return (
+        f"Could not load model '{model}': it is not a local folder and the model hub could not be reached or has "
+        f"no such SDXL checkpoint ({type(error).__name__}). "
+        "Set HEADSHOT_MODEL to a local checkpoint folder or to 'tiny'."
+    )

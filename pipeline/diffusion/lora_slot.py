@@ -1,0 +1,219 @@
+"""One LoRA slot in a warm pipeline: each user's LoRA is copied into it and zeroed out again, never re-attached.
+
+Attaching a LoRA adds layers to the UNet, which forces a compiled UNet to recompile (tens of seconds for SDXL).
+The slot instead attaches one all-zero LoRA of ``max_rank`` up front, using diffusers' hot-swapping
+(``enable_lora_hotswap`` pads every later LoRA to that rank and keeps its scale in a tensor), so swapping a user in
+only copies weights into existing tensors. ``clear`` zeroes them again, so no user's weights stay resident.
+
+With ``merge=True`` (the worker's choice) a swapped-in LoRA is also folded into the base weights, W = W0 + B·A·scale,
+and each slot layer is marked merged, so rendering runs the plain base layers: no extra LoRA kernels per projection
+per step, which cost the worker a third of its rendering time on SDXL (BENCHMARKS.md). ``clear`` copies W0 back
+from a copy kept on the same device. Subtracting the delta again (peft's ``unmerge``) is not exact in bf16: every
+user would leave a rounding error behind, and over thousands of requests the errors add up to a different base
+model. The copy costs memory once (about 1.9 GB for SDXL's attention projections) and makes every clear exact.
+Where the base layers render in FP8 (``pipeline.diffusion.float8``), their quantized copies are refreshed after
+each merge and unmerge, so they always hold the weights now in effect.
+
+diffusers cannot hot-swap text-encoder LoRAs; a LoRA that has them gets its text-encoder part attached as an
+ordinary adapter for the time it is swapped in (the text encoders are not compiled, so this costs little).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pipeline.diffusion.adapters import (
+    LORA_COMPONENTS,
+    UNET_ATTENTION_TARGETS,
+    loaded_adapters,
+    new_adapter_name,
+    remove_adapter,
+)
+
+__all__ = ["SLOT_ADAPTER", "LoraSlot"]
+
+SLOT_ADAPTER = "headshot-slot"
+
+
+class LoraSlot:
+    """A per-user LoRA slot on ``pipe``'s UNet; create it before compiling the UNet."""
+
+    def __init__(
+        self,
+        pipe: Any,
+        *,
+        max_rank: int = 64,
+        target_modules: Sequence[str] = UNET_ATTENTION_TARGETS,
+        merge: bool = False,
+    ) -> None:
+        import torch
+
+        # 1. Check inputs: hot-swapping must be enabled before the first adapter and before compilation.
+        if not isinstance(max_rank, int) or max_rank < 1:
+            raise ValueError(f"max_rank must be a positive integer, but is {max_rank!r}.")
+        if loaded_adapters(pipe):
+            raise ValueError(
+                f"LoraSlot needs a pipeline without LoRA adapters, but it has {sorted(loaded_adapters(pipe))}."
+            )
+        if getattr(pipe.unet, "_compiled_call_impl", None) is not None:
+            raise ValueError("The UNet is already compiled; create the LoraSlot before optimize_for_inference.")
+        self.pipe = pipe
+        self.max_rank = max_rank
+        self.target_modules = tuple(target_modules)
+        self.merge = merge
+        self._active: Path | None = None
+        self._base_weights: dict[str, Any] = {}  # layer name -> its weight before any merge (filled lazily)
+        self._text_adapter: str | None = None
+
+        # 2. An all-zero LoRA on every targeted layer: the slot's structure exists from the start.
+        zero: dict[str, Any] = {}
+        for name, module in pipe.unet.named_modules():
+            if isinstance(module, torch.nn.Linear) and any(
+                name == target or name.endswith("." + target) for target in self.target_modules
+            ):
+                zero[f"unet.{name}.lora_A.weight"] = torch.zeros(max_rank, module.in_features)
+                zero[f"unet.{name}.lora_B.weight"] = torch.zeros(module.out_features, max_rank)
+        if not zero:
+            raise ValueError(f"No UNet layer matches target_modules {self.target_modules}.")
+        pipe.enable_lora_hotswap(target_rank=max_rank)
+        pipe.load_lora_weights(zero, adapter_name=SLOT_ADAPTER)
+        # An inference pipeline has nothing trainable; keeping it so also keeps a compiled graph's guards stable.
+        pipe.unet.requires_grad_(False)
+        self._layers = {
+            name: module
+            for name, module in pipe.unet.named_modules()
+            if SLOT_ADAPTER in getattr(module, "lora_A", {}) and hasattr(module, "base_layer")
+        }
+
+    @property
+    def active(self) -> Path | None:
+        """The LoRA file swapped in now, or None when the slot holds zeros."""
+        return self._active
+
+    def swap_in(self, lora_path: Path) -> float:
+        """Copy the LoRA at ``lora_path`` into the slot (replacing whatever was there); return the seconds taken."""
+        started = time.perf_counter()
+        lora_path = Path(lora_path)
+        if not lora_path.is_file():
+            raise FileNotFoundError(f"No LoRA weights at '{lora_path}'.")
+        pipe = self.pipe
+        state, alphas, metadata = pipe.lora_state_dict(
+            str(lora_path.parent), weight_name=lora_path.name, return_lora_metadata=True
+        )
+        ranks = [tensor.shape[1] for key, tensor in state.items() if _is_up_weight(key) and tensor.ndim == 2]
+        if ranks and max(ranks) > self.max_rank:
+            raise ValueError(f"The LoRA '{lora_path.name}' has rank {max(ranks)}, above the slot's {self.max_rank}.")
+        if self._text_adapter is not None:
+            remove_adapter(pipe, self._text_adapter)
+            self._text_adapter = None
+        self._unmerge()  # peft hot-swaps no merged adapter; the next user's merge starts from W0 anyway
+        self._active = lora_path
+        try:
+            pipe.load_lora_into_unet(
+                {key: value for key, value in state.items() if key.startswith("unet.")},
+                network_alphas=alphas,
+                unet=pipe.unet,
+                adapter_name=SLOT_ADAPTER,
+                _pipeline=pipe,
+                hotswap=True,
+                metadata=metadata,
+            )
+            text_state = {key: value for key, value in state.items() if key.startswith("text_encoder")}
+            if text_state:
+                self._text_adapter = new_adapter_name("slot-text")
+                for component in LORA_COMPONENTS[1:]:
+                    pipe.load_lora_into_text_encoder(
+                        text_state,
+                        network_alphas=alphas,
+                        text_encoder=getattr(pipe, component),
+                        prefix=component,
+                        adapter_name=self._text_adapter,
+                        _pipeline=pipe,
+                        metadata=metadata,
+                    )
+            if self.merge:
+                self._merge()
+        except Exception:
+            self.clear()  # half a user's weights must not stay behind either
+            raise
+        return time.perf_counter() - started
+
+    @property
+    def merged(self) -> bool:
+        """Whether the slot's LoRA is folded into the base weights now."""
+        return any(SLOT_ADAPTER in layer.merged_adapters for layer in self._layers.values())
+
+    @contextmanager
+    def merged_base(self) -> Iterator[None]:
+        """The slot merged while it holds zeros: the base renders through the path a user's request takes.
+
+        A worker warms its compiled graphs inside this. On a slot without ``merge`` it changes nothing.
+        """
+        if self._active is not None:
+            raise ValueError(f"The slot holds '{self._active.name}'; clear it before rendering the base through it.")
+        if not self.merge:
+            yield
+            return
+        self._merge()
+        try:
+            yield
+        finally:
+            self.clear()
+
+    def _unmerge(self) -> None:
+        import torch
+
+        with torch.no_grad():
+            for name, layer in self._layers.items():
+                if SLOT_ADAPTER in layer.merged_adapters:
+                    layer.base_layer.weight.copy_(self._base_weights[name])  # exact: W0 itself, not W - delta
+                    layer.merged_adapters.remove(SLOT_ADAPTER)
+                    _requantize(layer.base_layer)
+
+    def _merge(self) -> None:
+        import torch
+
+        with torch.no_grad():
+            for name, layer in self._layers.items():
+                weight = layer.base_layer.weight
+                base = self._base_weights.get(name)
+                if base is None:
+                    base = self._base_weights[name] = weight.detach().clone()
+                # In float32, from the untouched copy: the result is the same whichever users came before.
+                delta = layer.lora_B[SLOT_ADAPTER].weight.float() @ layer.lora_A[SLOT_ADAPTER].weight.float()
+                weight.copy_(base.float() + delta * layer.scaling[SLOT_ADAPTER])
+                _requantize(layer.base_layer)
+                if SLOT_ADAPTER not in layer.merged_adapters:
+                    # peft's forward runs just the base layer for a merged adapter.
+                    layer.merged_adapters.append(SLOT_ADAPTER)
+
+    def clear(self) -> float:
+        """Zero the slot (and drop any text-encoder part), so no user's weights stay in memory; return seconds."""
+        import torch
+
+        started = time.perf_counter()
+        self._unmerge()
+        with torch.no_grad():
+            for name, param in self.pipe.unet.named_parameters():
+                if f".{SLOT_ADAPTER}." in name:
+                    param.zero_()  # in place: a compiled UNet keeps using the same tensors
+        if self._text_adapter is not None:
+            remove_adapter(self.pipe, self._text_adapter)
+            self._text_adapter = None
+        self._active = None
+        return time.perf_counter() - started
+
+
+def _requantize(base_layer: Any) -> None:
+    """An FP8 rendering layer renders from a quantized copy of its weight: bring it up to date."""
+    refresh = getattr(base_layer, "refresh", None)
+    if refresh is not None:
+        refresh()
+
+
+def _is_up_weight(key: str) -> bool:
+    return any(part in key for part in (".lora_B.", ".lora.up.", ".lora_up.", ".lora_linear_layer.up."))

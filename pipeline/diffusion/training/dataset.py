@@ -1,0 +1,150 @@
+"""Selfies as VAE latents, encoded once before training and grouped into aspect-ratio buckets.
+
+Each image is cropped to the nearest of a few portrait, square and landscape shapes of the model's native area
+(the same sizes generation renders at), so nothing is squashed and little is cut. The VAE's latent distribution
+(mean and standard deviation) is cached, and the loop draws a fresh latent from it each step, exactly as encoding
+the image again each step would, for a fraction of the cost.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image, ImageOps
+
+__all__ = ["BUCKET_ASPECTS", "LatentBucket", "TrainingSet", "crop_to", "encode_training_set", "render_class_images"]
+
+# (width, height) shapes; 1:1 first, so square photos keep the model's own square size.
+BUCKET_ASPECTS = ((1, 1), (4, 5), (5, 4), (3, 4), (4, 3))
+
+
+@dataclass(frozen=True)
+class LatentBucket:
+    """Images cropped to one (width, height), and their mirror images, as unscaled VAE latent distributions."""
+
+    size: tuple[int, int]
+    mean: Any  # (count, channels, height / f, width / f), float32
+    std: Any
+    time_ids: Any  # SDXL's size conditioning: (original h, w, crop top, left, target h, w)
+    scaling_factor: float
+
+    @property
+    def count(self) -> int:
+        return int(self.mean.shape[0])
+
+    def sample(self, picks: Any, generator: Any) -> Any:
+        """Scaled latents of images ``picks``, one draw from each one's distribution (as ``latent_dist.sample``)."""
+        from diffusers.utils.torch_utils import randn_tensor
+
+        mean, std = self.mean[picks.to(self.mean.device)], self.std[picks.to(self.mean.device)]
+        noise = randn_tensor(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return (mean + std * noise) * self.scaling_factor
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    buckets: tuple[LatentBucket, ...]
+
+    def pick_bucket(self, generator: Any) -> LatentBucket:
+        """A bucket drawn in proportion to its size (no draw at all when there is only one)."""
+        import torch
+
+        if len(self.buckets) == 1:
+            return self.buckets[0]
+        weights = torch.tensor([float(bucket.count) for bucket in self.buckets])
+        return self.buckets[int(torch.multinomial(weights, 1, generator=generator))]
+
+
+def encode_training_set(
+    pipe: Any,
+    images: Sequence[Image.Image],
+    resolution: int | None = None,
+    *,
+    crop_centers: Sequence[tuple[float, float]] | None = None,
+) -> TrainingSet:
+    """Crop each image to its bucket (around its ``crop_centers`` entry, else the centre), mirror it, and encode.
+
+    ``resolution`` is the side of the square whose area every bucket keeps; None means the model's own size.
+    """
+    import torch
+
+    from pipeline.diffusion.generation import headshot_size
+
+    # 1. Check inputs.
+    if not images:
+        raise ValueError("encode_training_set needs at least one image, but got none.")
+    if crop_centers is not None and len(crop_centers) != len(images):
+        raise ValueError(f"crop_centers has {len(crop_centers)} entries for {len(images)} images; give one per image.")
+    centers = list(crop_centers) if crop_centers is not None else [(0.5, 0.5)] * len(images)
+    if any(not (0 <= x <= 1 and 0 <= y <= 1) for x, y in centers):
+        raise ValueError(f"crop_centers must be normalised (x, y) pairs in [0, 1], but are {centers!r}.")
+
+    # 2. Group by nearest aspect (in log space, so 4:5 and 5:4 are equally far from 1:1).
+    groups: dict[tuple[int, int], list[Image.Image]] = {}
+    for image, center in zip(images, centers, strict=True):
+        ratio = math.log(image.width / image.height)
+        aspect = min(BUCKET_ASPECTS, key=lambda wh: abs(ratio - math.log(wh[0] / wh[1])))
+        size = headshot_size(pipe, aspect, native=resolution)
+        crop = crop_to(image.convert("RGB"), size, center)
+        groups.setdefault(size, []).extend([crop, ImageOps.mirror(crop)])
+
+    # 3. Encode each bucket.
+    buckets = []
+    for (width, height), crops in groups.items():
+        mean, std = _encode(pipe, crops)
+        time_ids = torch.tensor([[height, width, 0, 0, height, width]], dtype=torch.float32)
+        buckets.append(LatentBucket((width, height), mean, std, time_ids, float(pipe.vae.config.scaling_factor)))
+    return TrainingSet(tuple(buckets))
+
+
+def crop_to(image: Image.Image, size: tuple[int, int], center: tuple[float, float] = (0.5, 0.5)) -> Image.Image:
+    """The largest ``size``-shaped region around ``center`` (normalised x, y; kept inside the image), resized."""
+    width, height = size
+    scale = min(image.width / width, image.height / height)
+    crop_w, crop_h = min(width * scale, image.width), min(height * scale, image.height)
+    left = max(min(center[0] * image.width - crop_w / 2, image.width - crop_w), 0.0)
+    top = max(min(center[1] * image.height - crop_h / 2, image.height - crop_h), 0.0)
+    return image.resize(size, Image.Resampling.LANCZOS, box=(left, top, left + crop_w, top + crop_h))
+
+
+def _encode(pipe: Any, crops: list[Image.Image]) -> tuple[Any, Any]:
+    """Float32 (mean, std) of the VAE's latent distribution of each crop, on the pipeline's device."""
+    import numpy as np
+    import torch
+
+    vae = pipe.vae
+    # SDXL's VAE overflows in float16 (config ``force_upcast``); encode in float32 as the pipeline decodes.
+    upcast = vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False)
+    original_dtype = vae.dtype
+    if upcast:
+        vae.to(torch.float32)
+    try:
+        pixels = [torch.from_numpy(np.asarray(crop, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1) for crop in crops]
+        means, stds = [], []
+        with torch.no_grad():
+            for start in range(0, len(pixels), 4):  # small chunks: a 1024px encode is memory-hungry
+                chunk = torch.stack(pixels[start : start + 4]).to(vae.device, vae.dtype)
+                distribution = vae.encode(chunk).latent_dist
+                means.append(distribution.mean.float())
+                stds.append(distribution.std.float())
+        return torch.cat(means), torch.cat(stds)
+    finally:
+        if upcast:
+            vae.to(original_dtype)
+
+
+def render_class_images(pipe: Any, prompt: str, count: int, *, seed: int = 0, steps: int = 25) -> list[Image.Image]:
+    """The base model's own renders of the class prompt, for prior preservation; the same seed gives the same set."""
+    import torch
+
+    if count < 1:
+        raise ValueError(f"render_class_images needs a count of at least 1, but got {count}.")
+    images: list[Image.Image] = []
+    for start in range(0, count, 4):
+        batch = min(4, count - start)
+        generators = [torch.Generator("cpu").manual_seed(seed + start + index) for index in range(batch)]
+        images.extend(pipe([prompt] * batch, num_inference_steps=steps, generator=generators).images)
+    return images

@@ -1,0 +1,326 @@
+"""DreamBooth-style LoRA training of the SDXL UNet on a user's selfies, leaving the shared base pipeline untouched.
+
+Images are encoded once up front (``encode_training_set``) and the prompt too, unless the text encoders train as
+well, so the loop runs only the UNet. The adapter lives on the pipeline's own models for the length of the call and
+is removed in a ``finally``, whatever happens. The same code trains SDXL on a GPU (bfloat16 base under autocast,
+float32 LoRA weights, fused AdamW, optionally compiled) and the tiny model on a CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from pipeline.diffusion.adapters import (
+    UNET_ATTENTION_TARGETS,
+    activate_only,
+    new_adapter_name,
+    remove_adapter,
+    restore_active_adapters,
+    snapshot_active_adapters,
+)
+from pipeline.diffusion.training.dataset import TrainingSet, encode_training_set
+from pipeline.diffusion.training.loss import sampled_batch_loss
+from pipeline.diffusion.training.slot import TRAINING_ADAPTER, TrainingSlot, reset_lora
+from pipeline.styles import IDENTIFIER_TOKEN
+
+__all__ = [
+    "LORA_WEIGHT_NAME",
+    "TEXT_ENCODER_TARGETS",
+    "MemoryPlan",
+    "TrainingCancelled",
+    "TrainingConfig",
+    "TrainingProgress",
+    "TrainingResult",
+    "TrainingSet",
+    "encode_training_set",
+    "memory_plan",
+    "train_lora",
+]
+
+log = logging.getLogger(__name__)
+
+LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+TEXT_ENCODER_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How to fine-tune; defaults suit 10-20 selfies on SDXL. ``steps`` counts images seen, not optimizer steps."""
+
+    rank: int = 16
+    steps: int = 1000
+    learning_rate: float = 1e-4
+    batch_size: int = 4
+    seed: int = 0
+    resolution: int | None = None  # None: the model's own size (1024 on SDXL, 64 on the tiny model)
+    prompt: str = f"a photo of {IDENTIFIER_TOKEN}"
+    target_modules: tuple[str, ...] = UNET_ATTENTION_TARGETS
+    min_snr_gamma: float | None = 5.0  # Min-SNR loss weighting (Hang et al. 2023); None turns it off
+    gradient_checkpointing: bool = False
+    compile: bool = False  # torch.compile the UNet's forward for this call's loop
+    text_encoder_lora: bool = False  # also train LoRAs on both CLIP text encoders' attention
+    noise_offset: float = 0.0
+    # Prior preservation (DreamBooth, Ruiz et al. 2022): with class images passed to train_lora, each step also
+    # denoises a batch of them under the class prompt, so "a person" stays generic and only "sks" learns the face.
+    class_prompt: str = "a photo of a person"
+    prior_loss_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        for field in ("rank", "steps", "batch_size"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"TrainingConfig.{field} must be a positive integer, but is {value!r}.")
+        if not self.learning_rate > 0:
+            raise ValueError(f"TrainingConfig.learning_rate must be positive, but is {self.learning_rate!r}.")
+        if self.resolution is not None and (self.resolution < 8 or self.resolution % 8):
+            raise ValueError(f"TrainingConfig.resolution must be a multiple of 8, but is {self.resolution!r}.")
+        if self.min_snr_gamma is not None and not self.min_snr_gamma > 0:
+            raise ValueError(f"TrainingConfig.min_snr_gamma must be positive or None, but is {self.min_snr_gamma!r}.")
+        if not 0 <= self.noise_offset < 1:
+            raise ValueError(f"TrainingConfig.noise_offset must be in [0, 1), but is {self.noise_offset!r}.")
+        if not self.prior_loss_weight > 0:
+            raise ValueError(f"TrainingConfig.prior_loss_weight must be positive, but is {self.prior_loss_weight!r}.")
+        if not self.class_prompt.strip():
+            raise ValueError("TrainingConfig.class_prompt is empty; name the class, e.g. 'a photo of a person'.")
+        if not self.prompt.strip():
+            raise ValueError("TrainingConfig.prompt is empty; it must name the subject, e.g. 'a photo of sks person'.")
+        if not self.target_modules:
+            raise ValueError("TrainingConfig.target_modules is empty; name at least one layer, e.g. 'to_q'.")
+
+    @property
+    def optimizer_steps(self) -> int:
+        return math.ceil(self.steps / self.batch_size)
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Batch size and gradient checkpointing for a GPU of a given size (SDXL at 1024 px, rank 16)."""
+
+    batch_size: int
+    gradient_checkpointing: bool
+
+
+# Measured peaks on an H100 (BENCHMARKS.md, 2026-11-24): batch 4 uses 36 GiB, batch 8 65 GiB without checkpointing.
+# Batch 8 trains 1.8x as many image-steps/s as batch 4 (the step is bound by the host queueing kernels, so a bigger
+# batch does more work per kernel). Below 40 GiB, checkpointing trades compute for memory (a 24 GB card's floor).
+def memory_plan(gpu_memory_gib: float | None) -> MemoryPlan:
+    """The fastest recipe that fits ``gpu_memory_gib`` of GPU memory; ``None`` (a CPU) keeps the defaults."""
+    if gpu_memory_gib is None or 40 <= gpu_memory_gib < 72:
+        return MemoryPlan(batch_size=4, gradient_checkpointing=False)
+    if gpu_memory_gib >= 72:
+        return MemoryPlan(batch_size=8, gradient_checkpointing=False)
+    return MemoryPlan(batch_size=4, gradient_checkpointing=True)
+
+
+@dataclass(frozen=True)
+class TrainingProgress:
+    step: int  # images seen so far
+    total_steps: int
+    loss: float
+    elapsed_s: float
+    eta_s: float
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    lora_path: Path
+    losses: list[float]  # one per optimizer step
+    steps: int  # images seen
+    seconds: float
+
+
+class TrainingCancelled(Exception):
+    """``should_stop`` asked training to end early; no LoRA file was written."""
+
+
+def train_lora(
+    pipe: Any,
+    images: Sequence[Image.Image],
+    config: TrainingConfig,
+    output_dir: Path,
+    *,
+    on_progress: Callable[[TrainingProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    progress_every: int = 10,
+    crop_centers: Sequence[tuple[float, float]] | None = None,
+    class_images: Sequence[Image.Image] | None = None,
+    slot: TrainingSlot | None = None,
+) -> TrainingResult:
+    """Train a LoRA of ``images`` into ``output_dir / LORA_WEIGHT_NAME``; deterministic for a given seed.
+
+    ``on_progress`` runs every ``progress_every`` optimizer steps and after the last. ``crop_centers`` are optional
+    normalised (x, y) centres, one per image, that crops keep in view (e.g. the face). ``class_images`` (e.g. the base
+    model's own renders of ``config.class_prompt``) turn on prior preservation; ``steps`` still counts only the
+    user's images. With ``slot`` (a worker's ``TrainingSlot``) the LoRA trains in the slot, through its one compiled
+    forward, instead of in an adapter attached for this call. Not thread-safe: it
+    temporarily changes ``pipe``'s models, so run one call at a time per pipeline.
+    """
+    import torch
+    from peft import LoraConfig
+
+    # 1. Check inputs.
+    if not images:
+        raise ValueError("train_lora needs at least one image, but got none.")
+    if progress_every < 1:
+        raise ValueError(f"progress_every must be at least 1, but is {progress_every}.")
+    if slot is not None:
+        slot.check(config.rank, config.target_modules, config.text_encoder_lora)
+    started = time.monotonic()
+    unet = pipe.unet
+    device = unet.device
+    generator = torch.Generator("cpu").manual_seed(config.seed)
+
+    # 2. Encode once: every image and its mirror image (a face is near-symmetric, so this doubles the data), grouped
+    #    by aspect bucket, and, unless the text encoders train, the prompt.
+    training_set = encode_training_set(pipe, images, config.resolution, crop_centers=crop_centers)
+    text_models = [pipe.text_encoder, pipe.text_encoder_2] if config.text_encoder_lora else []
+    with torch.no_grad():
+        fixed_prompt = None if text_models else _encode_prompt(pipe, config.prompt)
+    prior = None
+    if class_images:
+        prior = encode_training_set(pipe, class_images, config.resolution)
+        with torch.no_grad():
+            class_prompt = _encode_prompt(pipe, config.class_prompt)
+    # Timings of each phase go to the log (never the images): a slow first step is a compile, a slow encode the VAE.
+    encoded_s = time.monotonic() - started
+    first_step_s = 0.0
+
+    # 3. Attach fresh LoRAs, the only active adapters; only their weights train, in float32 even when the base model
+    #    is half precision (autocast mixes the two on CUDA; peft casts the LoRA path's input on CPU).
+    adapter = TRAINING_ADAPTER if slot is not None else new_adapter_name("train")
+    active_before = snapshot_active_adapters(pipe)
+    half = unet.dtype in (torch.float16, torch.bfloat16)
+    autocast = torch.autocast("cuda", dtype=unet.dtype) if device.type == "cuda" and half else contextlib.nullcontext()
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and unet.dtype == torch.float16)
+    checkpointing_was_on = unet.is_gradient_checkpointing
+    step_losses: list[Any] = []
+    losses: list[float] = []
+    try:
+        # The gaussian init draws from torch's global RNG: seed it privately so runs repeat and callers' RNG is kept.
+        with torch.random.fork_rng(devices=[]):
+            if slot is None:
+                models = [(unet, config.target_modules), *((m, TEXT_ENCODER_TARGETS) for m in text_models)]
+                for model, targets in models:
+                    lora = LoraConfig(
+                        r=config.rank, lora_alpha=config.rank, init_lora_weights="gaussian", target_modules=[*targets]
+                    )
+                    model.add_adapter(lora, adapter_name=adapter)
+            torch.manual_seed(config.seed)
+            reset_lora([unet, *text_models], adapter)
+        activate_only(pipe, adapter)
+        params = []
+        for model in (unet, *text_models):
+            model.requires_grad_(False)
+            for name, param in model.named_parameters():
+                if f".{adapter}." in name:
+                    param.data = param.data.float()
+                    param.requires_grad_(True)
+                    params.append(param)
+        fused = True if device.type == "cuda" else None  # one fused kernel per step instead of one per tensor
+        optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=1e-4, fused=fused)
+        if config.gradient_checkpointing:
+            unet.enable_gradient_checkpointing()
+        unet.train()
+        # ``unet.forward``, not ``unet(...)``: an inference-compiled UNet (optimize_for_inference) keeps its graphs.
+        if slot is not None:
+            forward = slot.forward  # compiled once per worker, not per job
+        elif config.compile:
+            forward = torch.compile(unet.forward)  # for this call only
+        else:
+            forward = unet.forward
+        from diffusers import DDPMScheduler
+
+        noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+
+        # 4. Loop: each batch from one aspect bucket. Random draws come from one CPU generator, so runs repeat
+        #    exactly on any device.
+        total = config.optimizer_steps
+        for step in range(1, total + 1):
+            seen = min(step * config.batch_size, config.steps)
+            if should_stop is not None and should_stop():
+                done = min((step - 1) * config.batch_size, config.steps)
+                raise TrainingCancelled(f"Training stopped at step {done} of {config.steps}.")
+            with autocast:
+                prompt = fixed_prompt if fixed_prompt is not None else _encode_prompt(pipe, config.prompt)
+                draw = (forward, noise_scheduler)
+                loss = sampled_batch_loss(*draw, training_set, prompt, config, generator, device, unet.dtype)
+                if prior is not None:
+                    prior_term = sampled_batch_loss(*draw, prior, class_prompt, config, generator, device, unet.dtype)
+                    loss = loss + config.prior_loss_weight * prior_term
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            scaler.step(optimizer)
+            scaler.update()
+            # Kept on the device; only progress reports read one. Reading every step waits for the GPU each step
+            # (on an H100 at batch 4 that cost nothing measurable: the step is bound by the host queueing kernels).
+            step_losses.append(loss.detach())
+            if step == 1:
+                first_step_s = time.monotonic() - started - encoded_s
+
+            if on_progress is not None and (step % progress_every == 0 or step == total):
+                elapsed = time.monotonic() - started
+                eta = elapsed / seen * (config.steps - seen)
+                on_progress(TrainingProgress(seen, config.steps, float(step_losses[-1]), elapsed, eta))
+        losses = [float(value) for value in torch.stack(step_losses).float().cpu()]
+        loop_s = time.monotonic() - started - encoded_s
+        log.info(
+            "trained %d image-steps in %.1f s: encoding %.1f s, first step %.1f s, the other %d steps %.1f s",
+            config.steps, encoded_s + loop_s, encoded_s, first_step_s, total - 1, loop_s - first_step_s,
+        )  # fmt: skip
+
+        # 5. Save in diffusers' LoRA format, with the adapter configs so alpha/rank survive loading.
+        output_dir = Path(output_dir)
+        _save(pipe, adapter, text_models, output_dir)
+    finally:
+        # 6. Leave the shared pipeline exactly as it was: no new adapter, the slot (if any) active again, inference
+        #    mode, nothing trainable.
+        if config.gradient_checkpointing and not checkpointing_was_on:
+            unet.disable_gradient_checkpointing()
+        restore_active_adapters(pipe, active_before)  # first, so the adapter removed is no longer active
+        if slot is not None:
+            slot.clear()
+        else:
+            remove_adapter(pipe, adapter)
+        unet.eval()
+        for model in (unet, pipe.text_encoder, pipe.text_encoder_2):
+            model.requires_grad_(False)
+
+    return TrainingResult(
+        lora_path=output_dir / LORA_WEIGHT_NAME, losses=losses, steps=config.steps, seconds=time.monotonic() - started
+    )
+
+
+def _encode_prompt(pipe: Any, prompt: str) -> tuple[Any, Any]:
+    """(token embeddings, pooled embedding) from both text encoders, batch of one."""
+    embeds, _, pooled, _ = pipe.encode_prompt(
+        prompt=prompt, device=pipe.unet.device, num_images_per_prompt=1, do_classifier_free_guidance=False
+    )
+    return embeds, pooled
+
+
+def _save(pipe: Any, adapter: str, text_models: list[Any], output_dir: Path) -> None:
+    from diffusers import StableDiffusionXLPipeline
+    from diffusers.utils.state_dict_utils import convert_state_dict_to_diffusers
+    from peft.utils import get_peft_model_state_dict
+
+    layers: dict[str, Any] = {}
+    for key, model in [("unet", pipe.unet), *zip(("text_encoder", "text_encoder_2"), text_models, strict=False)]:
+        layers[f"{key}_lora_layers"] = convert_state_dict_to_diffusers(
+            get_peft_model_state_dict(model, adapter_name=adapter)
+        )
+        layers[f"{key}_lora_adapter_metadata"] = model.peft_config[adapter].to_dict()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    StableDiffusionXLPipeline.save_lora_weights(
+        output_dir, weight_name=LORA_WEIGHT_NAME, safe_serialization=True, **layers
+    )

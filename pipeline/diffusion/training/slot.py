@@ -1,0 +1,118 @@
+"""One training LoRA that stays on a worker's UNet, so a compiled training step is compiled once, not once per user.
+
+``train_lora`` without a slot attaches a fresh adapter per job: new layers, so a compiled forward would recompile for
+every user (397 s per job for SDXL on an H100, BENCHMARKS.md), which is why the worker trained eagerly. A
+``TrainingSlot`` attaches one float32 LoRA of the worker's rank once, inactive and zero; each job re-initialises its
+weights in place from the job's seed, makes it the only active adapter, trains through the slot's one compiled
+forward, saves it, and zeroes it again, so no user's weights stay behind. Only the UNet trains this way: a recipe
+with text-encoder LoRAs uses the per-job adapter.
+
+Create it after the pipeline's ``LoraSlot`` (whose adapter stays the active one between jobs) and before compiling
+the pipeline for serving.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from pipeline.diffusion.acceleration import check_compile_scope
+from pipeline.diffusion.adapters import UNET_ATTENTION_TARGETS, restore_active_adapters, snapshot_active_adapters
+
+__all__ = ["TRAINING_ADAPTER", "TrainingSlot", "reset_lora"]
+
+TRAINING_ADAPTER = "headshot-training-slot"
+
+
+class TrainingSlot:
+    """A persistent training LoRA of ``rank`` on ``pipe``'s UNet, with one (optionally compiled) forward."""
+
+    def __init__(
+        self,
+        pipe: Any,
+        *,
+        rank: int,
+        target_modules: Sequence[str] = UNET_ATTENTION_TARGETS,
+        compile: bool = True,
+        compile_backend: str = "inductor",
+        compile_scope: str = "unet",
+    ) -> None:
+        import torch
+        from peft import LoraConfig
+
+        # 1. Check inputs: the adapter must start inactive, which needs another adapter (the LoraSlot's) to be active.
+        if not isinstance(rank, int) or rank < 1:
+            raise ValueError(f"rank must be a positive integer, but is {rank!r}.")
+        check_compile_scope(compile_scope)
+        unet = pipe.unet
+        active = snapshot_active_adapters(pipe)
+        if not active.get("unet"):
+            raise ValueError(
+                "TrainingSlot needs an active adapter on the UNet to hand back to between jobs; create the "
+                "pipeline's LoraSlot first."
+            )
+        if TRAINING_ADAPTER in (getattr(unet, "peft_config", None) or {}):
+            raise ValueError("This pipeline already has a TrainingSlot; make one per pipeline.")
+        self.pipe = pipe
+        self.rank = rank
+        self.target_modules = tuple(target_modules)
+
+        # 2. Attach once, in float32 (the weights that train), then hand activity back and zero it.
+        config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=list(target_modules))
+        unet.add_adapter(config, adapter_name=TRAINING_ADAPTER)
+        restore_active_adapters(pipe, active)
+        self.parameters = [param for name, param in unet.named_parameters() if f".{TRAINING_ADAPTER}." in name]
+        for param in self.parameters:
+            param.data = param.data.float()
+        self.clear()
+
+        # 3. One forward for every job; ``unet.forward``, not ``unet(...)``: a serving-compiled UNet keeps its graphs.
+        #    Scope "blocks" compiles the transformer blocks instead, shared with rendering (their graphs with
+        #    gradients on are the training ones): minutes of compiling less than the whole forward.
+        self.forward: Callable[..., Any] = unet.forward
+        if compile and compile_scope == "blocks":
+            from pipeline.diffusion.acceleration import compile_unet_blocks
+
+            compile_unet_blocks(unet, backend=compile_backend)
+        elif compile:
+            self.forward = torch.compile(unet.forward, backend=compile_backend)
+
+    def check(self, rank: int, target_modules: Sequence[str], text_encoder_lora: bool) -> None:
+        """Raise ``ValueError`` naming what differs when a recipe cannot train in this slot."""
+        if rank != self.rank:
+            raise ValueError(f"The recipe's rank is {rank}, but this worker's TrainingSlot has rank {self.rank}.")
+        if tuple(target_modules) != self.target_modules:
+            raise ValueError(
+                f"The recipe targets {tuple(target_modules)}, but this worker's TrainingSlot targets "
+                f"{self.target_modules}."
+            )
+        if text_encoder_lora:
+            raise ValueError("A TrainingSlot trains the UNet only; train text-encoder LoRAs without one.")
+
+    def reset(self) -> None:
+        """Fresh LoRA weights from torch's global RNG (callers seed it), as ``reset_lora`` draws them."""
+        reset_lora([self.pipe.unet], TRAINING_ADAPTER)
+
+    def clear(self) -> None:
+        """Zero every weight of the slot and freeze it (a finished job's LoRA must not stay in memory)."""
+        import torch
+
+        with torch.no_grad():
+            for param in self.parameters:
+                param.zero_()
+                param.requires_grad_(False)
+
+
+def reset_lora(models: Iterable[Any], adapter: str) -> None:
+    """Gaussian A (std 1/rank) and zero B for ``adapter`` on every layer of ``models``, in module order.
+
+    Both ways of training draw their initial weights here, from torch's global RNG, so a seed gives the same LoRA
+    whether it trains in a fresh adapter or in a ``TrainingSlot`` (attaching an adapter draws numbers of its own).
+    """
+    import torch
+
+    with torch.no_grad():
+        for model in models:
+            for module in model.modules():
+                if adapter in getattr(module, "lora_A", {}):
+                    module.reset_lora_parameters(adapter, "gaussian")

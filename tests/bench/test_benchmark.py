@@ -1,0 +1,140 @@
+"""The benchmark's code path on the tiny model: every figure is produced (speed itself is measured on a GPU)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from bench.benchmark import run_benchmark
+from pipeline.diffusion.loading import load_base_pipeline
+
+
+def test_benchmark_measures_every_figure_on_the_tiny_model(model_cache: Path) -> None:
+    # A pipeline of its own: the benchmark leaves a LoRA slot and inference settings on the one it measures.
+    pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache)
+    results = run_benchmark(lambda: pipe, quick=True, compile=False, log=lambda _line: None)
+    trained = ("train_naive", "train_project_a", "train_project_b_after_compile")
+    rendered = ("generate_plain_b1", "generate_plain_b4", "generate_project_b1", "generate_project_b4")
+    for key in trained + rendered:  # fmt: skip
+        figures = results[key]
+        rate = figures.get("image_steps_per_s", figures.get("s_per_image"))
+        assert rate is not None and rate > 0 and math.isfinite(rate), (key, figures)
+    assert results["lora_switch"]["seconds"] > 0
+    assert results["lora_switch"]["recompiled_graphs"] == 0  # nothing was compiled, so nothing may recompile
+    assert results["gpu_s_per_customer"]["naive"] > 0
+    assert results["render_size"] == "56x72"
+
+
+def test_hot_path_benchmark_times_every_request_variant_on_the_tiny_model(tmp_path: Path) -> None:
+    import json
+
+    from bench.benchmark_hotpaths import main
+
+    out = tmp_path / "hotpaths.json"
+    assert main(["--model", "tiny", "--only", "request", "--steps", "2", "--out", str(out)]) == 0
+    figures = {entry["variant"]: entry for entry in json.loads(out.read_text())["request"]}
+    assert figures["VAE decode alone, batch 4"]["decode_s"] > 0
+    for variant in ("no LoRA (base pipeline)", "slot, LoRA layers run (worker before)",
+                    "slot merged into the base weights (worker now)"):  # fmt: skip
+        assert 0 < figures[variant]["render_s"] <= figures[variant]["request_s"], variant
+
+
+@pytest.mark.usefixtures("fresh_dynamo")
+def test_hot_path_benchmark_trains_two_users_through_the_training_slot(tmp_path: Path) -> None:
+    import json
+
+    from bench.benchmark_hotpaths import main
+
+    out = tmp_path / "hotpaths.json"
+    args = ["--model", "tiny", "--only", "train", "--train-slot", "--compile-backend", "eager", "--image-steps", "96"]
+    assert main([*args, "--out", str(out)]) == 0
+    figures = {entry["variant"]: entry for entry in json.loads(out.read_text())["train"]}
+    for variant in ("fresh adapter, eager", "training slot, compiled: first user (compiles)",
+                    "training slot, compiled: next user"):  # fmt: skip
+        assert figures[variant]["image_steps_per_s"] > 0, variant
+
+
+@pytest.mark.usefixtures("fresh_dynamo")
+def test_unet_benchmark_times_every_variant_and_splits_the_profile_by_kind(tmp_path: Path) -> None:
+    import json
+
+    from bench.benchmark_unet import main
+
+    out = tmp_path / "unet.json"
+    assert main(["--model", "tiny", "--full-compile", "--profile", "--out", str(out)]) == 0
+    entries = json.loads(out.read_text())["unet"]
+    calls = {entry["variant"]: entry for entry in entries if "call_s" in entry}
+    assert list(calls) == [
+        "float32, eager",
+        "float32, transformer blocks compiled",
+        "FP8, eager",
+        "FP8, transformer blocks compiled",
+        "float32, whole UNet compiled (as a worker compiles)",
+        "FP8, whole UNet compiled",
+    ]
+    assert all(0 < entry["call_s"] <= entry["first_call_s"] + entry["call_s"] for entry in calls.values())
+    profiles = [entry for entry in entries if entry["variant"].startswith("profile: ")]
+    assert [entry["variant"] for entry in profiles] == [
+        "profile: float32, whole UNet compiled (as a worker compiles)",
+        "profile: the last variant above",
+    ]
+    for profile in profiles:
+        assert profile["ms_per_call"] > 0
+        assert math.isclose(sum(profile["share_by_kind"].values()), 1.0, abs_tol=0.01)
+        assert "matrix products" in profile["share_by_kind"]  # FP8 and bf16 products alike are sorted as such
+
+
+@pytest.mark.usefixtures("fresh_dynamo")
+def test_unet_benchmark_for_the_worker_only_times_its_compile_against_eager_and_profiles_it(tmp_path: Path) -> None:
+    import json
+
+    from bench.benchmark_unet import main
+
+    out = tmp_path / "unet.json"
+    assert main(["--model", "tiny", "--worker-only", "--profile", "--out", str(out)]) == 0
+    entries = json.loads(out.read_text())["unet"]
+    worker = "float32, whole UNet compiled (as a worker compiles)"
+    assert [entry["variant"] for entry in entries] == ["float32, eager", worker, f"profile: {worker}"]
+    assert entries[1]["call_s"] > 0 and entries[2]["ms_per_call"] > 0
+
+
+def test_flop_count_of_a_unet_call_splits_by_operator_without_touching_the_weights(tmp_path: Path) -> None:
+    import json
+
+    from bench.benchmark_unet import main
+
+    out = tmp_path / "flops.json"
+    assert main(["--model", "tiny", "--flops-only", "--out", str(out)]) == 0
+    (count,) = json.loads(out.read_text())["unet"]
+    by_operator = count["gflop_by_operator"]
+    assert {"convolution", "bmm"} <= by_operator.keys() and ({"addmm", "mm"} & by_operator.keys())
+    assert all(gflop > 0 for gflop in by_operator.values())
+    assert math.isclose(sum(by_operator.values()), count["gflop_per_call"], rel_tol=0.05)
+
+
+# Kernel names as an H100 profile of the SDXL UNet printed them (benchmarks/2026-11-24-h100-unet-profile.json).
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("cudnn_generated_fort_native_sdpa_sm90_flash_fprop_wgmma_f16_knob_7_64x128x64_4x1x1", "attention"),
+        ("nvjet_sm90_tst_192x192_64x4_2x1_v_bz_coopB_bias_TNN", "matrix products"),
+        ("nvjet_sm90_qqtst_128x128_128x6_1x1_h_bz_coopA_algo2_ovscale_TNT", "matrix products"),
+        ("sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nhwc_tilesize128x128x64", "convolutions"),
+        ("void cudnn::engines_precompiled::nchwToNhwcKernel<__nv_bfloat16, float>", "layout conversions"),
+        ("triton_red_fused__scaled_mm__to_copy_abs_add_amax_clamp_div_gelu_mul_split_t_view_60", "FP8 scaling"),
+        ("triton_red_fused__scaled_mm__to_copy_abs_add_amax_clamp_div_native_layer_norm_t_64", "FP8 scaling"),
+        ("triton_per_fused_native_group_norm_12", "norms"),
+        ("triton_poi_fused_gelu_mul_split_view_60", "elementwise and other"),
+        ("triton_poi_fused_convolution_add_7", "elementwise and other"),
+        ("aten::convolution", "convolutions"),
+        ("aten::_scaled_mm", "matrix products"),
+        ("aten::addmm", "matrix products"),
+        ("aten::native_group_norm", "norms"),
+    ],
+)  # fmt: skip
+def test_profiled_kernels_are_sorted_by_the_work_they_do(name: str, kind: str) -> None:
+    from bench.benchmark_unet import kernel_kind
+
+    assert kernel_kind(name) == kind

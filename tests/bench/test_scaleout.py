@@ -1,0 +1,42 @@
+"""Two real worker processes share one queue: every job runs exactly once and both workers take work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.scaleout import ScaleoutPlan, run_phase
+
+
+@pytest.fixture
+def plan(selfie_dir: Path) -> ScaleoutPlan:
+    selfies = [path.read_bytes() for path in sorted(selfie_dir.glob("*.jpg"))]
+    # Small customers on the tiny model: 8 image-steps and 4 headshots in 2 requests, 2 denoising steps.
+    return ScaleoutPlan(
+        model="tiny", selfies=selfies, train_steps=8, headshots=4, per_request=2, inference_steps=2, timeout_s=240
+    )
+
+
+async def test_two_workers_share_the_queue_without_running_a_job_twice(
+    plan: ScaleoutPlan, redis_url: str, tmp_path: Path
+) -> None:
+    result = await run_phase(plan, workers=2, customers=3, redis_url=redis_url, data_dir=tmp_path)
+
+    assert result.failures == []
+    assert result.jobs_expected == 3 * (1 + 2)
+    assert result.jobs_completed == result.jobs_expected
+    assert result.jobs_lost == []
+    assert result.jobs_run_twice == []
+    # Both processes took jobs from the one queue, and together they ran each job once.
+    assert len(result.jobs_per_worker) == 2
+    assert sum(result.jobs_per_worker.values()) == result.jobs_expected
+    assert result.customers_per_hour > 0
+    # Every customer's headshots are on disk, in their own folder.
+    outputs = sorted(tmp_path.glob("phase-2w-3c/storage/users/*/outputs/*/*.png"))
+    assert len(outputs) == 3 * 4
+
+
+def test_a_plan_without_selfies_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least one selfie"):
+        ScaleoutPlan(model="tiny", selfies=[])
