@@ -149,7 +149,8 @@ def project_training(pipe: Any, images: list[Image.Image], *, image_steps: int, 
     """``pipeline.training.train_lora`` with the worker's memory plan: steady rate from its reports, total time."""
     import torch
 
-    from pipeline.diffusion.training.loop import TrainingConfig, TrainingProgress, memory_plan, train_lora
+    from pipeline.diffusion.training.config import TrainingConfig
+    from pipeline.diffusion.training.loop import TrainingProgress, memory_plan, train_lora
 
     device = pipe.unet.device
     memory = torch.cuda.get_device_properties(device).total_memory / 2**30 if device.type == "cuda" else None

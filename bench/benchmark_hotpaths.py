@@ -41,7 +41,8 @@ def training_variant(
 ) -> dict[str, Any]:
     """Steady image-steps/s (the span between the first and the last progress report) and GPU busy share."""
     from bench.gpu_sampler import GpuSampler
-    from pipeline.diffusion.training.loop import TrainingConfig, TrainingProgress, train_lora
+    from pipeline.diffusion.training.config import TrainingConfig
+    from pipeline.diffusion.training.loop import TrainingProgress, train_lora
 
     reports: list[TrainingProgress] = []
     config = TrainingConfig(rank=16, steps=image_steps, batch_size=batch, compile=compile)
@@ -147,7 +148,8 @@ def request_variants(
     (``eager``); with ``compile_render``, the merged slot on a compiled UNet and VAE decoder; with ``float8``, then
     the same with the UNet's transformer layers in FP8 (compiled again, as a worker would be)."""
     from pipeline.diffusion.acceleration import optimize_for_inference
-    from pipeline.diffusion.training.loop import TrainingConfig, train_lora
+    from pipeline.diffusion.training.config import TrainingConfig
+    from pipeline.diffusion.training.loop import train_lora
 
     def serve(label: str, path: Path | None, merge: bool) -> None:
         slot.merge = merge

@@ -29,18 +29,11 @@ from redis.asyncio import Redis
 
 from bench.gpu_sampler import GpuSampler
 from jobs.contract.events import Event, EventType
-from jobs.contract.payloads import (
-    GenerateRequest,
-    TrainRequest,
-    generate_job_id,
-    lora_key,
-    output_prefix,
-    selfie_key,
-    train_job_id,
-)
+from jobs.contract.keys import lora_key, output_prefix, selfie_key
+from jobs.contract.payloads import GenerateRequest, TrainRequest, generate_job_id, train_job_id
 from jobs.contract.queue import JobQueue, connect_queue
 from jobs.ops.redis_server import embedded_redis
-from jobs.storage.local import LocalStorage
+from jobs.storage import LocalStorage
 
 __all__ = ["PhaseResult", "ScaleoutPlan", "main", "run_phase"]
 

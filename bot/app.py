@@ -19,7 +19,7 @@ from bot.metrics import BotMetrics, CountingConsumer
 from bot.store.database import Store
 from jobs.contract.queue import JobQueue, connect_queue
 from jobs.settings import Settings
-from jobs.storage.local import BlobStorage, open_storage
+from jobs.storage import BlobStorage, open_storage
 
 __all__ = ["BotApp"]
 

@@ -53,3 +53,17 @@ def test_bot_side_imports_no_torch() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_no_module_imports_itself_back() -> None:
+    # import-linter (`make lint`) keeps the rooms' layers; a cycle between two modules inside one room is ours to see.
+    import graphlib
+
+    import grimp
+
+    graph = grimp.build_graph("bench", "bot", "jobs", "pipeline")
+    imports = {module: graph.find_modules_directly_imported_by(module) for module in graph.modules}
+    try:
+        graphlib.TopologicalSorter(imports).prepare()
+    except graphlib.CycleError as error:
+        pytest.fail(f"import cycle: {' -> '.join(error.args[1])}")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bot.core.heartbeats import Heartbeats
 from bot.core.locks import UserLocks
 from bot.core.status import SelfieStatus
-from bot.core.watchdog import Heartbeats
 from bot.store.database import Store
 from jobs.contract.queue import JobQueue
 from jobs.settings import Settings
-from jobs.storage.local import BlobStorage
+from jobs.storage import BlobStorage
 from pipeline.selfies.faces import FaceAnalyzer
 
 __all__ = ["CoreContext"]

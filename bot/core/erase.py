@@ -12,8 +12,8 @@ import logging
 from bot.core.context import CoreContext
 from jobs.contract.erase import erase_finished_job, erase_user_traces
 from jobs.contract.events import Event, EventType
+from jobs.contract.keys import user_prefix
 from jobs.contract.payloads import job_owner
-from jobs.storage.local import user_prefix
 
 __all__ = ["erase_user", "forget_event"]
 

@@ -13,7 +13,7 @@ from bot.core.context import CoreContext
 from bot.core.session import SessionState
 from bot.core.types import ChatPort, Reply
 from jobs.contract.events import Event
-from jobs.storage.local import user_prefix
+from jobs.contract.keys import user_prefix
 
 __all__ = ["forget_expired", "forget_selfies_after_training"]
 

@@ -13,7 +13,8 @@ from bot.core.session import SessionState
 from bot.core.training import add_selfies, start_training
 from bot.core.types import Button, ChatPort, ChatRef, IncomingMessage, OutgoingImage, Reply
 from bot.store.database import JobRow, SessionRow
-from jobs.contract.payloads import GenerateRequest, generate_job_id, output_prefix
+from jobs.contract.keys import output_prefix
+from jobs.contract.payloads import GenerateRequest, generate_job_id
 from jobs.logging_setup import log_context
 from pipeline.errors import SessionError, UnknownStyle, UserInputError
 from pipeline.styles import CUSTOM_STYLE_NAME, STYLES, Style, custom_style, resolve_style

@@ -11,7 +11,8 @@ from bot.core.context import CoreContext
 from bot.core.session import SessionState
 from bot.core.types import Attachment, ChatPort, ChatRef, Reply
 from bot.store.database import JobRow, SelfieRow, SessionRow
-from jobs.contract.payloads import TrainRequest, identity_key, lora_key, selfie_key, train_job_id
+from jobs.contract.keys import identity_key, lora_key, selfie_key
+from jobs.contract.payloads import TrainRequest, train_job_id
 from pipeline.errors import SelfieRejected, SessionError
 from pipeline.selfies.identity import reference_embedding
 from pipeline.selfies.intake import IntakeRules, inspect_selfie

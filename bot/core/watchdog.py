@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from typing import TYPE_CHECKING
 
 from arq.jobs import Job, JobStatus
@@ -32,29 +31,11 @@ if TYPE_CHECKING:
     from bot.core.context import CoreContext
     from bot.core.delivery import EventDelivery
 
-__all__ = ["Heartbeats", "JobWatchdog"]
+__all__ = ["JobWatchdog"]
 
 log = logging.getLogger(__name__)
 
 _WHAT = {"train": "training", "generate": "headshots"}
-
-
-class Heartbeats:
-    """When the bot last heard of each open job (an event, a check); jobs not yet seen have no entry."""
-
-    def __init__(self) -> None:
-        self._last: dict[str, float] = {}
-
-    def heard(self, job_id: str) -> None:
-        self._last[job_id] = time.monotonic()
-
-    def silent_for(self, job_id: str) -> float | None:
-        last = self._last.get(job_id)
-        return None if last is None else time.monotonic() - last
-
-    def forget(self, keep: set[str]) -> None:
-        for job_id in set(self._last) - keep:
-            del self._last[job_id]
 
 
 class JobWatchdog:

@@ -5,17 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from jobs.storage.local import user_prefix
-
 __all__ = [
     "GenerateRequest",
     "TrainRequest",
     "generate_job_id",
     "job_owner",
-    "identity_key",
-    "lora_key",
-    "output_prefix",
-    "selfie_key",
     "train_job_id",
 ]
 
@@ -45,23 +39,6 @@ def job_owner(job_id: str) -> str | None:
         owner, _, request_id = rest.rpartition(":")
         return owner if owner and request_id else None
     return None
-
-
-def selfie_key(user_key: str, session_id: int, number: int) -> str:
-    return f"{user_prefix(user_key)}sessions/{session_id}/selfies/{number:03d}.jpg"
-
-
-def lora_key(user_key: str, session_id: int) -> str:
-    return f"{user_prefix(user_key)}sessions/{session_id}/lora/pytorch_lora_weights.safetensors"
-
-
-def identity_key(lora_key: str) -> str:
-    """The reference face embedding of the selfies a LoRA learnt from, stored beside it (JSON)."""
-    return f"{lora_key.rsplit('/', 1)[0]}/identity.json"
-
-
-def output_prefix(user_key: str, request_id: str) -> str:
-    return f"{user_prefix(user_key)}outputs/{request_id}/"
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Prometheus metrics: the endpoint both processes serve, the queue gauges, and a worker's job metrics.
+"""Prometheus metrics: the endpoint both processes serve and the queue gauges (a worker's own: ``jobs.worker.monitor``).
 
 Metric names (README "Operations"):
 
@@ -19,34 +19,19 @@ This module never imports torch: the GPU collector only reads it once the worker
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
-import sys
-import time
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, TypeVar, cast
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from jobs.logging_setup import bind_log_context
-from jobs.ops.health import Heartbeat, clear_heartbeat, live_workers, queue_counts, write_heartbeat
-from jobs.settings import Settings
-from pipeline.errors import UserInputError
+from jobs.ops.health import live_workers, queue_counts
 
-__all__ = ["MetricsServer", "QueueGauges", "WorkerMonitor"]
+__all__ = ["MetricsServer", "QueueGauges"]
 
 log = logging.getLogger(__name__)
-
-# Generation takes seconds to minutes, training minutes to an hour (train_timeout_s defaults to 3600).
-DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200)
-
-JobFunction = TypeVar("JobFunction", bound=Callable[..., Awaitable[Any]])
 
 
 class MetricsServer:
@@ -111,127 +96,3 @@ class QueueGauges:
         self.in_progress.set(counts.in_progress)
         self.workers.set(len(workers))
         self.redis_up.set(1)
-
-
-class _GpuMemoryCollector(Collector):
-    """torch's CUDA allocator figures for the worker's device; yields nothing until CUDA is in use."""
-
-    def __init__(self, device: str | None) -> None:
-        self._device = device
-
-    def collect(self) -> Iterator[Metric]:
-        torch = sys.modules.get("torch")  # loaded with the model; never imported just to be scraped
-        if torch is None or (self._device or "cuda").split(":")[0] != "cuda" or not torch.cuda.is_initialized():
-            return
-        device = torch.device(self._device or "cuda")
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        allocated = GaugeMetricFamily("headshot_gpu_memory_allocated_bytes", "CUDA memory held by tensors.",
-                                      labels=["device"])  # fmt: skip
-        reserved = GaugeMetricFamily("headshot_gpu_memory_reserved_bytes", "CUDA memory reserved by torch's caching "
-                                     "allocator.", labels=["device"])  # fmt: skip
-        allocated.add_metric([str(index)], torch.cuda.memory_allocated(index))
-        reserved.add_metric([str(index)], torch.cuda.memory_reserved(index))
-        yield allocated
-        yield reserved
-
-
-def _outcome(error: BaseException) -> str:
-    if isinstance(error, UserInputError):
-        return "user_error"
-    if isinstance(error, asyncio.CancelledError):  # /cancel, a timeout, or a worker shutting down
-        return "cancelled"
-    # The job already imported these (and torch with them); importing them here costs nothing.
-    from pipeline.diffusion.generation import GenerationCancelled
-    from pipeline.diffusion.training.loop import TrainingCancelled
-
-    return "cancelled" if isinstance(error, TrainingCancelled | GenerationCancelled) else "error"
-
-
-class WorkerMonitor:
-    """One worker's metrics endpoint, heartbeat and log tags: ``start``/``stop`` from arq's startup/shutdown hooks,
-    ``on_job_start`` as arq's hook, and each job function wrapped by ``instrument``."""
-
-    def __init__(self, settings: Settings, worker_name: str) -> None:
-        self.settings = settings
-        self.worker_name = worker_name
-        self.registry = CollectorRegistry()
-        self.started = Counter("headshot_jobs_started", "Jobs this worker started.", ["kind"], registry=self.registry)
-        self.duration = Histogram("headshot_job_duration_seconds", "Time from a job's start to its end.",
-                                  ["kind", "outcome"], buckets=DURATION_BUCKETS, registry=self.registry)  # fmt: skip
-        self.failures = Counter("headshot_job_failures", "Jobs that failed.", ["kind", "cause"], registry=self.registry)
-        self.running = Gauge("headshot_worker_jobs_running", "Jobs this worker runs now.", registry=self.registry)
-        self.registry.register(_GpuMemoryCollector(settings.device))
-        self._started_at = time.time()
-        self._current_job: str | None = None
-        self._done = 0
-        self._failed = 0
-        self._server: MetricsServer | None = None
-        self._beating: asyncio.Task[None] | None = None
-        self._redis: Redis | None = None
-
-    async def start(self, redis: Redis) -> None:
-        self._redis = redis
-        if self.settings.worker_metrics_port:
-            gauges = QueueGauges(self.registry, redis, self.settings.queue_name)
-            server = MetricsServer(self.registry, self.settings.metrics_host, self.settings.worker_metrics_port,
-                                   gauges.refresh, owner=f"worker {self.worker_name}")  # fmt: skip
-            await server.start()
-            self._server = server
-        self._beating = asyncio.create_task(self._beat(redis), name="worker-heartbeat")
-
-    async def stop(self) -> None:
-        if self._beating is not None:
-            self._beating.cancel()
-            await asyncio.gather(self._beating, return_exceptions=True)
-            self._beating = None
-        if self._redis is not None:
-            try:
-                await clear_heartbeat(self._redis, self.settings.queue_name, self.worker_name)
-            except (RedisError, OSError):  # Redis is away: the key expires on its own
-                log.warning("clearing the heartbeat of worker %s failed", self.worker_name, exc_info=True)
-        if self._server is not None:
-            await self._server.stop()
-            self._server = None
-
-    def heartbeat(self) -> Heartbeat:
-        return Heartbeat(self.worker_name, self._started_at, time.time(), self._current_job, self._done, self._failed)
-
-    async def _beat(self, redis: Redis) -> None:
-        interval = self.settings.health_check_interval_s
-        while True:
-            try:
-                await write_heartbeat(redis, self.settings.queue_name, self.heartbeat(), interval)
-            except (RedisError, OSError):
-                log.warning("writing the heartbeat of worker %s failed; retrying", self.worker_name, exc_info=True)
-            await asyncio.sleep(interval)
-
-    async def on_job_start(self, ctx: dict[str, Any]) -> None:
-        """arq's hook: tags arq's own lines about the job (its start, end and traceback) with the job id."""
-        bind_log_context(job_id=ctx["job_id"])
-
-    def instrument(self, kind: str, job: JobFunction) -> JobFunction:
-        """``job`` counted, timed by outcome, and its log lines tagged with the job id and the user key."""
-
-        @functools.wraps(job)
-        async def run(ctx: dict[str, Any], payload: dict[str, Any]) -> Any:
-            bind_log_context(job_id=ctx["job_id"], user_key=payload.get("user_key"))
-            self.started.labels(kind).inc()
-            self._current_job = ctx["job_id"]
-            began = time.monotonic()
-            outcome = "ok"
-            try:
-                with self.running.track_inprogress():
-                    return await job(ctx, payload)
-            except BaseException as error:
-                outcome = _outcome(error)
-                raise
-            finally:
-                self.duration.labels(kind, outcome).observe(time.monotonic() - began)
-                self._current_job = None
-                if outcome in ("user_error", "error"):
-                    self.failures.labels(kind, "user_input" if outcome == "user_error" else "internal").inc()
-                    self._failed += 1
-                elif outcome == "ok":
-                    self._done += 1
-
-        return cast(JobFunction, run)

@@ -1,79 +1,16 @@
-"""Blob storage shared by the bot and the workers: selfies, LoRA weights and outputs under ``users/<user>/``.
-
-A local directory by default; an S3-compatible bucket (``jobs/storage/s3.py``) behind the same ``BlobStorage``
-protocol when bot and workers run on different hosts. ``open_storage(settings)`` picks one.
-"""
+"""Blob storage in a local folder: the default when bot and worker share a disk; writes are atomic."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import re
 import shutil
 import tempfile
-from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Protocol
-from urllib.parse import quote
+from pathlib import Path
 
-if TYPE_CHECKING:
-    from jobs.settings import Settings
+from jobs.storage.base import checked_key
 
-__all__ = ["BlobStorage", "LocalStorage", "StorageError", "checked_key", "open_storage", "user_prefix"]
-
-_SAFE_PART = re.compile(r"^[A-Za-z0-9._%-]+$")
-
-
-def user_prefix(user_key: str) -> str:
-    """The storage folder of one user. Quoting makes it injective, so no user key can name another's folder."""
-    if not user_key:
-        raise ValueError("user_key is empty; expected 'platform:user_id'")
-    return f"users/{quote(user_key, safe='')}/"
-
-
-class StorageError(RuntimeError):
-    """Storage is unreachable or misconfigured (an infrastructure fault, not the user's); the text says what to set."""
-
-
-def checked_key(key: str) -> PurePosixPath:
-    """``key`` as a relative path of plain names; ValueError for anything that could escape its folder."""
-    path = PurePosixPath(key)
-    if (
-        path.is_absolute()
-        or not path.parts
-        or any(not _SAFE_PART.match(part) or part in (".", "..") for part in path.parts)
-    ):
-        raise ValueError(f"storage key {key!r} is not a relative path of plain names")
-    return path
-
-
-class BlobStorage(Protocol):
-    """What the bot and the worker need from storage; keys are '/'-separated relative paths."""
-
-    async def put(self, key: str, data: bytes) -> None: ...
-
-    async def get(self, key: str) -> bytes: ...
-
-    async def exists(self, key: str) -> bool: ...
-
-    async def delete(self, key: str) -> bool: ...
-
-    async def delete_prefix(self, prefix: str) -> int: ...
-
-    async def put_file(self, key: str, path: Path) -> None:
-        """Store the file at ``path`` under ``key`` without holding it whole in memory (LoRA weights are 100+ MB)."""
-        ...
-
-    async def get_file(self, key: str, path: Path) -> None:
-        """Write the blob ``key`` to ``path``, streamed; ``path`` appears whole or not at all. KeyError if absent."""
-        ...
-
-    async def aclose(self) -> None:
-        """Release connections; the storage is not used afterwards."""
-        ...
-
-    def local_path(self, key: str) -> Path | None:
-        """A file path for ``key`` when storage is on this disk (lets the local chat show files), else None."""
-        ...
+__all__ = ["LocalStorage"]
 
 
 class LocalStorage:
@@ -168,23 +105,3 @@ class LocalStorage:
         count = sum(1 for item in folder.rglob("*") if item.is_file())
         shutil.rmtree(folder)
         return count
-
-
-async def open_storage(settings: Settings) -> BlobStorage:
-    """The storage ``settings`` name, connected and checked; the caller closes it with ``aclose()``."""
-    if settings.storage_backend == "s3":
-        from jobs.storage.s3 import S3Storage  # aiobotocore loads only where S3 is used
-
-        assert settings.s3_bucket is not None  # Settings refuses storage_backend='s3' without a bucket
-        storage = S3Storage(
-            settings.s3_bucket,
-            endpoint_url=settings.s3_endpoint_url,
-            region=settings.s3_region,
-            access_key_id=settings.s3_access_key_id,
-            secret_access_key=settings.s3_secret_access_key.get_secret_value()
-            if settings.s3_secret_access_key
-            else None,
-            prefix=settings.s3_prefix,
-        )
-        return await storage.open()
-    return LocalStorage(settings.resolved_storage_dir)

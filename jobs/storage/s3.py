@@ -20,7 +20,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 
-from jobs.storage.local import StorageError, checked_key
+from jobs.storage.base import StorageError, checked_key
 
 __all__ = ["MIN_PART_SIZE", "S3Storage"]
 

@@ -24,10 +24,10 @@ from PIL import Image
 
 from jobs.contract.events import Event, EventPublisher, EventType
 from jobs.contract.payloads import GENERATE_FUNCTION, TRAIN_FUNCTION, GenerateRequest, TrainRequest
-from jobs.ops.metrics import WorkerMonitor
 from jobs.settings import Settings
-from jobs.storage.local import BlobStorage, open_storage
+from jobs.storage import BlobStorage, open_storage
 from jobs.worker.model_setup import prepare_model, training_plan
+from jobs.worker.monitor import WorkerMonitor
 from jobs.worker.ranking import candidate_count, load_reference, rank_headshots
 from jobs.worker.retention import retention_cron
 from jobs.worker.supervision import after_job_end, announce_start, on_job_start, report_stop, worker_redis_settings
@@ -109,7 +109,8 @@ async def _publish(ctx: dict[str, Any], event_type: EventType, user_key: str, jo
 
 async def train_lora(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
     """Train the session's LoRA and store it; publish progress, then ``trained`` (or ``failed``/``cancelled``)."""
-    from pipeline.diffusion.training.loop import TrainingCancelled, TrainingConfig, TrainingProgress
+    from pipeline.diffusion.training.config import TrainingConfig
+    from pipeline.diffusion.training.loop import TrainingCancelled, TrainingProgress
     from pipeline.diffusion.training.loop import train_lora as run_training
 
     request = TrainRequest(**payload)

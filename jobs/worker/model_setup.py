@@ -57,8 +57,8 @@ def prepare_model(ctx: dict[str, Any], settings: Settings) -> None:
         seconds = _compile_for_serving(pipe, ctx["lora_slot"], settings)
         log.info("UNet and VAE decoder compiled for every style and batch size in %.0f s", seconds)
     if settings.prior_class_images:
+        from pipeline.diffusion.training.config import TrainingConfig
         from pipeline.diffusion.training.dataset import render_class_images
-        from pipeline.diffusion.training.loop import TrainingConfig
 
         prompt = TrainingConfig().class_prompt
         ctx["class_images"] = render_class_images(pipe, prompt, settings.prior_class_images)
@@ -85,8 +85,9 @@ def training_plan(pipe: Any, settings: Settings) -> Any:
 def _compile_training(ctx: dict[str, Any], settings: Settings) -> float:
     """A persistent training LoRA, its forward compiled now for every aspect bucket by one-step jobs on plain
     pictures (then zeroed), so no user's training waits for a compile."""
+    from pipeline.diffusion.training.config import TrainingConfig
     from pipeline.diffusion.training.dataset import BUCKET_ASPECTS
-    from pipeline.diffusion.training.loop import TrainingConfig, train_lora
+    from pipeline.diffusion.training.loop import train_lora
     from pipeline.diffusion.training.slot import TrainingSlot
 
     started = time.monotonic()
@@ -108,8 +109,8 @@ def _compile_training(ctx: dict[str, Any], settings: Settings) -> float:
 
 
 def _compile_for_serving(pipe: Any, slot: Any, settings: Settings) -> float:
-    from pipeline.diffusion.acceleration import compile_for_serving
     from pipeline.diffusion.generation import DEFAULT_BATCH_SIZE
+    from pipeline.diffusion.serving import compile_for_serving
     from pipeline.styles import STYLES, custom_style
 
     batches = render_batch_sizes(settings.headshots_per_request, settings.headshot_candidates, DEFAULT_BATCH_SIZE)

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from jobs.contract.payloads import identity_key
-from jobs.storage.local import BlobStorage
+from jobs.contract.keys import identity_key
+from jobs.storage import BlobStorage
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray

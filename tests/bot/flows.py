@@ -11,7 +11,8 @@ from bot.core.session import SessionState
 from bot.core.types import OutgoingImage
 from bot.local.chat import LocalChat
 from bot.store.database import JobRow
-from jobs.contract.payloads import generate_job_id, lora_key, output_prefix
+from jobs.contract.keys import lora_key, output_prefix
+from jobs.contract.payloads import generate_job_id
 from tests.harness import Harness, reached_state
 
 __all__ = ["full_flow", "say_as", "seed_ready"]

@@ -12,8 +12,9 @@ from redis.asyncio import Redis
 from bot.local.chat import LocalChat
 from bot.local.samples import make_sample_selfies
 from jobs.contract.events import Event, EventPublisher, EventType
+from jobs.contract.keys import user_prefix
 from jobs.contract.payloads import GENERATE_FUNCTION, job_owner, train_job_id
-from jobs.storage.local import LocalStorage, user_prefix
+from jobs.storage import LocalStorage
 from tests.bot.flows import full_flow, say_as
 from tests.harness import Harness
 

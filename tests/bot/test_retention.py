@@ -13,7 +13,7 @@ from bot.core.session import SessionState
 from bot.local.chat import LocalChat
 from bot.local.samples import make_sample_selfies
 from jobs.contract.events import EventPublisher
-from jobs.storage.local import LocalStorage
+from jobs.storage import LocalStorage
 from jobs.worker.retention import expire_blobs
 from tests.bot.flows import full_flow, say_as
 from tests.harness import Harness, reached_state, wait_on

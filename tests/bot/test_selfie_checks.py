@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from bot.core.session import SessionState
 from jobs.contract.events import Event, EventType
-from jobs.contract.payloads import identity_key, lora_key
+from jobs.contract.keys import identity_key, lora_key
 from tests.harness import Harness
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from bot.core.session import SessionState
-from jobs.contract.payloads import output_prefix
+from jobs.contract.keys import output_prefix
 from jobs.settings import Settings
 from tests.harness import Harness
 

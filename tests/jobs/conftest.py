@@ -12,7 +12,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from jobs.settings import Settings
-from jobs.storage.local import BlobStorage, LocalStorage
+from jobs.storage import BlobStorage, LocalStorage
 from jobs.storage.s3 import MIN_PART_SIZE, S3Storage
 
 S3_CREDENTIALS: dict[str, Any] = {

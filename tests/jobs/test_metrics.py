@@ -12,11 +12,12 @@ from arq.jobs import Job
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from jobs.contract.payloads import GenerateRequest, TrainRequest, lora_key, selfie_key
+from jobs.contract.keys import lora_key, selfie_key
+from jobs.contract.payloads import GenerateRequest, TrainRequest
 from jobs.contract.queue import JobQueue, connect_queue
 from jobs.ops.health import live_workers
 from jobs.settings import Settings
-from jobs.storage.local import LocalStorage
+from jobs.storage import LocalStorage
 from jobs.worker.app import build_worker
 from tests.operations import captured_logs, scrape
 

@@ -14,7 +14,8 @@ from jobs.settings import Settings
 from jobs.worker.model_setup import prepare_model
 from pipeline.diffusion.float8 import Float8Linear
 from pipeline.diffusion.generation import generate_headshots
-from pipeline.diffusion.training.loop import TrainingConfig, train_lora
+from pipeline.diffusion.training.config import TrainingConfig
+from pipeline.diffusion.training.loop import train_lora
 from pipeline.styles import STYLES, custom_style
 
 

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from jobs.contract.events import EventConsumer, EventPublisher, EventType
 from jobs.settings import Settings
-from jobs.storage.local import LocalStorage
+from jobs.storage import LocalStorage
 from jobs.worker.app import build_worker
 from jobs.worker.retention import expire_blobs
 

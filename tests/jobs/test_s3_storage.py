@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from jobs.contract.payloads import lora_key, selfie_key
+from jobs.contract.keys import lora_key, selfie_key, user_prefix
 from jobs.settings import Settings
+from jobs.storage import StorageError, open_storage
 from jobs.storage import s3 as s3_storage
-from jobs.storage.local import StorageError, open_storage, user_prefix
 from jobs.storage.s3 import MIN_PART_SIZE, S3Storage
 
 

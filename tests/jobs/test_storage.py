@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.contract.payloads import lora_key, selfie_key
-from jobs.storage.local import BlobStorage, LocalStorage, user_prefix
+from jobs.contract.keys import lora_key, selfie_key, user_prefix
+from jobs.storage import BlobStorage, LocalStorage
 
 BAD_KEYS = ("../etc/passwd", "/abs/key", "users/a/../../b", "users/a/..", "")
 

@@ -12,7 +12,8 @@ from PIL import Image, ImageEnhance, ImageOps
 from bot.local.samples import astronaut_photo
 from pipeline.diffusion.generation import GeneratedImage, generate_headshots
 from pipeline.diffusion.sdxl_tiny import build_tiny_sdxl
-from pipeline.diffusion.training.loop import TrainingConfig, TrainingResult, train_lora
+from pipeline.diffusion.training.config import TrainingConfig
+from pipeline.diffusion.training.loop import TrainingResult, train_lora
 from pipeline.selfies.faces import FaceAnalyzer
 from pipeline.styles import STYLES
 

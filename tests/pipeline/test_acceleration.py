@@ -58,8 +58,9 @@ def test_a_worker_compiled_for_serving_never_compiles_again_for_users_or_trainin
 ) -> None:
     import torch._dynamo.utils
 
-    from pipeline.diffusion.acceleration import compile_for_serving
-    from pipeline.diffusion.training.loop import TrainingConfig, train_lora
+    from pipeline.diffusion.serving import compile_for_serving
+    from pipeline.diffusion.training.config import TrainingConfig
+    from pipeline.diffusion.training.loop import train_lora
 
     def graphs() -> int:
         return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])

@@ -12,7 +12,8 @@ import torch
 from pipeline.diffusion.generation import GeneratedImage, generate_headshots
 from pipeline.diffusion.loading import load_base_pipeline
 from pipeline.diffusion.lora_slot import SLOT_ADAPTER, LoraSlot
-from pipeline.diffusion.training.loop import TrainingConfig, train_lora
+from pipeline.diffusion.training.config import TrainingConfig
+from pipeline.diffusion.training.loop import train_lora
 from pipeline.styles import STYLES
 from tests.pipeline.conftest import RENDER_STEPS
 from tests.pipeline.test_generation import difference

@@ -12,13 +12,8 @@ from diffusers import DDPMScheduler
 from PIL import Image, ImageOps
 from safetensors import safe_open
 
-from pipeline.diffusion.training.loop import (
-    LORA_WEIGHT_NAME,
-    TrainingCancelled,
-    TrainingConfig,
-    TrainingProgress,
-    train_lora,
-)
+from pipeline.diffusion.training.config import TrainingConfig
+from pipeline.diffusion.training.loop import LORA_WEIGHT_NAME, TrainingCancelled, TrainingProgress, train_lora
 from tests.pipeline.conftest import TRAIN_CONFIG
 
 

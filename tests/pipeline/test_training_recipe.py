@@ -13,15 +13,9 @@ from PIL import Image, ImageOps
 from safetensors import safe_open
 
 from pipeline.diffusion.generation import headshot_size
+from pipeline.diffusion.training.config import TrainingConfig
 from pipeline.diffusion.training.dataset import crop_to
-from pipeline.diffusion.training.loop import (
-    MemoryPlan,
-    TrainingConfig,
-    _encode_prompt,
-    encode_training_set,
-    memory_plan,
-    train_lora,
-)
+from pipeline.diffusion.training.loop import MemoryPlan, _encode_prompt, encode_training_set, memory_plan, train_lora
 from pipeline.diffusion.training.loss import denoising_loss
 from tests.pipeline.conftest import TRAIN_CONFIG
 

@@ -9,11 +9,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pipeline.diffusion.acceleration import compile_for_serving
 from pipeline.diffusion.generation import generate_headshots
 from pipeline.diffusion.loading import load_base_pipeline
 from pipeline.diffusion.lora_slot import SLOT_ADAPTER, LoraSlot
-from pipeline.diffusion.training.loop import TrainingConfig, train_lora
+from pipeline.diffusion.serving import compile_for_serving
+from pipeline.diffusion.training.config import TrainingConfig
+from pipeline.diffusion.training.loop import train_lora
 from pipeline.diffusion.training.slot import TRAINING_ADAPTER, TrainingSlot
 from pipeline.styles import STYLES
 

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pipeline.diffusion.training.config import TrainingConfig
     from pipeline.diffusion.training.dataset import TrainingSet
-    from pipeline.diffusion.training.loop import TrainingConfig
 
 __all__ = ["denoising_loss", "sampled_batch_loss"]
 

@@ -1,0 +1,45 @@
+"""Readying a worker's pipeline: compile it and render every look it will serve once, before the first user."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from pipeline.diffusion.acceleration import SERVING_COMPILE_MODE, optimize_for_inference
+from pipeline.diffusion.generation import generate_headshots
+
+if TYPE_CHECKING:
+    from pipeline.diffusion.lora_slot import LoraSlot
+    from pipeline.styles import Style
+
+__all__ = ["compile_for_serving"]
+
+
+def compile_for_serving(
+    pipe: Any,
+    slot: LoraSlot,
+    *,
+    styles: Iterable[Style],
+    batch_sizes: Iterable[int],
+    compile_mode: str = SERVING_COMPILE_MODE,
+    compile_backend: str = "inductor",
+    compile_scope: str = "unet",
+) -> float:
+    """Compile ``pipe`` for a worker and render every style look and batch size it will serve; return seconds.
+
+    Renders go through ``generate_headshots`` with ``slot`` merged (holding zeros), the path and state every user's
+    request renders in, so the graphs those requests need are all built here, at start-up, and no user's first
+    request waits minutes for a compile. Styles that share size, sampler and CFG share graphs and render once.
+    """
+    started = time.perf_counter()
+    optimize_for_inference(
+        pipe, compile=True, compile_mode=compile_mode, compile_backend=compile_backend, compile_scope=compile_scope
+    )
+    looks = {(style.aspect, style.scheduler, style.guidance_scale > 1): style for style in styles}
+    with slot.merged_base():
+        for style in looks.values():
+            for batch in sorted(set(batch_sizes)):
+                # Two steps: the graphs do not depend on the step count.
+                generate_headshots(pipe, style, count=batch, seed=0, batch_size=batch, steps=2, lora_slot=slot)
+    return time.perf_counter() - started
