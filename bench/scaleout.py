@@ -28,12 +28,13 @@ from arq.jobs import Job
 from redis.asyncio import Redis
 
 from bench.gpu_sampler import GpuSampler
-from jobs.contract.events import Event, EventType
+from jobs.contract.events import Cancelled, Failed, ImagesReady, Started, Trained, event_from_fields
 from jobs.contract.keys import lora_key, output_prefix, selfie_key
 from jobs.contract.payloads import GenerateRequest, TrainRequest, generate_job_id, train_job_id
 from jobs.contract.queue import JobQueue, connect_queue
 from jobs.ops.redis_server import embedded_redis
 from jobs.storage import LocalStorage
+from pipeline.styles import resolve_style
 
 __all__ = ["PhaseResult", "ScaleoutPlan", "main", "run_phase"]
 
@@ -189,18 +190,18 @@ async def _drive_burst(
         for _stream, entries in reply or []:
             for raw_id, fields in entries:
                 last_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
-                event = Event.from_fields(last_id, {_text(k): _text(v) for k, v in fields.items()})
-                if event.type is EventType.STARTED:
+                event = event_from_fields(last_id, {_text(k): _text(v) for k, v in fields.items()})
+                if isinstance(event, Started):
                     started[event.job_id] += 1
-                    worker = str(event.data.get("worker", "?"))
-                    result.jobs_per_worker[worker] = result.jobs_per_worker.get(worker, 0) + 1
-                elif event.type is EventType.TRAINED:
+                    result.jobs_per_worker[event.worker] = result.jobs_per_worker.get(event.worker, 0) + 1
+                elif isinstance(event, Trained):
                     finished.add(event.job_id)
                     expected |= await _enqueue_headshots(queue, plan, event.user_key)
-                elif event.type is EventType.IMAGES_READY:
+                elif isinstance(event, ImagesReady):
                     finished.add(event.job_id)
-                elif event.type in (EventType.FAILED, EventType.CANCELLED):
-                    result.failures.append(f"{event.job_id}: {event.type.value} {event.data.get('reason', '')}")
+                elif isinstance(event, Failed | Cancelled):
+                    reason = event.reason if isinstance(event, Failed) else ""
+                    result.failures.append(f"{event.job_id}: {event.type.value} {reason}")
     result.jobs_completed = len(finished)
     result.jobs_run_twice = sorted(job for job, count in started.items() if count > 1)
     # arq's own record agrees: a job whose result says try 2 ran twice, even if its first run published nothing.
@@ -217,7 +218,8 @@ async def _enqueue_headshots(queue: JobQueue, plan: ScaleoutPlan, user: str) -> 
         count = min(plan.per_request, plan.headshots - number * plan.per_request)
         request_id = f"1-{number + 1}"
         prefix = output_prefix(user, request_id)
-        request = GenerateRequest(user, request_id, lora_key(user, 1), plan.style, count, 1000 * number, prefix)
+        style = resolve_style(plan.style)
+        request = GenerateRequest(user, request_id, lora_key(user, 1), style, count, 1000 * number, prefix)
         job_id = generate_job_id(user, request_id)
         await queue.enqueue_generation(job_id, request)
         job_ids.add(job_id)

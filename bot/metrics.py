@@ -15,7 +15,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from jobs.contract.events import BOT_GROUP, Event, EventConsumer
+from jobs.contract.events import Event
+from jobs.contract.stream import BOT_GROUP, EventConsumer
 from jobs.ops.metrics import MetricsServer, QueueGauges
 from jobs.settings import Settings
 

@@ -9,7 +9,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from pipeline.errors import BadStyleDescription, UnknownStyle
+from pipeline.errors import BadStyleDescription, Reason, UnknownStyle
 
 __all__ = [
     "CUSTOM_STYLE_MAX_CHARS",
@@ -138,9 +138,7 @@ def resolve_style(name: str) -> Style:
         choices = ", ".join(STYLES)
         # The name is echoed back: cut a flood of characters down so the reply stays readable (and under chat limits).
         shown = name.strip() if len(name.strip()) <= 40 else name.strip()[:39] + "…"
-        raise UnknownStyle(
-            f"There is no style called '{shown}'. Pick one of: {choices}; or describe the look in a few words."
-        )
+        raise UnknownStyle(f"no style {shown!r}", name=shown, choices=choices)
     return style
 
 
@@ -154,12 +152,13 @@ def custom_style(description: str) -> Style:
     printable = "".join(" " if unicodedata.category(char).startswith("C") else char for char in description)
     text = re.sub(r"\s+", " ", printable).strip()
     if not text:
-        raise BadStyleDescription(
-            "The style description is empty; describe the look, e.g. 'navy suit, rooftop at dusk'."
-        )
+        raise BadStyleDescription("empty style description", reason=Reason.STYLE_EMPTY)
     if len(text) > CUSTOM_STYLE_MAX_CHARS:
         raise BadStyleDescription(
-            f"The style description is {len(text)} characters long; keep it to {CUSTOM_STYLE_MAX_CHARS} or fewer."
+            f"style description of {len(text)} characters",
+            reason=Reason.STYLE_TOO_LONG,
+            length=len(text),
+            limit=CUSTOM_STYLE_MAX_CHARS,
         )
     # Braces would be read as format fields by ``render_prompt``; double them so they stay literal text.
     escaped = text.replace("{", "{{").replace("}", "}}")

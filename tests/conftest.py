@@ -75,11 +75,20 @@ def tiny_pipe(model_cache: Path) -> Any:
     return load_base_pipeline("tiny", device="cpu", cache_dir=model_cache)
 
 
+@pytest.fixture(scope="session")
+def tiny_model(model_cache: Path) -> Any:
+    """The tiny model as a worker prepares it (its own pipeline, the rendering slot, the training plan), once per
+    session and shared by every in-process worker, so test jobs render through the production LoRA path."""
+    from jobs.worker.model_setup import prepare_model
+
+    return prepare_model(Settings(_env_file=None, model="tiny", device="cpu", model_cache_dir=model_cache))  # type: ignore[call-arg]
+
+
 @pytest.fixture
-async def harness(settings: Settings, tiny_pipe: Any, tmp_path: Path, redis: Redis) -> AsyncIterator[Any]:
+async def harness(settings: Settings, tiny_model: Any, tmp_path: Path, redis: Redis) -> AsyncIterator[Any]:
     from tests.harness import Harness
 
-    async with Harness(settings, tiny_pipe, tmp_path / "out") as running:
+    async with Harness(settings, tiny_model, tmp_path / "out") as running:
         yield running
 
 

@@ -16,13 +16,13 @@ from bot.local.chat import LocalChat
 from bot.local.port import LocalChatPort
 from jobs.settings import Settings
 from jobs.worker.app import build_worker
+from jobs.worker.model_setup import ServingModel
 
 
-async def run_burst_worker(settings: Settings, pipe: Any) -> None:
-    """A real arq worker in burst mode on the shared tiny pipeline: runs what is queued, then returns."""
+async def run_burst_worker(settings: Settings, model: ServingModel) -> None:
+    """A real arq worker in burst mode on the shared tiny model: runs what is queued, then returns."""
     assert settings.redis_url is not None
-    worker = build_worker(settings, settings.redis_url, burst=True, poll_delay=0, handle_signals=False,
-                          ctx={"pipe": pipe})  # fmt: skip
+    worker = build_worker(settings, settings.redis_url, model=model, burst=True, poll_delay=0, handle_signals=False)
     try:
         await worker.async_run()
     finally:
@@ -67,9 +67,9 @@ class RestartableBot:
     Subclasses say which frontend to build and which event means it is up.
     """
 
-    def __init__(self, settings: Settings, pipe: Any) -> None:
+    def __init__(self, settings: Settings, model: Any) -> None:
         self.settings = settings
-        self.pipe = pipe
+        self.model = model
 
     def make_frontend(self) -> Any:
         raise NotImplementedError
@@ -103,7 +103,7 @@ class RestartableBot:
         await self.start()
 
     async def run_worker(self) -> None:
-        await run_burst_worker(self.settings, self.pipe)
+        await run_burst_worker(self.settings, self.model)
 
     async def wait_state(self, user: Any, state: SessionState, timeout_s: float = 60) -> None:
         key = f"{self.frontend.port.platform}:{user.id}"
@@ -113,11 +113,11 @@ class RestartableBot:
 
 
 class Harness:
-    def __init__(self, settings: Settings, pipe: Any, out: Path, *, user: str = "alice",
+    def __init__(self, settings: Settings, model: Any, out: Path, *, user: str = "alice",
                  consumer_name: str = "test-bot") -> None:  # fmt: skip
         assert settings.redis_url is not None
         self.settings = settings
-        self.pipe = pipe
+        self.model = model
         self.lines: list[str] = []
         self.port = LocalChatPort(out, write=self.lines.append)
         self.app = BotApp(settings, settings.redis_url, consumer_name=consumer_name)
@@ -141,7 +141,7 @@ class Harness:
         return "\n".join(self.lines[before:])
 
     async def run_worker(self) -> None:
-        await run_burst_worker(self.settings, self.pipe)
+        await run_burst_worker(self.settings, self.model)
 
     async def train_to_ready(self, selfie_dir: Path) -> None:
         """Start delivery, send the folder's selfies, train with a burst worker, and wait for READY."""

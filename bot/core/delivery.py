@@ -12,22 +12,21 @@ from collections.abc import Mapping
 
 from redis.exceptions import RedisError
 
-from bot.core import texts
+from bot.core import session, texts
 from bot.core.context import CoreContext
 from bot.core.erase import forget_event
 from bot.core.retention import forget_expired, forget_selfies_after_training
-from bot.core.session import SessionState
 from bot.core.types import ChatPort, OutgoingImage, Reply
-from bot.store.database import JobRow
-from jobs.contract.events import Event, EventConsumer, EventType
+from bot.store.schema import JobRow, JobStatus
+from jobs.contract.events import Cancelled, Event, Expired, Failed, ImagesReady, Progress, Started, Trained
+from jobs.contract.kinds import JobKind
+from jobs.contract.stream import EventConsumer
 from jobs.logging_setup import log_context
-from pipeline.styles import CUSTOM_STYLE_NAME, CUSTOM_STYLE_TITLE, STYLES
 
 __all__ = ["EventDelivery"]
 
 log = logging.getLogger(__name__)
 
-_FINISHED = ("done", "failed", "cancelled")
 READ_RETRY_S = 2.0
 
 
@@ -70,7 +69,7 @@ class EventDelivery:
             if event.event_id and await store.was_delivered(event.event_id):
                 return True
             chat_id = await store.chat_of(event.user_key)
-            if event.type == EventType.EXPIRED:
+            if isinstance(event, Expired):
                 await forget_expired(self.core, event, chat_id, port)
             else:
                 job = await store.job(event.user_key, event.job_id)
@@ -79,10 +78,10 @@ class EventDelivery:
                     # the event included (so no delivery record of it is kept either).
                     await forget_event(self.core, event)
                     return True
-                if job.status not in _FINISHED:
+                if not job.status.finished:
                     self.core.heartbeats.heard(event.job_id)
                     await self._apply(event, job, chat_id, port)
-                elif job.status == "cancelled" and event.type == EventType.IMAGES_READY:
+                elif job.status == JobStatus.CANCELLED and isinstance(event, ImagesReady):
                     # /cancel came after the render had finished: the user asked not to get these, so erase them.
                     await self._discard_outputs(event)
             if event.event_id:
@@ -90,56 +89,45 @@ class EventDelivery:
             return True
 
     async def _apply(self, event: Event, job: JobRow, chat_id: str, port: ChatPort) -> None:
-        store = self.core.store
-        data = event.data
-        if event.type == EventType.STARTED:
-            await store.update_job(event.user_key, job.job_id, status="running")
-            text = texts.STARTED_TRAINING if job.kind == "train" else texts.STARTED_RENDERING
-            await self._edit_progress(job, chat_id, port, text)
-            if int(data.get("try", 1)) > 1:  # a worker died mid-job (or stopped) and another run began
-                restarted = texts.RESTARTED_TRAINING if job.kind == "train" else texts.RESTARTED_RENDERING
-                await port.send(chat_id, Reply(restarted.format(try_number=data["try"])))
-        elif event.type == EventType.PROGRESS:
-            if job.kind == "train":
-                percent = round(100 * data["step"] / max(1, data["total"]))
-                text = texts.PROGRESS_TRAINING.format(
-                    percent=percent, step=data["step"], total=data["total"], eta=texts.format_eta(data.get("eta_s"))
-                )
-            else:
-                text = texts.PROGRESS_RENDERING.format(done=data["done"], total=data["total"])
-            await self._edit_progress(job, chat_id, port, text)
-        elif event.type == EventType.TRAINED:
-            await store.update_session(event.user_key, job.session_id, state=SessionState.READY,
-                                       lora_key=data["lora_key"])  # fmt: skip
-            await store.update_job(event.user_key, job.job_id, status="done")
+        training = job.kind == JobKind.TRAIN
+        if isinstance(event, Started):
+            await session.job_started(self.core.store, job)
+            await self._edit_progress(
+                job, chat_id, port, texts.STARTED_TRAINING if training else texts.STARTED_RENDERING
+            )
+            if event.try_number > 1:  # a worker died mid-job (or stopped) and another run began
+                restarted = texts.RESTARTED_TRAINING if training else texts.RESTARTED_RENDERING
+                await port.send(chat_id, Reply(restarted.format(try_number=event.try_number)))
+        elif isinstance(event, Progress):
+            await self._edit_progress(
+                job, chat_id, port, texts.progress(job.kind, event.done, event.total, event.eta_s)
+            )
+        elif isinstance(event, Trained):
+            await session.model_trained(self.core.store, job, event.lora_key)
             await forget_selfies_after_training(self.core, event.user_key, job.session_id)
             await self._edit_progress(job, chat_id, port, texts.TRAINING_FINISHED, final=True)
             await port.send(chat_id, Reply(texts.TRAINED))
-        elif event.type == EventType.IMAGES_READY:
+        elif isinstance(event, ImagesReady):
             await self._post_images(event, job, chat_id, port)
-        elif event.type in (EventType.FAILED, EventType.CANCELLED):
+        elif isinstance(event, Failed | Cancelled):
             await self._end_unsuccessfully(event, job, chat_id, port)
 
-    async def _post_images(self, event: Event, job: JobRow, chat_id: str, port: ChatPort) -> None:
+    async def _post_images(self, event: ImagesReady, job: JobRow, chat_id: str, port: ChatPort) -> None:
         store = self.core.store
-        name = str(event.data.get("style"))
-        # A free-text style has no preset; it reads as "Custom", as in the acknowledgement the user saw.
-        title = STYLES[name].title if name in STYLES else CUSTOM_STYLE_TITLE if name == CUSTOM_STYLE_NAME else name
         first_number = len(await store.images(event.user_key)) + 1
         images = [
             OutgoingImage(
-                filename=item["key"].rsplit("/", 1)[-1],
-                data=await self.core.storage.get(item["key"]),
-                caption=texts.IMAGE_CAPTION.format(number=first_number + index, style=title, seed=item["seed"]),
+                filename=item.key.rsplit("/", 1)[-1],
+                data=await self.core.storage.get(item.key),
+                caption=texts.IMAGE_CAPTION.format(number=first_number + index, style=event.title, seed=item.seed),
             )
-            for index, item in enumerate(event.data["images"])
+            for index, item in enumerate(event.images)
         ]
-        await self._edit_progress(job, chat_id, port, texts.IMAGES_READY.format(style=title), final=True)
+        await self._edit_progress(job, chat_id, port, texts.IMAGES_READY.format(style=event.title), final=True)
         message_ids = await port.send_images(chat_id, images)
-        for item, message_id in zip(event.data["images"], message_ids, strict=True):
-            await store.add_image(event.user_key, job.job_id, item["key"], int(item["seed"]), message_id)
-        await store.update_job(event.user_key, job.job_id, status="done")
-        await store.update_session(event.user_key, job.session_id, state=SessionState.READY)
+        for item, message_id in zip(event.images, message_ids, strict=True):
+            await store.add_image(event.user_key, job.job_id, item.key, item.seed, message_id)
+        await session.images_posted(store, job)
         # Buttons always work where reactions may not reach the bot. The images are posted and recorded already,
         # so a failure here must not fail the event (its redelivery would post the images twice).
         buttons = tuple(texts.favorite_button(first_number + index) for index in range(len(images)))
@@ -149,21 +137,13 @@ class EventDelivery:
             log.warning("posting favorite buttons for job %s failed; /favorite <n> still works", job.job_id,
                         exc_info=True)  # fmt: skip
 
-    async def _end_unsuccessfully(self, event: Event, job: JobRow, chat_id: str, port: ChatPort) -> None:
-        store = self.core.store
-        status = "failed" if event.type == EventType.FAILED else "cancelled"
-        await store.update_job(event.user_key, job.job_id, status=status)
-        session = await store.current_session(event.user_key)
-        if session is not None and session.id == job.session_id:
-            if job.kind == "train":
-                await store.update_session(event.user_key, session.id, state=SessionState.COLLECTING,
-                                           train_attempt=session.train_attempt + 1)  # fmt: skip
-            else:
-                await store.update_session(event.user_key, session.id, state=SessionState.READY)
-        if status == "failed":
-            text = str(event.data.get("reason") or texts.INTERNAL_ERROR)
+    async def _end_unsuccessfully(self, event: Failed | Cancelled, job: JobRow, chat_id: str, port: ChatPort) -> None:
+        if isinstance(event, Failed):
+            await session.job_ended(self.core.store, job, JobStatus.FAILED)
+            text = texts.explain(event.reason, event.params, job.kind)
         else:
-            text = texts.CANCELLED_TRAINING if job.kind == "train" else texts.CANCELLED_RENDERING
+            await session.job_ended(self.core.store, job, JobStatus.CANCELLED)
+            text = texts.CANCELLED_TRAINING if job.kind == JobKind.TRAIN else texts.CANCELLED_RENDERING
         await self._edit_progress(job, chat_id, port, text, final=True)
 
     async def _edit_progress(
@@ -183,10 +163,8 @@ class EventDelivery:
             else:
                 log.warning("progress edit for job %s failed; skipped", job.job_id, exc_info=True)
 
-    async def _discard_outputs(self, event: Event) -> None:
-        keys = [item["key"] for item in event.data.get("images", [])]
-        if event.type == EventType.TRAINED and "lora_key" in event.data:
-            keys.append(event.data["lora_key"])
+    async def _discard_outputs(self, event: ImagesReady) -> None:
+        keys = event.output_keys()
         for key in keys:
             await self.core.storage.delete(key)
         if keys:

@@ -11,7 +11,7 @@ import logging
 
 from bot.core.context import CoreContext
 from jobs.contract.erase import erase_finished_job, erase_user_traces
-from jobs.contract.events import Event, EventType
+from jobs.contract.events import Event, Progress, Started
 from jobs.contract.keys import user_prefix
 from jobs.contract.payloads import job_owner
 
@@ -48,15 +48,12 @@ async def erase_user(core: CoreContext, user_key: str) -> None:
 async def forget_event(core: CoreContext, event: Event) -> None:
     """An event of a user who is gone: delete its outputs, its job's arq records and the event itself."""
     prefix = user_prefix(event.user_key)
-    keys = [item["key"] for item in event.data.get("images", [])]
-    if event.type == EventType.TRAINED and "lora_key" in event.data:
-        keys.append(event.data["lora_key"])
     # Only keys under the event's own user: an event can never make the bot delete someone else's files.
+    keys = [key for key in event.output_keys() if key.startswith(prefix)]
     for key in keys:
-        if isinstance(key, str) and key.startswith(prefix):
-            await core.storage.delete(key)
+        await core.storage.delete(key)
     # A job's last event (not its progress) is followed by arq's record of its end: erase that once written.
-    if job_owner(event.job_id) == event.user_key and event.type not in (EventType.STARTED, EventType.PROGRESS):
+    if job_owner(event.job_id) == event.user_key and not isinstance(event, Started | Progress):
         await erase_finished_job(core.queue.pool, event.job_id, queue_name=core.settings.queue_name)
     if event.event_id is not None:
         await core.queue.pool.xdel(core.settings.events_stream, event.event_id)

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import logging
 
-from bot.core import texts
+from bot.core import session, texts
 from bot.core.context import CoreContext
-from bot.core.session import SessionState
 from bot.core.types import ChatPort, Reply
-from jobs.contract.events import Event
+from jobs.contract.events import Expired
 from jobs.contract.keys import user_prefix
 
 __all__ = ["forget_expired", "forget_selfies_after_training"]
@@ -30,12 +29,12 @@ async def forget_selfies_after_training(core: CoreContext, user_key: str, sessio
     await core.store.forget_selfies(user_key, session_id)
 
 
-async def forget_expired(core: CoreContext, event: Event, chat_id: str | None, port: ChatPort) -> None:
+async def forget_expired(core: CoreContext, event: Expired, chat_id: str | None, port: ChatPort) -> None:
     """Drop the rows of the blobs an ``expired`` event lists; tell the user when a model or headshots went."""
     prefix = user_prefix(event.user_key)
     # Only the event's own user's keys: a row of another user can never be touched through someone's event.
-    keys = [key for key in event.data.get("keys", []) if isinstance(key, str) and key.startswith(prefix)]
-    models, images = await core.store.forget_blobs(event.user_key, keys, model_gone_state=SessionState.NEW)
+    keys = [key for key in event.keys if key.startswith(prefix)]
+    models, images = await session.models_expired(core.store, event.user_key, keys)
     log.info("retention: %d blobs expired, %d models and %d headshots forgotten", len(keys), models, images)
     if chat_id is not None and (models or images):
-        await port.send(chat_id, Reply(texts.RETENTION_EXPIRED.format(days=event.data.get("days", "?"))))
+        await port.send(chat_id, Reply(texts.RETENTION_EXPIRED.format(days=event.days)))

@@ -5,19 +5,21 @@ from __future__ import annotations
 import logging
 import secrets
 
+from bot.core import session as transitions
 from bot.core import texts
 from bot.core.context import CoreContext
 from bot.core.erase import erase_user
 from bot.core.ratelimit import RateLimiter
-from bot.core.session import SessionState
+from bot.core.session import JobStatus, SessionState, state_of
 from bot.core.training import add_selfies, start_training
 from bot.core.types import Button, ChatPort, ChatRef, IncomingMessage, OutgoingImage, Reply
-from bot.store.database import JobRow, SessionRow
+from bot.store.schema import SessionRow
 from jobs.contract.keys import output_prefix
+from jobs.contract.kinds import JobKind
 from jobs.contract.payloads import GenerateRequest, generate_job_id
 from jobs.logging_setup import log_context
 from pipeline.errors import SessionError, UnknownStyle, UserInputError
-from pipeline.styles import CUSTOM_STYLE_NAME, STYLES, Style, custom_style, resolve_style
+from pipeline.styles import STYLES, Style, custom_style, resolve_style
 
 __all__ = ["HeadshotService"]
 
@@ -62,7 +64,7 @@ class HeadshotService:
                 await self.core.store.ensure_user(chat.user_key, chat.platform, chat.chat_id)
                 await self._dispatch(message, port)
             except UserInputError as error:
-                await port.send(chat.chat_id, Reply(str(error)))
+                await port.send(chat.chat_id, Reply(texts.explain(error)))
             except Exception:
                 log.exception("handling a message from %s failed", chat.user_key)
                 await port.send(chat.chat_id, Reply(texts.INTERNAL_ERROR))
@@ -133,13 +135,13 @@ class HeadshotService:
         if args.lower() == "start":
             await start_training(self.core, chat, session, port)
             return
-        state = SessionState(session.state) if session else SessionState.NEW
+        state = state_of(session)
         if state == SessionState.TRAINING:
             raise SessionError(texts.SELFIE_WHILE_TRAINING if message.attachments else texts.TRAIN_ALREADY_RUNNING)
         if state.has_model and args.lower() != "new":
             raise SessionError(texts.SELFIE_WHEN_READY if message.attachments else texts.TRAIN_ALREADY_DONE)
         if session is None or state in (SessionState.NEW, SessionState.READY, SessionState.GENERATING):
-            session = await store.new_session(chat.user_key, SessionState.COLLECTING)
+            session = await transitions.open_session(store, chat.user_key)
             intro = texts.TRAIN_INTRO.format(needed=settings.min_selfies, maximum=settings.max_selfies)
             if not message.attachments:
                 await port.send(chat.chat_id, Reply(intro))
@@ -153,7 +155,7 @@ class HeadshotService:
         await add_selfies(self.core, chat, session, message.attachments, port)
 
     async def _headshot(self, chat: ChatRef, session: SessionRow | None, args: str, port: ChatPort) -> None:
-        state = SessionState(session.state) if session else SessionState.NEW
+        state = state_of(session)
         if session is None or state in (SessionState.NEW, SessionState.COLLECTING):
             raise SessionError(texts.HEADSHOT_NEEDS_MODEL)
         if state == SessionState.TRAINING:
@@ -170,19 +172,17 @@ class HeadshotService:
             raise SessionError(texts.HEADSHOT_NEEDS_MODEL)
 
         # Record first, then enqueue, then acknowledge (the acknowledgement is the message progress edits).
-        number = await self.core.store.count_jobs(chat.user_key, session.id, "generate") + 1
+        number = await self.core.store.count_jobs(chat.user_key, session.id, JobKind.GENERATE) + 1
         request_id = f"{session.id}-{number}"
         job_id = generate_job_id(chat.user_key, request_id)
         count = self.core.settings.headshots_per_request
-        await self.core.store.add_job(JobRow(job_id, chat.user_key, session.id, "generate", "queued", style.name, None))
-        await self.core.store.update_session(chat.user_key, session.id, state=SessionState.GENERATING)
+        await transitions.rendering_queued(self.core.store, session, job_id, style.name)
         request = GenerateRequest(
             user_key=chat.user_key,
             request_id=request_id,
             lora_key=session.lora_key,
-            style=style.name,
+            style=style,
             count=count,
-            extra={"description": args} if style.name == CUSTOM_STYLE_NAME else {},
             seed=secrets.randbelow(2**31),
             output_prefix=output_prefix(chat.user_key, request_id),
         )
@@ -202,7 +202,7 @@ class HeadshotService:
 
     async def _status(self, chat: ChatRef, session: SessionRow | None, port: ChatPort) -> None:
         settings = self.core.settings
-        state = SessionState(session.state) if session else SessionState.NEW
+        state = state_of(session)
         lines = [f"Session: {state.value}."]
         if session is not None and state == SessionState.COLLECTING:
             count = len(await self.core.store.selfie_keys(chat.user_key, session.id))
@@ -211,7 +211,7 @@ class HeadshotService:
         if active is not None:
             position = await self.core.queue.position(active.job_id)
             where = f"queue position {position}" if position else "running"
-            lines.append(f"{'Training' if active.kind == 'train' else 'Rendering'}: {where}.")
+            lines.append(f"{'Training' if active.kind == JobKind.TRAIN else 'Rendering'}: {where}.")
         lines.append(f"Headshots so far: {len(await self.core.store.images(chat.user_key))}.")
         await port.send(chat.chat_id, Reply("\n".join(lines)))
 
@@ -220,15 +220,9 @@ class HeadshotService:
         if active is None or session is None:
             raise SessionError(texts.CANCEL_NOTHING)
         await self.core.queue.request_abort(active.job_id)
-        await self.core.store.update_job(chat.user_key, active.job_id, status="cancelled")
-        if active.kind == "train":
-            # A new attempt number gives the next /train start a fresh job id.
-            await self.core.store.update_session(chat.user_key, session.id, state=SessionState.COLLECTING,
-                                                 train_attempt=session.train_attempt + 1)  # fmt: skip
-            await port.send(chat.chat_id, Reply(texts.CANCELLED_TRAINING))
-        else:
-            await self.core.store.update_session(chat.user_key, session.id, state=SessionState.READY)
-            await port.send(chat.chat_id, Reply(texts.CANCELLED_RENDERING))
+        await transitions.job_ended(self.core.store, active, JobStatus.CANCELLED)
+        cancelled = texts.CANCELLED_TRAINING if active.kind == JobKind.TRAIN else texts.CANCELLED_RENDERING
+        await port.send(chat.chat_id, Reply(cancelled))
 
     async def _favorites(self, chat: ChatRef, session: SessionRow | None, port: ChatPort) -> None:
         favorites = await self.core.store.favorites(chat.user_key)

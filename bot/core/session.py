@@ -1,27 +1,93 @@
-"""The DM session's states, one named state at a time, persisted in the store so a restart resumes it.
+"""The DM session's state machine: every change to a session's state or a job's status is one named transition here.
 
 NEW ──/train──▶ COLLECTING ──/train start (enough selfies)──▶ TRAINING ──trained──▶ READY
                    ▲  │ selfie ⟲                               │ failed / cancelled     │ ▲
-                   │  └────────────────────────────────────────┘ (selfies kept)        │ │ images ready,
+                   │  └────────────────────────────────────────┘ (selfies kept)        │ │ images posted,
                    └──────────────── /train new ◀── READY                    /headshot ▼ │ failed, cancelled
                                                                                   GENERATING
-any state ──/delete confirm──▶ NEW (everything of the user gone)
+any state ──/delete confirm──▶ NEW (everything of the user gone); READY ──model expired──▶ NEW
+
+The state is persisted with the session (``bot/store``), so a restart resumes it. Commands (``service.py``,
+``training.py``) and worker events (``delivery.py``, ``retention.py``) decide *when*; these functions are *what*
+happens to the rows, so each transition is written once.
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
+from bot.store.database import Store
+from bot.store.schema import JobRow, JobStatus, SessionRow, SessionState
+from jobs.contract.kinds import JobKind
 
-__all__ = ["SessionState"]
+__all__ = [
+    "JobStatus",
+    "SessionState",
+    "images_posted",
+    "job_ended",
+    "job_started",
+    "model_trained",
+    "models_expired",
+    "open_session",
+    "rendering_queued",
+    "state_of",
+    "training_queued",
+]
 
 
-class SessionState(StrEnum):
-    NEW = "new"
-    COLLECTING = "collecting"
-    TRAINING = "training"
-    READY = "ready"
-    GENERATING = "generating"
+def state_of(session: SessionRow | None) -> SessionState:
+    return session.state if session is not None else SessionState.NEW
 
-    @property
-    def has_model(self) -> bool:
-        return self in (SessionState.READY, SessionState.GENERATING)
+
+async def open_session(store: Store, user_key: str) -> SessionRow:
+    """``/train`` (or ``/train new``): a fresh session collecting selfies; an older one keeps its model and images."""
+    return await store.new_session(user_key, SessionState.COLLECTING)
+
+
+async def training_queued(store: Store, session: SessionRow, job_id: str) -> None:
+    """``/train start``: the job is recorded before it is enqueued, so no event can name a job the bot lacks."""
+    await store.add_job(JobRow(job_id, session.user_key, session.id, JobKind.TRAIN, JobStatus.QUEUED, None, None))
+    await store.update_session(session.user_key, session.id, state=SessionState.TRAINING)
+
+
+async def rendering_queued(store: Store, session: SessionRow, job_id: str, style: str) -> None:
+    """``/headshot``: recorded before it is enqueued, as training is."""
+    await store.add_job(JobRow(job_id, session.user_key, session.id, JobKind.GENERATE, JobStatus.QUEUED, style, None))
+    await store.update_session(session.user_key, session.id, state=SessionState.GENERATING)
+
+
+async def job_started(store: Store, job: JobRow) -> None:
+    await store.update_job(job.user_key, job.job_id, status=JobStatus.RUNNING)
+
+
+async def model_trained(store: Store, job: JobRow, lora_key: str) -> None:
+    await store.update_session(job.user_key, job.session_id, state=SessionState.READY, lora_key=lora_key)
+    await store.update_job(job.user_key, job.job_id, status=JobStatus.DONE)
+
+
+async def images_posted(store: Store, job: JobRow) -> None:
+    await store.update_job(job.user_key, job.job_id, status=JobStatus.DONE)
+    await store.update_session(job.user_key, job.session_id, state=SessionState.READY)
+
+
+async def job_ended(store: Store, job: JobRow, status: JobStatus) -> None:
+    """A job failed or was cancelled (by ``/cancel`` or the worker): its session goes back to where it came from.
+
+    Only the user's current session moves: a job of a session the user has since left behind changes nothing. A
+    failed or cancelled training gets a new attempt number, so the next ``/train start`` has a fresh job id.
+    """
+    if status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+        raise ValueError(f"job_ended takes failed or cancelled, not {status!r}")
+    await store.update_job(job.user_key, job.job_id, status=status)
+    session = await store.current_session(job.user_key)
+    if session is None or session.id != job.session_id:
+        return
+    if job.kind == JobKind.TRAIN:
+        await store.update_session(
+            job.user_key, session.id, state=SessionState.COLLECTING, train_attempt=session.train_attempt + 1
+        )
+    else:
+        await store.update_session(job.user_key, session.id, state=SessionState.READY)
+
+
+async def models_expired(store: Store, user_key: str, keys: list[str]) -> tuple[int, int]:
+    """Retention deleted these blobs: a session whose model went starts over; returns (models, headshots) gone."""
+    return await store.forget_blobs(user_key, keys, model_gone_state=SessionState.NEW)

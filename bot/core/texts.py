@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Mapping
 
 from bot.core.types import Button
+from jobs.contract.kinds import JobKind
+from pipeline.errors import HeadshotError, Param, Reason
 from pipeline.styles import STYLES
 
 __all__ = [
     "CANCEL_BUTTON",
     "START_BUTTON",
     "clip",
+    "explain",
     "favorite_button",
     "HELP",
     "format_eta",
@@ -115,6 +119,13 @@ def format_eta(seconds: float | None) -> str:
     return f", about {round(seconds / 60)} min left"
 
 
+def progress(kind: JobKind, done: int, total: int, eta_s: float | None) -> str:
+    if kind == JobKind.TRAIN:
+        percent = round(100 * done / max(1, total))
+        return PROGRESS_TRAINING.format(percent=percent, step=done, total=total, eta=format_eta(eta_s))
+    return PROGRESS_RENDERING.format(done=done, total=total)
+
+
 def selfie_count_line(count: int, needed: int, maximum: int) -> str:
     if count >= needed:
         return (
@@ -139,8 +150,87 @@ STILL_WAITING = "Your {what} is waiting for a free worker. I'll post here as soo
 STILL_RUNNING = (
     "Still working on your {what}; no news from the worker for {minutes} min. I'll post here when it's done."
 )
-JOB_LOST_TRAINING = (
-    "I lost track of your training (our job queue restarted without it). Your selfies are kept: send /train start "
-    "to try again."
-)
-JOB_LOST_RENDERING = "I lost track of your rendering (our job queue restarted without it). Send /headshot again."
+
+
+# Why something could not be done, by the reason code the lower layers raise (pipeline/errors.py) or a worker's
+# ``failed`` event carries. ``explain`` fills them in; a job's reasons also get what the job was and how to retry.
+REASONS: dict[Reason, str] = {
+    Reason.EMPTY_FILE: "That file is empty; please send the photo again.",
+    Reason.NOT_A_PHOTO: "That file is not a photo I can read (JPEG, PNG, HEIC or WebP please).",
+    Reason.TRUNCATED: "That photo is cut off (the file is incomplete); please send it again.",
+    Reason.TOO_MANY_PIXELS: "That photo is too large to process{where}; please send one under {megapixels} megapixels.",
+    Reason.TOO_LONG_A_SIDE: (
+        "That photo is {width}x{height} pixels, too long on one side; please send a normal photo, "
+        "under {limit} pixels a side."
+    ),
+    Reason.TOO_SMALL: (
+        "That photo is only {width}x{height} pixels; send one at least {min_side} pixels on its shorter side."
+    ),
+    Reason.NO_FACE: (
+        "No face found: send a photo where your face is clearly visible, looking at the camera, without sunglasses."
+    ),
+    Reason.SEVERAL_FACES: "{found} found: send a photo of just you.",
+    Reason.FACE_TOO_SMALL: (
+        "Face too small ({width} px wide; I need at least {needed}): move closer, or crop the photo around your face."
+    ),
+    Reason.BLURRY: (
+        "Blurry (sharpness {sharpness:.0f}; I need at least {needed:.0f}): hold the phone still and find more light."
+    ),
+    Reason.DUPLICATE: "Same photo as one you already sent: send a different shot (another angle, expression or light).",
+    Reason.OTHER_PERSON: (
+        "Looks like a different person from your other selfies (likeness {score:.2f}, I need {needed:.2f}): "
+        "send only photos of yourself."
+    ),
+    Reason.UNKNOWN_STYLE: (
+        "There is no style called '{name}'. Pick one of: {choices}; or describe the look in a few words."
+    ),
+    Reason.STYLE_EMPTY: "The style description is empty; describe the look, e.g. 'navy suit, rooftop at dusk'.",
+    Reason.STYLE_TOO_LONG: "The style description is {length} characters long; keep it to {limit} or fewer.",
+    Reason.TRAINING_FAILED: "Training failed on our side. {hint}",
+    Reason.RENDERING_FAILED: "Rendering failed on our side. {hint}",
+    Reason.OUT_OF_GPU_MEMORY: (
+        "Our GPU ran out of memory rendering your headshots, even {batch} at a time. Please send the same /headshot "
+        "command again in a few minutes."
+    ),
+    Reason.TOO_MANY_TRIES: (
+        "Our worker crashed during your {what} ({tries} runs, none finished), so I stopped it. {hint}"
+    ),
+    Reason.TIMED_OUT: "Your {what} took longer than the {limit} it may take, so I stopped it. {hint}",
+    Reason.JOB_LOST: "I lost track of your {what} (our job queue restarted without it). {hint}",
+}
+_JOB_WHAT = {JobKind.TRAIN: "training", JobKind.GENERATE: "rendering"}
+_RETRY_HINT = {
+    JobKind.TRAIN: "Your selfies are kept: send /train start to try again.",
+    JobKind.GENERATE: "Send the same /headshot command to try again.",
+}
+
+
+def explain(
+    reason: Reason | HeadshotError, params: Mapping[str, Param] | None = None, kind: JobKind | None = None
+) -> str:
+    """The sentence a user reads for ``reason`` (or an error's reason and parameters), about a job of ``kind``."""
+    if isinstance(reason, HeadshotError):
+        error = reason
+        if error.reason == Reason.SESSION:
+            return str(error)  # rendered from this module by the bot's core before it was raised
+        reason, params = error.reason, error.params
+    template = REASONS.get(reason)
+    if template is None:
+        return INTERNAL_ERROR
+    values: dict[str, Param] = dict(params or {})
+    if reason == Reason.SEVERAL_FACES:
+        count = int(values.get("count", 2))
+        values["found"] = "Two faces" if count == 2 else f"{count} faces"
+    if "limit_s" in values:
+        values["limit"] = format_duration(float(values["limit_s"]))
+    if kind is not None:
+        values.setdefault("what", _JOB_WHAT[kind])
+        values.setdefault("hint", _RETRY_HINT[kind])
+    try:
+        return template.format(**values)
+    except (KeyError, ValueError, IndexError):
+        return INTERNAL_ERROR  # an event from another version without a parameter this text needs
+
+
+def format_duration(seconds: float) -> str:
+    return f"{round(seconds)} s" if seconds < 90 else f"{round(seconds / 60)} min"

@@ -6,11 +6,12 @@ import asyncio
 import json
 import logging
 
+from bot.core import session as transitions
 from bot.core import texts
 from bot.core.context import CoreContext
 from bot.core.session import SessionState
 from bot.core.types import Attachment, ChatPort, ChatRef, Reply
-from bot.store.database import JobRow, SelfieRow, SessionRow
+from bot.store.schema import SelfieRow, SessionRow
 from jobs.contract.keys import identity_key, lora_key, selfie_key
 from jobs.contract.payloads import TrainRequest, train_job_id
 from pipeline.errors import SelfieRejected, SessionError
@@ -49,7 +50,7 @@ async def add_selfies(core: CoreContext, chat: ChatRef, session: SessionRow, att
                 inspect_selfie, attachment.data, core.faces, accepted, rules, min_side=settings.min_selfie_side
             )
         except SelfieRejected as rejection:
-            lines.append(texts.SELFIE_REJECTED.format(filename=name, reason=rejection))
+            lines.append(texts.SELFIE_REJECTED.format(filename=name, reason=texts.explain(rejection)))
             continue
         selfie = checked.selfie
         key = selfie_key(chat.user_key, session.id, len(keys) + 1)
@@ -71,7 +72,7 @@ async def start_training(core: CoreContext, chat: ChatRef, session: SessionRow |
         raise SessionError(texts.TRAIN_NO_SELFIES.format(needed=settings.min_selfies, maximum=settings.max_selfies))
     if session.state == SessionState.TRAINING:
         raise SessionError(texts.TRAIN_ALREADY_RUNNING)
-    if SessionState(session.state).has_model:
+    if session.state.has_model:
         raise SessionError(texts.TRAIN_ALREADY_DONE)
     rows = await core.store.selfies(chat.user_key, session.id)
     keys = [row.storage_key for row in rows]
@@ -86,8 +87,7 @@ async def start_training(core: CoreContext, chat: ChatRef, session: SessionRow |
 
     # 2. Record the job and the state before enqueueing, so no event can arrive for a job the bot does not know.
     job_id = train_job_id(chat.user_key, session.id, session.train_attempt)
-    await core.store.add_job(JobRow(job_id, chat.user_key, session.id, "train", "queued", None, None))
-    await core.store.update_session(chat.user_key, session.id, state=SessionState.TRAINING)
+    await transitions.training_queued(core.store, session, job_id)
     # The worker crops around each face, and ranks headshots by likeness to the reference stored beside the LoRA.
     lora = lora_key(chat.user_key, session.id)
     embeddings = [row.facts.embedding for row in rows if row.facts is not None]

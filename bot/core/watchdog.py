@@ -25,7 +25,9 @@ from redis.exceptions import RedisError
 from bot.core import texts
 from bot.core.types import Reply
 from bot.store.database import JobRow
-from jobs.contract.events import Event, EventType
+from jobs.contract.events import Event, Failed, ImagesReady, RenderedImage, Trained
+from jobs.contract.kinds import JobKind
+from pipeline.errors import Reason
 
 if TYPE_CHECKING:
     from bot.core.context import CoreContext
@@ -35,7 +37,7 @@ __all__ = ["JobWatchdog"]
 
 log = logging.getLogger(__name__)
 
-_WHAT = {"train": "training", "generate": "headshots"}
+_WHAT = {JobKind.TRAIN: "training", JobKind.GENERATE: "headshots"}
 
 
 class JobWatchdog:
@@ -97,11 +99,12 @@ class JobWatchdog:
         info = None
         if status == JobStatus.complete:
             info = await Job(job.job_id, self.core.queue.pool, _queue_name=self.core.queue.queue_name).result_info()
-        if info is not None and info.success and isinstance(info.result, dict):
-            if job.kind == "train" and "lora_key" in info.result:
-                return Event(EventType.TRAINED, job.user_key, job.job_id, dict(info.result))
-            if job.kind == "generate" and "images" in info.result:
-                data = {"style": job.style, "images": info.result["images"]}
-                return Event(EventType.IMAGES_READY, job.user_key, job.job_id, data)
-        reason = texts.JOB_LOST_TRAINING if job.kind == "train" else texts.JOB_LOST_RENDERING
-        return Event(EventType.FAILED, job.user_key, job.job_id, {"kind": job.kind, "reason": reason})
+        result = info.result if info is not None and info.success and isinstance(info.result, dict) else {}
+        if job.kind == JobKind.TRAIN and "lora_key" in result:
+            return Trained(user_key=job.user_key, job_id=job.job_id, lora_key=result["lora_key"])
+        if job.kind == JobKind.GENERATE and "images" in result:
+            style = result.get("style") or job.style or ""
+            images = tuple(RenderedImage(**image) for image in result["images"])
+            title = result.get("title") or style
+            return ImagesReady(user_key=job.user_key, job_id=job.job_id, style=style, title=title, images=images)
+        return Failed(user_key=job.user_key, job_id=job.job_id, kind=job.kind, reason=Reason.JOB_LOST)

@@ -13,7 +13,18 @@ from typing import Any
 import aiosqlite
 import numpy as np
 
-from bot.store.schema import MIGRATIONS, SCHEMA_VERSION, ImageRow, JobRow, SelfieRow, SessionRow, selfie_facts
+from bot.store.schema import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    ImageRow,
+    JobRow,
+    JobStatus,
+    SelfieRow,
+    SessionRow,
+    SessionState,
+    selfie_facts,
+)
+from jobs.contract.kinds import JobKind
 from pipeline.selfies.intake import SelfieFacts
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "ImageRow", "JobRow", "SelfieRow", "SessionRow", "Store"]
@@ -101,7 +112,7 @@ class Store:
         )
         return None if row is None else SessionRow(*row)
 
-    async def new_session(self, user_key: str, state: str) -> SessionRow:
+    async def new_session(self, user_key: str, state: SessionState) -> SessionRow:
         now = time.time()
         cursor = await self.db.execute(
             "INSERT INTO sessions (user_key, state, created_at, updated_at) VALUES (?, ?, ?, ?)",
@@ -188,16 +199,16 @@ class Store:
         )
         return [JobRow(*row) for row in rows]
 
-    async def count_jobs(self, user_key: str, session_id: int, kind: str) -> int:
+    async def count_jobs(self, user_key: str, session_id: int, kind: JobKind) -> int:
         row = await self._one(
             "SELECT COUNT(*) FROM jobs WHERE user_key = ? AND session_id = ? AND kind = ?", user_key, session_id, kind
         )
         return int(row[0]) if row else 0
 
-    async def update_job(self, user_key: str, job_id: str, *, status: str | None = None,
+    async def update_job(self, user_key: str, job_id: str, *, status: JobStatus | None = None,
                          progress_message_id: str | None = None) -> None:  # fmt: skip
         if status is not None:
-            finished = time.time() if status in ("done", "failed", "cancelled") else None
+            finished = time.time() if JobStatus(status).finished else None
             await self.db.execute(
                 "UPDATE jobs SET status = ?, finished_at = ? WHERE user_key = ? AND job_id = ?",
                 (status, finished, user_key, job_id),
@@ -288,7 +299,7 @@ class Store:
         await self.db.execute("DELETE FROM selfies WHERE user_key = ? AND session_id = ?", (user_key, session_id))
         await self.db.commit()
 
-    async def forget_blobs(self, user_key: str, keys: list[str], *, model_gone_state: str) -> tuple[int, int]:
+    async def forget_blobs(self, user_key: str, keys: list[str], *, model_gone_state: SessionState) -> tuple[int, int]:
         """Rows of blobs that storage no longer has: returns (sessions that lost their model, headshots gone).
 
         A session whose LoRA went moves to ``model_gone_state``; images go with their favorites (cascade).

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 
+from jobs.contract.kinds import JobKind
 from pipeline.selfies.intake import SelfieFacts
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "ImageRow", "JobRow", "SelfieRow", "SessionRow", "selfie_facts"]
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "ImageRow",
+    "JobRow",
+    "JobStatus",
+    "SelfieRow",
+    "SessionRow",
+    "SessionState",
+    "selfie_facts",
+]
 
 MIGRATIONS: list[str] = [
     # 0 -> 1: the first schema.
@@ -81,13 +93,44 @@ MIGRATIONS: list[str] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+class SessionState(StrEnum):
+    """Where a user's session is; ``bot/core/session.py`` draws the machine and holds every transition."""
+
+    NEW = "new"
+    COLLECTING = "collecting"
+    TRAINING = "training"
+    READY = "ready"
+    GENERATING = "generating"
+
+    @property
+    def has_model(self) -> bool:
+        return self in (SessionState.READY, SessionState.GENERATING)
+
+
+class JobStatus(StrEnum):
+    """A job as the bot knows it: queued and running are open, the rest finished."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self not in (JobStatus.QUEUED, JobStatus.RUNNING)
+
+
 @dataclass(frozen=True)
 class SessionRow:
     id: int
     user_key: str
-    state: str
+    state: SessionState
     train_attempt: int
     lora_key: str | None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", SessionState(self.state))  # stored as text, read back as the enum
 
 
 @dataclass(frozen=True)
@@ -95,10 +138,14 @@ class JobRow:
     job_id: str
     user_key: str
     session_id: int
-    kind: str
-    status: str
+    kind: JobKind
+    status: JobStatus
     style: str | None
     progress_message_id: str | None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", JobKind(self.kind))
+        object.__setattr__(self, "status", JobStatus(self.status))
 
 
 @dataclass(frozen=True)

@@ -1,22 +1,35 @@
-"""Worker -> bot events on a Redis Stream, read by the bot's consumer group (at-least-once).
+"""Worker -> bot events: one frozen dataclass per event type, carried on a Redis Stream (at-least-once).
 
-The bot acks an event only after the chat call succeeded; events left pending by a bot that died are read again
-by the same consumer name on restart and claimed by any other consumer once idle long enough.
+On the stream an event is four fields: ``type``, ``user_key``, ``job_id`` and ``data``, the JSON of the event's own
+fields. The bot's consumer group reads them (``EventConsumer``); the bot acks an event only after the chat call
+succeeded; events left pending by a bot that died are read again by the same consumer name on restart and claimed by
+any other consumer once idle long enough.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
-from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from jobs.contract.kinds import JobKind
+from pipeline.errors import Reason
 
-__all__ = ["Event", "EventConsumer", "EventPublisher", "EventType"]
-
-BOT_GROUP = "bot"
+__all__ = [
+    "Cancelled",
+    "Event",
+    "EventType",
+    "Expired",
+    "Failed",
+    "ImagesReady",
+    "Progress",
+    "RenderedImage",
+    "Started",
+    "Trained",
+    "event_from_fields",
+]
 
 
 class EventType(StrEnum):
@@ -26,113 +39,142 @@ class EventType(StrEnum):
     IMAGES_READY = "images_ready"
     FAILED = "failed"
     CANCELLED = "cancelled"
-    EXPIRED = "expired"  # the retention cron job deleted old blobs of a user; ``data["keys"]`` lists them
+    EXPIRED = "expired"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Event:
     """One message from a worker about one job of one user. ``event_id`` is the stream id once published."""
 
-    type: EventType
+    type: ClassVar[EventType]
     user_key: str
     job_id: str
-    data: dict[str, Any] = field(default_factory=dict)
     event_id: str | None = None
 
+    def output_keys(self) -> tuple[str, ...]:
+        """The storage keys of what the job made that this event hands over (headshots, a LoRA)."""
+        return ()
+
     def to_fields(self) -> dict[str, str]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in _ENVELOPE}
         return {
             "type": self.type.value,
             "user_key": self.user_key,
             "job_id": self.job_id,
-            "data": json.dumps(self.data),
+            "data": json.dumps(data, default=_jsonable),
         }
 
-    @classmethod
-    def from_fields(cls, event_id: str, fields: dict[str, str]) -> Event:
-        return cls(
-            type=EventType(fields["type"]),
-            user_key=fields["user_key"],
-            job_id=fields["job_id"],
-            data=json.loads(fields.get("data") or "{}"),
-            event_id=event_id,
-        )
+
+@dataclass(frozen=True, kw_only=True)
+class Started(Event):
+    """A worker began the job; ``try_number`` > 1 means an earlier run died and this one starts over."""
+
+    type: ClassVar[EventType] = EventType.STARTED
+    kind: JobKind
+    worker: str
+    try_number: int = 1
 
 
-class EventPublisher:
-    """Appends events to the stream; the stream is capped so a bot that is away for days cannot fill Redis."""
+@dataclass(frozen=True, kw_only=True)
+class Progress(Event):
+    """``done`` of ``total`` (training: image-steps; rendering: headshots), with an estimate of the time left."""
 
-    def __init__(self, redis: Redis, stream: str, max_length: int = 100_000) -> None:
-        self._redis = redis
-        self._stream = stream
-        self._max_length = max_length
-
-    async def publish(self, event: Event) -> str:
-        event_id = await self._redis.xadd(
-            self._stream,
-            event.to_fields(),  # type: ignore[arg-type]
-            maxlen=self._max_length,
-            approximate=True,
-        )
-        return event_id.decode() if isinstance(event_id, bytes) else str(event_id)
+    type: ClassVar[EventType] = EventType.PROGRESS
+    done: int
+    total: int
+    eta_s: float | None = None
+    loss: float | None = None
 
 
-def _decode(raw: dict[Any, Any]) -> dict[str, str]:
-    return {
-        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v) for k, v in raw.items()
-    }
+@dataclass(frozen=True, kw_only=True)
+class Trained(Event):
+    type: ClassVar[EventType] = EventType.TRAINED
+    lora_key: str
+    seconds: float | None = None
+    final_loss: float | None = None
+
+    def output_keys(self) -> tuple[str, ...]:
+        return (self.lora_key,)
 
 
-class EventConsumer:
-    """Reads the stream as one named consumer of the bot's group: own pending first, then stale ones, then new."""
+@dataclass(frozen=True)
+class RenderedImage:
+    """One stored headshot: its storage key, seed, and likeness to the user's selfies (None: no face scored)."""
 
-    def __init__(self, redis: Redis, stream: str, consumer: str, *, claim_idle_ms: int = 60_000) -> None:
-        self._redis = redis
-        self._stream = stream
-        self._consumer = consumer
-        self._claim_idle_ms = claim_idle_ms
-        self._pending_done = False
+    key: str
+    seed: int
+    score: float | None = None
 
-    async def ensure_group(self) -> None:
-        try:
-            await self._redis.xgroup_create(self._stream, BOT_GROUP, id="0", mkstream=True)
-        except ResponseError as error:
-            if "BUSYGROUP" not in str(error):
-                raise
-
-    async def read(self, *, block_ms: int = 1000, count: int = 20) -> list[Event]:
-        # 1. What this consumer read before a restart but never acked.
-        if not self._pending_done:
-            events = await self._read_group("0", block_ms=None, count=count)
-            if events:
-                return events
-            self._pending_done = True
-        # 2. What another bot instance left pending too long (it died mid-delivery).
-        claimed = await self._redis.xautoclaim(
-            self._stream, BOT_GROUP, self._consumer, min_idle_time=self._claim_idle_ms, start_id="0-0", count=count
-        )
-        stale = [Event.from_fields(_id(event_id), _decode(raw)) for event_id, raw in claimed[1] if raw]
-        if stale:
-            return stale
-        # 3. New events.
-        return await self._read_group(">", block_ms=block_ms, count=count)
-
-    async def ack(self, event: Event) -> None:
-        if event.event_id is not None:
-            await self._redis.xack(self._stream, BOT_GROUP, event.event_id)
-
-    async def _read_group(self, start: str, *, block_ms: int | None, count: int) -> list[Event]:
-        response = await self._redis.xreadgroup(
-            BOT_GROUP, self._consumer, {self._stream: start}, count=count, block=block_ms
-        )
-        events: list[Event] = []
-        for _stream, entries in response or []:
-            for event_id, raw in entries:
-                if raw:
-                    events.append(Event.from_fields(_id(event_id), _decode(raw)))
-                else:  # trimmed from the stream while pending: nothing left to deliver, so stop asking for it
-                    await self._redis.xack(self._stream, BOT_GROUP, event_id)
-        return events
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
-def _id(event_id: Any) -> str:
-    return event_id.decode() if isinstance(event_id, bytes) else str(event_id)
+@dataclass(frozen=True, kw_only=True)
+class ImagesReady(Event):
+    """The job's headshots, best likeness first; ``style`` is the preset name or ``custom``, ``title`` its title."""
+
+    type: ClassVar[EventType] = EventType.IMAGES_READY
+    style: str
+    title: str
+    images: tuple[RenderedImage, ...]
+
+    def output_keys(self) -> tuple[str, ...]:
+        return tuple(image.key for image in self.images)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Failed(Event):
+    """The job ended without a result; ``reason`` and ``params`` are rendered for the user by the bot's texts."""
+
+    type: ClassVar[EventType] = EventType.FAILED
+    kind: JobKind
+    reason: Reason
+    params: dict[str, str | int | float] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Cancelled(Event):
+    """The user's ``/cancel`` stopped the job."""
+
+    type: ClassVar[EventType] = EventType.CANCELLED
+    kind: JobKind
+
+
+@dataclass(frozen=True, kw_only=True)
+class Expired(Event):
+    """The retention cron job deleted a user's blobs older than ``days`` days; ``keys`` lists them."""
+
+    type: ClassVar[EventType] = EventType.EXPIRED
+    keys: tuple[str, ...]
+    days: int
+
+
+_ENVELOPE = frozenset({"user_key", "job_id", "event_id"})
+_CLASSES: dict[EventType, type[Event]] = {
+    cls.type: cls for cls in (Started, Progress, Trained, ImagesReady, Failed, Cancelled, Expired)
+}
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def event_from_fields(event_id: str, fields: dict[str, str]) -> Event:
+    """The typed event a stream entry holds; ValueError names the type or field that does not fit."""
+    event_type = EventType(fields["type"])
+    cls = _CLASSES[event_type]
+    data = json.loads(fields.get("data") or "{}")
+    if cls is ImagesReady:
+        data["images"] = tuple(RenderedImage(**image) for image in data.get("images", ()))
+    elif cls is Expired:
+        data["keys"] = tuple(data.get("keys", ()))
+    if "kind" in data:
+        data["kind"] = JobKind(data["kind"])
+    if "reason" in data:
+        data["reason"] = Reason(data["reason"])
+    try:
+        return cls(user_key=fields["user_key"], job_id=fields["job_id"], event_id=event_id, **data)
+    except TypeError as error:
+        raise ValueError(f"{event_type} event {event_id} does not fit {cls.__name__}: {error}") from error

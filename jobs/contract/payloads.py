@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
+
+from jobs.contract.kinds import JobKind
+from pipeline.styles import Style
 
 __all__ = [
     "GenerateRequest",
@@ -13,17 +16,14 @@ __all__ = [
     "train_job_id",
 ]
 
-TRAIN_FUNCTION = "train_lora"
-GENERATE_FUNCTION = "generate_headshots"
-
 
 def train_job_id(user_key: str, session_id: int, attempt: int) -> str:
     """The same session and attempt always give the same id, so a double ``/train start`` enqueues once."""
-    return f"train:{user_key}:{session_id}:{attempt}"
+    return f"{JobKind.TRAIN}:{user_key}:{session_id}:{attempt}"
 
 
 def generate_job_id(user_key: str, request_id: str) -> str:
-    return f"generate:{user_key}:{request_id}"
+    return f"{JobKind.GENERATE}:{user_key}:{request_id}"
 
 
 def job_owner(job_id: str) -> str | None:
@@ -32,10 +32,10 @@ def job_owner(job_id: str) -> str | None:
     Parsed from the right, so a user id holding ':' still yields its whole key (and never a shorter user's).
     """
     kind, _, rest = job_id.partition(":")
-    if kind == "train":
+    if kind == JobKind.TRAIN:
         parts = rest.rsplit(":", 2)
         return parts[0] if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit() else None
-    if kind == "generate":
+    if kind == JobKind.GENERATE:
         owner, _, request_id = rest.rpartition(":")
         return owner if owner and request_id else None
     return None
@@ -56,19 +56,32 @@ class TrainRequest:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> TrainRequest:
+        return cls(**payload)
+
 
 @dataclass(frozen=True)
 class GenerateRequest:
-    """Render ``count`` headshots of ``style`` with the LoRA at ``lora_key``, into ``output_prefix``."""
+    """Render ``count`` headshots of ``style`` with the LoRA at ``lora_key``, into ``output_prefix``.
+
+    ``style`` is resolved once, by the bot, from the user's words (a preset or their own description), and travels
+    whole: the worker renders it as it is and names its title in the result.
+    """
 
     user_key: str
     request_id: str
     lora_key: str
-    style: str
+    style: Style
     count: int
     seed: int
     output_prefix: str
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> GenerateRequest:
+        style = dict(payload["style"])
+        style["aspect"] = tuple(style["aspect"])  # JSON and msgpack hand tuples back as lists
+        return cls(**{**payload, "style": Style(**style)})

@@ -7,7 +7,8 @@ from arq.constants import abort_jobs_ss
 from arq.jobs import Job, JobStatus
 from arq.utils import timestamp_ms
 
-from jobs.contract.payloads import GENERATE_FUNCTION, TRAIN_FUNCTION, GenerateRequest, TrainRequest
+from jobs.contract.kinds import JobKind
+from jobs.contract.payloads import GenerateRequest, TrainRequest
 
 __all__ = ["JobQueue", "connect_queue"]
 
@@ -29,13 +30,13 @@ class JobQueue:
     async def enqueue_training(self, job_id: str, request: TrainRequest) -> bool:
         """True when this call enqueued the job; False when a job with this id already exists (a double click)."""
         job = await self.pool.enqueue_job(
-            TRAIN_FUNCTION, request.to_dict(), _job_id=job_id, _queue_name=self.queue_name
+            JobKind.TRAIN.function, request.to_dict(), _job_id=job_id, _queue_name=self.queue_name
         )
         return job is not None
 
     async def enqueue_generation(self, job_id: str, request: GenerateRequest) -> bool:
         job = await self.pool.enqueue_job(
-            GENERATE_FUNCTION, request.to_dict(), _job_id=job_id, _queue_name=self.queue_name
+            JobKind.GENERATE.function, request.to_dict(), _job_id=job_id, _queue_name=self.queue_name
         )
         return job is not None
 

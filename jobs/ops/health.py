@@ -16,7 +16,7 @@ from arq.constants import in_progress_key_prefix, job_key_prefix
 from arq.jobs import DeserializationError, deserialize_job
 from redis.asyncio import Redis
 
-from jobs.contract.events import Event, EventType
+from jobs.contract.events import EventType, Failed, event_from_fields
 
 __all__ = [
     "HEARTBEAT_MISSES",
@@ -151,10 +151,13 @@ async def recent_failures(redis: Redis, stream: str, limit: int = 5, scan: int =
         fields = {_decode(k): _decode(v) for k, v in raw.items()}
         if fields.get("type") != EventType.FAILED.value:
             continue
-        event = Event.from_fields(_decode(event_id), fields)
+        try:
+            event = event_from_fields(_decode(event_id), fields)
+        except (KeyError, ValueError, TypeError):
+            continue  # not an event of this version: nothing to report about it
+        assert isinstance(event, Failed)
         at = int(_decode(event_id).split("-", 1)[0]) / 1000  # a stream id starts with its Unix time in ms
-        failures.append(Failure(at, event.job_id, event.user_key, str(event.data.get("kind", "?")),
-                                str(event.data.get("reason", ""))))  # fmt: skip
+        failures.append(Failure(at, event.job_id, event.user_key, event.kind, event.reason))
         if len(failures) >= limit:
             break
     return failures

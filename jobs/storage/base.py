@@ -6,13 +6,11 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
+from pipeline.errors import StorageError
+
 __all__ = ["BlobStorage", "StorageError", "checked_key"]
 
 _SAFE_PART = re.compile(r"^[A-Za-z0-9._%-]+$")
-
-
-class StorageError(RuntimeError):
-    """Storage is unreachable or misconfigured (an infrastructure fault, not the user's); the text says what to set."""
 
 
 def checked_key(key: str) -> PurePosixPath:

@@ -1,5 +1,8 @@
 """What a worker process keeps for its life, set up once at start: the model, its slots, compiled graphs, class images.
 
+``prepare_model`` returns it as a ``ServingModel``; every job renders and trains through it, tests included (they
+share one prepared tiny model between workers instead of loading one per worker).
+
 Order matters: the rendering ``LoraSlot`` first (it needs a pipeline without adapters), FP8 layers if used, then the
 ``TrainingSlot`` (it hands activity back to the rendering slot between jobs), then compilation, so every graph
 already contains both slots and no user's job adds a layer. Blocking: the worker runs ``prepare_model`` in a thread.
@@ -10,6 +13,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,27 +22,38 @@ from PIL import Image
 from jobs.settings import Settings
 from jobs.worker.ranking import render_batch_sizes
 
-__all__ = ["prepare_model", "training_plan"]
+__all__ = ["ServingModel", "prepare_model", "training_plan"]
 
 log = logging.getLogger(__name__)
 
 
-def prepare_model(ctx: dict[str, Any], settings: Settings) -> None:
-    """Load ``settings.model`` into ``ctx["pipe"]`` and set up ``train_plan``, ``lora_slot``, and as the settings ask,
-    ``training_slot`` (compiled training), compiled rendering and ``class_images``."""
+@dataclass
+class ServingModel:
+    """The loaded pipeline and what a worker set up around it (types from ``pipeline.diffusion``, loaded lazily)."""
+
+    pipe: Any
+    train_plan: Any  # MemoryPlan: batch size and checkpointing for this GPU
+    lora_slot: Any  # LoraSlot: every render copies the user's LoRA into it and merges it
+    training_slot: Any | None = None  # TrainingSlot, when training is compiled
+    class_images: list[Image.Image] | None = None  # prior-preservation images, when the settings ask for them
+
+
+def prepare_model(settings: Settings) -> ServingModel:
+    """Load ``settings.model`` and set up its plan, its rendering slot and, as the settings ask, compiled training,
+    compiled rendering and class images."""
     from pipeline.diffusion.loading import load_base_pipeline
     from pipeline.diffusion.lora_slot import LoraSlot
 
     started = time.monotonic()
-    pipe = ctx["pipe"] = load_base_pipeline(
+    pipe = load_base_pipeline(
         settings.model, device=settings.device, dtype=settings.dtype, cache_dir=settings.resolved_model_cache_dir
     )
     log.info("model %s loaded in %.1f s", settings.model, time.monotonic() - started)
-    ctx["train_plan"] = training_plan(pipe, settings)
+    model = ServingModel(pipe, training_plan(pipe, settings), None)
     # One LoRA slot per worker: a user's LoRA is copied into it per request instead of attached as new layers
     # (8.1 s vs 9.9 s per 4-image SDXL request on an H100), and folded into the base weights for the request, so
     # rendering runs no LoRA kernels (BENCHMARKS.md, third session).
-    ctx["lora_slot"] = LoraSlot(pipe, max_rank=settings.lora_rank, merge=True)
+    model.lora_slot = LoraSlot(pipe, max_rank=settings.lora_rank, merge=True)
     if settings.render_float8:
         # Before any compile, so every graph is traced with the FP8 layers (training runs their bf16 branch).
         from pipeline.diffusion.float8 import use_float8_linears
@@ -52,17 +67,18 @@ def prepare_model(ctx: dict[str, Any], settings: Settings) -> None:
         use_fast_maths(pipe)
         use_channels_last(pipe)
     if settings.compile_training:
-        log.info("training step compiled in %.0f s", _compile_training(ctx, settings))
+        log.info("training step compiled in %.0f s", _compile_training(model, settings))
     if settings.compile_unet:
-        seconds = _compile_for_serving(pipe, ctx["lora_slot"], settings)
+        seconds = _compile_for_serving(pipe, model.lora_slot, settings)
         log.info("UNet and VAE decoder compiled for every style and batch size in %.0f s", seconds)
     if settings.prior_class_images:
         from pipeline.diffusion.training.config import TrainingConfig
         from pipeline.diffusion.training.dataset import render_class_images
 
         prompt = TrainingConfig().class_prompt
-        ctx["class_images"] = render_class_images(pipe, prompt, settings.prior_class_images)
+        model.class_images = render_class_images(pipe, prompt, settings.prior_class_images)
     log.info("ready to serve in %.1f s", time.monotonic() - started)
+    return model
 
 
 def training_plan(pipe: Any, settings: Settings) -> Any:
@@ -82,7 +98,7 @@ def training_plan(pipe: Any, settings: Settings) -> Any:
     )
 
 
-def _compile_training(ctx: dict[str, Any], settings: Settings) -> float:
+def _compile_training(model: ServingModel, settings: Settings) -> float:
     """A persistent training LoRA, its forward compiled now for every aspect bucket by one-step jobs on plain
     pictures (then zeroed), so no user's training waits for a compile."""
     from pipeline.diffusion.training.config import TrainingConfig
@@ -91,8 +107,8 @@ def _compile_training(ctx: dict[str, Any], settings: Settings) -> float:
     from pipeline.diffusion.training.slot import TrainingSlot
 
     started = time.monotonic()
-    pipe, plan = ctx["pipe"], ctx["train_plan"]
-    slot = ctx["training_slot"] = TrainingSlot(
+    pipe, plan = model.pipe, model.train_plan
+    slot = model.training_slot = TrainingSlot(
         pipe, rank=settings.lora_rank, compile_backend=settings.compile_backend, compile_scope=settings.compile_scope
     )
     config = TrainingConfig(

@@ -14,10 +14,12 @@ from urllib.parse import unquote
 
 from arq.cron import CronJob, cron
 
-from jobs.contract.events import Event, EventPublisher, EventType
+from jobs.contract.events import Expired
+from jobs.contract.stream import EventPublisher
 from jobs.settings import Settings
+from jobs.worker.state import worker_state
 
-__all__ = ["ListableStorage", "expire_blobs", "retention_cron"]
+__all__ = ["ListableStorage", "expire_blobs", "expire_old_blobs", "retention_cron"]
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +37,13 @@ class ListableStorage(Protocol):
 
 
 async def expire_blobs(ctx: dict[str, Any]) -> dict[str, int]:
+    """arq's cron job: ``expire_old_blobs`` with the worker's settings, storage and event stream."""
+    state = worker_state(ctx)
+    return await expire_old_blobs(state.settings, state.storage, state.events)
+
+
+async def expire_old_blobs(settings: Settings, storage: object, events: EventPublisher) -> dict[str, int]:
     """Delete every user blob older than ``retention_days`` and tell the bot, one event per user."""
-    settings: Settings = ctx["settings"]
-    storage = ctx["storage"]
-    events: EventPublisher = ctx["events"]
     if settings.retention_days <= 0:
         return {"expired": 0, "users": 0}
     if not isinstance(storage, ListableStorage):
@@ -54,8 +59,8 @@ async def expire_blobs(ctx: dict[str, Any]) -> dict[str, int]:
 
     # 2. One event per user; the bot forgets the rows and tells the user.
     for user_key, keys in expired.items():
-        data = {"keys": keys, "days": settings.retention_days}
-        await events.publish(Event(EventType.EXPIRED, user_key, RETENTION_JOB_ID, data))
+        expiry = Expired(user_key=user_key, job_id=RETENTION_JOB_ID, keys=tuple(keys), days=settings.retention_days)
+        await events.publish(expiry)
     count = sum(len(keys) for keys in expired.values())
     log.info("retention: deleted %d blobs older than %d days of %d users", count, settings.retention_days,
              len(expired))  # fmt: skip

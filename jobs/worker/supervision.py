@@ -26,9 +26,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from jobs.contract.events import Event, EventType
-from jobs.settings import Settings
-from pipeline.errors import JobFailed
+from jobs.contract.events import Cancelled, Failed, Started
+from jobs.contract.kinds import JobKind
+from jobs.worker.state import worker_state
+from pipeline.errors import JobFailed, Reason
 
 __all__ = [
     "CancelCause",
@@ -41,14 +42,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-_WHAT = {"train": "training", "generate": "rendering"}
-_RETRY_HINT = {
-    "train": "Your selfies are kept: send /train start to try again.",
-    "generate": "Send the same /headshot command to try again.",
-}
-TOO_MANY_TRIES_TEXT = "Our worker crashed during your {what} ({tries} runs, none finished), so I stopped it. {hint}"
-TIMEOUT_TEXT = "Your {what} took longer than the {limit} it may take, so I stopped it. {hint}"
 
 
 # How long a worker rides out a Redis outage (a restart, a failover) before it gives up and exits for its supervisor
@@ -81,7 +74,7 @@ async def _keep_lease(redis: Any, key: str, lease_ms: int) -> None:
 
 async def on_job_start(ctx: dict[str, Any]) -> None:
     """arq hook: shorten the job's in-progress key to a lease and keep renewing it while this worker lives."""
-    settings: Settings = ctx["settings"]
+    settings = worker_state(ctx).settings
     key = in_progress_key_prefix + ctx["job_id"]
     ctx["lease_task"] = asyncio.create_task(_keep_lease(ctx["redis"], key, int(settings.job_lease_s * 1000)))
 
@@ -95,16 +88,22 @@ async def after_job_end(ctx: dict[str, Any]) -> None:
             await task
 
 
-async def announce_start(ctx: dict[str, Any], kind: str, user_key: str, worker_name: str) -> None:
+async def announce_start(ctx: dict[str, Any], kind: JobKind, user_key: str, worker_name: str) -> None:
     """Publish ``started`` with the try number; after ``job_max_tries`` runs, publish ``failed`` and raise instead."""
-    settings: Settings = ctx["settings"]
+    state = worker_state(ctx)
+    job_id: str = ctx["job_id"]
     job_try = int(ctx.get("job_try", 1))
-    if job_try > settings.job_max_tries:
-        reason = TOO_MANY_TRIES_TEXT.format(what=_WHAT[kind], tries=job_try - 1, hint=_RETRY_HINT[kind])
-        await ctx["events"].publish(Event(EventType.FAILED, user_key, ctx["job_id"], {"kind": kind, "reason": reason}))
-        raise JobFailed(f"job {ctx['job_id']} gave up after {job_try - 1} runs")
-    data = {"kind": kind, "worker": worker_name, "try": job_try}
-    await ctx["events"].publish(Event(EventType.STARTED, user_key, ctx["job_id"], data))
+    if job_try > state.settings.job_max_tries:
+        error = JobFailed(
+            f"job {job_id} gave up after {job_try - 1} runs", reason=Reason.TOO_MANY_TRIES, tries=job_try - 1
+        )
+        await state.events.publish(
+            Failed(user_key=user_key, job_id=job_id, kind=kind, reason=error.reason, params=error.params)
+        )
+        raise error
+    await state.events.publish(
+        Started(user_key=user_key, job_id=job_id, kind=kind, worker=worker_name, try_number=job_try)
+    )
 
 
 # "aborted": the user's /cancel; "timeout": the job type's time limit; "shutdown": the worker is stopping.
@@ -129,29 +128,24 @@ def cancel_cause(ctx: dict[str, Any]) -> CancelCause:
     return "timeout"
 
 
-async def report_stop(ctx: dict[str, Any], kind: str, user_key: str, output_prefix: str | None = None) -> None:
+async def report_stop(ctx: dict[str, Any], kind: JobKind, user_key: str, output_prefix: str | None = None) -> None:
     """After a cancellation: tell the bot what happened and remove partial outputs; a shutdown says nothing.
 
     A job stopped by a worker shutting down runs again (arq re-queues it), and its next ``started`` says so.
     """
     cause = cancel_cause(ctx)
+    state = worker_state(ctx)
     job_id = ctx["job_id"]
     if cause == "shutdown":
         log.info("job %s interrupted by shutdown; it will run again", job_id)
         return
     if output_prefix is not None:
-        removed = await ctx["storage"].delete_prefix(output_prefix)
+        removed = await state.storage.delete_prefix(output_prefix)
         if removed:
             log.info("removed %d partial outputs of job %s", removed, job_id)
     if cause == "aborted":
-        event = Event(EventType.CANCELLED, user_key, job_id, {"kind": kind})
-    else:
-        settings: Settings = ctx["settings"]
-        limit = settings.train_timeout_s if kind == "train" else settings.generate_timeout_s
-        reason = TIMEOUT_TEXT.format(what=_WHAT[kind], limit=_duration(limit), hint=_RETRY_HINT[kind])
-        event = Event(EventType.FAILED, user_key, job_id, {"kind": kind, "reason": reason, "timeout": True})
-    await ctx["events"].publish(event)
-
-
-def _duration(seconds: float) -> str:
-    return f"{round(seconds)} s" if seconds < 90 else f"{round(seconds / 60)} min"
+        await state.events.publish(Cancelled(user_key=user_key, job_id=job_id, kind=kind))
+        return
+    limit = state.settings.train_timeout_s if kind == JobKind.TRAIN else state.settings.generate_timeout_s
+    timed_out = Failed(user_key=user_key, job_id=job_id, kind=kind, reason=Reason.TIMED_OUT, params={"limit_s": limit})
+    await state.events.publish(timed_out)

@@ -24,19 +24,13 @@ from pipeline.diffusion.adapters import (
     snapshot_active_adapters,
 )
 from pipeline.diffusion.lora_slot import LoraSlot
-from pipeline.errors import OutOfGpuMemory
+from pipeline.errors import JobCancelled, OutOfGpuMemory
 from pipeline.styles import Style
 
 __all__ = ["GenerationCancelled", "GeneratedImage", "generate_headshots", "headshot_size", "scheduler_for"]
 
 
-OUT_OF_MEMORY_TEXT = (
-    "Our GPU ran out of memory rendering your headshots, even {batch} at a time. Please send the same /headshot "
-    "command again in a few minutes."
-)
-
-
-class GenerationCancelled(Exception):
+class GenerationCancelled(JobCancelled):
     """``should_stop`` asked rendering to end early; the images of the unfinished batch were dropped."""
 
 
@@ -162,7 +156,7 @@ def generate_headshots(
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
                 if retried:
-                    raise OutOfGpuMemory(OUT_OF_MEMORY_TEXT.format(batch=batch_size)) from error
+                    raise OutOfGpuMemory(f"CUDA out of memory even {batch_size} at a time", batch=batch_size) from error
                 retried = True
                 batch_size = max(1, batch_size // 2)
                 continue

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from pipeline.errors import SelfieRejected
+from pipeline.errors import Reason, SelfieRejected
 
 # iPhones send HEIC; this teaches Pillow to open HEIF/HEIC by content (idempotent, so importing twice is harmless).
 pillow_heif.register_heif_opener()
@@ -26,9 +26,6 @@ MAX_PIXELS = 40_000_000
 JPEG_QUALITY = 95
 # JPEG's own limit: a longer strip (under MAX_PIXELS, e.g. 300x60000) could be decoded but never stored.
 MAX_SIDE = 65_500
-
-_NOT_A_PHOTO = "That file is not a photo I can read (JPEG, PNG, HEIC or WebP please)."
-_TRUNCATED = "That photo is cut off (the file is incomplete); please send it again."
 
 
 @dataclass(frozen=True)
@@ -48,7 +45,7 @@ def read_selfie(data: bytes, *, min_side: int = 256) -> Selfie:
     """
     # 1. Check inputs.
     if not data:
-        raise SelfieRejected("That file is empty; please send the photo again.")
+        raise SelfieRejected("empty file", reason=Reason.EMPTY_FILE)
 
     # 2. Identify by content. Pillow only reads the header here, so the size check comes before any decoding.
     try:
@@ -59,7 +56,7 @@ def read_selfie(data: bytes, *, min_side: int = 256) -> Selfie:
     except Image.DecompressionBombError as error:
         raise _too_many_pixels(None) from error
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-        raise SelfieRejected(_NOT_A_PHOTO) from error
+        raise SelfieRejected("not an image", reason=Reason.NOT_A_PHOTO) from error
 
     with image:
         width, height = image.size
@@ -67,8 +64,7 @@ def read_selfie(data: bytes, *, min_side: int = 256) -> Selfie:
             raise _too_many_pixels((width, height))
         if max(width, height) > MAX_SIDE:
             raise SelfieRejected(
-                f"That photo is {width}x{height} pixels, too long on one side; please send a normal photo, "
-                f"under {MAX_SIDE} pixels a side."
+                f"{width}x{height} pixels", reason=Reason.TOO_LONG_A_SIDE, width=width, height=height, limit=MAX_SIDE
             )
 
         # 3. Decode fully, so truncation shows up now rather than as a grey band in the generated headshots.
@@ -77,8 +73,8 @@ def read_selfie(data: bytes, *, min_side: int = 256) -> Selfie:
             image.load()
         except (OSError, SyntaxError, ValueError, EOFError) as error:
             if "truncated" in str(error).lower() or isinstance(error, EOFError):
-                raise SelfieRejected(_TRUNCATED) from error
-            raise SelfieRejected(_NOT_A_PHOTO) from error
+                raise SelfieRejected("truncated", reason=Reason.TRUNCATED) from error
+            raise SelfieRejected("undecodable", reason=Reason.NOT_A_PHOTO) from error
 
         # 4. Normalize: upright, RGB, and nothing carried over (EXIF GPS, ICC, comments).
         try:
@@ -89,8 +85,11 @@ def read_selfie(data: bytes, *, min_side: int = 256) -> Selfie:
 
     if min(rgb.size) < min_side:
         raise SelfieRejected(
-            f"That photo is only {rgb.width}x{rgb.height} pixels; send one at least {min_side} pixels on its "
-            "shorter side."
+            f"{rgb.width}x{rgb.height} pixels",
+            reason=Reason.TOO_SMALL,
+            width=rgb.width,
+            height=rgb.height,
+            min_side=min_side,
         )
 
     # 5. Re-encode without passing exif/icc, so the stored file is only pixels.
@@ -115,7 +114,8 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 
 def _too_many_pixels(size: tuple[int, int] | None) -> SelfieRejected:
+    # Pillow's own bomb check can refuse a file before its size is known.
     where = f" ({size[0]}x{size[1]})" if size else ""
     return SelfieRejected(
-        f"That photo is too large to process{where}; please send one under {MAX_PIXELS // 1_000_000} megapixels."
+        f"too many pixels{where}", reason=Reason.TOO_MANY_PIXELS, where=where, megapixels=MAX_PIXELS // 1_000_000
     )

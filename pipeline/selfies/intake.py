@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from pipeline.errors import SelfieRejected
+from pipeline.errors import Reason, SelfieRejected
 from pipeline.selfies.decoding import Selfie, read_selfie
 from pipeline.selfies.faces import Face, FaceAnalyzer
 from pipeline.selfies.identity import DEFAULT_MIN_SCORE, cosine, reference_embedding
@@ -85,40 +85,35 @@ def check_face(
     # 1. Exactly one face.
     faces = analyzer.faces(image)
     if not faces:
-        raise SelfieRejected(
-            "No face found: send a photo where your face is clearly visible, looking at the camera, without sunglasses."
-        )
+        raise SelfieRejected("no face", reason=Reason.NO_FACE)
     face = faces[0]
     others = [other for other in faces[1:] if _counts_as_another_person(other, face)]
     if others:
-        found = "Two faces" if len(others) == 1 else f"{len(others) + 1} faces"
-        raise SelfieRejected(f"{found} found: send a photo of just you.")
+        raise SelfieRejected(f"{len(others) + 1} faces", reason=Reason.SEVERAL_FACES, count=len(others) + 1)
 
     # 2. Big and sharp enough to learn from.
     width = face.box[2]
     if width < rules.min_face_px:
         raise SelfieRejected(
-            f"Face too small ({width} px wide; I need at least {rules.min_face_px}): move closer, or crop the photo "
-            "around your face."
+            f"face {width} px wide", reason=Reason.FACE_TOO_SMALL, width=width, needed=rules.min_face_px
         )
     if face.sharpness < rules.min_sharpness:
         raise SelfieRejected(
-            f"Blurry (sharpness {face.sharpness:.0f}; I need at least {rules.min_sharpness:.0f}): hold the phone "
-            "still and find more light."
+            f"sharpness {face.sharpness:.0f}",
+            reason=Reason.BLURRY,
+            sharpness=face.sharpness,
+            needed=rules.min_sharpness,
         )
 
     # 3. New, and the same person as the rest.
     hashed = phash(image)
     if any(hamming(hashed, earlier.phash) <= rules.duplicate_max_distance for earlier in accepted):
-        raise SelfieRejected(
-            "Same photo as one you already sent: send a different shot (another angle, expression or light)."
-        )
+        raise SelfieRejected("duplicate", reason=Reason.DUPLICATE)
     if len(accepted) >= IDENTITY_AFTER:
         score = cosine(face.embedding, reference_embedding([earlier.embedding for earlier in accepted]))
         if score < rules.identity_min_score:
             raise SelfieRejected(
-                f"Looks like a different person from your other selfies (likeness {score:.2f}, I need "
-                f"{rules.identity_min_score:.2f}): send only photos of yourself."
+                f"likeness {score:.2f}", reason=Reason.OTHER_PERSON, score=score, needed=rules.identity_min_score
             )
     return SelfieFacts(face.box, hashed, face.embedding)
 

@@ -81,10 +81,10 @@ async def _redis_hits(redis: Redis, needles: list[bytes]) -> list[str]:
 
 
 @pytest.fixture
-async def harness(settings: Settings, tiny_pipe: Any, tmp_path: Path, redis: Redis) -> AsyncIterator[Harness]:
+async def harness(settings: Settings, tiny_model: Any, tmp_path: Path, redis: Redis) -> AsyncIterator[Harness]:
     # Selfies kept after training here, so /delete itself must find and erase them.
     kept = settings.model_copy(update={"delete_selfies_after_training": False})
-    async with Harness(kept, tiny_pipe, tmp_path / "out") as running:
+    async with Harness(kept, tiny_model, tmp_path / "out") as running:
         yield running
 
 

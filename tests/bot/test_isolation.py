@@ -11,9 +11,11 @@ from redis.asyncio import Redis
 
 from bot.local.chat import LocalChat
 from bot.local.samples import make_sample_selfies
-from jobs.contract.events import Event, EventPublisher, EventType
+from jobs.contract.events import Expired, ImagesReady, RenderedImage, Trained
 from jobs.contract.keys import user_prefix
-from jobs.contract.payloads import GENERATE_FUNCTION, job_owner, train_job_id
+from jobs.contract.kinds import JobKind
+from jobs.contract.payloads import job_owner, train_job_id
+from jobs.contract.stream import EventPublisher
 from jobs.storage import LocalStorage
 from tests.bot.flows import full_flow, say_as
 from tests.harness import Harness
@@ -48,7 +50,7 @@ async def test_alice_cannot_reach_bobs_data_by_any_id(harness: Harness, selfie_d
     assert "Rendering" in await say_as(harness, bob, "/headshot corporate")
     assert "nothing to cancel" in await say_as(harness, alice, "/cancel")
     queued = await harness.app.pool.queued_jobs(queue_name=harness.settings.queue_name)
-    assert [(job.function, job.args[0]["user_key"]) for job in queued] == [(GENERATE_FUNCTION, "local:bob")]
+    assert [(job.function, job.args[0]["user_key"]) for job in queued] == [(JobKind.GENERATE.function, "local:bob")]
 
     # 5. Her render uses her model, whatever his storage keys she names in the words of her style.
     bob_lora = bob_session.lora_key
@@ -74,10 +76,10 @@ async def test_alice_cannot_reach_bobs_data_by_any_id(harness: Harness, selfie_d
     keys = [row.storage_key for row in bob_images] + [bob_lora]
     publisher = EventPublisher(redis, harness.settings.events_stream)
     forged = [
-        Event(EventType.IMAGES_READY, "local:alice", bob_job,
-              {"style": "linkedin", "images": [{"key": key, "seed": 1} for key in keys]}),
-        Event(EventType.TRAINED, "local:ghost", train_job_id("local:bob", bob_session.id, 0), {"lora_key": bob_lora}),
-        Event(EventType.EXPIRED, "local:alice", "retention", {"keys": keys, "days": 30}),
+        ImagesReady(user_key="local:alice", job_id=bob_job, style="linkedin", title="LinkedIn",
+                    images=tuple(RenderedImage(key, 1) for key in keys)),
+        Trained(user_key="local:ghost", job_id=train_job_id("local:bob", bob_session.id, 0), lora_key=bob_lora),
+        Expired(user_key="local:alice", job_id="retention", keys=tuple(keys), days=30),
     ]  # fmt: skip
     for event in forged:
         await publisher.publish(event)

@@ -22,10 +22,10 @@ TELEGRAM_TOKEN = "7012345678:AAFAKE-telegram-token-never-logged"
 
 
 @pytest.fixture
-async def harness(settings: Settings, tiny_pipe: Any, tmp_path: Path, redis: Redis) -> AsyncIterator[Harness]:
+async def harness(settings: Settings, tiny_model: Any, tmp_path: Path, redis: Redis) -> AsyncIterator[Harness]:
     secret = settings.model_copy(update={"discord_token": SecretStr(DISCORD_TOKEN),
                                          "telegram_token": SecretStr(TELEGRAM_TOKEN)})  # fmt: skip
-    async with Harness(secret, tiny_pipe, tmp_path / "out") as running:
+    async with Harness(secret, tiny_model, tmp_path / "out") as running:
         yield running
 
 

@@ -15,10 +15,10 @@ from tests.operations import scrape
 
 
 async def test_bot_metrics_count_queue_and_delivered_events(
-    settings: Settings, tiny_pipe: Any, tmp_path: Path, redis: Redis, selfie_dir: Path, unused_tcp_port: int
+    settings: Settings, tiny_model: Any, tmp_path: Path, redis: Redis, selfie_dir: Path, unused_tcp_port: int
 ) -> None:
     settings = settings.model_copy(update={"bot_metrics_port": unused_tcp_port, "train_steps": 2})
-    async with Harness(settings, tiny_pipe, tmp_path / "out") as bot:
+    async with Harness(settings, tiny_model, tmp_path / "out") as bot:
         bot.start_delivery()
         # 1. A training request waits in the queue while no worker runs.
         await bot.say(f"/train {selfie_dir}")

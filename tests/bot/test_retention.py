@@ -12,9 +12,9 @@ from redis.asyncio import Redis
 from bot.core.session import SessionState
 from bot.local.chat import LocalChat
 from bot.local.samples import make_sample_selfies
-from jobs.contract.events import EventPublisher
+from jobs.contract.stream import EventPublisher
 from jobs.storage import LocalStorage
-from jobs.worker.retention import expire_blobs
+from jobs.worker.retention import expire_old_blobs
 from tests.bot.flows import full_flow, say_as
 from tests.harness import Harness, reached_state, wait_on
 
@@ -44,13 +44,10 @@ async def test_selfies_go_after_training_and_old_models_expire(harness: Harness,
 
     # 2. A month on for Alice only: the worker's cron job deletes her blobs and tells the bot.
     _age(alice_dir, harness.settings.retention_days + 1)
-    ctx = {
-        "settings": harness.settings,
-        "storage": LocalStorage(storage_root),
-        "events": EventPublisher(redis, harness.settings.events_stream),
-    }
+    events = EventPublisher(redis, harness.settings.events_stream)
     # Her LoRA, its identity reference (identity.json) and her two headshots.
-    assert await expire_blobs(ctx) == {"expired": 4, "users": 1}
+    storage = LocalStorage(storage_root)
+    assert await expire_old_blobs(harness.settings, storage, events) == {"expired": 4, "users": 1}
     assert not any(path.is_file() for path in alice_dir.rglob("*"))
 
     # 3. The bot forgets her model, headshots and favorite, and tells her; /headshot now asks her to train.

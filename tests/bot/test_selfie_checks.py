@@ -9,7 +9,7 @@ from PIL import Image, ImageFilter
 from redis.asyncio import Redis
 
 from bot.core.session import SessionState
-from jobs.contract.events import Event, EventType
+from jobs.contract.events import ImagesReady, event_from_fields
 from jobs.contract.keys import identity_key, lora_key
 from tests.harness import Harness
 
@@ -48,7 +48,7 @@ async def test_checks_answer_each_photo_and_feed_training_and_ranking(
     await harness.wait_state(SessionState.READY)
     assert len(harness.port.headshots) == harness.settings.headshots_per_request
     entries = await redis.xrange(harness.settings.events_stream)
-    events = [Event.from_fields(entry_id.decode(), {k.decode(): v.decode() for k, v in fields.items()})
+    events = [event_from_fields(entry_id.decode(), {k.decode(): v.decode() for k, v in fields.items()})
               for entry_id, fields in entries]  # fmt: skip
-    ready = [event for event in events if event.type == EventType.IMAGES_READY]
-    assert [image["score"] for image in ready[0].data["images"]] == [0.0, 0.0]
+    ready = [event for event in events if isinstance(event, ImagesReady)]
+    assert [image.score for image in ready[0].images] == [0.0, 0.0]

@@ -19,14 +19,14 @@ from tests.harness import Harness, reached_state
 
 
 async def test_redis_restart_mid_queue_loses_nothing(
-    settings: Settings, tiny_pipe: Any, tmp_path: Path, selfie_dir: Path
+    settings: Settings, tiny_model: Any, tmp_path: Path, selfie_dir: Path
 ) -> None:
     server = EmbeddedRedis(data_dir=tmp_path / "redis")  # our own server: this test stops it
     server.start()
     settings = settings.model_copy(update={"redis_url": server.url, "train_steps": 80})
     worker = WorkerProcess(settings, tmp_path / "worker.log")
     try:
-        async with Harness(settings, tiny_pipe, tmp_path / "out") as harness:
+        async with Harness(settings, tiny_model, tmp_path / "out") as harness:
             harness.start_delivery()
             bob = LocalChat(harness.app.service, harness.port, user="bob")
             await harness.say(f"/train {selfie_dir}")

@@ -20,10 +20,10 @@ def _files_under(settings: Settings, prefix: str) -> list[Path]:
 
 
 async def test_training_past_its_timeout_is_stopped_and_reported(
-    settings: Settings, tiny_pipe: Any, tmp_path: Path, redis: Redis, selfie_dir: Path
+    settings: Settings, tiny_model: Any, tmp_path: Path, redis: Redis, selfie_dir: Path
 ) -> None:
     settings = settings.model_copy(update={"train_steps": 2000, "train_timeout_s": 2})
-    async with Harness(settings, tiny_pipe, tmp_path / "out") as harness:
+    async with Harness(settings, tiny_model, tmp_path / "out") as harness:
         harness.start_delivery()
         await harness.say(f"/train {selfie_dir}")
         await harness.say("/train start")
@@ -38,10 +38,10 @@ async def test_training_past_its_timeout_is_stopped_and_reported(
 
 
 async def test_cancel_during_rendering_stops_it_and_leaves_no_outputs(
-    settings: Settings, tiny_pipe: Any, tmp_path: Path, redis: Redis, selfie_dir: Path
+    settings: Settings, tiny_model: Any, tmp_path: Path, redis: Redis, selfie_dir: Path
 ) -> None:
     settings = settings.model_copy(update={"inference_steps": 400})
-    async with Harness(settings, tiny_pipe, tmp_path / "out") as harness:
+    async with Harness(settings, tiny_model, tmp_path / "out") as harness:
         await harness.train_to_ready(selfie_dir)
         await harness.say("/headshot studio")
         worker = asyncio.create_task(harness.run_worker())
@@ -55,18 +55,18 @@ async def test_cancel_during_rendering_stops_it_and_leaves_no_outputs(
 
 
 async def test_cancel_after_the_render_finished_erases_the_images_it_made(
-    settings: Settings, tiny_pipe: Any, tmp_path: Path, redis: Redis, selfie_dir: Path
+    settings: Settings, tiny_model: Any, tmp_path: Path, redis: Redis, selfie_dir: Path
 ) -> None:
     out = tmp_path / "out"
     prefix = output_prefix("local:alice", "1-1")
-    async with Harness(settings, tiny_pipe, out) as harness:
+    async with Harness(settings, tiny_model, out) as harness:
         await harness.train_to_ready(selfie_dir)
-    async with Harness(settings, tiny_pipe, out) as harness:  # a bot that is not delivering just now
+    async with Harness(settings, tiny_model, out) as harness:  # a bot that is not delivering just now
         await harness.say("/headshot studio")
         await harness.run_worker()  # the render finishes and stores its images ...
         assert len(_files_under(settings, prefix)) == 2
         assert "Rendering cancelled" in await harness.say("/cancel")  # ... and the user cancels before seeing them
-    async with Harness(settings, tiny_pipe, out) as harness:
+    async with Harness(settings, tiny_model, out) as harness:
         harness.start_delivery()
         for _ in range(200):
             if not _files_under(settings, prefix):

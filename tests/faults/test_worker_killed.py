@@ -32,10 +32,10 @@ async def _training_killed_midway(harness: Harness, worker: WorkerProcess, selfi
 
 
 async def test_killed_worker_job_runs_again_and_user_gets_the_model(
-    settings: Settings, tiny_pipe: Any, tmp_path: Path, redis: Redis, selfie_dir: Path
+    settings: Settings, tiny_model: Any, tmp_path: Path, redis: Redis, selfie_dir: Path
 ) -> None:
     settings = settings.model_copy(update={"train_steps": 120, "job_lease_s": 2.0})
-    async with Harness(settings, tiny_pipe, tmp_path / "out") as harness:
+    async with Harness(settings, tiny_model, tmp_path / "out") as harness:
         worker = WorkerProcess(settings, tmp_path / "worker.log")
         await _training_killed_midway(harness, worker, selfie_dir)
         killed = time.monotonic()
@@ -54,10 +54,10 @@ async def test_killed_worker_job_runs_again_and_user_gets_the_model(
 
 
 async def test_job_whose_runs_keep_dying_fails_in_plain_words_and_frees_the_session(
-    settings: Settings, tiny_pipe: Any, tmp_path: Path, redis: Redis, selfie_dir: Path
+    settings: Settings, tiny_model: Any, tmp_path: Path, redis: Redis, selfie_dir: Path
 ) -> None:
     settings = settings.model_copy(update={"train_steps": 120, "job_lease_s": 1.0, "job_max_tries": 1})
-    async with Harness(settings, tiny_pipe, tmp_path / "out") as harness:
+    async with Harness(settings, tiny_model, tmp_path / "out") as harness:
         await _training_killed_midway(harness, WorkerProcess(settings, tmp_path / "worker.log"), selfie_dir)
         await harness.run_worker()  # the next run is over the limit: it reports instead of training
         await harness.wait_state(SessionState.COLLECTING)
@@ -69,10 +69,10 @@ async def test_job_whose_runs_keep_dying_fails_in_plain_words_and_frees_the_sess
 
 
 async def test_worker_stopped_mid_training_hands_the_job_on_without_calling_it_cancelled(
-    settings: Settings, tiny_pipe: Any, tmp_path: Path, redis: Redis, selfie_dir: Path
+    settings: Settings, tiny_model: Any, tmp_path: Path, redis: Redis, selfie_dir: Path
 ) -> None:
     settings = settings.model_copy(update={"train_steps": 120})  # the default 30 s lease: a stop must not wait on it
-    async with Harness(settings, tiny_pipe, tmp_path / "out") as harness:
+    async with Harness(settings, tiny_model, tmp_path / "out") as harness:
         await _training_killed_midway(harness, WorkerProcess(settings, tmp_path / "worker.log"), selfie_dir,
                                       graceful=True)  # fmt: skip
         stopped = time.monotonic()

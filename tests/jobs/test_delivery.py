@@ -9,14 +9,15 @@ from typing import Any
 from redis.asyncio import Redis
 
 from bot.core.session import SessionState
-from jobs.contract.events import BOT_GROUP, Event, EventConsumer, EventPublisher, EventType
+from jobs.contract.events import EventType, Progress
+from jobs.contract.stream import BOT_GROUP, EventConsumer, EventPublisher
 from jobs.settings import Settings
 from tests.harness import Harness
 
 
-async def _trained_and_requested(settings: Settings, pipe: Any, out: Path, selfie_dir: Path) -> None:
+async def _trained_and_requested(settings: Settings, model: Any, out: Path, selfie_dir: Path) -> None:
     """A bot that trains the user's model, then takes a /headshot request and goes down before the render."""
-    async with Harness(settings, pipe, out, consumer_name="bot-a") as bot:
+    async with Harness(settings, model, out, consumer_name="bot-a") as bot:
         bot.start_delivery()
         await bot.say(f"/train {selfie_dir}")
         await bot.say("/train start")
@@ -24,18 +25,18 @@ async def _trained_and_requested(settings: Settings, pipe: Any, out: Path, selfi
         await bot.wait_state(SessionState.READY)
         assert "Rendering" in await bot.say("/headshot studio")
     # The worker renders while no bot delivers: its events wait in the stream.
-    async with Harness(settings, pipe, out) as worker_only:
+    async with Harness(settings, model, out) as worker_only:
         await worker_only.run_worker()
 
 
 async def test_restart_between_images_ready_and_posting_delivers_exactly_once(
-    settings: Settings, tiny_pipe: Any, tmp_path: Path, redis: Redis, selfie_dir: Path
+    settings: Settings, tiny_model: Any, tmp_path: Path, redis: Redis, selfie_dir: Path
 ) -> None:
     out = tmp_path / "out"
-    await _trained_and_requested(settings, tiny_pipe, out, selfie_dir)
+    await _trained_and_requested(settings, tiny_model, out, selfie_dir)
 
     # 1. A bot reads the images-ready event and dies before posting it (no delivery, no ack).
-    async with Harness(settings, tiny_pipe, out, consumer_name="bot-a") as crashed:
+    async with Harness(settings, tiny_model, out, consumer_name="bot-a") as crashed:
         consumer = EventConsumer(crashed.app.pool, settings.events_stream, "bot-a")
         await consumer.ensure_group()
         read = await consumer.read(block_ms=100, count=100)
@@ -43,7 +44,7 @@ async def test_restart_between_images_ready_and_posting_delivers_exactly_once(
     assert (await redis.xpending(settings.events_stream, BOT_GROUP))["pending"] >= 1
 
     # 2. The restarted bot posts the headshots, once, and acks.
-    async with Harness(settings, tiny_pipe, out, consumer_name="bot-a") as restarted:
+    async with Harness(settings, tiny_model, out, consumer_name="bot-a") as restarted:
         restarted.start_delivery()
         await restarted.wait_state(SessionState.READY)
         assert len(restarted.port.headshots) == 2
@@ -51,7 +52,7 @@ async def test_restart_between_images_ready_and_posting_delivers_exactly_once(
         assert (await redis.xpending(settings.events_stream, BOT_GROUP))["pending"] == 0
 
     # 3. Yet another restart posts nothing again.
-    async with Harness(settings, tiny_pipe, out, consumer_name="bot-a") as again:
+    async with Harness(settings, tiny_model, out, consumer_name="bot-a") as again:
         again.start_delivery()
         await asyncio.sleep(1.0)
         assert again.port.headshots == []
@@ -59,11 +60,11 @@ async def test_restart_between_images_ready_and_posting_delivers_exactly_once(
 
 
 async def test_event_posted_but_not_acked_is_not_posted_twice(
-    settings: Settings, tiny_pipe: Any, tmp_path: Path, redis: Redis, selfie_dir: Path
+    settings: Settings, tiny_model: Any, tmp_path: Path, redis: Redis, selfie_dir: Path
 ) -> None:
     out = tmp_path / "out"
-    await _trained_and_requested(settings, tiny_pipe, out, selfie_dir)
-    async with Harness(settings, tiny_pipe, out, consumer_name="bot-a") as bot:
+    await _trained_and_requested(settings, tiny_model, out, selfie_dir)
+    async with Harness(settings, tiny_model, out, consumer_name="bot-a") as bot:
         consumer = EventConsumer(bot.app.pool, settings.events_stream, "bot-a")
         await consumer.ensure_group()
         from bot.core.delivery import EventDelivery
@@ -73,7 +74,7 @@ async def test_event_posted_but_not_acked_is_not_posted_twice(
             assert await delivery.deliver(event)  # posted... and the bot dies before the ack
         assert len(bot.port.headshots) == 2
 
-    async with Harness(settings, tiny_pipe, out, consumer_name="bot-a") as restarted:
+    async with Harness(settings, tiny_model, out, consumer_name="bot-a") as restarted:
         restarted.start_delivery()
         await asyncio.sleep(1.0)
         assert restarted.port.headshots == []
@@ -85,7 +86,7 @@ async def test_events_of_another_bots_dead_consumer_are_claimed(redis: Redis, se
     publisher = EventPublisher(redis, stream)
     dead = EventConsumer(redis, stream, "bot-dead")
     await dead.ensure_group()
-    await publisher.publish(Event(EventType.PROGRESS, "local:zoe", "train:local:zoe:1:0", {"step": 1, "total": 2}))
+    await publisher.publish(Progress(user_key="local:zoe", job_id="train:local:zoe:1:0", done=1, total=2))
     assert len(await dead.read(block_ms=100)) == 1  # read, never acked: bot-dead died
 
     survivor = EventConsumer(redis, stream, "bot-survivor", claim_idle_ms=0)
@@ -99,5 +100,5 @@ async def test_events_for_a_platform_without_frontend_stay_pending(harness: Harn
     from bot.core.delivery import EventDelivery
 
     delivery = EventDelivery(harness.app.core, {"local": harness.port})
-    event = Event(EventType.PROGRESS, "telegram:42", "train:telegram:42:1:0", {"step": 1, "total": 2}, "1-0")
+    event = Progress(user_key="telegram:42", job_id="train:telegram:42:1:0", done=1, total=2, event_id="1-0")
     assert await delivery.deliver(event) is False

@@ -19,13 +19,14 @@ from jobs.ops.health import live_workers
 from jobs.settings import Settings
 from jobs.storage import LocalStorage
 from jobs.worker.app import build_worker
+from pipeline.styles import resolve_style
 from tests.operations import captured_logs, scrape
 
 TOKEN = "123456:SECRET-telegram-token"
 
 
 async def test_worker_job_moves_metrics_and_json_logs_carry_job_id(
-    settings: Settings, tiny_pipe: Any, selfie_dir: Path, redis: Redis, unused_tcp_port: int
+    settings: Settings, tiny_model: Any, selfie_dir: Path, redis: Redis, unused_tcp_port: int
 ) -> None:
     assert settings.redis_url
     operations = {"worker_metrics_port": unused_tcp_port, "health_check_interval_s": 1, "log_format": "json"}
@@ -38,9 +39,10 @@ async def test_worker_job_moves_metrics_and_json_logs_carry_job_id(
     pool = await connect_queue(settings.redis_url, settings.queue_name)
     queue = JobQueue(pool, settings.queue_name)
     await queue.enqueue_training("train:local:ann:1:0", TrainRequest("local:ann", 1, keys, lora_key("local:ann", 1)))
-    missing = GenerateRequest("local:ann", "r1", "users/nope/lora.safetensors", "linkedin", 1, 7, "users/x/out/")
+    linkedin = resolve_style("linkedin")
+    missing = GenerateRequest("local:ann", "r1", "users/nope/lora.safetensors", linkedin, 1, 7, "users/x/out/")
     await queue.enqueue_generation("generate:local:ann:r1", missing)
-    worker = build_worker(settings, settings.redis_url, poll_delay=0.05, handle_signals=False, ctx={"pipe": tiny_pipe})
+    worker = build_worker(settings, settings.redis_url, poll_delay=0.05, handle_signals=False, model=tiny_model)
     with captured_logs(settings) as logs:
         running = asyncio.create_task(worker.async_run())
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import pytest
 import torch._dynamo.config
@@ -43,14 +43,13 @@ def test_a_compiled_worker_compiles_at_start_and_never_for_a_user(
     settings = Settings(model="tiny", data_dir=tmp_path / "data", lora_rank=4, headshots_per_request=2,
                         compile_unet=True, compile_training=True, compile_backend="eager",
                         render_float8=float8, compile_scope=scope)  # fmt: skip
-    ctx: dict[str, Any] = {}
     before = graphs()
-    prepare_model(ctx, settings)
+    model = prepare_model(settings)
     started = graphs()
-    assert started > before and {"pipe", "lora_slot", "training_slot", "train_plan"} <= ctx.keys()
-    fp8_layers = [module for module in ctx["pipe"].unet.modules() if isinstance(module, Float8Linear)]
+    assert started > before and model.lora_slot is not None and model.training_slot is not None
+    fp8_layers = [module for module in model.pipe.unet.modules() if isinstance(module, Float8Linear)]
     assert bool(fp8_layers) == float8
-    unet = ctx["pipe"].unet
+    unet = model.pipe.unet
     compiled_blocks = [module for module in unet.modules() if module._compiled_call_impl is not None]
     if scope == "blocks":  # the transformer blocks, every one, and nothing around them
         assert {type(module).__name__ for module in compiled_blocks} == set(unet._repeated_blocks)
@@ -60,11 +59,11 @@ def test_a_compiled_worker_compiles_at_start_and_never_for_a_user(
 
     # A user's job as the worker's train_lora runs it, then requests as generate_headshots runs them: 2 posted from
     # 3 candidates (a batch of 3) and 2 without ranking (a batch of 2), in a preset and in a free-text style.
-    pipe, plan = ctx["pipe"], ctx["train_plan"]
+    pipe, plan = model.pipe, model.train_plan
     selfies = [Image.open(path).convert("RGB") for path in sorted(selfie_dir.iterdir())]
     recipe = TrainingConfig(rank=4, steps=8, batch_size=plan.batch_size, seed=3,
                             gradient_checkpointing=plan.gradient_checkpointing)  # fmt: skip
-    lora = train_lora(pipe, selfies, recipe, tmp_path / "lora", slot=ctx["training_slot"]).lora_path
+    lora = train_lora(pipe, selfies, recipe, tmp_path / "lora", slot=model.training_slot).lora_path
     for style, count in ((STYLES["actor"], 3), (custom_style("in a library"), 2)):
-        generate_headshots(pipe, style, count=count, seed=1, steps=2, lora_path=lora, lora_slot=ctx["lora_slot"])
+        generate_headshots(pipe, style, count=count, seed=1, steps=2, lora_path=lora, lora_slot=model.lora_slot)
     assert graphs() == started, "a user's training or request compiled a new graph"

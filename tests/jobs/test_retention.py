@@ -8,11 +8,12 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
-from jobs.contract.events import EventConsumer, EventPublisher, EventType
+from jobs.contract.events import EventType, Expired
+from jobs.contract.stream import EventConsumer, EventPublisher
 from jobs.settings import Settings
 from jobs.storage import LocalStorage
 from jobs.worker.app import build_worker
-from jobs.worker.retention import expire_blobs
+from jobs.worker.retention import expire_old_blobs
 
 DAY = 86_400
 
@@ -37,29 +38,30 @@ async def test_old_blobs_go_fresh_ones_stay_and_each_user_gets_one_event(setting
         await _put(storage, "users/local%3Aann/outputs/1-2/00-seed8.png", 29),
         await _put(storage, "users/local%3Abob/sessions/2/lora/pytorch_lora_weights.safetensors", 1),
     ]
-    ctx = {"settings": settings, "storage": storage, "events": EventPublisher(redis, settings.events_stream)}
+    events = EventPublisher(redis, settings.events_stream)
 
     assert settings.retention_days == 30
-    assert await expire_blobs(ctx) == {"expired": 3, "users": 2}
+    assert await expire_old_blobs(settings, storage, events) == {"expired": 3, "users": 2}
     assert not any(path.exists() for path in old)
     assert all(path.exists() for path in fresh)
 
     consumer = EventConsumer(redis, settings.events_stream, "test")
     await consumer.ensure_group()
-    events = await consumer.read(block_ms=100)
-    assert {event.user_key: event.type for event in events} == {"local:ann": EventType.EXPIRED,
+    expired = await consumer.read(block_ms=100)
+    assert {event.user_key: event.type for event in expired} == {"local:ann": EventType.EXPIRED,
                                                                  "telegram:42": EventType.EXPIRED}  # fmt: skip
-    ann = next(event for event in events if event.user_key == "local:ann")
-    assert sorted(ann.data["keys"]) == sorted(p.relative_to(storage.root).as_posix() for p in old[:2])
-    assert ann.data["days"] == 30
+    ann = next(event for event in expired if event.user_key == "local:ann")
+    assert isinstance(ann, Expired)
+    assert sorted(ann.keys) == sorted(p.relative_to(storage.root).as_posix() for p in old[:2])
+    assert ann.days == 30
 
 
 async def test_retention_off_keeps_everything(settings: Settings, redis: Redis, tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path / "storage")
     path = await _put(storage, "users/local%3Aann/outputs/1-1/00-seed7.png", 4000)
     keep = settings.model_copy(update={"retention_days": 0})
-    ctx = {"settings": keep, "storage": storage, "events": EventPublisher(redis, keep.events_stream)}
-    assert await expire_blobs(ctx) == {"expired": 0, "users": 0}
+    events = EventPublisher(redis, keep.events_stream)
+    assert await expire_old_blobs(keep, storage, events) == {"expired": 0, "users": 0}
     assert path.exists() and await redis.xlen(keep.events_stream) == 0
 
 

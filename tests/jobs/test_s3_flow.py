@@ -14,13 +14,13 @@ from tests.harness import Harness
 
 
 async def test_train_and_render_with_every_blob_in_the_bucket(
-    s3_settings: Settings, s3_client: Any, tiny_pipe: Any, selfie_dir: Path, tmp_path: Path, redis: Redis
+    s3_settings: Settings, s3_client: Any, tiny_model: Any, selfie_dir: Path, tmp_path: Path, redis: Redis
 ) -> None:
     def objects() -> list[str]:
         listing = s3_client.list_objects_v2(Bucket=s3_settings.s3_bucket)
         return sorted(item["Key"] for item in listing.get("Contents", []))
 
-    async with Harness(s3_settings, tiny_pipe, tmp_path / "out") as harness:
+    async with Harness(s3_settings, tiny_model, tmp_path / "out") as harness:
         harness.start_delivery()
         # 1. Selfies go to the bucket; the worker trains from there and stores the LoRA beside them.
         await harness.say(f"/train {selfie_dir}")

@@ -11,11 +11,14 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
-from jobs.contract.events import Event, EventPublisher, EventType
+from jobs.contract.events import Failed
+from jobs.contract.kinds import JobKind
 from jobs.contract.payloads import TrainRequest
 from jobs.contract.queue import JobQueue, connect_queue
+from jobs.contract.stream import EventPublisher
 from jobs.ops.health import Heartbeat, write_heartbeat
 from jobs.settings import Settings
+from pipeline.errors import Reason
 
 ROOT = Path(__file__).parents[2]
 
@@ -44,7 +47,9 @@ async def test_status_lists_queue_workers_and_failures(settings: Settings, redis
     worker = f"{socket.gethostname()}:4242"
     beat = Heartbeat(worker, started_at=time.time() - 300, beat_at=time.time(), jobs_done=3, jobs_failed=1)
     await write_heartbeat(redis, settings.queue_name, beat, interval_s=10)
-    failed = Event(EventType.FAILED, "local:bob", "generate:local:bob:r9", {"kind": "generate", "reason": "GPU fell"})
+    failed = Failed(
+        user_key="local:bob", job_id="generate:local:bob:r9", kind=JobKind.GENERATE, reason=Reason.OUT_OF_GPU_MEMORY
+    )
     await EventPublisher(redis, settings.events_stream).publish(failed)
 
     # 2. Healthy: one worker is enough, and it runs on this host.
@@ -54,7 +59,7 @@ async def test_status_lists_queue_workers_and_failures(settings: Settings, redis
     assert re.search(r"^waiting train:local:ann:1:0 train_lora local:ann enqueued \d+s ago$", out, re.M)
     assert "live workers: 1" in out
     assert re.search(rf"^{worker} up 5m, beat \d+s ago, job -, done 3, failed 1$", out, re.M)
-    assert "generate generate:local:bob:r9 local:bob: GPU fell" in out
+    assert "generate generate:local:bob:r9 local:bob: out_of_gpu_memory" in out
     code, out, _ = await status("--redis-url", settings.redis_url, "--this-host")
     assert code == 0 and f"on host {socket.gethostname()}" in out
 

@@ -14,6 +14,7 @@ from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 from pipeline.errors import SelfieRejected
 from pipeline.selfies.faces import FaceAnalyzer
 from pipeline.selfies.intake import AcceptedSelfie, IntakeRules, SelfieFacts, inspect_selfie
+from tests.said import refused
 
 
 def jpeg(image: Image.Image, **options: object) -> bytes:
@@ -53,7 +54,7 @@ def test_whole_astronaut_photo_counts_one_face(faces: FaceAnalyzer, astronaut_jp
 def test_photo_without_a_face_is_refused(faces: FaceAnalyzer) -> None:
     from skimage import data
 
-    with pytest.raises(SelfieRejected, match="No face found: send a photo where your face is clearly visible"):
+    with refused(SelfieRejected, match="No face found: send a photo where your face is clearly visible"):
         inspect_selfie(jpeg(Image.fromarray(data.coffee())), faces)
 
 
@@ -63,19 +64,19 @@ def test_two_people_are_refused(
     pair = Image.new("RGB", (600, 300))
     pair.paste(selfie_images[0].resize((300, 300)), (0, 0))
     pair.paste(other_person, (300, 0))
-    with pytest.raises(SelfieRejected, match="Two faces found: send a photo of just you"):
+    with refused(SelfieRejected, match="Two faces found: send a photo of just you"):
         inspect_selfie(jpeg(pair), faces)
 
 
 def test_small_face_is_refused_with_its_size(faces: FaceAnalyzer, astronaut: Image.Image) -> None:
     far_away = astronaut.resize((260, 260))  # her face shrinks to ~53 px
-    with pytest.raises(SelfieRejected, match=r"Face too small \(5\d px wide; I need at least 80\): move closer"):
+    with refused(SelfieRejected, match=r"Face too small \(5\d px wide; I need at least 80\): move closer"):
         inspect_selfie(jpeg(far_away), faces)
 
 
 def test_blurred_selfie_is_refused(faces: FaceAnalyzer, selfie_images: list[Image.Image]) -> None:
     shaky = selfie_images[3].filter(ImageFilter.GaussianBlur(2.5))
-    with pytest.raises(SelfieRejected, match=r"Blurry \(sharpness \d+; I need at least 40\): hold the phone still"):
+    with refused(SelfieRejected, match=r"Blurry \(sharpness \d+; I need at least 40\): hold the phone still"):
         inspect_selfie(jpeg(shaky), faces)
 
 
@@ -84,7 +85,7 @@ def test_same_shot_sent_again_is_refused(
 ) -> None:
     # The second selfie again, as a messenger would resend it: smaller and recompressed.
     resent = jpeg(selfie_images[1].resize((280, 280)), optimize=True)
-    with pytest.raises(SelfieRejected, match="Same photo as one you already sent"):
+    with refused(SelfieRejected, match="Same photo as one you already sent"):
         inspect_selfie(resent, faces, facts_of(accepted))
 
 
@@ -93,7 +94,7 @@ def test_different_person_is_flagged_once_three_are_in(
 ) -> None:
     # The other person is a 25 px LFW face enlarged, so blurry: this test lets blur pass to reach the identity check.
     lenient = IntakeRules(min_sharpness=0)
-    with pytest.raises(SelfieRejected, match=r"Looks like a different person .*likeness 0\.\d\d, I need 0\.92"):
+    with refused(SelfieRejected, match=r"Looks like a different person .*likeness 0\.\d\d, I need 0\.92"):
         inspect_selfie(jpeg(other_person), faces, facts_of(accepted), lenient)
     # With fewer than three accepted there is no "rest" to compare with: the first selfies are taken as they come.
     assert inspect_selfie(jpeg(other_person), faces, facts_of(accepted)[:2], lenient).facts.face_box[2] > 150
@@ -148,5 +149,5 @@ BAD_FILES: dict[str, tuple[Callable[[bytes], bytes], str]] = {
 def test_broken_and_hostile_files_are_refused_with_a_reason(faces: FaceAnalyzer, astronaut_jpeg: bytes,
                                                             name: str) -> None:  # fmt: skip
     make, reason = BAD_FILES[name]
-    with pytest.raises(SelfieRejected, match=reason):
+    with refused(SelfieRejected, match=reason):
         inspect_selfie(make(astronaut_jpeg), faces)

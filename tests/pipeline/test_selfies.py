@@ -8,11 +8,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
+from bot.core.texts import explain
 from pipeline.errors import SelfieRejected
 from pipeline.selfies.decoding import MAX_PIXELS, read_selfie
+from tests.said import refused
 
 
 def encode(image: Image.Image, kind: str, **options: object) -> bytes:
@@ -62,29 +63,29 @@ def test_first_frame_of_an_animation_is_used(astronaut: Image.Image) -> None:
 
 
 def test_text_file_is_refused_as_not_a_photo() -> None:
-    with pytest.raises(SelfieRejected, match="not a photo I can read") as caught:
+    with refused(SelfieRejected, match="not a photo I can read") as caught:
         read_selfie(b"Dear bot, here is my selfie!\n")
-    assert "JPEG, PNG, HEIC or WebP" in str(caught.value)
+    assert "JPEG, PNG, HEIC or WebP" in explain(caught.value)
 
 
 def test_text_file_named_like_a_photo_is_still_refused() -> None:
     # Judged by content: the bytes of a script disguised with a JPEG-looking start.
-    with pytest.raises(SelfieRejected, match="not a photo"):
+    with refused(SelfieRejected, match="not a photo"):
         read_selfie(b"\xff\xd8\xff" + b"not really a jpeg" * 10)
 
 
 def test_truncated_jpeg_asks_to_send_again(astronaut_jpeg: bytes) -> None:
-    with pytest.raises(SelfieRejected, match="cut off .*send it again"):
+    with refused(SelfieRejected, match="cut off .*send it again"):
         read_selfie(astronaut_jpeg[: len(astronaut_jpeg) // 2])
 
 
 def test_tiny_image_names_its_size_and_the_minimum() -> None:
-    with pytest.raises(SelfieRejected, match="only 1x1 pixels.*at least 256 pixels"):
+    with refused(SelfieRejected, match="only 1x1 pixels.*at least 256 pixels"):
         read_selfie(encode(Image.new("RGB", (1, 1)), "PNG"))
 
 
 def test_empty_upload_is_refused() -> None:
-    with pytest.raises(SelfieRejected, match="empty"):
+    with refused(SelfieRejected, match="empty"):
         read_selfie(b"")
 
 
@@ -94,7 +95,7 @@ def test_decompression_bomb_is_refused_before_decoding() -> None:
     assert side * side > MAX_PIXELS
     bomb = encode(Image.new("1", (side, side)), "PNG")
     assert len(bomb) < 100_000
-    with pytest.raises(SelfieRejected, match="too large.*10000x10000"):
+    with refused(SelfieRejected, match="too large.*10000x10000"):
         read_selfie(bomb)
 
 

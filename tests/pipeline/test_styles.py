@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.errors import UnknownStyle
+from bot.core.texts import explain
+from pipeline.errors import BadStyleDescription, UnknownStyle
 from pipeline.styles import IDENTIFIER_TOKEN, SCHEDULERS, STYLES, Style, custom_style, resolve_style
+from tests.said import refused
 
 
 def test_unknown_style_names_the_choices() -> None:
     with pytest.raises(UnknownStyle) as caught:
         resolve_style("vaporwave")
-    message = str(caught.value)
+    message = explain(caught.value)
     assert "vaporwave" in message
     assert all(name in message for name in STYLES)
 
@@ -40,8 +42,8 @@ def test_custom_style_wraps_the_users_words_in_a_headshot_prompt() -> None:
 
 
 def test_custom_style_refuses_too_long_or_empty_text() -> None:
-    with pytest.raises(ValueError, match="301 characters long; keep it to 300"):
+    with refused(BadStyleDescription, match="301 characters long; keep it to 300"):
         custom_style("x" * 301)
-    with pytest.raises(ValueError, match="empty"):
+    with refused(BadStyleDescription, match="empty"):
         custom_style(" \n\t ")
     assert custom_style("y" * 300).prompt.endswith("y" * 300)

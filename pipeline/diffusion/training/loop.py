@@ -29,6 +29,7 @@ from pipeline.diffusion.training.config import TrainingConfig
 from pipeline.diffusion.training.dataset import TrainingSet, encode_training_set
 from pipeline.diffusion.training.loss import sampled_batch_loss
 from pipeline.diffusion.training.slot import TRAINING_ADAPTER, TrainingSlot, reset_lora
+from pipeline.errors import JobCancelled
 
 __all__ = [
     "LORA_WEIGHT_NAME",
@@ -86,7 +87,7 @@ class TrainingResult:
     seconds: float
 
 
-class TrainingCancelled(Exception):
+class TrainingCancelled(JobCancelled):
     """``should_stop`` asked training to end early; no LoRA file was written."""
 
 

@@ -27,8 +27,8 @@ class DiscordBot(RestartableBot):
 
     frontend: DiscordFrontend
 
-    def __init__(self, settings: Settings, options: DiscordOptions, pipe: Any) -> None:
-        super().__init__(settings, pipe)
+    def __init__(self, settings: Settings, options: DiscordOptions, model: Any) -> None:
+        super().__init__(settings, model)
         self.options = options
 
     def make_frontend(self) -> DiscordFrontend:
@@ -62,9 +62,9 @@ def discord_options(standin: DiscordStandin) -> DiscordOptions:
 
 
 @pytest.fixture
-async def discord_bot(settings: Settings, discord_options: DiscordOptions, tiny_pipe: Any,
+async def discord_bot(settings: Settings, discord_options: DiscordOptions, tiny_model: Any,
                       redis: Redis) -> AsyncIterator[DiscordBot]:  # fmt: skip
-    running = DiscordBot(settings.model_copy(update={"discord_token": SecretStr(TOKEN)}), discord_options, tiny_pipe)
+    running = DiscordBot(settings.model_copy(update={"discord_token": SecretStr(TOKEN)}), discord_options, tiny_model)
     await running.start()
     yield running
     await running.stop()

@@ -25,8 +25,8 @@ class TelegramBot(RestartableBot):
 
     frontend: TelegramFrontend
 
-    def __init__(self, settings: Settings, options: TelegramOptions, pipe: Any) -> None:
-        super().__init__(settings, pipe)
+    def __init__(self, settings: Settings, options: TelegramOptions, model: Any) -> None:
+        super().__init__(settings, model)
         self.options = options
 
     def make_frontend(self) -> TelegramFrontend:
@@ -58,9 +58,11 @@ def telegram_options(standin: BotApiStandin) -> TelegramOptions:
 
 
 @pytest.fixture
-async def telegram_bot(settings: Settings, telegram_options: TelegramOptions, tiny_pipe: Any,
+async def telegram_bot(settings: Settings, telegram_options: TelegramOptions, tiny_model: Any,
                        redis: Redis) -> AsyncIterator[TelegramBot]:  # fmt: skip
-    running = TelegramBot(settings.model_copy(update={"telegram_token": SecretStr(TOKEN)}), telegram_options, tiny_pipe)
+    running = TelegramBot(
+        settings.model_copy(update={"telegram_token": SecretStr(TOKEN)}), telegram_options, tiny_model
+    )
     await running.start()
     yield running
     await running.stop()

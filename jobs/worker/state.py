@@ -1,0 +1,78 @@
+"""What a worker holds for its life, built once at start: settings, storage, faces, the event stream and the model.
+
+``start_worker_state`` is the one place it is put together. Tests hand in what they share across workers (a
+prepared tiny model, a storage, loaded face models) as its explicit parameters; everything else is what production
+builds, so a test worker renders through the same LoRA slot as a real one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from redis.asyncio import Redis
+
+from jobs.contract.stream import EventPublisher
+from jobs.settings import Settings
+from jobs.storage import BlobStorage, open_storage
+from jobs.worker.model_setup import ServingModel, prepare_model
+from jobs.worker.monitor import WorkerMonitor
+
+if TYPE_CHECKING:
+    from pipeline.selfies.faces import FaceAnalyzer
+
+__all__ = ["WORKER_NAME", "WorkerState", "start_worker_state", "worker_state"]
+
+# Named in every ``started`` event, so operators (and the scale-out benchmark) see which worker ran a job.
+WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class WorkerState:
+    settings: Settings
+    monitor: WorkerMonitor
+    events: EventPublisher
+    storage: BlobStorage
+    faces: FaceAnalyzer
+    model: ServingModel
+    owns_storage: bool = False
+
+    async def close(self) -> None:
+        """Stop the metrics endpoint and heartbeat; close the storage this state opened (an S3 client's pool)."""
+        await self.monitor.stop()
+        if self.owns_storage:
+            await self.storage.aclose()
+
+
+async def start_worker_state(
+    redis: Redis,
+    settings: Settings,
+    monitor: WorkerMonitor,
+    *,
+    storage: BlobStorage | None = None,
+    faces: FaceAnalyzer | None = None,
+    model: ServingModel | None = None,
+) -> WorkerState:
+    """Open storage, load the face models and the diffusion model (each unless handed in), start the monitor."""
+    from pipeline.selfies.faces import FaceAnalyzer
+
+    owns_storage = storage is None
+    if storage is None:
+        storage = await open_storage(settings)
+    if faces is None:  # scores each render's likeness; loaded now so no job waits for it
+        faces = await asyncio.to_thread(FaceAnalyzer().load)
+    await monitor.start(redis)  # metrics endpoint and heartbeat, before the model takes minutes
+    if model is None:
+        model = await asyncio.to_thread(prepare_model, settings)
+    events = EventPublisher(redis, settings.events_stream)
+    return WorkerState(settings, monitor, events, storage, faces, model, owns_storage)
+
+
+def worker_state(ctx: dict[str, Any]) -> WorkerState:
+    """The state ``on_startup`` put into arq's ``ctx``."""
+    state = ctx["state"]
+    assert isinstance(state, WorkerState)
+    return state

@@ -1,0 +1,91 @@
+"""The ``train_lora`` job: fetch a session's selfies, train the user's LoRA, store it, and say how it went."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from jobs.contract.events import Failed, Trained
+from jobs.contract.kinds import JobKind
+from jobs.contract.payloads import TrainRequest
+from jobs.worker.state import WORKER_NAME, worker_state
+from jobs.worker.supervision import announce_start, report_stop
+from jobs.worker.threads import ProgressReporter, run_in_thread
+from pipeline.errors import JobCancelled, Reason, UserInputError
+
+__all__ = ["train_lora"]
+
+log = logging.getLogger(__name__)
+
+
+async def train_lora(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
+    """Train the session's LoRA and store it; publish progress, then ``trained`` (or ``failed``/``cancelled``)."""
+    from pipeline.diffusion.training.config import TrainingConfig
+    from pipeline.diffusion.training.loop import TrainingProgress
+    from pipeline.diffusion.training.loop import train_lora as run_training
+
+    request = TrainRequest.from_dict(payload)
+    state = worker_state(ctx)
+    settings, storage, model = state.settings, state.storage, state.model
+    job_id: str = ctx["job_id"]
+    progress = ProgressReporter(state.events, request.user_key, job_id, settings.progress_interval_s)
+    await announce_start(ctx, JobKind.TRAIN, request.user_key, WORKER_NAME)
+    try:
+        # 1. Fetch the selfies the bot already checked and normalised (plain RGB JPEGs, no metadata).
+        images = [Image.open(io.BytesIO(await storage.get(key))).convert("RGB") for key in request.selfie_keys]
+        config = TrainingConfig(
+            rank=settings.lora_rank,
+            steps=settings.train_steps,
+            learning_rate=settings.learning_rate,
+            seed=request.seed,
+            batch_size=model.train_plan.batch_size,
+            gradient_checkpointing=model.train_plan.gradient_checkpointing,
+        )
+
+        def on_progress(step: TrainingProgress) -> None:
+            progress.report(step.step, step.total_steps, eta_s=step.eta_s, loss=round(step.loss, 5))
+
+        # 2. Train in a thread, into a scratch folder, then 3. store the weights.
+        with tempfile.TemporaryDirectory(prefix="lora-") as scratch:
+            result = await run_in_thread(
+                progress,
+                lambda: run_training(
+                    model.pipe,
+                    images,
+                    config,
+                    Path(scratch),
+                    on_progress=on_progress,
+                    should_stop=progress.stop.is_set,
+                    class_images=model.class_images,
+                    slot=model.training_slot,
+                    crop_centers=[(x, y) for x, y in request.crop_centers] if request.crop_centers else None,
+                ),
+            )
+            await storage.put_file(request.lora_key, result.lora_path)
+    except (asyncio.CancelledError, JobCancelled):
+        await asyncio.shield(report_stop(ctx, JobKind.TRAIN, request.user_key))
+        raise
+    except Exception as error:
+        if isinstance(error, UserInputError):
+            reason, params = error.reason, error.params
+        else:
+            log.exception("training job %s failed", job_id)
+            reason, params = Reason.TRAINING_FAILED, {}
+        failed = Failed(user_key=request.user_key, job_id=job_id, kind=JobKind.TRAIN, reason=reason, params=params)
+        await state.events.publish(failed)
+        raise
+    trained = Trained(
+        user_key=request.user_key,
+        job_id=job_id,
+        lora_key=request.lora_key,
+        seconds=round(result.seconds, 2),
+        final_loss=result.losses[-1],
+    )
+    await state.events.publish(trained)
+    return {"lora_key": trained.lora_key, "seconds": trained.seconds, "final_loss": trained.final_loss}
