@@ -203,17 +203,16 @@ class HeadshotService:
     async def _status(self, chat: ChatRef, session: SessionRow | None, port: ChatPort) -> None:
         settings = self.core.settings
         state = state_of(session)
-        lines = [f"Session: {state.value}."]
+        selfies = None
         if session is not None and state == SessionState.COLLECTING:
             count = len(await self.core.store.selfie_keys(chat.user_key, session.id))
-            lines.append(texts.selfie_count_line(count, settings.min_selfies, settings.max_selfies))
+            selfies = texts.selfie_count_line(count, settings.min_selfies, settings.max_selfies)
         active = await self.core.store.active_job(chat.user_key)
+        job = None
         if active is not None:
-            position = await self.core.queue.position(active.job_id)
-            where = f"queue position {position}" if position else "running"
-            lines.append(f"{'Training' if active.kind == JobKind.TRAIN else 'Rendering'}: {where}.")
-        lines.append(f"Headshots so far: {len(await self.core.store.images(chat.user_key))}.")
-        await port.send(chat.chat_id, Reply("\n".join(lines)))
+            job = (active.kind, await self.core.queue.position(active.job_id))
+        headshots = len(await self.core.store.images(chat.user_key))
+        await port.send(chat.chat_id, Reply(texts.status_text(state, selfies, job, headshots)))
 
     async def _cancel(self, chat: ChatRef, session: SessionRow | None, port: ChatPort) -> None:
         active = await self.core.store.active_job(chat.user_key)
@@ -251,8 +250,7 @@ class HeadshotService:
     async def _delete(self, chat: ChatRef, args: str, port: ChatPort) -> None:
         if args.lower() != "confirm":
             self._delete_pending.add(chat.user_key)
-            buttons = (Button("Yes, erase everything", "/delete confirm"), Button("Keep my data", "/status"))
-            await port.send(chat.chat_id, Reply(texts.DELETE_CONFIRM, buttons))
+            await port.send(chat.chat_id, Reply(texts.DELETE_CONFIRM, texts.DELETE_BUTTONS))
             return
         if chat.user_key not in self._delete_pending:
             raise SessionError(texts.DELETE_NOTHING_PENDING)

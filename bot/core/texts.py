@@ -73,6 +73,7 @@ CANCEL_NOTHING = "Nothing is running, so there is nothing to cancel."
 CANCELLED_TRAINING = "Training cancelled. Your selfies are kept: send more, or /train start to try again."
 CANCELLED_RENDERING = "Rendering cancelled. Send /headshot <style> whenever you like."
 DELETE_CONFIRM = "This erases your selfies, your trained model and all your headshots, for good. Are you sure?"
+DELETE_BUTTONS = (Button("Yes, erase everything", "/delete confirm"), Button("Keep my data", "/status"))
 DELETE_DONE = "Done: your selfies, model, headshots and favorites are erased. Send /train to start again."
 DELETE_NOTHING_PENDING = "There is nothing to confirm. Send /delete first."
 FAVORITE_ADDED = "★ Saved headshot #{number} to your favorites ({total} in all). /favorites sends the originals."
@@ -133,6 +134,19 @@ def selfie_count_line(count: int, needed: int, maximum: int) -> str:
             "Ready: press Start training or send /train start."
         )
     return f"{count} of {needed} selfies accepted. Send {needed - count} more."
+
+
+def status_text(state: str, selfies: str | None, job: tuple[JobKind, int | None] | None, headshots: int) -> str:
+    """``/status``: the session's state, its selfie count while collecting, the open job, the headshots so far."""
+    lines = [f"Session: {state}."]
+    if selfies is not None:
+        lines.append(selfies)
+    if job is not None:
+        kind, position = job
+        where = f"queue position {position}" if position else "running"
+        lines.append(f"{'Training' if kind == JobKind.TRAIN else 'Rendering'}: {where}.")
+    lines.append(f"Headshots so far: {headshots}.")
+    return "\n".join(lines)
 
 
 def styles_text() -> str:
