@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 
 from bot.core import texts
 from bot.core.types import Reply
-from bot.store.database import JobRow
+from bot.store.schema import JobRow
 from jobs.contract.events import Event, Failed, ImagesReady, RenderedImage, Trained
 from jobs.contract.kinds import JobKind
 from pipeline.errors import Reason

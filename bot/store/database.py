@@ -7,16 +7,12 @@ The schema is versioned with ``PRAGMA user_version``; ``MIGRATIONS[n]`` takes th
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import numpy as np
 
+from bot.store.gallery import GalleryRows
 from bot.store.schema import (
-    MIGRATIONS,
-    SCHEMA_VERSION,
-    ImageRow,
     JobRow,
     JobStatus,
     SelfieRow,
@@ -27,68 +23,11 @@ from bot.store.schema import (
 from jobs.contract.kinds import JobKind
 from pipeline.selfies.intake import SelfieFacts
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "ImageRow", "JobRow", "SelfieRow", "SessionRow", "Store"]
+__all__ = ["Store"]
 
 
-class Store:
+class Store(GalleryRows):
     """One open connection; call ``open()`` (or use ``async with``) before anything else."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._db: aiosqlite.Connection | None = None
-
-    async def open(self) -> Store:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = await aiosqlite.connect(self.path)
-        self._db.row_factory = aiosqlite.Row
-        await self._db.execute("PRAGMA foreign_keys = ON")
-        # Deleted rows are overwritten with zeros, so an erased user's data does not linger in free pages.
-        await self._db.execute("PRAGMA secure_delete = ON")
-        await self._db.execute("PRAGMA journal_mode = WAL")
-        await self._migrate()
-        return self
-
-    async def close(self) -> None:
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
-
-    async def __aenter__(self) -> Store:
-        return await self.open()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    @property
-    def db(self) -> aiosqlite.Connection:
-        if self._db is None:
-            raise RuntimeError("Store used before open(): call `await store.open()` first")
-        return self._db
-
-    async def _migrate(self) -> None:
-        async with self.db.execute("PRAGMA user_version") as cursor:
-            row = await cursor.fetchone()
-        version = int(row[0]) if row else 0
-        if version > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"database {self.path} has schema version {version}, newer than this code's {SCHEMA_VERSION}: "
-                "upgrade headshot-bot"
-            )
-        for target in range(version, SCHEMA_VERSION):
-            await self.db.executescript(f"BEGIN; {MIGRATIONS[target]} PRAGMA user_version = {target + 1}; COMMIT;")
-
-    async def schema_version(self) -> int:
-        async with self.db.execute("PRAGMA user_version") as cursor:
-            row = await cursor.fetchone()
-        return int(row[0]) if row else 0
-
-    async def _one(self, sql: str, *params: Any) -> aiosqlite.Row | None:
-        async with self.db.execute(sql, params) as cursor:
-            return await cursor.fetchone()
-
-    async def _all(self, sql: str, *params: Any) -> list[aiosqlite.Row]:
-        async with self.db.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
 
     # Users and sessions.
 
@@ -221,53 +160,6 @@ class Store:
         await self.db.commit()
 
     # Images and favorites.
-
-    async def add_image(self, user_key: str, job_id: str, storage_key: str, seed: int, message_id: str) -> int:
-        cursor = await self.db.execute(
-            "INSERT INTO images (job_id, user_key, storage_key, seed, message_id, created_at) VALUES (?,?,?,?,?,?)",
-            (job_id, user_key, storage_key, seed, message_id, time.time()),
-        )
-        await self.db.commit()
-        return int(cursor.lastrowid or 0)
-
-    async def image_by_message(self, user_key: str, message_id: str) -> ImageRow | None:
-        row = await self._one(
-            "SELECT id, job_id, storage_key, seed, message_id FROM images WHERE user_key = ? AND message_id = ?",
-            user_key,
-            message_id,
-        )
-        return None if row is None else ImageRow(*row)
-
-    async def images(self, user_key: str) -> list[ImageRow]:
-        rows = await self._all(
-            "SELECT id, job_id, storage_key, seed, message_id FROM images WHERE user_key = ? ORDER BY id", user_key
-        )
-        return [ImageRow(*row) for row in rows]
-
-    async def add_favorite(self, user_key: str, image_id: int) -> bool:
-        """True when newly marked; False when it already was a favorite."""
-        cursor = await self.db.execute(
-            "INSERT OR IGNORE INTO favorites (user_key, image_id, created_at) "
-            "SELECT ?, id, ? FROM images WHERE id = ? AND user_key = ?",
-            (user_key, time.time(), image_id, user_key),
-        )
-        await self.db.commit()
-        return cursor.rowcount > 0
-
-    async def remove_favorite(self, user_key: str, image_id: int) -> bool:
-        cursor = await self.db.execute(
-            "DELETE FROM favorites WHERE user_key = ? AND image_id = ?", (user_key, image_id)
-        )
-        await self.db.commit()
-        return cursor.rowcount > 0
-
-    async def favorites(self, user_key: str) -> list[ImageRow]:
-        rows = await self._all(
-            "SELECT i.id, i.job_id, i.storage_key, i.seed, i.message_id FROM favorites f "
-            "JOIN images i ON i.id = f.image_id WHERE f.user_key = ? ORDER BY f.created_at",
-            user_key,
-        )
-        return [ImageRow(*row) for row in rows]
 
     # Delivery bookkeeping and deletion.
 

@@ -10,7 +10,7 @@ from PIL import Image
 from bot.core.session import SessionState
 from bot.core.types import OutgoingImage
 from bot.local.chat import LocalChat
-from bot.store.database import JobRow
+from bot.store.schema import JobRow
 from jobs.contract.keys import lora_key, output_prefix
 from jobs.contract.payloads import generate_job_id
 from tests.harness import Harness, reached_state

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.store.database import SCHEMA_VERSION, JobRow, Store
+from bot.store.database import Store
+from bot.store.schema import SCHEMA_VERSION, JobRow
 
 
 async def test_schema_is_versioned_and_reopens(tmp_path: Path) -> None:
@@ -55,7 +56,7 @@ async def test_selfie_face_facts_round_trip_and_older_rows_migrate(tmp_path: Pat
 
     import numpy as np
 
-    from bot.store.database import MIGRATIONS
+    from bot.store.schema import MIGRATIONS
     from pipeline.selfies.intake import SelfieFacts
 
     # A database from before the face checks (schema 1), holding one selfie.
