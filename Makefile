@@ -22,8 +22,10 @@ demo: install
 local: install
 	$(BIN)/headshot-local
 
+# With the coverage of the product packages (not tests/ or bench/): files under 100% listed, then the TOTAL line.
+# Subprocesses (the local chat's worker) are not measured.
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --cov=bot --cov=jobs --cov=pipeline --cov-report=term:skip-covered
 
 lint: install
 	$(BIN)/ruff check .
@@ -36,4 +38,4 @@ typecheck: install
 check: lint typecheck test
 
 clean:
-	rm -rf $(VENV) demo-output demo-data .cache .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) demo-output demo-data .cache .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterable
 from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from typing import TextIO
@@ -19,7 +20,16 @@ from pydantic import SecretStr
 
 from jobs.settings import Settings
 
-__all__ = ["CONTEXT_FIELDS", "bind_log_context", "build_log_handler", "configure_logging", "log_context"]
+__all__ = [
+    "CONTEXT_FIELDS",
+    "MASK",
+    "bind_log_context",
+    "build_log_handler",
+    "configure_logging",
+    "log_context",
+    "mask_secrets",
+    "secrets_of",
+]
 
 CONTEXT_FIELDS = ("job_id", "user_key")
 MASK = "**********"
@@ -68,8 +78,15 @@ def secrets_of(settings: Settings) -> list[str]:
             found.append(value.get_secret_value())
     if settings.redis_url and urlsplit(settings.redis_url).password:
         found.append(str(urlsplit(settings.redis_url).password))
-    # Longest first, so a secret that contains another is masked whole.
-    return sorted(set(found), key=len, reverse=True)
+    return found
+
+
+def mask_secrets(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every occurrence of each of ``secrets`` replaced by ``MASK``: the one masker of logs and output."""
+    # Longest first, so a secret that contains another is masked whole; an empty one would mask between every letter.
+    for secret in sorted({secret for secret in secrets if secret}, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text
 
 
 class _ContextFilter(logging.Filter):
@@ -91,9 +108,7 @@ class _MaskingFormatter(logging.Formatter):
         self._secrets = secrets
 
     def mask(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, MASK)
-        return text
+        return mask_secrets(text, self._secrets)
 
     def format(self, record: logging.LogRecord) -> str:
         return self.mask(super().format(record))

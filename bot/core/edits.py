@@ -9,8 +9,9 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from bot.core.locks import UserLocks
 from bot.core.types import Reply
 
 __all__ = ["EditThrottle"]
@@ -23,7 +24,6 @@ _PRUNE_AT = 1_000  # idle slots kept before old ones are dropped
 
 @dataclass
 class _Slot:
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     last: float = -math.inf
     pending: Reply | None = None
     flusher: asyncio.Task[None] | None = None
@@ -33,6 +33,8 @@ class EditThrottle:
     def __init__(self, interval_s: float, edit_now: EditCall) -> None:
         self.interval_s = interval_s
         self._edit_now = edit_now
+        self._locks = UserLocks()  # one edit of a message at a time
+        # Not a size-bounded cache: a slot may only go once idle (no edit waiting or running, interval over).
         self._slots: dict[tuple[str, str], _Slot] = {}
 
     async def edit(self, chat_id: str, message_id: str, reply: Reply) -> None:
@@ -42,8 +44,8 @@ class EditThrottle:
         if slot is None:
             self._prune()
             slot = self._slots[key] = _Slot()
-        if slot.flusher is None and not slot.lock.locked() and time.monotonic() - slot.last >= self.interval_s:
-            async with slot.lock:
+        if slot.flusher is None and not self._locks.locked(key) and time.monotonic() - slot.last >= self.interval_s:
+            async with self._locks.hold(key):
                 try:
                     await self._edit_now(chat_id, message_id, reply)
                 finally:
@@ -55,7 +57,7 @@ class EditThrottle:
 
     async def _flush(self, chat_id: str, message_id: str, slot: _Slot) -> None:
         try:
-            async with slot.lock:
+            async with self._locks.hold((chat_id, message_id)):
                 while slot.pending is not None:
                     await asyncio.sleep(max(0.0, slot.last + self.interval_s - time.monotonic()))
                     reply, slot.pending = slot.pending, None
@@ -73,7 +75,7 @@ class EditThrottle:
             return
         idle_before = time.monotonic() - self.interval_s
         for key, slot in list(self._slots.items()):
-            if slot.flusher is None and not slot.lock.locked() and slot.last < idle_before:
+            if slot.flusher is None and not self._locks.locked(key) and slot.last < idle_before:
                 del self._slots[key]
 
     async def aclose(self) -> None:

@@ -1,9 +1,13 @@
-"""One asyncio lock per user: a user's commands and events are handled one at a time, users in parallel."""
+"""One asyncio lock per key: a user's commands and events are handled one at a time, users in parallel.
+
+The one lock registry of the bot: the frontends and the core lock per user, the edit throttle per message.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import weakref
+from collections.abc import AsyncIterator, Hashable
 from contextlib import asynccontextmanager
 
 __all__ = ["UserLocks"]
@@ -11,19 +15,24 @@ __all__ = ["UserLocks"]
 
 class UserLocks:
     def __init__(self) -> None:
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._users: dict[str, int] = {}
+        # Weak values: a lock lives while a holder or a waiter refers to it and goes with the last of them, so
+        # thousands of chats over weeks leave nothing behind. A key never has two locks at once: while any task can
+        # still use one, it is the one found here.
+        self._locks: weakref.WeakValueDictionary[Hashable, asyncio.Lock] = weakref.WeakValueDictionary()
 
     @asynccontextmanager
-    async def hold(self, user_key: str) -> AsyncIterator[None]:
-        lock = self._locks.setdefault(user_key, asyncio.Lock())
-        self._users[user_key] = self._users.get(user_key, 0) + 1
-        try:
-            async with lock:
-                yield
-        finally:
-            # Drop idle locks so thousands of chats over weeks do not grow this dict without bound.
-            self._users[user_key] -= 1
-            if self._users[user_key] == 0:
-                del self._users[user_key]
-                del self._locks[user_key]
+    async def hold(self, key: Hashable) -> AsyncIterator[None]:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        async with lock:
+            yield
+
+    def locked(self, key: Hashable) -> bool:
+        """Whether someone holds ``key``'s lock now."""
+        lock = self._locks.get(key)
+        return lock is not None and lock.locked()
+
+    def __len__(self) -> int:
+        """Keys whose lock is held or waited for."""
+        return len(self._locks)

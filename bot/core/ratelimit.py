@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cachetools import LRUCache
+
 __all__ = ["RateLimiter", "Verdict"]
 
 MAX_TRACKED = 50_000  # buckets kept; the least recently seen user is forgotten first (a full bucket, as if new)
@@ -35,19 +37,18 @@ class RateLimiter:
         self.burst = burst
         self.per_second = per_second
         self._clock = clock
-        self._buckets: dict[str, _Bucket] = {}
+        self._buckets: LRUCache[str, _Bucket] = LRUCache(maxsize=MAX_TRACKED)
 
     def check(self, user_key: str) -> Verdict:
         """Spend one token of ``user_key``'s bucket if there is one."""
         if self.burst <= 0:
             return Verdict(True, False)
         now = self._clock()
-        bucket = self._buckets.pop(user_key, None) or _Bucket(float(self.burst), now)
-        self._buckets[user_key] = bucket  # re-inserted last: the dict's order is least recently seen first
+        bucket = self._buckets.get(user_key)  # a lookup counts as a use: the user is now the most recently seen
+        if bucket is None:
+            bucket = self._buckets[user_key] = _Bucket(float(self.burst), now)
         bucket.tokens = min(float(self.burst), bucket.tokens + (now - bucket.seen) * self.per_second)
         bucket.seen = now
-        while len(self._buckets) > MAX_TRACKED:
-            del self._buckets[next(iter(self._buckets))]
         if bucket.tokens >= 1.0:
             bucket.tokens -= 1.0
             bucket.warned = False

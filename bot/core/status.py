@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from cachetools import LRUCache
+
 from bot.core.types import Button, ChatPort, ChatRef, Reply
 
 __all__ = ["SelfieStatus"]
@@ -17,7 +19,7 @@ __all__ = ["SelfieStatus"]
 log = logging.getLogger(__name__)
 
 MAX_LINES = 30  # 20 selfies and a few refusals fit; older verdicts fold into one line (Telegram caps at 4096 chars)
-MAX_OPEN = 10_000  # open runs kept; the oldest is forgotten first, so memory stays bounded over weeks
+MAX_OPEN = 10_000  # open runs kept; the least recently used is forgotten first, so memory stays bounded over weeks
 
 
 @dataclass
@@ -29,7 +31,7 @@ class _Run:
 
 class SelfieStatus:
     def __init__(self) -> None:
-        self._runs: dict[str, _Run] = {}
+        self._runs: LRUCache[str, _Run] = LRUCache(maxsize=MAX_OPEN)
 
     def close(self, user_key: str) -> None:
         """End the user's run: the next photo gets a new status message (below whatever came in between)."""
@@ -57,10 +59,7 @@ class SelfieStatus:
                 # The message may be gone (deleted by the user, too old to edit): post a fresh one instead.
                 log.warning("editing the selfie status of %s failed; posting a new one", chat.user_key, exc_info=True)
         message_id = await port.send(chat.chat_id, reply)
-        self._runs.pop(chat.user_key, None)
         self._runs[chat.user_key] = _Run(session_id, message_id, lines)
-        while len(self._runs) > MAX_OPEN:
-            del self._runs[next(iter(self._runs))]
 
 
 def _render(lines: list[str], footer: str) -> str:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, Self
 
 import discord
+from cachetools import LRUCache
 
 from bot.core.types import Button
 
@@ -51,16 +51,13 @@ class CommandButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], 
 
 class ButtonIds:
     def __init__(self) -> None:
-        self._long: OrderedDict[str, str] = OrderedDict()
+        self._long: LRUCache[str, str] = LRUCache(maxsize=_KEPT)
 
     def encode(self, command: str) -> str:
         if len(PREFIX + command) <= CUSTOM_ID_MAX:
             return command
         short = _SHORT + hashlib.sha256(command.encode()).hexdigest()[:32]
         self._long[short] = command
-        self._long.move_to_end(short)
-        while len(self._long) > _KEPT:
-            self._long.popitem(last=False)
         return short
 
     def decode(self, ref: str) -> str | None:

@@ -27,6 +27,7 @@ from bot.telegram import texts
 from bot.telegram.options import TelegramOptions
 from bot.telegram.port import TelegramPort
 from bot.telegram.updates import TelegramUpdates, UserOrderedUpdates
+from jobs.logging_setup import mask_secrets
 from jobs.settings import Settings
 
 if TYPE_CHECKING:  # bot.app imports the whole core; only the type is needed here
@@ -139,7 +140,7 @@ class _HideToken(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if self.token in message:
-            record.msg, record.args = message.replace(self.token, "**********"), None
+            record.msg, record.args = mask_secrets(message, [self.token]), None
         return True
 
 

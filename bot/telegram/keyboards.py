@@ -7,9 +7,9 @@ back here (in memory: after a restart such a button answers that it has expired,
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
 from collections.abc import Sequence
 
+from cachetools import LRUCache
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.constants import InlineKeyboardButtonLimit
 
@@ -23,16 +23,13 @@ _KEPT = 10_000
 
 class CallbackCommands:
     def __init__(self) -> None:
-        self._long: OrderedDict[str, str] = OrderedDict()
+        self._long: LRUCache[str, str] = LRUCache(maxsize=_KEPT)
 
     def encode(self, command: str) -> str:
         if len(command.encode()) <= InlineKeyboardButtonLimit.MAX_CALLBACK_DATA:
             return command
         short = _ID_PREFIX + hashlib.sha256(command.encode()).hexdigest()[:32]
         self._long[short] = command
-        self._long.move_to_end(short)
-        while len(self._long) > _KEPT:
-            self._long.popitem(last=False)
         return short
 
     def decode(self, data: str) -> str | None:

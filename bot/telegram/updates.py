@@ -10,6 +10,7 @@ import logging
 from collections.abc import Awaitable
 from typing import Any
 
+from cachetools import LRUCache
 from telegram import Message, Update
 from telegram.constants import ChatType
 from telegram.error import BadRequest, TelegramError
@@ -27,7 +28,7 @@ __all__ = ["TelegramUpdates", "UserOrderedUpdates"]
 log = logging.getLogger(__name__)
 
 PLATFORM = "telegram"
-_MAX_REMEMBERED = 100_000  # group chats refused / users tipped, kept in memory; cleared past this
+_MAX_REMEMBERED = 100_000  # group chats refused / users tipped, kept in memory; the least recently seen go first
 
 
 class UserOrderedUpdates(BaseUpdateProcessor):
@@ -58,8 +59,9 @@ class TelegramUpdates:
         self.service = service
         self.port = port
         self.albums = AlbumCollator(album_wait_s, self._handle_parts, locks, spawn)
-        self._groups_refused: set[int] = set()
-        self._tipped: set[str] = set()
+        # Used as sets: a key present means done. Forgetting one only repeats a reply once.
+        self._groups_refused: LRUCache[int, bool] = LRUCache(maxsize=_MAX_REMEMBERED)
+        self._tipped: LRUCache[str, bool] = LRUCache(maxsize=_MAX_REMEMBERED)
 
     # Handlers (registered in frontend.py).
 
@@ -131,7 +133,7 @@ class TelegramUpdates:
                 return
         await self.service.handle_message(IncomingMessage(chat, text, tuple(attachments)), self.port)
         if compressed and chat.user_key not in self._tipped:
-            _remember(self._tipped, chat.user_key)
+            self._tipped[chat.user_key] = True
             await self.port.send(chat.chat_id, Reply(texts.SEND_AS_FILE_TIP))
 
     async def _download(self, parts: list[Message]) -> tuple[list[Attachment], list[str], bool]:
@@ -172,7 +174,7 @@ class TelegramUpdates:
         """Answer a group once, with a link to the private chat; nothing of the group is downloaded or stored."""
         if message.chat.id in self._groups_refused:
             return
-        _remember(self._groups_refused, message.chat.id)
+        self._groups_refused[message.chat.id] = True
         link = f"https://t.me/{bot_username}?start=train" if bot_username else "a private chat with me"
         await self.port.send(str(message.chat.id), Reply(texts.GROUP_REFUSED.format(link=link)))
 
@@ -186,9 +188,3 @@ def _chat_ref(update: Update) -> ChatRef | None:
     chat_id = chat.id if chat is not None else user.id
     is_private = chat is None or chat.type == ChatType.PRIVATE
     return ChatRef(PLATFORM, str(user.id), str(chat_id), is_private)
-
-
-def _remember(seen: set[Any], item: object) -> None:
-    if len(seen) >= _MAX_REMEMBERED:
-        seen.clear()
-    seen.add(item)

@@ -13,11 +13,12 @@ import sys
 import time
 from datetime import UTC, datetime
 from typing import TextIO
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from jobs.logging_setup import mask_secrets
 from jobs.ops.health import age_s, live_workers, queue_counts, queue_jobs, recent_failures
 from jobs.settings import Settings
 
@@ -28,11 +29,7 @@ HEALTHY, UNHEALTHY = 0, 1  # Docker healthchecks: 0 healthy, 1 unhealthy (2 is r
 
 def redacted(url: str) -> str:
     """The URL with its password masked, fit to print."""
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":****@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    return mask_secrets(url, [urlsplit(url).password or ""])
 
 
 def _ago(seconds: float | None) -> str:

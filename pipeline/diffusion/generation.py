@@ -92,19 +92,8 @@ def generate_headshots(
     import torch
 
     # 1. Check inputs.
-    if count < 1:
-        raise ValueError(f"count must be at least 1, but is {count}.")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, but is {batch_size}.")
     num_steps = style.steps if steps is None else steps
-    if num_steps < 1:
-        raise ValueError(f"steps must be at least 1, but is {num_steps}.")
-    if lora_path is not None and not Path(lora_path).is_file():
-        raise FileNotFoundError(f"No LoRA weights at '{lora_path}'; train one first or pass lora_path=None.")
-    if lora_slot is not None and lora_slot.pipe is not pipe:
-        raise ValueError("lora_slot belongs to a different pipeline than the one passed as pipe.")
-    if lora_path is not None and is_qkv_fused(pipe):
-        raise ValueError("This pipeline's attention projections are fused (fuse_qkv), which would ignore a LoRA.")
+    _check_inputs(pipe, count, batch_size, num_steps, lora_path, lora_slot)
     width, height = headshot_size(pipe, style.aspect)
     prompt = style.render_prompt()
     original_scheduler = pipe.scheduler
@@ -175,6 +164,24 @@ def generate_headshots(
             restore_active_adapters(pipe, active)  # first, so the adapter removed is no longer active
             remove_adapter(pipe, adapter)
     return results
+
+
+def _check_inputs(
+    pipe: Any, count: int, batch_size: int, steps: int, lora_path: Path | None, lora_slot: LoraSlot | None
+) -> None:
+    """Raise naming the first argument of ``generate_headshots`` that cannot work, and its value."""
+    if count < 1:
+        raise ValueError(f"count must be at least 1, but is {count}.")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, but is {batch_size}.")
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, but is {steps}.")
+    if lora_path is not None and not Path(lora_path).is_file():
+        raise FileNotFoundError(f"No LoRA weights at '{lora_path}'; train one first or pass lora_path=None.")
+    if lora_slot is not None and lora_slot.pipe is not pipe:
+        raise ValueError("lora_slot belongs to a different pipeline than the one passed as pipe.")
+    if lora_path is not None and is_qkv_fused(pipe):
+        raise ValueError("This pipeline's attention projections are fused (fuse_qkv), which would ignore a LoRA.")
 
 
 def scheduler_for(pipe: Any, name: str, base: Any) -> Any:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import cv2
-import numpy as np
+import imagehash
 from PIL import Image
 
 __all__ = ["HASH_BITS", "hamming", "phash"]
@@ -12,14 +11,8 @@ HASH_BITS = 64
 
 
 def phash(image: Image.Image) -> int:
-    """64-bit pHash: the signs of the 8x8 lowest frequencies of a 32x32 greyscale DCT, against their median.
-
-    The same recipe as ``imagehash.phash``: low frequencies survive resizing, JPEG and small colour changes.
-    """
-    grey = np.asarray(image.convert("L").resize((32, 32), Image.Resampling.LANCZOS), dtype=np.float32)
-    low = cv2.dct(grey)[:8, :8]
-    bits = (low > np.median(low)).flatten()
-    return int("".join("1" if bit else "0" for bit in bits), 2)
+    """``imagehash.phash`` as a 64-bit int (row-major bits, first bit highest), the form the bot's store keeps."""
+    return int(str(imagehash.phash(image)), 16)
 
 
 def hamming(first: int, second: int) -> int:

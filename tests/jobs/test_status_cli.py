@@ -72,5 +72,5 @@ async def test_status_lists_queue_workers_and_failures(settings: Settings, redis
 async def test_unreachable_redis_is_named_and_unhealthy() -> None:
     code, out, err = await status("--redis-url", "redis://:hunter2@127.0.0.1:1/0")
     assert code == 1 and out == ""
-    assert "cannot reach Redis at redis://:****@127.0.0.1:1/0" in err and "fix REDIS_URL" in err
+    assert "cannot reach Redis at redis://:**********@127.0.0.1:1/0" in err and "fix REDIS_URL" in err
     assert "hunter2" not in err and "Traceback" not in err

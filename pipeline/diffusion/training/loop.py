@@ -114,15 +114,9 @@ def train_lora(
     temporarily changes ``pipe``'s models, so run one call at a time per pipeline.
     """
     import torch
-    from peft import LoraConfig
 
     # 1. Check inputs.
-    if not images:
-        raise ValueError("train_lora needs at least one image, but got none.")
-    if progress_every < 1:
-        raise ValueError(f"progress_every must be at least 1, but is {progress_every}.")
-    if slot is not None:
-        slot.check(config.rank, config.target_modules, config.text_encoder_lora)
+    _check_inputs(images, config, progress_every, slot)
     started = time.monotonic()
     unet = pipe.unet
     device = unet.device
@@ -154,38 +148,13 @@ def train_lora(
     step_losses: list[Any] = []
     losses: list[float] = []
     try:
-        # The gaussian init draws from torch's global RNG: seed it privately so runs repeat and callers' RNG is kept.
-        with torch.random.fork_rng(devices=[]):
-            if slot is None:
-                models = [(unet, config.target_modules), *((m, TEXT_ENCODER_TARGETS) for m in text_models)]
-                for model, targets in models:
-                    lora = LoraConfig(
-                        r=config.rank, lora_alpha=config.rank, init_lora_weights="gaussian", target_modules=[*targets]
-                    )
-                    model.add_adapter(lora, adapter_name=adapter)
-            torch.manual_seed(config.seed)
-            reset_lora([unet, *text_models], adapter)
-        activate_only(pipe, adapter)
-        params = []
-        for model in (unet, *text_models):
-            model.requires_grad_(False)
-            for name, param in model.named_parameters():
-                if f".{adapter}." in name:
-                    param.data = param.data.float()
-                    param.requires_grad_(True)
-                    params.append(param)
+        params = _attach_lora(pipe, [unet, *text_models], adapter, config, fresh=slot is None)
         fused = True if device.type == "cuda" else None  # one fused kernel per step instead of one per tensor
         optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=1e-4, fused=fused)
         if config.gradient_checkpointing:
             unet.enable_gradient_checkpointing()
         unet.train()
-        # ``unet.forward``, not ``unet(...)``: an inference-compiled UNet (optimize_for_inference) keeps its graphs.
-        if slot is not None:
-            forward = slot.forward  # compiled once per worker, not per job
-        elif config.compile:
-            forward = torch.compile(unet.forward)  # for this call only
-        else:
-            forward = unet.forward
+        forward = _unet_forward(unet, config, slot)
         from diffusers import DDPMScheduler
 
         noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
@@ -248,6 +217,59 @@ def train_lora(
     return TrainingResult(
         lora_path=output_dir / LORA_WEIGHT_NAME, losses=losses, steps=config.steps, seconds=time.monotonic() - started
     )
+
+
+def _check_inputs(
+    images: Sequence[Image.Image], config: TrainingConfig, progress_every: int, slot: TrainingSlot | None
+) -> None:
+    if not images:
+        raise ValueError("train_lora needs at least one image, but got none.")
+    if progress_every < 1:
+        raise ValueError(f"progress_every must be at least 1, but is {progress_every}.")
+    if slot is not None:
+        slot.check(config.rank, config.target_modules, config.text_encoder_lora)
+
+
+def _attach_lora(pipe: Any, models: list[Any], adapter: str, config: TrainingConfig, *, fresh: bool) -> list[Any]:
+    """Make ``adapter`` the only active adapter, initialised from ``config.seed``; return its weights (in float32),
+    the only trainable parameters. ``models`` are the UNet, then any text encoders; ``fresh`` adds the adapter to
+    them first (a ``TrainingSlot``'s is there already)."""
+    import torch
+    from peft import LoraConfig
+
+    unet, *text_models = models
+    # The gaussian init draws from torch's global RNG: seed it privately so runs repeat and callers' RNG is kept.
+    with torch.random.fork_rng(devices=[]):
+        if fresh:
+            targets = [(unet, config.target_modules), *((m, TEXT_ENCODER_TARGETS) for m in text_models)]
+            for model, modules in targets:
+                lora = LoraConfig(
+                    r=config.rank, lora_alpha=config.rank, init_lora_weights="gaussian", target_modules=[*modules]
+                )
+                model.add_adapter(lora, adapter_name=adapter)
+        torch.manual_seed(config.seed)
+        reset_lora(models, adapter)
+    activate_only(pipe, adapter)
+    params = []
+    for model in models:
+        model.requires_grad_(False)
+        for name, param in model.named_parameters():
+            if f".{adapter}." in name:
+                param.data = param.data.float()
+                param.requires_grad_(True)
+                params.append(param)
+    return params
+
+
+def _unet_forward(unet: Any, config: TrainingConfig, slot: TrainingSlot | None) -> Callable[..., Any]:
+    # ``unet.forward``, not ``unet(...)``: an inference-compiled UNet (optimize_for_inference) keeps its graphs.
+    import torch
+
+    if slot is not None:
+        return slot.forward  # compiled once per worker, not per job
+    if config.compile:
+        return torch.compile(unet.forward)  # for this call only
+    return unet.forward
 
 
 def _encode_prompt(pipe: Any, prompt: str) -> tuple[Any, Any]:
