@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.benchmark import benchmark_pipeline, measured
+from bench.measure import benchmark_pipeline, measured
 
 __all__ = [
     "float8_error",
@@ -193,8 +193,9 @@ def unet_variants(
     within each compile scope. ``worker_only``: bf16 eager, then the whole UNet compiled as a worker compiles it."""
     import torch
 
+    from bench.float8_layers import use_bf16_linears
     from pipeline.diffusion.acceleration import compile_unet_blocks
-    from pipeline.diffusion.float8 import use_bf16_linears, use_float8_linears
+    from pipeline.diffusion.float8 import use_float8_linears
 
     def uncompile() -> None:
         for module in pipe.unet.modules():

@@ -3,7 +3,7 @@
 Images are encoded once up front (``encode_training_set``) and the prompt too, unless the text encoders train as
 well, so the loop runs only the UNet. The adapter lives on the pipeline's own models for the length of the call and
 is removed in a ``finally``, whatever happens. The same code trains SDXL on a GPU (bfloat16 base under autocast,
-float32 LoRA weights, fused AdamW, optionally compiled) and the tiny model on a CPU.
+float32 LoRA weights, fused AdamW; compiled in a worker's ``TrainingSlot``) and the tiny model on a CPU.
 """
 
 from __future__ import annotations
@@ -179,12 +179,7 @@ def train_lora(
             unet.enable_gradient_checkpointing()
         unet.train()
         # ``unet.forward``, not ``unet(...)``: an inference-compiled UNet (optimize_for_inference) keeps its graphs.
-        if slot is not None:
-            forward = slot.forward  # compiled once per worker, not per job
-        elif config.compile:
-            forward = torch.compile(unet.forward)  # for this call only
-        else:
-            forward = unet.forward
+        forward = slot.forward if slot is not None else unet.forward  # the slot's is compiled once per worker
         from diffusers import DDPMScheduler
 
         noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
