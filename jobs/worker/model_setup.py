@@ -39,9 +39,9 @@ def prepare_model(ctx: dict[str, Any], settings: Settings) -> None:
     )
     log.info("model %s loaded in %.1f s", settings.model, time.monotonic() - started)
     ctx["train_plan"] = training_plan(pipe, settings)
-    # One LoRA slot per worker: a user's LoRA is copied into it per request instead of attached as new layers
-    # (8.1 s vs 9.9 s per 4-image SDXL request on an H100), and folded into the base weights for the request, so
-    # rendering runs no LoRA kernels (BENCHMARKS.md, third session).
+    # One LoRA slot per worker: a user's LoRA is copied into it per request instead of attached as new layers, and
+    # folded into the base weights for the request, so rendering runs no LoRA kernels (BENCHMARKS.md, second and
+    # third sessions).
     ctx["lora_slot"] = LoraSlot(pipe, max_rank=settings.lora_rank)
     if settings.render_float8:
         # Before any compile, so every graph is traced with the FP8 layers (training runs their bf16 branch).
@@ -52,7 +52,7 @@ def prepare_model(ctx: dict[str, Any], settings: Settings) -> None:
         from pipeline.diffusion.acceleration import use_channels_last, use_fast_maths
 
         # Before the training compile: graphs guard on the TF32 switches and on weight strides, so had serving's
-        # set-up changed them after it, the first user's training would recompile (it did: 30 s, BENCHMARKS.md).
+        # set-up changed them after it, the first user's training would recompile (it did, BENCHMARKS.md).
         use_fast_maths(pipe)
         use_channels_last(pipe)
     if compiling.training:

@@ -57,9 +57,9 @@ class MemoryPlan:
     gradient_checkpointing: bool
 
 
-# Measured peaks on an H100 (BENCHMARKS.md, 2026-11-24): batch 4 uses 36 GiB, batch 8 65 GiB without checkpointing.
-# Batch 8 trains 1.8x as many image-steps/s as batch 4 (the step is bound by the host queueing kernels, so a bigger
-# batch does more work per kernel). Below 40 GiB, checkpointing trades compute for memory (a 24 GB card's floor).
+# Batch 8 needs nearly twice batch 4's memory but trains nearly twice as many image-steps/s: the step is bound by the
+# host queueing kernels, so a bigger batch does more work per kernel (peaks and rates: BENCHMARKS.md, second
+# session). Below 40 GiB, checkpointing trades compute for memory (a 24 GB card's floor).
 def memory_plan(gpu_memory_gib: float | None) -> MemoryPlan:
     """The fastest recipe that fits ``gpu_memory_gib`` of GPU memory; ``None`` (a CPU) keeps the defaults."""
     if gpu_memory_gib is None or 40 <= gpu_memory_gib < 72:
@@ -206,7 +206,7 @@ def train_lora(
             scaler.step(optimizer)
             scaler.update()
             # Kept on the device; only progress reports read one. Reading every step waits for the GPU each step
-            # (on an H100 at batch 4 that cost nothing measurable: the step is bound by the host queueing kernels).
+            # (measured harmless so far, BENCHMARKS.md second session: the step is bound by the host queueing kernels).
             step_losses.append(loss.detach())
             if step == 1:
                 first_step_s = time.monotonic() - started - encoded_s

@@ -1,7 +1,7 @@
 """One training LoRA that stays on a worker's UNet, so a compiled training step is compiled once, not once per user.
 
 ``train_lora`` without a slot attaches a fresh adapter per job: new layers, so a compiled forward would recompile for
-every user (397 s per job for SDXL on an H100, BENCHMARKS.md), which is why the worker trained eagerly. A
+every user (minutes per job for SDXL, BENCHMARKS.md second session), which is why the worker trained eagerly. A
 ``TrainingSlot`` attaches one float32 LoRA of the worker's rank once, inactive and zero; each job re-initialises its
 weights in place from the job's seed, makes it the only active adapter, trains through the slot's one compiled
 forward, saves it, and zeroes it again, so no user's weights stay behind. Only the UNet trains this way: a recipe
