@@ -15,15 +15,17 @@ Run it under two ``PYTHONPATH`` roots to compare two versions of the training co
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.benchmark import benchmark_pipeline, measured, sample_images
 from bench.benchmark_unet import float8_error
+from bench.measure import benchmark_pipeline, measured, sample_images
 
 __all__ = ["main", "request_variant", "training_variant"]
 
@@ -45,9 +47,15 @@ def training_variant(
     from pipeline.diffusion.training.loop import TrainingProgress, train_lora
 
     reports: list[TrainingProgress] = []
-    config = TrainingConfig(rank=16, steps=image_steps, batch_size=batch, compile=compile)
+    config = TrainingConfig(rank=16, steps=image_steps, batch_size=batch)
     gpus = GpuSampler.count_gpus() if str(pipe.unet.device).startswith("cuda") else 0
-    with tempfile.TemporaryDirectory() as folder, GpuSampler(gpus) as sampler, measured(str(pipe.unet.device)) as m:
+    forward = compiled_forward(pipe.unet) if compile else contextlib.nullcontext()
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        forward,
+        GpuSampler(gpus) as sampler,
+        measured(str(pipe.unet.device)) as m,
+    ):
         train_lora(
             pipe, images, config, Path(folder), on_progress=reports.append, progress_every=progress_every, slot=slot
         )
@@ -63,6 +71,22 @@ def training_variant(
         "peak_gib": round(m.peak_gib, 1),
         "gpu_busy_percent": sampler.mean_utilisation(),
     }
+
+
+@contextlib.contextmanager
+def compiled_forward(unet: Any) -> Iterator[None]:
+    """The UNet's forward compiled for one training call, which trains a fresh adapter through ``unet.forward``.
+
+    Not how a worker trains: a fresh adapter's new layers recompile at every job, so a worker compiles once, in its
+    ``TrainingSlot`` (the ``--train-slot`` variants).
+    """
+    import torch
+
+    unet.forward = torch.compile(unet.forward)  # an instance attribute: ``unet.forward`` is the compiled one
+    try:
+        yield
+    finally:
+        del unet.forward
 
 
 def request_variant(
@@ -163,7 +187,7 @@ def request_variants(
             serve("slot, LoRA layers run (worker before)", lora, False)
             serve("slot merged into the base weights (worker now)", lora, True)
         if compile_render:
-            optimize_for_inference(pipe, compile=True)  # the worker's mode, SERVING_COMPILE_MODE
+            optimize_for_inference(pipe)  # as a worker compiles the whole UNet (scope "unet")
             serve("slot merged, compiled UNet + VAE decode (first request compiles)", lora, True)
         if float8:
             record("request", float8_error(pipe))  # converts the layers; a compiled UNet recompiles for them

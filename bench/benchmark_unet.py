@@ -1,15 +1,14 @@
 """``python -m bench.benchmark_unet``: one UNet call, variant against variant, and where its GPU time goes.
 
-The UNet is the cost of a headshot (the VAE decode is 0.06 s of ~1.2 s per image on an H100), so this times one
-call at the batch of a 4-image request with CFG (8 latents at the linkedin style's size), in one process:
-bf16 eager (the baseline), bf16 with its transformer blocks compiled (diffusers' regional compilation), the same two
-with the transformer linears in FP8 (``pipeline.diffusion.float8``), and
-with ``--full-compile`` bf16 and FP8 with the whole
-UNet compiled (as a worker compiles). ``--profile`` then records 3 calls of the last variant (and of bf16 whole-UNet)
-with ``torch.profiler`` and sums their kernels' device time by kind (matrix products, attention, convolutions, norms,
-the rest). ``--worker-only`` times just bf16 eager and the worker's whole-UNet compile; ``--flops-only`` counts one
-call's FLOPs by operator instead, on any machine. On a GPU the UNet is channels-last in every variant, as a worker
-renders.
+The UNet is the cost of a headshot (the VAE decode is a small share of it, BENCHMARKS.md), so this times one call at
+the batch of a 4-image request with CFG (8 latents at the linkedin style's size), in one process: bf16 eager (the
+baseline), bf16 with its transformer blocks compiled (diffusers' regional compilation, as a GPU worker compiles by
+default), the same two with the transformer linears in FP8 (``pipeline.diffusion.float8``), and with
+``--full-compile`` bf16 and FP8 with the whole UNet compiled (``HEADSHOT_COMPILE_SCOPE=unet``). ``--profile`` then
+records 3 calls of the worker's variant and of the last one with ``torch.profiler`` and sums their kernels' device
+time by kind (matrix products, attention, convolutions, norms, the rest). ``--worker-only`` times just bf16 eager
+and the worker's compile; ``--flops-only`` counts one call's FLOPs by operator instead, on any machine. On a GPU the
+UNet is channels-last in every variant, as a worker renders.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.benchmark import benchmark_pipeline, measured
+from bench.measure import benchmark_pipeline, measured
 
 __all__ = [
     "float8_error",
@@ -190,11 +189,13 @@ def unet_variants(
     pipe: Any, *, record: Callable[[dict[str, Any]], None], full_compile: bool, profile: bool, worker_only: bool = False
 ) -> None:
     """Every variant of the module docstring on ``pipe``, in order; FP8 layers stay once converted, so FP8 comes last
-    within each compile scope. ``worker_only``: bf16 eager, then the whole UNet compiled as a worker compiles it."""
+    within each compile scope. ``worker_only``: bf16 eager, then the transformer blocks compiled as a GPU worker
+    compiles them."""
     import torch
 
+    from bench.float8_layers import use_bf16_linears
     from pipeline.diffusion.acceleration import compile_unet_blocks
-    from pipeline.diffusion.float8 import use_bf16_linears, use_float8_linears
+    from pipeline.diffusion.float8 import use_float8_linears
 
     def uncompile() -> None:
         for module in pipe.unet.modules():
@@ -205,19 +206,17 @@ def unet_variants(
     base = str(pipe.unet.dtype).removeprefix("torch.")
 
     def as_a_worker_compiles() -> None:
-        # The worker's default, profiled too: where its time goes is what the next change must cut.
-        label = f"{base}, whole UNet compiled (as a worker compiles)"
-        pipe.unet.compile()
+        # A GPU worker's default (jobs.settings), profiled too: where its time goes is what the next change must cut.
+        label = f"{base}, transformer blocks compiled (as a GPU worker compiles)"
+        compile_unet_blocks(pipe.unet)
         record(unet_call_seconds(pipe, inputs, label=label))
         if profile:
             record(kernel_profile(pipe, inputs, label=label))
 
     record(unet_call_seconds(pipe, inputs, label=f"{base}, eager"))
+    as_a_worker_compiles()
     if worker_only:
-        as_a_worker_compiles()
         return
-    compile_unet_blocks(pipe.unet)  # as HEADSHOT_COMPILE_SCOPE=blocks compiles
-    record(unet_call_seconds(pipe, inputs, label=f"{base}, transformer blocks compiled"))
     uncompile()
     record({"variant": "FP8 layers", "layers": use_float8_linears(pipe.unet)})
     record(unet_call_seconds(pipe, inputs, label="FP8, eager"))
@@ -226,7 +225,8 @@ def unet_variants(
     if full_compile:
         uncompile()
         use_bf16_linears(pipe.unet)
-        as_a_worker_compiles()
+        pipe.unet.compile()  # as HEADSHOT_COMPILE_SCOPE=unet compiles
+        record(unet_call_seconds(pipe, inputs, label=f"{base}, whole UNet compiled"))
         uncompile()
         use_float8_linears(pipe.unet)
         pipe.unet.compile()
@@ -242,7 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="profile the last variant's kernels")
     parser.add_argument("--flops-only", action="store_true", help="only count one call's FLOPs by operator (no timing)")
     parser.add_argument(
-        "--worker-only", action="store_true", help="only bf16 eager and bf16 whole-UNet compiled (then the profile)"
+        "--worker-only",
+        action="store_true",
+        help="only bf16 eager and bf16 as a GPU worker compiles it (then profiled)",
     )
     parser.add_argument("--out", type=Path, help="write the results as JSON here (rewritten after each figure)")
     args = parser.parse_args(argv)

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["DEFAULT_MODEL", "Settings"]
+__all__ = ["DEFAULT_MODEL", "CompileProfile", "Settings"]
 
 DEFAULT_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
+
+
+@dataclass(frozen=True)
+class CompileProfile:
+    """What a worker compiles at start, resolved for its device by ``Settings.compile_profile``."""
+
+    unet: bool  # the UNet and VAE decoder, warmed for every style and batch size
+    training: bool  # a persistent training LoRA's forward, warmed for every aspect bucket
+    scope: Literal["unet", "blocks"]
 
 
 class Settings(BaseSettings):
@@ -55,25 +65,32 @@ class Settings(BaseSettings):
     train_gradient_checkpointing: bool | None = Field(default=None, description="Default: on below 40 GiB of GPU.")
     headshots_per_request: int = Field(default=4, ge=1, le=20)
     inference_steps: int | None = Field(default=None, ge=1, description="Override the styles' step counts.")
-    compile_unet: bool = Field(
-        default=False, description="Compile the UNet and VAE decoder at worker start: minutes once, faster renders."
+    # Compiling: unset switches resolve per device in ``compile_profile``, to the measured production profile on CUDA
+    # (both on, scope "blocks": README "Production", BENCHMARKS.md fifth session) and to plain eager on a CPU.
+    compile_unet: bool | None = Field(
+        default=None,
+        description="Compile the UNet and VAE decoder at worker start: minutes once, faster renders. "
+        "Unset: on for a CUDA worker, off on a CPU.",
     )
-    compile_training: bool = Field(
-        default=False, description="Train in one persistent LoRA through a forward compiled once per worker start."
+    compile_training: bool | None = Field(
+        default=None,
+        description="Train in one persistent LoRA through a forward compiled once per worker start. "
+        "Unset: on for a CUDA worker, off on a CPU.",
     )
     compile_backend: str = Field(
         default="inductor", description="torch.compile backend for the two above; 'eager' only traces (tests)."
     )
-    compile_scope: Literal["unet", "blocks"] = Field(
-        default="unet",
+    compile_scope: Literal["unet", "blocks"] | None = Field(
+        default=None,
         description="What the two above compile: 'unet' the whole UNet, or 'blocks' its repeated transformer blocks "
-        "(regional compilation: SDXL compiles in seconds instead of minutes on an H100, a UNet call ~5% slower); "
-        "'blocks' shares them between training and rendering, so compile_training then needs compile_unet.",
+        "(regional compilation: much faster to compile, a UNet call slightly slower). 'blocks' shares them between "
+        "training and rendering, so compile_training then needs compile_unet. Unset: 'blocks' when both compile, "
+        "else 'unet' (eager training through compiled blocks would recompile them for every job).",
     )
     render_float8: bool = Field(
         default=False,
         description="Render through FP8 products in the UNet's transformer layers; needs compile_unet and a GPU "
-        "with FP8 tensor cores (H100, whole UNet compiled: 0.1364 s a call vs 0.1355 s in bf16, so off by default).",
+        "with FP8 tensor cores (Ada, Hopper). Off: compiled, it measured no faster than bf16 (BENCHMARKS.md).",
     )
 
     # Session rules.
@@ -162,23 +179,36 @@ class Settings(BaseSettings):
     s3_prefix: str = Field(default="", description="Folder inside the bucket, e.g. 'headshots/'; '' = the root.")
 
     @model_validator(mode="after")
-    def _float8_compiled(self) -> Settings:
-        if self.render_float8 and not self.compile_unet:
-            raise ValueError(
-                "HEADSHOT_RENDER_FLOAT8=true needs HEADSHOT_COMPILE_UNET=true: uncompiled, the FP8 layers render at "
-                "half the speed of bf16 (BENCHMARKS.md). Turn compiling on, or FP8 off."
-            )
+    def _compiling_fits_together(self) -> Settings:
+        # The device is known for sure only once the model is loaded, so unset switches are judged here as a CUDA
+        # worker resolves them (``HEADSHOT_DEVICE`` when set); ``prepare_model`` resolves them for the real device.
+        self.compile_profile(self.device or "cuda")
         return self
 
-    @model_validator(mode="after")
-    def _blocks_warmed_for_both(self) -> Settings:
-        if self.compile_scope == "blocks" and self.compile_training and not self.compile_unet:
+    def compile_profile(self, device: str) -> CompileProfile:
+        """What a worker whose model is on ``device`` ('cuda', 'cuda:1', 'cpu') compiles at start.
+
+        ``compile_unet`` and ``compile_training`` left unset are on for CUDA and off elsewhere; ``compile_scope`` left
+        unset is "blocks" when both compile, else "unet". Explicit values always win. Raises ``ValueError`` naming the
+        settings when they do not fit together.
+        """
+        on_cuda = device.split(":")[0] == "cuda"
+        unet = on_cuda if self.compile_unet is None else self.compile_unet
+        training = on_cuda if self.compile_training is None else self.compile_training
+        scope: Literal["unet", "blocks"] = self.compile_scope or ("blocks" if unet and training else "unet")
+        unset = f" (unset, it is off for a {device} worker)" if self.compile_unet is None else ""
+        if self.render_float8 and not unet:
             raise ValueError(
-                "HEADSHOT_COMPILE_SCOPE=blocks with HEADSHOT_COMPILE_TRAINING=true needs HEADSHOT_COMPILE_UNET=true: "
-                "rendering runs through the same compiled blocks, and only compile_unet warms them for every style "
-                "at start (else a user's first request would compile). Turn compile_unet on, or use scope 'unet'."
+                f"HEADSHOT_RENDER_FLOAT8=true needs HEADSHOT_COMPILE_UNET=true{unset}: uncompiled, the FP8 layers "
+                "render slower than bf16 (BENCHMARKS.md). Turn compiling on, or FP8 off."
             )
-        return self
+        if scope == "blocks" and training and not unet:
+            raise ValueError(
+                f"HEADSHOT_COMPILE_SCOPE=blocks with HEADSHOT_COMPILE_TRAINING=true needs HEADSHOT_COMPILE_UNET=true"
+                f"{unset}: rendering runs through the same compiled blocks, and only compile_unet warms them for every "
+                "style at start (else a user's first request would compile). Turn compile_unet on, or use scope 'unet'."
+            )
+        return CompileProfile(unet=unet, training=training, scope=scope)
 
     @model_validator(mode="after")
     def _s3_complete(self) -> Settings:

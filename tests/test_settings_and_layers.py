@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from jobs.settings import Settings
+from jobs.settings import CompileProfile, Settings
 
 
 def test_tokens_are_masked_in_repr_and_dump(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -31,17 +31,40 @@ def test_fp8_rendering_without_compiling_is_refused_with_both_settings_named() -
     with pytest.raises(ValidationError, match="HEADSHOT_RENDER_FLOAT8=true needs HEADSHOT_COMPILE_UNET=true"):
         Settings(_env_file=None, render_float8=True, compile_unet=False)  # type: ignore[call-arg]
     assert Settings(_env_file=None, render_float8=True, compile_unet=True).render_float8  # type: ignore[call-arg]
+    # Left unset, compiling is judged as it resolves: on for a CUDA worker, off for a CPU one.
+    assert Settings(_env_file=None, render_float8=True).compile_profile("cuda:0").unet  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match=r"COMPILE_UNET=true \(unset, it is off for a cpu worker\)"):
+        Settings(_env_file=None, render_float8=True, device="cpu")  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="off for a cpu worker"):
+        Settings(_env_file=None, render_float8=True).compile_profile("cpu")  # type: ignore[call-arg]
 
 
 def test_block_compiled_training_without_compiled_rendering_is_refused_with_the_settings_named() -> None:
     # The blocks are shared: unwarmed for rendering, a user's first request would compile them.
     message = "HEADSHOT_COMPILE_SCOPE=blocks with HEADSHOT_COMPILE_TRAINING=true needs HEADSHOT_COMPILE_UNET=true"
     with pytest.raises(ValidationError, match=message):
-        Settings(_env_file=None, compile_scope="blocks", compile_training=True)  # type: ignore[call-arg]
+        Settings(_env_file=None, compile_scope="blocks", compile_training=True, compile_unet=False)  # type: ignore[call-arg]
     both = Settings(_env_file=None, compile_scope="blocks", compile_training=True, compile_unet=True)  # type: ignore[call-arg]
     assert both.compile_scope == "blocks"
     with pytest.raises(ValidationError, match="compile_scope"):
         Settings(_env_file=None, compile_scope="layers")  # type: ignore[call-arg]
+
+
+def test_a_gpu_worker_compiles_by_default_a_cpu_one_stays_eager_and_explicit_values_win(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    defaults = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert defaults.compile_profile("cuda") == CompileProfile(unet=True, training=True, scope="blocks")
+    assert defaults.compile_profile("cuda:1") == CompileProfile(unet=True, training=True, scope="blocks")
+    assert defaults.compile_profile("cpu") == CompileProfile(unet=False, training=False, scope="unet")
+    # The environment names are unchanged, and an explicit false is honoured on a GPU; the scope then follows.
+    monkeypatch.setenv("HEADSHOT_COMPILE_TRAINING", "false")
+    rendering_only = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert rendering_only.compile_profile("cuda") == CompileProfile(unet=True, training=False, scope="unet")
+    monkeypatch.setenv("HEADSHOT_COMPILE_UNET", "true")
+    monkeypatch.setenv("HEADSHOT_COMPILE_SCOPE", "blocks")
+    on_cpu = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert on_cpu.compile_profile("cpu") == CompileProfile(unet=True, training=False, scope="blocks")
 
 
 def test_bot_side_imports_no_torch() -> None:

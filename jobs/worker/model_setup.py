@@ -39,37 +39,40 @@ class ServingModel:
 
 
 def prepare_model(settings: Settings) -> ServingModel:
-    """Load ``settings.model`` and set up its plan, its rendering slot and, as the settings ask, compiled training,
-    compiled rendering and class images."""
-    from pipeline.diffusion.loading import load_base_pipeline
+    """Load ``settings.model`` and set up its plan, its rendering slot and, as the settings ask
+    (``Settings.compile_profile`` for the model's device), compiled training, compiled rendering and class images."""
+    from pipeline.diffusion.loading import load_base_pipeline, pick_device
     from pipeline.diffusion.lora_slot import LoraSlot
 
     started = time.monotonic()
+    device = settings.device or pick_device()
+    compiling = settings.compile_profile(device)  # before the load: settings that do not fit fail at once
+    log.info("compiling: rendering %s, training %s, scope %s", compiling.unet, compiling.training, compiling.scope)
     pipe = load_base_pipeline(
-        settings.model, device=settings.device, dtype=settings.dtype, cache_dir=settings.resolved_model_cache_dir
+        settings.model, device=device, dtype=settings.dtype, cache_dir=settings.resolved_model_cache_dir
     )
     log.info("model %s loaded in %.1f s", settings.model, time.monotonic() - started)
     model = ServingModel(pipe, training_plan(pipe, settings), None)
-    # One LoRA slot per worker: a user's LoRA is copied into it per request instead of attached as new layers
-    # (8.1 s vs 9.9 s per 4-image SDXL request on an H100), and folded into the base weights for the request, so
-    # rendering runs no LoRA kernels (BENCHMARKS.md, third session).
-    model.lora_slot = LoraSlot(pipe, max_rank=settings.lora_rank, merge=True)
+    # One LoRA slot per worker: a user's LoRA is copied into it per request instead of attached as new layers, and
+    # folded into the base weights for the request, so rendering runs no LoRA kernels (BENCHMARKS.md, second and
+    # third sessions).
+    model.lora_slot = LoraSlot(pipe, max_rank=settings.lora_rank)
     if settings.render_float8:
         # Before any compile, so every graph is traced with the FP8 layers (training runs their bf16 branch).
         from pipeline.diffusion.float8 import use_float8_linears
 
         log.info("%d UNet linear layers render in FP8", use_float8_linears(pipe.unet))
-    if settings.compile_training or settings.compile_unet:
+    if compiling.training or compiling.unet:
         from pipeline.diffusion.acceleration import use_channels_last, use_fast_maths
 
         # Before the training compile: graphs guard on the TF32 switches and on weight strides, so had serving's
-        # set-up changed them after it, the first user's training would recompile (it did: 30 s, BENCHMARKS.md).
+        # set-up changed them after it, the first user's training would recompile (it did, BENCHMARKS.md).
         use_fast_maths(pipe)
         use_channels_last(pipe)
-    if settings.compile_training:
-        log.info("training step compiled in %.0f s", _compile_training(model, settings))
-    if settings.compile_unet:
-        seconds = _compile_for_serving(pipe, model.lora_slot, settings)
+    if compiling.training:
+        log.info("training step compiled in %.0f s", _compile_training(model, settings, compiling.scope))
+    if compiling.unet:
+        seconds = _compile_for_serving(pipe, model.lora_slot, settings, compiling.scope)
         log.info("UNet and VAE decoder compiled for every style and batch size in %.0f s", seconds)
     if settings.prior_class_images:
         from pipeline.diffusion.training.config import TrainingConfig
@@ -98,7 +101,7 @@ def training_plan(pipe: Any, settings: Settings) -> Any:
     )
 
 
-def _compile_training(model: ServingModel, settings: Settings) -> float:
+def _compile_training(model: ServingModel, settings: Settings, scope: str) -> float:
     """A persistent training LoRA, its forward compiled now for every aspect bucket by one-step jobs on plain
     pictures (then zeroed), so no user's training waits for a compile."""
     from pipeline.diffusion.training.config import TrainingConfig
@@ -109,7 +112,7 @@ def _compile_training(model: ServingModel, settings: Settings) -> float:
     started = time.monotonic()
     pipe, plan = model.pipe, model.train_plan
     slot = model.training_slot = TrainingSlot(
-        pipe, rank=settings.lora_rank, compile_backend=settings.compile_backend, compile_scope=settings.compile_scope
+        pipe, rank=settings.lora_rank, compile_backend=settings.compile_backend, compile_scope=scope
     )
     config = TrainingConfig(
         rank=settings.lora_rank,
@@ -124,7 +127,7 @@ def _compile_training(model: ServingModel, settings: Settings) -> float:
     return time.monotonic() - started
 
 
-def _compile_for_serving(pipe: Any, slot: Any, settings: Settings) -> float:
+def _compile_for_serving(pipe: Any, slot: Any, settings: Settings, scope: str) -> float:
     from pipeline.diffusion.generation import DEFAULT_BATCH_SIZE
     from pipeline.diffusion.serving import compile_for_serving
     from pipeline.styles import STYLES, custom_style
@@ -137,5 +140,5 @@ def _compile_for_serving(pipe: Any, slot: Any, settings: Settings) -> float:
         styles=styles,
         batch_sizes=batches,
         compile_backend=settings.compile_backend,
-        compile_scope=settings.compile_scope,
+        compile_scope=scope,
     )

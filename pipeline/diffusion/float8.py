@@ -20,17 +20,12 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-__all__ = ["FLOAT8_MODULE_PARTS", "Float8Linear", "float8_supported", "use_bf16_linears", "use_float8_linears"]
+__all__ = ["FLOAT8_MODULE_PARTS", "Float8Linear", "use_float8_linears"]
 
 FLOAT8 = torch.float8_e4m3fn
 FLOAT8_MAX = torch.finfo(FLOAT8).max  # 448
 # The UNet's transformer blocks; their time-embedding and ResNet linears see one row per image and gain nothing.
 FLOAT8_MODULE_PARTS = (".attentions.",)
-
-
-def float8_supported(device: torch.device) -> bool:
-    """Whether ``device`` multiplies FP8 on tensor cores (CUDA compute capability 8.9 or newer: Ada, Hopper, ...)."""
-    return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 9)
 
 
 class Float8Linear(nn.Linear):
@@ -105,19 +100,3 @@ def use_float8_linears(unet: Any, *, module_parts: tuple[str, ...] = FLOAT8_MODU
         setattr(unet.get_submodule(parent_name), child, Float8Linear.from_linear(module))
         converted += 1
     return converted
-
-
-def use_bf16_linears(unet: Any) -> int:
-    """Undo ``use_float8_linears``: every ``Float8Linear`` of ``unet`` back to a plain ``nn.Linear`` sharing its
-    weight and bias (the FP8 copies are dropped); return how many. Benchmarks use it to time both on one model."""
-    restored = 0
-    for name, module in list(unet.named_modules()):
-        if not isinstance(module, Float8Linear):
-            continue
-        with torch.device("meta"):  # no throwaway weights: the FP8 layer's own tensors are put in below
-            plain = nn.Linear(module.in_features, module.out_features, bias=module.bias is not None)
-        plain.weight, plain.bias = module.weight, module.bias
-        parent_name, _, child = name.rpartition(".")
-        setattr(unet.get_submodule(parent_name), child, plain)
-        restored += 1
-    return restored

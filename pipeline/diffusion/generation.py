@@ -181,7 +181,9 @@ def _check_inputs(
     if lora_slot is not None and lora_slot.pipe is not pipe:
         raise ValueError("lora_slot belongs to a different pipeline than the one passed as pipe.")
     if lora_path is not None and is_qkv_fused(pipe):
-        raise ValueError("This pipeline's attention projections are fused (fuse_qkv), which would ignore a LoRA.")
+        raise ValueError(
+            "This pipeline's attention projections are fused (fuse_qkv_projections), which would ignore a LoRA."
+        )
 
 
 def scheduler_for(pipe: Any, name: str, base: Any) -> Any:

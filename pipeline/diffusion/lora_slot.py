@@ -5,14 +5,14 @@ The slot instead attaches one all-zero LoRA of ``max_rank`` up front, using diff
 (``enable_lora_hotswap`` pads every later LoRA to that rank and keeps its scale in a tensor), so swapping a user in
 only copies weights into existing tensors. ``clear`` zeroes them again, so no user's weights stay resident.
 
-With ``merge=True`` (the worker's choice) a swapped-in LoRA is also folded into the base weights, W = W0 + B·A·scale,
-and each slot layer is marked merged, so rendering runs the plain base layers: no extra LoRA kernels per projection
-per step, which cost the worker a third of its rendering time on SDXL (BENCHMARKS.md). ``clear`` copies W0 back
-from a copy kept on the same device. Subtracting the delta again (peft's ``unmerge``) is not exact in bf16: every
-user would leave a rounding error behind, and over thousands of requests the errors add up to a different base
-model. The copy costs memory once (about 1.9 GB for SDXL's attention projections) and makes every clear exact.
-Where the base layers render in FP8 (``pipeline.diffusion.float8``), their quantized copies are refreshed after
-each merge and unmerge, so they always hold the weights now in effect.
+By default (``merge=True``, how a worker renders) a swapped-in LoRA is also folded into the base weights,
+W = W0 + B·A·scale, and each slot layer is marked merged, so rendering runs the plain base layers: no extra LoRA
+kernels per projection per step (``merge=False`` keeps them running; BENCHMARKS.md times the two). ``clear`` copies
+W0 back from a copy kept on the same device. Subtracting the delta again (peft's ``unmerge``) is not exact in bf16:
+every user would leave a rounding error behind, and over thousands of requests the errors add up to a different base
+model. The copy costs memory once (about 1.9 GB for SDXL's attention projections) and makes every clear exact. Where
+the base layers render in FP8 (``pipeline.diffusion.float8``), their quantized copies are refreshed after each merge
+and unmerge, so they always hold the weights now in effect.
 
 diffusers cannot hot-swap text-encoder LoRAs; a LoRA that has them gets its text-encoder part attached as an
 ordinary adapter for the time it is swapped in (the text encoders are not compiled, so this costs little).
@@ -48,7 +48,7 @@ class LoraSlot:
         *,
         max_rank: int = 64,
         target_modules: Sequence[str] = UNET_ATTENTION_TARGETS,
-        merge: bool = False,
+        merge: bool = True,
     ) -> None:
         import torch
 

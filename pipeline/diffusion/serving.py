@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from pipeline.diffusion.acceleration import SERVING_COMPILE_MODE, optimize_for_inference
+from pipeline.diffusion.acceleration import optimize_for_inference
 from pipeline.diffusion.generation import generate_headshots
 
 if TYPE_CHECKING:
@@ -22,7 +22,6 @@ def compile_for_serving(
     *,
     styles: Iterable[Style],
     batch_sizes: Iterable[int],
-    compile_mode: str = SERVING_COMPILE_MODE,
     compile_backend: str = "inductor",
     compile_scope: str = "unet",
 ) -> float:
@@ -33,9 +32,7 @@ def compile_for_serving(
     request waits minutes for a compile. Styles that share size, sampler and CFG share graphs and render once.
     """
     started = time.perf_counter()
-    optimize_for_inference(
-        pipe, compile=True, compile_mode=compile_mode, compile_backend=compile_backend, compile_scope=compile_scope
-    )
+    optimize_for_inference(pipe, compile_backend=compile_backend, compile_scope=compile_scope)
     looks = {(style.aspect, style.scheduler, style.guidance_scale > 1): style for style in styles}
     with slot.merged_base():
         for style in looks.values():

@@ -68,16 +68,16 @@ def test_unet_benchmark_times_every_variant_and_splits_the_profile_by_kind(tmp_p
     calls = {entry["variant"]: entry for entry in entries if "call_s" in entry}
     assert list(calls) == [
         "float32, eager",
-        "float32, transformer blocks compiled",
+        "float32, transformer blocks compiled (as a GPU worker compiles)",
         "FP8, eager",
         "FP8, transformer blocks compiled",
-        "float32, whole UNet compiled (as a worker compiles)",
+        "float32, whole UNet compiled",
         "FP8, whole UNet compiled",
     ]
     assert all(0 < entry["call_s"] <= entry["first_call_s"] + entry["call_s"] for entry in calls.values())
     profiles = [entry for entry in entries if entry["variant"].startswith("profile: ")]
     assert [entry["variant"] for entry in profiles] == [
-        "profile: float32, whole UNet compiled (as a worker compiles)",
+        "profile: float32, transformer blocks compiled (as a GPU worker compiles)",
         "profile: the last variant above",
     ]
     for profile in profiles:
@@ -95,7 +95,7 @@ def test_unet_benchmark_for_the_worker_only_times_its_compile_against_eager_and_
     out = tmp_path / "unet.json"
     assert main(["--model", "tiny", "--worker-only", "--profile", "--out", str(out)]) == 0
     entries = json.loads(out.read_text())["unet"]
-    worker = "float32, whole UNet compiled (as a worker compiles)"
+    worker = "float32, transformer blocks compiled (as a GPU worker compiles)"
     assert [entry["variant"] for entry in entries] == ["float32, eager", worker, f"profile: {worker}"]
     assert entries[1]["call_s"] > 0 and entries[2]["ms_per_call"] > 0
 

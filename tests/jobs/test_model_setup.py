@@ -67,3 +67,11 @@ def test_a_compiled_worker_compiles_at_start_and_never_for_a_user(
     for style, count in ((STYLES["actor"], 3), (custom_style("in a library"), 2)):
         generate_headshots(pipe, style, count=count, seed=1, steps=2, lora_path=lora, lora_slot=model.lora_slot)
     assert graphs() == started, "a user's training or request compiled a new graph"
+
+
+def test_a_cpu_worker_left_at_the_defaults_stays_eager(tmp_path: Path, model_cache: Path) -> None:
+    # A GPU worker compiles by default (Settings.compile_profile); on a CPU the same settings mean plain eager.
+    settings = Settings(model="tiny", data_dir=tmp_path / "data", model_cache_dir=model_cache, device="cpu")
+    model = prepare_model(settings)
+    assert model.training_slot is None
+    assert all(module._compiled_call_impl is None for module in model.pipe.unet.modules())

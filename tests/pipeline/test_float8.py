@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from bench.benchmark_unet import unet_call_inputs
-from pipeline.diffusion.float8 import Float8Linear, float8_supported, use_bf16_linears, use_float8_linears
+from pipeline.diffusion.float8 import Float8Linear, use_float8_linears
 from pipeline.diffusion.loading import load_base_pipeline
 from pipeline.diffusion.lora_slot import LoraSlot
 from tests.pipeline.test_generation import difference
@@ -81,20 +81,12 @@ def test_conversion_covers_the_transformer_linears_only_and_stays_close(model_ca
         fast = unet(**inputs).sample
     assert 0 < relative_error(fast, reference) < 0.1
 
-    # And back: plain layers on the very same weights, so the bf16 output returns bit for bit.
-    weights = {name: module.weight for name, module in unet.named_modules() if isinstance(module, Float8Linear)}
-    assert use_bf16_linears(unet) == converted
-    assert not any(isinstance(module, Float8Linear) for module in unet.modules())
-    assert all(unet.get_submodule(name).weight is weight for name, weight in weights.items())
-    with torch.no_grad():
-        assert torch.equal(unet(**inputs).sample, reference)
-
 
 def test_a_merged_slot_renders_its_lora_through_fp8_and_clearing_restores_the_fp8_weights(
     model_cache_dir: Path, trained: Any
 ) -> None:
     pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
-    slot = LoraSlot(pipe, max_rank=16, merge=True)
+    slot = LoraSlot(pipe, max_rank=16)
     use_float8_linears(pipe.unet)
     layers = {name: m for name, m in pipe.unet.named_modules() if isinstance(m, Float8Linear)}
     slot_bases = {name: m for name, m in layers.items() if name.endswith("base_layer")}
@@ -114,7 +106,3 @@ def test_a_merged_slot_renders_its_lora_through_fp8_and_clearing_restores_the_fp
     with_lora = render(pipe, trained.lora_path, slot)
     assert difference(with_lora.image, base_image.image) > 1.0  # the user's LoRA shows in the FP8 render
     assert difference(render(pipe).image, base_image.image) == 0  # and leaves nothing behind
-
-
-def test_fp8_is_only_claimed_for_gpus_with_fp8_tensor_cores() -> None:
-    assert not float8_supported(torch.device("cpu"))

@@ -27,7 +27,7 @@ def slot_pipe(model_cache_dir: Path) -> Any:
 
 @pytest.fixture(scope="module")
 def slot(slot_pipe: Any) -> Iterator[LoraSlot]:
-    lora_slot = LoraSlot(slot_pipe, max_rank=16)
+    lora_slot = LoraSlot(slot_pipe, max_rank=16, merge=False)  # the LoRA layers running: the slot's own path
     yield lora_slot
     lora_slot.clear()
 
@@ -99,7 +99,7 @@ def test_training_on_a_slotted_pipeline_leaves_the_slot_as_it_was(
 
 
 def test_a_lora_above_the_slots_rank_is_refused(slot_pipe: Any, trained: Any, model_cache_dir: Path) -> None:
-    small = LoraSlot(load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir), max_rank=4)
+    small = LoraSlot(load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir), max_rank=4, merge=False)
     with pytest.raises(ValueError, match="rank 8, above the slot's 4"):
         small.swap_in(trained.lora_path)
     with pytest.raises(ValueError, match="without LoRA adapters"):
@@ -109,7 +109,7 @@ def test_a_lora_above_the_slots_rank_is_refused(slot_pipe: Any, trained: Any, mo
 @pytest.fixture(scope="module")
 def merging_slot(model_cache_dir: Path) -> Iterator[LoraSlot]:
     """A slot that folds each LoRA into the base weights, on a pipeline of its own."""
-    lora_slot = LoraSlot(load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir), max_rank=16, merge=True)
+    lora_slot = LoraSlot(load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir), max_rank=16)
     yield lora_slot
     lora_slot.clear()
 

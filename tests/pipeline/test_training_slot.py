@@ -21,22 +21,24 @@ from pipeline.styles import STYLES
 RECIPE = TrainingConfig(rank=4, steps=8, batch_size=2, seed=1)
 
 
-def worker_pipeline(model_cache_dir: Path, **slot_options: Any) -> tuple[Any, LoraSlot, TrainingSlot]:
-    """A tiny pipeline set up as the worker sets one up: the rendering slot first, then the training slot."""
+def worker_pipeline(model_cache_dir: Path) -> tuple[Any, LoraSlot, TrainingSlot]:
+    """A tiny pipeline set up as the worker sets one up: the rendering slot first, then the training slot, compiled
+    with the "eager" backend: dynamo's tracing and guards (what decides a recompile) without inductor's codegen."""
     pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
-    lora_slot = LoraSlot(pipe, max_rank=16, merge=True)
-    return pipe, lora_slot, TrainingSlot(pipe, rank=RECIPE.rank, **slot_options)
+    lora_slot = LoraSlot(pipe, max_rank=16)
+    return pipe, lora_slot, TrainingSlot(pipe, rank=RECIPE.rank, compile_backend="eager")
 
 
 def slot_weights(pipe: Any) -> list[torch.Tensor]:
     return [param for name, param in pipe.unet.named_parameters() if f".{TRAINING_ADAPTER}." in name]
 
 
+@pytest.mark.usefixtures("fresh_dynamo")
 def test_training_in_the_slot_equals_a_fresh_adapter_and_leaves_nothing_behind(
     pipe: Any, model_cache_dir: Path, selfie_images: list[Any], tmp_path: Path
 ) -> None:
     fresh = train_lora(pipe, selfie_images[:2], RECIPE, tmp_path / "fresh")
-    slotted_pipe, _, slot = worker_pipeline(model_cache_dir, compile=False)
+    slotted_pipe, _, slot = worker_pipeline(model_cache_dir)
 
     for job in ("first", "second"):  # the second user starts from the same fresh weights, not the first's
         slotted = train_lora(slotted_pipe, selfie_images[:2], RECIPE, tmp_path / job, slot=slot)
@@ -58,8 +60,7 @@ def test_a_worker_with_both_slots_compiles_once_for_every_user_and_job(
     def graphs() -> int:
         return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
 
-    # "eager": dynamo's tracing and guards (what decides a recompile) without inductor's codegen on a CPU.
-    pipe, lora_slot, slot = worker_pipeline(model_cache_dir, compile=True, compile_backend="eager")
+    pipe, lora_slot, slot = worker_pipeline(model_cache_dir)
     compile_for_serving(pipe, lora_slot, styles=[STYLES["studio"]], batch_sizes={1}, compile_backend="eager")
     served = graphs()
     train_lora(pipe, selfie_images[:2], RECIPE, tmp_path / "a", slot=slot)
@@ -74,10 +75,11 @@ def test_a_worker_with_both_slots_compiles_once_for_every_user_and_job(
     assert graphs() == warmed, "a training job or a request compiled a new graph"
 
 
+@pytest.mark.usefixtures("fresh_dynamo")
 def test_a_recipe_the_slot_cannot_train_is_refused_by_name(
     model_cache_dir: Path, selfie_images: list[Any], tmp_path: Path
 ) -> None:
-    pipe, _, slot = worker_pipeline(model_cache_dir, compile=False)
+    pipe, _, slot = worker_pipeline(model_cache_dir)
     with pytest.raises(ValueError, match="rank is 8, but this worker's TrainingSlot has rank 4"):
         train_lora(pipe, selfie_images[:2], TrainingConfig(rank=8, steps=2), tmp_path, slot=slot)
     with pytest.raises(ValueError, match="UNet only"):

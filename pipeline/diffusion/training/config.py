@@ -25,7 +25,6 @@ class TrainingConfig:
     target_modules: tuple[str, ...] = UNET_ATTENTION_TARGETS
     min_snr_gamma: float | None = 5.0  # Min-SNR loss weighting (Hang et al. 2023); None turns it off
     gradient_checkpointing: bool = False
-    compile: bool = False  # torch.compile the UNet's forward for this call's loop
     text_encoder_lora: bool = False  # also train LoRAs on both CLIP text encoders' attention
     noise_offset: float = 0.0
     # Prior preservation (DreamBooth, Ruiz et al. 2022): with class images passed to train_lora, each step also

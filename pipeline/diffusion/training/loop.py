@@ -3,7 +3,7 @@
 Images are encoded once up front (``encode_training_set``) and the prompt too, unless the text encoders train as
 well, so the loop runs only the UNet. The adapter lives on the pipeline's own models for the length of the call and
 is removed in a ``finally``, whatever happens. The same code trains SDXL on a GPU (bfloat16 base under autocast,
-float32 LoRA weights, fused AdamW, optionally compiled) and the tiny model on a CPU.
+float32 LoRA weights, fused AdamW; compiled in a worker's ``TrainingSlot``) and the tiny model on a CPU.
 """
 
 from __future__ import annotations
@@ -58,9 +58,9 @@ class MemoryPlan:
     gradient_checkpointing: bool
 
 
-# Measured peaks on an H100 (BENCHMARKS.md, 2026-11-24): batch 4 uses 36 GiB, batch 8 65 GiB without checkpointing.
-# Batch 8 trains 1.8x as many image-steps/s as batch 4 (the step is bound by the host queueing kernels, so a bigger
-# batch does more work per kernel). Below 40 GiB, checkpointing trades compute for memory (a 24 GB card's floor).
+# Batch 8 needs nearly twice batch 4's memory but trains nearly twice as many image-steps/s: the step is bound by the
+# host queueing kernels, so a bigger batch does more work per kernel (peaks and rates: BENCHMARKS.md, second
+# session). Below 40 GiB, checkpointing trades compute for memory (a 24 GB card's floor).
 def memory_plan(gpu_memory_gib: float | None) -> MemoryPlan:
     """The fastest recipe that fits ``gpu_memory_gib`` of GPU memory; ``None`` (a CPU) keeps the defaults."""
     if gpu_memory_gib is None or 40 <= gpu_memory_gib < 72:
@@ -154,7 +154,8 @@ def train_lora(
         if config.gradient_checkpointing:
             unet.enable_gradient_checkpointing()
         unet.train()
-        forward = _unet_forward(unet, config, slot)
+        # ``unet.forward``, not ``unet(...)``: an inference-compiled UNet (optimize_for_inference) keeps its graphs.
+        forward = slot.forward if slot is not None else unet.forward  # the slot's is compiled once per worker
         from diffusers import DDPMScheduler
 
         noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
@@ -181,7 +182,7 @@ def train_lora(
             scaler.step(optimizer)
             scaler.update()
             # Kept on the device; only progress reports read one. Reading every step waits for the GPU each step
-            # (on an H100 at batch 4 that cost nothing measurable: the step is bound by the host queueing kernels).
+            # (measured harmless so far, BENCHMARKS.md second session: the step is bound by the host queueing kernels).
             step_losses.append(loss.detach())
             if step == 1:
                 first_step_s = time.monotonic() - started - encoded_s
@@ -259,17 +260,6 @@ def _attach_lora(pipe: Any, models: list[Any], adapter: str, config: TrainingCon
                 param.requires_grad_(True)
                 params.append(param)
     return params
-
-
-def _unet_forward(unet: Any, config: TrainingConfig, slot: TrainingSlot | None) -> Callable[..., Any]:
-    # ``unet.forward``, not ``unet(...)``: an inference-compiled UNet (optimize_for_inference) keeps its graphs.
-    import torch
-
-    if slot is not None:
-        return slot.forward  # compiled once per worker, not per job
-    if config.compile:
-        return torch.compile(unet.forward)  # for this call only
-    return unet.forward
 
 
 def _encode_prompt(pipe: Any, prompt: str) -> tuple[Any, Any]:

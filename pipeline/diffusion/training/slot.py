@@ -1,7 +1,7 @@
 """One training LoRA that stays on a worker's UNet, so a compiled training step is compiled once, not once per user.
 
 ``train_lora`` without a slot attaches a fresh adapter per job: new layers, so a compiled forward would recompile for
-every user (397 s per job for SDXL on an H100, BENCHMARKS.md), which is why the worker trained eagerly. A
+every user (minutes per job for SDXL, BENCHMARKS.md second session), which is why the worker trained eagerly. A
 ``TrainingSlot`` attaches one float32 LoRA of the worker's rank once, inactive and zero; each job re-initialises its
 weights in place from the job's seed, makes it the only active adapter, trains through the slot's one compiled
 forward, saves it, and zeroes it again, so no user's weights stay behind. Only the UNet trains this way: a recipe
@@ -25,7 +25,7 @@ TRAINING_ADAPTER = "headshot-training-slot"
 
 
 class TrainingSlot:
-    """A persistent training LoRA of ``rank`` on ``pipe``'s UNet, with one (optionally compiled) forward."""
+    """A persistent training LoRA of ``rank`` on ``pipe``'s UNet, with one compiled forward."""
 
     def __init__(
         self,
@@ -33,7 +33,6 @@ class TrainingSlot:
         *,
         rank: int,
         target_modules: Sequence[str] = UNET_ATTENTION_TARGETS,
-        compile: bool = True,
         compile_backend: str = "inductor",
         compile_scope: str = "unet",
     ) -> None:
@@ -70,11 +69,11 @@ class TrainingSlot:
         #    Scope "blocks" compiles the transformer blocks instead, shared with rendering (their graphs with
         #    gradients on are the training ones): minutes of compiling less than the whole forward.
         self.forward: Callable[..., Any] = unet.forward
-        if compile and compile_scope == "blocks":
+        if compile_scope == "blocks":
             from pipeline.diffusion.acceleration import compile_unet_blocks
 
             compile_unet_blocks(unet, backend=compile_backend)
-        elif compile:
+        else:
             self.forward = torch.compile(unet.forward, backend=compile_backend)
 
     def check(self, rank: int, target_modules: Sequence[str], text_encoder_lora: bool) -> None:

@@ -1,0 +1,77 @@
+"""What every benchmark shares: the model it measures, sample pictures, a synchronised timer with peak memory, and a
+count of the graphs torch.compile has built (a recompile shows as a new one)."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+__all__ = ["Measure", "benchmark_pipeline", "graph_count", "measured", "sample_images", "synchronize"]
+
+
+@dataclass
+class Measure:
+    seconds: float = 0.0
+    peak_gib: float = 0.0
+
+
+def synchronize(device: str) -> None:
+    """Wait for the GPU's queued work on a CUDA ``device``; nothing on a CPU."""
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+@contextmanager
+def measured(device: str) -> Iterator[Measure]:
+    """Wall time with the device synchronised at both ends, and the peak memory allocated inside."""
+    import torch
+
+    result = Measure()
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    yield result
+    if cuda:
+        torch.cuda.synchronize()
+        result.peak_gib = torch.cuda.max_memory_allocated() / 2**30
+    result.seconds = time.perf_counter() - started
+
+
+def sample_images(count: int) -> list[Image.Image]:
+    """Crops of scikit-image's astronaut photo when it is installed (content does not change the cost)."""
+    try:
+        from skimage import data
+
+        photo = Image.fromarray(data.astronaut())
+    except ImportError:
+        photo = Image.new("RGB", (512, 512), "grey")
+    return [photo.crop((10 * i, 5 * i, 10 * i + 400, 5 * i + 400)) for i in range(count)]
+
+
+def benchmark_pipeline(model: str, device: str) -> Any:
+    """What the benchmarks measure: ``"sdxl"``, SDXL's architecture with random weights, or ``"tiny"``."""
+    if model == "tiny":
+        from pipeline.diffusion.loading import load_base_pipeline
+
+        return load_base_pipeline("tiny", device=device, cache_dir=Path(tempfile.gettempdir()) / "headshot-models")
+    from pipeline.diffusion.sdxl_config import build_random_sdxl
+
+    return build_random_sdxl(device=device)
+
+
+def graph_count() -> int:
+    """Graphs torch.compile has built in this process so far."""
+    import torch._dynamo.utils
+
+    return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])

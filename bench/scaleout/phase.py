@@ -1,0 +1,42 @@
+"""One measured phase: a fresh queue, ``k`` fresh workers, a burst of customers, GPU utilisation sampled meanwhile."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from bench.gpu_sampler import GpuSampler
+from bench.scaleout.burst import drive_burst
+from bench.scaleout.plan import QUEUE_NAME, PhaseResult, ScaleoutPlan
+from bench.scaleout.workers import start_workers, stop_workers, wait_until_ready
+from jobs.contract.queue import JobQueue, connect_queue
+from jobs.storage import LocalStorage
+
+__all__ = ["run_phase"]
+
+
+async def run_phase(plan: ScaleoutPlan, workers: int, customers: int, redis_url: str, data_dir: Path) -> PhaseResult:
+    """One measured burst: ``workers`` fresh worker processes, ``customers`` customers enqueued at once."""
+    result = PhaseResult(workers=workers, customers=customers)
+    phase_dir = data_dir / f"phase-{workers}w-{customers}c"
+    phase_dir.mkdir(parents=True, exist_ok=True)
+    pool = await connect_queue(redis_url, QUEUE_NAME)
+    await pool.flushdb()  # each phase starts from an empty queue, stream and result set
+    processes = start_workers(plan, workers, redis_url, phase_dir)
+    try:
+        start_up = await wait_until_ready(processes, phase_dir, timeout_s=1800)
+        result.model_load_s, result.ready_s = start_up["model_load_s"], start_up["ready_s"]
+        sampler = GpuSampler(plan.gpus)
+        storage = LocalStorage(phase_dir / "storage")
+        with sampler:
+            started = time.monotonic()
+            await drive_burst(JobQueue(pool, QUEUE_NAME), pool, storage, plan, customers, result)
+            result.seconds = round(time.monotonic() - started, 2)
+        result.gpu_utilisation = sampler.mean_utilisation()
+        result.gpu_memory_peak_mib = sampler.peak_memory_mib()
+    finally:
+        stop_workers(processes)
+        await pool.aclose()
+    if result.seconds and not result.jobs_lost:
+        result.customers_per_hour = round(customers * 3600 / result.seconds, 2)
+    return result

@@ -1,0 +1,54 @@
+"""What a scale-out run measures: one customer's cost and the workers' set-up (the plan), and one phase's figures."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+__all__ = ["EVENTS_STREAM", "QUEUE_NAME", "PhaseResult", "ScaleoutPlan"]
+
+QUEUE_NAME = "scaleout:queue"
+EVENTS_STREAM = "scaleout:events"
+
+
+@dataclass(frozen=True)
+class ScaleoutPlan:
+    """What one customer costs and how the workers run; the same for every phase of a run."""
+
+    model: str
+    selfies: list[bytes]
+    train_steps: int = 1000
+    headshots: int = 40
+    per_request: int = 4
+    inference_steps: int | None = None
+    style: str = "linkedin"
+    gpus: int = 0  # 0: CPU workers, no pinning
+    timeout_s: float = 3600.0
+
+    def __post_init__(self) -> None:
+        if self.headshots < 1 or self.per_request < 1:
+            raise ValueError(f"headshots ({self.headshots}) and per_request ({self.per_request}) must be at least 1.")
+        if not self.selfies:
+            raise ValueError("A scale-out run needs at least one selfie image.")
+
+    @property
+    def requests_per_customer(self) -> int:
+        return math.ceil(self.headshots / self.per_request)
+
+
+@dataclass
+class PhaseResult:
+    workers: int
+    customers: int
+    seconds: float = 0.0
+    customers_per_hour: float = 0.0
+    jobs_expected: int = 0
+    jobs_completed: int = 0
+    jobs_lost: list[str] = field(default_factory=list)
+    jobs_run_twice: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    jobs_per_worker: dict[str, int] = field(default_factory=dict)
+    model_load_s: list[float] = field(default_factory=list)
+    ready_s: list[float] = field(default_factory=list)  # the whole start-up: load, slots, compiling
+    gpu_utilisation: dict[str, float] = field(default_factory=dict)
+    gpu_memory_peak_mib: dict[str, float] = field(default_factory=dict)

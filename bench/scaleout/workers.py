@@ -1,0 +1,88 @@
+"""The real ``headshot-worker`` processes of one phase: their environment (queue, model, GPU pinning), start, the
+wait until each is ready to serve, and stop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.scaleout.plan import EVENTS_STREAM, QUEUE_NAME, ScaleoutPlan
+
+__all__ = ["start_workers", "stop_workers", "wait_until_ready", "worker_env"]
+
+
+def worker_env(plan: ScaleoutPlan, index: int, workers: int, redis_url: str, data_dir: Path) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "HEADSHOT_MODEL": plan.model,
+        "HEADSHOT_DATA_DIR": str(data_dir),
+        "HEADSHOT_STORAGE_DIR": str(data_dir / "storage"),
+        "HEADSHOT_QUEUE_NAME": QUEUE_NAME,
+        "HEADSHOT_EVENTS_STREAM": EVENTS_STREAM,
+        "HEADSHOT_TRAIN_STEPS": str(plan.train_steps),
+        "HEADSHOT_PROGRESS_INTERVAL_S": "30",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("HEADSHOT_WORKER_METRICS_PORT", None)  # k workers on one host cannot share one metrics port
+    if plan.inference_steps:
+        env["HEADSHOT_INFERENCE_STEPS"] = str(plan.inference_steps)
+    if plan.gpus:
+        env["CUDA_VISIBLE_DEVICES"] = str(index % plan.gpus)
+    else:
+        # CPU workers share the cores; unpinned OpenMP pools spin against each other and crawl.
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+    return env
+
+
+def start_workers(plan: ScaleoutPlan, workers: int, redis_url: str, data_dir: Path) -> list[subprocess.Popen[bytes]]:
+    processes = []
+    for index in range(workers):
+        log_file = (data_dir / f"worker-{index}.log").open("wb")
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "jobs.worker.main"],
+                env=worker_env(plan, index, workers, redis_url, data_dir),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        )
+    return processes
+
+
+async def wait_until_ready(
+    processes: list[subprocess.Popen[bytes]], data_dir: Path, timeout_s: float
+) -> dict[str, list[float]]:
+    """Wait until every worker has finished starting up (compiling included, so no burst pays for a compile); return
+    each one's model-load and whole start-up seconds, read from its log. A worker that exits fails the phase."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        figures: dict[str, list[float]] = {"model_load_s": [], "ready_s": []}
+        for index, process in enumerate(processes):
+            log_text = (data_dir / f"worker-{index}.log").read_text(errors="replace")
+            if process.poll() is not None:
+                tail = log_text[-3000:]
+                raise RuntimeError(f"worker {index} exited with {process.returncode} while starting:\n{tail}")
+            for key, marker in (("model_load_s", " loaded in "), ("ready_s", " ready to serve in ")):
+                found = [line for line in log_text.splitlines() if marker in line]
+                if found:
+                    figures[key].append(float(found[0].rsplit(marker, 1)[1].split()[0]))
+        if len(figures["ready_s"]) == len(processes):
+            return figures
+        await asyncio.sleep(0.5)
+    raise TimeoutError(f"workers were not ready within {timeout_s:.0f} s; see {data_dir}/worker-*.log")
+
+
+def stop_workers(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
