@@ -180,12 +180,15 @@ def run_benchmark(
         graphs_before = graph_count()
         switches = [slot.swap_in(paths[user]) for user in ("a", "b", "a", "b")]
         after_switch = project_generation(pipe, slot, paths["b"], batch=1, steps=steps, repeats=1)
-        record("lora_switch", {
-            "seconds": sorted(switches)[len(switches) // 2],
-            "all_seconds": switches,
-            "recompiled_graphs": graph_count() - graphs_before,
-            "s_per_image_after": after_switch["s_per_image"],
-        })  # fmt: skip
+        record(
+            "lora_switch",
+            {
+                "seconds": sorted(switches)[len(switches) // 2],
+                "all_seconds": switches,
+                "recompiled_graphs": graph_count() - graphs_before,
+                "s_per_image_after": after_switch["s_per_image"],
+            },
+        )
         project_render(4)
 
     # 4. One customer: a 1000 image-step training plus 40 headshots at batch 4, plus a LoRA switch.
@@ -246,12 +249,14 @@ def main(argv: list[str] | None = None) -> int:
             compile_scope=args.compile_scope,
         )
     compiled = not args.no_compile
-    results.update({
-        "model": args.model,
-        "date": time.strftime("%Y-%m-%d"),
-        "compile": compiled,
-        "compile_mode": args.compile_mode if compiled else None,
-    })  # fmt: skip
+    results.update(
+        {
+            "model": args.model,
+            "date": time.strftime("%Y-%m-%d"),
+            "compile": compiled,
+            "compile_mode": args.compile_mode if compiled else None,
+        }
+    )
     text = json.dumps(results, indent=2, default=str)
     print(text)
     if args.out:

@@ -30,8 +30,14 @@ class BotApp:
     """``async with BotApp(settings, redis_url) as app:`` then ``app.service`` for messages and
     ``app.start_delivery(ports)`` to post worker events back into chats."""
 
-    def __init__(self, settings: Settings, redis_url: str, *, consumer_name: str | None = None,
-                 storage: BlobStorage | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        settings: Settings,
+        redis_url: str,
+        *,
+        consumer_name: str | None = None,
+        storage: BlobStorage | None = None,
+    ) -> None:
         self.settings = settings
         self.redis_url = redis_url
         # The consumer name survives restarts on one host, so a restarted bot re-reads what it had not acked.
@@ -62,8 +68,9 @@ class BotApp:
         self._tasks.append(asyncio.create_task(watchdog.run(self._stop), name="job-watchdog"))
         return delivery
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:  # fmt: skip
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._stop.set()
         for task in self._tasks:
             try:

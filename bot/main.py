@@ -74,8 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings)  # HEADSHOT_LOG_FORMAT=json for one JSON object per line
     configured = [spec for spec in FRONTENDS if getattr(settings, spec.token_setting) is not None]
     if not configured:
-        print("No chat token set: put DISCORD_TOKEN and/or TELEGRAM_TOKEN in the environment or .env, "
-              "or run `headshot-local` to chat in this terminal.", file=sys.stderr)  # fmt: skip
+        print(
+            "No chat token set: put DISCORD_TOKEN and/or TELEGRAM_TOKEN in the environment or .env, "
+            "or run `headshot-local` to chat in this terminal.",
+            file=sys.stderr,
+        )
         return 2
     frontends = [spec.factory(settings) for spec in configured]
     log.info("starting frontends: %s", ", ".join(spec.name for spec in configured))

@@ -31,18 +31,24 @@ class BotMetrics:
         self._redis = redis
         self.registry = CollectorRegistry()
         self.queue = QueueGauges(self.registry, redis, settings.queue_name)
-        self.delivered = Counter("headshot_bot_events_delivered", "Worker events posted to a chat and acked.",
-                                 ["type"], registry=self.registry)  # fmt: skip
-        self.pending = Gauge("headshot_bot_events_pending", "Events read by the bot, not acked yet.",
-                             registry=self.registry)  # fmt: skip
+        self.delivered = Counter(
+            "headshot_bot_events_delivered",
+            "Worker events posted to a chat and acked.",
+            ["type"],
+            registry=self.registry,
+        )
+        self.pending = Gauge(
+            "headshot_bot_events_pending", "Events read by the bot, not acked yet.", registry=self.registry
+        )
         self._server: MetricsServer | None = None
 
     async def start(self) -> None:
         """Serve ``/metrics`` when ``bot_metrics_port`` is set; otherwise count quietly."""
         if not self.settings.bot_metrics_port:
             return
-        server = MetricsServer(self.registry, self.settings.metrics_host, self.settings.bot_metrics_port,
-                               self.refresh, owner="bot")  # fmt: skip
+        server = MetricsServer(
+            self.registry, self.settings.metrics_host, self.settings.bot_metrics_port, self.refresh, owner="bot"
+        )
         await server.start()
         self._server = server
 

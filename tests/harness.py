@@ -113,8 +113,9 @@ class RestartableBot:
 
 
 class Harness:
-    def __init__(self, settings: Settings, model: Any, out: Path, *, user: str = "alice",
-                 consumer_name: str = "test-bot") -> None:  # fmt: skip
+    def __init__(
+        self, settings: Settings, model: Any, out: Path, *, user: str = "alice", consumer_name: str = "test-bot"
+    ) -> None:
         assert settings.redis_url is not None
         self.settings = settings
         self.model = model
@@ -168,8 +169,9 @@ class Harness:
         """Wait until delivery has moved the session to ``state`` and no job is open."""
         if await reached_state(self.app.core, self.chat.chat.user_key, state, timeout_s):
             return
-        raise AssertionError(f"session stayed {await self.session_state()!r}, wanted {state!r}; chat:\n" +
-                             "\n".join(self.lines))  # fmt: skip
+        raise AssertionError(
+            f"session stayed {await self.session_state()!r}, wanted {state!r}; chat:\n" + "\n".join(self.lines)
+        )
 
     async def selfie_count(self) -> int:
         session = await self.app.store.current_session(self.chat.chat.user_key)

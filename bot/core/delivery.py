@@ -134,8 +134,9 @@ class EventDelivery:
         try:
             await port.send(chat_id, Reply(texts.FAVORITE_PICK, buttons))
         except Exception:
-            log.warning("posting favorite buttons for job %s failed; /favorite <n> still works", job.job_id,
-                        exc_info=True)  # fmt: skip
+            log.warning(
+                "posting favorite buttons for job %s failed; /favorite <n> still works", job.job_id, exc_info=True
+            )
 
     async def _end_unsuccessfully(self, event: Failed | Cancelled, job: JobRow, chat_id: str, port: ChatPort) -> None:
         if isinstance(event, Failed):

@@ -35,8 +35,9 @@ async def erase_user(core: CoreContext, user_key: str) -> None:
 
     # 3. Redis: jobs, results, retries, aborts and the user's entries in the event stream.
     settings = core.settings
-    event_ids = await erase_user_traces(core.queue.pool, user_key, queue_name=settings.queue_name,
-                                        events_stream=settings.events_stream, spare=running)  # fmt: skip
+    event_ids = await erase_user_traces(
+        core.queue.pool, user_key, queue_name=settings.queue_name, events_stream=settings.events_stream, spare=running
+    )
 
     # 4. Rows last, and the delivery records of the events just deleted.
     await core.store.delete_user(user_key)

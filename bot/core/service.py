@@ -128,8 +128,9 @@ class HeadshotService:
         else:
             raise SessionError(texts.UNKNOWN_COMMAND.format(command=texts.clip(command)))
 
-    async def _train(self, chat: ChatRef, session: SessionRow | None, args: str, message: IncomingMessage,
-                     port: ChatPort) -> None:  # fmt: skip
+    async def _train(
+        self, chat: ChatRef, session: SessionRow | None, args: str, message: IncomingMessage, port: ChatPort
+    ) -> None:
         settings = self.core.settings
         store = self.core.store
         if args.lower() == "start":

@@ -42,8 +42,15 @@ class SelfieStatus:
         run = self._runs.get(user_key)
         return len(run.lines) if run is not None and run.session_id == session_id else 0
 
-    async def show(self, port: ChatPort, chat: ChatRef, session_id: int, new_lines: list[str], footer: str,
-                   buttons: tuple[Button, ...]) -> None:  # fmt: skip
+    async def show(
+        self,
+        port: ChatPort,
+        chat: ChatRef,
+        session_id: int,
+        new_lines: list[str],
+        footer: str,
+        buttons: tuple[Button, ...],
+    ) -> None:
         """Add ``new_lines`` to the run's message (editing it), or post the message when no run is open."""
         run = self._runs.get(chat.user_key)
         if run is not None and run.session_id != session_id:

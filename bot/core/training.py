@@ -23,8 +23,9 @@ __all__ = ["add_selfies", "start_training"]
 log = logging.getLogger(__name__)
 
 
-async def add_selfies(core: CoreContext, chat: ChatRef, session: SessionRow, attachments: tuple[Attachment, ...],
-                      port: ChatPort) -> None:  # fmt: skip
+async def add_selfies(
+    core: CoreContext, chat: ChatRef, session: SessionRow, attachments: tuple[Attachment, ...], port: ChatPort
+) -> None:
     """Check each attachment, keep the good ones, and show one verdict per file plus the running count.
 
     The verdicts go into the run's one status message (``SelfieStatus``), edited as more photos arrive.
@@ -33,16 +34,20 @@ async def add_selfies(core: CoreContext, chat: ChatRef, session: SessionRow, att
     rows = await core.store.selfies(chat.user_key, session.id)
     keys = [row.storage_key for row in rows]
     accepted = [row.facts for row in rows if row.facts is not None]
-    rules = IntakeRules(settings.min_face_px, settings.min_face_sharpness, settings.duplicate_max_distance,
-                        settings.identity_min_score)  # fmt: skip
+    rules = IntakeRules(
+        settings.min_face_px, settings.min_face_sharpness, settings.duplicate_max_distance, settings.identity_min_score
+    )
     lines: list[str] = []
     numbered = core.selfie_status.verdicts(chat.user_key, session.id)
     for attachment in attachments:
         # Photos without a file name (Telegram's compressed photos) are numbered in the order they arrived.
         name = attachment.filename or f"photo {numbered + len(lines) + 1}"
         if len(keys) >= settings.max_selfies:
-            lines.append(texts.SELFIE_REJECTED.format(filename=name, reason=texts.SELFIE_LIMIT.format(
-                maximum=settings.max_selfies)))  # fmt: skip
+            lines.append(
+                texts.SELFIE_REJECTED.format(
+                    filename=name, reason=texts.SELFIE_LIMIT.format(maximum=settings.max_selfies)
+                )
+            )
             continue
         try:
             # Decoding and face analysis take a fraction of a second of CPU: off the event loop.

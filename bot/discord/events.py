@@ -52,8 +52,14 @@ class DiscordEvents:
 
     # Interactions: acknowledged within Discord's 3 seconds, the work continues as plain DM messages.
 
-    async def on_command(self, interaction: discord.Interaction[Any], command: str,
-                         photos: Sequence[discord.Attachment] = (), *, then: str | None = None) -> None:  # fmt: skip
+    async def on_command(
+        self,
+        interaction: discord.Interaction[Any],
+        command: str,
+        photos: Sequence[discord.Attachment] = (),
+        *,
+        then: str | None = None,
+    ) -> None:
         """A slash command: defer ("thinking…"), hand it (and ``then``) to the core, then echo it in the response."""
         if await self._refuse_server(interaction):
             return
@@ -79,8 +85,9 @@ class DiscordEvents:
             return
         await self._handle(chat, command, ())
 
-    async def on_error(self, error: BaseException, chat_id: str | None,
-                       interaction: discord.Interaction[Any] | None = None) -> None:  # fmt: skip
+    async def on_error(
+        self, error: BaseException, chat_id: str | None, interaction: discord.Interaction[Any] | None = None
+    ) -> None:
         """The one error handler: the traceback to the log, a short true sentence to the user."""
         log.error("handling a Discord event failed", exc_info=error)
         try:

@@ -34,8 +34,9 @@ TEXT_MAX = 2000  # Discord's limit of characters in a message's content
 class DiscordPort:
     platform = "discord"
 
-    def __init__(self, client: discord.Client, *, edit_interval_s: float = 3.0,
-                 upload_limit_bytes: int = 10 * 2**20) -> None:  # fmt: skip
+    def __init__(
+        self, client: discord.Client, *, edit_interval_s: float = 3.0, upload_limit_bytes: int = 10 * 2**20
+    ) -> None:
         self.client = client
         self.upload_limit_bytes = upload_limit_bytes
         self.buttons = ButtonIds()

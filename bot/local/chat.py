@@ -60,8 +60,9 @@ def parse_line(line: str) -> tuple[str, list[Path]] | int:
 class LocalChat:
     """One local user talking to the core through ``LocalChatPort``."""
 
-    def __init__(self, service: HeadshotService, port: LocalChatPort, user: str = "me", *,
-                 group: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, service: HeadshotService, port: LocalChatPort, user: str = "me", *, group: str | None = None
+    ) -> None:
         """``group`` names a group chat to speak in instead of the private one (the core refuses groups)."""
         self.service = service
         self.port = port

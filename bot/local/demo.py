@@ -100,8 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  favorites:      {(out / 'favorites').resolve()}")
     print(f"  sample selfies: {selfies.resolve()}")
     if settings.model == "tiny":
-        print("  (the tiny model has random weights, so the images are abstract: run with an SDXL checkpoint and a GPU"
-              " for real headshots)")  # fmt: skip
+        print(
+            "  (the tiny model has random weights, so the images are abstract: run with an SDXL checkpoint and a GPU"
+            " for real headshots)"
+        )
     return 0
 
 

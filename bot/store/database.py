@@ -73,8 +73,15 @@ class Store(GalleryRows):
 
     # Selfies.
 
-    async def add_selfie(self, user_key: str, session_id: int, storage_key: str, width: int, height: int,
-                         facts: SelfieFacts | None = None) -> None:  # fmt: skip
+    async def add_selfie(
+        self,
+        user_key: str,
+        session_id: int,
+        storage_key: str,
+        width: int,
+        height: int,
+        facts: SelfieFacts | None = None,
+    ) -> None:
         face_box = phash = embedding = None
         if facts is not None:
             face_box = ",".join(str(value) for value in facts.face_box)
@@ -108,9 +115,17 @@ class Store(GalleryRows):
         await self.db.execute(
             "INSERT OR IGNORE INTO jobs (job_id, user_key, session_id, kind, status, style, progress_message_id, "
             "created_at) VALUES (?,?,?,?,?,?,?,?)",
-            (job.job_id, job.user_key, job.session_id, job.kind, job.status, job.style, job.progress_message_id,
-             time.time()),
-        )  # fmt: skip
+            (
+                job.job_id,
+                job.user_key,
+                job.session_id,
+                job.kind,
+                job.status,
+                job.style,
+                job.progress_message_id,
+                time.time(),
+            ),
+        )
         await self.db.commit()
 
     async def job(self, user_key: str, job_id: str) -> JobRow | None:
@@ -144,8 +159,9 @@ class Store(GalleryRows):
         )
         return int(row[0]) if row else 0
 
-    async def update_job(self, user_key: str, job_id: str, *, status: JobStatus | None = None,
-                         progress_message_id: str | None = None) -> None:  # fmt: skip
+    async def update_job(
+        self, user_key: str, job_id: str, *, status: JobStatus | None = None, progress_message_id: str | None = None
+    ) -> None:
         if status is not None:
             finished = time.time() if JobStatus(status).finished else None
             await self.db.execute(

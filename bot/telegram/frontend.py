@@ -82,7 +82,7 @@ class TelegramFrontend:
         application.add_handler(
             MessageHandler(
                 filters.UpdateType.MESSAGE & filters.ChatType.PRIVATE & ~filters.StatusUpdate.ALL, updates.on_other
-            )  # fmt: skip
+            )
         )
         application.add_error_handler(updates.on_error)
 
@@ -117,8 +117,11 @@ class TelegramFrontend:
             else:
                 await updater.start_polling(timeout=self.options.poll_timeout_s, allowed_updates=ALLOWED_UPDATES)
             self.port.ready.set()
-            log.info("Telegram bot @%s is up (%s)", application.bot.username,
-                     "webhook" if self.options.webhook_url else "polling")  # fmt: skip
+            log.info(
+                "Telegram bot @%s is up (%s)",
+                application.bot.username,
+                "webhook" if self.options.webhook_url else "polling",
+            )
             await stop.wait()
         finally:
             # 3. Stop fetching, finish the updates and album timers in hand, flush edits, close the connections.

@@ -54,8 +54,9 @@ class UserOrderedUpdates(BaseUpdateProcessor):
 
 
 class TelegramUpdates:
-    def __init__(self, service: HeadshotService, port: TelegramPort, locks: UserLocks, album_wait_s: float,
-                 spawn: Spawn) -> None:  # fmt: skip
+    def __init__(
+        self, service: HeadshotService, port: TelegramPort, locks: UserLocks, album_wait_s: float, spawn: Spawn
+    ) -> None:
         self.service = service
         self.port = port
         self.albums = AlbumCollator(album_wait_s, self._handle_parts, locks, spawn)

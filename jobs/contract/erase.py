@@ -53,8 +53,9 @@ async def erase_finished_job(redis: Redis, job_id: str, *, queue_name: str, wait
     await erase_job(redis, job_id, queue_name=queue_name)
 
 
-async def erase_user_traces(redis: Redis, user_key: str, *, queue_name: str, events_stream: str,
-                            spare: Collection[str] = ()) -> list[str]:  # fmt: skip
+async def erase_user_traces(
+    redis: Redis, user_key: str, *, queue_name: str, events_stream: str, spare: Collection[str] = ()
+) -> list[str]:
     """Erase the user's jobs and events; returns the ids of the stream entries deleted.
 
     ``spare`` names running jobs whose abort request must stay until a worker has seen it (the worker removes it).
@@ -76,8 +77,11 @@ async def erase_user_traces(redis: Redis, user_key: str, *, queue_name: str, eve
     start = "-"
     while True:
         page = await redis.xrange(events_stream, min=start, max="+", count=_STREAM_PAGE)
-        ids = [_text(entry_id) for entry_id, fields in page
-               if _text(fields.get(b"user_key", fields.get("user_key", ""))) == user_key]  # fmt: skip
+        ids = [
+            _text(entry_id)
+            for entry_id, fields in page
+            if _text(fields.get(b"user_key", fields.get("user_key", ""))) == user_key
+        ]
         if ids:
             await redis.xdel(events_stream, *ids)
             deleted.extend(ids)

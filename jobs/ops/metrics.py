@@ -37,8 +37,15 @@ log = logging.getLogger(__name__)
 class MetricsServer:
     """Serves ``registry`` at ``http://host:port/metrics``, after awaiting ``refresh`` so Redis gauges are fresh."""
 
-    def __init__(self, registry: CollectorRegistry, host: str, port: int,
-                 refresh: Callable[[], Awaitable[None]] | None = None, *, owner: str) -> None:  # fmt: skip
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        host: str,
+        port: int,
+        refresh: Callable[[], Awaitable[None]] | None = None,
+        *,
+        owner: str,
+    ) -> None:
         self._registry = registry
         self._host = host
         self._port = port

@@ -40,8 +40,9 @@ def _ago(seconds: float | None) -> str:
     return f"{seconds / 60:.0f}m" if seconds < 7200 else f"{seconds / 3600:.1f}h"
 
 
-async def report(redis: Redis, settings: Settings, out: TextIO, *, min_workers: int = 1, this_host: bool = False,
-                 failures: int = 5) -> bool:  # fmt: skip
+async def report(
+    redis: Redis, settings: Settings, out: TextIO, *, min_workers: int = 1, this_host: bool = False, failures: int = 5
+) -> bool:
     """Print the state of the queue to ``out``; True when healthy."""
     now = time.time()
     # 1. The queue: how deep, and its first jobs with their age.
@@ -49,14 +50,20 @@ async def report(redis: Redis, settings: Settings, out: TextIO, *, min_workers: 
     print(f"queue {settings.queue_name}: {counts.queued} waiting, {counts.in_progress} running", file=out)
     for job in await queue_jobs(redis, settings.queue_name):
         state = "running" if job.in_progress else "waiting"
-        print(f"  {state:8} {job.job_id}  {job.function or '?'}  {job.user_key or '?'}  "
-              f"enqueued {_ago(age_s(job.enqueued_at, now))} ago", file=out)  # fmt: skip
+        print(
+            f"  {state:8} {job.job_id}  {job.function or '?'}  {job.user_key or '?'}  "
+            f"enqueued {_ago(age_s(job.enqueued_at, now))} ago",
+            file=out,
+        )
     # 2. The workers, from their own heartbeats (arq's health-check key is one per queue).
     workers = await live_workers(redis, settings.queue_name)
     print(f"live workers: {len(workers)}", file=out)
     for beat in workers:
-        print(f"  {beat.worker}  up {_ago(now - beat.started_at)}, beat {_ago(now - beat.beat_at)} ago, "
-              f"job {beat.job_id or '-'}, done {beat.jobs_done}, failed {beat.jobs_failed}", file=out)  # fmt: skip
+        print(
+            f"  {beat.worker}  up {_ago(now - beat.started_at)}, beat {_ago(now - beat.beat_at)} ago, "
+            f"job {beat.job_id or '-'}, done {beat.jobs_done}, failed {beat.jobs_failed}",
+            file=out,
+        )
     # 3. What went wrong lately, as the users were told.
     recent = await recent_failures(redis, settings.events_stream, limit=failures) if failures else []
     print(f"last failures: {len(recent) or 'none'}", file=out)
@@ -71,8 +78,10 @@ async def report(redis: Redis, settings: Settings, out: TextIO, *, min_workers: 
         print(f"{'healthy' if healthy else 'UNHEALTHY'}: {len(mine)} live worker(s) on host {host}", file=out)
     else:
         healthy = len(workers) >= min_workers
-        print(f"{'healthy' if healthy else 'UNHEALTHY'}: {len(workers)} live worker(s), at least {min_workers} "
-              f"needed", file=out)  # fmt: skip
+        print(
+            f"{'healthy' if healthy else 'UNHEALTHY'}: {len(workers)} live worker(s), at least {min_workers} needed",
+            file=out,
+        )
     return healthy
 
 
@@ -80,17 +89,23 @@ async def _run(url: str, settings: Settings, args: argparse.Namespace) -> int:
     try:
         redis = Redis.from_url(url, socket_connect_timeout=3, socket_timeout=5)
     except ValueError as error:  # not a redis:// URL at all
-        print(f"headshot-status: {redacted(url)} is not a Redis URL ({error}); set REDIS_URL to e.g. "
-              "redis://localhost:6379/0.", file=sys.stderr)  # fmt: skip
+        print(
+            f"headshot-status: {redacted(url)} is not a Redis URL ({error}); set REDIS_URL to e.g. "
+            "redis://localhost:6379/0.",
+            file=sys.stderr,
+        )
         return UNHEALTHY
     try:
         await redis.ping()
         print(f"redis {redacted(url)}: reachable")
-        ok = await report(redis, settings, sys.stdout, min_workers=args.min_workers, this_host=args.this_host,
-                          failures=args.failures)  # fmt: skip
+        ok = await report(
+            redis, settings, sys.stdout, min_workers=args.min_workers, this_host=args.this_host, failures=args.failures
+        )
     except (RedisError, OSError) as error:
-        print(f"headshot-status: cannot reach Redis at {redacted(url)} ({error}). Start Redis or fix REDIS_URL.",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"headshot-status: cannot reach Redis at {redacted(url)} ({error}). Start Redis or fix REDIS_URL.",
+            file=sys.stderr,
+        )
         return UNHEALTHY
     finally:
         await redis.aclose()
@@ -98,8 +113,9 @@ async def _run(url: str, settings: Settings, args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="headshot-status", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="headshot-status", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--redis-url", help="override REDIS_URL")
     parser.add_argument("--min-workers", type=int, default=1, help="live workers needed to be healthy (default 1)")
     parser.add_argument(
@@ -112,8 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     url = args.redis_url or settings.redis_url
     if not url:
-        print("headshot-status needs the Redis the bot and workers share: set REDIS_URL "
-              "(e.g. redis://localhost:6379/0) or pass --redis-url.", file=sys.stderr)  # fmt: skip
+        print(
+            "headshot-status needs the Redis the bot and workers share: set REDIS_URL "
+            "(e.g. redis://localhost:6379/0) or pass --redis-url.",
+            file=sys.stderr,
+        )
         return UNHEALTHY
     return asyncio.run(_run(url, settings, args))
 

@@ -35,9 +35,18 @@ _DENIED_CODES = {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotM
 class S3Storage:
     """Blobs as objects ``<prefix><key>`` in one bucket; keys are checked like ``LocalStorage``'s."""
 
-    def __init__(self, bucket: str, *, endpoint_url: str | None = None, region: str | None = None,
-                 access_key_id: str | None = None, secret_access_key: str | None = None, prefix: str = "",
-                 part_size: int = DEFAULT_PART_SIZE, max_attempts: int = 3) -> None:  # fmt: skip
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        prefix: str = "",
+        part_size: int = DEFAULT_PART_SIZE,
+        max_attempts: int = 3,
+    ) -> None:
         if part_size < MIN_PART_SIZE:
             raise ValueError(f"part_size {part_size} is below S3's minimum part of {MIN_PART_SIZE} bytes")
         self.bucket = bucket
@@ -150,8 +159,9 @@ class S3Storage:
             except BaseException:
                 # Parts of an unfinished upload stay billed until aborted; shield so a cancelled job still aborts.
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(self._s3.abort_multipart_upload(Bucket=self.bucket, Key=full,
-                                                                         UploadId=upload_id))  # fmt: skip
+                    await asyncio.shield(
+                        self._s3.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload_id)
+                    )
                 raise
 
     async def get_file(self, key: str, path: Path) -> None:

@@ -48,10 +48,14 @@ class _GpuMemoryCollector(Collector):
             return
         device = torch.device(self._device or "cuda")
         index = device.index if device.index is not None else torch.cuda.current_device()
-        allocated = GaugeMetricFamily("headshot_gpu_memory_allocated_bytes", "CUDA memory held by tensors.",
-                                      labels=["device"])  # fmt: skip
-        reserved = GaugeMetricFamily("headshot_gpu_memory_reserved_bytes", "CUDA memory reserved by torch's caching "
-                                     "allocator.", labels=["device"])  # fmt: skip
+        allocated = GaugeMetricFamily(
+            "headshot_gpu_memory_allocated_bytes", "CUDA memory held by tensors.", labels=["device"]
+        )
+        reserved = GaugeMetricFamily(
+            "headshot_gpu_memory_reserved_bytes",
+            "CUDA memory reserved by torch's caching allocator.",
+            labels=["device"],
+        )
         allocated.add_metric([str(index)], torch.cuda.memory_allocated(index))
         reserved.add_metric([str(index)], torch.cuda.memory_reserved(index))
         yield allocated
@@ -79,8 +83,13 @@ class WorkerMonitor:
         self.worker_name = worker_name
         self.registry = CollectorRegistry()
         self.started = Counter("headshot_jobs_started", "Jobs this worker started.", ["kind"], registry=self.registry)
-        self.duration = Histogram("headshot_job_duration_seconds", "Time from a job's start to its end.",
-                                  ["kind", "outcome"], buckets=DURATION_BUCKETS, registry=self.registry)  # fmt: skip
+        self.duration = Histogram(
+            "headshot_job_duration_seconds",
+            "Time from a job's start to its end.",
+            ["kind", "outcome"],
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
         self.failures = Counter("headshot_job_failures", "Jobs that failed.", ["kind", "cause"], registry=self.registry)
         self.running = Gauge("headshot_worker_jobs_running", "Jobs this worker runs now.", registry=self.registry)
         self.registry.register(_GpuMemoryCollector(settings.device))
@@ -96,8 +105,13 @@ class WorkerMonitor:
         self._redis = redis
         if self.settings.worker_metrics_port:
             gauges = QueueGauges(self.registry, redis, self.settings.queue_name)
-            server = MetricsServer(self.registry, self.settings.metrics_host, self.settings.worker_metrics_port,
-                                   gauges.refresh, owner=f"worker {self.worker_name}")  # fmt: skip
+            server = MetricsServer(
+                self.registry,
+                self.settings.metrics_host,
+                self.settings.worker_metrics_port,
+                gauges.refresh,
+                owner=f"worker {self.worker_name}",
+            )
             await server.start()
             self._server = server
         self._beating = asyncio.create_task(self._beat(redis), name="worker-heartbeat")

@@ -62,8 +62,7 @@ async def expire_old_blobs(settings: Settings, storage: object, events: EventPub
         expiry = Expired(user_key=user_key, job_id=RETENTION_JOB_ID, keys=tuple(keys), days=settings.retention_days)
         await events.publish(expiry)
     count = sum(len(keys) for keys in expired.values())
-    log.info("retention: deleted %d blobs older than %d days of %d users", count, settings.retention_days,
-             len(expired))  # fmt: skip
+    log.info("retention: deleted %d blobs older than %d days of %d users", count, settings.retention_days, len(expired))
     return {"expired": count, "users": len(expired)}
 
 

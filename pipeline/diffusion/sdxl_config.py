@@ -14,8 +14,13 @@ from typing import Any
 
 from pipeline.diffusion.sdxl_tiny import sdxl_scheduler, write_tokenizer_files
 
-__all__ = ["SDXL_TEXT_ENCODER_2_CONFIG", "SDXL_TEXT_ENCODER_CONFIG", "SDXL_UNET_CONFIG", "SDXL_VAE_CONFIG",
-           "build_random_sdxl"]  # fmt: skip
+__all__ = [
+    "SDXL_TEXT_ENCODER_2_CONFIG",
+    "SDXL_TEXT_ENCODER_CONFIG",
+    "SDXL_UNET_CONFIG",
+    "SDXL_VAE_CONFIG",
+    "build_random_sdxl",
+]
 
 SDXL_UNET_CONFIG: dict[str, Any] = {
     "sample_size": 128,

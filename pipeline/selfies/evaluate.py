@@ -49,8 +49,13 @@ class EvalReport:
         return "\n".join(lines)
 
 
-def evaluate(selfies_dir: Path, headshots_dir: Path, *, threshold: float = DEFAULT_MIN_SCORE,
-             analyzer: FaceAnalyzer | None = None) -> EvalReport:  # fmt: skip
+def evaluate(
+    selfies_dir: Path,
+    headshots_dir: Path,
+    *,
+    threshold: float = DEFAULT_MIN_SCORE,
+    analyzer: FaceAnalyzer | None = None,
+) -> EvalReport:
     """Score every image in ``headshots_dir`` against the robust mean of the faces in ``selfies_dir``."""
     analyzer = analyzer or FaceAnalyzer()
     # 1. The reference: the most confident face of each readable selfie.

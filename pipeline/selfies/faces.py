@@ -84,9 +84,13 @@ class FaceAnalyzer:
         # 1. Search a copy no larger than DETECT_SIDE.
         rgb = image.convert("RGB")
         scale = min(1.0, DETECT_SIDE / max(rgb.size))
-        small = rgb if scale == 1.0 else rgb.resize(
-            (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))), Image.Resampling.BILINEAR
-        )  # fmt: skip
+        small = (
+            rgb
+            if scale == 1.0
+            else rgb.resize(
+                (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))), Image.Resampling.BILINEAR
+            )
+        )
         pixels = np.ascontiguousarray(np.asarray(small, dtype=np.uint8))
         grey = np.asarray(rgb.convert("L"))
         with self._lock:
@@ -99,10 +103,14 @@ class FaceAnalyzer:
                 shape = landmarks(pixels, rect)
                 embedding = np.asarray(descriptor.compute_face_descriptor(pixels, shape), dtype=np.float32)
                 box = _clip(
-                    (round(rect.left() / scale), round(rect.top() / scale),
-                     round(rect.width() / scale), round(rect.height() / scale)),
+                    (
+                        round(rect.left() / scale),
+                        round(rect.top() / scale),
+                        round(rect.width() / scale),
+                        round(rect.height() / scale),
+                    ),
                     rgb.size,
-                )  # fmt: skip
+                )
                 found.append(Face(box, float(score), _sharpness(grey, box), embedding))
         return found
 

@@ -17,7 +17,7 @@ def test_benchmark_measures_every_figure_on_the_tiny_model(model_cache: Path) ->
     results = run_benchmark(lambda: pipe, quick=True, compile=False, log=lambda _line: None)
     trained = ("train_naive", "train_project_a", "train_project_b_after_compile")
     rendered = ("generate_plain_b1", "generate_plain_b4", "generate_project_b1", "generate_project_b4")
-    for key in trained + rendered:  # fmt: skip
+    for key in trained + rendered:
         figures = results[key]
         rate = figures.get("image_steps_per_s", figures.get("s_per_image"))
         assert rate is not None and rate > 0 and math.isfinite(rate), (key, figures)
@@ -36,8 +36,11 @@ def test_hot_path_benchmark_times_every_request_variant_on_the_tiny_model(tmp_pa
     assert main(["--model", "tiny", "--only", "request", "--steps", "2", "--out", str(out)]) == 0
     figures = {entry["variant"]: entry for entry in json.loads(out.read_text())["request"]}
     assert figures["VAE decode alone, batch 4"]["decode_s"] > 0
-    for variant in ("no LoRA (base pipeline)", "slot, LoRA layers run (worker before)",
-                    "slot merged into the base weights (worker now)"):  # fmt: skip
+    for variant in (
+        "no LoRA (base pipeline)",
+        "slot, LoRA layers run (worker before)",
+        "slot merged into the base weights (worker now)",
+    ):
         assert 0 < figures[variant]["render_s"] <= figures[variant]["request_s"], variant
 
 
@@ -51,8 +54,11 @@ def test_hot_path_benchmark_trains_two_users_through_the_training_slot(tmp_path:
     args = ["--model", "tiny", "--only", "train", "--train-slot", "--compile-backend", "eager", "--image-steps", "96"]
     assert main([*args, "--out", str(out)]) == 0
     figures = {entry["variant"]: entry for entry in json.loads(out.read_text())["train"]}
-    for variant in ("fresh adapter, eager", "training slot, compiled: first user (compiles)",
-                    "training slot, compiled: next user"):  # fmt: skip
+    for variant in (
+        "fresh adapter, eager",
+        "training slot, compiled: first user (compiles)",
+        "training slot, compiled: next user",
+    ):
         assert figures[variant]["image_steps_per_s"] > 0, variant
 
 
@@ -133,7 +139,7 @@ def test_flop_count_of_a_unet_call_splits_by_operator_without_touching_the_weigh
         ("aten::addmm", "matrix products"),
         ("aten::native_group_norm", "norms"),
     ],
-)  # fmt: skip
+)
 def test_profiled_kernels_are_sorted_by_the_work_they_do(name: str, kind: str) -> None:
     from bench.benchmark_unet import kernel_kind
 

@@ -31,8 +31,9 @@ def bad_files(tmp_path: Path, selfie_dir: Path) -> dict[str, Path]:
     return files
 
 
-async def test_bad_files_are_refused_one_by_one_and_good_ones_kept(harness: Harness, selfie_dir: Path,
-                                                                   bad_files: dict[str, Path]) -> None:  # fmt: skip
+async def test_bad_files_are_refused_one_by_one_and_good_ones_kept(
+    harness: Harness, selfie_dir: Path, bad_files: dict[str, Path]
+) -> None:
     first_good = sorted(selfie_dir.iterdir())[0]
     await harness.say(f"/train {first_good}")
     assert await harness.selfie_count() == 1

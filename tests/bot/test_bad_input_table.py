@@ -181,8 +181,9 @@ async def test_bad_input(chat: Harness, selfie_dir: Path, files: dict[str, Path]
         assert not (harness.settings.resolved_storage_dir / "users" / "local%3Ateam-room").exists()
 
 
-async def test_flood_is_answered_once_then_dropped_and_nothing_lost(chat: Harness, selfie_dir: Path,
-                                                                   files: dict[str, Path]) -> None:  # fmt: skip
+async def test_flood_is_answered_once_then_dropped_and_nothing_lost(
+    chat: Harness, selfie_dir: Path, files: dict[str, Path]
+) -> None:
     now = [1000.0]
     chat.app.service.limiter = RateLimiter(burst=4, per_second=1.0, clock=lambda: now[0])
     await _given(chat, COLLECTING, selfie_dir)  # spends 1 of the 4

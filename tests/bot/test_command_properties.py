@@ -22,8 +22,20 @@ from jobs.settings import Settings
 from tests.bot.flows import seed_ready
 from tests.harness import Harness
 
-COMMANDS = ["/start", "/help", "/train", "/headshot", "/styles", "/status", "/cancel", "/favorite", "/favorites",
-            "/delete", "/frobnicate", "/"]  # fmt: skip
+COMMANDS = [
+    "/start",
+    "/help",
+    "/train",
+    "/headshot",
+    "/styles",
+    "/status",
+    "/cancel",
+    "/favorite",
+    "/favorites",
+    "/delete",
+    "/frobnicate",
+    "/",
+]
 ARGUMENTS = ["", "start", "new", "confirm", "linkedin", "1", "#2", "-1", "99999999999999999999", "🙂", "\x00"]
 
 messages = st.one_of(

@@ -127,8 +127,7 @@ async def test_delete_erases_every_trace_of_one_user_and_keeps_the_other(
     assert await harness.session_state("local:bob") == SessionState.GENERATING
 
 
-async def test_delete_while_training_is_queued_drops_the_job(harness: Harness, selfie_dir: Path,
-                                                             redis: Redis) -> None:  # fmt: skip
+async def test_delete_while_training_is_queued_drops_the_job(harness: Harness, selfie_dir: Path, redis: Redis) -> None:
     harness.start_delivery()
     await harness.say(f"/train {selfie_dir}")
     assert "Training queued" in await harness.say("/train start")

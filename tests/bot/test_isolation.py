@@ -21,8 +21,9 @@ from tests.bot.flows import full_flow, say_as
 from tests.harness import Harness
 
 
-async def test_alice_cannot_reach_bobs_data_by_any_id(harness: Harness, selfie_dir: Path, tmp_path: Path,
-                                                     redis: Redis) -> None:  # fmt: skip
+async def test_alice_cannot_reach_bobs_data_by_any_id(
+    harness: Harness, selfie_dir: Path, tmp_path: Path, redis: Redis
+) -> None:
     harness.start_delivery()
     bob_selfies = tmp_path / "bob-selfies"
     make_sample_selfies(bob_selfies, count=4, seed=5)
@@ -76,11 +77,16 @@ async def test_alice_cannot_reach_bobs_data_by_any_id(harness: Harness, selfie_d
     keys = [row.storage_key for row in bob_images] + [bob_lora]
     publisher = EventPublisher(redis, harness.settings.events_stream)
     forged = [
-        ImagesReady(user_key="local:alice", job_id=bob_job, style="linkedin", title="LinkedIn",
-                    images=tuple(RenderedImage(key, 1) for key in keys)),
+        ImagesReady(
+            user_key="local:alice",
+            job_id=bob_job,
+            style="linkedin",
+            title="LinkedIn",
+            images=tuple(RenderedImage(key, 1) for key in keys),
+        ),
         Trained(user_key="local:ghost", job_id=train_job_id("local:bob", bob_session.id, 0), lora_key=bob_lora),
         Expired(user_key="local:alice", job_id="retention", keys=tuple(keys), days=30),
-    ]  # fmt: skip
+    ]
     for event in forged:
         await publisher.publish(event)
     assert await _all_delivered(redis, harness.settings.events_stream)

@@ -23,8 +23,9 @@ TELEGRAM_TOKEN = "7012345678:AAFAKE-telegram-token-never-logged"
 
 @pytest.fixture
 async def harness(settings: Settings, tiny_model: Any, tmp_path: Path, redis: Redis) -> AsyncIterator[Harness]:
-    secret = settings.model_copy(update={"discord_token": SecretStr(DISCORD_TOKEN),
-                                         "telegram_token": SecretStr(TELEGRAM_TOKEN)})  # fmt: skip
+    secret = settings.model_copy(
+        update={"discord_token": SecretStr(DISCORD_TOKEN), "telegram_token": SecretStr(TELEGRAM_TOKEN)}
+    )
     async with Harness(secret, tiny_model, tmp_path / "out") as running:
         yield running
 
@@ -33,12 +34,18 @@ def _byte_needles(data: bytes) -> list[str]:
     """How bytes could show up in a log line: repr, hex, base64 (whole and a slice), latin-1 text."""
     middle = data[len(data) // 2 : len(data) // 2 + 24]
     encoded = base64.b64encode(data).decode()
-    return [repr(middle)[2:-1], middle.hex(), encoded[:64], encoded[len(encoded) // 2 : len(encoded) // 2 + 48],
-            middle.decode("latin-1")]  # fmt: skip
+    return [
+        repr(middle)[2:-1],
+        middle.hex(),
+        encoded[:64],
+        encoded[len(encoded) // 2 : len(encoded) // 2 + 48],
+        middle.decode("latin-1"),
+    ]
 
 
-async def test_tokens_and_image_bytes_never_reach_the_logs(harness: Harness, selfie_dir: Path, tmp_path: Path,
-                                                           caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+async def test_tokens_and_image_bytes_never_reach_the_logs(
+    harness: Harness, selfie_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)  # the root logger: every library's records too
     harness.start_delivery()
 

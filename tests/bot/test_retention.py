@@ -26,8 +26,9 @@ def _age(folder: Path, days: float) -> None:
             os.utime(path, (when, when))
 
 
-async def test_selfies_go_after_training_and_old_models_expire(harness: Harness, selfie_dir: Path, tmp_path: Path,
-                                                               redis: Redis) -> None:  # fmt: skip
+async def test_selfies_go_after_training_and_old_models_expire(
+    harness: Harness, selfie_dir: Path, tmp_path: Path, redis: Redis
+) -> None:
     harness.start_delivery()
     bob_selfies = tmp_path / "bob-selfies"
     make_sample_selfies(bob_selfies, count=4, seed=5)

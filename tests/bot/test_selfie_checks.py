@@ -48,7 +48,9 @@ async def test_checks_answer_each_photo_and_feed_training_and_ranking(
     await harness.wait_state(SessionState.READY)
     assert len(harness.port.headshots) == harness.settings.headshots_per_request
     entries = await redis.xrange(harness.settings.events_stream)
-    events = [event_from_fields(entry_id.decode(), {k.decode(): v.decode() for k, v in fields.items()})
-              for entry_id, fields in entries]  # fmt: skip
+    events = [
+        event_from_fields(entry_id.decode(), {k.decode(): v.decode() for k, v in fields.items()})
+        for entry_id, fields in entries
+    ]
     ready = [event for event in events if isinstance(event, ImagesReady)]
     assert [image.score for image in ready[0].images] == [0.0, 0.0]

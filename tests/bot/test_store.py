@@ -65,8 +65,10 @@ async def test_selfie_face_facts_round_trip_and_older_rows_migrate(tmp_path: Pat
         old.executescript(f"{MIGRATIONS[0]} PRAGMA user_version = 1;")
         old.execute("INSERT INTO users VALUES ('local:ann', 'local', 'ann', 0)")
         old.execute("INSERT INTO sessions (user_key, state, created_at, updated_at) VALUES ('local:ann', 'c', 0, 0)")
-        old.execute("INSERT INTO selfies (session_id, user_key, storage_key, width, height, created_at) "
-                    "VALUES (1, 'local:ann', 'users/ann/1.jpg', 300, 300, 0)")  # fmt: skip
+        old.execute(
+            "INSERT INTO selfies (session_id, user_key, storage_key, width, height, created_at) "
+            "VALUES (1, 'local:ann', 'users/ann/1.jpg', 300, 300, 0)"
+        )
     facts = SelfieFacts((10, 20, 90, 91), 0xF0F0_0000_FFFF_1234, np.linspace(-0.2, 0.2, 128, dtype=np.float32))
     async with Store(path) as store:
         assert await store.schema_version() == SCHEMA_VERSION

@@ -38,8 +38,12 @@ class WorkerProcess:
         """Start the process and wait until it has loaded the model (its log says so)."""
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log_file = self.log_path.open("ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "jobs.worker.main"], env=worker_env(self.settings),
-                                        stdout=log_file, stderr=subprocess.STDOUT)  # fmt: skip
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "jobs.worker.main"],
+            env=worker_env(self.settings),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
         log_file.close()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

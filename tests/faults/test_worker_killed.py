@@ -18,8 +18,9 @@ from tests.faults.processes import WorkerProcess
 from tests.harness import Harness
 
 
-async def _training_killed_midway(harness: Harness, worker: WorkerProcess, selfie_dir: Path, *,
-                                  graceful: bool = False) -> None:  # fmt: skip
+async def _training_killed_midway(
+    harness: Harness, worker: WorkerProcess, selfie_dir: Path, *, graceful: bool = False
+) -> None:
     harness.start_delivery()
     await harness.say(f"/train {selfie_dir}")
     await worker.start()
@@ -73,8 +74,9 @@ async def test_worker_stopped_mid_training_hands_the_job_on_without_calling_it_c
 ) -> None:
     settings = settings.model_copy(update={"train_steps": 120})  # the default 30 s lease: a stop must not wait on it
     async with Harness(settings, tiny_model, tmp_path / "out") as harness:
-        await _training_killed_midway(harness, WorkerProcess(settings, tmp_path / "worker.log"), selfie_dir,
-                                      graceful=True)  # fmt: skip
+        await _training_killed_midway(
+            harness, WorkerProcess(settings, tmp_path / "worker.log"), selfie_dir, graceful=True
+        )
         stopped = time.monotonic()
         survivor = asyncio.create_task(harness.run_worker())
         await harness.seconds_until_said("training restarted (try 2)", timeout_s=30)

@@ -37,8 +37,13 @@ def s3_endpoint() -> Iterator[str]:
 @pytest.fixture
 def s3_client(s3_endpoint: str) -> Any:
     """A plain boto3 client, to look into the bucket from outside the code under test."""
-    return boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
-                        aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+    return boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
 
 @pytest.fixture
@@ -52,8 +57,14 @@ def s3_bucket(s3_client: Any) -> str:
 @pytest.fixture
 def s3_settings(settings: Settings, s3_endpoint: str, s3_bucket: str) -> Settings:
     """The test settings switched to S3 storage, validated like a real environment would be."""
-    values = {**settings.model_dump(), "storage_backend": "s3", "s3_bucket": s3_bucket,
-              "s3_endpoint_url": s3_endpoint, "s3_prefix": "prod/", **S3_CREDENTIALS}  # fmt: skip
+    values = {
+        **settings.model_dump(),
+        "storage_backend": "s3",
+        "s3_bucket": s3_bucket,
+        "s3_endpoint_url": s3_endpoint,
+        "s3_prefix": "prod/",
+        **S3_CREDENTIALS,
+    }
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
@@ -64,8 +75,15 @@ async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         yield LocalStorage(tmp_path / "storage")
         return
     endpoint, bucket = request.getfixturevalue("s3_endpoint"), request.getfixturevalue("s3_bucket")
-    s3 = S3Storage(bucket, endpoint_url=endpoint, region="us-east-1", access_key_id="testing",
-                   secret_access_key="testing", prefix="prod", part_size=MIN_PART_SIZE)  # fmt: skip
+    s3 = S3Storage(
+        bucket,
+        endpoint_url=endpoint,
+        region="us-east-1",
+        access_key_id="testing",
+        secret_access_key="testing",
+        prefix="prod",
+        part_size=MIN_PART_SIZE,
+    )
     await s3.open()
     yield s3
     await s3.aclose()

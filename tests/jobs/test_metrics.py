@@ -50,8 +50,13 @@ async def test_worker_job_moves_metrics_and_json_logs_carry_job_id(
             await Job("train:local:ann:1:0", pool, _queue_name=settings.queue_name).result(timeout=120)
             with pytest.raises(KeyError, match="users/nope/lora.safetensors"):
                 await Job("generate:local:ann:r1", pool, _queue_name=settings.queue_name).result(timeout=60)
-            await pool.enqueue_job("generate_headshots", missing.to_dict(), _job_id="later", _defer_by=3600,
-                                   _queue_name=settings.queue_name)  # fmt: skip
+            await pool.enqueue_job(
+                "generate_headshots",
+                missing.to_dict(),
+                _job_id="later",
+                _defer_by=3600,
+                _queue_name=settings.queue_name,
+            )
             metrics = await scrape(unused_tcp_port)
             assert len(await live_workers(redis, settings.queue_name)) == 1
         finally:

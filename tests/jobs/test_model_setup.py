@@ -40,9 +40,17 @@ def test_a_compiled_worker_compiles_at_start_and_never_for_a_user(
     selfie_dir: Path, tmp_path: Path, float8: bool, scope: Literal["unet", "blocks"]
 ) -> None:
     # "eager": dynamo's tracing and guards (what decides a recompile) without inductor's codegen on a CPU.
-    settings = Settings(model="tiny", data_dir=tmp_path / "data", lora_rank=4, headshots_per_request=2,
-                        compile_unet=True, compile_training=True, compile_backend="eager",
-                        render_float8=float8, compile_scope=scope)  # fmt: skip
+    settings = Settings(
+        model="tiny",
+        data_dir=tmp_path / "data",
+        lora_rank=4,
+        headshots_per_request=2,
+        compile_unet=True,
+        compile_training=True,
+        compile_backend="eager",
+        render_float8=float8,
+        compile_scope=scope,
+    )
     before = graphs()
     model = prepare_model(settings)
     started = graphs()
@@ -61,8 +69,9 @@ def test_a_compiled_worker_compiles_at_start_and_never_for_a_user(
     # 3 candidates (a batch of 3) and 2 without ranking (a batch of 2), in a preset and in a free-text style.
     pipe, plan = model.pipe, model.train_plan
     selfies = [Image.open(path).convert("RGB") for path in sorted(selfie_dir.iterdir())]
-    recipe = TrainingConfig(rank=4, steps=8, batch_size=plan.batch_size, seed=3,
-                            gradient_checkpointing=plan.gradient_checkpointing)  # fmt: skip
+    recipe = TrainingConfig(
+        rank=4, steps=8, batch_size=plan.batch_size, seed=3, gradient_checkpointing=plan.gradient_checkpointing
+    )
     lora = train_lora(pipe, selfies, recipe, tmp_path / "lora", slot=model.training_slot).lora_path
     for style, count in ((STYLES["actor"], 3), (custom_style("in a library"), 2)):
         generate_headshots(pipe, style, count=count, seed=1, steps=2, lora_path=lora, lora_slot=model.lora_slot)

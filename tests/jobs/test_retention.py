@@ -26,8 +26,9 @@ async def _put(storage: LocalStorage, key: str, age_days: float) -> Path:
     return path
 
 
-async def test_old_blobs_go_fresh_ones_stay_and_each_user_gets_one_event(settings: Settings, redis: Redis,
-                                                                         tmp_path: Path) -> None:  # fmt: skip
+async def test_old_blobs_go_fresh_ones_stay_and_each_user_gets_one_event(
+    settings: Settings, redis: Redis, tmp_path: Path
+) -> None:
     storage = LocalStorage(tmp_path / "storage")
     old = [
         await _put(storage, "users/local%3Aann/sessions/1/lora/pytorch_lora_weights.safetensors", 31),
@@ -48,8 +49,10 @@ async def test_old_blobs_go_fresh_ones_stay_and_each_user_gets_one_event(setting
     consumer = EventConsumer(redis, settings.events_stream, "test")
     await consumer.ensure_group()
     expired = await consumer.read(block_ms=100)
-    assert {event.user_key: event.type for event in expired} == {"local:ann": EventType.EXPIRED,
-                                                                 "telegram:42": EventType.EXPIRED}  # fmt: skip
+    assert {event.user_key: event.type for event in expired} == {
+        "local:ann": EventType.EXPIRED,
+        "telegram:42": EventType.EXPIRED,
+    }
     ann = next(event for event in expired if event.user_key == "local:ann")
     assert isinstance(ann, Expired)
     assert sorted(ann.keys) == sorted(p.relative_to(storage.root).as_posix() for p in old[:2])

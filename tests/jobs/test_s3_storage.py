@@ -17,8 +17,9 @@ from jobs.storage import s3 as s3_storage
 from jobs.storage.s3 import MIN_PART_SIZE, S3Storage
 
 
-async def test_large_upload_goes_up_in_parts_under_the_prefix(s3_settings: Settings, s3_client: Any,
-                                                              tmp_path: Path) -> None:  # fmt: skip
+async def test_large_upload_goes_up_in_parts_under_the_prefix(
+    s3_settings: Settings, s3_client: Any, tmp_path: Path
+) -> None:
     storage = await open_storage(s3_settings)
     assert isinstance(storage, S3Storage)
     storage.part_size = MIN_PART_SIZE
@@ -35,8 +36,9 @@ async def test_large_upload_goes_up_in_parts_under_the_prefix(s3_settings: Setti
     assert not s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads")  # nothing left half-done
 
 
-async def test_delete_prefix_deletes_in_batches(s3_settings: Settings, s3_client: Any,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+async def test_delete_prefix_deletes_in_batches(
+    s3_settings: Settings, s3_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(s3_storage, "DELETE_BATCH", 2)  # S3 allows 1000 per call; 2 exercises the loop cheaply
     storage = await open_storage(s3_settings)
     try:
@@ -63,8 +65,14 @@ async def test_unreachable_endpoint_names_it_and_the_setting() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     # One attempt: the production default (3, with backoff) would only make the test wait.
-    wrong = S3Storage("headshots", endpoint_url=f"http://127.0.0.1:{port}", region="us-east-1",
-                      access_key_id="testing", secret_access_key="testing", max_attempts=1)  # fmt: skip
+    wrong = S3Storage(
+        "headshots",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        region="us-east-1",
+        access_key_id="testing",
+        secret_access_key="testing",
+        max_attempts=1,
+    )
     with pytest.raises(StorageError, match=rf"cannot reach S3 .*127\.0\.0\.1:{port}.*HEADSHOT_S3_ENDPOINT_URL"):
         await wrong.open()
 
@@ -76,8 +84,13 @@ def test_s3_settings_name_what_is_missing_and_hide_the_secret() -> None:
         Settings(_env_file=None, storage_backend="s3", s3_bucket="b", s3_access_key_id="AKIA")  # type: ignore[call-arg]
     with pytest.raises(ValidationError, match="storage_backend"):
         Settings(_env_file=None, storage_backend="gcs")  # type: ignore[call-arg, arg-type]
-    settings = Settings(_env_file=None, storage_backend="s3", s3_bucket="b", s3_access_key_id="AKIA",
-                        s3_secret_access_key="SECRET-s3-key")  # type: ignore[call-arg, arg-type]  # fmt: skip
+    settings = Settings(
+        _env_file=None,
+        storage_backend="s3",
+        s3_bucket="b",
+        s3_access_key_id="AKIA",
+        s3_secret_access_key="SECRET-s3-key",
+    )  # type: ignore[call-arg, arg-type]
     assert "SECRET" not in repr(settings) and "SECRET" not in str(settings.model_dump())
     with pytest.raises(ValueError, match="part_size"):
         S3Storage("b", part_size=1024)

@@ -26,9 +26,14 @@ ROOT = Path(__file__).parents[2]
 async def status(*args: str) -> tuple[int, str, str]:
     """Run the console script's module in a fresh process, as a healthcheck would."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "jobs.ops.status_cli", *args, cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "jobs.ops.status_cli",
+        *args,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(process.communicate(), timeout=30)
     assert process.returncode is not None
     # Columns are padded for the eye; compare words.

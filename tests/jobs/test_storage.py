@@ -57,8 +57,14 @@ async def test_missing_blob_is_a_key_error_and_leaves_no_file(storage: BlobStora
 async def test_traversal_is_refused_by_every_method(storage: BlobStorage, tmp_path: Path) -> None:
     source = tmp_path / "file.bin"
     source.write_bytes(b"x")
-    methods = {"put": (b"x",), "get": (), "exists": (), "delete": (), "put_file": (source,),
-               "get_file": (tmp_path / "out" / "file.bin",)}  # fmt: skip
+    methods = {
+        "put": (b"x",),
+        "get": (),
+        "exists": (),
+        "delete": (),
+        "put_file": (source,),
+        "get_file": (tmp_path / "out" / "file.bin",),
+    }
     for bad in BAD_KEYS:
         for name, args in methods.items():
             with pytest.raises(ValueError, match="not a relative path"):

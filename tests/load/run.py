@@ -117,8 +117,14 @@ def load_settings(data_dir: Path, redis_url: str, model_cache_dir: Path | None =
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
 
 
-async def _user(app: BotApp, port: CountingPort, number: int, selfies: list[bytes],
-                latencies: dict[str, list[float]], unanswered: list[str]) -> None:  # fmt: skip
+async def _user(
+    app: BotApp,
+    port: CountingPort,
+    number: int,
+    selfies: list[bytes],
+    latencies: dict[str, list[float]],
+    unanswered: list[str],
+) -> None:
     chat = ChatRef(PLATFORM, f"u{number:04d}", f"u{number:04d}")
 
     async def say(text: str, attachments: tuple[Attachment, ...] = ()) -> None:
@@ -136,8 +142,9 @@ async def _user(app: BotApp, port: CountingPort, number: int, selfies: list[byte
     await port.wait_for(chat.chat_id, images=True)
 
 
-async def run_load(users: int, work_dir: Path, redis_url: str, *, timeout_s: float, ramp_s: float,
-                   model_cache_dir: Path | None = None) -> LoadResult:  # fmt: skip
+async def run_load(
+    users: int, work_dir: Path, redis_url: str, *, timeout_s: float, ramp_s: float, model_cache_dir: Path | None = None
+) -> LoadResult:
     """Start the worker, let ``users`` chats arrive over ``ramp_s`` seconds, wait for all or the deadline."""
     settings = load_settings(work_dir / "data", redis_url, model_cache_dir)
     selfie_dir = work_dir / "selfies"
@@ -176,8 +183,9 @@ def _p50_p99(values: list[float]) -> list[float]:
     return [round(1000 * statistics.median(ordered), 1), round(1000 * p99, 1)]
 
 
-def _summarise(result: LoadResult, port: CountingPort, latencies: dict[str, list[float]], unanswered: list[str],
-               users: int) -> None:  # fmt: skip
+def _summarise(
+    result: LoadResult, port: CountingPort, latencies: dict[str, list[float]], unanswered: list[str], users: int
+) -> None:
     every = [value for values in latencies.values() for value in values]
     result.messages = len(every)
     if every:

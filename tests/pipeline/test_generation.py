@@ -113,8 +113,16 @@ def test_cancel_stops_rendering_within_a_step_and_leaves_the_base_clean(
         return len(asked) > 2
 
     with pytest.raises(GenerationCancelled, match="0 of 8 images"):
-        generate_headshots(pipe, STYLES["linkedin"], count=8, seed=3, batch_size=2, lora_path=trained.lora_path,
-                           steps=20, should_stop=stop_after_two_steps)  # fmt: skip
+        generate_headshots(
+            pipe,
+            STYLES["linkedin"],
+            count=8,
+            seed=3,
+            batch_size=2,
+            lora_path=trained.lora_path,
+            steps=20,
+            should_stop=stop_after_two_steps,
+        )
     assert len(asked) <= 4  # asked after each denoising step, and it ended right away rather than after 20 steps
     again = generate_headshots(pipe, STYLES["linkedin"], count=2, seed=100, steps=RENDER_STEPS)
     assert [np.asarray(g.image).tolist() for g in again] == [np.asarray(g.image).tolist() for g in base_headshots]

@@ -33,8 +33,16 @@ class OutOfMemoryAtStep:
 def test_out_of_memory_is_retried_once_at_half_the_batch(pipe: Any) -> None:
     progress: list[tuple[int, int]] = []
     fault = OutOfMemoryAtStep(times=1)
-    images = generate_headshots(pipe, STYLES["studio"], count=4, seed=70, batch_size=4, steps=1,
-                                should_stop=fault, on_progress=lambda *a: progress.append(a))  # fmt: skip
+    images = generate_headshots(
+        pipe,
+        STYLES["studio"],
+        count=4,
+        seed=70,
+        batch_size=4,
+        steps=1,
+        should_stop=fault,
+        on_progress=lambda *a: progress.append(a),
+    )
     assert fault.raised == 1
     assert progress == [(2, 4), (4, 4)]  # the full batch failed; two halves made all four
     assert [image.seed for image in images] == [70, 71, 72, 73]

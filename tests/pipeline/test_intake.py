@@ -146,8 +146,9 @@ BAD_FILES: dict[str, tuple[Callable[[bytes], bytes], str]] = {
 
 
 @pytest.mark.parametrize("name", list(BAD_FILES))
-def test_broken_and_hostile_files_are_refused_with_a_reason(faces: FaceAnalyzer, astronaut_jpeg: bytes,
-                                                            name: str) -> None:  # fmt: skip
+def test_broken_and_hostile_files_are_refused_with_a_reason(
+    faces: FaceAnalyzer, astronaut_jpeg: bytes, name: str
+) -> None:
     make, reason = BAD_FILES[name]
     with refused(SelfieRejected, match=reason):
         inspect_selfie(make(astronaut_jpeg), faces)

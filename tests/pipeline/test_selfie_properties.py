@@ -15,8 +15,13 @@ from pipeline.selfies.decoding import MAX_PIXELS, read_selfie
 
 def _seed(fmt: str, mode: str = "RGB", size: tuple[int, int] = (24, 20), **options: object) -> bytes:
     image = Image.new(mode, size)
-    image.putdata([(x * 7 + y * 13) % 256 if mode in ("L", "P") else ((x * 7) % 256, y * 11 % 256, 90)
-                   for y in range(size[1]) for x in range(size[0])])  # fmt: skip
+    image.putdata(
+        [
+            (x * 7 + y * 13) % 256 if mode in ("L", "P") else ((x * 7) % 256, y * 11 % 256, 90)
+            for y in range(size[1])
+            for x in range(size[0])
+        ]
+    )
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **options)
     return buffer.getvalue()

@@ -195,8 +195,13 @@ def train_lora(
         loop_s = time.monotonic() - started - encoded_s
         log.info(
             "trained %d image-steps in %.1f s: encoding %.1f s, first step %.1f s, the other %d steps %.1f s",
-            config.steps, encoded_s + loop_s, encoded_s, first_step_s, total - 1, loop_s - first_step_s,
-        )  # fmt: skip
+            config.steps,
+            encoded_s + loop_s,
+            encoded_s,
+            first_step_s,
+            total - 1,
+            loop_s - first_step_s,
+        )
 
         # 5. Save in diffusers' LoRA format, with the adapter configs so alpha/rank survive loading.
         output_dir = Path(output_dir)

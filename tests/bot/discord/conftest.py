@@ -62,8 +62,9 @@ def discord_options(standin: DiscordStandin) -> DiscordOptions:
 
 
 @pytest.fixture
-async def discord_bot(settings: Settings, discord_options: DiscordOptions, tiny_model: Any,
-                      redis: Redis) -> AsyncIterator[DiscordBot]:  # fmt: skip
+async def discord_bot(
+    settings: Settings, discord_options: DiscordOptions, tiny_model: Any, redis: Redis
+) -> AsyncIterator[DiscordBot]:
     running = DiscordBot(settings.model_copy(update={"discord_token": SecretStr(TOKEN)}), discord_options, tiny_model)
     await running.start()
     yield running

@@ -89,9 +89,14 @@ class DiscordStandin(DiscordWorld):
                     await socket.close(code=4004)
                     break
                 self._seq += 1
-                ready = {"v": 10, "user": BOT_USER, "guilds": [], "session_id": f"s{len(self.identified)}",
-                         "resume_gateway_url": self.gateway_url,
-                         "application": {"id": str(APP_ID), "flags": 0}}  # fmt: skip
+                ready = {
+                    "v": 10,
+                    "user": BOT_USER,
+                    "guilds": [],
+                    "session_id": f"s{len(self.identified)}",
+                    "resume_gateway_url": self.gateway_url,
+                    "application": {"id": str(APP_ID), "flags": 0},
+                }
                 await socket.send_json({"op": 0, "t": "READY", "s": self._seq, "d": ready})
                 self._sockets.add(socket)
                 await self.notify()
@@ -129,12 +134,20 @@ class DiscordStandin(DiscordWorld):
         call = Call(request.method, path, body, time.monotonic())
         self.calls.append(call)
         try:
-            if not path.startswith(("/interactions/", "/webhooks/")) and \
-                    request.headers.get("Authorization") != f"Bot {self.token}":  # fmt: skip
+            if (
+                not path.startswith(("/interactions/", "/webhooks/"))
+                and request.headers.get("Authorization") != f"Bot {self.token}"
+            ):
                 call.status = 401
                 return _json({"message": "401: Unauthorized", "code": 0}, 401)
-            waits = next((v for k, v in self._fail.items() if v and k.split(" ", 1)[0] == request.method
-                          and k.split(" ", 1)[1] in path), None)  # fmt: skip
+            waits = next(
+                (
+                    v
+                    for k, v in self._fail.items()
+                    if v and k.split(" ", 1)[0] == request.method and k.split(" ", 1)[1] in path
+                ),
+                None,
+            )
             if waits:
                 call.status = 429
                 retry_after = waits.pop(0)
@@ -155,12 +168,23 @@ class DiscordStandin(DiscordWorld):
             case "GET", ["users", "@me"]:
                 return BOT_USER
             case "GET", ["oauth2", "applications", "@me"]:
-                return {"id": str(APP_ID), "name": "Headshots", "description": "", "icon": None, "bot_public": True,
-                        "bot_require_code_grant": False, "owner": BOT_USER, "verify_key": "k", "flags": 0}  # fmt: skip
+                return {
+                    "id": str(APP_ID),
+                    "name": "Headshots",
+                    "description": "",
+                    "icon": None,
+                    "bot_public": True,
+                    "bot_require_code_grant": False,
+                    "owner": BOT_USER,
+                    "verify_key": "k",
+                    "flags": 0,
+                }
             case "PUT", ["applications", _, "commands"]:
                 self.commands = body
-                return [{**command, "id": str(900 + n), "application_id": str(APP_ID), "version": "1"}
-                        for n, command in enumerate(body)]  # fmt: skip
+                return [
+                    {**command, "id": str(900 + n), "application_id": str(APP_ID), "version": "1"}
+                    for n, command in enumerate(body)
+                ]
             case "POST", ["users", "@me", "channels"]:
                 user = DcUser(int(body["recipient_id"]), "someone")
                 return {"id": str(user.dm), "type": 1, "recipients": [user.json()], "last_message_id": None}
@@ -176,8 +200,13 @@ class DiscordStandin(DiscordWorld):
                 return self._edit(original, body)
             case "POST", ["webhooks", _, token]:
                 original = next(sent for sent in self.sent.values() if sent.interaction_token == token)
-                sent = self.post(original.channel_id, body.get("content") or "", [], files,
-                                 ephemeral=bool(body.get("flags", 0) & _EPHEMERAL))  # fmt: skip
+                sent = self.post(
+                    original.channel_id,
+                    body.get("content") or "",
+                    [],
+                    files,
+                    ephemeral=bool(body.get("flags", 0) & _EPHEMERAL),
+                )
                 return self.message_json(sent)
         return None
 
@@ -199,10 +228,12 @@ class DiscordStandin(DiscordWorld):
         user_id, channel_id = self._interaction_owner(interaction_id)
         # Ephemeral replies only the user sees: filed under the user's id rather than a channel.
         content = data.get("content") or ("…thinking" if kind == 5 else "")
-        sent = self.post(user_id if ephemeral else channel_id, content, [], [], ephemeral=ephemeral,
-                         interaction_token=token)  # fmt: skip
-        answer.update(response_message_id=str(sent.id), response_message_loading=kind == 5,
-                      response_message_ephemeral=ephemeral)  # fmt: skip
+        sent = self.post(
+            user_id if ephemeral else channel_id, content, [], [], ephemeral=ephemeral, interaction_token=token
+        )
+        answer.update(
+            response_message_id=str(sent.id), response_message_loading=kind == 5, response_message_ephemeral=ephemeral
+        )
         return {"interaction": answer, "resource": {"type": kind, "message": self.message_json(sent)}}
 
     def _interaction_owner(self, interaction_id: int) -> tuple[int, int]:

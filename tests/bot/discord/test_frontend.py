@@ -30,8 +30,17 @@ async def test_start_syncs_commands_for_dms_and_user_installs_with_dm_intents(
     discord_bot: DiscordBot, standin: DiscordStandin
 ) -> None:
     commands = {command["name"]: command for command in standin.commands}
-    assert set(commands) == {"train", "headshot", "styles", "status", "cancel", "favorites", "favorite", "delete",
-                             "help"}  # fmt: skip
+    assert set(commands) == {
+        "train",
+        "headshot",
+        "styles",
+        "status",
+        "cancel",
+        "favorites",
+        "favorite",
+        "delete",
+        "help",
+    }
     assert all(command["contexts"] == [1, 2] for command in commands.values())  # bot DM, other private chats
     assert all(command["integration_types"] == [0, 1] for command in commands.values())  # server and user installs
     photos = [option for option in commands["train"]["options"] if option["type"] == 11]

@@ -79,33 +79,63 @@ class ChatWorld:
     async def send_text(self, user: TgUser, text: str, chat: dict[str, Any] | None = None) -> int:
         return await self._user_message(user, {"text": text}, chat)
 
-    async def send_photo(self, user: TgUser, data: bytes, *, caption: str | None = None,
-                         media_group_id: str | None = None, chat: dict[str, Any] | None = None) -> int:  # fmt: skip
+    async def send_photo(
+        self,
+        user: TgUser,
+        data: bytes,
+        *,
+        caption: str | None = None,
+        media_group_id: str | None = None,
+        chat: dict[str, Any] | None = None,
+    ) -> int:
         # Telegram stores a thumbnail and the (compressed) photo; only the largest is the real picture here.
-        thumb = {"file_id": f"thumb{next(self._ids)}", "file_unique_id": "t", "width": 90, "height": 90,
-                 "file_size": 1000}  # fmt: skip
+        thumb = {
+            "file_id": f"thumb{next(self._ids)}",
+            "file_unique_id": "t",
+            "width": 90,
+            "height": 90,
+            "file_size": 1000,
+        }
         full = {**self._add_file(data, len(data)), "width": 512, "height": 512}
         fields: dict[str, Any] = {"photo": [thumb, full]}
         return await self._user_message(user, _with(fields, caption=caption, media_group_id=media_group_id), chat)
 
-    async def send_document(self, user: TgUser, data: bytes, file_name: str, mime_type: str, *,
-                            size: int | None = None, caption: str | None = None, media_group_id: str | None = None,
-                            chat: dict[str, Any] | None = None) -> int:  # fmt: skip
+    async def send_document(
+        self,
+        user: TgUser,
+        data: bytes,
+        file_name: str,
+        mime_type: str,
+        *,
+        size: int | None = None,
+        caption: str | None = None,
+        media_group_id: str | None = None,
+        chat: dict[str, Any] | None = None,
+    ) -> int:
         """``size`` overrides the declared file size (a 25 MB file without making 25 MB)."""
         document = {**self._add_file(data, size or len(data)), "file_name": file_name, "mime_type": mime_type}
         fields = _with({"document": document}, caption=caption, media_group_id=media_group_id)
         return await self._user_message(user, fields, chat)
 
-    async def send_album(self, user: TgUser, photos: list[bytes], *, caption: str | None = None,
-                         as_files: bool = False) -> list[int]:  # fmt: skip
+    async def send_album(
+        self, user: TgUser, photos: list[bytes], *, caption: str | None = None, as_files: bool = False
+    ) -> list[int]:
         """An album: one update per item sharing a media_group_id, the caption on the first only."""
         group = f"album{next(self._ids)}"
         ids = []
         for index, data in enumerate(photos):
             first_caption = caption if index == 0 else None
             if as_files:
-                ids.append(await self.send_document(user, data, f"IMG_{index + 1:04d}.jpg", "image/jpeg",
-                                                    caption=first_caption, media_group_id=group))  # fmt: skip
+                ids.append(
+                    await self.send_document(
+                        user,
+                        data,
+                        f"IMG_{index + 1:04d}.jpg",
+                        "image/jpeg",
+                        caption=first_caption,
+                        media_group_id=group,
+                    )
+                )
             else:
                 ids.append(await self.send_photo(user, data, caption=first_caption, media_group_id=group))
         return ids
@@ -113,13 +143,24 @@ class ChatWorld:
     async def press(self, user: TgUser, message: Sent, label: str) -> None:
         data = message.buttons[label]
         chat = {"id": message.chat_id, "type": "private", "first_name": user.first_name}
-        query = {"id": str(next(self._ids)), "from": _user(user), "chat_instance": "ci", "data": data,
-                 "message": {**self._message_json(message), "chat": chat}}  # fmt: skip
+        query = {
+            "id": str(next(self._ids)),
+            "from": _user(user),
+            "chat_instance": "ci",
+            "data": data,
+            "message": {**self._message_json(message), "chat": chat},
+        }
         await self._push({"callback_query": query})
 
     async def react(self, user: TgUser, message_id: int, emoji: str = "👍") -> None:
-        reaction = {"chat": _private(user), "message_id": message_id, "user": _user(user), "date": int(time.time()),
-                    "old_reaction": [], "new_reaction": [{"type": "emoji", "emoji": emoji}]}  # fmt: skip
+        reaction = {
+            "chat": _private(user),
+            "message_id": message_id,
+            "user": _user(user),
+            "date": int(time.time()),
+            "old_reaction": [],
+            "new_reaction": [{"type": "emoji", "emoji": emoji}],
+        }
         await self._push({"message_reaction": reaction})
 
     # What the test reads back.
@@ -143,13 +184,20 @@ class ChatWorld:
         return next(self._message_ids.setdefault(chat_id, itertools.count(1)))
 
     def _message_json(self, sent: Sent) -> dict[str, Any]:
-        message: dict[str, Any] = {"message_id": sent.message_id, "date": int(time.time()), "from": BOT_USER,
-                                   "chat": {"id": sent.chat_id, "type": "private"}}  # fmt: skip
+        message: dict[str, Any] = {
+            "message_id": sent.message_id,
+            "date": int(time.time()),
+            "from": BOT_USER,
+            "chat": {"id": sent.chat_id, "type": "private"},
+        }
         if sent.kind == "text":
             message["text"] = sent.text
         else:
-            file = {"file_id": f"out{sent.chat_id}-{sent.message_id}", "file_unique_id": "o",
-                    "file_size": len(sent.data or b"")}  # fmt: skip
+            file = {
+                "file_id": f"out{sent.chat_id}-{sent.message_id}",
+                "file_unique_id": "o",
+                "file_size": len(sent.data or b""),
+            }
             message["photo" if sent.kind == "photo" else "document"] = (
                 [{**file, "width": 64, "height": 64}] if sent.kind == "photo" else file
             )

@@ -58,8 +58,9 @@ def telegram_options(standin: BotApiStandin) -> TelegramOptions:
 
 
 @pytest.fixture
-async def telegram_bot(settings: Settings, telegram_options: TelegramOptions, tiny_model: Any,
-                       redis: Redis) -> AsyncIterator[TelegramBot]:  # fmt: skip
+async def telegram_bot(
+    settings: Settings, telegram_options: TelegramOptions, tiny_model: Any, redis: Redis
+) -> AsyncIterator[TelegramBot]:
     running = TelegramBot(
         settings.model_copy(update={"telegram_token": SecretStr(TOKEN)}), telegram_options, tiny_model
     )

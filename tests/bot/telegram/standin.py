@@ -133,8 +133,10 @@ class BotApiStandin(ChatWorld):
             raise _BadRequest("message to edit not found")
         keyboard = (params.get("reply_markup") or {}).get("inline_keyboard", [])
         if sent.text == params["text"] and sent.keyboard == keyboard:
-            raise _BadRequest("message is not modified: specified new message content and reply markup are exactly "
-                              "the same as a current content and reply markup of the message")  # fmt: skip
+            raise _BadRequest(
+                "message is not modified: specified new message content and reply markup are exactly "
+                "the same as a current content and reply markup of the message"
+            )
         sent.text, sent.keyboard = params["text"], keyboard
         sent.history.append((time.monotonic(), sent.text))
         return self._message_json(sent)
@@ -181,12 +183,27 @@ class BotApiStandin(ChatWorld):
             return _error(404, "Not Found")
         return web.Response(body=self._files[file_id][0])
 
-    def _post(self, params: dict[str, Any], kind: str, text: str, data: bytes | None = None, *,
-              media_group_id: str | None = None) -> Sent:  # fmt: skip
+    def _post(
+        self,
+        params: dict[str, Any],
+        kind: str,
+        text: str,
+        data: bytes | None = None,
+        *,
+        media_group_id: str | None = None,
+    ) -> Sent:
         chat_id = int(params["chat_id"])
         keyboard = (params.get("reply_markup") or {}).get("inline_keyboard", [])
-        sent = Sent(chat_id, self._next_message_id(chat_id), kind, text, keyboard, data,
-                    media_group_id=media_group_id, history=[(time.monotonic(), text)])  # fmt: skip
+        sent = Sent(
+            chat_id,
+            self._next_message_id(chat_id),
+            kind,
+            text,
+            keyboard,
+            data,
+            media_group_id=media_group_id,
+            history=[(time.monotonic(), text)],
+        )
         self.sent[(chat_id, sent.message_id)] = sent
         return sent
 

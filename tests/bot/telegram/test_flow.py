@@ -78,8 +78,9 @@ async def test_album_train_button_progress_media_group_favorites(
     await standin.react(ALICE, headshots[0].message_id, "❤")
     await standin.wait_for(lambda: _with_text(standin, ALICE, "(2 in all)"), what="the favorite by reaction")
     await standin.send_text(ALICE, "/favorites")
-    await standin.wait_for(lambda: len([s for s in standin.messages(ALICE.id) if s.kind == "document"]) == 2,
-                           what="two documents")  # fmt: skip
+    await standin.wait_for(
+        lambda: len([s for s in standin.messages(ALICE.id) if s.kind == "document"]) == 2, what="two documents"
+    )
     documents = [sent for sent in standin.messages(ALICE.id) if sent.kind == "document"]
     assert {sent.data for sent in documents} == {sent.data for sent in headshots}
 

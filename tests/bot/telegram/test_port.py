@@ -70,8 +70,9 @@ def test_a_command_too_long_for_callback_data_travels_as_a_short_id() -> None:
     assert CallbackCommands().decode(data) is None  # another process (after a restart) says the button expired
 
 
-async def test_the_token_never_reaches_the_log(telegram_bot: TelegramBot, standin: BotApiStandin,
-                                               caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+async def test_the_token_never_reaches_the_log(
+    telegram_bot: TelegramBot, standin: BotApiStandin, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)  # PTB logs its API URL, token included, at DEBUG
     await standin.send_text(ALICE, "/styles")
     await standin.wait_for(lambda: "linkedin" in standin.texts(ALICE.id), what="the styles")
