@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 from telegram import Bot
+from telegram.error import NetworkError
 
-from bot.core.types import Button, OutgoingImage, Reply
+from bot.core.types import Button, ChatUnreachable, OutgoingImage, Reply, Undeliverable
 from bot.telegram.keyboards import CallbackCommands
 from bot.telegram.port import TelegramPort
 from tests.bot.telegram.conftest import ALICE, TOKEN, TelegramBot
@@ -39,6 +40,24 @@ async def test_edits_are_throttled_and_the_latest_text_always_lands(port: Telegr
     edits = standin.called("editMessageText")
     assert 2 <= len(edits) <= 3, [call.params["text"] for call in edits]  # ten updates in ~0.5 s: two or three edits
     assert all(later.at - earlier.at >= 0.45 for earlier, later in zip(edits, edits[1:], strict=False))
+
+
+async def test_refusals_for_good_are_undeliverable_and_the_rest_pass_through(
+    port: TelegramPort, standin: BotApiStandin
+) -> None:
+    chat = str(ALICE.id)
+    message_id = await port.send(chat, Reply("Training your model: 0%"))
+    standin.block(ALICE)
+    with pytest.raises(ChatUnreachable, match="blocked by the user"):
+        await port.send(chat, Reply("Your model is ready!"))
+    with pytest.raises(ChatUnreachable):
+        await port.edit(chat, message_id, Reply("Training your model: 10%"))  # the message's first edit: not held
+    with pytest.raises(ChatUnreachable):
+        await port.send_images(chat, [OutgoingImage(f"h{n}.png", b"\x89PNG" + bytes([n]) * 100) for n in range(2)])
+    standin.fail_chat(ALICE, 502, "Bad Gateway")  # Telegram's edge having a bad moment: worth another try
+    with pytest.raises(NetworkError) as transient:
+        await port.send(chat, Reply("Your model is ready!"))
+    assert not isinstance(transient.value, Undeliverable)
 
 
 async def test_rate_limited_send_waits_retry_after_and_posts_once(port: TelegramPort, standin: BotApiStandin) -> None:
