@@ -156,7 +156,7 @@ class EventDelivery:
                 await port.send(chat_id, reply)
             return
         try:
-            await port.edit(chat_id, job.progress_message_id, reply)
+            await port.edit(chat_id, job.progress_message_id, reply, final=final)
         except Exception:
             if final:
                 await port.send(chat_id, reply)

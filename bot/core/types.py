@@ -93,8 +93,9 @@ class ChatPort(Protocol):
         """Post a text reply; returns its message id."""
         ...
 
-    async def edit(self, chat_id: str, message_id: str, reply: Reply) -> None:
-        """Replace the text of a message posted earlier (progress updates)."""
+    async def edit(self, chat_id: str, message_id: str, reply: Reply, *, final: bool = False) -> None:
+        """Replace the text of a message posted earlier (progress updates). Edits may be throttled, but a ``final``
+        one (the last text the message gets) goes out now, and its failure reaches the caller."""
         ...
 
     async def send_images(self, chat_id: str, images: Sequence[OutgoingImage]) -> list[str]:

@@ -88,8 +88,8 @@ class DiscordPort:
                 message = await channel.send(_fit(reply.text), view=view)
         return str(message.id)
 
-    async def edit(self, chat_id: str, message_id: str, reply: Reply) -> None:
-        await self._edits.edit(chat_id, message_id, reply)
+    async def edit(self, chat_id: str, message_id: str, reply: Reply, *, final: bool = False) -> None:
+        await self._edits.edit(chat_id, message_id, reply, final=final)
 
     async def _edit_now(self, chat_id: str, message_id: str, reply: Reply) -> None:
         channel = await self._channel(chat_id)

@@ -112,8 +112,8 @@ class TelegramPort:
             message = await self.call(lambda: self.bot.send_message(int(chat_id), text, reply_markup=markup), "send")
         return str(message.message_id)
 
-    async def edit(self, chat_id: str, message_id: str, reply: Reply) -> None:
-        await self._edits.edit(chat_id, message_id, reply)
+    async def edit(self, chat_id: str, message_id: str, reply: Reply, *, final: bool = False) -> None:
+        await self._edits.edit(chat_id, message_id, reply, final=final)
 
     async def _edit_now(self, chat_id: str, message_id: str, reply: Reply) -> None:
         markup = self.callbacks.markup(reply.buttons)

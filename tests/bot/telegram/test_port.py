@@ -42,6 +42,26 @@ async def test_edits_are_throttled_and_the_latest_text_always_lands(port: Telegr
     assert all(later.at - earlier.at >= 0.45 for earlier, later in zip(edits, edits[1:], strict=False))
 
 
+async def test_a_final_edit_is_not_kept_for_later_and_its_failure_reaches_the_caller(
+    port: TelegramPort, standin: BotApiStandin
+) -> None:
+    chat = str(ALICE.id)
+    message_id = await port.send(chat, Reply("Training your model: 0%"))
+    await port.edit(chat, message_id, Reply("Training your model: 10%"))  # lands, and opens the 0.5 s window
+    await port.edit(chat, message_id, Reply("Training your model: 20%"))  # kept for the end of the window
+    started = time.monotonic()
+    await port.edit(chat, message_id, Reply("Training finished: 100%."), final=True)
+    assert time.monotonic() - started < 0.4
+    await asyncio.sleep(0.6)  # past the window: the kept 20% never overwrites the final text
+    assert standin.messages(ALICE.id)[0].text == "Training finished: 100%."
+    assert [call.params["text"] for call in standin.called("editMessageText")][-1] == "Training finished: 100%."
+
+    await standin.delete(ALICE, int(message_id))
+    with pytest.raises(Undeliverable) as gone:  # the message is gone, not the chat: the caller may post anew
+        await port.edit(chat, message_id, Reply("Training failed."), final=True)
+    assert not isinstance(gone.value, ChatUnreachable)
+
+
 async def test_refusals_for_good_are_undeliverable_and_the_rest_pass_through(
     port: TelegramPort, standin: BotApiStandin
 ) -> None:
