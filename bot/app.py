@@ -61,8 +61,11 @@ class BotApp:
         return self
 
     def start_delivery(self, ports: Mapping[str, ChatPort]) -> EventDelivery:
-        delivery = EventDelivery(self.core, ports)
-        consumer = CountingConsumer(self.pool, self.settings.events_stream, self.consumer_name, self.metrics)
+        delivery = EventDelivery(self.core, ports, metrics=self.metrics)
+        retry_ms = int(self.settings.delivery_retry_s * 1000)
+        consumer = CountingConsumer(
+            self.pool, self.settings.events_stream, self.consumer_name, self.metrics, claim_idle_ms=retry_ms
+        )
         self._tasks.append(asyncio.create_task(delivery.run(consumer, self._stop), name="event-delivery"))
         watchdog = JobWatchdog(self.core, delivery)
         self._tasks.append(asyncio.create_task(watchdog.run(self._stop), name="job-watchdog"))

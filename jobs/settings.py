@@ -136,7 +136,8 @@ class Settings(BaseSettings):
         default=30, ge=0, description="Erase models, headshots and stray selfies this many days old; 0 = keep."
     )
 
-    # Faults: how soon a dead worker's job runs again, how often it may, and how long a job may go unheard of.
+    # Faults: how soon a dead worker's job runs again, how often it may, how long a job may go unheard of, and how
+    # often the bot tries to post an event that the chat platform did not take.
     job_lease_s: float = Field(
         default=30.0,
         gt=0,
@@ -146,6 +147,17 @@ class Settings(BaseSettings):
     job_max_tries: int = Field(default=3, ge=1, description="Runs of one job (worker deaths included) before it fails.")
     job_silence_s: float = Field(
         default=300.0, gt=0, description="A job that sends no event this long gets a word to its user from the bot."
+    )
+    delivery_retry_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long a worker event whose posting failed (not for good) waits before the bot tries it "
+        "again; also how soon a bot takes over the events another bot instance read and never acked.",
+    )
+    delivery_max_tries: int = Field(
+        default=5,
+        ge=1,
+        description="Tries to post one worker event before it moves to the dead-letter stream <events_stream>:dead.",
     )
 
     @field_validator("max_selfies")

@@ -2,6 +2,13 @@
 
 At-least-once with idempotence: an event is acked only after its chat calls succeeded and its id was recorded, so a
 bot that dies mid-delivery re-delivers on restart, and an event seen twice is posted once.
+
+Each event is delivered in a task of its own (a user's events in order, under that user's lock), so one user's slow
+or failing chat never holds up another user's delivery. A failure is settled per event, never by sleeping:
+- ``Undeliverable`` (the platform refused for good: the user blocked the bot, a file too big): the job ends as
+  undeliverable, its session is free, and the event is acked;
+- anything else is transient: the event stays pending and is claimed again once idle ``delivery_retry_s``; after
+  ``delivery_max_tries`` deliveries (Redis counts them) it moves to the dead-letter stream.
 """
 
 from __future__ import annotations
@@ -9,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from enum import Enum
+from typing import Protocol
 
 from redis.exceptions import RedisError
 
@@ -16,77 +25,210 @@ from bot.core import session, texts
 from bot.core.context import CoreContext
 from bot.core.erase import forget_event
 from bot.core.retention import forget_expired, forget_selfies_after_training
-from bot.core.types import ChatPort, OutgoingImage, Reply
+from bot.core.types import ChatPort, ChatUnreachable, OutgoingImage, Reply, Undeliverable
 from bot.store.schema import JobRow, JobStatus
 from jobs.contract.events import Cancelled, Event, Expired, Failed, ImagesReady, Progress, Started, Trained
 from jobs.contract.kinds import JobKind
 from jobs.contract.stream import EventConsumer
 from jobs.logging_setup import log_context
 
-__all__ = ["EventDelivery"]
+__all__ = ["DeliveryMetrics", "EventDelivery"]
 
 log = logging.getLogger(__name__)
 
 READ_RETRY_S = 2.0
+# Events being delivered at once: a user's wait on their lock, cheaply, so one slow chat can hold many without
+# holding up the others; past the bound, reading waits for one to finish (memory stays bounded).
+MAX_IN_FLIGHT = 256
+READ_COUNT = 50
+
+
+class DeliveryMetrics(Protocol):
+    """What delivery counts (``bot.metrics.BotMetrics``)."""
+
+    def count_undeliverable(self, platform: str) -> None: ...
+
+    def count_dead_letter(self, event_type: str) -> None: ...
+
+
+class _Outcome(Enum):
+    DELIVERED = "delivered"  # posted (or nothing left to post): ack
+    UNDELIVERABLE = "undeliverable"  # the chat refused for good and the job was given up: ack, not counted delivered
+    NO_FRONTEND = "no_frontend"  # that user's platform runs elsewhere: leave it pending
 
 
 class EventDelivery:
-    def __init__(self, core: CoreContext, ports: Mapping[str, ChatPort]) -> None:
+    def __init__(
+        self, core: CoreContext, ports: Mapping[str, ChatPort], *, metrics: DeliveryMetrics | None = None
+    ) -> None:
         self.core = core
         self.ports = ports
+        self.metrics = metrics
 
     async def run(self, consumer: EventConsumer, stop: asyncio.Event) -> None:
-        """Deliver until ``stop`` is set; an event whose delivery fails stays pending and is tried again."""
+        """Deliver until ``stop`` is set, each event in a task of its own; an event whose delivery fails stays
+        pending and is tried again once idle long enough."""
+        in_flight: dict[str, asyncio.Task[None]] = {}
         group_ready = False
-        while not stop.is_set():
-            try:
-                if not group_ready:
-                    await consumer.ensure_group()
-                    group_ready = True
-                events = await consumer.read(block_ms=500)
-            except RedisError:
-                # Redis restarting or unreachable: wait and read again; unacked events are still there.
-                log.warning("reading worker events failed; retrying in %.0f s", READ_RETRY_S, exc_info=True)
-                await asyncio.sleep(READ_RETRY_S)
-                continue
-            for event in events:
-                try:
-                    delivered = await self.deliver(event)
-                except Exception:
-                    log.exception("delivering %s event of job %s failed; will retry", event.type, event.job_id)
-                    await asyncio.sleep(1.0)
+        try:
+            while not stop.is_set():
+                for key in [key for key, task in in_flight.items() if task.done()]:
+                    del in_flight[key]
+                if len(in_flight) >= MAX_IN_FLIGHT:
+                    await asyncio.wait(set(in_flight.values()), timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
                     continue
-                if delivered:
-                    await consumer.ack(event)
+                try:
+                    if not group_ready:
+                        await consumer.ensure_group()
+                        group_ready = True
+                    events = await consumer.read(block_ms=500, count=min(READ_COUNT, MAX_IN_FLIGHT - len(in_flight)))
+                except RedisError:
+                    # Redis restarting or unreachable: wait and read again; unacked events are still there.
+                    log.warning("reading worker events failed; retrying in %.0f s", READ_RETRY_S, exc_info=True)
+                    await asyncio.sleep(READ_RETRY_S)
+                    continue
+                for event in events:
+                    key = event.event_id or str(id(event))
+                    if key in in_flight:  # claimed again while its first delivery is still running
+                        continue
+                    in_flight[key] = asyncio.create_task(self._settle(consumer, event), name=f"deliver-{key}")
+            if in_flight:  # let what started finish (the app cancels us if it takes too long)
+                await asyncio.wait(set(in_flight.values()))
+        finally:
+            for task in in_flight.values():
+                task.cancel()
 
     async def deliver(self, event: Event) -> bool:
-        """Post one event to its chat. False when that user's platform has no frontend running here."""
+        """Post one event to its chat. False when that user's platform has no frontend running here.
+
+        A refusal for good is settled here (the job given up); any other failure is raised, for a later try.
+        """
+        return await self._deliver(event) is not _Outcome.NO_FRONTEND
+
+    async def give_up(self, job: JobRow, error: Undeliverable) -> None:
+        """The chat refused a word about ``job`` for good (the watchdog's finding): end it as delivery would."""
+        port = self.ports.get(job.user_key.split(":", 1)[0])
+        async with self.core.locks.hold(job.user_key), log_context(user_key=job.user_key, job_id=job.job_id):
+            chat_id = await self.core.store.chat_of(job.user_key)
+            await self._give_up(job.user_key, job.job_id, error, port, chat_id)
+
+    async def _settle(self, consumer: EventConsumer, event: Event) -> None:
+        """Deliver one event and settle it on the stream: ack it, discard it, leave it pending, or dead-letter it."""
+        try:
+            try:
+                outcome = await self._deliver(event)
+            except Exception as error:
+                await self._failed(consumer, event, error)
+                return
+            if outcome is _Outcome.DELIVERED:
+                await consumer.ack(event)
+            elif outcome is _Outcome.UNDELIVERABLE:
+                await consumer.discard(event)
+        except RedisError:
+            # Unsettled, so still pending: it comes back, and its recorded delivery keeps it from posting twice.
+            log.warning("settling %s event of job %s failed (Redis away?)", event.type, event.job_id, exc_info=True)
+
+    async def _failed(self, consumer: EventConsumer, event: Event, error: Exception) -> None:
+        """A transient failure: leave the event pending for a later try, or dead-letter it after its last."""
+        tries, most = await consumer.deliveries(event), self.core.settings.delivery_max_tries
+        if tries < most:
+            log.warning(
+                "delivering %s event of job %s failed (try %d of %d); trying again in %.0f s",
+                event.type,
+                event.job_id,
+                tries,
+                most,
+                self.core.settings.delivery_retry_s,
+                exc_info=error,
+            )
+            return
+        await consumer.dead_letter(event, type(error).__name__)
+        log.error(
+            "delivering %s event of job %s failed %d times; moved it to the dead letters",
+            event.type,
+            event.job_id,
+            tries,
+            exc_info=error,
+        )
+        if self.metrics is not None:
+            self.metrics.count_dead_letter(event.type.value)
+
+    async def _deliver(self, event: Event) -> _Outcome:
         port = self.ports.get(event.user_key.split(":", 1)[0])
         if port is None:
-            return False
+            return _Outcome.NO_FRONTEND
         async with self.core.locks.hold(event.user_key), log_context(user_key=event.user_key, job_id=event.job_id):
             store = self.core.store
             if event.event_id and await store.was_delivered(event.event_id):
-                return True
+                return _Outcome.DELIVERED
             chat_id = await store.chat_of(event.user_key)
-            if isinstance(event, Expired):
-                await forget_expired(self.core, event, chat_id, port)
-            else:
-                job = await store.job(event.user_key, event.job_id)
-                if job is None or chat_id is None:
-                    # The user erased their data (/delete) while the job ran: erase what the job left behind too,
-                    # the event included (so no delivery record of it is kept either).
-                    await forget_event(self.core, event)
-                    return True
-                if not job.status.finished:
-                    self.core.heartbeats.heard(event.job_id)
-                    await self._apply(event, job, chat_id, port)
-                elif job.status == JobStatus.CANCELLED and isinstance(event, ImagesReady):
-                    # /cancel came after the render had finished: the user asked not to get these, so erase them.
-                    await self._discard_outputs(event)
+            outcome = _Outcome.DELIVERED
+            try:
+                if isinstance(event, Expired):
+                    await forget_expired(self.core, event, chat_id, port)
+                else:
+                    job = await store.job(event.user_key, event.job_id)
+                    if job is None or chat_id is None:
+                        # The user erased their data (/delete) while the job ran: erase what the job left behind
+                        # too, the event included (so no delivery record of it is kept either).
+                        await forget_event(self.core, event)
+                        return _Outcome.DELIVERED
+                    if not job.status.finished:
+                        self.core.heartbeats.heard(event.job_id)
+                        await self._apply(event, job, chat_id, port)
+                    elif job.status in (JobStatus.CANCELLED, JobStatus.UNDELIVERABLE) and isinstance(
+                        event, ImagesReady
+                    ):
+                        # /cancel came after the render had finished, or the chat refuses everything: nobody gets
+                        # these, so erase them.
+                        await self._discard_outputs(event)
+            except Undeliverable as error:
+                await self._give_up(event.user_key, event.job_id, error, port, chat_id, event)
+                outcome = _Outcome.UNDELIVERABLE
             if event.event_id:
                 await store.mark_delivered(event.event_id)
-            return True
+            return outcome
+
+    async def _give_up(
+        self,
+        user_key: str,
+        job_id: str,
+        error: Undeliverable,
+        port: ChatPort | None,
+        chat_id: str | None,
+        event: Event | None = None,
+    ) -> None:
+        """The chat refused for good: an open job ends as undeliverable (its session free, its work stopped), and
+        nothing it made is kept. Runs under the user's lock."""
+        store = self.core.store
+        job = await store.job(user_key, job_id)
+        ended = job is not None and await session.job_undeliverable(store, job)
+        if ended and (event is None or isinstance(event, Started | Progress)):
+            await self.core.queue.request_abort(job_id)  # still queued or running: nobody can receive what it makes
+        if isinstance(event, ImagesReady):
+            await self._discard_outputs(event)
+        platform = user_key.split(":", 1)[0]
+        log.warning(
+            "%s refused job %s's messages for good (%s); %s",
+            platform,
+            job_id,
+            error,
+            "the job ended as undeliverable" if ended else "the job had ended already",
+        )
+        if self.metrics is not None:
+            self.metrics.count_undeliverable(platform)
+        if (
+            ended
+            and job is not None
+            and port is not None
+            and chat_id is not None
+            and not isinstance(error, ChatUnreachable)
+        ):
+            # The chat still takes text: say what happened, or the user waits for a result that never comes.
+            try:
+                await port.send(chat_id, Reply(texts.undeliverable(job.kind)))
+            except Exception:
+                log.warning("telling %s that job %s was undeliverable failed too", user_key, job_id, exc_info=True)
 
     async def _apply(self, event: Event, job: JobRow, chat_id: str, port: ChatPort) -> None:
         training = job.kind == JobKind.TRAIN
@@ -157,7 +299,9 @@ class EventDelivery:
                 await port.send(chat_id, reply)
             return
         try:
-            await port.edit(chat_id, job.progress_message_id, reply)
+            await port.edit(chat_id, job.progress_message_id, reply, final=final)
+        except ChatUnreachable:
+            raise  # nothing reaches this chat: not worth a fresh message, and the job is given up
         except Exception:
             if final:
                 await port.send(chat_id, reply)

@@ -37,13 +37,20 @@ class EditThrottle:
         # Not a size-bounded cache: a slot may only go once idle (no edit waiting or running, interval over).
         self._slots: dict[tuple[str, str], _Slot] = {}
 
-    async def edit(self, chat_id: str, message_id: str, reply: Reply) -> None:
-        """Edit now when the message's interval is up (a failure reaches the caller), else keep it for later."""
+    async def edit(self, chat_id: str, message_id: str, reply: Reply, *, final: bool = False) -> None:
+        """Edit now when the message's interval is up (a failure reaches the caller), else keep it for later.
+
+        A ``final`` edit is never kept: it replaces any edit still waiting and goes out now, so its failure reaches
+        the caller (who can post the text as a new message instead).
+        """
         key = (chat_id, message_id)
         slot = self._slots.get(key)
         if slot is None:
             self._prune()
             slot = self._slots[key] = _Slot()
+        if final:
+            await self._edit_final(chat_id, message_id, slot, reply)
+            return
         if slot.flusher is None and not self._locks.locked(key) and time.monotonic() - slot.last >= self.interval_s:
             async with self._locks.hold(key):
                 try:
@@ -54,6 +61,18 @@ class EditThrottle:
         slot.pending = reply
         if slot.flusher is None:
             slot.flusher = asyncio.create_task(self._flush(chat_id, message_id, slot), name=f"edit-{message_id}")
+
+    async def _edit_final(self, chat_id: str, message_id: str, slot: _Slot, reply: Reply) -> None:
+        # The waiting edit is superseded: stop it (even mid-call; this edit overwrites whatever it did).
+        slot.pending = None
+        if slot.flusher is not None:
+            slot.flusher.cancel()
+            await asyncio.wait({slot.flusher})
+        async with self._locks.hold((chat_id, message_id)):
+            try:
+                await self._edit_now(chat_id, message_id, reply)
+            finally:
+                slot.last = time.monotonic()
 
     async def _flush(self, chat_id: str, message_id: str, slot: _Slot) -> None:
         try:

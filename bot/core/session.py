@@ -1,11 +1,15 @@
 """The DM session's state machine: every change to a session's state or a job's status is one named transition here.
 
 NEW ──/train──▶ COLLECTING ──/train start (enough selfies)──▶ TRAINING ──trained──▶ READY
-                   ▲  │ selfie ⟲                               │ failed / cancelled     │ ▲
-                   │  └────────────────────────────────────────┘ (selfies kept)        │ │ images posted,
-                   └──────────────── /train new ◀── READY                    /headshot ▼ │ failed, cancelled
+                   ▲  │ selfie ⟲                               │ failed / cancelled /   │ ▲
+                   │  └────────────────────────────────────────┘ undeliverable          │ │ images posted,
+                   │                                             (selfies kept)         │ │ failed, cancelled,
+                   └──────────────── /train new ◀── READY                    /headshot ▼ │ undeliverable
                                                                                   GENERATING
 any state ──/delete confirm──▶ NEW (everything of the user gone); READY ──model expired──▶ NEW
+
+A job is undeliverable when the chat refused its messages for good (the user blocked the bot, a file too big): it
+ends as a failure does, so the session is free again when the user comes back.
 
 The state is persisted with the session (``bot/store``), so a restart resumes it. Commands (``service.py``,
 ``training.py``) and worker events (``delivery.py``, ``retention.py``) decide *when*; these functions are *what*
@@ -24,6 +28,7 @@ __all__ = [
     "images_posted",
     "job_ended",
     "job_started",
+    "job_undeliverable",
     "model_trained",
     "models_expired",
     "open_session",
@@ -69,13 +74,14 @@ async def images_posted(store: Store, job: JobRow) -> None:
 
 
 async def job_ended(store: Store, job: JobRow, status: JobStatus) -> None:
-    """A job failed or was cancelled (by ``/cancel`` or the worker): its session goes back to where it came from.
+    """A job failed, was cancelled (by ``/cancel`` or the worker) or is undeliverable: its session goes back to
+    where it came from.
 
     Only the user's current session moves: a job of a session the user has since left behind changes nothing. A
-    failed or cancelled training gets a new attempt number, so the next ``/train start`` has a fresh job id.
+    training that did not finish gets a new attempt number, so the next ``/train start`` has a fresh job id.
     """
-    if status not in (JobStatus.FAILED, JobStatus.CANCELLED):
-        raise ValueError(f"job_ended takes failed or cancelled, not {status!r}")
+    if status not in (JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.UNDELIVERABLE):
+        raise ValueError(f"job_ended takes failed, cancelled or undeliverable, not {status!r}")
     await store.update_job(job.user_key, job.job_id, status=status)
     session = await store.current_session(job.user_key)
     if session is None or session.id != job.session_id:
@@ -86,6 +92,16 @@ async def job_ended(store: Store, job: JobRow, status: JobStatus) -> None:
         )
     else:
         await store.update_session(job.user_key, session.id, state=SessionState.READY)
+
+
+async def job_undeliverable(store: Store, job: JobRow) -> bool:
+    """The chat refused the job's messages for good: an open job ends as undeliverable (its session freed); a job
+    that already ended (its model was trained before the refusal) stays as it is. True when the job was open."""
+    current = await store.job(job.user_key, job.job_id)
+    if current is None or current.status.finished:
+        return False
+    await job_ended(store, current, JobStatus.UNDELIVERABLE)
+    return True
 
 
 async def models_expired(store: Store, user_key: str, keys: list[str]) -> tuple[int, int]:

@@ -59,7 +59,9 @@ class SelfieStatus:
         reply = Reply(_render(lines, footer), buttons)
         if run is not None:
             try:
-                await port.edit(chat.chat_id, run.message_id, reply)
+                # Not throttled: a verdict is an answer the user waits for (one per message they send, not a stream
+                # of progress), and only an edit made now lets a failure post a fresh message below.
+                await port.edit(chat.chat_id, run.message_id, reply, final=True)
                 run.lines = lines
                 return
             except Exception:

@@ -20,6 +20,7 @@ __all__ = [
     "format_eta",
     "selfie_count_line",
     "styles_text",
+    "undeliverable",
 ]
 
 HELP = """I turn 10-20 selfies into professional headshots.
@@ -164,6 +165,8 @@ STILL_WAITING = "Your {what} is waiting for a free worker. I'll post here as soo
 STILL_RUNNING = (
     "Still working on your {what}; no news from the worker for {minutes} min. I'll post here when it's done."
 )
+# The chat refused a job's result for good (a file too big, an image it rejects) but still takes text.
+UNDELIVERABLE = "I couldn't post what your {what} made: this chat refused it. {hint}"
 
 
 # Why something could not be done, by the reason code the lower layers raise (pipeline/errors.py) or a worker's
@@ -244,6 +247,10 @@ def explain(
         return template.format(**values)
     except (KeyError, ValueError, IndexError):
         return INTERNAL_ERROR  # an event from another version without a parameter this text needs
+
+
+def undeliverable(kind: JobKind) -> str:
+    return UNDELIVERABLE.format(what=_JOB_WHAT[kind], hint=_RETRY_HINT[kind])
 
 
 def format_duration(seconds: float) -> str:

@@ -6,7 +6,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-__all__ = ["Attachment", "Button", "ChatPort", "ChatRef", "IncomingMessage", "OutgoingImage", "Reply"]
+__all__ = [
+    "Attachment",
+    "Button",
+    "ChatPort",
+    "ChatRef",
+    "ChatUnreachable",
+    "IncomingMessage",
+    "OutgoingImage",
+    "Reply",
+    "Undeliverable",
+]
 
 
 @dataclass(frozen=True)
@@ -59,8 +69,23 @@ class OutgoingImage:
     caption: str = ""
 
 
+class Undeliverable(Exception):
+    """The platform refused a message for good (a file too big, an invalid image, a message gone): no retry helps.
+
+    Ports raise it, chained to the platform's error, for the refusals they know to be permanent; any other exception
+    from a port counts as transient, and the core tries again later.
+    """
+
+
+class ChatUnreachable(Undeliverable):
+    """Nothing can reach this chat any more: the user blocked the bot, left, or the chat does not exist."""
+
+
 class ChatPort(Protocol):
-    """What the core needs from a chat platform. Message ids are strings on every platform."""
+    """What the core needs from a chat platform. Message ids are strings on every platform.
+
+    Failures: ``Undeliverable`` (or ``ChatUnreachable``) when the platform refused for good; anything else is transient.
+    """
 
     platform: str
 
@@ -68,8 +93,9 @@ class ChatPort(Protocol):
         """Post a text reply; returns its message id."""
         ...
 
-    async def edit(self, chat_id: str, message_id: str, reply: Reply) -> None:
-        """Replace the text of a message posted earlier (progress updates)."""
+    async def edit(self, chat_id: str, message_id: str, reply: Reply, *, final: bool = False) -> None:
+        """Replace the text of a message posted earlier (progress updates). Edits may be throttled, but a ``final``
+        one (the last text the message gets) goes out now, and its failure reaches the caller."""
         ...
 
     async def send_images(self, chat_id: str, images: Sequence[OutgoingImage]) -> list[str]:

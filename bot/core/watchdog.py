@@ -9,7 +9,9 @@ the watchdog looks at each open job the bot last heard of more than ``job_silenc
 - failed without a word, or unknown to the queue: the user is told in plain words and the session is freed.
 
 So the longest a user waits without a message is ``job_silence_s`` plus a quarter of it. Times are kept in memory:
-after a bot restart every open job gets a full bound again from the first round.
+after a bot restart every open job gets a full bound again from the first round. Each job is checked on its own:
+one job's failure never ends the round, and a chat that refuses for good (the user blocked the bot) ends its job as
+undeliverable, as delivery does.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from arq.jobs import Job, JobStatus
 from redis.exceptions import RedisError
 
 from bot.core import texts
-from bot.core.types import Reply
+from bot.core.types import Reply, Undeliverable
 from bot.store.schema import JobRow
 from jobs.contract.events import Event, Failed, ImagesReady, RenderedImage, Trained
 from jobs.contract.kinds import JobKind
@@ -70,10 +72,25 @@ class JobWatchdog:
             if silent is None:
                 heartbeats.heard(job.job_id)  # first sight (or a fresh bot): the bound starts now
             elif silent >= bound:
-                await self._check(job, silent)
-                heartbeats.heard(job.job_id)
-                told += 1
+                told += await self._check_one(job, silent)
+                heartbeats.heard(job.job_id)  # checked or not, its next turn is a bound away
         return told
+
+    async def _check_one(self, job: JobRow, silent_s: float) -> int:
+        """Check one job, whatever goes wrong: 1 when its user was told something."""
+        try:
+            await self._check(job, silent_s)
+            return 1
+        except Undeliverable as error:
+            try:
+                await self.delivery.give_up(job, error)
+            except Exception:
+                log.exception("giving up job %s failed; the next round tries again", job.job_id)
+        except (RedisError, OSError):
+            log.warning("checking job %s failed (Redis away?); the next round tries again", job.job_id, exc_info=True)
+        except Exception:
+            log.exception("checking job %s failed; the next round tries again", job.job_id)
+        return 0
 
     async def _check(self, job: JobRow, silent_s: float) -> None:
         port = self.delivery.ports.get(job.user_key.split(":", 1)[0])

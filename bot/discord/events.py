@@ -15,7 +15,7 @@ import discord
 
 from bot.core.locks import UserLocks
 from bot.core.service import HeadshotService
-from bot.core.types import Attachment, ChatRef, IncomingMessage, Reply
+from bot.core.types import Attachment, ChatRef, IncomingMessage, Reply, Undeliverable
 from bot.discord import texts
 from bot.discord.port import DiscordPort
 
@@ -97,7 +97,7 @@ class DiscordEvents:
                 await interaction.followup.send(texts.INTERNAL_ERROR, ephemeral=True)
             elif chat_id is not None:
                 await self.port.send(chat_id, Reply(texts.INTERNAL_ERROR))
-        except discord.DiscordException:
+        except (discord.DiscordException, Undeliverable):
             log.warning("telling the user about the error failed too", exc_info=True)
 
     # Translation.

@@ -5,7 +5,8 @@ HTTP client, which waits out a 429 as Discord asks and retries, so a reply is no
 
 Headshots go one per message: a ⭐ reaction then names exactly one image, and the core's reaction mapping (one
 message id per image) holds as it is. A batch is four headshots, well under Discord's five-message burst per channel.
-Originals for ``/favorites`` go ten to a message, Discord's most.
+Originals for ``/favorites`` go ten to a message, Discord's most. Refusals that no retry fixes (the user blocks DMs
+from the bot, a file too big) leave the port as ``Undeliverable`` (``refusals``).
 """
 
 from __future__ import annotations
@@ -13,22 +14,52 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import discord
 
 from bot.core.edits import EditThrottle
-from bot.core.types import OutgoingImage, Reply
+from bot.core.types import ChatUnreachable, OutgoingImage, Reply, Undeliverable
 from bot.discord import texts
 from bot.discord.components import ButtonIds
 from bot.discord.files import fit_upload
 
-__all__ = ["DiscordPort"]
+__all__ = ["DiscordPort", "refusals"]
 
 log = logging.getLogger(__name__)
 
 FILES_PER_MESSAGE = 10  # Discord's limit of attachments on one message
 TEXT_MAX = 2000  # Discord's limit of characters in a message's content
+# Discord's JSON error codes that no retry fixes (developer docs, "JSON Error Codes").
+_CHAT_GONE = {
+    50007,  # Forbidden: Cannot send messages to this user (DMs closed, or the bot is blocked)
+    50278,  # Forbidden: Cannot send messages to this user due to having no mutual guilds
+    10003,  # NotFound: Unknown Channel
+}
+_REFUSED = {
+    10008,  # NotFound: Unknown Message (deleted, so it cannot be edited)
+    40005,  # Request entity too large
+}
+
+
+@contextmanager
+def refusals() -> Iterator[None]:
+    """Discord's permanent refusals as ``Undeliverable``; every other error passes through (transient).
+
+    discord.py raises ``Forbidden`` (403) and ``NotFound`` (404), both ``HTTPException`` with Discord's ``code``; a
+    413 from the edge may carry no code. ``ValueError`` is ``fit_upload``'s: no JPEG of the image fits the limit.
+    """
+    try:
+        yield
+    except discord.HTTPException as error:
+        if error.code in _CHAT_GONE:
+            raise ChatUnreachable(f"discord: {error}") from error
+        if error.code in _REFUSED or error.status == 413:
+            raise Undeliverable(f"discord: {error}") from error
+        raise
+    except ValueError as error:
+        raise Undeliverable(f"discord: {error}") from error
 
 
 class DiscordPort:
@@ -51,21 +82,23 @@ class DiscordPort:
     async def send(self, chat_id: str, reply: Reply) -> str:
         channel = await self._channel(chat_id)
         view = self.buttons.view(reply.buttons)
-        if view is None:
-            message = await channel.send(_fit(reply.text))
-        else:
-            message = await channel.send(_fit(reply.text), view=view)
+        with refusals():
+            if view is None:
+                message = await channel.send(_fit(reply.text))
+            else:
+                message = await channel.send(_fit(reply.text), view=view)
         return str(message.id)
 
-    async def edit(self, chat_id: str, message_id: str, reply: Reply) -> None:
-        await self._edits.edit(chat_id, message_id, reply)
+    async def edit(self, chat_id: str, message_id: str, reply: Reply, *, final: bool = False) -> None:
+        await self._edits.edit(chat_id, message_id, reply, final=final)
 
     async def _edit_now(self, chat_id: str, message_id: str, reply: Reply) -> None:
         channel = await self._channel(chat_id)
         # view=None clears the buttons: a final progress text has none.
-        await channel.get_partial_message(int(message_id)).edit(
-            content=_fit(reply.text), view=self.buttons.view(reply.buttons)
-        )
+        with refusals():
+            await channel.get_partial_message(int(message_id)).edit(
+                content=_fit(reply.text), view=self.buttons.view(reply.buttons)
+            )
 
     async def aclose(self) -> None:
         """Flush the edits still waiting for their interval (called before the client closes)."""
@@ -75,11 +108,12 @@ class DiscordPort:
         """One message per image (caption as its text), each under the upload limit; their ids in order."""
         channel = await self._channel(chat_id)
         ids: list[str] = []
-        for image in images:
-            fitted, reencoded = fit_upload(image, self.upload_limit_bytes)
-            note = " " + texts.REENCODED.format(limit=texts.megabytes(self.upload_limit_bytes)) if reencoded else ""
-            message = await channel.send(_fit(image.caption + note) or None, file=_file(fitted))
-            ids.append(str(message.id))
+        with refusals():
+            for image in images:
+                fitted, reencoded = fit_upload(image, self.upload_limit_bytes)
+                note = " " + texts.REENCODED.format(limit=texts.megabytes(self.upload_limit_bytes)) if reencoded else ""
+                message = await channel.send(_fit(image.caption + note) or None, file=_file(fitted))
+                ids.append(str(message.id))
         return ids
 
     async def send_files(self, chat_id: str, files: Sequence[OutgoingImage]) -> None:
@@ -99,10 +133,11 @@ class DiscordPort:
             if reencoded:
                 notes.append(f"{item.filename} {texts.REENCODED.format(limit=limit)}")
             sendable.append(_file(fitted))
-        if notes:
-            await channel.send(_fit("\n".join(notes)))
-        for start in range(0, len(sendable), FILES_PER_MESSAGE):
-            await channel.send(files=sendable[start : start + FILES_PER_MESSAGE])
+        with refusals():
+            if notes:
+                await channel.send(_fit("\n".join(notes)))
+            for start in range(0, len(sendable), FILES_PER_MESSAGE):
+                await channel.send(files=sendable[start : start + FILES_PER_MESSAGE])
 
 
 def _file(image: OutgoingImage) -> discord.File:

@@ -62,7 +62,7 @@ class LocalChatPort:
         await self._notify()
         return message_id
 
-    async def edit(self, chat_id: str, message_id: str, reply: Reply) -> None:
+    async def edit(self, chat_id: str, message_id: str, reply: Reply, *, final: bool = False) -> None:
         message = self.messages.get(int(message_id))
         if message is None:
             raise KeyError(f"no message #{message_id} to edit")

@@ -115,6 +115,7 @@ class JobStatus(StrEnum):
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    UNDELIVERABLE = "undeliverable"  # the chat refused the job's messages for good (e.g. the user blocked the bot)
 
     @property
     def finished(self) -> bool:

@@ -2,7 +2,8 @@
 
 Every Bot API call goes through ``call_with_retry``, so a 429 (``RetryAfter``) waits what Telegram asks and tries
 again instead of losing the reply. Edits of one message go out at most once every ``edit_interval_s``; in between,
-only the latest text is kept and flushed when the interval is up, so a final text is never dropped.
+only the latest text is kept and flushed when the interval is up, so a final text is never dropped. Refusals that
+no retry fixes (the user blocked the bot, a file too big) leave the port as ``Undeliverable`` (``refusals``).
 """
 
 from __future__ import annotations
@@ -10,26 +11,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import warnings
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import TypeVar
 
 from telegram import Bot, InputMediaDocument, InputMediaPhoto
 from telegram.constants import MessageLimit
-from telegram.error import BadRequest, RetryAfter
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
 from telegram.warnings import PTBDeprecationWarning
 
 from bot.core.edits import EditThrottle
-from bot.core.types import OutgoingImage, Reply
+from bot.core.types import ChatUnreachable, OutgoingImage, Reply, Undeliverable
 from bot.telegram import texts
 from bot.telegram.keyboards import CallbackCommands
 
-__all__ = ["TelegramPort", "call_with_retry", "retry_after_seconds"]
+__all__ = ["TelegramPort", "call_with_retry", "refusals", "retry_after_seconds"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MEDIA_GROUP_MAX = 10  # Telegram's sendMediaGroup takes 2 to 10 items
+# Bad Request descriptions (PTB drops the "Bad Request: " prefix) that no retry fixes.
+_CHAT_GONE = ("chat not found", "user is deactivated")
+_REFUSED = ("photo_invalid_dimensions", "too big", "too large", "message to edit not found", "wrong file identifier")
 
 
 def retry_after_seconds(error: RetryAfter) -> float:
@@ -54,6 +59,33 @@ async def call_with_retry(call: Callable[[], Awaitable[T]], *, max_retries: int,
     raise AssertionError("unreachable: the loop returns or raises")
 
 
+@contextmanager
+def refusals() -> Iterator[None]:
+    """Telegram's permanent refusals as ``Undeliverable``; every other error passes through (transient).
+
+    403 ``Forbidden`` (blocked by the user, deactivated, can't initiate a conversation) and "chat not found" mean the
+    chat is gone; a photo of invalid dimensions, a file too big (400, or 413 from the server) or a ``ValueError`` of
+    an input the bot built mean this message can never be sent.
+    """
+    try:
+        yield
+    except Forbidden as error:
+        raise ChatUnreachable(f"telegram: {error}") from error
+    except BadRequest as error:  # before NetworkError, which it subclasses
+        text = str(error).lower()
+        if any(marker in text for marker in _CHAT_GONE):
+            raise ChatUnreachable(f"telegram: {error}") from error
+        if any(marker in text for marker in _REFUSED):
+            raise Undeliverable(f"telegram: {error}") from error
+        raise
+    except NetworkError as error:
+        if "(413)" in str(error) or "entity too large" in str(error).lower():
+            raise Undeliverable(f"telegram: {error}") from error
+        raise
+    except ValueError as error:
+        raise Undeliverable(f"telegram: {error}") from error
+
+
 class TelegramPort:
     """Message ids are Telegram's per-chat message ids, as strings; chat ids are the chats' ids."""
 
@@ -76,23 +108,26 @@ class TelegramPort:
     async def send(self, chat_id: str, reply: Reply) -> str:
         markup = self.callbacks.markup(reply.buttons)
         text = _fit(reply.text)
-        message = await self.call(lambda: self.bot.send_message(int(chat_id), text, reply_markup=markup), "send")
+        with refusals():
+            message = await self.call(lambda: self.bot.send_message(int(chat_id), text, reply_markup=markup), "send")
         return str(message.message_id)
 
-    async def edit(self, chat_id: str, message_id: str, reply: Reply) -> None:
-        await self._edits.edit(chat_id, message_id, reply)
+    async def edit(self, chat_id: str, message_id: str, reply: Reply, *, final: bool = False) -> None:
+        await self._edits.edit(chat_id, message_id, reply, final=final)
 
     async def _edit_now(self, chat_id: str, message_id: str, reply: Reply) -> None:
         markup = self.callbacks.markup(reply.buttons)
         text = _fit(reply.text)
-        try:
-            await self.call(
-                lambda: self.bot.edit_message_text(text, int(chat_id), int(message_id), reply_markup=markup), "edit"
-            )
-        except BadRequest as error:
-            # The same text again (a repeated event) is not worth an error; anything else is.
-            if "not modified" not in str(error).lower():
-                raise
+        with refusals():
+            try:
+                await self.call(
+                    lambda: self.bot.edit_message_text(text, int(chat_id), int(message_id), reply_markup=markup),
+                    "edit",
+                )
+            except BadRequest as error:
+                # The same text again (a repeated event) is not worth an error; anything else is.
+                if "not modified" not in str(error).lower():
+                    raise
 
     async def aclose(self) -> None:
         """Flush the edits still waiting for their interval (called before the bot shuts down)."""
@@ -100,6 +135,10 @@ class TelegramPort:
 
     async def send_images(self, chat_id: str, images: Sequence[OutgoingImage]) -> list[str]:
         """Albums of up to 10 photos (one message each, so each has an id); a photo over 10 MB goes as a file."""
+        with refusals():
+            return await self._send_images(chat_id, images)
+
+    async def _send_images(self, chat_id: str, images: Sequence[OutgoingImage]) -> list[str]:
         ids: list[str] = []
         batch: list[OutgoingImage] = []
         for image in images:
@@ -141,6 +180,10 @@ class TelegramPort:
 
     async def send_files(self, chat_id: str, files: Sequence[OutgoingImage]) -> None:
         """Originals as documents (Telegram keeps their bytes as they are), grouped ten to an album."""
+        with refusals():
+            await self._send_files(chat_id, files)
+
+    async def _send_files(self, chat_id: str, files: Sequence[OutgoingImage]) -> None:
         sendable: list[OutgoingImage] = []
         for item in files:
             if len(item.data) > texts.FILE_UPLOAD_LIMIT_BYTES:

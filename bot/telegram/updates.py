@@ -18,7 +18,7 @@ from telegram.ext import BaseUpdateProcessor, ContextTypes
 
 from bot.core.locks import UserLocks
 from bot.core.service import HeadshotService
-from bot.core.types import Attachment, ChatRef, IncomingMessage, Reply
+from bot.core.types import Attachment, ChatRef, IncomingMessage, Reply, Undeliverable
 from bot.telegram import texts
 from bot.telegram.albums import AlbumCollator, Spawn
 from bot.telegram.port import TelegramPort
@@ -117,7 +117,7 @@ class TelegramUpdates:
         if chat is not None and chat.is_private:
             try:
                 await self.port.send(chat.chat_id, Reply(texts.INTERNAL_ERROR))
-            except TelegramError:
+            except (TelegramError, Undeliverable):
                 log.warning("telling %s about the error failed too", chat.user_key, exc_info=True)
 
     # Translation.

@@ -1,4 +1,5 @@
-"""Erasing one user from Redis: their arq jobs (queued, results, retries, aborts) and their worker events.
+"""Erasing one user from Redis: their arq jobs (queued, results, retries, aborts) and their worker events (dead
+letters included).
 
 The bot calls this on ``/delete`` and again when a late event of an erased user arrives, so nothing that names the
 user outlives them in Redis (a job still running when they left is aborted first; see ``spare``).
@@ -20,6 +21,7 @@ from arq.constants import (
 from redis.asyncio import Redis
 
 from jobs.contract.payloads import job_owner
+from jobs.contract.stream import dead_letter_stream
 
 __all__ = ["erase_finished_job", "erase_job", "erase_user_traces"]
 
@@ -72,18 +74,25 @@ async def erase_user_traces(
     for job_id in job_ids:
         await erase_job(redis, job_id, queue_name=queue_name, keep_abort=job_id in spare)
 
-    # 2. Events: the stream entries that name the user (a page at a time; the stream is capped).
+    # 2. Events: the entries that name the user, in the stream and in its dead letters.
+    deleted = await _erase_entries(redis, events_stream, user_key)
+    await _erase_entries(redis, dead_letter_stream(events_stream), user_key)
+    return deleted
+
+
+async def _erase_entries(redis: Redis, stream: str, user_key: str) -> list[str]:
+    """Delete the stream's entries that name the user (a page at a time; streams are capped); returns their ids."""
     deleted: list[str] = []
     start = "-"
     while True:
-        page = await redis.xrange(events_stream, min=start, max="+", count=_STREAM_PAGE)
+        page = await redis.xrange(stream, min=start, max="+", count=_STREAM_PAGE)
         ids = [
             _text(entry_id)
             for entry_id, fields in page
             if _text(fields.get(b"user_key", fields.get("user_key", ""))) == user_key
         ]
         if ids:
-            await redis.xdel(events_stream, *ids)
+            await redis.xdel(stream, *ids)
             deleted.extend(ids)
         if len(page) < _STREAM_PAGE:
             return deleted

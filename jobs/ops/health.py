@@ -1,4 +1,5 @@
-"""What an operator asks Redis: which workers are alive, what the queue holds, what failed lately.
+"""What an operator asks Redis: which workers are alive, what the queue holds, what failed lately, what the bot
+could not deliver.
 
 arq's own health-check key (``<queue>:health-check``) is one per queue, overwritten by every worker on it, so it
 cannot count workers. Each worker therefore also writes a heartbeat key of its own, ``<queue>:worker:<name>``, that
@@ -17,15 +18,18 @@ from arq.jobs import DeserializationError, deserialize_job
 from redis.asyncio import Redis
 
 from jobs.contract.events import EventType, Failed, event_from_fields
+from jobs.contract.stream import dead_letter_stream
 
 __all__ = [
     "HEARTBEAT_MISSES",
+    "DeadLetter",
     "Failure",
     "Heartbeat",
     "QueueCounts",
     "QueuedJob",
     "age_s",
     "clear_heartbeat",
+    "dead_letters",
     "live_workers",
     "queue_counts",
     "queue_jobs",
@@ -161,6 +165,38 @@ async def recent_failures(redis: Redis, stream: str, limit: int = 5, scan: int =
         if len(failures) >= limit:
             break
     return failures
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An event the bot gave up posting after its tries (the chat platform kept failing), as the dead-letter stream
+    keeps it."""
+
+    at: float
+    event_type: str
+    job_id: str
+    user_key: str
+    error: str
+
+
+async def dead_letters(redis: Redis, stream: str, limit: int = 5) -> tuple[int, list[DeadLetter]]:
+    """How many events the events stream's dead-letter stream holds, and its newest ``limit``, newest first."""
+    dead = dead_letter_stream(stream)
+    total = int(await redis.xlen(dead))
+    letters = []
+    for entry_id, raw in await redis.xrevrange(dead, count=limit) if limit else []:
+        fields = {_decode(k): _decode(v) for k, v in raw.items()}
+        at = int(_decode(entry_id).split("-", 1)[0]) / 1000
+        letters.append(
+            DeadLetter(
+                at,
+                fields.get("type", "?"),
+                fields.get("job_id", "?"),
+                fields.get("user_key", "?"),
+                fields.get("error", "?"),
+            )
+        )
+    return total, letters
 
 
 def age_s(timestamp: float | None, now: float | None = None) -> float | None:

@@ -1,4 +1,4 @@
-"""``headshot-status``: the queue, the live workers and the last failures, read from ``REDIS_URL``.
+"""``headshot-status``: the queue, the live workers, the last failures and the dead letters, read from ``REDIS_URL``.
 
 Exit status 0 when healthy (Redis answers and enough workers beat), 1 otherwise, so a compose healthcheck can call
 it: ``headshot-status --this-host`` in a worker container, ``headshot-status --min-workers 0`` where only Redis counts.
@@ -18,8 +18,9 @@ from urllib.parse import urlsplit
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from jobs.contract.stream import dead_letter_stream
 from jobs.logging_setup import mask_secrets
-from jobs.ops.health import age_s, live_workers, queue_counts, queue_jobs, recent_failures
+from jobs.ops.health import age_s, dead_letters, live_workers, queue_counts, queue_jobs, recent_failures
 from jobs.settings import Settings
 
 __all__ = ["main", "report"]
@@ -70,7 +71,13 @@ async def report(
     for failure in recent:
         when = datetime.fromtimestamp(failure.at, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
         print(f"  {when}  {failure.kind}  {failure.job_id}  {failure.user_key}: {failure.reason}", file=out)
-    # 4. The verdict.
+    # 4. Events the bot gave up posting after its tries (the chat platform kept failing): the dead-letter stream.
+    total, letters = await dead_letters(redis, settings.events_stream, limit=failures)
+    print(f"dead letters: {total or 'none'} in {dead_letter_stream(settings.events_stream)}", file=out)
+    for letter in letters:
+        when = datetime.fromtimestamp(letter.at, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        print(f"  {when}  {letter.event_type}  {letter.job_id}  {letter.user_key}: {letter.error}", file=out)
+    # 5. The verdict.
     if this_host:
         host = socket.gethostname()
         mine = [beat for beat in workers if beat.worker.startswith(f"{host}:")]
@@ -123,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="healthy only if a worker on this host beats (a worker container's healthcheck)",
     )
-    parser.add_argument("--failures", type=int, default=5, help="how many recent failures to list (default 5)")
+    parser.add_argument(
+        "--failures", type=int, default=5, help="how many recent failures and dead letters to list (default 5)"
+    )
     args = parser.parse_args(argv)
     settings = Settings()
     url = args.redis_url or settings.redis_url

@@ -79,7 +79,7 @@ class CountingPort:
         self.changed[chat_id].set()
         return self._id()
 
-    async def edit(self, chat_id: str, message_id: str, reply: Reply) -> None:
+    async def edit(self, chat_id: str, message_id: str, reply: Reply, *, final: bool = False) -> None:
         self.changed[chat_id].set()
 
     async def send_images(self, chat_id: str, images: Sequence[OutgoingImage]) -> list[str]:

@@ -31,6 +31,7 @@ class DiscordStandin(DiscordWorld):
         self.identified: list[dict[str, Any]] = []
         self.commands: list[dict[str, Any]] = []
         self._fail: dict[str, list[float]] = {}
+        self.blocked: set[int] = set()  # DM channel ids whose user blocked the bot
         self._sockets: set[web.WebSocketResponse] = set()
         self._seq = 0
         self._runner: web.AppRunner | None = None
@@ -70,6 +71,10 @@ class DiscordStandin(DiscordWorld):
     def fail_next(self, method: str, path_part: str, retry_after: float) -> None:
         """Answer the next ``method`` call whose path contains ``path_part`` with 429 and this ``retry_after``."""
         self._fail.setdefault(f"{method} {path_part}", []).append(retry_after)
+
+    def block(self, user: DcUser) -> None:
+        """The user blocked the bot: posting or editing in their DM answers 403 with code 50007, as Discord's does."""
+        self.blocked.add(user.dm)
 
     # The gateway.
 
@@ -154,7 +159,11 @@ class DiscordStandin(DiscordWorld):
                 headers = {**_JSON, "Via": "1.1 google"}  # discord.py treats a 429 without Via as a Cloudflare ban
                 body = {"message": "You are being rate limited.", "retry_after": retry_after, "global": False}
                 return web.Response(status=429, body=json.dumps(body).encode(), headers=headers)
-            result = self._route(request.method, path.split("/")[1:], body, files)
+            parts = path.split("/")[1:]
+            if parts[:1] == ["channels"] and len(parts) > 2 and int(parts[1]) in self.blocked:
+                call.status = 403
+                return _json({"message": "Cannot send messages to this user", "code": 50007}, 403)
+            result = self._route(request.method, parts, body, files)
             if result is None:
                 self.unknown.append(f"{request.method} {path}")
                 call.status = 404

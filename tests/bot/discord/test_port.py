@@ -12,9 +12,9 @@ import discord
 import pytest
 from PIL import Image
 
-from bot.core.types import Button, OutgoingImage, Reply
+from bot.core.types import Button, ChatUnreachable, OutgoingImage, Reply, Undeliverable
 from bot.discord.port import DiscordPort
-from tests.bot.discord.conftest import ALICE, TOKEN
+from tests.bot.discord.conftest import ALICE, BOB, TOKEN
 from tests.bot.discord.standin import DiscordStandin
 
 
@@ -74,6 +74,23 @@ async def test_images_one_per_message_and_an_oversized_png_is_reencoded(
     name, data = posted[ids[1]].files[0]
     assert name == "h2.jpg" and data.startswith(b"\xff\xd8") and len(data) <= port.upload_limit_bytes
     assert "re-encoded as JPEG" in posted[ids[1]].content
+
+
+async def test_a_blocked_user_is_unreachable_and_an_image_that_cannot_fit_is_undeliverable(
+    port: DiscordPort, standin: DiscordStandin
+) -> None:
+    chat = str(ALICE.dm)
+    message_id = await port.send(chat, Reply("Training your model: 0%"))
+    standin.block(ALICE)
+    with pytest.raises(ChatUnreachable, match="50007"):
+        await port.send(chat, Reply("Your model is ready!"))
+    with pytest.raises(ChatUnreachable):
+        await port.edit(chat, message_id, Reply("Training your model: 10%"))  # the message's first edit: not held
+
+    port.upload_limit_bytes = 500  # below any JPEG of the picture: fit_upload gives up
+    with pytest.raises(Undeliverable, match="no JPEG") as refused:
+        await port.send_images(str(BOB.dm), [OutgoingImage("h1.png", _noise_png(200), "#1")])
+    assert not isinstance(refused.value, ChatUnreachable)
 
 
 async def test_twelve_originals_go_as_messages_of_ten_and_two(port: DiscordPort, standin: DiscordStandin) -> None:

@@ -163,6 +163,10 @@ class ChatWorld:
         }
         await self._push({"message_reaction": reaction})
 
+    async def delete(self, user: TgUser, message_id: int) -> None:
+        """The user deletes a bot message in their private chat: it is gone for the bot too."""
+        self.sent.pop((user.id, message_id), None)
+
     # What the test reads back.
 
     def messages(self, chat_id: int) -> list[Sent]:

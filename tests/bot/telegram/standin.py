@@ -30,6 +30,7 @@ class BotApiStandin(ChatWorld):
         self.allowed_updates: list[str] | None = None
         self.commands: list[dict[str, str]] = []
         self._fail: dict[str, list[int]] = {}
+        self._refused: dict[int, tuple[int, str]] = {}  # chat id -> (status, description) for every call to it
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -63,6 +64,19 @@ class BotApiStandin(ChatWorld):
         """Answer the next call of ``method`` with 429 Too Many Requests and this ``retry_after``."""
         self._fail.setdefault(method, []).append(retry_after)
 
+    # Chats that refuse the bot, as Telegram answers.
+
+    def block(self, user: TgUser) -> None:
+        """The user blocked the bot: every call to their chat answers 403, as Telegram's does."""
+        self.fail_chat(user, 403, "Forbidden: bot was blocked by the user")
+
+    def fail_chat(self, user: TgUser, code: int, description: str) -> None:
+        """Answer every call to the user's chat with this error (e.g. 502 Bad Gateway), until ``reopen``."""
+        self._refused[user.id] = (code, description)
+
+    def reopen(self, user: TgUser) -> None:
+        self._refused.pop(user.id, None)
+
     # The Bot API.
 
     async def _api(self, request: web.Request) -> web.Response:
@@ -77,6 +91,10 @@ class BotApiStandin(ChatWorld):
                 retry_after = self._fail[method].pop(0)
                 call.status = 429
                 return _error(429, f"Too Many Requests: retry after {retry_after}", {"retry_after": retry_after})
+            refused = self._refused.get(int(params.get("chat_id") or 0))
+            if refused is not None:
+                call.status = refused[0]
+                return _error(*refused)
             handler = getattr(self, f"_m_{method}", None)
             if handler is None:
                 self.unknown.append(method)

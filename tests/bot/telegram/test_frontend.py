@@ -46,7 +46,7 @@ async def test_a_refused_token_fails_fast_naming_the_setting_not_the_token(
     settings: Settings, telegram_options: TelegramOptions, redis: Redis
 ) -> None:
     wrong = "999:WRONG-token"
-    bot = TelegramBot(settings.model_copy(update={"telegram_token": SecretStr(wrong)}), telegram_options, pipe=None)
+    bot = TelegramBot(settings.model_copy(update={"telegram_token": SecretStr(wrong)}), telegram_options, model=None)
     with pytest.raises(RuntimeError, match="Telegram refused TELEGRAM_TOKEN") as raised:
         await bot.start()
     await bot.app.__aexit__(None, None, None)

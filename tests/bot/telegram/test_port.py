@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 from telegram import Bot
+from telegram.error import NetworkError
 
-from bot.core.types import Button, OutgoingImage, Reply
+from bot.core.types import Button, ChatUnreachable, OutgoingImage, Reply, Undeliverable
 from bot.telegram.keyboards import CallbackCommands
 from bot.telegram.port import TelegramPort
 from tests.bot.telegram.conftest import ALICE, TOKEN, TelegramBot
@@ -39,6 +40,44 @@ async def test_edits_are_throttled_and_the_latest_text_always_lands(port: Telegr
     edits = standin.called("editMessageText")
     assert 2 <= len(edits) <= 3, [call.params["text"] for call in edits]  # ten updates in ~0.5 s: two or three edits
     assert all(later.at - earlier.at >= 0.45 for earlier, later in zip(edits, edits[1:], strict=False))
+
+
+async def test_a_final_edit_is_not_kept_for_later_and_its_failure_reaches_the_caller(
+    port: TelegramPort, standin: BotApiStandin
+) -> None:
+    chat = str(ALICE.id)
+    message_id = await port.send(chat, Reply("Training your model: 0%"))
+    await port.edit(chat, message_id, Reply("Training your model: 10%"))  # lands, and opens the 0.5 s window
+    await port.edit(chat, message_id, Reply("Training your model: 20%"))  # kept for the end of the window
+    started = time.monotonic()
+    await port.edit(chat, message_id, Reply("Training finished: 100%."), final=True)
+    assert time.monotonic() - started < 0.4
+    await asyncio.sleep(0.6)  # past the window: the kept 20% never overwrites the final text
+    assert standin.messages(ALICE.id)[0].text == "Training finished: 100%."
+    assert [call.params["text"] for call in standin.called("editMessageText")][-1] == "Training finished: 100%."
+
+    await standin.delete(ALICE, int(message_id))
+    with pytest.raises(Undeliverable) as gone:  # the message is gone, not the chat: the caller may post anew
+        await port.edit(chat, message_id, Reply("Training failed."), final=True)
+    assert not isinstance(gone.value, ChatUnreachable)
+
+
+async def test_refusals_for_good_are_undeliverable_and_the_rest_pass_through(
+    port: TelegramPort, standin: BotApiStandin
+) -> None:
+    chat = str(ALICE.id)
+    message_id = await port.send(chat, Reply("Training your model: 0%"))
+    standin.block(ALICE)
+    with pytest.raises(ChatUnreachable, match="blocked by the user"):
+        await port.send(chat, Reply("Your model is ready!"))
+    with pytest.raises(ChatUnreachable):
+        await port.edit(chat, message_id, Reply("Training your model: 10%"))  # the message's first edit: not held
+    with pytest.raises(ChatUnreachable):
+        await port.send_images(chat, [OutgoingImage(f"h{n}.png", b"\x89PNG" + bytes([n]) * 100) for n in range(2)])
+    standin.fail_chat(ALICE, 502, "Bad Gateway")  # Telegram's edge having a bad moment: worth another try
+    with pytest.raises(NetworkError) as transient:
+        await port.send(chat, Reply("Your model is ready!"))
+    assert not isinstance(transient.value, Undeliverable)
 
 
 async def test_rate_limited_send_waits_retry_after_and_posts_once(port: TelegramPort, standin: BotApiStandin) -> None:
