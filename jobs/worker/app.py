@@ -63,7 +63,6 @@ def build_worker(
     train = monitor.instrument(JobKind.TRAIN, train_lora)
     generate = monitor.instrument(JobKind.GENERATE, generate_headshots)
     tries = settings.job_max_tries + 1  # one more than ours: announce_start ends a job with a reason, arq silently
-    ctx: dict[str, Any] = {}
     options: dict[str, Any] = {
         "functions": [
             func(train, name=JobKind.TRAIN.function, timeout=settings.train_timeout_s, max_tries=tries),
@@ -82,9 +81,10 @@ def build_worker(
         "keep_result": 3600,
         "health_check_interval": settings.health_check_interval_s,
         "handle_signals": True,
-        "ctx": ctx,
     }
     options.update(overrides)
     worker = Worker(**options)
-    ctx["worker"] = worker  # the jobs tell a /cancel from a timeout or a shutdown by asking it (supervision.py)
+    # The jobs tell a /cancel from a timeout or a shutdown by asking it (supervision.py). Into arq's own dict: arq
+    # replaces an empty ``ctx`` with a new one.
+    worker.ctx["worker"] = worker
     return worker
