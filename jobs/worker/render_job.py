@@ -9,14 +9,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from jobs.contract.events import Failed, ImagesReady, RenderedImage
+from jobs.contract.events import ImagesReady, RenderedImage
 from jobs.contract.kinds import JobKind
 from jobs.contract.payloads import GenerateRequest
 from jobs.worker.ranking import candidate_count, load_reference, rank_headshots
 from jobs.worker.state import WORKER_NAME, worker_state
-from jobs.worker.supervision import announce_start, report_stop
+from jobs.worker.supervision import announce_start, report_failure, report_stop
 from jobs.worker.threads import ProgressReporter, run_in_thread
-from pipeline.errors import JobCancelled, OutOfGpuMemory, Reason, UserInputError
+from pipeline.errors import JobCancelled, OutOfGpuMemory, UserInputError
 
 __all__ = ["generate_headshots"]
 
@@ -75,13 +75,7 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
         await asyncio.shield(report_stop(ctx, JobKind.GENERATE, request.user_key, request.output_prefix))
         raise
     except Exception as error:
-        if isinstance(error, UserInputError | OutOfGpuMemory):
-            reason, params = error.reason, error.params
-        else:
-            log.exception("generation job %s failed", job_id)
-            reason, params = Reason.RENDERING_FAILED, {}
-        failed = Failed(user_key=request.user_key, job_id=job_id, kind=JobKind.GENERATE, reason=reason, params=params)
-        await state.events.publish(failed)
+        await report_failure(ctx, JobKind.GENERATE, request.user_key, error, shown=(UserInputError, OutOfGpuMemory))
         raise
     ready = ImagesReady(
         user_key=request.user_key,

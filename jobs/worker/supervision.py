@@ -29,7 +29,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from jobs.contract.events import Cancelled, Failed, Started
 from jobs.contract.kinds import JobKind
 from jobs.worker.state import worker_state
-from pipeline.errors import JobFailed, Reason
+from pipeline.errors import HeadshotError, JobFailed, Reason
 
 __all__ = [
     "CancelCause",
@@ -37,6 +37,7 @@ __all__ = [
     "announce_start",
     "cancel_cause",
     "on_job_start",
+    "report_failure",
     "report_stop",
     "worker_redis_settings",
 ]
@@ -149,3 +150,17 @@ async def report_stop(ctx: dict[str, Any], kind: JobKind, user_key: str, output_
     limit = state.settings.train_timeout_s if kind == JobKind.TRAIN else state.settings.generate_timeout_s
     timed_out = Failed(user_key=user_key, job_id=job_id, kind=kind, reason=Reason.TIMED_OUT, params={"limit_s": limit})
     await state.events.publish(timed_out)
+
+
+async def report_failure(
+    ctx: dict[str, Any], kind: JobKind, user_key: str, error: Exception, *, shown: tuple[type[HeadshotError], ...]
+) -> None:
+    """Publish ``failed``: an error of the ``shown`` kinds with its own reason, anything else logged in full and
+    reported as the kind's generic failure."""
+    if isinstance(error, shown):
+        reason, params = error.reason, error.params
+    else:
+        log.error("%s job %s failed", kind, ctx["job_id"], exc_info=error)
+        reason, params = (Reason.TRAINING_FAILED if kind == JobKind.TRAIN else Reason.RENDERING_FAILED), {}
+    failed = Failed(user_key=user_key, job_id=ctx["job_id"], kind=kind, reason=reason, params=params)
+    await worker_state(ctx).events.publish(failed)

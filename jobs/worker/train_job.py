@@ -11,13 +11,13 @@ from typing import Any
 
 from PIL import Image
 
-from jobs.contract.events import Failed, Trained
+from jobs.contract.events import Trained
 from jobs.contract.kinds import JobKind
 from jobs.contract.payloads import TrainRequest
 from jobs.worker.state import WORKER_NAME, worker_state
-from jobs.worker.supervision import announce_start, report_stop
+from jobs.worker.supervision import announce_start, report_failure, report_stop
 from jobs.worker.threads import ProgressReporter, run_in_thread
-from pipeline.errors import JobCancelled, Reason, UserInputError
+from pipeline.errors import JobCancelled, UserInputError
 
 __all__ = ["train_lora"]
 
@@ -72,13 +72,7 @@ async def train_lora(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, 
         await asyncio.shield(report_stop(ctx, JobKind.TRAIN, request.user_key))
         raise
     except Exception as error:
-        if isinstance(error, UserInputError):
-            reason, params = error.reason, error.params
-        else:
-            log.exception("training job %s failed", job_id)
-            reason, params = Reason.TRAINING_FAILED, {}
-        failed = Failed(user_key=request.user_key, job_id=job_id, kind=JobKind.TRAIN, reason=reason, params=params)
-        await state.events.publish(failed)
+        await report_failure(ctx, JobKind.TRAIN, request.user_key, error, shown=(UserInputError,))
         raise
     trained = Trained(
         user_key=request.user_key,
