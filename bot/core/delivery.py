@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from enum import Enum
 from typing import Protocol
 
@@ -163,9 +163,13 @@ class EventDelivery:
                 return _Outcome.DELIVERED
             chat_id = await store.chat_of(event.user_key)
             outcome = _Outcome.DELIVERED
+            left = await store.has_left(event.user_key)
             try:
                 if isinstance(event, Expired):
-                    await forget_expired(self.core, event, chat_id, port)
+                    await forget_expired(self.core, event, None if left else chat_id, port)
+                elif left:
+                    # The user blocked the bot: nothing is sent until they write again; their job ends here.
+                    raise ChatUnreachable(f"{event.user_key} left the chat")
                 else:
                     job = await store.job(event.user_key, event.job_id)
                     if job is None or chat_id is None:
@@ -173,7 +177,7 @@ class EventDelivery:
                         # too, the event included (so no delivery record of it is kept either).
                         await forget_event(self.core, event)
                         return _Outcome.DELIVERED
-                    if not job.status.finished:
+                    if not job.status.finished or _ended_by(event, job):
                         self.core.heartbeats.heard(event.job_id)
                         await self._apply(event, job, chat_id, port)
                     elif job.status in (JobStatus.CANCELLED, JobStatus.UNDELIVERABLE) and isinstance(
@@ -201,6 +205,8 @@ class EventDelivery:
         """The chat refused for good: an open job ends as undeliverable (its session free, its work stopped), and
         nothing it made is kept. Runs under the user's lock."""
         store = self.core.store
+        if isinstance(error, ChatUnreachable):
+            await store.mark_left(user_key)  # until they write again: nothing more is sent to them
         job = await store.job(user_key, job_id)
         ended = job is not None and await session.job_undeliverable(store, job)
         if ended and (event is None or isinstance(event, Started | Progress)):
@@ -231,6 +237,8 @@ class EventDelivery:
                 log.warning("telling %s that job %s was undeliverable failed too", user_key, job_id, exc_info=True)
 
     async def _apply(self, event: Event, job: JobRow, chat_id: str, port: ChatPort) -> None:
+        """Post what ``event`` means for its job. A final event changes the job first and posts after, each post
+        recorded once done: its redelivery (``_ended_by``) posts only what is missing."""
         training = job.kind == JobKind.TRAIN
         if isinstance(event, Started):
             await session.job_started(self.core.store, job)
@@ -245,68 +253,80 @@ class EventDelivery:
                 job, chat_id, port, texts.progress(job.kind, event.done, event.total, event.eta_s)
             )
         elif isinstance(event, Trained):
-            await session.model_trained(self.core.store, job, event.lora_key)
-            await forget_selfies_after_training(self.core, event.user_key, job.session_id)
-            await self._edit_progress(job, chat_id, port, texts.TRAINING_FINISHED, final=True)
-            await port.send(chat_id, Reply(texts.TRAINED))
+            if not job.status.finished:
+                await session.model_trained(self.core.store, job, event.lora_key)
+                await forget_selfies_after_training(self.core, event.user_key, job.session_id)
+            await self._final_text(event, job, chat_id, port, texts.TRAINING_FINISHED)
+            await self._once(event, "trained", lambda: port.send(chat_id, Reply(texts.TRAINED)))
         elif isinstance(event, ImagesReady):
             await self._post_images(event, job, chat_id, port)
         elif isinstance(event, Failed | Cancelled):
             await self._end_unsuccessfully(event, job, chat_id, port)
 
+    async def _once(self, event: Event, part: str, post: Callable[[], Awaitable[object]]) -> None:
+        """Post unless this event's ``part`` was posted already (a redelivery), then record it as posted."""
+        mark = f"{event.event_id}/{part}"
+        if event.event_id and await self.core.store.was_delivered(mark):
+            return
+        await post()
+        if event.event_id:
+            await self.core.store.mark_delivered(mark)
+
     async def _post_images(self, event: ImagesReady, job: JobRow, chat_id: str, port: ChatPort) -> None:
+        """Each headshot its own message with its own ★ button, recorded as soon as it is posted (a failure at
+        image k of n leaves 1..k-1 recorded, and the retry posts k..n only)."""
         store = self.core.store
-        first_number = len(await store.images(event.user_key)) + 1
-        images = [
-            OutgoingImage(
+        await self._final_text(event, job, chat_id, port, texts.IMAGES_READY.format(style=event.title))
+        posted = {row.storage_key for row in await store.images(event.user_key) if row.job_id == job.job_id}
+        first_number = len(await store.images(event.user_key)) - len(posted) + 1
+        for index, item in enumerate(event.images):
+            if item.key in posted:
+                continue
+            number = first_number + index
+            image = OutgoingImage(
                 filename=item.key.rsplit("/", 1)[-1],
                 data=await self.core.storage.get(item.key),
-                caption=texts.IMAGE_CAPTION.format(number=first_number + index, style=event.title, seed=item.seed),
+                caption=texts.IMAGE_CAPTION.format(number=number, style=event.title, seed=item.seed),
             )
-            for index, item in enumerate(event.images)
-        ]
-        await self._edit_progress(job, chat_id, port, texts.IMAGES_READY.format(style=event.title), final=True)
-        message_ids = await port.send_images(chat_id, images)
-        for item, message_id in zip(event.images, message_ids, strict=True):
+            message_id = await port.send_image(chat_id, image, (texts.favorite_button(number),))
             await store.add_image(event.user_key, job.job_id, item.key, item.seed, message_id)
-        await session.images_posted(store, job)
-        # Buttons always work where reactions may not reach the bot. The images are posted and recorded already,
-        # so a failure here must not fail the event (its redelivery would post the images twice).
-        buttons = tuple(texts.favorite_button(first_number + index) for index in range(len(images)))
-        try:
-            await port.send(chat_id, Reply(texts.FAVORITE_PICK, buttons))
-        except Exception:
-            log.warning(
-                "posting favorite buttons for job %s failed; /favorite <n> still works", job.job_id, exc_info=True
-            )
+        if not job.status.finished:
+            await session.images_posted(store, job)
 
     async def _end_unsuccessfully(self, event: Failed | Cancelled, job: JobRow, chat_id: str, port: ChatPort) -> None:
         if isinstance(event, Failed):
-            await session.job_ended(self.core.store, job, JobStatus.FAILED)
+            if not job.status.finished:
+                await session.job_ended(self.core.store, job, JobStatus.FAILED)
             text = texts.explain(event.reason, event.params, job.kind)
         else:
             await session.job_ended(self.core.store, job, JobStatus.CANCELLED)
             text = texts.CANCELLED_TRAINING if job.kind == JobKind.TRAIN else texts.CANCELLED_RENDERING
-        await self._edit_progress(job, chat_id, port, text, final=True)
+        await self._final_text(event, job, chat_id, port, text)
 
-    async def _edit_progress(
-        self, job: JobRow, chat_id: str, port: ChatPort, text: str, *, final: bool = False
-    ) -> None:
-        """Edit the job's progress message; a lost progress edit is not worth a retry, a final one is re-sent."""
-        reply = Reply(text, () if final else (texts.CANCEL_BUTTON,))
+    async def _edit_progress(self, job: JobRow, chat_id: str, port: ChatPort, text: str) -> None:
+        """Edit the job's progress message; a lost progress edit is not worth a retry (the next one comes)."""
         if job.progress_message_id is None:
-            if final:
-                await port.send(chat_id, reply)
             return
         try:
-            await port.edit(chat_id, job.progress_message_id, reply, final=final)
+            await port.edit(chat_id, job.progress_message_id, Reply(text, (texts.CANCEL_BUTTON,)))
         except ChatUnreachable:
-            raise  # nothing reaches this chat: not worth a fresh message, and the job is given up
+            raise  # nothing reaches this chat: the job is given up
         except Exception:
-            if final:
-                await port.send(chat_id, reply)
-            else:
-                log.warning("progress edit for job %s failed; skipped", job.job_id, exc_info=True)
+            log.warning("progress edit for job %s failed; skipped", job.job_id, exc_info=True)
+
+    async def _final_text(self, event: Event, job: JobRow, chat_id: str, port: ChatPort, text: str) -> None:
+        """The job's last word, in its progress message; when that edit fails (the message is gone), a fresh
+        message, once per event: repeating an edit is harmless, a second fresh message is not."""
+        reply = Reply(text)
+        if job.progress_message_id is not None:
+            try:
+                await port.edit(chat_id, job.progress_message_id, reply, final=True)
+                return
+            except ChatUnreachable:
+                raise
+            except Exception:
+                log.warning("final edit for job %s failed; sending it as a new message", job.job_id, exc_info=True)
+        await self._once(event, "final", lambda: port.send(chat_id, reply))
 
     async def _discard_outputs(self, event: ImagesReady) -> None:
         keys = event.output_keys()
@@ -314,3 +334,10 @@ class EventDelivery:
             await self.core.storage.delete(key)
         if keys:
             log.info("discarded %d outputs of job %s that nobody waits for", len(keys), event.job_id)
+
+
+def _ended_by(event: Event, job: JobRow) -> bool:
+    """The job ended through this very event (a redelivery after part of it was posted): post the rest."""
+    if isinstance(event, Trained | ImagesReady):
+        return job.status == JobStatus.DONE
+    return isinstance(event, Failed) and job.status == JobStatus.FAILED

@@ -44,16 +44,20 @@ class HeadshotService:
         self._delete_pending: set[str] = set()
         self.limiter = RateLimiter(core.settings.rate_limit_burst, core.settings.rate_limit_per_s)
 
-    async def _within_rate(self, chat: ChatRef, port: ChatPort) -> bool:
-        """False for a message past the user's rate limit: the first of a flood gets "slow down", the rest nothing."""
+    async def admit(self, chat: ChatRef, port: ChatPort) -> bool:
+        """False for a message past the user's rate limit: the first of a flood gets "slow down", the rest nothing.
+
+        Adapters call it before downloading a message's attachments (then ``handle_message(..., admitted=True)``),
+        so a flood costs no downloads; stickers, voice and the like count as messages too.
+        """
         verdict = self.limiter.check(chat.user_key)
         if verdict.warn:
             await port.send(chat.chat_id, Reply(texts.SLOW_DOWN))
         return verdict.allowed
 
-    async def handle_message(self, message: IncomingMessage, port: ChatPort) -> None:
+    async def handle_message(self, message: IncomingMessage, port: ChatPort, *, admitted: bool = False) -> None:
         chat = message.chat
-        if not await self._within_rate(chat, port):
+        if not admitted and not await self.admit(chat, port):
             return
         if not chat.is_private:
             # Nothing from a group is stored, not even the user row.
@@ -71,14 +75,32 @@ class HeadshotService:
 
     async def handle_reaction(self, chat: ChatRef, message_id: str, port: ChatPort) -> None:
         """A reaction on one of our messages: on a headshot it marks a favorite."""
-        if not chat.is_private or not await self._within_rate(chat, port):
+        if not chat.is_private or not await self.admit(chat, port):
             return
         async with self.core.locks.hold(chat.user_key), log_context(user_key=chat.user_key):
             image = await self.core.store.image_by_message(chat.user_key, message_id)
             if image is None:
-                await port.send(chat.chat_id, Reply(texts.FAVORITE_NOT_IMAGE))
+                # Any emoji on any message (a selfie, a "model ready" note) reaches us: only a headshot means a
+                # favorite, and a reply to every other reaction would be noise.
                 return
             await self._mark_favorite(chat, image.id, port)
+
+    async def user_left(self, chat: ChatRef) -> None:
+        """The user blocked the bot (or deleted the chat): their open job is given up and nothing is sent until they
+        write again. Their data stays until retention or ``/delete``, as anyone's does."""
+        async with self.core.locks.hold(chat.user_key), log_context(user_key=chat.user_key):
+            if not await self.core.store.mark_left(chat.user_key):
+                return  # never wrote to us: nothing is kept of them
+            active = await self.core.store.active_job(chat.user_key)
+            if active is not None:
+                await self.core.queue.request_abort(active.job_id)
+                await transitions.job_undeliverable(self.core.store, active)
+            log.info("user left the chat; %s", "their open job ended" if active else "no open job")
+
+    async def user_returned(self, chat: ChatRef) -> None:
+        """The user unblocked the bot: the chat reaches them again (writing to us does the same)."""
+        async with self.core.locks.hold(chat.user_key):
+            await self.core.store.mark_left(chat.user_key, left=False)
 
     async def _mark_favorite(self, chat: ChatRef, image_id: int, port: ChatPort) -> None:
         store = self.core.store

@@ -79,14 +79,12 @@ DELETE_DONE = "Done: your selfies, model, headshots and favorites are erased. Se
 DELETE_NOTHING_PENDING = "There is nothing to confirm. Send /delete first."
 FAVORITE_ADDED = "★ Saved headshot #{number} to your favorites ({total} in all). /favorites sends the originals."
 FAVORITE_ALREADY = "That headshot is already one of your favorites."
-FAVORITE_NOT_IMAGE = "Reactions mark favorites only on headshots I sent you."
 FAVORITES_EMPTY = "No favorites yet: tap ★ under a headshot you like (or react to it) to keep it."
 FAVORITE_NO_SUCH = "There is no headshot #{number}: you have {count}. Send /favorite with a number from their captions."
 FAVORITE_NO_HEADSHOTS = "You have no headshots yet: send /headshot <style> to render some, then keep your favorites."
-FAVORITE_PICK = "Tap ★ to keep a headshot as a favorite:"
 FAVORITES_SENT = "Your favorite headshots ({count}), as original files:"
 TRAINED = "Your model is ready! Send /headshot <style>, e.g. /headshot linkedin. /styles lists them all."
-IMAGES_READY = "Here are your {style} headshots. Tap ★ under them (or react) to keep your favorites."
+IMAGES_READY = "Here are your {style} headshots. Tap ★ Keep under the ones you like (or react to them)."
 IMAGE_CAPTION = "#{number} · {style} · seed {seed}"
 PROGRESS_TRAINING = "Training your model: {percent}% (step {step}/{total}){eta}"
 PROGRESS_RENDERING = "Rendering: {done}/{total} headshots done"
@@ -110,7 +108,7 @@ def clip(value: str, limit: int = 40) -> str:
 
 
 def favorite_button(number: int) -> Button:
-    return Button(f"★ #{number}", f"/favorite {number}")
+    return Button(f"★ Keep #{number}", f"/favorite {number}")
 
 
 def format_eta(seconds: float | None) -> str:

@@ -98,8 +98,10 @@ class ChatPort(Protocol):
         one (the last text the message gets) goes out now, and its failure reaches the caller."""
         ...
 
-    async def send_images(self, chat_id: str, images: Sequence[OutgoingImage]) -> list[str]:
-        """Post images, one message each (so each can be reacted to); returns their message ids in order."""
+    async def send_image(self, chat_id: str, image: OutgoingImage, buttons: Sequence[Button] = ()) -> str:
+        """Post one image as a message of its own, its caption and ``buttons`` on it, so a reaction or a button
+        names exactly this image; returns its message id. One message per call: the caller records each image as
+        soon as it is posted, so a failure at image k of n re-posts none of the first k-1."""
         ...
 
     async def send_files(self, chat_id: str, files: Sequence[OutgoingImage]) -> None:

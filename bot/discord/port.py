@@ -20,7 +20,7 @@ from contextlib import contextmanager
 import discord
 
 from bot.core.edits import EditThrottle
-from bot.core.types import ChatUnreachable, OutgoingImage, Reply, Undeliverable
+from bot.core.types import Button, ChatUnreachable, OutgoingImage, Reply, Undeliverable
 from bot.discord import texts
 from bot.discord.components import ButtonIds
 from bot.discord.files import fit_upload
@@ -104,17 +104,18 @@ class DiscordPort:
         """Flush the edits still waiting for their interval (called before the client closes)."""
         await self._edits.aclose()
 
-    async def send_images(self, chat_id: str, images: Sequence[OutgoingImage]) -> list[str]:
-        """One message per image (caption as its text), each under the upload limit; their ids in order."""
+    async def send_image(self, chat_id: str, image: OutgoingImage, buttons: Sequence[Button] = ()) -> str:
+        """One message: the image under the upload limit, its caption as the text, ``buttons`` under it."""
         channel = await self._channel(chat_id)
-        ids: list[str] = []
         with refusals():
-            for image in images:
-                fitted, reencoded = fit_upload(image, self.upload_limit_bytes)
-                note = " " + texts.REENCODED.format(limit=texts.megabytes(self.upload_limit_bytes)) if reencoded else ""
-                message = await channel.send(_fit(image.caption + note) or None, file=_file(fitted))
-                ids.append(str(message.id))
-        return ids
+            fitted, reencoded = fit_upload(image, self.upload_limit_bytes)
+            note = " " + texts.REENCODED.format(limit=texts.megabytes(self.upload_limit_bytes)) if reencoded else ""
+            content, view = _fit(image.caption + note) or None, self.buttons.view(buttons)
+            if view is None:
+                message = await channel.send(content, file=_file(fitted))
+            else:
+                message = await channel.send(content, file=_file(fitted), view=view)
+        return str(message.id)
 
     async def send_files(self, chat_id: str, files: Sequence[OutgoingImage]) -> None:
         """Originals, ten to a message; one over the upload limit goes as a JPEG copy that fits, and says so."""

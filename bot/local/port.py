@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from bot.core.types import OutgoingImage, Reply
+from bot.core.types import Button, OutgoingImage, Reply
 
 __all__ = ["LocalChatPort", "PostedMessage"]
 
@@ -72,19 +72,18 @@ class LocalChatPort:
         self.write(f"bot #{message_id} (updated): {self._render(reply)}")
         await self._notify()
 
-    async def send_images(self, chat_id: str, images: Sequence[OutgoingImage]) -> list[str]:
-        ids = []
-        for image in images:
-            number = len(self.messages) + 1
-            path = self.out_dir / f"{number:03d}-{image.filename}"
-            await asyncio.to_thread(path.write_bytes, image.data)
-            ids.append(self._post(image.caption, path))
-            self.headshots.append(path)
-            self.write(f"bot #{number}: [image] {image.caption} -> {path}   (react with: react {number})")
+    async def send_image(self, chat_id: str, image: OutgoingImage, buttons: Sequence[Button] = ()) -> str:
+        number = len(self.messages) + 1
+        path = self.out_dir / f"{number:03d}-{image.filename}"
+        await asyncio.to_thread(path.write_bytes, image.data)
+        message_id = self._post(image.caption, path)
+        self.headshots.append(path)
+        taps = "".join(f"   [{button.label}] -> type: {button.command}" for button in buttons)
+        self.write(f"bot #{number}: [image] {image.caption} -> {path}{taps}   (or: react {number})")
         sheet = await asyncio.to_thread(write_contact_sheet, self.headshots, self.out_dir / "contact-sheet.png")
         self.write(f"        contact sheet of all {len(self.headshots)} headshots: {sheet}")
         await self._notify()
-        return ids
+        return message_id
 
     async def send_files(self, chat_id: str, files: Sequence[OutgoingImage]) -> None:
         folder = self.out_dir / "favorites"

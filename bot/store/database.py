@@ -34,10 +34,22 @@ class Store(GalleryRows):
     async def ensure_user(self, user_key: str, platform: str, chat_id: str) -> None:
         await self.db.execute(
             "INSERT INTO users (user_key, platform, chat_id, created_at) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT(user_key) DO UPDATE SET chat_id = excluded.chat_id",
+            "ON CONFLICT(user_key) DO UPDATE SET chat_id = excluded.chat_id, left_at = NULL",
             (user_key, platform, chat_id, time.time()),
         )
         await self.db.commit()
+
+    async def mark_left(self, user_key: str, *, left: bool = True) -> bool:
+        """The user left the chat (blocked the bot), or, with ``left=False``, came back. True when they have a row."""
+        cursor = await self.db.execute(
+            "UPDATE users SET left_at = ? WHERE user_key = ?", (time.time() if left else None, user_key)
+        )
+        await self.db.commit()
+        return cursor.rowcount > 0
+
+    async def has_left(self, user_key: str) -> bool:
+        row = await self._one("SELECT left_at FROM users WHERE user_key = ?", user_key)
+        return row is not None and row["left_at"] is not None
 
     async def chat_of(self, user_key: str) -> str | None:
         row = await self._one("SELECT chat_id FROM users WHERE user_key = ?", user_key)

@@ -89,6 +89,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE selfies ADD COLUMN phash TEXT;
     ALTER TABLE selfies ADD COLUMN embedding BLOB;
     """,
+    # 2 -> 3: when the user left the chat (blocked the bot); NULL while the chat reaches them.
+    """
+    ALTER TABLE users ADD COLUMN left_at REAL;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -1,4 +1,4 @@
-"""Telegram's side of ``ChatPort``: replies with inline keyboards, throttled edits, media groups, documents.
+"""Telegram's side of ``ChatPort``: replies with inline keyboards, throttled edits, photos, documents.
 
 Every Bot API call goes through ``call_with_retry``, so a 429 (``RetryAfter``) waits what Telegram asks and tries
 again instead of losing the reply. Edits of one message go out at most once every ``edit_interval_s``; in between,
@@ -16,13 +16,13 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import TypeVar
 
-from telegram import Bot, InputMediaDocument, InputMediaPhoto
+from telegram import Bot, InputMediaDocument
 from telegram.constants import MessageLimit
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
 from telegram.warnings import PTBDeprecationWarning
 
 from bot.core.edits import EditThrottle
-from bot.core.types import ChatUnreachable, OutgoingImage, Reply, Undeliverable
+from bot.core.types import Button, ChatUnreachable, OutgoingImage, Reply, Undeliverable
 from bot.telegram import texts
 from bot.telegram.keyboards import CallbackCommands
 
@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MEDIA_GROUP_MAX = 10  # Telegram's sendMediaGroup takes 2 to 10 items
+# PTB's default read timeout (5 s) can expire while Telegram still processes an upload that then succeeds; the retry
+# would post it twice (PTB#3937). Uploads get this long to answer.
+MEDIA_TIMEOUT_S = 60.0
 # Bad Request descriptions (PTB drops the "Bad Request: " prefix) that no retry fixes.
 _CHAT_GONE = ("chat not found", "user is deactivated")
 _REFUSED = ("photo_invalid_dimensions", "too big", "too large", "message to edit not found", "wrong file identifier")
@@ -91,8 +94,11 @@ class TelegramPort:
 
     platform = "telegram"
 
-    def __init__(self, bot: Bot, *, edit_interval_s: float = 3.0, max_retries: int = 3) -> None:
+    def __init__(
+        self, bot: Bot, *, edit_interval_s: float = 3.0, max_retries: int = 3, media_timeout_s: float = MEDIA_TIMEOUT_S
+    ) -> None:
         self.bot = bot
+        self.media_timeout_s = media_timeout_s
         self.edit_interval_s = edit_interval_s
         self.max_retries = max_retries
         self.callbacks = CallbackCommands()
@@ -133,50 +139,61 @@ class TelegramPort:
         """Flush the edits still waiting for their interval (called before the bot shuts down)."""
         await self._edits.aclose()
 
-    async def send_images(self, chat_id: str, images: Sequence[OutgoingImage]) -> list[str]:
-        """Albums of up to 10 photos (one message each, so each has an id); a photo over 10 MB goes as a file."""
+    async def send_image(self, chat_id: str, image: OutgoingImage, buttons: Sequence[Button] = ()) -> str:
+        """One photo with its caption and keyboard (a media group can carry neither a keyboard nor more than one
+        visible caption, and a reaction on an album lands on its first photo); over 10 MB it goes as a file."""
+        markup = self.callbacks.markup(buttons)
+        caption = _caption(image)
+        timeout = self.media_timeout_s
         with refusals():
-            return await self._send_images(chat_id, images)
-
-    async def _send_images(self, chat_id: str, images: Sequence[OutgoingImage]) -> list[str]:
-        ids: list[str] = []
-        batch: list[OutgoingImage] = []
-        for image in images:
             if len(image.data) > texts.PHOTO_UPLOAD_LIMIT_BYTES:
-                ids += await self._send_photos(chat_id, batch)
-                batch = []
-                ids.append(await self._send_document(chat_id, image))
-                continue
-            batch.append(image)
-            if len(batch) == MEDIA_GROUP_MAX:
-                ids += await self._send_photos(chat_id, batch)
-                batch = []
-        ids += await self._send_photos(chat_id, batch)
-        return ids
+                message = await self.call(
+                    lambda: self.bot.send_document(
+                        int(chat_id),
+                        image.data,
+                        filename=image.filename,
+                        caption=caption,
+                        reply_markup=markup,
+                        read_timeout=timeout,
+                        write_timeout=timeout,
+                    ),
+                    "send document",
+                )
+            else:
+                message = await self.call(
+                    lambda: self.bot.send_photo(
+                        int(chat_id),
+                        image.data,
+                        filename=image.filename,
+                        caption=caption,
+                        reply_markup=markup,
+                        read_timeout=timeout,
+                        write_timeout=timeout,
+                    ),
+                    "send photo",
+                )
+        return str(message.message_id)
 
-    async def _send_photos(self, chat_id: str, images: Sequence[OutgoingImage]) -> list[str]:
-        if not images:
-            return []
-        if len(images) == 1:  # a media group needs at least two items
-            image = images[0]
-            message = await self.call(
-                lambda: self.bot.send_photo(int(chat_id), image.data, caption=_caption(image), filename=image.filename),
-                "send photo",
-            )
-            return [str(message.message_id)]
-        media = [InputMediaPhoto(image.data, caption=_caption(image), filename=image.filename) for image in images]
-        return await self._send_group(chat_id, media)
+    async def _send_group(self, chat_id: str, media: Sequence[InputMediaDocument]) -> None:
+        timeout = self.media_timeout_s
+        await self.call(
+            lambda: self.bot.send_media_group(int(chat_id), media, read_timeout=timeout, write_timeout=timeout),
+            "send media group",
+        )
 
-    async def _send_group(self, chat_id: str, media: Sequence[InputMediaPhoto | InputMediaDocument]) -> list[str]:
-        messages = await self.call(lambda: self.bot.send_media_group(int(chat_id), media), "send media group")
-        return [str(message.message_id) for message in messages]
-
-    async def _send_document(self, chat_id: str, item: OutgoingImage) -> str:
-        message = await self.call(
-            lambda: self.bot.send_document(int(chat_id), item.data, filename=item.filename, caption=_caption(item)),
+    async def _send_document(self, chat_id: str, item: OutgoingImage) -> None:
+        timeout = self.media_timeout_s
+        await self.call(
+            lambda: self.bot.send_document(
+                int(chat_id),
+                item.data,
+                filename=item.filename,
+                caption=_caption(item),
+                read_timeout=timeout,
+                write_timeout=timeout,
+            ),
             "send document",
         )
-        return str(message.message_id)
 
     async def send_files(self, chat_id: str, files: Sequence[OutgoingImage]) -> None:
         """Originals as documents (Telegram keeps their bytes as they are), grouped ten to an album."""

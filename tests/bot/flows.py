@@ -73,7 +73,7 @@ async def seed_ready(harness: Harness, selfie_dir: Path) -> None:
         buffer = io.BytesIO()
         Image.new("RGB", (64, 80), (number * 60, 90, 120)).save(buffer, format="PNG")
         await harness.app.core.storage.put(key, buffer.getvalue())
-        [message_id] = await port.send_images(user, [OutgoingImage(key.rsplit("/", 1)[-1], buffer.getvalue())])
+        message_id = await port.send_image(user, OutgoingImage(key.rsplit("/", 1)[-1], buffer.getvalue()))
         await store.add_image(user, job_id, key, number, message_id)
     await harness.say(f"react {message_id}")
     assert len(await store.favorites(user)) == 1

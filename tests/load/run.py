@@ -29,7 +29,7 @@ from pathlib import Path
 
 from bot.app import BotApp
 from bot.core import texts
-from bot.core.types import Attachment, ChatRef, IncomingMessage, OutgoingImage, Reply
+from bot.core.types import Attachment, Button, ChatRef, IncomingMessage, OutgoingImage, Reply
 from bot.local.samples import make_sample_selfies
 from jobs.ops.redis_server import embedded_redis
 from jobs.settings import Settings
@@ -82,10 +82,10 @@ class CountingPort:
     async def edit(self, chat_id: str, message_id: str, reply: Reply, *, final: bool = False) -> None:
         self.changed[chat_id].set()
 
-    async def send_images(self, chat_id: str, images: Sequence[OutgoingImage]) -> list[str]:
-        self.images[chat_id] += len(images)
+    async def send_image(self, chat_id: str, image: OutgoingImage, buttons: Sequence[Button] = ()) -> str:
+        self.images[chat_id] += 1
         self.changed[chat_id].set()
-        return [self._id() for _ in images]
+        return self._id()
 
     async def send_files(self, chat_id: str, files: Sequence[OutgoingImage]) -> None:
         self.changed[chat_id].set()

@@ -68,15 +68,15 @@ async def test_train_command_button_progress_results_star_and_favorites(
     await standin.command(ALICE, "headshot", {"style": "linkedin"})
     await standin.wait_for(lambda: standin.with_text(ALICE, "Rendering 2"), what="the render ack")
     await discord_bot.run_worker()
-    stars = await standin.wait_for(lambda: standin.with_text(ALICE, "Tap ★ to keep"), what="the favorite buttons")
+    await standin.wait_for(lambda: len(standin.images(ALICE)) == 2, what="the headshots")
     headshots = standin.images(ALICE)
     assert [len(sent.files) for sent in headshots] == [1, 1]
     assert all(sent.files[0][1].startswith(PNG) for sent in headshots)
     assert [sent.content.split(" · ")[0] for sent in headshots] == ["#1", "#2"]
-    assert stars.buttons == {"★ #1": "hs:/favorite 1", "★ #2": "hs:/favorite 2"}
+    assert [sent.buttons for sent in headshots] == [{"★ Keep #1": "hs:/favorite 1"}, {"★ Keep #2": "hs:/favorite 2"}]
 
     # 6. A ★ press and a ⭐ reaction each keep a favorite; other emoji do nothing; /favorites sends the originals.
-    await standin.press(ALICE, stars, "★ #2")
+    await standin.press(ALICE, headshots[1], "★ Keep #2")
     await standin.wait_for(lambda: standin.with_text(ALICE, "Saved headshot #2"), what="the favorite by button")
     await standin.react(ALICE, headshots[0].id, "👍")
     await standin.react(ALICE, headshots[0].id, "⭐")
@@ -113,12 +113,12 @@ async def test_restart_keeps_buttons_working_and_the_session_intact(
     await standin.command(ALICE, "headshot", {"style": "studio"})
     await standin.wait_for(lambda: standin.with_text(ALICE, "Rendering 2"), what="the render ack")
     await discord_bot.run_worker()
-    stars = await standin.wait_for(lambda: standin.with_text(ALICE, "Tap ★ to keep"), what="the favorite buttons")
+    await standin.wait_for(lambda: len(standin.images(ALICE)) == 2, what="the headshots")
     assert standin.texts(ALICE).count("Your model is ready") == 1
 
     # 3. ★ buttons posted before another restart still work after it.
     await discord_bot.restart()
-    await standin.press(ALICE, stars, "★ #1")
+    await standin.press(ALICE, standin.images(ALICE)[0], "★ Keep #1")
     await standin.wait_for(lambda: standin.with_text(ALICE, "Saved headshot #1"), what="the favorite after restart")
 
 

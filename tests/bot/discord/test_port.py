@@ -67,10 +67,11 @@ async def test_images_one_per_message_and_an_oversized_png_is_reencoded(
     big = _noise_png(400)
     assert len(big) > port.upload_limit_bytes
     images = [OutgoingImage("h1.png", b"\x89PNG" + b"1" * 100, "#1"), OutgoingImage("h2.png", big, "#2")]
-    ids = await port.send_images(str(ALICE.dm), images)
+    ids = [await port.send_image(str(ALICE.dm), image, (Button("★ Keep", "/favorite 1"),)) for image in images]
     posted = {str(sent.id): sent for sent in standin.messages(ALICE)}
     assert [len(posted[message_id].files) for message_id in ids] == [1, 1]
     assert posted[ids[0]].files[0] == ("h1.png", images[0].data)
+    assert posted[ids[0]].buttons == {"★ Keep": "hs:/favorite 1"}
     name, data = posted[ids[1]].files[0]
     assert name == "h2.jpg" and data.startswith(b"\xff\xd8") and len(data) <= port.upload_limit_bytes
     assert "re-encoded as JPEG" in posted[ids[1]].content
@@ -89,7 +90,7 @@ async def test_a_blocked_user_is_unreachable_and_an_image_that_cannot_fit_is_und
 
     port.upload_limit_bytes = 500  # below any JPEG of the picture: fit_upload gives up
     with pytest.raises(Undeliverable, match="no JPEG") as refused:
-        await port.send_images(str(BOB.dm), [OutgoingImage("h1.png", _noise_png(200), "#1")])
+        await port.send_image(str(BOB.dm), OutgoingImage("h1.png", _noise_png(200), "#1"))
     assert not isinstance(refused.value, ChatUnreachable)
 
 

@@ -160,12 +160,12 @@ class BotApiStandin(ChatWorld):
         return self._message_json(sent)
 
     def _m_sendPhoto(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
-        data = _attached(params["photo"], files, "photo")
+        data = _attached(params.get("photo", ""), files, "photo")
         _check_size(data, 10 * 2**20, "photo")
         return self._message_json(self._post(params, "photo", params.get("caption", ""), data))
 
     def _m_sendDocument(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
-        data = _attached(params["document"], files, "document")
+        data = _attached(params.get("document", ""), files, "document")
         _check_size(data, 50 * 2**20, "document")
         return self._message_json(self._post(params, "document", params.get("caption", ""), data))
 

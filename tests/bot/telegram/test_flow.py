@@ -63,17 +63,18 @@ async def test_album_train_button_progress_media_group_favorites(
     await standin.press(ALICE, styles, "LinkedIn profile")
     await standin.wait_for(lambda: _with_text(standin, ALICE, "Rendering 2"), what="the render ack")
     await telegram_bot.run_worker()
-    stars = await standin.wait_for(lambda: _with_text(standin, ALICE, "Tap ★ to keep"), what="the favorite buttons")
+    await standin.wait_for(lambda: len(_photos(standin, ALICE)) == 2, what="the headshots")
 
-    # 4. The headshots came as one media group of real PNGs with captions, then a ★ button per headshot.
+    # 4. Each headshot is a photo of its own (no album: a reaction on an album lands on its first photo), a real
+    # PNG with its caption and its own ★ button, so every favorite names the one image the user sees.
     headshots = _photos(standin, ALICE)
-    assert len(headshots) == 2 and len({sent.media_group_id for sent in headshots}) == 1
+    assert all(sent.media_group_id is None for sent in headshots)
     assert all(sent.data and sent.data.startswith(PNG) for sent in headshots)
     assert [sent.text.split(" · ")[0] for sent in headshots] == ["#1", "#2"]
-    assert stars.buttons == {"★ #1": "/favorite 1", "★ #2": "/favorite 2"}
+    assert [sent.buttons for sent in headshots] == [{"★ Keep #1": "/favorite 1"}, {"★ Keep #2": "/favorite 2"}]
 
     # 5. A ★ press and a reaction each keep a favorite; /favorites sends the originals as documents.
-    await standin.press(ALICE, stars, "★ #2")
+    await standin.press(ALICE, headshots[1], "★ Keep #2")
     await standin.wait_for(lambda: _with_text(standin, ALICE, "Saved headshot #2"), what="the favorite by button")
     await standin.react(ALICE, headshots[0].message_id, "❤")
     await standin.wait_for(lambda: _with_text(standin, ALICE, "(2 in all)"), what="the favorite by reaction")
@@ -152,8 +153,7 @@ async def test_two_users_at_once_never_see_each_others_images(
     assert styles == {"Alice": {"LinkedIn profile"}, "Bob": {"Casual"}}
 
     # 3. Numbers are per user: Bob's ★ #1 is Bob's headshot; Alice's favorites stay empty.
-    stars = await standin.wait_for(lambda: _with_text(standin, BOB, "Tap ★ to keep"), what="Bob's buttons")
-    await standin.press(BOB, stars, "★ #1")
+    await standin.press(BOB, _photos(standin, BOB)[0], "★ Keep #1")
     await standin.wait_for(lambda: _with_text(standin, BOB, "Saved headshot #1"), what="Bob's favorite")
     await standin.send_text(ALICE, "/favorites")
     await standin.wait_for(lambda: _with_text(standin, ALICE, "No favorites yet"), what="Alice's empty favorites")

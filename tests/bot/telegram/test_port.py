@@ -73,7 +73,7 @@ async def test_refusals_for_good_are_undeliverable_and_the_rest_pass_through(
     with pytest.raises(ChatUnreachable):
         await port.edit(chat, message_id, Reply("Training your model: 10%"))  # the message's first edit: not held
     with pytest.raises(ChatUnreachable):
-        await port.send_images(chat, [OutgoingImage(f"h{n}.png", b"\x89PNG" + bytes([n]) * 100) for n in range(2)])
+        await port.send_image(chat, OutgoingImage("h1.png", b"\x89PNG" + bytes(100)))
     standin.fail_chat(ALICE, 502, "Bad Gateway")  # Telegram's edge having a bad moment: worth another try
     with pytest.raises(NetworkError) as transient:
         await port.send(chat, Reply("Your model is ready!"))
@@ -89,13 +89,23 @@ async def test_rate_limited_send_waits_retry_after_and_posts_once(port: Telegram
     assert message_id == str(standin.messages(ALICE.id)[0].message_id)
 
 
-async def test_twelve_headshots_go_as_albums_of_ten_and_two(port: TelegramPort, standin: BotApiStandin) -> None:
-    images = [OutgoingImage(f"h{n}.png", b"\x89PNG" + bytes([n]) * 100, caption=f"#{n + 1}") for n in range(12)]
-    ids = await port.send_images(str(ALICE.id), images)
-    groups = standin.called("sendMediaGroup")
-    assert [len(call.params["media"]) for call in groups] == [10, 2]
+async def test_each_headshot_is_a_photo_with_its_own_button_and_an_oversized_one_a_document(
+    port: TelegramPort, standin: BotApiStandin
+) -> None:
+    small = OutgoingImage("h1.png", b"\x89PNG" + bytes(100), caption="#1")
+    big = OutgoingImage("h2.png", b"\x89PNG" + bytes(11 * 2**20), caption="#2")  # over sendPhoto's 10 MB
+    ids = [
+        await port.send_image(str(ALICE.id), image, (Button(f"★ Keep {image.caption}", "/favorite"),))
+        for image in (small, big)
+    ]
     posted = {str(sent.message_id): sent for sent in standin.messages(ALICE.id)}
-    assert [posted[message_id].data for message_id in ids] == [image.data for image in images]  # ids in order
+    assert [posted[message_id].kind for message_id in ids] == ["photo", "document"]
+    assert [posted[message_id].data for message_id in ids] == [small.data, big.data]
+    assert [posted[message_id].buttons for message_id in ids] == [
+        {"★ Keep #1": "/favorite"},
+        {"★ Keep #2": "/favorite"},
+    ]
+    assert not standin.called("sendMediaGroup")
 
 
 def test_a_command_too_long_for_callback_data_travels_as_a_short_id() -> None:
