@@ -147,7 +147,7 @@ async def test_two_users_never_see_each_others_images(
         await standin.wait_for(partial(standin.with_text, user, "Rendering 2"), what="render ack")
     await discord_bot.run_worker()
     for user in (ALICE, BOB):
-        await standin.wait_for(partial(standin.with_text, user, "Tap ★ to keep"), what="headshots")
+        await standin.wait_for(lambda user=user: len(standin.images(user)) == 2, what="headshots")
     storage = discord_bot.settings.resolved_storage_dir
     for user, other in ((ALICE, BOB), (BOB, ALICE)):
         mine = {path.read_bytes() for path in storage.rglob("*.png") if f"discord%3A{user.id}" in str(path)}
