@@ -30,6 +30,7 @@ class BotApiStandin(ChatWorld):
         self.allowed_updates: list[str] | None = None
         self.commands: list[dict[str, str]] = []
         self._fail: dict[str, list[int]] = {}
+        self._fail_once: dict[str, tuple[int, int, str]] = {}  # method -> (calls let through first, status, text)
         self._refused: dict[int, tuple[int, str]] = {}  # chat id -> (status, description) for every call to it
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -64,6 +65,10 @@ class BotApiStandin(ChatWorld):
         """Answer the next call of ``method`` with 429 Too Many Requests and this ``retry_after``."""
         self._fail.setdefault(method, []).append(retry_after)
 
+    def fail_call(self, method: str, *, after: int, code: int, description: str) -> None:
+        """Let ``after`` more calls of ``method`` through, then answer the next one with this error, once."""
+        self._fail_once[method] = (after, code, description)
+
     # Chats that refuse the bot, as Telegram answers.
 
     def block(self, user: TgUser) -> None:
@@ -91,6 +96,13 @@ class BotApiStandin(ChatWorld):
                 retry_after = self._fail[method].pop(0)
                 call.status = 429
                 return _error(429, f"Too Many Requests: retry after {retry_after}", {"retry_after": retry_after})
+            if method in self._fail_once:
+                after, code, description = self._fail_once[method]
+                if after == 0:
+                    del self._fail_once[method]
+                    call.status = code
+                    return _error(code, description)
+                self._fail_once[method] = (after - 1, code, description)
             refused = self._refused.get(int(params.get("chat_id") or 0))
             if refused is not None:
                 call.status = refused[0]
