@@ -23,9 +23,10 @@ local: install
 	$(BIN)/headshot-local
 
 # With the coverage of the product packages (not tests/ or bench/): files under 100% listed, then the TOTAL line.
-# Subprocesses (the local chat's worker) are not measured.
+# Subprocesses (the local chat's worker) are not measured. TEST_WORKERS pytest-xdist workers, a test file each at a time.
+TEST_WORKERS ?= 2
 test: install
-	$(BIN)/python -m pytest -q --cov=bot --cov=jobs --cov=pipeline --cov-report=term:skip-covered
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --cov=bot --cov=jobs --cov=pipeline --cov-report=term:skip-covered
 
 lint: install
 	$(BIN)/ruff check .

@@ -14,6 +14,11 @@ from bot.local.samples import make_sample_selfies
 from jobs.ops.redis_server import EmbeddedRedis
 from jobs.settings import Settings
 
+# `make test` runs two pytest-xdist workers on CI's two cores: one thread each for torch (imported later, by the tests)
+# and the worker processes they start, instead of each of them spreading over both cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
