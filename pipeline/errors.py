@@ -22,6 +22,7 @@ the bot process can use it without torch.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 __all__ = [
     "BadStyleDescription",
@@ -90,6 +91,17 @@ class HeadshotError(Exception):
             raise TypeError(f"{type(self).__name__} needs a reason")
         self.reason: Reason = chosen
         self.params: dict[str, Param] = params
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled across processes (the bot's selfie check pool): rebuilt without __init__, whose reason argument
+        # Exception's default pickling would drop.
+        return (_restore, (type(self), self.args), self.__dict__)
+
+
+def _restore(cls: type[HeadshotError], args: tuple[Any, ...]) -> HeadshotError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    return error
 
 
 class UserInputError(HeadshotError):

@@ -1,4 +1,4 @@
-"""What every core handler needs, passed in once: settings, store, storage, queue, locks, selfie status, faces."""
+"""What every core handler needs, passed in once: settings, store, storage, queue, locks, selfie status and checks."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ from dataclasses import dataclass, field
 
 from bot.core.heartbeats import Heartbeats
 from bot.core.locks import UserLocks
+from bot.core.selfie_checks import SelfieChecks
 from bot.core.status import SelfieStatus
 from bot.store.database import Store
 from jobs.contract.queue import JobQueue
 from jobs.settings import Settings
 from jobs.storage import BlobStorage
-from pipeline.selfies.faces import FaceAnalyzer
 
 __all__ = ["CoreContext"]
 
@@ -24,5 +24,8 @@ class CoreContext:
     queue: JobQueue
     locks: UserLocks = field(default_factory=UserLocks)
     selfie_status: SelfieStatus = field(default_factory=SelfieStatus)
-    faces: FaceAnalyzer = field(default_factory=FaceAnalyzer)  # loads dlib's models on the first selfie
+    selfie_checks: SelfieChecks = field(init=False)
     heartbeats: Heartbeats = field(default_factory=Heartbeats)
+
+    def __post_init__(self) -> None:
+        self.selfie_checks = SelfieChecks(self.settings.selfie_check_processes)

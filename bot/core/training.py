@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 
@@ -16,7 +15,7 @@ from jobs.contract.keys import identity_key, lora_key, selfie_key
 from jobs.contract.payloads import TrainRequest, train_job_id
 from pipeline.errors import SelfieRejected, SessionError
 from pipeline.selfies.identity import reference_embedding
-from pipeline.selfies.intake import IntakeRules, inspect_selfie
+from pipeline.selfies.intake import IntakeRules
 
 __all__ = ["add_selfies", "start_training"]
 
@@ -50,9 +49,8 @@ async def add_selfies(
             )
             continue
         try:
-            # Decoding and face analysis take a fraction of a second of CPU: off the event loop.
-            checked = await asyncio.to_thread(
-                inspect_selfie, attachment.data, core.faces, accepted, rules, min_side=settings.min_selfie_side
+            checked = await core.selfie_checks.inspect(
+                attachment.data, accepted, rules, min_side=settings.min_selfie_side
             )
         except SelfieRejected as rejection:
             lines.append(texts.SELFIE_REJECTED.format(filename=name, reason=texts.explain(rejection)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from bot.core.texts import explain
-from pipeline.errors import SelfieRejected
+from pipeline.errors import Reason, SelfieRejected
 from pipeline.selfies.decoding import MAX_PIXELS, read_selfie
 from tests.said import refused
 
@@ -108,3 +109,11 @@ def test_the_bot_can_check_selfies_without_loading_torch() -> None:
     root = Path(__file__).resolve().parents[2]
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert result.stdout.strip() == "False"
+
+
+def test_a_rejection_crosses_a_process_boundary_with_its_reason_and_params() -> None:
+    """The bot checks selfies in a process pool: the verdict it gets back must still say why, in the user's words."""
+    sent = SelfieRejected("2 faces", reason=Reason.SEVERAL_FACES, count=2)
+    received = pickle.loads(pickle.dumps(sent))
+    assert type(received) is SelfieRejected and received.params == {"count": 2}
+    assert explain(received) == explain(sent) == "Two faces found: send a photo of just you."
