@@ -167,9 +167,6 @@ class EventDelivery:
             try:
                 if isinstance(event, Expired):
                     await forget_expired(self.core, event, None if left else chat_id, port)
-                elif left:
-                    # The user blocked the bot: nothing is sent until they write again; their job ends here.
-                    raise ChatUnreachable(f"{event.user_key} left the chat")
                 else:
                     job = await store.job(event.user_key, event.job_id)
                     if job is None or chat_id is None:
@@ -178,6 +175,8 @@ class EventDelivery:
                         await forget_event(self.core, event)
                         return _Outcome.DELIVERED
                     if not job.status.finished or _ended_by(event, job):
+                        if left:  # the user blocked the bot: nothing is sent until they write again
+                            raise ChatUnreachable(f"{event.user_key} left the chat")
                         self.core.heartbeats.heard(event.job_id)
                         await self._apply(event, job, chat_id, port)
                     elif job.status in (JobStatus.CANCELLED, JobStatus.UNDELIVERABLE) and isinstance(
@@ -221,7 +220,7 @@ class EventDelivery:
             error,
             "the job ended as undeliverable" if ended else "the job had ended already",
         )
-        if self.metrics is not None:
+        if ended and self.metrics is not None:  # jobs, not events: one blocked user's stream of events counts once
             self.metrics.count_undeliverable(platform)
         if (
             ended

@@ -72,6 +72,12 @@ class LocalChat:
         """Handle one typed line as the user would type it."""
         parsed = parse_line(line)
         if isinstance(parsed, int):
+            posted = self.port.messages.get(parsed)
+            if posted is None or posted.image_path is None:
+                # The core ignores reactions on anything but a headshot, as chat apps send many; a typed command
+                # deserves a word, so the terminal (like a chat app's UI) says it here.
+                self.port.write(f"(react works on headshots: #{parsed} is not one; their numbers end in .png lines)")
+                return
             await self.service.handle_reaction(self.chat, str(parsed), self.port)
             return
         text, files = parsed

@@ -69,7 +69,9 @@ def test_unet_benchmark_times_every_variant_and_splits_the_profile_by_kind(tmp_p
     from bench.benchmark_unet import main
 
     out = tmp_path / "unet.json"
-    assert main(["--model", "tiny", "--full-compile", "--profile", "--out", str(out)]) == 0
+    # Without --full-compile: its two whole-UNet inductor compiles took minutes of CI's CPU and test no other code
+    # (the whole-UNet compile is tested through the worker's setup, tests/jobs/test_model_setup.py).
+    assert main(["--model", "tiny", "--profile", "--out", str(out)]) == 0
     entries = json.loads(out.read_text())["unet"]
     calls = {entry["variant"]: entry for entry in entries if "call_s" in entry}
     assert list(calls) == [
@@ -77,8 +79,6 @@ def test_unet_benchmark_times_every_variant_and_splits_the_profile_by_kind(tmp_p
         "float32, transformer blocks compiled (as a GPU worker compiles)",
         "FP8, eager",
         "FP8, transformer blocks compiled",
-        "float32, whole UNet compiled",
-        "FP8, whole UNet compiled",
     ]
     assert all(0 < entry["call_s"] <= entry["first_call_s"] + entry["call_s"] for entry in calls.values())
     profiles = [entry for entry in entries if entry["variant"].startswith("profile: ")]

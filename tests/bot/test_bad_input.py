@@ -107,7 +107,7 @@ async def test_group_chat_is_refused_and_nothing_stored(harness: Harness, selfie
 
 async def test_unknown_command_and_reaction_on_plain_message(harness: Harness) -> None:
     assert "don't know the command '/frobnicate'" in await harness.say("/frobnicate")
-    assert "only on headshots" in await harness.say("react 1")
+    assert "react works on headshots" in await harness.say("react 1")
 
 
 async def test_too_many_selfies_are_refused_with_the_limit(harness: Harness, selfie_dir: Path, tmp_path: Path) -> None:

@@ -100,8 +100,8 @@ CASES = [
     case("favorite-empty", READY, "/favorite", "no headshot #?"),
     case("favorite-4kb-number", READY, "/favorite " + "9" * 4096, "no headshot #9999", "…"),
     case("favorite-without-headshots", COLLECTING, "/favorite 1", "no headshots yet"),
-    case("react-on-text-message", READY, "react 1", "only on headshots"),
-    case("react-on-missing-message", READY, "react 99999", "only on headshots"),
+    case("react-on-text-message", READY, "react 1", "react works on headshots: #1 is not one"),
+    case("react-on-missing-message", READY, "react 99999", "react works on headshots: #99999 is not one"),
     case("delete-confirm-unasked", READY, "/delete confirm", "nothing to confirm", "/delete first"),
     case("delete-confirm-after-other", READY, ("/delete", "/status", "/delete confirm"), "nothing to confirm"),
     # Unknown commands.

@@ -33,9 +33,9 @@ def recompile_limit_fails() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("fresh_dynamo", "recompile_limit_fails")
-@pytest.mark.parametrize(
-    ("float8", "scope"), [(False, "unet"), (True, "unet"), (False, "blocks")], ids=["bf16", "fp8-rendering", "blocks"]
-)
+# The default (blocks, what a GPU worker compiles) and the opt-in whole UNet, with FP8 rendering: the whole-UNet case
+# without FP8 traces the same graphs less the FP8 layers, and cost CI minutes for no path of its own.
+@pytest.mark.parametrize(("float8", "scope"), [(True, "unet"), (False, "blocks")], ids=["fp8-rendering", "blocks"])
 def test_a_compiled_worker_compiles_at_start_and_never_for_a_user(
     selfie_dir: Path, tmp_path: Path, float8: bool, scope: Literal["unet", "blocks"]
 ) -> None:

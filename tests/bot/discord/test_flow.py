@@ -155,8 +155,9 @@ async def test_two_users_never_see_each_others_images(
         assert len(received) == 2 and received <= mine, f"{user.name} got images that are not theirs"
         assert not received & {sent.files[0][1] for sent in standin.images(other)}
 
-    # 3. Bob's ⭐ on Alice's headshot (a message id he could only guess) marks nothing of hers.
+    # 3. Bob's ⭐ on Alice's headshot (a message id he could only guess) marks nothing, of hers or his.
     await standin.react(BOB, standin.images(ALICE)[0].id)
-    await standin.wait_for(partial(standin.with_text, BOB, "only on headshots I sent you"), what="Bob's refusal")
+    await standin.command(BOB, "favorites")
+    await standin.wait_for(partial(standin.with_text, BOB, "No favorites yet"), what="Bob's empty favorites")
     await standin.command(ALICE, "favorites")
     await standin.wait_for(partial(standin.with_text, ALICE, "No favorites yet"), what="Alice's empty favorites")
