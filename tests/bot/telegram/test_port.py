@@ -67,7 +67,7 @@ async def test_refusals_for_good_are_undeliverable_and_the_rest_pass_through(
 ) -> None:
     chat = str(ALICE.id)
     message_id = await port.send(chat, Reply("Training your model: 0%"))
-    standin.block(ALICE)
+    await standin.block(ALICE)
     with pytest.raises(ChatUnreachable, match="blocked by the user"):
         await port.send(chat, Reply("Your model is ready!"))
     with pytest.raises(ChatUnreachable):
