@@ -43,6 +43,22 @@ def test_webhook_mode_without_its_server_package_says_what_to_install(
         TelegramFrontend(with_token, options)
 
 
+@pytest.mark.parametrize(
+    ("secret", "problem"),
+    [
+        ("two words!", r"has 2 character\(s\) Telegram refuses .* only A-Z, a-z, 0-9, _ and -"),
+        ("x" * 300, "is 300 characters long, Telegram takes at most 256"),
+    ],
+)
+def test_a_secret_telegram_would_refuse_fails_at_start_naming_the_problem_not_the_secret(
+    secret: str, problem: str
+) -> None:
+    with pytest.raises(ValidationError, match=problem) as refused:
+        TelegramOptions(_env_file=None, webhook_url="https://bot.example.com/hook", webhook_secret=secret)  # type: ignore[call-arg]
+    assert "HEADSHOT_TELEGRAM_WEBHOOK_SECRET" in str(refused.value)
+    assert secret not in str(refused.value)
+
+
 async def test_a_refused_token_fails_fast_naming_the_setting_not_the_token(
     settings: Settings, telegram_options: TelegramOptions, redis: Redis
 ) -> None:
