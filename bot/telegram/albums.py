@@ -55,6 +55,11 @@ class AlbumCollator:
             album = self._albums.pop(key)
             await self._handle(album.chat, _in_order(album.parts))
 
+    def drop(self, user_key: str) -> None:
+        """Forget the user's albums still arriving, unhandled (the user blocked the bot)."""
+        for key in [key for key in self._albums if key[0] == user_key]:
+            del self._albums[key]
+
     async def _handle_when_complete(self, key: tuple[str, str]) -> None:
         while (album := self._albums.get(key)) is not None:
             delay = album.last + self.wait_s - time.monotonic()

@@ -9,14 +9,16 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import logging
+import secrets
 from typing import TYPE_CHECKING, Any
 
-from telegram import BotCommand, Update
+from telegram import BotCommand, BotCommandScopeAllPrivateChats, Update
 from telegram.error import InvalidToken
 from telegram.ext import (
     Application,
     ApplicationBuilder,
     CallbackQueryHandler,
+    ChatMemberHandler,
     MessageHandler,
     MessageReactionHandler,
     filters,
@@ -25,8 +27,9 @@ from telegram.ext import (
 from bot.core.locks import UserLocks
 from bot.telegram import texts
 from bot.telegram.options import TelegramOptions
+from bot.telegram.ordering import UserOrderedUpdates
 from bot.telegram.port import TelegramPort
-from bot.telegram.updates import TelegramUpdates, UserOrderedUpdates
+from bot.telegram.updates import TelegramUpdates
 from jobs.logging_setup import mask_secrets
 from jobs.settings import Settings
 
@@ -38,7 +41,8 @@ __all__ = ["ALLOWED_UPDATES", "TelegramFrontend"]
 log = logging.getLogger(__name__)
 
 # Reactions reach a bot only when asked for by name; nothing else is handled, so nothing else is fetched.
-ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY, Update.MESSAGE_REACTION]
+# my_chat_member says that a user blocked the bot (or unblocked it): their jobs end rather than post into a wall.
+ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY, Update.MESSAGE_REACTION, Update.MY_CHAT_MEMBER]
 _WANTED = filters.UpdateType.MESSAGE & (filters.TEXT | filters.PHOTO | filters.Document.ALL | filters.CAPTION)
 
 
@@ -58,27 +62,36 @@ class TelegramFrontend:
         logging.getLogger("httpx").setLevel(logging.WARNING)
         _hide_in_logs(settings.telegram_token.get_secret_value())
         self.locks = UserLocks()
+        self.ordering = UserOrderedUpdates(self.locks)
         self.application: Application[Any, Any, Any, Any, Any, Any] = (
             ApplicationBuilder()
             .token(settings.telegram_token.get_secret_value())
             .base_url(self.options.base_url)
             .base_file_url(self.options.base_file_url)
-            .concurrent_updates(UserOrderedUpdates(self.locks))
+            .concurrent_updates(self.ordering)
             .job_queue(None)
             .build()
         )
         self.port = TelegramPort(
             self.application.bot, edit_interval_s=self.options.edit_interval_s, max_retries=self.options.max_retries
         )
+        self.serving = asyncio.Event()  # set once updates are fetched (polling) or taken (the webhook listens)
 
     def _register(self, app: BotApp) -> None:
         application = self.application
         updates = TelegramUpdates(
-            app.service, self.port, self.locks, self.options.album_wait_s, application.create_task
+            app.service,
+            self.port,
+            self.locks,
+            self.options.album_wait_s,
+            application.create_task,
+            max_queued=self.options.max_queued_updates,
         )
+        self.ordering.arrival = updates.arrive
         application.add_handler(MessageHandler(_WANTED, updates.on_message))
         application.add_handler(CallbackQueryHandler(updates.on_button))
         application.add_handler(MessageReactionHandler(updates.on_reaction))
+        application.add_handler(ChatMemberHandler(updates.on_member, ChatMemberHandler.MY_CHAT_MEMBER))
         application.add_handler(
             MessageHandler(
                 filters.UpdateType.MESSAGE & filters.ChatType.PRIVATE & ~filters.StatusUpdate.ALL, updates.on_other
@@ -98,25 +111,35 @@ class TelegramFrontend:
             raise RuntimeError(
                 "Telegram refused TELEGRAM_TOKEN (getMe: unauthorized): copy the bot's token again from @BotFather"
             ) from None
+        self.port.ready.set()  # delivery may post from here on
         try:
-            await application.bot.set_my_commands([BotCommand(name, text) for name, text in texts.COMMANDS])
+            # The menu only where the bot works: groups get one refusal, not a list of commands that do nothing.
+            commands = [BotCommand(name, text) for name, text in texts.COMMANDS]
+            await self.port.call(
+                lambda: application.bot.set_my_commands(commands, scope=BotCommandScopeAllPrivateChats()),
+                "setMyCommands",
+            )
             # 2. Start handling, then fetching: polling by default, a webhook when one is configured.
             await application.start()
             updater = application.updater
             assert updater is not None  # ApplicationBuilder always builds one unless told not to
             if self.options.webhook_url:
-                secret = self.options.webhook_secret
+                # Never without a secret: PTB then takes any POST, and anyone who finds the URL could send
+                # "/delete confirm" as any user. Unset, a new one each start (PTB passes it to setWebhook).
+                configured = self.options.webhook_secret
+                secret = configured.get_secret_value() if configured else secrets.token_urlsafe(32)
+                _hide_in_logs(secret)  # PTB logs setWebhook's parameters at DEBUG
                 await updater.start_webhook(
                     listen=self.options.webhook_listen,
                     port=self.options.webhook_port,
                     url_path=self.options.webhook_path,
                     webhook_url=self.options.webhook_url,
                     allowed_updates=ALLOWED_UPDATES,
-                    secret_token=secret.get_secret_value() or None if secret else None,
+                    secret_token=secret,
                 )
             else:
                 await updater.start_polling(timeout=self.options.poll_timeout_s, allowed_updates=ALLOWED_UPDATES)
-            self.port.ready.set()
+            self.serving.set()
             log.info(
                 "Telegram bot @%s is up (%s)",
                 application.bot.username,
@@ -134,7 +157,8 @@ class TelegramFrontend:
 
 
 class _HideToken(logging.Filter):
-    """Masks the token in records of the HTTP and PTB loggers (PTB logs its API URL, token included, at DEBUG)."""
+    """Masks the token in records of the HTTP and PTB loggers (PTB logs its API URL, token included, at DEBUG),
+    or the webhook's secret token."""
 
     def __init__(self, token: str) -> None:
         super().__init__()

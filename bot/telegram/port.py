@@ -205,7 +205,9 @@ class TelegramPort:
         for item in files:
             if len(item.data) > texts.FILE_UPLOAD_LIMIT_BYTES:
                 too_big = texts.FILE_TOO_BIG_TO_SEND.format(
-                    name=item.filename, size=texts.megabytes(len(item.data)), limit="50 MB"
+                    name=item.filename,
+                    size=texts.megabytes(len(item.data)),
+                    limit=texts.megabytes(texts.FILE_UPLOAD_LIMIT_BYTES),
                 )
                 await self.send(chat_id, Reply(too_big))
             else:

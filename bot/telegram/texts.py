@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["COMMANDS", "too_big"]
+from telegram.constants import FileSizeLimit
+
+__all__ = ["COMMANDS", "not_an_image", "too_big"]
 
 # Shown in Telegram's command menu (set_my_commands): name, then a description of at most 256 characters.
 COMMANDS: tuple[tuple[str, str], ...] = (
@@ -29,19 +31,25 @@ BUTTON_EXPIRED = "That button has expired. Send the command again, or /help for 
 INTERNAL_ERROR = "Something went wrong on our side and I couldn't do that. Please try again in a minute."
 FILE_TOO_BIG_TO_SEND = "{name} is {size}, more than the {limit} Telegram lets me upload, so I couldn't send it."
 
-# Bot API limits (https://core.telegram.org/bots/api#sending-files, #getfile).
-DOWNLOAD_LIMIT_BYTES = 20 * 1024 * 1024
-PHOTO_UPLOAD_LIMIT_BYTES = 10 * 1024 * 1024
-FILE_UPLOAD_LIMIT_BYTES = 50 * 1024 * 1024
+# Bot API limits (https://core.telegram.org/bots/api#sending-files, #getfile) in decimal megabytes, as PTB encodes
+# them: the smaller reading of "20 MB", so a photo of 10.2 million bytes goes as a file rather than being refused.
+DOWNLOAD_LIMIT_BYTES = int(FileSizeLimit.FILESIZE_DOWNLOAD)
+PHOTO_UPLOAD_LIMIT_BYTES = int(FileSizeLimit.PHOTOSIZE_UPLOAD)
+FILE_UPLOAD_LIMIT_BYTES = int(FileSizeLimit.FILESIZE_UPLOAD)
 
 
 def megabytes(size: int) -> str:
-    return f"{size / 2**20:.1f} MB"
+    return f"{size / 1e6:.1f} MB"
+
+
+def not_an_image(name: str, mime_type: str) -> str:
+    """The refusal for a document that is no image: it is never downloaded."""
+    return f"✗ {name}: that is not a photo ({mime_type}). Send selfies as photos, or as JPEG, PNG, WebP or HEIC files."
 
 
 def too_big(name: str, size: int) -> str:
     """The refusal for a file over getFile's limit: names the size, the limit and what to do."""
     return (
         f"✗ {name}: that file is {megabytes(size)}, and Telegram lets bots download at most "
-        f"{DOWNLOAD_LIMIT_BYTES // 2**20} MB. Send a smaller photo (a phone selfie is usually 2-8 MB)."
+        f"{DOWNLOAD_LIMIT_BYTES // 10**6} MB. Send a smaller photo (a phone selfie is usually 2-8 MB)."
     )

@@ -1,7 +1,7 @@
 """What the Bot API stand-in keeps (users, chats, the bot's messages, files, updates) and what its users do.
 
-``ChatWorld`` is the Telegram side the tests drive: users send texts, photos, documents and albums, press buttons
-and react; the test reads back what the bot posted. ``standin.BotApiStandin`` serves it over HTTP to the bot.
+``ChatWorld`` is the Telegram side the tests drive: users send texts, photos, documents, stickers and albums, press
+buttons and react; the test reads back what the bot posted. ``standin.BotApiStandin`` serves it over HTTP to the bot.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ class Call:
     files: dict[str, bytes]
     at: float
     status: int = 200
+    answered_at: float | None = None
 
 
 @dataclass
@@ -73,11 +74,27 @@ class ChatWorld:
         self._message_ids: dict[int, itertools.count[int]] = {}
         self._ids = itertools.count(1)
         self._changed = asyncio.Condition()
+        self._album_of: dict[tuple[int, int], str] = {}  # (chat, message id) -> the user's album it is part of
 
     # What the test does as Telegram users.
 
     async def send_text(self, user: TgUser, text: str, chat: dict[str, Any] | None = None) -> int:
         return await self._user_message(user, {"text": text}, chat)
+
+    def text_update(self, user: TgUser, text: str) -> dict[str, Any]:
+        """The update a text from ``user`` makes, not sent: for a request forged outside Telegram."""
+        return {"message": self._message(user, {"text": text}, _private(user))}
+
+    async def send_sticker(self, user: TgUser) -> int:
+        sticker = {
+            **self._add_file(b"webp", 4),
+            "type": "regular",
+            "width": 512,
+            "height": 512,
+            "is_animated": False,
+            "is_video": False,
+        }
+        return await self._user_message(user, {"sticker": sticker}, None)
 
     async def send_photo(
         self,
@@ -153,9 +170,11 @@ class ChatWorld:
         await self._push({"callback_query": query})
 
     async def react(self, user: TgUser, message_id: int, emoji: str = "👍") -> None:
+        """A reaction in the user's private chat; on a member of an album it lands on the album's first message, as
+        Telegram's apps send it (tdesktop#27457)."""
         reaction = {
             "chat": _private(user),
-            "message_id": message_id,
+            "message_id": self._album_head(user.id, message_id),
             "user": _user(user),
             "date": int(time.time()),
             "old_reaction": [],
@@ -213,19 +232,45 @@ class ChatWorld:
             message["reply_markup"] = {"inline_keyboard": sent.keyboard}
         return message
 
+    def _album_head(self, chat_id: int, message_id: int) -> int:
+        sent = self.sent.get((chat_id, message_id))
+        if sent is not None and sent.media_group_id is not None:
+            return min(
+                other.message_id for other in self.messages(chat_id) if other.media_group_id == sent.media_group_id
+            )
+        album = self._album_of.get((chat_id, message_id))
+        if album is not None:
+            return min(other for (chat, other), group in self._album_of.items() if chat == chat_id and group == album)
+        return message_id
+
     def _add_file(self, data: bytes, size: int) -> dict[str, Any]:
         file_id = f"file{next(self._ids)}"
         self._files[file_id] = (data, size)
         return {"file_id": file_id, "file_unique_id": f"u{file_id}", "file_size": size}
 
     async def _user_message(self, user: TgUser, fields: dict[str, Any], chat: dict[str, Any] | None) -> int:
-        chat = chat or _private(user)
+        message = self._message(user, fields, chat or _private(user))
+        message_id: int = message["message_id"]
+        if "media_group_id" in fields:
+            self._album_of[(message["chat"]["id"], message_id)] = fields["media_group_id"]
+        await self._push({"message": message})
+        return message_id
+
+    def _message(self, user: TgUser, fields: dict[str, Any], chat: dict[str, Any]) -> dict[str, Any]:
         message_id = self._next_message_id(chat["id"])
         message = {"message_id": message_id, "date": int(time.time()), "chat": chat, "from": _user(user), **fields}
         if str(fields.get("text", "")).startswith("/"):
             message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(fields["text"].split()[0])}]
-        await self._push({"message": message})
-        return message_id
+        return message
+
+    async def _bot_membership(self, user: TgUser, old: str, new: str) -> None:
+        """The bot's own membership of the user's private chat changed (``kicked``: blocked; ``member``: back)."""
+
+        def member(status: str) -> dict[str, Any]:
+            return {"user": BOT_USER, "status": status, **({"until_date": 0} if status == "kicked" else {})}
+
+        change = {"chat": _private(user), "from": _user(user), "date": int(time.time())}
+        await self._push({"my_chat_member": {**change, "old_chat_member": member(old), "new_chat_member": member(new)}})
 
     async def _push(self, update: dict[str, Any]) -> None:
         self._updates.append({"update_id": next(self._update_ids), **update})

@@ -33,7 +33,7 @@ class TelegramBot(RestartableBot):
         return TelegramFrontend(self.settings, self.options)
 
     def frontend_up(self) -> asyncio.Event:
-        return self.frontend.port.ready
+        return self.frontend.serving
 
 
 @pytest.fixture

@@ -1,25 +1,44 @@
 """A local stand-in of the Telegram Bot API (aiohttp): the real PTB talks real HTTP to it, as to api.telegram.org.
 
 It serves the ``ChatWorld`` (chats, the bot's messages edited in place, files, an update queue) through the Bot API
-methods the bot calls, ``getUpdates`` long polling included, and records every call. A method the bot calls that is
-missing here answers 404, which PTB reports as ``InvalidToken``; ``unknown`` lists them.
+methods the bot calls, and records every call. Updates go out as the bot asked: by ``getUpdates`` long polling, or
+POSTed to its webhook with its secret token once it called ``setWebhook``; either way only the types in its
+``allowed_updates``. A method the bot calls that is missing here answers 404, which PTB reports as ``InvalidToken``;
+``unknown`` lists them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientError, ClientSession, web
 
 from tests.bot.telegram.chats import BOT_USER, Call, ChatWorld, Sent, TgUser
 
-__all__ = ["BOT_USER", "BotApiStandin", "Sent", "TgUser"]
+__all__ = ["BOT_USER", "BotApiStandin", "Sent", "TgUser", "Webhook"]
 
-DOWNLOAD_LIMIT = 20 * 1024 * 1024
+# Telegram's limits, in decimal megabytes as PTB reads them (whether the server counts 2^20 is not documented).
+DOWNLOAD_LIMIT = 20_000_000
+PHOTO_LIMIT = 10_000_000
+DOCUMENT_LIMIT = 50_000_000
 _JSON_PARAMS = {"reply_markup", "media", "allowed_updates", "commands", "scope", "reply_parameters"}
+# What a bot gets when it never named the types it wants (https://core.telegram.org/bots/api#getupdates).
+_DEFAULT_EXCLUDED = {"chat_member", "message_reaction", "message_reaction_count"}
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """What the bot's last ``setWebhook`` asked for."""
+
+    url: str
+    secret_token: str | None
+    allowed_updates: list[str] | None
 
 
 class BotApiStandin(ChatWorld):
@@ -29,10 +48,16 @@ class BotApiStandin(ChatWorld):
         self.unknown: list[str] = []
         self.allowed_updates: list[str] | None = None
         self.commands: list[dict[str, str]] = []
+        self.commands_scope: dict[str, Any] | None = None
+        self.webhook: Webhook | None = None
+        # Where Telegram's webhook POSTs reach the bot: the TLS proxy in front of it, which the tests play.
+        self.webhook_proxy: str | None = None
         self._fail: dict[str, list[int]] = {}
+        self._slow: dict[str, float] = {}
         self._fail_once: dict[str, tuple[int, int, str]] = {}  # method -> (calls let through first, status, text)
         self._refused: dict[int, tuple[int, str]] = {}  # chat id -> (status, description) for every call to it
         self._runner: web.AppRunner | None = None
+        self._webhook_task: asyncio.Task[None] | None = None
         self.port = 0
 
     # Server lifecycle.
@@ -48,6 +73,10 @@ class BotApiStandin(ChatWorld):
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def stop(self) -> None:
+        if self._webhook_task is not None:
+            self._webhook_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._webhook_task
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -69,11 +98,24 @@ class BotApiStandin(ChatWorld):
         """Let ``after`` more calls of ``method`` through, then answer the next one with this error, once."""
         self._fail_once[method] = (after, code, description)
 
+    def slow(self, method: str, seconds: float) -> None:
+        """Answer every call of ``method`` this much later, its work done first (a photo is posted, then the answer
+        is late: a client that gives up sooner sees an error for a message that was sent)."""
+        self._slow[method] = seconds
+
     # Chats that refuse the bot, as Telegram answers.
 
-    def block(self, user: TgUser) -> None:
-        """The user blocked the bot: every call to their chat answers 403, as Telegram's does."""
+    async def block(self, user: TgUser, *, tell_bot: bool = True) -> None:
+        """The user blocked the bot: every call to their chat answers 403, as Telegram's does, and the bot gets a
+        ``my_chat_member`` update (status ``kicked``). ``tell_bot=False``: that update has not reached it yet."""
         self.fail_chat(user, 403, "Forbidden: bot was blocked by the user")
+        if tell_bot:
+            await self._bot_membership(user, "member", "kicked")
+
+    async def unblock(self, user: TgUser) -> None:
+        """The user unblocked the bot (or pressed Start again): their chat takes messages, and the bot is told."""
+        self.reopen(user)
+        await self._bot_membership(user, "kicked", "member")
 
     def fail_chat(self, user: TgUser, code: int, description: str) -> None:
         """Answer every call to the user's chat with this error (e.g. 502 Bad Gateway), until ``reopen``."""
@@ -92,35 +134,44 @@ class BotApiStandin(ChatWorld):
         call = Call(method, params, files, time.monotonic())
         self.calls.append(call)
         try:
-            if self._fail.get(method):
-                retry_after = self._fail[method].pop(0)
-                call.status = 429
-                return _error(429, f"Too Many Requests: retry after {retry_after}", {"retry_after": retry_after})
-            if method in self._fail_once:
-                after, code, description = self._fail_once[method]
-                if after == 0:
-                    del self._fail_once[method]
-                    call.status = code
-                    return _error(code, description)
-                self._fail_once[method] = (after - 1, code, description)
-            refused = self._refused.get(int(params.get("chat_id") or 0))
-            if refused is not None:
-                call.status = refused[0]
-                return _error(*refused)
-            handler = getattr(self, f"_m_{method}", None)
-            if handler is None:
-                self.unknown.append(method)
-                return _error(404, "Not Found")
-            if method == "getUpdates":
-                return _ok(await self._m_getUpdates(params))
-            try:
-                return _ok(handler(params, files))
-            except _BadRequest as error:
-                call.status = 400
-                return _error(400, f"Bad Request: {error}")
+            response = await self._answer(method, params, files, call)
+            await asyncio.sleep(self._slow.get(method, 0))
+            return response
         finally:
+            call.answered_at = time.monotonic()
             async with self._changed:
                 self._changed.notify_all()
+
+    async def _answer(self, method: str, params: dict[str, Any], files: dict[str, bytes], call: Call) -> web.Response:
+        if self._fail.get(method):
+            retry_after = self._fail[method].pop(0)
+            call.status = 429
+            return _error(429, f"Too Many Requests: retry after {retry_after}", {"retry_after": retry_after})
+        if method in self._fail_once:
+            after, code, description = self._fail_once[method]
+            if after == 0:
+                del self._fail_once[method]
+                call.status = code
+                return _error(code, description)
+            self._fail_once[method] = (after - 1, code, description)
+        refused = self._refused.get(int(params.get("chat_id") or 0))
+        if refused is not None:
+            call.status = refused[0]
+            return _error(*refused)
+        handler = getattr(self, f"_m_{method}", None)
+        if handler is None:
+            self.unknown.append(method)
+            return _error(404, "Not Found")
+        if method == "getUpdates":
+            if self.webhook is not None:
+                call.status = 409
+                return _error(409, "Conflict: can't use getUpdates method while webhook is active")
+            return _ok(await self._m_getUpdates(params))
+        try:
+            return _ok(handler(params, files))
+        except _BadRequest as error:
+            call.status = 400
+            return _error(400, f"Bad Request: {error}")
 
     async def _m_getUpdates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         offset = int(params.get("offset") or 0)
@@ -129,24 +180,79 @@ class BotApiStandin(ChatWorld):
         self._updates = [update for update in self._updates if update["update_id"] >= offset]
         deadline = time.monotonic() + float(params.get("timeout") or 0)
         async with self._changed:
-            while not self._updates and time.monotonic() < deadline:
+            while not self._deliverable() and time.monotonic() < deadline:
                 try:
                     await asyncio.wait_for(self._changed.wait(), deadline - time.monotonic())
                 except TimeoutError:
                     break
-        return list(self._updates[: int(params.get("limit") or 100)])
+        return list(self._deliverable()[: int(params.get("limit") or 100)])
+
+    def _deliverable(self) -> list[dict[str, Any]]:
+        """The queued updates of the types the bot asked for; Telegram never sends it the others, so they go."""
+
+        def wanted(update: dict[str, Any]) -> bool:
+            kind = next(key for key in update if key != "update_id")
+            if self.allowed_updates is None:  # never said: Telegram's default set
+                return kind not in _DEFAULT_EXCLUDED
+            return not self.allowed_updates or kind in self.allowed_updates  # [] means every type
+
+        self._updates = [update for update in self._updates if wanted(update)]
+        return self._updates
+
+    # Webhook mode.
+
+    def _m_setWebhook(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        self.webhook = Webhook(params["url"], params.get("secret_token"), params.get("allowed_updates"))
+        if self.webhook.allowed_updates is not None:
+            self.allowed_updates = self.webhook.allowed_updates
+        if self.webhook_proxy is not None and (self._webhook_task is None or self._webhook_task.done()):
+            self._webhook_task = asyncio.get_running_loop().create_task(self._post_updates())
+        return True
+
+    def _m_deleteWebhook(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        self.webhook = None
+        return True
+
+    def _m_getWebhookInfo(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        url = self.webhook.url if self.webhook else ""
+        return {"url": url, "has_custom_certificate": False, "pending_update_count": len(self._updates)}
+
+    async def post_to_webhook(self, update: dict[str, Any], secret: str | None) -> int:
+        """POST ``update`` to the bot's webhook as anyone could, with ``secret`` in the secret-token header (none:
+        no header); returns the HTTP status the bot answered."""
+        assert self.webhook_proxy is not None, "set webhook_proxy to where the bot's webhook server listens"
+        async with ClientSession() as session:
+            return await self._post_update(session, {"update_id": next(self._update_ids), **update}, secret)
+
+    async def _post_updates(self) -> None:
+        """Telegram's side of a webhook: the updates in order, each POSTed until the bot answers 200."""
+        async with ClientSession() as session:
+            while True:
+                async with self._changed:
+                    await self._changed.wait_for(lambda: self.webhook is None or bool(self._deliverable()))
+                if self.webhook is None:
+                    return
+                update = self._updates[0]
+                if await self._post_update(session, update, self.webhook.secret_token) == 200:
+                    self._updates.remove(update)
+                else:
+                    await asyncio.sleep(0.1)  # the bot is restarting, or refused: Telegram tries again later
+
+    async def _post_update(self, session: ClientSession, update: dict[str, Any], secret: str | None) -> int:
+        assert self.webhook_proxy is not None
+        headers = {SECRET_HEADER: secret} if secret is not None else {}
+        try:
+            async with session.post(self.webhook_proxy, json=update, headers=headers) as response:
+                return response.status
+        except ClientError:
+            return 0  # nothing listens (yet)
 
     def _m_getMe(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
         return BOT_USER
 
-    def _m_deleteWebhook(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
-        return True
-
-    def _m_getWebhookInfo(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
-        return {"url": "", "has_custom_certificate": False, "pending_update_count": len(self._updates)}
-
     def _m_setMyCommands(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
         self.commands = params["commands"]
+        self.commands_scope = params.get("scope")
         return True
 
     def _m_answerCallbackQuery(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
@@ -173,12 +279,12 @@ class BotApiStandin(ChatWorld):
 
     def _m_sendPhoto(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
         data = _attached(params.get("photo", ""), files, "photo")
-        _check_size(data, 10 * 2**20, "photo")
+        _check_size(data, PHOTO_LIMIT, "photo")
         return self._message_json(self._post(params, "photo", params.get("caption", ""), data))
 
     def _m_sendDocument(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
         data = _attached(params.get("document", ""), files, "document")
-        _check_size(data, 50 * 2**20, "document")
+        _check_size(data, DOCUMENT_LIMIT, "document")
         return self._message_json(self._post(params, "document", params.get("caption", ""), data))
 
     def _m_sendMediaGroup(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:

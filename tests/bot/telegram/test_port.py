@@ -9,12 +9,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 from telegram import Bot
-from telegram.error import NetworkError
+from telegram.error import NetworkError, TimedOut
+from telegram.request import HTTPXRequest
 
 from bot.core.types import Button, ChatUnreachable, OutgoingImage, Reply, Undeliverable
 from bot.telegram.keyboards import CallbackCommands
 from bot.telegram.port import TelegramPort
-from tests.bot.telegram.conftest import ALICE, TOKEN, TelegramBot
+from tests.bot.telegram.conftest import ALICE, BOB, TOKEN, TelegramBot
 from tests.bot.telegram.standin import BotApiStandin
 
 
@@ -67,7 +68,7 @@ async def test_refusals_for_good_are_undeliverable_and_the_rest_pass_through(
 ) -> None:
     chat = str(ALICE.id)
     message_id = await port.send(chat, Reply("Training your model: 0%"))
-    standin.block(ALICE)
+    await standin.block(ALICE)
     with pytest.raises(ChatUnreachable, match="blocked by the user"):
         await port.send(chat, Reply("Your model is ready!"))
     with pytest.raises(ChatUnreachable):
@@ -93,7 +94,8 @@ async def test_each_headshot_is_a_photo_with_its_own_button_and_an_oversized_one
     port: TelegramPort, standin: BotApiStandin
 ) -> None:
     small = OutgoingImage("h1.png", b"\x89PNG" + bytes(100), caption="#1")
-    big = OutgoingImage("h2.png", b"\x89PNG" + bytes(11 * 2**20), caption="#2")  # over sendPhoto's 10 MB
+    # Over sendPhoto's 10 MB as PTB and the stand-in read it (10^7 bytes), though under 10 MiB.
+    big = OutgoingImage("h2.png", b"\x89PNG" + bytes(10_200_000), caption="#2")
     ids = [
         await port.send_image(str(ALICE.id), image, (Button(f"★ Keep {image.caption}", "/favorite"),))
         for image in (small, big)
@@ -106,6 +108,27 @@ async def test_each_headshot_is_a_photo_with_its_own_button_and_an_oversized_one
         {"★ Keep #2": "/favorite"},
     ]
     assert not standin.called("sendMediaGroup")
+
+
+async def test_an_upload_slower_than_the_default_read_timeout_but_within_the_media_timeout_posts_once(
+    standin: BotApiStandin,
+) -> None:
+    # Scaled down: a default read timeout of 1 s (PTB's is 5 s), Telegram taking 1.5 s, uploads given 3 s.
+    standin.slow("sendPhoto", 1.5)
+    photo = OutgoingImage("h1.png", b"\x89PNG" + bytes(100), caption="#1")
+    request = HTTPXRequest(read_timeout=1.0)
+    async with Bot(TOKEN, base_url=standin.base_url, base_file_url=standin.base_file_url, request=request) as bot:
+        # 1. At the default timeout the call fails, yet Telegram posted the photo: a retry would post it twice.
+        with pytest.raises(TimedOut):
+            await bot.send_photo(BOB.id, photo.data)
+        await standin.wait_for(lambda: standin.messages(BOB.id), what="the photo posted all the same")
+
+        # 2. The port waits for uploads as long as media_timeout_s: the one photo, and its message id.
+        port = TelegramPort(bot, media_timeout_s=3.0)
+        port.ready.set()
+        message_id = await port.send_image(str(ALICE.id), photo)
+    assert [str(sent.message_id) for sent in standin.messages(ALICE.id)] == [message_id]
+    assert [call.status for call in standin.called("sendPhoto")] == [200, 200]
 
 
 def test_a_command_too_long_for_callback_data_travels_as_a_short_id() -> None:
