@@ -27,11 +27,10 @@ class Refused(Exception):
 
 
 class DiscordRoutes(DiscordWorld):
-    user_install = True  # the developer portal's "User Install"; off, a user-install command is refused
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.commands: list[dict[str, Any]] = []
+        self.user_install = True  # the developer portal's "User Install"; off, a user-install command is refused
         self._loading: set[str] = set()  # interaction tokens acked "thinking…" whose loading message is unedited
 
     def route(self, method: str, parts: list[str], query: Any, body: Any, files: list[tuple[str, bytes]]) -> Any:
