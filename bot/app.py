@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 class BotApp:
     """``async with BotApp(settings, redis_url) as app:`` then ``app.service`` for messages and
-    ``app.start_delivery(ports)`` to post worker events back into chats."""
+    ``app.start_delivery(ports)`` to post worker events back into chats; ``stop_delivery`` (also on exit) lets the
+    deliveries in flight finish while the chat clients are still open."""
 
     def __init__(
         self,
@@ -71,15 +72,20 @@ class BotApp:
         self._tasks.append(asyncio.create_task(watchdog.run(self._stop), name="job-watchdog"))
         return delivery
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    async def stop_delivery(self) -> None:
+        """Stop reading events; the deliveries and the watchdog round in flight finish (5 s at most each)."""
         self._stop.set()
         for task in self._tasks:
             try:
                 await asyncio.wait_for(task, timeout=5)
             except (TimeoutError, asyncio.CancelledError):
                 task.cancel()
+        self._tasks.clear()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop_delivery()
         await self.metrics.stop()
         await self.pool.aclose()
         await self.store.close()

@@ -13,7 +13,7 @@ from discord import app_commands
 
 from bot.discord import texts
 from bot.discord.events import DiscordEvents
-from pipeline.styles import STYLES
+from pipeline.styles import CUSTOM_STYLE_MAX_CHARS, STYLES
 
 __all__ = ["new_tree"]
 
@@ -32,10 +32,18 @@ def new_tree(client: discord.Client, events: DiscordEvents) -> Tree:
     _add_train(tree, events)
 
     @tree.command(name="headshot", description=texts.COMMANDS["headshot"])
-    @app_commands.describe(style="The look of your headshots (/styles describes them)")
+    @app_commands.describe(
+        style="The look of your headshots (/styles describes them)", description=texts.DESCRIPTION_OPTION
+    )
     @app_commands.choices(style=_STYLE_CHOICES)
-    async def headshot(interaction: discord.Interaction[Any], style: app_commands.Choice[str] | None = None) -> None:
-        await events.on_command(interaction, f"/headshot {style.value}" if style else "/headshot")
+    async def headshot(
+        interaction: discord.Interaction[Any],
+        style: app_commands.Choice[str] | None = None,
+        description: app_commands.Range[str, 1, CUSTOM_STYLE_MAX_CHARS] | None = None,
+    ) -> None:
+        # The core reads several words that name no preset as the user's own look, so the text goes as it is.
+        look = description or (style.value if style else "")
+        await events.on_command(interaction, f"/headshot {look}".rstrip())
 
     @tree.command(name="favorite", description=texts.COMMANDS["favorite"])
     @app_commands.describe(number="The number in the headshot's caption, e.g. 3 for #3")

@@ -29,4 +29,6 @@ class DiscordOptions(BaseSettings):
     upload_limit_bytes: int = Field(
         default=10 * MB, gt=0, description="Largest file the bot posts (Discord's limit without server boosts)."
     )
-    sync_commands: bool = Field(default=True, description="Publish the slash commands globally at start.")
+    sync_commands: bool = Field(
+        default=True, description="Publish the slash commands globally at start, when they changed since the last sync."
+    )

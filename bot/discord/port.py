@@ -5,7 +5,8 @@ HTTP client, which waits out a 429 as Discord asks and retries, so a reply is no
 
 Headshots go one per message: a ⭐ reaction then names exactly one image, and the core's reaction mapping (one
 message id per image) holds as it is. A batch is four headshots, well under Discord's five-message burst per channel.
-Originals for ``/favorites`` go ten to a message, Discord's most. Refusals that no retry fixes (the user blocks DMs
+Originals for ``/favorites`` go ten to a message, Discord's most, and at most 24 MiB to one (Discord refuses a request
+over 25 MiB with 413, and the form around the files needs room too). Refusals that no retry fixes (the user blocks DMs
 from the bot, a file too big) leave the port as ``Undeliverable`` (``refusals``).
 """
 
@@ -30,6 +31,7 @@ __all__ = ["DiscordPort", "refusals"]
 log = logging.getLogger(__name__)
 
 FILES_PER_MESSAGE = 10  # Discord's limit of attachments on one message
+BYTES_PER_MESSAGE = 24 * 2**20  # under Discord's 25 MiB per request, with room for the multipart form itself
 TEXT_MAX = 2000  # Discord's limit of characters in a message's content
 # Discord's JSON error codes that no retry fixes (developer docs, "JSON Error Codes").
 _CHAT_GONE = {
@@ -118,9 +120,10 @@ class DiscordPort:
         return str(message.id)
 
     async def send_files(self, chat_id: str, files: Sequence[OutgoingImage]) -> None:
-        """Originals, ten to a message; one over the upload limit goes as a JPEG copy that fits, and says so."""
+        """Originals, ten and 24 MiB at most to a message; one over the upload limit goes as a JPEG copy that fits,
+        and says so."""
         channel = await self._channel(chat_id)
-        sendable: list[discord.File] = []
+        sendable: list[OutgoingImage] = []
         notes: list[str] = []
         limit = texts.megabytes(self.upload_limit_bytes)
         for item in files:
@@ -133,12 +136,26 @@ class DiscordPort:
                 continue
             if reencoded:
                 notes.append(f"{item.filename} {texts.REENCODED.format(limit=limit)}")
-            sendable.append(_file(fitted))
+            sendable.append(fitted)
         with refusals():
             if notes:
                 await channel.send(_fit("\n".join(notes)))
-            for start in range(0, len(sendable), FILES_PER_MESSAGE):
-                await channel.send(files=sendable[start : start + FILES_PER_MESSAGE])
+            for batch in _batches(sendable):
+                await channel.send(files=[_file(item) for item in batch])
+
+
+def _batches(files: Sequence[OutgoingImage]) -> Iterator[list[OutgoingImage]]:
+    """Consecutive runs of files, each within Discord's count and size per message (a file alone may be larger)."""
+    batch: list[OutgoingImage] = []
+    size = 0
+    for item in files:
+        if batch and (len(batch) == FILES_PER_MESSAGE or size + len(item.data) > BYTES_PER_MESSAGE):
+            yield batch
+            batch, size = [], 0
+        batch.append(item)
+        size += len(item.data)
+    if batch:
+        yield batch
 
 
 def _file(image: OutgoingImage) -> discord.File:

@@ -29,6 +29,11 @@ REENCODED = "(re-encoded as JPEG to fit Discord's {limit} upload limit)"
 FILE_TOO_BIG_TO_SEND = "{name} is {size}, more than the {limit} Discord lets me upload, so I couldn't send it."
 INTERNAL_ERROR = "Something went wrong on our side and I couldn't do that. Please try again in a minute."
 ELSEWHERE = "I answered in our DM."
+OPEN_DM_FIRST = (
+    "I can't send you direct messages, and that is where I answer. Open a DM with me first (my profile, then "
+    "Message), or allow DMs from me in your privacy settings; then send the command again."
+)
+DESCRIPTION_OPTION = "Or describe your own look in a few words, e.g. navy suit on a rooftop (instead of a style)"
 
 
 def megabytes(size: int) -> str:

@@ -55,6 +55,27 @@ class Store(GalleryRows):
         row = await self._one("SELECT chat_id FROM users WHERE user_key = ?", user_key)
         return None if row is None else str(row["chat_id"])
 
+    async def mark_handled(self, user_key: str, message_id: str) -> None:
+        """The newest message from the user that the bot handled (ids grow with time on the platforms that use it)."""
+        await self.db.execute("UPDATE users SET last_message_id = ? WHERE user_key = ?", (message_id, user_key))
+        await self.db.commit()
+
+    async def last_handled(self, user_key: str) -> str | None:
+        row = await self._one("SELECT last_message_id FROM users WHERE user_key = ?", user_key)
+        return None if row is None or row[0] is None else str(row[0])
+
+    async def collecting_chats(self, platform: str) -> list[tuple[str, str, str]]:
+        """``(user_key, chat_id, last handled message id)`` of the platform's users whose session collects selfies
+        and whose chat reaches them: where a message missed during a restart matters."""
+        rows = await self._all(
+            "SELECT u.user_key, u.chat_id, u.last_message_id FROM users u "
+            "JOIN sessions s ON s.id = (SELECT MAX(id) FROM sessions WHERE user_key = u.user_key) "
+            "WHERE u.platform = ? AND u.left_at IS NULL AND u.last_message_id IS NOT NULL AND s.state = ?",
+            platform,
+            SessionState.COLLECTING,
+        )
+        return [(str(row[0]), str(row[1]), str(row[2])) for row in rows]
+
     async def current_session(self, user_key: str) -> SessionRow | None:
         row = await self._one(
             "SELECT id, user_key, state, train_attempt, lora_key FROM sessions WHERE user_key = ? "

@@ -93,6 +93,11 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE users ADD COLUMN left_at REAL;
     """,
+    # 3 -> 4: the id of the newest message from the user that the bot handled, so a restarted bot can read back what
+    # it missed (Discord does not replay a gateway's events to a new session); NULL until the first one.
+    """
+    ALTER TABLE users ADD COLUMN last_message_id TEXT;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -37,6 +37,12 @@ class DiscordBot(RestartableBot):
     def frontend_up(self) -> asyncio.Event:
         return self.frontend.up
 
+    async def stop(self) -> None:
+        # In headshot-bot's order (bot.main.serve): receiving first, then delivery, then the clients.
+        await self.frontend.stop_receiving()
+        await self.app.stop_delivery()
+        await super().stop()
+
 
 @pytest.fixture
 def discord_endpoints() -> Iterator[None]:

@@ -3,6 +3,10 @@
 REST under ``/api/v10`` (the routes the bot calls), the gateway at ``/gateway`` (HELLO -> IDENTIFY -> READY,
 heartbeats acked, then the events the test dispatches) and attachments at ``/cdn``. Every call is recorded; a route
 the stand-in lacks answers 404 and is listed in ``unknown``, which fails the test at teardown.
+
+Truthful where the bot's behaviour depends on it (the routes themselves: ``routes.py``): an event dispatched while
+no gateway session is open is dropped (Discord replays missed events only on RESUME, and a restarted bot IDENTIFYs
+anew); an upload over the per-file limit or over 25 MiB per request is refused with 413/40005.
 """
 
 from __future__ import annotations
@@ -11,27 +15,46 @@ import asyncio
 import contextlib
 import json
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import BodyPartReader, WSMsgType, web
 
-from tests.bot.discord.world import APP_ID, BOT_USER, Call, DcUser, DiscordWorld, Sent
+from tests.bot.discord.routes import DiscordRoutes, Refused
+from tests.bot.discord.world import APP_ID, BOT_USER, UPLOAD_LIMIT, Call, DcUser, Sent
 
 __all__ = ["BOT_USER", "DcUser", "DiscordStandin", "Sent"]
 
 _JSON = {"Content-Type": "application/json"}  # exactly: discord.py decodes JSON only for this header
-_EPHEMERAL = 64
+REQUEST_LIMIT = 25 * 2**20  # "maximum request size when sending a message is 25 MiB" (resources/message.mdx)
+_CANNOT_MESSAGE = {
+    50007: "Cannot send messages to this user",
+    50278: "Cannot send messages to this user due to having no mutual guilds",
+}
 
 
-class DiscordStandin(DiscordWorld):
+@dataclass
+class _Fault:
+    method: str
+    path_part: str
+    status: int
+    body: dict[str, Any]
+
+    def matches(self, method: str, path: str) -> bool:
+        return method == self.method and self.path_part in path
+
+
+class DiscordStandin(DiscordRoutes):
     def __init__(self, token: str) -> None:
         super().__init__(lambda: f"http://127.0.0.1:{self.port}/cdn")
         self.token = token
         self.unknown: list[str] = []
         self.identified: list[dict[str, Any]] = []
-        self.commands: list[dict[str, Any]] = []
-        self._fail: dict[str, list[float]] = {}
-        self.blocked: set[int] = set()  # DM channel ids whose user blocked the bot
+        self.dropped: list[tuple[str, dict[str, Any]]] = []  # events dispatched while no session was open
+        self.disconnected: list[float] = []  # when each gateway session ended (time.monotonic)
+        self.blocked: dict[int, int] = {}  # DM channel id -> the error code a post or edit there answers
+        self._faults: list[_Fault] = []
+        self._delays: list[tuple[str, str, float]] = []
         self._sockets: set[web.WebSocketResponse] = set()
         self._seq = 0
         self._runner: web.AppRunner | None = None
@@ -41,7 +64,7 @@ class DiscordStandin(DiscordWorld):
     # Server lifecycle.
 
     async def start(self) -> None:
-        app = web.Application(client_max_size=60 * 2**20)
+        app = web.Application(client_max_size=80 * 2**20)
         app.router.add_get("/gateway", self._gateway)
         app.router.add_get("/cdn/attachments/{id}/{name}", self._cdn)
         app.router.add_route("*", "/api/v10/{path:.+}", self._rest)
@@ -68,13 +91,25 @@ class DiscordStandin(DiscordWorld):
     def gateway_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/gateway"
 
+    # Faults a test asks for.
+
     def fail_next(self, method: str, path_part: str, retry_after: float) -> None:
         """Answer the next ``method`` call whose path contains ``path_part`` with 429 and this ``retry_after``."""
-        self._fail.setdefault(f"{method} {path_part}", []).append(retry_after)
+        body = {"message": "You are being rate limited.", "retry_after": retry_after, "global": False}
+        self._faults.append(_Fault(method, path_part, 429, body))
 
-    def block(self, user: DcUser) -> None:
-        """The user blocked the bot: posting or editing in their DM answers 403 with code 50007, as Discord's does."""
-        self.blocked.add(user.dm)
+    def refuse_next(self, method: str, path_part: str, status: int, code: int, message: str) -> None:
+        """Answer the next ``method`` call whose path contains ``path_part`` with this Discord error."""
+        self._faults.append(_Fault(method, path_part, status, {"message": message, "code": code}))
+
+    def delay(self, method: str, path_part: str, seconds: float) -> None:
+        """Hold every matching call this long before answering (a slow Discord, to catch a call in flight)."""
+        self._delays.append((method, path_part, seconds))
+
+    def block(self, user: DcUser, code: int = 50007) -> None:
+        """Posting or editing in the user's DM answers 403 with ``code``: 50007 when they blocked the bot or closed
+        their DMs, 50278 when a user install shares no server with the bot."""
+        self.blocked[user.dm] = code
 
     # The gateway.
 
@@ -102,25 +137,30 @@ class DiscordStandin(DiscordWorld):
                     "resume_gateway_url": self.gateway_url,
                     "application": {"id": str(APP_ID), "flags": 0},
                 }
+                self._sockets.add(socket)  # before READY: once the bot says it is up, events reach it
                 await socket.send_json({"op": 0, "t": "READY", "s": self._seq, "d": ready})
-                self._sockets.add(socket)
                 await self.notify()
         self._sockets.discard(socket)
+        self.disconnected.append(time.monotonic())
+        await self.notify()
         return socket
 
     async def _send_events(self) -> None:
         while True:
             event, data = await self._outbox.get()
-            while not self._sockets:  # a bot restarting: the event waits for it, as Discord's would
-                await asyncio.sleep(0.05)
+            sessions = [socket for socket in self._sockets if not socket.closed]
+            if not sessions:
+                # Discord replays missed events only to a session that RESUMEs; a new one (IDENTIFY) never sees it.
+                self.dropped.append((event, data))
+                continue
             self._seq += 1
-            for socket in list(self._sockets):
+            for socket in sessions:
                 with contextlib.suppress(ConnectionError):
                     await socket.send_json({"op": 0, "t": event, "s": self._seq, "d": data})
 
     @property
     def connections(self) -> int:
-        return len(self._sockets)
+        return len([socket for socket in self._sockets if not socket.closed])
 
     # Attachments.
 
@@ -145,25 +185,27 @@ class DiscordStandin(DiscordWorld):
             ):
                 call.status = 401
                 return _json({"message": "401: Unauthorized", "code": 0}, 401)
-            waits = next(
-                (
-                    v
-                    for k, v in self._fail.items()
-                    if v and k.split(" ", 1)[0] == request.method and k.split(" ", 1)[1] in path
-                ),
-                None,
-            )
-            if waits:
-                call.status = 429
-                retry_after = waits.pop(0)
-                headers = {**_JSON, "Via": "1.1 google"}  # discord.py treats a 429 without Via as a Cloudflare ban
-                body = {"message": "You are being rate limited.", "retry_after": retry_after, "global": False}
-                return web.Response(status=429, body=json.dumps(body).encode(), headers=headers)
+            for method, part, seconds in self._delays:
+                if method == request.method and part in path:
+                    await asyncio.sleep(seconds)
+            fault = next((fault for fault in self._faults if fault.matches(request.method, path)), None)
+            if fault is not None:
+                self._faults.remove(fault)
+                call.status = fault.status
+                # discord.py treats a 429 without Via as a Cloudflare ban
+                headers = {**_JSON, "Via": "1.1 google"} if fault.status == 429 else _JSON
+                return web.Response(status=fault.status, body=json.dumps(fault.body).encode(), headers=headers)
             parts = path.split("/")[1:]
-            if parts[:1] == ["channels"] and len(parts) > 2 and int(parts[1]) in self.blocked:
-                call.status = 403
-                return _json({"message": "Cannot send messages to this user", "code": 50007}, 403)
-            result = self._route(request.method, parts, body, files)
+            try:
+                _check_uploads(files)
+                if request.method in ("POST", "PATCH") and parts[:1] == ["channels"] and len(parts) > 2:
+                    code = self.blocked.get(int(parts[1]))
+                    if code is not None:
+                        raise Refused(403, code, _CANNOT_MESSAGE[code])
+                result = self.route(request.method, parts, request.query, body, files)
+            except Refused as refused:
+                call.status = refused.status
+                return _json({"message": refused.message, "code": refused.code}, refused.status)
             if result is None:
                 self.unknown.append(f"{request.method} {path}")
                 call.status = 404
@@ -172,85 +214,11 @@ class DiscordStandin(DiscordWorld):
         finally:
             await self.notify()
 
-    def _route(self, method: str, parts: list[str], body: Any, files: list[tuple[str, bytes]]) -> Any:
-        match method, parts:
-            case "GET", ["users", "@me"]:
-                return BOT_USER
-            case "GET", ["oauth2", "applications", "@me"]:
-                return {
-                    "id": str(APP_ID),
-                    "name": "Headshots",
-                    "description": "",
-                    "icon": None,
-                    "bot_public": True,
-                    "bot_require_code_grant": False,
-                    "owner": BOT_USER,
-                    "verify_key": "k",
-                    "flags": 0,
-                }
-            case "PUT", ["applications", _, "commands"]:
-                self.commands = body
-                return [
-                    {**command, "id": str(900 + n), "application_id": str(APP_ID), "version": "1"}
-                    for n, command in enumerate(body)
-                ]
-            case "POST", ["users", "@me", "channels"]:
-                user = DcUser(int(body["recipient_id"]), "someone")
-                return {"id": str(user.dm), "type": 1, "recipients": [user.json()], "last_message_id": None}
-            case "POST", ["channels", channel_id, "messages"]:
-                sent = self.post(int(channel_id), body.get("content") or "", body.get("components") or [], files)
-                return self.message_json(sent)
-            case "PATCH", ["channels", _, "messages", message_id]:
-                return self._edit(self.sent[int(message_id)], body)
-            case "POST", ["interactions", interaction_id, token, "callback"]:
-                return self._callback(int(interaction_id), token, body)
-            case "PATCH", ["webhooks", _, token, "messages", "@original"]:
-                original = next(sent for sent in self.sent.values() if sent.interaction_token == token)
-                return self._edit(original, body)
-            case "POST", ["webhooks", _, token]:
-                original = next(sent for sent in self.sent.values() if sent.interaction_token == token)
-                sent = self.post(
-                    original.channel_id,
-                    body.get("content") or "",
-                    [],
-                    files,
-                    ephemeral=bool(body.get("flags", 0) & _EPHEMERAL),
-                )
-                return self.message_json(sent)
-        return None
 
-    def _edit(self, sent: Sent, body: dict[str, Any]) -> dict[str, Any]:
-        if "content" in body:
-            sent.content = body["content"] or ""
-        if "components" in body:
-            sent.components = body["components"] or []
-        sent.history.append((time.monotonic(), sent.content))
-        return self.message_json(sent)
-
-    def _callback(self, interaction_id: int, token: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Types 4 (reply), 5 (deferred reply: "thinking…") post a message; 6 (deferred update) posts nothing."""
-        kind, data = body["type"], body.get("data") or {}
-        answer: dict[str, Any] = {"id": str(interaction_id), "type": 2}
-        if kind not in (4, 5):
-            return {"interaction": answer, "resource": {"type": kind}}
-        ephemeral = bool(data.get("flags", 0) & _EPHEMERAL)
-        user_id, channel_id = self._interaction_owner(interaction_id)
-        # Ephemeral replies only the user sees: filed under the user's id rather than a channel.
-        content = data.get("content") or ("…thinking" if kind == 5 else "")
-        sent = self.post(
-            user_id if ephemeral else channel_id, content, [], [], ephemeral=ephemeral, interaction_token=token
-        )
-        answer.update(
-            response_message_id=str(sent.id), response_message_loading=kind == 5, response_message_ephemeral=ephemeral
-        )
-        return {"interaction": answer, "resource": {"type": kind, "message": self.message_json(sent)}}
-
-    def _interaction_owner(self, interaction_id: int) -> tuple[int, int]:
-        for event, data in self.dispatched:
-            if event == "INTERACTION_CREATE" and int(data["id"]) == interaction_id:
-                user = data.get("user") or data["member"]["user"]
-                return int(user["id"]), int(data["channel_id"])
-        raise KeyError(f"no interaction {interaction_id} was dispatched")
+def _check_uploads(files: list[tuple[str, bytes]]) -> None:
+    """Discord's upload limits: each attachment under the limit the interaction payload names, 25 MiB per request."""
+    if any(len(data) > UPLOAD_LIMIT for _, data in files) or sum(len(data) for _, data in files) > REQUEST_LIMIT:
+        raise Refused(413, 40005, "Request entity too large")
 
 
 async def _read_body(request: web.Request) -> tuple[Any, list[tuple[str, bytes]]]:

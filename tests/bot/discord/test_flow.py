@@ -147,7 +147,7 @@ async def test_two_users_never_see_each_others_images(
         await standin.wait_for(partial(standin.with_text, user, "Rendering 2"), what="render ack")
     await discord_bot.run_worker()
     for user in (ALICE, BOB):
-        await standin.wait_for(lambda user=user: len(standin.images(user)) == 2, what="headshots")
+        await standin.wait_for(lambda user=user: len(standin.images(user)) == 2, what=f"{user.name}'s headshots")
     storage = discord_bot.settings.resolved_storage_dir
     for user, other in ((ALICE, BOB), (BOB, ALICE)):
         mine = {path.read_bytes() for path in storage.rglob("*.png") if f"discord%3A{user.id}" in str(path)}
@@ -155,9 +155,10 @@ async def test_two_users_never_see_each_others_images(
         assert len(received) == 2 and received <= mine, f"{user.name} got images that are not theirs"
         assert not received & {sent.files[0][1] for sent in standin.images(other)}
 
-    # 3. Bob's ⭐ on Alice's headshot (a message id he could only guess) marks nothing, of hers or his.
+    # 3. Bob's ⭐ on Alice's headshot (a message id he could only guess) marks nothing, his or hers, silently.
     await standin.react(BOB, standin.images(ALICE)[0].id)
-    await standin.command(BOB, "favorites")
+    await standin.command(BOB, "favorites")  # handled after the reaction (his events go in order)
     await standin.wait_for(partial(standin.with_text, BOB, "No favorites yet"), what="Bob's empty favorites")
+    assert "Saved headshot" not in standin.texts(BOB)
     await standin.command(ALICE, "favorites")
     await standin.wait_for(partial(standin.with_text, ALICE, "No favorites yet"), what="Alice's empty favorites")

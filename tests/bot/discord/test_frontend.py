@@ -29,6 +29,7 @@ def test_discord_is_registered_under_its_token_setting_and_needs_it(settings: Se
 async def test_start_syncs_commands_for_dms_and_user_installs_with_dm_intents(
     discord_bot: DiscordBot, standin: DiscordStandin
 ) -> None:
+    await standin.wait_for(lambda: standin.commands, timeout_s=10, what="the sync, which runs beside serving")
     commands = {command["name"]: command for command in standin.commands}
     assert set(commands) == {
         "train",
@@ -45,8 +46,9 @@ async def test_start_syncs_commands_for_dms_and_user_installs_with_dm_intents(
     assert all(command["integration_types"] == [0, 1] for command in commands.values())  # server and user installs
     photos = [option for option in commands["train"]["options"] if option["type"] == 11]
     assert len(photos) == 10
-    styles = next(option for option in commands["headshot"]["options"] if option["name"] == "style")
-    assert {"linkedin", "studio"} <= {choice["value"] for choice in styles["choices"]}
+    options = {option["name"]: option for option in commands["headshot"]["options"]}
+    assert {"linkedin", "studio"} <= {choice["value"] for choice in options["style"]["choices"]}
+    assert options["description"]["type"] == 3 and not options["description"].get("required")  # free text, optional
     intents = standin.identified[-1]["intents"]
     assert intents & DM_MESSAGES and intents & DM_REACTIONS and not intents & MESSAGE_CONTENT
 
@@ -84,5 +86,5 @@ async def test_bad_token_fails_fast_and_is_never_logged(
     wrong = "MTIzNDU2.wrong.not-the-token"
     frontend = DiscordFrontend(settings.model_copy(update={"discord_token": SecretStr(wrong)}), discord_options)
     with pytest.raises(RuntimeError, match="Discord refused DISCORD_TOKEN"):
-        await frontend.run(SimpleNamespace(service=None), asyncio.Event())  # type: ignore[arg-type]
+        await frontend.run(SimpleNamespace(service=None, store=None), asyncio.Event())  # type: ignore[arg-type]
     assert wrong not in caplog.text and TOKEN not in caplog.text

@@ -106,3 +106,20 @@ async def test_a_long_command_travels_as_a_short_custom_id(port: DiscordPort, st
     await port.send(str(ALICE.dm), Reply("Pick", (Button("Long", command),)))
     custom_id = standin.messages(ALICE)[0].buttons["Long"]
     assert len(custom_id) <= 100 and port.buttons.decode(custom_id.removeprefix("hs:")) == command
+
+
+async def test_originals_over_25_mib_in_all_go_in_messages_under_it(port: DiscordPort, standin: DiscordStandin) -> None:
+    port.upload_limit_bytes = 10 * 2**20  # Discord's per-file limit: each original goes as it is
+    files = [OutgoingImage(f"h{n}.png", b"\x89PNG" + random.Random(n).randbytes(9 * 2**20)) for n in range(4)]
+    await port.send_files(str(ALICE.dm), files)  # 36 MiB: one request would be refused with 413
+    assert [len(sent.files) for sent in standin.messages(ALICE)] == [2, 2]
+    assert [data for sent in standin.messages(ALICE) for _, data in sent.files] == [item.data for item in files]
+    assert all(call.status == 200 for call in standin.called("POST", "/messages"))
+
+
+async def test_editing_a_deleted_message_is_undeliverable_at_once(port: DiscordPort, standin: DiscordStandin) -> None:
+    started = time.monotonic()
+    with pytest.raises(Undeliverable, match="10008") as refused:
+        await port.edit(str(ALICE.dm), "1234567", Reply("Training finished: 100%."), final=True)
+    assert not isinstance(refused.value, ChatUnreachable)
+    assert time.monotonic() - started < 2  # a 404, not a 5xx that discord.py retries

@@ -86,6 +86,7 @@ class DiscordWorld:
         self.attachments: dict[int, tuple[str, bytes]] = {}
         self.downloads: list[int] = []
         self.dispatched: list[tuple[str, dict[str, Any]]] = []
+        self.user_messages: dict[int, list[dict[str, Any]]] = {}  # DM channel id -> what its user wrote there
         self._cdn_base = cdn_base
         self._ids = itertools.count(1_100_000_000_000_000_000)
         self._changed = asyncio.Condition()
@@ -126,6 +127,8 @@ class DiscordWorld:
         }
         if guild_id is not None:
             data["guild_id"] = str(guild_id)
+        else:
+            self.user_messages.setdefault(user.dm, []).append(data)  # in the DM's history, delivered live or not
         await self.dispatch("MESSAGE_CREATE", data)
         return message_id
 
