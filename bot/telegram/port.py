@@ -142,36 +142,25 @@ class TelegramPort:
     async def send_image(self, chat_id: str, image: OutgoingImage, buttons: Sequence[Button] = ()) -> str:
         """One photo with its caption and keyboard (a media group can carry neither a keyboard nor more than one
         visible caption, and a reaction on an album lands on its first photo); over 10 MB it goes as a file."""
-        markup = self.callbacks.markup(buttons)
-        caption = _caption(image)
-        timeout = self.media_timeout_s
+        send, what = (
+            (self.bot.send_document, "send document")
+            if len(image.data) > texts.PHOTO_UPLOAD_LIMIT_BYTES
+            else (self.bot.send_photo, "send photo")
+        )
+        markup, caption, timeout = self.callbacks.markup(buttons), _caption(image), self.media_timeout_s
         with refusals():
-            if len(image.data) > texts.PHOTO_UPLOAD_LIMIT_BYTES:
-                message = await self.call(
-                    lambda: self.bot.send_document(
-                        int(chat_id),
-                        image.data,
-                        filename=image.filename,
-                        caption=caption,
-                        reply_markup=markup,
-                        read_timeout=timeout,
-                        write_timeout=timeout,
-                    ),
-                    "send document",
-                )
-            else:
-                message = await self.call(
-                    lambda: self.bot.send_photo(
-                        int(chat_id),
-                        image.data,
-                        filename=image.filename,
-                        caption=caption,
-                        reply_markup=markup,
-                        read_timeout=timeout,
-                        write_timeout=timeout,
-                    ),
-                    "send photo",
-                )
+            message = await self.call(
+                lambda: send(
+                    int(chat_id),
+                    image.data,
+                    filename=image.filename,
+                    caption=caption,
+                    reply_markup=markup,
+                    read_timeout=timeout,
+                    write_timeout=timeout,
+                ),
+                what,
+            )
         return str(message.message_id)
 
     async def _send_group(self, chat_id: str, media: Sequence[InputMediaDocument]) -> None:

@@ -8,7 +8,6 @@ import time
 from typing import Any
 
 from PIL import Image
-from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from bot.core.session import JobStatus, SessionState
@@ -17,8 +16,9 @@ from jobs.contract.events import ImagesReady, RenderedImage
 from jobs.contract.keys import lora_key, output_prefix
 from jobs.contract.stream import BOT_GROUP, EventPublisher
 from jobs.settings import Settings
-from tests.bot.telegram.conftest import ALICE, TOKEN, TelegramBot
+from tests.bot.telegram.conftest import ALICE
 from tests.bot.telegram.standin import BotApiStandin
+from tests.bot.telegram.steps import running_bot
 
 USER = f"telegram:{ALICE.id}"
 
@@ -32,10 +32,7 @@ def _png(shade: int) -> bytes:
 async def test_a_failure_at_image_two_of_three_reposts_neither_image_one_nor_the_final_text(
     settings: Settings, telegram_options: TelegramOptions, tiny_model: Any, standin: BotApiStandin, redis: Redis
 ) -> None:
-    changed = {"telegram_token": SecretStr(TOKEN), "delivery_retry_s": 0.3}
-    bot = TelegramBot(settings.model_copy(update=changed), telegram_options, tiny_model)
-    await bot.start()
-    try:
+    async with running_bot(settings, telegram_options, tiny_model, delivery_retry_s=0.3) as bot:
         # A user with a trained model asks for headshots; no worker runs, its result is published below.
         store = bot.app.store
         await store.ensure_user(USER, "telegram", str(ALICE.id))
@@ -71,8 +68,6 @@ async def test_a_failure_at_image_two_of_three_reposts_neither_image_one_nor_the
         while (await redis.xpending(settings.events_stream, BOT_GROUP))["pending"]:
             assert time.monotonic() < deadline, "the event was never acked"
             await asyncio.sleep(0.05)
-    finally:
-        await bot.stop()
 
 
 def _photos(standin: BotApiStandin) -> list[Any]:
