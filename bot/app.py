@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Mapping
 from types import TracebackType
 
@@ -41,8 +40,7 @@ class BotApp:
     ) -> None:
         self.settings = settings
         self.redis_url = redis_url
-        # The consumer name survives restarts on one host, so a restarted bot re-reads what it had not acked.
-        self.consumer_name = consumer_name or f"bot-{os.uname().nodename}"
+        self.consumer_name = consumer_name or self.settings.bot_consumer
         self._storage = storage
         self._owned_storage: BlobStorage | None = None
         self._stop = asyncio.Event()

@@ -114,6 +114,13 @@ class Settings(BaseSettings):
     # Queue behaviour.
     queue_name: str = "headshot:queue"
     events_stream: str = "headshot:events"
+    bot_consumer: str = Field(
+        default="bot",
+        min_length=1,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="The bot's name in the event stream's consumer group. Stable across restarts and recreated "
+        "containers (a hostname is not), so a restarted bot re-reads its own unacked events at once.",
+    )
     train_timeout_s: int = Field(default=3600, ge=1)
     generate_timeout_s: int = Field(default=900, ge=1)
     progress_interval_s: float = Field(default=2.0, ge=0, description="Least time between two progress events.")

@@ -27,6 +27,17 @@ def test_bad_setting_names_the_value() -> None:
         Settings(_env_file=None, min_selfies=10, max_selfies=5)  # type: ignore[call-arg]
 
 
+def test_the_bots_consumer_name_is_stable_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.app import BotApp
+
+    # Not the hostname, which a recreated container changes: the same name after every restart.
+    assert BotApp(Settings(_env_file=None), "redis://unused").consumer_name == "bot"  # type: ignore[call-arg]
+    monkeypatch.setenv("HEADSHOT_BOT_CONSUMER", "bot-eu 1")
+    with pytest.raises(ValidationError, match="bot_consumer") as refused:
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    assert "bot-eu 1" in str(refused.value)
+
+
 def test_fp8_rendering_without_compiling_is_refused_with_both_settings_named() -> None:
     with pytest.raises(ValidationError, match="HEADSHOT_RENDER_FLOAT8=true needs HEADSHOT_COMPILE_UNET=true"):
         Settings(_env_file=None, render_float8=True, compile_unet=False)  # type: ignore[call-arg]

@@ -178,12 +178,14 @@ class DiscordEvents:
                 await self.store.mark_handled(chat.user_key, str(at))
 
     async def _handle_locked(self, chat: ChatRef, text: str, files: Sequence[discord.Attachment]) -> None:
+        if not await self.service.admit(chat, self.port):  # before any download: a flood costs no bandwidth
+            return
         attachments, refusals = await self._download(files)
         if refusals:
             await self.port.send(chat.chat_id, Reply("\n".join(refusals)))
             if not attachments and not text.startswith("/"):
                 return
-        await self.service.handle_message(IncomingMessage(chat, text, tuple(attachments)), self.port)
+        await self.service.handle_message(IncomingMessage(chat, text, tuple(attachments)), self.port, admitted=True)
 
     async def _download(self, files: Sequence[discord.Attachment]) -> tuple[list[Attachment], list[str]]:
         """(attachments, refusals). Nothing over the limit and nothing that says it is not an image is fetched."""
