@@ -40,7 +40,7 @@ async def add_selfies(
     numbered = core.selfie_status.verdicts(chat.user_key, session.id)
     for attachment in attachments:
         # Photos without a file name (Telegram's compressed photos) are numbered in the order they arrived.
-        name = attachment.filename or f"photo {numbered + len(lines) + 1}"
+        name = texts.clip(attachment.filename) if attachment.filename else f"photo {numbered + len(lines) + 1}"
         if len(keys) >= settings.max_selfies:
             lines.append(
                 texts.SELFIE_REJECTED.format(

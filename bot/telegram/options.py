@@ -29,7 +29,10 @@ class TelegramOptions(BaseSettings):
     base_file_url: str = Field(default="https://api.telegram.org/file/bot", description="File download root.")
     edit_interval_s: float = Field(default=3.0, ge=0, description="Least time between two edits of one message.")
     album_wait_s: float = Field(
-        default=1.0, gt=0, description="How long to wait for the rest of an album after its last photo arrived."
+        default=2.0,
+        gt=0,
+        description="How long to wait for the rest of an album after its last photo arrived (slow uploads leave "
+        "gaps over a second between parts).",
     )
     poll_timeout_s: int = Field(default=30, ge=0, description="Long-polling timeout of getUpdates.")
     max_retries: int = Field(default=3, ge=0, description="Retries of one Bot API call after a 429 (RetryAfter).")

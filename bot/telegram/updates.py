@@ -20,7 +20,7 @@ from bot.core.locks import UserLocks
 from bot.core.service import HeadshotService
 from bot.core.types import Attachment, ChatRef, IncomingMessage, Reply, Undeliverable
 from bot.telegram import texts
-from bot.telegram.albums import AlbumCollator, Spawn
+from bot.telegram.albums import AlbumCollator, Spawn, caption_of
 from bot.telegram.ordering import PLATFORM
 from bot.telegram.port import TelegramPort
 
@@ -98,7 +98,7 @@ class TelegramUpdates:
             self.albums.add(chat, message)
             return
         await self.albums.flush(chat.user_key)
-        await self._handle_parts(chat, [message])
+        await self._handle_parts(chat, [message], caption_of([message]))
 
     async def on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query, chat = update.callback_query, _chat_ref(update)
@@ -153,9 +153,8 @@ class TelegramUpdates:
 
     # Translation.
 
-    async def _handle_parts(self, chat: ChatRef, parts: list[Message]) -> None:
-        """One message or one album (its parts in order) as one ``IncomingMessage``; the first caption counts."""
-        text = next((part.text or part.caption or "" for part in parts if part.text or part.caption), "")
+    async def _handle_parts(self, chat: ChatRef, parts: list[Message], text: str) -> None:
+        """One message or one album (its parts in order, ``text`` its caption) as one ``IncomingMessage``."""
         if text.split(" ", 1)[0].split("@", 1)[0].lower() == "/start" and text.partition(" ")[2].strip() == "train":
             text = "/train"  # the deep link from a group (t.me/<bot>?start=train) opens the chat with this
         attachments, refusals, compressed = await self._download(parts)

@@ -95,3 +95,29 @@ async def test_commands_menu_and_reaction_updates_are_requested(
     assert names == ["train", "headshot", "styles", "status", "favorites", "cancel", "delete", "help"]
     await standin.send_text(ALICE, "/help")
     await standin.wait_for(lambda: "/headshot <style>" in standin.texts(ALICE.id), what="the help text")
+
+
+async def test_an_album_split_by_a_slow_upload_keeps_its_caption_for_the_late_photos(
+    telegram_bot: TelegramBot, standin: BotApiStandin, selfie_dir: Path
+) -> None:
+    # Alice has a trained model; "/train new" in an album's caption starts over with the album's photos.
+    user = f"telegram:{ALICE.id}"
+    store = telegram_bot.app.store
+    await store.ensure_user(user, "telegram", str(ALICE.id))
+    ready = await store.new_session(user, SessionState.READY)
+    await store.update_session(user, ready.id, lora_key="users/x/lora")
+    photos = [path.read_bytes() for path in sorted(selfie_dir.iterdir())]
+
+    # The album's last two photos arrive well after the collation window closed on its first two.
+    await standin.send_photo(ALICE, photos[0], caption="/train new", media_group_id="slow")
+    await standin.send_photo(ALICE, photos[1], media_group_id="slow")
+    await standin.wait_for(lambda: _status(standin, ALICE.id), what="the first run's status")
+    await standin.send_photo(ALICE, photos[2], media_group_id="slow")
+    await standin.send_photo(ALICE, photos[3], media_group_id="slow")
+
+    # The late photos join the new session, under the caption they were sent with: none is refused.
+    status = await standin.wait_for(lambda: _status(standin, ALICE.id), what="the status")
+    await standin.wait_for(lambda: "4 selfies accepted" in status.text, what="all four in the new session")
+    assert "send /train new first" not in standin.texts(ALICE.id)
+    session = await store.current_session(user)
+    assert session is not None and session.id != ready.id and session.state == SessionState.COLLECTING
