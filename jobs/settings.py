@@ -97,11 +97,11 @@ class Settings(BaseSettings):
     min_selfies: int = Field(default=10, ge=1)
     max_selfies: int = Field(default=20, ge=1)
     min_selfie_side: int = Field(default=256, ge=1, description="Shorter side of an accepted selfie, in pixels.")
-    selfie_check_processes: int = Field(
-        default=1,
+    selfie_check_processes: int | None = Field(
+        default=None,
         ge=0,
         description="Processes of the bot that check selfies (face search), so uploads never stall other users' "
-        "replies; 0 checks them in a thread of the bot process.",
+        "replies; unset: one per CPU core but one (at least one); 0 checks them in a thread of the bot process.",
     )
     # Selfie checks (pipeline.selfies.intake) and identity ranking (pipeline.selfies.identity); the defaults pass
     # phone selfies with a ~90 px face and refuse blur, repeats and other people (values measured in the issue 4 notes).

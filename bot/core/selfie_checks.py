@@ -1,15 +1,17 @@
 """Selfie checks off the bot's event loop, in processes of their own.
 
-dlib's face search and descriptor (~0.2 s of CPU a photo) hold the GIL for stretches: run in threads of the bot
-process they stalled its event loop for up to half a second at a time, so a burst of uploads slowed every other
-user's replies (BENCHMARKS.md, load run). In a process pool the bot's loop keeps its own interpreter; uploads queue
-for the pool, commands do not. ``processes=0`` keeps the checks in a thread (one process, e.g. the local chat).
+dlib's face search and descriptor (a fraction of a second of CPU a photo) hold the GIL for stretches: run in threads
+of the bot process they stalled its event loop, so a burst of uploads slowed every other user's replies (BENCHMARKS.md,
+load run). In a process pool the bot's loop keeps its own interpreter; uploads queue for the pool, commands do not.
+Each process checks one photo at a time (dlib's models are not shared across threads), so throughput grows with the
+processes: one per core but one by default. ``processes=0`` keeps the checks in a thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -49,7 +51,10 @@ def _pool(processes: int) -> ProcessPoolExecutor:
 class SelfieChecks:
     """``inspect`` one upload: decode, normalise and check its face against the session's accepted selfies."""
 
-    def __init__(self, processes: int = 1) -> None:
+    def __init__(self, processes: int | None = None) -> None:
+        """``processes`` None: one per core but one, which the event loop (and a worker on the same box) keeps."""
+        if processes is None:
+            processes = max(1, (os.cpu_count() or 2) - 1)
         if processes < 0:
             raise ValueError(f"selfie check processes must be 0 (threads) or more, got {processes}")
         self.processes = processes

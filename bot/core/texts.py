@@ -18,6 +18,7 @@ __all__ = [
     "favorite_button",
     "HELP",
     "format_eta",
+    "selfie_checking",
     "selfie_count_line",
     "styles_text",
     "undeliverable",
@@ -124,6 +125,10 @@ def progress(kind: JobKind, done: int, total: int, eta_s: float | None) -> str:
         percent = round(100 * done / max(1, total))
         return PROGRESS_TRAINING.format(percent=percent, step=done, total=total, eta=format_eta(eta_s))
     return PROGRESS_RENDERING.format(done=done, total=total)
+
+
+def selfie_checking(count: int) -> str:
+    return f"Checking {count} photo{'' if count == 1 else 's'}…"
 
 
 def selfie_count_line(count: int, needed: int, maximum: int) -> str:

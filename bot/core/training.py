@@ -38,6 +38,12 @@ async def add_selfies(
     )
     lines: list[str] = []
     numbered = core.selfie_status.verdicts(chat.user_key, session.id)
+    room = max(0, settings.max_selfies - len(keys))
+    if room:
+        # Checks queue for the selfie check processes (a fraction of a second each, longer in a burst): say at once
+        # that the photos arrived; the verdicts replace this line.
+        checking = texts.selfie_checking(min(room, len(attachments)))
+        await core.selfie_status.show(port, chat, session.id, [], checking, ())
     for attachment in attachments:
         # Photos without a file name (Telegram's compressed photos) are numbered in the order they arrived.
         name = texts.clip(attachment.filename) if attachment.filename else f"photo {numbered + len(lines) + 1}"

@@ -8,7 +8,7 @@ jobs.worker.main``) on the tiny model does the jobs (4 image-steps of training, 
 everything as a blocked chat does (``ChatUnreachable``). Reported:
 
 - reply latency: message in -> the handler's replies out (``handle_message`` returns after its replies are sent),
-  split by command;
+  split by command, and message in -> its first reply (for uploads, the "checking" status before the verdicts);
 - jobs lost: jobs of healthy users who never got their model or headshot before the deadline (must be 0);
 - events delivered twice: a "model ready" or a headshot posted more than once to one chat (must be 0);
 - delivery delay: the worker's event (its stream entry's time) -> posted in the chat, for healthy users' results;
@@ -58,6 +58,7 @@ class LoadResult:
     latency_p99_ms: float = 0.0
     latency_max_ms: float = 0.0
     p50_p99_ms_by_command: dict[str, list[float]] = field(default_factory=dict)
+    first_reply_p50_p99_ms_by_command: dict[str, list[float]] = field(default_factory=dict)
     jobs_expected: int = 0
     jobs_done: int = 0
     jobs_lost: int = 0
@@ -84,11 +85,13 @@ class CountingPort:
         self.changed: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self.blocked: set[str] = set()
         self.posted_at: dict[tuple[str, str], float] = {}  # (chat, "ready" | "image") -> wall time of the first
+        self.replied_at: dict[str, list[float]] = defaultdict(list)  # chat -> perf_counter of each send or edit
         self._next_id = 0
 
     def _id(self, chat_id: str) -> str:
         if chat_id in self.blocked:
             raise ChatUnreachable("load: bot was blocked by the user")
+        self.replied_at[chat_id].append(time.perf_counter())
         self._next_id += 1
         return str(self._next_id)
 
@@ -159,12 +162,15 @@ async def _user(
     chat = _chat(number)
 
     async def say(text: str, attachments: tuple[Attachment, ...] = ()) -> None:
-        before = len(port.texts[chat.chat_id])
+        before, replies = len(port.texts[chat.chat_id]), len(port.replied_at[chat.chat_id])
         started = time.perf_counter()
         await app.service.handle_message(IncomingMessage(chat, text, attachments), port)
         latencies.setdefault(text, []).append(time.perf_counter() - started)
         if len(port.texts[chat.chat_id]) == before:
             unanswered.append(f"{chat.user_key}: {text}")
+        if len(port.replied_at[chat.chat_id]) > replies:  # the first thing the user saw of the answer
+            first = port.replied_at[chat.chat_id][replies] - started
+            latencies.setdefault(f"first reply: {text}", []).append(first)
 
     await say("/train", tuple(Attachment(f"selfie{index}.jpg", data) for index, data in enumerate(selfies)))
     await say("/train start")
@@ -281,6 +287,9 @@ def _summarise(
     users: int,
     blocking: set[int],
 ) -> None:
+    firsts = {key.removeprefix("first reply: "): values for key, values in latencies.items() if key.startswith("first")}
+    latencies = {key: values for key, values in latencies.items() if not key.startswith("first reply: ")}
+    result.first_reply_p50_p99_ms_by_command = {command: _p50_p99(values) for command, values in firsts.items()}
     every = [value for values in latencies.values() for value in values]
     result.messages = len(every)
     if every:
