@@ -46,6 +46,8 @@ async def train_lora(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, 
             seed=request.seed,
             batch_size=model.train_plan.batch_size,
             gradient_checkpointing=model.train_plan.gradient_checkpointing,
+            prompt=request.subject.caption,
+            class_prompt=request.subject.class_prompt,
         )
 
         def on_progress(step: TrainingProgress) -> None:
@@ -62,7 +64,7 @@ async def train_lora(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, 
                     Path(scratch),
                     on_progress=on_progress,
                     should_stop=progress.stop.is_set,
-                    class_images=model.class_images,
+                    class_images=model.class_images_for(config.class_prompt),
                     slot=model.training_slot,
                     crop_centers=[(x, y) for x, y in request.crop_centers] if request.crop_centers else None,
                 ),
