@@ -26,6 +26,8 @@ async def test_words_and_buttons_describe_the_user_all_the_way_to_the_training_j
 
     await harness.say(f"/train {selfie_dir}")
     assert "Training queued" in await harness.say("/train start")
+    refused = await harness.say("/train man")
+    assert "Your model is training as a woman in her thirties wearing glasses; send /cancel first" in refused
     queued = await harness.app.pool.queued_jobs(queue_name=harness.settings.queue_name)
     request = TrainRequest.from_dict(queued[0].args[0])
     assert request.subject == Subject("woman", "30s", True)
