@@ -67,3 +67,17 @@ def test_words_change_only_what_they_name_and_unknown_ones_are_named() -> None:
     with pytest.raises(UnknownSubjectWord) as raised:
         parse_subject_words("man 35", subject)
     assert raised.value.word == "35"
+
+
+def test_each_kind_gets_its_own_class_images_rendered_once(pipe: Any) -> None:
+    from PIL import Image
+
+    from jobs.worker.model_setup import ServingModel
+
+    person = [Image.new("RGB", (64, 64), "grey")]
+    model = ServingModel(pipe, None, None, class_images=person, class_prompt="a photo of a person")
+    assert model.class_images_for(Subject().class_prompt) is person
+    women = model.class_images_for(Subject("woman", "30s").class_prompt)
+    assert women is not None and len(women) == 1 and women is not person
+    assert model.class_images_for(Subject("woman", None, True).class_prompt) is women  # rendered once per kind
+    assert ServingModel(pipe, None, None).class_images_for("a photo of a man") is None  # prior preservation off
