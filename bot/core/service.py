@@ -142,7 +142,7 @@ class HeadshotService:
         }
         if command == "/train":
             await self._train(chat, session, args, message, port)
-        elif command in ("/favorites", "/export") and (args or command == "/export"):
+        elif command == "/export" or (command == "/favorites" and args):
             await self._take_home(chat, session, command, args, port)
         elif command == "/headshot":
             await self._headshot(chat, session, args, port)
