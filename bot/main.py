@@ -137,6 +137,10 @@ class _RelayPort:
     def _port(self) -> ChatPort:
         return self._supervised.frontend.port
 
+    @property
+    def upload_limit_bytes(self) -> int:
+        return self._port.upload_limit_bytes
+
     async def send(self, chat_id: str, reply: Reply) -> str:
         return await self._port.send(chat_id, reply)
 

@@ -149,6 +149,10 @@ class Settings(BaseSettings):
         default=30, ge=0, description="Erase models, headshots and stray selfies this many days old; 0 = keep."
     )
 
+    # Quotas an operator sets, per user and UTC day (they reset at midnight UTC).
+    daily_trainings: int = Field(default=5, ge=0, description="Trainings a user may start per UTC day; 0 = no limit.")
+    daily_images: int = Field(default=200, ge=0, description="Headshots a user may render per UTC day; 0 = no limit.")
+
     # Faults: how soon a dead worker's job runs again, how often it may, how long a job may go unheard of, and how
     # often the bot tries to post an event that the chat platform did not take.
     job_lease_s: float = Field(

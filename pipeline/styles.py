@@ -10,6 +10,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from pipeline.errors import BadStyleDescription, Reason, UnknownStyle
+from pipeline.subject import Subject
 
 __all__ = [
     "CUSTOM_STYLE_MAX_CHARS",
@@ -24,8 +25,9 @@ __all__ = [
     "resolve_style",
 ]
 
-# A rare token the LoRA binds to the user's face (DreamBooth's "sks" convention), followed by the class word.
-IDENTIFIER_TOKEN = "sks person"
+# A rare token the LoRA binds to the user's face (DreamBooth's "sks" convention), followed by the class word: what
+# ``{subject}`` becomes for a user who described themselves no further (``pipeline.subject``).
+IDENTIFIER_TOKEN = Subject().phrase()
 
 _NEGATIVE_COMMON = (
     "blurry, lowres, deformed face, asymmetric eyes, extra fingers, watermark, text, logo, cropped head, "
@@ -44,7 +46,7 @@ CUSTOM_STYLE_TITLE = "Custom"
 
 @dataclass(frozen=True)
 class Style:
-    """One headshot look. ``prompt`` holds ``{subject}``, replaced by the identifier token."""
+    """One headshot look. ``prompt`` holds ``{subject}``, replaced by the user's ``Subject.phrase()``."""
 
     name: str
     title: str

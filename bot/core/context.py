@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bot.core.heartbeats import Heartbeats
 from bot.core.locks import UserLocks
+from bot.core.quotas import Quotas
 from bot.core.selfie_checks import SelfieChecks
 from bot.core.status import SelfieStatus
 from bot.store.database import Store
@@ -26,6 +29,9 @@ class CoreContext:
     selfie_status: SelfieStatus = field(default_factory=SelfieStatus)
     selfie_checks: SelfieChecks = field(init=False)
     heartbeats: Heartbeats = field(default_factory=Heartbeats)
+    clock: Callable[[], float] = time.time  # what "today" is for quotas; tests move it to the next day
+    quotas: Quotas = field(init=False)
 
     def __post_init__(self) -> None:
         self.selfie_checks = SelfieChecks(self.settings.selfie_check_processes)
+        self.quotas = Quotas(self.settings, self.store, lambda: self.clock())

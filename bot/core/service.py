@@ -11,6 +11,8 @@ from bot.core.context import CoreContext
 from bot.core.erase import erase_user
 from bot.core.ratelimit import RateLimiter
 from bot.core.session import JobStatus, SessionState, state_of
+from bot.core.subject_choice import described, parse_words, subject_intro, subject_needs_new, subject_reply
+from bot.core.takeaway import export_lora, favorites_zip
 from bot.core.training import add_selfies, start_training
 from bot.core.types import Button, ChatPort, ChatRef, IncomingMessage, OutgoingImage, Reply
 from bot.store.schema import SessionRow
@@ -20,6 +22,7 @@ from jobs.contract.payloads import GenerateRequest, generate_job_id
 from jobs.logging_setup import log_context
 from pipeline.errors import SessionError, UnknownStyle, UserInputError
 from pipeline.styles import STYLES, Style, custom_style, resolve_style
+from pipeline.subject import Subject
 
 __all__ = ["HeadshotService"]
 
@@ -139,6 +142,8 @@ class HeadshotService:
         }
         if command == "/train":
             await self._train(chat, session, args, message, port)
+        elif command == "/export" or (command == "/favorites" and args):
+            await self._take_home(chat, session, command, args, port)
         elif command == "/headshot":
             await self._headshot(chat, session, args, port)
         elif command == "/delete":
@@ -158,16 +163,32 @@ class HeadshotService:
         if args.lower() == "start":
             await start_training(self.core, chat, session, port)
             return
+        # "/train new woman 30s": start over described so; "/train woman 30s": change the description.
+        first, _, rest = args.partition(" ")
+        new = first.lower() == "new"
+        words = rest.strip() if new else args
         state = state_of(session)
         if state == SessionState.TRAINING:
-            raise SessionError(texts.SELFIE_WHILE_TRAINING if message.attachments else texts.TRAIN_ALREADY_RUNNING)
-        if state.has_model and args.lower() != "new":
+            refusal = texts.TRAIN_ALREADY_RUNNING if not words else texts.SUBJECT_WHILE_TRAINING
+            raise SessionError(
+                texts.SELFIE_WHILE_TRAINING if message.attachments else refusal.format(described=described(session))
+            )
+        if state.has_model and not new:
+            if words and not message.attachments and session is not None:
+                raise subject_needs_new(session, words)
             raise SessionError(texts.SELFIE_WHEN_READY if message.attachments else texts.TRAIN_ALREADY_DONE)
         if session is None or state in (SessionState.NEW, SessionState.READY, SessionState.GENERATING):
-            session = await transitions.open_session(store, chat.user_key)
+            subject = parse_words(words, session.subject if session else Subject())
+            session = await transitions.open_session(store, chat.user_key, subject)
             intro = texts.TRAIN_INTRO.format(needed=settings.min_selfies, maximum=settings.max_selfies)
             if not message.attachments:
-                await port.send(chat.chat_id, Reply(intro))
+                await port.send(chat.chat_id, subject_intro(intro, session, chosen=bool(words)))
+                return
+        elif words:
+            session = await transitions.subject_chosen(store, session, parse_words(words, session.subject))
+            if not message.attachments:
+                count = len(await store.selfie_keys(chat.user_key, session.id))
+                await port.send(chat.chat_id, subject_reply(session, count >= settings.min_selfies))
                 return
         elif not message.attachments:
             count = len(await store.selfie_keys(chat.user_key, session.id))
@@ -199,6 +220,7 @@ class HeadshotService:
         request_id = f"{session.id}-{number}"
         job_id = generate_job_id(chat.user_key, request_id)
         count = self.core.settings.headshots_per_request
+        await self.core.quotas.check_images(chat.user_key, count)
         await transitions.rendering_queued(self.core.store, session, job_id, style.name)
         request = GenerateRequest(
             user_key=chat.user_key,
@@ -208,6 +230,7 @@ class HeadshotService:
             count=count,
             seed=secrets.randbelow(2**31),
             output_prefix=output_prefix(chat.user_key, request_id),
+            subject=session.subject,
         )
         await self.core.queue.enqueue_generation(job_id, request)
         position = await self.core.queue.position(job_id)
@@ -235,7 +258,13 @@ class HeadshotService:
         if active is not None:
             job = (active.kind, await self.core.queue.position(active.job_id))
         headshots = len(await self.core.store.images(chat.user_key))
-        await port.send(chat.chat_id, Reply(texts.status_text(state, selfies, job, headshots)))
+        text = texts.status_text(state, selfies, job, headshots)
+        await port.send(chat.chat_id, Reply("\n".join([text, *await self._status_extra(chat, session)])))
+
+    async def _status_extra(self, chat: ChatRef, session: SessionRow | None) -> list[str]:
+        """``/status``'s lines about who the pictures show and what today's quotas leave."""
+        lines = [texts.SUBJECT_STATUS.format(described=described(session))] if session is not None else []
+        return lines + (await self.core.quotas.usage(chat.user_key)).lines()
 
     async def _cancel(self, chat: ChatRef, session: SessionRow | None, port: ChatPort) -> None:
         active = await self.core.store.active_job(chat.user_key)
@@ -257,6 +286,17 @@ class HeadshotService:
         ]
         await port.send(chat.chat_id, Reply(texts.FAVORITES_SENT.format(count=len(files))))
         await port.send_files(chat.chat_id, files)
+
+    async def _take_home(
+        self, chat: ChatRef, session: SessionRow | None, command: str, args: str, port: ChatPort
+    ) -> None:
+        """``/favorites zip`` and ``/export`` (bot/core/takeaway.py)."""
+        if command == "/export":
+            await export_lora(self.core, chat, session, port)
+        elif args.lower() == "zip":
+            await favorites_zip(self.core, chat, port)
+        else:
+            raise SessionError(texts.FAVORITES_ARGS.format(args=texts.clip(args)))
 
     async def _favorite(self, chat: ChatRef, args: str, port: ChatPort) -> None:
         """``/favorite <n>``: the same as a reaction on headshot #n; the buttons under each batch send it."""

@@ -18,9 +18,12 @@ happens to the rows, so each transition is written once.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from bot.store.database import Store
 from bot.store.schema import JobRow, JobStatus, SessionRow, SessionState
 from jobs.contract.kinds import JobKind
+from pipeline.subject import Subject
 
 __all__ = [
     "JobStatus",
@@ -34,6 +37,7 @@ __all__ = [
     "open_session",
     "rendering_queued",
     "state_of",
+    "subject_chosen",
     "training_queued",
 ]
 
@@ -42,9 +46,17 @@ def state_of(session: SessionRow | None) -> SessionState:
     return session.state if session is not None else SessionState.NEW
 
 
-async def open_session(store: Store, user_key: str) -> SessionRow:
+async def open_session(store: Store, user_key: str, subject: Subject | None = None) -> SessionRow:
     """``/train`` (or ``/train new``): a fresh session collecting selfies; an older one keeps its model and images."""
-    return await store.new_session(user_key, SessionState.COLLECTING)
+    return await store.new_session(user_key, SessionState.COLLECTING, subject)
+
+
+async def subject_chosen(store: Store, session: SessionRow, subject: Subject) -> SessionRow:
+    """``/train woman 30s``: only while collecting, since training binds the face to the description."""
+    if session.state != SessionState.COLLECTING:
+        raise ValueError(f"the subject changes only while collecting, not in {session.state!r}")
+    await store.update_session(session.user_key, session.id, subject=subject)
+    return replace(session, subject=subject)
 
 
 async def training_queued(store: Store, session: SessionRow, job_id: str) -> None:

@@ -27,13 +27,15 @@ __all__ = [
 HELP = """I turn 10-20 selfies into professional headshots.
 
 /train - start: then send your selfies (photos of just you, face clearly visible, different angles and light)
+/train woman 30s glasses - how the pictures describe you: woman, man or person; an age (20s to 70s); glasses
 /train start - train your personal model once enough selfies are in
 /headshot <style> - render headshots, e.g. /headshot linkedin, or in your own words:
     /headshot navy suit on a rooftop at dusk
 /styles - the styles you can pick
 /status - where your session and jobs are
 /cancel - stop the running training or rendering
-/favorites - the headshots you starred, as original files
+/favorites - the headshots you starred, as original files (/favorites zip: in one ZIP)
+/export - your trained model (LoRA) as files, to use in diffusers or AUTOMATIC1111/ComfyUI
 /delete - erase your selfies, model and headshots
 /help - this message
 
@@ -258,3 +260,60 @@ def undeliverable(kind: JobKind) -> str:
 
 def format_duration(seconds: float) -> str:
     return f"{round(seconds)} s" if seconds < 90 else f"{round(seconds / 60)} min"
+
+
+# Who the user is (``/train woman 30s glasses``; pipeline/subject.py).
+SUBJECT_BUTTONS = (Button("Woman", "/train woman"), Button("Man", "/train man"), Button("Person", "/train person"))
+SUBJECT_ASK = "How should the pictures describe you? Tap one (now or later, before /train start); default: a person."
+SUBJECT_SET = (
+    "I'll describe you as {described}. Add an age with /train 30s (20s to 70s), or glasses with /train glasses."
+)
+SUBJECT_UNKNOWN_WORD = (
+    "'{word}' doesn't describe you to me. Use woman, man or person; an age from 20s to 70s (or any-age); "
+    "glasses or no-glasses. For example: /train woman 30s glasses"
+)
+SUBJECT_NEEDS_NEW = "Your model was trained as {described}. To change that, train a new one: /train new {words}"
+SUBJECT_WHILE_TRAINING = "Your model is training as {described}; send /cancel first to change how you're described."
+SUBJECT_STATUS = "Described as: {described}."
+
+
+def glasses_button(glasses: bool) -> Button:
+    return Button("No glasses", "/train no-glasses") if glasses else Button("Glasses", "/train glasses")
+
+
+# Quotas an operator sets (bot/core/quotas.py).
+QUOTA_TRAININGS = (
+    "You've reached today's limit of {limit} training(s) per user. Your quota resets at midnight UTC, in {when}; "
+    "your selfies are kept until then."
+)
+QUOTA_IMAGES = (
+    "That would pass today's limit of {limit} headshots: {left} left, and a /headshot renders {count}. Your quota "
+    "resets at midnight UTC, in {when}."
+)
+QUOTA_LEFT = "Today: {left} of {limit} {what} left."
+QUOTA_RESETS = "Quotas reset at midnight UTC, in {when}."
+
+
+def format_wait(seconds: float) -> str:
+    """A wait of hours as "5 h 12 min", shorter ones in minutes."""
+    minutes = max(1, round(seconds / 60))
+    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
+
+
+# Take it home: favorites as ZIP files and the model as LoRA files (bot/core/takeaway.py).
+FAVORITES_ARGS = "/favorites takes no '{args}': send /favorites for the files, or /favorites zip for one ZIP."
+FAVORITES_ZIP_SENT = "Your {count} favorite headshots in {parts}:"
+EXPORT_NEEDS_MODEL = "There is no trained model to export yet: send /train and then your selfies."
+EXPORT_GONE = "Your model's file is gone (erased after its retention time). Send /train new to train a new one."
+EXPORT_SENT = (
+    "Your model as two LoRA files:\n"
+    'diffusers: pipe.load_lora_weights("{diffusers}") on an SDXL pipeline; prompt with "{phrase}".\n'
+    "AUTOMATIC1111/ComfyUI/Forge: put {kohya} in models/Lora and add <lora:{stem}:1> {phrase} to your prompt."
+)
+
+
+def megabytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+EXPORT_TOO_BIG = "{name} is {size}, more than the {limit} this chat takes, so I can't send it here."

@@ -94,6 +94,8 @@ async def start_training(core: CoreContext, chat: ChatRef, session: SessionRow |
             )
         )
 
+    await core.quotas.check_training(chat.user_key)
+
     # 2. Record the job and the state before enqueueing, so no event can arrive for a job the bot does not know.
     job_id = train_job_id(chat.user_key, session.id, session.train_attempt)
     await transitions.training_queued(core.store, session, job_id)
@@ -103,7 +105,15 @@ async def start_training(core: CoreContext, chat: ChatRef, session: SessionRow |
     if embeddings:
         reference = reference_embedding(embeddings).tolist()
         await core.storage.put(identity_key(lora), json.dumps({"embedding": reference}).encode())
-    request = TrainRequest(chat.user_key, session.id, keys, lora, seed=session.id, crop_centers=_face_centers(rows))
+    request = TrainRequest(
+        chat.user_key,
+        session.id,
+        keys,
+        lora,
+        seed=session.id,
+        crop_centers=_face_centers(rows),
+        subject=session.subject,
+    )
     if not await core.queue.enqueue_training(job_id, request):
         # The deterministic id already sits in Redis: this is a repeat of a request already queued.
         log.info("training job %s was already enqueued", job_id)

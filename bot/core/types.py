@@ -89,6 +89,11 @@ class ChatPort(Protocol):
 
     platform: str
 
+    @property
+    def upload_limit_bytes(self) -> int:
+        """The largest file ``send_files`` may post on this platform; the core splits or refuses above it."""
+        ...
+
     async def send(self, chat_id: str, reply: Reply) -> str:
         """Post a text reply; returns its message id."""
         ...

@@ -21,6 +21,8 @@ Tree = app_commands.CommandTree[discord.Client]
 _STYLE_CHOICES = [app_commands.Choice(name=style.title[:100], value=name) for name, style in list(STYLES.items())[:25]]
 _PHOTO_DESCRIPTIONS = {f"photo{n}": texts.PHOTO_OPTION for n in range(1, 11)}
 _ACTION_CHOICES = [app_commands.Choice(name=text, value=value) for value, text in texts.TRAIN_ACTIONS.items()]
+_DESCRIBE_CHOICES = [app_commands.Choice(name=text, value=value) for value, text in texts.DESCRIBE_AS.items()]
+_AGE_CHOICES = [app_commands.Choice(name=text, value=value) for value, text in texts.AGE_CHOICES.items()]
 
 
 def new_tree(client: discord.Client, events: DiscordEvents) -> Tree:
@@ -50,7 +52,12 @@ def new_tree(client: discord.Client, events: DiscordEvents) -> Tree:
     async def favorite(interaction: discord.Interaction[Any], number: app_commands.Range[int, 1, 100_000]) -> None:
         await events.on_command(interaction, f"/favorite {number}")
 
-    for name in ("styles", "status", "cancel", "favorites", "delete", "help"):
+    @tree.command(name="favorites", description=texts.COMMANDS["favorites"])
+    @app_commands.describe(as_zip=texts.ZIP_OPTION)
+    async def favorites(interaction: discord.Interaction[Any], as_zip: bool = False) -> None:
+        await events.on_command(interaction, "/favorites zip" if as_zip else "/favorites")
+
+    for name in ("styles", "status", "cancel", "export", "delete", "help"):
         tree.add_command(_plain(name, events))
 
     @tree.error
@@ -73,11 +80,20 @@ def _add_train(tree: Tree, events: DiscordEvents) -> None:
     """``/train [action] [photo1..photo10]``: Discord has no list-of-files option, so ten optional ones."""
 
     @tree.command(name="train", description=texts.COMMANDS["train"])
-    @app_commands.describe(action="Leave empty to add selfies", **_PHOTO_DESCRIPTIONS)
-    @app_commands.choices(action=_ACTION_CHOICES)
+    @app_commands.describe(
+        action="Leave empty to add selfies",
+        describe_as="How the pictures describe you (default: a person)",
+        age="An age for the pictures",
+        glasses="Whether you wear glasses in the pictures",
+        **_PHOTO_DESCRIPTIONS,
+    )
+    @app_commands.choices(action=_ACTION_CHOICES, describe_as=_DESCRIBE_CHOICES, age=_AGE_CHOICES)
     async def train(
         interaction: discord.Interaction[Any],
         action: app_commands.Choice[str] | None = None,
+        describe_as: app_commands.Choice[str] | None = None,
+        age: app_commands.Choice[str] | None = None,
+        glasses: bool | None = None,
         photo1: discord.Attachment | None = None,
         photo2: discord.Attachment | None = None,
         photo3: discord.Attachment | None = None,
@@ -91,8 +107,14 @@ def _add_train(tree: Tree, events: DiscordEvents) -> None:
     ) -> None:
         given = (photo1, photo2, photo3, photo4, photo5, photo6, photo7, photo8, photo9, photo10)
         photos = [photo for photo in given if photo is not None]
-        if action is not None and action.value == "start" and photos:
-            # Selfies and "start" at once: add them first, then start, as two commands in this order.
-            await events.on_command(interaction, "/train", photos, then="/train start")
+        # The description's words, as the core reads them after /train (or /train new).
+        words = [choice.value for choice in (describe_as, age) if choice is not None]
+        if glasses is not None:
+            words.append("glasses" if glasses else "no-glasses")
+        described = " ".join(words)
+        if action is not None and action.value == "start" and (photos or described):
+            # Selfies (or a description) and "start" at once: first those, then start, as two commands in order.
+            await events.on_command(interaction, f"/train {described}".rstrip(), photos, then="/train start")
             return
-        await events.on_command(interaction, f"/train {action.value}" if action else "/train", photos)
+        command = " ".join(part for part in ("/train", action.value if action else "", described) if part)
+        await events.on_command(interaction, command, photos)

@@ -12,12 +12,19 @@ COMMANDS: dict[str, str] = {
     "status": "Where your session and jobs are",
     "favorites": "Your starred headshots, as original files",
     "favorite": "Keep headshot number n as a favorite",
+    "export": "Your trained model as LoRA files for diffusers and AUTOMATIC1111/ComfyUI",
     "cancel": "Stop the running training or rendering",
     "delete": "Erase your selfies, model and headshots",
     "help": "How this works",
 }
 TRAIN_ACTIONS: dict[str, str] = {"start": "Start training now", "new": "Start over with new selfies"}
 PHOTO_OPTION = "A selfie: just you, face clearly visible"
+# /train's options for how the pictures describe the user (pipeline/subject.py), each a /train word.
+DESCRIBE_AS: dict[str, str] = {"woman": "A woman", "man": "A man", "person": "A person"}
+AGE_CHOICES = {age: f"In your {age}" for age in ("20s", "30s", "40s", "50s", "60s", "70s")} | {
+    "any-age": "No age in the pictures"
+}
+ZIP_OPTION = "All in one ZIP file (split in parts when over the upload limit)"
 
 SERVER_REFUSED = (
     "DM me your selfies: I only work in direct messages, and I never keep anything posted in a server. "

@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         train_steps=args.train_steps,
         inference_steps=args.inference_steps,
         progress_interval_s=1.0,
+        daily_trainings=0,  # a demo shows the product, not an operator's limits
+        daily_images=0,
     )
     selfies = data_dir / "sample-selfies"
     make_sample_selfies(selfies, count=settings.min_selfies)

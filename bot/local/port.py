@@ -31,6 +31,8 @@ class LocalChatPort:
     """Messages are numbered #1, #2, ... so a user can react with ``react <number>``."""
 
     platform = "local"
+    # Files land in a folder, where no platform limit applies; 2 GiB keeps a ZIP part within what zipfile writes.
+    upload_limit_bytes = 2**31
 
     def __init__(self, out_dir: Path, write: Callable[[str], None] = print) -> None:
         self.out_dir = out_dir

@@ -22,6 +22,7 @@ from bot.store.schema import (
 )
 from jobs.contract.kinds import JobKind
 from pipeline.selfies.intake import SelfieFacts
+from pipeline.subject import Subject
 
 __all__ = ["Store"]
 
@@ -78,23 +79,27 @@ class Store(GalleryRows):
 
     async def current_session(self, user_key: str) -> SessionRow | None:
         row = await self._one(
-            "SELECT id, user_key, state, train_attempt, lora_key FROM sessions WHERE user_key = ? "
+            "SELECT id, user_key, state, train_attempt, lora_key, subject FROM sessions WHERE user_key = ? "
             "ORDER BY id DESC LIMIT 1",
             user_key,
         )
         return None if row is None else SessionRow(*row)
 
-    async def new_session(self, user_key: str, state: SessionState) -> SessionRow:
+    async def new_session(self, user_key: str, state: SessionState, subject: Subject | None = None) -> SessionRow:
         now = time.time()
+        subject = subject or Subject()
         cursor = await self.db.execute(
-            "INSERT INTO sessions (user_key, state, created_at, updated_at) VALUES (?, ?, ?, ?)",
-            (user_key, state, now, now),
+            "INSERT INTO sessions (user_key, state, created_at, updated_at, subject) VALUES (?, ?, ?, ?, ?)",
+            (user_key, state, now, now, subject.words()),
         )
         await self.db.commit()
-        return SessionRow(int(cursor.lastrowid or 0), user_key, state, 0, None)
+        return SessionRow(int(cursor.lastrowid or 0), user_key, state, 0, None, subject)
 
     async def update_session(self, user_key: str, session_id: int, **fields: Any) -> None:
-        allowed = {"state", "train_attempt", "lora_key"}
+        """Set ``state``, ``train_attempt``, ``lora_key`` or ``subject`` (a ``Subject``) of one session."""
+        if isinstance(fields.get("subject"), Subject):
+            fields["subject"] = fields["subject"].words()
+        allowed = {"state", "train_attempt", "lora_key", "subject"}
         if not fields or set(fields) - allowed:
             raise ValueError(f"update_session fields must be among {sorted(allowed)}, got {sorted(fields)}")
         assignments = ", ".join(f"{name} = ?" for name in fields)
@@ -207,6 +212,21 @@ class Store(GalleryRows):
                 (progress_message_id, user_key, job_id),
             )
         await self.db.commit()
+
+    # Quotas.
+
+    async def usage_since(self, user_key: str, since: float) -> tuple[int, int]:
+        """``(trainings, headshots)`` of the user since the time ``since``: trainings that failed on our side are not
+        the user's to pay for; cancelled ones used the GPU and count."""
+        trainings = await self._one(
+            "SELECT COUNT(*) FROM jobs WHERE user_key = ? AND kind = ? AND status != ? AND created_at >= ?",
+            user_key,
+            JobKind.TRAIN,
+            JobStatus.FAILED,
+            since,
+        )
+        images = await self._one("SELECT COUNT(*) FROM images WHERE user_key = ? AND created_at >= ?", user_key, since)
+        return (int(trainings[0]) if trainings else 0), (int(images[0]) if images else 0)
 
     # Images and favorites.
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from jobs.contract.kinds import JobKind
 from pipeline.selfies.intake import SelfieFacts
+from pipeline.subject import Subject
 
 __all__ = [
     "MIGRATIONS",
@@ -98,6 +99,11 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE users ADD COLUMN last_message_id TEXT;
     """,
+    # 4 -> 5: how the user asked to be described (pipeline.subject: "woman 30s glasses"); NULL, as in sessions from
+    # before, is a person.
+    """
+    ALTER TABLE sessions ADD COLUMN subject TEXT;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -138,9 +144,12 @@ class SessionRow:
     state: SessionState
     train_attempt: int
     lora_key: str | None
+    subject: Subject = Subject()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", SessionState(self.state))  # stored as text, read back as the enum
+        if not isinstance(self.subject, Subject):  # stored as its /train words
+            object.__setattr__(self, "subject", Subject.from_words(self.subject))
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,7 @@ class TelegramPort:
     """Message ids are Telegram's per-chat message ids, as strings; chat ids are the chats' ids."""
 
     platform = "telegram"
+    upload_limit_bytes = texts.FILE_UPLOAD_LIMIT_BYTES  # documents sent by a bot through the cloud Bot API
 
     def __init__(
         self, bot: Bot, *, edit_interval_s: float = 3.0, max_retries: int = 3, media_timeout_s: float = MEDIA_TIMEOUT_S

@@ -7,6 +7,7 @@ from typing import Any
 
 from jobs.contract.kinds import JobKind
 from pipeline.styles import Style
+from pipeline.subject import Subject
 
 __all__ = [
     "GenerateRequest",
@@ -52,13 +53,15 @@ class TrainRequest:
     seed: int = 0
     # One normalised (x, y) face centre per selfie, for crops that keep the face; None: centre crops.
     crop_centers: list[list[float]] | None = None
+    # How the caption and the class prompt describe the user; payloads from before subjects train a "person".
+    subject: Subject = Subject()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, payload: dict[str, Any]) -> TrainRequest:
-        return cls(**payload)
+        return cls(**{**payload, "subject": Subject(**payload.get("subject") or {})})
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,8 @@ class GenerateRequest:
     count: int
     seed: int
     output_prefix: str
+    # Who the prompt names, as the LoRA was trained; payloads from before subjects render a "person".
+    subject: Subject = Subject()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,4 +89,5 @@ class GenerateRequest:
     def from_dict(cls, payload: dict[str, Any]) -> GenerateRequest:
         style = dict(payload["style"])
         style["aspect"] = tuple(style["aspect"])  # JSON and msgpack hand tuples back as lists
-        return cls(**{**payload, "style": Style(**style)})
+        subject = Subject(**payload.get("subject") or {})
+        return cls(**{**payload, "style": Style(**style), "subject": subject})

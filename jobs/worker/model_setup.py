@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,21 @@ class ServingModel:
     lora_slot: Any  # LoraSlot: every render copies the user's LoRA into it and merges it
     training_slot: Any | None = None  # TrainingSlot, when training is compiled
     class_images: list[Image.Image] | None = None  # prior-preservation images, when the settings ask for them
+    class_prompt: str | None = None  # the prompt ``class_images`` were rendered from
+    # Other classes' images ("a photo of a woman"), rendered on the first training that needs them: three kinds at
+    # most (pipeline.subject.KINDS), so the worker's start stays as short as with one class.
+    other_class_images: dict[str, list[Image.Image]] = field(default_factory=dict)
+
+    def class_images_for(self, prompt: str) -> list[Image.Image] | None:
+        """Prior-preservation images of ``prompt``'s class (None when prior preservation is off). Renders on the
+        calling thread the first time a class is asked for: call it where training runs, not on the event loop."""
+        if self.class_images is None or prompt == self.class_prompt:
+            return self.class_images
+        if prompt not in self.other_class_images:
+            from pipeline.diffusion.training.dataset import render_class_images
+
+            self.other_class_images[prompt] = render_class_images(self.pipe, prompt, len(self.class_images))
+        return self.other_class_images[prompt]
 
 
 def prepare_model(settings: Settings) -> ServingModel:
@@ -78,8 +93,8 @@ def prepare_model(settings: Settings) -> ServingModel:
         from pipeline.diffusion.training.config import TrainingConfig
         from pipeline.diffusion.training.dataset import render_class_images
 
-        prompt = TrainingConfig().class_prompt
-        model.class_images = render_class_images(pipe, prompt, settings.prior_class_images)
+        model.class_prompt = TrainingConfig().class_prompt
+        model.class_images = render_class_images(pipe, model.class_prompt, settings.prior_class_images)
     log.info("ready to serve in %.1f s", time.monotonic() - started)
     return model
 

@@ -58,6 +58,7 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
                     steps=settings.inference_steps,
                     should_stop=progress.stop.is_set,
                     lora_slot=state.model.lora_slot,
+                    subject=request.subject,
                 ),
             )
         # 3. Keep the best likenesses, then 4. store the PNGs; the event carries keys, seeds, scores, never bytes.

@@ -7,26 +7,29 @@ import io
 import logging
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
 from jobs.contract.events import Trained
 from jobs.contract.kinds import JobKind
 from jobs.contract.payloads import TrainRequest
+from jobs.settings import Settings
 from jobs.worker.state import WORKER_NAME, worker_state
 from jobs.worker.supervision import announce_start, report_failure, report_stop
 from jobs.worker.threads import ProgressReporter, run_in_thread
 from pipeline.errors import JobCancelled, UserInputError
 
-__all__ = ["train_lora"]
+if TYPE_CHECKING:
+    from pipeline.diffusion.training.config import TrainingConfig
+
+__all__ = ["train_lora", "training_config"]
 
 log = logging.getLogger(__name__)
 
 
 async def train_lora(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
     """Train the session's LoRA and store it; publish progress, then ``trained`` (or ``failed``/``cancelled``)."""
-    from pipeline.diffusion.training.config import TrainingConfig
     from pipeline.diffusion.training.loop import TrainingProgress
     from pipeline.diffusion.training.loop import train_lora as run_training
 
@@ -39,14 +42,7 @@ async def train_lora(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, 
     try:
         # 1. Fetch the selfies the bot already checked and normalised (plain RGB JPEGs, no metadata).
         images = [Image.open(io.BytesIO(await storage.get(key))).convert("RGB") for key in request.selfie_keys]
-        config = TrainingConfig(
-            rank=settings.lora_rank,
-            steps=settings.train_steps,
-            learning_rate=settings.learning_rate,
-            seed=request.seed,
-            batch_size=model.train_plan.batch_size,
-            gradient_checkpointing=model.train_plan.gradient_checkpointing,
-        )
+        config = training_config(request, settings, model.train_plan)
 
         def on_progress(step: TrainingProgress) -> None:
             progress.report(step.step, step.total_steps, eta_s=step.eta_s, loss=round(step.loss, 5))
@@ -62,7 +58,7 @@ async def train_lora(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, 
                     Path(scratch),
                     on_progress=on_progress,
                     should_stop=progress.stop.is_set,
-                    class_images=model.class_images,
+                    class_images=model.class_images_for(config.class_prompt),
                     slot=model.training_slot,
                     crop_centers=[(x, y) for x, y in request.crop_centers] if request.crop_centers else None,
                 ),
@@ -83,3 +79,20 @@ async def train_lora(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, 
     )
     await state.events.publish(trained)
     return {"lora_key": trained.lora_key, "seconds": trained.seconds, "final_loss": trained.final_loss}
+
+
+def training_config(request: TrainRequest, settings: Settings, plan: Any) -> TrainingConfig:
+    """The recipe for one request: the settings' knobs, the GPU's plan, and the user's subject in the caption and
+    the prior-preservation class prompt."""
+    from pipeline.diffusion.training.config import TrainingConfig
+
+    return TrainingConfig(
+        rank=settings.lora_rank,
+        steps=settings.train_steps,
+        learning_rate=settings.learning_rate,
+        seed=request.seed,
+        batch_size=plan.batch_size,
+        gradient_checkpointing=plan.gradient_checkpointing,
+        prompt=request.subject.caption,
+        class_prompt=request.subject.class_prompt,
+    )

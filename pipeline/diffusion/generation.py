@@ -26,6 +26,7 @@ from pipeline.diffusion.adapters import (
 from pipeline.diffusion.lora_slot import LoraSlot
 from pipeline.errors import JobCancelled, OutOfGpuMemory
 from pipeline.styles import Style
+from pipeline.subject import Subject
 
 __all__ = ["GenerationCancelled", "GeneratedImage", "generate_headshots", "headshot_size", "scheduler_for"]
 
@@ -79,8 +80,11 @@ def generate_headshots(
     steps: int | None = None,
     lora_slot: LoraSlot | None = None,
     should_stop: Callable[[], bool] | None = None,
+    subject: Subject | None = None,
 ) -> list[GeneratedImage]:
     """Render ``count`` images of ``style`` (image ``i`` from seed ``seed + i``), using the LoRA at ``lora_path``.
+
+    ``subject`` is who the prompt names, as the LoRA was trained (default: a person).
 
     ``steps`` overrides ``style.steps``. ``on_progress(done, count)`` runs after each batch. With ``lora_slot`` the
     LoRA is hot-swapped into the slot and the slot cleared afterwards (no recompilation on a compiled UNet);
@@ -95,7 +99,7 @@ def generate_headshots(
     num_steps = style.steps if steps is None else steps
     _check_inputs(pipe, count, batch_size, num_steps, lora_path, lora_slot)
     width, height = headshot_size(pipe, style.aspect)
-    prompt = style.render_prompt()
+    prompt = style.render_prompt((subject or Subject()).phrase())
     original_scheduler = pipe.scheduler
 
     # 2. Attach the user's LoRA and the style's sampler; 3. render in batches; 4. always put both back, so the

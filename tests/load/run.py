@@ -114,6 +114,8 @@ class CountingPort:
         self.changed[chat_id].set()
         return message_id
 
+    upload_limit_bytes = 50 * 10**6
+
     async def send_files(self, chat_id: str, files: Sequence[OutgoingImage]) -> None:
         self._id(chat_id)
         self.changed[chat_id].set()

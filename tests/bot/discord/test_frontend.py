@@ -39,6 +39,7 @@ async def test_start_syncs_commands_for_dms_and_user_installs_with_dm_intents(
         "cancel",
         "favorites",
         "favorite",
+        "export",
         "delete",
         "help",
     }
@@ -46,6 +47,8 @@ async def test_start_syncs_commands_for_dms_and_user_installs_with_dm_intents(
     assert all(command["integration_types"] == [0, 1] for command in commands.values())  # server and user installs
     photos = [option for option in commands["train"]["options"] if option["type"] == 11]
     assert len(photos) == 10
+    train = {option["name"]: option for option in commands["train"]["options"]}
+    assert {choice["value"] for choice in train["describe_as"]["choices"]} == {"woman", "man", "person"}
     options = {option["name"]: option for option in commands["headshot"]["options"]}
     assert {"linkedin", "studio"} <= {choice["value"] for choice in options["style"]["choices"]}
     assert options["description"]["type"] == 3 and not options["description"].get("required")  # free text, optional
