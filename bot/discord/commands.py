@@ -46,9 +46,11 @@ def new_tree(client: discord.Client, events: DiscordEvents) -> Tree:
         await events.on_command(interaction, f"/headshot {look}".rstrip())
 
     @tree.command(name="favorite", description=texts.COMMANDS["favorite"])
-    @app_commands.describe(number="The number in the headshot's caption, e.g. 3 for #3")
+    @app_commands.describe(number=texts.NUMBER_OPTION)
     async def favorite(interaction: discord.Interaction[Any], number: app_commands.Range[int, 1, 100_000]) -> None:
         await events.on_command(interaction, f"/favorite {number}")
+
+    _add_actions(tree, events)
 
     for name in ("styles", "status", "cancel", "favorites", "delete", "help"):
         tree.add_command(_plain(name, events))
@@ -58,6 +60,30 @@ def new_tree(client: discord.Client, events: DiscordEvents) -> Tree:
         await events.on_error(error, None, interaction)
 
     return tree
+
+
+def _add_actions(tree: Tree, events: DiscordEvents) -> None:
+    """``/more <number>``, ``/remix <number> <words>``, ``/upscale <number>``: the buttons under a headshot send
+    the same commands."""
+
+    @tree.command(name="more", description=texts.COMMANDS["more"])
+    @app_commands.describe(number=texts.NUMBER_OPTION)
+    async def more(interaction: discord.Interaction[Any], number: app_commands.Range[int, 1, 100_000]) -> None:
+        await events.on_command(interaction, f"/more {number}")
+
+    @tree.command(name="remix", description=texts.COMMANDS["remix"])
+    @app_commands.describe(number=texts.NUMBER_OPTION, words=texts.WORDS_OPTION)
+    async def remix(
+        interaction: discord.Interaction[Any],
+        number: app_commands.Range[int, 1, 100_000],
+        words: app_commands.Range[str, 1, CUSTOM_STYLE_MAX_CHARS],
+    ) -> None:
+        await events.on_command(interaction, f"/remix {number} {words}")
+
+    @tree.command(name="upscale", description=texts.COMMANDS["upscale"])
+    @app_commands.describe(number=texts.NUMBER_OPTION)
+    async def upscale(interaction: discord.Interaction[Any], number: app_commands.Range[int, 1, 100_000]) -> None:
+        await events.on_command(interaction, f"/upscale {number}")
 
 
 def _plain(name: str, events: DiscordEvents) -> app_commands.Command[Any, Any, None]:

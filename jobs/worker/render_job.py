@@ -106,6 +106,7 @@ def _render(
     from PIL import Image
 
     from pipeline.diffusion.generation import generate_headshots as render
+    from pipeline.diffusion.generation import headshot_size
     from pipeline.diffusion.img2img import REMIX_STRENGTH, UPSCALE_STRENGTH, VARIATION_STRENGTH, image_to_image
 
     model, steps = state.model, state.settings.inference_steps
@@ -123,9 +124,12 @@ def _render(
         )
     with Image.open(io.BytesIO(source)) as opened:
         start = opened.convert("RGB")
-    size, strength = None, REMIX_STRENGTH if request.mode == RenderMode.REMIX else VARIATION_STRENGTH
+    # From the headshot size whatever the source's (an upscale's variation, an upscale of an upscale): sizes stay
+    # bounded, and the shapes are the ones a warm worker compiled for.
+    width, height = headshot_size(model.pipe, request.style.aspect)
+    size, strength = (width, height), REMIX_STRENGTH if request.mode == RenderMode.REMIX else VARIATION_STRENGTH
     if request.mode == RenderMode.UPSCALE:
-        size, strength = (2 * start.width, 2 * start.height), UPSCALE_STRENGTH
+        size, strength = (2 * width, 2 * height), UPSCALE_STRENGTH
     return image_to_image(
         model.pipe,
         start,

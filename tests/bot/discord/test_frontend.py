@@ -39,6 +39,9 @@ async def test_start_syncs_commands_for_dms_and_user_installs_with_dm_intents(
         "cancel",
         "favorites",
         "favorite",
+        "more",
+        "remix",
+        "upscale",
         "delete",
         "help",
     }
