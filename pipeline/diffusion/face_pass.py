@@ -103,6 +103,7 @@ def face_pass(
             strength=FACE_STRENGTH,
             seeds=[seeds[index] for index in crops],
             steps=steps,
+            batch_size=1,  # one shape for a warm worker to compile, however many faces a request has
             should_stop=should_stop,
         )
 
