@@ -43,7 +43,7 @@ async def check_can_render(
         raise SessionError(texts.HEADSHOT_WHILE_TRAINING)
     if state == SessionState.GENERATING:
         active = await core.store.active_job(chat.user_key)
-        raise SessionError(busy(active.style or "last" if active else "last"))
+        raise SessionError(busy((active.style or "last") if active else "last"))
     return session
 
 
