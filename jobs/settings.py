@@ -110,6 +110,13 @@ class Settings(BaseSettings):
     duplicate_max_distance: int = Field(default=4, ge=0, le=64, description="pHash bits that make a repeat.")
     identity_min_score: float = Field(default=0.92, ge=-1, le=1, description="Least likeness (cosine) to keep.")
     headshot_candidates: float = Field(default=1.5, ge=1, le=4, description="Renders per headshot posted.")
+    face_pass_below: float = Field(
+        default=0.2,
+        ge=0,
+        le=1,
+        description="A headshot whose face is narrower than this share of its width gets the face pass (the face "
+        "re-rendered at full size and blended back); 0 = off. Upscales always get it.",
+    )
 
     # Queue behaviour.
     queue_name: str = "headshot:queue"

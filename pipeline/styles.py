@@ -22,6 +22,7 @@ __all__ = [
     "STYLES",
     "Style",
     "custom_style",
+    "remix_style",
     "resolve_style",
 ]
 
@@ -150,6 +151,31 @@ def custom_style(description: str) -> Style:
     Control characters are dropped and whitespace collapsed; more than ``CUSTOM_STYLE_MAX_CHARS`` characters, or
     nothing left, raises ``ValueError`` saying so.
     """
+    return Style(
+        CUSTOM_STYLE_NAME, CUSTOM_STYLE_TITLE, "professional headshot photo of {subject}, " + _words(description)
+    )
+
+
+def remix_style(base: Style, words: str, title: str) -> Style:
+    """``base`` with the user's ``words`` (checked as ``custom_style`` checks them) right after its subject, where
+    the prompt weighs most; its sampler, guidance and size stay, so the remix keeps the look it started from."""
+    text = _words(words)
+    head, _, rest = base.prompt.partition(", ")
+    prompt = f"{head}, {text}, {rest}" if rest else f"{head}, {text}"
+    return Style(
+        CUSTOM_STYLE_NAME,
+        title,
+        prompt,
+        base.negative_prompt,
+        base.aspect,
+        base.steps,
+        base.guidance_scale,
+        base.scheduler,
+    )
+
+
+def _words(description: str) -> str:
+    """A user's description, cleaned and checked, with braces doubled so ``render_prompt`` keeps them literal."""
     # Control and format characters (newlines, bidi overrides, zero-width joiners) only serve to smuggle text.
     printable = "".join(" " if unicodedata.category(char).startswith("C") else char for char in description)
     text = re.sub(r"\s+", " ", printable).strip()
@@ -162,6 +188,4 @@ def custom_style(description: str) -> Style:
             length=len(text),
             limit=CUSTOM_STYLE_MAX_CHARS,
         )
-    # Braces would be read as format fields by ``render_prompt``; double them so they stay literal text.
-    escaped = text.replace("{", "{{").replace("}", "}}")
-    return Style(CUSTOM_STYLE_NAME, CUSTOM_STYLE_TITLE, "professional headshot photo of {subject}, " + escaped)
+    return text.replace("{", "{{").replace("}", "}}")

@@ -29,6 +29,7 @@ from bot.core.types import ChatPort, ChatUnreachable, OutgoingImage, Reply, Unde
 from bot.store.schema import JobRow, JobStatus
 from jobs.contract.events import Cancelled, Event, Expired, Failed, ImagesReady, Progress, Started, Trained
 from jobs.contract.kinds import JobKind
+from jobs.contract.payloads import RenderMode
 from jobs.contract.stream import EventConsumer
 from jobs.logging_setup import log_context
 
@@ -272,12 +273,13 @@ class EventDelivery:
             await self.core.store.mark_delivered(mark)
 
     async def _post_images(self, event: ImagesReady, job: JobRow, chat_id: str, port: ChatPort) -> None:
-        """Each headshot its own message with its own ★ button, recorded as soon as it is posted (a failure at
-        image k of n leaves 1..k-1 recorded, and the retry posts k..n only)."""
+        """Each headshot its own message with its own buttons (★ Keep, More, Remix, Upscale), recorded as soon as
+        it is posted (a failure at image k of n leaves 1..k-1 recorded, and the retry posts k..n only)."""
         store = self.core.store
-        await self._final_text(event, job, chat_id, port, texts.IMAGES_READY.format(style=event.title))
-        posted = {row.storage_key for row in await store.images(event.user_key) if row.job_id == job.job_id}
-        first_number = len(await store.images(event.user_key)) - len(posted) + 1
+        images = await store.images(event.user_key)
+        await self._final_text(event, job, chat_id, port, _ready_text(event, job, [row.storage_key for row in images]))
+        posted = {row.storage_key for row in images if row.job_id == job.job_id}
+        first_number = len(images) - len(posted) + 1
         for index, item in enumerate(event.images):
             if item.key in posted:
                 continue
@@ -287,7 +289,7 @@ class EventDelivery:
                 data=await self.core.storage.get(item.key),
                 caption=texts.IMAGE_CAPTION.format(number=number, style=event.title, seed=item.seed),
             )
-            message_id = await port.send_image(chat_id, image, (texts.favorite_button(number),))
+            message_id = await port.send_image(chat_id, image, texts.headshot_buttons(number))
             await store.add_image(event.user_key, job.job_id, item.key, item.seed, message_id)
         if not job.status.finished:
             await session.images_posted(store, job)
@@ -333,6 +335,20 @@ class EventDelivery:
             await self.core.storage.delete(key)
         if keys:
             log.info("discarded %d outputs of job %s that nobody waits for", len(keys), event.job_id)
+
+
+def _ready_text(event: ImagesReady, job: JobRow, keys: list[str]) -> str:
+    """The job's last word: its style's headshots, or what an action made of headshot #n."""
+    request = job.request
+    if request is None or request.source_key is None or request.source_key not in keys:
+        return texts.IMAGES_READY.format(style=event.title)  # a /headshot, or a source retention has since erased
+    number = keys.index(request.source_key) + 1
+    ready = {
+        RenderMode.VARY: texts.VARIATIONS_READY,
+        RenderMode.REMIX: texts.REMIXES_READY,
+        RenderMode.UPSCALE: texts.UPSCALE_READY,
+    }
+    return ready.get(request.mode, texts.IMAGES_READY).format(number=number, style=event.title)
 
 
 def _ended_by(event: Event, job: JobRow) -> bool:

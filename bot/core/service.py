@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import logging
-import secrets
 
 from bot.core import session as transitions
 from bot.core import texts
 from bot.core.context import CoreContext
 from bot.core.erase import erase_user
 from bot.core.ratelimit import RateLimiter
+from bot.core.rendering import ACTIONS, check_can_render, queue_render, start_action
 from bot.core.session import JobStatus, SessionState, state_of
 from bot.core.subject_choice import described, parse_words, subject_intro, subject_needs_new, subject_reply
 from bot.core.takeaway import export_lora, favorites_zip
 from bot.core.training import add_selfies, start_training
 from bot.core.types import Button, ChatPort, ChatRef, IncomingMessage, OutgoingImage, Reply
 from bot.store.schema import SessionRow
-from jobs.contract.keys import output_prefix
 from jobs.contract.kinds import JobKind
-from jobs.contract.payloads import GenerateRequest, generate_job_id
 from jobs.logging_setup import log_context
 from pipeline.errors import SessionError, UnknownStyle, UserInputError
 from pipeline.styles import STYLES, Style, custom_style, resolve_style
@@ -150,6 +148,8 @@ class HeadshotService:
             await self._delete(chat, args, port)
         elif command == "/favorite":
             await self._favorite(chat, args, port)
+        elif command in ACTIONS:
+            await start_action(self.core, chat, session, command, args, port)
         elif command in handlers:
             await handlers[command](chat, session, port)
         else:
@@ -199,41 +199,18 @@ class HeadshotService:
         await add_selfies(self.core, chat, session, message.attachments, port)
 
     async def _headshot(self, chat: ChatRef, session: SessionRow | None, args: str, port: ChatPort) -> None:
-        state = state_of(session)
-        if session is None or state in (SessionState.NEW, SessionState.COLLECTING):
-            raise SessionError(texts.HEADSHOT_NEEDS_MODEL)
-        if state == SessionState.TRAINING:
-            raise SessionError(texts.HEADSHOT_WHILE_TRAINING)
-        if state == SessionState.GENERATING:
-            active = await self.core.store.active_job(chat.user_key)
-            raise SessionError(texts.HEADSHOT_BUSY.format(style=active.style if active else "last"))
+        session = await check_can_render(
+            self.core, chat, session, lambda style: texts.HEADSHOT_BUSY.format(style=style)
+        )
         if not args:
             buttons = tuple(Button(style.title, f"/headshot {name}") for name, style in STYLES.items())
             await port.send(chat.chat_id, Reply(texts.HEADSHOT_NEEDS_STYLE, buttons))
             return
         style = _style_from(args)
-        if session.lora_key is None:
-            raise SessionError(texts.HEADSHOT_NEEDS_MODEL)
 
         # Record first, then enqueue, then acknowledge (the acknowledgement is the message progress edits).
-        number = await self.core.store.count_jobs(chat.user_key, session.id, JobKind.GENERATE) + 1
-        request_id = f"{session.id}-{number}"
-        job_id = generate_job_id(chat.user_key, request_id)
         count = self.core.settings.headshots_per_request
-        await self.core.quotas.check_images(chat.user_key, count)
-        await transitions.rendering_queued(self.core.store, session, job_id, style.name)
-        request = GenerateRequest(
-            user_key=chat.user_key,
-            request_id=request_id,
-            lora_key=session.lora_key,
-            style=style,
-            count=count,
-            seed=secrets.randbelow(2**31),
-            output_prefix=output_prefix(chat.user_key, request_id),
-            subject=session.subject,
-        )
-        await self.core.queue.enqueue_generation(job_id, request)
-        position = await self.core.queue.position(job_id)
+        job_id, position = await queue_render(self.core, chat, session, style, count=count)
         text = (texts.HEADSHOT_QUEUED if position else texts.HEADSHOT_QUEUED_RUNNING).format(
             count=count, style=style.title, position=position
         )

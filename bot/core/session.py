@@ -6,6 +6,7 @@ NEW ──/train──▶ COLLECTING ──/train start (enough selfies)──�
                    │                                             (selfies kept)         │ │ failed, cancelled,
                    └──────────────── /train new ◀── READY                    /headshot ▼ │ undeliverable
                                                                                   GENERATING
+(/more, /remix and /upscale on a headshot are renders too: READY ──▶ GENERATING, as /headshot.)
 any state ──/delete confirm──▶ NEW (everything of the user gone); READY ──model expired──▶ NEW
 
 A job is undeliverable when the chat refused its messages for good (the user blocked the bot, a file too big): it
@@ -23,6 +24,7 @@ from dataclasses import replace
 from bot.store.database import Store
 from bot.store.schema import JobRow, JobStatus, SessionRow, SessionState
 from jobs.contract.kinds import JobKind
+from jobs.contract.payloads import GenerateRequest
 from pipeline.subject import Subject
 
 __all__ = [
@@ -65,9 +67,13 @@ async def training_queued(store: Store, session: SessionRow, job_id: str) -> Non
     await store.update_session(session.user_key, session.id, state=SessionState.TRAINING)
 
 
-async def rendering_queued(store: Store, session: SessionRow, job_id: str, style: str) -> None:
-    """``/headshot``: recorded before it is enqueued, as training is."""
-    await store.add_job(JobRow(job_id, session.user_key, session.id, JobKind.GENERATE, JobStatus.QUEUED, style, None))
+async def rendering_queued(store: Store, session: SessionRow, job_id: str, request: GenerateRequest) -> None:
+    """``/headshot`` (or ``/more``, ``/remix``, ``/upscale``): recorded with its request before it is enqueued, as
+    training is."""
+    row = JobRow(
+        job_id, session.user_key, session.id, JobKind.GENERATE, JobStatus.QUEUED, request.style.name, None, request
+    )
+    await store.add_job(row)
     await store.update_session(session.user_key, session.id, state=SessionState.GENERATING)
 
 

@@ -16,6 +16,7 @@ __all__ = [
     "clip",
     "explain",
     "favorite_button",
+    "headshot_buttons",
     "HELP",
     "format_eta",
     "selfie_checking",
@@ -36,10 +37,14 @@ HELP = """I turn 10-20 selfies into professional headshots.
 /cancel - stop the running training or rendering
 /favorites - the headshots you starred, as original files (/favorites zip: in one ZIP)
 /export - your trained model (LoRA) as files, to use in diffusers or AUTOMATIC1111/ComfyUI
+/more <number> - variations of one headshot
+/remix <number> <words> - one headshot in a new scene, e.g. /remix 3 on a beach at sunset
+/upscale <number> - one headshot at twice the size, its face redone in detail
 /delete - erase your selfies, model and headshots
 /help - this message
 
-Tap ★ under a headshot (or react to it, or send /favorite <number>) to keep it as a favorite.
+Tap ★ under a headshot (or react to it, or send /favorite <number>) to keep it as a favorite; the other buttons
+under it make variations, remix it or upscale it.
 Your photos stay private to this chat."""
 
 START_BUTTON = Button("Start training", "/train start")
@@ -86,6 +91,21 @@ FAVORITES_EMPTY = "No favorites yet: tap ★ under a headshot you like (or react
 FAVORITE_NO_SUCH = "There is no headshot #{number}: you have {count}. Send /favorite with a number from their captions."
 FAVORITE_NO_HEADSHOTS = "You have no headshots yet: send /headshot <style> to render some, then keep your favorites."
 FAVORITES_SENT = "Your favorite headshots ({count}), as original files:"
+# Actions on one headshot (/more, /remix, /upscale; the buttons under each headshot send them).
+ACTION_NO_SUCH = "There is no headshot #{number}: you have {count}. Send /{action} with a number from their captions."
+ACTION_NO_HEADSHOTS = "You have no headshots yet: send /headshot <style> to render some first."
+ACTION_BUSY = "I'm still rendering your last request. Wait for it, or send /cancel, then try /{action} again."
+REMIX_NEEDS_WORDS = (
+    "Tell me what to change, after the number: /remix {number} <words>, e.g. /remix {number} on a beach at sunset."
+)
+REMIX_TITLE = "{title}, remixed"
+MORE_QUEUED = "Rendering {count} variations of #{number}{queue}…"
+REMIX_QUEUED = "Remixing #{number} into {count} new headshots{queue}…"
+UPSCALE_QUEUED = "Upscaling #{number} to twice its size{queue}…"
+QUEUE_POSITION = " (queue position {position})"
+VARIATIONS_READY = "Here are your variations of #{number}. Tap ★ Keep under the ones you like."
+REMIXES_READY = "Here are your remixes of #{number}. Tap ★ Keep under the ones you like."
+UPSCALE_READY = "Here is #{number} at twice the size."
 TRAINED = "Your model is ready! Send /headshot <style>, e.g. /headshot linkedin. /styles lists them all."
 IMAGES_READY = "Here are your {style} headshots. Tap ★ Keep under the ones you like (or react to them)."
 IMAGE_CAPTION = "#{number} · {style} · seed {seed}"
@@ -112,6 +132,18 @@ def clip(value: str, limit: int = 40) -> str:
 
 def favorite_button(number: int) -> Button:
     return Button(f"★ Keep #{number}", f"/favorite {number}")
+
+
+def headshot_buttons(number: int) -> tuple[Button, ...]:
+    """Under headshot #number: keep it, vary it, remix it (the command answers how to add the words), upscale it.
+
+    Each is the plain command, so a button posted before a restart still works after it."""
+    return (
+        favorite_button(number),
+        Button(f"↻ More #{number}", f"/more {number}"),
+        Button(f"✎ Remix #{number}", f"/remix {number}"),
+        Button(f"⤢ Upscale #{number}", f"/upscale {number}"),
+    )
 
 
 def format_eta(seconds: float | None) -> str:

@@ -48,7 +48,7 @@ def new_tree(client: discord.Client, events: DiscordEvents) -> Tree:
         await events.on_command(interaction, f"/headshot {look}".rstrip())
 
     @tree.command(name="favorite", description=texts.COMMANDS["favorite"])
-    @app_commands.describe(number="The number in the headshot's caption, e.g. 3 for #3")
+    @app_commands.describe(number=texts.NUMBER_OPTION)
     async def favorite(interaction: discord.Interaction[Any], number: app_commands.Range[int, 1, 100_000]) -> None:
         await events.on_command(interaction, f"/favorite {number}")
 
@@ -56,6 +56,8 @@ def new_tree(client: discord.Client, events: DiscordEvents) -> Tree:
     @app_commands.describe(as_zip=texts.ZIP_OPTION)
     async def favorites(interaction: discord.Interaction[Any], as_zip: bool = False) -> None:
         await events.on_command(interaction, "/favorites zip" if as_zip else "/favorites")
+
+    _add_actions(tree, events)
 
     for name in ("styles", "status", "cancel", "export", "delete", "help"):
         tree.add_command(_plain(name, events))
@@ -65,6 +67,30 @@ def new_tree(client: discord.Client, events: DiscordEvents) -> Tree:
         await events.on_error(error, None, interaction)
 
     return tree
+
+
+def _add_actions(tree: Tree, events: DiscordEvents) -> None:
+    """``/more <number>``, ``/remix <number> <words>``, ``/upscale <number>``: the buttons under a headshot send
+    the same commands."""
+
+    @tree.command(name="more", description=texts.COMMANDS["more"])
+    @app_commands.describe(number=texts.NUMBER_OPTION)
+    async def more(interaction: discord.Interaction[Any], number: app_commands.Range[int, 1, 100_000]) -> None:
+        await events.on_command(interaction, f"/more {number}")
+
+    @tree.command(name="remix", description=texts.COMMANDS["remix"])
+    @app_commands.describe(number=texts.NUMBER_OPTION, words=texts.WORDS_OPTION)
+    async def remix(
+        interaction: discord.Interaction[Any],
+        number: app_commands.Range[int, 1, 100_000],
+        words: app_commands.Range[str, 1, CUSTOM_STYLE_MAX_CHARS],
+    ) -> None:
+        await events.on_command(interaction, f"/remix {number} {words}")
+
+    @tree.command(name="upscale", description=texts.COMMANDS["upscale"])
+    @app_commands.describe(number=texts.NUMBER_OPTION)
+    async def upscale(interaction: discord.Interaction[Any], number: app_commands.Range[int, 1, 100_000]) -> None:
+        await events.on_command(interaction, f"/upscale {number}")
 
 
 def _plain(name: str, events: DiscordEvents) -> app_commands.Command[Any, Any, None]:

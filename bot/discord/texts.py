@@ -13,11 +13,16 @@ COMMANDS: dict[str, str] = {
     "favorites": "Your starred headshots, as original files",
     "favorite": "Keep headshot number n as a favorite",
     "export": "Your trained model as LoRA files for diffusers and AUTOMATIC1111/ComfyUI",
+    "more": "Variations of headshot number n",
+    "remix": "Headshot number n in a new scene, in your words",
+    "upscale": "Headshot number n at twice the size",
     "cancel": "Stop the running training or rendering",
     "delete": "Erase your selfies, model and headshots",
     "help": "How this works",
 }
 TRAIN_ACTIONS: dict[str, str] = {"start": "Start training now", "new": "Start over with new selfies"}
+NUMBER_OPTION = "The number in the headshot's caption, e.g. 3 for #3"
+WORDS_OPTION = "What to change, e.g. on a beach at sunset"
 PHOTO_OPTION = "A selfie: just you, face clearly visible"
 # /train's options for how the pictures describe the user (pipeline/subject.py), each a /train word.
 DESCRIBE_AS: dict[str, str] = {"woman": "A woman", "man": "A man", "person": "A person"}

@@ -1,8 +1,9 @@
 """``headshot-demo`` (``make demo``): the whole product end to end on this machine, scripted.
 
 A private Redis, a worker process with the tiny offline model, the bot core and the local chat: ``/train`` with ten
-selfies made from a real photo (and one bad file, to show a refusal), training progress, ``/headshot linkedin``, a
-favorite, ``/favorites``. It prints where the headshots and the contact sheet are.
+selfies made from a real photo (and one bad file, to show a refusal), training progress, ``/headshot linkedin``,
+variations, a remix and an upscale of headshot #1, a favorite, ``/favorites``. It prints where the headshots and the
+contact sheet are.
 """
 
 from __future__ import annotations
@@ -58,6 +59,11 @@ async def run_demo(settings: Settings, runtime: LocalRuntime, out: Path, selfies
         await chat.say("/headshot linkedin")
         await _wait_for(app, chat, runtime, SessionState.READY, timeout_s=300)
         first_headshot = next(number for number, message in port.messages.items() if message.image_path)
+        # Actions on headshot #1, as its buttons send them: variations, a remix in the user's words, an upscale.
+        for line in ("/more 1", "/remix 1 on a sunny rooftop terrace", "/upscale 1"):
+            _say(line)
+            await chat.say(line)
+            await _wait_for(app, chat, runtime, SessionState.READY, timeout_s=300)
         for line in (f"react {first_headshot}", "/favorites", "/status"):
             _say(line)
             await chat.say(line)

@@ -152,7 +152,7 @@ class Store(GalleryRows):
     async def add_job(self, job: JobRow) -> None:
         await self.db.execute(
             "INSERT OR IGNORE INTO jobs (job_id, user_key, session_id, kind, status, style, progress_message_id, "
-            "created_at) VALUES (?,?,?,?,?,?,?,?)",
+            "created_at, request) VALUES (?,?,?,?,?,?,?,?,?)",
             (
                 job.job_id,
                 job.user_key,
@@ -162,13 +162,14 @@ class Store(GalleryRows):
                 job.style,
                 job.progress_message_id,
                 time.time(),
+                job.request_json(),
             ),
         )
         await self.db.commit()
 
     async def job(self, user_key: str, job_id: str) -> JobRow | None:
         row = await self._one(
-            "SELECT job_id, user_key, session_id, kind, status, style, progress_message_id FROM jobs "
+            "SELECT job_id, user_key, session_id, kind, status, style, progress_message_id, request FROM jobs "
             "WHERE user_key = ? AND job_id = ?",
             user_key,
             job_id,
@@ -177,7 +178,7 @@ class Store(GalleryRows):
 
     async def active_job(self, user_key: str) -> JobRow | None:
         row = await self._one(
-            "SELECT job_id, user_key, session_id, kind, status, style, progress_message_id FROM jobs "
+            "SELECT job_id, user_key, session_id, kind, status, style, progress_message_id, request FROM jobs "
             "WHERE user_key = ? AND status IN ('queued', 'running') ORDER BY created_at DESC LIMIT 1",
             user_key,
         )
@@ -186,7 +187,7 @@ class Store(GalleryRows):
     async def open_jobs(self) -> list[JobRow]:
         """Every queued or running job of every user: the watchdog's round (the one query across users)."""
         rows = await self._all(
-            "SELECT job_id, user_key, session_id, kind, status, style, progress_message_id FROM jobs "
+            "SELECT job_id, user_key, session_id, kind, status, style, progress_message_id, request FROM jobs "
             "WHERE status IN ('queued', 'running') ORDER BY created_at"
         )
         return [JobRow(*row) for row in rows]

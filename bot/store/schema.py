@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
 
 from jobs.contract.kinds import JobKind
+from jobs.contract.payloads import GenerateRequest
 from pipeline.selfies.intake import SelfieFacts
 from pipeline.subject import Subject
 
@@ -104,6 +106,11 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE sessions ADD COLUMN subject TEXT;
     """,
+    # 5 -> 6: a generation job's request (GenerateRequest as JSON), so an action on one of its headshots (/more,
+    # /remix, /upscale) renders in the style it was made in; NULL for training and older jobs.
+    """
+    ALTER TABLE jobs ADD COLUMN request TEXT;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -161,10 +168,16 @@ class JobRow:
     status: JobStatus
     style: str | None
     progress_message_id: str | None
+    request: GenerateRequest | None = None  # a generation job's, as the bot enqueued it
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", JobKind(self.kind))
         object.__setattr__(self, "status", JobStatus(self.status))
+        if isinstance(self.request, str):  # stored as JSON, read back as the request
+            object.__setattr__(self, "request", GenerateRequest.from_dict(json.loads(self.request)))
+
+    def request_json(self) -> str | None:
+        return None if self.request is None else json.dumps(self.request.to_dict())
 
 
 @dataclass(frozen=True)

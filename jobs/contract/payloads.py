@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from typing import Any
 
 from jobs.contract.kinds import JobKind
@@ -11,6 +12,7 @@ from pipeline.subject import Subject
 
 __all__ = [
     "GenerateRequest",
+    "RenderMode",
     "TrainRequest",
     "generate_job_id",
     "job_owner",
@@ -64,12 +66,22 @@ class TrainRequest:
         return cls(**{**payload, "subject": Subject(**payload.get("subject") or {})})
 
 
+class RenderMode(StrEnum):
+    """What a generation job renders from: the prompt alone, or one of the user's headshots (``source_key``)."""
+
+    PROMPT = "prompt"  # /headshot
+    VARY = "vary"  # /more: near variants of the source, new seeds
+    REMIX = "remix"  # /remix: the source's composition in a scene of the user's words
+    UPSCALE = "upscale"  # /upscale: twice the size, a hires pass and the face pass
+
+
 @dataclass(frozen=True)
 class GenerateRequest:
     """Render ``count`` headshots of ``style`` with the LoRA at ``lora_key``, into ``output_prefix``.
 
     ``style`` is resolved once, by the bot, from the user's words (a preset or their own description), and travels
-    whole: the worker renders it as it is and names its title in the result.
+    whole: the worker renders it as it is and names its title in the result. ``mode`` and ``source_key`` came later
+    with defaults, so a payload queued by an older bot still reads as the prompt-only render it was.
     """
 
     user_key: str
@@ -81,6 +93,12 @@ class GenerateRequest:
     output_prefix: str
     # Who the prompt names, as the LoRA was trained; payloads from before subjects render a "person".
     subject: Subject = Subject()
+    mode: RenderMode = RenderMode.PROMPT
+    source_key: str | None = None  # the headshot an action starts from (under the user's prefix), None for PROMPT
+
+    def __post_init__(self) -> None:
+        if (self.mode == RenderMode.PROMPT) != (self.source_key is None):
+            raise ValueError(f"A {self.mode} render needs a source_key exactly when it is not a prompt render.")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,4 +108,5 @@ class GenerateRequest:
         style = dict(payload["style"])
         style["aspect"] = tuple(style["aspect"])  # JSON and msgpack hand tuples back as lists
         subject = Subject(**payload.get("subject") or {})
-        return cls(**{**payload, "style": Style(**style), "subject": subject})
+        mode = RenderMode(payload.get("mode", RenderMode.PROMPT))
+        return cls(**{**payload, "style": Style(**style), "subject": subject, "mode": mode})

@@ -1,4 +1,8 @@
-"""The ``generate_headshots`` job: render the request's style with the user's LoRA, keep the best likenesses."""
+"""The ``generate_headshots`` job: render the request's style with the user's LoRA, keep the best likenesses.
+
+A request renders from the prompt (``/headshot``) or from one of the user's headshots (``/more``, ``/remix``,
+``/upscale``: ``RenderMode``); small faces, and every upscale, then get the face pass.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from jobs.contract.events import ImagesReady, RenderedImage
+from jobs.contract.keys import user_prefix
 from jobs.contract.kinds import JobKind
-from jobs.contract.payloads import GenerateRequest
+from jobs.contract.payloads import GenerateRequest, RenderMode
 from jobs.worker.ranking import candidate_count, load_reference, rank_headshots
-from jobs.worker.state import WORKER_NAME, worker_state
+from jobs.worker.state import WORKER_NAME, WorkerState, worker_state
 from jobs.worker.supervision import announce_start, report_failure, report_stop
 from jobs.worker.threads import ProgressReporter, run_in_thread
 from pipeline.errors import JobCancelled, OutOfGpuMemory, UserInputError
@@ -25,8 +30,6 @@ log = logging.getLogger(__name__)
 
 async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
     """Render the request's headshots with the user's LoRA, store PNGs, publish ``images_ready``."""
-    from pipeline.diffusion.generation import generate_headshots as render
-
     request = GenerateRequest.from_dict(payload)
     state = worker_state(ctx)
     settings, storage = state.settings, state.storage
@@ -34,9 +37,18 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
     progress = ProgressReporter(state.events, request.user_key, job_id, settings.progress_interval_s)
     await announce_start(ctx, JobKind.GENERATE, request.user_key, WORKER_NAME)
     try:
-        # 1. The user's LoRA as a local file for diffusers' loader.
+        # 1. The user's LoRA as a local file for diffusers' loader, and the headshot an action starts from.
         reference = await load_reference(storage, request.lora_key)
-        renders = candidate_count(request.count, settings.headshot_candidates, reference)
+        renders = (
+            1
+            if request.mode == RenderMode.UPSCALE
+            else candidate_count(request.count, settings.headshot_candidates, reference)
+        )
+        source = None
+        if request.source_key is not None:
+            if not request.source_key.startswith(user_prefix(request.user_key)):
+                raise ValueError(f"source {request.source_key!r} is not {request.user_key}'s")
+            source = await storage.get(request.source_key)
         with tempfile.TemporaryDirectory(prefix="lora-") as scratch:
             lora_path = Path(scratch) / "pytorch_lora_weights.safetensors"
             await storage.get_file(request.lora_key, lora_path)
@@ -47,24 +59,16 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
                 progress.report(done * request.count // total, request.count)
 
             images = await run_in_thread(
-                progress,
-                lambda: render(
-                    state.model.pipe,
-                    request.style,
-                    count=renders,
-                    seed=request.seed,
-                    lora_path=lora_path,
-                    on_progress=on_images,
-                    steps=settings.inference_steps,
-                    should_stop=progress.stop.is_set,
-                    lora_slot=state.model.lora_slot,
-                    subject=request.subject,
-                ),
+                progress, lambda: _render(state, request, source, renders, lora_path, on_images, progress.stop.is_set)
             )
-        # 3. Keep the best likenesses, then 4. store the PNGs; the event carries keys, seeds, scores, never bytes.
-        ranked = await asyncio.to_thread(
-            rank_headshots, state.faces, images, reference, request.count, settings.identity_min_score
-        )
+            # 3. Keep the best likenesses; 4. give small faces (every face, in an upscale) the face pass.
+            ranked = await asyncio.to_thread(
+                rank_headshots, state.faces, images, reference, request.count, settings.identity_min_score
+            )
+            ranked = await run_in_thread(
+                progress, lambda: _face_pass(state, request, ranked, lora_path, progress.stop.is_set)
+            )
+        # 5. Store the PNGs; the event carries keys, seeds, scores, never bytes.
         # All images at once, one thread each: zlib lets go of the GIL, and the GPU waits for this step.
         encoded = await asyncio.gather(*(asyncio.to_thread(_png_bytes, generated.image) for generated, _ in ranked))
         results = []
@@ -87,6 +91,91 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
     )
     await state.events.publish(ready)
     return {"style": ready.style, "title": ready.title, "images": [image.to_dict() for image in ready.images]}
+
+
+def _render(
+    state: WorkerState,
+    request: GenerateRequest,
+    source: bytes | None,
+    renders: int,
+    lora_path: Path,
+    on_images: Any,
+    should_stop: Any,
+) -> list[Any]:
+    """The request's renders (``GeneratedImage``s), from its prompt or its source headshot. Blocking."""
+    from PIL import Image
+
+    from pipeline.diffusion.generation import generate_headshots as render
+    from pipeline.diffusion.generation import headshot_size
+    from pipeline.diffusion.img2img import REMIX_STRENGTH, UPSCALE_STRENGTH, VARIATION_STRENGTH, image_to_image
+
+    model, steps = state.model, state.settings.inference_steps
+    if source is None:
+        return render(
+            model.pipe,
+            request.style,
+            count=renders,
+            seed=request.seed,
+            lora_path=lora_path,
+            on_progress=on_images,
+            steps=steps,
+            should_stop=should_stop,
+            lora_slot=model.lora_slot,
+            subject=request.subject,
+        )
+    with Image.open(io.BytesIO(source)) as opened:
+        start = opened.convert("RGB")
+    # From the headshot size whatever the source's (an upscale's variation, an upscale of an upscale): sizes stay
+    # bounded, and the shapes are the ones a warm worker compiled for.
+    width, height = headshot_size(model.pipe, request.style.aspect)
+    size, strength = (width, height), REMIX_STRENGTH if request.mode == RenderMode.REMIX else VARIATION_STRENGTH
+    if request.mode == RenderMode.UPSCALE:
+        size, strength = (2 * width, 2 * height), UPSCALE_STRENGTH
+    return image_to_image(
+        model.pipe,
+        start,
+        request.style,
+        strength=strength,
+        count=renders,
+        seed=request.seed,
+        size=size,
+        lora_path=lora_path,
+        lora_slot=model.lora_slot,
+        steps=steps,
+        on_progress=on_images,
+        should_stop=should_stop,
+        subject=request.subject,
+    )
+
+
+def _face_pass(
+    state: WorkerState, request: GenerateRequest, ranked: list[Any], lora_path: Path, should_stop: Any
+) -> list[Any]:
+    """``ranked`` with the face pass done where it applies: every face in an upscale, else faces below the
+    ``face_pass_below`` share of the width (0: none). Blocking."""
+    from pipeline.diffusion.face_pass import face_pass
+    from pipeline.diffusion.generation import GeneratedImage
+
+    upscale = request.mode == RenderMode.UPSCALE
+    below = state.settings.face_pass_below
+    if not ranked or (not upscale and below <= 0):
+        return ranked
+    images = face_pass(
+        state.model.pipe,
+        [generated.image for generated, _ in ranked],
+        state.faces,
+        request.style,
+        seeds=[generated.seed for generated, _ in ranked],
+        only_below=None if upscale else below,
+        lora_path=lora_path,
+        lora_slot=state.model.lora_slot,
+        steps=state.settings.inference_steps,
+        should_stop=should_stop,
+        subject=request.subject,
+    )
+    return [
+        (GeneratedImage(image, generated.seed), score) for image, (generated, score) in zip(images, ranked, strict=True)
+    ]
 
 
 def _png_bytes(image: Any) -> bytes:

@@ -66,6 +66,7 @@ class LoraSlot:
         self.target_modules = tuple(target_modules)
         self.merge = merge
         self._active: Path | None = None
+        self._scale = 1.0
         self._base_weights: dict[str, Any] = {}  # layer name -> its weight before any merge (filled lazily)
         self._text_adapter: str | None = None
 
@@ -94,12 +95,18 @@ class LoraSlot:
         """The LoRA file swapped in now, or None when the slot holds zeros."""
         return self._active
 
-    def swap_in(self, lora_path: Path) -> float:
-        """Copy the LoRA at ``lora_path`` into the slot (replacing whatever was there); return the seconds taken."""
+    def swap_in(self, lora_path: Path, *, scale: float = 1.0) -> float:
+        """Copy the LoRA at ``lora_path`` into the slot (replacing whatever was there); return the seconds taken.
+
+        ``scale`` weakens (or strengthens) the LoRA as it is merged: the face pass renders at moderate strength.
+        """
         started = time.perf_counter()
         lora_path = Path(lora_path)
         if not lora_path.is_file():
             raise FileNotFoundError(f"No LoRA weights at '{lora_path}'.")
+        if scale != 1.0 and not self.merge:
+            # Unmerged, the scale lives in peft's hot-swapped tensors, which the compiled graph reads as they are.
+            raise ValueError(f"A LoRA scale of {scale} needs a merging slot (merge=True).")
         pipe = self.pipe
         state, alphas, metadata = pipe.lora_state_dict(
             str(lora_path.parent), weight_name=lora_path.name, return_lora_metadata=True
@@ -112,6 +119,7 @@ class LoraSlot:
             self._text_adapter = None
         self._unmerge()  # peft hot-swaps no merged adapter; the next user's merge starts from W0 anyway
         self._active = lora_path
+        self._scale = scale
         try:
             pipe.load_lora_into_unet(
                 {key: value for key, value in state.items() if key.startswith("unet.")},
@@ -185,7 +193,7 @@ class LoraSlot:
                     base = self._base_weights[name] = weight.detach().clone()
                 # In float32, from the untouched copy: the result is the same whichever users came before.
                 delta = layer.lora_B[SLOT_ADAPTER].weight.float() @ layer.lora_A[SLOT_ADAPTER].weight.float()
-                weight.copy_(base.float() + delta * layer.scaling[SLOT_ADAPTER])
+                weight.copy_(base.float() + delta * (layer.scaling[SLOT_ADAPTER] * self._scale))
                 _requantize(layer.base_layer)
                 if SLOT_ADAPTER not in layer.merged_adapters:
                     # peft's forward runs just the base layer for a merged adapter.
@@ -205,6 +213,7 @@ class LoraSlot:
             remove_adapter(self.pipe, self._text_adapter)
             self._text_adapter = None
         self._active = None
+        self._scale = 1.0
         return time.perf_counter() - started
 
 

@@ -29,7 +29,8 @@ def compile_for_serving(
 
     Renders go through ``generate_headshots`` with ``slot`` merged (holding zeros), the path and state every user's
     request renders in, so the graphs those requests need are all built here, at start-up, and no user's first
-    request waits minutes for a compile. Styles that share size, sampler and CFG share graphs and render once.
+    request waits minutes for a compile. Styles that share size, sampler and CFG share graphs and render once. The
+    actions on a headshot (variations, remixes, upscales, the face pass) are warmed at their sizes too.
     """
     started = time.perf_counter()
     optimize_for_inference(pipe, compile_backend=compile_backend, compile_scope=compile_scope)
@@ -39,4 +40,25 @@ def compile_for_serving(
             for batch in sorted(set(batch_sizes)):
                 # Two steps: the graphs do not depend on the step count.
                 generate_headshots(pipe, style, count=batch, seed=0, batch_size=batch, steps=2, lora_slot=slot)
+            _warm_actions(pipe, style, batch_sizes)
     return time.perf_counter() - started
+
+
+def _warm_actions(pipe: Any, style: Style, batch_sizes: Iterable[int]) -> None:
+    """The shapes the actions on a headshot render at: variations and remixes at the headshot's size, in the same
+    batches; an upscale at twice it; the face pass one native square at a time."""
+    from PIL import Image
+
+    from pipeline.diffusion.face_pass import FACE_STRENGTH
+    from pipeline.diffusion.generation import headshot_size
+    from pipeline.diffusion.img2img import UPSCALE_STRENGTH, VARIATION_STRENGTH, image_to_image, render_from_images
+
+    width, height = headshot_size(pipe, style.aspect)
+    start = Image.new("RGB", (width, height), "gray")
+    for batch in sorted(set(batch_sizes)):
+        image_to_image(pipe, start, style, strength=VARIATION_STRENGTH, count=batch, seed=0, steps=2)
+    image_to_image(
+        pipe, start, style, strength=UPSCALE_STRENGTH, count=1, seed=0, size=(2 * width, 2 * height), steps=2
+    )
+    square = Image.new("RGB", headshot_size(pipe, (1, 1)), "gray")
+    render_from_images(pipe, [square], style, strength=FACE_STRENGTH, seeds=[0], steps=2)

@@ -33,6 +33,9 @@ COMMANDS = [
     "/favorite",
     "/favorites",
     "/delete",
+    "/more",
+    "/remix",
+    "/upscale",
     "/frobnicate",
     "/",
 ]

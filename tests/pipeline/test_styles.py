@@ -6,7 +6,7 @@ import pytest
 
 from bot.core.texts import explain
 from pipeline.errors import BadStyleDescription, UnknownStyle
-from pipeline.styles import IDENTIFIER_TOKEN, SCHEDULERS, STYLES, Style, custom_style, resolve_style
+from pipeline.styles import IDENTIFIER_TOKEN, SCHEDULERS, STYLES, Style, custom_style, remix_style, resolve_style
 from tests.said import refused
 
 
@@ -47,3 +47,20 @@ def test_custom_style_refuses_too_long_or_empty_text() -> None:
     with refused(BadStyleDescription, match="empty"):
         custom_style(" \n\t ")
     assert custom_style("y" * 300).prompt.endswith("y" * 300)
+
+
+def test_a_remix_puts_the_words_after_the_subject_and_keeps_the_look() -> None:
+    base = STYLES["black-and-white"]
+    remix = remix_style(base, "  in a {jazz} club\n", "Black and white, remixed")
+    assert remix.render_prompt() == (
+        "black and white portrait photograph of sks person, in a {jazz} club, dramatic side lighting, fine film grain, "
+        "timeless classic look"
+    )
+    assert (remix.negative_prompt, remix.aspect, remix.scheduler, remix.guidance_scale) == (
+        base.negative_prompt,
+        base.aspect,
+        base.scheduler,
+        base.guidance_scale,
+    )
+    with refused(BadStyleDescription, "description is empty"):
+        remix_style(base, " \u200b ", "x")

@@ -73,7 +73,12 @@ async def test_train_command_button_progress_results_star_and_favorites(
     assert [len(sent.files) for sent in headshots] == [1, 1]
     assert all(sent.files[0][1].startswith(PNG) for sent in headshots)
     assert [sent.content.split(" · ")[0] for sent in headshots] == ["#1", "#2"]
-    assert [sent.buttons for sent in headshots] == [{"★ Keep #1": "hs:/favorite 1"}, {"★ Keep #2": "hs:/favorite 2"}]
+    assert headshots[0].buttons == {
+        "★ Keep #1": "hs:/favorite 1",
+        "↻ More #1": "hs:/more 1",
+        "✎ Remix #1": "hs:/remix 1",
+        "⤢ Upscale #1": "hs:/upscale 1",
+    }
 
     # 6. A ★ press and a ⭐ reaction each keep a favorite; other emoji do nothing; /favorites sends the originals.
     await standin.press(ALICE, headshots[1], "★ Keep #2")
@@ -116,10 +121,16 @@ async def test_restart_keeps_buttons_working_and_the_session_intact(
     await standin.wait_for(lambda: len(standin.images(ALICE)) == 2, what="the headshots")
     assert standin.texts(ALICE).count("Your model is ready") == 1
 
-    # 3. ★ buttons posted before another restart still work after it.
+    # 3. Buttons posted before another restart still work after it: ★ keeps, More renders variations.
     await discord_bot.restart()
     await standin.press(ALICE, standin.images(ALICE)[0], "★ Keep #1")
     await standin.wait_for(lambda: standin.with_text(ALICE, "Saved headshot #1"), what="the favorite after restart")
+    await standin.press(ALICE, standin.images(ALICE)[1], "↻ More #2")
+    await standin.wait_for(lambda: standin.with_text(ALICE, "Rendering 2 variations of #2"), what="the ack")
+    await discord_bot.run_worker()
+    await standin.wait_for(lambda: len(standin.images(ALICE)) == 4, what="two variations")
+    assert [sent.content.split(" · ")[0] for sent in standin.images(ALICE)[2:]] == ["#3", "#4"]
+    assert standin.with_text(ALICE, "Here are your variations of #2") is not None
 
 
 async def test_two_users_never_see_each_others_images(

@@ -40,6 +40,9 @@ async def test_start_syncs_commands_for_dms_and_user_installs_with_dm_intents(
         "favorites",
         "favorite",
         "export",
+        "more",
+        "remix",
+        "upscale",
         "delete",
         "help",
     }

@@ -71,7 +71,12 @@ async def test_album_train_button_progress_media_group_favorites(
     assert all(sent.media_group_id is None for sent in headshots)
     assert all(sent.data and sent.data.startswith(PNG) for sent in headshots)
     assert [sent.text.split(" · ")[0] for sent in headshots] == ["#1", "#2"]
-    assert [sent.buttons for sent in headshots] == [{"★ Keep #1": "/favorite 1"}, {"★ Keep #2": "/favorite 2"}]
+    assert headshots[1].buttons == {
+        "★ Keep #2": "/favorite 2",
+        "↻ More #2": "/more 2",
+        "✎ Remix #2": "/remix 2",
+        "⤢ Upscale #2": "/upscale 2",
+    }
 
     # 5. A ★ press and a reaction each keep a favorite; /favorites sends the originals as documents.
     await standin.press(ALICE, headshots[1], "★ Keep #2")
@@ -88,6 +93,15 @@ async def test_album_train_button_progress_media_group_favorites(
     # 6. /status tells where things are.
     await standin.send_text(ALICE, "/status")
     await standin.wait_for(lambda: _with_text(standin, ALICE, "Headshots so far: 2"), what="the status")
+
+    # 7. The Upscale button under #2 renders it at twice the size, posted as headshot #3 with buttons of its own.
+    await standin.press(ALICE, headshots[1], "⤢ Upscale #2")
+    await standin.wait_for(lambda: _with_text(standin, ALICE, "Upscaling #2"), what="the upscale ack")
+    await telegram_bot.run_worker()
+    await standin.wait_for(lambda: len(_photos(standin, ALICE)) == 3, what="the upscaled headshot")
+    upscaled = _photos(standin, ALICE)[2]
+    assert upscaled.text.startswith("#3 · ") and upscaled.buttons["⤢ Upscale #3"] == "/upscale 3"
+    assert _with_text(standin, ALICE, "Here is #2 at twice the size.") is not None
 
 
 async def test_restart_mid_session_keeps_selfies_and_still_delivers(
