@@ -19,7 +19,7 @@ from typing import Any
 
 from PIL import Image
 
-from jobs.settings import Settings
+from jobs.settings import CompileProfile, Settings
 from jobs.worker.ranking import render_batch_sizes
 
 __all__ = ["ServingModel", "prepare_model", "training_plan"]
@@ -41,6 +41,7 @@ class ServingModel:
 def prepare_model(settings: Settings) -> ServingModel:
     """Load ``settings.model`` and set up its plan, its rendering slot and, as the settings ask
     (``Settings.compile_profile`` for the model's device), compiled training, compiled rendering and class images."""
+    from pipeline.diffusion.families import Family, pipeline_family
     from pipeline.diffusion.loading import load_base_pipeline, pick_device
     from pipeline.diffusion.lora_slot import LoraSlot
 
@@ -51,7 +52,10 @@ def prepare_model(settings: Settings) -> ServingModel:
     pipe = load_base_pipeline(
         settings.model, device=device, dtype=settings.dtype, cache_dir=settings.resolved_model_cache_dir
     )
-    log.info("model %s loaded in %.1f s", settings.model, time.monotonic() - started)
+    family = pipeline_family(pipe)
+    log.info("model %s (%s) loaded in %.1f s", settings.model, family, time.monotonic() - started)
+    if family is Family.FLUX2:
+        compiling = _eager_for_flux2(settings, compiling)
     model = ServingModel(pipe, training_plan(pipe, settings), None)
     # One LoRA slot per worker: a user's LoRA is copied into it per request instead of attached as new layers, and
     # folded into the base weights for the request, so rendering runs no LoRA kernels (BENCHMARKS.md, second and
@@ -88,9 +92,10 @@ def training_plan(pipe: Any, settings: Settings) -> Any:
     """Batch size and checkpointing from the GPU's memory, unless the settings fix them."""
     import torch
 
+    from pipeline.diffusion.families import denoiser
     from pipeline.diffusion.training.loop import MemoryPlan, memory_plan
 
-    device = pipe.unet.device
+    device = denoiser(pipe).device
     memory = torch.cuda.get_device_properties(device).total_memory / 2**30 if device.type == "cuda" else None
     plan = memory_plan(memory)
     return MemoryPlan(
@@ -99,6 +104,28 @@ def training_plan(pipe: Any, settings: Settings) -> Any:
         if settings.train_gradient_checkpointing is None
         else settings.train_gradient_checkpointing,
     )
+
+
+def _eager_for_flux2(settings: Settings, profile: CompileProfile) -> CompileProfile:
+    """Compiling and FP8 rendering are built and measured for SDXL's UNet only: a klein worker runs eagerly, and
+    settings that ask for more by name fail at start instead of being ignored."""
+    asked = [
+        name
+        for name, value in (
+            ("HEADSHOT_COMPILE_UNET", settings.compile_unet),
+            ("HEADSHOT_COMPILE_TRAINING", settings.compile_training),
+            ("HEADSHOT_RENDER_FLOAT8", settings.render_float8),
+        )
+        if value
+    ]
+    if asked:
+        raise ValueError(
+            f"{', '.join(asked)}=true, but compiling and FP8 rendering are not built for FLUX.2 [klein] yet; "
+            "unset them for this model."
+        )
+    if profile.unet or profile.training:
+        log.info("FLUX.2 [klein] renders and trains eagerly: compiling is built for SDXL only")
+    return CompileProfile(unet=False, training=False, scope=profile.scope)
 
 
 def _compile_training(model: ServingModel, settings: Settings, scope: str) -> float:

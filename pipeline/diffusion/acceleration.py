@@ -36,8 +36,10 @@ BLOCK_RECOMPILE_LIMIT = 64
 
 
 def is_qkv_fused(pipe: Any) -> bool:
-    """Whether ``fuse_qkv_projections`` is in effect on the UNet (a LoRA on q/k/v would then be ignored)."""
-    processors = getattr(pipe.unet, "attn_processors", {})
+    """Whether ``fuse_qkv_projections`` is in effect on the denoiser (a LoRA on q/k/v would then be ignored)."""
+    from pipeline.diffusion.families import denoiser
+
+    processors = getattr(denoiser(pipe), "attn_processors", {})
     return any(type(processor).__name__.startswith("Fused") for processor in processors.values())
 
 
