@@ -55,7 +55,7 @@ def prepare_model(settings: Settings) -> ServingModel:
     family = pipeline_family(pipe)
     log.info("model %s (%s) loaded in %.1f s", settings.model, family, time.monotonic() - started)
     if family is Family.FLUX2:
-        compiling = _eager_for_flux2(settings, compiling)
+        compiling = _flux2_profile(settings, compiling)
     model = ServingModel(pipe, training_plan(pipe, settings), None)
     # One LoRA slot per worker: a user's LoRA is copied into it per request instead of attached as new layers, and
     # folded into the base weights for the request, so rendering runs no LoRA kernels (BENCHMARKS.md, second and
@@ -77,7 +77,7 @@ def prepare_model(settings: Settings) -> ServingModel:
         log.info("training step compiled in %.0f s", _compile_training(model, settings, compiling.scope))
     if compiling.unet:
         seconds = _compile_for_serving(pipe, model.lora_slot, settings, compiling.scope)
-        log.info("UNet and VAE decoder compiled for every style and batch size in %.0f s", seconds)
+        log.info("denoiser and VAE decoder compiled for every style and batch size in %.0f s", seconds)
     if settings.prior_class_images:
         from pipeline.diffusion.training.config import TrainingConfig
         from pipeline.diffusion.training.dataset import render_class_images
@@ -106,26 +106,29 @@ def training_plan(pipe: Any, settings: Settings) -> Any:
     )
 
 
-def _eager_for_flux2(settings: Settings, profile: CompileProfile) -> CompileProfile:
-    """Compiling and FP8 rendering are built and measured for SDXL's UNet only: a klein worker runs eagerly, and
-    settings that ask for more by name fail at start instead of being ignored."""
+def _flux2_profile(settings: Settings, profile: CompileProfile) -> CompileProfile:
+    """What a klein worker compiles: rendering only, the whole transformer. Compiled training (a ``TrainingSlot``),
+    block-wise compiling and FP8 are built and measured for SDXL's UNet only; settings that ask for them by name fail
+    at start instead of being ignored, and left unset they are off."""
     asked = [
         name
         for name, value in (
-            ("HEADSHOT_COMPILE_UNET", settings.compile_unet),
-            ("HEADSHOT_COMPILE_TRAINING", settings.compile_training),
-            ("HEADSHOT_RENDER_FLOAT8", settings.render_float8),
+            ("HEADSHOT_COMPILE_TRAINING=true", settings.compile_training),
+            ("HEADSHOT_COMPILE_SCOPE=blocks", settings.compile_scope == "blocks"),
+            ("HEADSHOT_RENDER_FLOAT8=true", settings.render_float8),
         )
         if value
     ]
     if asked:
         raise ValueError(
-            f"{', '.join(asked)}=true, but compiling and FP8 rendering are not built for FLUX.2 [klein] yet; "
-            "unset them for this model."
+            f"{', '.join(asked)} is not built for FLUX.2 [klein] yet; unset it for this model (a klein worker "
+            "compiles rendering only, with HEADSHOT_COMPILE_UNET)."
         )
-    if profile.unet or profile.training:
-        log.info("FLUX.2 [klein] renders and trains eagerly: compiling is built for SDXL only")
-    return CompileProfile(unet=False, training=False, scope=profile.scope)
+    if profile.training:
+        log.info("FLUX.2 [klein] trains eagerly: compiled training is built for SDXL only")
+    # Scope "unet" compiles the whole denoiser, which eager training bypasses (it calls ``forward``), so a user's
+    # training adds its adapter without recompiling what rendering uses.
+    return CompileProfile(unet=profile.unet, training=False, scope="unet")
 
 
 def _compile_training(model: ServingModel, settings: Settings, scope: str) -> float:
