@@ -30,7 +30,7 @@ def flux2_call_arguments(pipe: Any, style: Style, steps: int | None) -> dict[str
     distilled = bool(pipe.config.is_distilled)
     return {
         "prompt": style.render_sentence(),
-        "num_inference_steps": steps or (DISTILLED_STEPS if distilled else BASE_STEPS),
+        "num_inference_steps": (DISTILLED_STEPS if distilled else BASE_STEPS) if steps is None else steps,
         # 1.0 turns CFG off, where the distilled model would only warn that it ignores the value.
         "guidance_scale": 1.0 if distilled else BASE_GUIDANCE,
         "max_sequence_length": prompt_length(pipe),
