@@ -52,7 +52,10 @@ class Settings(BaseSettings):
     )
 
     # The model and the recipe.
-    model: str = Field(default=DEFAULT_MODEL, description="Diffusers SDXL checkpoint: hub id, local folder or 'tiny'.")
+    model: str = Field(
+        default=DEFAULT_MODEL,
+        description="Diffusers SDXL or FLUX.2 [klein] checkpoint: hub id, local folder, 'tiny' or 'tiny-flux2'.",
+    )
     device: str | None = Field(default=None, description="'cuda', 'cuda:1', 'cpu'; default: CUDA when present.")
     dtype: str | None = Field(default=None, description="'bfloat16', 'float16' or 'float32'; default by device.")
     lora_rank: int = Field(default=16, ge=1, le=256)

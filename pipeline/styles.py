@@ -47,7 +47,9 @@ CUSTOM_STYLE_TITLE = "Custom"
 
 @dataclass(frozen=True)
 class Style:
-    """One headshot look. ``prompt`` holds ``{subject}``, replaced by the user's ``Subject.phrase()``."""
+    """One headshot look. ``prompt`` (SDXL's keyword list) and ``sentence`` (the same look in plain words, for models
+    whose text encoder is a language model, such as FLUX.2 [klein]) hold ``{subject}``, replaced by the user's
+    ``Subject.phrase()``."""
 
     name: str
     title: str
@@ -58,6 +60,7 @@ class Style:
     steps: int = 30
     guidance_scale: float = 6.0
     scheduler: str = DEFAULT_SCHEDULER
+    sentence: str = ""  # empty: the keyword prompt is used as it is
 
     def __post_init__(self) -> None:
         if self.scheduler not in SCHEDULERS:
@@ -71,6 +74,9 @@ class Style:
     def render_prompt(self, subject: str = IDENTIFIER_TOKEN) -> str:
         return self.prompt.format(subject=subject)
 
+    def render_sentence(self, subject: str = IDENTIFIER_TOKEN) -> str:
+        return (self.sentence or self.prompt).format(subject=subject)
+
 
 STYLES: dict[str, Style] = {
     style.name: style
@@ -80,24 +86,40 @@ STYLES: dict[str, Style] = {
             "LinkedIn profile",
             "professional linkedin headshot photo of {subject}, friendly smile, business casual blazer, "
             "soft office background bokeh, natural window light, 85mm lens, sharp focus on the eyes",
+            sentence=(
+                "A professional LinkedIn headshot of {subject} smiling in a business casual blazer, in soft "
+                "window light, with a blurred office behind and the eyes in sharp focus."
+            ),
         ),
         Style(
             "corporate",
             "Corporate portrait",
             "corporate executive portrait of {subject}, dark suit, neutral grey studio backdrop, "
             "three-point lighting, confident expression, high-end retouching, 85mm",
+            sentence=(
+                "A corporate executive portrait of {subject} in a dark suit, looking confident in front of a "
+                "neutral grey studio backdrop, lit with three-point studio lighting."
+            ),
         ),
         Style(
             "studio",
             "Studio portrait",
             "studio portrait photo of {subject}, seamless white backdrop, softbox key light, rim light, "
             "crisp detail, editorial magazine quality",
+            sentence=(
+                "A crisp studio portrait of {subject} against a seamless white backdrop, lit by a softbox with a "
+                "rim light, as in an editorial magazine."
+            ),
         ),
         Style(
             "casual",
             "Casual",
             "casual portrait photo of {subject}, relaxed smile, knit sweater, warm cafe background, "
             "golden hour light, shallow depth of field",
+            sentence=(
+                "A casual portrait of {subject} with a relaxed smile, wearing a knit sweater in a warm cafe, in "
+                "golden hour light with the background softly out of focus."
+            ),
             guidance_scale=5.0,
         ),
         Style(
@@ -105,6 +127,10 @@ STYLES: dict[str, Style] = {
             "Outdoor",
             "outdoor portrait of {subject} in a city park, natural daylight, green trees bokeh behind, "
             "light jacket, candid professional photo",
+            sentence=(
+                "A candid outdoor portrait of {subject} in a light jacket in a city park, in natural daylight "
+                "with green trees blurred behind."
+            ),
             guidance_scale=5.0,
         ),
         Style(
@@ -112,6 +138,10 @@ STYLES: dict[str, Style] = {
             "Creative professional",
             "creative professional portrait of {subject}, colourful gel lighting, modern design studio, "
             "stylish outfit, artistic composition",
+            sentence=(
+                "An artistic portrait of {subject} in a stylish outfit in a modern design studio, lit with "
+                "colourful gel lights."
+            ),
             guidance_scale=7.0,
         ),
         Style(
@@ -119,6 +149,10 @@ STYLES: dict[str, Style] = {
             "Black and white",
             "black and white portrait photograph of {subject}, dramatic side lighting, fine film grain, "
             "timeless classic look",
+            sentence=(
+                "A timeless black and white portrait photograph of {subject} with dramatic side lighting and fine"
+                " film grain."
+            ),
             negative_prompt=_NEGATIVE_COMMON + ", colour",
         ),
         Style(
@@ -126,6 +160,10 @@ STYLES: dict[str, Style] = {
             "Actor headshot",
             "theatrical actor headshot of {subject}, looking straight into the camera, even soft light, "
             "plain dark background, true-to-life skin texture",
+            sentence=(
+                "A theatrical actor headshot of {subject} looking straight into the camera in even soft light, "
+                "against a plain dark background, with true-to-life skin texture."
+            ),
         ),
     )
 }
@@ -151,8 +189,12 @@ def custom_style(description: str) -> Style:
     Control characters are dropped and whitespace collapsed; more than ``CUSTOM_STYLE_MAX_CHARS`` characters, or
     nothing left, raises ``ValueError`` saying so.
     """
+    words = _words(description)
     return Style(
-        CUSTOM_STYLE_NAME, CUSTOM_STYLE_TITLE, "professional headshot photo of {subject}, " + _words(description)
+        CUSTOM_STYLE_NAME,
+        CUSTOM_STYLE_TITLE,
+        "professional headshot photo of {subject}, " + words,
+        sentence="A professional headshot photo of {subject}: " + words,
     )
 
 
@@ -171,6 +213,7 @@ def remix_style(base: Style, words: str, title: str) -> Style:
         base.steps,
         base.guidance_scale,
         base.scheduler,
+        sentence=f"{base.sentence.rstrip('.')}, {text}." if base.sentence else "",
     )
 
 

@@ -33,7 +33,11 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", help="diffusers SDXL checkpoint (hub id or folder) or 'tiny' (default: tiny here)")
+    parser.add_argument(
+        "--model",
+        help="diffusers SDXL or FLUX.2 [klein] checkpoint (hub id or folder), 'tiny' or 'tiny-flux2' "
+        "(default: tiny here)",
+    )
     parser.add_argument("--data-dir", help="where the SQLite file, storage and models go (default: ./data)")
     parser.add_argument(
         "--out", default="headshots", help="folder for the headshots you receive (default: ./headshots)"

@@ -74,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="headshot-demo", description=__doc__)
     parser.add_argument("--out", default="demo-output", help="folder for headshots and the contact sheet")
     parser.add_argument("--data-dir", default="demo-data", help="the demo's own data folder (emptied at start)")
-    parser.add_argument("--model", default="tiny", help="'tiny' (offline, CPU) or an SDXL checkpoint")
+    parser.add_argument(
+        "--model", default="tiny", help="'tiny' or 'tiny-flux2' (offline, CPU), or an SDXL or FLUX.2 [klein] checkpoint"
+    )
     parser.add_argument("--train-steps", type=int, default=120)
     parser.add_argument("--inference-steps", type=int, default=20)
     args = parser.parse_args(argv)
@@ -107,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  contact sheet:  {(out / 'contact-sheet.png').resolve()}")
     print(f"  favorites:      {(out / 'favorites').resolve()}")
     print(f"  sample selfies: {selfies.resolve()}")
-    if settings.model == "tiny":
+    if settings.model in ("tiny", "tiny-flux2"):
         print(
             "  (the tiny model has random weights, so the images are abstract: run with an SDXL checkpoint and a GPU"
             " for real headshots)"

@@ -14,7 +14,7 @@ __all__ = ["main"]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="headshot-worker", description=__doc__)
-    parser.add_argument("--model", help="override HEADSHOT_MODEL (hub id, local folder or 'tiny')")
+    parser.add_argument("--model", help="override HEADSHOT_MODEL (hub id, local folder, 'tiny' or 'tiny-flux2')")
     parser.add_argument("--burst", action="store_true", help="exit once the queue is empty (for scripts and CI)")
     args = parser.parse_args(argv)
 

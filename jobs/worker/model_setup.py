@@ -19,7 +19,7 @@ from typing import Any
 
 from PIL import Image
 
-from jobs.settings import Settings
+from jobs.settings import CompileProfile, Settings
 from jobs.worker.ranking import render_batch_sizes
 
 __all__ = ["ServingModel", "prepare_model", "training_plan"]
@@ -56,6 +56,7 @@ class ServingModel:
 def prepare_model(settings: Settings) -> ServingModel:
     """Load ``settings.model`` and set up its plan, its rendering slot and, as the settings ask
     (``Settings.compile_profile`` for the model's device), compiled training, compiled rendering and class images."""
+    from pipeline.diffusion.families import Family, pipeline_family
     from pipeline.diffusion.loading import load_base_pipeline, pick_device
     from pipeline.diffusion.lora_slot import LoraSlot
 
@@ -66,7 +67,10 @@ def prepare_model(settings: Settings) -> ServingModel:
     pipe = load_base_pipeline(
         settings.model, device=device, dtype=settings.dtype, cache_dir=settings.resolved_model_cache_dir
     )
-    log.info("model %s loaded in %.1f s", settings.model, time.monotonic() - started)
+    family = pipeline_family(pipe)
+    log.info("model %s (%s) loaded in %.1f s", settings.model, family, time.monotonic() - started)
+    if family is Family.FLUX2:
+        compiling = _flux2_profile(settings, compiling)
     model = ServingModel(pipe, training_plan(pipe, settings), None)
     # One LoRA slot per worker: a user's LoRA is copied into it per request instead of attached as new layers, and
     # folded into the base weights for the request, so rendering runs no LoRA kernels (BENCHMARKS.md, second and
@@ -88,7 +92,7 @@ def prepare_model(settings: Settings) -> ServingModel:
         log.info("training step compiled in %.0f s", _compile_training(model, settings, compiling.scope))
     if compiling.unet:
         seconds = _compile_for_serving(pipe, model.lora_slot, settings, compiling.scope)
-        log.info("UNet and VAE decoder compiled for every style and batch size in %.0f s", seconds)
+        log.info("denoiser and VAE decoder compiled for every style and batch size in %.0f s", seconds)
     if settings.prior_class_images:
         from pipeline.diffusion.training.config import TrainingConfig
         from pipeline.diffusion.training.dataset import render_class_images
@@ -103,9 +107,10 @@ def training_plan(pipe: Any, settings: Settings) -> Any:
     """Batch size and checkpointing from the GPU's memory, unless the settings fix them."""
     import torch
 
+    from pipeline.diffusion.families import denoiser
     from pipeline.diffusion.training.loop import MemoryPlan, memory_plan
 
-    device = pipe.unet.device
+    device = denoiser(pipe).device
     memory = torch.cuda.get_device_properties(device).total_memory / 2**30 if device.type == "cuda" else None
     plan = memory_plan(memory)
     return MemoryPlan(
@@ -114,6 +119,31 @@ def training_plan(pipe: Any, settings: Settings) -> Any:
         if settings.train_gradient_checkpointing is None
         else settings.train_gradient_checkpointing,
     )
+
+
+def _flux2_profile(settings: Settings, profile: CompileProfile) -> CompileProfile:
+    """What a klein worker compiles: rendering only, the whole transformer. Compiled training (a ``TrainingSlot``),
+    block-wise compiling and FP8 are built and measured for SDXL's UNet only; settings that ask for them by name fail
+    at start instead of being ignored, and left unset they are off."""
+    asked = [
+        name
+        for name, value in (
+            ("HEADSHOT_COMPILE_TRAINING=true", settings.compile_training),
+            ("HEADSHOT_COMPILE_SCOPE=blocks", settings.compile_scope == "blocks"),
+            ("HEADSHOT_RENDER_FLOAT8=true", settings.render_float8),
+        )
+        if value
+    ]
+    if asked:
+        raise ValueError(
+            f"{', '.join(asked)} is not built for FLUX.2 [klein] yet; unset it for this model (a klein worker "
+            "compiles rendering only, with HEADSHOT_COMPILE_UNET)."
+        )
+    if profile.training:
+        log.info("FLUX.2 [klein] trains eagerly: compiled training is built for SDXL only")
+    # Scope "unet" compiles the whole denoiser, which eager training bypasses (it calls ``forward``), so a user's
+    # training adds its adapter without recompiling what rendering uses.
+    return CompileProfile(unet=profile.unet, training=False, scope="unet")
 
 
 def _compile_training(model: ServingModel, settings: Settings, scope: str) -> float:

@@ -36,8 +36,10 @@ BLOCK_RECOMPILE_LIMIT = 64
 
 
 def is_qkv_fused(pipe: Any) -> bool:
-    """Whether ``fuse_qkv_projections`` is in effect on the UNet (a LoRA on q/k/v would then be ignored)."""
-    processors = getattr(pipe.unet, "attn_processors", {})
+    """Whether ``fuse_qkv_projections`` is in effect on the denoiser (a LoRA on q/k/v would then be ignored)."""
+    from pipeline.diffusion.families import denoiser
+
+    processors = getattr(denoiser(pipe), "attn_processors", {})
     return any(type(processor).__name__.startswith("Fused") for processor in processors.values())
 
 
@@ -52,10 +54,13 @@ def optimize_for_inference(pipe: Any, *, compile_backend: str = "inductor", comp
 
     # 1. Check inputs.
     check_compile_scope(compile_scope)
+    from pipeline.diffusion.families import denoiser
+
+    model = denoiser(pipe)  # SDXL's UNet or klein's transformer
     # Inference mode, as a checkpoint loads: compiled graphs guard on each module's ``training`` flag, and training
     # a LoRA ends with ``eval()``, so graphs compiled on a model built in training mode (random SDXL) recompiled
     # after a worker's first training job (BENCHMARKS.md, fourth session).
-    pipe.unet.eval()
+    model.eval()
     pipe.vae.eval()
 
     # 2. Process-wide maths switches: TF32 matmuls and convolutions for whatever still runs in float32 (the VAE's
@@ -69,9 +74,9 @@ def optimize_for_inference(pipe: Any, *, compile_backend: str = "inductor", comp
     #    slot and training still find it) and the VAE decoder, in torch's default mode: the autotuning modes compile
     #    for many minutes more, and CUDA graphs ('reduce-overhead') re-record for every batch size.
     if compile_scope == "blocks":
-        compile_unet_blocks(pipe.unet, backend=compile_backend)
+        compile_unet_blocks(model, backend=compile_backend)
     else:
-        pipe.unet.compile(fullgraph=False, backend=compile_backend)
+        model.compile(fullgraph=False, backend=compile_backend)
     if not getattr(pipe.vae.decode, "_torchdynamo_orig_callable", None):
         pipe.vae.decode = torch.compile(pipe.vae.decode, backend=compile_backend)
 
@@ -91,7 +96,9 @@ def use_fast_maths(pipe: Any) -> None:
     """
     import torch
 
-    if pipe.unet.device.type == "cuda":
+    from pipeline.diffusion.families import denoiser
+
+    if denoiser(pipe).device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
@@ -105,8 +112,10 @@ def use_channels_last(pipe: Any) -> None:
     """
     import torch
 
-    if pipe.unet.device.type == "cuda":
-        pipe.unet.to(memory_format=torch.channels_last)
+    from pipeline.diffusion.families import denoiser
+
+    if denoiser(pipe).device.type == "cuda":
+        denoiser(pipe).to(memory_format=torch.channels_last)
         pipe.vae.to(memory_format=torch.channels_last)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 __all__ = [
     "LORA_COMPONENTS",
+    "TEXT_ENCODER_COMPONENTS",
     "UNET_ATTENTION_TARGETS",
     "activate_only",
     "loaded_adapters",
@@ -23,7 +24,9 @@ __all__ = [
     "snapshot_active_adapters",
 ]
 
-LORA_COMPONENTS = ("unet", "text_encoder", "text_encoder_2")
+# The denoisers first (SDXL's UNet, FLUX.2's transformer), then the text encoders that SDXL LoRAs may patch too.
+LORA_COMPONENTS = ("unet", "transformer", "text_encoder", "text_encoder_2")
+TEXT_ENCODER_COMPONENTS = ("text_encoder", "text_encoder_2")
 # The UNet layers a face LoRA trains and the slots hold: every attention block's query, key, value and output.
 UNET_ATTENTION_TARGETS = ("to_k", "to_q", "to_v", "to_out.0")
 
@@ -92,7 +95,7 @@ def remove_adapter(pipe: Any, name: str) -> None:
             continue
         if not any(isinstance(module, BaseTunerLayer) for module in model.modules()):
             continue
-        if component == "unet":
+        if component in ("unet", "transformer"):
             model.unload_lora()
         else:
             from diffusers.loaders.lora_base import _remove_text_encoder_monkey_patch

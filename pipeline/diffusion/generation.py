@@ -23,6 +23,8 @@ from pipeline.diffusion.adapters import (
     restore_active_adapters,
     snapshot_active_adapters,
 )
+from pipeline.diffusion.families import Family, pipeline_family
+from pipeline.diffusion.flux2_rendering import flux2_call_arguments
 from pipeline.diffusion.lora_slot import LoraSlot
 from pipeline.errors import JobCancelled, OutOfGpuMemory
 from pipeline.styles import Style
@@ -42,18 +44,23 @@ class GeneratedImage:
 
 
 def headshot_size(pipe: Any, aspect: tuple[int, int], *, native: int | None = None) -> tuple[int, int]:
-    """(width, height) with ``aspect`` at about the model's native area, in sizes its UNet and VAE accept.
+    """(width, height) with ``aspect`` at about the model's native area, in sizes its denoiser and VAE accept.
 
-    The native area (1024x1024 on SDXL, 64x64 on the tiny model) is what the model composes best at; 4:5 gives
-    928x1152 on SDXL and 56x72 on the tiny model. Each side is rounded to a multiple of 8 (the pipeline's rule) and
-    of the VAE factor times the UNet's total downsampling, so the UNet's skip connections line up. ``native``
-    overrides the side of the square whose area is kept (training at a lower resolution uses it).
+    The native area (1024x1024 on SDXL and klein, 64x64 on the tiny models) is what the model composes best at; 4:5
+    gives 928x1152 on SDXL and 56x72 on the tiny model. Each side is rounded to a multiple of 8 (the pipeline's rule)
+    and of the VAE factor times the UNet's total downsampling (SDXL, so the skip connections line up) or times
+    klein's 2x2 latent patches. ``native`` overrides the side of the square whose area is kept (training at a lower
+    resolution uses it).
     """
     aspect_w, aspect_h = aspect
     if aspect_w <= 0 or aspect_h <= 0:
         raise ValueError(f"aspect must be two positive numbers, but is {aspect!r}.")
-    native = native or pipe.unet.config.sample_size * pipe.vae_scale_factor
-    multiple = math.lcm(8, pipe.vae_scale_factor * 2 ** (len(pipe.unet.config.down_block_types) - 1))
+    if pipeline_family(pipe) is Family.FLUX2:
+        native = native or pipe.vae.config.sample_size
+        multiple = math.lcm(8, pipe.vae_scale_factor * 2)
+    else:
+        native = native or pipe.unet.config.sample_size * pipe.vae_scale_factor
+        multiple = math.lcm(8, pipe.vae_scale_factor * 2 ** (len(pipe.unet.config.down_block_types) - 1))
     scale = math.sqrt(native * native / (aspect_w * aspect_h))
     width = round(aspect_w * scale / multiple) * multiple
     height = round(aspect_h * scale / multiple) * multiple
@@ -65,7 +72,7 @@ def headshot_size(pipe: Any, aspect: tuple[int, int], *, native: int | None = No
     return width, height
 
 
-DEFAULT_BATCH_SIZE = 4  # images per pipeline call; the UNet sees twice as many with CFG
+DEFAULT_BATCH_SIZE = 4  # images per pipeline call; the denoiser sees twice as many with CFG
 
 
 def generate_headshots(
@@ -86,7 +93,8 @@ def generate_headshots(
 
     ``subject`` is who the prompt names, as the LoRA was trained (default: a person).
 
-    ``steps`` overrides ``style.steps``. ``on_progress(done, count)`` runs after each batch. With ``lora_slot`` the
+    ``steps`` overrides ``style.steps`` (on klein, the model's few-step default: ``flux2_rendering``).
+    ``on_progress(done, count)`` runs after each batch. With ``lora_slot`` the
     LoRA is hot-swapped into the slot and the slot cleared afterwards (no recompilation on a compiled UNet);
     without, it is attached as a new adapter and removed. Not thread-safe: the LoRA and the style's scheduler are
     set on ``pipe`` for the call, so run one call at a time per pipeline. ``should_stop`` is asked after every
@@ -95,11 +103,12 @@ def generate_headshots(
     """
     import torch
 
-    # 1. Check inputs.
-    num_steps = style.steps if steps is None else steps
-    _check_inputs(pipe, count, batch_size, num_steps, lora_path, lora_slot)
+    # 1. Check inputs and pick the family's way to call the pipeline.
+    flux2 = pipeline_family(pipe) is Family.FLUX2
+    named = (subject or Subject()).phrase()
+    call = flux2_call_arguments(pipe, style, steps, named) if flux2 else _sdxl_call_arguments(style, steps, named)
+    _check_inputs(pipe, count, batch_size, call["num_inference_steps"], lora_path, lora_slot)
     width, height = headshot_size(pipe, style.aspect)
-    prompt = style.render_prompt((subject or Subject()).phrase())
     original_scheduler = pipe.scheduler
 
     # 2. Attach the user's LoRA and the style's sampler; 3. render in batches; 4. always put both back, so the
@@ -116,7 +125,8 @@ def generate_headshots(
         return tensors
 
     try:
-        pipe.scheduler = scheduler_for(pipe, style.scheduler, original_scheduler)
+        # klein samples with its own flow-matching Euler; the styles' samplers are SDXL's.
+        pipe.scheduler = original_scheduler if flux2 else scheduler_for(pipe, style.scheduler, original_scheduler)
         if lora_path is not None and lora_slot is not None:
             swapped = True
             lora_slot.swap_in(Path(lora_path))
@@ -132,11 +142,10 @@ def generate_headshots(
             # CPU generators give the same starting noise on any GPU, so a seed means the same image everywhere.
             generators = [torch.Generator("cpu").manual_seed(one_seed) for one_seed in seeds]
             try:
+                # One prompt (and negative prompt, where the family has one) per image; the rest as they are.
+                per_image = {key: [value] * len(seeds) if key in _PROMPTS else value for key, value in call.items()}
                 images = pipe(
-                    prompt=[prompt] * len(seeds),
-                    negative_prompt=[style.negative_prompt] * len(seeds),
-                    num_inference_steps=num_steps,
-                    guidance_scale=style.guidance_scale,
+                    **per_image,
                     width=width,
                     height=height,
                     generator=generators,
@@ -168,6 +177,18 @@ def generate_headshots(
             restore_active_adapters(pipe, active)  # first, so the adapter removed is no longer active
             remove_adapter(pipe, adapter)
     return results
+
+
+_PROMPTS = ("prompt", "negative_prompt")
+
+
+def _sdxl_call_arguments(style: Style, steps: int | None, subject: str) -> dict[str, Any]:
+    return {
+        "prompt": style.render_prompt(subject),
+        "negative_prompt": style.negative_prompt,
+        "num_inference_steps": style.steps if steps is None else steps,
+        "guidance_scale": style.guidance_scale,
+    }
 
 
 def _check_inputs(

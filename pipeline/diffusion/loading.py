@@ -1,4 +1,4 @@
-"""Loading the SDXL base model once per worker: device and dtype choice, the tiny offline model, clear failures.
+"""Loading the base model once per worker: its family, device and dtype, the tiny offline models, clear failures.
 
 The worker calls ``load_base_pipeline`` in its startup hook and shares the pipeline between jobs; training and
 generation attach a user's LoRA only for the length of one call and remove it afterwards.
@@ -9,14 +9,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pipeline.diffusion.families import Family, checkpoint_family
+from pipeline.diffusion.flux2_tiny import build_tiny_flux2
 from pipeline.diffusion.sdxl_tiny import build_tiny_sdxl
 from pipeline.errors import ModelLoadError
 
-__all__ = ["DEFAULT_MODEL", "DTYPES", "RANDOM_SDXL_MODEL", "TINY_MODEL", "load_base_pipeline", "pick_device"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "DTYPES",
+    "RANDOM_SDXL_MODEL",
+    "TINY_FLUX2_MODEL",
+    "TINY_MODEL",
+    "load_base_pipeline",
+    "pick_device",
+]
 
 DEFAULT_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
 # The name that selects the randomly initialised offline model (tests, demos, CI).
 TINY_MODEL = "tiny"
+# The same for the FLUX.2 [klein] family.
+TINY_FLUX2_MODEL = "tiny-flux2"
 # SDXL base's exact architecture with seeded random weights, built on the device: benchmarks on machines with no hub.
 RANDOM_SDXL_MODEL = "random-sdxl"
 DTYPES = ("float16", "bfloat16", "float32")
@@ -47,13 +59,13 @@ def load_base_pipeline(
     dtype: str | None = None,
     cache_dir: Path,
 ) -> Any:
-    """Load ``model`` as a ``StableDiffusionXLPipeline`` on ``device``, progress bar off.
+    """Load ``model`` on ``device``, progress bar off, as the pipeline its ``model_index.json`` names.
 
-    ``model`` is ``"tiny"`` (built into ``cache_dir / "tiny-sdxl"`` on first use), ``"random-sdxl"`` (benchmarks
-    only: SDXL's shapes, random weights), a local checkpoint folder, or a model hub id (downloaded into
-    ``cache_dir``). Raises ``ModelLoadError`` saying what to set instead.
+    ``model`` is ``"tiny"`` or ``"tiny-flux2"`` (built into ``cache_dir`` on first use), ``"random-sdxl"``
+    (benchmarks only: SDXL's shapes, random weights), a local checkpoint folder, or a model hub id (downloaded into
+    ``cache_dir``) of SDXL or FLUX.2 [klein]. Raises ``ModelLoadError`` saying what to set instead.
     """
-    from diffusers import StableDiffusionXLPipeline
+    from diffusers import Flux2KleinPipeline, StableDiffusionXLPipeline
 
     # 1. Check inputs.
     device = device or pick_device()
@@ -65,13 +77,24 @@ def load_base_pipeline(
         return build_random_sdxl(device=device, dtype=str(torch_dtype).removeprefix("torch."))
 
     # 2. Find the checkpoint: the tiny model is built locally and then loaded like any other folder.
-    source = str(build_tiny_sdxl(cache_dir / "tiny-sdxl")) if model == TINY_MODEL else model
+    if model == TINY_MODEL:
+        source = str(build_tiny_sdxl(cache_dir / "tiny-sdxl"))
+    elif model == TINY_FLUX2_MODEL:
+        source = str(build_tiny_flux2(cache_dir / "tiny-flux2"))
+    else:
+        source = model
     local = Path(source).expanduser().is_dir()
+    if local:
+        source = str(Path(source).expanduser())
 
-    # 3. Load. A local folder never touches the hub, so an offline machine fails fast instead of retrying.
+    # 3. The family comes from the checkpoint, so a klein hub id or folder needs no setting of its own.
+    family, _ = checkpoint_family(source, cache_dir=cache_dir, local=local)
+    pipeline_class = Flux2KleinPipeline if family is Family.FLUX2 else StableDiffusionXLPipeline
+
+    # 4. Load. A local folder never touches the hub, so an offline machine fails fast instead of retrying.
     try:
-        pipe = StableDiffusionXLPipeline.from_pretrained(
-            str(Path(source).expanduser()) if local else source,
+        pipe = pipeline_class.from_pretrained(
+            source,
             dtype=torch_dtype,
             cache_dir=str(cache_dir),
             local_files_only=local,
@@ -79,7 +102,7 @@ def load_base_pipeline(
     except Exception as error:  # Every cause (hub, files, config) becomes one actionable error.
         raise ModelLoadError(_explain_failure(model, local, error)) from error
 
-    # 4. Place it. SDXL base's VAE overflows in float16; its config has force_upcast, which the pipeline honours
+    # 5. Place it. SDXL base's VAE overflows in float16; its config has force_upcast, which the pipeline honours
     #    by decoding in float32, and training does the same when it encodes (see pipeline.diffusion.training.loop).
     try:
         pipe.to(device)
@@ -93,10 +116,11 @@ def _explain_failure(model: str, local: bool, error: Exception) -> str:
     if local:
         return (
             f"Could not load the model folder '{model}' ({type(error).__name__}: {error}). "
-            "Check that it is a complete diffusers SDXL checkpoint, or set HEADSHOT_MODEL to 'tiny' for a test model."
+            "Check that it is a complete diffusers SDXL or FLUX.2 [klein] checkpoint, or set HEADSHOT_MODEL to 'tiny' "
+            "for a test model."
         )
     return (
         f"Could not load model '{model}': it is not a local folder and the model hub could not be reached or has "
-        f"no such SDXL checkpoint ({type(error).__name__}). "
+        f"no such SDXL or FLUX.2 [klein] checkpoint ({type(error).__name__}). "
         "Set HEADSHOT_MODEL to a local checkpoint folder or to 'tiny'."
     )

@@ -1,6 +1,7 @@
 """One LoRA slot in a warm pipeline: each user's LoRA is copied into it and zeroed out again, never re-attached.
 
-Attaching a LoRA adds layers to the UNet, which forces a compiled UNet to recompile (tens of seconds for SDXL).
+Attaching a LoRA adds layers to the denoiser (SDXL's UNet, FLUX.2's transformer), which forces a compiled one to
+recompile (tens of seconds for SDXL).
 The slot instead attaches one all-zero LoRA of ``max_rank`` up front, using diffusers' hot-swapping
 (``enable_lora_hotswap`` pads every later LoRA to that rank and keeps its scale in a tensor), so swapping a user in
 only copies weights into existing tensors. ``clear`` zeroes them again, so no user's weights stay resident.
@@ -14,8 +15,10 @@ model. The copy costs memory once (about 1.9 GB for SDXL's attention projections
 the base layers render in FP8 (``pipeline.diffusion.float8``), their quantized copies are refreshed after each merge
 and unmerge, so they always hold the weights now in effect.
 
-diffusers cannot hot-swap text-encoder LoRAs; a LoRA that has them gets its text-encoder part attached as an
-ordinary adapter for the time it is swapped in (the text encoders are not compiled, so this costs little).
+The slot works the same on either family; only the layers it covers differ (``families.default_lora_targets``).
+diffusers cannot hot-swap text-encoder LoRAs (only SDXL LoRAs may have them); a LoRA that has them gets its
+text-encoder part attached as an ordinary adapter for the time it is swapped in (the text encoders are not compiled,
+so this costs little).
 """
 
 from __future__ import annotations
@@ -26,13 +29,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pipeline.diffusion.adapters import (
-    LORA_COMPONENTS,
-    UNET_ATTENTION_TARGETS,
-    loaded_adapters,
-    new_adapter_name,
-    remove_adapter,
-)
+from pipeline.diffusion.adapters import TEXT_ENCODER_COMPONENTS, loaded_adapters, new_adapter_name, remove_adapter
+from pipeline.diffusion.families import Family, default_lora_targets, denoiser, pipeline_family
 
 __all__ = ["SLOT_ADAPTER", "LoraSlot"]
 
@@ -40,14 +38,17 @@ SLOT_ADAPTER = "headshot-slot"
 
 
 class LoraSlot:
-    """A per-user LoRA slot on ``pipe``'s UNet; create it before compiling the UNet."""
+    """A per-user LoRA slot on ``pipe``'s denoiser; create it before compiling the denoiser.
+
+    ``target_modules`` None covers the layers the family's LoRAs train (``families.default_lora_targets``).
+    """
 
     def __init__(
         self,
         pipe: Any,
         *,
         max_rank: int = 64,
-        target_modules: Sequence[str] = UNET_ATTENTION_TARGETS,
+        target_modules: Sequence[str] | None = None,
         merge: bool = True,
     ) -> None:
         import torch
@@ -59,11 +60,15 @@ class LoraSlot:
             raise ValueError(
                 f"LoraSlot needs a pipeline without LoRA adapters, but it has {sorted(loaded_adapters(pipe))}."
             )
-        if getattr(pipe.unet, "_compiled_call_impl", None) is not None:
-            raise ValueError("The UNet is already compiled; create the LoraSlot before optimize_for_inference.")
+        model = denoiser(pipe)
+        if getattr(model, "_compiled_call_impl", None) is not None:
+            raise ValueError("The denoiser is already compiled; create the LoraSlot before optimize_for_inference.")
         self.pipe = pipe
+        self.family = pipeline_family(pipe)
+        self._model = model
+        self._prefix = "transformer" if self.family is Family.FLUX2 else "unet"  # the key prefix of LoRA files
         self.max_rank = max_rank
-        self.target_modules = tuple(target_modules)
+        self.target_modules = tuple(target_modules) if target_modules is not None else default_lora_targets(pipe)
         self.merge = merge
         self._active: Path | None = None
         self._scale = 1.0
@@ -72,21 +77,21 @@ class LoraSlot:
 
         # 2. An all-zero LoRA on every targeted layer: the slot's structure exists from the start.
         zero: dict[str, Any] = {}
-        for name, module in pipe.unet.named_modules():
+        for name, module in model.named_modules():
             if isinstance(module, torch.nn.Linear) and any(
                 name == target or name.endswith("." + target) for target in self.target_modules
             ):
-                zero[f"unet.{name}.lora_A.weight"] = torch.zeros(max_rank, module.in_features)
-                zero[f"unet.{name}.lora_B.weight"] = torch.zeros(module.out_features, max_rank)
+                zero[f"{self._prefix}.{name}.lora_A.weight"] = torch.zeros(max_rank, module.in_features)
+                zero[f"{self._prefix}.{name}.lora_B.weight"] = torch.zeros(module.out_features, max_rank)
         if not zero:
-            raise ValueError(f"No UNet layer matches target_modules {self.target_modules}.")
+            raise ValueError(f"No {self._prefix} layer matches target_modules {self.target_modules}.")
         pipe.enable_lora_hotswap(target_rank=max_rank)
         pipe.load_lora_weights(zero, adapter_name=SLOT_ADAPTER)
         # An inference pipeline has nothing trainable; keeping it so also keeps a compiled graph's guards stable.
-        pipe.unet.requires_grad_(False)
+        model.requires_grad_(False)
         self._layers = {
             name: module
-            for name, module in pipe.unet.named_modules()
+            for name, module in model.named_modules()
             if SLOT_ADAPTER in getattr(module, "lora_A", {}) and hasattr(module, "base_layer")
         }
 
@@ -108,9 +113,9 @@ class LoraSlot:
             # Unmerged, the scale lives in peft's hot-swapped tensors, which the compiled graph reads as they are.
             raise ValueError(f"A LoRA scale of {scale} needs a merging slot (merge=True).")
         pipe = self.pipe
-        state, alphas, metadata = pipe.lora_state_dict(
-            str(lora_path.parent), weight_name=lora_path.name, return_lora_metadata=True
-        )
+        loaded = pipe.lora_state_dict(str(lora_path.parent), weight_name=lora_path.name, return_lora_metadata=True)
+        # SDXL's loader also returns kohya-style network alphas; FLUX.2's keeps alpha in the metadata only.
+        state, alphas, metadata = loaded if len(loaded) == 3 else (loaded[0], None, loaded[1])
         ranks = [tensor.shape[1] for key, tensor in state.items() if _is_up_weight(key) and tensor.ndim == 2]
         if ranks and max(ranks) > self.max_rank:
             raise ValueError(f"The LoRA '{lora_path.name}' has rank {max(ranks)}, above the slot's {self.max_rank}.")
@@ -121,19 +126,30 @@ class LoraSlot:
         self._active = lora_path
         self._scale = scale
         try:
-            pipe.load_lora_into_unet(
-                {key: value for key, value in state.items() if key.startswith("unet.")},
-                network_alphas=alphas,
-                unet=pipe.unet,
-                adapter_name=SLOT_ADAPTER,
-                _pipeline=pipe,
-                hotswap=True,
-                metadata=metadata,
-            )
+            denoiser_state = {key: value for key, value in state.items() if key.startswith(self._prefix + ".")}
+            if self.family is Family.FLUX2:
+                pipe.load_lora_into_transformer(
+                    denoiser_state,
+                    transformer=self._model,
+                    adapter_name=SLOT_ADAPTER,
+                    _pipeline=pipe,
+                    hotswap=True,
+                    metadata=metadata,
+                )
+            else:
+                pipe.load_lora_into_unet(
+                    denoiser_state,
+                    network_alphas=alphas,
+                    unet=self._model,
+                    adapter_name=SLOT_ADAPTER,
+                    _pipeline=pipe,
+                    hotswap=True,
+                    metadata=metadata,
+                )
             text_state = {key: value for key, value in state.items() if key.startswith("text_encoder")}
             if text_state:
                 self._text_adapter = new_adapter_name("slot-text")
-                for component in LORA_COMPONENTS[1:]:
+                for component in TEXT_ENCODER_COMPONENTS:
                     pipe.load_lora_into_text_encoder(
                         text_state,
                         network_alphas=alphas,
@@ -206,7 +222,7 @@ class LoraSlot:
         started = time.perf_counter()
         self._unmerge()
         with torch.no_grad():
-            for name, param in self.pipe.unet.named_parameters():
+            for name, param in self._model.named_parameters():
                 if f".{SLOT_ADAPTER}." in name:
                     param.zero_()  # in place: a compiled UNet keeps using the same tensors
         if self._text_adapter is not None:

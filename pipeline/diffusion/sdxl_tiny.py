@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from pipeline.diffusion.tiny_build import build_once
 
 __all__ = ["TINY_VERSION", "build_tiny_sdxl", "sdxl_scheduler", "write_tokenizer_files"]
 
@@ -186,38 +187,5 @@ def sdxl_scheduler() -> Any:
 
 
 def build_tiny_sdxl(directory: Path, *, seed: int = 0) -> Path:
-    """Write the tiny SDXL checkpoint into ``directory`` (or reuse a finished one) and return ``directory``.
-
-    The build happens in a sibling temporary folder that is renamed into place, and the marker file is written
-    last, so a crash never leaves a half-written checkpoint that looks complete.
-    """
-    directory = Path(directory)
-    expected = {"seed": seed, "version": TINY_VERSION}
-    if _is_complete(directory, expected):
-        return directory
-
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
-    try:
-        _build(staging / "model", seed)
-        (staging / "model" / _MARKER).write_text(json.dumps(expected), encoding="utf-8")
-        if _is_complete(directory, expected):
-            return directory  # another worker sharing this cache finished first; never delete what it loads
-        if directory.exists():
-            shutil.rmtree(directory)  # A stale build (other seed/version or no marker) is replaced, not merged.
-        try:
-            (staging / "model").rename(directory)
-        except OSError:
-            # Another process finished the same build between our check and the rename: use theirs.
-            if not _is_complete(directory, expected):
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return directory
-
-
-def _is_complete(directory: Path, expected: dict[str, int]) -> bool:
-    try:
-        return bool(json.loads((directory / _MARKER).read_text(encoding="utf-8")) == expected)
-    except (OSError, ValueError):
-        return False  # Missing or unreadable marker: an unknown or half-finished build.
+    """Write the tiny SDXL checkpoint into ``directory`` (or reuse a finished one) and return ``directory``."""
+    return build_once(directory, {"seed": seed, "version": TINY_VERSION}, _MARKER, lambda target: _build(target, seed))

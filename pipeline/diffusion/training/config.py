@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from pipeline.diffusion.adapters import UNET_ATTENTION_TARGETS
 from pipeline.styles import IDENTIFIER_TOKEN
 
 __all__ = ["TrainingConfig"]
@@ -22,11 +21,14 @@ class TrainingConfig:
     seed: int = 0
     resolution: int | None = None  # None: the model's own size (1024 on SDXL, 64 on the tiny model)
     prompt: str = f"a photo of {IDENTIFIER_TOKEN}"
-    target_modules: tuple[str, ...] = UNET_ATTENTION_TARGETS
-    min_snr_gamma: float | None = 5.0  # Min-SNR loss weighting (Hang et al. 2023); None turns it off
+    # None: the layers the model family's LoRAs train (``pipeline.diffusion.families.default_lora_targets``).
+    target_modules: tuple[str, ...] | None = None
+    # Min-SNR loss weighting (Hang et al. 2023), for SDXL's noise-prediction loss; None turns it off. FLUX.2 trains
+    # with the plain flow-matching loss, as diffusers' klein script does.
+    min_snr_gamma: float | None = 5.0
     gradient_checkpointing: bool = False
-    text_encoder_lora: bool = False  # also train LoRAs on both CLIP text encoders' attention
-    noise_offset: float = 0.0
+    text_encoder_lora: bool = False  # also train LoRAs on both CLIP text encoders' attention (SDXL only)
+    noise_offset: float = 0.0  # SDXL only
     # Prior preservation (DreamBooth, Ruiz et al. 2022): with class images passed to train_lora, each step also
     # denoises a batch of them under the class prompt, so "a person" stays generic and only "sks" learns the face.
     class_prompt: str = "a photo of a person"
@@ -51,7 +53,7 @@ class TrainingConfig:
             raise ValueError("TrainingConfig.class_prompt is empty; name the class, e.g. 'a photo of a person'.")
         if not self.prompt.strip():
             raise ValueError("TrainingConfig.prompt is empty; it must name the subject, e.g. 'a photo of sks person'.")
-        if not self.target_modules:
+        if self.target_modules is not None and not self.target_modules:
             raise ValueError("TrainingConfig.target_modules is empty; name at least one layer, e.g. 'to_q'.")
 
     @property

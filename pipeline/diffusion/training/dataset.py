@@ -28,7 +28,7 @@ class LatentBucket:
     size: tuple[int, int]
     mean: Any  # (count, channels, height / f, width / f), float32
     std: Any
-    time_ids: Any  # SDXL's size conditioning: (original h, w, crop top, left, target h, w)
+    time_ids: Any  # SDXL's size conditioning: (original h, w, crop top, left, target h, w); klein ignores it
     scaling_factor: float
 
     @property
@@ -96,7 +96,9 @@ def encode_training_set(
     for (width, height), crops in groups.items():
         mean, std = _encode(pipe, crops)
         time_ids = torch.tensor([[height, width, 0, 0, height, width]], dtype=torch.float32)
-        buckets.append(LatentBucket((width, height), mean, std, time_ids, float(pipe.vae.config.scaling_factor)))
+        # FLUX.2's VAE has no scaling factor: its latents are normalised by a batch norm, after patching.
+        scaling = float(getattr(pipe.vae.config, "scaling_factor", None) or 1.0)
+        buckets.append(LatentBucket((width, height), mean, std, time_ids, scaling))
     return TrainingSet(tuple(buckets))
 
 

@@ -1,7 +1,10 @@
-"""DreamBooth-style LoRA training of the SDXL UNet on a user's selfies, leaving the shared base pipeline untouched.
+"""DreamBooth-style LoRA training of the denoiser on a user's selfies, leaving the shared base pipeline untouched.
 
-Images are encoded once up front (``encode_training_set``) and the prompt too, unless the text encoders train as
-well, so the loop runs only the UNet. The adapter lives on the pipeline's own models for the length of the call and
+One loop for both families: SDXL's UNet learns to predict noise (``training.loss``), FLUX.2 [klein]'s transformer
+the flow-matching velocity (``training.flux2_loss``); everything around the objective (cached training set, buckets,
+prompt cache, progress, cancel, saving in diffusers' format, cleanup) is shared. Images are encoded once up front
+(``encode_training_set``) and the prompt too, unless SDXL's text encoders train as well, so the loop runs only the
+denoiser. The adapter lives on the pipeline's own models for the length of the call and
 is removed in a ``finally``, whatever happens. The same code trains SDXL on a GPU (bfloat16 base under autocast,
 float32 LoRA weights, fused AdamW; compiled in a worker's ``TrainingSlot``) and the tiny model on a CPU.
 """
@@ -9,6 +12,7 @@ float32 LoRA weights, fused AdamW; compiled in a worker's ``TrainingSlot``) and 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -25,8 +29,10 @@ from pipeline.diffusion.adapters import (
     restore_active_adapters,
     snapshot_active_adapters,
 )
+from pipeline.diffusion.families import Family, default_lora_targets, denoiser, pipeline_family
 from pipeline.diffusion.training.config import TrainingConfig
 from pipeline.diffusion.training.dataset import TrainingSet, encode_training_set
+from pipeline.diffusion.training.flux2_loss import flow_matching_batch_loss
 from pipeline.diffusion.training.loss import sampled_batch_loss
 from pipeline.diffusion.training.slot import TRAINING_ADAPTER, TrainingSlot, reset_lora
 from pipeline.errors import JobCancelled
@@ -116,9 +122,11 @@ def train_lora(
     import torch
 
     # 1. Check inputs.
-    _check_inputs(images, config, progress_every, slot)
+    family = pipeline_family(pipe)
+    targets = config.target_modules or default_lora_targets(pipe)
+    _check_inputs(images, config, progress_every, slot, family, targets)
     started = time.monotonic()
-    unet = pipe.unet
+    unet = denoiser(pipe)  # SDXL's UNet or klein's transformer: the network the LoRA trains
     device = unet.device
     generator = torch.Generator("cpu").manual_seed(config.seed)
 
@@ -148,7 +156,7 @@ def train_lora(
     step_losses: list[Any] = []
     losses: list[float] = []
     try:
-        params = _attach_lora(pipe, [unet, *text_models], adapter, config, fresh=slot is None)
+        params = _attach_lora(pipe, [unet, *text_models], adapter, config, targets, fresh=slot is None)
         fused = True if device.type == "cuda" else None  # one fused kernel per step instead of one per tensor
         optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=1e-4, fused=fused)
         if config.gradient_checkpointing:
@@ -156,9 +164,7 @@ def train_lora(
         unet.train()
         # ``unet.forward``, not ``unet(...)``: an inference-compiled UNet (optimize_for_inference) keeps its graphs.
         forward = slot.forward if slot is not None else unet.forward  # the slot's is compiled once per worker
-        from diffusers import DDPMScheduler
-
-        noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+        batch_loss = _objective(pipe, family, forward)
 
         # 4. Loop: each batch from one aspect bucket. Random draws come from one CPU generator, so runs repeat
         #    exactly on any device.
@@ -170,10 +176,9 @@ def train_lora(
                 raise TrainingCancelled(f"Training stopped at step {done} of {config.steps}.")
             with autocast:
                 prompt = fixed_prompt if fixed_prompt is not None else _encode_prompt(pipe, config.prompt)
-                draw = (forward, noise_scheduler)
-                loss = sampled_batch_loss(*draw, training_set, prompt, config, generator, device, unet.dtype)
+                loss = batch_loss(training_set, prompt, config, generator, device, unet.dtype)
                 if prior is not None:
-                    prior_term = sampled_batch_loss(*draw, prior, class_prompt, config, generator, device, unet.dtype)
+                    prior_term = batch_loss(prior, class_prompt, config, generator, device, unet.dtype)
                     loss = loss + config.prior_loss_weight * prior_term
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -205,7 +210,7 @@ def train_lora(
 
         # 5. Save in diffusers' LoRA format, with the adapter configs so alpha/rank survive loading.
         output_dir = Path(output_dir)
-        _save(pipe, adapter, text_models, output_dir)
+        _save(pipe, family, adapter, text_models, output_dir)
     finally:
         # 6. Leave the shared pipeline exactly as it was: no new adapter, the slot (if any) active again, inference
         #    mode, nothing trainable.
@@ -217,8 +222,9 @@ def train_lora(
         else:
             remove_adapter(pipe, adapter)
         unet.eval()
-        for model in (unet, pipe.text_encoder, pipe.text_encoder_2):
-            model.requires_grad_(False)
+        for model in (unet, pipe.text_encoder, getattr(pipe, "text_encoder_2", None)):
+            if model is not None:
+                model.requires_grad_(False)
 
     return TrainingResult(
         lora_path=output_dir / LORA_WEIGHT_NAME, losses=losses, steps=config.steps, seconds=time.monotonic() - started
@@ -226,19 +232,43 @@ def train_lora(
 
 
 def _check_inputs(
-    images: Sequence[Image.Image], config: TrainingConfig, progress_every: int, slot: TrainingSlot | None
+    images: Sequence[Image.Image],
+    config: TrainingConfig,
+    progress_every: int,
+    slot: TrainingSlot | None,
+    family: Family,
+    targets: Sequence[str],
 ) -> None:
     if not images:
         raise ValueError("train_lora needs at least one image, but got none.")
     if progress_every < 1:
         raise ValueError(f"progress_every must be at least 1, but is {progress_every}.")
+    if family is Family.FLUX2 and config.text_encoder_lora:
+        raise ValueError("text_encoder_lora=True trains CLIP text encoders, which FLUX.2 has not; leave it False.")
+    if family is Family.FLUX2 and slot is not None:
+        raise ValueError("A TrainingSlot is built for SDXL's UNet; train FLUX.2 without one (slot=None).")
     if slot is not None:
-        slot.check(config.rank, config.target_modules, config.text_encoder_lora)
+        slot.check(config.rank, targets, config.text_encoder_lora)
 
 
-def _attach_lora(pipe: Any, models: list[Any], adapter: str, config: TrainingConfig, *, fresh: bool) -> list[Any]:
+def _objective(pipe: Any, family: Family, forward: Callable[..., Any]) -> Callable[..., Any]:
+    """The family's batch loss as ``loss(training_set, prompt, config, generator, device, dtype)``, bound to a fresh
+    copy of the training noise schedule (rendering changes the pipeline's own scheduler's steps)."""
+    if family is Family.FLUX2:
+        from diffusers import FlowMatchEulerDiscreteScheduler
+
+        flow = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config)
+        return functools.partial(flow_matching_batch_loss, forward, flow, pipe)
+    from diffusers import DDPMScheduler
+
+    return functools.partial(sampled_batch_loss, forward, DDPMScheduler.from_config(pipe.scheduler.config))
+
+
+def _attach_lora(
+    pipe: Any, models: list[Any], adapter: str, config: TrainingConfig, targets: Sequence[str], *, fresh: bool
+) -> list[Any]:
     """Make ``adapter`` the only active adapter, initialised from ``config.seed``; return its weights (in float32),
-    the only trainable parameters. ``models`` are the UNet, then any text encoders; ``fresh`` adds the adapter to
+    the only trainable parameters. ``models`` are the denoiser, then any text encoders; ``fresh`` adds the adapter to
     them first (a ``TrainingSlot``'s is there already)."""
     import torch
     from peft import LoraConfig
@@ -247,8 +277,8 @@ def _attach_lora(pipe: Any, models: list[Any], adapter: str, config: TrainingCon
     # The gaussian init draws from torch's global RNG: seed it privately so runs repeat and callers' RNG is kept.
     with torch.random.fork_rng(devices=[]):
         if fresh:
-            targets = [(unet, config.target_modules), *((m, TEXT_ENCODER_TARGETS) for m in text_models)]
-            for model, modules in targets:
+            per_model = [(unet, targets), *((m, TEXT_ENCODER_TARGETS) for m in text_models)]
+            for model, modules in per_model:
                 lora = LoraConfig(
                     r=config.rank, lora_alpha=config.rank, init_lora_weights="gaussian", target_modules=[*modules]
                 )
@@ -268,25 +298,45 @@ def _attach_lora(pipe: Any, models: list[Any], adapter: str, config: TrainingCon
 
 
 def _encode_prompt(pipe: Any, prompt: str) -> tuple[Any, Any]:
-    """(token embeddings, pooled embedding) from both text encoders, batch of one."""
+    """The prompt as the denoiser takes it, batch of one: SDXL's (token embeddings, pooled embedding) from both
+    text encoders, or klein's (Qwen3 hidden states, text position ids)."""
+    device = denoiser(pipe).device
+    if pipeline_family(pipe) is Family.FLUX2:
+        from pipeline.diffusion.flux2_rendering import prompt_length
+
+        embeds, text_ids = pipe.encode_prompt(
+            prompt=prompt, device=device, num_images_per_prompt=1, max_sequence_length=prompt_length(pipe)
+        )
+        return embeds, text_ids
     embeds, _, pooled, _ = pipe.encode_prompt(
-        prompt=prompt, device=pipe.unet.device, num_images_per_prompt=1, do_classifier_free_guidance=False
+        prompt=prompt, device=device, num_images_per_prompt=1, do_classifier_free_guidance=False
     )
     return embeds, pooled
 
 
-def _save(pipe: Any, adapter: str, text_models: list[Any], output_dir: Path) -> None:
-    from diffusers import StableDiffusionXLPipeline
+def _save(pipe: Any, family: Family, adapter: str, text_models: list[Any], output_dir: Path) -> None:
+    """The LoRA in the format the family's ``load_lora_weights`` reads, with each adapter's config (rank, alpha)."""
+    from diffusers import Flux2KleinPipeline, StableDiffusionXLPipeline
     from diffusers.utils.state_dict_utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
 
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if family is Family.FLUX2:
+        # peft's own key names, which the transformer loader reads as they are (as diffusers' klein script saves).
+        Flux2KleinPipeline.save_lora_weights(
+            output_dir,
+            transformer_lora_layers=get_peft_model_state_dict(pipe.transformer, adapter_name=adapter),
+            transformer_lora_adapter_metadata=pipe.transformer.peft_config[adapter].to_dict(),
+            weight_name=LORA_WEIGHT_NAME,
+            safe_serialization=True,
+        )
+        return
     layers: dict[str, Any] = {}
     for key, model in [("unet", pipe.unet), *zip(("text_encoder", "text_encoder_2"), text_models, strict=False)]:
         layers[f"{key}_lora_layers"] = convert_state_dict_to_diffusers(
             get_peft_model_state_dict(model, adapter_name=adapter)
         )
         layers[f"{key}_lora_adapter_metadata"] = model.peft_config[adapter].to_dict()
-    output_dir.mkdir(parents=True, exist_ok=True)
     StableDiffusionXLPipeline.save_lora_weights(
         output_dir, weight_name=LORA_WEIGHT_NAME, safe_serialization=True, **layers
     )

@@ -1,0 +1,95 @@
+"""A worker on FLUX.2 [klein] runs the same train and render jobs as on SDXL, end to end through the chat."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from redis.asyncio import Redis
+
+from bot.core.session import SessionState
+from jobs.settings import Settings
+from jobs.worker.model_setup import prepare_model
+from pipeline.diffusion.families import Family, pipeline_family
+from pipeline.diffusion.generation import generate_headshots
+from pipeline.diffusion.training.config import TrainingConfig
+from pipeline.diffusion.training.loop import train_lora
+from pipeline.styles import STYLES
+from tests.harness import Harness
+
+
+async def test_a_klein_worker_trains_and_renders_through_the_job_code(
+    settings: Settings, selfie_dir: Path, tmp_path: Path, redis: Redis
+) -> None:
+    klein = settings.model_copy(update={"model": "tiny-flux2", "device": "cpu", "train_steps": 8})
+    model = prepare_model(klein)
+    assert pipeline_family(model.pipe) is Family.FLUX2
+    assert model.lora_slot is not None and model.training_slot is None  # renders through the slot, trains eagerly
+
+    async with Harness(klein, model, tmp_path / "out") as harness:
+        await harness.train_to_ready(selfie_dir)
+        await harness.say("/headshot studio")
+        await harness.run_worker()
+        await harness.wait_state(SessionState.READY)
+    assert len(harness.port.headshots) == 2
+    for path in harness.port.headshots:
+        with Image.open(path) as image:
+            assert (image.format, image.size) == ("PNG", (56, 72))  # the tiny klein's 4:5 at 64x64 px
+    assert model.lora_slot.active is None  # the user's LoRA left the warm pipeline with the request
+
+
+@pytest.mark.usefixtures("fresh_dynamo")
+def test_a_compiled_klein_worker_swaps_users_without_compiling_again(
+    model_cache: Path, selfie_dir: Path, tmp_path: Path
+) -> None:
+    import torch._dynamo.config
+    import torch._dynamo.utils
+
+    def graphs() -> int:
+        return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+
+    # "eager": dynamo's tracing and guards (what decides a recompile) without inductor's codegen on a CPU.
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        model="tiny-flux2",
+        device="cpu",
+        data_dir=tmp_path / "data",
+        model_cache_dir=model_cache,
+        lora_rank=4,
+        headshots_per_request=2,
+        compile_unet=True,
+        compile_backend="eager",
+    )
+    before = graphs()
+    with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
+        model = prepare_model(settings)
+        started = graphs()
+        assert started > before  # rendering was compiled and warmed at start
+        assert model.pipe.transformer._compiled_call_impl is not None and model.training_slot is None
+        # Two users trained as the worker's train_lora runs them, then each one's request through the warm slot.
+        selfies = [Image.open(path).convert("RGB") for path in sorted(selfie_dir.iterdir())]
+        loras = [
+            train_lora(model.pipe, selfies, TrainingConfig(rank=4, steps=4, seed=seed), tmp_path / str(seed)).lora_path
+            for seed in (1, 2)
+        ]
+        for lora in (*loras, loras[0]):
+            generate_headshots(
+                model.pipe, STYLES["actor"], count=2, seed=1, steps=2, lora_path=lora, lora_slot=model.lora_slot
+            )
+    assert graphs() == started, "a user's training or request compiled a new graph"
+
+
+def test_what_klein_cannot_compile_yet_fails_at_start_by_name(model_cache: Path, tmp_path: Path) -> None:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        model="tiny-flux2",
+        device="cpu",
+        data_dir=tmp_path,
+        model_cache_dir=model_cache,
+        compile_unet=True,
+        compile_training=True,
+        compile_scope="unet",
+    )
+    with pytest.raises(ValueError, match="HEADSHOT_COMPILE_TRAINING=true is not built for FLUX.2"):
+        prepare_model(settings)
