@@ -68,12 +68,17 @@ def optimize_for_inference(pipe: Any, *, compile_backend: str = "inductor", comp
     # 4. Compile the UNet in place (``Module.compile`` keeps ``pipe.unet`` the same object, so LoRA loading, the
     #    slot and training still find it) and the VAE decoder, in torch's default mode: the autotuning modes compile
     #    for many minutes more, and CUDA graphs ('reduce-overhead') re-record for every batch size.
+    #    Scope "blocks" compiles the transformer blocks for training, which calls ``unet.forward`` and so runs them
+    #    one by one. Rendering calls the module, so it runs one whole-UNet graph in either scope (the blocks inlined):
+    #    blocks alone left the ResNets, norms and glue eager, slower per request (BENCHMARKS.md, 2026-12-01).
+    #    fullgraph: a graph break would silently split the request's graph. dynamic=False: a worker renders few batch
+    #    sizes, each gets a static graph; dynamo's automatic dynamic shapes would give the second size warmed (the
+    #    request's batch of 4) a slower graph with symbolic sizes.
     if compile_scope == "blocks":
         compile_unet_blocks(pipe.unet, backend=compile_backend)
-    else:
-        pipe.unet.compile(fullgraph=False, backend=compile_backend)
+    pipe.unet.compile(fullgraph=True, dynamic=False, backend=compile_backend)
     if not getattr(pipe.vae.decode, "_torchdynamo_orig_callable", None):
-        pipe.vae.decode = torch.compile(pipe.vae.decode, backend=compile_backend)
+        pipe.vae.decode = torch.compile(pipe.vae.decode, dynamic=False, backend=compile_backend)
 
 
 def check_compile_scope(compile_scope: str) -> None:
