@@ -21,6 +21,7 @@ import io
 import json
 import os
 import platform
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -65,7 +66,7 @@ def describe_settings(settings: Any, device: str) -> dict[str, Any]:
     }
 
 
-def user_lora_file(slot: Any, folder: Path, *, rank: int, seed: int = 0) -> Path:
+def user_lora_file(slot: Any, folder: Path, *, rank: int, seed: int = 0, scale: float = 0.01) -> Path:
     """A random LoRA of ``rank`` on the slot's layers, saved as the worker's training saves one."""
     import torch
     from diffusers import StableDiffusionXLPipeline
@@ -77,8 +78,8 @@ def user_lora_file(slot: Any, folder: Path, *, rank: int, seed: int = 0) -> Path
     layers: dict[str, Any] = {}
     for name, layer in slot._layers.items():
         base = layer.base_layer
-        layers[f"{name}.lora_A.weight"] = torch.randn(rank, base.in_features, generator=generator) * 0.01
-        layers[f"{name}.lora_B.weight"] = torch.randn(base.out_features, rank, generator=generator) * 0.01
+        layers[f"{name}.lora_A.weight"] = torch.randn(rank, base.in_features, generator=generator) * scale
+        layers[f"{name}.lora_B.weight"] = torch.randn(base.out_features, rank, generator=generator) * scale
     config = LoraConfig(r=rank, lora_alpha=rank, target_modules=list(UNET_ATTENTION_TARGETS))
     StableDiffusionXLPipeline.save_lora_weights(
         folder,
@@ -180,7 +181,7 @@ def request_split(
     factor = pipe.vae_scale_factor
     latents = torch.randn(batch, 4, height // factor, width // factor, device=pipe.vae.device, dtype=pipe.vae.dtype)
     with torch.no_grad(), measured(device) as stage:
-        pipe.vae.decode(latents / pipe.vae.config.scaling_factor)
+        pipe.vae.decode(latents / pipe.vae.config.scaling_factor, return_dict=False)  # as the pipeline calls it
     split["vae_decode_s"] = stage.seconds
     return {key: round(value, 3) for key, value in split.items()}
 
@@ -195,7 +196,7 @@ def interleaved(calls: dict[str, Callable[[], Any]], *, repeats: int, device: st
             times[side].append(one.seconds)
     summary: dict[str, Any] = {}
     for side, seconds in times.items():
-        median = sorted(seconds)[len(seconds) // 2]
+        median = statistics.median(seconds)
         summary[side] = {
             "request_s": [round(s, 3) for s in seconds],
             "median_request_s": round(median, 3),

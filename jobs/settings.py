@@ -82,10 +82,10 @@ class Settings(BaseSettings):
     )
     compile_scope: Literal["unet", "blocks"] | None = Field(
         default=None,
-        description="What the two above compile: 'unet' the whole UNet, or 'blocks' its repeated transformer blocks "
-        "(regional compilation: much faster to compile, a UNet call slightly slower). 'blocks' shares them between "
-        "training and rendering, so compile_training then needs compile_unet. Unset: 'blocks' when both compile, "
-        "else 'unet' (eager training through compiled blocks would recompile them for every job).",
+        description="What compiled training compiles: 'unet' the whole UNet, or 'blocks' its repeated transformer "
+        "blocks (regional compilation: much faster to compile), which compile_unet compiles too, so compile_training "
+        "then needs compile_unet. Rendering runs the whole UNet compiled either way. Unset: 'blocks' when both "
+        "compile, else 'unet' (eager training through compiled blocks would recompile them for every job).",
     )
     render_float8: bool = Field(
         default=False,

@@ -24,9 +24,9 @@ __all__ = [
     "use_fast_maths",
 ]
 
-# What "compiling the UNet" compiles: "unet", the whole module, or "blocks", each repeated transformer block
-# (diffusers' regional compilation). Blocks compile many times faster and run a call slightly slower
-# (BENCHMARKS.md, fifth session).
+# What training shares with rendering: "unet", nothing (a training slot compiles its own whole forward), or "blocks",
+# each repeated transformer block (diffusers' regional compilation), compiled once for both. Rendering always runs
+# the whole UNet as one graph (BENCHMARKS.md, 2026-12-01).
 COMPILE_SCOPES = ("unet", "blocks")
 
 # All of a UNet's transformer blocks run one ``forward`` code object, so dynamo keeps their graphs in one cache: one

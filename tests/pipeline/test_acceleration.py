@@ -84,3 +84,37 @@ def test_a_worker_compiled_for_serving_never_compiles_again_for_users_or_trainin
     train_lora(pipe, selfie_images[:2], TrainingConfig(rank=4, steps=4, seed=1), tmp_path)
     serve(trained.lora_path, 4)
     assert graphs() == warmed, "a user's request or a training job compiled a new graph"
+
+
+@pytest.mark.usefixtures("fresh_dynamo")
+def test_the_workers_compiled_request_renders_the_plain_paths_images(model_cache_dir: Path, tmp_path: Path) -> None:
+    # The worker's fast path (the LoRA merged into the base through its slot, the whole UNet compiled as one static
+    # graph with the transformer blocks compiled inside, the VAE decoder compiled) against the plain one (a fresh
+    # eager pipeline, the LoRA attached as an adapter). "aot_eager": dynamo's graph and AOT autograd's
+    # decompositions, without inductor's minutes of code generation on a CPU.
+    import torch._dynamo.utils
+
+    from bench.benchmark_request import user_lora_file
+    from pipeline.diffusion.serving import compile_for_serving
+
+    def graphs() -> int:
+        return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+
+    style = STYLES["linkedin"]
+    fast = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
+    slot = LoraSlot(fast, max_rank=4)
+    lora = user_lora_file(slot, tmp_path, rank=4, scale=0.3)
+    plain = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
+    base = generate_headshots(plain, style, count=2, seed=21, steps=RENDER_STEPS)
+    expected = generate_headshots(plain, style, count=2, seed=21, steps=RENDER_STEPS, lora_path=lora)
+    compile_for_serving(
+        fast, slot, styles=[style], batch_sizes={2}, compile_backend="aot_eager", compile_scope="blocks"
+    )
+    ready = graphs()
+    got = generate_headshots(fast, style, count=2, seed=21, steps=RENDER_STEPS, lora_path=lora, lora_slot=slot)
+    assert graphs() == ready, "a request after the warm-up compiled a new graph"
+    assert fast.unet._compiled_call_impl is not None
+    for image, reference, without in zip(got, expected, base, strict=True):
+        assert difference(reference.image, without.image) > 2  # the LoRA shows, so agreeing below means something
+        # Mean absolute difference under half a level of 255: the same image up to float rounding.
+        assert difference(image.image, reference.image) < 0.5
