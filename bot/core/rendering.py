@@ -37,10 +37,10 @@ async def check_can_render(
 ) -> SessionRow:
     """The session, when it has a model and no render running; else the refusal (``busy(style)`` when one runs)."""
     state = state_of(session)
+    if state == SessionState.TRAINING:  # before the model check: a training session has no model yet
+        raise SessionError(texts.HEADSHOT_WHILE_TRAINING)
     if session is None or state in (SessionState.NEW, SessionState.COLLECTING) or session.lora_key is None:
         raise SessionError(texts.HEADSHOT_NEEDS_MODEL)
-    if state == SessionState.TRAINING:
-        raise SessionError(texts.HEADSHOT_WHILE_TRAINING)
     if state == SessionState.GENERATING:
         active = await core.store.active_job(chat.user_key)
         raise SessionError(busy((active.style or "last") if active else "last"))

@@ -242,6 +242,9 @@ REASONS: dict[Reason, str] = {
     Reason.STYLE_TOO_LONG: "The style description is {length} characters long; keep it to {limit} or fewer.",
     Reason.TRAINING_FAILED: "Training failed on our side. {hint}",
     Reason.RENDERING_FAILED: "Rendering failed on our side. {hint}",
+    Reason.ACTION_UNSUPPORTED: (
+        "This server's model cannot do /more, /remix or /upscale yet. /headshot <style> renders new headshots."
+    ),
     Reason.OUT_OF_GPU_MEMORY: (
         "Our GPU ran out of memory rendering your headshots, even {batch} at a time. Please send the same /headshot "
         "command again in a few minutes."

@@ -21,7 +21,7 @@ from jobs.worker.ranking import candidate_count, load_reference, rank_headshots
 from jobs.worker.state import WORKER_NAME, WorkerState, worker_state
 from jobs.worker.supervision import announce_start, report_failure, report_stop
 from jobs.worker.threads import ProgressReporter, run_in_thread
-from pipeline.errors import JobCancelled, OutOfGpuMemory, UserInputError
+from pipeline.errors import JobCancelled, OutOfGpuMemory, Reason, UserInputError
 
 __all__ = ["generate_headshots"]
 
@@ -107,7 +107,13 @@ def _render(
 
     from pipeline.diffusion.generation import generate_headshots as render
     from pipeline.diffusion.generation import headshot_size
-    from pipeline.diffusion.img2img import REMIX_STRENGTH, UPSCALE_STRENGTH, VARIATION_STRENGTH, image_to_image
+    from pipeline.diffusion.img2img import (
+        REMIX_STRENGTH,
+        UPSCALE_STRENGTH,
+        VARIATION_STRENGTH,
+        image_to_image,
+        supports_actions,
+    )
 
     model, steps = state.model, state.settings.inference_steps
     if source is None:
@@ -123,6 +129,8 @@ def _render(
             lora_slot=model.lora_slot,
             subject=request.subject,
         )
+    if not supports_actions(model.pipe):
+        raise UserInputError(f"{request.mode} on a model without actions", reason=Reason.ACTION_UNSUPPORTED)
     with Image.open(io.BytesIO(source)) as opened:
         start = opened.convert("RGB")
     # From the headshot size whatever the source's (an upscale's variation, an upscale of an upscale): sizes stay

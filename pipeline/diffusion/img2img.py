@@ -45,6 +45,17 @@ REMIX_STRENGTH = 0.6
 UPSCALE_STRENGTH = 0.3
 
 
+def supports_actions(pipe: Any) -> bool:
+    """Whether ``pipe`` can render from a headshot: SDXL without FP8 layers. klein has no image-to-image twin here yet,
+    and the FP8 layers' quantised weights are not kept in step by ``from_pipe``'s twin (a compile fails on them)."""
+    from pipeline.diffusion.families import Family, pipeline_family
+    from pipeline.diffusion.float8 import Float8Linear
+
+    if pipeline_family(pipe) is not Family.SDXL:
+        return False
+    return not any(isinstance(module, Float8Linear) for module in pipe.unet.modules())
+
+
 def img2img_pipeline(pipe: Any) -> Any:
     """``pipe``'s image-to-image twin, sharing every component (made once, kept on ``pipe``)."""
     twin = pipe.__dict__.get("_headshot_img2img")

@@ -34,13 +34,17 @@ def compile_for_serving(
     """
     started = time.perf_counter()
     optimize_for_inference(pipe, compile_backend=compile_backend, compile_scope=compile_scope)
+    from pipeline.diffusion.img2img import supports_actions
+
+    actions = supports_actions(pipe)
     looks = {(style.aspect, style.scheduler, style.guidance_scale > 1): style for style in styles}
     with slot.merged_base():
         for style in looks.values():
             for batch in sorted(set(batch_sizes)):
                 # Two steps: the graphs do not depend on the step count.
                 generate_headshots(pipe, style, count=batch, seed=0, batch_size=batch, steps=2, lora_slot=slot)
-            _warm_actions(pipe, style, batch_sizes)
+            if actions:
+                _warm_actions(pipe, style, batch_sizes)
     return time.perf_counter() - started
 
 

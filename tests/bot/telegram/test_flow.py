@@ -36,9 +36,9 @@ async def test_album_train_button_progress_media_group_favorites(
     photos = [path.read_bytes() for path in sorted(selfie_dir.iterdir())]
 
     # 1. Album with /train, then the button: acknowledged at once with the queue position and a Cancel button.
-    standin.fail_next("editMessageText", retry_after=1)  # Telegram's flood control hits the first progress edit
     progress = await _train(telegram_bot, standin, ALICE, photos)
     assert "position 1" in progress.text and "Cancel" in progress.buttons
+    standin.fail_next("editMessageText", retry_after=1)  # Telegram's flood control hits the first progress edit
 
     # 2. Training: progress edits that one message, throttled, and survives the 429.
     await telegram_bot.run_worker()

@@ -92,7 +92,10 @@ async def test_commands_menu_and_reaction_updates_are_requested(
     assert standin.allowed_updates is not None and "message_reaction" in standin.allowed_updates
     assert "callback_query" in standin.allowed_updates
     names = [command["command"] for command in standin.commands]
-    assert names == ["train", "headshot", "styles", "status", "favorites", "export", "cancel", "delete", "help"]
+    assert names == [
+        *("train", "headshot", "styles", "status", "favorites", "export"),
+        *("more", "remix", "upscale", "cancel", "delete", "help"),
+    ]
     await standin.send_text(ALICE, "/help")
     await standin.wait_for(lambda: "/headshot <style>" in standin.texts(ALICE.id), what="the help text")
 
