@@ -162,9 +162,8 @@ class EventDelivery:
             store = self.core.store
             if event.event_id and await store.was_delivered(event.event_id):
                 return _Outcome.DELIVERED
-            chat_id = await store.chat_of(event.user_key)
+            chat_id, left = await store.chat_and_left(event.user_key)
             outcome = _Outcome.DELIVERED
-            left = await store.has_left(event.user_key)
             try:
                 if isinstance(event, Expired):
                     await forget_expired(self.core, event, None if left else chat_id, port)

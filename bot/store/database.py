@@ -49,12 +49,17 @@ class Store(GalleryRows):
         return cursor.rowcount > 0
 
     async def has_left(self, user_key: str) -> bool:
-        row = await self._one("SELECT left_at FROM users WHERE user_key = ?", user_key)
-        return row is not None and row["left_at"] is not None
+        _, left = await self.chat_and_left(user_key)
+        return left
 
     async def chat_of(self, user_key: str) -> str | None:
-        row = await self._one("SELECT chat_id FROM users WHERE user_key = ?", user_key)
-        return None if row is None else str(row["chat_id"])
+        chat_id, _ = await self.chat_and_left(user_key)
+        return chat_id
+
+    async def chat_and_left(self, user_key: str) -> tuple[str | None, bool]:
+        """The user's chat id (None: no row) and whether they left it: one read of their row, for each event."""
+        row = await self._one("SELECT chat_id, left_at FROM users WHERE user_key = ?", user_key)
+        return (None, False) if row is None else (str(row["chat_id"]), row["left_at"] is not None)
 
     async def mark_handled(self, user_key: str, message_id: str) -> None:
         """The newest message from the user that the bot handled (ids grow with time on the platforms that use it)."""
