@@ -72,6 +72,7 @@ class Reason(StrEnum):
     TIMED_OUT = "timed_out"
     JOB_LOST = "job_lost"
     ACTION_UNSUPPORTED = "action_unsupported"
+    PREVIEW_UNSUPPORTED = "preview_unsupported"
     # A command that does not fit the session's state: bot/core raises it with the text from its texts module.
     SESSION = "session"
     # Not the user's: a model, storage, a cancelled job.

@@ -8,6 +8,7 @@ from bot.core import session as transitions
 from bot.core import texts
 from bot.core.context import CoreContext
 from bot.core.erase import erase_user
+from bot.core.previews import offers_previews, render_from_selfies
 from bot.core.ratelimit import RateLimiter
 from bot.core.rendering import ACTIONS, check_can_render, queue_render, start_action
 from bot.core.session import JobStatus, SessionState, state_of
@@ -199,14 +200,21 @@ class HeadshotService:
         await add_selfies(self.core, chat, session, message.attachments, port)
 
     async def _headshot(self, chat: ChatRef, session: SessionRow | None, args: str, port: ChatPort) -> None:
-        session = await check_can_render(
-            self.core, chat, session, lambda style: texts.HEADSHOT_BUSY.format(style=style)
-        )
+        # No model yet, but selfies and a worker that renders from them: the style from the selfies (a preview).
+        from_selfies = await offers_previews(self.core, session)
+        if not from_selfies:
+            session = await check_can_render(
+                self.core, chat, session, lambda style: texts.HEADSHOT_BUSY.format(style=style)
+            )
         if not args:
             buttons = tuple(Button(style.title, f"/headshot {name}") for name, style in STYLES.items())
             await port.send(chat.chat_id, Reply(texts.HEADSHOT_NEEDS_STYLE, buttons))
             return
         style = _style_from(args)
+        if from_selfies or session is None:  # None only where offers_previews said there is a session
+            assert session is not None
+            await render_from_selfies(self.core, chat, session, style, port)
+            return
 
         # Record first, then enqueue, then acknowledge (the acknowledgement is the message progress edits).
         count = self.core.settings.headshots_per_request
@@ -244,12 +252,15 @@ class HeadshotService:
         return lines + (await self.core.quotas.usage(chat.user_key)).lines()
 
     async def _cancel(self, chat: ChatRef, session: SessionRow | None, port: ChatPort) -> None:
-        active = await self.core.store.active_job(chat.user_key)
-        if active is None or session is None:
+        # Every open job: a training and the preview queued with it are stopped together.
+        jobs = await self.core.store.open_jobs(chat.user_key)
+        if not jobs or session is None:
             raise SessionError(texts.CANCEL_NOTHING)
-        await self.core.queue.request_abort(active.job_id)
-        await transitions.job_ended(self.core.store, active, JobStatus.CANCELLED)
-        cancelled = texts.CANCELLED_TRAINING if active.kind == JobKind.TRAIN else texts.CANCELLED_RENDERING
+        for job in jobs:
+            await self.core.queue.request_abort(job.job_id)
+            await transitions.job_ended(self.core.store, job, JobStatus.CANCELLED)
+        training = any(job.kind == JobKind.TRAIN for job in jobs)
+        cancelled = texts.CANCELLED_TRAINING if training else texts.CANCELLED_RENDERING
         await port.send(chat.chat_id, Reply(cancelled))
 
     async def _favorites(self, chat: ChatRef, session: SessionRow | None, port: ChatPort) -> None:

@@ -107,6 +107,19 @@ VARIATIONS_READY = "Here are your variations of #{number}. Tap ★ Keep under th
 REMIXES_READY = "Here are your remixes of #{number}. Tap ★ Keep under the ones you like."
 UPSCALE_READY = "Here is #{number} at twice the size."
 TRAINED = "Your model is ready! Send /headshot <style>, e.g. /headshot linkedin. /styles lists them all."
+PREVIEW_TITLE = "Preview · {title}"
+PREVIEW_QUEUED = (
+    "No model yet, so I'm rendering {count} {style} headshots straight from your selfies{queue}… For a closer "
+    "likeness, /train start trains your own model."
+)
+PREVIEW_READY_TRAINING = (
+    "A first look while your model trains: rendered straight from your selfies, no training yet. Your trained "
+    "headshots follow when training ends."
+)
+PREVIEW_READY = (
+    "Here they are, rendered straight from your selfies. /train start trains your own model for a closer likeness."
+)
+PREVIEW_FAILED_TRAINING = "The first look from your selfies did not work out this time; your training goes on."
 IMAGES_READY = "Here are your {style} headshots. Tap ★ Keep under the ones you like (or react to them)."
 IMAGE_CAPTION = "#{number} · {style} · seed {seed}"
 PROGRESS_TRAINING = "Training your model: {percent}% (step {step}/{total}){eta}"
@@ -134,10 +147,13 @@ def favorite_button(number: int) -> Button:
     return Button(f"★ Keep #{number}", f"/favorite {number}")
 
 
-def headshot_buttons(number: int) -> tuple[Button, ...]:
-    """Under headshot #number: keep it, vary it, remix it (the command answers how to add the words), upscale it.
+def headshot_buttons(number: int, *, actions: bool = True) -> tuple[Button, ...]:
+    """Under headshot #number: keep it, vary it, remix it (the command answers how to add the words), upscale it;
+    a preview from the selfies (``actions`` False) is only kept: the actions need a model.
 
     Each is the plain command, so a button posted before a restart still works after it."""
+    if not actions:
+        return (favorite_button(number),)
     return (
         favorite_button(number),
         Button(f"↻ More #{number}", f"/more {number}"),
@@ -244,6 +260,10 @@ REASONS: dict[Reason, str] = {
     Reason.RENDERING_FAILED: "Rendering failed on our side. {hint}",
     Reason.ACTION_UNSUPPORTED: (
         "This server's model cannot do /more, /remix or /upscale yet. /headshot <style> renders new headshots."
+    ),
+    Reason.PREVIEW_UNSUPPORTED: (
+        "This server's model cannot render from selfies, so there is no preview: your trained headshots come when "
+        "training ends."
     ),
     Reason.OUT_OF_GPU_MEMORY: (
         "Our GPU ran out of memory rendering your headshots, even {batch} at a time. Please send the same /headshot "

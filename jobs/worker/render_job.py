@@ -1,7 +1,8 @@
 """The ``generate_headshots`` job: render the request's style with the user's LoRA, keep the best likenesses.
 
-A request renders from the prompt (``/headshot``) or from one of the user's headshots (``/more``, ``/remix``,
-``/upscale``: ``RenderMode``); small faces, and every upscale, then get the face pass.
+A request renders from the prompt (``/headshot``), from one of the user's headshots (``/more``, ``/remix``,
+``/upscale``), or, with no LoRA, from the user's selfies (the preview: ``RenderMode``); small faces, and every
+upscale, then get the face pass (never a preview's: it has no LoRA to keep the face).
 """
 
 from __future__ import annotations
@@ -44,14 +45,13 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
             if request.mode == RenderMode.UPSCALE
             else candidate_count(request.count, settings.headshot_candidates, reference)
         )
-        source = None
-        if request.source_key is not None:
-            if not request.source_key.startswith(user_prefix(request.user_key)):
-                raise ValueError(f"source {request.source_key!r} is not {request.user_key}'s")
-            source = await storage.get(request.source_key)
+        source = None if request.source_key is None else await _users_blob(storage, request, request.source_key)
+        selfies = [await _users_blob(storage, request, key) for key in request.reference_keys]
         with tempfile.TemporaryDirectory(prefix="lora-") as scratch:
-            lora_path = Path(scratch) / "pytorch_lora_weights.safetensors"
-            await storage.get_file(request.lora_key, lora_path)
+            lora_path = None
+            if request.mode != RenderMode.PREVIEW:  # a preview renders before (or without) any LoRA
+                lora_path = Path(scratch) / "pytorch_lora_weights.safetensors"
+                await storage.get_file(request.lora_key, lora_path)
 
             # 2. Render in a thread.
             def on_images(done: int, total: int) -> None:
@@ -59,7 +59,8 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
                 progress.report(done * request.count // total, request.count)
 
             images = await run_in_thread(
-                progress, lambda: _render(state, request, source, renders, lora_path, on_images, progress.stop.is_set)
+                progress,
+                lambda: _render(state, request, source, selfies, renders, lora_path, on_images, progress.stop.is_set),
             )
             # 3. Keep the best likenesses; 4. give small faces (every face, in an upscale) the face pass.
             ranked = await asyncio.to_thread(
@@ -93,16 +94,25 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
     return {"style": ready.style, "title": ready.title, "images": [image.to_dict() for image in ready.images]}
 
 
+async def _users_blob(storage: Any, request: GenerateRequest, key: str) -> bytes:
+    """A blob a request names, refused unless it lies under the request's own user's prefix."""
+    if not key.startswith(user_prefix(request.user_key)):
+        raise ValueError(f"{key!r} is not {request.user_key}'s")
+    data: bytes = await storage.get(key)
+    return data
+
+
 def _render(
     state: WorkerState,
     request: GenerateRequest,
     source: bytes | None,
+    selfies: list[bytes],
     renders: int,
-    lora_path: Path,
+    lora_path: Path | None,
     on_images: Any,
     should_stop: Any,
 ) -> list[Any]:
-    """The request's renders (``GeneratedImage``s), from its prompt or its source headshot. Blocking."""
+    """The request's renders (``GeneratedImage``s), from its prompt, its source headshot or its selfies. Blocking."""
     from PIL import Image
 
     from pipeline.diffusion.generation import generate_headshots as render
@@ -116,6 +126,8 @@ def _render(
     )
 
     model, steps = state.model, state.settings.inference_steps
+    if request.mode == RenderMode.PREVIEW:
+        return _render_preview(state, request, selfies, renders, on_images, should_stop)
     if source is None:
         return render(
             model.pipe,
@@ -156,8 +168,37 @@ def _render(
     )
 
 
+def _render_preview(
+    state: WorkerState, request: GenerateRequest, selfies: list[bytes], renders: int, on_images: Any, should_stop: Any
+) -> list[Any]:
+    """A preview's renders: the style, showing the person in face-centred crops of the selfies. Blocking."""
+    from PIL import Image
+
+    from pipeline.diffusion.references import reference_crops, render_from_references, supports_references
+
+    pipe = state.model.pipe
+    if not supports_references(pipe):
+        raise UserInputError(f"a preview on a {type(pipe).__name__}", reason=Reason.PREVIEW_UNSUPPORTED)
+    photos = []
+    for data in selfies:
+        with Image.open(io.BytesIO(data)) as opened:
+            photos.append(opened.convert("RGB"))
+    references = reference_crops(pipe, photos, request.reference_centers)
+    return render_from_references(
+        pipe,
+        references,
+        request.style,
+        count=renders,
+        seed=request.seed,
+        subject=request.subject,
+        steps=state.settings.inference_steps,
+        on_progress=on_images,
+        should_stop=should_stop,
+    )
+
+
 def _face_pass(
-    state: WorkerState, request: GenerateRequest, ranked: list[Any], lora_path: Path, should_stop: Any
+    state: WorkerState, request: GenerateRequest, ranked: list[Any], lora_path: Path | None, should_stop: Any
 ) -> list[Any]:
     """``ranked`` with the face pass done where it applies: every face in an upscale, else faces below the
     ``face_pass_below`` share of the width (0: none). Blocking."""
@@ -166,7 +207,7 @@ def _face_pass(
 
     upscale = request.mode == RenderMode.UPSCALE
     below = state.settings.face_pass_below
-    if not ranked or (not upscale and below <= 0):
+    if not ranked or lora_path is None or (not upscale and below <= 0):
         return ranked
     images = face_pass(
         state.model.pipe,

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from jobs.contract.stream import EventPublisher
 from jobs.settings import Settings
 from jobs.storage import BlobStorage, open_storage
-from jobs.worker.model_setup import ServingModel, prepare_model
+from jobs.worker.model_setup import ServingModel, model_features, prepare_model
 from jobs.worker.monitor import WorkerMonitor
 
 if TYPE_CHECKING:
@@ -67,6 +67,7 @@ async def start_worker_state(
     await monitor.start(redis)  # metrics endpoint and heartbeat, before the model takes minutes
     if model is None:
         model = await asyncio.to_thread(prepare_model, settings)
+    await monitor.offer(model_features(model))
     events = EventPublisher(redis, settings.events_stream)
     return WorkerState(settings, monitor, events, storage, faces, model, owns_storage)
 

@@ -88,10 +88,13 @@ def generate_headshots(
     lora_slot: LoraSlot | None = None,
     should_stop: Callable[[], bool] | None = None,
     subject: Subject | None = None,
+    references: list[Image.Image] | None = None,
 ) -> list[GeneratedImage]:
     """Render ``count`` images of ``style`` (image ``i`` from seed ``seed + i``), using the LoRA at ``lora_path``.
 
-    ``subject`` is who the prompt names, as the LoRA was trained (default: a person).
+    ``subject`` is who the prompt names, as the LoRA was trained (default: a person). ``references`` (klein only,
+    ``pipeline.diffusion.references``) are photos of the person to render, read by the model instead of a LoRA;
+    the prompt then names the person they show.
 
     ``steps`` overrides ``style.steps`` (on klein, the model's few-step default: ``flux2_rendering``).
     ``on_progress(done, count)`` runs after each batch. With ``lora_slot`` the
@@ -105,8 +108,7 @@ def generate_headshots(
 
     # 1. Check inputs and pick the family's way to call the pipeline.
     flux2 = pipeline_family(pipe) is Family.FLUX2
-    named = (subject or Subject()).phrase()
-    call = flux2_call_arguments(pipe, style, steps, named) if flux2 else _sdxl_call_arguments(style, steps, named)
+    call = _call_arguments(pipe, style, steps, subject or Subject(), references)
     _check_inputs(pipe, count, batch_size, call["num_inference_steps"], lora_path, lora_slot)
     width, height = headshot_size(pipe, style.aspect)
     original_scheduler = pipe.scheduler
@@ -180,6 +182,21 @@ def generate_headshots(
 
 
 _PROMPTS = ("prompt", "negative_prompt")
+
+
+def _call_arguments(
+    pipe: Any, style: Style, steps: int | None, subject: Subject, references: list[Image.Image] | None
+) -> dict[str, Any]:
+    """The family's ``pipe(...)`` arguments for ``style``; with ``references``, the prompt names the person in them."""
+    named = subject.reference_phrase() if references else subject.phrase()
+    if pipeline_family(pipe) is not Family.FLUX2:
+        if references:
+            raise ValueError("references need a FLUX.2 [klein] pipeline; SDXL renders a person from a LoRA only.")
+        return _sdxl_call_arguments(style, steps, named)
+    call = flux2_call_arguments(pipe, style, steps, named)
+    if references:
+        call["image"] = references
+    return call
 
 
 def _sdxl_call_arguments(style: Style, steps: int | None, subject: str) -> dict[str, Any]:

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
 from redis.asyncio import Redis
 
+from bot.core import texts
 from bot.core.session import SessionState
+from jobs.ops.health import WorkerFeature, offered
 from jobs.settings import Settings
-from jobs.worker.model_setup import prepare_model
+from jobs.worker.app import build_worker
+from jobs.worker.model_setup import ServingModel, model_features, prepare_model
 from pipeline.diffusion.families import Family, pipeline_family
 from pipeline.diffusion.generation import generate_headshots
 from pipeline.diffusion.training.config import TrainingConfig
@@ -19,11 +25,18 @@ from pipeline.styles import STYLES
 from tests.harness import Harness
 
 
+@pytest.fixture(scope="module")
+def klein_model(model_cache: Path) -> ServingModel:
+    """The tiny klein as a worker prepares it, shared by this module's workers."""
+    settings = Settings(_env_file=None, model="tiny-flux2", device="cpu", model_cache_dir=model_cache)  # type: ignore[call-arg]
+    return prepare_model(settings)
+
+
 async def test_a_klein_worker_trains_and_renders_through_the_job_code(
-    settings: Settings, selfie_dir: Path, tmp_path: Path, redis: Redis
+    settings: Settings, selfie_dir: Path, tmp_path: Path, redis: Redis, klein_model: ServingModel
 ) -> None:
     klein = settings.model_copy(update={"model": "tiny-flux2", "device": "cpu", "train_steps": 8})
-    model = prepare_model(klein)
+    model = klein_model
     assert pipeline_family(model.pipe) is Family.FLUX2
     assert model.lora_slot is not None and model.training_slot is None  # renders through the slot, trains eagerly
 
@@ -37,6 +50,47 @@ async def test_a_klein_worker_trains_and_renders_through_the_job_code(
         with Image.open(path) as image:
             assert (image.format, image.size) == ("PNG", (56, 72))  # the tiny klein's 4:5 at 64x64 px
     assert model.lora_slot.active is None  # the user's LoRA left the warm pipeline with the request
+
+
+async def test_klein_previews_from_the_selfies_before_and_while_the_lora_trains(
+    settings: Settings, selfie_dir: Path, tmp_path: Path, redis: Redis, klein_model: ServingModel, tiny_model: Any
+) -> None:
+    assert model_features(tiny_model) == ()  # SDXL renders no one from photos: its workers offer no previews
+    klein = settings.model_copy(update={"model": "tiny-flux2", "device": "cpu", "train_steps": 8})
+    assert klein.redis_url is not None
+    async with Harness(klein, klein_model, tmp_path / "out") as harness:
+        harness.start_delivery()
+        worker = build_worker(klein, klein.redis_url, model=klein_model, poll_delay=0.05, handle_signals=False)
+        running = asyncio.create_task(worker.async_run())
+        try:
+            deadline = time.monotonic() + 60
+            while not await offered(redis, klein.queue_name, WorkerFeature.REFERENCES):
+                assert time.monotonic() < deadline, "the klein worker never offered previews"
+                await asyncio.sleep(0.05)
+            # 1. Selfies, no model: /headshot renders the style from the selfies, and collecting goes on.
+            await harness.say(f"/train {selfie_dir}")
+            assert "straight from your selfies" in await harness.say("/headshot studio")
+            await harness.wait_state(SessionState.COLLECTING, timeout_s=60)
+            assert len(harness.port.headshots) == 2
+            # 2. /train start: the previews come first, then the model.
+            await harness.say("/train start")
+            await harness.wait_state(SessionState.READY, timeout_s=120)
+        finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+            await worker.close()
+        chat = "\n".join(harness.lines)
+        assert "↻ More" not in chat  # a preview is kept or not; its actions would need a model
+        assert chat.index(texts.PREVIEW_READY_TRAINING) < chat.index(texts.TRAINED)
+        assert chat.count("Preview · ") == 4  # two captions per preview, each named as one
+        assert len(harness.port.headshots) == 4
+        # 3. Previews are the user's images like any other: /delete erases them.
+        images = await harness.app.store.images(harness.chat.chat.user_key)
+        assert len(images) == 4
+        await harness.say("/delete")
+        await harness.say("/delete confirm")
+        for image in images:
+            assert not await harness.app.core.storage.exists(image.storage_key)
 
 
 @pytest.mark.usefixtures("fresh_dynamo")
