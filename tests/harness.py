@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,6 +27,31 @@ async def run_burst_worker(settings: Settings, model: ServingModel) -> None:
         await worker.async_run()
     finally:
         await worker.close()
+
+
+@contextlib.asynccontextmanager
+async def serving_worker(settings: Settings, model: ServingModel, *, offers: str | None = None) -> AsyncIterator[None]:
+    """A real arq worker running for the block, as in production (its heartbeat tells the bot what it offers); with
+    ``offers``, the block starts once the worker's heartbeat offers that ``WorkerFeature``."""
+    from redis.asyncio import Redis
+
+    from jobs.ops.health import WorkerFeature, offered
+
+    assert settings.redis_url is not None
+    worker = build_worker(settings, settings.redis_url, model=model, poll_delay=0.05, handle_signals=False)
+    running = asyncio.create_task(worker.async_run())
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        deadline = time.monotonic() + 60
+        while offers is not None and not await offered(redis, settings.queue_name, WorkerFeature(offers)):
+            assert time.monotonic() < deadline and not running.done(), f"the worker never offered {offers}"
+            await asyncio.sleep(0.05)
+        yield
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await worker.close()
+        await redis.aclose()
 
 
 async def reached_state(core: CoreContext, user_key: str, state: SessionState, timeout_s: float) -> bool:

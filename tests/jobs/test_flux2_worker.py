@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
@@ -13,23 +11,15 @@ from redis.asyncio import Redis
 
 from bot.core import texts
 from bot.core.session import SessionState
-from jobs.ops.health import WorkerFeature, offered
+from jobs.ops.health import WorkerFeature
 from jobs.settings import Settings
-from jobs.worker.app import build_worker
 from jobs.worker.model_setup import ServingModel, model_features, prepare_model
 from pipeline.diffusion.families import Family, pipeline_family
 from pipeline.diffusion.generation import generate_headshots
 from pipeline.diffusion.training.config import TrainingConfig
 from pipeline.diffusion.training.loop import train_lora
 from pipeline.styles import STYLES
-from tests.harness import Harness
-
-
-@pytest.fixture(scope="module")
-def klein_model(model_cache: Path) -> ServingModel:
-    """The tiny klein as a worker prepares it, shared by this module's workers."""
-    settings = Settings(_env_file=None, model="tiny-flux2", device="cpu", model_cache_dir=model_cache)  # type: ignore[call-arg]
-    return prepare_model(settings)
+from tests.harness import Harness, serving_worker
 
 
 async def test_a_klein_worker_trains_and_renders_through_the_job_code(
@@ -60,13 +50,7 @@ async def test_klein_previews_from_the_selfies_before_and_while_the_lora_trains(
     assert klein.redis_url is not None
     async with Harness(klein, klein_model, tmp_path / "out") as harness:
         harness.start_delivery()
-        worker = build_worker(klein, klein.redis_url, model=klein_model, poll_delay=0.05, handle_signals=False)
-        running = asyncio.create_task(worker.async_run())
-        try:
-            deadline = time.monotonic() + 60
-            while not await offered(redis, klein.queue_name, WorkerFeature.REFERENCES):
-                assert time.monotonic() < deadline, "the klein worker never offered previews"
-                await asyncio.sleep(0.05)
+        async with serving_worker(klein, klein_model, offers=WorkerFeature.REFERENCES):
             # 1. Selfies, no model: /headshot renders the style from the selfies, and collecting goes on.
             await harness.say(f"/train {selfie_dir}")
             assert "straight from your selfies" in await harness.say("/headshot studio")
@@ -75,10 +59,6 @@ async def test_klein_previews_from_the_selfies_before_and_while_the_lora_trains(
             # 2. /train start: the previews come first, then the model.
             await harness.say("/train start")
             await harness.wait_state(SessionState.READY, timeout_s=120)
-        finally:
-            running.cancel()
-            await asyncio.gather(running, return_exceptions=True)
-            await worker.close()
         chat = "\n".join(harness.lines)
         assert "↻ More" not in chat  # a preview is kept or not; its actions would need a model
         assert chat.index(texts.PREVIEW_READY_TRAINING) < chat.index(texts.TRAINED)
