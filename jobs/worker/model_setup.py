@@ -194,4 +194,9 @@ def _compile_for_serving(pipe: Any, slot: Any, settings: Settings, scope: str) -
         batch_sizes=batches,
         compile_backend=settings.compile_backend,
         compile_scope=scope,
+        preview_batch_sizes=(
+            render_batch_sizes(settings.preview_count, settings.headshot_candidates, DEFAULT_BATCH_SIZE)
+            if settings.preview_count
+            else ()
+        ),
     )

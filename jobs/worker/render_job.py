@@ -141,7 +141,10 @@ def _render(
             lora_slot=model.lora_slot,
             subject=request.subject,
         )
-    if not supports_actions(model.pipe):
+    from pipeline.diffusion.references import render_from_headshot, supports_references
+
+    img2img = supports_actions(model.pipe)
+    if not img2img and not supports_references(model.pipe):
         raise UserInputError(f"{request.mode} on a model without actions", reason=Reason.ACTION_UNSUPPORTED)
     with Image.open(io.BytesIO(source)) as opened:
         start = opened.convert("RGB")
@@ -151,6 +154,22 @@ def _render(
     size, strength = (width, height), REMIX_STRENGTH if request.mode == RenderMode.REMIX else VARIATION_STRENGTH
     if request.mode == RenderMode.UPSCALE:
         size, strength = (2 * width, 2 * height), UPSCALE_STRENGTH
+    if not img2img:  # klein: the headshot as its reference image
+        assert lora_path is not None  # only a preview renders without one
+        return render_from_headshot(
+            model.pipe,
+            start,
+            request.style,
+            size=size,
+            count=renders,
+            seed=request.seed,
+            lora_path=lora_path,
+            lora_slot=model.lora_slot,
+            subject=request.subject,
+            steps=steps,
+            on_progress=on_images,
+            should_stop=should_stop,
+        )
     return image_to_image(
         model.pipe,
         start,
@@ -194,6 +213,7 @@ def _render_preview(
         steps=state.settings.inference_steps,
         on_progress=on_images,
         should_stop=should_stop,
+        lora_slot=state.model.lora_slot,
     )
 
 
@@ -204,10 +224,12 @@ def _face_pass(
     ``face_pass_below`` share of the width (0: none). Blocking."""
     from pipeline.diffusion.face_pass import face_pass
     from pipeline.diffusion.generation import GeneratedImage
+    from pipeline.diffusion.img2img import supports_actions
 
     upscale = request.mode == RenderMode.UPSCALE
     below = state.settings.face_pass_below
-    if not ranked or lora_path is None or (not upscale and below <= 0):
+    # The face pass is image-to-image: where the model has none (klein), its renders stay as they are.
+    if not ranked or lora_path is None or (not upscale and below <= 0) or not supports_actions(state.model.pipe):
         return ranked
     images = face_pass(
         state.model.pipe,

@@ -89,12 +89,14 @@ def generate_headshots(
     should_stop: Callable[[], bool] | None = None,
     subject: Subject | None = None,
     references: list[Image.Image] | None = None,
+    size: tuple[int, int] | None = None,
 ) -> list[GeneratedImage]:
     """Render ``count`` images of ``style`` (image ``i`` from seed ``seed + i``), using the LoRA at ``lora_path``.
 
     ``subject`` is who the prompt names, as the LoRA was trained (default: a person). ``references`` (klein only,
-    ``pipeline.diffusion.references``) are photos of the person to render, read by the model instead of a LoRA;
-    the prompt then names the person they show.
+    ``pipeline.diffusion.references``) are images the model reads beside the prompt: the selfies, for a render with
+    no LoRA (the prompt then names the person they show), or a headshot an action starts from. ``size`` (width,
+    height) overrides the style's headshot size (an upscale).
 
     ``steps`` overrides ``style.steps`` (on klein, the model's few-step default: ``flux2_rendering``).
     ``on_progress(done, count)`` runs after each batch. With ``lora_slot`` the
@@ -108,9 +110,11 @@ def generate_headshots(
 
     # 1. Check inputs and pick the family's way to call the pipeline.
     flux2 = pipeline_family(pipe) is Family.FLUX2
-    call = _call_arguments(pipe, style, steps, subject or Subject(), references)
+    # Without a LoRA, the references alone say who it is; with one, its identifier does.
+    from_photos = bool(references) and lora_path is None
+    call = _call_arguments(pipe, style, steps, subject or Subject(), references, from_photos)
     _check_inputs(pipe, count, batch_size, call["num_inference_steps"], lora_path, lora_slot)
-    width, height = headshot_size(pipe, style.aspect)
+    width, height = size or headshot_size(pipe, style.aspect)
     original_scheduler = pipe.scheduler
 
     # 2. Attach the user's LoRA and the style's sampler; 3. render in batches; 4. always put both back, so the
@@ -185,10 +189,16 @@ _PROMPTS = ("prompt", "negative_prompt")
 
 
 def _call_arguments(
-    pipe: Any, style: Style, steps: int | None, subject: Subject, references: list[Image.Image] | None
+    pipe: Any,
+    style: Style,
+    steps: int | None,
+    subject: Subject,
+    references: list[Image.Image] | None,
+    from_photos: bool,
 ) -> dict[str, Any]:
-    """The family's ``pipe(...)`` arguments for ``style``; with ``references``, the prompt names the person in them."""
-    named = subject.reference_phrase() if references else subject.phrase()
+    """The family's ``pipe(...)`` arguments for ``style``; ``from_photos``: the prompt names the person the
+    references show."""
+    named = subject.reference_phrase() if from_photos else subject.phrase()
     if pipeline_family(pipe) is not Family.FLUX2:
         if references:
             raise ValueError("references need a FLUX.2 [klein] pipeline; SDXL renders a person from a LoRA only.")

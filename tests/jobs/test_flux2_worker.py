@@ -16,6 +16,7 @@ from jobs.settings import Settings
 from jobs.worker.model_setup import ServingModel, model_features, prepare_model
 from pipeline.diffusion.families import Family, pipeline_family
 from pipeline.diffusion.generation import generate_headshots
+from pipeline.diffusion.references import reference_crops, render_from_headshot, render_from_references
 from pipeline.diffusion.training.config import TrainingConfig
 from pipeline.diffusion.training.loop import train_lora
 from pipeline.styles import STYLES
@@ -35,10 +36,18 @@ async def test_a_klein_worker_trains_and_renders_through_the_job_code(
         await harness.say("/headshot studio")
         await harness.run_worker()
         await harness.wait_state(SessionState.READY)
-    assert len(harness.port.headshots) == 2
+        # The actions on a headshot, klein's way: the headshot as the reference image, the user's LoRA on.
+        for action in ("/more 1", "/remix 1 on a rooftop at dusk", "/upscale 2"):
+            await harness.say(action)
+            await harness.run_worker()
+            await harness.wait_state(SessionState.READY)
+    assert len(harness.port.headshots) == 2 + 2 + 2 + 1
+    sizes = []
     for path in harness.port.headshots:
         with Image.open(path) as image:
-            assert (image.format, image.size) == ("PNG", (56, 72))  # the tiny klein's 4:5 at 64x64 px
+            assert image.format == "PNG"
+            sizes.append(image.size)
+    assert sizes == [(56, 72)] * 6 + [(112, 144)]  # the tiny klein's 4:5 at 64x64 px; an upscale twice that
     assert model.lora_slot.active is None  # the user's LoRA left the warm pipeline with the request
 
 
@@ -110,6 +119,23 @@ def test_a_compiled_klein_worker_swaps_users_without_compiling_again(
         for lora in (*loras, loras[0]):
             generate_headshots(
                 model.pipe, STYLES["actor"], count=2, seed=1, steps=2, lora_path=lora, lora_slot=model.lora_slot
+            )
+        # A preview's renders (three candidates for two) and actions from a headshot: their reference tokens were
+        # warmed at start too.
+        crops = reference_crops(model.pipe, selfies)
+        render_from_references(model.pipe, crops, STYLES["actor"], count=3, seed=1, lora_slot=model.lora_slot)
+        headshot = selfies[0].resize((56, 72))
+        for count, size in ((3, (56, 72)), (1, (112, 144))):
+            render_from_headshot(
+                model.pipe,
+                headshot,
+                STYLES["actor"],
+                size=size,
+                count=count,
+                seed=1,
+                steps=2,
+                lora_path=loras[1],
+                lora_slot=model.lora_slot,
             )
     assert graphs() == started, "a user's training or request compiled a new graph"
 
