@@ -240,6 +240,19 @@ REASONS: dict[Reason, str] = {
     ),
     Reason.STYLE_EMPTY: "The style description is empty; describe the look, e.g. 'navy suit, rooftop at dusk'.",
     Reason.STYLE_TOO_LONG: "The style description is {length} characters long; keep it to {limit} or fewer.",
+    # The safety screen on a user's own words (pipeline/safety/text.py): nothing was queued. The words are not echoed.
+    Reason.UNSAFE_SEXUAL: (
+        "I can't render that: headshots stay dressed and non-sexual. Nothing was queued; describe another look, "
+        "e.g. 'navy suit, rooftop at dusk'."
+    ),
+    Reason.UNSAFE_MINOR: (
+        "I can't render that: I never make pictures of children or that make anyone look like a child. Nothing was "
+        "queued; describe an adult look, e.g. 'navy suit, rooftop at dusk'."
+    ),
+    Reason.UNSAFE_PUBLIC_FIGURE: (
+        "I can't render that: I don't put you in the likeness of, or beside, a real public figure. Nothing was "
+        "queued; describe the look without naming anyone."
+    ),
     Reason.TRAINING_FAILED: "Training failed on our side. {hint}",
     Reason.RENDERING_FAILED: "Rendering failed on our side. {hint}",
     Reason.ACTION_UNSUPPORTED: (
