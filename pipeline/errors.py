@@ -9,7 +9,7 @@
     │   └── SessionError        a command that does not fit the session's state (raised by bot/core, with its text)
     ├── JobCancelled            ``should_stop`` ended training or rendering early (a ``/cancel``, a timeout)
     └── InfrastructureError     our fault or the machine's; logged with a traceback, retried where transient
-        ├── ModelLoadError      the base model could not be loaded (bad id, no hub, missing files)
+        ├── ModelLoadError      a model could not be loaded (bad id, no hub, missing files; the image safety check)
         ├── StorageError        blob storage unreachable or misconfigured; the message names the setting to fix
         ├── JobFailed           a worker job gave up (too many runs)
         └── OutOfGpuMemory      CUDA ran out of memory even at half the batch (one retry)
@@ -153,7 +153,8 @@ class InfrastructureError(HeadshotError):
 
 
 class ModelLoadError(InfrastructureError):
-    """The diffusion model named in the settings could not be loaded; the message says what to set."""
+    """The diffusion model named in the settings, or the image safety detector, could not be loaded; the message says
+    what to set."""
 
     default_reason = Reason.MODEL_LOAD
 

@@ -276,7 +276,10 @@ class EventDelivery:
         it is posted (a failure at image k of n leaves 1..k-1 recorded, and the retry posts k..n only)."""
         store = self.core.store
         images = await store.images(event.user_key)
-        await self._final_text(event, job, chat_id, port, _ready_text(event, job, [row.storage_key for row in images]))
+        ready = _ready_text(event, job, [row.storage_key for row in images])
+        # What the image safety check withheld was never stored: said once, in the last word, and recorded nowhere.
+        text = texts.withheld(ready, event.dropped, len(event.images), event.title)
+        await self._final_text(event, job, chat_id, port, text)
         posted = {row.storage_key for row in images if row.job_id == job.job_id}
         first_number = len(images) - len(posted) + 1
         for index, item in enumerate(event.images):

@@ -23,6 +23,7 @@ __all__ = [
     "selfie_count_line",
     "styles_text",
     "undeliverable",
+    "withheld",
 ]
 
 HELP = """I turn 10-20 selfies into professional headshots.
@@ -109,6 +110,13 @@ UPSCALE_READY = "Here is #{number} at twice the size."
 TRAINED = "Your model is ready! Send /headshot <style>, e.g. /headshot linkedin. /styles lists them all."
 IMAGES_READY = "Here are your {style} headshots. Tap ★ Keep under the ones you like (or react to them)."
 IMAGE_CAPTION = "#{number} · {style} · seed {seed}"
+# Renders the image safety check flagged (jobs/worker/render_job.py) are never stored; the user hears it once per
+# request, in the request's last word.
+WITHHELD_SOME = "I withheld {count} more that our image safety check flagged."
+WITHHELD_ALL = (
+    "Our image safety check flagged all {count} of your {style} headshots, so I withheld them. "
+    "Try another style, or other words."
+)
 PROGRESS_TRAINING = "Training your model: {percent}% (step {step}/{total}){eta}"
 PROGRESS_RENDERING = "Rendering: {done}/{total} headshots done"
 TRAINING_FINISHED = "Training finished: 100%."
@@ -300,6 +308,15 @@ def explain(
         return template.format(**values)
     except (KeyError, ValueError, IndexError):
         return INTERNAL_ERROR  # an event from another version without a parameter this text needs
+
+
+def withheld(ready: str, dropped: int, posted: int, style: str) -> str:
+    """A request's last word (``ready``) with what the image safety check withheld said once."""
+    if not dropped:
+        return ready
+    if not posted:
+        return WITHHELD_ALL.format(count=dropped, style=style)
+    return f"{ready}\n{WITHHELD_SOME.format(count=dropped)}"
 
 
 def undeliverable(kind: JobKind) -> str:
