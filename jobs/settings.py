@@ -120,6 +120,11 @@ class Settings(BaseSettings):
     duplicate_max_distance: int = Field(default=4, ge=0, le=64, description="pHash bits that make a repeat.")
     identity_min_score: float = Field(default=0.92, ge=-1, le=1, description="Least likeness (cosine) to keep.")
     headshot_candidates: float = Field(default=1.5, ge=1, le=4, description="Renders per headshot posted.")
+    image_safety: bool = Field(
+        default=True,
+        description="Check every rendered image with NudeNet's detector before it is stored; flagged ones are "
+        "withheld and counted. 'off' posts renders unchecked. A worker that cannot load the detector stops at start.",
+    )
     face_pass_below: float = Field(
         default=0.2,
         ge=0,

@@ -10,6 +10,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from pipeline.errors import BadStyleDescription, Reason, UnknownStyle
+from pipeline.safety.text import check_words
 from pipeline.subject import Subject
 
 __all__ = [
@@ -187,7 +188,7 @@ def custom_style(description: str) -> Style:
     """A style from the user's own words, e.g. "in a navy suit on a rooftop at dusk", around the usual headshot prompt.
 
     Control characters are dropped and whitespace collapsed; more than ``CUSTOM_STYLE_MAX_CHARS`` characters, or
-    nothing left, raises ``ValueError`` saying so.
+    nothing left, raises ``ValueError`` saying so; words the safety screen refuses raise ``UnsafeWords``.
     """
     words = _words(description)
     return Style(
@@ -218,7 +219,8 @@ def remix_style(base: Style, words: str, title: str) -> Style:
 
 
 def _words(description: str) -> str:
-    """A user's description, cleaned and checked, with braces doubled so ``render_prompt`` keeps them literal."""
+    """A user's description, cleaned and checked (length, then the safety screen), with braces doubled so
+    ``render_prompt`` keeps them literal."""
     # Control and format characters (newlines, bidi overrides, zero-width joiners) only serve to smuggle text.
     printable = "".join(" " if unicodedata.category(char).startswith("C") else char for char in description)
     text = re.sub(r"\s+", " ", printable).strip()
@@ -231,4 +233,5 @@ def _words(description: str) -> str:
             length=len(text),
             limit=CUSTOM_STYLE_MAX_CHARS,
         )
+    check_words(description)  # as sent: the invisible characters dropped above may have split a word in two
     return text.replace("{", "{{").replace("}", "}}")

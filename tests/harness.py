@@ -17,12 +17,22 @@ from bot.local.port import LocalChatPort
 from jobs.settings import Settings
 from jobs.worker.app import build_worker
 from jobs.worker.model_setup import ServingModel
+from pipeline.safety.image import ImageSafety
 
 
-async def run_burst_worker(settings: Settings, model: ServingModel) -> None:
-    """A real arq worker in burst mode on the shared tiny model: runs what is queued, then returns."""
+async def run_burst_worker(settings: Settings, model: ServingModel, image_safety: ImageSafety | None = None) -> None:
+    """A real arq worker in burst mode on the shared tiny model: runs what is queued, then returns. Its image safety
+    check is ``image_safety``, else the one the settings ask for."""
     assert settings.redis_url is not None
-    worker = build_worker(settings, settings.redis_url, model=model, burst=True, poll_delay=0, handle_signals=False)
+    worker = build_worker(
+        settings,
+        settings.redis_url,
+        model=model,
+        image_safety=image_safety,
+        burst=True,
+        poll_delay=0,
+        handle_signals=False,
+    )
     try:
         await worker.async_run()
     finally:
@@ -166,8 +176,8 @@ class Harness:
         await self.chat.say(line)
         return "\n".join(self.lines[before:])
 
-    async def run_worker(self) -> None:
-        await run_burst_worker(self.settings, self.model)
+    async def run_worker(self, image_safety: ImageSafety | None = None) -> None:
+        await run_burst_worker(self.settings, self.model, image_safety)
 
     async def train_to_ready(self, selfie_dir: Path) -> None:
         """Start delivery, send the folder's selfies, train with a burst worker, and wait for READY."""

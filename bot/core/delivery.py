@@ -282,7 +282,9 @@ class EventDelivery:
             ready = texts.PREVIEW_READY_TRAINING if training else texts.PREVIEW_READY
         else:
             ready = _ready_text(event, job, [row.storage_key for row in images])
-        await self._final_text(event, job, chat_id, port, ready)
+        # What the image safety check withheld was never stored: said once, in the last word, and recorded nowhere.
+        text = texts.withheld(ready, event.dropped, len(event.images), event.title)
+        await self._final_text(event, job, chat_id, port, text)
         posted = {row.storage_key for row in images if row.job_id == job.job_id}
         first_number = len(images) - len(posted) + 1
         for index, item in enumerate(event.images):

@@ -20,12 +20,22 @@ from bot.store.schema import SessionRow
 from jobs.contract.kinds import JobKind
 from jobs.logging_setup import log_context
 from pipeline.errors import SessionError, UnknownStyle, UserInputError
+from pipeline.safety.text import check_words
 from pipeline.styles import STYLES, Style, custom_style, resolve_style
 from pipeline.subject import Subject
 
 __all__ = ["HeadshotService"]
 
 log = logging.getLogger(__name__)
+
+
+def _screen_style_words(args: str) -> None:
+    """Words that name no preset are the user's own, screened before anything else: refused words get the same
+    answer in every state of the session, and a single refused word is not echoed back as a style name."""
+    try:
+        resolve_style(args)
+    except UnknownStyle:
+        check_words(args)
 
 
 def _style_from(args: str) -> Style:
@@ -200,6 +210,7 @@ class HeadshotService:
         await add_selfies(self.core, chat, session, message.attachments, port)
 
     async def _headshot(self, chat: ChatRef, session: SessionRow | None, args: str, port: ChatPort) -> None:
+        _screen_style_words(args)
         # No model yet, but selfies and a worker that renders from them: the style from the selfies (a preview).
         from_selfies = await offers_previews(self.core, session)
         if not from_selfies:

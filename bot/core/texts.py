@@ -23,6 +23,7 @@ __all__ = [
     "selfie_count_line",
     "styles_text",
     "undeliverable",
+    "withheld",
 ]
 
 HELP = """I turn 10-20 selfies into professional headshots.
@@ -122,6 +123,13 @@ PREVIEW_READY = (
 PREVIEW_FAILED_TRAINING = "The first look from your selfies did not work out this time; your training goes on."
 IMAGES_READY = "Here are your {style} headshots. Tap ★ Keep under the ones you like (or react to them)."
 IMAGE_CAPTION = "#{number} · {style} · seed {seed}"
+# Renders the image safety check flagged (jobs/worker/render_job.py) are never stored; the user hears it once per
+# request, in the request's last word.
+WITHHELD_SOME = "I withheld {count} more that our image safety check flagged."
+WITHHELD_ALL = (
+    "Our image safety check flagged all {count} of your {style} headshots, so I withheld them. "
+    "Try another style, or other words."
+)
 PROGRESS_TRAINING = "Training your model: {percent}% (step {step}/{total}){eta}"
 PROGRESS_RENDERING = "Rendering: {done}/{total} headshots done"
 TRAINING_FINISHED = "Training finished: 100%."
@@ -256,6 +264,19 @@ REASONS: dict[Reason, str] = {
     ),
     Reason.STYLE_EMPTY: "The style description is empty; describe the look, e.g. 'navy suit, rooftop at dusk'.",
     Reason.STYLE_TOO_LONG: "The style description is {length} characters long; keep it to {limit} or fewer.",
+    # The safety screen on a user's own words (pipeline/safety/text.py): nothing was queued. The words are not echoed.
+    Reason.UNSAFE_SEXUAL: (
+        "I can't render that: headshots stay dressed and non-sexual. Nothing was queued; describe another look, "
+        "e.g. 'navy suit, rooftop at dusk'."
+    ),
+    Reason.UNSAFE_MINOR: (
+        "I can't render that: I never make pictures of children or that make anyone look like a child. Nothing was "
+        "queued; describe an adult look, e.g. 'navy suit, rooftop at dusk'."
+    ),
+    Reason.UNSAFE_PUBLIC_FIGURE: (
+        "I can't render that: I don't put you in the likeness of, or beside, a real public figure. Nothing was "
+        "queued; describe the look without naming anyone."
+    ),
     Reason.TRAINING_FAILED: "Training failed on our side. {hint}",
     Reason.RENDERING_FAILED: "Rendering failed on our side. {hint}",
     Reason.ACTION_UNSUPPORTED: (
@@ -307,6 +328,15 @@ def explain(
         return template.format(**values)
     except (KeyError, ValueError, IndexError):
         return INTERNAL_ERROR  # an event from another version without a parameter this text needs
+
+
+def withheld(ready: str, dropped: int, posted: int, style: str) -> str:
+    """A request's last word (``ready``) with what the image safety check withheld said once."""
+    if not dropped:
+        return ready
+    if not posted:
+        return WITHHELD_ALL.format(count=dropped, style=style)
+    return f"{ready}\n{WITHHELD_SOME.format(count=dropped)}"
 
 
 def undeliverable(kind: JobKind) -> str:

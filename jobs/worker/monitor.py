@@ -91,6 +91,9 @@ class WorkerMonitor:
             registry=self.registry,
         )
         self.failures = Counter("headshot_job_failures", "Jobs that failed.", ["kind", "cause"], registry=self.registry)
+        self.withheld = Counter(
+            "headshot_images_withheld", "Renders the image safety check withheld.", registry=self.registry
+        )
         self.running = Gauge("headshot_worker_jobs_running", "Jobs this worker runs now.", registry=self.registry)
         self.registry.register(_GpuMemoryCollector(settings.device))
         self._started_at = time.time()

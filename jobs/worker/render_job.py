@@ -69,7 +69,9 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
             ranked = await run_in_thread(
                 progress, lambda: _face_pass(state, request, ranked, lora_path, progress.stop.is_set)
             )
-        # 5. Store the PNGs; the event carries keys, seeds, scores, never bytes.
+        # 5. The image safety check: what it flags is dropped here, never stored, and only counted.
+        ranked, dropped = await asyncio.to_thread(_withhold_unsafe, state, job_id, ranked)
+        # 6. Store the PNGs; the event carries keys, seeds, scores, never bytes.
         # All images at once, one thread each: zlib lets go of the GIL, and the GPU waits for this step.
         encoded = await asyncio.gather(*(asyncio.to_thread(_png_bytes, generated.image) for generated, _ in ranked))
         results = []
@@ -89,9 +91,11 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
         style=request.style.name,
         title=request.style.title,
         images=tuple(results),
+        dropped=dropped,
     )
     await state.events.publish(ready)
-    return {"style": ready.style, "title": ready.title, "images": [image.to_dict() for image in ready.images]}
+    images = [image.to_dict() for image in ready.images]
+    return {"style": ready.style, "title": ready.title, "images": images, "dropped": dropped}
 
 
 async def _users_blob(storage: Any, request: GenerateRequest, key: str) -> bytes:
@@ -247,6 +251,27 @@ def _face_pass(
     return [
         (GeneratedImage(image, generated.seed), score) for image, (generated, score) in zip(images, ranked, strict=True)
     ]
+
+
+def _withhold_unsafe(state: WorkerState, job_id: str, ranked: list[Any]) -> tuple[list[Any], int]:
+    """``ranked`` without the renders the image safety check flags, and how many those were. Blocking."""
+    if state.image_safety is None:
+        return ranked, 0
+    kept = []
+    for generated, score in ranked:
+        findings = state.image_safety.findings(generated.image)
+        if findings:
+            # Labels and scores only: they say why without showing what.
+            found = ", ".join(f"{finding.label} {finding.score:.2f}" for finding in findings)
+            log.warning(
+                "job %s: withheld a render (seed %d) the image safety check flagged: %s", job_id, generated.seed, found
+            )
+        else:
+            kept.append((generated, score))
+    dropped = len(ranked) - len(kept)
+    if dropped:
+        state.monitor.withheld.inc(dropped)
+    return kept, dropped
 
 
 def _png_bytes(image: Any) -> bytes:
