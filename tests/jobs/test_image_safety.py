@@ -113,14 +113,14 @@ def test_an_images_ready_event_from_before_the_check_reads_as_nothing_dropped() 
 
 
 async def test_a_worker_that_cannot_load_the_check_stops_at_start_naming_the_switch(
-    settings: Settings, redis: Redis, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, redis: Redis, monkeypatch: pytest.MonkeyPatch, tiny_model: Any
 ) -> None:
     monkeypatch.setitem(sys.modules, "nudenet", None)  # what an import finds when the package is not installed
     monitor = WorkerMonitor(settings, "test-worker")
     with pytest.raises(ModelLoadError, match="HEADSHOT_IMAGE_SAFETY=off"):
-        await start_worker_state(redis, settings, monitor, model=object())  # type: ignore[arg-type]
+        await start_worker_state(redis, settings, monitor, model=tiny_model)
     # Switched off, the same worker starts, without a check.
     off = settings.model_copy(update={"image_safety": False})
-    state = await start_worker_state(redis, off, WorkerMonitor(off, "test-worker"), faces=object(), model=object())  # type: ignore[arg-type]
+    state = await start_worker_state(redis, off, WorkerMonitor(off, "test-worker"), faces=object(), model=tiny_model)  # type: ignore[arg-type]
     assert state.image_safety is None
     await state.close()
