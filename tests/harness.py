@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -175,6 +176,12 @@ class Harness:
         before = len(self.lines)
         await self.chat.say(line)
         return "\n".join(self.lines[before:])
+
+    async def tap(self, answer: str, label: str) -> str:
+        """Press the button ``label`` under ``answer``: the local chat shows each as the command it types."""
+        found = re.search(rf"\[{re.escape(label)}\] -> type: (.+)", answer)
+        assert found is not None, f"no button {label!r} in:\n{answer}"
+        return await self.say(found[1].strip())
 
     async def run_worker(self, image_safety: ImageSafety | None = None) -> None:
         await run_burst_worker(self.settings, self.model, image_safety)

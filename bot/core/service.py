@@ -8,6 +8,7 @@ from bot.core import session as transitions
 from bot.core import texts
 from bot.core.context import CoreContext
 from bot.core.erase import erase_user
+from bot.core.look_choice import parse_headshot
 from bot.core.previews import offers_previews, render_from_selfies
 from bot.core.ratelimit import RateLimiter
 from bot.core.rendering import ACTIONS, check_can_render, queue_render, start_action
@@ -15,13 +16,13 @@ from bot.core.session import JobStatus, SessionState, state_of
 from bot.core.subject_choice import described, parse_words, subject_intro, subject_needs_new, subject_reply
 from bot.core.takeaway import export_lora, favorites_zip
 from bot.core.training import add_selfies, start_training
-from bot.core.types import Button, ChatPort, ChatRef, IncomingMessage, OutgoingImage, Reply
+from bot.core.types import ChatPort, ChatRef, IncomingMessage, OutgoingImage, Reply
 from bot.store.schema import SessionRow
 from jobs.contract.kinds import JobKind
 from jobs.logging_setup import log_context
 from pipeline.errors import SessionError, UnknownStyle, UserInputError
 from pipeline.safety.text import check_words
-from pipeline.styles import STYLES, Style, custom_style, resolve_style
+from pipeline.styles import resolve_style
 from pipeline.subject import Subject
 
 __all__ = ["HeadshotService"]
@@ -36,16 +37,6 @@ def _screen_style_words(args: str) -> None:
         resolve_style(args)
     except UnknownStyle:
         check_words(args)
-
-
-def _style_from(args: str) -> Style:
-    """A preset by name; several words that name no preset are the user's own description of the look."""
-    try:
-        return resolve_style(args)
-    except UnknownStyle:
-        if len(args.split()) < 2:
-            raise
-        return custom_style(args)
 
 
 class HeadshotService:
@@ -217,11 +208,12 @@ class HeadshotService:
             session = await check_can_render(
                 self.core, chat, session, lambda style: texts.HEADSHOT_BUSY.format(style=style)
             )
-        if not args:
-            buttons = tuple(Button(style.title, f"/headshot {name}") for name, style in STYLES.items())
-            await port.send(chat.chat_id, Reply(texts.HEADSHOT_NEEDS_STYLE, buttons))
+        # A preset or the user's own words, then backdrop, outfit and aspect; what is still to choose is asked.
+        wanted = parse_headshot(args)
+        if wanted.asking is not None:
+            await port.send(chat.chat_id, wanted.reply())
             return
-        style = _style_from(args)
+        style = wanted.style()
         if from_selfies or session is None:  # None only where offers_previews said there is a session
             assert session is not None
             await render_from_selfies(self.core, chat, session, style, port)

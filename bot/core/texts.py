@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from bot.core.types import Button
 from jobs.contract.kinds import JobKind
 from pipeline.errors import HeadshotError, Param, Reason
+from pipeline.looks import LOOK_KEYS, choices_of
 from pipeline.styles import STYLES
 
 __all__ = [
@@ -31,9 +32,12 @@ HELP = """I turn 10-20 selfies into professional headshots.
 /train - start: then send your selfies (photos of just you, face clearly visible, different angles and light)
 /train woman 30s glasses - how the pictures describe you: woman, man or person; an age (20s to 70s); glasses
 /train start - train your personal model once enough selfies are in
+/headshot - pick a style, backdrop, outfit and shape with buttons
 /headshot <style> - render headshots, e.g. /headshot linkedin, or in your own words:
     /headshot navy suit on a rooftop at dusk
-/styles - the styles you can pick
+    add a backdrop, outfit or shape: /headshot linkedin backdrop:studio outfit:suit aspect:square
+    (or just /headshot linkedin studio suit square; end with ? to pick the rest with buttons)
+/styles - the styles, backdrops, outfits and shapes you can pick
 /status - where your session and jobs are
 /cancel - stop the running training or rendering
 /favorites - the headshots you starred, as original files (/favorites zip: in one ZIP)
@@ -76,6 +80,19 @@ SELFIE_REJECTED = "✗ {filename}: {reason}"
 HEADSHOT_NEEDS_MODEL = "I need to train your model first: send /train and then your selfies."
 HEADSHOT_WHILE_TRAINING = "Your model is still training. I'll tell you when it's ready for /headshot."
 HEADSHOT_NEEDS_STYLE = "Which style? Send /headshot <style>, for example /headshot linkedin. /styles lists them all."
+# /headshot's steps after the style (bot/core/look_choice.py); {style} is the style's title with the choices so far.
+LOOK_ASK = {
+    "backdrop": "{style}: which backdrop?",
+    "outfit": "{style}: what to wear?",
+    "aspect": "{style}: which shape? Square for avatars, 4:5 for profile pages, 2:3 for portraits.",
+}
+LOOK_DEFAULT = "{title} (default)"
+LOOK_AS_DESCRIBED = "As you described"
+LOOK_UNKNOWN_OPTION = (
+    "I don't know the option '{option}:'. /headshot takes backdrop:, outfit: and aspect:, "
+    "e.g. /headshot linkedin backdrop:studio outfit:suit aspect:square"
+)
+LOOK_UNKNOWN_VALUE = "There is no {key} called '{value}'. Pick one of: {choices}; or {key}:? to choose with buttons."
 HEADSHOT_BUSY = "I'm still rendering your {style} headshots. Wait for them, or send /cancel."
 HEADSHOT_QUEUED = "Rendering {count} {style} headshots (queue position {position})…"
 HEADSHOT_QUEUED_RUNNING = "Rendering {count} {style} headshots…"
@@ -213,7 +230,8 @@ def status_text(state: str, selfies: str | None, job: tuple[JobKind, int | None]
 
 def styles_text() -> str:
     lines = [f"/headshot {name} - {style.title}" for name, style in STYLES.items()]
-    return "Styles:\n" + "\n".join(lines)
+    choices = [f"{key}: " + ", ".join(choices_of(key)) for key in LOOK_KEYS]
+    return "Styles:\n" + "\n".join(lines) + "\n\nAdd any of these (each style has its own):\n" + "\n".join(choices)
 
 
 # Faults: restarts, and the watchdog's word on jobs that have gone quiet (bot/core/watchdog.py).
