@@ -97,6 +97,11 @@ class Settings(BaseSettings):
         "training and rendering, so compile_training then needs compile_unet. Unset: 'blocks' when both compile, "
         "else 'unet' (eager training through compiled blocks would recompile them for every job).",
     )
+    warm_aspects: str = Field(
+        default="square,profile,portrait",
+        description="The headshot shapes a compiled worker renders once at start (comma-separated names from "
+        "pipeline/looks.py), so no request at them compiles. A shape left out costs its first request a compile.",
+    )
     render_float8: bool = Field(
         default=False,
         description="Render through FP8 products in the UNet's transformer layers; needs compile_unet and a GPU "
@@ -198,6 +203,27 @@ class Settings(BaseSettings):
         ge=1,
         description="Tries to post one worker event before it moves to the dead-letter stream <events_stream>:dead.",
     )
+
+    @field_validator("warm_aspects")
+    @classmethod
+    def _known_aspects(cls, value: str) -> str:
+        from pipeline.looks import ASPECTS
+
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        unknown = [name for name in names if name not in ASPECTS]
+        if unknown or not names:
+            raise ValueError(
+                f"warm_aspects names {', '.join(unknown) or 'no shape'}; use a comma-separated list of: "
+                f"{', '.join(ASPECTS)}"
+            )
+        return ",".join(names)
+
+    @property
+    def warm_aspect_ratios(self) -> list[tuple[int, int]]:
+        """The ``warm_aspects`` as (width, height) ratios."""
+        from pipeline.looks import ASPECTS
+
+        return [ASPECTS[name].ratio for name in self.warm_aspects.split(",")]
 
     @field_validator("max_selfies")
     @classmethod

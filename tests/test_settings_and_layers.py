@@ -102,3 +102,10 @@ def test_no_module_imports_itself_back() -> None:
         graphlib.TopologicalSorter(imports).prepare()
     except graphlib.CycleError as error:
         pytest.fail(f"import cycle: {' -> '.join(error.args[1])}")
+
+
+def test_warm_aspects_names_an_unknown_shape_and_the_known_ones() -> None:
+    with pytest.raises(ValueError, match="warm_aspects names wide; use a comma-separated list of: square, profile"):
+        Settings(_env_file=None, warm_aspects="profile, wide")  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, warm_aspects=" portrait ,square")  # type: ignore[call-arg]
+    assert settings.warm_aspect_ratios == [(2, 3), (1, 1)]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -186,7 +186,9 @@ def _compile_for_serving(pipe: Any, slot: Any, settings: Settings, scope: str) -
     from pipeline.styles import STYLES, custom_style
 
     batches = render_batch_sizes(settings.headshots_per_request, settings.headshot_candidates, DEFAULT_BATCH_SIZE)
-    styles = [*STYLES.values(), custom_style("a free-text style")]
+    # Every look at every shape the worker serves without compiling (/headshot's aspect choice).
+    looks = [*STYLES.values(), custom_style("a free-text style")]
+    styles = [replace(style, aspect=aspect) for style in looks for aspect in settings.warm_aspect_ratios]
     return compile_for_serving(
         pipe,
         slot,

@@ -103,6 +103,7 @@ def test_a_compiled_klein_worker_swaps_users_without_compiling_again(
         headshots_per_request=2,
         compile_unet=True,
         compile_backend="eager",
+        warm_aspects="profile",  # the shape is SDXL's case (test_model_setup); this one is klein's references
     )
     before = graphs()
     with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
