@@ -39,7 +39,8 @@ async def erase_user(core: CoreContext, user_key: str) -> None:
         core.queue.pool, user_key, queue_name=settings.queue_name, events_stream=settings.events_stream, spare=running
     )
 
-    # 4. Rows last, and the delivery records of the events just deleted.
+    # 4. Rows last, and the delivery records of the events just deleted; today's quota counts stay (no content).
+    await core.quotas.carry_over(user_key)
     await core.store.delete_user(user_key)
     await core.store.forget_deliveries(event_ids)
     core.selfie_status.close(user_key)

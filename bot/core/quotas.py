@@ -1,5 +1,6 @@
 """Daily quotas an operator sets (``HEADSHOT_DAILY_TRAININGS``, ``HEADSHOT_DAILY_IMAGES``): checked before a job is
-recorded, so a refused request leaves nothing behind; counted from the store's rows per UTC day."""
+recorded, so a refused request leaves nothing behind; counted from the store's rows per UTC day. ``/delete`` keeps
+today's two counts (``carry_over``, no content, gone with the day), or erasing would reset the quotas."""
 
 from __future__ import annotations
 
@@ -47,9 +48,17 @@ class Quotas:
         self.store = store
         self.clock = clock
 
-    async def usage(self, user_key: str) -> Usage:
+    def _midnight(self) -> tuple[dt.datetime, dt.datetime]:
         now = dt.datetime.fromtimestamp(self.clock(), dt.UTC)
-        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        return now, now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+    async def carry_over(self, user_key: str) -> None:
+        """Before ``/delete`` erases the rows the counts come from: keep today's counts."""
+        _, midnight = self._midnight()
+        await self.store.carry_usage(user_key, midnight.timestamp())
+
+    async def usage(self, user_key: str) -> Usage:
+        now, midnight = self._midnight()
         trainings, images = await self.store.usage_since(user_key, midnight.timestamp())
         resets_in = (midnight + dt.timedelta(days=1) - now).total_seconds()
         return Usage(trainings, images, self.settings.daily_trainings, self.settings.daily_images, resets_in)

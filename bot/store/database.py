@@ -6,6 +6,7 @@ The schema is versioned with ``PRAGMA user_version``; ``MIGRATIONS[n]`` takes th
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Any
 
@@ -235,7 +236,38 @@ class Store(GalleryRows):
             since,
         )
         images = await self._one("SELECT COUNT(*) FROM images WHERE user_key = ? AND created_at >= ?", user_key, since)
-        return (int(trainings[0]) if trainings else 0), (int(images[0]) if images else 0)
+        carried = await self._one(
+            "SELECT COALESCE(SUM(trainings), 0), COALESCE(SUM(images), 0) FROM usage_carried "
+            "WHERE user_hash = ? AND day_start >= ?",
+            await self._user_hash(user_key),
+            since,
+        )
+        carried_trainings, carried_images = (int(carried[0]), int(carried[1])) if carried else (0, 0)
+        return (
+            (int(trainings[0]) if trainings else 0) + carried_trainings,
+            (int(images[0]) if images else 0) + carried_images,
+        )
+
+    async def carry_usage(self, user_key: str, day_start: float) -> None:
+        """Keep the counts of what the user used since ``day_start`` (today's UTC midnight) past ``delete_user``;
+        drop every user's counts of earlier days."""
+        trainings, images = await self.usage_since(user_key, day_start)
+        user_hash = await self._user_hash(user_key)
+        await self.db.execute("DELETE FROM usage_carried WHERE day_start < ?", (day_start,))
+        await self.db.execute("DELETE FROM usage_carried WHERE user_hash = ?", (user_hash,))
+        if trainings or images:
+            await self.db.execute(
+                "INSERT INTO usage_carried (user_hash, day_start, trainings, images) VALUES (?, ?, ?, ?)",
+                (user_hash, day_start, trainings, images),
+            )
+        await self.db.commit()
+
+    async def _user_hash(self, user_key: str) -> str:
+        """``user_key`` keyed-hashed with this database's salt: platform ids are few enough to guess through a plain
+        hash, not through one keyed with 16 random bytes."""
+        row = await self._one("SELECT salt FROM store_salt")
+        assert row is not None  # written by the migration that made the table
+        return hashlib.blake2b(user_key.encode(), key=bytes(row[0]), digest_size=16).hexdigest()
 
     # Images and favorites.
 

@@ -111,6 +111,20 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE jobs ADD COLUMN request TEXT;
     """,
+    # 6 -> 7: what a user who erased their data (/delete) had used of today's quotas (counts only, from the start of
+    # that UTC day), so erasing does not reset them; rows of past days are dropped as new ones come. The user is a
+    # keyed hash (the key a random salt of this database), so no row names them after /delete.
+    """
+    CREATE TABLE usage_carried (
+        user_hash TEXT NOT NULL,
+        day_start REAL NOT NULL,
+        trainings INTEGER NOT NULL,
+        images INTEGER NOT NULL
+    );
+    CREATE INDEX usage_carried_user ON usage_carried (user_hash, day_start);
+    CREATE TABLE store_salt (salt BLOB NOT NULL);
+    INSERT INTO store_salt (salt) VALUES (randomblob(16));
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -50,6 +50,26 @@ async def test_a_render_past_the_daily_headshots_is_refused_until_midnight(harne
     assert "Today: 3 of 3 headshots left." in await harness.say("/status")
 
 
+async def test_delete_erases_everything_but_todays_counts(harness: Harness, selfie_dir: Path) -> None:
+    await seed_ready(harness, selfie_dir)  # two headshots today
+    await harness.say("/delete")
+    assert "are erased" in await harness.say("/delete confirm")
+    # Nothing of the user is left but today's numbers: erasing is no way around the quotas.
+    assert "Today: 1 of 3 headshots left." in await harness.say("/status")
+    await harness.say(f"/train {selfie_dir}")
+    assert "Training queued" in await harness.say("/train start")
+    await harness.say("/cancel")
+    await harness.say("/delete")
+    await harness.say("/delete confirm")
+    await harness.say(f"/train {selfie_dir}")
+    assert "You've reached today's limit of 1 training(s) per user" in await harness.say("/train start")
+    # The next day the carried counts no longer count, and the rows go once anyone's /delete writes.
+    harness.app.core.clock = lambda: time.time() + DAY_S
+    assert "Training queued" in await harness.say("/train start")
+    await harness.app.core.quotas.carry_over("local:someone-else")
+    assert await harness.app.store._all("SELECT * FROM usage_carried") == []
+
+
 async def test_zero_means_no_quota(harness: Harness, selfie_dir: Path) -> None:
     await seed_ready(harness, selfie_dir)
     unlimited = Quotas(
