@@ -99,6 +99,7 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, help="timed calls per distilled and preview figure")
     parser.add_argument("--base-repeats", type=int, default=1, help="timed calls per base-model figure")
     parser.add_argument("--base-steps", type=int, help="base-model steps (default: the project's 50; tiny 2)")
+    parser.add_argument("--preview-count", type=int, default=2, help="images per preview (a klein worker's 2)")
     parser.add_argument("--compile-backend", help="default: inductor on CUDA, eager on a CPU")
     parser.add_argument("--no-project-compile", action="store_true", help="render the project's side eagerly")
     parser.add_argument("--budget-s", type=float, default=480, help="phases that would start later are skipped")

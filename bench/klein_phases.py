@@ -16,6 +16,7 @@ from typing import Any
 
 from bench.journal import Journal
 from bench.klein_project import (
+    accepted,
     as_base_model,
     first_then_timed,
     preview_figures,
@@ -52,6 +53,7 @@ class Bench:
     prompt: str
     size: tuple[int, int]
     rank: int
+    slot: Any = None  # the worker's LoraSlot, once the project's render phase has set it up
 
 
 def train(bench: Bench) -> None:
@@ -125,9 +127,10 @@ def preview_plain(bench: Bench, plain: Any, selfies: list[Any], crops: list[Any]
     from pipeline.diffusion.flux2_rendering import DISTILLED_STEPS
 
     render = plain_renderer(bench, plain)
+    count = bench.args.preview_count
     for label, refs in (("selfies", selfies), ("crops", crops)):
-        call = partial(render, 1, DISTILLED_STEPS, refs)
-        measure = partial(preview_figures, bench.device, call, refs, repeats=bench.args.repeats)
+        call = partial(render, count, DISTILLED_STEPS, refs)
+        measure = partial(preview_figures, bench.device, call, refs, repeats=bench.args.repeats, images=count)
         bench.journal.attempt(("preview", "plain_eager", label), measure)
 
 
@@ -139,16 +142,26 @@ def render_project(bench: Bench) -> None:
     from pipeline.diffusion.serving import compile_for_serving
 
     args, project = bench.args, bench.project
-    slot = LoraSlot(project, max_rank=bench.rank)
+    slot = bench.slot = LoraSlot(project, max_rank=bench.rank)
     lora = user_lora(slot, Path(tempfile.mkdtemp(prefix="bench-klein-")), rank=bench.rank)
+    # Where the tree's worker warms previews at start, so does this one, at the preview's batch.
+    previews = accepted(
+        compile_for_serving, preview_batch_sizes=[args.preview_count] if "preview" in args.phases else []
+    )
     with measured(bench.device) as setup:
         if not args.no_project_compile:
             compile_for_serving(
-                project, slot, styles=[bench.style], batch_sizes=args.batches, compile_backend=bench.backend
+                project, slot, styles=[bench.style], batch_sizes=args.batches, compile_backend=bench.backend, **previews
             )
     bench.journal.record(
         ("render", "project_setup"),
-        {"compiled": not args.no_project_compile, "worker_setup_s": setup.seconds, "lora_rank": bench.rank},
+        {
+            "compiled": not args.no_project_compile,
+            "worker_setup_s": setup.seconds,
+            "warmed_batches": args.batches,
+            "warmed_preview_batches": previews.get("preview_batch_sizes", "none: this tree's worker warms none"),
+            "lora_rank": bench.rank,
+        },
     )
 
     def render(batch: int, steps: int) -> None:
@@ -174,14 +187,15 @@ def preview_project(bench: Bench, selfies: list[Any]) -> None:
     except ImportError as error:
         bench.journal.record(("preview", "project"), {"not_measured": f"{error}; only the plain image=[...] call was"})
         return
-    crops = references.reference_crops(bench.project, selfies)
+    crops, count = references.reference_crops(bench.project, selfies), bench.args.preview_count
+    render = references.render_from_references
+    through_slot = accepted(render, lora_slot=bench.slot) if bench.slot is not None else {}  # as the worker calls it
 
     def call() -> None:
-        references.render_from_references(bench.project, crops, bench.style, count=1, seed=1, subject=bench.subject)
+        render(bench.project, crops, bench.style, count=count, seed=1, subject=bench.subject, **through_slot)
 
-    bench.journal.attempt(
-        ("preview", "project"), partial(preview_figures, bench.device, call, crops, repeats=bench.args.repeats)
-    )
+    measure = partial(preview_figures, bench.device, call, crops, repeats=bench.args.repeats, images=count)
+    bench.journal.attempt(("preview", "project"), measure)
 
 
 def render_plain(bench: Bench, plain: Any) -> None:

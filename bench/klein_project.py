@@ -7,6 +7,7 @@ worker (the slot first, then ``compile_for_serving``: the whole transformer and 
 
 from __future__ import annotations
 
+import inspect
 import statistics
 import tempfile
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ from bench.measure import free_memory, graph_count, measured, sample_images
 
 __all__ = [
     "as_base_model",
+    "accepted",
     "first_then_timed",
     "maths_switches_restored",
     "preview_figures",
@@ -28,6 +30,13 @@ __all__ = [
     "timed_calls",
     "user_lora",
 ]
+
+
+def accepted(function: Callable[..., Any], **arguments: Any) -> dict[str, Any]:
+    """Those of ``arguments`` that ``function`` takes: the worker's newer arguments (previews warmed at start,
+    previews through the slot) where this tree's project has them, nothing where it is older."""
+    parameters = inspect.signature(function).parameters
+    return {name: value for name, value in arguments.items() if name in parameters}
 
 
 def project_training(
@@ -127,11 +136,13 @@ def first_then_timed(
 
 
 def preview_figures(
-    device: str, call: Callable[[], Any], references: list[Image.Image], *, repeats: int
+    device: str, call: Callable[[], Any], references: list[Image.Image], *, repeats: int, images: int
 ) -> dict[str, Any]:
-    """``first_then_timed`` for a one-image preview, with the sizes of the references it was rendered from."""
+    """``first_then_timed`` for a preview of ``images`` images, with the sizes of the references it renders from
+    (``call_s`` is what a user waits for the whole preview)."""
     sizes = [f"{image.width}x{image.height}" for image in references]
-    return {"references": sizes, **first_then_timed(device, call, repeats=repeats)}
+    figures = first_then_timed(device, call, repeats=repeats, images=images)
+    return {"references": sizes, "images": images, "latency_s": figures["s_per_image"] * images, **figures}
 
 
 @contextmanager

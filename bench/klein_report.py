@@ -67,9 +67,9 @@ def print_table(results: dict[str, Any]) -> None:
             )
     preview = results.get("preview", {})
     for label, node in preview.get("plain_eager", {}).items():
-        rows.append((f"preview (plain, {label}), s", figure(node, "s_per_image"), "", ""))
+        rows.append((f"preview latency (plain, {label}), s", figure(node, "latency_s"), "", ""))
     if "project" in preview:
-        rows.append(("preview (project), s", "", figure(preview["project"], "s_per_image"), ""))
+        rows.append(("preview latency (project), s", "", figure(preview["project"], "latency_s"), ""))
     customer = results.get("gpu_s_per_customer", {})
     for label in CUSTOMER_LABELS:
         node = customer.get(label, {})
