@@ -67,6 +67,13 @@ class Settings(BaseSettings):
     train_batch_size: int | None = Field(default=None, ge=1, description="Default: by GPU memory (8 at >= 72 GiB).")
     train_gradient_checkpointing: bool | None = Field(default=None, description="Default: on below 40 GiB of GPU.")
     headshots_per_request: int = Field(default=4, ge=1, le=20)
+    preview_count: int = Field(
+        default=2,
+        ge=0,
+        le=4,
+        description="Previews rendered from the selfies when training is queued, on models that read reference "
+        "photos (FLUX.2 [klein]); 0 = none.",
+    )
     inference_steps: int | None = Field(default=None, ge=1, description="Override the styles' step counts.")
     # Compiling: unset switches resolve per device in ``compile_profile``, to the measured production profile on CUDA
     # (both on, scope "blocks": README "Production", BENCHMARKS.md fifth session) and to plain eager on a CPU.
@@ -113,6 +120,11 @@ class Settings(BaseSettings):
     duplicate_max_distance: int = Field(default=4, ge=0, le=64, description="pHash bits that make a repeat.")
     identity_min_score: float = Field(default=0.92, ge=-1, le=1, description="Least likeness (cosine) to keep.")
     headshot_candidates: float = Field(default=1.5, ge=1, le=4, description="Renders per headshot posted.")
+    image_safety: bool = Field(
+        default=True,
+        description="Check every rendered image with NudeNet's detector before it is stored; flagged ones are "
+        "withheld and counted. 'off' posts renders unchecked. A worker that cannot load the detector stops at start.",
+    )
     face_pass_below: float = Field(
         default=0.2,
         ge=0,

@@ -5,10 +5,11 @@
     │   ├── SelfieRejected      a photo that cannot be used (not an image, truncated, no face, blurry, ...)
     │   ├── UnknownStyle        ``/headshot`` with a style we do not have
     │   ├── BadStyleDescription a free-text style that is empty or too long (also a ``ValueError``)
+    │   ├── UnsafeWords         free-text words asking for what we never render (sexual, a minor, a public figure)
     │   └── SessionError        a command that does not fit the session's state (raised by bot/core, with its text)
     ├── JobCancelled            ``should_stop`` ended training or rendering early (a ``/cancel``, a timeout)
     └── InfrastructureError     our fault or the machine's; logged with a traceback, retried where transient
-        ├── ModelLoadError      the base model could not be loaded (bad id, no hub, missing files)
+        ├── ModelLoadError      a model could not be loaded (bad id, no hub, missing files; the image safety check)
         ├── StorageError        blob storage unreachable or misconfigured; the message names the setting to fix
         ├── JobFailed           a worker job gave up (too many runs)
         └── OutOfGpuMemory      CUDA ran out of memory even at half the batch (one retry)
@@ -38,6 +39,7 @@ __all__ = [
     "SessionError",
     "StorageError",
     "UnknownStyle",
+    "UnsafeWords",
     "UserInputError",
 ]
 
@@ -64,6 +66,10 @@ class Reason(StrEnum):
     UNKNOWN_STYLE = "unknown_style"
     STYLE_EMPTY = "style_empty"
     STYLE_TOO_LONG = "style_too_long"
+    # Free-text words refused by the safety screen (pipeline.safety.text).
+    UNSAFE_SEXUAL = "unsafe_sexual"
+    UNSAFE_MINOR = "unsafe_minor"
+    UNSAFE_PUBLIC_FIGURE = "unsafe_public_figure"
     # A job (the worker, the bot's watchdog).
     TRAINING_FAILED = "training_failed"
     RENDERING_FAILED = "rendering_failed"
@@ -72,6 +78,7 @@ class Reason(StrEnum):
     TIMED_OUT = "timed_out"
     JOB_LOST = "job_lost"
     ACTION_UNSUPPORTED = "action_unsupported"
+    PREVIEW_UNSUPPORTED = "preview_unsupported"
     # A command that does not fit the session's state: bot/core raises it with the text from its texts module.
     SESSION = "session"
     # Not the user's: a model, storage, a cancelled job.
@@ -123,6 +130,10 @@ class BadStyleDescription(UserInputError, ValueError):
     """A free-text style description that cannot be used as it is."""
 
 
+class UnsafeWords(UserInputError):
+    """A free-text style or remix asks for sexual content, a minor or a public figure; the reason says which."""
+
+
 class SessionError(UserInputError):
     """A command that does not fit where the user's session is (e.g. ``/headshot`` before training).
 
@@ -143,7 +154,8 @@ class InfrastructureError(HeadshotError):
 
 
 class ModelLoadError(InfrastructureError):
-    """The diffusion model named in the settings could not be loaded; the message says what to set."""
+    """The diffusion model named in the settings, or the image safety detector, could not be loaded; the message says
+    what to set."""
 
     default_reason = Reason.MODEL_LOAD
 

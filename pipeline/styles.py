@@ -1,5 +1,8 @@
 """Headshot styles as data: a prompt around the user's identifier token, a negative prompt and render settings.
 
+A preset names its own backdrop and outfit (``pipeline.looks``), which the user may swap, and the aspect; the
+``Style`` composed from them is what a job carries, so the worker renders it as it is.
+
 Pure data and no torch, so the bot can list and validate styles without the model.
 """
 
@@ -10,6 +13,8 @@ import unicodedata
 from dataclasses import dataclass
 
 from pipeline.errors import BadStyleDescription, Reason, UnknownStyle
+from pipeline.looks import ASPECTS, BACKDROPS, DEFAULT_ASPECT, OUTFITS, Aspect, Look, Part
+from pipeline.safety.text import check_words
 from pipeline.subject import Subject
 
 __all__ = [
@@ -18,11 +23,14 @@ __all__ = [
     "CUSTOM_STYLE_TITLE",
     "DEFAULT_SCHEDULER",
     "IDENTIFIER_TOKEN",
+    "PRESETS",
     "SCHEDULERS",
     "STYLES",
+    "Preset",
     "Style",
     "custom_style",
     "remix_style",
+    "resolve_preset",
     "resolve_style",
 ]
 
@@ -43,6 +51,7 @@ CUSTOM_STYLE_MAX_CHARS = 300
 # The name a free-text style carries in job payloads; the description travels beside it.
 CUSTOM_STYLE_NAME = "custom"
 CUSTOM_STYLE_TITLE = "Custom"
+_OWN_LOOK = Look()  # no choice made: each preset's own backdrop and outfit, the default aspect
 
 
 @dataclass(frozen=True)
@@ -78,123 +87,171 @@ class Style:
         return (self.sentence or self.prompt).format(subject=subject)
 
 
-STYLES: dict[str, Style] = {
-    style.name: style
-    for style in (
-        Style(
+def _titled(title: str, parts: list[Part], aspect: Aspect) -> str:
+    """``title`` naming what differs from the style's own look: "LinkedIn profile (studio grey, 1:1)"."""
+    changed = [part.title.lower() for part in parts]
+    if aspect.name != DEFAULT_ASPECT:
+        changed.append("{}:{}".format(*aspect.ratio))
+    return f"{title} ({', '.join(changed)})" if changed else title
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named style whose ``prompt`` and ``sentence`` hold ``{outfit}`` and ``{backdrop}`` besides ``{subject}``:
+    ``style()`` puts the chosen backdrop and outfit (or the preset's own) in place and sets the aspect."""
+
+    name: str
+    title: str
+    prompt: str
+    sentence: str
+    backdrop: str
+    outfit: str
+    negative_prompt: str = _NEGATIVE_COMMON
+    guidance_scale: float = 6.0
+
+    def style(self, look: Look = _OWN_LOOK) -> Style:
+        backdrop = BACKDROPS[look.backdrop or self.backdrop]
+        outfit = OUTFITS[look.outfit or self.outfit]
+        aspect = ASPECTS[look.aspect or DEFAULT_ASPECT]
+        swapped = [part for part, own in ((backdrop, self.backdrop), (outfit, self.outfit)) if part.name != own]
+        return Style(
+            self.name,
+            _titled(self.title, swapped, aspect),
+            self.prompt.format(subject="{subject}", backdrop=backdrop.keywords, outfit=outfit.keywords),
+            self.negative_prompt,
+            aspect.ratio,
+            guidance_scale=self.guidance_scale,
+            sentence=self.sentence.format(subject="{subject}", backdrop=backdrop.words, outfit=outfit.words),
+        )
+
+
+PRESETS: dict[str, Preset] = {
+    preset.name: preset
+    for preset in (
+        Preset(
             "linkedin",
             "LinkedIn profile",
-            "professional linkedin headshot photo of {subject}, friendly smile, business casual blazer, "
-            "soft office background bokeh, natural window light, 85mm lens, sharp focus on the eyes",
-            sentence=(
-                "A professional LinkedIn headshot of {subject} smiling in a business casual blazer, in soft "
-                "window light, with a blurred office behind and the eyes in sharp focus."
-            ),
+            "professional linkedin headshot photo of {subject}, friendly smile, {outfit}, {backdrop}, "
+            "natural window light, 85mm lens, sharp focus on the eyes",
+            "A professional LinkedIn headshot of {subject} smiling {outfit} {backdrop}, in soft window light, with "
+            "the eyes in sharp focus.",
+            backdrop="office",
+            outfit="blazer",
         ),
-        Style(
+        Preset(
             "corporate",
             "Corporate portrait",
-            "corporate executive portrait of {subject}, dark suit, neutral grey studio backdrop, "
-            "three-point lighting, confident expression, high-end retouching, 85mm",
-            sentence=(
-                "A corporate executive portrait of {subject} in a dark suit, looking confident in front of a "
-                "neutral grey studio backdrop, lit with three-point studio lighting."
-            ),
+            "corporate executive portrait of {subject}, {outfit}, {backdrop}, three-point lighting, "
+            "confident expression, high-end retouching, 85mm",
+            "A corporate executive portrait of {subject} {outfit}, looking confident {backdrop}, lit with "
+            "three-point studio lighting.",
+            backdrop="studio",
+            outfit="suit",
         ),
-        Style(
+        Preset(
             "studio",
             "Studio portrait",
-            "studio portrait photo of {subject}, seamless white backdrop, softbox key light, rim light, "
-            "crisp detail, editorial magazine quality",
-            sentence=(
-                "A crisp studio portrait of {subject} against a seamless white backdrop, lit by a softbox with a "
-                "rim light, as in an editorial magazine."
-            ),
+            "studio portrait photo of {subject}, {outfit}, {backdrop}, softbox key light, rim light, crisp detail, "
+            "editorial magazine quality",
+            "A crisp studio portrait of {subject} {outfit} {backdrop}, lit by a softbox with a rim light, as in an "
+            "editorial magazine.",
+            backdrop="white",
+            outfit="smart",
         ),
-        Style(
+        Preset(
             "casual",
             "Casual",
-            "casual portrait photo of {subject}, relaxed smile, knit sweater, warm cafe background, "
-            "golden hour light, shallow depth of field",
-            sentence=(
-                "A casual portrait of {subject} with a relaxed smile, wearing a knit sweater in a warm cafe, in "
-                "golden hour light with the background softly out of focus."
-            ),
+            "casual portrait photo of {subject}, relaxed smile, {outfit}, {backdrop}, golden hour light, "
+            "shallow depth of field",
+            "A casual portrait of {subject} with a relaxed smile, {outfit} {backdrop}, in golden hour light with a "
+            "shallow depth of field.",
+            backdrop="cafe",
+            outfit="sweater",
             guidance_scale=5.0,
         ),
-        Style(
+        Preset(
             "outdoor",
             "Outdoor",
-            "outdoor portrait of {subject} in a city park, natural daylight, green trees bokeh behind, "
-            "light jacket, candid professional photo",
-            sentence=(
-                "A candid outdoor portrait of {subject} in a light jacket in a city park, in natural daylight "
-                "with green trees blurred behind."
-            ),
+            "outdoor portrait of {subject}, {outfit}, {backdrop}, natural daylight, candid professional photo",
+            "A candid outdoor portrait of {subject} {outfit} {backdrop}, in natural daylight.",
+            backdrop="park",
+            outfit="jacket",
             guidance_scale=5.0,
         ),
-        Style(
+        Preset(
             "creative",
             "Creative professional",
-            "creative professional portrait of {subject}, colourful gel lighting, modern design studio, "
-            "stylish outfit, artistic composition",
-            sentence=(
-                "An artistic portrait of {subject} in a stylish outfit in a modern design studio, lit with "
-                "colourful gel lights."
-            ),
+            "creative professional portrait of {subject}, {outfit}, {backdrop}, colourful gel lighting, "
+            "artistic composition",
+            "An artistic portrait of {subject} {outfit} {backdrop}, lit with colourful gel lights.",
+            backdrop="design",
+            outfit="stylish",
             guidance_scale=7.0,
         ),
-        Style(
+        Preset(
             "black-and-white",
             "Black and white",
-            "black and white portrait photograph of {subject}, dramatic side lighting, fine film grain, "
-            "timeless classic look",
-            sentence=(
-                "A timeless black and white portrait photograph of {subject} with dramatic side lighting and fine"
-                " film grain."
-            ),
+            "black and white portrait photograph of {subject}, {outfit}, {backdrop}, dramatic side lighting, "
+            "fine film grain, timeless classic look",
+            "A timeless black and white portrait photograph of {subject} {outfit} {backdrop}, with dramatic side "
+            "lighting and fine film grain.",
+            backdrop="dark",
+            outfit="turtleneck",
             negative_prompt=_NEGATIVE_COMMON + ", colour",
         ),
-        Style(
+        Preset(
             "actor",
             "Actor headshot",
-            "theatrical actor headshot of {subject}, looking straight into the camera, even soft light, "
-            "plain dark background, true-to-life skin texture",
-            sentence=(
-                "A theatrical actor headshot of {subject} looking straight into the camera in even soft light, "
-                "against a plain dark background, with true-to-life skin texture."
-            ),
+            "theatrical actor headshot of {subject}, looking straight into the camera, {outfit}, {backdrop}, "
+            "even soft light, true-to-life skin texture",
+            "A theatrical actor headshot of {subject} {outfit} looking straight into the camera in even soft light, "
+            "{backdrop}, with true-to-life skin texture.",
+            backdrop="dark",
+            outfit="tshirt",
         ),
     )
 }
+# Each preset with its own backdrop, outfit and the default aspect: what ``/headshot linkedin`` renders.
+STYLES: dict[str, Style] = {name: preset.style() for name, preset in PRESETS.items()}
 
 
-def resolve_style(name: str) -> Style:
+def resolve_preset(name: str) -> Preset:
     """The preset called ``name`` (case and surrounding spaces ignored), or ``UnknownStyle`` naming the choices."""
     key = name.strip().lower().replace("_", "-").replace(" ", "-")
     if key in ("bw", "b&w", "black-white"):
         key = "black-and-white"
-    style = STYLES.get(key)
-    if style is None:
-        choices = ", ".join(STYLES)
+    preset = PRESETS.get(key)
+    if preset is None:
+        choices = ", ".join(PRESETS)
         # The name is echoed back: cut a flood of characters down so the reply stays readable (and under chat limits).
         shown = name.strip() if len(name.strip()) <= 40 else name.strip()[:39] + "…"
         raise UnknownStyle(f"no style {shown!r}", name=shown, choices=choices)
-    return style
+    return preset
 
 
-def custom_style(description: str) -> Style:
-    """A style from the user's own words, e.g. "in a navy suit on a rooftop at dusk", around the usual headshot prompt.
+def resolve_style(name: str, look: Look = _OWN_LOOK) -> Style:
+    """The preset called ``name`` as ``look`` changes it (``resolve_preset`` says which names there are)."""
+    return resolve_preset(name).style(look)
+
+
+def custom_style(description: str, look: Look = _OWN_LOOK) -> Style:
+    """A style from the user's own words, e.g. "in a navy suit on a rooftop at dusk", around the usual headshot prompt;
+    a backdrop or outfit of ``look`` is added after the words (none: the words alone say what to wear and where).
 
     Control characters are dropped and whitespace collapsed; more than ``CUSTOM_STYLE_MAX_CHARS`` characters, or
-    nothing left, raises ``ValueError`` saying so.
+    nothing left, raises ``ValueError`` saying so; words the safety screen refuses raise ``UnsafeWords``.
     """
     words = _words(description)
+    parts = [part for part in (OUTFITS.get(look.outfit or ""), BACKDROPS.get(look.backdrop or "")) if part]
+    aspect = ASPECTS[look.aspect or DEFAULT_ASPECT]
     return Style(
         CUSTOM_STYLE_NAME,
-        CUSTOM_STYLE_TITLE,
-        "professional headshot photo of {subject}, " + words,
-        sentence="A professional headshot photo of {subject}: " + words,
+        _titled(CUSTOM_STYLE_TITLE, parts, aspect),
+        ", ".join(["professional headshot photo of {subject}", words, *(part.keywords for part in parts)]),
+        aspect=aspect.ratio,
+        sentence=" ".join(["A professional headshot photo of {subject}", *(part.words for part in parts)])
+        + ": "
+        + words,
     )
 
 
@@ -218,7 +275,8 @@ def remix_style(base: Style, words: str, title: str) -> Style:
 
 
 def _words(description: str) -> str:
-    """A user's description, cleaned and checked, with braces doubled so ``render_prompt`` keeps them literal."""
+    """A user's description, cleaned and checked (length, then the safety screen), with braces doubled so
+    ``render_prompt`` keeps them literal."""
     # Control and format characters (newlines, bidi overrides, zero-width joiners) only serve to smuggle text.
     printable = "".join(" " if unicodedata.category(char).startswith("C") else char for char in description)
     text = re.sub(r"\s+", " ", printable).strip()
@@ -231,4 +289,5 @@ def _words(description: str) -> str:
             length=len(text),
             limit=CUSTOM_STYLE_MAX_CHARS,
         )
+    check_words(description)  # as sent: the invisible characters dropped above may have split a word in two
     return text.replace("{", "{{").replace("}", "}}")

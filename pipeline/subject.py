@@ -48,6 +48,11 @@ class Subject:
         """What the style prompts' ``{subject}`` becomes: the identifier and the description."""
         return f"{IDENTIFIER} {self.describe()}"
 
+    def reference_phrase(self) -> str:
+        """What ``{subject}`` becomes when rendering from reference photos: no identifier (nothing was trained), the
+        person the photos show."""
+        return f"the {self.describe()} shown in the reference photos"
+
     @property
     def caption(self) -> str:
         """The caption every selfie trains under."""

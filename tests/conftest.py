@@ -89,6 +89,14 @@ def tiny_model(model_cache: Path) -> Any:
     return prepare_model(Settings(_env_file=None, model="tiny", device="cpu", model_cache_dir=model_cache))  # type: ignore[call-arg]
 
 
+@pytest.fixture(scope="session")
+def klein_model(model_cache: Path) -> Any:
+    """The tiny FLUX.2 [klein] as a worker prepares it, shared by the klein workers of the session."""
+    from jobs.worker.model_setup import prepare_model
+
+    return prepare_model(Settings(_env_file=None, model="tiny-flux2", device="cpu", model_cache_dir=model_cache))  # type: ignore[call-arg]
+
+
 @pytest.fixture
 async def harness(settings: Settings, tiny_model: Any, tmp_path: Path, redis: Redis) -> AsyncIterator[Any]:
     from tests.harness import Harness

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,16 +18,51 @@ from bot.local.port import LocalChatPort
 from jobs.settings import Settings
 from jobs.worker.app import build_worker
 from jobs.worker.model_setup import ServingModel
+from pipeline.safety.image import ImageSafety
 
 
-async def run_burst_worker(settings: Settings, model: ServingModel) -> None:
-    """A real arq worker in burst mode on the shared tiny model: runs what is queued, then returns."""
+async def run_burst_worker(settings: Settings, model: ServingModel, image_safety: ImageSafety | None = None) -> None:
+    """A real arq worker in burst mode on the shared tiny model: runs what is queued, then returns. Its image safety
+    check is ``image_safety``, else the one the settings ask for."""
     assert settings.redis_url is not None
-    worker = build_worker(settings, settings.redis_url, model=model, burst=True, poll_delay=0, handle_signals=False)
+    worker = build_worker(
+        settings,
+        settings.redis_url,
+        model=model,
+        image_safety=image_safety,
+        burst=True,
+        poll_delay=0,
+        handle_signals=False,
+    )
     try:
         await worker.async_run()
     finally:
         await worker.close()
+
+
+@contextlib.asynccontextmanager
+async def serving_worker(settings: Settings, model: ServingModel, *, offers: str | None = None) -> AsyncIterator[None]:
+    """A real arq worker running for the block, as in production (its heartbeat tells the bot what it offers); with
+    ``offers``, the block starts once the worker's heartbeat offers that ``WorkerFeature``."""
+    from redis.asyncio import Redis
+
+    from jobs.ops.health import WorkerFeature, offered
+
+    assert settings.redis_url is not None
+    worker = build_worker(settings, settings.redis_url, model=model, poll_delay=0.05, handle_signals=False)
+    running = asyncio.create_task(worker.async_run())
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        deadline = time.monotonic() + 60
+        while offers is not None and not await offered(redis, settings.queue_name, WorkerFeature(offers)):
+            assert time.monotonic() < deadline and not running.done(), f"the worker never offered {offers}"
+            await asyncio.sleep(0.05)
+        yield
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await worker.close()
+        await redis.aclose()
 
 
 async def reached_state(core: CoreContext, user_key: str, state: SessionState, timeout_s: float) -> bool:
@@ -141,8 +177,14 @@ class Harness:
         await self.chat.say(line)
         return "\n".join(self.lines[before:])
 
-    async def run_worker(self) -> None:
-        await run_burst_worker(self.settings, self.model)
+    async def tap(self, answer: str, label: str) -> str:
+        """Press the button ``label`` under ``answer``: the local chat shows each as the command it types."""
+        found = re.search(rf"\[{re.escape(label)}\] -> type: (.+)", answer)
+        assert found is not None, f"no button {label!r} in:\n{answer}"
+        return await self.say(found[1].strip())
+
+    async def run_worker(self, image_safety: ImageSafety | None = None) -> None:
+        await run_burst_worker(self.settings, self.model, image_safety)
 
     async def train_to_ready(self, selfie_dir: Path) -> None:
         """Start delivery, send the folder's selfies, train with a burst worker, and wait for READY."""

@@ -82,7 +82,8 @@ def test_bot_side_imports_no_torch() -> None:
     code = (
         "import sys, bot.app, bot.main, bot.local.demo, bot.local.cli, bot.telegram, bot.discord, "
         "jobs.contract.queue, jobs.worker.app; "
-        "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'peft') if m in sys.modules]; "
+        "heavy = ('torch', 'diffusers', 'transformers', 'peft', 'nudenet', 'onnxruntime'); "
+        "heavy = [m for m in heavy if m in sys.modules]; "
         "print(heavy); sys.exit(1 if heavy else 0)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])

@@ -276,7 +276,15 @@ class EventDelivery:
         it is posted (a failure at image k of n leaves 1..k-1 recorded, and the retry posts k..n only)."""
         store = self.core.store
         images = await store.images(event.user_key)
-        await self._final_text(event, job, chat_id, port, _ready_text(event, job, [row.storage_key for row in images]))
+        if job.is_preview:
+            current = await store.current_session(event.user_key)
+            training = current is not None and current.state == session.SessionState.TRAINING
+            ready = texts.PREVIEW_READY_TRAINING if training else texts.PREVIEW_READY
+        else:
+            ready = _ready_text(event, job, [row.storage_key for row in images])
+        # What the image safety check withheld was never stored: said once, in the last word, and recorded nowhere.
+        text = texts.withheld(ready, event.dropped, len(event.images), event.title)
+        await self._final_text(event, job, chat_id, port, text)
         posted = {row.storage_key for row in images if row.job_id == job.job_id}
         first_number = len(images) - len(posted) + 1
         for index, item in enumerate(event.images):
@@ -288,7 +296,9 @@ class EventDelivery:
                 data=await self.core.storage.get(item.key),
                 caption=texts.IMAGE_CAPTION.format(number=number, style=event.title, seed=item.seed),
             )
-            message_id = await port.send_image(chat_id, image, texts.headshot_buttons(number))
+            message_id = await port.send_image(
+                chat_id, image, texts.headshot_buttons(number, actions=not job.is_preview)
+            )
             await store.add_image(event.user_key, job.job_id, item.key, item.seed, message_id)
         if not job.status.finished:
             await session.images_posted(store, job)
@@ -298,6 +308,8 @@ class EventDelivery:
             if not job.status.finished:
                 await session.job_ended(self.core.store, job, JobStatus.FAILED)
             text = texts.explain(event.reason, event.params, job.kind)
+            if job.is_preview and job.progress_message_id is None:  # the preview queued with a training
+                text = texts.PREVIEW_FAILED_TRAINING
         else:
             await session.job_ended(self.core.store, job, JobStatus.CANCELLED)
             text = texts.CANCELLED_TRAINING if job.kind == JobKind.TRAIN else texts.CANCELLED_RENDERING

@@ -22,13 +22,13 @@ log = logging.getLogger(__name__)
 
 async def erase_user(core: CoreContext, user_key: str) -> None:
     """Remove every row, blob, job record and event of ``user_key``."""
-    # 1. Stop the work: a queued job is simply removed below; a running one needs its abort request kept.
-    active = await core.store.active_job(user_key)
+    # 1. Stop the work (a training and its preview can both be open): a queued job is simply removed below; a
+    #    running one needs its abort request kept.
     running: tuple[str, ...] = ()
-    if active is not None:
-        if await core.queue.position(active.job_id) is None:
-            running = (active.job_id,)
-        await core.queue.request_abort(active.job_id)
+    for job in await core.store.open_jobs(user_key):
+        if await core.queue.position(job.job_id) is None:
+            running += (job.job_id,)
+        await core.queue.request_abort(job.job_id)
 
     # 2. Files: selfies, LoRA weights and headshots all live under the user's prefix.
     files = await core.storage.delete_prefix(user_prefix(user_key))

@@ -19,6 +19,7 @@ from jobs.contract.keys import output_prefix
 from jobs.contract.kinds import JobKind
 from jobs.contract.payloads import GenerateRequest, RenderMode, generate_job_id
 from pipeline.errors import SessionError, UnknownStyle
+from pipeline.safety.text import check_words
 from pipeline.styles import STYLES, Style, remix_style, resolve_style
 
 __all__ = ["ACTIONS", "check_can_render", "queue_render", "start_action"]
@@ -85,10 +86,13 @@ async def start_action(
 ) -> None:
     """``/more <n>``, ``/remix <n> <words>``, ``/upscale <n>``: render from headshot #n."""
     mode, action = ACTIONS[command], command.lstrip("/")
-    # 1. Check inputs: a model and no render running, a headshot of that number, and (remix) the words.
+    # 1. Check inputs: (remix) words the safety screen takes, first, so they get the same answer in every state; a
+    # model and no render running; a headshot of that number; (remix) some words at all.
+    given, _, words = args.partition(" ")
+    if mode == RenderMode.REMIX:
+        check_words(words)
     session = await check_can_render(core, chat, session, lambda _: texts.ACTION_BUSY.format(action=action))
     images = await core.store.images(chat.user_key)
-    given, _, words = args.partition(" ")
     number = given.lstrip("#")
     if not images:
         raise SessionError(texts.ACTION_NO_HEADSHOTS)

@@ -8,18 +8,21 @@ from bot.core import session as transitions
 from bot.core import texts
 from bot.core.context import CoreContext
 from bot.core.erase import erase_user
+from bot.core.look_choice import parse_headshot
+from bot.core.previews import offers_previews, render_from_selfies
 from bot.core.ratelimit import RateLimiter
 from bot.core.rendering import ACTIONS, check_can_render, queue_render, start_action
 from bot.core.session import JobStatus, SessionState, state_of
 from bot.core.subject_choice import described, parse_words, subject_intro, subject_needs_new, subject_reply
 from bot.core.takeaway import export_lora, favorites_zip
 from bot.core.training import add_selfies, start_training
-from bot.core.types import Button, ChatPort, ChatRef, IncomingMessage, OutgoingImage, Reply
+from bot.core.types import ChatPort, ChatRef, IncomingMessage, OutgoingImage, Reply
 from bot.store.schema import SessionRow
 from jobs.contract.kinds import JobKind
 from jobs.logging_setup import log_context
 from pipeline.errors import SessionError, UnknownStyle, UserInputError
-from pipeline.styles import STYLES, Style, custom_style, resolve_style
+from pipeline.safety.text import check_words
+from pipeline.styles import resolve_style
 from pipeline.subject import Subject
 
 __all__ = ["HeadshotService"]
@@ -27,14 +30,13 @@ __all__ = ["HeadshotService"]
 log = logging.getLogger(__name__)
 
 
-def _style_from(args: str) -> Style:
-    """A preset by name; several words that name no preset are the user's own description of the look."""
+def _screen_style_words(args: str) -> None:
+    """Words that name no preset are the user's own, screened before anything else: refused words get the same
+    answer in every state of the session, and a single refused word is not echoed back as a style name."""
     try:
-        return resolve_style(args)
+        resolve_style(args)
     except UnknownStyle:
-        if len(args.split()) < 2:
-            raise
-        return custom_style(args)
+        check_words(args)
 
 
 class HeadshotService:
@@ -199,14 +201,23 @@ class HeadshotService:
         await add_selfies(self.core, chat, session, message.attachments, port)
 
     async def _headshot(self, chat: ChatRef, session: SessionRow | None, args: str, port: ChatPort) -> None:
-        session = await check_can_render(
-            self.core, chat, session, lambda style: texts.HEADSHOT_BUSY.format(style=style)
-        )
-        if not args:
-            buttons = tuple(Button(style.title, f"/headshot {name}") for name, style in STYLES.items())
-            await port.send(chat.chat_id, Reply(texts.HEADSHOT_NEEDS_STYLE, buttons))
+        _screen_style_words(args)
+        # No model yet, but selfies and a worker that renders from them: the style from the selfies (a preview).
+        from_selfies = await offers_previews(self.core, session)
+        if not from_selfies:
+            session = await check_can_render(
+                self.core, chat, session, lambda style: texts.HEADSHOT_BUSY.format(style=style)
+            )
+        # A preset or the user's own words, then backdrop, outfit and aspect; what is still to choose is asked.
+        wanted = parse_headshot(args)
+        if wanted.asking is not None:
+            await port.send(chat.chat_id, wanted.reply())
             return
-        style = _style_from(args)
+        style = wanted.style()
+        if from_selfies or session is None:  # None only where offers_previews said there is a session
+            assert session is not None
+            await render_from_selfies(self.core, chat, session, style, port)
+            return
 
         # Record first, then enqueue, then acknowledge (the acknowledgement is the message progress edits).
         count = self.core.settings.headshots_per_request
@@ -244,12 +255,15 @@ class HeadshotService:
         return lines + (await self.core.quotas.usage(chat.user_key)).lines()
 
     async def _cancel(self, chat: ChatRef, session: SessionRow | None, port: ChatPort) -> None:
-        active = await self.core.store.active_job(chat.user_key)
-        if active is None or session is None:
+        # Every open job: a training and the preview queued with it are stopped together.
+        jobs = await self.core.store.open_jobs(chat.user_key)
+        if not jobs or session is None:
             raise SessionError(texts.CANCEL_NOTHING)
-        await self.core.queue.request_abort(active.job_id)
-        await transitions.job_ended(self.core.store, active, JobStatus.CANCELLED)
-        cancelled = texts.CANCELLED_TRAINING if active.kind == JobKind.TRAIN else texts.CANCELLED_RENDERING
+        for job in jobs:
+            await self.core.queue.request_abort(job.job_id)
+            await transitions.job_ended(self.core.store, job, JobStatus.CANCELLED)
+        training = any(job.kind == JobKind.TRAIN for job in jobs)
+        cancelled = texts.CANCELLED_TRAINING if training else texts.CANCELLED_RENDERING
         await port.send(chat.chat_id, Reply(cancelled))
 
     async def _favorites(self, chat: ChatRef, session: SessionRow | None, port: ChatPort) -> None:

@@ -7,6 +7,7 @@ NEW ──/train──▶ COLLECTING ──/train start (enough selfies)──�
                    └──────────────── /train new ◀── READY                    /headshot ▼ │ undeliverable
                                                                                   GENERATING
 (/more, /remix and /upscale on a headshot are renders too: READY ──▶ GENERATING, as /headshot.)
+(A preview from the selfies, while COLLECTING or TRAINING, is a render that moves no state: bot/core/previews.py.)
 any state ──/delete confirm──▶ NEW (everything of the user gone); READY ──model expired──▶ NEW
 
 A job is undeliverable when the chat refused its messages for good (the user blocked the bot, a file too big): it
@@ -37,6 +38,7 @@ __all__ = [
     "model_trained",
     "models_expired",
     "open_session",
+    "preview_queued",
     "rendering_queued",
     "state_of",
     "subject_chosen",
@@ -77,6 +79,15 @@ async def rendering_queued(store: Store, session: SessionRow, job_id: str, reque
     await store.update_session(session.user_key, session.id, state=SessionState.GENERATING)
 
 
+async def preview_queued(store: Store, session: SessionRow, job_id: str, request: GenerateRequest) -> None:
+    """A preview from the selfies: recorded as a render is, but the session stays where it is (collecting, or
+    training beside it)."""
+    row = JobRow(
+        job_id, session.user_key, session.id, JobKind.GENERATE, JobStatus.QUEUED, request.style.name, None, request
+    )
+    await store.add_job(row)
+
+
 async def job_started(store: Store, job: JobRow) -> None:
     await store.update_job(job.user_key, job.job_id, status=JobStatus.RUNNING)
 
@@ -88,7 +99,8 @@ async def model_trained(store: Store, job: JobRow, lora_key: str) -> None:
 
 async def images_posted(store: Store, job: JobRow) -> None:
     await store.update_job(job.user_key, job.job_id, status=JobStatus.DONE)
-    await store.update_session(job.user_key, job.session_id, state=SessionState.READY)
+    if not job.is_preview:  # a preview's session was never GENERATING
+        await store.update_session(job.user_key, job.session_id, state=SessionState.READY)
 
 
 async def job_ended(store: Store, job: JobRow, status: JobStatus) -> None:
@@ -102,7 +114,7 @@ async def job_ended(store: Store, job: JobRow, status: JobStatus) -> None:
         raise ValueError(f"job_ended takes failed, cancelled or undeliverable, not {status!r}")
     await store.update_job(job.user_key, job.job_id, status=status)
     session = await store.current_session(job.user_key)
-    if session is None or session.id != job.session_id:
+    if session is None or session.id != job.session_id or job.is_preview:  # a preview never moved the session
         return
     if job.kind == JobKind.TRAIN:
         await store.update_session(

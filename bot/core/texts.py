@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from bot.core.types import Button
 from jobs.contract.kinds import JobKind
 from pipeline.errors import HeadshotError, Param, Reason
+from pipeline.looks import LOOK_KEYS, choices_of
 from pipeline.styles import STYLES
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "selfie_count_line",
     "styles_text",
     "undeliverable",
+    "withheld",
 ]
 
 HELP = """I turn 10-20 selfies into professional headshots.
@@ -30,9 +32,12 @@ HELP = """I turn 10-20 selfies into professional headshots.
 /train - start: then send your selfies (photos of just you, face clearly visible, different angles and light)
 /train woman 30s glasses - how the pictures describe you: woman, man or person; an age (20s to 70s); glasses
 /train start - train your personal model once enough selfies are in
+/headshot - pick a style, backdrop, outfit and shape with buttons
 /headshot <style> - render headshots, e.g. /headshot linkedin, or in your own words:
     /headshot navy suit on a rooftop at dusk
-/styles - the styles you can pick
+    add a backdrop, outfit or shape: /headshot linkedin backdrop:studio outfit:suit aspect:square
+    (or just /headshot linkedin studio suit square; end with ? to pick the rest with buttons)
+/styles - the styles, backdrops, outfits and shapes you can pick
 /status - where your session and jobs are
 /cancel - stop the running training or rendering
 /favorites - the headshots you starred, as original files (/favorites zip: in one ZIP)
@@ -75,6 +80,19 @@ SELFIE_REJECTED = "✗ {filename}: {reason}"
 HEADSHOT_NEEDS_MODEL = "I need to train your model first: send /train and then your selfies."
 HEADSHOT_WHILE_TRAINING = "Your model is still training. I'll tell you when it's ready for /headshot."
 HEADSHOT_NEEDS_STYLE = "Which style? Send /headshot <style>, for example /headshot linkedin. /styles lists them all."
+# /headshot's steps after the style (bot/core/look_choice.py); {style} is the style's title with the choices so far.
+LOOK_ASK = {
+    "backdrop": "{style}: which backdrop?",
+    "outfit": "{style}: what to wear?",
+    "aspect": "{style}: which shape? Square for avatars, 4:5 for profile pages, 2:3 for portraits.",
+}
+LOOK_DEFAULT = "{title} (default)"
+LOOK_AS_DESCRIBED = "As you described"
+LOOK_UNKNOWN_OPTION = (
+    "I don't know the option '{option}:'. /headshot takes backdrop:, outfit: and aspect:, "
+    "e.g. /headshot linkedin backdrop:studio outfit:suit aspect:square"
+)
+LOOK_UNKNOWN_VALUE = "There is no {key} called '{value}'. Pick one of: {choices}; or {key}:? to choose with buttons."
 HEADSHOT_BUSY = "I'm still rendering your {style} headshots. Wait for them, or send /cancel."
 HEADSHOT_QUEUED = "Rendering {count} {style} headshots (queue position {position})…"
 HEADSHOT_QUEUED_RUNNING = "Rendering {count} {style} headshots…"
@@ -107,8 +125,28 @@ VARIATIONS_READY = "Here are your variations of #{number}. Tap ★ Keep under th
 REMIXES_READY = "Here are your remixes of #{number}. Tap ★ Keep under the ones you like."
 UPSCALE_READY = "Here is #{number} at twice the size."
 TRAINED = "Your model is ready! Send /headshot <style>, e.g. /headshot linkedin. /styles lists them all."
+PREVIEW_TITLE = "Preview · {title}"
+PREVIEW_QUEUED = (
+    "No model yet, so I'm rendering {count} {style} headshots straight from your selfies{queue}… For a closer "
+    "likeness, /train start trains your own model."
+)
+PREVIEW_READY_TRAINING = (
+    "A first look while your model trains: rendered straight from your selfies, no training yet. Your trained "
+    "headshots follow when training ends."
+)
+PREVIEW_READY = (
+    "Here they are, rendered straight from your selfies. /train start trains your own model for a closer likeness."
+)
+PREVIEW_FAILED_TRAINING = "The first look from your selfies did not work out this time; your training goes on."
 IMAGES_READY = "Here are your {style} headshots. Tap ★ Keep under the ones you like (or react to them)."
 IMAGE_CAPTION = "#{number} · {style} · seed {seed}"
+# Renders the image safety check flagged (jobs/worker/render_job.py) are never stored; the user hears it once per
+# request, in the request's last word.
+WITHHELD_SOME = "I withheld {count} more that our image safety check flagged."
+WITHHELD_ALL = (
+    "Our image safety check flagged all {count} of your {style} headshots, so I withheld them. "
+    "Try another style, or other words."
+)
 PROGRESS_TRAINING = "Training your model: {percent}% (step {step}/{total}){eta}"
 PROGRESS_RENDERING = "Rendering: {done}/{total} headshots done"
 TRAINING_FINISHED = "Training finished: 100%."
@@ -134,10 +172,13 @@ def favorite_button(number: int) -> Button:
     return Button(f"★ Keep #{number}", f"/favorite {number}")
 
 
-def headshot_buttons(number: int) -> tuple[Button, ...]:
-    """Under headshot #number: keep it, vary it, remix it (the command answers how to add the words), upscale it.
+def headshot_buttons(number: int, *, actions: bool = True) -> tuple[Button, ...]:
+    """Under headshot #number: keep it, vary it, remix it (the command answers how to add the words), upscale it;
+    a preview from the selfies (``actions`` False) is only kept: the actions need a model.
 
     Each is the plain command, so a button posted before a restart still works after it."""
+    if not actions:
+        return (favorite_button(number),)
     return (
         favorite_button(number),
         Button(f"↻ More #{number}", f"/more {number}"),
@@ -189,7 +230,8 @@ def status_text(state: str, selfies: str | None, job: tuple[JobKind, int | None]
 
 def styles_text() -> str:
     lines = [f"/headshot {name} - {style.title}" for name, style in STYLES.items()]
-    return "Styles:\n" + "\n".join(lines)
+    choices = [f"{key}: " + ", ".join(choices_of(key)) for key in LOOK_KEYS]
+    return "Styles:\n" + "\n".join(lines) + "\n\nAdd any of these (each style has its own):\n" + "\n".join(choices)
 
 
 # Faults: restarts, and the watchdog's word on jobs that have gone quiet (bot/core/watchdog.py).
@@ -240,10 +282,27 @@ REASONS: dict[Reason, str] = {
     ),
     Reason.STYLE_EMPTY: "The style description is empty; describe the look, e.g. 'navy suit, rooftop at dusk'.",
     Reason.STYLE_TOO_LONG: "The style description is {length} characters long; keep it to {limit} or fewer.",
+    # The safety screen on a user's own words (pipeline/safety/text.py): nothing was queued. The words are not echoed.
+    Reason.UNSAFE_SEXUAL: (
+        "I can't render that: headshots stay dressed and non-sexual. Nothing was queued; describe another look, "
+        "e.g. 'navy suit, rooftop at dusk'."
+    ),
+    Reason.UNSAFE_MINOR: (
+        "I can't render that: I never make pictures of children or that make anyone look like a child. Nothing was "
+        "queued; describe an adult look, e.g. 'navy suit, rooftop at dusk'."
+    ),
+    Reason.UNSAFE_PUBLIC_FIGURE: (
+        "I can't render that: I don't put you in the likeness of, or beside, a real public figure. Nothing was "
+        "queued; describe the look without naming anyone."
+    ),
     Reason.TRAINING_FAILED: "Training failed on our side. {hint}",
     Reason.RENDERING_FAILED: "Rendering failed on our side. {hint}",
     Reason.ACTION_UNSUPPORTED: (
         "This server's model cannot do /more, /remix or /upscale yet. /headshot <style> renders new headshots."
+    ),
+    Reason.PREVIEW_UNSUPPORTED: (
+        "This server's model cannot render from selfies, so there is no preview: your trained headshots come when "
+        "training ends."
     ),
     Reason.OUT_OF_GPU_MEMORY: (
         "Our GPU ran out of memory rendering your headshots, even {batch} at a time. Please send the same /headshot "
@@ -287,6 +346,15 @@ def explain(
         return template.format(**values)
     except (KeyError, ValueError, IndexError):
         return INTERNAL_ERROR  # an event from another version without a parameter this text needs
+
+
+def withheld(ready: str, dropped: int, posted: int, style: str) -> str:
+    """A request's last word (``ready``) with what the image safety check withheld said once."""
+    if not dropped:
+        return ready
+    if not posted:
+        return WITHHELD_ALL.format(count=dropped, style=style)
+    return f"{ready}\n{WITHHELD_SOME.format(count=dropped)}"
 
 
 def undeliverable(kind: JobKind) -> str:

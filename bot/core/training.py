@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 from bot.core import session as transitions
 from bot.core import texts
 from bot.core.context import CoreContext
+from bot.core.previews import preview_on_training, store_identity
 from bot.core.session import SessionState
 from bot.core.types import Attachment, ChatPort, ChatRef, Reply
 from bot.store.schema import SelfieRow, SessionRow
-from jobs.contract.keys import identity_key, lora_key, selfie_key
+from jobs.contract.keys import lora_key, selfie_key
 from jobs.contract.payloads import TrainRequest, train_job_id
 from pipeline.errors import SelfieRejected, SessionError
-from pipeline.selfies.identity import reference_embedding
 from pipeline.selfies.intake import IntakeRules
 
 __all__ = ["add_selfies", "start_training"]
@@ -96,15 +95,14 @@ async def start_training(core: CoreContext, chat: ChatRef, session: SessionRow |
 
     await core.quotas.check_training(chat.user_key)
 
-    # 2. Record the job and the state before enqueueing, so no event can arrive for a job the bot does not know.
+    # 2. The worker crops around each face, and ranks headshots by likeness to the reference stored beside the LoRA;
+    #    the previews from the selfies (on a model that renders them) go just ahead of the training.
+    await store_identity(core, chat, session, rows)
+    await preview_on_training(core, chat, session, rows)
+    # 3. Record the job and the state before enqueueing, so no event can arrive for a job the bot does not know.
     job_id = train_job_id(chat.user_key, session.id, session.train_attempt)
     await transitions.training_queued(core.store, session, job_id)
-    # The worker crops around each face, and ranks headshots by likeness to the reference stored beside the LoRA.
     lora = lora_key(chat.user_key, session.id)
-    embeddings = [row.facts.embedding for row in rows if row.facts is not None]
-    if embeddings:
-        reference = reference_embedding(embeddings).tolist()
-        await core.storage.put(identity_key(lora), json.dumps({"embedding": reference}).encode())
     request = TrainRequest(
         chat.user_key,
         session.id,
@@ -119,7 +117,7 @@ async def start_training(core: CoreContext, chat: ChatRef, session: SessionRow |
         log.info("training job %s was already enqueued", job_id)
         raise SessionError(texts.TRAIN_ALREADY_RUNNING)
 
-    # 3. Acknowledge at once; this message is the one progress events edit.
+    # 4. Acknowledge at once; this message is the one progress events edit.
     position = await core.queue.position(job_id)
     text = texts.TRAIN_QUEUED.format(position=position) if position else texts.TRAIN_QUEUED_RUNNING
     message_id = await port.send(chat.chat_id, Reply(text, (texts.CANCEL_BUTTON,)))

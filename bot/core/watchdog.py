@@ -123,5 +123,8 @@ class JobWatchdog:
             style = result.get("style") or job.style or ""
             images = tuple(RenderedImage(**image) for image in result["images"])
             title = result.get("title") or style
-            return ImagesReady(user_key=job.user_key, job_id=job.job_id, style=style, title=title, images=images)
+            dropped = int(result.get("dropped", 0))
+            return ImagesReady(
+                user_key=job.user_key, job_id=job.job_id, style=style, title=title, images=images, dropped=dropped
+            )
         return Failed(user_key=job.user_key, job_id=job.job_id, kind=job.kind, reason=Reason.JOB_LOST)

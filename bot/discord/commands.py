@@ -13,12 +13,18 @@ from discord import app_commands
 
 from bot.discord import texts
 from bot.discord.events import DiscordEvents
+from pipeline.looks import LOOK_KEYS, choices_of
 from pipeline.styles import CUSTOM_STYLE_MAX_CHARS, STYLES
 
 __all__ = ["new_tree"]
 
 Tree = app_commands.CommandTree[discord.Client]
 _STYLE_CHOICES = [app_commands.Choice(name=style.title[:100], value=name) for name, style in list(STYLES.items())[:25]]
+# Backdrop, outfit and aspect, each a choice list (at most 25, Discord's limit); left out: the style's own.
+_LOOK_CHOICES = {
+    key: [app_commands.Choice(name=title[:100], value=name) for name, title in list(choices_of(key).items())[:25]]
+    for key in LOOK_KEYS
+}
 _PHOTO_DESCRIPTIONS = {f"photo{n}": texts.PHOTO_OPTION for n in range(1, 11)}
 _ACTION_CHOICES = [app_commands.Choice(name=text, value=value) for value, text in texts.TRAIN_ACTIONS.items()]
 _DESCRIBE_CHOICES = [app_commands.Choice(name=text, value=value) for value, text in texts.DESCRIBE_AS.items()]
@@ -35,17 +41,30 @@ def new_tree(client: discord.Client, events: DiscordEvents) -> Tree:
 
     @tree.command(name="headshot", description=texts.COMMANDS["headshot"])
     @app_commands.describe(
-        style="The look of your headshots (/styles describes them)", description=texts.DESCRIPTION_OPTION
+        style="The look of your headshots (/styles describes them)",
+        description=texts.DESCRIPTION_OPTION,
+        **texts.LOOK_OPTIONS,
     )
-    @app_commands.choices(style=_STYLE_CHOICES)
+    @app_commands.choices(
+        style=_STYLE_CHOICES,
+        backdrop=_LOOK_CHOICES["backdrop"],
+        outfit=_LOOK_CHOICES["outfit"],
+        aspect=_LOOK_CHOICES["aspect"],
+    )
     async def headshot(
         interaction: discord.Interaction[Any],
         style: app_commands.Choice[str] | None = None,
         description: app_commands.Range[str, 1, CUSTOM_STYLE_MAX_CHARS] | None = None,
+        backdrop: app_commands.Choice[str] | None = None,
+        outfit: app_commands.Choice[str] | None = None,
+        aspect: app_commands.Choice[str] | None = None,
     ) -> None:
-        # The core reads several words that name no preset as the user's own look, so the text goes as it is.
+        # The core reads several words that name no preset as the user's own look, so the text goes as it is; the
+        # choices follow as typed options, and the core asks with buttons for a style when none was given.
         look = description or (style.value if style else "")
-        await events.on_command(interaction, f"/headshot {look}".rstrip())
+        chosen = {"backdrop": backdrop, "outfit": outfit, "aspect": aspect}
+        options = [f"{key}:{choice.value}" for key, choice in chosen.items() if choice is not None]
+        await events.on_command(interaction, " ".join(part for part in ("/headshot", look, *options) if part))
 
     @tree.command(name="favorite", description=texts.COMMANDS["favorite"])
     @app_commands.describe(number=texts.NUMBER_OPTION)

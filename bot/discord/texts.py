@@ -45,6 +45,11 @@ OPEN_DM_FIRST = (
     "I can't send you direct messages, and that is where I answer. Open a DM with me first (my profile, then "
     "Message), or allow DMs from me in your privacy settings; then send the command again."
 )
+LOOK_OPTIONS = {
+    "backdrop": "What is behind you (default: the style's own)",
+    "outfit": "What you wear (default: the style's own)",
+    "aspect": "The shape: square for avatars, 4:5 for profiles (default), 2:3 for portraits",
+}
 DESCRIPTION_OPTION = "Or describe your own look in a few words, e.g. navy suit on a rooftop (instead of a style)"
 
 

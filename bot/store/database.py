@@ -189,11 +189,14 @@ class Store(GalleryRows):
         )
         return None if row is None else JobRow(*row)
 
-    async def open_jobs(self) -> list[JobRow]:
-        """Every queued or running job of every user: the watchdog's round (the one query across users)."""
+    async def open_jobs(self, user_key: str | None = None) -> list[JobRow]:
+        """Every queued or running job, oldest first: of one user (a training and its preview can both be open),
+        or of every user (the watchdog's round, the one query across users)."""
+        where, args = ("AND user_key = ?", (user_key,)) if user_key is not None else ("", ())
         rows = await self._all(
             "SELECT job_id, user_key, session_id, kind, status, style, progress_message_id, request FROM jobs "
-            "WHERE status IN ('queued', 'running') ORDER BY created_at"
+            f"WHERE status IN ('queued', 'running') {where} ORDER BY created_at",
+            *args,
         )
         return [JobRow(*row) for row in rows]
 

@@ -9,7 +9,7 @@ from enum import StrEnum
 import numpy as np
 
 from jobs.contract.kinds import JobKind
-from jobs.contract.payloads import GenerateRequest
+from jobs.contract.payloads import GenerateRequest, RenderMode
 from pipeline.selfies.intake import SelfieFacts
 from pipeline.subject import Subject
 
@@ -178,6 +178,11 @@ class JobRow:
 
     def request_json(self) -> str | None:
         return None if self.request is None else json.dumps(self.request.to_dict())
+
+    @property
+    def is_preview(self) -> bool:
+        """A render from the selfies, with no LoRA: it leaves the session's state alone (``bot/core/previews``)."""
+        return self.request is not None and self.request.mode == RenderMode.PREVIEW
 
 
 @dataclass(frozen=True)

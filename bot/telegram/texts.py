@@ -9,7 +9,7 @@ __all__ = ["COMMANDS", "not_an_image", "too_big"]
 # Shown in Telegram's command menu (set_my_commands): name, then a description of at most 256 characters.
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("train", "Start: send 10-20 selfies (as files keeps full quality)"),
-    ("headshot", "Render headshots in a style, e.g. /headshot linkedin"),
+    ("headshot", "Render headshots: pick style, backdrop, outfit and shape, or type /headshot linkedin square"),
     ("styles", "The styles you can pick"),
     ("status", "Where your session and jobs are"),
     ("favorites", "Your starred headshots, as original files (/favorites zip: in one ZIP)"),

@@ -111,12 +111,14 @@ class RenderedImage:
 
 @dataclass(frozen=True, kw_only=True)
 class ImagesReady(Event):
-    """The job's headshots, best likeness first; ``style`` is the preset name or ``custom``, ``title`` its title."""
+    """The job's headshots, best likeness first; ``style`` is the preset name or ``custom``, ``title`` its title;
+    ``dropped`` renders the image safety check withheld (never stored; 0 in events from before the check)."""
 
     type: ClassVar[EventType] = EventType.IMAGES_READY
     style: str
     title: str
     images: tuple[RenderedImage, ...]
+    dropped: int = 0
 
     def output_keys(self) -> tuple[str, ...]:
         return tuple(image.key for image in self.images)

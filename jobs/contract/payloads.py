@@ -11,6 +11,7 @@ from pipeline.styles import Style
 from pipeline.subject import Subject
 
 __all__ = [
+    "PREVIEW_REFERENCES",
     "GenerateRequest",
     "RenderMode",
     "TrainRequest",
@@ -66,6 +67,11 @@ class TrainRequest:
         return cls(**{**payload, "subject": Subject(**payload.get("subject") or {})})
 
 
+# Selfies a preview renders from: each reference adds its tokens to every denoising step of klein, so a third photo
+# costs more time than it adds likeness.
+PREVIEW_REFERENCES = 2
+
+
 class RenderMode(StrEnum):
     """What a generation job renders from: the prompt alone, or one of the user's headshots (``source_key``)."""
 
@@ -73,6 +79,9 @@ class RenderMode(StrEnum):
     VARY = "vary"  # /more: near variants of the source, new seeds
     REMIX = "remix"  # /remix: the source's composition in a scene of the user's words
     UPSCALE = "upscale"  # /upscale: twice the size, a hires pass and the face pass
+    # From the selfies themselves, no LoRA (klein's reference photos): the preview while training, or /headshot
+    # before any training.
+    PREVIEW = "preview"
 
 
 @dataclass(frozen=True)
@@ -95,10 +104,21 @@ class GenerateRequest:
     subject: Subject = Subject()
     mode: RenderMode = RenderMode.PROMPT
     source_key: str | None = None  # the headshot an action starts from (under the user's prefix), None for PROMPT
+    # PREVIEW only: the selfies to render from (under the user's prefix) and each one's normalised face centre.
+    reference_keys: tuple[str, ...] = ()
+    reference_centers: tuple[tuple[float, float], ...] | None = None
 
     def __post_init__(self) -> None:
-        if (self.mode == RenderMode.PROMPT) != (self.source_key is None):
-            raise ValueError(f"A {self.mode} render needs a source_key exactly when it is not a prompt render.")
+        from_headshot = self.mode not in (RenderMode.PROMPT, RenderMode.PREVIEW)
+        if from_headshot != (self.source_key is not None):
+            raise ValueError(f"A {self.mode} render needs a source_key exactly when it starts from a headshot.")
+        if (self.mode == RenderMode.PREVIEW) != bool(self.reference_keys):
+            raise ValueError(f"A {self.mode} render needs reference_keys exactly when it is a preview.")
+        if self.reference_centers is not None and len(self.reference_centers) != len(self.reference_keys):
+            raise ValueError(
+                f"reference_centers has {len(self.reference_centers)} entries for {len(self.reference_keys)} "
+                "reference_keys; give one per key or None."
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -109,4 +129,16 @@ class GenerateRequest:
         style["aspect"] = tuple(style["aspect"])  # JSON and msgpack hand tuples back as lists
         subject = Subject(**payload.get("subject") or {})
         mode = RenderMode(payload.get("mode", RenderMode.PROMPT))
-        return cls(**{**payload, "style": Style(**style), "subject": subject, "mode": mode})
+        # JSON and msgpack hand tuples back as lists.
+        references = tuple(payload.get("reference_keys") or ())
+        centers = payload.get("reference_centers")
+        return cls(
+            **{
+                **payload,
+                "style": Style(**style),
+                "subject": subject,
+                "mode": mode,
+                "reference_keys": references,
+                "reference_centers": None if centers is None else tuple((x, y) for x, y in centers),
+            }
+        )

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from arq.constants import in_progress_key_prefix, job_key_prefix
@@ -25,12 +26,14 @@ __all__ = [
     "DeadLetter",
     "Failure",
     "Heartbeat",
+    "WorkerFeature",
     "QueueCounts",
     "QueuedJob",
     "age_s",
     "clear_heartbeat",
     "dead_letters",
     "live_workers",
+    "offered",
     "queue_counts",
     "queue_jobs",
     "recent_failures",
@@ -41,9 +44,15 @@ __all__ = [
 HEARTBEAT_MISSES = 3
 
 
+class WorkerFeature(StrEnum):
+    """What a worker's model can do beyond training and rendering from a LoRA; the bot asks before it offers it."""
+
+    REFERENCES = "references"  # render a person from their selfies, no LoRA (FLUX.2 [klein]): the preview
+
+
 @dataclass(frozen=True)
 class Heartbeat:
-    """One worker's latest beat; times are Unix seconds."""
+    """One worker's latest beat; times are Unix seconds. ``features`` are known once its model is loaded."""
 
     worker: str
     started_at: float
@@ -51,6 +60,7 @@ class Heartbeat:
     job_id: str | None = None
     jobs_done: int = 0
     jobs_failed: int = 0
+    features: list[str] = field(default_factory=list)
 
 
 def _heartbeat_prefix(queue_name: str) -> str:
@@ -65,6 +75,11 @@ async def write_heartbeat(redis: Redis, queue_name: str, beat: Heartbeat, interv
 async def clear_heartbeat(redis: Redis, queue_name: str, worker: str) -> None:
     """A worker that stops cleanly stops counting at once, not a few intervals later."""
     await redis.delete(_heartbeat_prefix(queue_name) + worker)
+
+
+async def offered(redis: Redis, queue_name: str, feature: WorkerFeature) -> bool:
+    """Whether a live worker on the queue offers ``feature`` (every worker on one queue serves one model)."""
+    return any(feature in beat.features for beat in await live_workers(redis, queue_name))
 
 
 async def live_workers(redis: Redis, queue_name: str) -> list[Heartbeat]:

@@ -22,6 +22,7 @@ from jobs.worker.supervision import after_job_end, on_job_start, worker_redis_se
 from jobs.worker.train_job import train_lora
 
 if TYPE_CHECKING:
+    from pipeline.safety.image import ImageSafety
     from pipeline.selfies.faces import FaceAnalyzer
 
 __all__ = ["WORKER_POLL_DELAY_S", "build_worker"]
@@ -38,18 +39,19 @@ def build_worker(
     storage: BlobStorage | None = None,
     faces: FaceAnalyzer | None = None,
     model: ServingModel | None = None,
+    image_safety: ImageSafety | None = None,
     **overrides: Any,
 ) -> Worker:
     """An arq worker for ``settings``: one job at a time (one GPU, one model), aborts allowed, per-job timeouts.
 
-    ``storage``, ``faces`` and ``model`` are handed to ``start_worker_state`` (tests share them across workers);
-    ``overrides`` go to arq's ``Worker`` (tests pass ``burst=True, poll_delay=0``).
+    ``storage``, ``faces``, ``model`` and ``image_safety`` are handed to ``start_worker_state`` (tests share them
+    across workers); ``overrides`` go to arq's ``Worker`` (tests pass ``burst=True, poll_delay=0``).
     """
     monitor = WorkerMonitor(settings, WORKER_NAME)
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         ctx["state"] = await start_worker_state(
-            ctx["redis"], settings, monitor, storage=storage, faces=faces, model=model
+            ctx["redis"], settings, monitor, storage=storage, faces=faces, model=model, image_safety=image_safety
         )
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:

@@ -22,7 +22,7 @@ from PIL import Image
 from jobs.settings import CompileProfile, Settings
 from jobs.worker.ranking import render_batch_sizes
 
-__all__ = ["ServingModel", "prepare_model", "training_plan"]
+__all__ = ["ServingModel", "model_features", "prepare_model", "training_plan"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,14 @@ class ServingModel:
 
             self.other_class_images[prompt] = render_class_images(self.pipe, prompt, len(self.class_images))
         return self.other_class_images[prompt]
+
+
+def model_features(model: ServingModel) -> tuple[str, ...]:
+    """What the model offers beyond LoRA training and rendering (``WorkerFeature``), for the worker's heartbeat."""
+    from jobs.ops.health import WorkerFeature
+    from pipeline.diffusion.references import supports_references
+
+    return (WorkerFeature.REFERENCES,) if supports_references(model.pipe) else ()
 
 
 def prepare_model(settings: Settings) -> ServingModel:
@@ -186,4 +194,9 @@ def _compile_for_serving(pipe: Any, slot: Any, settings: Settings, scope: str) -
         batch_sizes=batches,
         compile_backend=settings.compile_backend,
         compile_scope=scope,
+        preview_batch_sizes=(
+            render_batch_sizes(settings.preview_count, settings.headshot_candidates, DEFAULT_BATCH_SIZE)
+            if settings.preview_count
+            else ()
+        ),
     )

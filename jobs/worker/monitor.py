@@ -91,9 +91,14 @@ class WorkerMonitor:
             registry=self.registry,
         )
         self.failures = Counter("headshot_job_failures", "Jobs that failed.", ["kind", "cause"], registry=self.registry)
+        self.withheld = Counter(
+            "headshot_images_withheld", "Renders the image safety check withheld.", registry=self.registry
+        )
         self.running = Gauge("headshot_worker_jobs_running", "Jobs this worker runs now.", registry=self.registry)
         self.registry.register(_GpuMemoryCollector(settings.device))
         self._started_at = time.time()
+        # What the loaded model offers (``WorkerFeature``), set once it is loaded; beats before that offer nothing.
+        self.features: tuple[str, ...] = ()
         self._current_job: str | None = None
         self._done = 0
         self._failed = 0
@@ -130,8 +135,27 @@ class WorkerMonitor:
             await self._server.stop()
             self._server = None
 
+    async def offer(self, features: tuple[str, ...]) -> None:
+        """The loaded model's features, in a beat at once: a bot asks for previews only once it sees them."""
+        self.features = features
+        if self._redis is not None:
+            try:
+                await write_heartbeat(
+                    self._redis, self.settings.queue_name, self.heartbeat(), self.settings.health_check_interval_s
+                )
+            except (RedisError, OSError):  # the next regular beat carries them
+                log.warning("writing the heartbeat of worker %s failed", self.worker_name, exc_info=True)
+
     def heartbeat(self) -> Heartbeat:
-        return Heartbeat(self.worker_name, self._started_at, time.time(), self._current_job, self._done, self._failed)
+        return Heartbeat(
+            self.worker_name,
+            self._started_at,
+            time.time(),
+            self._current_job,
+            self._done,
+            self._failed,
+            list(self.features),
+        )
 
     async def _beat(self, redis: Redis) -> None:
         interval = self.settings.health_check_interval_s

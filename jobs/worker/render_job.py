@@ -1,7 +1,8 @@
 """The ``generate_headshots`` job: render the request's style with the user's LoRA, keep the best likenesses.
 
-A request renders from the prompt (``/headshot``) or from one of the user's headshots (``/more``, ``/remix``,
-``/upscale``: ``RenderMode``); small faces, and every upscale, then get the face pass.
+A request renders from the prompt (``/headshot``), from one of the user's headshots (``/more``, ``/remix``,
+``/upscale``), or, with no LoRA, from the user's selfies (the preview: ``RenderMode``); small faces, and every
+upscale, then get the face pass (never a preview's: it has no LoRA to keep the face).
 """
 
 from __future__ import annotations
@@ -44,14 +45,13 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
             if request.mode == RenderMode.UPSCALE
             else candidate_count(request.count, settings.headshot_candidates, reference)
         )
-        source = None
-        if request.source_key is not None:
-            if not request.source_key.startswith(user_prefix(request.user_key)):
-                raise ValueError(f"source {request.source_key!r} is not {request.user_key}'s")
-            source = await storage.get(request.source_key)
+        source = None if request.source_key is None else await _users_blob(storage, request, request.source_key)
+        selfies = [await _users_blob(storage, request, key) for key in request.reference_keys]
         with tempfile.TemporaryDirectory(prefix="lora-") as scratch:
-            lora_path = Path(scratch) / "pytorch_lora_weights.safetensors"
-            await storage.get_file(request.lora_key, lora_path)
+            lora_path = None
+            if request.mode != RenderMode.PREVIEW:  # a preview renders before (or without) any LoRA
+                lora_path = Path(scratch) / "pytorch_lora_weights.safetensors"
+                await storage.get_file(request.lora_key, lora_path)
 
             # 2. Render in a thread.
             def on_images(done: int, total: int) -> None:
@@ -59,7 +59,8 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
                 progress.report(done * request.count // total, request.count)
 
             images = await run_in_thread(
-                progress, lambda: _render(state, request, source, renders, lora_path, on_images, progress.stop.is_set)
+                progress,
+                lambda: _render(state, request, source, selfies, renders, lora_path, on_images, progress.stop.is_set),
             )
             # 3. Keep the best likenesses; 4. give small faces (every face, in an upscale) the face pass.
             ranked = await asyncio.to_thread(
@@ -68,7 +69,9 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
             ranked = await run_in_thread(
                 progress, lambda: _face_pass(state, request, ranked, lora_path, progress.stop.is_set)
             )
-        # 5. Store the PNGs; the event carries keys, seeds, scores, never bytes.
+        # 5. The image safety check: what it flags is dropped here, never stored, and only counted.
+        ranked, dropped = await asyncio.to_thread(_withhold_unsafe, state, job_id, ranked)
+        # 6. Store the PNGs; the event carries keys, seeds, scores, never bytes.
         # All images at once, one thread each: zlib lets go of the GIL, and the GPU waits for this step.
         encoded = await asyncio.gather(*(asyncio.to_thread(_png_bytes, generated.image) for generated, _ in ranked))
         results = []
@@ -88,21 +91,32 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
         style=request.style.name,
         title=request.style.title,
         images=tuple(results),
+        dropped=dropped,
     )
     await state.events.publish(ready)
-    return {"style": ready.style, "title": ready.title, "images": [image.to_dict() for image in ready.images]}
+    images = [image.to_dict() for image in ready.images]
+    return {"style": ready.style, "title": ready.title, "images": images, "dropped": dropped}
+
+
+async def _users_blob(storage: Any, request: GenerateRequest, key: str) -> bytes:
+    """A blob a request names, refused unless it lies under the request's own user's prefix."""
+    if not key.startswith(user_prefix(request.user_key)):
+        raise ValueError(f"{key!r} is not {request.user_key}'s")
+    data: bytes = await storage.get(key)
+    return data
 
 
 def _render(
     state: WorkerState,
     request: GenerateRequest,
     source: bytes | None,
+    selfies: list[bytes],
     renders: int,
-    lora_path: Path,
+    lora_path: Path | None,
     on_images: Any,
     should_stop: Any,
 ) -> list[Any]:
-    """The request's renders (``GeneratedImage``s), from its prompt or its source headshot. Blocking."""
+    """The request's renders (``GeneratedImage``s), from its prompt, its source headshot or its selfies. Blocking."""
     from PIL import Image
 
     from pipeline.diffusion.generation import generate_headshots as render
@@ -116,6 +130,8 @@ def _render(
     )
 
     model, steps = state.model, state.settings.inference_steps
+    if request.mode == RenderMode.PREVIEW:
+        return _render_preview(state, request, selfies, renders, on_images, should_stop)
     if source is None:
         return render(
             model.pipe,
@@ -129,7 +145,10 @@ def _render(
             lora_slot=model.lora_slot,
             subject=request.subject,
         )
-    if not supports_actions(model.pipe):
+    from pipeline.diffusion.references import render_from_headshot, supports_references
+
+    img2img = supports_actions(model.pipe)
+    if not img2img and not supports_references(model.pipe):
         raise UserInputError(f"{request.mode} on a model without actions", reason=Reason.ACTION_UNSUPPORTED)
     with Image.open(io.BytesIO(source)) as opened:
         start = opened.convert("RGB")
@@ -139,6 +158,22 @@ def _render(
     size, strength = (width, height), REMIX_STRENGTH if request.mode == RenderMode.REMIX else VARIATION_STRENGTH
     if request.mode == RenderMode.UPSCALE:
         size, strength = (2 * width, 2 * height), UPSCALE_STRENGTH
+    if not img2img:  # klein: the headshot as its reference image
+        assert lora_path is not None  # only a preview renders without one
+        return render_from_headshot(
+            model.pipe,
+            start,
+            request.style,
+            size=size,
+            count=renders,
+            seed=request.seed,
+            lora_path=lora_path,
+            lora_slot=model.lora_slot,
+            subject=request.subject,
+            steps=steps,
+            on_progress=on_images,
+            should_stop=should_stop,
+        )
     return image_to_image(
         model.pipe,
         start,
@@ -156,17 +191,49 @@ def _render(
     )
 
 
+def _render_preview(
+    state: WorkerState, request: GenerateRequest, selfies: list[bytes], renders: int, on_images: Any, should_stop: Any
+) -> list[Any]:
+    """A preview's renders: the style, showing the person in face-centred crops of the selfies. Blocking."""
+    from PIL import Image
+
+    from pipeline.diffusion.references import reference_crops, render_from_references, supports_references
+
+    pipe = state.model.pipe
+    if not supports_references(pipe):
+        raise UserInputError(f"a preview on a {type(pipe).__name__}", reason=Reason.PREVIEW_UNSUPPORTED)
+    photos = []
+    for data in selfies:
+        with Image.open(io.BytesIO(data)) as opened:
+            photos.append(opened.convert("RGB"))
+    references = reference_crops(pipe, photos, request.reference_centers)
+    return render_from_references(
+        pipe,
+        references,
+        request.style,
+        count=renders,
+        seed=request.seed,
+        subject=request.subject,
+        steps=state.settings.inference_steps,
+        on_progress=on_images,
+        should_stop=should_stop,
+        lora_slot=state.model.lora_slot,
+    )
+
+
 def _face_pass(
-    state: WorkerState, request: GenerateRequest, ranked: list[Any], lora_path: Path, should_stop: Any
+    state: WorkerState, request: GenerateRequest, ranked: list[Any], lora_path: Path | None, should_stop: Any
 ) -> list[Any]:
     """``ranked`` with the face pass done where it applies: every face in an upscale, else faces below the
     ``face_pass_below`` share of the width (0: none). Blocking."""
     from pipeline.diffusion.face_pass import face_pass
     from pipeline.diffusion.generation import GeneratedImage
+    from pipeline.diffusion.img2img import supports_actions
 
     upscale = request.mode == RenderMode.UPSCALE
     below = state.settings.face_pass_below
-    if not ranked or (not upscale and below <= 0):
+    # The face pass is image-to-image: where the model has none (klein), its renders stay as they are.
+    if not ranked or lora_path is None or (not upscale and below <= 0) or not supports_actions(state.model.pipe):
         return ranked
     images = face_pass(
         state.model.pipe,
@@ -184,6 +251,27 @@ def _face_pass(
     return [
         (GeneratedImage(image, generated.seed), score) for image, (generated, score) in zip(images, ranked, strict=True)
     ]
+
+
+def _withhold_unsafe(state: WorkerState, job_id: str, ranked: list[Any]) -> tuple[list[Any], int]:
+    """``ranked`` without the renders the image safety check flags, and how many those were. Blocking."""
+    if state.image_safety is None:
+        return ranked, 0
+    kept = []
+    for generated, score in ranked:
+        findings = state.image_safety.findings(generated.image)
+        if findings:
+            # Labels and scores only: they say why without showing what.
+            found = ", ".join(f"{finding.label} {finding.score:.2f}" for finding in findings)
+            log.warning(
+                "job %s: withheld a render (seed %d) the image safety check flagged: %s", job_id, generated.seed, found
+            )
+        else:
+            kept.append((generated, score))
+    dropped = len(ranked) - len(kept)
+    if dropped:
+        state.monitor.withheld.inc(dropped)
+    return kept, dropped
 
 
 def _png_bytes(image: Any) -> bytes:

@@ -8,6 +8,7 @@ builds, so a test worker renders through the same LoRA slot as a real one.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 from dataclasses import dataclass
@@ -18,13 +19,16 @@ from redis.asyncio import Redis
 from jobs.contract.stream import EventPublisher
 from jobs.settings import Settings
 from jobs.storage import BlobStorage, open_storage
-from jobs.worker.model_setup import ServingModel, prepare_model
+from jobs.worker.model_setup import ServingModel, model_features, prepare_model
 from jobs.worker.monitor import WorkerMonitor
 
 if TYPE_CHECKING:
+    from pipeline.safety.image import ImageSafety
     from pipeline.selfies.faces import FaceAnalyzer
 
 __all__ = ["WORKER_NAME", "WorkerState", "start_worker_state", "worker_state"]
+
+log = logging.getLogger(__name__)
 
 # Named in every ``started`` event, so operators (and the scale-out benchmark) see which worker ran a job.
 WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
@@ -38,6 +42,7 @@ class WorkerState:
     storage: BlobStorage
     faces: FaceAnalyzer
     model: ServingModel
+    image_safety: ImageSafety | None = None  # None: HEADSHOT_IMAGE_SAFETY=off, renders are posted unchecked
     owns_storage: bool = False
 
     async def close(self) -> None:
@@ -55,10 +60,22 @@ async def start_worker_state(
     storage: BlobStorage | None = None,
     faces: FaceAnalyzer | None = None,
     model: ServingModel | None = None,
+    image_safety: ImageSafety | None = None,
 ) -> WorkerState:
-    """Open storage, load the face models and the diffusion model (each unless handed in), start the monitor."""
+    """Open storage, load the image safety check (as the settings ask), the face models and the diffusion model (each
+    unless handed in), start the monitor."""
+    from pipeline.safety.image import ImageSafety
     from pipeline.selfies.faces import FaceAnalyzer
 
+    if image_safety is None and settings.image_safety:
+        # First: a worker that cannot check its renders stops before minutes of model loading (ModelLoadError names
+        # the switch), rather than post them unchecked.
+        image_safety = await asyncio.to_thread(ImageSafety.load)
+    if image_safety is not None:
+        labels = ", ".join(sorted(image_safety.labels))
+        log.info("image safety check on: renders with %s at %.2f or more are withheld", labels, image_safety.min_score)
+    else:
+        log.warning("HEADSHOT_IMAGE_SAFETY is off: rendered images are stored and posted unchecked")
     owns_storage = storage is None
     if storage is None:
         storage = await open_storage(settings)
@@ -67,8 +84,9 @@ async def start_worker_state(
     await monitor.start(redis)  # metrics endpoint and heartbeat, before the model takes minutes
     if model is None:
         model = await asyncio.to_thread(prepare_model, settings)
+    await monitor.offer(model_features(model))
     events = EventPublisher(redis, settings.events_stream)
-    return WorkerState(settings, monitor, events, storage, faces, model, owns_storage)
+    return WorkerState(settings, monitor, events, storage, faces, model, image_safety, owns_storage)
 
 
 def worker_state(ctx: dict[str, Any]) -> WorkerState:

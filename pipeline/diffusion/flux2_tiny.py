@@ -19,11 +19,11 @@ from pipeline.styles import STYLES
 __all__ = ["TINY_FLUX2_VERSION", "build_tiny_flux2", "flux2_scheduler", "qwen_tokenizer"]
 
 # Bumped whenever the architecture below changes, so an old cached build is rebuilt rather than reused.
-TINY_FLUX2_VERSION = 2
+TINY_FLUX2_VERSION = 3
 _MARKER = "tiny-flux2.json"
 _TEXT_LAYERS = 28
 _TEXT_WIDTH = 16
-_PROMPT_TOKENS = 64
+_PROMPT_TOKENS = 96
 
 # Qwen's chat markup, reduced to what the klein pipeline asks of it: a user turn, then the assistant's turn opened.
 _CHAT_TEMPLATE = (

@@ -88,10 +88,15 @@ def generate_headshots(
     lora_slot: LoraSlot | None = None,
     should_stop: Callable[[], bool] | None = None,
     subject: Subject | None = None,
+    references: list[Image.Image] | None = None,
+    size: tuple[int, int] | None = None,
 ) -> list[GeneratedImage]:
     """Render ``count`` images of ``style`` (image ``i`` from seed ``seed + i``), using the LoRA at ``lora_path``.
 
-    ``subject`` is who the prompt names, as the LoRA was trained (default: a person).
+    ``subject`` is who the prompt names, as the LoRA was trained (default: a person). ``references`` (klein only,
+    ``pipeline.diffusion.references``) are images the model reads beside the prompt: the selfies, for a render with
+    no LoRA (the prompt then names the person they show), or a headshot an action starts from. ``size`` (width,
+    height) overrides the style's headshot size (an upscale).
 
     ``steps`` overrides ``style.steps`` (on klein, the model's few-step default: ``flux2_rendering``).
     ``on_progress(done, count)`` runs after each batch. With ``lora_slot`` the
@@ -105,10 +110,11 @@ def generate_headshots(
 
     # 1. Check inputs and pick the family's way to call the pipeline.
     flux2 = pipeline_family(pipe) is Family.FLUX2
-    named = (subject or Subject()).phrase()
-    call = flux2_call_arguments(pipe, style, steps, named) if flux2 else _sdxl_call_arguments(style, steps, named)
+    # Without a LoRA, the references alone say who it is; with one, its identifier does.
+    from_photos = bool(references) and lora_path is None
+    call = _call_arguments(pipe, style, steps, subject or Subject(), references, from_photos)
     _check_inputs(pipe, count, batch_size, call["num_inference_steps"], lora_path, lora_slot)
-    width, height = headshot_size(pipe, style.aspect)
+    width, height = size or headshot_size(pipe, style.aspect)
     original_scheduler = pipe.scheduler
 
     # 2. Attach the user's LoRA and the style's sampler; 3. render in batches; 4. always put both back, so the
@@ -180,6 +186,27 @@ def generate_headshots(
 
 
 _PROMPTS = ("prompt", "negative_prompt")
+
+
+def _call_arguments(
+    pipe: Any,
+    style: Style,
+    steps: int | None,
+    subject: Subject,
+    references: list[Image.Image] | None,
+    from_photos: bool,
+) -> dict[str, Any]:
+    """The family's ``pipe(...)`` arguments for ``style``; ``from_photos``: the prompt names the person the
+    references show."""
+    named = subject.reference_phrase() if from_photos else subject.phrase()
+    if pipeline_family(pipe) is not Family.FLUX2:
+        if references:
+            raise ValueError("references need a FLUX.2 [klein] pipeline; SDXL renders a person from a LoRA only.")
+        return _sdxl_call_arguments(style, steps, named)
+    call = flux2_call_arguments(pipe, style, steps, named)
+    if references:
+        call["image"] = references
+    return call
 
 
 def _sdxl_call_arguments(style: Style, steps: int | None, subject: str) -> dict[str, Any]:

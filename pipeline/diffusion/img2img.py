@@ -46,8 +46,9 @@ UPSCALE_STRENGTH = 0.3
 
 
 def supports_actions(pipe: Any) -> bool:
-    """Whether ``pipe`` can render from a headshot: SDXL without FP8 layers. klein has no image-to-image twin here yet,
-    and the FP8 layers' quantised weights are not kept in step by ``from_pipe``'s twin (a compile fails on them)."""
+    """Whether ``pipe`` renders from a headshot by image-to-image: SDXL without FP8 layers. klein renders its actions
+    from the headshot as a reference image instead (``references.render_from_headshot``), and the FP8 layers'
+    quantised weights are not kept in step by ``from_pipe``'s twin (a compile fails on them)."""
     from pipeline.diffusion.families import Family, pipeline_family
     from pipeline.diffusion.float8 import Float8Linear
 

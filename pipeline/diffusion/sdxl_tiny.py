@@ -18,7 +18,7 @@ from pipeline.diffusion.tiny_build import build_once
 __all__ = ["TINY_VERSION", "build_tiny_sdxl", "sdxl_scheduler", "write_tokenizer_files"]
 
 # Bumped whenever the architecture below changes, so an old cached build is rebuilt rather than reused.
-TINY_VERSION = 2
+TINY_VERSION = 3
 _MARKER = "tiny-sdxl.json"
 
 # Words that get whole-word BPE merges, so the style prompts fit CLIP's 77 tokens as they do on the real model
@@ -32,6 +32,7 @@ _WORDS = """
     oversaturated painting park person photo photograph plain point portrait professional quality relaxed retouching
     rim seamless shallow sharp side skin sks smile soft softbox straight studio stylish suit sweater text texture the
     theatrical three timeless to trees true warm watermark white window with
+    bookshelf shirt smart street turtleneck
     woman man her his their twenties thirties forties fifties sixties seventies wearing glasses
 """
 _MERGED_WORDS = tuple(_WORDS.split())

@@ -24,28 +24,58 @@ def compile_for_serving(
     batch_sizes: Iterable[int],
     compile_backend: str = "inductor",
     compile_scope: str = "unet",
+    preview_batch_sizes: Iterable[int] = (),
 ) -> float:
     """Compile ``pipe`` for a worker and render every style look and batch size it will serve; return seconds.
 
     Renders go through ``generate_headshots`` with ``slot`` merged (holding zeros), the path and state every user's
     request renders in, so the graphs those requests need are all built here, at start-up, and no user's first
     request waits minutes for a compile. Styles that share size, sampler and CFG share graphs and render once. The
-    actions on a headshot (variations, remixes, upscales, the face pass) are warmed at their sizes too.
+    actions on a headshot (variations, remixes, upscales, the face pass) are warmed at their sizes too; on klein,
+    whose references add tokens to every step, so are renders from selfies (``preview_batch_sizes`` for the
+    previews queued with a training, ``batch_sizes`` for ``/headshot`` before one) and from a headshot.
     """
     started = time.perf_counter()
     optimize_for_inference(pipe, compile_backend=compile_backend, compile_scope=compile_scope)
     from pipeline.diffusion.img2img import supports_actions
+    from pipeline.diffusion.references import supports_references
 
-    actions = supports_actions(pipe)
+    actions, references = supports_actions(pipe), supports_references(pipe)
+    batch_sizes = sorted(set(batch_sizes))
     looks = {(style.aspect, style.scheduler, style.guidance_scale > 1): style for style in styles}
     with slot.merged_base():
         for style in looks.values():
-            for batch in sorted(set(batch_sizes)):
+            for batch in batch_sizes:
                 # Two steps: the graphs do not depend on the step count.
                 generate_headshots(pipe, style, count=batch, seed=0, batch_size=batch, steps=2, lora_slot=slot)
             if actions:
                 _warm_actions(pipe, style, batch_sizes)
+            if references:
+                _warm_references(pipe, style, sorted({*batch_sizes, *preview_batch_sizes}))
     return time.perf_counter() - started
+
+
+def _warm_references(pipe: Any, style: Style, batch_sizes: list[int]) -> None:
+    """klein's shapes with reference tokens: previews from two selfie crops, in their batches; an action from one
+    headshot at its size in the same batches, and an upscale at twice it (the slot, merged with zeros, is the
+    same graph with a user's LoRA or without)."""
+    from PIL import Image
+
+    from pipeline.diffusion.generation import headshot_size
+    from pipeline.diffusion.references import (
+        MAX_REFERENCES,
+        reference_crops,
+        render_from_headshot,
+        render_from_references,
+    )
+
+    width, height = headshot_size(pipe, style.aspect)
+    gray = Image.new("RGB", (width, height), "gray")
+    selfies = reference_crops(pipe, [gray] * MAX_REFERENCES)
+    for batch in batch_sizes:
+        render_from_references(pipe, selfies, style, count=batch, seed=0, steps=2)
+    for batch, size in [*((batch, (width, height)) for batch in batch_sizes), (1, (2 * width, 2 * height))]:
+        render_from_headshot(pipe, gray, style, size=size, count=batch, seed=0, steps=2)
 
 
 def _warm_actions(pipe: Any, style: Style, batch_sizes: Iterable[int]) -> None:

@@ -7,15 +7,16 @@ from pathlib import Path
 
 from PIL import Image
 
+from bot.app import BotApp
 from bot.core.session import SessionState
 from bot.core.types import OutgoingImage
 from bot.local.chat import LocalChat
 from bot.store.schema import JobRow
 from jobs.contract.keys import lora_key, output_prefix
-from jobs.contract.payloads import generate_job_id
+from jobs.contract.payloads import GenerateRequest, generate_job_id
 from tests.harness import Harness, reached_state
 
-__all__ = ["full_flow", "say_as", "seed_ready"]
+__all__ = ["full_flow", "queued_request", "say_as", "seed_ready"]
 
 
 async def say_as(harness: Harness, speaker: LocalChat, line: str) -> str:
@@ -23,6 +24,13 @@ async def say_as(harness: Harness, speaker: LocalChat, line: str) -> str:
     start = len(harness.lines)
     await speaker.say(line)
     return "\n".join(harness.lines[start:])
+
+
+async def queued_request(app: BotApp) -> GenerateRequest:
+    """The one generation job waiting in the queue, as the worker will read it."""
+    queued = await app.pool.queued_jobs(queue_name=app.settings.queue_name)
+    assert len(queued) == 1, queued
+    return GenerateRequest.from_dict(queued[0].args[0])
 
 
 async def _wait_ready(harness: Harness, speakers: list[LocalChat]) -> None:

@@ -83,6 +83,10 @@ CASES = [
     case("4kb-style-word", READY, "/headshot " + HUGE_WORD, "no style called 'xxxx", "…'"),
     case("4kb-style-words", READY, "/headshot " + LONG, "characters long; keep it to 300"),
     case("invisible-style", READY, "/headshot \u200b \u200b", "style description is empty"),
+    case("unknown-backdrop", READY, "/headshot linkedin backdrop:moon", "no backdrop called 'moon'", "office, studio"),
+    case("unknown-outfit", READY, "/headshot navy tie outfit:cape", "no outfit called 'cape'", "suit, blazer"),
+    case("unknown-aspect", READY, "/headshot studio aspect:16:9", "no aspect called '16:9'", "square, profile"),
+    case("unknown-option", READY, "/headshot linkedin colour:red", "don't know the option 'colour:'", "backdrop:"),
     case("shouted-style", READY, "/HEADSHOT VAPORWAVE", "no style called 'VAPORWAVE'"),
     # Commands in the wrong state.
     case("headshot-before-train", NEW, "/headshot linkedin", "train your model first", "/train"),

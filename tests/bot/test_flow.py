@@ -7,6 +7,7 @@ from pathlib import Path
 from PIL import Image
 
 from bot.core.session import SessionState
+from tests.bot.flows import queued_request
 from tests.harness import Harness
 
 
@@ -27,16 +28,23 @@ async def test_train_render_react_and_favorites(harness: Harness, selfie_dir: Pa
     assert "Training your model:" in chat and "(updated)" in chat  # progress edited the one message
     assert "Your model is ready" in chat
 
-    # 3. /headshot linkedin renders real PNGs back into the chat, each with its seed.
-    answer = await harness.say("/headshot linkedin")
-    assert "Rendering 2 LinkedIn profile headshots" in answer
+    # 3. /headshot asks style, backdrop, outfit and shape with buttons (the local chat shows each as the command
+    # to type); the headshots render as chosen, real PNGs back in the chat, each with its seed.
+    answer = await harness.tap(await harness.say("/headshot"), "LinkedIn profile")
+    assert "LinkedIn profile: which backdrop?" in answer and "[Office (default)]" in answer
+    answer = await harness.tap(answer, "Studio grey")
+    assert "LinkedIn profile (studio grey): what to wear?" in answer
+    answer = await harness.tap(await harness.tap(answer, "Blazer (default)"), "Square 1:1 (avatar)")
+    assert "Rendering 2 LinkedIn profile (studio grey, 1:1) headshots" in answer
+    style = (await queued_request(harness.app)).style
+    assert style.aspect == (1, 1) and "business casual blazer, neutral grey studio backdrop" in style.prompt
     await harness.run_worker()
     await harness.wait_state(SessionState.READY)
     headshots = harness.port.headshots
     assert len(headshots) == 2
     for path in headshots:
         with Image.open(path) as image:
-            assert image.format == "PNG" and image.width > 0
+            assert image.format == "PNG" and image.width == image.height > 0
     assert (harness.port.out_dir / "contact-sheet.png").is_file()
     captions = [m.text for m in harness.port.messages.values() if m.image_path]
     assert all("seed" in caption for caption in captions)

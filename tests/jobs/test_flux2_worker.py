@@ -3,27 +3,31 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
 from redis.asyncio import Redis
 
+from bot.core import texts
 from bot.core.session import SessionState
+from jobs.ops.health import WorkerFeature
 from jobs.settings import Settings
-from jobs.worker.model_setup import prepare_model
+from jobs.worker.model_setup import ServingModel, model_features, prepare_model
 from pipeline.diffusion.families import Family, pipeline_family
 from pipeline.diffusion.generation import generate_headshots
+from pipeline.diffusion.references import reference_crops, render_from_headshot, render_from_references
 from pipeline.diffusion.training.config import TrainingConfig
 from pipeline.diffusion.training.loop import train_lora
 from pipeline.styles import STYLES
-from tests.harness import Harness
+from tests.harness import Harness, serving_worker
 
 
 async def test_a_klein_worker_trains_and_renders_through_the_job_code(
-    settings: Settings, selfie_dir: Path, tmp_path: Path, redis: Redis
+    settings: Settings, selfie_dir: Path, tmp_path: Path, redis: Redis, klein_model: ServingModel
 ) -> None:
     klein = settings.model_copy(update={"model": "tiny-flux2", "device": "cpu", "train_steps": 8})
-    model = prepare_model(klein)
+    model = klein_model
     assert pipeline_family(model.pipe) is Family.FLUX2
     assert model.lora_slot is not None and model.training_slot is None  # renders through the slot, trains eagerly
 
@@ -32,11 +36,50 @@ async def test_a_klein_worker_trains_and_renders_through_the_job_code(
         await harness.say("/headshot studio")
         await harness.run_worker()
         await harness.wait_state(SessionState.READY)
-    assert len(harness.port.headshots) == 2
+        # The actions on a headshot, klein's way: the headshot as the reference image, the user's LoRA on.
+        for action in ("/more 1", "/remix 1 on a rooftop at dusk", "/upscale 2"):
+            await harness.say(action)
+            await harness.run_worker()
+            await harness.wait_state(SessionState.READY)
+    assert len(harness.port.headshots) == 2 + 2 + 2 + 1
+    sizes = []
     for path in harness.port.headshots:
         with Image.open(path) as image:
-            assert (image.format, image.size) == ("PNG", (56, 72))  # the tiny klein's 4:5 at 64x64 px
+            assert image.format == "PNG"
+            sizes.append(image.size)
+    assert sizes == [(56, 72)] * 6 + [(112, 144)]  # the tiny klein's 4:5 at 64x64 px; an upscale twice that
     assert model.lora_slot.active is None  # the user's LoRA left the warm pipeline with the request
+
+
+async def test_klein_previews_from_the_selfies_before_and_while_the_lora_trains(
+    settings: Settings, selfie_dir: Path, tmp_path: Path, redis: Redis, klein_model: ServingModel, tiny_model: Any
+) -> None:
+    assert model_features(tiny_model) == ()  # SDXL renders no one from photos: its workers offer no previews
+    klein = settings.model_copy(update={"model": "tiny-flux2", "device": "cpu", "train_steps": 8})
+    assert klein.redis_url is not None
+    async with Harness(klein, klein_model, tmp_path / "out") as harness:
+        harness.start_delivery()
+        async with serving_worker(klein, klein_model, offers=WorkerFeature.REFERENCES):
+            # 1. Selfies, no model: /headshot renders the style from the selfies, and collecting goes on.
+            await harness.say(f"/train {selfie_dir}")
+            assert "straight from your selfies" in await harness.say("/headshot studio")
+            await harness.wait_state(SessionState.COLLECTING, timeout_s=60)
+            assert len(harness.port.headshots) == 2
+            # 2. /train start: the previews come first, then the model.
+            await harness.say("/train start")
+            await harness.wait_state(SessionState.READY, timeout_s=120)
+        chat = "\n".join(harness.lines)
+        assert "↻ More" not in chat  # a preview is kept or not; its actions would need a model
+        assert chat.index(texts.PREVIEW_READY_TRAINING) < chat.index(texts.TRAINED)
+        assert chat.count("Preview · ") == 4  # two captions per preview, each named as one
+        assert len(harness.port.headshots) == 4
+        # 3. Previews are the user's images like any other: /delete erases them.
+        images = await harness.app.store.images(harness.chat.chat.user_key)
+        assert len(images) == 4
+        await harness.say("/delete")
+        await harness.say("/delete confirm")
+        for image in images:
+            assert not await harness.app.core.storage.exists(image.storage_key)
 
 
 @pytest.mark.usefixtures("fresh_dynamo")
@@ -76,6 +119,23 @@ def test_a_compiled_klein_worker_swaps_users_without_compiling_again(
         for lora in (*loras, loras[0]):
             generate_headshots(
                 model.pipe, STYLES["actor"], count=2, seed=1, steps=2, lora_path=lora, lora_slot=model.lora_slot
+            )
+        # A preview's renders (three candidates for two) and actions from a headshot: their reference tokens were
+        # warmed at start too.
+        crops = reference_crops(model.pipe, selfies)
+        render_from_references(model.pipe, crops, STYLES["actor"], count=3, seed=1, lora_slot=model.lora_slot)
+        headshot = selfies[0].resize((56, 72))
+        for count, size in ((3, (56, 72)), (1, (112, 144))):
+            render_from_headshot(
+                model.pipe,
+                headshot,
+                STYLES["actor"],
+                size=size,
+                count=count,
+                seed=1,
+                steps=2,
+                lora_path=loras[1],
+                lora_slot=model.lora_slot,
             )
     assert graphs() == started, "a user's training or request compiled a new graph"
 

@@ -18,7 +18,9 @@ from pipeline.diffusion.lora_slot import LoraSlot
 from pipeline.diffusion.training.config import TrainingConfig
 from pipeline.diffusion.training.loop import LORA_WEIGHT_NAME, TrainingCancelled, TrainingResult, train_lora
 from pipeline.errors import ModelLoadError
+from pipeline.looks import ASPECTS
 from pipeline.styles import STYLES
+from tests.pipeline.test_looks import renders_at_its_shape
 
 STEPS = 2
 
@@ -163,3 +165,8 @@ def test_cancel_stops_training_without_writing_a_lora(
         train_lora(flux2_pipe, selfie_images[:2], config, tmp_path, should_stop=stop_after_three)
     assert not (tmp_path / LORA_WEIGHT_NAME).exists()
     assert not loaded_adapters(flux2_pipe)
+
+
+@pytest.mark.parametrize("aspect", list(ASPECTS))
+def test_each_aspect_renders_at_its_shape(flux2_pipe: Any, aspect: str) -> None:
+    renders_at_its_shape(flux2_pipe, aspect)

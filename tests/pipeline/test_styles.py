@@ -53,8 +53,8 @@ def test_a_remix_puts_the_words_after_the_subject_and_keeps_the_look() -> None:
     base = STYLES["black-and-white"]
     remix = remix_style(base, "  in a {jazz} club\n", "Black and white, remixed")
     assert remix.render_prompt() == (
-        "black and white portrait photograph of sks person, in a {jazz} club, dramatic side lighting, fine film grain, "
-        "timeless classic look"
+        "black and white portrait photograph of sks person, in a {jazz} club, black turtleneck, plain dark background, "
+        "dramatic side lighting, fine film grain, timeless classic look"
     )
     assert (remix.negative_prompt, remix.aspect, remix.scheduler, remix.guidance_scale) == (
         base.negative_prompt,

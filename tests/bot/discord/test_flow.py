@@ -9,6 +9,7 @@ from bot.core.session import SessionState
 from bot.local.samples import make_sample_selfies
 from tests.bot.discord.conftest import ALICE, BOB, DiscordBot
 from tests.bot.discord.standin import DcUser, DiscordStandin, Sent
+from tests.bot.flows import queued_request
 
 PNG = b"\x89PNG"
 
@@ -64,9 +65,20 @@ async def test_train_command_button_progress_results_star_and_favorites(
     retry = edits[refused + 1]
     assert retry.body["content"] == edits[refused].body["content"] and retry.at - edits[refused].at >= 1.0
 
-    # 5. /headshot with a style choice renders; each headshot is its own message with one PNG and its caption.
-    await standin.command(ALICE, "headshot", {"style": "linkedin"})
-    await standin.wait_for(lambda: standin.with_text(ALICE, "Rendering 2"), what="the render ack")
+    # 5. /headshot without options asks style, backdrop, outfit and shape with buttons, each with the style's own
+    # first; the last press renders as chosen. Each headshot is its own message with one PNG and its caption.
+    await standin.command(ALICE, "headshot")
+    keyboard = await standin.wait_for(lambda: standin.with_text(ALICE, "Which style?"), what="the style buttons")
+    for press, question in (
+        ("LinkedIn profile", "which backdrop?"),
+        ("Bookshelf", "what to wear?"),
+        ("Blazer (default)", "which shape?"),
+        ("Square 1:1 (avatar)", "Rendering 2"),
+    ):
+        await standin.press(ALICE, keyboard, press)
+        keyboard = await standin.wait_for(partial(standin.with_text, ALICE, question), what=question)
+    style = (await queued_request(discord_bot.app)).style
+    assert style.aspect == (1, 1) and "business casual blazer, bookshelf background bokeh" in style.prompt
     await discord_bot.run_worker()
     await standin.wait_for(lambda: len(standin.images(ALICE)) == 2, what="the headshots")
     headshots = standin.images(ALICE)
@@ -115,8 +127,11 @@ async def test_restart_keeps_buttons_working_and_the_session_intact(
     assert standin.with_text(ALICE, "Your model is ready") is None
     await discord_bot.start()
     await standin.wait_for(lambda: standin.with_text(ALICE, "Your model is ready"), what="the late delivery")
-    await standin.command(ALICE, "headshot", {"style": "studio"})
+    # /headshot's options choose as its buttons do.
+    await standin.command(ALICE, "headshot", {"style": "studio", "backdrop": "city", "aspect": "portrait"})
     await standin.wait_for(lambda: standin.with_text(ALICE, "Rendering 2"), what="the render ack")
+    style = (await queued_request(discord_bot.app)).style
+    assert style.title == "Studio portrait (city street, 2:3)" and "city street bokeh behind" in style.prompt
     await discord_bot.run_worker()
     await standin.wait_for(lambda: len(standin.images(ALICE)) == 2, what="the headshots")
     assert standin.texts(ALICE).count("Your model is ready") == 1

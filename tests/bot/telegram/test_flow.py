@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
 from functools import partial
 from pathlib import Path
 
+from PIL import Image
+
 from bot.core.session import SessionState
 from bot.local.samples import make_sample_selfies
+from tests.bot.flows import queued_request
 from tests.bot.telegram.conftest import ALICE, BOB, TelegramBot
 from tests.bot.telegram.standin import BotApiStandin, Sent, TgUser
 
@@ -56,14 +60,26 @@ async def test_album_train_button_progress_media_group_favorites(
     assert retry.params["text"] == edits[refused].params["text"] and retry.at - edits[refused].at >= 1.0
     assert "Training your model: starting…" in shown  # the refused text was shown after all, not lost
 
-    # 3. /headshot without a style offers a keyboard of styles; a press renders.
+    # 3. /headshot without a style offers a keyboard of styles, then of backdrops, outfits and shapes, each with
+    # the style's own first; the last press renders as chosen.
     await standin.send_text(ALICE, "/headshot")
-    styles = await standin.wait_for(lambda: _with_text(standin, ALICE, "Which style?"), what="the style keyboard")
-    assert {"LinkedIn profile", "Studio portrait"} <= set(styles.buttons)
-    await standin.press(ALICE, styles, "LinkedIn profile")
-    await standin.wait_for(lambda: _with_text(standin, ALICE, "Rendering 2"), what="the render ack")
+    keyboard = await standin.wait_for(lambda: _with_text(standin, ALICE, "Which style?"), what="the style keyboard")
+    assert {"LinkedIn profile", "Studio portrait"} <= set(keyboard.buttons)
+    for press, question in (
+        ("LinkedIn profile", "which backdrop?"),
+        ("Office (default)", "what to wear?"),
+        ("Dark suit", "which shape?"),
+        ("Portrait 2:3", "Rendering 2"),
+    ):
+        await standin.press(ALICE, keyboard, press)
+        keyboard = await standin.wait_for(partial(_with_text, standin, ALICE, question), what=question)
+    assert "LinkedIn profile (dark suit, 2:3)" in keyboard.text
+    style = (await queued_request(telegram_bot.app)).style
+    assert style.aspect == (2, 3) and "dark suit, soft office background bokeh" in style.prompt
     await telegram_bot.run_worker()
     await standin.wait_for(lambda: len(_photos(standin, ALICE)) == 2, what="the headshots")
+    with Image.open(io.BytesIO(_photos(standin, ALICE)[0].data or b"")) as image:
+        assert image.width < image.height  # 2:3, as pressed
 
     # 4. Each headshot is a photo of its own (no album: a reaction on an album lands on its first photo), a real
     # PNG with its caption and its own ★ button, so every favorite names the one image the user sees.
