@@ -1,5 +1,5 @@
-"""What every benchmark shares: the model it measures, sample pictures, a synchronised timer with peak memory, and a
-count of the graphs torch.compile has built (a recompile shows as a new one)."""
+"""What every benchmark shares: the model it measures, sample pictures, a synchronised timer with peak memory, a
+count of the graphs torch.compile has built (a recompile shows as a new one), and freeing the GPU between figures."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from PIL import Image
 
-__all__ = ["Measure", "benchmark_pipeline", "graph_count", "measured", "sample_images", "synchronize"]
+__all__ = ["Measure", "benchmark_pipeline", "free_memory", "graph_count", "measured", "sample_images", "synchronize"]
 
 
 @dataclass
@@ -46,6 +46,17 @@ def measured(device: str) -> Iterator[Measure]:
         torch.cuda.synchronize()
         result.peak_gib = torch.cuda.max_memory_allocated() / 2**30
     result.seconds = time.perf_counter() - started
+
+
+def free_memory() -> None:
+    """What a finished or failed measurement left behind, given back to the GPU's free memory."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def sample_images(count: int) -> list[Image.Image]:
