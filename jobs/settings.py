@@ -56,6 +56,11 @@ class Settings(BaseSettings):
         default=DEFAULT_MODEL,
         description="Diffusers SDXL or FLUX.2 [klein] checkpoint: hub id, local folder, 'tiny' or 'tiny-flux2'.",
     )
+    train_model: str | None = Field(
+        default=None,
+        description="The checkpoint LoRAs train on, when not HEADSHOT_MODEL's (of the same architecture): "
+        "FLUX.2-klein-base-4B under a worker that renders on the distilled FLUX.2-klein-4B. Unset: HEADSHOT_MODEL.",
+    )
     device: str | None = Field(default=None, description="'cuda', 'cuda:1', 'cpu'; default: CUDA when present.")
     dtype: str | None = Field(default=None, description="'bfloat16', 'float16' or 'float32'; default by device.")
     lora_rank: int = Field(default=16, ge=1, le=256)

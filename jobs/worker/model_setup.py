@@ -40,6 +40,13 @@ class ServingModel:
     # Other classes' images ("a photo of a woman"), rendered on the first training that needs them: three kinds at
     # most (pipeline.subject.KINDS), so the worker's start stays as short as with one class.
     other_class_images: dict[str, list[Image.Image]] = field(default_factory=dict)
+    # The pipeline LoRAs train on when HEADSHOT_TRAIN_MODEL names another checkpoint (klein's base beside the
+    # distilled model that renders): its own denoiser, the text encoder and VAE of ``pipe``. None: ``pipe``.
+    train_pipe: Any | None = None
+
+    @property
+    def training_pipe(self) -> Any:
+        return self.pipe if self.train_pipe is None else self.train_pipe
 
     def class_images_for(self, prompt: str) -> list[Image.Image] | None:
         """Prior-preservation images of ``prompt``'s class (None when prior preservation is off). Renders on the
@@ -79,7 +86,15 @@ def prepare_model(settings: Settings) -> ServingModel:
     log.info("model %s (%s) loaded in %.1f s", settings.model, family, time.monotonic() - started)
     if family is Family.FLUX2:
         compiling = _flux2_profile(settings, compiling)
-    model = ServingModel(pipe, training_plan(pipe, settings), None)
+    train_pipe = None
+    if settings.train_model and settings.train_model != settings.model:
+        if compiling.training:
+            raise ValueError(
+                "HEADSHOT_TRAIN_MODEL trains on a denoiser of its own, which compiled training (a TrainingSlot in the "
+                "rendering denoiser) cannot reach; set HEADSHOT_COMPILE_TRAINING=false or unset HEADSHOT_TRAIN_MODEL."
+            )
+        train_pipe = training_pipeline(pipe, settings.train_model, settings, device)
+    model = ServingModel(pipe, training_plan(train_pipe or pipe, settings), None, train_pipe=train_pipe)
     # One LoRA slot per worker: a user's LoRA is copied into it per request instead of attached as new layers, and
     # folded into the base weights for the request, so rendering runs no LoRA kernels (BENCHMARKS.md, second and
     # third sessions).
@@ -109,6 +124,37 @@ def prepare_model(settings: Settings) -> ServingModel:
         model.class_images = render_class_images(pipe, model.class_prompt, settings.prior_class_images)
     log.info("ready to serve in %.1f s", time.monotonic() - started)
     return model
+
+
+def training_pipeline(pipe: Any, train_model: str, settings: Settings, device: str) -> Any:
+    """``pipe`` with the denoiser of the checkpoint ``train_model`` in place of its own: one text encoder and one VAE
+    serve both, so training costs only the second denoiser's memory. Raises ``ModelLoadError`` when the two are not
+    the same architecture (a LoRA of one would not load into the other)."""
+    from pipeline.diffusion.families import denoiser, pipeline_family
+    from pipeline.diffusion.loading import load_base_pipeline
+    from pipeline.errors import ModelLoadError
+
+    loaded = load_base_pipeline(
+        train_model, device=device, dtype=settings.dtype, cache_dir=settings.resolved_model_cache_dir
+    )
+    name = "transformer" if hasattr(pipe, "transformer") else "unet"
+    ours, theirs = denoiser(pipe), denoiser(loaded)
+    if pipeline_family(loaded) is not pipeline_family(pipe) or _architecture(ours) != _architecture(theirs):
+        raise ModelLoadError(
+            f"HEADSHOT_TRAIN_MODEL '{train_model}' is not the architecture of HEADSHOT_MODEL '{settings.model}' "
+            f"({type(loaded).__name__} with a {type(theirs).__name__}, against {type(pipe).__name__}), so its LoRAs "
+            "would not load for rendering; name the base twin of HEADSHOT_MODEL, or unset it."
+        )
+    extra = {"is_distilled": loaded.config.is_distilled} if name == "transformer" else {}
+    trainer = type(pipe)(**{**pipe.components, name: theirs, "scheduler": loaded.scheduler, **extra})
+    trainer.set_progress_bar_config(disable=True)
+    log.info("LoRAs train on %s's %s", train_model, name)
+    return trainer
+
+
+def _architecture(model: Any) -> dict[str, Any]:
+    """A denoiser's config without what names or files it (what decides whether a LoRA of one fits the other)."""
+    return {key: value for key, value in dict(model.config).items() if not key.startswith("_")}
 
 
 def training_plan(pipe: Any, settings: Settings) -> Any:

@@ -52,7 +52,7 @@ async def train_lora(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, 
             result = await run_in_thread(
                 progress,
                 lambda: run_training(
-                    model.pipe,
+                    model.training_pipe,
                     images,
                     config,
                     Path(scratch),

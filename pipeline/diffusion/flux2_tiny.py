@@ -81,7 +81,7 @@ def flux2_scheduler() -> Any:
     )
 
 
-def _build(target: Path, seed: int) -> None:
+def _build(target: Path, seed: int, distilled: bool) -> None:
     """Create every component with seeded random weights and ``save_pretrained`` the pipeline into ``target``."""
     import torch
     from diffusers import AutoencoderKLFlux2, Flux2KleinPipeline, Flux2Transformer2DModel
@@ -137,12 +137,15 @@ def _build(target: Path, seed: int) -> None:
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         transformer=transformer,
-        is_distilled=True,
+        is_distilled=distilled,
     )
     pipe.save_pretrained(str(target), safe_serialization=True)  # type: ignore[attr-defined]
 
 
-def build_tiny_flux2(directory: Path, *, seed: int = 0) -> Path:
-    """Write the tiny klein checkpoint into ``directory`` (or reuse a finished one) and return ``directory``."""
-    expected = {"seed": seed, "version": TINY_FLUX2_VERSION}
-    return build_once(directory, expected, _MARKER, lambda target: _build(target, seed))
+def build_tiny_flux2(directory: Path, *, seed: int = 0, distilled: bool = True) -> Path:
+    """Write the tiny klein checkpoint into ``directory`` (or reuse a finished one) and return ``directory``.
+
+    ``distilled`` False writes the base model's twin, as black-forest-labs publishes one of each (the same
+    architecture; the base renders with CFG and many steps, and is the one LoRAs are trained on)."""
+    expected = {"seed": seed, "version": TINY_FLUX2_VERSION, "distilled": distilled}
+    return build_once(directory, expected, _MARKER, lambda target: _build(target, seed, distilled))

@@ -18,6 +18,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "DTYPES",
     "RANDOM_SDXL_MODEL",
+    "TINY_FLUX2_BASE_MODEL",
     "TINY_FLUX2_MODEL",
     "TINY_MODEL",
     "load_base_pipeline",
@@ -29,6 +30,8 @@ DEFAULT_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
 TINY_MODEL = "tiny"
 # The same for the FLUX.2 [klein] family.
 TINY_FLUX2_MODEL = "tiny-flux2"
+# Its undistilled twin (klein-base's role: the model LoRAs train on), other random weights, CFG and many steps.
+TINY_FLUX2_BASE_MODEL = "tiny-flux2-base"
 # SDXL base's exact architecture with seeded random weights, built on the device: benchmarks on machines with no hub.
 RANDOM_SDXL_MODEL = "random-sdxl"
 DTYPES = ("float16", "bfloat16", "float32")
@@ -61,7 +64,8 @@ def load_base_pipeline(
 ) -> Any:
     """Load ``model`` on ``device``, progress bar off, as the pipeline its ``model_index.json`` names.
 
-    ``model`` is ``"tiny"`` or ``"tiny-flux2"`` (built into ``cache_dir`` on first use), ``"random-sdxl"``
+    ``model`` is ``"tiny"``, ``"tiny-flux2"`` or ``"tiny-flux2-base"`` (built into ``cache_dir`` on first use),
+    ``"random-sdxl"``
     (benchmarks only: SDXL's shapes, random weights), a local checkpoint folder, or a model hub id (downloaded into
     ``cache_dir``) of SDXL or FLUX.2 [klein]. Raises ``ModelLoadError`` saying what to set instead.
     """
@@ -81,6 +85,8 @@ def load_base_pipeline(
         source = str(build_tiny_sdxl(cache_dir / "tiny-sdxl"))
     elif model == TINY_FLUX2_MODEL:
         source = str(build_tiny_flux2(cache_dir / "tiny-flux2"))
+    elif model == TINY_FLUX2_BASE_MODEL:
+        source = str(build_tiny_flux2(cache_dir / "tiny-flux2-base", seed=1, distilled=False))
     else:
         source = model
     local = Path(source).expanduser().is_dir()

@@ -19,6 +19,7 @@ from pipeline.diffusion.generation import generate_headshots
 from pipeline.diffusion.references import reference_crops, render_from_headshot, render_from_references
 from pipeline.diffusion.training.config import TrainingConfig
 from pipeline.diffusion.training.loop import train_lora
+from pipeline.errors import ModelLoadError
 from pipeline.styles import STYLES
 from tests.harness import Harness, serving_worker
 
@@ -49,6 +50,41 @@ async def test_a_klein_worker_trains_and_renders_through_the_job_code(
             sizes.append(image.size)
     assert sizes == [(56, 72)] * 6 + [(112, 144)]  # the tiny klein's 4:5 at 64x64 px; an upscale twice that
     assert model.lora_slot.active is None  # the user's LoRA left the warm pipeline with the request
+
+
+async def test_klein_trains_on_the_base_model_and_renders_on_the_distilled_one(
+    settings: Settings, selfie_dir: Path, tmp_path: Path, redis: Redis
+) -> None:
+    # klein's recipe: LoRAs train on FLUX.2-klein-base-4B and render on the step-distilled FLUX.2-klein-4B.
+    klein = settings.model_copy(
+        update={"model": "tiny-flux2", "train_model": "tiny-flux2-base", "device": "cpu", "train_steps": 8}
+    )
+    model = prepare_model(klein)
+    trainer = model.training_pipe
+    assert trainer.config.is_distilled is False and model.pipe.config.is_distilled is True
+    assert trainer.transformer is not model.pipe.transformer  # the base's own weights
+    assert trainer.text_encoder is model.pipe.text_encoder and trainer.vae is model.pipe.vae  # loaded once
+    async with Harness(klein, model, tmp_path / "out") as harness:
+        await harness.train_to_ready(selfie_dir)
+        await harness.say("/headshot studio")
+        await harness.run_worker()
+        await harness.wait_state(SessionState.READY)
+    assert len(harness.port.headshots) == 2
+    # The base's LoRA rendered through the distilled model's slot and left both as they were.
+    assert model.lora_slot.active is None and not getattr(trainer.transformer, "peft_config", None)
+
+
+def test_a_training_model_of_another_architecture_is_refused_by_name(model_cache: Path, tmp_path: Path) -> None:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        model="tiny-flux2",
+        train_model="tiny",
+        device="cpu",
+        data_dir=tmp_path,
+        model_cache_dir=model_cache,
+    )
+    with pytest.raises(ModelLoadError, match="HEADSHOT_TRAIN_MODEL 'tiny' is not the architecture of HEADSHOT_MODEL"):
+        prepare_model(settings)
 
 
 async def test_klein_previews_from_the_selfies_before_and_while_the_lora_trains(
