@@ -206,6 +206,9 @@ class EventDelivery:
         store = self.core.store
         if isinstance(error, ChatUnreachable):
             await store.mark_left(user_key)  # until they write again: nothing more is sent to them
+            # Their other open jobs (a training beside its preview) can reach them no better: stopped too.
+            for other in await session.all_undeliverable(store, user_key, but=job_id):
+                await self.core.queue.request_abort(other.job_id)
         job = await store.job(user_key, job_id)
         ended = job is not None and await session.job_undeliverable(store, job)
         if ended and (event is None or isinstance(event, Started | Progress)):

@@ -94,11 +94,10 @@ class HeadshotService:
         async with self.core.locks.hold(chat.user_key), log_context(user_key=chat.user_key):
             if not await self.core.store.mark_left(chat.user_key):
                 return  # never wrote to us: nothing is kept of them
-            active = await self.core.store.active_job(chat.user_key)
-            if active is not None:
-                await self.core.queue.request_abort(active.job_id)
-                await transitions.job_undeliverable(self.core.store, active)
-            log.info("user left the chat; %s", "their open job ended" if active else "no open job")
+            ended = await transitions.all_undeliverable(self.core.store, chat.user_key)
+            for job in ended:
+                await self.core.queue.request_abort(job.job_id)
+            log.info("user left the chat; %d open job(s) ended", len(ended))
 
     async def user_returned(self, chat: ChatRef) -> None:
         """The user unblocked the bot: the chat reaches them again (writing to us does the same)."""

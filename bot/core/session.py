@@ -31,6 +31,7 @@ from pipeline.subject import Subject
 __all__ = [
     "JobStatus",
     "SessionState",
+    "all_undeliverable",
     "images_posted",
     "job_ended",
     "job_started",
@@ -132,6 +133,16 @@ async def job_undeliverable(store: Store, job: JobRow) -> bool:
         return False
     await job_ended(store, current, JobStatus.UNDELIVERABLE)
     return True
+
+
+async def all_undeliverable(store: Store, user_key: str, *, but: str | None = None) -> list[JobRow]:
+    """The user's chat refuses everything (they blocked the bot): every open job of theirs (a training and its
+    preview can both be open), ``but`` the one the caller settles itself, ends as undeliverable; returns those."""
+    ended = []
+    for job in await store.open_jobs(user_key):
+        if job.job_id != but and await job_undeliverable(store, job):
+            ended.append(job)
+    return ended
 
 
 async def models_expired(store: Store, user_key: str, keys: list[str]) -> tuple[int, int]:
