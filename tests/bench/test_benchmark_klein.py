@@ -46,3 +46,13 @@ def test_klein_benchmark_writes_every_figure_beside_its_baseline(tmp_path: Path,
         customer["worker_train_steps"]["reference_s"]
     )
     assert results["architecture"]["transformer_config"]["num_single_layers"] == 2  # the tiny model, not klein 4B
+
+
+def test_the_klein_profile_runs_on_the_tiny_model(tmp_path: Path, model_cache: Path) -> None:
+    from bench.klein_profile import main as profile_main
+
+    out = tmp_path / "profile.json"
+    argv = ["--tiny", "--steps", "1", "--batch", "2", "--render-batch", "1", "--cache-dir", str(model_cache)]
+    assert profile_main([*argv, "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert results["train"]["model_tflop"] > 0 and results["render"]["wall_s"] > 0
