@@ -13,11 +13,14 @@ from bot.core.context import CoreContext
 from bot.core.session import state_of
 from bot.core.types import ChatPort, ChatRef, OutgoingImage, Reply
 from bot.store.schema import SessionRow
+from jobs.contract.keys import export_key
 from pipeline.errors import SessionError
 from pipeline.lora_export import half_precision, to_kohya
 
 __all__ = ["export_lora", "favorites_zip", "zip_parts"]
 
+# How long an /export download link works: long enough to open it on a phone later, short for a bearer link.
+EXPORT_LINK_S = 3600
 # A stored member costs its local header (30 bytes + name) and central directory entry (46 + name); the end record
 # 22. ZIP64 extras only appear past 4 GiB, beyond every chat's limit.
 _ENTRY_BYTES = 30 + 46
@@ -91,11 +94,17 @@ async def export_lora(core: CoreContext, chat: ChatRef, session: SessionRow | No
     await port.send(chat.chat_id, Reply(note))
     limit = port.upload_limit_bytes
     for item in files:
-        if len(item.data) > limit:
-            # A model file cut in parts loads nowhere; say so rather than send something no tool opens.
-            too_big = texts.EXPORT_TOO_BIG.format(
-                name=item.filename, size=texts.megabytes(len(item.data)), limit=texts.megabytes(limit)
-            )
-            await port.send(chat.chat_id, Reply(too_big))
-        else:
+        if len(item.data) <= limit:
             await port.send_files(chat.chat_id, [item])
+            continue
+        # A model file cut in parts loads nowhere: a download link where the storage can sign one (S3), else say so.
+        size, most = texts.megabytes(len(item.data)), texts.megabytes(limit)
+        key = export_key(chat.user_key, session.id, item.filename)
+        link = await core.storage.share_url(key, EXPORT_LINK_S)  # signed locally: the blob need not exist yet
+        if link is None:
+            await port.send(chat.chat_id, Reply(texts.EXPORT_TOO_BIG.format(name=item.filename, size=size, limit=most)))
+            continue
+        await core.storage.put(key, item.data)
+        hours = EXPORT_LINK_S // 3600
+        reply = texts.EXPORT_LINK.format(name=item.filename, size=size, limit=most, link=link, hours=hours)
+        await port.send(chat.chat_id, Reply(reply))

@@ -420,3 +420,7 @@ def megabytes(size: int) -> str:
 
 
 EXPORT_TOO_BIG = "{name} is {size}, more than the {limit} this chat takes, so I can't send it here."
+EXPORT_LINK = (
+    "{name} is {size}, more than the {limit} this chat takes: download it here within {hours} hour(s), and keep the "
+    "link to yourself (anyone with it can download your model): {link}"
+)

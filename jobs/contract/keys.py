@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-__all__ = ["identity_key", "lora_key", "output_prefix", "selfie_key", "user_prefix"]
+__all__ = ["export_key", "identity_key", "lora_key", "output_prefix", "selfie_key", "user_prefix"]
 
 
 def user_prefix(user_key: str) -> str:
@@ -29,3 +29,8 @@ def identity_key(lora_key: str) -> str:
 
 def output_prefix(user_key: str, request_id: str) -> str:
     return f"{user_prefix(user_key)}outputs/{request_id}/"
+
+
+def export_key(user_key: str, session_id: int, filename: str) -> str:
+    """Where ``/export`` leaves a model file too big for the chat, for a download link (erased like the rest)."""
+    return f"{user_prefix(user_key)}sessions/{session_id}/exports/{filename}"

@@ -53,3 +53,8 @@ class BlobStorage(Protocol):
     def local_path(self, key: str) -> Path | None:
         """A file path for ``key`` when storage is on this disk (lets the local chat show files), else None."""
         ...
+
+    async def share_url(self, key: str, expires_s: int) -> str | None:
+        """A link that downloads ``key`` for ``expires_s`` seconds without credentials (S3's presigned GET), or None
+        where the storage has none to give (a local directory). The link is a bearer secret: never log it."""
+        ...

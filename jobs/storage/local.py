@@ -23,6 +23,10 @@ class LocalStorage:
     def local_path(self, key: str) -> Path:
         return self.root.joinpath(*checked_key(key).parts)
 
+    async def share_url(self, key: str, expires_s: int) -> None:
+        """No link: nothing serves this directory to the users' phones."""
+        return None
+
     async def put(self, key: str, data: bytes) -> None:
         await asyncio.to_thread(self._put, self.local_path(key), data)
 

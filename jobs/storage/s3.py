@@ -97,6 +97,15 @@ class S3Storage:
     def local_path(self, key: str) -> None:
         return None
 
+    async def share_url(self, key: str, expires_s: int) -> str:
+        """A presigned GET of ``key``, signed locally (no request): it works wherever the endpoint is reachable."""
+        full = self._full(key)
+        async with self._errors("share", key):
+            url: str = await self._s3.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": full}, ExpiresIn=expires_s
+            )
+        return url
+
     async def put(self, key: str, data: bytes) -> None:
         async with self._errors("put", key):
             await self._s3.put_object(Bucket=self.bucket, Key=self._full(key), Body=data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from pathlib import Path
@@ -94,3 +95,32 @@ def test_s3_settings_name_what_is_missing_and_hide_the_secret() -> None:
     assert "SECRET" not in repr(settings) and "SECRET" not in str(settings.model_dump())
     with pytest.raises(ValueError, match="part_size"):
         S3Storage("b", part_size=1024)
+
+
+async def test_an_export_too_big_for_the_chat_comes_as_a_link_that_delete_revokes(
+    s3_settings: Settings, tiny_model: Any, selfie_dir: Path, tmp_path: Path, redis: Any
+) -> None:
+    import urllib.error
+    import urllib.request
+
+    from safetensors.numpy import load as load_safetensors
+
+    from tests.harness import Harness
+
+    def download(url: str) -> bytes:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return bytes(response.read())
+
+    async with Harness(s3_settings, tiny_model, tmp_path / "out") as harness:
+        await harness.train_to_ready(selfie_dir)
+        harness.port.upload_limit_bytes = 1000  # Discord's 10 MiB against a real LoRA, in miniature
+        answer = await harness.say("/export")
+        links = [word for word in answer.split() if word.startswith("http")]
+        assert len(links) == 2 and "download it here within 1 hour(s)" in answer and not harness.port.files
+        # The links are S3's presigned GETs: the file itself, a standard safetensors, with no credentials.
+        weights = load_safetensors(await asyncio.to_thread(download, links[0]))
+        assert any(key.startswith("unet.") for key in weights)
+        await harness.say("/delete")
+        await harness.say("/delete confirm")
+    with pytest.raises(urllib.error.HTTPError):  # erased with everything else of the user
+        await asyncio.to_thread(download, links[0])
