@@ -142,7 +142,7 @@ IMAGES_READY = "Here are your {style} headshots. Tap ★ Keep under the ones you
 IMAGE_CAPTION = "#{number} · {style} · seed {seed}"
 # Renders the image safety check flagged (jobs/worker/render_job.py) are never stored; the user hears it once per
 # request, in the request's last word.
-WITHHELD_SOME = "I withheld {count} more that our image safety check flagged."
+WITHHELD_SOME = "Our image safety check flagged {count} of the renders, so I left them out."
 WITHHELD_ALL = (
     "Our image safety check flagged all {count} of your {style} headshots, so I withheld them. "
     "Try another style, or other words."

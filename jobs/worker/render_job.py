@@ -62,15 +62,22 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
                 progress,
                 lambda: _render(state, request, source, selfies, renders, lora_path, on_images, progress.stop.is_set),
             )
-            # 3. Keep the best likenesses; 4. give small faces (every face, in an upscale) the face pass.
+            # 3. The image safety check on every candidate, so the next-best safe one takes a flagged one's place;
+            #    what it flags is dropped here, never stored, and only counted.
+            images, dropped = await asyncio.to_thread(_withhold_unsafe, state, job_id, images)
+            # 4. Keep the best likenesses; 5. give small faces (every face, in an upscale) the face pass, whose
+            #    re-rendered images are checked again.
             ranked = await asyncio.to_thread(
                 rank_headshots, state.faces, images, reference, request.count, settings.identity_min_score
             )
-            ranked = await run_in_thread(
+            passed = await run_in_thread(
                 progress, lambda: _face_pass(state, request, ranked, lora_path, progress.stop.is_set)
             )
-        # 5. The image safety check: what it flags is dropped here, never stored, and only counted.
-        ranked, dropped = await asyncio.to_thread(_withhold_unsafe, state, job_id, ranked)
+            redone = [new for new, old in zip(passed, ranked, strict=True) if new[0].image is not old[0].image]
+            safe, more = await asyncio.to_thread(_withhold_unsafe, state, job_id, [new for new, _ in redone])
+            flagged = {id(new) for new, _ in redone} - {id(new) for new in safe}
+            ranked = [item for item in passed if id(item[0]) not in flagged]
+            dropped += more
         # 6. Store the PNGs; the event carries keys, seeds, scores, never bytes.
         # All images at once, one thread each: zlib lets go of the GIL, and the GPU waits for this step.
         encoded = await asyncio.gather(*(asyncio.to_thread(_png_bytes, generated.image) for generated, _ in ranked))
@@ -253,12 +260,13 @@ def _face_pass(
     ]
 
 
-def _withhold_unsafe(state: WorkerState, job_id: str, ranked: list[Any]) -> tuple[list[Any], int]:
-    """``ranked`` without the renders the image safety check flags, and how many those were. Blocking."""
+def _withhold_unsafe(state: WorkerState, job_id: str, renders: list[Any]) -> tuple[list[Any], int]:
+    """``renders`` (``GeneratedImage``s) without those the image safety check flags, and how many those were.
+    Blocking."""
     if state.image_safety is None:
-        return ranked, 0
+        return renders, 0
     kept = []
-    for generated, score in ranked:
+    for generated in renders:
         findings = state.image_safety.findings(generated.image)
         if findings:
             # Labels and scores only: they say why without showing what.
@@ -267,8 +275,8 @@ def _withhold_unsafe(state: WorkerState, job_id: str, ranked: list[Any]) -> tupl
                 "job %s: withheld a render (seed %d) the image safety check flagged: %s", job_id, generated.seed, found
             )
         else:
-            kept.append((generated, score))
-    dropped = len(ranked) - len(kept)
+            kept.append(generated)
+    dropped = len(renders) - len(kept)
     if dropped:
         state.monitor.withheld.inc(dropped)
     return kept, dropped

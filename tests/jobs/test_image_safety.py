@@ -52,24 +52,25 @@ async def _images_ready(redis: Redis, settings: Settings) -> list[ImagesReady]:
     return [event for event in events if isinstance(event, ImagesReady)]
 
 
-async def test_a_flagged_render_is_not_stored_counted_and_told_once(
+async def test_a_flagged_render_is_not_stored_its_place_taken_counted_and_told_once(
     harness: Harness, selfie_dir: Path, redis: Redis
 ) -> None:
-    # 1. Alice's model; then /headshot, whose first render (after ranking and the face pass) the check flags.
+    # 1. Alice's model; then /headshot (3 candidates for 2 headshots), whose first candidate the check flags.
     await harness.train_to_ready(selfie_dir)
     await harness.say("/headshot studio")
     detector = ExposedIn(first=1)
     await harness.run_worker(ImageSafety(detector))
     await harness.wait_state(SessionState.READY)
 
-    # 2. One of the two was posted and recorded; the flagged one never reached storage.
+    # 2. Every candidate was checked, the next-best took the flagged one's place: both asked for were posted and
+    #    recorded; the flagged one never reached storage.
     user = harness.chat.chat.user_key
-    assert detector.shown == 2
-    assert len(harness.port.headshots) == 1 and len(await harness.app.store.images(user)) == 1
+    assert detector.shown == 3
+    assert len(harness.port.headshots) == 2 and len(await harness.app.store.images(user)) == 2
     stored = sorted(harness.settings.resolved_storage_dir.rglob("*.png"))
-    assert [path.name for path in stored] == [harness.port.headshots[0].name.split("-", 1)[1]]
+    assert sorted(path.name for path in stored) == sorted(p.name.split("-", 1)[1] for p in harness.port.headshots)
     [ready] = await _images_ready(redis, harness.settings)
-    assert ready.dropped == 1 and len(ready.images) == 1
+    assert ready.dropped == 1 and len(ready.images) == 2
 
     # 3. The user is told once, in the request's last word.
     told = [m for m in harness.port.messages.values() if texts.WITHHELD_SOME.format(count=1) in m.text]
