@@ -60,11 +60,13 @@ def train(bench: Bench) -> None:
     """Per size, smallest first: the project's loop at the worker's plan, then the reference step."""
     import torch
 
+    from pipeline.diffusion.families import Family
     from pipeline.diffusion.training.loop import MemoryPlan, memory_plan
 
     args, journal = bench.args, bench.journal
     on_cuda = bench.device.startswith("cuda")
-    plan = memory_plan(torch.cuda.get_device_properties(bench.device).total_memory / 2**30 if on_cuda else None)
+    memory = torch.cuda.get_device_properties(bench.device).total_memory / 2**30 if on_cuda else None
+    plan = memory_plan(memory, Family.FLUX2)
     if args.train_batch:
         plan = MemoryPlan(batch_size=args.train_batch, gradient_checkpointing=plan.gradient_checkpointing)
     images = sample_images(8)

@@ -161,12 +161,12 @@ def training_plan(pipe: Any, settings: Settings) -> Any:
     """Batch size and checkpointing from the GPU's memory, unless the settings fix them."""
     import torch
 
-    from pipeline.diffusion.families import denoiser
+    from pipeline.diffusion.families import denoiser, pipeline_family
     from pipeline.diffusion.training.loop import MemoryPlan, memory_plan
 
     device = denoiser(pipe).device
     memory = torch.cuda.get_device_properties(device).total_memory / 2**30 if device.type == "cuda" else None
-    plan = memory_plan(memory)
+    plan = memory_plan(memory, pipeline_family(pipe))
     return MemoryPlan(
         batch_size=settings.train_batch_size or plan.batch_size,
         gradient_checkpointing=plan.gradient_checkpointing

@@ -12,6 +12,7 @@ from diffusers import DDPMScheduler
 from PIL import Image, ImageOps
 from safetensors import safe_open
 
+from pipeline.diffusion.families import Family
 from pipeline.diffusion.generation import headshot_size
 from pipeline.diffusion.training.config import TrainingConfig
 from pipeline.diffusion.training.dataset import crop_to
@@ -110,8 +111,21 @@ def test_text_encoder_lora_is_saved_and_loads(pipe: Any, text_encoder_trained: A
 
 
 @pytest.mark.parametrize(
-    ("gpu_gib", "batch", "checkpointing"),
-    [(None, 4, False), (80.0, 8, False), (141.0, 8, False), (48.0, 4, False), (24.0, 4, True)],
+    ("family", "gpu_gib", "batch", "checkpointing"),
+    [
+        (Family.SDXL, None, 4, False),
+        (Family.SDXL, 80.0, 8, False),
+        (Family.SDXL, 141.0, 8, False),
+        (Family.SDXL, 48.0, 4, False),
+        (Family.SDXL, 24.0, 4, True),
+        # klein at 1024 px: batch 4 peaked at 83 GiB on an H200, batch 8 did not fit in its 139.
+        (Family.FLUX2, None, 4, False),
+        (Family.FLUX2, 139.0, 4, False),
+        (Family.FLUX2, 80.0, 2, False),
+        (Family.FLUX2, 48.0, 1, True),
+    ],
 )
-def test_memory_plan_picks_the_fastest_recipe_that_fits(gpu_gib: float | None, batch: int, checkpointing: bool) -> None:
-    assert memory_plan(gpu_gib) == MemoryPlan(batch_size=batch, gradient_checkpointing=checkpointing)
+def test_memory_plan_picks_the_fastest_recipe_that_fits(
+    family: Family, gpu_gib: float | None, batch: int, checkpointing: bool
+) -> None:
+    assert memory_plan(gpu_gib, family) == MemoryPlan(batch_size=batch, gradient_checkpointing=checkpointing)

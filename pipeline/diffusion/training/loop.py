@@ -64,11 +64,21 @@ class MemoryPlan:
     gradient_checkpointing: bool
 
 
-# Batch 8 needs nearly twice batch 4's memory but trains nearly twice as many image-steps/s: the step is bound by the
-# host queueing kernels, so a bigger batch does more work per kernel (peaks and rates: BENCHMARKS.md, second
+# SDXL: batch 8 needs nearly twice batch 4's memory but trains nearly twice as many image-steps/s: the step is bound
+# by the host queueing kernels, so a bigger batch does more work per kernel (peaks and rates: BENCHMARKS.md, second
 # session). Below 40 GiB, checkpointing trades compute for memory (a 24 GB card's floor).
-def memory_plan(gpu_memory_gib: float | None) -> MemoryPlan:
-    """The fastest recipe that fits ``gpu_memory_gib`` of GPU memory; ``None`` (a CPU) keeps the defaults."""
+# klein 4B at its 1024 px: batch 4 peaked at 83 GiB on an H200 and batch 8 ran out of its 139 (BENCHMARKS.md,
+# 2026-12-02); batch 2 below that is half the activations (an estimate, not measured), and below 64 GiB
+# checkpointing at batch 1 is the only hope (not measured either).
+def memory_plan(gpu_memory_gib: float | None, family: Family = Family.SDXL) -> MemoryPlan:
+    """The fastest recipe that fits ``gpu_memory_gib`` of GPU memory for ``family``; ``None`` (a CPU) keeps the
+    defaults."""
+    if family is Family.FLUX2 and gpu_memory_gib is not None:
+        if gpu_memory_gib >= 100:
+            return MemoryPlan(batch_size=4, gradient_checkpointing=False)
+        if gpu_memory_gib >= 64:
+            return MemoryPlan(batch_size=2, gradient_checkpointing=False)
+        return MemoryPlan(batch_size=1, gradient_checkpointing=True)
     if gpu_memory_gib is None or 40 <= gpu_memory_gib < 72:
         return MemoryPlan(batch_size=4, gradient_checkpointing=False)
     if gpu_memory_gib >= 72:
