@@ -65,6 +65,22 @@ async def serving_worker(settings: Settings, model: ServingModel, *, offers: str
         await redis.aclose()
 
 
+BotT = TypeVar("BotT", bound="RestartableBot")
+# The tiny klein as a deployment's settings name it (with a short training), for settings.model_copy(update=...).
+KLEIN = {"model": "tiny-flux2", "device": "cpu", "train_steps": 8}
+
+
+@contextlib.asynccontextmanager
+async def with_klein_worker(bot: BotT) -> AsyncIterator[BotT]:
+    """``bot`` running beside a serving klein worker that offers previews, as a klein deployment runs."""
+    await bot.start()
+    try:
+        async with serving_worker(bot.settings, bot.model, offers="references"):
+            yield bot
+    finally:
+        await bot.stop()
+
+
 async def reached_state(core: CoreContext, user_key: str, state: SessionState, timeout_s: float) -> bool:
     """Whether delivery moves the user's session to ``state``, with no job open, within ``timeout_s``.
 

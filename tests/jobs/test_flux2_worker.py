@@ -21,13 +21,13 @@ from pipeline.diffusion.training.config import TrainingConfig
 from pipeline.diffusion.training.loop import train_lora
 from pipeline.errors import ModelLoadError
 from pipeline.styles import STYLES
-from tests.harness import Harness, serving_worker
+from tests.harness import KLEIN, Harness, serving_worker
 
 
 async def test_a_klein_worker_trains_and_renders_through_the_job_code(
     settings: Settings, selfie_dir: Path, tmp_path: Path, redis: Redis, klein_model: ServingModel
 ) -> None:
-    klein = settings.model_copy(update={"model": "tiny-flux2", "device": "cpu", "train_steps": 8})
+    klein = settings.model_copy(update=KLEIN)
     model = klein_model
     assert pipeline_family(model.pipe) is Family.FLUX2
     assert model.lora_slot is not None and model.training_slot is None  # renders through the slot, trains eagerly
@@ -56,9 +56,7 @@ async def test_klein_trains_on_the_base_model_and_renders_on_the_distilled_one(
     settings: Settings, selfie_dir: Path, tmp_path: Path, redis: Redis
 ) -> None:
     # klein's recipe: LoRAs train on FLUX.2-klein-base-4B and render on the step-distilled FLUX.2-klein-4B.
-    klein = settings.model_copy(
-        update={"model": "tiny-flux2", "train_model": "tiny-flux2-base", "device": "cpu", "train_steps": 8}
-    )
+    klein = settings.model_copy(update={**KLEIN, "train_model": "tiny-flux2-base"})
     model = prepare_model(klein)
     trainer = model.training_pipe
     assert trainer.config.is_distilled is False and model.pipe.config.is_distilled is True
@@ -91,7 +89,7 @@ async def test_klein_previews_from_the_selfies_before_and_while_the_lora_trains(
     settings: Settings, selfie_dir: Path, tmp_path: Path, redis: Redis, klein_model: ServingModel, tiny_model: Any
 ) -> None:
     assert model_features(tiny_model) == ()  # SDXL renders no one from photos: its workers offer no previews
-    klein = settings.model_copy(update={"model": "tiny-flux2", "device": "cpu", "train_steps": 8})
+    klein = settings.model_copy(update=KLEIN)
     assert klein.redis_url is not None
     async with Harness(klein, klein_model, tmp_path / "out") as harness:
         harness.start_delivery()

@@ -11,11 +11,10 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from bot.discord import DiscordOptions
-from jobs.ops.health import WorkerFeature
 from jobs.settings import Settings
 from tests.bot.discord.conftest import ALICE, TOKEN, DiscordBot
 from tests.bot.discord.standin import DiscordStandin
-from tests.harness import serving_worker
+from tests.harness import KLEIN, with_klein_worker
 
 PNG = b"\x89PNG"
 
@@ -24,14 +23,9 @@ PNG = b"\x89PNG"
 async def klein_bot(
     settings: Settings, discord_options: DiscordOptions, klein_model: Any, redis: Redis
 ) -> AsyncIterator[DiscordBot]:
-    klein = settings.model_copy(
-        update={"discord_token": SecretStr(TOKEN), "model": "tiny-flux2", "device": "cpu", "train_steps": 8}
-    )
-    running = DiscordBot(klein, discord_options, klein_model)
-    await running.start()
-    async with serving_worker(klein, klein_model, offers=WorkerFeature.REFERENCES):
+    klein = settings.model_copy(update={**KLEIN, "discord_token": SecretStr(TOKEN)})
+    async with with_klein_worker(DiscordBot(klein, discord_options, klein_model)) as running:
         yield running
-    await running.stop()
 
 
 async def test_previews_come_while_the_model_trains_and_can_be_kept(

@@ -11,11 +11,10 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from bot.telegram import TelegramOptions
-from jobs.ops.health import WorkerFeature
 from jobs.settings import Settings
 from tests.bot.telegram.conftest import ALICE, TOKEN, TelegramBot
 from tests.bot.telegram.standin import BotApiStandin, Sent
-from tests.harness import serving_worker
+from tests.harness import KLEIN, with_klein_worker
 
 
 def _with_text(standin: BotApiStandin, fragment: str) -> Sent | None:
@@ -31,14 +30,9 @@ def _photos(standin: BotApiStandin) -> list[Sent]:
 async def klein_bot(
     settings: Settings, telegram_options: TelegramOptions, klein_model: Any, redis: Redis
 ) -> AsyncIterator[TelegramBot]:
-    klein = settings.model_copy(
-        update={"telegram_token": SecretStr(TOKEN), "model": "tiny-flux2", "device": "cpu", "train_steps": 8}
-    )
-    running = TelegramBot(klein, telegram_options, klein_model)
-    await running.start()
-    async with serving_worker(klein, klein_model, offers=WorkerFeature.REFERENCES):
+    klein = settings.model_copy(update={**KLEIN, "telegram_token": SecretStr(TOKEN)})
+    async with with_klein_worker(TelegramBot(klein, telegram_options, klein_model)) as running:
         yield running
-    await running.stop()
 
 
 async def test_previews_come_while_the_model_trains_and_can_be_kept(
