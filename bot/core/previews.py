@@ -32,20 +32,21 @@ from pipeline.errors import SessionError
 from pipeline.selfies.identity import cosine, reference_embedding
 from pipeline.styles import STYLES, Style
 
-__all__ = ["PREVIEW_STYLE", "offers_previews", "preview_on_training", "render_from_selfies", "store_identity"]
+__all__ = ["PREVIEW_STYLE", "preview_session", "preview_on_training", "render_from_selfies", "store_identity"]
 
 log = logging.getLogger(__name__)
 
 PREVIEW_STYLE = "linkedin"  # the look of the automatic previews: the one most users come for
 
 
-async def offers_previews(core: CoreContext, session: SessionRow | None) -> bool:
-    """Whether ``session`` can have previews now: they are on, it has selfies and no model, and a worker offers them."""
+async def preview_session(core: CoreContext, session: SessionRow | None) -> SessionRow | None:
+    """``session`` when it can have previews now (they are on, it has selfies and no model, and a worker offers
+    them), else None."""
     if core.settings.preview_count == 0 or session is None or session.lora_key is not None:
-        return False
+        return None
     if state_of(session) not in (SessionState.COLLECTING, SessionState.TRAINING):
-        return False
-    return await offered(core.queue.pool, core.settings.queue_name, WorkerFeature.REFERENCES)
+        return None
+    return session if await offered(core.queue.pool, core.settings.queue_name, WorkerFeature.REFERENCES) else None
 
 
 async def store_identity(core: CoreContext, chat: ChatRef, session: SessionRow, rows: list[SelfieRow]) -> None:
@@ -62,7 +63,7 @@ async def preview_on_training(core: CoreContext, chat: ChatRef, session: Session
     """``/train start``: queue the previews (ahead of the training, which the caller queues next) where a worker
     renders them and today's image quota has room; otherwise nothing, quietly: the trained headshots still come."""
     count = core.settings.preview_count
-    if not await offers_previews(core, session):
+    if await preview_session(core, session) is None:
         return
     try:
         await core.quotas.check_images(chat.user_key, count)

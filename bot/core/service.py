@@ -9,7 +9,7 @@ from bot.core import texts
 from bot.core.context import CoreContext
 from bot.core.erase import erase_user
 from bot.core.look_choice import parse_headshot
-from bot.core.previews import offers_previews, render_from_selfies
+from bot.core.previews import preview_session, render_from_selfies
 from bot.core.ratelimit import RateLimiter
 from bot.core.rendering import ACTIONS, check_can_render, queue_render, start_action
 from bot.core.session import JobStatus, SessionState, state_of
@@ -202,25 +202,23 @@ class HeadshotService:
     async def _headshot(self, chat: ChatRef, session: SessionRow | None, args: str, port: ChatPort) -> None:
         _screen_style_words(args)
         # No model yet, but selfies and a worker that renders from them: the style from the selfies (a preview).
-        from_selfies = await offers_previews(self.core, session)
-        if not from_selfies:
-            session = await check_can_render(
-                self.core, chat, session, lambda style: texts.HEADSHOT_BUSY.format(style=style)
-            )
+        previewing = await preview_session(self.core, session)
+        target = previewing or await check_can_render(
+            self.core, chat, session, lambda style: texts.HEADSHOT_BUSY.format(style=style)
+        )
         # A preset or the user's own words, then backdrop, outfit and aspect; what is still to choose is asked.
         wanted = parse_headshot(args)
         if wanted.asking is not None:
             await port.send(chat.chat_id, wanted.reply())
             return
         style = wanted.style()
-        if from_selfies or session is None:  # None only where offers_previews said there is a session
-            assert session is not None
-            await render_from_selfies(self.core, chat, session, style, port)
+        if previewing is not None:
+            await render_from_selfies(self.core, chat, previewing, style, port)
             return
 
         # Record first, then enqueue, then acknowledge (the acknowledgement is the message progress edits).
         count = self.core.settings.headshots_per_request
-        job_id, position = await queue_render(self.core, chat, session, style, count=count)
+        job_id, position = await queue_render(self.core, chat, target, style, count=count)
         text = (texts.HEADSHOT_QUEUED if position else texts.HEADSHOT_QUEUED_RUNNING).format(
             count=count, style=style.title, position=position
         )

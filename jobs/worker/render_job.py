@@ -124,7 +124,6 @@ def _render(
     should_stop: Any,
 ) -> list[Any]:
     """The request's renders (``GeneratedImage``s), from its prompt, its source headshot or its selfies. Blocking."""
-    from PIL import Image
 
     from pipeline.diffusion.generation import generate_headshots as render
     from pipeline.diffusion.generation import headshot_size
@@ -157,8 +156,7 @@ def _render(
     img2img = supports_actions(model.pipe)
     if not img2img and not supports_references(model.pipe):
         raise UserInputError(f"{request.mode} on a model without actions", reason=Reason.ACTION_UNSUPPORTED)
-    with Image.open(io.BytesIO(source)) as opened:
-        start = opened.convert("RGB")
+    start = _rgb(source)
     # From the headshot size whatever the source's (an upscale's variation, an upscale of an upscale): sizes stay
     # bounded, and the shapes are the ones a warm worker compiled for.
     width, height = headshot_size(model.pipe, request.style.aspect)
@@ -202,18 +200,13 @@ def _render_preview(
     state: WorkerState, request: GenerateRequest, selfies: list[bytes], renders: int, on_images: Any, should_stop: Any
 ) -> list[Any]:
     """A preview's renders: the style, showing the person in face-centred crops of the selfies. Blocking."""
-    from PIL import Image
 
     from pipeline.diffusion.references import reference_crops, render_from_references, supports_references
 
     pipe = state.model.pipe
     if not supports_references(pipe):
         raise UserInputError(f"a preview on a {type(pipe).__name__}", reason=Reason.PREVIEW_UNSUPPORTED)
-    photos = []
-    for data in selfies:
-        with Image.open(io.BytesIO(data)) as opened:
-            photos.append(opened.convert("RGB"))
-    references = reference_crops(pipe, photos, request.reference_centers)
+    references = reference_crops(pipe, [_rgb(data) for data in selfies], request.reference_centers)
     return render_from_references(
         pipe,
         references,
@@ -226,6 +219,14 @@ def _render_preview(
         should_stop=should_stop,
         lora_slot=state.model.lora_slot,
     )
+
+
+def _rgb(data: bytes) -> Any:
+    """A stored image (a headshot's PNG, a selfie's JPEG) decoded to RGB."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as opened:
+        return opened.convert("RGB")
 
 
 def _face_pass(
