@@ -116,7 +116,7 @@ async def _queue(
         reference_keys=tuple(row.storage_key for row in picked),
         reference_centers=tuple(_center(row) for row in picked),
     )
-    await transitions.preview_queued(core.store, session, job_id, request)
+    await transitions.rendering_queued(core.store, session, job_id, request)
     await core.queue.enqueue_generation(job_id, request)
     log.info("queued a preview from %d selfies", len(picked))
     return job_id, await core.queue.position(job_id)

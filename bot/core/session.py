@@ -39,7 +39,6 @@ __all__ = [
     "model_trained",
     "models_expired",
     "open_session",
-    "preview_queued",
     "rendering_queued",
     "state_of",
     "subject_chosen",
@@ -72,21 +71,13 @@ async def training_queued(store: Store, session: SessionRow, job_id: str) -> Non
 
 async def rendering_queued(store: Store, session: SessionRow, job_id: str, request: GenerateRequest) -> None:
     """``/headshot`` (or ``/more``, ``/remix``, ``/upscale``): recorded with its request before it is enqueued, as
-    training is."""
+    training is. A preview from the selfies leaves the session where it is (collecting, or training beside it)."""
     row = JobRow(
         job_id, session.user_key, session.id, JobKind.GENERATE, JobStatus.QUEUED, request.style.name, None, request
     )
     await store.add_job(row)
-    await store.update_session(session.user_key, session.id, state=SessionState.GENERATING)
-
-
-async def preview_queued(store: Store, session: SessionRow, job_id: str, request: GenerateRequest) -> None:
-    """A preview from the selfies: recorded as a render is, but the session stays where it is (collecting, or
-    training beside it)."""
-    row = JobRow(
-        job_id, session.user_key, session.id, JobKind.GENERATE, JobStatus.QUEUED, request.style.name, None, request
-    )
-    await store.add_job(row)
+    if not row.is_preview:
+        await store.update_session(session.user_key, session.id, state=SessionState.GENERATING)
 
 
 async def job_started(store: Store, job: JobRow) -> None:
