@@ -15,18 +15,16 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 from dataclasses import replace
 
-from bot.core import session as transitions
 from bot.core import texts
 from bot.core.context import CoreContext
+from bot.core.rendering import queue_render
 from bot.core.session import SessionState, state_of
 from bot.core.types import ChatPort, ChatRef, Reply
 from bot.store.schema import SelfieRow, SessionRow
-from jobs.contract.keys import identity_key, lora_key, output_prefix
-from jobs.contract.kinds import JobKind
-from jobs.contract.payloads import PREVIEW_REFERENCES, GenerateRequest, RenderMode, generate_job_id
+from jobs.contract.keys import identity_key, lora_key
+from jobs.contract.payloads import PREVIEW_REFERENCES, RenderMode
 from jobs.ops.health import WorkerFeature, offered
 from pipeline.errors import SessionError
 from pipeline.selfies.identity import cosine, reference_embedding
@@ -62,15 +60,12 @@ async def store_identity(core: CoreContext, chat: ChatRef, session: SessionRow, 
 async def preview_on_training(core: CoreContext, chat: ChatRef, session: SessionRow, rows: list[SelfieRow]) -> None:
     """``/train start``: queue the previews (ahead of the training, which the caller queues next) where a worker
     renders them and today's image quota has room; otherwise nothing, quietly: the trained headshots still come."""
-    count = core.settings.preview_count
     if await preview_session(core, session) is None:
         return
     try:
-        await core.quotas.check_images(chat.user_key, count)
+        await _queue(core, chat, session, rows, STYLES[PREVIEW_STYLE], core.settings.preview_count)
     except SessionError:  # today's images are used up: the refusal is for what the user asks, not for this
         return
-    style = STYLES[PREVIEW_STYLE]
-    await _queue(core, chat, session, rows, style, count)
 
 
 async def render_from_selfies(
@@ -85,7 +80,7 @@ async def render_from_selfies(
     if not rows:
         raise SessionError(texts.HEADSHOT_NEEDS_MODEL)
     count = core.settings.headshots_per_request
-    await core.quotas.check_images(chat.user_key, count)
+    await core.quotas.check_images(chat.user_key, count)  # before the identity is written: a refusal leaves nothing
     if session.state == SessionState.COLLECTING:  # at /train start it is stored anyway
         await store_identity(core, chat, session, rows)
     job_id, position = await _queue(core, chat, session, rows, style, count)
@@ -100,26 +95,19 @@ async def _queue(
 ) -> tuple[str, int | None]:
     """Record, then enqueue, a preview of ``style`` from the selfies most like the user's reference face."""
     picked = _most_typical(rows)[:PREVIEW_REFERENCES]
-    number = await core.store.count_jobs(chat.user_key, session.id, JobKind.GENERATE) + 1
-    request_id = f"{session.id}-{number}"
-    job_id = generate_job_id(chat.user_key, request_id)
-    request = GenerateRequest(
-        user_key=chat.user_key,
-        request_id=request_id,
-        lora_key=lora_key(chat.user_key, session.id),  # not trained yet: where the reference face is kept
-        style=replace(style, title=texts.PREVIEW_TITLE.format(title=style.title)),
+    titled = replace(style, title=texts.PREVIEW_TITLE.format(title=style.title))
+    job_id, position = await queue_render(
+        core,
+        chat,
+        session,
+        titled,
         count=count,
-        seed=secrets.randbelow(2**31),
-        output_prefix=output_prefix(chat.user_key, request_id),
-        subject=session.subject,
         mode=RenderMode.PREVIEW,
         reference_keys=tuple(row.storage_key for row in picked),
         reference_centers=tuple(_center(row) for row in picked),
     )
-    await transitions.rendering_queued(core.store, session, job_id, request)
-    await core.queue.enqueue_generation(job_id, request)
     log.info("queued a preview from %d selfies", len(picked))
-    return job_id, await core.queue.position(job_id)
+    return job_id, position
 
 
 def _most_typical(rows: list[SelfieRow]) -> list[SelfieRow]:

@@ -15,7 +15,7 @@ from bot.core.context import CoreContext
 from bot.core.session import SessionState, state_of
 from bot.core.types import ChatPort, ChatRef, Reply
 from bot.store.schema import SessionRow
-from jobs.contract.keys import output_prefix
+from jobs.contract.keys import lora_key, output_prefix
 from jobs.contract.kinds import JobKind
 from jobs.contract.payloads import GenerateRequest, RenderMode, generate_job_id
 from pipeline.errors import SessionError, UnknownStyle
@@ -57,9 +57,12 @@ async def queue_render(
     count: int,
     mode: RenderMode = RenderMode.PROMPT,
     source_key: str | None = None,
+    reference_keys: tuple[str, ...] = (),
+    reference_centers: tuple[tuple[float, float], ...] | None = None,
 ) -> tuple[str, int | None]:
-    """Record, then enqueue, a generation job; returns its id and queue position (None: it runs next)."""
-    assert session.lora_key is not None  # check_can_render made sure
+    """Record, then enqueue, a generation job; returns its id and queue position (None: it runs next). A preview
+    (``reference_keys``: the selfies it renders from) names where the LoRA will be: the reference face is kept there."""
+    assert session.lora_key is not None or mode == RenderMode.PREVIEW  # check_can_render made sure
     number = await core.store.count_jobs(chat.user_key, session.id, JobKind.GENERATE) + 1
     request_id = f"{session.id}-{number}"
     job_id = generate_job_id(chat.user_key, request_id)
@@ -67,7 +70,7 @@ async def queue_render(
     request = GenerateRequest(
         user_key=chat.user_key,
         request_id=request_id,
-        lora_key=session.lora_key,
+        lora_key=session.lora_key or lora_key(chat.user_key, session.id),
         style=style,
         count=count,
         seed=secrets.randbelow(2**31),
@@ -75,6 +78,8 @@ async def queue_render(
         subject=session.subject,
         mode=mode,
         source_key=source_key,
+        reference_keys=reference_keys,
+        reference_centers=reference_centers,
     )
     await transitions.rendering_queued(core.store, session, job_id, request)
     await core.queue.enqueue_generation(job_id, request)
