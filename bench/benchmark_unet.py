@@ -7,7 +7,9 @@ default), the same two with the transformer linears in FP8 (``pipeline.diffusion
 ``--full-compile`` bf16 and FP8 with the whole UNet compiled (``HEADSHOT_COMPILE_SCOPE=unet``). ``--profile`` then
 records 3 calls of the worker's variant and of the last one with ``torch.profiler`` and sums their kernels' device
 time by kind (matrix products, attention, convolutions, norms, the rest). ``--worker-only`` times just bf16 eager
-and the worker's compile; ``--flops-only`` counts one call's FLOPs by operator instead, on any machine. On a GPU the
+and the worker's compile; ``--compile-modes`` times the ways a worker could compile the whole UNet for rendering
+(static shapes, CUDA graphs, dynamic shapes), each from a cold start, with the compile a second shape costs;
+``--flops-only`` counts one call's FLOPs by operator instead, on any machine. On a GPU the
 UNet is channels-last in every variant, as a worker renders.
 """
 
@@ -55,14 +57,15 @@ def kernel_kind(name: str) -> str:
     return next((kind for kind, pattern in KERNEL_KINDS if pattern.search(name)), "elementwise and other")
 
 
-def unet_call_inputs(pipe: Any, *, batch: int) -> dict[str, Any]:
-    """One denoising call's inputs at the linkedin style's size: random latents and embeddings, SDXL's size ids."""
+def unet_call_inputs(pipe: Any, *, batch: int, aspect: tuple[int, int] | None = None) -> dict[str, Any]:
+    """One denoising call's inputs at the linkedin style's size (or ``aspect``'s): random latents and embeddings,
+    SDXL's size ids."""
     import torch
 
     from pipeline.diffusion.generation import headshot_size
     from pipeline.styles import STYLES
 
-    width, height = headshot_size(pipe, STYLES["linkedin"].aspect)
+    width, height = headshot_size(pipe, aspect or STYLES["linkedin"].aspect)
     factor, config, device = pipe.vae_scale_factor, pipe.unet.config, pipe.unet.device
     generator = torch.Generator(device).manual_seed(0)
 
@@ -235,6 +238,42 @@ def unet_variants(
         record(kernel_profile(pipe, inputs, label="the last variant above"))
 
 
+def compile_modes(pipe: Any, *, record: Callable[[dict[str, Any]], None]) -> None:
+    """bf16, the whole UNet compiled for rendering each way in turn, every one from scratch (dynamo reset; inductor's
+    on-disk cache is whatever the machine has, so run it on a fresh one): static shapes with fullgraph (one graph per
+    shape), the same captured in CUDA graphs ('reduce-overhead', launch gaps gone), and dynamic shapes (one graph
+    for every size). For static and dynamic, the first call at a second shape (the square style's) says what each
+    further shape a worker warms costs at start. Eager first, as the baseline of the same run."""
+    import torch
+
+    inputs = unet_call_inputs(pipe, batch=8)
+    square = unet_call_inputs(pipe, batch=8, aspect=(1, 1))
+
+    def uncompile() -> None:
+        for module in pipe.unet.modules():
+            module._compiled_call_impl = None
+        torch._dynamo.reset()
+
+    record(unet_call_seconds(pipe, inputs, label="bf16, eager"))
+    # A static graph's second shape compiles as long as its first (150 s against 154 s, BENCHMARKS.md 2026-12-02):
+    # only the dynamic graph's is timed.
+    modes: list[tuple[str, dict[str, Any], bool]] = [
+        ("bf16, whole UNet, static shapes, fullgraph", {"dynamic": False}, False),
+        ("bf16, whole UNet, static shapes, CUDA graphs", {"dynamic": False, "mode": "reduce-overhead"}, False),
+        ("bf16, whole UNet, dynamic shapes", {"dynamic": True}, True),
+    ]
+    for label, options, second_shape in modes:
+        uncompile()
+        pipe.unet.compile(fullgraph=True, **options)
+        figures = unet_call_seconds(pipe, inputs, label=label)
+        if second_shape:
+            with torch.no_grad(), measured(str(pipe.unet.device)) as other:
+                pipe.unet(**square)
+            figures["second_shape_first_call_s"] = round(other.seconds, 1)
+        record(figures)
+    uncompile()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.benchmark_unet", description=__doc__.split("\n")[0])
     parser.add_argument("--model", choices=("sdxl", "tiny"), default="sdxl")
@@ -245,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
         "--worker-only",
         action="store_true",
         help="only bf16 eager and bf16 as a GPU worker compiles it (then profiled)",
+    )
+    parser.add_argument(
+        "--compile-modes", action="store_true", help="only eager and the whole UNet compiled each way, cold"
     )
     parser.add_argument("--out", type=Path, help="write the results as JSON here (rewritten after each figure)")
     args = parser.parse_args(argv)
@@ -264,6 +306,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.flops_only:
         record(unet_flops(pipe))
+        return 0
+    if args.compile_modes:
+        compile_modes(pipe, record=record)
         return 0
     unet_variants(
         pipe, record=record, full_compile=args.full_compile, profile=args.profile, worker_only=args.worker_only

@@ -1,0 +1,87 @@
+"""``python -m bench.benchmark_slot``: what swapping a user's LoRA into a worker's slot costs, stage by stage.
+
+On SDXL's architecture (random weights) with the worker's slot (rank ``HEADSHOT_LORA_RANK``'s default, merging), a
+rank-16 LoRA saved as the worker's training saves one: the whole ``swap_in`` (read, copy, merge), ``clear``, and the
+merge alone (``_merge`` on the slot as filled), each the median of several, the device synchronised around each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.measure import benchmark_pipeline, measured
+
+__all__ = ["main", "slot_stages"]
+
+
+def slot_stages(pipe: Any, *, rank: int, repeats: int) -> dict[str, Any]:
+    """Median seconds of each stage of a merged swap and of the clear after it."""
+    from bench.benchmark_request import user_lora_file
+    from jobs.settings import Settings
+    from pipeline.diffusion.lora_slot import LoraSlot
+
+    device = str(pipe.unet.device)
+    slot = LoraSlot(pipe, max_rank=Settings().lora_rank)
+    folder = Path(tempfile.mkdtemp(prefix="bench-slot-"))
+    lora = user_lora_file(slot, folder, rank=rank)
+
+    def median(call: Callable[[], Any], before: Callable[[], Any] = lambda: None) -> float:
+        before()
+        call()  # first call: lazy copies of the base weights, allocator warm-up
+        seconds = []
+        for _ in range(repeats):
+            before()  # untimed
+            with measured(device) as stage:
+                call()
+            seconds.append(stage.seconds)
+        return round(statistics.median(seconds), 4)
+
+    def swap_and_clear() -> None:
+        slot.swap_in(lora)
+        slot.clear()
+
+    figures = {
+        "layers": len(slot._layers),
+        "slot_rank": slot.max_rank,
+        "lora_rank": rank,
+        "lora_mib": round(lora.stat().st_size / 2**20, 1),
+        "swap_in_and_clear_s": median(swap_and_clear),
+    }
+    figures["clear_s"] = median(slot.clear, before=lambda: slot.swap_in(lora))
+    slot.swap_in(lora)
+    figures["merge_alone_s"] = median(slot._merge)
+    slot.clear()
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.benchmark_slot", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", choices=("sdxl", "tiny"), default="sdxl")
+    parser.add_argument("--rank", type=int, default=16, help="the user's LoRA rank")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+
+    from pipeline.diffusion.loading import pick_device
+
+    pipe = benchmark_pipeline(args.model, pick_device())
+    results = {
+        "date": time.strftime("%Y-%m-%d"),
+        "model": args.model,
+        "slot": slot_stages(pipe, rank=args.rank, repeats=args.repeats),
+    }
+    print(json.dumps(results), flush=True)
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
