@@ -1,8 +1,8 @@
 """``python -m bench.benchmark_slot``: what swapping a user's LoRA into a worker's slot costs, stage by stage.
 
 On SDXL's architecture (random weights) with the worker's slot (rank ``HEADSHOT_LORA_RANK``'s default, merging), a
-rank-16 LoRA saved as the worker's training saves one: the whole ``swap_in`` (read, copy, merge), ``clear``, and the
-merge alone (``_merge`` on the slot as filled), each the median of several, the device synchronised around each.
+rank-16 LoRA saved as the worker's training saves one: a swap and a clear together, then ``swap_in`` (read the file,
+merge) and ``clear`` (restore the base) apart, each the median of several, the device synchronised around each.
 """
 
 from __future__ import annotations
@@ -54,9 +54,8 @@ def slot_stages(pipe: Any, *, rank: int, repeats: int) -> dict[str, Any]:
         "lora_mib": round(lora.stat().st_size / 2**20, 1),
         "swap_in_and_clear_s": median(swap_and_clear),
     }
+    figures["swap_in_s"] = median(lambda: slot.swap_in(lora), before=slot.clear)
     figures["clear_s"] = median(slot.clear, before=lambda: slot.swap_in(lora))
-    slot.swap_in(lora)
-    figures["merge_alone_s"] = median(slot._merge)
     slot.clear()
     return figures
 

@@ -6,10 +6,14 @@ The slot instead attaches one all-zero LoRA of ``max_rank`` up front, using diff
 (``enable_lora_hotswap`` pads every later LoRA to that rank and keeps its scale in a tensor), so swapping a user in
 only copies weights into existing tensors. ``clear`` zeroes them again, so no user's weights stay resident.
 
-By default (``merge=True``, how a worker renders) a swapped-in LoRA is also folded into the base weights,
+By default (``merge=True``, how a worker renders) a swapped-in LoRA is instead folded into the base weights,
 W = W0 + B·A·scale, and each slot layer is marked merged, so rendering runs the plain base layers: no extra LoRA
-kernels per projection per step (``merge=False`` keeps them running; BENCHMARKS.md times the two). ``clear`` copies
-W0 back from a copy kept on the same device. Subtracting the delta again (peft's ``unmerge``) is not exact in bf16:
+kernels per projection per step (``merge=False`` keeps them running; BENCHMARKS.md times the two). A merging slot
+reads the file's factors itself (diffusers' key conversion and LoRA config, so every format diffusers loads gives
+the scales peft would) and computes the merged weights of a chunk of same-shaped layers in one batched product,
+written back in one multi-tensor copy: a few hundred kernels per swap instead of several thousand, and none of
+peft's per-layer hot-swap bookkeeping on the host (BENCHMARKS.md). ``clear`` copies W0 back from a copy kept on the
+same device, again in one multi-tensor copy. Subtracting the delta again (peft's ``unmerge``) is not exact in bf16:
 every user would leave a rounding error behind, and over thousands of requests the errors add up to a different base
 model. The copy costs memory once (about 1.9 GB for SDXL's attention projections) and makes every clear exact. Where
 the base layers render in FP8 (``pipeline.diffusion.float8``), their quantized copies are refreshed after each merge
@@ -23,6 +27,7 @@ so this costs little).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -35,6 +40,10 @@ from pipeline.diffusion.families import Family, default_lora_targets, denoiser, 
 __all__ = ["SLOT_ADAPTER", "LoraSlot"]
 
 SLOT_ADAPTER = "headshot-slot"
+
+# Same-shaped layers merged per batched product: SDXL's largest projection (1280x2048) makes a chunk's float32
+# temporaries about 0.7 GB, small beside the model on any GPU that renders it.
+MERGE_CHUNK = 32
 
 
 class LoraSlot:
@@ -127,7 +136,9 @@ class LoraSlot:
         self._scale = scale
         try:
             denoiser_state = {key: value for key, value in state.items() if key.startswith(self._prefix + ".")}
-            if self.family is Family.FLUX2:
+            if self.merge:
+                self._merge(self._factors(denoiser_state, alphas, metadata, lora_path.name))
+            elif self.family is Family.FLUX2:
                 pipe.load_lora_into_transformer(
                     denoiser_state,
                     transformer=self._model,
@@ -159,8 +170,6 @@ class LoraSlot:
                         _pipeline=pipe,
                         metadata=metadata,
                     )
-            if self.merge:
-                self._merge()
         except Exception:
             self.clear()  # half a user's weights must not stay behind either
             raise
@@ -182,38 +191,113 @@ class LoraSlot:
         if not self.merge:
             yield
             return
-        self._merge()
+        self._merge({})
         try:
             yield
         finally:
             self.clear()
 
+    def _factors(
+        self, state: dict[str, Any], alphas: dict[str, float] | None, metadata: dict[str, Any] | None, file_name: str
+    ) -> dict[str, tuple[Any, Any]]:
+        """Slot layer name -> (B·scaling·the slot's scale, A) from the denoiser part of a LoRA file, as float32 on
+        the host. Raises ``ValueError`` naming the file for what a merge cannot hold (DoRA, LoKr, LoRA biases) and
+        for layers the slot does not cover."""
+        from diffusers.utils.state_dict_utils import convert_unet_state_dict_to_peft
+        from diffusers.utils.peft_utils import _create_lora_config  # the config diffusers' own loader builds
+        from peft.utils.other import get_pattern_key
+
+        prefix = self._prefix + "."
+        state = {key.removeprefix(prefix): value for key, value in state.items()}
+        if not state:
+            return {}
+        if any(".lokr_" in key for key in state):
+            raise ValueError(f"The LoRA '{file_name}' is a LoKr adapter; the slot merges LoRA factors only.")
+        if "lora_A" not in next(iter(state)):
+            state = convert_unet_state_dict_to_peft(state)  # diffusers' and kohya's layouts to peft's
+        metadata = {key.removeprefix(prefix): v for key, v in (metadata or {}).items() if key.startswith(prefix)}
+        alphas = {key.removeprefix(prefix): v for key, v in (alphas or {}).items() if key.startswith(prefix)}
+        ranks = {f"^{key}": value.shape[1] for key, value in state.items() if "lora_B" in key and value.ndim > 1}
+        config = _create_lora_config(state, alphas or None, metadata or None, ranks)
+        unsupported = [name for name, used in (("DoRA", config.use_dora), ("LoRA biases", config.lora_bias)) if used]
+        if unsupported:
+            raise ValueError(f"The LoRA '{file_name}' uses {unsupported[0]}, which the slot cannot merge.")
+        factors: dict[str, tuple[Any, Any]] = {}
+        for key in state:
+            if not key.endswith(".lora_A.weight"):
+                continue
+            name = key.removesuffix(".lora_A.weight")
+            rank = config.rank_pattern.get(get_pattern_key(config.rank_pattern.keys(), name), config.r)
+            alpha = config.alpha_pattern.get(get_pattern_key(config.alpha_pattern.keys(), name), config.lora_alpha)
+            scaling = alpha / math.sqrt(rank) if config.use_rslora else alpha / rank
+            up, down = state[f"{name}.lora_B.weight"].float(), state[key].float()
+            factors[name] = (up * (scaling * self._scale), down)
+        foreign = sorted(set(factors) - set(self._layers))
+        if foreign:
+            raise ValueError(
+                f"The LoRA '{file_name}' has {len(foreign)} layers the slot does not cover (first: {foreign[0]}); "
+                f"the slot covers {', '.join(self.target_modules)}."
+            )
+        return factors
+
     def _unmerge(self) -> None:
         import torch
 
+        merged = [name for name, layer in self._layers.items() if SLOT_ADAPTER in layer.merged_adapters]
+        if not merged:
+            return
         with torch.no_grad():
-            for name, layer in self._layers.items():
-                if SLOT_ADAPTER in layer.merged_adapters:
-                    layer.base_layer.weight.copy_(self._base_weights[name])  # exact: W0 itself, not W - delta
-                    layer.merged_adapters.remove(SLOT_ADAPTER)
-                    _requantize(layer.base_layer)
+            # Exact: W0 itself, not W - delta. One multi-tensor copy for every layer.
+            torch._foreach_copy_(
+                [self._layers[name].base_layer.weight for name in merged], [self._base_weights[name] for name in merged]
+            )
+        for name in merged:
+            self._layers[name].merged_adapters.remove(SLOT_ADAPTER)
+            _requantize(self._layers[name].base_layer)
 
-    def _merge(self) -> None:
+    def _merge(self, factors: dict[str, tuple[Any, Any]]) -> None:
+        """W = W0 + B·A (``_factors``, scales folded in) on every slot layer, W0 where ``factors`` has none."""
         import torch
 
         with torch.no_grad():
-            for name, layer in self._layers.items():
-                weight = layer.base_layer.weight
-                base = self._base_weights.get(name)
-                if base is None:
-                    base = self._base_weights[name] = weight.detach().clone()
-                # In float32, from the untouched copy: the result is the same whichever users came before.
-                delta = layer.lora_B[SLOT_ADAPTER].weight.float() @ layer.lora_A[SLOT_ADAPTER].weight.float()
-                weight.copy_(base.float() + delta * (layer.scaling[SLOT_ADAPTER] * self._scale))
-                _requantize(layer.base_layer)
-                if SLOT_ADAPTER not in layer.merged_adapters:
-                    # peft's forward runs just the base layer for a merged adapter.
-                    layer.merged_adapters.append(SLOT_ADAPTER)
+            if not self._base_weights:
+                self._base_weights = {
+                    name: layer.base_layer.weight.detach().clone() for name, layer in self._layers.items()
+                }
+            unchanged = [name for name in self._layers if name not in factors]
+            if unchanged:
+                torch._foreach_copy_(
+                    [self._layers[name].base_layer.weight for name in unchanged],
+                    [self._base_weights[name] for name in unchanged],
+                )
+            shapes: dict[tuple[int, ...], list[str]] = {}
+            for name in factors:
+                shapes.setdefault(tuple(self._base_weights[name].shape), []).append(name)
+            for (rows, columns), names in shapes.items():
+                for first in range(0, len(names), MERGE_CHUNK):
+                    self._merge_chunk(names[first : first + MERGE_CHUNK], factors, rows, columns)
+        for layer in self._layers.values():
+            _requantize(layer.base_layer)
+            if SLOT_ADAPTER not in layer.merged_adapters:
+                # peft's forward runs just the base layer for a merged adapter.
+                layer.merged_adapters.append(SLOT_ADAPTER)
+
+    def _merge_chunk(self, names: list[str], factors: dict[str, tuple[Any, Any]], rows: int, columns: int) -> None:
+        """Same-shaped layers in one batched product: float32, from the untouched copies, so the result is the same
+        whichever users came before; ranks below the chunk's largest are padded with zeros (exact)."""
+        import torch
+
+        weights = [self._layers[name].base_layer.weight for name in names]
+        rank = max(factors[name][1].shape[0] for name in names)
+        up, down = torch.zeros(len(names), rows, rank), torch.zeros(len(names), rank, columns)
+        for index, name in enumerate(names):
+            b, a = factors[name]
+            up[index, :, : b.shape[1]] = b
+            down[index, : a.shape[0]] = a
+        device = weights[0].device
+        base = torch.stack([self._base_weights[name] for name in names]).float()
+        merged = torch.baddbmm(base, up.to(device, non_blocking=True), down.to(device, non_blocking=True))
+        torch._foreach_copy_(weights, list(merged.to(weights[0].dtype).unbind(0)))
 
     def clear(self) -> float:
         """Zero the slot (and drop any text-encoder part), so no user's weights stay in memory; return seconds."""
@@ -221,10 +305,11 @@ class LoraSlot:
 
         started = time.perf_counter()
         self._unmerge()
-        with torch.no_grad():
-            for name, param in self._model.named_parameters():
-                if f".{SLOT_ADAPTER}." in name:
-                    param.zero_()  # in place: a compiled UNet keeps using the same tensors
+        if not self.merge:  # a merging slot never writes its LoRA layers: they hold zeros from the start
+            with torch.no_grad():
+                for name, param in self._model.named_parameters():
+                    if f".{SLOT_ADAPTER}." in name:
+                        param.zero_()  # in place: a compiled UNet keeps using the same tensors
         if self._text_adapter is not None:
             remove_adapter(self.pipe, self._text_adapter)
             self._text_adapter = None

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import torch
 
+from pipeline.diffusion.adapters import new_adapter_name, remove_adapter
 from pipeline.diffusion.generation import GeneratedImage, generate_headshots
 from pipeline.diffusion.loading import load_base_pipeline
 from pipeline.diffusion.lora_slot import SLOT_ADAPTER, LoraSlot
@@ -147,3 +148,63 @@ def test_generation_through_a_merging_slot_leaves_the_base_as_it_was(
     render(merged_pipe, trained.lora_path, merging_slot)
     assert merging_slot.active is None and not merging_slot.merged
     assert difference(render(merged_pipe).image, base_headshots[0].image) < 0.01
+
+
+def scaled_lora(slot: LoraSlot, folder: Path, *, rank: int, alpha: float, use_dora: bool = False) -> Path:
+    """A random rank-``rank`` LoRA on the slot's layers whose metadata scales it by ``alpha / rank``."""
+    from diffusers import StableDiffusionXLPipeline
+    from peft import LoraConfig
+
+    generator = torch.Generator().manual_seed(rank)
+    layers = {}
+    for name, layer in slot._layers.items():
+        base = layer.base_layer
+        layers[f"{name}.lora_A.weight"] = torch.randn(rank, base.in_features, generator=generator) * 0.05
+        layers[f"{name}.lora_B.weight"] = torch.randn(base.out_features, rank, generator=generator) * 0.05
+    config = LoraConfig(r=rank, lora_alpha=alpha, use_dora=use_dora, target_modules=list(slot.target_modules))
+    StableDiffusionXLPipeline.save_lora_weights(
+        folder, unet_lora_layers=layers, unet_lora_adapter_metadata=config.to_dict(), weight_name="scaled.safetensors"
+    )
+    return folder / "scaled.safetensors"
+
+
+def test_a_merge_gives_peft_s_own_weights_for_every_layout_diffusers_loads(
+    pipe: Any, merging_slot: LoraSlot, trained: Any, tmp_path: Path
+) -> None:
+    """The merging slot reads a file's factors and scales itself; each must give W0 + the delta peft computes for
+    the same file loaded as an ordinary adapter."""
+    from pipeline.lora_export import to_kohya
+
+    kohya = tmp_path / "kohya.safetensors"
+    kohya.write_bytes(to_kohya(trained.lora_path.read_bytes()))  # per-layer alphas, float16
+    layouts = {
+        "training's file (diffusers layout)": trained.lora_path,
+        "its kohya export": kohya,
+        "peft layout, rank 4 below the slot's, alpha twice the rank": scaled_lora(
+            merging_slot, tmp_path, rank=4, alpha=8
+        ),
+    }
+    for layout, path in layouts.items():
+        adapter = new_adapter_name("expected")
+        pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=adapter)
+        try:
+            merging_slot.swap_in(path)
+            for name, layer in merging_slot._layers.items():
+                theirs = pipe.unet.get_submodule(name)
+                expected = theirs.base_layer.weight + theirs.get_delta_weight(adapter)
+                torch.testing.assert_close(layer.base_layer.weight, expected, rtol=1e-5, atol=1e-6, msg=layout)
+        finally:
+            merging_slot.clear()
+            remove_adapter(pipe, adapter)
+
+
+def test_a_lora_the_slot_cannot_merge_is_refused_by_name_and_leaves_the_base(
+    merging_slot: LoraSlot, tmp_path: Path
+) -> None:
+    before = base_weights(merging_slot.pipe)
+    dora = scaled_lora(merging_slot, tmp_path, rank=4, alpha=4, use_dora=True)
+    with pytest.raises(ValueError, match="'scaled.safetensors' uses DoRA"):
+        merging_slot.swap_in(dora)
+    assert merging_slot.active is None and not merging_slot.merged
+    after = base_weights(merging_slot.pipe)
+    assert all(torch.equal(after[name], weight) for name, weight in before.items())
