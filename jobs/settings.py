@@ -107,6 +107,12 @@ class Settings(BaseSettings):
         description="The headshot shapes a compiled worker renders once at start (comma-separated names from "
         "pipeline/looks.py), so no request at them compiles. A shape left out costs its first request a compile.",
     )
+    compile_cache_dir: Path | None = Field(
+        default=None,
+        description="Where torch.compile keeps the kernels it generates (inductor's and Triton's caches), so a "
+        "restarted worker loads its graphs instead of compiling them again; default <model_cache_dir>/compile. An "
+        "explicit TORCHINDUCTOR_CACHE_DIR wins.",
+    )
     render_float8: bool = Field(
         default=False,
         description="Render through FP8 products in the UNet's transformer layers; needs compile_unet and a GPU "
@@ -250,6 +256,10 @@ class Settings(BaseSettings):
     @property
     def resolved_model_cache_dir(self) -> Path:
         return self.model_cache_dir or self.data_dir / "models"
+
+    @property
+    def resolved_compile_cache_dir(self) -> Path:
+        return self.compile_cache_dir or self.resolved_model_cache_dir / "compile"
 
     # Blob storage backend: a local folder, or an S3-compatible bucket shared by bot and workers on other hosts.
     storage_backend: Literal["local", "s3"] = Field(default="local", description="'local' (storage_dir) or 's3'.")

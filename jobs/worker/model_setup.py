@@ -105,7 +105,9 @@ def prepare_model(settings: Settings) -> ServingModel:
 
         log.info("%d UNet linear layers render in FP8", use_float8_linears(pipe.unet))
     if compiling.training or compiling.unet:
-        from pipeline.diffusion.acceleration import use_channels_last, use_fast_maths
+        from pipeline.diffusion.acceleration import use_channels_last, use_compile_cache, use_fast_maths
+
+        log.info("compiled kernels cached in %s", use_compile_cache(settings.resolved_compile_cache_dir))
 
         # Before the training compile: graphs guard on the TF32 switches and on weight strides, so had serving's
         # set-up changed them after it, the first user's training would recompile (it did, BENCHMARKS.md).

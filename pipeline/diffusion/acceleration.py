@@ -12,6 +12,8 @@ having any effect. Generation refuses a LoRA on a pipeline someone fused (``is_q
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -21,6 +23,7 @@ __all__ = [
     "is_qkv_fused",
     "optimize_for_inference",
     "use_channels_last",
+    "use_compile_cache",
     "use_fast_maths",
 ]
 
@@ -102,6 +105,22 @@ def use_fast_maths(pipe: Any) -> None:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
+
+
+def use_compile_cache(folder: Path) -> Path:
+    """Keep torch.compile's generated kernels in ``folder`` (created if needed) unless ``TORCHINDUCTOR_CACHE_DIR``
+    already names a folder; return the folder in use. Process-wide.
+
+    Inductor's default folder is under /tmp, which a container loses at every restart, and a cold SDXL graph takes
+    minutes to compile (BENCHMARKS.md); from a kept folder a restarted worker loads its graphs. Triton's cache follows
+    inductor's folder. Call it before the first compile: inductor fixes its folder at first use.
+    """
+    named = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if named:
+        return Path(named)
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder.resolve())
+    return folder.resolve()
 
 
 def use_channels_last(pipe: Any) -> None:

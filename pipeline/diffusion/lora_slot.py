@@ -203,8 +203,8 @@ class LoraSlot:
         """Slot layer name -> (B·scaling·the slot's scale, A) from the denoiser part of a LoRA file, as float32 on
         the host. Raises ``ValueError`` naming the file for what a merge cannot hold (DoRA, LoKr, LoRA biases) and
         for layers the slot does not cover."""
-        from diffusers.utils.state_dict_utils import convert_unet_state_dict_to_peft
         from diffusers.utils.peft_utils import _create_lora_config  # the config diffusers' own loader builds
+        from diffusers.utils.state_dict_utils import convert_unet_state_dict_to_peft
         from peft.utils.other import get_pattern_key
 
         prefix = self._prefix + "."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -38,8 +39,10 @@ def recompile_limit_fails() -> Iterator[None]:
 # without FP8 traces the same graphs less the FP8 layers, and cost CI minutes for no path of its own.
 @pytest.mark.parametrize(("float8", "scope"), [(True, "unet"), (False, "blocks")], ids=["fp8-rendering", "blocks"])
 def test_a_compiled_worker_compiles_at_start_and_never_for_a_user(
-    selfie_dir: Path, tmp_path: Path, float8: bool, scope: Literal["unet", "blocks"]
+    selfie_dir: Path, tmp_path: Path, float8: bool, scope: Literal["unet", "blocks"], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "restored-after-the-test")
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")  # unset, as on a fresh worker
     # "eager": dynamo's tracing and guards (what decides a recompile) without inductor's codegen on a CPU.
     settings = Settings(
         model="tiny",
@@ -58,6 +61,7 @@ def test_a_compiled_worker_compiles_at_start_and_never_for_a_user(
     model = prepare_model(settings)
     started = graphs()
     assert started > before and model.lora_slot is not None and model.training_slot is not None
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(settings.resolved_compile_cache_dir.resolve())
     fp8_layers = [module for module in model.pipe.unet.modules() if isinstance(module, Float8Linear)]
     assert bool(fp8_layers) == float8
     unet = model.pipe.unet

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.diffusion.acceleration import is_qkv_fused, optimize_for_inference
+from pipeline.diffusion.acceleration import is_qkv_fused, optimize_for_inference, use_compile_cache
 from pipeline.diffusion.generation import GeneratedImage, generate_headshots
 from pipeline.diffusion.loading import load_base_pipeline
 from pipeline.diffusion.lora_slot import LoraSlot
@@ -84,3 +84,15 @@ def test_a_worker_compiled_for_serving_never_compiles_again_for_users_or_trainin
     train_lora(pipe, selfie_images[:2], TrainingConfig(rank=4, steps=4, seed=1), tmp_path)
     serve(trained.lora_path, 4)
     assert graphs() == warmed, "a user's request or a training job compiled a new graph"
+
+
+def test_compiled_kernels_are_kept_in_the_workers_folder_unless_inductors_own_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "named"))
+    assert use_compile_cache(tmp_path / "kept") == tmp_path / "named"
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
+    assert use_compile_cache(tmp_path / "kept") == (tmp_path / "kept").resolve()
+    assert cache_dir() == str((tmp_path / "kept").resolve())  # where inductor writes its kernels now
