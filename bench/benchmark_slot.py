@@ -3,6 +3,9 @@
 On SDXL's architecture (random weights) with the worker's slot (rank ``HEADSHOT_LORA_RANK``'s default, merging), a
 rank-16 LoRA saved as the worker's training saves one: a swap and a clear together, then ``swap_in`` (read the file,
 merge) and ``clear`` (restore the base) apart, each the median of several, the device synchronised around each.
+
+The baseline, on a second pipeline in the same process, is the slot as it was before it read files itself: diffusers'
+hot-swap copies the file into the slot's LoRA layers, then each layer is merged on its own (``hotswap_baseline``).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 
 from bench.measure import benchmark_pipeline, measured
 
-__all__ = ["main", "slot_stages"]
+__all__ = ["hotswap_baseline", "main", "slot_stages"]
 
 
 def slot_stages(pipe: Any, *, rank: int, repeats: int) -> dict[str, Any]:
@@ -60,6 +63,46 @@ def slot_stages(pipe: Any, *, rank: int, repeats: int) -> dict[str, Any]:
     return figures
 
 
+def hotswap_baseline(pipe: Any, *, rank: int, repeats: int) -> dict[str, Any]:
+    """The same stages the way the slot did them before: ``swap_in`` on a non-merging slot (diffusers' hot-swap into
+    the slot's LoRA layers), then per layer W = W0 + B·A·scaling in float32 from a kept copy; the clear copies each
+    W0 back and zeroes the slot's layers."""
+    import torch
+
+    from bench.benchmark_request import user_lora_file
+    from jobs.settings import Settings
+    from pipeline.diffusion.lora_slot import SLOT_ADAPTER, LoraSlot
+
+    device = str(pipe.unet.device)
+    slot = LoraSlot(pipe, max_rank=Settings().lora_rank, merge=False)
+    lora = user_lora_file(slot, Path(tempfile.mkdtemp(prefix="bench-slot-")), rank=rank)
+    bases = {name: layer.base_layer.weight.detach().clone() for name, layer in slot._layers.items()}
+
+    def swap_and_merge() -> None:
+        slot.swap_in(lora)
+        with torch.no_grad():
+            for name, layer in slot._layers.items():
+                delta = layer.lora_B[SLOT_ADAPTER].weight.float() @ layer.lora_A[SLOT_ADAPTER].weight.float()
+                layer.base_layer.weight.copy_(bases[name].float() + delta * layer.scaling[SLOT_ADAPTER])
+
+    def clear() -> None:
+        with torch.no_grad():
+            for name, layer in slot._layers.items():
+                layer.base_layer.weight.copy_(bases[name])
+        slot.clear()
+
+    def median(call: Callable[[], Any], before: Callable[[], Any]) -> float:
+        seconds = []
+        for _ in range(repeats + 1):
+            before()
+            with measured(device) as stage:
+                call()
+            seconds.append(stage.seconds)
+        return round(statistics.median(seconds[1:]), 4)
+
+    return {"swap_in_s": median(swap_and_merge, before=clear), "clear_s": median(clear, before=swap_and_merge)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.benchmark_slot", description=__doc__.split("\n")[0])
     parser.add_argument("--model", choices=("sdxl", "tiny"), default="sdxl")
@@ -70,12 +113,18 @@ def main(argv: list[str] | None = None) -> int:
 
     from pipeline.diffusion.loading import pick_device
 
-    pipe = benchmark_pipeline(args.model, pick_device())
-    results = {
+    device = pick_device()
+    pipe = benchmark_pipeline(args.model, device)
+    results: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d"),
         "model": args.model,
         "slot": slot_stages(pipe, rank=args.rank, repeats=args.repeats),
     }
+    print(json.dumps(results), flush=True)
+    del pipe
+    results["hotswap_baseline"] = hotswap_baseline(
+        benchmark_pipeline(args.model, device), rank=args.rank, repeats=args.repeats
+    )
     print(json.dumps(results), flush=True)
     if args.out:
         args.out.write_text(json.dumps(results, indent=2) + "\n")

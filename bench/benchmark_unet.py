@@ -26,6 +26,7 @@ from typing import Any
 from bench.measure import benchmark_pipeline, measured
 
 __all__ = [
+    "COMPILE_MODES",
     "float8_error",
     "kernel_kind",
     "kernel_profile",
@@ -50,6 +51,10 @@ KERNEL_KINDS = (
     ("matrix products", re.compile(r"gemm|nvjet|xmma|cutlass|scaled_mm|addmm|matmul|\bmm\b|linear", re.IGNORECASE)),
     ("norms", re.compile(r"norm|welford", re.IGNORECASE)),
 )
+
+
+# ``--compile-modes``' names, in the order they run.
+COMPILE_MODES = ("static", "cudagraphs", "dynamic")
 
 
 def kernel_kind(name: str) -> str:
@@ -238,7 +243,9 @@ def unet_variants(
         record(kernel_profile(pipe, inputs, label="the last variant above"))
 
 
-def compile_modes(pipe: Any, *, record: Callable[[dict[str, Any]], None]) -> None:
+def compile_modes(
+    pipe: Any, *, record: Callable[[dict[str, Any]], None], only: tuple[str, ...] = COMPILE_MODES
+) -> None:
     """bf16, the whole UNet compiled for rendering each way in turn, every one from scratch (dynamo reset; inductor's
     on-disk cache is whatever the machine has, so run it on a fresh one): static shapes with fullgraph (one graph per
     shape), the same captured in CUDA graphs ('reduce-overhead', launch gaps gone), and dynamic shapes (one graph
@@ -257,12 +264,16 @@ def compile_modes(pipe: Any, *, record: Callable[[dict[str, Any]], None]) -> Non
     record(unet_call_seconds(pipe, inputs, label="bf16, eager"))
     # A static graph's second shape compiles as long as its first (150 s against 154 s, BENCHMARKS.md 2026-12-02):
     # only the dynamic graph's is timed.
-    modes: list[tuple[str, dict[str, Any], bool]] = [
-        ("bf16, whole UNet, static shapes, fullgraph", {"dynamic": False}, False),
-        ("bf16, whole UNet, static shapes, CUDA graphs", {"dynamic": False, "mode": "reduce-overhead"}, False),
-        ("bf16, whole UNet, dynamic shapes", {"dynamic": True}, True),
-    ]
-    for label, options, second_shape in modes:
+    modes: dict[str, tuple[str, dict[str, Any], bool]] = {
+        "static": ("bf16, whole UNet, static shapes, fullgraph", {"dynamic": False}, False),
+        "cudagraphs": (
+            "bf16, whole UNet, static shapes, CUDA graphs",
+            {"dynamic": False, "mode": "reduce-overhead"},
+            False,
+        ),
+        "dynamic": ("bf16, whole UNet, dynamic shapes", {"dynamic": True}, True),
+    }
+    for label, options, second_shape in (modes[name] for name in only):
         uncompile()
         pipe.unet.compile(fullgraph=True, **options)
         figures = unet_call_seconds(pipe, inputs, label=label)
@@ -286,7 +297,10 @@ def main(argv: list[str] | None = None) -> int:
         help="only bf16 eager and bf16 as a GPU worker compiles it (then profiled)",
     )
     parser.add_argument(
-        "--compile-modes", action="store_true", help="only eager and the whole UNet compiled each way, cold"
+        "--compile-modes",
+        nargs="?",
+        const=",".join(COMPILE_MODES),
+        help=f"only eager and the whole UNet compiled each way named (default: {','.join(COMPILE_MODES)}), cold",
     )
     parser.add_argument("--out", type=Path, help="write the results as JSON here (rewritten after each figure)")
     args = parser.parse_args(argv)
@@ -308,7 +322,11 @@ def main(argv: list[str] | None = None) -> int:
         record(unet_flops(pipe))
         return 0
     if args.compile_modes:
-        compile_modes(pipe, record=record)
+        names = tuple(args.compile_modes.split(","))
+        unknown = sorted(set(names) - set(COMPILE_MODES))
+        if unknown:
+            parser.error(f"--compile-modes names {', '.join(unknown)}; pick from {', '.join(COMPILE_MODES)}")
+        compile_modes(pipe, record=record, only=names)
         return 0
     unet_variants(
         pipe, record=record, full_compile=args.full_compile, profile=args.profile, worker_only=args.worker_only
