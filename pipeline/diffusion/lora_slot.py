@@ -199,10 +199,11 @@ class LoraSlot:
 
     def _factors(
         self, state: dict[str, Any], alphas: dict[str, float] | None, metadata: dict[str, Any] | None, file_name: str
-    ) -> dict[str, tuple[Any, Any]]:
-        """Slot layer name -> (B·scaling·the slot's scale, A) from the denoiser part of a LoRA file, as float32 on
-        the host. Raises ``ValueError`` naming the file for what a merge cannot hold (DoRA, LoKr, LoRA biases) and
-        for layers the slot does not cover."""
+    ) -> dict[str, tuple[Any, Any, float]]:
+        """Slot layer name -> (B, A, scaling) from the denoiser part of a LoRA file, as the file holds them.
+
+        Raises ``ValueError`` naming the file for what a merge cannot hold (DoRA, LoKr, LoRA biases) and for layers
+        the slot does not cover."""
         from diffusers.utils.peft_utils import _create_lora_config  # the config diffusers' own loader builds
         from diffusers.utils.state_dict_utils import convert_unet_state_dict_to_peft
         from peft.utils.other import get_pattern_key
@@ -222,16 +223,19 @@ class LoraSlot:
         unsupported = [name for name, used in (("DoRA", config.use_dora), ("LoRA biases", config.lora_bias)) if used]
         if unsupported:
             raise ValueError(f"The LoRA '{file_name}' uses {unsupported[0]}, which the slot cannot merge.")
-        factors: dict[str, tuple[Any, Any]] = {}
+        factors: dict[str, tuple[Any, Any, float]] = {}
         for key in state:
             if not key.endswith(".lora_A.weight"):
                 continue
             name = key.removesuffix(".lora_A.weight")
-            rank = config.rank_pattern.get(get_pattern_key(config.rank_pattern.keys(), name), config.r)
-            alpha = config.alpha_pattern.get(get_pattern_key(config.alpha_pattern.keys(), name), config.lora_alpha)
+            # Per-layer ranks and alphas as peft reads them (files with one rank and one alpha have no patterns).
+            rank, alpha = config.r, config.lora_alpha
+            if config.rank_pattern:
+                rank = config.rank_pattern.get(get_pattern_key(config.rank_pattern.keys(), name), rank)
+            if config.alpha_pattern:
+                alpha = config.alpha_pattern.get(get_pattern_key(config.alpha_pattern.keys(), name), alpha)
             scaling = alpha / math.sqrt(rank) if config.use_rslora else alpha / rank
-            up, down = state[f"{name}.lora_B.weight"].float(), state[key].float()
-            factors[name] = (up * (scaling * self._scale), down)
+            factors[name] = (state[f"{name}.lora_B.weight"], state[key], scaling)
         foreign = sorted(set(factors) - set(self._layers))
         if foreign:
             raise ValueError(
@@ -255,8 +259,8 @@ class LoraSlot:
             self._layers[name].merged_adapters.remove(SLOT_ADAPTER)
             _requantize(self._layers[name].base_layer)
 
-    def _merge(self, factors: dict[str, tuple[Any, Any]]) -> None:
-        """W = W0 + B·A (``_factors``, scales folded in) on every slot layer, W0 where ``factors`` has none."""
+    def _merge(self, factors: dict[str, tuple[Any, Any, float]]) -> None:
+        """W = W0 + B·A·scaling (``_factors``) on every slot layer, W0 where ``factors`` has none."""
         import torch
 
         with torch.no_grad():
@@ -273,30 +277,34 @@ class LoraSlot:
             shapes: dict[tuple[int, ...], list[str]] = {}
             for name in factors:
                 shapes.setdefault(tuple(self._base_weights[name].shape), []).append(name)
-            for (rows, columns), names in shapes.items():
+            for names in shapes.values():
                 for first in range(0, len(names), MERGE_CHUNK):
-                    self._merge_chunk(names[first : first + MERGE_CHUNK], factors, rows, columns)
+                    self._merge_chunk(names[first : first + MERGE_CHUNK], factors)
         for layer in self._layers.values():
             _requantize(layer.base_layer)
             if SLOT_ADAPTER not in layer.merged_adapters:
                 # peft's forward runs just the base layer for a merged adapter.
                 layer.merged_adapters.append(SLOT_ADAPTER)
 
-    def _merge_chunk(self, names: list[str], factors: dict[str, tuple[Any, Any]], rows: int, columns: int) -> None:
+    def _merge_chunk(self, names: list[str], factors: dict[str, tuple[Any, Any, float]]) -> None:
         """Same-shaped layers in one batched product: float32, from the untouched copies, so the result is the same
-        whichever users came before; ranks below the chunk's largest are padded with zeros (exact)."""
+        whichever users came before. The factors travel stacked, one copy each to the device; ranks below the
+        chunk's largest are padded with zeros (exact)."""
         import torch
+        import torch.nn.functional as functional
 
         weights = [self._layers[name].base_layer.weight for name in names]
-        rank = max(factors[name][1].shape[0] for name in names)
-        up, down = torch.zeros(len(names), rows, rank), torch.zeros(len(names), rank, columns)
-        for index, name in enumerate(names):
-            b, a = factors[name]
-            up[index, :, : b.shape[1]] = b
-            down[index, : a.shape[0]] = a
+        ups, downs = [factors[name][0] for name in names], [factors[name][1] for name in names]
+        rank = max(down.shape[0] for down in downs)
+        if any(down.shape[0] != rank for down in downs):
+            ups = [functional.pad(up, (0, rank - up.shape[1])) for up in ups]
+            downs = [functional.pad(down, (0, 0, 0, rank - down.shape[0])) for down in downs]
         device = weights[0].device
+        scales = torch.tensor([factors[name][2] * self._scale for name in names]).view(-1, 1, 1)
+        up = torch.stack(ups).to(device, non_blocking=True).float() * scales.to(device, non_blocking=True)
+        down = torch.stack(downs).to(device, non_blocking=True).float()
         base = torch.stack([self._base_weights[name] for name in names]).float()
-        merged = torch.baddbmm(base, up.to(device, non_blocking=True), down.to(device, non_blocking=True))
+        merged = torch.baddbmm(base, up, down)
         torch._foreach_copy_(weights, list(merged.to(weights[0].dtype).unbind(0)))
 
     def clear(self) -> float:
