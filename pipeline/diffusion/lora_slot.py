@@ -260,7 +260,12 @@ class LoraSlot:
             _requantize(self._layers[name].base_layer)
 
     def _merge(self, factors: dict[str, tuple[Any, Any, float]]) -> None:
-        """W = W0 + B·A·scaling (``_factors``) on every slot layer, W0 where ``factors`` has none."""
+        """W = W0 + B·A·scaling (``_factors``) on every slot layer, W0 where ``factors`` has none.
+
+        The host stacks every chunk's factors first and they travel in one copy per dtype, before any merge kernel
+        is queued: a copy from pageable host memory waits for the device's stream, so a copy per chunk would make
+        host and device take turns instead of overlapping.
+        """
         import torch
 
         with torch.no_grad():
@@ -268,44 +273,48 @@ class LoraSlot:
                 self._base_weights = {
                     name: layer.base_layer.weight.detach().clone() for name, layer in self._layers.items()
                 }
+            shapes: dict[tuple[int, ...], list[str]] = {}
+            for name in factors:
+                shapes.setdefault(tuple(self._base_weights[name].shape), []).append(name)
+            chunks = [
+                names[first : first + MERGE_CHUNK]
+                for names in shapes.values()
+                for first in range(0, len(names), MERGE_CHUNK)
+            ]
+            stacked = [self._stacked_factors(names, factors) for names in chunks]
+            device = next(iter(self._base_weights.values())).device
+            moved = iter(_to_device([tensor for triple in stacked for tensor in triple], device))
             unchanged = [name for name in self._layers if name not in factors]
             if unchanged:
                 torch._foreach_copy_(
                     [self._layers[name].base_layer.weight for name in unchanged],
                     [self._base_weights[name] for name in unchanged],
                 )
-            shapes: dict[tuple[int, ...], list[str]] = {}
-            for name in factors:
-                shapes.setdefault(tuple(self._base_weights[name].shape), []).append(name)
-            for names in shapes.values():
-                for first in range(0, len(names), MERGE_CHUNK):
-                    self._merge_chunk(names[first : first + MERGE_CHUNK], factors)
+            for names in chunks:
+                up, down, scales = next(moved), next(moved), next(moved)
+                weights = [self._layers[name].base_layer.weight for name in names]
+                # Float32 from the untouched copies: the result is the same whichever users came before.
+                base = torch.stack([self._base_weights[name] for name in names]).float()
+                merged = torch.baddbmm(base, up.float() * scales, down.float())
+                torch._foreach_copy_(weights, list(merged.to(weights[0].dtype).unbind(0)))
         for layer in self._layers.values():
             _requantize(layer.base_layer)
             if SLOT_ADAPTER not in layer.merged_adapters:
                 # peft's forward runs just the base layer for a merged adapter.
                 layer.merged_adapters.append(SLOT_ADAPTER)
 
-    def _merge_chunk(self, names: list[str], factors: dict[str, tuple[Any, Any, float]]) -> None:
-        """Same-shaped layers in one batched product: float32, from the untouched copies, so the result is the same
-        whichever users came before. The factors travel stacked, one copy each to the device; ranks below the
-        chunk's largest are padded with zeros (exact)."""
+    def _stacked_factors(self, names: list[str], factors: dict[str, tuple[Any, Any, float]]) -> tuple[Any, Any, Any]:
+        """Same-shaped layers' (B, A, scale) stacked on the host, ranks below the largest padded with zeros (exact)."""
         import torch
         import torch.nn.functional as functional
 
-        weights = [self._layers[name].base_layer.weight for name in names]
         ups, downs = [factors[name][0] for name in names], [factors[name][1] for name in names]
         rank = max(down.shape[0] for down in downs)
         if any(down.shape[0] != rank for down in downs):
             ups = [functional.pad(up, (0, rank - up.shape[1])) for up in ups]
             downs = [functional.pad(down, (0, 0, 0, rank - down.shape[0])) for down in downs]
-        device = weights[0].device
         scales = torch.tensor([factors[name][2] * self._scale for name in names]).view(-1, 1, 1)
-        up = torch.stack(ups).to(device, non_blocking=True).float() * scales.to(device, non_blocking=True)
-        down = torch.stack(downs).to(device, non_blocking=True).float()
-        base = torch.stack([self._base_weights[name] for name in names]).float()
-        merged = torch.baddbmm(base, up, down)
-        torch._foreach_copy_(weights, list(merged.to(weights[0].dtype).unbind(0)))
+        return torch.stack(ups), torch.stack(downs), scales
 
     def clear(self) -> float:
         """Zero the slot (and drop any text-encoder part), so no user's weights stay in memory; return seconds."""
@@ -324,6 +333,19 @@ class LoraSlot:
         self._active = None
         self._scale = 1.0
         return time.perf_counter() - started
+
+
+def _to_device(tensors: list[Any], device: Any) -> list[Any]:
+    """``tensors`` on ``device``, moved in one copy per dtype (flattened together, then viewed apart)."""
+    import torch
+
+    moved: list[Any] = [None] * len(tensors)
+    for dtype in {tensor.dtype for tensor in tensors}:
+        indices = [index for index, tensor in enumerate(tensors) if tensor.dtype == dtype]
+        flat = torch.cat([tensors[index].reshape(-1) for index in indices]).to(device)
+        for index, part in zip(indices, flat.split([tensors[index].numel() for index in indices]), strict=True):
+            moved[index] = part.view(tensors[index].shape)
+    return moved
 
 
 def _requantize(base_layer: Any) -> None:
