@@ -308,7 +308,9 @@ class LoraSlot:
         import torch
         import torch.nn.functional as functional
 
-        ups, downs = [factors[name][0] for name in names], [factors[name][1] for name in names]
+        dtype = factors[names[0]][0].dtype  # one file, one dtype; a mixed one is brought to its first
+        ups = [factors[name][0].to(dtype) for name in names]
+        downs = [factors[name][1].to(dtype) for name in names]
         rank = max(down.shape[0] for down in downs)
         if any(down.shape[0] != rank for down in downs):
             ups = [functional.pad(up, (0, rank - up.shape[1])) for up in ups]
