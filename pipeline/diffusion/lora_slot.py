@@ -131,7 +131,8 @@ class LoraSlot:
         if self._text_adapter is not None:
             remove_adapter(pipe, self._text_adapter)
             self._text_adapter = None
-        self._unmerge()  # peft hot-swaps no merged adapter; the next user's merge starts from W0 anyway
+        if not self.merge:  # peft hot-swaps no merged adapter; a merge writes every slot layer from W0 itself
+            self._unmerge()
         self._active = lora_path
         self._scale = scale
         try:
