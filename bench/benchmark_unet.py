@@ -199,16 +199,10 @@ def unet_variants(
     """Every variant of the module docstring on ``pipe``, in order; FP8 layers stay once converted, so FP8 comes last
     within each compile scope. ``worker_only``: bf16 eager, then the transformer blocks compiled as a GPU worker
     compiles them."""
-    import torch
 
     from bench.float8_layers import use_bf16_linears
     from pipeline.diffusion.acceleration import compile_unet_blocks
     from pipeline.diffusion.float8 import use_float8_linears
-
-    def uncompile() -> None:
-        for module in pipe.unet.modules():
-            module._compiled_call_impl = None
-        torch._dynamo.reset()
 
     inputs = unet_call_inputs(pipe, batch=8)
     base = str(pipe.unet.dtype).removeprefix("torch.")
@@ -225,17 +219,17 @@ def unet_variants(
     as_a_worker_compiles()
     if worker_only:
         return
-    uncompile()
+    _uncompile(pipe)
     record({"variant": "FP8 layers", "layers": use_float8_linears(pipe.unet)})
     record(unet_call_seconds(pipe, inputs, label="FP8, eager"))
     compile_unet_blocks(pipe.unet)
     record(unet_call_seconds(pipe, inputs, label="FP8, transformer blocks compiled"))
     if full_compile:
-        uncompile()
+        _uncompile(pipe)
         use_bf16_linears(pipe.unet)
         pipe.unet.compile()  # as HEADSHOT_COMPILE_SCOPE=unet compiles
         record(unet_call_seconds(pipe, inputs, label=f"{base}, whole UNet compiled"))
-        uncompile()
+        _uncompile(pipe)
         use_float8_linears(pipe.unet)
         pipe.unet.compile()
         record(unet_call_seconds(pipe, inputs, label="FP8, whole UNet compiled"))
@@ -243,38 +237,43 @@ def unet_variants(
         record(kernel_profile(pipe, inputs, label="the last variant above"))
 
 
+def _uncompile(pipe: Any) -> None:
+    """Every compiled module of the UNet back to eager, and dynamo's caches emptied: the next compile starts cold."""
+    import torch._dynamo
+
+    for module in pipe.unet.modules():
+        module._compiled_call_impl = None
+    torch._dynamo.reset()
+
+
 def compile_modes(
     pipe: Any, *, record: Callable[[dict[str, Any]], None], only: tuple[str, ...] = COMPILE_MODES
 ) -> None:
-    """bf16, the whole UNet compiled for rendering each way in turn, every one from scratch (dynamo reset; inductor's
-    on-disk cache is whatever the machine has, so run it on a fresh one): static shapes with fullgraph (one graph per
-    shape), the same captured in CUDA graphs ('reduce-overhead', launch gaps gone), and dynamic shapes (one graph
-    for every size). For static and dynamic, the first call at a second shape (the square style's) says what each
-    further shape a worker warms costs at start. Eager first, as the baseline of the same run."""
+    """The whole UNet (in its dtype: bf16 on SDXL) compiled for rendering each way in turn, every one from scratch
+    (dynamo reset; inductor's on-disk cache is whatever the machine has, so run it on a fresh one): static shapes with
+    fullgraph (one graph per shape), the same captured in CUDA graphs ('reduce-overhead', launch gaps gone), and
+    dynamic shapes (one graph for every size). For the dynamic graph, the first call at a second shape (the square
+    style's) says what each further shape a worker warms costs at start. Eager first, as the same run's baseline."""
     import torch
 
     inputs = unet_call_inputs(pipe, batch=8)
     square = unet_call_inputs(pipe, batch=8, aspect=(1, 1))
+    dtype = str(pipe.unet.dtype).removeprefix("torch.")
 
-    def uncompile() -> None:
-        for module in pipe.unet.modules():
-            module._compiled_call_impl = None
-        torch._dynamo.reset()
-
-    record(unet_call_seconds(pipe, inputs, label="bf16, eager"))
+    record(unet_call_seconds(pipe, inputs, label=f"{dtype}, eager"))
     # A static graph's second shape compiles as long as its first (150 s against 154 s, BENCHMARKS.md 2026-12-02):
     # only the dynamic graph's is timed.
     modes: dict[str, tuple[str, dict[str, Any], bool]] = {
-        "static": ("bf16, whole UNet, static shapes, fullgraph", {"dynamic": False}, False),
+        "static": (f"{dtype}, whole UNet, static shapes, fullgraph", {"dynamic": False}, False),
         "cudagraphs": (
-            "bf16, whole UNet, static shapes, CUDA graphs",
+            f"{dtype}, whole UNet, static shapes, CUDA graphs",
             {"dynamic": False, "mode": "reduce-overhead"},
             False,
         ),
-        "dynamic": ("bf16, whole UNet, dynamic shapes", {"dynamic": True}, True),
+        "dynamic": (f"{dtype}, whole UNet, dynamic shapes", {"dynamic": True}, True),
     }
     for label, options, second_shape in (modes[name] for name in only):
-        uncompile()
+        _uncompile(pipe)
         pipe.unet.compile(fullgraph=True, **options)
         figures = unet_call_seconds(pipe, inputs, label=label)
         if second_shape:
@@ -282,7 +281,7 @@ def compile_modes(
                 pipe.unet(**square)
             figures["second_shape_first_call_s"] = round(other.seconds, 1)
         record(figures)
-    uncompile()
+    _uncompile(pipe)
 
 
 def main(argv: list[str] | None = None) -> int:
