@@ -7,8 +7,9 @@ default), the same two with the transformer linears in FP8 (``pipeline.diffusion
 ``--full-compile`` bf16 and FP8 with the whole UNet compiled (``HEADSHOT_COMPILE_SCOPE=unet``). ``--profile`` then
 records 3 calls of the worker's variant and of the last one with ``torch.profiler`` and sums their kernels' device
 time by kind (matrix products, attention, convolutions, norms, the rest). ``--worker-only`` times just bf16 eager
-and the worker's compile; ``--compile-modes`` times the ways a worker could compile the whole UNet for rendering
-(static shapes, CUDA graphs, dynamic shapes), each from a cold start, with the compile a second shape costs;
+and the worker's compile; ``--compile-modes`` times the ways a worker could compile the UNet for rendering (the
+whole UNet with static shapes, CUDA graphs or dynamic shapes; its transformer blocks; those and the glue around them),
+each from a cold start, with the compile a second shape costs;
 ``--flops-only`` counts one call's FLOPs by operator instead, on any machine. On a GPU the
 UNet is channels-last in every variant, as a worker renders.
 """
@@ -54,7 +55,7 @@ KERNEL_KINDS = (
 
 
 # ``--compile-modes``' names, in the order they run.
-COMPILE_MODES = ("static", "cudagraphs", "dynamic")
+COMPILE_MODES = ("static", "cudagraphs", "dynamic", "blocks", "regions", "regions-static")
 
 
 def kernel_kind(name: str) -> str:
@@ -241,45 +242,72 @@ def _uncompile(pipe: Any) -> None:
     """Every compiled module of the UNet back to eager, and dynamo's caches emptied: the next compile starts cold."""
     import torch._dynamo
 
+    from pipeline.diffusion.acceleration import TRANSFORMER_GLUE
+
     for module in pipe.unet.modules():
         module._compiled_call_impl = None
+        for name in TRANSFORMER_GLUE:
+            module.__dict__.pop(name, None)  # compile_unet_regions' per-instance compiled methods
     torch._dynamo.reset()
+
+
+def _compile_as(pipe: Any, mode: str) -> None:
+    """Compile the UNet for ``--compile-modes``' ``mode`` (a name of ``COMPILE_MODES``)."""
+    from pipeline.diffusion.acceleration import compile_unet_blocks, compile_unet_regions
+
+    if mode == "blocks":
+        compile_unet_blocks(pipe.unet)
+    elif mode in ("regions", "regions-static"):
+        compile_unet_regions(pipe.unet, dynamic=mode == "regions")
+    elif mode == "cudagraphs":
+        pipe.unet.compile(fullgraph=True, dynamic=False, mode="reduce-overhead")
+    else:
+        pipe.unet.compile(fullgraph=True, dynamic=mode == "dynamic")
 
 
 def compile_modes(
     pipe: Any, *, record: Callable[[dict[str, Any]], None], only: tuple[str, ...] = COMPILE_MODES
 ) -> None:
-    """The whole UNet (in its dtype: bf16 on SDXL) compiled for rendering each way in turn, every one from scratch
-    (dynamo reset; inductor's on-disk cache is whatever the machine has, so run it on a fresh one): static shapes with
-    fullgraph (one graph per shape), the same captured in CUDA graphs ('reduce-overhead', launch gaps gone), and
-    dynamic shapes (one graph for every size). For the dynamic graph, the first call at a second shape (the square
-    style's) says what each further shape a worker warms costs at start. Eager first, as the same run's baseline."""
+    """The UNet (in its dtype: bf16 on SDXL) compiled for rendering each way named, every one from scratch (dynamo
+    reset; inductor's on-disk cache is whatever the machine has, so run it on a fresh one). The whole UNet: static
+    shapes with fullgraph (one graph per shape), the same captured in CUDA graphs ('reduce-overhead', launch gaps
+    gone), dynamic shapes (one graph for every size). Regionally: the transformer blocks (a GPU worker's default),
+    "regions" (the blocks and the eager glue around them, the glue with dynamic shapes), and "regions-static".
+    Except for the whole UNet's static graphs (a second shape compiles as long as the first: 150 s against 154 s,
+    BENCHMARKS.md 2026-12-02), the first call at a second shape (the square style's) says what each further shape a
+    worker warms costs at start. Eager first, as the same run's baseline; each mode's output is set against
+    eager's (relative error of one call)."""
     import torch
 
     inputs = unet_call_inputs(pipe, batch=8)
     square = unet_call_inputs(pipe, batch=8, aspect=(1, 1))
     dtype = str(pipe.unet.dtype).removeprefix("torch.")
+    labels = {
+        "static": "whole UNet, static shapes, fullgraph",
+        "cudagraphs": "whole UNet, static shapes, CUDA graphs",
+        "dynamic": "whole UNet, dynamic shapes",
+        "blocks": "transformer blocks (a GPU worker's default)",
+        "regions": "transformer blocks static, the glue around them dynamic",
+        "regions-static": "transformer blocks and the glue around them, static shapes",
+    }
+
+    def output() -> Any:
+        with torch.no_grad():
+            return pipe.unet(**inputs).sample.double()
 
     record(unet_call_seconds(pipe, inputs, label=f"{dtype}, eager"))
-    # A static graph's second shape compiles as long as its first (150 s against 154 s, BENCHMARKS.md 2026-12-02):
-    # only the dynamic graph's is timed.
-    modes: dict[str, tuple[str, dict[str, Any], bool]] = {
-        "static": (f"{dtype}, whole UNet, static shapes, fullgraph", {"dynamic": False}, False),
-        "cudagraphs": (
-            f"{dtype}, whole UNet, static shapes, CUDA graphs",
-            {"dynamic": False, "mode": "reduce-overhead"},
-            False,
-        ),
-        "dynamic": (f"{dtype}, whole UNet, dynamic shapes", {"dynamic": True}, True),
-    }
-    for label, options, second_shape in (modes[name] for name in only):
+    reference = output()
+    for mode in only:
         _uncompile(pipe)
-        pipe.unet.compile(fullgraph=True, **options)
-        figures = unet_call_seconds(pipe, inputs, label=label)
-        if second_shape:
+        _compile_as(pipe, mode)
+        figures = unet_call_seconds(pipe, inputs, label=f"{dtype}, {labels[mode]}")
+        # The same call's output against eager's: a compile must change only the rounding.
+        figures["relative_error_vs_eager"] = round(float((output() - reference).norm() / reference.norm()), 5)
+        if mode not in ("static", "cudagraphs"):
             with torch.no_grad(), measured(str(pipe.unet.device)) as other:
                 pipe.unet(**square)
             figures["second_shape_first_call_s"] = round(other.seconds, 1)
+            figures["second_shape_call_s"] = unet_call_seconds(pipe, square, label="", repeats=5)["call_s"]
         record(figures)
     _uncompile(pipe)
 
@@ -299,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         "--compile-modes",
         nargs="?",
         const=",".join(COMPILE_MODES),
-        help=f"only eager and the whole UNet compiled each way named (default: {','.join(COMPILE_MODES)}), cold",
+        help=f"only eager and the UNet compiled each way named (default: {','.join(COMPILE_MODES)}), cold",
     )
     parser.add_argument("--out", type=Path, help="write the results as JSON here (rewritten after each figure)")
     args = parser.parse_args(argv)

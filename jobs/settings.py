@@ -14,13 +14,17 @@ __all__ = ["DEFAULT_MODEL", "CompileProfile", "Settings"]
 DEFAULT_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
 
 
+# What the compile switches compile (pipeline.diffusion.acceleration.COMPILE_SCOPES).
+CompileScope = Literal["unet", "blocks", "regions"]
+
+
 @dataclass(frozen=True)
 class CompileProfile:
     """What a worker compiles at start, resolved for its device by ``Settings.compile_profile``."""
 
     unet: bool  # the UNet and VAE decoder, warmed for every style and batch size
     training: bool  # a persistent training LoRA's forward, warmed for every aspect bucket
-    scope: Literal["unet", "blocks"]
+    scope: CompileScope
 
 
 class Settings(BaseSettings):
@@ -95,12 +99,14 @@ class Settings(BaseSettings):
     compile_backend: str = Field(
         default="inductor", description="torch.compile backend for the two above; 'eager' only traces (tests)."
     )
-    compile_scope: Literal["unet", "blocks"] | None = Field(
+    compile_scope: CompileScope | None = Field(
         default=None,
-        description="What the two above compile: 'unet' the whole UNet, or 'blocks' its repeated transformer blocks "
-        "(regional compilation: much faster to compile, a UNet call slightly slower). 'blocks' shares them between "
-        "training and rendering, so compile_training then needs compile_unet. Unset: 'blocks' when both compile, "
-        "else 'unet' (eager training through compiled blocks would recompile them for every job).",
+        description="What the two above compile: 'unet' the whole UNet; 'blocks' its repeated transformer blocks "
+        "(regional compilation: much faster to compile, a UNet call slower); 'regions' those and the glue between "
+        "them (ResNet blocks, samplers), the glue with dynamic shapes (a call as fast as the whole UNet's, compiled "
+        "once for every request shape). 'blocks' and 'regions' share what they compile between training and "
+        "rendering, so compile_training then needs compile_unet. Unset: 'blocks' when both compile, else 'unet' "
+        "(eager training through compiled regions would recompile them for every job).",
     )
     warm_aspects: str = Field(
         default="square,profile,portrait",
@@ -287,16 +293,16 @@ class Settings(BaseSettings):
         on_cuda = device.split(":")[0] == "cuda"
         unet = on_cuda if self.compile_unet is None else self.compile_unet
         training = on_cuda if self.compile_training is None else self.compile_training
-        scope: Literal["unet", "blocks"] = self.compile_scope or ("blocks" if unet and training else "unet")
+        scope: CompileScope = self.compile_scope or ("blocks" if unet and training else "unet")
         unset = f" (unset, it is off for a {device} worker)" if self.compile_unet is None else ""
         if self.render_float8 and not unet:
             raise ValueError(
                 f"HEADSHOT_RENDER_FLOAT8=true needs HEADSHOT_COMPILE_UNET=true{unset}: uncompiled, the FP8 layers "
                 "render slower than bf16 (BENCHMARKS.md). Turn compiling on, or FP8 off."
             )
-        if scope == "blocks" and training and not unet:
+        if scope != "unet" and training and not unet:
             raise ValueError(
-                f"HEADSHOT_COMPILE_SCOPE=blocks with HEADSHOT_COMPILE_TRAINING=true needs HEADSHOT_COMPILE_UNET=true"
+                f"HEADSHOT_COMPILE_SCOPE={scope} with HEADSHOT_COMPILE_TRAINING=true needs HEADSHOT_COMPILE_UNET=true"
                 f"{unset}: rendering runs through the same compiled blocks, and only compile_unet warms them for every "
                 "style at start (else a user's first request would compile). Turn compile_unet on, or use scope 'unet'."
             )

@@ -185,7 +185,7 @@ def _flux2_profile(settings: Settings, profile: CompileProfile) -> CompileProfil
         name
         for name, value in (
             ("HEADSHOT_COMPILE_TRAINING=true", settings.compile_training),
-            ("HEADSHOT_COMPILE_SCOPE=blocks", settings.compile_scope == "blocks"),
+            (f"HEADSHOT_COMPILE_SCOPE={settings.compile_scope}", settings.compile_scope in ("blocks", "regions")),
             ("HEADSHOT_RENDER_FLOAT8=true", settings.render_float8),
         )
         if value

@@ -20,6 +20,8 @@ __all__ = [
     "COMPILE_SCOPES",
     "check_compile_scope",
     "compile_unet_blocks",
+    "compile_unet_regions",
+    "compile_regionally",
     "is_qkv_fused",
     "optimize_for_inference",
     "use_channels_last",
@@ -27,15 +29,27 @@ __all__ = [
     "use_fast_maths",
 ]
 
-# What "compiling the UNet" compiles: "unet", the whole module, or "blocks", each repeated transformer block
-# (diffusers' regional compilation). Blocks compile many times faster and run a call slightly slower
-# (BENCHMARKS.md, fifth session).
-COMPILE_SCOPES = ("unet", "blocks")
+# What "compiling the UNet" compiles: "unet", the whole module; "blocks", each repeated transformer block
+# (diffusers' regional compilation); "regions", the blocks and the eager glue between them. Blocks compile many times
+# faster than the whole UNet and run a call slower; regions run it as fast as the whole UNet and compile once for
+# every request shape (BENCHMARKS.md, fifth session and 2026-12-02 second session).
+COMPILE_SCOPES = ("unet", "blocks", "regions")
+REGIONAL_SCOPES = ("blocks", "regions")
 
 # All of a UNet's transformer blocks run one ``forward`` code object, so dynamo keeps their graphs in one cache: one
 # per input shape family, grad mode, train/eval flag and active LoRA adapter (6 on the tiny model's worker). Past
 # torch's default limit of 8 it would silently run the blocks eagerly.
 BLOCK_RECOMPILE_LIMIT = 64
+
+# Besides the transformer blocks, "regions" compiles the UNet's eager glue: every ResNet block, down- and upsampler
+# (classes of diffusers' ``unets``), and each Transformer2DModel's entry (norm, flattening, proj_in) and exit (proj_out,
+# back to an image, residual). Eager, that glue converts layouts around GroupNorm and the residual adds (a third of
+# a blocks-compiled call's non-matmul time, BENCHMARKS.md 2026-12-01).
+REGION_CLASSES = ("ResnetBlock2D", "Downsample2D", "Upsample2D")
+TRANSFORMER_GLUE = ("_operate_on_continuous_inputs", "_get_output_for_continuous_inputs")
+# One graph per region class, shape family and grad mode: SDXL has 12 ResNet shapes, so static shapes at ten warmed
+# request shapes need far more than torch's default of 8 per code object (past it a region runs eagerly, silently).
+REGION_RECOMPILE_LIMIT = 512
 
 
 def is_qkv_fused(pipe: Any) -> bool:
@@ -76,12 +90,51 @@ def optimize_for_inference(pipe: Any, *, compile_backend: str = "inductor", comp
     # 4. Compile the UNet in place (``Module.compile`` keeps ``pipe.unet`` the same object, so LoRA loading, the
     #    slot and training still find it) and the VAE decoder, in torch's default mode: the autotuning modes compile
     #    for many minutes more, and CUDA graphs ('reduce-overhead') re-record for every batch size.
-    if compile_scope == "blocks":
-        compile_unet_blocks(model, backend=compile_backend)
+    if compile_scope in REGIONAL_SCOPES:
+        compile_regionally(model, compile_scope, backend=compile_backend)
     else:
         model.compile(fullgraph=False, backend=compile_backend)
     if not getattr(pipe.vae.decode, "_torchdynamo_orig_callable", None):
         pipe.vae.decode = torch.compile(pipe.vae.decode, backend=compile_backend)
+
+
+def compile_unet_regions(unet: Any, *, backend: str = "inductor", dynamic: bool = True) -> int:
+    """Compile ``unet``'s transformer blocks (``compile_unet_blocks``) and its eager glue (``REGION_CLASSES`` and
+    each Transformer2DModel's ``TRANSFORMER_GLUE``) in place, each region once; return how many regions are new.
+
+    ``dynamic``: the glue's graphs take any batch and image size (one graph per region class and channel count
+    instead of one per request shape: a worker warming ten shapes compiles them once).
+    """
+    import torch
+    import torch._dynamo.config
+
+    compiled = compile_unet_blocks(unet, backend=backend)
+    limit = max(torch._dynamo.config.recompile_limit, REGION_RECOMPILE_LIMIT)
+    torch._dynamo.config.recompile_limit = limit
+    torch._dynamo.config.accumulated_recompile_limit = max(torch._dynamo.config.accumulated_recompile_limit, limit)
+    for module in unet.modules():
+        kind = type(module).__name__
+        if kind in REGION_CLASSES and module._compiled_call_impl is None:
+            module.compile(fullgraph=True, dynamic=dynamic, backend=backend)
+            compiled += 1
+        elif kind == "Transformer2DModel" and getattr(module, "is_input_continuous", False):
+            for name in TRANSFORMER_GLUE:
+                method = getattr(module, name)
+                if not getattr(method, "_torchdynamo_orig_callable", None):
+                    # An instance attribute shadows the class's method for this module only.
+                    setattr(module, name, torch.compile(method, fullgraph=True, dynamic=dynamic, backend=backend))
+                    compiled += 1
+    return compiled
+
+
+def compile_regionally(unet: Any, compile_scope: str, *, backend: str = "inductor") -> int:
+    """Compile ``unet`` in place for one of ``REGIONAL_SCOPES`` (training and rendering share what it compiles);
+    return how many regions are new."""
+    if compile_scope == "regions":
+        return compile_unet_regions(unet, backend=backend)
+    if compile_scope == "blocks":
+        return compile_unet_blocks(unet, backend=backend)
+    raise ValueError(f"compile_scope must be one of {REGIONAL_SCOPES} to compile regionally, but is {compile_scope!r}.")
 
 
 def check_compile_scope(compile_scope: str) -> None:

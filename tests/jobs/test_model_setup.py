@@ -6,14 +6,14 @@ import os
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Literal
 
 import pytest
 import torch._dynamo.config
 from PIL import Image
 
-from jobs.settings import Settings
+from jobs.settings import CompileScope, Settings
 from jobs.worker.model_setup import prepare_model
+from pipeline.diffusion.acceleration import REGION_CLASSES
 from pipeline.diffusion.float8 import Float8Linear
 from pipeline.diffusion.generation import generate_headshots
 from pipeline.diffusion.training.config import TrainingConfig
@@ -37,9 +37,13 @@ def recompile_limit_fails() -> Iterator[None]:
 @pytest.mark.usefixtures("fresh_dynamo", "recompile_limit_fails")
 # The default (blocks, what a GPU worker compiles) and the opt-in whole UNet, with FP8 rendering: the whole-UNet case
 # without FP8 traces the same graphs less the FP8 layers, and cost CI minutes for no path of its own.
-@pytest.mark.parametrize(("float8", "scope"), [(True, "unet"), (False, "blocks")], ids=["fp8-rendering", "blocks"])
+@pytest.mark.parametrize(
+    ("float8", "scope"),
+    [(True, "unet"), (False, "blocks"), (False, "regions")],
+    ids=["fp8-rendering", "blocks", "regions"],
+)
 def test_a_compiled_worker_compiles_at_start_and_never_for_a_user(
-    selfie_dir: Path, tmp_path: Path, float8: bool, scope: Literal["unet", "blocks"], monkeypatch: pytest.MonkeyPatch
+    selfie_dir: Path, tmp_path: Path, float8: bool, scope: CompileScope, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "restored-after-the-test")
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")  # unset, as on a fresh worker
@@ -66,9 +70,10 @@ def test_a_compiled_worker_compiles_at_start_and_never_for_a_user(
     assert bool(fp8_layers) == float8
     unet = model.pipe.unet
     compiled_blocks = [module for module in unet.modules() if module._compiled_call_impl is not None]
-    if scope == "blocks":  # the transformer blocks, every one, and nothing around them
-        assert {type(module).__name__ for module in compiled_blocks} == set(unet._repeated_blocks)
-        assert len(compiled_blocks) == sum(type(m).__name__ in unet._repeated_blocks for m in unet.modules())
+    if scope != "unet":  # the transformer blocks (and with "regions", the glue), every one, nothing else
+        kinds = {*unet._repeated_blocks, *(REGION_CLASSES if scope == "regions" else ())}
+        assert {type(module).__name__ for module in compiled_blocks} == kinds
+        assert len(compiled_blocks) == sum(type(m).__name__ in kinds for m in unet.modules())
     else:
         assert compiled_blocks == [unet]
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from pipeline.diffusion.acceleration import check_compile_scope
+from pipeline.diffusion.acceleration import REGIONAL_SCOPES, check_compile_scope, compile_regionally
 from pipeline.diffusion.adapters import UNET_ATTENTION_TARGETS, restore_active_adapters, snapshot_active_adapters
 
 __all__ = ["TRAINING_ADAPTER", "TrainingSlot", "reset_lora"]
@@ -66,13 +66,11 @@ class TrainingSlot:
         self.clear()
 
         # 3. One forward for every job; ``unet.forward``, not ``unet(...)``: a serving-compiled UNet keeps its graphs.
-        #    Scope "blocks" compiles the transformer blocks instead, shared with rendering (their graphs with
-        #    gradients on are the training ones): minutes of compiling less than the whole forward.
+        #    Scopes "blocks" and "regions" compile parts of the UNet instead, shared with rendering (their graphs
+        #    with gradients on are the training ones): minutes of compiling less than the whole forward.
         self.forward: Callable[..., Any] = unet.forward
-        if compile_scope == "blocks":
-            from pipeline.diffusion.acceleration import compile_unet_blocks
-
-            compile_unet_blocks(unet, backend=compile_backend)
+        if compile_scope in REGIONAL_SCOPES:
+            compile_regionally(unet, compile_scope, backend=compile_backend)
         else:
             self.forward = torch.compile(unet.forward, backend=compile_backend)
 
