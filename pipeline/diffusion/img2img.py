@@ -1,8 +1,8 @@
 """Rendering from an image (variations, remixes, the hires pass of an upscale, the face pass) on the loaded pipeline.
 
-The image-to-image pipeline is built with ``from_pipe`` from the worker's loaded text-to-image one: the same UNet,
-VAE and text encoders (no second copy of the weights), so the user's LoRA in the ``LoraSlot`` and any compiled UNet
-apply to it unchanged. It is built once per pipeline and kept on it.
+The image-to-image pipeline is built from the worker's loaded text-to-image one's components: the same UNet, VAE and
+text encoders (no second copy of the weights), so the user's LoRA in the ``LoraSlot`` and any compiled UNet apply to
+it unchanged. It is built once per pipeline and kept on it.
 """
 
 from __future__ import annotations
@@ -63,7 +63,15 @@ def img2img_pipeline(pipe: Any) -> Any:
     if twin is None:
         from diffusers import StableDiffusionXLImg2ImgPipeline
 
-        twin = StableDiffusionXLImg2ImgPipeline.from_pipe(pipe)
+        # Not ``from_pipe``: it casts the pipeline it makes to float32 unless told a dtype, and the components are
+        # shared, so a bf16 worker's UNet, VAE and text encoders all turned float32 at its first action (or the
+        # warm-up's) and rendered ~3x slower, recompiling. Told a dtype, it would cast the training slot's float32
+        # LoRA weights down instead. The constructor casts nothing.
+        twin = StableDiffusionXLImg2ImgPipeline(
+            **pipe.components,
+            force_zeros_for_empty_prompt=pipe.config.force_zeros_for_empty_prompt,
+            add_watermarker=getattr(pipe, "watermark", None) is not None,
+        )
         twin.set_progress_bar_config(disable=True)
         pipe.__dict__["_headshot_img2img"] = twin
     return twin

@@ -38,7 +38,8 @@ def test_optimizing_keeps_the_slots_lora_layers_unfused(model_cache_dir: Path) -
 
 def test_an_unknown_compile_scope_is_refused_by_name_before_anything_compiles(model_cache_dir: Path) -> None:
     pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
-    with pytest.raises(ValueError, match=r"compile_scope must be one of \('unet', 'blocks'\), but is 'layer'"):
+    refused = r"compile_scope must be one of \('unet', 'blocks', 'regions'\), but is 'layer'"
+    with pytest.raises(ValueError, match=refused):
         optimize_for_inference(pipe, compile_scope="layer", compile_backend="eager")
     assert all(module._compiled_call_impl is None for module in pipe.unet.modules())
 

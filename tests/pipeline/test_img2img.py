@@ -1,5 +1,5 @@
 """Rendering from an image on the loaded pipeline: variations stay near their source, an upscale doubles it, and a
-warm worker compiles nothing new for either."""
+warm worker compiles nothing new for either and keeps every weight in its dtype."""
 
 from __future__ import annotations
 
@@ -73,8 +73,20 @@ def test_a_warm_worker_serves_every_action_without_compiling_again(
     def graphs() -> int:
         return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
 
-    pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
+    def dtypes() -> dict[str, list[str]]:
+        return {
+            name: sorted({str(p.dtype) for p in part.parameters()})
+            for name, part in pipe.components.items()
+            if hasattr(part, "parameters")
+        }
+
+    # bf16, as a GPU worker loads SDXL: diffusers' ``from_pipe`` once cast the shared components of the actions' twin
+    # to float32, so after the warm-up's first action every render ran ~3x slower and recompiled (a float32 tiny
+    # model cannot show it).
+    pipe = load_base_pipeline("tiny", device="cpu", dtype="bfloat16", cache_dir=model_cache_dir)
     slot = LoraSlot(pipe, max_rank=16)
+    loaded = dtypes()
+    assert loaded["unet"] == ["torch.bfloat16"]
     style, lora = STYLES["casual"], second_lora.lora_path
     # "eager": dynamo's tracing and guards (what decides a recompile) without inductor's codegen on a CPU.
     compile_for_serving(pipe, slot, styles=[style], batch_sizes={2}, compile_backend="eager", compile_scope="blocks")
@@ -100,3 +112,4 @@ def test_a_warm_worker_serves_every_action_without_compiling_again(
     )
     assert faced.size == (200, 250)
     assert graphs() == warmed, "an action compiled a new graph on a warm worker"
+    assert dtypes() == loaded
