@@ -87,6 +87,36 @@ def test_a_worker_compiled_for_serving_never_compiles_again_for_users_or_trainin
     assert graphs() == warmed, "a user's request or a training job compiled a new graph"
 
 
+@pytest.mark.usefixtures("fresh_dynamo")
+def test_regions_compiled_by_inductor_compute_what_eager_does_at_two_request_shapes(model_cache_dir: Path) -> None:
+    import torch
+
+    from pipeline.diffusion.acceleration import compile_unet_regions
+
+    pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
+    unet, generator = pipe.unet, torch.Generator().manual_seed(0)
+
+    def call_inputs(batch: int, height: int, width: int) -> dict[str, Any]:
+        # A CFG batch of a request at one size: latents, text embeddings and SDXL's size ids.
+        return {
+            "sample": torch.randn(batch, unet.config.in_channels, height, width, generator=generator),
+            "timestep": torch.tensor(500),
+            "encoder_hidden_states": torch.randn(batch, 77, unet.config.cross_attention_dim, generator=generator),
+            "added_cond_kwargs": {
+                "text_embeds": torch.randn(batch, pipe.text_encoder_2.config.projection_dim, generator=generator),
+                "time_ids": torch.tensor([[height * 8, width * 8, 0, 0, height * 8, width * 8]] * batch).float(),
+            },
+        }
+
+    shapes = [call_inputs(2, 36, 28), call_inputs(4, 32, 32)]  # a profile request, then a square one of 2 images
+    with torch.no_grad():
+        eager = [unet(**inputs).sample for inputs in shapes]
+        assert compile_unet_regions(unet) > 0
+        compiled = [unet(**inputs).sample for inputs in shapes]
+    for fast, slow in zip(compiled, eager, strict=True):
+        assert float((fast - slow).norm() / slow.norm()) < 1e-4  # float32: only the order of additions differs
+
+
 def test_compiled_kernels_are_kept_in_the_workers_folder_unless_inductors_own_is_named(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
