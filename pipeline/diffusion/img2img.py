@@ -59,7 +59,7 @@ def supports_actions(pipe: Any) -> bool:
 
 def img2img_pipeline(pipe: Any) -> Any:
     """``pipe``'s image-to-image twin, sharing every component (made once, kept on ``pipe``)."""
-    twin = pipe.__dict__.get("_headshot_img2img")
+    twin: Any = pipe.__dict__.get("_headshot_img2img")
     if twin is None:
         from diffusers import StableDiffusionXLImg2ImgPipeline
 

@@ -18,6 +18,7 @@ from pipeline.diffusion.float8 import Float8Linear
 from pipeline.diffusion.generation import generate_headshots
 from pipeline.diffusion.training.config import TrainingConfig
 from pipeline.diffusion.training.loop import train_lora
+from pipeline.diffusion.training.slot import TRAINING_ADAPTER
 from pipeline.styles import STYLES, custom_style
 
 
@@ -93,6 +94,11 @@ def test_a_compiled_worker_compiles_at_start_and_never_for_a_user(
     for style, count in requests:
         generate_headshots(pipe, style, count=count, seed=1, steps=2, lora_path=lora, lora_slot=model.lora_slot)
     assert graphs() == started, "a user's training or request compiled a new graph"
+    # Every weight still in the dtype it was loaded in, but the training slot's, which trains in float32.
+    loaded = torch.float32 if float8 else torch.bfloat16
+    for name, part in model.pipe.components.items():
+        kept = {p.dtype for key, p in getattr(part, "named_parameters", dict)() if TRAINING_ADAPTER not in key}
+        assert kept <= {loaded}, f"{name} holds {kept} after the warm-up, a training and requests"
 
 
 def test_a_cpu_worker_left_at_the_defaults_stays_eager(tmp_path: Path, model_cache: Path) -> None:
