@@ -106,6 +106,15 @@ def plain_compiled_pipeline(model: str, device: str) -> Any:
     return pipe
 
 
+def component_dtypes(pipe: Any) -> dict[str, list[str]]:
+    """The dtypes of each pipeline component's parameters."""
+    return {
+        name: sorted({str(param.dtype).removeprefix("torch.") for param in part.parameters()})
+        for name, part in pipe.components.items()
+        if hasattr(part, "parameters")
+    }
+
+
 def encode_pngs(images: list[Any]) -> list[bytes]:
     """PNG level 1, one thread per image, as ``jobs.worker.render_job`` encodes them."""
 
@@ -287,6 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     with measured(device) as first:
         project_request()
     record("project_first_request_s", round(first.seconds, 2))
+    # Recorded now, so a run cut short still says whether the first request compiled, and in which dtypes the
+    # worker renders after its warm-up (a cast of a shared component once made it float32: BENCHMARKS.md).
+    record("project_first_request_graphs_compiled", project_graphs)
+    record("worker_dtypes", component_dtypes(pipe))
     if plain is not None:
         with measured(device) as first:
             plain_request()  # compiles
