@@ -47,8 +47,9 @@ UPSCALE_STRENGTH = 0.3
 
 def supports_actions(pipe: Any) -> bool:
     """Whether ``pipe`` renders from a headshot by image-to-image: SDXL without FP8 layers. klein renders its actions
-    from the headshot as a reference image instead (``references.render_from_headshot``), and the FP8 layers'
-    quantised weights are not kept in step by ``from_pipe``'s twin (a compile fails on them)."""
+    from the headshot as a reference image instead (``references.render_from_headshot``). FP8 layers' quantised
+    weights failed to compile in the twin diffusers' ``from_pipe`` made (it cast them to float32); the twin casts
+    nothing now, but FP8 actions stay off until a GPU run shows them compiling and rendering."""
     from pipeline.diffusion.families import Family, pipeline_family
     from pipeline.diffusion.float8 import Float8Linear
 
