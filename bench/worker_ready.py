@@ -1,46 +1,75 @@
 """``python -m bench.worker_ready``: how long a worker takes from start to "ready to serve", as the settings ask.
 
-Run it after a worker (or ``bench.benchmark_request``) has started once on the machine with the same
-``HEADSHOT_COMPILE_CACHE_DIR`` to time a restart that finds its compiled kernels kept; on a fresh folder it times a
-cold start. Prints (and with ``--out`` writes) the seconds and the settings that decided them.
+``--starts N`` starts the worker N times, each in a fresh process with the same ``HEADSHOT_COMPILE_CACHE_DIR`` (a new
+folder unless the environment names one): the first start on an empty folder times a cold start, the later ones a
+restart that finds its compiled kernels kept. Without it, one start in this process, on whatever the folder holds.
+Prints (and with ``--out`` writes) the seconds and the settings that decided them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.benchmark_request import describe_settings, worker_settings
 from bench.measure import measured
 
-__all__ = ["main"]
+__all__ = ["main", "one_start"]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.worker_ready", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", choices=("sdxl", "tiny"), default="sdxl")
-    parser.add_argument("--out", type=Path)
-    args = parser.parse_args(argv)
-
+def one_start(model: str) -> dict[str, Any]:
+    """Set a worker up in this process (``prepare_model``) and time it."""
     from jobs.worker.model_setup import prepare_model
     from pipeline.diffusion.loading import pick_device
 
     device = pick_device()
-    settings = worker_settings("random-sdxl" if args.model == "sdxl" else "tiny", Path(tempfile.mkdtemp()))
+    settings = worker_settings("random-sdxl" if model == "sdxl" else "tiny", Path(tempfile.mkdtemp()))
     cache = settings.resolved_compile_cache_dir
     cached_files = sum(1 for path in cache.rglob("*") if path.is_file()) if cache.is_dir() else 0
     with measured(device) as ready:
         prepare_model(settings)
-    results = {
-        "date": time.strftime("%Y-%m-%d"),
+    return {
         "worker": describe_settings(settings, device),
         "compile_cache_dir": str(cache),
         "cached_files_at_start": cached_files,
         "worker_ready_s": round(ready.seconds, 1),
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.worker_ready", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", choices=("sdxl", "tiny"), default="sdxl")
+    parser.add_argument(
+        "--starts", type=int, default=0, help="start N times, each in a fresh process (cold, then kept)"
+    )
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+
+    results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d")}
+    if args.starts < 1:
+        results |= one_start(args.model)
+    else:
+        environment = dict(os.environ)
+        environment.setdefault("HEADSHOT_COMPILE_CACHE_DIR", tempfile.mkdtemp(prefix="compile-cache-"))
+        starts = []
+        for _ in range(args.starts):
+            done = subprocess.run(
+                [sys.executable, "-m", "bench.worker_ready", "--model", args.model],
+                env=environment,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            starts.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        results["starts"] = starts
+        results["worker_ready_s"] = [start["worker_ready_s"] for start in starts]
     print(json.dumps(results, default=str), flush=True)
     if args.out:
         args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")

@@ -144,3 +144,21 @@ def test_profiled_kernels_are_sorted_by_the_work_they_do(name: str, kind: str) -
     from bench.benchmark_unet import kernel_kind
 
     assert kernel_kind(name) == kind
+
+
+def test_worker_ready_starts_a_worker_twice_on_one_compile_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from bench.worker_ready import main
+
+    # The starts' plumbing on a CPU worker (eager: a compiled tiny worker's warm-up took minutes of CI's CPU).
+    monkeypatch.delenv("HEADSHOT_COMPILE_CACHE_DIR", raising=False)
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    out = tmp_path / "ready.json"
+    assert main(["--model", "tiny", "--starts", "2", "--out", str(out)]) == 0
+    starts = json.loads(out.read_text())["starts"]
+    assert len(starts) == 2 and all(start["worker_ready_s"] > 0 for start in starts)
+    assert starts[0]["compile_cache_dir"] == starts[1]["compile_cache_dir"]  # the restart finds the first's folder
+    assert all(start["worker"]["compile_profile"]["unet"] is False for start in starts)  # a CPU worker, eager
