@@ -87,5 +87,6 @@ def test_a_recipe_the_slot_cannot_train_is_refused_by_name(
         train_lora(pipe, selfie_images[:2], with_text_encoders, tmp_path, slot=slot)
     with pytest.raises(ValueError, match="create the pipeline's LoraSlot first"):
         TrainingSlot(load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir), rank=4)
-    with pytest.raises(ValueError, match=r"compile_scope must be one of \('unet', 'blocks'\), but is 'layers'"):
+    refused = r"compile_scope must be one of \('unet', 'blocks', 'regions'\), but is 'layers'"
+    with pytest.raises(ValueError, match=refused):
         TrainingSlot(pipe, rank=4, compile_scope="layers")
