@@ -104,6 +104,7 @@ def prepare_model(settings: Settings) -> ServingModel:
         from pipeline.diffusion.float8 import use_float8_linears
 
         log.info("%d UNet linear layers render in FP8", use_float8_linears(pipe.unet))
+    loaded = weight_dtypes(pipe)
     if compiling.training or compiling.unet:
         from pipeline.diffusion.acceleration import use_channels_last, use_compile_cache, use_fast_maths
 
@@ -124,8 +125,36 @@ def prepare_model(settings: Settings) -> ServingModel:
 
         model.class_prompt = TrainingConfig().class_prompt
         model.class_images = render_class_images(pipe, model.class_prompt, settings.prior_class_images)
+    _check_weight_dtypes(loaded, weight_dtypes(pipe))
     log.info("ready to serve in %.1f s", time.monotonic() - started)
     return model
+
+
+def weight_dtypes(pipe: Any) -> dict[str, set[Any]]:
+    """The dtypes of each pipeline component's weights, the training slot's float32 LoRA aside."""
+    from pipeline.diffusion.training.slot import TRAINING_ADAPTER
+
+    return {
+        name: {param.dtype for key, param in part.named_parameters() if TRAINING_ADAPTER not in key}
+        for name, part in pipe.components.items()
+        if hasattr(part, "named_parameters")
+    }
+
+
+def _check_weight_dtypes(loaded: dict[str, set[Any]], now: dict[str, set[Any]]) -> None:
+    """Raise ``RuntimeError`` naming every component whose weights the start-up cast: a shared component cast to
+    float32 (diffusers' ``from_pipe`` once did it to every SDXL worker) renders every job ~3x slower, silently."""
+    changed = [
+        f"{name} from {sorted(map(str, loaded[name]))} to {sorted(map(str, dtypes))}"
+        for name, dtypes in now.items()
+        if dtypes != loaded.get(name, dtypes)
+    ]
+    if changed:
+        raise RuntimeError(
+            f"The worker's start-up cast {'; '.join(changed)}. Every job would run in the new dtype, slower and "
+            "recompiling; this is a bug in the worker's set-up (or in a library it calls), so report it with this "
+            "message instead of serving."
+        )
 
 
 def training_pipeline(pipe: Any, train_model: str, settings: Settings, device: str) -> Any:

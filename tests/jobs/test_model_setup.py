@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch._dynamo.config
@@ -107,3 +108,28 @@ def test_a_cpu_worker_left_at_the_defaults_stays_eager(tmp_path: Path, model_cac
     model = prepare_model(settings)
     assert model.training_slot is None
     assert all(module._compiled_call_impl is None for module in model.pipe.unet.modules())
+
+
+def test_a_start_up_that_casts_a_shared_component_fails_naming_it(
+    tmp_path: Path, model_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import jobs.worker.model_setup as model_setup
+
+    def casting_warm_up(pipe: Any, *_: Any) -> float:
+        # What diffusers' from_pipe did inside the warm-up's first action: the shared VAE turned float32.
+        pipe.vae.to(torch.float32)
+        return 0.0
+
+    monkeypatch.setattr(model_setup, "_compile_for_serving", casting_warm_up)
+    settings = Settings(
+        model="tiny",
+        data_dir=tmp_path / "data",
+        model_cache_dir=model_cache,
+        device="cpu",
+        dtype="bfloat16",
+        compile_unet=True,
+        compile_training=False,
+        compile_backend="eager",
+    )
+    with pytest.raises(RuntimeError, match=r"cast vae from \['torch.bfloat16'\] to \['torch.float32'\]"):
+        prepare_model(settings)
