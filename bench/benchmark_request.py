@@ -106,15 +106,6 @@ def plain_compiled_pipeline(model: str, device: str) -> Any:
     return pipe
 
 
-def component_dtypes(pipe: Any) -> dict[str, list[str]]:
-    """The dtypes of each pipeline component's parameters."""
-    return {
-        name: sorted({str(param.dtype).removeprefix("torch.") for param in part.parameters()})
-        for name, part in pipe.components.items()
-        if hasattr(part, "parameters")
-    }
-
-
 def encode_pngs(images: list[Any]) -> list[bytes]:
     """PNG level 1, one thread per image, as ``jobs.worker.render_job`` encodes them."""
 
@@ -233,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from jobs.worker.model_setup import prepare_model
     from pipeline.diffusion.generation import generate_headshots, headshot_size
-    from pipeline.diffusion.loading import pick_device
+    from pipeline.diffusion.loading import pick_device, weight_dtypes
     from pipeline.styles import STYLES
 
     device = pick_device()
@@ -299,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     # Recorded now, so a run cut short still says whether the first request compiled, and in which dtypes the
     # worker renders after its warm-up (a cast of a shared component once made it float32: BENCHMARKS.md).
     record("project_first_request_graphs_compiled", project_graphs)
-    record("worker_dtypes", component_dtypes(pipe))
+    record("worker_dtypes", {name: sorted(map(str, dtypes)) for name, dtypes in weight_dtypes(pipe).items()})
     if plain is not None:
         with measured(device) as first:
             plain_request()  # compiles

@@ -72,7 +72,7 @@ def prepare_model(settings: Settings) -> ServingModel:
     """Load ``settings.model`` and set up its plan, its rendering slot and, as the settings ask
     (``Settings.compile_profile`` for the model's device), compiled training, compiled rendering and class images."""
     from pipeline.diffusion.families import Family, pipeline_family
-    from pipeline.diffusion.loading import load_base_pipeline, pick_device
+    from pipeline.diffusion.loading import load_base_pipeline, pick_device, weight_dtypes
     from pipeline.diffusion.lora_slot import LoraSlot
 
     started = time.monotonic()
@@ -128,17 +128,6 @@ def prepare_model(settings: Settings) -> ServingModel:
     _check_weight_dtypes(loaded, weight_dtypes(pipe))
     log.info("ready to serve in %.1f s", time.monotonic() - started)
     return model
-
-
-def weight_dtypes(pipe: Any) -> dict[str, set[Any]]:
-    """The dtypes of each pipeline component's weights, the training slot's float32 LoRA aside."""
-    from pipeline.diffusion.training.slot import TRAINING_ADAPTER
-
-    return {
-        name: {param.dtype for key, param in part.named_parameters() if TRAINING_ADAPTER not in key}
-        for name, part in pipe.components.items()
-        if hasattr(part, "named_parameters")
-    }
 
 
 def _check_weight_dtypes(loaded: dict[str, set[Any]], now: dict[str, set[Any]]) -> None:
@@ -214,7 +203,7 @@ def _flux2_profile(settings: Settings, profile: CompileProfile) -> CompileProfil
         name
         for name, value in (
             ("HEADSHOT_COMPILE_TRAINING=true", settings.compile_training),
-            (f"HEADSHOT_COMPILE_SCOPE={settings.compile_scope}", settings.compile_scope in ("blocks", "regions")),
+            (f"HEADSHOT_COMPILE_SCOPE={settings.compile_scope}", settings.compile_scope not in (None, "unet")),
             ("HEADSHOT_RENDER_FLOAT8=true", settings.render_float8),
         )
         if value

@@ -23,6 +23,7 @@ __all__ = [
     "TINY_MODEL",
     "load_base_pipeline",
     "pick_device",
+    "weight_dtypes",
 ]
 
 DEFAULT_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
@@ -116,6 +117,18 @@ def load_base_pipeline(
         raise ModelLoadError(f"Model '{model}' loaded but could not be moved to device '{device}': {error}") from error
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def weight_dtypes(pipe: Any) -> dict[str, set[Any]]:
+    """The dtypes of each pipeline component's weights, the training slot's float32 LoRA aside: what a worker loaded
+    its model in, and must still render in after its start-up."""
+    from pipeline.diffusion.training.slot import TRAINING_ADAPTER
+
+    return {
+        name: {param.dtype for key, param in part.named_parameters() if TRAINING_ADAPTER not in key}
+        for name, part in pipe.components.items()
+        if hasattr(part, "named_parameters")
+    }
 
 
 def _explain_failure(model: str, local: bool, error: Exception) -> str:

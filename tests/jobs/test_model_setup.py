@@ -17,9 +17,9 @@ from jobs.worker.model_setup import prepare_model
 from pipeline.diffusion.acceleration import REGION_CLASSES
 from pipeline.diffusion.float8 import Float8Linear
 from pipeline.diffusion.generation import generate_headshots
+from pipeline.diffusion.loading import weight_dtypes
 from pipeline.diffusion.training.config import TrainingConfig
 from pipeline.diffusion.training.loop import train_lora
-from pipeline.diffusion.training.slot import TRAINING_ADAPTER
 from pipeline.styles import STYLES, custom_style
 
 
@@ -97,8 +97,7 @@ def test_a_compiled_worker_compiles_at_start_and_never_for_a_user(
     assert graphs() == started, "a user's training or request compiled a new graph"
     # Every weight still in the dtype it was loaded in, but the training slot's, which trains in float32.
     loaded = torch.float32 if float8 else torch.bfloat16
-    for name, part in model.pipe.components.items():
-        kept = {p.dtype for key, p in getattr(part, "named_parameters", dict)() if TRAINING_ADAPTER not in key}
+    for name, kept in weight_dtypes(model.pipe).items():
         assert kept <= {loaded}, f"{name} holds {kept} after the warm-up, a training and requests"
 
 

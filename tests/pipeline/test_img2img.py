@@ -12,7 +12,7 @@ from PIL import Image
 from pipeline.diffusion.face_pass import face_pass
 from pipeline.diffusion.generation import generate_headshots
 from pipeline.diffusion.img2img import UPSCALE_STRENGTH, VARIATION_STRENGTH, image_to_image, img2img_pipeline
-from pipeline.diffusion.loading import load_base_pipeline
+from pipeline.diffusion.loading import load_base_pipeline, weight_dtypes
 from pipeline.diffusion.lora_slot import LoraSlot
 from pipeline.diffusion.serving import compile_for_serving
 from pipeline.selfies.faces import FaceAnalyzer
@@ -73,20 +73,13 @@ def test_a_warm_worker_serves_every_action_without_compiling_again(
     def graphs() -> int:
         return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
 
-    def dtypes() -> dict[str, list[str]]:
-        return {
-            name: sorted({str(p.dtype) for p in part.parameters()})
-            for name, part in pipe.components.items()
-            if hasattr(part, "parameters")
-        }
-
     # bf16, as a GPU worker loads SDXL: diffusers' ``from_pipe`` once cast the shared components of the actions' twin
     # to float32, so after the warm-up's first action every render ran ~3x slower and recompiled (a float32 tiny
     # model cannot show it).
     pipe = load_base_pipeline("tiny", device="cpu", dtype="bfloat16", cache_dir=model_cache_dir)
     slot = LoraSlot(pipe, max_rank=16)
-    loaded = dtypes()
-    assert loaded["unet"] == ["torch.bfloat16"]
+    loaded = weight_dtypes(pipe)
+    assert loaded["unet"] == {torch.bfloat16}
     style, lora = STYLES["casual"], second_lora.lora_path
     # "eager": dynamo's tracing and guards (what decides a recompile) without inductor's codegen on a CPU.
     compile_for_serving(pipe, slot, styles=[style], batch_sizes={2}, compile_backend="eager", compile_scope="blocks")
@@ -112,4 +105,4 @@ def test_a_warm_worker_serves_every_action_without_compiling_again(
     )
     assert faced.size == (200, 250)
     assert graphs() == warmed, "an action compiled a new graph on a warm worker"
-    assert dtypes() == loaded
+    assert weight_dtypes(pipe) == loaded
