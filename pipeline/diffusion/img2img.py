@@ -74,8 +74,21 @@ def img2img_pipeline(pipe: Any) -> Any:
             add_watermarker=getattr(pipe, "watermark", None) is not None,
         )
         twin.set_progress_bar_config(disable=True)
+        twin.prepare_latents = _contiguous(twin.prepare_latents)
         pipe.__dict__["_headshot_img2img"] = twin
     return twin
+
+
+def _contiguous(prepare_latents: Callable[..., Any]) -> Callable[..., Any]:
+    """``prepare_latents`` returning contiguous latents. A GPU worker's VAE is channels-last, so it encodes the start
+    image into channels-last latents, and a compiled UNet and VAE decoder guard on their input's strides: every action
+    recompiled both (minutes on SDXL, at the worker's start) and ran graphs of its own. Contiguous, an action's
+    shapes reuse the text-to-image graphs."""
+
+    def prepare(*args: Any, **kwargs: Any) -> Any:
+        return prepare_latents(*args, **kwargs).contiguous()
+
+    return prepare
 
 
 @contextmanager

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from pipeline.diffusion.acceleration import optimize_for_inference
 from pipeline.diffusion.face_pass import face_pass
 from pipeline.diffusion.generation import generate_headshots
 from pipeline.diffusion.img2img import UPSCALE_STRENGTH, VARIATION_STRENGTH, image_to_image, img2img_pipeline
@@ -62,6 +63,25 @@ def test_upscale_doubles_both_sides(pipe: Any) -> None:
         steps=RENDER_STEPS,
     )
     assert big.image.size == (2 * width, 2 * height)
+
+
+@pytest.mark.usefixtures("fresh_dynamo")
+def test_a_variation_reuses_the_headshots_graphs_on_a_channels_last_worker(model_cache_dir: Path) -> None:
+    import torch
+    import torch._dynamo.utils
+
+    pipe = load_base_pipeline("tiny", device="cpu", dtype="bfloat16", cache_dir=model_cache_dir)
+    # A GPU worker's layout (``use_channels_last`` does it on CUDA only): its VAE encodes a start image into
+    # channels-last latents, and the compiled UNet and VAE decoder guard on their input's strides.
+    pipe.unet.to(memory_format=torch.channels_last)
+    pipe.vae.to(memory_format=torch.channels_last)
+    # The whole UNet and the VAE decoder, as a GPU worker's default scope compiles them; "eager": dynamo's guards.
+    optimize_for_inference(pipe, compile_backend="eager", compile_scope="unet")
+    style = STYLES["casual"]
+    [source, _] = generate_headshots(pipe, style, count=2, seed=3, steps=2)
+    compiled = int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+    image_to_image(pipe, source.image, style, strength=VARIATION_STRENGTH, count=2, seed=5, steps=2)
+    assert int(torch._dynamo.utils.counters["stats"]["unique_graphs"]) == compiled, "the variation recompiled"
 
 
 @pytest.mark.usefixtures("fresh_dynamo")
