@@ -166,10 +166,16 @@ def use_compile_cache(folder: Path) -> Path:
 
     Inductor's default folder is under /tmp, which a container loses at every restart, and a cold SDXL graph takes
     minutes to compile (BENCHMARKS.md); from a kept folder a restarted worker loads its graphs. Triton's cache follows
-    inductor's folder. Call it before the first compile: inductor fixes its folder at first use.
+    inductor's folder. Call it before the first compile.
+
+    Importing ``torch._dynamo`` (diffusers and peft do, loading a model) writes inductor's default folder into
+    ``TORCHINDUCTOR_CACHE_DIR`` itself, so that value counts as unset: taken as named, it kept every worker's
+    kernels in /tmp whatever ``HEADSHOT_COMPILE_CACHE_DIR`` said.
     """
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
     named = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
-    if named:
+    if named and Path(named) != Path(default_cache_dir()):
         return Path(named)
     folder.mkdir(parents=True, exist_ok=True)
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder.resolve())

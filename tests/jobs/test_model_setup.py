@@ -47,8 +47,10 @@ def recompile_limit_fails() -> Iterator[None]:
 def test_a_compiled_worker_compiles_at_start_and_never_for_a_user(
     selfie_dir: Path, tmp_path: Path, float8: bool, scope: CompileScope, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "restored-after-the-test")
-    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")  # unset, as on a fresh worker
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    # As a worker finds it: importing torch._dynamo wrote inductor's default folder there.
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())
     # "eager": dynamo's tracing and guards (what decides a recompile) without inductor's codegen on a CPU.
     settings = Settings(
         model="tiny",

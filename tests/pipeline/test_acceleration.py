@@ -120,10 +120,14 @@ def test_regions_compiled_by_inductor_compute_what_eager_does_at_two_request_sha
 def test_compiled_kernels_are_kept_in_the_workers_folder_unless_inductors_own_is_named(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from torch._inductor.runtime.cache_dir_utils import cache_dir
+    from torch._inductor.runtime.cache_dir_utils import cache_dir, default_cache_dir
 
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "named"))
     assert use_compile_cache(tmp_path / "kept") == tmp_path / "named"
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
     assert use_compile_cache(tmp_path / "kept") == (tmp_path / "kept").resolve()
     assert cache_dir() == str((tmp_path / "kept").resolve())  # where inductor writes its kernels now
+    # In a worker, importing torch._dynamo has already written inductor's default folder into the variable.
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())
+    assert use_compile_cache(tmp_path / "worker") == (tmp_path / "worker").resolve()
+    assert cache_dir() == str((tmp_path / "worker").resolve())
