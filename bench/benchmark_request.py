@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import logging
 import os
 import platform
 import statistics
@@ -219,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-plain", action="store_true", help="leave out the plain compiled pipeline")
     parser.add_argument("--out", type=Path, help="write the results as JSON here (rewritten after each figure)")
     args = parser.parse_args(argv)
+    # The worker's own start-up log (each warm-up render's seconds) on stderr, as a worker prints it.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     import torch
 

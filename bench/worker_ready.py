@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -51,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
+    # The worker's own start-up log (each warm-up render's seconds) on stderr, as a worker prints it.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d")}
     if args.starts < 1:
@@ -63,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             done = subprocess.run(
                 [sys.executable, "-m", "bench.worker_ready", "--model", args.model],
                 env=environment,
-                capture_output=True,
+                stdout=subprocess.PIPE,  # the start's JSON; its log goes on to this process's stderr
                 text=True,
                 check=True,
             )

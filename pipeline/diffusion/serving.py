@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from pipeline.diffusion.acceleration import optimize_for_inference
@@ -14,6 +16,17 @@ if TYPE_CHECKING:
     from pipeline.styles import Style
 
 __all__ = ["compile_for_serving"]
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def _warming(what: str) -> Iterator[None]:
+    """Log how long one warm-up render took: a worker's start is minutes of these, and the log says which shape
+    compiled (long) and which reused a graph (a second or less)."""
+    started = time.perf_counter()
+    yield
+    log.info("warmed %s in %.1f s", what, time.perf_counter() - started)
 
 
 def compile_for_serving(
@@ -36,7 +49,8 @@ def compile_for_serving(
     previews queued with a training, ``batch_sizes`` for ``/headshot`` before one) and from a headshot.
     """
     started = time.perf_counter()
-    optimize_for_inference(pipe, compile_backend=compile_backend, compile_scope=compile_scope)
+    with _warming(f"compile set-up (scope {compile_scope})"):
+        optimize_for_inference(pipe, compile_backend=compile_backend, compile_scope=compile_scope)
     from pipeline.diffusion.img2img import supports_actions
     from pipeline.diffusion.references import supports_references
 
@@ -47,7 +61,8 @@ def compile_for_serving(
         for style in looks.values():
             for batch in batch_sizes:
                 # Two steps: the graphs do not depend on the step count.
-                generate_headshots(pipe, style, count=batch, seed=0, batch_size=batch, steps=2, lora_slot=slot)
+                with _warming(f"{style.name} {style.aspect} batch {batch}"):
+                    generate_headshots(pipe, style, count=batch, seed=0, batch_size=batch, steps=2, lora_slot=slot)
             if actions:
                 _warm_actions(pipe, style, batch_sizes)
             if references:
@@ -73,9 +88,11 @@ def _warm_references(pipe: Any, style: Style, batch_sizes: list[int]) -> None:
     gray = Image.new("RGB", (width, height), "gray")
     selfies = reference_crops(pipe, [gray] * MAX_REFERENCES)
     for batch in batch_sizes:
-        render_from_references(pipe, selfies, style, count=batch, seed=0, steps=2)
+        with _warming(f"{style.name} from selfies, batch {batch}"):
+            render_from_references(pipe, selfies, style, count=batch, seed=0, steps=2)
     for batch, size in [*((batch, (width, height)) for batch in batch_sizes), (1, (2 * width, 2 * height))]:
-        render_from_headshot(pipe, gray, style, size=size, count=batch, seed=0, steps=2)
+        with _warming(f"{style.name} from a headshot at {size[0]}x{size[1]}, batch {batch}"):
+            render_from_headshot(pipe, gray, style, size=size, count=batch, seed=0, steps=2)
 
 
 def _warm_actions(pipe: Any, style: Style, batch_sizes: Iterable[int]) -> None:
@@ -90,9 +107,12 @@ def _warm_actions(pipe: Any, style: Style, batch_sizes: Iterable[int]) -> None:
     width, height = headshot_size(pipe, style.aspect)
     start = Image.new("RGB", (width, height), "gray")
     for batch in sorted(set(batch_sizes)):
-        image_to_image(pipe, start, style, strength=VARIATION_STRENGTH, count=batch, seed=0, steps=2)
-    image_to_image(
-        pipe, start, style, strength=UPSCALE_STRENGTH, count=1, seed=0, size=(2 * width, 2 * height), steps=2
-    )
+        with _warming(f"{style.name} variations at {width}x{height}, batch {batch}"):
+            image_to_image(pipe, start, style, strength=VARIATION_STRENGTH, count=batch, seed=0, steps=2)
+    with _warming(f"{style.name} upscale to {2 * width}x{2 * height}"):
+        image_to_image(
+            pipe, start, style, strength=UPSCALE_STRENGTH, count=1, seed=0, size=(2 * width, 2 * height), steps=2
+        )
     square = Image.new("RGB", headshot_size(pipe, (1, 1)), "gray")
-    render_from_images(pipe, [square], style, strength=FACE_STRENGTH, seeds=[0], steps=2)
+    with _warming(f"{style.name} face pass at {square.width}x{square.height}"):
+        render_from_images(pipe, [square], style, strength=FACE_STRENGTH, seeds=[0], steps=2)
