@@ -167,6 +167,14 @@ class Settings(BaseSettings):
     )
     train_timeout_s: int = Field(default=3600, ge=1)
     generate_timeout_s: int = Field(default=900, ge=1)
+    worker_jobs: int = Field(
+        default=1,
+        ge=1,
+        le=4,
+        description="Jobs a worker runs at once. Their torch sections still take the GPU in turns "
+        "(jobs/worker/gpu.py); above one, a job's host work (safety check, ranking, PNG, uploads) runs while the "
+        "next job's section uses the GPU. A job's timeout counts its wait for the GPU.",
+    )
     progress_interval_s: float = Field(default=2.0, ge=0, description="Least time between two progress events.")
 
     # Operations: metrics, health, logs (README "Operations").

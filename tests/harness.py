@@ -18,12 +18,16 @@ from bot.local.port import LocalChatPort
 from jobs.settings import Settings
 from jobs.worker.app import build_worker
 from jobs.worker.model_setup import ServingModel
+from jobs.worker.state import WorkerState, worker_state
 from pipeline.safety.image import ImageSafety
 
 
-async def run_burst_worker(settings: Settings, model: ServingModel, image_safety: ImageSafety | None = None) -> None:
-    """A real arq worker in burst mode on the shared tiny model: runs what is queued, then returns. Its image safety
-    check is ``image_safety``, else the one the settings ask for."""
+async def run_burst_worker(
+    settings: Settings, model: ServingModel, image_safety: ImageSafety | None = None
+) -> WorkerState:
+    """A real arq worker in burst mode on the shared tiny model: runs what is queued, then returns its state (its GPU
+    turns say whether jobs overlapped). Its image safety check is ``image_safety``, else the one the settings ask
+    for."""
     assert settings.redis_url is not None
     worker = build_worker(
         settings,
@@ -38,6 +42,7 @@ async def run_burst_worker(settings: Settings, model: ServingModel, image_safety
         await worker.async_run()
     finally:
         await worker.close()
+    return worker_state(worker.ctx)
 
 
 @contextlib.asynccontextmanager
@@ -154,8 +159,8 @@ class RestartableBot:
         await self.stop()
         await self.start()
 
-    async def run_worker(self) -> None:
-        await run_burst_worker(self.settings, self.model)
+    async def run_worker(self) -> WorkerState:
+        return await run_burst_worker(self.settings, self.model)
 
     async def wait_state(self, user: Any, state: SessionState, timeout_s: float = 60) -> None:
         key = f"{self.frontend.port.platform}:{user.id}"

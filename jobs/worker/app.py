@@ -42,7 +42,8 @@ def build_worker(
     image_safety: ImageSafety | None = None,
     **overrides: Any,
 ) -> Worker:
-    """An arq worker for ``settings``: one job at a time (one GPU, one model), aborts allowed, per-job timeouts.
+    """An arq worker for ``settings``: ``worker_jobs`` jobs at a time, taking the one GPU and model in turns, aborts
+    allowed, per-job timeouts.
 
     ``storage``, ``faces``, ``model`` and ``image_safety`` are handed to ``start_worker_state`` (tests share them
     across workers); ``overrides`` go to arq's ``Worker`` (tests pass ``burst=True, poll_delay=0``).
@@ -77,7 +78,7 @@ def build_worker(
         "on_shutdown": on_shutdown,
         "on_job_start": on_each_job_start,
         "after_job_end": after_job_end,
-        "max_jobs": 1,
+        "max_jobs": settings.worker_jobs,  # their torch sections take the GPU in turns (jobs/worker/gpu.py)
         "poll_delay": WORKER_POLL_DELAY_S,
         "allow_abort_jobs": True,
         "keep_result": 3600,

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 # Generation takes seconds to minutes, training minutes to an hour (train_timeout_s defaults to 3600).
 DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200)
+# A render's section is seconds, a training's a minute or more.
+GPU_WAIT_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
 
 JobFunction = TypeVar("JobFunction", bound=Callable[..., Awaitable[Any]])
 
@@ -95,11 +97,18 @@ class WorkerMonitor:
             "headshot_images_withheld", "Renders the image safety check withheld.", registry=self.registry
         )
         self.running = Gauge("headshot_worker_jobs_running", "Jobs this worker runs now.", registry=self.registry)
+        # With HEADSHOT_WORKER_JOBS above one: how long torch sections wait for another job's (jobs/worker/gpu.py).
+        self.gpu_wait = Histogram(
+            "headshot_worker_gpu_wait_seconds",
+            "Time a job's torch section waited for the GPU.",
+            buckets=GPU_WAIT_BUCKETS,
+            registry=self.registry,
+        )
         self.registry.register(_GpuMemoryCollector(settings.device))
         self._started_at = time.time()
         # What the loaded model offers (``WorkerFeature``), set once it is loaded; beats before that offer nothing.
         self.features: tuple[str, ...] = ()
-        self._current_job: str | None = None
+        self._running_jobs: list[str] = []  # oldest first; the heartbeat names the oldest
         self._done = 0
         self._failed = 0
         self._server: MetricsServer | None = None
@@ -151,7 +160,7 @@ class WorkerMonitor:
             self.worker_name,
             self._started_at,
             time.time(),
-            self._current_job,
+            self._running_jobs[0] if self._running_jobs else None,
             self._done,
             self._failed,
             list(self.features),
@@ -177,7 +186,7 @@ class WorkerMonitor:
         async def run(ctx: dict[str, Any], payload: dict[str, Any]) -> Any:
             bind_log_context(job_id=ctx["job_id"], user_key=payload.get("user_key"))
             self.started.labels(kind).inc()
-            self._current_job = ctx["job_id"]
+            self._running_jobs.append(ctx["job_id"])
             began = time.monotonic()
             outcome = "ok"
             try:
@@ -188,7 +197,7 @@ class WorkerMonitor:
                 raise
             finally:
                 self.duration.labels(kind, outcome).observe(time.monotonic() - began)
-                self._current_job = None
+                self._running_jobs.remove(ctx["job_id"])
                 if outcome in ("user_error", "error"):
                     self.failures.labels(kind, "user_input" if outcome == "user_error" else "internal").inc()
                     self._failed += 1

@@ -21,7 +21,7 @@ from jobs.contract.payloads import GenerateRequest, RenderMode
 from jobs.worker.ranking import candidate_count, load_reference, rank_headshots
 from jobs.worker.state import WORKER_NAME, WorkerState, worker_state
 from jobs.worker.supervision import announce_start, report_failure, report_stop
-from jobs.worker.threads import ProgressReporter, run_in_thread
+from jobs.worker.threads import ProgressReporter
 from pipeline.errors import JobCancelled, OutOfGpuMemory, Reason, UserInputError
 
 __all__ = ["generate_headshots"]
@@ -58,7 +58,7 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
                 # Counted in the headshots the user asked for, though extra candidates are rendered for ranking.
                 progress.report(done * request.count // total, request.count)
 
-            images = await run_in_thread(
+            images = await state.gpu.run(
                 progress,
                 lambda: _render(state, request, source, selfies, renders, lora_path, on_images, progress.stop.is_set),
             )
@@ -70,9 +70,7 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
             ranked = await asyncio.to_thread(
                 rank_headshots, state.faces, images, reference, request.count, settings.identity_min_score
             )
-            passed = await run_in_thread(
-                progress, lambda: _face_pass(state, request, ranked, lora_path, progress.stop.is_set)
-            )
+            passed = await _face_pass(state, request, ranked, lora_path, progress)
             redone = [new for new, old in zip(passed, ranked, strict=True) if new[0].image is not old[0].image]
             safe, more = await asyncio.to_thread(_withhold_unsafe, state, job_id, [new for new, _ in redone])
             flagged = {id(new) for new, _ in redone} - {id(new) for new in safe}
@@ -229,12 +227,13 @@ def _rgb(data: bytes) -> Any:
         return opened.convert("RGB")
 
 
-def _face_pass(
-    state: WorkerState, request: GenerateRequest, ranked: list[Any], lora_path: Path | None, should_stop: Any
+async def _face_pass(
+    state: WorkerState, request: GenerateRequest, ranked: list[Any], lora_path: Path | None, progress: ProgressReporter
 ) -> list[Any]:
     """``ranked`` with the face pass done where it applies: every face in an upscale, else faces below the
-    ``face_pass_below`` share of the width (0: none). Blocking."""
-    from pipeline.diffusion.face_pass import face_pass
+    ``face_pass_below`` share of the width (0: none). The faces are found on the host first; only a request with a
+    face to re-render takes a GPU turn."""
+    from pipeline.diffusion.face_pass import face_pass, faces_to_pass
     from pipeline.diffusion.generation import GeneratedImage
     from pipeline.diffusion.img2img import supports_actions
 
@@ -243,18 +242,25 @@ def _face_pass(
     # The face pass is image-to-image: where the model has none (klein), its renders stay as they are.
     if not ranked or lora_path is None or (not upscale and below <= 0) or not supports_actions(state.model.pipe):
         return ranked
-    images = face_pass(
-        state.model.pipe,
-        [generated.image for generated, _ in ranked],
-        state.faces,
-        request.style,
-        seeds=[generated.seed for generated, _ in ranked],
-        only_below=None if upscale else below,
-        lora_path=lora_path,
-        lora_slot=state.model.lora_slot,
-        steps=state.settings.inference_steps,
-        should_stop=should_stop,
-        subject=request.subject,
+    originals = [generated.image for generated, _ in ranked]
+    crops = await asyncio.to_thread(faces_to_pass, originals, state.faces, only_below=None if upscale else below)
+    if not crops:
+        return ranked
+    images = await state.gpu.run(
+        progress,
+        lambda: face_pass(
+            state.model.pipe,
+            originals,
+            state.faces,
+            request.style,
+            seeds=[generated.seed for generated, _ in ranked],
+            lora_path=lora_path,
+            lora_slot=state.model.lora_slot,
+            steps=state.settings.inference_steps,
+            should_stop=progress.stop.is_set,
+            subject=request.subject,
+            crops=crops,
+        ),
     )
     return [
         (GeneratedImage(image, generated.seed), score) for image, (generated, score) in zip(images, ranked, strict=True)

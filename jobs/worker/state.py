@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from jobs.contract.stream import EventPublisher
 from jobs.settings import Settings
 from jobs.storage import BlobStorage, open_storage
+from jobs.worker.gpu import GpuTurns
 from jobs.worker.model_setup import ServingModel, model_features, prepare_model
 from jobs.worker.monitor import WorkerMonitor
 
@@ -44,6 +45,7 @@ class WorkerState:
     model: ServingModel
     image_safety: ImageSafety | None = None  # None: HEADSHOT_IMAGE_SAFETY=off, renders are posted unchecked
     owns_storage: bool = False
+    gpu: GpuTurns = field(default_factory=GpuTurns)  # every torch section of every job runs through it
 
     async def close(self) -> None:
         """Stop the metrics endpoint and heartbeat; close the storage this state opened (an S3 client's pool)."""
@@ -86,7 +88,8 @@ async def start_worker_state(
         model = await asyncio.to_thread(prepare_model, settings)
     await monitor.offer(model_features(model))
     events = EventPublisher(redis, settings.events_stream)
-    return WorkerState(settings, monitor, events, storage, faces, model, image_safety, owns_storage)
+    gpu = GpuTurns(monitor.gpu_wait.observe)
+    return WorkerState(settings, monitor, events, storage, faces, model, image_safety, owns_storage, gpu)
 
 
 def worker_state(ctx: dict[str, Any]) -> WorkerState:

@@ -17,7 +17,7 @@ from jobs.contract.payloads import TrainRequest
 from jobs.settings import Settings
 from jobs.worker.state import WORKER_NAME, worker_state
 from jobs.worker.supervision import announce_start, report_failure, report_stop
-from jobs.worker.threads import ProgressReporter, run_in_thread
+from jobs.worker.threads import ProgressReporter
 from pipeline.errors import JobCancelled, UserInputError
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ async def train_lora(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, 
 
         # 2. Train in a thread, into a scratch folder, then 3. store the weights.
         with tempfile.TemporaryDirectory(prefix="lora-") as scratch:
-            result = await run_in_thread(
+            result = await state.gpu.run(
                 progress,
                 lambda: run_training(
                     model.training_pipe,

@@ -23,12 +23,37 @@ from pipeline.subject import Subject
 if TYPE_CHECKING:
     from pipeline.selfies.faces import FaceAnalyzer
 
-__all__ = ["FACE_LORA_SCALE", "FACE_STRENGTH", "blend_back", "face_crop", "face_pass", "feathered_mask"]
+__all__ = [
+    "FACE_LORA_SCALE",
+    "FACE_STRENGTH",
+    "blend_back",
+    "face_crop",
+    "face_pass",
+    "faces_to_pass",
+    "feathered_mask",
+]
 
 FACE_STRENGTH = 0.35  # re-render detail, keep the expression and the pose
 FACE_LORA_SCALE = 0.7  # the likeness, without the full LoRA's tendency to overcook a close-up
 FACE_MARGIN = 0.5  # the crop reaches this share of the face's size beyond it on every side: hair, chin, ears
 FEATHER = 0.15  # the blend fades in over this share of the crop's side
+
+
+def faces_to_pass(
+    images: Sequence[Image.Image], faces: FaceAnalyzer, *, only_below: float | None = None
+) -> dict[int, tuple[int, int, int, int]]:
+    """The crop to re-render in each image that needs the face pass, by the image's index: around its most confident
+    face, unless (with ``only_below``) that face is at least that share of the image's width already. CPU only."""
+    crops: dict[int, tuple[int, int, int, int]] = {}
+    for index, image in enumerate(images):
+        found = faces.faces(image)
+        if not found:
+            continue
+        box = found[0].box
+        if only_below is not None and box[2] >= only_below * image.width:
+            continue
+        crops[index] = face_crop(image.size, box)
+    return crops
 
 
 def face_crop(
@@ -78,19 +103,14 @@ def face_pass(
     steps: int | None = None,
     should_stop: Callable[[], bool] | None = None,
     subject: Subject | None = None,
+    crops: dict[int, tuple[int, int, int, int]] | None = None,
 ) -> list[Image.Image]:
     """Each image with its most confident face re-rendered; unchanged where no face is found, or (with
-    ``only_below``) where the face is at least that share of the image's width already."""
+    ``only_below``) where the face is at least that share of the image's width already. ``crops``: what
+    ``faces_to_pass`` found for ``images`` already (a worker looks on the host before it takes the GPU)."""
     # 1. Find the faces worth a pass.
-    crops: dict[int, tuple[int, int, int, int]] = {}
-    for index, image in enumerate(images):
-        found = faces.faces(image)
-        if not found:
-            continue
-        box = found[0].box
-        if only_below is not None and box[2] >= only_below * image.width:
-            continue
-        crops[index] = face_crop(image.size, box)
+    if crops is None:
+        crops = faces_to_pass(images, faces, only_below=only_below)
     if not crops:
         return list(images)
 

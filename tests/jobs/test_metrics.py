@@ -77,6 +77,9 @@ async def test_worker_job_moves_metrics_and_json_logs_carry_job_id(
     assert metrics[("headshot_live_workers", ())] == 1
     assert metrics[("headshot_redis_up", ())] == 1
     assert not any(name.startswith("headshot_gpu_") for name, _ in metrics)  # a CPU worker has no GPU memory
+    # The training's torch section took its GPU turn at once (one job at a time: nobody to wait for).
+    assert metrics[("headshot_worker_gpu_wait_seconds_count", ())] >= 1
+    assert metrics[("headshot_worker_gpu_wait_seconds_bucket", (("le", "0.1"),))] >= 1
     # A worker that stopped cleanly no longer counts as live.
     assert await live_workers(redis, settings.queue_name) == []
 

@@ -1,0 +1,41 @@
+"""A worker's GPU taken in turns: one job's torch section at a time, while its other jobs' host work goes on.
+
+A job is mostly GPU work, but not only: fetching blobs, the image safety check, likeness ranking, PNG encoding and
+uploads run on the host, and with one job per worker the GPU idles through all of them. With
+``HEADSHOT_WORKER_JOBS`` above one, arq runs that many jobs at once and each torch section (a render, a face pass, a
+training) waits here for its turn, so the model, its LoRA slots and the GPU's memory serve one section at a time as
+before, and the next job's section starts as soon as the last one's ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from jobs.worker.threads import ProgressReporter, run_in_thread
+
+__all__ = ["GpuTurns"]
+
+
+class GpuTurns:
+    """Runs torch sections on the worker's thread pool one at a time, first come first served (``asyncio.Lock``
+    wakes its waiters in order). A job cancelled while it waits leaves the queue at once: no thread was started."""
+
+    def __init__(self, observe_wait: Callable[[float], None] | None = None) -> None:
+        self._lock = asyncio.Lock()
+        self._observe_wait = observe_wait
+        self.turns = 0  # sections run
+        self.waited = 0  # sections that found another job's section running and waited for it
+
+    async def run(self, progress: ProgressReporter, work: Callable[[], Any]) -> Any:
+        """``work`` in a thread once the GPU is free (``run_in_thread``: a cancel stops it and waits for it)."""
+        asked = time.monotonic()
+        busy = self._lock.locked()
+        async with self._lock:
+            self.turns += 1
+            self.waited += busy
+            if self._observe_wait is not None:
+                self._observe_wait(time.monotonic() - asked)
+            return await run_in_thread(progress, work)
