@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-request", type=int, default=4, help="headshots per /headshot request (one job each)")
     parser.add_argument("--inference-steps", type=int, default=None, help="override the style's denoising steps")
     parser.add_argument("--gpus", type=int, default=None, help="GPUs to pin workers to (default: all visible)")
+    parser.add_argument(
+        "--jobs-per-worker", type=int, default=1, help="jobs each worker runs at once (HEADSHOT_WORKER_JOBS, 1-4)"
+    )
     parser.add_argument("--timeout", type=float, default=3600, help="seconds one phase may take")
     parser.add_argument("--work-dir", type=Path, help="keep worker logs, models and outputs here (default: temporary)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here (rewritten after each phase)")
@@ -88,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         inference_steps=args.inference_steps,
         gpus=gpus,
         timeout_s=args.timeout,
+        jobs_per_worker=args.jobs_per_worker,
     )
     results = asyncio.run(_run(args, plan))
     healthy = all(r.jobs_completed == r.jobs_expected and not r.jobs_run_twice and not r.failures for r in results)

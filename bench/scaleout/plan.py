@@ -24,10 +24,13 @@ class ScaleoutPlan:
     style: str = "linkedin"
     gpus: int = 0  # 0: CPU workers, no pinning
     timeout_s: float = 3600.0
+    jobs_per_worker: int = 1  # HEADSHOT_WORKER_JOBS of every worker
 
     def __post_init__(self) -> None:
         if self.headshots < 1 or self.per_request < 1:
             raise ValueError(f"headshots ({self.headshots}) and per_request ({self.per_request}) must be at least 1.")
+        if not 1 <= self.jobs_per_worker <= 4:
+            raise ValueError(f"jobs_per_worker must be 1 to 4 (HEADSHOT_WORKER_JOBS), got {self.jobs_per_worker}.")
         if not self.selfies:
             raise ValueError("A scale-out run needs at least one selfie image.")
 

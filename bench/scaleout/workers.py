@@ -26,6 +26,7 @@ def worker_env(plan: ScaleoutPlan, index: int, workers: int, redis_url: str, dat
         "HEADSHOT_EVENTS_STREAM": EVENTS_STREAM,
         "HEADSHOT_TRAIN_STEPS": str(plan.train_steps),
         "HEADSHOT_PROGRESS_INTERVAL_S": "30",
+        "HEADSHOT_WORKER_JOBS": str(plan.jobs_per_worker),
         "PYTHONUNBUFFERED": "1",
     }
     env.pop("HEADSHOT_WORKER_METRICS_PORT", None)  # k workers on one host cannot share one metrics port

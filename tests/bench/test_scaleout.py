@@ -37,6 +37,8 @@ async def test_two_workers_share_the_queue_without_running_a_job_twice(
     assert len(outputs) == 3 * 4
 
 
-def test_a_plan_without_selfies_is_refused() -> None:
+def test_a_plan_without_selfies_or_with_too_many_jobs_per_worker_is_refused(plan: ScaleoutPlan) -> None:
     with pytest.raises(ValueError, match="at least one selfie"):
         ScaleoutPlan(model="tiny", selfies=[])
+    with pytest.raises(ValueError, match=r"jobs_per_worker must be 1 to 4 \(HEADSHOT_WORKER_JOBS\), got 5"):
+        ScaleoutPlan(model="tiny", selfies=plan.selfies, jobs_per_worker=5)
