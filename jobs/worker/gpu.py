@@ -10,6 +10,7 @@ before, and the next job's section starts as soon as the last one's ends.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,11 +21,14 @@ __all__ = ["GpuTurns"]
 
 
 class GpuTurns:
-    """Runs torch sections on the worker's thread pool one at a time, first come first served (``asyncio.Lock``
-    wakes its waiters in order). A job cancelled while it waits leaves the queue at once: no thread was started."""
+    """Runs torch sections one at a time on one thread of their own, first come first served (``asyncio.Lock``
+    wakes its waiters in order). A job cancelled while it waits leaves the queue at once: nothing was started."""
 
     def __init__(self, observe_wait: Callable[[float], None] | None = None) -> None:
         self._lock = asyncio.Lock()
+        # Every section on one thread: torch keeps per-thread state (CUDA's cuBLAS handles and their workspaces, a
+        # CPU's OpenMP pool), which sections hopping across the loop's default pool made once per thread.
+        self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="torch")
         self._observe_wait = observe_wait
         self.turns = 0  # sections run
         self.waited = 0  # sections that found another job's section running and waited for it
@@ -38,4 +42,8 @@ class GpuTurns:
             self.waited += busy
             if self._observe_wait is not None:
                 self._observe_wait(time.monotonic() - asked)
-            return await run_in_thread(progress, work)
+            return await run_in_thread(progress, work, self._thread)
+
+    def close(self) -> None:
+        """Let the torch thread end once its section (if any) is done."""
+        self._thread.shutdown(wait=False)

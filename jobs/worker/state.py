@@ -50,6 +50,7 @@ class WorkerState:
     async def close(self) -> None:
         """Stop the metrics endpoint and heartbeat; close the storage this state opened (an S3 client's pool)."""
         await self.monitor.stop()
+        self.gpu.close()
         if self.owns_storage:
             await self.storage.aclose()
 

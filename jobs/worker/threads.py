@@ -6,6 +6,8 @@ The loop keeps arq's heartbeat, abort checks and progress events moving while th
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
 import threading
 import time
 from collections.abc import Callable
@@ -38,9 +40,14 @@ class ProgressReporter:
         asyncio.run_coroutine_threadsafe(self._events.publish(event), self._loop)
 
 
-async def run_in_thread(progress: ProgressReporter, work: Callable[[], Any]) -> Any:
-    """Run torch work in a thread; on cancellation (``/cancel`` or timeout) tell the thread to stop and wait."""
-    task = asyncio.ensure_future(asyncio.to_thread(work))
+async def run_in_thread(
+    progress: ProgressReporter, work: Callable[[], Any], executor: concurrent.futures.Executor | None = None
+) -> Any:
+    """Run torch work in a thread (of ``executor``, else the loop's default pool) with the caller's context (its log
+    fields); on cancellation (``/cancel`` or timeout) tell the thread to stop and wait."""
+    context = contextvars.copy_context()
+    running = asyncio.get_running_loop().run_in_executor(executor, context.run, work)
+    task = asyncio.ensure_future(running)
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
