@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
@@ -43,9 +43,9 @@ class WorkerState:
     storage: BlobStorage
     faces: FaceAnalyzer
     model: ServingModel
+    gpu: GpuTurns  # every torch section of every job runs through it
     image_safety: ImageSafety | None = None  # None: HEADSHOT_IMAGE_SAFETY=off, renders are posted unchecked
     owns_storage: bool = False
-    gpu: GpuTurns = field(default_factory=GpuTurns)  # every torch section of every job runs through it
 
     async def close(self) -> None:
         """Stop the metrics endpoint and heartbeat; close the storage this state opened (an S3 client's pool)."""
@@ -90,7 +90,7 @@ async def start_worker_state(
     await monitor.offer(model_features(model))
     events = EventPublisher(redis, settings.events_stream)
     gpu = GpuTurns(monitor.gpu_wait.observe)
-    return WorkerState(settings, monitor, events, storage, faces, model, image_safety, owns_storage, gpu)
+    return WorkerState(settings, monitor, events, storage, faces, model, gpu, image_safety, owns_storage)
 
 
 def worker_state(ctx: dict[str, Any]) -> WorkerState:

@@ -41,10 +41,10 @@ class ProgressReporter:
 
 
 async def run_in_thread(
-    progress: ProgressReporter, work: Callable[[], Any], executor: concurrent.futures.Executor | None = None
+    progress: ProgressReporter, work: Callable[[], Any], executor: concurrent.futures.Executor
 ) -> Any:
-    """Run torch work in a thread (of ``executor``, else the loop's default pool) with the caller's context (its log
-    fields); on cancellation (``/cancel`` or timeout) tell the thread to stop and wait."""
+    """Run torch work in a thread of ``executor`` with the caller's context (its log fields); on cancellation
+    (``/cancel`` or timeout) tell the thread to stop and wait."""
     context = contextvars.copy_context()
     running = asyncio.get_running_loop().run_in_executor(executor, context.run, work)
     task = asyncio.ensure_future(running)
