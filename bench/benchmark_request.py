@@ -119,6 +119,14 @@ def encode_pngs(images: list[Any]) -> list[bytes]:
         return list(pool.map(one, images))
 
 
+def attention_order() -> list[str]:
+    """torch's order of preference for attention kernels now, by backend name (process-wide)."""
+    import torch
+    from torch.nn.attention import SDPBackend
+
+    return [SDPBackend(value).name for value in torch._C._get_sdp_priority_order()]
+
+
 def gpu_profile(device: str, call: Callable[[], Any], *, label: str) -> dict[str, Any]:
     """One call under ``torch.profiler``: wall time, GPU kernel time by kind, the share of wall time with no kernel
     running (host work, syncs, launch gaps), and the costliest kernels."""
@@ -252,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     # 1. The worker, set up as a worker sets itself up (compiles and warms here).
     with measured(device) as ready:
         model = prepare_model(settings)
+    # torch's order of attention kernels once CUDA is up (it puts cuDNN first on an H100/H200; BENCHMARKS.md).
+    results["attention_order"] = attention_order()
     pipe, slot = model.pipe, model.lora_slot
     style = STYLES[STYLE]
     width, height = headshot_size(pipe, style.aspect)

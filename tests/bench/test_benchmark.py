@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -162,3 +163,25 @@ def test_worker_ready_starts_a_worker_twice_on_one_compile_cache(
     assert len(starts) == 2 and all(start["worker_ready_s"] > 0 for start in starts)
     assert starts[0]["compile_cache_dir"] == starts[1]["compile_cache_dir"]  # the restart finds the first's folder
     assert all(start["worker"]["compile_profile"]["unet"] is False for start in starts)  # a CPU worker, eager
+
+
+def test_attention_benchmark_records_every_attention_call_of_a_unet_call_as_diffusers_makes_it(pipe: Any) -> None:
+    import torch.nn.functional as F
+
+    from bench.benchmark_attention import attention_shapes
+
+    original = F.scaled_dot_product_attention
+    shapes = attention_shapes(pipe, batch=2)
+
+    assert F.scaled_dot_product_attention is original  # the recorder is gone again
+    self_attention = sum(1 for name, _ in pipe.unet.named_modules() if name.endswith(".attn1"))
+    cross_attention = sum(1 for name, _ in pipe.unet.named_modules() if name.endswith(".attn2"))
+    prompt_tokens = pipe.text_encoder.config.max_position_embeddings
+    calls = {"self": 0, "cross": 0}
+    for ((query, query_strides), (keys, _), _), count in shapes.items():
+        assert query[0] == 2
+        calls["cross" if keys[2] == prompt_tokens else "self"] += count
+        # diffusers hands SDPA transposed views of its projections (the layout decides which backends may run).
+        assert query_strides[1] < query_strides[2]
+    assert calls == {"self": self_attention, "cross": cross_attention}
+    assert self_attention > 0
