@@ -55,7 +55,7 @@ KERNEL_KINDS = (
 
 
 # ``--compile-modes``' names, in the order they run.
-COMPILE_MODES = ("static", "cudagraphs", "dynamic", "blocks", "regions", "regions-static")
+COMPILE_MODES = ("static", "cudagraphs", "dynamic", "blocks", "regions", "regions-static", "regions-nchw")
 
 
 def kernel_kind(name: str) -> str:
@@ -257,8 +257,8 @@ def _compile_as(pipe: Any, mode: str) -> None:
 
     if mode == "blocks":
         compile_unet_blocks(pipe.unet)
-    elif mode in ("regions", "regions-static"):
-        compile_unet_regions(pipe.unet, dynamic=mode == "regions")
+    elif mode in ("regions", "regions-static", "regions-nchw"):
+        compile_unet_regions(pipe.unet, dynamic=mode != "regions-static")
     elif mode == "cudagraphs":
         pipe.unet.compile(fullgraph=True, dynamic=False, mode="reduce-overhead")
     else:
@@ -266,17 +266,23 @@ def _compile_as(pipe: Any, mode: str) -> None:
 
 
 def compile_modes(
-    pipe: Any, *, record: Callable[[dict[str, Any]], None], only: tuple[str, ...] = COMPILE_MODES
+    pipe: Any,
+    *,
+    record: Callable[[dict[str, Any]], None],
+    only: tuple[str, ...] = COMPILE_MODES,
+    profile: bool = False,
 ) -> None:
     """The UNet (in its dtype: bf16 on SDXL) compiled for rendering each way named, every one from scratch (dynamo
     reset; inductor's on-disk cache is whatever the machine has, so run it on a fresh one). The whole UNet: static
     shapes with fullgraph (one graph per shape), the same captured in CUDA graphs ('reduce-overhead', launch gaps
     gone), dynamic shapes (one graph for every size). Regionally: the transformer blocks (a GPU worker's default),
-    "regions" (the blocks and the eager glue around them, the glue with dynamic shapes), and "regions-static".
+    "regions" (the blocks and the eager glue around them, the glue with dynamic shapes), "regions-static", and
+    "regions-nchw" (as "regions", its weights and inputs in PyTorch's default NCHW layout instead of a GPU worker's
+    channels-last: inductor's group norms over channels-last activations are the call's costliest memory-bound work).
     Except for the whole UNet's static graphs (a second shape compiles as long as the first: 150 s against 154 s,
     BENCHMARKS.md 2026-12-02), the first call at a second shape (the square style's) says what each further shape a
     worker warms costs at start. Eager first, as the same run's baseline; each mode's output is set against
-    eager's (relative error of one call)."""
+    eager's (relative error of one call). ``profile``: each mode's kernels by kind too."""
     import torch
 
     inputs = unet_call_inputs(pipe, batch=8)
@@ -289,6 +295,7 @@ def compile_modes(
         "blocks": "transformer blocks (a GPU worker's default)",
         "regions": "transformer blocks static, the glue around them dynamic",
         "regions-static": "transformer blocks and the glue around them, static shapes",
+        "regions-nchw": "transformer blocks static, the glue around them dynamic, NCHW layout",
     }
 
     def output() -> Any:
@@ -297,8 +304,11 @@ def compile_modes(
 
     record(unet_call_seconds(pipe, inputs, label=f"{dtype}, eager"))
     reference = output()
+    layout = next(pipe.unet.parameters()).is_contiguous(memory_format=torch.channels_last)
     for mode in only:
         _uncompile(pipe)
+        nchw = mode == "regions-nchw"
+        pipe.unet.to(memory_format=torch.contiguous_format if nchw else _layout(layout))
         _compile_as(pipe, mode)
         figures = unet_call_seconds(pipe, inputs, label=f"{dtype}, {labels[mode]}")
         # The same call's output against eager's: a compile must change only the rounding.
@@ -309,7 +319,16 @@ def compile_modes(
             figures["second_shape_first_call_s"] = round(other.seconds, 1)
             figures["second_shape_call_s"] = unet_call_seconds(pipe, square, label="", repeats=5)["call_s"]
         record(figures)
+        if profile:
+            record(kernel_profile(pipe, inputs, label=labels[mode]))
     _uncompile(pipe)
+    pipe.unet.to(memory_format=_layout(layout))
+
+
+def _layout(channels_last: bool) -> Any:
+    import torch
+
+    return torch.channels_last if channels_last else torch.contiguous_format
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -353,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         unknown = sorted(set(names) - set(COMPILE_MODES))
         if unknown:
             parser.error(f"--compile-modes names {', '.join(unknown)}; pick from {', '.join(COMPILE_MODES)}")
-        compile_modes(pipe, record=record, only=names)
+        compile_modes(pipe, record=record, only=names, profile=args.profile)
         return 0
     unet_variants(
         pipe, record=record, full_compile=args.full_compile, profile=args.profile, worker_only=args.worker_only
