@@ -135,6 +135,13 @@ class Settings(BaseSettings):
         description="Processes of the bot that check selfies (face search), so uploads never stall other users' "
         "replies; unset: one per CPU core but one (at least one); 0 checks them in a thread of the bot process.",
     )
+    face_search_processes: int | None = Field(
+        default=None,
+        ge=0,
+        description="Processes of a worker that find the faces in its renders (likeness ranking, face pass), all of "
+        "a request's candidates at once; unset: one per candidate a request renders, at most one per CPU core but "
+        "one; 0 searches them one at a time in a thread of the worker.",
+    )
     # Selfie checks (pipeline.selfies.intake) and identity ranking (pipeline.selfies.identity); the defaults pass
     # phone selfies with a ~90 px face and refuse blur, repeats and other people (values measured in the issue 4 notes).
     min_face_px: int = Field(default=80, ge=1, description="Least face width in a selfie, in pixels.")

@@ -68,6 +68,9 @@ def settings(tmp_path: Path, redis_url: str, model_cache: Path) -> Settings:
         "inference_steps": 2,
         "headshots_per_request": 2,
         "progress_interval_s": 0.0,
+        # In-process workers search faces in a thread with their analyzer; the process pool has its own tests
+        # (tests/jobs/test_face_search.py), and subprocess workers run it at its default.
+        "face_search_processes": 0,
     }
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 

@@ -19,7 +19,7 @@ from jobs.storage import BlobStorage
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-    from pipeline.selfies.faces import FaceAnalyzer
+    from pipeline.selfies.faces import Face
 
 __all__ = ["candidate_count", "load_reference", "rank_headshots"]
 
@@ -51,19 +51,20 @@ def render_batch_sizes(count: int, factor: float, batch_size: int) -> set[int]:
 
 
 def rank_headshots(
-    faces: FaceAnalyzer,
     generated: Sequence[Any],
+    found: Sequence[Sequence[Face]],
     reference: NDArray[np.float32] | None,
     count: int,
     min_score: float,
 ) -> list[tuple[Any, float | None]]:
-    """Up to ``count`` of ``generated`` (``GeneratedImage``s), best likeness first, each with its score.
+    """Up to ``count`` of ``generated`` (``GeneratedImage``s), best likeness first, each with its score, from the
+    faces ``found`` in each (``jobs.worker.face_search``).
 
-    Faceless and off-identity renders are dropped (``pipeline.identity.pick_best``). Blocking: run in a thread.
+    Faceless and off-identity renders are dropped (``pipeline.identity.pick_best``).
     """
-    from pipeline.selfies.identity import pick_best, score_headshots
+    from pipeline.selfies.identity import pick_best, scores_of_faces
 
     if reference is None:
         return [(image, None) for image in generated[:count]]
-    scores = score_headshots(faces, [image.image for image in generated], reference)
+    scores = scores_of_faces(found, reference)
     return [(generated[index], scores[index].score) for index in pick_best(scores, count, min_score)]

@@ -12,7 +12,7 @@ import io
 import logging
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobs.contract.events import ImagesReady, RenderedImage
 from jobs.contract.keys import user_prefix
@@ -23,6 +23,9 @@ from jobs.worker.state import WORKER_NAME, WorkerState, worker_state
 from jobs.worker.supervision import announce_start, report_failure, report_stop
 from jobs.worker.threads import ProgressReporter
 from pipeline.errors import JobCancelled, OutOfGpuMemory, Reason, UserInputError
+
+if TYPE_CHECKING:
+    from pipeline.selfies.faces import Face
 
 __all__ = ["generate_headshots"]
 
@@ -65,12 +68,16 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
             # 3. The image safety check on every candidate, so the next-best safe one takes a flagged one's place;
             #    what it flags is dropped here, never stored, and only counted.
             images, dropped = await asyncio.to_thread(_withhold_unsafe, state, job_id, images)
-            # 4. Keep the best likenesses; 5. give small faces (every face, in an upscale) the face pass, whose
-            #    re-rendered images are checked again.
-            ranked = await asyncio.to_thread(
-                rank_headshots, state.faces, images, reference, request.count, settings.identity_min_score
-            )
-            passed = await _face_pass(state, request, ranked, lora_path, progress)
+            # 4. Keep the best likenesses, from the faces found in every candidate at once; 5. give small faces
+            #    (every face, in an upscale) the face pass, whose re-rendered images are checked again. The faces
+            #    found for the ranking serve the face pass too.
+            faces_of: dict[int, list[Face]] = {}  # by the render's id; unranked renders are searched when needed
+            if reference is not None:
+                found = await state.face_search.faces([item.image for item in images])
+                faces_of = {id(item): faces for item, faces in zip(images, found, strict=True)}
+            found_in_order = list(faces_of.values())
+            ranked = rank_headshots(images, found_in_order, reference, request.count, settings.identity_min_score)
+            passed = await _face_pass(state, request, ranked, lora_path, progress, faces_of)
             redone = [new for new, old in zip(passed, ranked, strict=True) if new[0].image is not old[0].image]
             safe, more = await asyncio.to_thread(_withhold_unsafe, state, job_id, [new for new, _ in redone])
             flagged = {id(new) for new, _ in redone} - {id(new) for new in safe}
@@ -228,12 +235,17 @@ def _rgb(data: bytes) -> Any:
 
 
 async def _face_pass(
-    state: WorkerState, request: GenerateRequest, ranked: list[Any], lora_path: Path | None, progress: ProgressReporter
+    state: WorkerState,
+    request: GenerateRequest,
+    ranked: list[Any],
+    lora_path: Path | None,
+    progress: ProgressReporter,
+    faces_of: dict[int, list[Face]],
 ) -> list[Any]:
     """``ranked`` with the face pass done where it applies: every face in an upscale, else faces below the
-    ``face_pass_below`` share of the width (0: none). The faces are found on the host first; only a request with a
-    face to re-render takes a GPU turn."""
-    from pipeline.diffusion.face_pass import face_pass, faces_to_pass
+    ``face_pass_below`` share of the width (0: none). The faces are found on the host first (``faces_of``, by the
+    render's ``id``, holds those the ranking found); only a request with a face to re-render takes a GPU turn."""
+    from pipeline.diffusion.face_pass import crops_to_pass, face_pass
     from pipeline.diffusion.generation import GeneratedImage
     from pipeline.diffusion.img2img import supports_actions
 
@@ -243,7 +255,11 @@ async def _face_pass(
     if not ranked or lora_path is None or (not upscale and below <= 0) or not supports_actions(state.model.pipe):
         return ranked
     originals = [generated.image for generated, _ in ranked]
-    crops = await asyncio.to_thread(faces_to_pass, originals, state.faces, only_below=None if upscale else below)
+    if all(id(generated) in faces_of for generated, _ in ranked):
+        found = [faces_of[id(generated)] for generated, _ in ranked]
+    else:
+        found = await state.face_search.faces(originals)
+    crops = crops_to_pass(originals, found, only_below=None if upscale else below)
     if not crops:
         return ranked
     images = await state.gpu.run(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import socket
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from redis.asyncio import Redis
 from jobs.contract.stream import EventPublisher
 from jobs.settings import Settings
 from jobs.storage import BlobStorage, open_storage
+from jobs.worker.face_search import FaceSearch, default_processes
 from jobs.worker.gpu import GpuTurns
 from jobs.worker.model_setup import ServingModel, model_features, prepare_model
 from jobs.worker.monitor import WorkerMonitor
@@ -44,6 +46,7 @@ class WorkerState:
     faces: FaceAnalyzer
     model: ServingModel
     gpu: GpuTurns  # every torch section of every job runs through it
+    face_search: FaceSearch  # the faces in renders (ranking, face pass), every image of a request at once
     image_safety: ImageSafety | None = None  # None: HEADSHOT_IMAGE_SAFETY=off, renders are posted unchecked
     owns_storage: bool = False
 
@@ -51,6 +54,7 @@ class WorkerState:
         """Stop the metrics endpoint and heartbeat; close the storage this state opened (an S3 client's pool)."""
         await self.monitor.stop()
         self.gpu.close()
+        self.face_search.close()
         if self.owns_storage:
             await self.storage.aclose()
 
@@ -84,13 +88,19 @@ async def start_worker_state(
         storage = await open_storage(settings)
     if faces is None:  # scores each render's likeness; loaded now so no job waits for it
         faces = await asyncio.to_thread(FaceAnalyzer().load)
+    processes = settings.face_search_processes
+    if processes is None:
+        processes = default_processes(math.ceil(settings.headshots_per_request * settings.headshot_candidates))
+    face_search = FaceSearch(faces, processes)
+    await face_search.start()
+    log.info("faces in renders searched %s", f"in {processes} processes" if processes else "in a thread")
     await monitor.start(redis)  # metrics endpoint and heartbeat, before the model takes minutes
     if model is None:
         model = await asyncio.to_thread(prepare_model, settings)
     await monitor.offer(model_features(model))
     events = EventPublisher(redis, settings.events_stream)
     gpu = GpuTurns(monitor.gpu_wait.observe)
-    return WorkerState(settings, monitor, events, storage, faces, model, gpu, image_safety, owns_storage)
+    return WorkerState(settings, monitor, events, storage, faces, model, gpu, face_search, image_safety, owns_storage)
 
 
 def worker_state(ctx: dict[str, Any]) -> WorkerState:

@@ -21,12 +21,13 @@ from pipeline.styles import Style
 from pipeline.subject import Subject
 
 if TYPE_CHECKING:
-    from pipeline.selfies.faces import FaceAnalyzer
+    from pipeline.selfies.faces import Face, FaceAnalyzer
 
 __all__ = [
     "FACE_LORA_SCALE",
     "FACE_STRENGTH",
     "blend_back",
+    "crops_to_pass",
     "face_crop",
     "face_pass",
     "faces_to_pass",
@@ -44,12 +45,18 @@ def faces_to_pass(
 ) -> dict[int, tuple[int, int, int, int]]:
     """The crop to re-render in each image that needs the face pass, by the image's index: around its most confident
     face, unless (with ``only_below``) that face is at least that share of the image's width already. CPU only."""
+    return crops_to_pass(images, [faces.faces(image) for image in images], only_below=only_below)
+
+
+def crops_to_pass(
+    images: Sequence[Image.Image], found: Sequence[Sequence[Face]], *, only_below: float | None = None
+) -> dict[int, tuple[int, int, int, int]]:
+    """``faces_to_pass`` from the faces already found in each image (``FaceAnalyzer.faces``, most confident first)."""
     crops: dict[int, tuple[int, int, int, int]] = {}
-    for index, image in enumerate(images):
-        found = faces.faces(image)
-        if not found:
+    for index, (image, faces) in enumerate(zip(images, found, strict=True)):
+        if not faces:
             continue
-        box = found[0].box
+        box = faces[0].box
         if only_below is not None and box[2] >= only_below * image.width:
             continue
         crops[index] = face_crop(image.size, box)

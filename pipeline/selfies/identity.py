@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from pipeline.selfies.faces import FaceAnalyzer
+from pipeline.selfies.faces import Face, FaceAnalyzer
 
 __all__ = [
     "DEFAULT_MIN_SCORE",
@@ -23,6 +23,7 @@ __all__ = [
     "pick_best",
     "reference_embedding",
     "score_headshots",
+    "scores_of_faces",
 ]
 
 SAME_PERSON_DISTANCE = 0.6
@@ -59,9 +60,13 @@ def score_headshots(
     analyzer: FaceAnalyzer, images: Sequence[Image.Image], reference: NDArray[np.float32]
 ) -> list[HeadshotScore]:
     """Each image's best cosine to ``reference`` over the faces in it; 0 where no face is found."""
+    return scores_of_faces([analyzer.faces(image) for image in images], reference)
+
+
+def scores_of_faces(found: Sequence[Sequence[Face]], reference: NDArray[np.float32]) -> list[HeadshotScore]:
+    """``score_headshots`` from the faces already found in each image (``FaceAnalyzer.faces``)."""
     scores = []
-    for image in images:
-        faces = analyzer.faces(image)
+    for faces in found:
         best = max((cosine(face.embedding, reference) for face in faces), default=0.0)
         scores.append(HeadshotScore(round(best, 4), bool(faces)))
     return scores
