@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import time
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageEnhance, ImageOps
+
+from bench.measure import report
 
 __all__ = ["candidates", "main"]
 
@@ -104,9 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
     for processes in args.processes:
         results[f"{processes} processes"] = asyncio.run(timed(processes))
-    print(json.dumps(results), flush=True)
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+    report(results, args.out)
     return 0
 
 

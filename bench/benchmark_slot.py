@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.measure import benchmark_pipeline, measured
+from bench.measure import benchmark_pipeline, measured, report
 
 __all__ = ["hotswap_baseline", "main", "slot_stages"]
 
@@ -125,9 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     results["hotswap_baseline"] = hotswap_baseline(
         benchmark_pipeline(args.model, device), rank=args.rank, repeats=args.repeats
     )
-    print(json.dumps(results), flush=True)
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+    report(results, args.out)
     return 0
 
 

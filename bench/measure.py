@@ -13,7 +13,16 @@ from typing import Any
 
 from PIL import Image
 
-__all__ = ["Measure", "benchmark_pipeline", "free_memory", "graph_count", "measured", "sample_images", "synchronize"]
+__all__ = [
+    "Measure",
+    "benchmark_pipeline",
+    "free_memory",
+    "graph_count",
+    "measured",
+    "report",
+    "sample_images",
+    "synchronize",
+]
 
 
 @dataclass
@@ -86,3 +95,12 @@ def graph_count() -> int:
     import torch._dynamo.utils
 
     return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+
+
+def report(results: dict[str, Any], out: Path | None) -> None:
+    """Print ``results`` as one JSON line, and write them (indented) to ``out`` when given."""
+    import json
+
+    print(json.dumps(results), flush=True)
+    if out:
+        out.write_text(json.dumps(results, indent=2) + "\n")
