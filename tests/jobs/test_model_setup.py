@@ -37,6 +37,9 @@ def recompile_limit_fails() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("fresh_dynamo", "recompile_limit_fails")
+# Minutes of dynamo tracing on a CPU (4-5 min alone on a slow 2-core box, 2026-12-02), more beside another test:
+# past the suite's 300 s a healthy run was cut. A hang is still caught.
+@pytest.mark.timeout(900)
 # The default (blocks, what a GPU worker compiles) and the opt-in whole UNet, with FP8 rendering: the whole-UNet case
 # without FP8 traces the same graphs less the FP8 layers, and cost CI minutes for no path of its own.
 @pytest.mark.parametrize(

@@ -85,6 +85,7 @@ def test_a_variation_reuses_the_headshots_graphs_on_a_channels_last_worker(model
 
 
 @pytest.mark.usefixtures("fresh_dynamo")
+@pytest.mark.timeout(900)  # a worker's warm-up traced by dynamo on a CPU: minutes on a slow box (test_model_setup)
 def test_a_warm_worker_serves_every_action_without_compiling_again(
     model_cache_dir: Path, second_lora: Any, astronaut: Image.Image, faces: FaceAnalyzer
 ) -> None:
