@@ -71,12 +71,11 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
             # 4. Keep the best likenesses, from the faces found in every candidate at once; 5. give small faces
             #    (every face, in an upscale) the face pass, whose re-rendered images are checked again. The faces
             #    found for the ranking serve the face pass too.
-            faces_of: dict[int, list[Face]] = {}  # by the render's id; unranked renders are searched when needed
+            found: list[list[Face]] = []  # unranked renders are searched by the face pass, if it needs them
             if reference is not None:
                 found = await state.face_search.faces([item.image for item in images])
-                faces_of = {id(item): faces for item, faces in zip(images, found, strict=True)}
-            found_in_order = list(faces_of.values())
-            ranked = rank_headshots(images, found_in_order, reference, request.count, settings.identity_min_score)
+            ranked = rank_headshots(images, found, reference, request.count, settings.identity_min_score)
+            faces_of = {id(item): faces for item, faces in zip(images, found, strict=True)} if found else {}
             passed = await _face_pass(state, request, ranked, lora_path, progress, faces_of)
             redone = [new for new, old in zip(passed, ranked, strict=True) if new[0].image is not old[0].image]
             safe, more = await asyncio.to_thread(_withhold_unsafe, state, job_id, [new for new, _ in redone])
