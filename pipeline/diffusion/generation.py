@@ -30,7 +30,14 @@ from pipeline.errors import JobCancelled, OutOfGpuMemory
 from pipeline.styles import Style
 from pipeline.subject import Subject
 
-__all__ = ["GenerationCancelled", "GeneratedImage", "generate_headshots", "headshot_size", "scheduler_for"]
+__all__ = [
+    "GenerationCancelled",
+    "GeneratedImage",
+    "generate_headshots",
+    "headshot_size",
+    "pil_images",
+    "scheduler_for",
+]
 
 
 class GenerationCancelled(JobCancelled):
@@ -70,6 +77,20 @@ def headshot_size(pipe: Any, aspect: tuple[int, int], *, native: int | None = No
             f"both sides must be at least {multiple}."
         )
     return width, height
+
+
+def pil_images(images: Any) -> list[Image.Image]:
+    """A pipeline's ``output_type="pt"`` images (N, 3, H, W, in [0, 1], on its device) as RGB PIL images.
+
+    diffusers' own conversion (times 255 in float32, rounded half to even, 8 bits: ``VaeImageProcessor``), the same
+    pixels, but done on the device, so only the 8-bit pixels cross to the host: diffusers' "pil" output copies the
+    images there as floats and converts them on one CPU core while the GPU waits (BENCHMARKS.md, 2026-12-02 fifth
+    session).
+    """
+    import torch
+
+    pixels = (images.float() * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
+    return [Image.fromarray(one) for one in pixels]
 
 
 DEFAULT_BATCH_SIZE = 4  # images per pipeline call; the denoiser sees twice as many with CFG
@@ -155,9 +176,10 @@ def generate_headshots(
                     width=width,
                     height=height,
                     generator=generators,
-                    output_type="pil",
+                    output_type="pt",  # converted to 8 bits on the device: ``pil_images``
                     callback_on_step_end=check_stop if should_stop is not None else None,
                 ).images
+                images = pil_images(images)
             except torch.cuda.OutOfMemoryError as error:
                 # Another job's tensors, fragmentation or a big batch: free the cache and try half the batch, once.
                 # Seeds stay per image, so the retried images are the very ones the full batch would have made.

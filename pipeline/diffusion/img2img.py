@@ -22,7 +22,7 @@ from pipeline.diffusion.adapters import (
     restore_active_adapters,
     snapshot_active_adapters,
 )
-from pipeline.diffusion.generation import GeneratedImage, GenerationCancelled, scheduler_for
+from pipeline.diffusion.generation import GeneratedImage, GenerationCancelled, pil_images, scheduler_for
 from pipeline.diffusion.lora_slot import LoraSlot
 from pipeline.styles import Style
 from pipeline.subject import Subject
@@ -174,9 +174,10 @@ def render_from_images(
                 num_inference_steps=num_steps,
                 guidance_scale=style.guidance_scale,
                 generator=[torch.Generator("cpu").manual_seed(seeds[i]) for i in batch],
-                output_type="pil",
+                output_type="pt",  # converted to 8 bits on the device
                 callback_on_step_end=check_stop if should_stop is not None else None,
             ).images
+            images = pil_images(images)
             if should_stop is not None and should_stop():
                 raise GenerationCancelled(f"Rendering stopped after {len(results)} of {len(sources)} images.")
             results.extend(GeneratedImage(image, seeds[i]) for image, i in zip(images, batch, strict=True))

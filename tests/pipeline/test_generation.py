@@ -8,9 +8,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from pipeline.diffusion.generation import GeneratedImage, generate_headshots, headshot_size
+from pipeline.diffusion.generation import GeneratedImage, generate_headshots, headshot_size, pil_images
 from pipeline.styles import SCHEDULERS, STYLES
 from tests.pipeline.conftest import RENDER_STEPS
 
@@ -126,3 +127,15 @@ def test_cancel_stops_rendering_within_a_step_and_leaves_the_base_clean(
     assert len(asked) <= 4  # asked after each denoising step, and it ended right away rather than after 20 steps
     again = generate_headshots(pipe, STYLES["linkedin"], count=2, seed=100, steps=RENDER_STEPS)
     assert [np.asarray(g.image).tolist() for g in again] == [np.asarray(g.image).tolist() for g in base_headshots]
+
+
+def test_pixels_made_on_the_device_are_diffusers_own_conversion() -> None:
+    from diffusers.image_processor import VaeImageProcessor
+
+    images = torch.rand(3, 3, 40, 24, generator=torch.Generator().manual_seed(0))
+    images[0, 0, 0, :4] = torch.tensor([0.5 / 255, 1.5 / 255, 254.5 / 255, 1.0])  # halves round to even, as numpy's
+    ours = pil_images(images.to(torch.bfloat16))
+    theirs = VaeImageProcessor.numpy_to_pil(VaeImageProcessor.pt_to_numpy(images.to(torch.bfloat16)))
+    for one, other in zip(ours, theirs, strict=True):
+        assert (one.mode, one.size) == ("RGB", (24, 40))
+        assert np.array_equal(np.asarray(one), np.asarray(other))
