@@ -6,7 +6,8 @@ environment's ``HEADSHOT_*`` variables apply, as on a worker; the JSON records t
 they resolve to), so the benchmark runs exactly what a worker runs: its LoRA slot, FP8 only if the settings turn it
 on, its compile scope, its warm-up. A request is what ``jobs.worker.render_job`` does on the GPU's critical path: swap
 the user's LoRA into the slot and merge it, render 4 images at batch 4 with CFG, decode, clear the slot, then encode
-the PNGs, one thread each.
+the PNGs (``jobs.worker.png``). Where the worker replays its UNet calls from CUDA graphs (its default on a GPU), the
+same worker is also timed with the graphs bypassed, as a third side.
 
 The baseline is the two lines a diffusers user writes: a plain pipeline of the same architecture, its UNet in
 channels-last and ``torch.compile(unet, fullgraph=True)``, the same size, steps, CFG scale and batch, returning PIL
@@ -25,12 +26,14 @@ import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from bench.measure import graph_count, measured
+from jobs.worker.png import encode_pngs
 
 __all__ = ["main", "plain_compiled_pipeline", "user_lora_file", "worker_settings"]
 
@@ -64,7 +67,12 @@ def describe_settings(settings: Any, device: str) -> dict[str, Any]:
     )
     return {
         "settings": {key: getattr(settings, key) for key in keys},
-        "compile_profile": {"unet": profile.unet, "training": profile.training, "scope": profile.scope},
+        "compile_profile": {
+            "unet": profile.unet,
+            "training": profile.training,
+            "scope": profile.scope,
+            "cuda_graphs": profile.cuda_graphs,
+        },
         "headshot_env": sorted(name for name in os.environ if name.startswith("HEADSHOT_")),
     }
 
@@ -107,8 +115,8 @@ def plain_compiled_pipeline(model: str, device: str) -> Any:
     return pipe
 
 
-def encode_pngs(images: list[Any]) -> list[bytes]:
-    """PNG level 1, one thread per image, as ``jobs.worker.render_job`` encodes them."""
+def pillow_pngs(images: list[Any]) -> list[bytes]:
+    """PNG level 1 by Pillow, one thread per image: how ``jobs.worker.render_job`` encoded them until 2026-12-02."""
 
     def one(image: Any) -> bytes:
         buffer = io.BytesIO()
@@ -117,6 +125,16 @@ def encode_pngs(images: list[Any]) -> list[bytes]:
 
     with ThreadPoolExecutor(max_workers=len(images)) as pool:
         return list(pool.map(one, images))
+
+
+@contextmanager
+def graphs_bypassed(unet: Any, graphs: Any) -> Iterator[None]:
+    """The worker's UNet called as it was before its CUDA graphs were installed (the graphs kept for later)."""
+    unet._compiled_call_impl = graphs._compiled
+    try:
+        yield
+    finally:
+        unet._compiled_call_impl = graphs
 
 
 def attention_order() -> list[str]:
@@ -189,6 +207,9 @@ def request_split(
     with measured(device) as stage:
         encode_pngs([generated.image for generated in images])
     split["png_s"] = stage.seconds
+    with measured(device) as stage:
+        pillow_pngs([generated.image for generated in images])
+    split["png_pillow_threads_s"] = stage.seconds
     factor = pipe.vae_scale_factor
     latents = torch.randn(batch, 4, height // factor, width // factor, device=pipe.vae.device, dtype=pipe.vae.dtype)
     with torch.no_grad(), measured(device) as stage:
@@ -234,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from jobs.worker.model_setup import prepare_model
+    from pipeline.diffusion.cuda_graphs import installed_graphs
     from pipeline.diffusion.generation import generate_headshots, headshot_size
     from pipeline.diffusion.loading import pick_device, weight_dtypes
     from pipeline.styles import STYLES
@@ -248,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "model": args.model,
         "worker": describe_settings(settings, device),
-        "request": {"style": STYLE, "images": batch, "batch": batch, "steps": args.steps, "png": "level 1, threads"},
+        "request": {"style": STYLE, "images": batch, "batch": batch, "steps": args.steps, "png": "level 1, strips"},
     }
 
     def record(key: str, figures: Any) -> None:
@@ -269,6 +291,11 @@ def main(argv: list[str] | None = None) -> int:
     results["request"]["guidance_scale"] = style.guidance_scale
     results["request"]["scheduler"] = style.scheduler
     record("worker_ready_s", round(ready.seconds, 1))
+    graphs = installed_graphs(pipe.unet)
+    if graphs is not None:
+        record("cuda_graphs_captured", graphs.captured)
+    if device.startswith("cuda"):
+        record("gpu_memory_reserved_gib_when_ready", round(torch.cuda.memory_reserved() / 2**30, 2))
     lora = user_lora_file(slot, scratch, rank=settings.lora_rank)
 
     project_graphs = 0
@@ -310,8 +337,17 @@ def main(argv: list[str] | None = None) -> int:
         record("plain_first_request_s", round(first.seconds, 1))
     graphs_first_request = project_graphs
 
+    def project_request_without_graphs() -> None:
+        assert graphs is not None
+        with graphs_bypassed(pipe.unet, graphs):
+            project_request()
+
     # 3. Interleaved timed requests.
-    sides = {"project": project_request} | ({} if plain is None else {"plain": plain_request})
+    sides = (
+        {"project": project_request}
+        | ({} if plain is None else {"plain": plain_request})
+        | ({} if graphs is None else {"project_without_graphs": project_request_without_graphs})
+    )
     summary = interleaved(sides, repeats=args.repeats, device=device, images=batch)
     record("timed", summary)
 
@@ -320,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     record("project_split", split)
     # Graphs built during the worker's requests (none may be: a compile would stall a user).
     record("project_graphs_compiled", {"first_request": graphs_first_request, "all_requests": project_graphs})
+    if graphs is not None:  # replays prove the requests ran through the graphs; a capture after ready would stall one
+        record("cuda_graphs_after_requests", {"captured": graphs.captured, "replays": graphs.replays})
 
     # 5. Kernels by kind, one request each.
     if args.profile:

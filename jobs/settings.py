@@ -25,6 +25,7 @@ class CompileProfile:
     unet: bool  # the UNet and VAE decoder, warmed for every style and batch size
     training: bool  # a persistent training LoRA's forward, warmed for every aspect bucket
     scope: CompileScope
+    cuda_graphs: bool = False  # the UNet's rendering calls replayed from CUDA graphs captured at warm-up
 
 
 class Settings(BaseSettings):
@@ -123,6 +124,12 @@ class Settings(BaseSettings):
         default=False,
         description="Render through FP8 products in the UNet's transformer layers; needs compile_unet and a GPU "
         "with FP8 tensor cores (Ada, Hopper). Off: compiled, it measured no faster than bf16 (BENCHMARKS.md).",
+    )
+    render_cuda_graphs: bool = Field(
+        default=False,
+        description="Replay the UNet's rendering calls from CUDA graphs captured at start, one per request shape "
+        "(pipeline/diffusion/cuda_graphs.py). Needs compile_unet on a CUDA worker; SDXL only. Off: at a 4-image "
+        "request it measured within noise of the compiled UNet alone (BENCHMARKS.md).",
     )
 
     # Session rules.
@@ -321,7 +328,12 @@ class Settings(BaseSettings):
                 f"{unset}: rendering runs through the same compiled blocks, and only compile_unet warms them for every "
                 "style at start (else a user's first request would compile). Turn compile_unet on, or use scope 'unet'."
             )
-        return CompileProfile(unet=unet, training=training, scope=scope)
+        if self.render_cuda_graphs and not (unet and on_cuda):
+            raise ValueError(
+                f"HEADSHOT_RENDER_CUDA_GRAPHS=true needs HEADSHOT_COMPILE_UNET=true on a CUDA worker{unset}: the "
+                "graphs are captured by the compiled worker's warm-up renders. Unset it, or turn compiling on."
+            )
+        return CompileProfile(unet=unet, training=training, scope=scope, cuda_graphs=self.render_cuda_graphs)
 
     @model_validator(mode="after")
     def _s3_complete(self) -> Settings:

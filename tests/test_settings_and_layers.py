@@ -76,6 +76,11 @@ def test_a_gpu_worker_compiles_by_default_a_cpu_one_stays_eager_and_explicit_val
     monkeypatch.setenv("HEADSHOT_COMPILE_SCOPE", "blocks")
     on_cpu = Settings(_env_file=None)  # type: ignore[call-arg]
     assert on_cpu.compile_profile("cpu") == CompileProfile(unet=True, training=False, scope="blocks")
+    # CUDA graphs are captured by a compiled GPU worker's warm-up: asked for elsewhere, the setting is refused.
+    monkeypatch.setenv("HEADSHOT_RENDER_CUDA_GRAPHS", "true")
+    assert Settings(_env_file=None).compile_profile("cuda").cuda_graphs  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="HEADSHOT_RENDER_CUDA_GRAPHS=true needs HEADSHOT_COMPILE_UNET=true on a CUDA"):
+        Settings(_env_file=None).compile_profile("cpu")  # type: ignore[call-arg]
 
 
 def test_bot_side_imports_no_torch() -> None:

@@ -117,7 +117,7 @@ def prepare_model(settings: Settings) -> ServingModel:
     if compiling.training:
         log.info("training step compiled in %.0f s", _compile_training(model, settings, compiling.scope))
     if compiling.unet:
-        seconds = _compile_for_serving(pipe, model.lora_slot, settings, compiling.scope)
+        seconds = _compile_for_serving(pipe, model.lora_slot, settings, compiling)
         log.info("denoiser and VAE decoder compiled for every style and batch size in %.0f s", seconds)
     if settings.prior_class_images:
         from pipeline.diffusion.training.config import TrainingConfig
@@ -205,6 +205,7 @@ def _flux2_profile(settings: Settings, profile: CompileProfile) -> CompileProfil
             ("HEADSHOT_COMPILE_TRAINING=true", settings.compile_training),
             (f"HEADSHOT_COMPILE_SCOPE={settings.compile_scope}", settings.compile_scope not in (None, "unet")),
             ("HEADSHOT_RENDER_FLOAT8=true", settings.render_float8),
+            ("HEADSHOT_RENDER_CUDA_GRAPHS=true", settings.render_cuda_graphs),
         )
         if value
     ]
@@ -246,7 +247,7 @@ def _compile_training(model: ServingModel, settings: Settings, scope: str) -> fl
     return time.monotonic() - started
 
 
-def _compile_for_serving(pipe: Any, slot: Any, settings: Settings, scope: str) -> float:
+def _compile_for_serving(pipe: Any, slot: Any, settings: Settings, compiling: CompileProfile) -> float:
     from pipeline.diffusion.generation import DEFAULT_BATCH_SIZE
     from pipeline.diffusion.serving import compile_for_serving
     from pipeline.styles import STYLES, custom_style
@@ -261,7 +262,8 @@ def _compile_for_serving(pipe: Any, slot: Any, settings: Settings, scope: str) -
         styles=styles,
         batch_sizes=batches,
         compile_backend=settings.compile_backend,
-        compile_scope=scope,
+        compile_scope=compiling.scope,
+        cuda_graphs=compiling.cuda_graphs,
         preview_batch_sizes=(
             render_batch_sizes(settings.preview_count, settings.headshot_candidates, DEFAULT_BATCH_SIZE)
             if settings.preview_count

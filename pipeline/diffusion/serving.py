@@ -37,6 +37,7 @@ def compile_for_serving(
     batch_sizes: Iterable[int],
     compile_backend: str = "inductor",
     compile_scope: str = "unet",
+    cuda_graphs: bool = False,
     preview_batch_sizes: Iterable[int] = (),
 ) -> float:
     """Compile ``pipe`` for a worker and render every style look and batch size it will serve; return seconds.
@@ -47,10 +48,17 @@ def compile_for_serving(
     actions on a headshot (variations, remixes, upscales, the face pass) are warmed at their sizes too; on klein,
     whose references add tokens to every step, so are renders from selfies (``preview_batch_sizes`` for the
     previews queued with a training, ``batch_sizes`` for ``/headshot`` before one) and from a headshot.
+    ``cuda_graphs`` (a CUDA SDXL pipeline) captures each of those UNet call shapes as a CUDA graph in the same
+    renders, which every later call of the shape replays (``pipeline.diffusion.cuda_graphs``).
     """
     started = time.perf_counter()
     with _warming(f"compile set-up (scope {compile_scope})"):
         optimize_for_inference(pipe, compile_backend=compile_backend, compile_scope=compile_scope)
+    graphs = None
+    if cuda_graphs:
+        from pipeline.diffusion.cuda_graphs import DenoiserGraphs
+
+        graphs = DenoiserGraphs(pipe.unet)  # after every change to the weights' tensors: compile, layout, slot
     from pipeline.diffusion.img2img import supports_actions
     from pipeline.diffusion.references import supports_references
 
@@ -67,6 +75,8 @@ def compile_for_serving(
                 _warm_actions(pipe, style, batch_sizes)
             if references:
                 _warm_references(pipe, style, sorted({*batch_sizes, *preview_batch_sizes}))
+    if graphs is not None:
+        log.info("%d UNet call shapes captured as CUDA graphs", graphs.captured)
     return time.perf_counter() - started
 
 

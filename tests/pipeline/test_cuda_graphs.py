@@ -1,0 +1,76 @@
+"""UNet calls replayed from CUDA graphs render what the compiled pipeline renders, for every user in turn.
+
+CUDA graphs exist only on a GPU: on a CPU machine (CI) the GPU test is skipped and only the refusal runs. The GPU
+test runs on the tiny model through the worker's own path (a merging LoRA slot, regions compiled by inductor).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from pipeline.diffusion.generation import generate_headshots
+from pipeline.diffusion.loading import load_base_pipeline
+from pipeline.diffusion.lora_slot import LoraSlot
+from pipeline.styles import STYLES
+from tests.pipeline.test_generation import difference
+
+on_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU")
+
+
+def test_a_denoiser_on_the_cpu_is_refused_by_name(tiny_pipe: Any) -> None:
+    from pipeline.diffusion.cuda_graphs import DenoiserGraphs
+
+    with pytest.raises(ValueError, match="need the denoiser on a CUDA device, but it is on the CPU"):
+        DenoiserGraphs(tiny_pipe.unet)
+
+
+@on_gpu
+def test_replayed_requests_match_the_compiled_pipeline_user_after_user(
+    model_cache: Path, tmp_path: Path, fresh_dynamo: None
+) -> None:
+    from bench.benchmark_request import user_lora_file
+    from pipeline.diffusion.acceleration import optimize_for_inference
+    from pipeline.diffusion.cuda_graphs import DenoiserGraphs
+
+    pipe = load_base_pipeline("tiny", device="cuda", cache_dir=model_cache)
+    slot = LoraSlot(pipe, max_rank=8)
+    optimize_for_inference(pipe, compile_scope="regions")
+    # Strong random LoRAs: two users whose headshots differ visibly, so a graph that kept the first user's weights
+    # (or none) would show.
+    users = [user_lora_file(slot, tmp_path / f"user{seed}", rank=8, seed=seed, scale=0.3) for seed in (1, 2)]
+
+    def request(lora: Path | None) -> list[Any]:
+        generated = generate_headshots(
+            pipe, STYLES["linkedin"], count=2, seed=5, batch_size=2, steps=4, lora_path=lora, lora_slot=slot
+        )
+        return [image.image for image in generated]
+
+    calls: list[tuple[Any, Any]] = []
+    hook = pipe.unet.register_forward_pre_hook(lambda _, args, kwargs: calls.append((args, kwargs)), with_kwargs=True)
+    compiled = {user: request(user) for user in users}
+    hook.remove()
+    apart = difference(compiled[users[0]][0], compiled[users[1]][0])
+    assert apart > 2, apart  # the two users' headshots really differ
+
+    graphs = DenoiserGraphs(pipe.unet)
+    with slot.merged_base():  # the worker's warm-up: the shape is captured here
+        request(None)
+    assert graphs.captured == 1
+    for user in [*users, users[0]]:
+        replays = graphs.replays
+        for replayed, reference in zip(request(user), compiled[user], strict=True):
+            assert difference(replayed, reference) < 0.5, (user, difference(replayed, reference), apart)
+        assert graphs.replays - replays == 4  # every step of the request replayed, none ran the UNet itself
+
+    # With gradients on (a training step through the same UNet) a call of the captured shape runs the UNet itself.
+    args, kwargs = calls[0]
+    replays = graphs.replays
+    with torch.enable_grad():
+        (prediction,) = pipe.unet(*args, **kwargs)
+    assert graphs.replays == replays and prediction.shape == args[0].shape
+    graphs.uninstall()
+    assert pipe.unet._compiled_call_impl is None
