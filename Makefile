@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The CPU build of torch for dev machines and CI; on a GPU host use e.g. TORCH="torch" for the CUDA build.
 TORCH ?= torch==2.13.0
 
-.PHONY: install demo local test lint typecheck check clean
+.PHONY: install demo local test coverage lint typecheck check clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -22,10 +22,15 @@ demo: install
 local: install
 	$(BIN)/headshot-local
 
-# With the coverage of the product packages (not tests/ or bench/): files under 100% listed, then the TOTAL line.
-# Subprocesses (the local chat's worker) are not measured. TEST_WORKERS pytest-xdist workers, a test file each at a time.
+# TEST_WORKERS pytest-xdist workers, a test file each at a time.
 TEST_WORKERS ?= 2
 test: install
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+
+# The same suite with the line coverage of the product packages (not tests/ or bench/): files under 100% listed, then
+# the TOTAL line; subprocesses (the local chat's worker) are not measured. Apart from `test` because coverage's tracer
+# slows every Python call, and the suite's many dynamo-tracing tests most (BENCHMARKS.md, "the test suite's time").
+coverage: install
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --cov=bot --cov=jobs --cov=pipeline --cov-report=term:skip-covered
 
 lint: install

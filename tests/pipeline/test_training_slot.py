@@ -1,4 +1,8 @@
-"""A worker's persistent training LoRA: same result as a fresh adapter, nothing left behind, compiled only once."""
+"""A worker's persistent training LoRA: same result as a fresh adapter, nothing left behind.
+
+That it compiles once, at a worker's start, for every user's job and request, is tested on the worker as it sets
+itself up, for each compile scope (tests/jobs/test_model_setup.py).
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pipeline.diffusion.generation import generate_headshots
 from pipeline.diffusion.loading import load_base_pipeline
 from pipeline.diffusion.lora_slot import SLOT_ADAPTER, LoraSlot
-from pipeline.diffusion.serving import compile_for_serving
 from pipeline.diffusion.training.config import TrainingConfig
 from pipeline.diffusion.training.loop import train_lora
 from pipeline.diffusion.training.slot import TRAINING_ADAPTER, TrainingSlot
-from pipeline.styles import STYLES
 
 RECIPE = TrainingConfig(rank=4, steps=8, batch_size=2, seed=1)
 
@@ -49,30 +50,6 @@ def test_training_in_the_slot_equals_a_fresh_adapter_and_leaves_nothing_behind(
         # Between jobs: zero, frozen, inactive; the rendering slot is the active adapter again.
         assert all(not weight.any() and not weight.requires_grad for weight in slot_weights(slotted_pipe))
         assert slotted_pipe.unet.active_adapters() == [SLOT_ADAPTER]
-
-
-@pytest.mark.usefixtures("fresh_dynamo")
-def test_a_worker_with_both_slots_compiles_once_for_every_user_and_job(
-    model_cache_dir: Path, selfie_images: list[Any], trained: Any, tmp_path: Path
-) -> None:
-    import torch._dynamo.utils
-
-    def graphs() -> int:
-        return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
-
-    pipe, lora_slot, slot = worker_pipeline(model_cache_dir)
-    compile_for_serving(pipe, lora_slot, styles=[STYLES["studio"]], batch_sizes={1}, compile_backend="eager")
-    served = graphs()
-    train_lora(pipe, selfie_images[:2], RECIPE, tmp_path / "a", slot=slot)
-    warmed = graphs()
-    assert warmed > served  # the first job compiled the training forward
-
-    other_seed = TrainingConfig(rank=4, steps=8, batch_size=2, seed=2)
-    user_b = train_lora(pipe, selfie_images[2:4], other_seed, tmp_path / "b", slot=slot)
-    for lora in (user_b.lora_path, trained.lora_path):
-        generate_headshots(pipe, STYLES["studio"], count=1, seed=5, steps=2, lora_path=lora, lora_slot=lora_slot)
-    train_lora(pipe, selfie_images[:2], RECIPE, tmp_path / "c", slot=slot)
-    assert graphs() == warmed, "a training job or a request compiled a new graph"
 
 
 @pytest.mark.usefixtures("fresh_dynamo")
