@@ -50,7 +50,7 @@ def slot_stages(pipe: Any, *, rank: int, repeats: int) -> dict[str, Any]:
         slot.swap_in(lora)
         slot.clear()
 
-    figures = {
+    figures: dict[str, Any] = {
         "layers": len(slot._layers),
         "slot_rank": slot.max_rank,
         "lora_rank": rank,
@@ -60,7 +60,32 @@ def slot_stages(pipe: Any, *, rank: int, repeats: int) -> dict[str, Any]:
     figures["swap_in_s"] = median(lambda: slot.swap_in(lora), before=slot.clear)
     figures["clear_s"] = median(slot.clear, before=lambda: slot.swap_in(lora))
     slot.clear()
+    figures["swap_in_split"] = swap_split(pipe, slot, lora, repeats=repeats)
     return figures
+
+
+def swap_split(pipe: Any, slot: Any, lora: Path, *, repeats: int) -> dict[str, float]:
+    """Median seconds of ``swap_in``'s three parts, as it runs them (the slot's own steps, called one by one): read
+    the file (diffusers' ``lora_state_dict``), the factors and scales (host), the merge (stacking on the host, one
+    copy to the device, the batched products)."""
+    device = str(pipe.unet.device)
+    seconds: dict[str, list[float]] = {"read_file_s": [], "factors_s": [], "merge_s": []}
+    for _ in range(repeats + 1):  # the first is a warm-up
+        slot.clear()
+        with measured(device) as read:
+            state, alphas, metadata = pipe.lora_state_dict(
+                str(lora.parent), weight_name=lora.name, return_lora_metadata=True
+            )
+        with measured(device) as factoring:
+            factors = slot._factors(
+                {key: value for key, value in state.items() if key.startswith("unet.")}, alphas, metadata, lora.name
+            )
+        with measured(device) as merging:
+            slot._merge(factors)
+        for key, stage in zip(seconds, (read, factoring, merging), strict=True):
+            seconds[key].append(stage.seconds)
+    slot.clear()
+    return {key: round(statistics.median(values[1:]), 4) for key, values in seconds.items()}
 
 
 def hotswap_baseline(pipe: Any, *, rank: int, repeats: int) -> dict[str, Any]:

@@ -185,3 +185,16 @@ def test_attention_benchmark_records_every_attention_call_of_a_unet_call_as_diff
         assert query_strides[1] < query_strides[2]
     assert calls == {"self": self_attention, "cross": cross_attention}
     assert self_attention > 0
+
+
+def test_slot_benchmark_splits_a_swap_into_reading_factoring_and_merging(tmp_path: Path) -> None:
+    import json
+
+    from bench.benchmark_slot import main
+
+    out = tmp_path / "slot.json"
+    assert main(["--model", "tiny", "--repeats", "1", "--out", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    split = figures["slot"]["swap_in_split"]
+    assert set(split) == {"read_file_s", "factors_s", "merge_s"} and all(value > 0 for value in split.values())
+    assert figures["slot"]["swap_in_s"] > 0 and figures["hotswap_baseline"]["swap_in_s"] > 0
