@@ -263,9 +263,10 @@ class LoraSlot:
     def _merge(self, factors: dict[str, tuple[Any, Any, float]]) -> None:
         """W = W0 + B·A·scaling (``_factors``) on every slot layer, W0 where ``factors`` has none.
 
-        The host stacks every chunk's factors first and they travel in one copy per dtype, before any merge kernel
-        is queued: a copy from pageable host memory waits for the device's stream, so a copy per chunk would make
-        host and device take turns instead of overlapping.
+        The factors travel as the file holds them, in one copy per dtype, before any merge kernel is queued, and are
+        stacked (and padded) chunk by chunk on the device: the host only gathers them once, into page-locked memory
+        the copy reads without waiting for the device (the merge was three quarters of a swap, mostly host work:
+        BENCHMARKS.md, 2026-12-02 fifth session).
         """
         import torch
 
@@ -282,9 +283,17 @@ class LoraSlot:
                 for names in shapes.values()
                 for first in range(0, len(names), MERGE_CHUNK)
             ]
-            stacked = [self._stacked_factors(names, factors) for names in chunks]
             device = next(iter(self._base_weights.values())).device
-            moved = iter(_to_device([tensor for triple in stacked for tensor in triple], device))
+            ordered = [name for names in chunks for name in names]
+            # Each layer's scale as a tensor too, in the same copy: a small copy of its own from pageable memory
+            # would make the host wait for the device.
+            host = [
+                tensor
+                for name in ordered
+                for tensor in (*factors[name][:2], torch.tensor(factors[name][2] * self._scale, dtype=torch.float32))
+            ]
+            moved = iter(_to_device(host, device))
+            on_device = {name: (next(moved), next(moved), next(moved)) for name in ordered}
             unchanged = [name for name in self._layers if name not in factors]
             if unchanged:
                 torch._foreach_copy_(
@@ -292,7 +301,7 @@ class LoraSlot:
                     [self._base_weights[name] for name in unchanged],
                 )
             for names in chunks:
-                up, down, scales = next(moved), next(moved), next(moved)
+                up, down, scales = self._stacked_factors(names, on_device)
                 weights = [self._layers[name].base_layer.weight for name in names]
                 # Float32 from the untouched copies: the result is the same whichever users came before.
                 base = torch.stack([self._base_weights[name] for name in names]).float()
@@ -304,8 +313,9 @@ class LoraSlot:
                 # peft's forward runs just the base layer for a merged adapter.
                 layer.merged_adapters.append(SLOT_ADAPTER)
 
-    def _stacked_factors(self, names: list[str], factors: dict[str, tuple[Any, Any, float]]) -> tuple[Any, Any, Any]:
-        """Same-shaped layers' (B, A, scale) stacked on the host, ranks below the largest padded with zeros (exact)."""
+    def _stacked_factors(self, names: list[str], factors: dict[str, tuple[Any, Any, Any]]) -> tuple[Any, Any, Any]:
+        """Same-shaped layers' (B, A, scale tensor) stacked where they are, ranks below the largest padded with
+        zeros (exact)."""
         import torch
         import torch.nn.functional as functional
 
@@ -316,7 +326,7 @@ class LoraSlot:
         if any(down.shape[0] != rank for down in downs):
             ups = [functional.pad(up, (0, rank - up.shape[1])) for up in ups]
             downs = [functional.pad(down, (0, 0, 0, rank - down.shape[0])) for down in downs]
-        scales = torch.tensor([factors[name][2] * self._scale for name in names]).view(-1, 1, 1)
+        scales = torch.stack([factors[name][2] for name in names]).view(-1, 1, 1)
         return torch.stack(ups), torch.stack(downs), scales
 
     def clear(self) -> float:
@@ -339,13 +349,20 @@ class LoraSlot:
 
 
 def _to_device(tensors: list[Any], device: Any) -> list[Any]:
-    """``tensors`` on ``device``, moved in one copy per dtype (flattened together, then viewed apart)."""
+    """``tensors`` on ``device``, moved in one copy per dtype (flattened together, then viewed apart).
+
+    To a GPU they are gathered in page-locked memory (torch's host allocator keeps such blocks for reuse, and holds a
+    block back until the copy that reads it is done), so the copy runs without the host waiting on it.
+    """
     import torch
 
+    pinned = torch.device(device).type == "cuda"
     moved: list[Any] = [None] * len(tensors)
     for dtype in {tensor.dtype for tensor in tensors}:
         indices = [index for index, tensor in enumerate(tensors) if tensor.dtype == dtype]
-        flat = torch.cat([tensors[index].reshape(-1) for index in indices]).to(device)
+        parts = [tensors[index].reshape(-1) for index in indices]
+        gathered = torch.empty(sum(part.numel() for part in parts), dtype=dtype, pin_memory=pinned)
+        flat = torch.cat(parts, out=gathered).to(device, non_blocking=pinned)
         for index, part in zip(indices, flat.split([tensors[index].numel() for index in indices]), strict=True):
             moved[index] = part.view(tensors[index].shape)
     return moved

@@ -52,7 +52,7 @@ def test_hot_path_benchmark_trains_two_users_through_the_training_slot(tmp_path:
     from bench.benchmark_hotpaths import main
 
     out = tmp_path / "hotpaths.json"
-    args = ["--model", "tiny", "--only", "train", "--train-slot", "--compile-backend", "eager", "--image-steps", "32"]
+    args = ["--model", "tiny", "--only", "train", "--train-slot", "--compile-backend", "eager", "--image-steps", "96"]
     assert main([*args, "--out", str(out)]) == 0
     figures = {entry["variant"]: entry for entry in json.loads(out.read_text())["train"]}
     for variant in (
