@@ -6,8 +6,8 @@ environment's ``HEADSHOT_*`` variables apply, as on a worker; the JSON records t
 they resolve to), so the benchmark runs exactly what a worker runs: its LoRA slot, FP8 only if the settings turn it
 on, its compile scope, its warm-up. A request is what ``jobs.worker.render_job`` does on the GPU's critical path: swap
 the user's LoRA into the slot and merge it, render 4 images at batch 4 with CFG, decode, clear the slot, then encode
-the PNGs (``jobs.worker.png``). Where the worker replays its UNet calls from CUDA graphs (its default on a GPU), the
-same worker is also timed with the graphs bypassed, as a third side.
+the PNGs (``jobs.worker.png``). Where the worker replays its UNet calls from CUDA graphs
+(``HEADSHOT_RENDER_CUDA_GRAPHS=true``), the same worker is also timed with the graphs bypassed, as a third side.
 
 The baseline is the two lines a diffusers user writes: a plain pipeline of the same architecture, its UNet in
 channels-last and ``torch.compile(unet, fullgraph=True)``, the same size, steps, CFG scale and batch, returning PIL

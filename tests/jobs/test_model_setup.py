@@ -68,8 +68,9 @@ def test_a_compiled_worker_compiles_at_start_and_never_for_a_user(
         # bf16 as on a GPU worker, where a cast of a shared component recompiles (diffusers' from_pipe made one);
         # the FP8 case keeps the tiny model's float32.
         dtype=None if float8 else "bfloat16",
-        # Two shapes for "regions", whose glue compiles once for every shape (the default three cost a third more
-        # start-up); one where each shape compiles graphs of its own, as the first did.
+        # Two shapes for "regions", whose glue compiles once for every shape: the second shape is what it tests (the
+        # default three cost a third more start-up). One for the other scopes, which compile each shape apart: a
+        # second shape there adds minutes and no path of its own.
         warm_aspects="profile,square" if scope == "regions" else "profile",
     )
     before = graphs()
