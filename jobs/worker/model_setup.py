@@ -22,7 +22,7 @@ from PIL import Image
 from jobs.settings import CompileProfile, Settings
 from jobs.worker.ranking import render_batch_sizes
 
-__all__ = ["ServingModel", "model_features", "prepare_model", "training_plan"]
+__all__ = ["ServingModel", "model_features", "prepare_model", "prepare_training", "training_plan"]
 
 log = logging.getLogger(__name__)
 
@@ -105,17 +105,7 @@ def prepare_model(settings: Settings) -> ServingModel:
 
         log.info("%d UNet linear layers render in FP8", use_float8_linears(pipe.unet))
     loaded = weight_dtypes(pipe)
-    if compiling.training or compiling.unet:
-        from pipeline.diffusion.acceleration import use_channels_last, use_compile_cache, use_fast_maths
-
-        log.info("compiled kernels cached in %s", use_compile_cache(settings.resolved_compile_cache_dir))
-
-        # Before the training compile: graphs guard on the TF32 switches and on weight strides, so had serving's
-        # set-up changed them after it, the first user's training would recompile (it did, BENCHMARKS.md).
-        use_fast_maths(pipe)
-        use_channels_last(pipe)
-    if compiling.training:
-        log.info("training step compiled in %.0f s", _compile_training(model, settings, compiling.scope))
+    prepare_training(model, settings, compiling)
     if compiling.unet:
         seconds = _compile_for_serving(pipe, model.lora_slot, settings, compiling)
         log.info("denoiser and VAE decoder compiled for every style and batch size in %.0f s", seconds)
@@ -219,6 +209,23 @@ def _flux2_profile(settings: Settings, profile: CompileProfile) -> CompileProfil
     # Scope "unet" compiles the whole denoiser, which eager training bypasses (it calls ``forward``), so a user's
     # training adds its adapter without recompiling what rendering uses.
     return CompileProfile(unet=profile.unet, training=False, scope="unet")
+
+
+def prepare_training(model: ServingModel, settings: Settings, compiling: CompileProfile) -> None:
+    """What a worker's start does before training or rendering is compiled: inductor's kernel cache, the maths
+    switches and channels-last weights; then, when ``compiling.training``, the compiled ``TrainingSlot``
+    (``model.training_slot``). Nothing when nothing compiles."""
+    if not (compiling.training or compiling.unet):
+        return
+    from pipeline.diffusion.acceleration import use_channels_last, use_compile_cache, use_fast_maths
+
+    log.info("compiled kernels cached in %s", use_compile_cache(settings.resolved_compile_cache_dir))
+    # Before the training compile: graphs guard on the TF32 switches and on weight strides, so had serving's
+    # set-up changed them after it, the first user's training would recompile (it did, BENCHMARKS.md).
+    use_fast_maths(model.pipe)
+    use_channels_last(model.pipe)
+    if compiling.training:
+        log.info("training step compiled in %.0f s", _compile_training(model, settings, compiling.scope))
 
 
 def _compile_training(model: ServingModel, settings: Settings, scope: str) -> float:

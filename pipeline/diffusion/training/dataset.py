@@ -15,7 +15,15 @@ from typing import Any
 
 from PIL import Image, ImageOps
 
-__all__ = ["BUCKET_ASPECTS", "LatentBucket", "TrainingSet", "crop_to", "encode_training_set", "render_class_images"]
+__all__ = [
+    "BUCKET_ASPECTS",
+    "LatentBucket",
+    "TrainingSet",
+    "crop_to",
+    "encode_training_set",
+    "render_class_images",
+    "to_device",
+]
 
 # (width, height) shapes; 1:1 first, so square photos keep the model's own square size.
 BUCKET_ASPECTS = ((1, 1), (4, 5), (5, 4), (3, 4), (4, 3))
@@ -36,12 +44,31 @@ class LatentBucket:
         return int(self.mean.shape[0])
 
     def sample(self, picks: Any, generator: Any) -> Any:
-        """Scaled latents of images ``picks``, one draw from each one's distribution (as ``latent_dist.sample``)."""
-        from diffusers.utils.torch_utils import randn_tensor
+        """Scaled latents of images ``picks``, one draw from each one's distribution (as ``latent_dist.sample``).
 
-        mean, std = self.mean[picks.to(self.mean.device)], self.std[picks.to(self.mean.device)]
-        noise = randn_tensor(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-        return (mean + std * noise) * self.scaling_factor
+        ``picks`` and ``generator`` are on the CPU: the draw is made there (the same numbers on any device) and
+        reaches the device without the host waiting (``to_device``)."""
+        import torch
+
+        picks = to_device(picks, self.mean.device)
+        mean, std = self.mean[picks], self.std[picks]
+        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
+        return (mean + std * to_device(noise, mean.device)) * self.scaling_factor
+
+
+def to_device(tensor: Any, device: Any) -> Any:
+    """A CPU ``tensor`` on ``device``; on CUDA through page-locked memory, without the host waiting.
+
+    A copy from ordinary (pageable) memory waits until the GPU has finished everything queued before it: five of
+    them a training step kept the host from queuing the next step while the GPU ran this one (BENCHMARKS.md,
+    2026-12-02 sixth session). torch's pinned allocator keeps the buffer until the copy is done.
+    """
+    import torch
+
+    device = torch.device(device)
+    if device.type != "cuda" or tensor.device.type != "cpu":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 @dataclass(frozen=True)

@@ -49,18 +49,20 @@ def flow_matching_batch_loss(
     import torch.nn.functional as F
     from diffusers import Flux2KleinPipeline
 
+    from pipeline.diffusion.training.dataset import to_device
+
     # 1. Clean latents of a batch from one bucket, and the noise and noise level of each.
     bucket = training_set.pick_bucket(generator)
     picks = torch.randint(0, bucket.count, (config.batch_size,), generator=generator)
     clean = normalized_latents(pipe, bucket.sample(picks, generator).to(device))
-    noise = torch.randn(clean.shape, generator=generator).to(device)
+    noise = to_device(torch.randn(clean.shape, generator=generator), device)
     train_sigmas = noise_scheduler.sigmas  # unshifted while the scheduler shifts per resolution: 1 down to 1/1000
     indices = torch.randint(0, len(train_sigmas), (config.batch_size,), generator=generator)
-    sigmas = train_sigmas[indices].to(device).view(-1, 1, 1, 1)
+    sigmas = to_device(train_sigmas[indices], device).view(-1, 1, 1, 1)
 
     # 2. Mix, pack into tokens, predict the velocity.
     noisy = (1.0 - sigmas) * clean + sigmas * noise
-    ids = Flux2KleinPipeline._prepare_latent_ids(noisy).to(device)
+    ids = to_device(Flux2KleinPipeline._prepare_latent_ids(noisy), device)
     embeds, text_ids = prompt
     batch = clean.shape[0]
     prediction = forward(

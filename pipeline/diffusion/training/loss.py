@@ -63,6 +63,8 @@ def sampled_batch_loss(
     and return its denoising loss under ``prompt`` (token embeddings, pooled embedding)."""
     import torch
 
+    from pipeline.diffusion.training.dataset import to_device
+
     bucket = training_set.pick_bucket(generator)
     picks = torch.randint(0, bucket.count, (config.batch_size,), generator=generator)
     latents = bucket.sample(picks, generator).to(device)
@@ -75,9 +77,9 @@ def sampled_batch_loss(
         forward,
         noise_scheduler,
         latents,
-        noise.to(device),
-        timesteps.to(device),
-        (embeds, pooled, bucket.time_ids.to(device)),
+        to_device(noise, device),
+        to_device(timesteps, device),
+        (embeds, pooled, to_device(bucket.time_ids, device)),
         dtype=dtype,
         min_snr_gamma=config.min_snr_gamma,
     )
