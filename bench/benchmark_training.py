@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def save() -> None:
         if args.out:
-            args.out.write_text(json.dumps(results, indent=2) + "\n")
+            args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
 
     with tempfile.TemporaryDirectory() as data_dir:
         settings = worker_settings(args.model, Path(data_dir))
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         # 4. Batch sizes the plan does not pick (last: one may not fit).
         for batch in (int(b) for b in args.batches.split(",") if b):
             two_users(batch)
-    print(json.dumps(results), flush=True)
+    print(json.dumps(results, default=str), flush=True)
     return 0
 
 
