@@ -249,8 +249,10 @@ def _compile_training(model: ServingModel, settings: Settings, scope: str) -> fl
     )
     with tempfile.TemporaryDirectory(prefix="warm-up-") as scratch:
         for width, height in BUCKET_ASPECTS:  # one latent shape each
+            bucket_started = time.monotonic()
             picture = Image.new("RGB", (width * 128, height * 128), "gray")
             train_lora(pipe, [picture], config, Path(scratch), slot=slot)
+            log.info("training warmed for %dx%d in %.0f s", *picture.size, time.monotonic() - bucket_started)
     return time.monotonic() - started
 
 
