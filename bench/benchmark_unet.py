@@ -47,7 +47,8 @@ KERNEL_KINDS = (
     ("FP8 scaling", re.compile(r"^triton_.*amax", re.IGNORECASE)),
     ("norms", re.compile(r"^triton_.*(norm|welford)", re.IGNORECASE)),
     ("elementwise and other", re.compile(r"^triton_")),
-    ("layout conversions", re.compile(r"nchwToNhwc|nhwcToNchw", re.IGNORECASE)),
+    # A same-dtype ("nocast") direct copy is a ``.contiguous()``: eager ops that want the other layout make them.
+    ("layout conversions", re.compile(r"nchwToNhwc|nhwcToNchw|nocast<at::native::direct_copy", re.IGNORECASE)),
     ("convolutions", re.compile(r"conv|fprop|dgrad|wgrad|winograd|implicit", re.IGNORECASE)),
     ("matrix products", re.compile(r"gemm|nvjet|xmma|cutlass|scaled_mm|addmm|matmul|\bmm\b|linear", re.IGNORECASE)),
     ("norms", re.compile(r"norm|welford", re.IGNORECASE)),
@@ -246,6 +247,7 @@ def _uncompile(pipe: Any) -> None:
 
     for module in pipe.unet.modules():
         module._compiled_call_impl = None
+        module.__dict__.pop("forward", None)  # compile_group_norms' per-instance forwards
         for name in TRANSFORMER_GLUE:
             module.__dict__.pop(name, None)  # compile_unet_regions' per-instance compiled methods
     torch._dynamo.reset()

@@ -1,0 +1,182 @@
+"""``python -m bench.benchmark_unet_training``: one UNet training call, layout against layout and scope against scope.
+
+A LoRA training step's cost is the frozen UNet's forward and backward (backward to the activations and the LoRA
+weights only, the base frozen). This times that call alone, at the training batch on square 1024 px latents, with a
+rank-16 float32 LoRA on the attention projections as the worker's ``TrainingSlot`` attaches it, in one process:
+eager (the baseline), then each way named in ``--modes`` (``MODES``), each compiled from scratch (dynamo reset):
+
+- ``blocks``: the transformer blocks compiled, the rest eager, channels-last weights (a GPU worker's default);
+- ``blocks-nchw``: the same in PyTorch's default NCHW layout;
+- ``blocks-norms``: the blocks and every group norm compiled (``compile_group_norms``), channels-last;
+- ``blocks-norms-nchw``: the same in NCHW;
+- ``regions``: the blocks and the glue around them (ResNet blocks, samplers), channels-last (slowest to compile).
+
+Each mode records its first call (the compile), the median call, its peak memory, the gradient's relative difference
+from eager's, and with ``--profile`` its kernels by kind over 3 calls ("layout conversions" are the copies eager ops
+make to change layout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.benchmark_unet import _layout, _uncompile, kernel_kind, unet_call_inputs
+from bench.measure import benchmark_pipeline, measured
+
+__all__ = ["MODES", "main", "training_call_seconds"]
+
+MODES = ("blocks", "blocks-nchw", "blocks-norms", "blocks-norms-nchw", "regions")
+
+
+def training_call_seconds(
+    pipe: Any, inputs: dict[str, Any], lora: list[Any], *, label: str, repeats: int = 6
+) -> tuple[dict[str, Any], Any]:
+    """The first training call and the median of ``repeats`` more; also the LoRA's gradient of the last call."""
+    import torch
+
+    device = str(pipe.unet.device)
+    with measured(device) as first:
+        _training_call(pipe, inputs, lora)
+    seconds = []
+    for _ in range(repeats):
+        with measured(device) as timed:
+            _training_call(pipe, inputs, lora)
+        seconds.append(timed.seconds)
+    median = sorted(seconds)[len(seconds) // 2]
+    batch = inputs["sample"].shape[0]
+    figures = {
+        "variant": label,
+        "first_call_s": round(first.seconds, 1),
+        "call_s": round(median, 4),
+        "image_steps_per_s": round(batch / median, 2),
+        "peak_gib": round(first.peak_gib, 1),
+    }
+    return figures, torch.cat([param.grad.flatten().double() for param in lora])
+
+
+def _training_call(pipe: Any, inputs: dict[str, Any], lora: list[Any]) -> None:
+    """Forward and backward as a training step runs them (under autocast on a GPU), gradients fresh."""
+    import torch
+
+    for param in lora:
+        param.grad = None
+    with torch.autocast("cuda", dtype=pipe.unet.dtype, enabled=pipe.unet.device.type == "cuda"):
+        out = pipe.unet.forward(**inputs).sample
+    out.float().pow(2).mean().backward()
+
+
+def training_profile(pipe: Any, inputs: dict[str, Any], lora: list[Any], *, label: str) -> dict[str, Any]:
+    """GPU kernel time of 3 training calls by kind, and the 10 costliest kernels."""
+    import torch
+    from torch.profiler import DeviceType, ProfilerActivity, profile
+
+    by_name: dict[str, float] = {}
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as profiler:
+        for _ in range(3):
+            _training_call(pipe, inputs, lora)
+        torch.cuda.synchronize()
+    for event in profiler.events():
+        if event.device_type == DeviceType.CUDA:
+            by_name[event.name] = by_name.get(event.name, 0.0) + event.device_time
+    kinds: dict[str, float] = {}
+    for name, value in by_name.items():
+        kinds[kernel_kind(name)] = kinds.get(kernel_kind(name), 0.0) + value
+    return {
+        "variant": f"profile: {label}",
+        "ms_per_call_by_kind": {kind: round(us / 3000, 1) for kind, us in sorted(kinds.items(), key=lambda i: -i[1])},
+        "costliest": [
+            {"name": name[:120], "ms_per_call": round(us / 3000, 1)}
+            for name, us in sorted(by_name.items(), key=lambda i: -i[1])[:10]
+        ],
+    }
+
+
+def _compile(pipe: Any, mode: str) -> None:
+    from pipeline.diffusion.acceleration import compile_group_norms, compile_unet_blocks, compile_unet_regions
+
+    if mode == "regions":
+        compile_unet_regions(pipe.unet)
+        return
+    compile_unet_blocks(pipe.unet)
+    if "norms" in mode:
+        compile_group_norms(pipe.unet)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.benchmark_unet_training", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", choices=("sdxl", "tiny"), default="sdxl")
+    parser.add_argument("--batch", type=int, default=16, help="latents a call (default: an H200 worker's plan)")
+    parser.add_argument("--modes", default=",".join(MODES), help=f"from {','.join(MODES)}")
+    parser.add_argument("--profile", action="store_true", help="each variant's kernels by kind")
+    parser.add_argument("--out", type=Path, help="write the results as JSON here (rewritten after each figure)")
+    args = parser.parse_args(argv)
+    modes = tuple(mode for mode in args.modes.split(",") if mode)
+    unknown = sorted(set(modes) - set(MODES))
+    if unknown:
+        parser.error(f"--modes names {', '.join(unknown)}; pick from {', '.join(MODES)}")
+
+    import torch
+    from peft import LoraConfig
+
+    from pipeline.diffusion.acceleration import use_channels_last, use_fast_maths
+    from pipeline.diffusion.adapters import UNET_ATTENTION_TARGETS
+    from pipeline.diffusion.loading import pick_device
+
+    pipe = benchmark_pipeline(args.model, pick_device())
+    use_fast_maths(pipe)
+    use_channels_last(pipe)  # on a GPU, as a worker trains
+    pipe.unet.requires_grad_(False)
+    config = LoraConfig(r=16, lora_alpha=16, init_lora_weights="gaussian", target_modules=list(UNET_ATTENTION_TARGETS))
+    pipe.unet.add_adapter(config)
+    lora = [param for name, param in pipe.unet.named_parameters() if "lora_" in name]
+    for param in lora:
+        param.data = param.data.float()
+        torch.nn.init.normal_(param, std=0.01)  # B non-zero too, so the gradient reaches every layer
+        param.requires_grad_(True)
+    pipe.unet.train()
+    inputs = unet_call_inputs(pipe, batch=args.batch, aspect=(1, 1))
+    results: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d"),
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "torch": torch.__version__,
+        "model": args.model,
+        "batch": args.batch,
+        "latents": list(inputs["sample"].shape),
+        "unet_training": [],
+    }
+
+    def record(figures: dict[str, Any]) -> None:
+        results["unet_training"].append(figures)
+        print("unet_training", json.dumps(figures), flush=True)
+        if args.out:
+            args.out.write_text(json.dumps(results, indent=2) + "\n")
+
+    channels_last = next(pipe.unet.parameters()).is_contiguous(memory_format=torch.channels_last)
+    figures, reference = training_call_seconds(pipe, inputs, lora, label="eager, channels-last")
+    record(figures)
+    on_cuda = pipe.unet.device.type == "cuda"
+    if args.profile and on_cuda:
+        record(training_profile(pipe, inputs, lora, label="eager, channels-last"))
+    for mode in modes:
+        _uncompile(pipe)
+        nchw = mode.endswith("-nchw")
+        layout = torch.contiguous_format if nchw else _layout(channels_last)
+        pipe.unet.to(memory_format=layout)
+        mode_inputs = {**inputs, "sample": inputs["sample"].contiguous(memory_format=layout)}
+        _compile(pipe, mode)
+        figures, gradient = training_call_seconds(pipe, mode_inputs, lora, label=mode)
+        # The compiled call's gradient against eager's: a compile or a layout must change only the rounding.
+        figures["gradient_relative_difference"] = round(float((gradient - reference).norm() / reference.norm()), 5)
+        record(figures)
+        if args.profile and on_cuda:
+            record(training_profile(pipe, mode_inputs, lora, label=mode))
+    print(json.dumps(results), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
