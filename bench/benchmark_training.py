@@ -110,12 +110,12 @@ def main(argv: list[str] | None = None) -> int:
         plan = model.train_plan
         size = pipe.unet.config.sample_size * pipe.vae_scale_factor
         tflop = image_step_tflop(pipe, size)
-        results.update(plan_batch=plan.batch_size, size=size, tflop_per_image_step=round(tflop, 2))
+        results.update(plan_batch=plan.batch_size, size=size, tflop_per_image_step=float(f"{tflop:.4g}"))
 
         def with_mfu(figures: dict[str, Any]) -> dict[str, Any]:
             rate = figures.get("image_steps_per_s") or 0.0
-            figures["tflops"] = round(rate * tflop, 1)
-            figures["mfu"] = round(rate * tflop / args.peak_tflops, 3)
+            figures["tflops"] = float(f"{rate * tflop:.4g}")
+            figures["mfu"] = float(f"{rate * tflop / args.peak_tflops:.3g}")
             return figures
 
         # 1. Baselines, before anything is compiled or laid out for a worker.

@@ -95,15 +95,15 @@ def training_profile(pipe: Any, inputs: dict[str, Any], lora: list[Any], *, labe
     }
 
 
-def _compile(pipe: Any, mode: str) -> None:
+def _compile(pipe: Any, mode: str, backend: str) -> None:
     from pipeline.diffusion.acceleration import compile_group_norms, compile_unet_blocks, compile_unet_regions
 
     if mode == "regions":
-        compile_unet_regions(pipe.unet)
+        compile_unet_regions(pipe.unet, backend=backend)
         return
-    compile_unet_blocks(pipe.unet)
+    compile_unet_blocks(pipe.unet, backend=backend)
     if "norms" in mode:
-        compile_group_norms(pipe.unet)
+        compile_group_norms(pipe.unet, backend=backend)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=16, help="latents a call (default: an H200 worker's plan)")
     parser.add_argument("--modes", default=",".join(MODES), help=f"from {','.join(MODES)}")
     parser.add_argument("--profile", action="store_true", help="each variant's kernels by kind")
+    parser.add_argument("--backend", default="inductor", help="torch.compile backend ('eager' only traces: tests)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here (rewritten after each figure)")
     args = parser.parse_args(argv)
     modes = tuple(mode for mode in args.modes.split(",") if mode)
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         layout = torch.contiguous_format if nchw else _layout(channels_last)
         pipe.unet.to(memory_format=layout)
         mode_inputs = {**inputs, "sample": inputs["sample"].contiguous(memory_format=layout)}
-        _compile(pipe, mode)
+        _compile(pipe, mode, args.backend)
         figures, gradient = training_call_seconds(pipe, mode_inputs, lora, label=mode)
         # The compiled call's gradient against eager's: a compile or a layout must change only the rounding.
         figures["gradient_relative_difference"] = round(float((gradient - reference).norm() / reference.norm()), 5)

@@ -141,21 +141,20 @@ def compile_group_norms(unet: Any, *, backend: str = "inductor") -> int:
     import torch
     import torch._dynamo.config
 
-    global _compiled_group_norm
     limit = max(torch._dynamo.config.recompile_limit, REGION_RECOMPILE_LIMIT)
     torch._dynamo.config.recompile_limit = limit
     torch._dynamo.config.accumulated_recompile_limit = max(torch._dynamo.config.accumulated_recompile_limit, limit)
-    if _compiled_group_norm is None:
-        _compiled_group_norm = torch.compile(_group_norm, fullgraph=True, dynamic=True, backend=backend)
+    if backend not in _COMPILED_GROUP_NORMS:
+        _COMPILED_GROUP_NORMS[backend] = torch.compile(_group_norm, fullgraph=True, dynamic=True, backend=backend)
     compiled = 0
     for module in unet.modules():
         if isinstance(module, torch.nn.GroupNorm) and "forward" not in module.__dict__:
-            module.forward = functools.partial(_compiled_group_norm, module)
+            module.forward = functools.partial(_COMPILED_GROUP_NORMS[backend], module)
             compiled += 1
     return compiled
 
 
-_compiled_group_norm: Any = None
+_COMPILED_GROUP_NORMS: dict[str, Any] = {}  # by backend
 
 
 def _group_norm(module: Any, sample: Any) -> Any:

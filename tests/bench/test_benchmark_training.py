@@ -1,0 +1,58 @@
+"""The training benchmarks' code paths on the tiny model: every figure is produced (speed is measured on a GPU)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.usefixtures("fresh_dynamo")
+def test_unet_training_benchmark_times_each_layout_and_scope_against_eager(tmp_path: Path) -> None:
+    import json
+
+    from bench.benchmark_unet_training import main
+
+    out = tmp_path / "unet-training.json"
+    modes = ["blocks-norms-nchw", "regions"]  # between them every compile and the layout switch
+    assert (
+        main(["--model", "tiny", "--batch", "2", "--backend", "eager", "--modes", ",".join(modes), "--out", str(out)])
+        == 0
+    )
+    entries = json.loads(out.read_text())["unet_training"]
+    assert [entry["variant"] for entry in entries] == ["eager, channels-last", *modes]
+    for entry in entries:
+        assert entry["image_steps_per_s"] > 0 and entry["call_s"] > 0, entry
+    # Every compile and layout trains the same LoRA gradient as eager, up to float32 rounding.
+    assert all(entry["gradient_relative_difference"] < 1e-4 for entry in entries[1:])
+
+
+@pytest.mark.usefixtures("fresh_dynamo")
+def test_training_benchmark_times_the_reference_the_eager_baseline_and_the_workers_slot(
+    tmp_path: Path, model_cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from bench.benchmark_training import main
+
+    # As a CPU worker trains (eagerly: the slot's compiled path is timed in test_benchmark.py's hot-path test); 44
+    # image-steps: 11 optimizer steps at the plan's batch of 4, so the rate spans two progress reports (at 10 and 11).
+    monkeypatch.setenv("HEADSHOT_MODEL_CACHE_DIR", str(model_cache_dir))
+    out = tmp_path / "training.json"
+    args = ["--model", "tiny", "--image-steps", "44", "--reference-steps", "2", "--profile", "1", "--batches", "2"]
+    assert main([*args, "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    figures = {entry["variant"]: entry for entry in results["train"]}
+    plan = results["plan_batch"]
+    assert list(figures) == [
+        "diffusers' reference loop, batch 1, eager",
+        "project, fresh adapter, eager",
+        f"worker, batch {plan}, first user",
+        f"worker, batch {plan}, next user",
+        "worker, batch 2, first user",
+        "worker, batch 2, next user",
+    ]
+    for variant, entry in figures.items():
+        assert entry["image_steps_per_s"] > 0 and entry["tflops"] > 0, variant
+    assert results["tflop_per_image_step"] > 0 and results["worker_training_ready_s"] >= 0
+    assert results["profile"]["wall_s"] > 0
