@@ -56,7 +56,16 @@ KERNEL_KINDS = (
 
 
 # ``--compile-modes``' names, in the order they run.
-COMPILE_MODES = ("static", "cudagraphs", "dynamic", "blocks", "regions", "regions-static", "regions-nchw")
+COMPILE_MODES = (
+    "static",
+    "cudagraphs",
+    "dynamic",
+    "blocks",
+    "blocks-nchw",
+    "regions",
+    "regions-static",
+    "regions-nchw",
+)
 
 
 def kernel_kind(name: str) -> str:
@@ -257,7 +266,7 @@ def _compile_as(pipe: Any, mode: str) -> None:
     """Compile the UNet for ``--compile-modes``' ``mode`` (a name of ``COMPILE_MODES``)."""
     from pipeline.diffusion.acceleration import compile_unet_blocks, compile_unet_regions
 
-    if mode == "blocks":
+    if mode in ("blocks", "blocks-nchw"):
         compile_unet_blocks(pipe.unet)
     elif mode in ("regions", "regions-static", "regions-nchw"):
         compile_unet_regions(pipe.unet, dynamic=mode != "regions-static")
@@ -294,7 +303,8 @@ def compile_modes(
         "static": "whole UNet, static shapes, fullgraph",
         "cudagraphs": "whole UNet, static shapes, CUDA graphs",
         "dynamic": "whole UNet, dynamic shapes",
-        "blocks": "transformer blocks (a GPU worker's default)",
+        "blocks": "transformer blocks, channels-last",
+        "blocks-nchw": "transformer blocks, NCHW layout (a GPU worker's default)",
         "regions": "transformer blocks static, the glue around them dynamic",
         "regions-static": "transformer blocks and the glue around them, static shapes",
         "regions-nchw": "transformer blocks static, the glue around them dynamic, NCHW layout",
@@ -309,7 +319,7 @@ def compile_modes(
     layout = next(pipe.unet.parameters()).is_contiguous(memory_format=torch.channels_last)
     for mode in only:
         _uncompile(pipe)
-        nchw = mode == "regions-nchw"
+        nchw = mode.endswith("-nchw")
         pipe.unet.to(memory_format=torch.contiguous_format if nchw else _layout(layout))
         _compile_as(pipe, mode)
         figures = unet_call_seconds(pipe, inputs, label=f"{dtype}, {labels[mode]}")

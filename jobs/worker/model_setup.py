@@ -223,7 +223,7 @@ def prepare_training(model: ServingModel, settings: Settings, compiling: Compile
     # Before the training compile: graphs guard on the TF32 switches and on weight strides, so had serving's
     # set-up changed them after it, the first user's training would recompile (it did, BENCHMARKS.md).
     use_fast_maths(model.pipe)
-    use_channels_last(model.pipe)
+    use_channels_last(model.pipe, compiling.scope)
     if compiling.training:
         log.info("training step compiled in %.0f s", _compile_training(model, settings, compiling.scope))
 

@@ -86,8 +86,8 @@ def optimize_for_inference(pipe: Any, *, compile_backend: str = "inductor", comp
     #    upcast decode, LoRA layers in training). Half-precision work is unaffected.
     use_fast_maths(pipe)
 
-    # 3. Structure: channels-last convolutions (faster cuDNN kernels).
-    use_channels_last(pipe)
+    # 3. Structure: channels-last convolutions (faster cuDNN kernels) where they are compiled.
+    use_channels_last(pipe, compile_scope)
 
     # 4. Compile the UNet in place (``Module.compile`` keeps ``pipe.unet`` the same object, so LoRA loading, the
     #    slot and training still find it) and the VAE decoder, in torch's default mode: the autotuning modes compile
@@ -218,8 +218,13 @@ def use_compile_cache(folder: Path) -> Path:
     return folder.resolve()
 
 
-def use_channels_last(pipe: Any) -> None:
-    """UNet and VAE weights in channels-last layout on a GPU (cuDNN's fastest convolutions); nothing on a CPU.
+def use_channels_last(pipe: Any, compile_scope: str = "unet") -> None:
+    """VAE weights, and the UNet's unless ``compile_scope`` is "blocks", in channels-last layout on a GPU (cuDNN's
+    fastest convolutions); nothing on a CPU.
+
+    With "blocks" the UNet's convolutions and group norms run eagerly, and an eager group norm on CUDA copies a
+    channels-last input to NCHW and back (forward and backward); NCHW is then the faster layout (BENCHMARKS.md,
+    2026-12-03). Compiled whole or by regions, inductor fuses the norms in either layout.
 
     Do it before compiling anything, training included: graphs guard on their weights' strides, so a layout change
     after a compile recompiles at the next call.
@@ -229,7 +234,8 @@ def use_channels_last(pipe: Any) -> None:
     from pipeline.diffusion.families import denoiser
 
     if denoiser(pipe).device.type == "cuda":
-        denoiser(pipe).to(memory_format=torch.channels_last)
+        if compile_scope != "blocks":
+            denoiser(pipe).to(memory_format=torch.channels_last)
         pipe.vae.to(memory_format=torch.channels_last)
 
 
