@@ -10,8 +10,9 @@ time by kind (matrix products, attention, convolutions, norms, the rest). ``--wo
 and the worker's compile; ``--compile-modes`` times the ways a worker could compile the UNet for rendering (the
 whole UNet with static shapes, CUDA graphs or dynamic shapes; its transformer blocks; those and the glue around them),
 each from a cold start, with the compile a second shape costs;
-``--flops-only`` counts one call's FLOPs by operator instead, on any machine. On a GPU the
-UNet is channels-last in every variant, as a worker renders.
+``--flops-only`` counts one call's FLOPs by operator instead, on any machine. On a GPU each
+variant has a worker's layout for its scope (``use_channels_last``): NCHW with its blocks compiled, channels-last
+wholly compiled; ``--compile-modes`` runs channels-last but for the modes named "-nchw".
 """
 
 from __future__ import annotations
@@ -212,7 +213,7 @@ def unet_variants(
     compiles them."""
 
     from bench.float8_layers import use_bf16_linears
-    from pipeline.diffusion.acceleration import compile_unet_blocks
+    from pipeline.diffusion.acceleration import compile_unet_blocks, use_channels_last
     from pipeline.diffusion.float8 import use_float8_linears
 
     inputs = unet_call_inputs(pipe, batch=8)
@@ -238,6 +239,7 @@ def unet_variants(
     if full_compile:
         _uncompile(pipe)
         use_bf16_linears(pipe.unet)
+        use_channels_last(pipe, "unet")
         pipe.unet.compile()  # as HEADSHOT_COMPILE_SCOPE=unet compiles
         record(unet_call_seconds(pipe, inputs, label=f"{base}, whole UNet compiled"))
         _uncompile(pipe)
@@ -367,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.diffusion.loading import pick_device
 
     pipe = benchmark_pipeline(args.model, pick_device())
-    use_channels_last(pipe)  # on a GPU, as a worker renders
+    use_channels_last(pipe, "unet" if args.compile_modes else "blocks")  # on a GPU, as a worker renders
     results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "model": args.model, "unet": []}
 
     def record(figures: dict[str, Any]) -> None:

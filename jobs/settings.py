@@ -74,7 +74,9 @@ class Settings(BaseSettings):
     prior_class_images: int = Field(
         default=0, ge=0, description="Class images for prior preservation, rendered once per worker; 0 = off."
     )
-    train_batch_size: int | None = Field(default=None, ge=1, description="Default: by GPU memory (8 at >= 72 GiB).")
+    train_batch_size: int | None = Field(
+        default=None, ge=1, description="Default: by GPU memory (16 at >= 110 GiB, 8 at >= 72 GiB)."
+    )
     train_gradient_checkpointing: bool | None = Field(default=None, description="Default: on below 40 GiB of GPU.")
     headshots_per_request: int = Field(default=4, ge=1, le=20)
     preview_count: int = Field(
