@@ -19,6 +19,7 @@ make to change layout).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import Any
 from bench.benchmark_unet import _layout, _uncompile, kernel_kind, unet_call_inputs
 from bench.measure import benchmark_pipeline, measured
 
-__all__ = ["MODES", "main", "training_call_seconds"]
+__all__ = ["MODES", "compile_group_norms", "main", "training_call_seconds"]
 
 MODES = ("blocks", "blocks-nchw", "blocks-norms", "blocks-norms-nchw", "regions")
 
@@ -95,8 +96,44 @@ def training_profile(pipe: Any, inputs: dict[str, Any], lora: list[Any], *, labe
     }
 
 
+def compile_group_norms(unet: Any, *, backend: str = "inductor") -> int:
+    """Run each ``torch.nn.GroupNorm`` of ``unet`` through one compiled group norm with dynamic shapes; return how
+    many norms are new. (Mode "blocks-norms"; not a worker's: it gained 1% over NCHW alone, BENCHMARKS.md 2026-12-03.)
+
+    Eager on CUDA, a group norm copies a channels-last input to NCHW first and its backward copies again; compiled,
+    the norm reads either layout in place. torch.nn's own frames are not compiled (dynamo skips them), so each norm's
+    ``forward`` calls a function of ours instead; one code object, so a handful of graphs (by grad mode, eps and
+    layout) serve every norm and shape.
+    """
+    import torch
+    import torch._dynamo.config
+
+    from pipeline.diffusion.acceleration import REGION_RECOMPILE_LIMIT
+
+    limit = max(torch._dynamo.config.recompile_limit, REGION_RECOMPILE_LIMIT)
+    torch._dynamo.config.recompile_limit = limit
+    torch._dynamo.config.accumulated_recompile_limit = max(torch._dynamo.config.accumulated_recompile_limit, limit)
+    if backend not in _COMPILED_GROUP_NORMS:
+        _COMPILED_GROUP_NORMS[backend] = torch.compile(_group_norm, fullgraph=True, dynamic=True, backend=backend)
+    compiled = 0
+    for module in unet.modules():
+        if isinstance(module, torch.nn.GroupNorm) and "forward" not in module.__dict__:
+            module.forward = functools.partial(_COMPILED_GROUP_NORMS[backend], module)  # type: ignore[method-assign]
+            compiled += 1
+    return compiled
+
+
+_COMPILED_GROUP_NORMS: dict[str, Any] = {}  # by backend
+
+
+def _group_norm(module: Any, sample: Any) -> Any:
+    import torch.nn.functional as F  # noqa: N812
+
+    return F.group_norm(sample, module.num_groups, module.weight, module.bias, module.eps)
+
+
 def _compile(pipe: Any, mode: str, backend: str) -> None:
-    from pipeline.diffusion.acceleration import compile_group_norms, compile_unet_blocks, compile_unet_regions
+    from pipeline.diffusion.acceleration import compile_unet_blocks, compile_unet_regions
 
     if mode == "regions":
         compile_unet_regions(pipe.unet, backend=backend)

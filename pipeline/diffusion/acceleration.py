@@ -12,7 +12,6 @@ having any effect. Generation refuses a LoRA on a pipeline someone fused (``is_q
 
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,6 @@ __all__ = [
     "check_compile_scope",
     "compile_unet_blocks",
     "compile_unet_regions",
-    "compile_group_norms",
     "compile_regionally",
     "is_qkv_fused",
     "optimize_for_inference",
@@ -127,40 +125,6 @@ def compile_unet_regions(unet: Any, *, backend: str = "inductor", dynamic: bool 
                     setattr(module, name, torch.compile(method, fullgraph=True, dynamic=dynamic, backend=backend))
                     compiled += 1
     return compiled
-
-
-def compile_group_norms(unet: Any, *, backend: str = "inductor") -> int:
-    """Run each ``torch.nn.GroupNorm`` of ``unet`` through one compiled group norm with dynamic shapes; return how
-    many norms are new.
-
-    Eager on CUDA, a group norm copies a channels-last input to NCHW first and its backward copies again; compiled,
-    the norm reads either layout in place. torch.nn's own frames are not compiled (dynamo skips them), so each norm's
-    ``forward`` calls a function of ours instead; one code object, so a handful of graphs (by grad mode, eps and
-    layout) serve every norm and shape.
-    """
-    import torch
-    import torch._dynamo.config
-
-    limit = max(torch._dynamo.config.recompile_limit, REGION_RECOMPILE_LIMIT)
-    torch._dynamo.config.recompile_limit = limit
-    torch._dynamo.config.accumulated_recompile_limit = max(torch._dynamo.config.accumulated_recompile_limit, limit)
-    if backend not in _COMPILED_GROUP_NORMS:
-        _COMPILED_GROUP_NORMS[backend] = torch.compile(_group_norm, fullgraph=True, dynamic=True, backend=backend)
-    compiled = 0
-    for module in unet.modules():
-        if isinstance(module, torch.nn.GroupNorm) and "forward" not in module.__dict__:
-            module.forward = functools.partial(_COMPILED_GROUP_NORMS[backend], module)
-            compiled += 1
-    return compiled
-
-
-_COMPILED_GROUP_NORMS: dict[str, Any] = {}  # by backend
-
-
-def _group_norm(module: Any, sample: Any) -> Any:
-    import torch.nn.functional as F  # noqa: N812
-
-    return F.group_norm(sample, module.num_groups, module.weight, module.bias, module.eps)
 
 
 def compile_regionally(unet: Any, compile_scope: str, *, backend: str = "inductor") -> int:
