@@ -7,6 +7,8 @@ eager (the baseline), then each way named in ``--modes`` (``MODES``), each compi
 
 - ``blocks``: the transformer blocks compiled, the rest eager, channels-last weights (a GPU worker's default);
 - ``blocks-nchw``: the same in PyTorch's default NCHW layout;
+- ``blocks-nchw-nocast``: the same without peft's float32 copy of each LoRA layer's input
+  (``adapters.skip_lora_input_casts``, as a GPU worker's ``TrainingSlot`` trains);
 - ``blocks-norms``: the blocks and every group norm compiled (``compile_group_norms``), channels-last;
 - ``blocks-norms-nchw``: the same in NCHW;
 - ``regions``: the blocks and the glue around them (ResNet blocks, samplers), channels-last (slowest to compile).
@@ -30,7 +32,7 @@ from bench.measure import benchmark_pipeline, measured
 
 __all__ = ["MODES", "compile_group_norms", "main", "training_call_seconds"]
 
-MODES = ("blocks", "blocks-nchw", "blocks-norms", "blocks-norms-nchw", "regions")
+MODES = ("blocks", "blocks-nchw", "blocks-nchw-nocast", "blocks-norms", "blocks-norms-nchw", "regions")
 
 
 def training_call_seconds(
@@ -201,7 +203,10 @@ def main(argv: list[str] | None = None) -> int:
         record(training_profile(pipe, inputs, lora, label="eager, channels-last"))
     for mode in modes:
         _uncompile(pipe)
-        nchw = mode.endswith("-nchw")
+        nchw = "-nchw" in mode
+        for module in pipe.unet.modules():  # every other mode, and eager, with peft's input casts
+            if hasattr(module, "cast_input_dtype_enabled"):
+                module.cast_input_dtype_enabled = not mode.endswith("-nocast")
         layout = torch.contiguous_format if nchw else _layout(channels_last)
         pipe.unet.to(memory_format=layout)
         mode_inputs = {**inputs, "sample": inputs["sample"].contiguous(memory_format=layout)}

@@ -21,6 +21,7 @@ __all__ = [
     "new_adapter_name",
     "remove_adapter",
     "restore_active_adapters",
+    "skip_lora_input_casts",
     "snapshot_active_adapters",
 ]
 
@@ -72,6 +73,22 @@ def restore_active_adapters(pipe: Any, active: dict[str, list[str]]) -> None:
             model.set_adapter(present if len(present) > 1 else present[0])
             # peft marks active adapters trainable; a shared inference pipeline keeps everything frozen.
             model.requires_grad_(False)
+
+
+def skip_lora_input_casts(model: Any, adapter: str) -> int:
+    """Stop peft casting the input of ``adapter``'s layers on ``model`` to the LoRA weights' dtype; return how many.
+
+    Only for LoRAs that run under autocast. peft casts a layer's input to its LoRA weights' dtype, so a float32 LoRA
+    on a bfloat16 model copies every projection's activations to float32, and autocast then casts them back to
+    bfloat16 for the product: two passes over the activations (and two more in the backward) for the same numbers.
+    Without autocast the cast is what makes the dtypes match, so keep it there.
+    """
+    count = 0
+    for module in model.modules():
+        if adapter in getattr(module, "lora_A", {}):
+            module.cast_input_dtype_enabled = False
+            count += 1
+    return count
 
 
 def remove_adapter(pipe: Any, name: str) -> None:

@@ -67,3 +67,37 @@ def test_a_recipe_the_slot_cannot_train_is_refused_by_name(
     refused = r"compile_scope must be one of \('unet', 'blocks', 'regions'\), but is 'layers'"
     with pytest.raises(ValueError, match=refused):
         TrainingSlot(pipe, rank=4, compile_scope="layers")
+
+
+def test_a_float32_lora_under_autocast_needs_no_input_cast(model_cache_dir: Path) -> None:
+    """Skipping peft's float32 copy of a LoRA layer's input (as a GPU worker trains) gives the same loss gradient to
+    the bit: autocast casts the input back to bfloat16 for the product either way, and bf16 -> fp32 -> bf16 is exact.
+    CPU autocast stands in for CUDA's, the same casts on the real tiny UNet."""
+    from peft import LoraConfig
+
+    from bench.benchmark_unet import unet_call_inputs
+    from pipeline.diffusion.adapters import UNET_ATTENTION_TARGETS, skip_lora_input_casts
+
+    pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
+    unet = pipe.unet.to(torch.bfloat16).requires_grad_(False)
+    unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=list(UNET_ATTENTION_TARGETS)), adapter_name="t")
+    lora = [param for name, param in unet.named_parameters() if ".t." in name]
+    torch.manual_seed(0)
+    for param in lora:
+        param.data = torch.randn_like(param, dtype=torch.float32) * 0.1  # B non-zero: every layer's path counts
+        param.requires_grad_(True)
+    inputs = unet_call_inputs(pipe, batch=2)
+
+    def gradients() -> tuple[torch.Tensor, list[torch.Tensor]]:
+        for param in lora:
+            param.grad = None
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = unet(**inputs).sample
+        out.float().pow(2).mean().backward()
+        return out.detach(), [param.grad.clone() for param in lora if param.grad is not None]
+
+    cast_out, cast_grads = gradients()
+    assert skip_lora_input_casts(unet, "t") == len(lora) // 2  # one A and one B a layer
+    out, grads = gradients()
+    assert torch.equal(out, cast_out)
+    assert len(grads) == len(lora) and all(map(torch.equal, grads, cast_grads))

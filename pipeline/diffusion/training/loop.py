@@ -27,6 +27,7 @@ from pipeline.diffusion.adapters import (
     new_adapter_name,
     remove_adapter,
     restore_active_adapters,
+    skip_lora_input_casts,
     snapshot_active_adapters,
 )
 from pipeline.diffusion.families import Family, default_lora_targets, denoiser, pipeline_family
@@ -170,7 +171,10 @@ def train_lora(
     step_losses: list[Any] = []
     losses: list[float] = []
     try:
-        params = _attach_lora(pipe, [unet, *text_models], adapter, config, targets, fresh=slot is None)
+        under_autocast = isinstance(autocast, torch.autocast)
+        params = _attach_lora(
+            pipe, [unet, *text_models], adapter, config, targets, fresh=slot is None, autocast=under_autocast
+        )
         fused = True if device.type == "cuda" else None  # one fused kernel per step instead of one per tensor
         optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=1e-4, fused=fused)
         if config.gradient_checkpointing:
@@ -279,11 +283,19 @@ def _objective(pipe: Any, family: Family, forward: Callable[..., Any]) -> Callab
 
 
 def _attach_lora(
-    pipe: Any, models: list[Any], adapter: str, config: TrainingConfig, targets: Sequence[str], *, fresh: bool
+    pipe: Any,
+    models: list[Any],
+    adapter: str,
+    config: TrainingConfig,
+    targets: Sequence[str],
+    *,
+    fresh: bool,
+    autocast: bool,
 ) -> list[Any]:
     """Make ``adapter`` the only active adapter, initialised from ``config.seed``; return its weights (in float32),
     the only trainable parameters. ``models`` are the denoiser, then any text encoders; ``fresh`` adds the adapter to
-    them first (a ``TrainingSlot``'s is there already)."""
+    them first (a ``TrainingSlot``'s is there already, its input casts skipped on CUDA), without peft's input casts
+    where it trains under ``autocast``."""
     import torch
     from peft import LoraConfig
 
@@ -297,6 +309,8 @@ def _attach_lora(
                     r=config.rank, lora_alpha=config.rank, init_lora_weights="gaussian", target_modules=[*modules]
                 )
                 model.add_adapter(lora, adapter_name=adapter)
+                if autocast:
+                    skip_lora_input_casts(model, adapter)
         torch.manual_seed(config.seed)
         reset_lora(models, adapter)
     activate_only(pipe, adapter)

@@ -17,7 +17,12 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from pipeline.diffusion.acceleration import REGIONAL_SCOPES, check_compile_scope, compile_regionally
-from pipeline.diffusion.adapters import UNET_ATTENTION_TARGETS, restore_active_adapters, snapshot_active_adapters
+from pipeline.diffusion.adapters import (
+    UNET_ATTENTION_TARGETS,
+    restore_active_adapters,
+    skip_lora_input_casts,
+    snapshot_active_adapters,
+)
 
 __all__ = ["TRAINING_ADAPTER", "TrainingSlot", "reset_lora"]
 
@@ -63,6 +68,8 @@ class TrainingSlot:
         self.parameters = [param for name, param in unet.named_parameters() if f".{TRAINING_ADAPTER}." in name]
         for param in self.parameters:
             param.data = param.data.float()
+        if unet.device.type == "cuda" and unet.dtype in (torch.float16, torch.bfloat16):
+            skip_lora_input_casts(unet, TRAINING_ADAPTER)  # train_lora runs a half model on CUDA under autocast
         self.clear()
 
         # 3. One forward for every job; ``unet.forward``, not ``unet(...)``: a serving-compiled UNet keeps its graphs.
