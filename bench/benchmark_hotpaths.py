@@ -78,7 +78,7 @@ def compiled_forward(unet: Any) -> Iterator[None]:
     """The UNet's forward compiled for one training call, which trains a fresh adapter through ``unet.forward``.
 
     Not how a worker trains: a fresh adapter's new layers recompile at every job, so a worker compiles once, in its
-    ``TrainingSlot`` (the ``--train-slot`` variants).
+    ``TrainingSlot`` (``python -m bench.benchmark_training`` times that, as a worker sets it up).
     """
     import torch
 
@@ -143,20 +143,6 @@ def decode_seconds(pipe: Any, *, batch: int, repeats: int) -> dict[str, Any]:
     return {"variant": f"VAE decode alone, batch {batch}", "decode_s": round(sum(seconds[1:]) / repeats, 3)}
 
 
-def training_slot_variants(
-    pipe: Any, images: list[Any], *, batch: int, image_steps: int, backend: str, record: Any
-) -> None:
-    """Two users through a worker's compiled ``TrainingSlot``: the first job compiles, the second must not."""
-    from pipeline.diffusion.training.slot import TrainingSlot
-
-    slot = TrainingSlot(pipe, rank=16, compile_backend=backend)
-    for label in ("training slot, compiled: first user (compiles)", "training slot, compiled: next user"):
-        figures = training_variant(
-            pipe, images, batch=batch, progress_every=10, image_steps=image_steps, slot=slot, label=label
-        )
-        record("train", figures)
-
-
 def request_variants(
     pipe: Any,
     images: list[Any],
@@ -205,8 +191,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile-render", action="store_true", help="add rendering on a compiled UNet (last)")
     parser.add_argument("--float8", action="store_true", help="add rendering with FP8 transformer layers (last)")
     parser.add_argument("--skip-eager", action="store_true", help="leave out the eager request variants")
-    parser.add_argument("--train-slot", action="store_true", help="add two users through a compiled TrainingSlot")
-    parser.add_argument("--compile-backend", default="inductor", help="torch.compile backend ('eager': trace only)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here (rewritten after each figure)")
     args = parser.parse_args(argv)
 
@@ -232,10 +216,6 @@ def main(argv: list[str] | None = None) -> int:
             record("train", figures)
     # The rendering slot exists before any training slot, as on a worker (pipeline/diffusion/training/slot.py).
     lora_slot = LoraSlot(pipe, max_rank=16)
-    if args.only in (None, "train") and args.train_slot:
-        batch = 8 if args.model == "sdxl" else 4
-        backend = args.compile_backend
-        training_slot_variants(pipe, images, batch=batch, image_steps=args.image_steps, backend=backend, record=record)
     if args.only in (None, "request"):
         request_variants(
             pipe,

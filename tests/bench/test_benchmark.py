@@ -46,24 +46,6 @@ def test_hot_path_benchmark_times_every_request_variant_on_the_tiny_model(tmp_pa
 
 
 @pytest.mark.usefixtures("fresh_dynamo")
-def test_hot_path_benchmark_trains_two_users_through_the_training_slot(tmp_path: Path) -> None:
-    import json
-
-    from bench.benchmark_hotpaths import main
-
-    out = tmp_path / "hotpaths.json"
-    args = ["--model", "tiny", "--only", "train", "--train-slot", "--compile-backend", "eager", "--image-steps", "96"]
-    assert main([*args, "--out", str(out)]) == 0
-    figures = {entry["variant"]: entry for entry in json.loads(out.read_text())["train"]}
-    for variant in (
-        "fresh adapter, eager",
-        "training slot, compiled: first user (compiles)",
-        "training slot, compiled: next user",
-    ):
-        assert figures[variant]["image_steps_per_s"] > 0, variant
-
-
-@pytest.mark.usefixtures("fresh_dynamo")
 def test_unet_benchmark_times_every_variant_and_splits_the_profile_by_kind(tmp_path: Path) -> None:
     import json
 

@@ -35,7 +35,8 @@ async def _training_killed_midway(
 async def test_killed_worker_job_runs_again_and_user_gets_the_model(
     settings: Settings, tiny_model: Any, tmp_path: Path, redis: Redis, selfie_dir: Path
 ) -> None:
-    settings = settings.model_copy(update={"train_steps": 120, "job_lease_s": 2.0})
+    # Steps enough to be killed after the first progress report (one a step here), few enough to train again fast.
+    settings = settings.model_copy(update={"train_steps": 60, "job_lease_s": 2.0})
     async with Harness(settings, tiny_model, tmp_path / "out") as harness:
         worker = WorkerProcess(settings, tmp_path / "worker.log")
         await _training_killed_midway(harness, worker, selfie_dir)
@@ -72,7 +73,7 @@ async def test_job_whose_runs_keep_dying_fails_in_plain_words_and_frees_the_sess
 async def test_worker_stopped_mid_training_hands_the_job_on_without_calling_it_cancelled(
     settings: Settings, tiny_model: Any, tmp_path: Path, redis: Redis, selfie_dir: Path
 ) -> None:
-    settings = settings.model_copy(update={"train_steps": 120})  # the default 30 s lease: a stop must not wait on it
+    settings = settings.model_copy(update={"train_steps": 60})  # the default 30 s lease: a stop must not wait on it
     async with Harness(settings, tiny_model, tmp_path / "out") as harness:
         await _training_killed_midway(
             harness, WorkerProcess(settings, tmp_path / "worker.log"), selfie_dir, graceful=True

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,6 @@ from PIL import Image
 
 from jobs.settings import CompileScope, Settings
 from jobs.worker.model_setup import prepare_model
-from pipeline.diffusion.acceleration import REGION_CLASSES
 from pipeline.diffusion.float8 import Float8Linear
 from pipeline.diffusion.generation import generate_headshots
 from pipeline.diffusion.loading import weight_dtypes
@@ -41,12 +39,10 @@ def recompile_limit_fails() -> Iterator[None]:
 # past the suite's 300 s a healthy run was cut. A hang is still caught.
 @pytest.mark.timeout(900)
 # The default (blocks, what a GPU worker compiles) and the opt-in whole UNet, with FP8 rendering: the whole-UNet case
-# without FP8 traces the same graphs less the FP8 layers, and cost CI minutes for no path of its own.
-@pytest.mark.parametrize(
-    ("float8", "scope"),
-    [(True, "unet"), (False, "blocks"), (False, "regions")],
-    ids=["fp8-rendering", "blocks", "regions"],
-)
+# without FP8 traces the same graphs less the FP8 layers, and cost CI minutes for no path of its own. The opt-in
+# "regions" worker cost CI 342 s here on its own; its glue's one graph for every shape is tested on the UNet
+# (tests/pipeline/test_acceleration.py), its start on the GPU (BENCHMARKS.md).
+@pytest.mark.parametrize(("float8", "scope"), [(True, "unet"), (False, "blocks")], ids=["fp8-rendering", "blocks"])
 def test_a_compiled_worker_compiles_at_start_and_never_for_a_user(
     selfie_dir: Path, tmp_path: Path, float8: bool, scope: CompileScope, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -68,10 +64,8 @@ def test_a_compiled_worker_compiles_at_start_and_never_for_a_user(
         # bf16 as on a GPU worker, where a cast of a shared component recompiles (diffusers' from_pipe made one);
         # the FP8 case keeps the tiny model's float32.
         dtype=None if float8 else "bfloat16",
-        # Two shapes for "regions", whose glue compiles once for every shape: the second shape is what it tests (the
-        # default three cost a third more start-up). One for the other scopes, which compile each shape apart: a
-        # second shape there adds minutes and no path of its own.
-        warm_aspects="profile,square" if scope == "regions" else "profile",
+        # One shape: each scope here compiles each shape apart, so a second adds minutes and no path of its own.
+        warm_aspects="profile",
     )
     before = graphs()
     model = prepare_model(settings)
@@ -82,8 +76,8 @@ def test_a_compiled_worker_compiles_at_start_and_never_for_a_user(
     assert bool(fp8_layers) == float8
     unet = model.pipe.unet
     compiled_blocks = [module for module in unet.modules() if module._compiled_call_impl is not None]
-    if scope != "unet":  # the transformer blocks (and with "regions", the glue), every one, nothing else
-        kinds = {*unet._repeated_blocks, *(REGION_CLASSES if scope == "regions" else ())}
+    if scope != "unet":  # the transformer blocks, every one, nothing else
+        kinds = set(unet._repeated_blocks)
         assert {type(module).__name__ for module in compiled_blocks} == kinds
         assert len(compiled_blocks) == sum(type(m).__name__ in kinds for m in unet.modules())
     else:
@@ -97,13 +91,7 @@ def test_a_compiled_worker_compiles_at_start_and_never_for_a_user(
         rank=4, steps=8, batch_size=plan.batch_size, seed=3, gradient_checkpointing=plan.gradient_checkpointing
     )
     lora = train_lora(pipe, selfies, recipe, tmp_path / "lora", slot=model.training_slot).lora_path
-    square = replace(STYLES["linkedin"], aspect=(1, 1))  # /headshot linkedin square
-    requests = (
-        (STYLES["actor"], 3),
-        (custom_style("in a library"), 2),
-        *(((square, 3),) if scope == "regions" else ()),
-    )
-    for style, count in requests:
+    for style, count in ((STYLES["actor"], 3), (custom_style("in a library"), 2)):
         generate_headshots(pipe, style, count=count, seed=1, steps=2, lora_path=lora, lora_slot=model.lora_slot)
     assert graphs() == started, "a user's training or request compiled a new graph"
     # Every weight still in the dtype it was loaded in, but the training slot's, which trains in float32.

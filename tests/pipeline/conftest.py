@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import io
+import pickle
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from filelock import FileLock
 from PIL import Image, ImageEnhance, ImageOps
 
 from bot.local.samples import astronaut_photo
@@ -84,12 +87,33 @@ def base_headshots(pipe: Any) -> list[GeneratedImage]:
     return generate_headshots(pipe, STYLES["linkedin"], count=2, seed=100, steps=RENDER_STEPS)
 
 
+def trained_once(tmp_path_factory: Any, worker_id: str, name: str, train: Callable[[Path], TrainingResult]) -> Any:
+    """``train(folder)``'s result, trained by the first of the run's xdist workers that asks and read by the others
+    (the same seed trains the same LoRA on any of them: training it twice cost CI most of a minute)."""
+    if worker_id == "master":  # no xdist: nothing to share, and the parent folder outlives the run
+        return train(tmp_path_factory.mktemp(name))
+    folder = tmp_path_factory.getbasetemp().parent / name  # the run's folder, above every worker's own
+    with FileLock(f"{folder}.lock"):
+        if (folder / "result.pickle").exists():
+            return pickle.loads((folder / "result.pickle").read_bytes())
+        folder.mkdir()
+        result = train(folder)
+        (folder / "result.pickle").write_bytes(pickle.dumps(result))
+    return result
+
+
 @pytest.fixture(scope="session")
 def trained(
-    pipe: Any, selfie_images: list[Image.Image], base_headshots: list[GeneratedImage], tmp_path_factory: Any
+    pipe: Any,
+    selfie_images: list[Image.Image],
+    base_headshots: list[GeneratedImage],
+    tmp_path_factory: Any,
+    worker_id: str,
 ) -> TrainingResult:
     """One LoRA trained on the selfies, shared by the tests that check what it does."""
-    return train_lora(pipe, selfie_images, TRAIN_CONFIG, tmp_path_factory.mktemp("lora"))
+    return trained_once(
+        tmp_path_factory, worker_id, "lora", lambda folder: train_lora(pipe, selfie_images, TRAIN_CONFIG, folder)
+    )
 
 
 @pytest.fixture(scope="session")
@@ -100,10 +124,12 @@ def text_encoder_trained(pipe: Any, selfie_images: list[Image.Image], tmp_path_f
 
 
 @pytest.fixture(scope="session")
-def second_lora(pipe: Any, selfie_images: list[Image.Image], tmp_path_factory: Any) -> TrainingResult:
+def second_lora(pipe: Any, selfie_images: list[Image.Image], tmp_path_factory: Any, worker_id: str) -> TrainingResult:
     """A different, lower-rank LoRA, for swapping between two users."""
     config = TrainingConfig(rank=4, steps=24, learning_rate=1e-2, seed=2)
-    return train_lora(pipe, selfie_images[4:], config, tmp_path_factory.mktemp("lora-b"))
+    return trained_once(
+        tmp_path_factory, worker_id, "lora-b", lambda folder: train_lora(pipe, selfie_images[4:], config, folder)
+    )
 
 
 @pytest.fixture(scope="session")

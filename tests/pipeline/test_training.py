@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -143,13 +144,15 @@ def test_prior_preservation_adds_the_class_term_and_still_learns_the_face(
 
     photo = Image.fromarray(data.camera()).convert("RGB")
     class_images = [photo.crop((40 * i, 20 * i, 40 * i + 320, 20 * i + 320)) for i in range(4)]
-    with_prior = train_lora(pipe, selfie_images, TRAIN_CONFIG, tmp_path, class_images=class_images)
+    # Half the shared run's steps (each step trains two batches: the full run cost CI over two minutes).
+    half = replace(TRAIN_CONFIG, steps=TRAIN_CONFIG.steps // 2)
+    with_prior = train_lora(pipe, selfie_images, half, tmp_path, class_images=class_images)
 
     # Each step's loss now holds a second denoising term of about the same size (the class batch). The tiny random
-    # model cannot fit the class photos within 40 steps, so the effect on "a photo of a person" is SDXL's to show;
-    # here the objective is checked, and that the face is still learned.
-    assert len(with_prior.losses) == len(trained.losses)
-    assert np.mean(with_prior.losses) > 1.5 * np.mean(trained.losses)
+    # model cannot fit the class photos within 20 steps, so the effect on "a photo of a person" is SDXL's to show;
+    # here the objective is checked (against the shared run's first 20 steps), and that the face is still learned.
+    assert len(with_prior.losses) == len(trained.losses) // 2
+    assert np.mean(with_prior.losses) > 1.5 * np.mean(trained.losses[: len(with_prior.losses)])
     assert fixed_noise_loss(pipe, selfie_images, with_prior.lora_path) < fixed_noise_loss(pipe, selfie_images) * 0.95
     # Same seed, same class set: the same LoRA again (on a short run: a second full one cost CI a minute).
     short = TrainingConfig(rank=4, steps=8, learning_rate=1e-3, seed=3)
