@@ -12,6 +12,7 @@ having any effect. Generation refuses a LoRA on a pipeline someone fused (``is_q
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,26 @@ def optimize_for_inference(pipe: Any, *, compile_backend: str = "inductor", comp
     else:
         model.compile(fullgraph=False, backend=compile_backend)
     if not getattr(pipe.vae.decode, "_torchdynamo_orig_callable", None):
-        pipe.vae.decode = torch.compile(pipe.vae.decode, backend=compile_backend)
+        pipe.vae.decode = _dynamic_decoder(torch.compile(pipe.vae.decode, backend=compile_backend))
+
+
+def _dynamic_decoder(compiled: Any) -> Any:
+    """``compiled`` (the VAE's decode) taking latents of any batch and size in one graph from its first call.
+
+    Compiled static, the decoder compiled again at the first new batch and again at the first new size, a minute
+    of a cold start each (BENCHMARKS.md). ``dynamic=True`` is no cure: it makes the channels symbolic too, so a batch
+    of 4 latents of 4 channels shares their symbol and is fixed to 4. Marking batch, height and width alone keeps
+    the channels fixed. A batch of one still gets a graph of its own (dynamo specialises sizes 0 and 1).
+    """
+    import torch._dynamo
+
+    @functools.wraps(compiled)
+    def decode(latents: Any, *args: Any, **kwargs: Any) -> Any:
+        for dim in (0, 2, 3):
+            torch._dynamo.maybe_mark_dynamic(latents, dim)
+        return compiled(latents, *args, **kwargs)
+
+    return decode
 
 
 def compile_unet_regions(unet: Any, *, backend: str = "inductor", dynamic: bool = True) -> int:

@@ -84,6 +84,35 @@ def test_a_worker_compiled_for_serving_never_compiles_again_for_users_or_trainin
 
 
 @pytest.mark.usefixtures("fresh_dynamo")
+def test_the_decoder_compiles_once_for_every_batch_and_size_and_once_for_single_images(model_cache_dir: Path) -> None:
+    import torch
+    import torch._dynamo.utils
+
+    def graphs() -> int:
+        return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+
+    pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
+    optimize_for_inference(pipe, compile_backend="eager", compile_scope="blocks")
+    channels = pipe.vae.config.latent_channels
+
+    def decode(batch: int, height: int, width: int) -> None:
+        with torch.no_grad():
+            pipe.vae.decode(torch.zeros(batch, channels, height, width))
+
+    before = graphs()
+    # A worker's warm-up order (non-square looks first): profile requests, a square request in another batch, a
+    # portrait one, then the actions' single images (an upscale at twice a profile size, the face pass's square).
+    for batch, height, width in ((4, 18, 14), (2, 16, 16), (4, 21, 14)):
+        decode(batch, height, width)
+    assert graphs() == before + 1
+    # A batch of one is a graph of its own (dynamo specialises sizes 0 and 1), at sizes above the CPU convolution's
+    # choice of backend (a guard on height x width that a GPU worker's latents are always above).
+    for height, width in ((72, 56), (64, 64)):
+        decode(1, height, width)
+    assert graphs() == before + 2
+
+
+@pytest.mark.usefixtures("fresh_dynamo")
 def test_regions_compiled_by_inductor_compute_what_eager_does_at_two_request_shapes(model_cache_dir: Path) -> None:
     import torch
     import torch._dynamo.utils
