@@ -23,7 +23,7 @@ async def test_redis_restart_mid_queue_loses_nothing(
 ) -> None:
     server = EmbeddedRedis(data_dir=tmp_path / "redis")  # our own server: this test stops it
     server.start()
-    settings = settings.model_copy(update={"redis_url": server.url, "train_steps": 80})
+    settings = settings.model_copy(update={"redis_url": server.url, "train_steps": 40})
     worker = WorkerProcess(settings, tmp_path / "worker.log")
     try:
         async with Harness(settings, tiny_model, tmp_path / "out") as harness:
