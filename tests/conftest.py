@@ -19,6 +19,25 @@ from jobs.settings import Settings
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+# The slowest files (a minute or more each on CI), handed out first: `--dist loadfile` gives each worker the next file
+# in collection order, and a slow file collected last ran alone for minutes while the other core idled.
+SLOWEST_FIRST = (
+    "tests/jobs/test_model_setup.py",
+    "tests/faults/test_worker_killed.py",
+    "tests/bench/test_benchmark.py",
+    "tests/pipeline/test_acceleration.py",
+    "tests/pipeline/test_img2img.py",
+    "tests/pipeline/test_training.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return SLOWEST_FIRST.index(path) if path in SLOWEST_FIRST else len(SLOWEST_FIRST)
+
+    items.sort(key=rank)  # stable: every other file keeps its place and every file its tests' order
+
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
