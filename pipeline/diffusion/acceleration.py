@@ -102,10 +102,11 @@ def optimize_for_inference(pipe: Any, *, compile_backend: str = "inductor", comp
 def _dynamic_decoder(compiled: Any) -> Any:
     """``compiled`` (the VAE's decode) taking latents of any batch and size in one graph from its first call.
 
-    Compiled static, the decoder compiled again at the first new batch and again at the first new size, a minute
-    of a cold start each (BENCHMARKS.md). ``dynamic=True`` is no cure: it makes the channels symbolic too, so a batch
-    of 4 latents of 4 channels shares their symbol and is fixed to 4. Marking batch, height and width alone keeps
-    the channels fixed. A batch of one still gets a graph of its own (dynamo specialises sizes 0 and 1).
+    Compiled static, the decoder compiled again at the first new batch and again at the first new size: four graphs
+    in a worker's warm-up, each a share of the first renders' 25-46 s on a cold H200 (BENCHMARKS.md).
+    ``dynamic=True`` is no cure: it makes the channels symbolic too, so a batch of 4 latents of 4 channels shares
+    their symbol and is fixed to 4. Marking batch, height and width alone keeps the channels fixed. A batch of one
+    still gets a graph of its own (dynamo specialises sizes 0 and 1).
     """
     import torch._dynamo
 
