@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
                 pipe, images, batch=batch, progress_every=every, image_steps=args.image_steps, compile=compiled
             )
             record("train", figures)
-    # The rendering slot exists before any training slot, as on a worker (pipeline/diffusion/training/slot.py).
+    # A worker's rendering slot, for the request variants (made after the training variants' fresh adapters are gone).
     lora_slot = LoraSlot(pipe, max_rank=16)
     if args.only in (None, "request"):
         request_variants(

@@ -35,8 +35,9 @@ def test_training_benchmark_times_the_reference_the_eager_baseline_and_a_workers
 
     from bench.benchmark_training import main
 
-    # As a CPU worker trains (eagerly: the slot's compiled path is timed in test_benchmark.py's hot-path test), at
-    # batch 2: 22 image-steps are 11 optimizer steps, so the rate spans two progress reports (at 10 and 11).
+    # As a CPU worker trains (eagerly: the slot's compiled path is tested in tests/pipeline/test_training_slot.py and
+    # tests/jobs/test_model_setup.py), at batch 2: 22 image-steps are 11 optimizer steps, so the rate spans two
+    # progress reports (at 10 and 11).
     monkeypatch.setenv("HEADSHOT_MODEL_CACHE_DIR", str(model_cache_dir))
     monkeypatch.setenv("HEADSHOT_TRAIN_BATCH_SIZE", "2")
     out = tmp_path / "training.json"
