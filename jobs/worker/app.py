@@ -46,7 +46,7 @@ def build_worker(
     allowed, per-job timeouts.
 
     ``storage``, ``faces``, ``model`` and ``image_safety`` are handed to ``start_worker_state`` (tests share them
-    across workers); ``overrides`` go to arq's ``Worker`` (tests pass ``burst=True, poll_delay=0``).
+    across workers); ``overrides`` go to arq's ``Worker`` (tests pass ``burst=True, poll_delay=0.05``).
     """
     monitor = WorkerMonitor(settings, WORKER_NAME)
 
