@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
-from arq.constants import abort_jobs_ss
+from arq.constants import abort_jobs_ss, in_progress_key_prefix
 from arq.jobs import Job, JobStatus
 from arq.utils import timestamp_ms
 
@@ -41,9 +41,23 @@ class JobQueue:
         return job is not None
 
     async def position(self, job_id: str) -> int | None:
-        """1 for the next job to start; None once the job is running or done."""
+        """1 for the next job to start; None once the job is running or done.
+
+        arq keeps a running job in its queue until it ends (its in-progress key says it runs), so the jobs ahead
+        that are running are not counted, and a running job has no position: ``/delete`` tells a running job
+        from a queued one by this.
+        """
         rank = await self.pool.zrank(self.queue_name, job_id)
-        return None if rank is None else int(rank) + 1
+        if rank is None:
+            return None
+        ahead = await self.pool.zrange(self.queue_name, 0, rank)  # this job last
+        async with self.pool.pipeline(transaction=False) as pipe:
+            for queued in ahead:
+                pipe.exists(in_progress_key_prefix + queued.decode())
+            running = await pipe.execute()
+        if running[-1]:
+            return None
+        return int(rank) + 1 - sum(map(bool, running[:-1]))
 
     async def status(self, job_id: str) -> JobStatus:
         return await Job(job_id, self.pool, _queue_name=self.queue_name).status()

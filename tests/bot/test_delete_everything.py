@@ -143,6 +143,20 @@ async def test_delete_while_training_is_queued_drops_the_job(harness: Harness, s
 
 
 async def test_delete_while_training_runs_aborts_it_and_erases_what_it_leaves(
+    settings: Settings,
+    tiny_model: Any,
+    tmp_path: Path,
+    selfie_dir: Path,
+    redis: Redis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Steps enough that the delete lands mid-training (20 ran out first on a quiet box); it is aborted long before.
+    settings = settings.model_copy(update={"train_steps": 400})
+    async with Harness(settings, tiny_model, tmp_path / "out") as harness:
+        await _delete_mid_training(harness, selfie_dir, redis, caplog)
+
+
+async def _delete_mid_training(
     harness: Harness, selfie_dir: Path, redis: Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="arq.worker")
