@@ -1,4 +1,5 @@
-"""A worker set up with compiled training and rendering compiles at start, and never again for a user's job."""
+"""A worker set up with compiled training and rendering compiles at start, and never again for a user's job: a
+training, headshots in a preset and a free-text style, and every action on a headshot."""
 
 from __future__ import annotations
 
@@ -11,13 +12,17 @@ import pytest
 import torch._dynamo.config
 from PIL import Image
 
+from bot.local.samples import astronaut_photo
 from jobs.settings import CompileScope, Settings
 from jobs.worker.model_setup import prepare_model
+from pipeline.diffusion.face_pass import face_pass
 from pipeline.diffusion.float8 import Float8Linear
 from pipeline.diffusion.generation import generate_headshots
+from pipeline.diffusion.img2img import UPSCALE_STRENGTH, VARIATION_STRENGTH, image_to_image, supports_actions
 from pipeline.diffusion.loading import weight_dtypes
 from pipeline.diffusion.training.config import TrainingConfig
 from pipeline.diffusion.training.loop import train_lora
+from pipeline.selfies.faces import FaceAnalyzer
 from pipeline.styles import STYLES, custom_style
 
 
@@ -102,9 +107,28 @@ def test_a_compiled_worker_compiles_at_start_and_never_for_a_user(
         rank=4, steps=8, batch_size=plan.batch_size, seed=3, gradient_checkpointing=plan.gradient_checkpointing
     )
     lora = train_lora(pipe, selfies, recipe, tmp_path / "lora", slot=model.training_slot).lora_path
-    for style, count in ((STYLES["actor"], 3), (custom_style("in a library"), 2)):
-        generate_headshots(pipe, style, count=count, seed=1, steps=2, lora_path=lora, lora_slot=model.lora_slot)
-    assert graphs() == started, "a user's training or request compiled a new graph"
+    slot = model.lora_slot
+    rendered = [
+        generate_headshots(pipe, style, count=count, seed=1, steps=2, lora_path=lora, lora_slot=slot)
+        for style, count in ((STYLES["actor"], 3), (custom_style("in a library"), 2))
+    ]
+    # And every action on a headshot: a variation (a batch of 2), an upscale to twice its size, the face pass. An FP8
+    # worker offers none (``supports_actions``), so it warms none.
+    assert supports_actions(pipe) != float8
+    if supports_actions(pipe):
+        source = rendered[0][0]
+        width, height = source.image.size
+        for strength, count, size in ((VARIATION_STRENGTH, 2, None), (UPSCALE_STRENGTH, 1, (2 * width, 2 * height))):
+            image_to_image(
+                pipe, source.image, STYLES["actor"], strength=strength, count=count, seed=5, size=size, steps=2,
+                lora_path=lora, lora_slot=slot,
+            )  # fmt: skip
+        face = astronaut_photo().resize((200, 250))
+        [faced] = face_pass(
+            pipe, [face], FaceAnalyzer(), STYLES["actor"], seeds=[1], lora_path=lora, lora_slot=slot, steps=2
+        )
+        assert faced.size == face.size
+    assert graphs() == started, "a user's training, request or action compiled a new graph"
     # Every weight still in the dtype it was loaded in, but the training slot's, which trains in float32.
     loaded = torch.float32 if float8 else torch.bfloat16
     for name, kept in weight_dtypes(model.pipe).items():
