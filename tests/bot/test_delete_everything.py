@@ -150,7 +150,8 @@ async def test_delete_while_training_runs_aborts_it_and_erases_what_it_leaves(
     redis: Redis,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # Steps enough that the delete lands mid-training (20 ran out first on a quiet box); it is aborted long before.
+    # A training that outlives the /delete by a minute unless it is aborted. At 20 steps it ended on its own before
+    # anyone looked, and the lost abort (a running job counted as queued: its abort request erased) went unseen.
     settings = settings.model_copy(update={"train_steps": 400})
     async with Harness(settings, tiny_model, tmp_path / "out") as harness:
         await _delete_mid_training(harness, selfie_dir, redis, caplog)
