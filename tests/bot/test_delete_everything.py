@@ -154,34 +154,28 @@ async def test_delete_while_training_runs_aborts_it_and_erases_what_it_leaves(
     # anyone looked, and the lost abort (a running job counted as queued: its abort request erased) went unseen.
     settings = settings.model_copy(update={"train_steps": 400})
     async with Harness(settings, tiny_model, tmp_path / "out") as harness:
-        await _delete_mid_training(harness, selfie_dir, redis, caplog)
+        caplog.set_level(logging.INFO, logger="arq.worker")
+        harness.start_delivery()
+        await harness.say(f"/train {selfie_dir}")
+        await harness.say("/train start")
+        worker = asyncio.create_task(harness.run_worker())
+        job = await harness.app.store.active_job("local:alice")
+        assert job is not None
+        deadline = time.monotonic() + 60
+        while (await harness.app.store.job("local:alice", job.job_id)).status != "running":  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "training never started"
+            await asyncio.sleep(0.05)
 
+        await harness.say("/delete")
+        assert "erased" in await harness.say("/delete confirm")
+        await asyncio.wait_for(worker, 60)
+        assert any("aborted" in record.getMessage() for record in caplog.records)  # stopped mid-training
 
-async def _delete_mid_training(
-    harness: Harness, selfie_dir: Path, redis: Redis, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.INFO, logger="arq.worker")
-    harness.start_delivery()
-    await harness.say(f"/train {selfie_dir}")
-    await harness.say("/train start")
-    worker = asyncio.create_task(harness.run_worker())
-    job = await harness.app.store.active_job("local:alice")
-    assert job is not None
-    deadline = time.monotonic() + 60
-    while (await harness.app.store.job("local:alice", job.job_id)).status != "running":  # type: ignore[union-attr]
-        assert time.monotonic() < deadline, "training never started"
-        await asyncio.sleep(0.05)
-
-    await harness.say("/delete")
-    assert "erased" in await harness.say("/delete confirm")
-    await asyncio.wait_for(worker, 60)
-    assert any("aborted" in record.getMessage() for record in caplog.records)  # stopped mid-training
-
-    # The job's last event, its arq result and anything it stored are erased once delivery has seen them.
-    needles = _needles("alice", set())
-    deadline = time.monotonic() + 30
-    while hits := await _redis_hits(redis, needles):
-        assert time.monotonic() < deadline, hits
-        await asyncio.sleep(0.1)
-    assert not any(path.is_file() for path in harness.settings.resolved_storage_dir.rglob("*"))
-    assert _sqlite_hits(harness.settings.resolved_database_path, needles) == []
+        # The job's last event, its arq result and anything it stored are erased once delivery has seen them.
+        needles = _needles("alice", set())
+        deadline = time.monotonic() + 30
+        while hits := await _redis_hits(redis, needles):
+            assert time.monotonic() < deadline, hits
+            await asyncio.sleep(0.1)
+        assert not any(path.is_file() for path in harness.settings.resolved_storage_dir.rglob("*"))
+        assert _sqlite_hits(harness.settings.resolved_database_path, needles) == []
