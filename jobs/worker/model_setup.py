@@ -102,8 +102,13 @@ def prepare_model(settings: Settings) -> ServingModel:
     if settings.render_float8:
         # Before any compile, so every graph is traced with the FP8 layers (training runs their bf16 branch).
         from pipeline.diffusion.float8 import use_float8_linears
+        from pipeline.diffusion.serving import calibrate_float8_on_looks
+        from pipeline.styles import STYLES
 
-        log.info("%d UNet linear layers render in FP8", use_float8_linears(pipe.unet))
+        calibrating = time.monotonic()
+        log.info("%d UNet linear layers render in FP8", use_float8_linears(pipe.unet, scaling="static"))
+        calibrated = calibrate_float8_on_looks(pipe, STYLES.values())
+        log.info("FP8 input scales of %d layers calibrated in %.1f s", calibrated, time.monotonic() - calibrating)
     loaded = weight_dtypes(pipe)
     prepare_training(model, settings, compiling)
     if compiling.unet:

@@ -1,11 +1,18 @@
-"""FP8 matrix products for rendering: the UNet's transformer layers multiply in float8 (e4m3) with per-row scales.
+"""FP8 matrix products for rendering: the UNet's transformer layers multiply in float8 (e4m3).
 
 On Hopper and Ada GPUs the tensor cores multiply float8 at twice the bf16 rate, and SDXL spends about 70% of a
 UNet call's FLOPs in the linear layers of its transformer blocks (attention projections, feed-forward, proj_in/out).
 ``Float8Linear`` keeps the layer's bf16 weight (the same ``Parameter``: LoRA merging and training still see it) plus
-an FP8 copy with one scale per output row; each forward scales every input row by its own absolute maximum, casts it
-to FP8 and calls ``torch._scaled_mm``. This is the "dynamic activation, rowwise weight" scheme torchao serves Flux
-with; under ``torch.compile`` the scaling and cast fuse into the kernel before the product.
+an FP8 copy, and multiplies through ``torch._scaled_mm`` in one of two schemes (``SCALINGS``):
+
+- ``"dynamic"``: one scale per weight row, and each forward scales every input row by its own absolute maximum
+  (torchao's "dynamic activation, rowwise weight"). Needs nothing but the weights, and pays a reduction over every
+  input before each product: compiled, it measured no faster than bf16 (BENCHMARKS.md).
+- ``"static"``: one scale for the whole weight and one for the layer's inputs, fixed beforehand by
+  ``calibrate_float8`` from the largest input each layer saw in a few real renders (torchao's "static activation,
+  per-tensor" scheme; MLPerf's FP8 SDXL entries calibrate the same way). The input's cast is then a multiply that
+  fuses into whatever kernel made the input (a norm, attention), and the product is cuBLAS's per-tensor FP8 GEMM
+  with the bias added in its epilogue. Inputs beyond the calibrated range are clipped to FP8's largest value.
 
 The FP8 path runs only with autograd off (rendering): with gradients on, as in training a LoRA on the same pipeline,
 the layer is the plain bf16 ``nn.Linear``. The FP8 copy is a snapshot, so whoever changes the weight in place must
@@ -14,18 +21,24 @@ call ``refresh()``; ``LoraSlot`` does after every merge and unmerge.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional
 
-__all__ = ["FLOAT8_MODULE_PARTS", "Float8Linear", "use_float8_linears"]
+__all__ = ["FLOAT8_MODULE_PARTS", "SCALINGS", "Float8Linear", "calibrate_float8", "use_float8_linears"]
 
 FLOAT8 = torch.float8_e4m3fn
 FLOAT8_MAX = torch.finfo(FLOAT8).max  # 448
 # The UNet's transformer blocks; their time-embedding and ResNet linears see one row per image and gain nothing.
 FLOAT8_MODULE_PARTS = (".attentions.",)
+SCALINGS = ("dynamic", "static")
+# A static input scale maps the calibrated maximum times this to FP8's largest value: a user's LoRA and prompts the
+# calibration did not see move the activations a little, and clipping costs more than the 0.3 bit of resolution this
+# gives up.
+CALIBRATION_HEADROOM = 1.25
 
 
 class Float8Linear(nn.Linear):
@@ -33,9 +46,14 @@ class Float8Linear(nn.Linear):
 
     weight_fp8: torch.Tensor
     weight_scale: torch.Tensor
+    input_scale: torch.Tensor
+    input_max: torch.Tensor
+    scaling: str
+    calibrating: bool  # recording its largest input (calibrate_float8) instead of rendering in FP8
+    calibrated: bool
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear) -> Float8Linear:
+    def from_linear(cls, linear: nn.Linear, *, scaling: str = "dynamic") -> Float8Linear:
         """A Float8Linear sharing ``linear``'s weight and bias tensors (no copy of the bf16 weight)."""
         out_features, in_features = linear.weight.shape
         if in_features % 16 or out_features % 16:
@@ -43,28 +61,59 @@ class Float8Linear(nn.Linear):
                 f"FP8 products need both sides of the weight to be multiples of 16, but it is {out_features}x"
                 f"{in_features}; leave this layer in bf16."
             )
+        if scaling not in SCALINGS:
+            raise ValueError(f"FP8 scaling must be one of {', '.join(SCALINGS)}, not {scaling!r}.")
         layer = cls.__new__(cls)
         nn.Module.__init__(layer)
         layer.in_features, layer.out_features = in_features, out_features
         layer.weight = linear.weight
         layer.bias = linear.bias
+        layer.scaling = scaling
+        layer.calibrating = False
+        layer.calibrated = scaling == "dynamic"
         device = linear.weight.device
+        scale_shape = (1, out_features) if scaling == "dynamic" else ()
         layer.register_buffer("weight_fp8", torch.empty(out_features, in_features, dtype=FLOAT8, device=device))
-        layer.register_buffer("weight_scale", torch.empty(1, out_features, dtype=torch.float32, device=device))
+        layer.register_buffer("weight_scale", torch.empty(scale_shape, dtype=torch.float32, device=device))
+        # NaN until calibrated: a static layer refuses to render without its input scale.
+        layer.register_buffer("input_scale", torch.full((), torch.nan, device=device))
+        layer.register_buffer("input_max", torch.zeros((), device=device))
         layer.refresh()
         return layer
 
     @torch.no_grad()
     def refresh(self) -> None:
         """Quantize the current bf16 weight again, in place (a compiled graph keeps the same buffers)."""
-        quantized, scale = _quantize_rows(self.weight)
+        if self.scaling == "dynamic":
+            quantized, scale = _quantize_rows(self.weight)
+            self.weight_scale.copy_(scale.t())
+        else:
+            scale = _scale_for(self.weight.detach().abs().amax())
+            quantized = _to_float8(self.weight, scale)
+            self.weight_scale.copy_(scale)
         self.weight_fp8.copy_(quantized)
-        self.weight_scale.copy_(scale.t())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() or self.calibrating:
+            if self.calibrating:
+                self.input_max.copy_(torch.maximum(self.input_max, x.detach().abs().amax().float()))
             return functional.linear(x, self.weight, self.bias)
+        if not self.calibrated:
+            raise RuntimeError(
+                "This FP8 layer scales its inputs statically and has not been calibrated; run calibrate_float8 on "
+                "its model (a few renders) before rendering, or convert it with scaling='dynamic'."
+            )
         rows = x.reshape(-1, self.in_features)
+        if self.scaling == "static":
+            product = torch._scaled_mm(
+                _to_float8(rows, self.input_scale),
+                self.weight_fp8.t(),
+                scale_a=self.input_scale,
+                scale_b=self.weight_scale,
+                bias=self.bias,
+                out_dtype=x.dtype,
+            )
+            return product.reshape(*x.shape[:-1], self.out_features)
         quantized, scale = _quantize_rows(rows)
         # The weight is stored (out, in) row-major, so its transpose is the column-major operand _scaled_mm wants.
         product = torch._scaled_mm(
@@ -75,6 +124,16 @@ class Float8Linear(nn.Linear):
         return product.reshape(*x.shape[:-1], self.out_features)
 
 
+def _scale_for(largest: torch.Tensor) -> torch.Tensor:
+    """The per-tensor scale that maps ``largest`` to FP8's largest value (float32, never zero)."""
+    return largest.float().clamp(min=1e-12) / FLOAT8_MAX
+
+
+def _to_float8(tensor: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``tensor / scale`` in FP8, clipped to FP8's range (a plain cast of an overflow would give NaN)."""
+    return (tensor.float() / scale).clamp(-FLOAT8_MAX, FLOAT8_MAX).to(FLOAT8)
+
+
 def _quantize_rows(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``matrix`` in FP8 with one float32 scale per row (rows x 1), each row's largest value mapped to FP8's max."""
     wide = matrix.float()
@@ -82,11 +141,14 @@ def _quantize_rows(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return (wide / scale).clamp(-FLOAT8_MAX, FLOAT8_MAX).to(FLOAT8), scale
 
 
-def use_float8_linears(unet: Any, *, module_parts: tuple[str, ...] = FLOAT8_MODULE_PARTS) -> int:
+def use_float8_linears(
+    unet: Any, *, scaling: str = "dynamic", module_parts: tuple[str, ...] = FLOAT8_MODULE_PARTS
+) -> int:
     """Make every eligible ``nn.Linear`` of ``unet`` a ``Float8Linear`` in place; return how many were converted.
 
     Eligible: inside a module whose dotted name contains one of ``module_parts``, with both weight sides multiples
     of 16. A LoRA layer's base layer is converted too (its LoRA branch stays bf16). Calling it again converts nothing.
+    ``scaling="static"`` layers render only after ``calibrate_float8``.
     """
     converted = 0
     for name, module in list(unet.named_modules()):
@@ -97,6 +159,40 @@ def use_float8_linears(unet: Any, *, module_parts: tuple[str, ...] = FLOAT8_MODU
         if module.in_features % 16 or module.out_features % 16:
             continue
         parent_name, _, child = name.rpartition(".")
-        setattr(unet.get_submodule(parent_name), child, Float8Linear.from_linear(module))
+        setattr(unet.get_submodule(parent_name), child, Float8Linear.from_linear(module, scaling=scaling))
         converted += 1
     return converted
+
+
+def calibrate_float8(unet: Any, run: Callable[[], object], *, headroom: float = CALIBRATION_HEADROOM) -> int:
+    """Fix the input scale of every static FP8 layer of ``unet`` from what ``run`` (a few renders) feeds it; return
+    how many layers were calibrated.
+
+    While ``run`` renders, those layers multiply in bf16 and record their largest input; each then maps that times
+    ``headroom`` to FP8's largest value. Call it before compiling: the calibrating forward is another graph. Raises
+    ``ValueError`` naming the layers ``run`` never reached (their scale would be a guess).
+    """
+    layers = {
+        name: module
+        for name, module in unet.named_modules()
+        if isinstance(module, Float8Linear) and module.scaling == "static"
+    }
+    for layer in layers.values():
+        layer.input_max.zero_()
+        layer.calibrating = True
+    try:
+        with torch.no_grad():
+            run()
+    finally:
+        for layer in layers.values():
+            layer.calibrating = False
+    missed = [name for name, layer in layers.items() if not layer.input_max > 0]
+    if missed:
+        raise ValueError(
+            f"FP8 calibration never reached {len(missed)} layers ({', '.join(missed[:3])}, ...); calibrate with "
+            "renders that run the whole model."
+        )
+    for layer in layers.values():
+        layer.input_scale.copy_(_scale_for(layer.input_max * headroom))
+        layer.calibrated = True
+    return len(layers)

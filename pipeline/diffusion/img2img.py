@@ -46,16 +46,11 @@ UPSCALE_STRENGTH = 0.3
 
 
 def supports_actions(pipe: Any) -> bool:
-    """Whether ``pipe`` renders from a headshot by image-to-image: SDXL without FP8 layers. klein renders its actions
-    from the headshot as a reference image instead (``references.render_from_headshot``). FP8 layers' quantised
-    weights failed to compile in the twin diffusers' ``from_pipe`` made (it cast them to float32); the twin casts
-    nothing now, but FP8 actions stay off until a GPU run shows them compiling and rendering."""
+    """Whether ``pipe`` renders from a headshot by image-to-image: SDXL (FP8 layers included). klein renders its
+    actions from the headshot as a reference image instead (``references.render_from_headshot``)."""
     from pipeline.diffusion.families import Family, pipeline_family
-    from pipeline.diffusion.float8 import Float8Linear
 
-    if pipeline_family(pipe) is not Family.SDXL:
-        return False
-    return not any(isinstance(module, Float8Linear) for module in pipe.unet.modules())
+    return pipeline_family(pipe) is Family.SDXL
 
 
 def img2img_pipeline(pipe: Any) -> Any:

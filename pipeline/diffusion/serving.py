@@ -15,7 +15,10 @@ if TYPE_CHECKING:
     from pipeline.diffusion.lora_slot import LoraSlot
     from pipeline.styles import Style
 
-__all__ = ["compile_for_serving"]
+__all__ = ["CALIBRATION_STEPS", "calibrate_float8_on_looks", "compile_for_serving"]
+
+# Enough steps to sample the whole noise schedule: the activations' range changes with the timestep.
+CALIBRATION_STEPS = 10
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,21 @@ def compile_for_serving(
     if graphs is not None:
         log.info("%d UNet call shapes captured as CUDA graphs", graphs.captured)
     return time.perf_counter() - started
+
+
+def calibrate_float8_on_looks(pipe: Any, styles: Iterable[Style], *, steps: int = CALIBRATION_STEPS) -> int:
+    """Calibrate the input scales of ``pipe``'s static FP8 layers (``pipeline.diffusion.float8``) on one render of
+    each of ``styles``, with their prompts, sizes, samplers and CFG, at ``steps`` steps; return the layers
+    calibrated. Eager and before any compile: the renders a worker serves are then inside the range calibrated."""
+    from pipeline.diffusion.float8 import calibrate_float8
+
+    looks = {(style.prompt, style.aspect, style.guidance_scale): style for style in styles}.values()
+
+    def render_each() -> None:
+        for style in looks:
+            generate_headshots(pipe, style, count=1, seed=0, batch_size=1, steps=steps)
+
+    return calibrate_float8(pipe.unet, render_each)
 
 
 def _warm_references(pipe: Any, style: Style, batch_sizes: list[int]) -> None:

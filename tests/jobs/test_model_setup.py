@@ -112,23 +112,20 @@ def test_a_compiled_worker_compiles_at_start_and_never_for_a_user(
         generate_headshots(pipe, style, count=count, seed=1, steps=2, lora_path=lora, lora_slot=slot)
         for style, count in ((STYLES["actor"], 3), (custom_style("in a library"), 2))
     ]
-    # And every action on a headshot: a variation (a batch of 2), an upscale to twice its size, the face pass. An FP8
-    # worker offers none (``supports_actions``), so it warms none.
-    actions = supports_actions(pipe)
-    assert actions != float8
-    if actions:
-        source = rendered[0][0]
-        width, height = source.image.size
-        for strength, count, size in ((VARIATION_STRENGTH, 2, None), (UPSCALE_STRENGTH, 1, (2 * width, 2 * height))):
-            image_to_image(
-                pipe, source.image, STYLES["actor"], strength=strength, count=count, seed=5, size=size, steps=2,
-                lora_path=lora, lora_slot=slot,
-            )  # fmt: skip
-        face = astronaut_photo().resize((200, 250))
-        [faced] = face_pass(
-            pipe, [face], FaceAnalyzer(), STYLES["actor"], seeds=[1], lora_path=lora, lora_slot=slot, steps=2
-        )
-        assert faced.size == face.size
+    # And every action on a headshot: a variation (a batch of 2), an upscale to twice its size, the face pass.
+    assert supports_actions(pipe)
+    source = rendered[0][0]
+    width, height = source.image.size
+    for strength, count, size in ((VARIATION_STRENGTH, 2, None), (UPSCALE_STRENGTH, 1, (2 * width, 2 * height))):
+        image_to_image(
+            pipe, source.image, STYLES["actor"], strength=strength, count=count, seed=5, size=size, steps=2,
+            lora_path=lora, lora_slot=slot,
+        )  # fmt: skip
+    face = astronaut_photo().resize((200, 250))
+    [faced] = face_pass(
+        pipe, [face], FaceAnalyzer(), STYLES["actor"], seeds=[1], lora_path=lora, lora_slot=slot, steps=2
+    )
+    assert faced.size == face.size
     assert graphs() == started, "a user's training, request or action compiled a new graph"
     # Every weight still in the dtype it was loaded in, but the training slot's, which trains in float32.
     loaded = torch.float32 if float8 else torch.bfloat16

@@ -1,0 +1,121 @@
+"""``python -m bench.benchmark_float8``: one UNet call with its transformer linears in bf16 and in both FP8 schemes
+(``pipeline.diffusion.float8``), compiled as a worker compiles it and whole, in one process.
+
+Each variant starts from a cold dynamo (inductor's on-disk cache is whatever the machine has) at the batch of a
+4-image request with CFG (8 latents at the linkedin style's size): bf16 eager (the baseline); the transformer
+blocks compiled in NCHW, as a GPU worker compiles them, in bf16, FP8 with dynamic rowwise scales and FP8 with
+static per-tensor scales; the whole UNet compiled in channels-last (the plain diffusers pipeline's two lines) in
+bf16 and static FP8. Static layers are calibrated on calls at three timesteps of the same inputs before compiling.
+Every variant's output is set against eager bf16's (relative error of one call); ``--profile`` adds the kernels by
+kind of each FP8 variant and of its bf16 twin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.benchmark_unet import _uncompile, kernel_profile, unet_call_inputs, unet_call_seconds
+from bench.measure import benchmark_pipeline
+
+__all__ = ["VARIANTS", "main"]
+
+# name -> (FP8 scaling or None for bf16, compile scope), in the order they run.
+VARIANTS: dict[str, tuple[str | None, str]] = {
+    "bf16-blocks": (None, "blocks"),
+    "dynamic-blocks": ("dynamic", "blocks"),
+    "static-blocks": ("static", "blocks"),
+    "bf16-unet": (None, "unet"),
+    "static-unet": ("static", "unet"),
+}
+CALIBRATION_TIMESTEPS = (999, 500, 1)
+
+
+def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> None:
+    """Time (and profile) each variant of ``names`` on ``pipe``, eager bf16 first as the baseline."""
+    import torch
+
+    from bench.float8_layers import use_bf16_linears
+    from pipeline.diffusion.acceleration import compile_unet_blocks
+    from pipeline.diffusion.float8 import calibrate_float8, use_float8_linears
+
+    inputs = unet_call_inputs(pipe, batch=8)
+
+    def output() -> Any:
+        with torch.no_grad():
+            return pipe.unet(**inputs).sample.double()
+
+    def calibrate() -> None:
+        for timestep in CALIBRATION_TIMESTEPS:
+            pipe.unet(**{**inputs, "timestep": torch.tensor(timestep, device=pipe.unet.device)})
+
+    pipe.unet.to(memory_format=torch.contiguous_format)
+    record(unet_call_seconds(pipe, inputs, label=f"{str(pipe.unet.dtype).removeprefix('torch.')}, eager (baseline)"))
+    reference = output()
+    for name in names:
+        scaling, scope = VARIANTS[name]
+        _uncompile(pipe)
+        use_bf16_linears(pipe.unet)
+        layout = torch.channels_last if scope == "unet" else torch.contiguous_format
+        pipe.unet.to(memory_format=layout)  # as a worker lays out each scope (use_channels_last)
+        figures: dict[str, Any] = {}
+        if scaling:
+            figures["fp8_layers"] = use_float8_linears(pipe.unet, scaling=scaling)
+            if scaling == "static":
+                figures["calibrated"] = calibrate_float8(pipe.unet, calibrate)
+        if scope == "blocks":
+            compile_unet_blocks(pipe.unet)
+        else:
+            pipe.unet.compile(fullgraph=True)
+        label = f"{scaling or 'bf16'} {'FP8 ' if scaling else ''}{name.split('-')[1]} compiled"
+        figures = {**unet_call_seconds(pipe, inputs, label=label), **figures}
+        figures["relative_error_vs_bf16_eager"] = round(float((output() - reference).norm() / reference.norm()), 5)
+        record(figures)
+        if profile:
+            record(kernel_profile(pipe, inputs, label=label))
+    _uncompile(pipe)
+    use_bf16_linears(pipe.unet)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.benchmark_float8", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", choices=("sdxl", "tiny"), default="sdxl")
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help=f"comma-separated, from {','.join(VARIANTS)} (default: all)"
+    )
+    parser.add_argument("--profile", action="store_true", help="add each variant's kernels by kind")
+    parser.add_argument("--out", type=Path, help="write the results as JSON here (rewritten after each figure)")
+    args = parser.parse_args(argv)
+    names = args.variants.split(",")
+    unknown = sorted(set(names) - set(VARIANTS))
+    if unknown:
+        parser.error(f"--variants names {', '.join(unknown)}; pick from {', '.join(VARIANTS)}")
+
+    import torch
+
+    from pipeline.diffusion.loading import pick_device
+
+    pipe = benchmark_pipeline(args.model, pick_device())
+    results: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d"),
+        "model": args.model,
+        "torch": torch.__version__,
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "unet": [],
+    }
+
+    def record(figures: dict[str, Any]) -> None:
+        results["unet"].append(figures)
+        print("unet", json.dumps(figures), flush=True)
+        if args.out:
+            args.out.write_text(json.dumps(results, indent=2) + "\n")
+
+    run_variants(pipe, names, record=record, profile=args.profile)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
