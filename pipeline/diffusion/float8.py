@@ -21,14 +21,21 @@ call ``refresh()``; ``LoraSlot`` does after every merge and unmerge.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional
 
-__all__ = ["FLOAT8_MODULE_PARTS", "SCALINGS", "Float8Linear", "calibrate_float8", "use_float8_linears"]
+__all__ = [
+    "FLOAT8_MODULE_PARTS",
+    "SCALINGS",
+    "Float8Linear",
+    "calibrate_float8",
+    "refresh_float8",
+    "use_float8_linears",
+]
 
 FLOAT8 = torch.float8_e4m3fn
 FLOAT8_MAX = torch.finfo(FLOAT8).max  # 448
@@ -39,6 +46,9 @@ SCALINGS = ("dynamic", "static")
 # calibration did not see move the activations a little, and clipping costs more than the 0.3 bit of resolution this
 # gives up.
 CALIBRATION_HEADROOM = 1.25
+# Layers quantized together by ``refresh_float8``: their weights are stacked in float32 (32 of SDXL's largest,
+# 1280x5120, take 0.8 GB).
+REFRESH_CHUNK = 32
 
 
 class Float8Linear(nn.Linear):
@@ -81,17 +91,9 @@ class Float8Linear(nn.Linear):
         layer.refresh()
         return layer
 
-    @torch.no_grad()
     def refresh(self) -> None:
         """Quantize the current bf16 weight again, in place (a compiled graph keeps the same buffers)."""
-        if self.scaling == "dynamic":
-            quantized, scale = _quantize_rows(self.weight)
-            self.weight_scale.copy_(scale.t())
-        else:
-            scale = _scale_for(self.weight.detach().abs().amax())
-            quantized = _to_float8(self.weight, scale)
-            self.weight_scale.copy_(scale)
-        self.weight_fp8.copy_(quantized)
+        refresh_float8([self])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled() or self.calibrating:
@@ -122,6 +124,29 @@ class Float8Linear(nn.Linear):
         if self.bias is not None:
             product = product + self.bias
         return product.reshape(*x.shape[:-1], self.out_features)
+
+
+@torch.no_grad()
+def refresh_float8(layers: Sequence[Float8Linear]) -> None:
+    """Quantize ``layers``' current bf16 weights again, in place, in stacks of same-shaped layers.
+
+    A LoRA slot merges a user's LoRA into ~560 layers and restores them after the request; quantizing them one by
+    one queued several small kernels each from Python and took as long as the merge itself (BENCHMARKS.md,
+    2026-12-03 fourth session). A stack costs the same few kernels whatever its height.
+    """
+    groups: dict[tuple[str, tuple[int, ...], torch.dtype], list[Float8Linear]] = {}
+    for layer in layers:
+        groups.setdefault((layer.scaling, tuple(layer.weight.shape), layer.weight.dtype), []).append(layer)
+    for (scaling, _, _), members in groups.items():
+        for first in range(0, len(members), REFRESH_CHUNK):
+            chunk = members[first : first + REFRESH_CHUNK]
+            stacked = torch.stack([layer.weight.detach() for layer in chunk]).float()
+            dims = (2,) if scaling == "dynamic" else (1, 2)  # one scale per output row, or per weight
+            scale = stacked.abs().amax(dim=dims, keepdim=True).clamp(min=1e-12) / FLOAT8_MAX
+            quantized = (stacked / scale).clamp(-FLOAT8_MAX, FLOAT8_MAX).to(FLOAT8)
+            torch._foreach_copy_([layer.weight_fp8 for layer in chunk], list(quantized.unbind(0)))
+            scales = scale.transpose(1, 2) if scaling == "dynamic" else scale.reshape(len(chunk))
+            torch._foreach_copy_([layer.weight_scale for layer in chunk], list(scales.unbind(0)))
 
 
 def _scale_for(largest: torch.Tensor) -> torch.Tensor:

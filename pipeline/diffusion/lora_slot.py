@@ -258,7 +258,7 @@ class LoraSlot:
             )
         for name in merged:
             self._layers[name].merged_adapters.remove(SLOT_ADAPTER)
-            _requantize(self._layers[name].base_layer)
+        _requantize([self._layers[name].base_layer for name in merged])
 
     def _merge(self, factors: dict[str, tuple[Any, Any, float]]) -> None:
         """W = W0 + B·A·scaling (``_factors``) on every slot layer, W0 where ``factors`` has none.
@@ -307,8 +307,8 @@ class LoraSlot:
                 base = torch.stack([self._base_weights[name] for name in names]).float()
                 merged = torch.baddbmm(base, up.float() * scales, down.float())
                 torch._foreach_copy_(weights, list(merged.to(weights[0].dtype).unbind(0)))
+        _requantize([layer.base_layer for layer in self._layers.values()])
         for layer in self._layers.values():
-            _requantize(layer.base_layer)
             if SLOT_ADAPTER not in layer.merged_adapters:
                 # peft's forward runs just the base layer for a merged adapter.
                 layer.merged_adapters.append(SLOT_ADAPTER)
@@ -368,11 +368,13 @@ def _to_device(tensors: list[Any], device: Any) -> list[Any]:
     return moved
 
 
-def _requantize(base_layer: Any) -> None:
-    """An FP8 rendering layer renders from a quantized copy of its weight: bring it up to date."""
-    refresh = getattr(base_layer, "refresh", None)
-    if refresh is not None:
-        refresh()
+def _requantize(base_layers: list[Any]) -> None:
+    """FP8 rendering layers render from quantized copies of their weights: bring those up to date, all at once."""
+    from pipeline.diffusion.float8 import Float8Linear, refresh_float8
+
+    fp8 = [layer for layer in base_layers if isinstance(layer, Float8Linear)]
+    if fp8:
+        refresh_float8(fp8)
 
 
 def _is_up_weight(key: str) -> bool:

@@ -13,8 +13,10 @@ from bench.benchmark_unet import unet_call_inputs
 from pipeline.diffusion.float8 import (
     CALIBRATION_HEADROOM,
     FLOAT8_MAX,
+    SCALINGS,
     Float8Linear,
     calibrate_float8,
+    refresh_float8,
     use_float8_linears,
 )
 from pipeline.diffusion.loading import load_base_pipeline
@@ -108,6 +110,24 @@ def test_refresh_follows_an_in_place_weight_change() -> None:
         layer.weight.mul_(-3.0)
     layer.refresh()
     assert relative_error(dequantized(layer), layer.weight.detach()) < 0.05
+
+
+def test_a_batched_refresh_quantizes_every_layer_as_it_would_alone() -> None:
+    # Same-shaped layers of both schemes, and a third shape, as a LoRA slot's merge hands them over.
+    layers = [
+        Float8Linear.from_linear(nn.Linear(inputs, outputs).to(torch.bfloat16), scaling=scaling)
+        for inputs, outputs in ((64, 32), (64, 32), (32, 48))
+        for scaling in SCALINGS
+    ]
+    with torch.no_grad():
+        for index, layer in enumerate(layers):
+            layer.weight.mul_(index + 1)  # each its own range, so a scale taken from the wrong layer shows
+    refresh_float8(layers)
+    batched = [(layer.weight_fp8.view(torch.uint8).clone(), layer.weight_scale.clone()) for layer in layers]
+    for layer, (quantized, scale) in zip(layers, batched, strict=True):
+        layer.refresh()
+        assert torch.equal(layer.weight_fp8.view(torch.uint8), quantized) and torch.equal(layer.weight_scale, scale)
+        assert relative_error(dequantized(layer), layer.weight.detach()) < 0.05
 
 
 def test_conversion_covers_the_transformer_linears_only_and_stays_close(model_cache_dir: Path) -> None:
