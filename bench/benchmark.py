@@ -102,9 +102,8 @@ def run_benchmark(
     """
     import torch
 
-    from bench.float8_layers import float8_supported
     from pipeline.diffusion.acceleration import optimize_for_inference
-    from pipeline.diffusion.float8 import use_float8_linears
+    from pipeline.diffusion.float8 import fp8_tensor_cores, use_float8_linears
     from pipeline.diffusion.generation import headshot_size
     from pipeline.diffusion.lora_slot import LoraSlot
     from pipeline.styles import STYLES
@@ -114,7 +113,7 @@ def run_benchmark(
     pipe = pipe_factory()
     device = str(pipe.unet.device)
     if float8 is None:
-        float8 = compile and float8_supported(pipe.unet.device)
+        float8 = compile and fp8_tensor_cores(pipe.unet.device)
     width, height = headshot_size(pipe, STYLES["linkedin"].aspect)
     out: dict[str, Any] = {
         "device": torch.cuda.get_device_name() if device.startswith("cuda") else platform.processor(),

@@ -3,11 +3,12 @@ compiled ``StableDiffusionXLPipeline``, in one process.
 
 The worker side is built by the worker's own ``jobs.worker.model_setup.prepare_model`` from ``Settings()`` (the
 environment's ``HEADSHOT_*`` variables apply, as on a worker; the JSON records the settings and the compile profile
-they resolve to), so the benchmark runs exactly what a worker runs: its LoRA slot, FP8 only if the settings turn it
-on, its compile scope, its warm-up. A request is what ``jobs.worker.render_job`` does on the GPU's critical path: swap
-the user's LoRA into the slot and merge it, render 4 images at batch 4 with CFG, decode, clear the slot, then encode
-the PNGs (``jobs.worker.png``). Where the worker replays its UNet calls from CUDA graphs
-(``HEADSHOT_RENDER_CUDA_GRAPHS=true``), the same worker is also timed with the graphs bypassed, as a third side.
+they resolve to), so the benchmark runs exactly what a worker runs: its LoRA slot, FP8 where the settings and the
+GPU turn it on (the JSON's ``fp8_layers``), its compile scope, its warm-up. A request is what
+``jobs.worker.render_job`` does on the GPU's critical path: swap the user's LoRA into the slot and merge it, render
+4 images at batch 4 with CFG, decode, clear the slot, then encode the PNGs (``jobs.worker.png``). Where the worker
+replays its UNet calls from CUDA graphs (``HEADSHOT_RENDER_CUDA_GRAPHS=true``), the same worker is also timed with
+the graphs bypassed, as a third side.
 
 The baseline is the two lines a diffusers user writes: a plain pipeline of the same architecture, its UNet in
 channels-last and ``torch.compile(unet, fullgraph=True)``, the same size, steps, CFG scale and batch, returning PIL
@@ -291,6 +292,10 @@ def main(argv: list[str] | None = None) -> int:
     results["request"]["guidance_scale"] = style.guidance_scale
     results["request"]["scheduler"] = style.scheduler
     record("worker_ready_s", round(ready.seconds, 1))
+    # What HEADSHOT_RENDER_FLOAT8 resolved to (unset, it depends on the GPU): the UNet layers that render in FP8.
+    from pipeline.diffusion.float8 import Float8Linear
+
+    record("fp8_layers", sum(isinstance(module, Float8Linear) for module in pipe.unet.modules()))
     graphs = installed_graphs(pipe.unet)
     if graphs is not None:
         record("cuda_graphs_captured", graphs.captured)

@@ -1,5 +1,5 @@
-"""What the benchmarks need around the product's FP8 layers (``pipeline.diffusion.float8``): whether a device has
-FP8 tensor cores, and undoing the conversion, so one process times bf16 and FP8 on the same model."""
+"""What the benchmarks need around the product's FP8 layers (``pipeline.diffusion.float8``): undoing the conversion,
+so one process times bf16 and FP8 on the same model."""
 
 from __future__ import annotations
 
@@ -10,12 +10,7 @@ from torch import nn
 
 from pipeline.diffusion.float8 import Float8Linear
 
-__all__ = ["float8_supported", "use_bf16_linears"]
-
-
-def float8_supported(device: torch.device) -> bool:
-    """Whether ``device`` multiplies FP8 on tensor cores (CUDA compute capability 8.9 or newer: Ada, Hopper, ...)."""
-    return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 9)
+__all__ = ["use_bf16_linears"]
 
 
 def use_bf16_linears(unet: Any) -> int:

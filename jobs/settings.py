@@ -122,10 +122,12 @@ class Settings(BaseSettings):
         "restarted worker loads its graphs instead of compiling them again; default <model_cache_dir>/compile. An "
         "explicit TORCHINDUCTOR_CACHE_DIR wins.",
     )
-    render_float8: bool = Field(
-        default=False,
-        description="Render through FP8 products in the UNet's transformer layers; needs compile_unet and a GPU "
-        "with FP8 tensor cores (Ada, Hopper). Off: compiled, it measured no faster than bf16 (BENCHMARKS.md).",
+    render_float8: bool | None = Field(
+        default=None,
+        description="Render through FP8 products in the UNet's transformer layers, with input scales calibrated at "
+        "start (pipeline/diffusion/float8.py). Unset: on for a compiled SDXL worker on a GPU with FP8 tensor cores "
+        "(Ada, Hopper and newer), where it measured faster than bf16 (BENCHMARKS.md), off elsewhere. true needs "
+        "compile_unet; false keeps every product in bf16.",
     )
     render_cuda_graphs: bool = Field(
         default=False,

@@ -22,7 +22,14 @@ from PIL import Image
 from jobs.settings import CompileProfile, Settings
 from jobs.worker.ranking import render_batch_sizes
 
-__all__ = ["ServingModel", "model_features", "prepare_model", "prepare_training", "training_plan"]
+__all__ = [
+    "ServingModel",
+    "model_features",
+    "prepare_model",
+    "prepare_training",
+    "renders_in_float8",
+    "training_plan",
+]
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +106,7 @@ def prepare_model(settings: Settings) -> ServingModel:
     # folded into the base weights for the request, so rendering runs no LoRA kernels (BENCHMARKS.md, second and
     # third sessions).
     model.lora_slot = LoraSlot(pipe, max_rank=settings.lora_rank)
-    if settings.render_float8:
+    if renders_in_float8(settings, compiling, family, device):
         # Before any compile, so every graph is traced with the FP8 layers (training runs their bf16 branch).
         from pipeline.diffusion.float8 import use_float8_linears
         from pipeline.diffusion.serving import calibrate_float8_on_looks
@@ -123,6 +130,22 @@ def prepare_model(settings: Settings) -> ServingModel:
     _check_weight_dtypes(loaded, weight_dtypes(pipe))
     log.info("ready to serve in %.1f s", time.monotonic() - started)
     return model
+
+
+def renders_in_float8(settings: Settings, compiling: CompileProfile, family: Any, device: str) -> bool:
+    """``HEADSHOT_RENDER_FLOAT8`` when set; unset, whether this worker gains from FP8: a compiled SDXL UNet on a GPU
+    with FP8 tensor cores (uncompiled, the input casts run as kernels of their own and cost more than they save)."""
+    if settings.render_float8 is not None:
+        return settings.render_float8
+    from pipeline.diffusion.families import Family
+
+    if not compiling.unet or family is not Family.SDXL:
+        return False
+    import torch
+
+    from pipeline.diffusion.float8 import fp8_tensor_cores
+
+    return fp8_tensor_cores(torch.device(device))
 
 
 def _check_weight_dtypes(loaded: dict[str, set[Any]], now: dict[str, set[Any]]) -> None:

@@ -33,6 +33,7 @@ __all__ = [
     "SCALINGS",
     "Float8Linear",
     "calibrate_float8",
+    "fp8_tensor_cores",
     "refresh_float8",
     "use_float8_linears",
 ]
@@ -49,6 +50,11 @@ CALIBRATION_HEADROOM = 1.25
 # Layers quantized together by ``refresh_float8``: their weights are stacked in float32 (32 of SDXL's largest,
 # 1280x5120, take 0.8 GB).
 REFRESH_CHUNK = 32
+
+
+def fp8_tensor_cores(device: torch.device) -> bool:
+    """Whether ``device`` multiplies FP8 on tensor cores (CUDA compute capability 8.9 or newer: Ada, Hopper, ...)."""
+    return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 9)
 
 
 class Float8Linear(nn.Linear):

@@ -13,9 +13,10 @@ import torch._dynamo.config
 from PIL import Image
 
 from bot.local.samples import astronaut_photo
-from jobs.settings import CompileScope, Settings
-from jobs.worker.model_setup import prepare_model
+from jobs.settings import CompileProfile, CompileScope, Settings
+from jobs.worker.model_setup import prepare_model, renders_in_float8
 from pipeline.diffusion.face_pass import face_pass
+from pipeline.diffusion.families import Family
 from pipeline.diffusion.float8 import Float8Linear
 from pipeline.diffusion.generation import generate_headshots
 from pipeline.diffusion.img2img import UPSCALE_STRENGTH, VARIATION_STRENGTH, image_to_image, supports_actions
@@ -131,6 +132,19 @@ def test_a_compiled_worker_compiles_at_start_and_never_for_a_user(
     loaded = torch.float32 if float8 else torch.bfloat16
     for name, kept in weight_dtypes(model.pipe).items():
         assert kept <= {loaded}, f"{name} holds {kept} after the warm-up, a training and requests"
+
+
+def test_fp8_rendering_left_unset_is_on_only_for_a_compiled_sdxl_unet_on_fp8_tensor_cores(tmp_path: Path) -> None:
+    compiled = CompileProfile(unet=True, training=True, scope="blocks")
+    unset = Settings(model="tiny", data_dir=tmp_path)
+    assert not renders_in_float8(unset, compiled, Family.SDXL, "cpu")  # no FP8 tensor cores
+    assert not renders_in_float8(unset, CompileProfile(unet=False, training=False, scope="unet"), Family.SDXL, "cpu")
+    assert not renders_in_float8(unset, compiled, Family.FLUX2, "cuda:0")  # built for SDXL's UNet only
+    # Set, the setting decides (true is refused at start where it cannot compile: tests/test_settings_and_layers.py).
+    chosen = Settings(model="tiny", data_dir=tmp_path, render_float8=True, compile_unet=True)
+    assert renders_in_float8(chosen, compiled, Family.SDXL, "cpu")
+    refused = Settings(model="tiny", data_dir=tmp_path, render_float8=False)
+    assert not renders_in_float8(refused, compiled, Family.SDXL, "cuda:0")
 
 
 def test_a_cpu_worker_left_at_the_defaults_stays_eager(tmp_path: Path, model_cache: Path) -> None:
