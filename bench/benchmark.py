@@ -87,16 +87,16 @@ def run_benchmark(
     compile: bool,
     log: Callable[[str], None] = print,
     partial: Path | None = None,
-    float8: bool | None = False,
+    float8: bool | None = None,
     compile_scope: str = "blocks",
 ) -> dict[str, Any]:
     """Every measurement of the module docstring, in the order a worker meets them, on one pipeline.
 
     ``compile``: render as a worker with compiling on (``optimize_for_inference``), or off (the pipeline as loaded).
     ``compile_scope`` is what compiling compiles (``pipeline.diffusion.acceleration.COMPILE_SCOPES``); the default,
-    "blocks", is a GPU worker's (``jobs.settings``). ``float8`` renders the UNet's transformer layers in FP8, as
-    ``HEADSHOT_RENDER_FLOAT8`` does (default off, as on a worker); None: when compiling on a GPU with FP8 tensor
-    cores.
+    "blocks", is a GPU worker's (``jobs.settings``). ``float8`` renders the UNet's transformer layers in FP8, calibrated
+    on the styles, as ``HEADSHOT_RENDER_FLOAT8`` does; None (the default, as on a worker): when compiling on a GPU
+    with FP8 tensor cores.
 
     With ``partial``, the figures so far are rewritten there after each one, so a run cut short still reports.
     """
@@ -106,6 +106,7 @@ def run_benchmark(
     from pipeline.diffusion.float8 import fp8_tensor_cores, use_float8_linears
     from pipeline.diffusion.generation import headshot_size
     from pipeline.diffusion.lora_slot import LoraSlot
+    from pipeline.diffusion.serving import calibrate_float8_on_looks
     from pipeline.styles import STYLES
 
     rank, steps, repeats = 16, (4 if quick else 30), (1 if quick else 2)
@@ -151,7 +152,8 @@ def run_benchmark(
     slot = LoraSlot(pipe, max_rank=rank)  # as the worker renders
     with measured(device) as setup:
         if float8:
-            use_float8_linears(pipe.unet)
+            use_float8_linears(pipe.unet, scaling="static")
+            calibrate_float8_on_looks(pipe, STYLES.values())
         if compile:
             optimize_for_inference(pipe, compile_scope=compile_scope)
     with tempfile.TemporaryDirectory() as folder:
@@ -217,8 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--float8",
         choices=("auto", "on", "off"),
-        default="off",
-        help="FP8 rendering (default off, as on a worker; auto: when compiling on a GPU with FP8 tensor cores)",
+        default="auto",
+        help="FP8 rendering (default auto, as on a worker: when compiling on a GPU with FP8 tensor cores)",
     )
     parser.add_argument(
         "--compile-scope",

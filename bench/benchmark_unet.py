@@ -3,16 +3,15 @@
 The UNet is the cost of a headshot (the VAE decode is a small share of it, BENCHMARKS.md), so this times one call at
 the batch of a 4-image request with CFG (8 latents at the linkedin style's size), in one process: bf16 eager (the
 baseline), bf16 with its transformer blocks compiled (diffusers' regional compilation, as a GPU worker compiles by
-default), the same two with the transformer linears in FP8 (``pipeline.diffusion.float8``), and with
-``--full-compile`` bf16 and FP8 with the whole UNet compiled (``HEADSHOT_COMPILE_SCOPE=unet``). ``--profile`` then
-records 3 calls of the worker's variant and of the last one with ``torch.profiler`` and sums their kernels' device
-time by kind (matrix products, attention, convolutions, norms, the rest). ``--worker-only`` times just bf16 eager
-and the worker's compile; ``--compile-modes`` times the ways a worker could compile the UNet for rendering (the
-whole UNet with static shapes, CUDA graphs or dynamic shapes; its transformer blocks; those and the glue around them),
-each from a cold start, with the compile a second shape costs;
-``--flops-only`` counts one call's FLOPs by operator instead, on any machine. On a GPU each
-variant has a worker's layout for its scope (``use_channels_last``): NCHW with its blocks compiled, channels-last
-wholly compiled; ``--compile-modes`` runs channels-last but for the modes named "-nchw".
+default), and with ``--full-compile`` the whole UNet compiled (``HEADSHOT_COMPILE_SCOPE=unet``); FP8's variants are
+``bench.benchmark_float8``'s. ``--profile`` then records 3 calls of each compiled variant with ``torch.profiler`` and
+sums their kernels' device time by kind (matrix products, attention, convolutions, norms, the rest).
+``--worker-only`` times just bf16 eager and the worker's compile; ``--compile-modes`` times the ways a worker
+could compile the UNet for rendering (the whole UNet with static shapes, CUDA graphs or dynamic shapes; its
+transformer blocks; those and the glue around them), each from a cold start, with the compile a second shape costs;
+``--flops-only`` counts one call's FLOPs by operator instead, on any machine. On a GPU each variant has a worker's
+layout for its scope (``use_channels_last``): NCHW with its blocks compiled, channels-last wholly compiled;
+``--compile-modes`` runs channels-last but for the modes named "-nchw".
 """
 
 from __future__ import annotations
@@ -208,46 +207,30 @@ def kernel_profile(pipe: Any, inputs: dict[str, Any], *, label: str, calls: int 
 def unet_variants(
     pipe: Any, *, record: Callable[[dict[str, Any]], None], full_compile: bool, profile: bool, worker_only: bool = False
 ) -> None:
-    """Every variant of the module docstring on ``pipe``, in order; FP8 layers stay once converted, so FP8 comes last
-    within each compile scope. ``worker_only``: bf16 eager, then the transformer blocks compiled as a GPU worker
-    compiles them."""
+    """The bf16 variants of the module docstring on ``pipe``, in order (FP8's are ``bench.benchmark_float8``'s).
+    ``worker_only``: bf16 eager, then the transformer blocks compiled as a GPU worker compiles them."""
 
-    from bench.float8_layers import use_bf16_linears
     from pipeline.diffusion.acceleration import compile_unet_blocks, use_channels_last
-    from pipeline.diffusion.float8 import use_float8_linears
 
     inputs = unet_call_inputs(pipe, batch=8)
     base = str(pipe.unet.dtype).removeprefix("torch.")
 
-    def as_a_worker_compiles() -> None:
-        # A GPU worker's default (jobs.settings), profiled too: where its time goes is what the next change must cut.
-        label = f"{base}, transformer blocks compiled (as a GPU worker compiles)"
-        compile_unet_blocks(pipe.unet)
-        record(unet_call_seconds(pipe, inputs, label=label))
-        if profile:
-            record(kernel_profile(pipe, inputs, label=label))
-
     record(unet_call_seconds(pipe, inputs, label=f"{base}, eager"))
-    as_a_worker_compiles()
-    if worker_only:
+    # A GPU worker's default (jobs.settings), profiled too: where its time goes is what the next change must cut.
+    label = f"{base}, transformer blocks compiled (as a GPU worker compiles)"
+    compile_unet_blocks(pipe.unet)
+    record(unet_call_seconds(pipe, inputs, label=label))
+    if profile:
+        record(kernel_profile(pipe, inputs, label=label))
+    if worker_only or not full_compile:
         return
     _uncompile(pipe)
-    record({"variant": "FP8 layers", "layers": use_float8_linears(pipe.unet)})
-    record(unet_call_seconds(pipe, inputs, label="FP8, eager"))
-    compile_unet_blocks(pipe.unet)
-    record(unet_call_seconds(pipe, inputs, label="FP8, transformer blocks compiled"))
-    if full_compile:
-        _uncompile(pipe)
-        use_bf16_linears(pipe.unet)
-        use_channels_last(pipe, "unet")
-        pipe.unet.compile()  # as HEADSHOT_COMPILE_SCOPE=unet compiles
-        record(unet_call_seconds(pipe, inputs, label=f"{base}, whole UNet compiled"))
-        _uncompile(pipe)
-        use_float8_linears(pipe.unet)
-        pipe.unet.compile()
-        record(unet_call_seconds(pipe, inputs, label="FP8, whole UNet compiled"))
+    use_channels_last(pipe, "unet")
+    pipe.unet.compile()  # as HEADSHOT_COMPILE_SCOPE=unet compiles
+    label = f"{base}, whole UNet compiled"
+    record(unet_call_seconds(pipe, inputs, label=label))
     if profile:
-        record(kernel_profile(pipe, inputs, label="the last variant above"))
+        record(kernel_profile(pipe, inputs, label=label))
 
 
 def _uncompile(pipe: Any) -> None:
@@ -348,7 +331,7 @@ def _layout(channels_last: bool) -> Any:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.benchmark_unet", description=__doc__.split("\n")[0])
     parser.add_argument("--model", choices=("sdxl", "tiny"), default="sdxl")
-    parser.add_argument("--full-compile", action="store_true", help="add bf16 and FP8 with the whole UNet compiled")
+    parser.add_argument("--full-compile", action="store_true", help="add the whole UNet compiled")
     parser.add_argument("--profile", action="store_true", help="profile the last variant's kernels")
     parser.add_argument("--flops-only", action="store_true", help="only count one call's FLOPs by operator (no timing)")
     parser.add_argument(

@@ -46,33 +46,23 @@ def test_hot_path_benchmark_times_every_request_variant_on_the_tiny_model(tmp_pa
 
 
 @pytest.mark.usefixtures("fresh_dynamo")
-def test_unet_benchmark_times_every_variant_and_splits_the_profile_by_kind(tmp_path: Path) -> None:
+def test_float8_benchmark_times_each_scheme_against_eager_and_splits_the_profile_by_kind(tmp_path: Path) -> None:
     import json
 
-    from bench.benchmark_unet import main
+    from bench.benchmark_float8 import main
 
-    out = tmp_path / "unet.json"
-    # Without --full-compile: its two whole-UNet inductor compiles took minutes of CI's CPU and test no other code
-    # (the whole-UNet compile is tested through the worker's setup, tests/jobs/test_model_setup.py).
-    assert main(["--model", "tiny", "--profile", "--out", str(out)]) == 0
-    entries = json.loads(out.read_text())["unet"]
-    calls = {entry["variant"]: entry for entry in entries if "call_s" in entry}
-    assert list(calls) == [
-        "float32, eager",
-        "float32, transformer blocks compiled (as a GPU worker compiles)",
-        "FP8, eager",
-        "FP8, transformer blocks compiled",
-    ]
-    assert all(0 < entry["call_s"] <= entry["first_call_s"] + entry["call_s"] for entry in calls.values())
-    profiles = [entry for entry in entries if entry["variant"].startswith("profile: ")]
-    assert [entry["variant"] for entry in profiles] == [
-        "profile: float32, transformer blocks compiled (as a GPU worker compiles)",
-        "profile: the last variant above",
-    ]
-    for profile in profiles:
-        assert profile["ms_per_call"] > 0
-        assert math.isclose(sum(profile["share_by_kind"].values()), 1.0, abs_tol=0.01)
-        assert "matrix products" in profile["share_by_kind"]  # FP8 and bf16 products alike are sorted as such
+    out = tmp_path / "fp8.json"
+    # The worker's scheme with the worker's compile scope: the whole UNet's inductor compiles took minutes of CI's CPU
+    # and test no other code (the whole-UNet compile is tested through the worker's setup).
+    assert main(["--model", "tiny", "--variants", "static-blocks", "--profile", "--out", str(out)]) == 0
+    eager, static, profile = json.loads(out.read_text())["unet"]
+    assert eager["variant"] == "float32, eager (baseline)" and eager["call_s"] > 0
+    assert static["variant"] == "static FP8 blocks compiled" and static["call_s"] > 0
+    assert static["fp8_layers"] == static["calibrated"] > 0
+    assert 0 < static["relative_error_vs_bf16_eager"] < 0.1  # FP8's rounding, not a broken layer
+    assert profile["variant"] == "profile: static FP8 blocks compiled" and profile["ms_per_call"] > 0
+    assert math.isclose(sum(profile["share_by_kind"].values()), 1.0, abs_tol=0.01)
+    assert "matrix products" in profile["share_by_kind"]  # FP8 products are sorted as products
 
 
 @pytest.mark.usefixtures("fresh_dynamo")
