@@ -118,9 +118,9 @@ class Settings(BaseSettings):
     )
     compile_cache_dir: Path | None = Field(
         default=None,
-        description="Where torch.compile keeps the kernels it generates (inductor's and Triton's caches), so a "
-        "restarted worker loads its graphs instead of compiling them again; default <model_cache_dir>/compile. An "
-        "explicit TORCHINDUCTOR_CACHE_DIR wins.",
+        description="Where torch.compile keeps the kernels it generates (inductor's and Triton's caches) and FP8 "
+        "rendering its calibrated scales, so a restarted worker loads them instead of doing the work again; default "
+        "<model_cache_dir>/compile. An explicit TORCHINDUCTOR_CACHE_DIR wins for the kernels.",
     )
     render_float8: bool | None = Field(
         default=None,

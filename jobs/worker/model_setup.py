@@ -109,13 +109,19 @@ def prepare_model(settings: Settings) -> ServingModel:
     if renders_in_float8(settings, compiling, family, device):
         # Before any compile, so every graph is traced with the FP8 layers (training runs their bf16 branch).
         from pipeline.diffusion.float8 import use_float8_linears
-        from pipeline.diffusion.serving import calibrate_float8_on_looks
+        from pipeline.diffusion.serving import calibrated_float8
         from pipeline.styles import STYLES
 
         calibrating = time.monotonic()
         log.info("%d UNet linear layers render in FP8", use_float8_linears(pipe.unet, scaling="static"))
-        calibrated = calibrate_float8_on_looks(pipe, STYLES.values())
-        log.info("FP8 input scales of %d layers calibrated in %.1f s", calibrated, time.monotonic() - calibrating)
+        # Beside the compiled kernels: kept on the same volume, for the same reason (a restart skips the work).
+        scales_file = settings.resolved_compile_cache_dir / f"float8-scales-{_model_key(settings)}.json"
+        reused = calibrated_float8(pipe, STYLES.values(), scales_file)
+        log.info(
+            "FP8 input scales %s in %.1f s",
+            f"reused from {scales_file}" if reused else f"calibrated (kept in {scales_file})",
+            time.monotonic() - calibrating,
+        )
     loaded = weight_dtypes(pipe)
     prepare_training(model, settings, compiling)
     if compiling.unet:
@@ -130,6 +136,13 @@ def prepare_model(settings: Settings) -> ServingModel:
     _check_weight_dtypes(loaded, weight_dtypes(pipe))
     log.info("ready to serve in %.1f s", time.monotonic() - started)
     return model
+
+
+def _model_key(settings: Settings) -> str:
+    """A file-name-safe key for the model a worker serves (its weights are checked apart)."""
+    import hashlib
+
+    return hashlib.sha256(f"{settings.model}|{settings.dtype}".encode()).hexdigest()[:16]
 
 
 def renders_in_float8(settings: Settings, compiling: CompileProfile, family: Any, device: str) -> bool:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.diffusion.acceleration import optimize_for_inference
@@ -15,7 +18,7 @@ if TYPE_CHECKING:
     from pipeline.diffusion.lora_slot import LoraSlot
     from pipeline.styles import Style
 
-__all__ = ["CALIBRATION_STEPS", "calibrate_float8_on_looks", "compile_for_serving"]
+__all__ = ["CALIBRATION_STEPS", "calibrate_float8_on_looks", "calibrated_float8", "compile_for_serving"]
 
 # Enough steps to sample the whole noise schedule: the activations' range changes with the timestep.
 CALIBRATION_STEPS = 10
@@ -99,6 +102,26 @@ def calibrate_float8_on_looks(pipe: Any, styles: Iterable[Style], *, steps: int 
             generate_headshots(pipe, style, count=1, seed=0, batch_size=1, steps=steps)
 
     return calibrate_float8(pipe.unet, render_each)
+
+
+def calibrated_float8(pipe: Any, styles: Iterable[Style], scales_file: Path) -> bool:
+    """Give ``pipe``'s static FP8 layers their input scales: those kept in ``scales_file`` when they were calibrated
+    for these weights by the same renders, else calibrated now (``calibrate_float8_on_looks``) and kept there for
+    the next start. Return whether the kept ones served."""
+    from pipeline.diffusion.float8 import CALIBRATION_HEADROOM
+    from pipeline.diffusion.float8_scales import load_input_scales, save_input_scales
+
+    styles = list(styles)
+    looks = [
+        (style.prompt, style.negative_prompt, style.aspect, style.guidance_scale, style.scheduler) for style in styles
+    ]
+    what = json.dumps([looks, CALIBRATION_STEPS, CALIBRATION_HEADROOM, str(pipe.unet.dtype)], default=str)
+    recipe = hashlib.sha256(what.encode()).hexdigest()
+    if load_input_scales(pipe.unet, scales_file, recipe=recipe):
+        return True
+    calibrate_float8_on_looks(pipe, styles)
+    save_input_scales(pipe.unet, scales_file, recipe=recipe)
+    return False
 
 
 def _warm_references(pipe: Any, style: Style, batch_sizes: list[int]) -> None:

@@ -91,6 +91,8 @@ def test_a_compiled_worker_compiles_at_start_and_never_for_a_user(
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(settings.resolved_compile_cache_dir.resolve())
     fp8_layers = [module for module in model.pipe.unet.modules() if isinstance(module, Float8Linear)]
     assert bool(fp8_layers) == float8
+    # Calibrated at start and kept beside the compiled kernels, so the next start skips it (test_float8_scales.py).
+    assert bool(list(settings.resolved_compile_cache_dir.glob("float8-scales-*.json"))) == float8
     unet = model.pipe.unet
     compiled_blocks = [module for module in unet.modules() if module._compiled_call_impl is not None]
     if scope != "unet":  # the transformer blocks, every one, nothing else

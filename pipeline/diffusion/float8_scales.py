@@ -1,0 +1,81 @@
+"""Calibrated FP8 input scales kept on disk, so a restarted worker reuses them instead of calibrating again.
+
+Calibration (``float8.calibrate_float8``) renders every look eagerly, about 20 s of an H200 worker's start
+(BENCHMARKS.md, 2026-12-03 fourth session), and gives the same scales for the same weights and the same renders. The
+file records the calibration recipe (what was rendered) and every static layer's weight scale beside its input
+scale; it is used only when the recipe is the same and every weight scale equals the model's to the bit, so another
+checkpoint, or new weights under the same name, is calibrated afresh. It is written whole or not at all (a temporary
+file renamed), since workers sharing one cache volume may start together.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pipeline.diffusion.float8 import Float8Linear
+
+__all__ = ["load_input_scales", "save_input_scales"]
+
+FORMAT = 1
+
+
+def _static_layers(unet: Any) -> dict[str, Float8Linear]:
+    return {
+        name: module
+        for name, module in unet.named_modules()
+        if isinstance(module, Float8Linear) and module.scaling == "static"
+    }
+
+
+def _stacked(layers: dict[str, Float8Linear], buffer: str) -> list[float]:
+    """One buffer of every layer, read back in one copy (not one device sync per layer)."""
+    return torch.stack([getattr(layer, buffer).reshape(()) for layer in layers.values()]).tolist()
+
+
+def save_input_scales(unet: Any, path: Path, *, recipe: str) -> None:
+    """Write the calibrated scales of ``unet``'s static FP8 layers to ``path`` for ``load_input_scales``."""
+    layers = _static_layers(unet)
+    uncalibrated = [name for name, layer in layers.items() if not layer.calibrated]
+    if uncalibrated:
+        raise ValueError(
+            f"{len(uncalibrated)} FP8 layers are not calibrated ({uncalibrated[0]}, ...): calibrate before keeping."
+        )
+    weights, inputs = _stacked(layers, "weight_scale"), _stacked(layers, "input_scale")
+    payload = {
+        "format": FORMAT,
+        "recipe": recipe,
+        "layers": {name: [weight, scale] for name, weight, scale in zip(layers, weights, inputs, strict=True)},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    partial.write_text(json.dumps(payload))
+    partial.replace(path)
+
+
+def load_input_scales(unet: Any, path: Path, *, recipe: str) -> bool:
+    """Set the input scales of ``unet``'s static FP8 layers from ``path`` and mark them calibrated; return whether
+    it could: False (nothing changed) when the file is missing or unreadable, was calibrated by another recipe, or
+    holds other layers or other weights."""
+    layers = _static_layers(unet)
+    try:
+        payload = json.loads(path.read_text())
+        if payload["format"] != FORMAT or payload["recipe"] != recipe or list(payload["layers"]) != list(layers):
+            return False
+        stored = [payload["layers"][name] for name in layers]
+        # JSON keeps a float32 exactly (as the float64 it widens to), so equal weights give equal scales to the bit.
+        weights = torch.tensor([weight for weight, _ in stored], dtype=torch.float32)
+        inputs = torch.tensor([scale for _, scale in stored], dtype=torch.float32)
+    except (OSError, ValueError, TypeError, KeyError):  # missing, or not a file this module wrote
+        return False
+    if not layers or not torch.equal(weights, torch.tensor(_stacked(layers, "weight_scale"), dtype=torch.float32)):
+        return False
+    scales = inputs.to(next(iter(layers.values())).input_scale.device)
+    torch._foreach_copy_([layer.input_scale for layer in layers.values()], list(scales.unbind(0)))
+    for layer in layers.values():
+        layer.calibrated = True
+    return True

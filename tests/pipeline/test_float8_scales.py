@@ -1,0 +1,72 @@
+"""Calibrated FP8 input scales kept on disk: a restart reuses them and renders the same image; other weights, other
+calibration renders or a damaged file calibrate afresh."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from pipeline.diffusion.float8 import Float8Linear, use_float8_linears
+from pipeline.diffusion.float8_scales import load_input_scales, save_input_scales
+from pipeline.diffusion.loading import load_base_pipeline
+from pipeline.diffusion.serving import calibrated_float8
+from pipeline.styles import STYLES
+from tests.pipeline.test_generation import difference
+from tests.pipeline.test_lora_slot import render
+
+LOOKS = [STYLES["linkedin"], STYLES["actor"]]
+
+
+def fp8_pipeline(model_cache_dir: Path) -> Any:
+    pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
+    use_float8_linears(pipe.unet, scaling="static")
+    return pipe
+
+
+def input_scales(pipe: Any) -> list[float]:
+    return [float(m.input_scale) for m in pipe.unet.modules() if isinstance(m, Float8Linear)]
+
+
+def test_a_restart_reuses_the_kept_scales_and_renders_the_same_image(model_cache_dir: Path, tmp_path: Path) -> None:
+    scales_file = tmp_path / "compile" / "float8-scales.json"
+    first = fp8_pipeline(model_cache_dir)
+    assert not calibrated_float8(first, LOOKS, scales_file)  # nothing kept yet: calibrated, then kept
+    assert scales_file.is_file()
+
+    restarted = fp8_pipeline(model_cache_dir)
+    assert calibrated_float8(restarted, LOOKS, scales_file)
+    assert input_scales(restarted) == input_scales(first)
+    assert difference(render(restarted).image, render(first).image) == 0
+
+
+def test_kept_scales_serve_only_the_same_weights_and_the_same_calibration(
+    model_cache_dir: Path, tmp_path: Path
+) -> None:
+    scales_file = tmp_path / "float8-scales.json"
+    calibrated = fp8_pipeline(model_cache_dir)
+    calibrated_float8(calibrated, LOOKS, scales_file)
+    recipe = json.loads(scales_file.read_text())["recipe"]
+
+    other = fp8_pipeline(model_cache_dir)
+    assert not calibrated_float8(other, [STYLES["linkedin"]], tmp_path / "other.json")  # other renders: new file
+    layer = next(m for m in other.unet.modules() if isinstance(m, Float8Linear))
+    with torch.no_grad():
+        layer.weight.mul_(1.5)  # the same name, new weights (a checkpoint updated in place)
+    layer.refresh()
+    before = input_scales(other)
+    assert not load_input_scales(other.unet, scales_file, recipe=recipe)
+    assert not load_input_scales(calibrated.unet, scales_file, recipe="another recipe")
+    assert input_scales(other) == before  # a refused file changes nothing
+
+    scales_file.write_text('{"format": 1, "recipe": "' + recipe + '", "layers": {"x": 1}}')  # damaged or foreign
+    assert not load_input_scales(calibrated.unet, scales_file, recipe=recipe)
+    assert not load_input_scales(calibrated.unet, tmp_path / "missing.json", recipe=recipe)
+
+
+def test_uncalibrated_layers_are_not_kept(model_cache_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="calibrate before keeping"):
+        save_input_scales(fp8_pipeline(model_cache_dir).unet, tmp_path / "scales.json", recipe="r")
