@@ -130,7 +130,8 @@ def unet_flops(pipe: Any, *, batch: int = 8) -> dict[str, Any]:
 
 
 def float8_error(pipe: Any) -> dict[str, Any]:
-    """Convert the UNet's transformer linears to FP8 and compare one eager UNet call with the bf16 one it replaces.
+    """Convert the UNet's transformer linears to FP8 (dynamic scales) and compare one eager UNet call with the bf16
+    one it replaces.
 
     On random weights this checks the arithmetic (no layer broken, error at FP8's rounding), not image quality.
     """
