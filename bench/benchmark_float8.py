@@ -13,13 +13,12 @@ kind of each FP8 variant and of its bf16 twin.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 from bench.benchmark_unet import _uncompile, kernel_profile, unet_call_inputs, unet_call_seconds
-from bench.measure import benchmark_pipeline
+from bench.measure import benchmark_pipeline, list_recorder
 
 __all__ = ["VARIANTS", "main"]
 
@@ -107,11 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         "unet": [],
     }
 
-    def record(figures: dict[str, Any]) -> None:
-        results["unet"].append(figures)
-        print("unet", json.dumps(figures), flush=True)
-        if args.out:
-            args.out.write_text(json.dumps(results, indent=2) + "\n")
+    record = list_recorder(results, "unet", args.out)
 
     run_variants(pipe, names, record=record, profile=args.profile)
     return 0

@@ -17,14 +17,13 @@ layout for its scope (``use_channels_last``): NCHW with its blocks compiled, cha
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.measure import benchmark_pipeline, measured
+from bench.measure import benchmark_pipeline, list_recorder, measured
 
 __all__ = [
     "COMPILE_MODES",
@@ -356,11 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     use_channels_last(pipe, "unet" if args.compile_modes else "blocks")  # on a GPU, as a worker renders
     results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "model": args.model, "unet": []}
 
-    def record(figures: dict[str, Any]) -> None:
-        results["unet"].append(figures)
-        print("unet", json.dumps(figures), flush=True)
-        if args.out:
-            args.out.write_text(json.dumps(results, indent=2) + "\n")
+    record = list_recorder(results, "unet", args.out)
 
     if args.flops_only:
         record(unet_flops(pipe))

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.benchmark_unet import _layout, _uncompile, kernel_kind, unet_call_inputs
-from bench.measure import benchmark_pipeline, measured
+from bench.measure import benchmark_pipeline, list_recorder, measured
 
 __all__ = ["MODES", "compile_group_norms", "main", "training_call_seconds"]
 
@@ -189,11 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         "unet_training": [],
     }
 
-    def record(figures: dict[str, Any]) -> None:
-        results["unet_training"].append(figures)
-        print("unet_training", json.dumps(figures), flush=True)
-        if args.out:
-            args.out.write_text(json.dumps(results, indent=2) + "\n")
+    record = list_recorder(results, "unet_training", args.out)
 
     channels_last = next(pipe.unet.parameters()).is_contiguous(memory_format=torch.channels_last)
     figures, reference = training_call_seconds(pipe, inputs, lora, label="eager, channels-last")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +18,7 @@ __all__ = [
     "benchmark_pipeline",
     "free_memory",
     "graph_count",
+    "list_recorder",
     "measured",
     "report",
     "sample_images",
@@ -95,6 +96,22 @@ def graph_count() -> int:
     import torch._dynamo.utils
 
     return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+
+
+def list_recorder(results: dict[str, Any], key: str, out: Path | None) -> Callable[[dict[str, Any]], None]:
+    """A ``record(figures)`` that appends ``figures`` to ``results[key]``, prints them as one line and rewrites
+    ``out`` (when given) with everything so far, so a run cut short still leaves its figures."""
+    import json
+
+    results.setdefault(key, [])
+
+    def record(figures: dict[str, Any]) -> None:
+        results[key].append(figures)
+        print(key, json.dumps(figures), flush=True)
+        if out:
+            out.write_text(json.dumps(results, indent=2) + "\n")
+
+    return record
 
 
 def report(results: dict[str, Any], out: Path | None) -> None:
