@@ -120,7 +120,10 @@ def calibrated_float8(pipe: Any, styles: Iterable[Style], scales_file: Path) -> 
     if load_input_scales(pipe.unet, scales_file, recipe=recipe):
         return True
     calibrate_float8_on_looks(pipe, styles)
-    save_input_scales(pipe.unet, scales_file, recipe=recipe)
+    try:
+        save_input_scales(pipe.unet, scales_file, recipe=recipe)
+    except OSError as error:  # a read-only or full volume costs the next start a calibration, not this one
+        log.warning("could not keep the FP8 scales in %s (%s); the next start calibrates again", scales_file, error)
     return False
 
 

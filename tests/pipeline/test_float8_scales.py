@@ -70,3 +70,15 @@ def test_kept_scales_serve_only_the_same_weights_and_the_same_calibration(
 def test_uncalibrated_layers_are_not_kept(model_cache_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="calibrate before keeping"):
         save_input_scales(fp8_pipeline(model_cache_dir).unet, tmp_path / "scales.json", recipe="r")
+
+
+def test_a_folder_that_cannot_keep_the_scales_costs_the_next_start_a_calibration_not_this_one(
+    model_cache_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    pipe = fp8_pipeline(model_cache_dir)
+    assert not calibrated_float8(pipe, LOOKS, blocked / "float8-scales.json")
+    assert all(m.calibrated for m in pipe.unet.modules() if isinstance(m, Float8Linear))
+    assert "the next start calibrates again" in caplog.text
+    render(pipe)  # and it renders
