@@ -92,7 +92,7 @@ def compile_for_serving(
 def calibrate_float8_on_looks(pipe: Any, styles: Iterable[Style], *, steps: int = CALIBRATION_STEPS) -> int:
     """Calibrate the input scales of ``pipe``'s static FP8 layers (``pipeline.diffusion.float8``) on one render of
     each of ``styles``, with their prompts, sizes, samplers and CFG, at ``steps`` steps; return the layers
-    calibrated. Eager and before any compile: the renders a worker serves are then inside the range calibrated."""
+    calibrated. Run it eager and before any compile: the calibrating forward is not the graph a worker serves."""
     from pipeline.diffusion.float8 import calibrate_float8
 
     looks = {(style.prompt, style.aspect, style.guidance_scale): style for style in styles}.values()
