@@ -10,6 +10,7 @@ from bot.local.samples import make_sample_selfies
 from tests.bot.discord.conftest import ALICE, BOB, DiscordBot
 from tests.bot.discord.standin import DcUser, DiscordStandin, Sent
 from tests.bot.flows import queued_request
+from tests.harness import run_burst_worker
 
 PNG = b"\x89PNG"
 
@@ -49,9 +50,10 @@ async def test_train_command_button_progress_results_star_and_favorites(
     progress = await standin.wait_for(lambda: standin.with_text(ALICE, "Training queued"), what="the ack")
     assert "position 1" in progress.content and "Cancel" in progress.buttons
 
-    # 4. Training: progress edits that one message, throttled, and survives a 429 from Discord.
+    # 4. Training: progress edits that one message, throttled, and survives a 429 from Discord. 60 steps: the 429
+    #    holds edits back for a second, and the suite's 20 tiny steps can end inside it on a fast CPU.
     standin.fail_next("PATCH", f"/messages/{progress.id}", retry_after=1.0)
-    await discord_bot.run_worker()
+    await run_burst_worker(discord_bot.settings.model_copy(update={"train_steps": 60}), discord_bot.model)
     await standin.wait_for(lambda: standin.with_text(ALICE, "Your model is ready"), what="the trained message")
     await standin.wait_for(lambda: progress.content == "Training finished: 100%.", what="the final progress text")
     assert progress.buttons == {}  # the final text drops the Cancel button

@@ -13,6 +13,7 @@ from bot.local.samples import make_sample_selfies
 from tests.bot.flows import queued_request
 from tests.bot.telegram.conftest import ALICE, BOB, TelegramBot
 from tests.bot.telegram.standin import BotApiStandin, Sent, TgUser
+from tests.harness import run_burst_worker
 
 PNG = b"\x89PNG"
 
@@ -44,8 +45,9 @@ async def test_album_train_button_progress_media_group_favorites(
     assert "position 1" in progress.text and "Cancel" in progress.buttons
     standin.fail_next("editMessageText", retry_after=1)  # Telegram's flood control hits the first progress edit
 
-    # 2. Training: progress edits that one message, throttled, and survives the 429.
-    await telegram_bot.run_worker()
+    # 2. Training: progress edits that one message, throttled, and survives the 429. 60 steps: the 429 holds edits
+    #    back for a second, and the suite's 20 tiny steps ended inside it on a fast CPU (no percentage ever shown).
+    await run_burst_worker(telegram_bot.settings.model_copy(update={"train_steps": 60}), telegram_bot.model)
     await standin.wait_for(lambda: _with_text(standin, ALICE, "Your model is ready"), what="the trained message")
     await standin.wait_for(lambda: progress.text == "Training finished: 100%.", what="the final progress text")
     shown = [text for _, text in progress.history]
