@@ -35,6 +35,7 @@ __all__ = [
     "calibrate_float8",
     "fp8_tensor_cores",
     "refresh_float8",
+    "static_layers",
     "use_float8_linears",
 ]
 
@@ -148,15 +149,15 @@ def refresh_float8(layers: Sequence[Float8Linear]) -> None:
             chunk = members[first : first + REFRESH_CHUNK]
             stacked = torch.stack([layer.weight.detach() for layer in chunk]).float()
             dims = (2,) if scaling == "dynamic" else (1, 2)  # one scale per output row, or per weight
-            scale = stacked.abs().amax(dim=dims, keepdim=True).clamp(min=1e-12) / FLOAT8_MAX
-            quantized = (stacked / scale).clamp(-FLOAT8_MAX, FLOAT8_MAX).to(FLOAT8)
+            scale = _scale_for(stacked.abs().amax(dim=dims, keepdim=True))
+            quantized = _to_float8(stacked, scale)
             torch._foreach_copy_([layer.weight_fp8 for layer in chunk], list(quantized.unbind(0)))
             scales = scale.transpose(1, 2) if scaling == "dynamic" else scale.reshape(len(chunk))
             torch._foreach_copy_([layer.weight_scale for layer in chunk], list(scales.unbind(0)))
 
 
 def _scale_for(largest: torch.Tensor) -> torch.Tensor:
-    """The per-tensor scale that maps ``largest`` to FP8's largest value (float32, never zero)."""
+    """The scale that maps ``largest`` (a tensor's, a row's) to FP8's largest value (float32, never zero)."""
     return largest.float().clamp(min=1e-12) / FLOAT8_MAX
 
 
@@ -167,9 +168,8 @@ def _to_float8(tensor: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
 
 def _quantize_rows(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``matrix`` in FP8 with one float32 scale per row (rows x 1), each row's largest value mapped to FP8's max."""
-    wide = matrix.float()
-    scale = wide.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / FLOAT8_MAX
-    return (wide / scale).clamp(-FLOAT8_MAX, FLOAT8_MAX).to(FLOAT8), scale
+    scale = _scale_for(matrix.abs().amax(dim=1, keepdim=True))
+    return _to_float8(matrix, scale), scale
 
 
 def use_float8_linears(
@@ -195,6 +195,15 @@ def use_float8_linears(
     return converted
 
 
+def static_layers(unet: Any) -> dict[str, Float8Linear]:
+    """``unet``'s FP8 layers that scale their inputs statically, by name (the ones calibration sets)."""
+    return {
+        name: module
+        for name, module in unet.named_modules()
+        if isinstance(module, Float8Linear) and module.scaling == "static"
+    }
+
+
 def calibrate_float8(unet: Any, run: Callable[[], object], *, headroom: float = CALIBRATION_HEADROOM) -> int:
     """Fix the input scale of every static FP8 layer of ``unet`` from what ``run`` (a few renders) feeds it; return
     how many layers were calibrated.
@@ -203,11 +212,7 @@ def calibrate_float8(unet: Any, run: Callable[[], object], *, headroom: float = 
     ``headroom`` to FP8's largest value. Call it before compiling: the calibrating forward is another graph. Raises
     ``ValueError`` naming the layers ``run`` never reached (their scale would be a guess).
     """
-    layers = {
-        name: module
-        for name, module in unet.named_modules()
-        if isinstance(module, Float8Linear) and module.scaling == "static"
-    }
+    layers = static_layers(unet)
     for layer in layers.values():
         layer.input_max.zero_()
         layer.calibrating = True

@@ -17,19 +17,11 @@ from typing import Any
 
 import torch
 
-from pipeline.diffusion.float8 import Float8Linear
+from pipeline.diffusion.float8 import Float8Linear, static_layers
 
 __all__ = ["load_input_scales", "save_input_scales"]
 
 FORMAT = 1
-
-
-def _static_layers(unet: Any) -> dict[str, Float8Linear]:
-    return {
-        name: module
-        for name, module in unet.named_modules()
-        if isinstance(module, Float8Linear) and module.scaling == "static"
-    }
 
 
 def _stacked(layers: dict[str, Float8Linear], buffer: str) -> list[float]:
@@ -39,7 +31,7 @@ def _stacked(layers: dict[str, Float8Linear], buffer: str) -> list[float]:
 
 def save_input_scales(unet: Any, path: Path, *, recipe: str) -> None:
     """Write the calibrated scales of ``unet``'s static FP8 layers to ``path`` for ``load_input_scales``."""
-    layers = _static_layers(unet)
+    layers = static_layers(unet)
     uncalibrated = [name for name, layer in layers.items() if not layer.calibrated]
     if uncalibrated:
         raise ValueError(
@@ -61,7 +53,7 @@ def load_input_scales(unet: Any, path: Path, *, recipe: str) -> bool:
     """Set the input scales of ``unet``'s static FP8 layers from ``path`` and mark them calibrated; return whether
     it could: False (nothing changed) when the file is missing or unreadable, was calibrated by another recipe, or
     holds other layers or other weights."""
-    layers = _static_layers(unet)
+    layers = static_layers(unet)
     try:
         payload = json.loads(path.read_text())
         if payload["format"] != FORMAT or payload["recipe"] != recipe or list(payload["layers"]) != list(layers):
