@@ -20,6 +20,7 @@ from typing import Any
 __all__ = [
     "COMPILE_SCOPES",
     "check_compile_scope",
+    "compile_decoder",
     "compile_unet_blocks",
     "compile_unet_regions",
     "compile_regionally",
@@ -96,27 +97,38 @@ def optimize_for_inference(pipe: Any, *, compile_backend: str = "inductor", comp
     else:
         model.compile(fullgraph=False, backend=compile_backend)
     if not getattr(pipe.vae.decode, "_torchdynamo_orig_callable", None):
-        pipe.vae.decode = _dynamic_decoder(torch.compile(pipe.vae.decode, backend=compile_backend))
+        pipe.vae.decode = compile_decoder(pipe.vae.decode, backend=compile_backend)
 
 
-def _dynamic_decoder(compiled: Any) -> Any:
-    """``compiled`` (the VAE's decode) taking latents of any batch and size in one graph from its first call.
+def compile_decoder(decode: Any, *, backend: str = "inductor", single_images: str = "eager") -> Any:
+    """``decode`` (a VAE's) compiled for latents of any batch of two or more and any size, in one graph from its first
+    call; ``single_images`` says what a batch of one runs: ``"eager"`` (the worker's) or ``"compiled"``, a second
+    graph (dynamo specialises sizes 0 and 1, so one image cannot share the batches' graph).
 
     Compiled static, the decoder compiled again at the first new batch and again at the first new size: four graphs
-    in a worker's warm-up, each a share of the first renders' 25-46 s on a cold H200 (BENCHMARKS.md).
-    ``dynamic=True`` is no cure: it makes the channels symbolic too, so a batch of 4 latents of 4 channels shares
-    their symbol and is fixed to 4. Marking batch, height and width alone keeps the channels fixed. A batch of one
-    still gets a graph of its own (dynamo specialises sizes 0 and 1).
+    in a worker's warm-up (BENCHMARKS.md). ``dynamic=True`` is no cure: it makes the channels symbolic too, so a
+    batch of 4 latents of 4 channels shares their symbol and is fixed to 4. Marking batch, height and width alone
+    keeps the channels fixed. Single images (an upscale, the face pass) decode eager because their graph cost a cold
+    start more than a minute of compiling on an H200 for a decode of a few hundredths of a second more
+    (``python -m bench.benchmark_decoder``, BENCHMARKS.md 2026-12-03 fifth session).
     """
+    import torch
     import torch._dynamo
 
+    if single_images not in ("eager", "compiled"):
+        raise ValueError(f"single_images must be 'eager' or 'compiled', not {single_images!r}.")
+    compiled = torch.compile(decode, backend=backend)
+    eager = single_images == "eager"
+
     @functools.wraps(compiled)
-    def decode(latents: Any, *args: Any, **kwargs: Any) -> Any:
+    def decode_any(latents: Any, *args: Any, **kwargs: Any) -> Any:
+        if eager and latents.shape[0] == 1:
+            return decode(latents, *args, **kwargs)
         for dim in (0, 2, 3):
             torch._dynamo.maybe_mark_dynamic(latents, dim)
         return compiled(latents, *args, **kwargs)
 
-    return decode
+    return decode_any
 
 
 def compile_unet_regions(unet: Any, *, backend: str = "inductor", dynamic: bool = True) -> int:

@@ -95,7 +95,9 @@ def test_a_worker_compiled_for_serving_never_compiles_again_for_users_actions_or
 
 
 @pytest.mark.usefixtures("fresh_dynamo")
-def test_the_decoder_compiles_once_for_every_batch_and_size_and_once_for_single_images(model_cache_dir: Path) -> None:
+def test_the_decoder_compiles_once_for_every_batch_and_size_and_decodes_single_images_eager(
+    model_cache_dir: Path,
+) -> None:
     import torch
     import torch._dynamo.utils
 
@@ -105,22 +107,32 @@ def test_the_decoder_compiles_once_for_every_batch_and_size_and_once_for_single_
     pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
     optimize_for_inference(pipe, compile_backend="eager", compile_scope="blocks")
     channels = pipe.vae.config.latent_channels
+    generator = torch.Generator().manual_seed(0)
 
-    def decode(batch: int, height: int, width: int) -> None:
+    def decode(latents: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            pipe.vae.decode(torch.zeros(batch, channels, height, width))
+            return pipe.vae.decode(latents, return_dict=False)[0]
 
     before = graphs()
     # A worker's warm-up order (non-square looks first): a 4:5 profile request, a square one in another batch, a 2:3
     # portrait one, then the actions' single images (an upscale at twice the profile size, the face pass's square).
     for batch, height, width in ((4, 20, 16), (2, 16, 16), (4, 21, 14)):
-        decode(batch, height, width)
+        decode(torch.randn(batch, channels, height, width, generator=generator))
     assert graphs() == before + 1
-    # A batch of one is a graph of its own (dynamo specialises sizes 0 and 1), at sizes above the CPU convolution's
-    # choice of backend (a guard on height x width that a GPU worker's latents are always above).
     for height, width in ((40, 32), (64, 64)):
-        decode(1, height, width)
-    assert graphs() == before + 2
+        single = torch.randn(1, channels, height, width, generator=generator)
+        alone = decode(single)
+        in_a_batch = decode(torch.cat([single, torch.randn(1, channels, height, width, generator=generator)]))
+        torch.testing.assert_close(alone[0], in_a_batch[0], rtol=1e-4, atol=1e-4)
+    # Single images ran eager, and the batches of two at the new sizes found the one graph.
+    assert graphs() == before + 1
+
+
+def test_the_decoder_refuses_an_unknown_way_for_single_images_by_name() -> None:
+    from pipeline.diffusion.acceleration import compile_decoder
+
+    with pytest.raises(ValueError, match="single_images must be 'eager' or 'compiled', not 'batched'"):
+        compile_decoder(lambda latents: latents, single_images="batched")
 
 
 @pytest.mark.usefixtures("fresh_dynamo")

@@ -1,0 +1,123 @@
+"""``python -m bench.benchmark_decoder``: the VAE decode at the shapes a worker serves, eager and compiled as the
+worker compiles it, with single images eager (the worker's way) or on a graph of their own (the way before).
+
+Shapes, from the linkedin look's size: a request's batch (``--batch``), an upscale (one image at twice the size) and
+the face pass (one native square). Each way starts from a fresh dynamo, so its first call of a shape includes what
+that shape compiles (inductor's on-disk cache is whatever the machine has: give the run an empty
+``TORCHINDUCTOR_CACHE_DIR`` for cold compiles; the ways run in the order of ``WAYS``, so the worker's way finds the
+batches' graph the way before it compiled). Then ``--repeats`` decodes per shape, median, and the graphs each way
+built. Every way's images are compared with eager's (largest difference, in 0-1 pixel units).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.measure import benchmark_pipeline, graph_count, list_recorder, measured
+
+__all__ = ["WAYS", "decoder_shapes", "main"]
+
+# name -> ``compile_decoder``'s ``single_images``, or None for the decoder eager (the plain pipeline's).
+WAYS: dict[str, str | None] = {"eager": None, "single images compiled": "compiled", "worker": "eager"}
+
+
+def decoder_shapes(pipe: Any, *, batch: int) -> dict[str, tuple[int, int, int]]:
+    """(batch, latent height, latent width) of the decodes a worker serves, by what makes them."""
+    from pipeline.diffusion.generation import headshot_size
+    from pipeline.styles import STYLES
+
+    factor = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+    width, height = headshot_size(pipe, STYLES["linkedin"].aspect)
+    side, _ = headshot_size(pipe, (1, 1))
+    return {
+        f"request, batch {batch}": (batch, height // factor, width // factor),
+        "upscale, one image at twice the size": (1, 2 * height // factor, 2 * width // factor),
+        "face pass, one native square": (1, side // factor, side // factor),
+    }
+
+
+def run_ways(pipe: Any, shapes: dict[str, tuple[int, int, int]], *, record: Any, repeats: int, backend: str) -> None:
+    """Time every way of ``WAYS`` at every shape of ``shapes``; ``record`` each figure."""
+    import torch
+    import torch._dynamo
+
+    from pipeline.diffusion.acceleration import compile_decoder
+
+    vae, device = pipe.vae, str(pipe.vae.device)
+    vae.eval()
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    latents = {
+        name: torch.randn(batch, vae.config.latent_channels, height, width, generator=generator).to(
+            device=device, dtype=vae.dtype
+        )
+        for name, (batch, height, width) in shapes.items()
+    }
+    plain = vae.decode
+    reference: dict[str, Any] = {}
+    for way, single_images in WAYS.items():
+        torch._dynamo.reset()
+        decode = plain if single_images is None else compile_decoder(plain, backend=backend, single_images=single_images)
+        graphs_before, compile_started = graph_count(), time.perf_counter()
+        for name, batch_latents in latents.items():
+            with torch.no_grad(), measured(device) as first:
+                images = decode(batch_latents, return_dict=False)[0]
+            seconds = []
+            for _ in range(repeats):
+                with torch.no_grad(), measured(device) as timed:
+                    decode(batch_latents, return_dict=False)
+                seconds.append(timed.seconds)
+            pixels = (images.float() / 2 + 0.5).clamp(0, 1)
+            reference.setdefault(name, pixels)
+            record(
+                {
+                    "way": way,
+                    "shape": name,
+                    "latents": list(batch_latents.shape),
+                    "first_call_s": round(first.seconds, 2),
+                    "decode_s": round(statistics.median(seconds), 4),
+                    "peak_gib": round(timed.peak_gib, 2),
+                    "max_difference_vs_eager": round(float((pixels - reference[name]).abs().max()), 4),
+                }
+            )
+        record(
+            {
+                "way": way,
+                "graphs_compiled": graph_count() - graphs_before,
+                "first_calls_s": round(time.perf_counter() - compile_started, 1),
+            }
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.benchmark_decoder", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", choices=("sdxl", "tiny"), default="sdxl")
+    parser.add_argument("--batch", type=int, default=4, help="a request's batch (default 4)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--backend", default="inductor", help="torch.compile backend ('eager' traces only)")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from pipeline.diffusion.loading import pick_device
+
+    device = pick_device()
+    pipe = benchmark_pipeline(args.model, device)
+    results: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d"),
+        "device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
+        "torch": torch.__version__,
+        "model": args.model,
+        "vae_dtype": str(pipe.vae.dtype),
+    }
+    record = list_recorder(results, "decodes", args.out)
+    run_ways(pipe, decoder_shapes(pipe, batch=args.batch), record=record, repeats=args.repeats, backend=args.backend)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
