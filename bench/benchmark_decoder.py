@@ -60,7 +60,9 @@ def run_ways(pipe: Any, shapes: dict[str, tuple[int, int, int]], *, record: Any,
     reference: dict[str, Any] = {}
     for way, single_images in WAYS.items():
         torch._dynamo.reset()
-        decode = plain if single_images is None else compile_decoder(plain, backend=backend, single_images=single_images)
+        decode = plain
+        if single_images is not None:
+            decode = compile_decoder(plain, backend=backend, single_images=single_images)
         graphs_before, compile_started = graph_count(), time.perf_counter()
         for name, batch_latents in latents.items():
             with torch.no_grad(), measured(device) as first:

@@ -69,8 +69,6 @@ def optimize_for_inference(pipe: Any, *, compile_backend: str = "inductor", comp
 
     Raises ``ValueError`` for an unknown ``compile_scope``, before anything changes.
     """
-    import torch
-
     # 1. Check inputs.
     check_compile_scope(compile_scope)
     from pipeline.diffusion.families import denoiser
