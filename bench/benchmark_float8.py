@@ -5,7 +5,9 @@ Each variant starts from a cold dynamo (inductor's on-disk cache is whatever the
 4-image request with CFG (8 latents at the linkedin style's size): bf16 eager (the baseline); the transformer
 blocks compiled in NCHW, as a GPU worker compiles them, in bf16, FP8 with dynamic rowwise scales and FP8 with
 static per-tensor scales; the whole UNet compiled in channels-last (the plain diffusers pipeline's two lines) in
-bf16 and static FP8. Static layers are calibrated on calls at three timesteps of the same inputs before compiling.
+bf16 and static FP8; ``static-blocks-dynamic`` compiles the blocks ``dynamic=True`` from their first call (one
+graph for every size, if as fast). Static layers are calibrated on calls at three timesteps of the same inputs before
+compiling.
 Every variant's output is set against eager bf16's (relative error of one call); ``--profile`` adds the kernels by
 kind of each FP8 variant and of its bf16 twin.
 """
@@ -27,6 +29,7 @@ VARIANTS: dict[str, tuple[str | None, str]] = {
     "bf16-blocks": (None, "blocks"),
     "dynamic-blocks": ("dynamic", "blocks"),
     "static-blocks": ("static", "blocks"),
+    "static-blocks-dynamic": ("static", "blocks-dynamic"),
     "bf16-unet": (None, "unet"),
     "static-unet": ("static", "unet"),
 }
@@ -65,11 +68,11 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
             figures["fp8_layers"] = use_float8_linears(pipe.unet, scaling=scaling)
             if scaling == "static":
                 figures["calibrated"] = calibrate_float8(pipe.unet, calibrate)
-        if scope == "blocks":
-            compile_unet_blocks(pipe.unet)
+        if scope.startswith("blocks"):
+            compile_unet_blocks(pipe.unet, dynamic=True if scope.endswith("-dynamic") else None)
         else:
             pipe.unet.compile(fullgraph=True)
-        label = f"{scaling or 'bf16'} {'FP8 ' if scaling else ''}{name.split('-')[1]} compiled"
+        label = f"{scaling or 'bf16'} {'FP8 ' if scaling else ''}{' '.join(name.split('-')[1:])} compiled"
         figures = {**unet_call_seconds(pipe, inputs, label=label), **figures}
         figures["relative_error_vs_bf16_eager"] = round(float((output() - reference).norm() / reference.norm()), 5)
         record(figures)

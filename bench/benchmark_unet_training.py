@@ -9,6 +9,8 @@ eager (the baseline), then each way named in ``--modes`` (``MODES``), each compi
 - ``blocks-nchw``: the same in PyTorch's default NCHW layout;
 - ``blocks-nchw-nocast``: the same without peft's float32 copy of each LoRA layer's input
   (``adapters.skip_lora_input_casts``, as a GPU worker's ``TrainingSlot`` trains);
+- ``blocks-nchw-nocast-dynamic``: the same with the blocks compiled ``dynamic=True`` from their first call (every
+  size symbolic: fewer graphs for a worker's warm-up shapes, if its kernels are as fast);
 - ``blocks-norms``: the blocks and every group norm compiled (``compile_group_norms``), channels-last;
 - ``blocks-norms-nchw``: the same in NCHW;
 - ``regions``: the blocks and the glue around them (ResNet blocks, samplers), channels-last (slowest to compile).
@@ -32,7 +34,15 @@ from bench.measure import benchmark_pipeline, list_recorder, measured
 
 __all__ = ["MODES", "compile_group_norms", "main", "training_call_seconds"]
 
-MODES = ("blocks", "blocks-nchw", "blocks-nchw-nocast", "blocks-norms", "blocks-norms-nchw", "regions")
+MODES = (
+    "blocks",
+    "blocks-nchw",
+    "blocks-nchw-nocast",
+    "blocks-nchw-nocast-dynamic",
+    "blocks-norms",
+    "blocks-norms-nchw",
+    "regions",
+)
 
 
 def training_call_seconds(
@@ -140,7 +150,7 @@ def _compile(pipe: Any, mode: str, backend: str) -> None:
     if mode == "regions":
         compile_unet_regions(pipe.unet, backend=backend)
         return
-    compile_unet_blocks(pipe.unet, backend=backend)
+    compile_unet_blocks(pipe.unet, backend=backend, dynamic=True if mode.endswith("-dynamic") else None)
     if "norms" in mode:
         compile_group_norms(pipe.unet, backend=backend)
 
@@ -202,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         nchw = "-nchw" in mode
         for module in pipe.unet.modules():  # every other mode, and eager, with peft's input casts
             if hasattr(module, "cast_input_dtype_enabled"):
-                module.cast_input_dtype_enabled = not mode.endswith("-nocast")
+                module.cast_input_dtype_enabled = "-nocast" not in mode
         layout = torch.contiguous_format if nchw else _layout(channels_last)
         pipe.unet.to(memory_format=layout)
         mode_inputs = {**inputs, "sample": inputs["sample"].contiguous(memory_format=layout)}

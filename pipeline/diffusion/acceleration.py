@@ -106,9 +106,10 @@ def compile_decoder(decode: Any, *, backend: str = "inductor", single_images: st
     Compiled static, the decoder compiled again at the first new batch and again at the first new size: four graphs
     in a worker's warm-up (BENCHMARKS.md). ``dynamic=True`` is no cure: it makes the channels symbolic too, so a
     batch of 4 latents of 4 channels shares their symbol and is fixed to 4. Marking batch, height and width alone
-    keeps the channels fixed. Single images (an upscale, the face pass) decode eager because their graph cost a cold
-    start more than a minute of compiling on an H200 for a decode of a few hundredths of a second more
-    (``python -m bench.benchmark_decoder``, BENCHMARKS.md 2026-12-03 fifth session).
+    keeps the channels fixed. Single images (an upscale, the face pass) decode eager: their own graph took 58.5 s of
+    a cold start on an H200, for decodes 0.16 s (an upscale at 1856x2304) and 0.02 s (a face at 1024x1024) faster;
+    a request's batch gains 0.14 s from its graph and keeps it (``python -m bench.benchmark_decoder``, BENCHMARKS.md
+    2026-12-03 fifth session).
     """
     import torch
     import torch._dynamo
@@ -234,10 +235,11 @@ def use_channels_last(pipe: Any, compile_scope: str = "unet") -> None:
         pipe.vae.to(memory_format=torch.channels_last)
 
 
-def compile_unet_blocks(unet: Any, *, backend: str = "inductor") -> int:
+def compile_unet_blocks(unet: Any, *, backend: str = "inductor", dynamic: bool | None = None) -> int:
     """Compile each of ``unet``'s repeated transformer blocks in place (those not compiled yet); return how many.
 
     Training and rendering share these compiled blocks: a block called with gradients on gets graphs of its own.
+    ``dynamic`` is torch.compile's: None (a worker's) compiles the first shape static and the next ones dynamic.
     """
     import torch._dynamo.config
 
@@ -249,6 +251,6 @@ def compile_unet_blocks(unet: Any, *, backend: str = "inductor") -> int:
     for module in unet.modules():
         if type(module).__name__ in repeated and module._compiled_call_impl is None:
             # fullgraph: a graph break inside a block would split every one of them, silently slower.
-            module.compile(fullgraph=True, backend=backend)
+            module.compile(fullgraph=True, backend=backend, dynamic=dynamic)
             compiled += 1
     return compiled

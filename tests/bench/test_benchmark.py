@@ -170,3 +170,22 @@ def test_slot_benchmark_splits_a_swap_into_reading_factoring_and_merging(tmp_pat
     split = figures["slot"]["swap_in_split"]
     assert set(split) == {"read_file_s", "factors_s", "merge_s"} and all(value > 0 for value in split.values())
     assert figures["slot"]["swap_in_s"] > 0 and figures["hotswap_baseline"]["swap_in_s"] > 0
+
+
+@pytest.mark.usefixtures("fresh_dynamo")
+def test_decoder_benchmark_times_each_way_at_a_workers_shapes_and_counts_their_graphs(tmp_path: Path) -> None:
+    import json
+
+    from bench.benchmark_decoder import WAYS, main
+
+    out = tmp_path / "decoder.json"
+    # The eager backend traces and guards as inductor does (the graph counts), without minutes of C++ compiling.
+    assert main(["--model", "tiny", "--repeats", "1", "--backend", "eager", "--out", str(out)]) == 0
+    entries = json.loads(out.read_text())["decodes"]
+    totals = {entry["way"]: entry["graphs_compiled"] for entry in entries if "graphs_compiled" in entry}
+    # Single images on a graph of their own cost the second graph the worker no longer compiles.
+    assert totals == {"eager": 0, "single images compiled": 2, "worker": 1}
+    decodes = [entry for entry in entries if "shape" in entry]
+    assert len(decodes) == 3 * len(WAYS)
+    assert {entry["latents"][0] for entry in decodes} == {1, 4}  # a request's batch and the single images
+    assert all(entry["decode_s"] > 0 and entry["max_difference_vs_eager"] < 1e-3 for entry in decodes)
