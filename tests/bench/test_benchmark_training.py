@@ -14,7 +14,8 @@ def test_unet_training_benchmark_times_each_layout_and_scope_against_eager(tmp_p
     from bench.benchmark_unet_training import main
 
     out = tmp_path / "unet-training.json"
-    modes = ["blocks-norms-nchw"]  # the blocks, the norms and the layout switch (regions: tests/pipeline)
+    # The blocks, the norms and the layout switch (regions: tests/pipeline); the blocks dynamic from their first call.
+    modes = ["blocks-norms-nchw", "blocks-nchw-nocast-dynamic"]
     assert (
         main(["--model", "tiny", "--batch", "1", "--backend", "eager", "--modes", ",".join(modes), "--out", str(out)])
         == 0
