@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.measure import benchmark_pipeline, graph_count, list_recorder, measured
+from bench.measure import benchmark_pipeline, describe_run, graph_count, list_recorder, measured
 
 __all__ = ["WAYS", "decoder_shapes", "main"]
 
@@ -103,19 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
 
-    import torch
-
     from pipeline.diffusion.loading import pick_device
 
-    device = pick_device()
-    pipe = benchmark_pipeline(args.model, device)
-    results: dict[str, Any] = {
-        "date": time.strftime("%Y-%m-%d"),
-        "device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
-        "torch": torch.__version__,
-        "model": args.model,
-        "vae_dtype": str(pipe.vae.dtype),
-    }
+    pipe = benchmark_pipeline(args.model, pick_device())
+    results: dict[str, Any] = {**describe_run(args.model), "vae_dtype": str(pipe.vae.dtype)}
     record = list_recorder(results, "decodes", args.out)
     run_ways(pipe, decoder_shapes(pipe, batch=args.batch), record=record, repeats=args.repeats, backend=args.backend)
     return 0

@@ -15,12 +15,11 @@ kind of each FP8 variant and of its bf16 twin.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 from typing import Any
 
 from bench.benchmark_unet import _uncompile, kernel_profile, unet_call_inputs, unet_call_seconds
-from bench.measure import benchmark_pipeline, list_recorder
+from bench.measure import benchmark_pipeline, describe_run, list_recorder
 
 __all__ = ["VARIANTS", "main"]
 
@@ -96,18 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"--variants names {', '.join(unknown)}; pick from {', '.join(VARIANTS)}")
 
-    import torch
-
     from pipeline.diffusion.loading import pick_device
 
     pipe = benchmark_pipeline(args.model, pick_device())
-    results: dict[str, Any] = {
-        "date": time.strftime("%Y-%m-%d"),
-        "model": args.model,
-        "torch": torch.__version__,
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
-        "unet": [],
-    }
+    results: dict[str, Any] = {**describe_run(args.model), "unet": []}
 
     record = list_recorder(results, "unet", args.out)
 

@@ -25,12 +25,11 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 from bench.benchmark_unet import _layout, _uncompile, kernel_kind, unet_call_inputs
-from bench.measure import benchmark_pipeline, list_recorder, measured
+from bench.measure import benchmark_pipeline, describe_run, list_recorder, measured
 
 __all__ = ["MODES", "compile_group_norms", "main", "training_call_seconds"]
 
@@ -190,10 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     pipe.unet.train()
     inputs = unet_call_inputs(pipe, batch=args.batch, aspect=(1, 1))
     results: dict[str, Any] = {
-        "date": time.strftime("%Y-%m-%d"),
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
-        "torch": torch.__version__,
-        "model": args.model,
+        **describe_run(args.model),
         "batch": args.batch,
         "latents": list(inputs["sample"].shape),
         "unet_training": [],

@@ -16,6 +16,7 @@ from PIL import Image
 __all__ = [
     "Measure",
     "benchmark_pipeline",
+    "describe_run",
     "free_memory",
     "graph_count",
     "list_recorder",
@@ -89,6 +90,18 @@ def benchmark_pipeline(model: str, device: str) -> Any:
     from pipeline.diffusion.sdxl_config import build_random_sdxl
 
     return build_random_sdxl(device=device)
+
+
+def describe_run(model: str) -> dict[str, Any]:
+    """What every results file opens with: the date, the device (the GPU's name, or "cpu"), torch and the model."""
+    import torch
+
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "torch": torch.__version__,
+        "model": model,
+    }
 
 
 def graph_count() -> int:
