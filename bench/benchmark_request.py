@@ -36,7 +36,15 @@ from typing import Any
 from bench.measure import graph_count, measured
 from jobs.worker.png import encode_pngs
 
-__all__ = ["main", "plain_compiled_pipeline", "user_lora_file", "worker_settings"]
+__all__ = [
+    "add_cudnn_autotune_switch",
+    "describe_settings",
+    "main",
+    "plain_compiled_pipeline",
+    "use_cudnn_autotune",
+    "user_lora_file",
+    "worker_settings",
+]
 
 STYLE = "linkedin"
 
@@ -48,8 +56,25 @@ def worker_settings(model: str, data_dir: Path) -> Any:
     return Settings(model=model, data_dir=data_dir)
 
 
+def add_cudnn_autotune_switch(parser: argparse.ArgumentParser) -> None:
+    """``--cudnn-autotune on|off``: the worker's cuDNN autotuner (``acceleration.CUDNN_AUTOTUNE``), for a start or a
+    request timed without it; ``use_cudnn_autotune(args)`` applies it before the worker is set up."""
+    parser.add_argument(
+        "--cudnn-autotune", choices=("on", "off"), default="on", help="cuDNN's autotuner (the worker's default: on)"
+    )
+
+
+def use_cudnn_autotune(args: argparse.Namespace) -> None:
+    """Apply ``--cudnn-autotune`` to this process's workers (before ``prepare_model``)."""
+    from pipeline.diffusion import acceleration
+
+    acceleration.CUDNN_AUTOTUNE = args.cudnn_autotune == "on"
+
+
 def describe_settings(settings: Any, device: str) -> dict[str, Any]:
     """The settings that decide how a worker renders, and the compile profile they resolve to on ``device``."""
+    from pipeline.diffusion import acceleration
+
     profile = settings.compile_profile(device)
     keys = (
         "model",
@@ -75,6 +100,7 @@ def describe_settings(settings: Any, device: str) -> dict[str, Any]:
             "cuda_graphs": profile.cuda_graphs,
         },
         "headshot_env": sorted(name for name in os.environ if name.startswith("HEADSHOT_")),
+        "cudnn_autotune": acceleration.CUDNN_AUTOTUNE,
     }
 
 
@@ -249,7 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="add one profiled request per side")
     parser.add_argument("--skip-plain", action="store_true", help="leave out the plain compiled pipeline")
     parser.add_argument("--out", type=Path, help="write the results as JSON here (rewritten after each figure)")
+    add_cudnn_autotune_switch(parser)
     args = parser.parse_args(argv)
+    use_cudnn_autotune(args)
     # The worker's own start-up log (each warm-up render's seconds) on stderr, as a worker prints it.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 

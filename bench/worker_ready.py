@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.benchmark_request import describe_settings, worker_settings
+from bench.benchmark_request import add_cudnn_autotune_switch, describe_settings, use_cudnn_autotune, worker_settings
 from bench.measure import measured
 
 __all__ = ["main", "one_start"]
@@ -51,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         "--starts", type=int, default=0, help="start N times, each in a fresh process (cold, then kept)"
     )
     parser.add_argument("--out", type=Path)
+    add_cudnn_autotune_switch(parser)
     args = parser.parse_args(argv)
+    use_cudnn_autotune(args)
     # The worker's own start-up log (each warm-up render's seconds) on stderr, as a worker prints it.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
@@ -64,7 +66,15 @@ def main(argv: list[str] | None = None) -> int:
         starts = []
         for _ in range(args.starts):
             done = subprocess.run(
-                [sys.executable, "-m", "bench.worker_ready", "--model", args.model],
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.worker_ready",
+                    "--model",
+                    args.model,
+                    "--cudnn-autotune",
+                    args.cudnn_autotune,
+                ],
                 env=environment,
                 stdout=subprocess.PIPE,  # the start's JSON; its log goes on to this process's stderr
                 text=True,

@@ -53,6 +53,11 @@ TRANSFORMER_GLUE = ("_operate_on_continuous_inputs", "_get_output_for_continuous
 # request shapes need far more than torch's default of 8 per code object (past it a region runs eagerly, silently).
 REGION_RECOMPILE_LIMIT = 512
 
+# cuDNN's autotuner (``cudnn.benchmark``) times every convolution algorithm at each new input shape, once per process:
+# nothing is kept on disk, so every start pays it again for every shape it warms. On by default; benchmarks turn it
+# off (``--cudnn-autotune off``) to weigh a start's seconds against what it gains a request's convolutions.
+CUDNN_AUTOTUNE = True
+
 
 def is_qkv_fused(pipe: Any) -> bool:
     """Whether ``fuse_qkv_projections`` is in effect on the denoiser (a LoRA on q/k/v would then be ignored)."""
@@ -176,7 +181,8 @@ def check_compile_scope(compile_scope: str) -> None:
 
 
 def use_fast_maths(pipe: Any) -> None:
-    """On a GPU: TF32 for float32 matmuls and convolutions, cuDNN's autotuner; nothing on a CPU. Process-wide.
+    """On a GPU: TF32 for float32 matmuls and convolutions, cuDNN's autotuner (``CUDNN_AUTOTUNE``); nothing on a CPU.
+    Process-wide.
 
     Call it before compiling anything, training included: compiled graphs guard on these switches, and a worker's
     training graphs compiled before serving's set-up turned TF32 on were all recompiled at its first user's
@@ -189,7 +195,7 @@ def use_fast_maths(pipe: Any) -> None:
     if denoiser(pipe).device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.benchmark = CUDNN_AUTOTUNE
 
 
 def use_compile_cache(folder: Path) -> Path:
