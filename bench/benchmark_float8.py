@@ -6,10 +6,10 @@ Each variant starts from a cold dynamo (inductor's on-disk cache is whatever the
 blocks compiled in NCHW, as a GPU worker compiles them, in bf16, FP8 with dynamic rowwise scales and FP8 with
 static per-tensor scales; the whole UNet compiled in channels-last (the plain diffusers pipeline's two lines) in
 bf16 and static FP8; ``static-blocks-dynamic`` compiles the blocks ``dynamic=True`` from their first call (one
-graph for every size, if as fast). Static layers are calibrated on calls at three timesteps of the same inputs before
-compiling.
-Every variant's output is set against eager bf16's (relative error of one call); ``--profile`` adds the kernels by
-kind of each FP8 variant and of its bf16 twin.
+graph for every size, if as fast); ``static-blocks-fused-cast`` casts the inputs of the FP8 layers left outside the
+compiled blocks in one generated kernel (``float8.EAGER_INPUT_CAST``). Static layers are calibrated on calls at
+three timesteps of the same inputs before compiling. Every variant's output is set against eager bf16's (relative
+error of one call); ``--profile`` adds the kernels by kind of each FP8 variant and of its bf16 twin.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ VARIANTS: dict[str, tuple[str | None, str]] = {
     "dynamic-blocks": ("dynamic", "blocks"),
     "static-blocks": ("static", "blocks"),
     "static-blocks-dynamic": ("static", "blocks-dynamic"),
+    "static-blocks-fused-cast": ("static", "blocks"),
     "bf16-unet": (None, "unet"),
     "static-unet": ("static", "unet"),
 }
@@ -40,6 +41,7 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
     import torch
 
     from bench.float8_layers import use_bf16_linears
+    from pipeline.diffusion import float8
     from pipeline.diffusion.acceleration import compile_unet_blocks
     from pipeline.diffusion.float8 import calibrate_float8, use_float8_linears
 
@@ -60,6 +62,7 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
         scaling, scope = VARIANTS[name]
         _uncompile(pipe)
         use_bf16_linears(pipe.unet)
+        float8.EAGER_INPUT_CAST = "compiled" if name.endswith("-fused-cast") else "eager"
         layout = torch.channels_last if scope == "unet" else torch.contiguous_format
         pipe.unet.to(memory_format=layout)  # as a worker lays out each scope (use_channels_last)
         figures: dict[str, Any] = {}
@@ -79,6 +82,7 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
             record(kernel_profile(pipe, inputs, label=label))
     _uncompile(pipe)
     use_bf16_linears(pipe.unet)
+    float8.EAGER_INPUT_CAST = "eager"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,6 +21,7 @@ call ``refresh()``; ``LoraSlot`` does after every merge and unmerge.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,6 +30,7 @@ from torch import nn
 from torch.nn import functional
 
 __all__ = [
+    "EAGER_INPUT_CAST",
     "FLOAT8_MODULE_PARTS",
     "SCALINGS",
     "Float8Linear",
@@ -48,6 +50,12 @@ SCALINGS = ("dynamic", "static")
 # calibration did not see move the activations a little, and clipping costs more than the 0.3 bit of resolution this
 # gives up.
 CALIBRATION_HEADROOM = 1.25
+# How a static layer run outside any compiled region casts its input: under the worker's ``blocks`` scope that is each
+# Transformer2DModel's ``proj_in`` and ``proj_out`` (22 layers on SDXL), whose eager cast is four kernels with float32
+# temporaries where a compiled one is a single pass. "eager" (the worker's until a GPU run times the other) or
+# "compiled" (one generated kernel for every shape); ``bench.benchmark_float8`` variant ``static-blocks-fused-cast``
+# sets it before compiling (graphs guard on it).
+EAGER_INPUT_CAST = "eager"
 # Layers quantized together by ``refresh_float8``: their weights are stacked in float32 (32 of SDXL's largest,
 # 1280x5120, take 0.8 GB).
 REFRESH_CHUNK = 32
@@ -115,7 +123,7 @@ class Float8Linear(nn.Linear):
         rows = x.reshape(-1, self.in_features)
         if self.scaling == "static":
             product = torch._scaled_mm(
-                _to_float8(rows, self.input_scale),
+                _cast_input(rows, self.input_scale),
                 self.weight_fp8.t(),
                 scale_a=self.input_scale,
                 scale_b=self.weight_scale,
@@ -164,6 +172,21 @@ def _scale_for(largest: torch.Tensor) -> torch.Tensor:
 def _to_float8(tensor: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """``tensor / scale`` in FP8, clipped to FP8's range (a plain cast of an overflow would give NaN)."""
     return (tensor.float() / scale).clamp(-FLOAT8_MAX, FLOAT8_MAX).to(FLOAT8)
+
+
+def _cast_input(rows: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``_to_float8`` for a static layer's input: inside a compiled region traced into its graph (fused with whatever
+    made the input), outside one as ``EAGER_INPUT_CAST`` says."""
+    if EAGER_INPUT_CAST == "compiled" and not torch.compiler.is_compiling():
+        return _compiled_cast()(rows, scale)
+    return _to_float8(rows, scale)
+
+
+@functools.cache
+def _compiled_cast() -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``_to_float8`` as one generated kernel for inputs of any shape (compiled at its first call; an input cut from a
+    batch of one is a second graph, as dynamo specialises size 1: a worker's renders with CFG never are)."""
+    return torch.compile(_to_float8, dynamic=True)
 
 
 def _quantize_rows(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

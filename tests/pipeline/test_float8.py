@@ -85,6 +85,28 @@ def test_a_static_layer_renders_only_once_calibrated_then_within_fp8_precision()
     assert torch.isfinite(beyond).all()
 
 
+@pytest.mark.usefixtures("fresh_dynamo")
+def test_a_static_layer_outside_compiled_regions_casts_the_same_bits_in_one_compiled_kernel(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import torch._dynamo.utils
+
+    from pipeline.diffusion import float8
+
+    model = nn.Sequential(nn.Linear(320, 640).to(torch.bfloat16))
+    use_float8_linears(model, scaling="static", module_parts=("",))
+    # Batches of two or more, as a worker's CFG renders (a batch of one is a graph of its own: dynamo specialises 1).
+    inputs = [torch.randn(2, 77, 320, dtype=torch.bfloat16), 3 * torch.randn(4, 300, 320, dtype=torch.bfloat16)]
+    calibrate_float8(model, lambda: model(inputs[0]))
+    with torch.no_grad():
+        eager = [model(batch) for batch in inputs]
+        monkeypatch.setattr(float8, "EAGER_INPUT_CAST", "compiled")
+        fused = [model(batch) for batch in inputs]  # the second also goes past the calibrated range: clipped alike
+    for one, other in zip(eager, fused, strict=True):
+        assert torch.equal(one, other)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1  # one cast kernel for every input shape
+
+
 def test_calibration_names_the_layers_its_renders_never_reached() -> None:
     model = nn.Sequential(nn.Linear(32, 32), nn.Linear(32, 32))
     use_float8_linears(model, scaling="static", module_parts=("",))
