@@ -95,7 +95,7 @@ def calibrate_float8_on_looks(pipe: Any, styles: Iterable[Style], *, steps: int 
     calibrated. Run it eager and before any compile: the calibrating forward is not the graph a worker serves."""
     from pipeline.diffusion.float8 import calibrate_float8
 
-    looks = {(style.prompt, style.aspect, style.guidance_scale): style for style in styles}.values()
+    looks = {_calibration_look(style): style for style in styles}.values()
 
     def render_each() -> None:
         for style in looks:
@@ -112,9 +112,7 @@ def calibrated_float8(pipe: Any, styles: Iterable[Style], scales_file: Path) -> 
     from pipeline.diffusion.float8_scales import load_input_scales, save_input_scales
 
     styles = list(styles)
-    looks = [
-        (style.prompt, style.negative_prompt, style.aspect, style.guidance_scale, style.scheduler) for style in styles
-    ]
+    looks = [_calibration_look(style) for style in styles]
     what = json.dumps([looks, CALIBRATION_STEPS, CALIBRATION_HEADROOM, str(pipe.unet.dtype)], default=str)
     recipe = hashlib.sha256(what.encode()).hexdigest()
     if load_input_scales(pipe.unet, scales_file, recipe=recipe):
@@ -125,6 +123,12 @@ def calibrated_float8(pipe: Any, styles: Iterable[Style], scales_file: Path) -> 
     except OSError as error:  # a read-only or full volume costs the next start a calibration, not this one
         log.warning("could not keep the FP8 scales in %s (%s); the next start calibrates again", scales_file, error)
     return False
+
+
+def _calibration_look(style: Style) -> tuple[Any, ...]:
+    """What of ``style`` moves the activations a calibration render sees: the renders it keys, and the kept scales'
+    recipe, are both made of it."""
+    return (style.prompt, style.negative_prompt, style.aspect, style.guidance_scale, style.scheduler)
 
 
 def _warm_references(pipe: Any, style: Style, batch_sizes: list[int]) -> None:
