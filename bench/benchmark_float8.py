@@ -9,7 +9,8 @@ bf16 and static FP8; ``static-blocks-dynamic`` compiles the blocks ``dynamic=Tru
 graph for every size, if as fast); ``static-blocks-fused-cast`` casts the inputs of the FP8 layers left outside the
 compiled blocks in one generated kernel (``float8.EAGER_INPUT_CAST``). Static layers are calibrated on calls at
 three timesteps of the same inputs before compiling. Every variant's output is set against eager bf16's (relative
-error of one call); ``--profile`` adds the kernels by kind of each FP8 variant and of its bf16 twin.
+error of one call); ``--profile`` adds the kernels by kind of each FP8 variant and of its bf16 twin. TF32 and
+cuDNN's autotuner are set as a worker sets them (``--cudnn-autotune off`` times the calls without the autotuner).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.benchmark_unet import _uncompile, kernel_profile, unet_call_inputs, unet_call_seconds
-from bench.measure import benchmark_pipeline, describe_run, list_recorder
+from bench.measure import add_cudnn_autotune_switch, benchmark_pipeline, describe_run, list_recorder, use_cudnn_autotune
 
 __all__ = ["VARIANTS", "main"]
 
@@ -94,16 +95,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--profile", action="store_true", help="add each variant's kernels by kind")
     parser.add_argument("--out", type=Path, help="write the results as JSON here (rewritten after each figure)")
+    add_cudnn_autotune_switch(parser)
     args = parser.parse_args(argv)
+    use_cudnn_autotune(args)
     names = args.variants.split(",")
     unknown = sorted(set(names) - set(VARIANTS))
     if unknown:
         parser.error(f"--variants names {', '.join(unknown)}; pick from {', '.join(VARIANTS)}")
 
+    from pipeline.diffusion.acceleration import use_fast_maths
     from pipeline.diffusion.loading import pick_device
 
     pipe = benchmark_pipeline(args.model, pick_device())
-    results: dict[str, Any] = {**describe_run(args.model), "unet": []}
+    use_fast_maths(pipe)  # TF32 and cuDNN's autotuner as a worker sets them (before this, the autotuner was off here)
+    results: dict[str, Any] = {**describe_run(args.model), "cudnn_autotune": args.cudnn_autotune, "unet": []}
 
     record = list_recorder(results, "unet", args.out)
 

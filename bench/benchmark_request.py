@@ -33,15 +33,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.measure import graph_count, measured
+from bench.measure import add_cudnn_autotune_switch, graph_count, measured, use_cudnn_autotune
 from jobs.worker.png import encode_pngs
 
 __all__ = [
-    "add_cudnn_autotune_switch",
     "describe_settings",
     "main",
     "plain_compiled_pipeline",
-    "use_cudnn_autotune",
     "user_lora_file",
     "worker_settings",
 ]
@@ -54,21 +52,6 @@ def worker_settings(model: str, data_dir: Path) -> Any:
     from jobs.settings import Settings
 
     return Settings(model=model, data_dir=data_dir)
-
-
-def add_cudnn_autotune_switch(parser: argparse.ArgumentParser) -> None:
-    """``--cudnn-autotune on|off``: the worker's cuDNN autotuner (``acceleration.CUDNN_AUTOTUNE``), for a start or a
-    request timed without it; ``use_cudnn_autotune(args)`` applies it before the worker is set up."""
-    parser.add_argument(
-        "--cudnn-autotune", choices=("on", "off"), default="on", help="cuDNN's autotuner (the worker's default: on)"
-    )
-
-
-def use_cudnn_autotune(args: argparse.Namespace) -> None:
-    """Apply ``--cudnn-autotune`` to this process's workers (before ``prepare_model``)."""
-    from pipeline.diffusion import acceleration
-
-    acceleration.CUDNN_AUTOTUNE = args.cudnn_autotune == "on"
 
 
 def describe_settings(settings: Any, device: str) -> dict[str, Any]:

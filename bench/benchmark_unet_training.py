@@ -17,7 +17,8 @@ eager (the baseline), then each way named in ``--modes`` (``MODES``), each compi
 
 Each mode records its first call (the compile), the median call, its peak memory, the gradient's relative difference
 from eager's, and with ``--profile`` its kernels by kind over 3 calls ("layout conversions" are the copies eager ops
-make to change layout).
+make to change layout). ``--cudnn-autotune off`` times every call without cuDNN's autotuner (on in a worker): the
+first call then shows what the autotuner costs a new shape, the others what it buys.
 """
 
 from __future__ import annotations
@@ -29,7 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.benchmark_unet import _layout, _uncompile, kernel_kind, unet_call_inputs
-from bench.measure import benchmark_pipeline, describe_run, list_recorder, measured
+from bench.measure import (
+    add_cudnn_autotune_switch,
+    benchmark_pipeline,
+    describe_run,
+    list_recorder,
+    measured,
+    use_cudnn_autotune,
+)
 
 __all__ = ["MODES", "compile_group_norms", "main", "training_call_seconds"]
 
@@ -162,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="each variant's kernels by kind")
     parser.add_argument("--backend", default="inductor", help="torch.compile backend ('eager' only traces: tests)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here (rewritten after each figure)")
+    add_cudnn_autotune_switch(parser)
     args = parser.parse_args(argv)
+    use_cudnn_autotune(args)
     modes = tuple(mode for mode in args.modes.split(",") if mode)
     unknown = sorted(set(modes) - set(MODES))
     if unknown:
@@ -191,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         **describe_run(args.model),
         "batch": args.batch,
+        "cudnn_autotune": args.cudnn_autotune,
         "latents": list(inputs["sample"].shape),
         "unet_training": [],
     }

@@ -3,6 +3,7 @@ count of the graphs torch.compile has built (a recompile shows as a new one), an
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -15,6 +16,7 @@ from PIL import Image
 
 __all__ = [
     "Measure",
+    "add_cudnn_autotune_switch",
     "benchmark_pipeline",
     "describe_run",
     "free_memory",
@@ -24,6 +26,7 @@ __all__ = [
     "report",
     "sample_images",
     "synchronize",
+    "use_cudnn_autotune",
 ]
 
 
@@ -134,3 +137,18 @@ def report(results: dict[str, Any], out: Path | None) -> None:
     print(json.dumps(results), flush=True)
     if out:
         out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def add_cudnn_autotune_switch(parser: argparse.ArgumentParser) -> None:
+    """``--cudnn-autotune on|off``: the worker's cuDNN autotuner (``acceleration.CUDNN_AUTOTUNE``), for a start or a
+    request timed without it; ``use_cudnn_autotune(args)`` applies it before the worker is set up."""
+    parser.add_argument(
+        "--cudnn-autotune", choices=("on", "off"), default="on", help="cuDNN's autotuner (the worker's default: on)"
+    )
+
+
+def use_cudnn_autotune(args: argparse.Namespace) -> None:
+    """Apply ``--cudnn-autotune`` to this process (before ``use_fast_maths``: a worker's ``prepare_model``)."""
+    from pipeline.diffusion import acceleration
+
+    acceleration.CUDNN_AUTOTUNE = args.cudnn_autotune == "on"

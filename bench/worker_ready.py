@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.benchmark_request import add_cudnn_autotune_switch, describe_settings, use_cudnn_autotune, worker_settings
-from bench.measure import measured
+from bench.benchmark_request import describe_settings, worker_settings
+from bench.measure import add_cudnn_autotune_switch, measured, use_cudnn_autotune
 
 __all__ = ["main", "one_start"]
 
