@@ -6,11 +6,13 @@ Each variant starts from a cold dynamo (inductor's on-disk cache is whatever the
 blocks compiled in NCHW, as a GPU worker compiles them, in bf16, FP8 with dynamic rowwise scales and FP8 with
 static per-tensor scales; the whole UNet compiled in channels-last (the plain diffusers pipeline's two lines) in
 bf16 and static FP8; ``static-blocks-dynamic`` compiles the blocks ``dynamic=True`` from their first call (one
-graph for every size, if as fast); ``static-blocks-fused-cast`` casts the inputs of the FP8 layers left outside the
-compiled blocks in one generated kernel (``float8.EAGER_INPUT_CAST``). Static layers are calibrated on calls at
+graph for every size, if as fast); ``static-blocks-eager-cast`` casts the inputs of the FP8 layers left outside the
+compiled blocks eagerly, in four kernels, where a worker (and every other variant) casts them in one generated kernel
+(``float8.EAGER_INPUT_CAST``; this variant was the worker's way, and "static-blocks-fused-cast" today's, before
+2026-12-03's sixth session). Static layers are calibrated on calls at
 three timesteps of the same inputs before compiling. Every variant's output is set against eager bf16's (relative
 error of one call); ``--profile`` adds the kernels by kind of each FP8 variant and of its bf16 twin. TF32 and
-cuDNN's autotuner are set as a worker sets them (``--cudnn-autotune off`` times the calls without the autotuner).
+cuDNN's autotuner are set as a worker sets them (``--cudnn-autotune on`` times the calls with the autotuner).
 """
 
 from __future__ import annotations
@@ -25,13 +27,13 @@ from bench.measure import add_cudnn_autotune_switch, benchmark_pipeline, describ
 __all__ = ["VARIANTS", "main"]
 
 # name -> (FP8 scaling or None for bf16, compile scope), in the order they run; a name ending "-dynamic" compiles the
-# blocks dynamic=True from their first call, one ending "-fused-cast" casts eager layers' inputs in one kernel.
+# blocks dynamic=True from their first call, one ending "-eager-cast" casts eager layers' inputs eagerly.
 VARIANTS: dict[str, tuple[str | None, str]] = {
     "bf16-blocks": (None, "blocks"),
     "dynamic-blocks": ("dynamic", "blocks"),
     "static-blocks": ("static", "blocks"),
     "static-blocks-dynamic": ("static", "blocks"),
-    "static-blocks-fused-cast": ("static", "blocks"),
+    "static-blocks-eager-cast": ("static", "blocks"),
     "bf16-unet": (None, "unet"),
     "static-unet": ("static", "unet"),
 }
@@ -48,6 +50,7 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
     from pipeline.diffusion.float8 import calibrate_float8, use_float8_linears
 
     inputs = unet_call_inputs(pipe, batch=8)
+    worker_cast = float8.EAGER_INPUT_CAST  # the module's default, as a worker runs
 
     def output() -> Any:
         with torch.no_grad():
@@ -64,7 +67,7 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
         scaling, scope = VARIANTS[name]
         _uncompile(pipe)
         use_bf16_linears(pipe.unet)
-        float8.EAGER_INPUT_CAST = "compiled" if name.endswith("-fused-cast") else "eager"
+        float8.EAGER_INPUT_CAST = "eager" if name.endswith("-eager-cast") else worker_cast
         layout = torch.channels_last if scope == "unet" else torch.contiguous_format
         pipe.unet.to(memory_format=layout)  # as a worker lays out each scope (use_channels_last)
         figures: dict[str, Any] = {}
@@ -84,7 +87,7 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
             record(kernel_profile(pipe, inputs, label=label))
     _uncompile(pipe)
     use_bf16_linears(pipe.unet)
-    float8.EAGER_INPUT_CAST = "eager"
+    float8.EAGER_INPUT_CAST = worker_cast
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.diffusion.loading import pick_device
 
     pipe = benchmark_pipeline(args.model, pick_device())
-    use_fast_maths(pipe)  # TF32 and cuDNN's autotuner as a worker sets them (before this, the autotuner was off here)
+    use_fast_maths(pipe)  # TF32 and cuDNN's autotuner as a worker sets them
     results: dict[str, Any] = {**describe_run(args.model), "cudnn_autotune": args.cudnn_autotune, "unet": []}
 
     record = list_recorder(results, "unet", args.out)

@@ -17,8 +17,8 @@ eager (the baseline), then each way named in ``--modes`` (``MODES``), each compi
 
 Each mode records its first call (the compile), the median call, its peak memory, the gradient's relative difference
 from eager's, and with ``--profile`` its kernels by kind over 3 calls ("layout conversions" are the copies eager ops
-make to change layout). ``--cudnn-autotune off`` times every call without cuDNN's autotuner (on in a worker): the
-first call then shows what the autotuner costs a new shape, the others what it buys.
+make to change layout). ``--cudnn-autotune on`` times every call with cuDNN's autotuner (off in a worker): the first
+call then shows what the autotuner costs a new shape, the others what it buys.
 """
 
 from __future__ import annotations

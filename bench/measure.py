@@ -140,10 +140,10 @@ def report(results: dict[str, Any], out: Path | None) -> None:
 
 
 def add_cudnn_autotune_switch(parser: argparse.ArgumentParser) -> None:
-    """``--cudnn-autotune on|off``: the worker's cuDNN autotuner (``acceleration.CUDNN_AUTOTUNE``), for a start or a
-    request timed without it; ``use_cudnn_autotune(args)`` applies it before the worker is set up."""
+    """``--cudnn-autotune on|off``: the worker's cuDNN autotuner (``acceleration.CUDNN_AUTOTUNE``, off), for a start,
+    a request or a UNet call timed with it; ``use_cudnn_autotune(args)`` applies it before the worker is set up."""
     parser.add_argument(
-        "--cudnn-autotune", choices=("on", "off"), default="on", help="cuDNN's autotuner (the worker's default: on)"
+        "--cudnn-autotune", choices=("on", "off"), default="off", help="cuDNN's autotuner (the worker's default: off)"
     )
 
 

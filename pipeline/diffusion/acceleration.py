@@ -54,9 +54,10 @@ TRANSFORMER_GLUE = ("_operate_on_continuous_inputs", "_get_output_for_continuous
 REGION_RECOMPILE_LIMIT = 512
 
 # cuDNN's autotuner (``cudnn.benchmark``) times every convolution algorithm at each new input shape, once per process:
-# nothing is kept on disk, so every start pays it again for every shape it warms. On by default; benchmarks turn it
-# off (``--cudnn-autotune off``) to weigh a start's seconds against what it gains a request's convolutions.
-CUDNN_AUTOTUNE = True
+# nothing is kept on disk, so every start pays it again for every shape it warms (2.4-3.4 s a training shape on an
+# H200), and on SDXL it bought neither the training call nor the FP8 render call anything (BENCHMARKS.md, 2026-12-03
+# sixth session). Off; ``--cudnn-autotune on`` in the benchmarks times it.
+CUDNN_AUTOTUNE = False
 
 
 def is_qkv_fused(pipe: Any) -> bool:

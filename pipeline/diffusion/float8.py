@@ -52,10 +52,10 @@ SCALINGS = ("dynamic", "static")
 CALIBRATION_HEADROOM = 1.25
 # How a static layer run outside any compiled region casts its input: under the worker's ``blocks`` scope that is each
 # Transformer2DModel's ``proj_in`` and ``proj_out`` (22 layers on SDXL), whose eager cast is four kernels with float32
-# temporaries where a compiled one is a single pass. "eager" (the worker's until a GPU run times the other) or
-# "compiled" (one generated kernel for every shape); ``bench.benchmark_float8`` variant ``static-blocks-fused-cast``
-# sets it before compiling (graphs guard on it).
-EAGER_INPUT_CAST = "eager"
+# temporaries. "compiled" (one generated kernel for every shape; the UNet call 1.4% faster on an H200, BENCHMARKS.md
+# 2026-12-03 sixth session) or "eager"; ``bench.benchmark_float8`` variant ``static-blocks-eager-cast`` sets "eager"
+# before compiling (graphs guard on it).
+EAGER_INPUT_CAST = "compiled"
 # Layers quantized together by ``refresh_float8``: their weights are stacked in float32 (32 of SDXL's largest,
 # 1280x5120, take 0.8 GB).
 REFRESH_CHUNK = 32

@@ -130,10 +130,10 @@ def test_worker_ready_starts_a_worker_twice_on_one_compile_cache(
     monkeypatch.delenv("HEADSHOT_COMPILE_CACHE_DIR", raising=False)
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
     out = tmp_path / "ready.json"
-    # With cuDNN's autotuner off, as a restart is timed against one with it (each start a process of its own).
-    assert main(["--model", "tiny", "--starts", "2", "--cudnn-autotune", "off", "--out", str(out)]) == 0
+    # With cuDNN's autotuner on (a worker leaves it off): the switch reaches each start's own process.
+    assert main(["--model", "tiny", "--starts", "2", "--cudnn-autotune", "on", "--out", str(out)]) == 0
     starts = json.loads(out.read_text())["starts"]
-    assert all(start["worker"]["cudnn_autotune"] is False for start in starts)
+    assert all(start["worker"]["cudnn_autotune"] is True for start in starts)
     assert len(starts) == 2 and all(start["worker_ready_s"] > 0 for start in starts)
     assert starts[0]["compile_cache_dir"] == starts[1]["compile_cache_dir"]  # the restart finds the first's folder
     assert all(start["worker"]["compile_profile"]["unet"] is False for start in starts)  # a CPU worker, eager
