@@ -11,6 +11,10 @@ eager (the baseline), then each way named in ``--modes`` (``MODES``), each compi
   (``adapters.skip_lora_input_casts``, as a GPU worker's ``TrainingSlot`` trains);
 - ``blocks-nchw-nocast-dynamic``: the same with the blocks compiled ``dynamic=True`` from their first call (every
   size symbolic: fewer graphs for a worker's warm-up shapes, if its kernels are as fast);
+- ``blocks-nchw-nocast-fp8``: the same with the frozen base's transformer linears training in FP8
+  (``float8.use_float8_training``: the forward and the backward to the activations; the LoRA in float32 as before),
+  each input scaled by its own largest value; ``blocks-nchw-nocast-fp8-calibrated``: the same with the inputs'
+  scales calibrated first (``calibrate_float8`` on calls at three timesteps), as a worker's rendering calibrates;
 - ``blocks-norms``: the blocks and every group norm compiled (``compile_group_norms``), channels-last;
 - ``blocks-norms-nchw``: the same in NCHW;
 - ``regions``: the blocks and the glue around them (ResNet blocks, samplers), channels-last (slowest to compile).
@@ -46,6 +50,8 @@ MODES = (
     "blocks-nchw",
     "blocks-nchw-nocast",
     "blocks-nchw-nocast-dynamic",
+    "blocks-nchw-nocast-fp8",
+    "blocks-nchw-nocast-fp8-calibrated",
     "blocks-norms",
     "blocks-norms-nchw",
     "regions",
@@ -151,6 +157,20 @@ def _group_norm(module: Any, sample: Any) -> Any:
     return F.group_norm(sample, module.num_groups, module.weight, module.bias, module.eps)
 
 
+def calibrate_on_timesteps(pipe: Any, inputs: dict[str, Any]) -> int:
+    """Calibrate the UNet's static FP8 layers on forward calls at three timesteps of ``inputs`` (no gradients)."""
+    import torch
+
+    from pipeline.diffusion.float8 import calibrate_float8
+
+    def run() -> None:
+        with torch.autocast("cuda", dtype=pipe.unet.dtype, enabled=pipe.unet.device.type == "cuda"):
+            for timestep in (999, 500, 1):
+                pipe.unet(**{**inputs, "timestep": torch.tensor(timestep, device=pipe.unet.device)})
+
+    return calibrate_float8(pipe.unet, run)
+
+
 def _compile(pipe: Any, mode: str, backend: str) -> None:
     from pipeline.diffusion.acceleration import compile_unet_blocks, compile_unet_regions
 
@@ -181,8 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from peft import LoraConfig
 
+    from bench.float8_layers import use_bf16_linears
     from pipeline.diffusion.acceleration import use_channels_last, use_fast_maths
     from pipeline.diffusion.adapters import UNET_ATTENTION_TARGETS
+    from pipeline.diffusion.float8 import use_float8_linears, use_float8_training
     from pipeline.diffusion.loading import pick_device
 
     pipe = benchmark_pipeline(args.model, pick_device())
@@ -223,8 +245,18 @@ def main(argv: list[str] | None = None) -> int:
         layout = torch.contiguous_format if nchw else _layout(channels_last)
         pipe.unet.to(memory_format=layout)
         mode_inputs = {**inputs, "sample": inputs["sample"].contiguous(memory_format=layout)}
+        if "-fp8" in mode:
+            use_bf16_linears(pipe.unet)  # fresh FP8 layers, uncalibrated
+            figures_fp8 = {"fp8_layers": use_float8_linears(pipe.unet, scaling="static")}
+            figures_fp8["fp8_training_layers"] = use_float8_training(pipe.unet)
+            if mode.endswith("-calibrated"):
+                figures_fp8["calibrated"] = calibrate_on_timesteps(pipe, mode_inputs)
+        else:
+            use_bf16_linears(pipe.unet)
+            figures_fp8 = {}
         _compile(pipe, mode, args.backend)
         figures, gradient = training_call_seconds(pipe, mode_inputs, lora, label=mode)
+        figures.update(figures_fp8)
         # The compiled call's gradient against eager's: a compile or a layout must change only the rounding.
         figures["gradient_relative_difference"] = round(float((gradient - reference).norm() / reference.norm()), 5)
         record(figures)

@@ -14,9 +14,14 @@ an FP8 copy, and multiplies through ``torch._scaled_mm`` in one of two schemes (
   fuses into whatever kernel made the input (a norm, attention), and the product is cuBLAS's per-tensor FP8 GEMM
   with the bias added in its epilogue. Inputs beyond the calibrated range are clipped to FP8's largest value.
 
-The FP8 path runs only with autograd off (rendering): with gradients on, as in training a LoRA on the same pipeline,
-the layer is the plain bf16 ``nn.Linear``. The FP8 copy is a snapshot, so whoever changes the weight in place must
-call ``refresh()``; ``LoraSlot`` does after every merge and unmerge.
+With gradients on, as in training a LoRA on the same pipeline, the layer is the plain bf16 ``nn.Linear``, unless
+``use_float8_training`` made it train in FP8 too: for a frozen weight, the forward product and the backward product
+to the input (there is no weight gradient) run in FP8: the input in e4m3, by its calibrated scale once
+``calibrate_float8`` has run (as it renders), else by its own largest value; the gradient in e5m2 (the wider range
+gradients need) by its own largest value, as torchao's "tensorwise" training recipe scales it.
+
+The FP8 copies are snapshots, so whoever changes the weight in place must call ``refresh()``; ``LoraSlot`` does after
+every merge and unmerge.
 """
 
 from __future__ import annotations
@@ -39,10 +44,12 @@ __all__ = [
     "refresh_float8",
     "static_layers",
     "use_float8_linears",
+    "use_float8_training",
 ]
 
 FLOAT8 = torch.float8_e4m3fn
 FLOAT8_MAX = torch.finfo(FLOAT8).max  # 448
+GRADIENT_FLOAT8 = torch.float8_e5m2  # 2 mantissa bits, but down to 2**-16 (gradients span more than activations)
 # The UNet's transformer blocks; their time-embedding and ResNet linears see one row per image and gain nothing.
 FLOAT8_MODULE_PARTS = (".attentions.",)
 SCALINGS = ("dynamic", "static")
@@ -70,6 +77,7 @@ class Float8Linear(nn.Linear):
     """An ``nn.Linear`` that renders through FP8 products; build it with ``from_linear``."""
 
     weight_fp8: torch.Tensor
+    weight_fp8_t: torch.Tensor  # the FP8 weight transposed (in, out), for training's backward; empty until then
     weight_scale: torch.Tensor
     input_scale: torch.Tensor
     input_max: torch.Tensor
@@ -99,6 +107,7 @@ class Float8Linear(nn.Linear):
         device = linear.weight.device
         scale_shape = (1, out_features) if scaling == "dynamic" else ()
         layer.register_buffer("weight_fp8", torch.empty(out_features, in_features, dtype=FLOAT8, device=device))
+        layer.register_buffer("weight_fp8_t", torch.empty(0, dtype=FLOAT8, device=device))
         layer.register_buffer("weight_scale", torch.empty(scale_shape, dtype=torch.float32, device=device))
         # NaN until calibrated: a static layer refuses to render without its input scale.
         layer.register_buffer("input_scale", torch.full((), torch.nan, device=device))
@@ -110,7 +119,19 @@ class Float8Linear(nn.Linear):
         """Quantize the current bf16 weight again, in place (a compiled graph keeps the same buffers)."""
         refresh_float8([self])
 
+    @property
+    def trains_in_float8(self) -> bool:
+        """Whether a forward with gradients on multiplies in FP8 (``use_float8_training``)."""
+        return self.weight_fp8_t.numel() > 0
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and self.trains_in_float8 and not self.calibrating:
+            if self.weight.requires_grad:
+                raise RuntimeError(
+                    "This FP8 layer trains with its weight frozen (use_float8_training), but the weight now requires "
+                    "a gradient; train LoRAs on it, or train the weight on the plain nn.Linear."
+                )
+            return _frozen_float8_linear(x, self)
         if torch.is_grad_enabled() or self.calibrating:
             if self.calibrating:
                 self.input_max.copy_(torch.maximum(self.input_max, x.detach().abs().amax().float()))
@@ -160,18 +181,25 @@ def refresh_float8(layers: Sequence[Float8Linear]) -> None:
             scale = _scale_for(stacked.abs().amax(dim=dims, keepdim=True))
             quantized = _to_float8(stacked, scale)
             torch._foreach_copy_([layer.weight_fp8 for layer in chunk], list(quantized.unbind(0)))
+            training = [index for index, layer in enumerate(chunk) if layer.trains_in_float8]
+            if training:
+                torch._foreach_copy_(
+                    [chunk[index].weight_fp8_t for index in training],
+                    [quantized[index].t() for index in training],
+                )
             scales = scale.transpose(1, 2) if scaling == "dynamic" else scale.reshape(len(chunk))
             torch._foreach_copy_([layer.weight_scale for layer in chunk], list(scales.unbind(0)))
 
 
-def _scale_for(largest: torch.Tensor) -> torch.Tensor:
-    """The scale that maps ``largest`` (a tensor's, a row's) to FP8's largest value (float32, never zero)."""
-    return largest.float().clamp(min=1e-12) / FLOAT8_MAX
+def _scale_for(largest: torch.Tensor, dtype: torch.dtype = FLOAT8) -> torch.Tensor:
+    """The scale that maps ``largest`` (a tensor's, a row's) to ``dtype``'s largest value (float32, never zero)."""
+    return largest.float().clamp(min=1e-12) / torch.finfo(dtype).max
 
 
-def _to_float8(tensor: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """``tensor / scale`` in FP8, clipped to FP8's range (a plain cast of an overflow would give NaN)."""
-    return (tensor.float() / scale).clamp(-FLOAT8_MAX, FLOAT8_MAX).to(FLOAT8)
+def _to_float8(tensor: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype = FLOAT8) -> torch.Tensor:
+    """``tensor / scale`` in ``dtype``, clipped to its range (a plain cast of an overflow would give NaN)."""
+    largest = torch.finfo(dtype).max
+    return (tensor.float() / scale).clamp(-largest, largest).to(dtype)
 
 
 def _cast_input(rows: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -193,6 +221,67 @@ def _quantize_rows(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``matrix`` in FP8 with one float32 scale per row (rows x 1), each row's largest value mapped to FP8's max."""
     scale = _scale_for(matrix.abs().amax(dim=1, keepdim=True))
     return _to_float8(matrix, scale), scale
+
+
+class _FrozenFloat8Product(torch.autograd.Function):
+    """``rows @ weight.T + bias`` for a frozen weight, in FP8 both ways: forward with the input in e4m3 (by
+    ``input_scale``, or by its own largest value when that is None), backward (to the input only) with the gradient
+    in e5m2 by its own largest value."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        rows: torch.Tensor,
+        weight_fp8: torch.Tensor,
+        weight_fp8_t: torch.Tensor,
+        weight_scale: torch.Tensor,
+        input_scale: torch.Tensor | None,
+        bias: torch.Tensor | None,
+        out_dtype: torch.dtype,
+    ) -> torch.Tensor:
+        scale = _scale_for(rows.detach().abs().amax()) if input_scale is None else input_scale
+        ctx.save_for_backward(weight_fp8_t, weight_scale)
+        ctx.input_dtype = rows.dtype
+        return torch._scaled_mm(
+            _to_float8(rows, scale),
+            weight_fp8.t(),
+            scale_a=scale,
+            scale_b=weight_scale,
+            bias=None if bias is None else bias.to(out_dtype),
+            out_dtype=out_dtype,
+        )
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        weight_fp8_t, weight_scale = ctx.saved_tensors
+        scale = _scale_for(grad.abs().amax(), GRADIENT_FLOAT8)
+        # grad (rows x out) @ weight (out x in); the transposed copy's transpose is the column-major operand.
+        grad_rows = torch._scaled_mm(
+            _to_float8(grad, scale, GRADIENT_FLOAT8),
+            weight_fp8_t.t(),
+            scale_a=scale,
+            scale_b=weight_scale,
+            out_dtype=grad.dtype,
+        )
+        return grad_rows.to(ctx.input_dtype), None, None, None, None, None, None
+
+
+def _frozen_float8_linear(x: torch.Tensor, layer: Float8Linear) -> torch.Tensor:
+    """``layer``'s product with gradients on, in FP8 (``_FrozenFloat8Product``), in autocast's dtype when it is on; a
+    calibrated layer scales its input as it does rendering (no reduction over the input first)."""
+    device_type = x.device.type
+    out_dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else x.dtype
+    rows = x.reshape(-1, layer.in_features)
+    product = _FrozenFloat8Product.apply(
+        rows,
+        layer.weight_fp8,
+        layer.weight_fp8_t,
+        layer.weight_scale,
+        layer.input_scale if layer.calibrated else None,
+        layer.bias,
+        out_dtype,
+    )
+    return product.reshape(*x.shape[:-1], layer.out_features)
 
 
 def use_float8_linears(
@@ -254,4 +343,20 @@ def calibrate_float8(unet: Any, run: Callable[[], object], *, headroom: float = 
     for layer in layers.values():
         layer.input_scale.copy_(_scale_for(layer.input_max * headroom))
         layer.calibrated = True
+    return len(layers)
+
+
+def use_float8_training(unet: Any) -> int:
+    """Make ``unet``'s FP8 layers with one scale per weight (``scaling="static"``) train in FP8 too: with gradients on,
+    a frozen base layer's forward and its backward to the input multiply in FP8 (a LoRA on top trains as before).
+    Keeps a transposed FP8 copy of each weight (the backward's operand), refreshed with the other; returns how many
+    layers. Layers with one scale per row train in bf16 (a row scale cannot apply along the backward's sum).
+    """
+    layers = list(static_layers(unet).values())
+    for layer in layers:
+        if not layer.trains_in_float8:
+            layer.weight_fp8_t = torch.empty(
+                layer.in_features, layer.out_features, dtype=FLOAT8, device=layer.weight_fp8.device
+            )
+    refresh_float8(layers)
     return len(layers)

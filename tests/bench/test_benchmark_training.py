@@ -14,8 +14,9 @@ def test_unet_training_benchmark_times_each_layout_and_scope_against_eager(tmp_p
     from bench.benchmark_unet_training import main
 
     out = tmp_path / "unet-training.json"
-    # The blocks, the norms and the layout switch (regions: tests/pipeline); the blocks dynamic from their first call.
-    modes = ["blocks-norms-nchw", "blocks-nchw-nocast-dynamic"]
+    # The blocks, the norms and the layout switch (regions: tests/pipeline); the blocks dynamic from their first call;
+    # the frozen base in FP8 with calibrated input scales.
+    modes = ["blocks-norms-nchw", "blocks-nchw-nocast-dynamic", "blocks-nchw-nocast-fp8-calibrated"]
     assert (
         main(["--model", "tiny", "--batch", "1", "--backend", "eager", "--modes", ",".join(modes), "--out", str(out)])
         == 0
@@ -24,8 +25,12 @@ def test_unet_training_benchmark_times_each_layout_and_scope_against_eager(tmp_p
     assert [entry["variant"] for entry in entries] == ["eager, channels-last", *modes]
     for entry in entries:
         assert entry["image_steps_per_s"] > 0 and entry["call_s"] > 0, entry
-    # Every compile and layout trains the same LoRA gradient as eager, up to float32 rounding.
-    assert all(entry["gradient_relative_difference"] < 1e-4 for entry in entries[1:])
+    # Every compile and layout trains the same LoRA gradient as eager, up to float32 rounding; FP8 within its rounding
+    # (tests/pipeline/test_float8_training.py bounds it against the batch-to-batch noise).
+    assert all(entry["gradient_relative_difference"] < 1e-4 for entry in entries[1:-1])
+    fp8 = entries[-1]
+    assert fp8["fp8_training_layers"] == fp8["calibrated"] == fp8["fp8_layers"] > 0
+    assert 0 < fp8["gradient_relative_difference"] < 0.3
 
 
 @pytest.mark.usefixtures("fresh_dynamo")
