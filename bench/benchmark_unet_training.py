@@ -15,6 +15,9 @@ eager (the baseline), then each way named in ``--modes`` (``MODES``), each compi
   (``float8.use_float8_training``: the forward and the backward to the activations; the LoRA in float32 as before),
   each input scaled by its own largest value; ``blocks-nchw-nocast-fp8-calibrated``: the same with the inputs'
   scales calibrated first (``calibrate_float8`` on calls at three timesteps), as a worker's rendering calibrates;
+  ``blocks-nchw-nocast-fp8-static``: the inputs' and the gradients' scales calibrated
+  (``float8_training.calibrate_float8_gradients`` on training calls at the same timesteps), so no cast waits for a
+  reduction;
 - ``blocks-norms``: the blocks and every group norm compiled (``compile_group_norms``), channels-last;
 - ``blocks-norms-nchw``: the same in NCHW;
 - ``regions``: the blocks and the glue around them (ResNet blocks, samplers), channels-last (slowest to compile).
@@ -52,6 +55,7 @@ MODES = (
     "blocks-nchw-nocast-dynamic",
     "blocks-nchw-nocast-fp8",
     "blocks-nchw-nocast-fp8-calibrated",
+    "blocks-nchw-nocast-fp8-static",
     "blocks-norms",
     "blocks-norms-nchw",
     "regions",
@@ -171,6 +175,19 @@ def calibrate_on_timesteps(pipe: Any, inputs: dict[str, Any]) -> int:
     return calibrate_float8(pipe.unet, run)
 
 
+def calibrate_gradients_on_timesteps(pipe: Any, inputs: dict[str, Any], lora: list[Any]) -> int:
+    """Calibrate the gradient scales of the UNet's FP8 training layers on training calls at three timesteps."""
+    import torch
+
+    from pipeline.diffusion.float8_training import calibrate_float8_gradients
+
+    def run() -> None:
+        for timestep in (999, 500, 1):
+            _training_call(pipe, {**inputs, "timestep": torch.tensor(timestep, device=pipe.unet.device)}, lora)
+
+    return calibrate_float8_gradients(pipe.unet, run)
+
+
 def _compile(pipe: Any, mode: str, backend: str) -> None:
     from pipeline.diffusion.acceleration import compile_unet_blocks, compile_unet_regions
 
@@ -204,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     from bench.float8_layers import use_bf16_linears
     from pipeline.diffusion.acceleration import use_channels_last, use_fast_maths
     from pipeline.diffusion.adapters import UNET_ATTENTION_TARGETS
-    from pipeline.diffusion.float8 import use_float8_linears, use_float8_training
+    from pipeline.diffusion.float8 import use_float8_linears
+    from pipeline.diffusion.float8_training import use_float8_training
     from pipeline.diffusion.loading import pick_device
 
     pipe = benchmark_pipeline(args.model, pick_device())
@@ -249,8 +267,10 @@ def main(argv: list[str] | None = None) -> int:
             use_bf16_linears(pipe.unet)  # fresh FP8 layers, uncalibrated
             figures_fp8 = {"fp8_layers": use_float8_linears(pipe.unet, scaling="static")}
             figures_fp8["fp8_training_layers"] = use_float8_training(pipe.unet)
-            if mode.endswith("-calibrated"):
+            if mode.endswith(("-calibrated", "-static")):
                 figures_fp8["calibrated"] = calibrate_on_timesteps(pipe, mode_inputs)
+            if mode.endswith("-static"):
+                figures_fp8["gradients_calibrated"] = calibrate_gradients_on_timesteps(pipe, mode_inputs, lora)
         else:
             use_bf16_linears(pipe.unet)
             figures_fp8 = {}

@@ -15,10 +15,10 @@ an FP8 copy, and multiplies through ``torch._scaled_mm`` in one of two schemes (
   with the bias added in its epilogue. Inputs beyond the calibrated range are clipped to FP8's largest value.
 
 With gradients on, as in training a LoRA on the same pipeline, the layer is the plain bf16 ``nn.Linear``, unless
-``use_float8_training`` made it train in FP8 too: for a frozen weight, the forward product and the backward product
-to the input (there is no weight gradient) run in FP8: the input in e4m3, by its calibrated scale once
-``calibrate_float8`` has run (as it renders), else by its own largest value; the gradient in e5m2 (the wider range
-gradients need) by its own largest value, as torchao's "tensorwise" training recipe scales it.
+``pipeline.diffusion.float8_training`` made it train in FP8 too: for a frozen weight, the forward product and the
+backward product to the input (there is no weight gradient) run in FP8, the input in e4m3 and the output's gradient
+in e5m2 (the wider range gradients need), each by a calibrated scale once calibrated, else by its own largest value
+(torchao's "tensorwise" training recipe).
 
 The FP8 copies are snapshots, so whoever changes the weight in place must call ``refresh()``; ``LoraSlot`` does after
 every merge and unmerge.
@@ -44,7 +44,6 @@ __all__ = [
     "refresh_float8",
     "static_layers",
     "use_float8_linears",
-    "use_float8_training",
 ]
 
 FLOAT8 = torch.float8_e4m3fn
@@ -84,6 +83,10 @@ class Float8Linear(nn.Linear):
     scaling: str
     calibrating: bool  # recording its largest input (calibrate_float8) instead of rendering in FP8
     calibrated: bool
+    gradient_scale: torch.Tensor  # training's backward: e5m2 scale of the output's gradient (NaN: its own largest)
+    gradient_max: torch.Tensor  # the largest output gradient seen while ``calibrating_gradients``
+    calibrating_gradients: bool
+    gradients_calibrated: bool
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, *, scaling: str = "dynamic") -> Float8Linear:
@@ -102,7 +105,7 @@ class Float8Linear(nn.Linear):
         layer.weight = linear.weight
         layer.bias = linear.bias
         layer.scaling = scaling
-        layer.calibrating = False
+        layer.calibrating = layer.calibrating_gradients = layer.gradients_calibrated = False
         layer.calibrated = scaling == "dynamic"
         device = linear.weight.device
         scale_shape = (1, out_features) if scaling == "dynamic" else ()
@@ -112,6 +115,8 @@ class Float8Linear(nn.Linear):
         # NaN until calibrated: a static layer refuses to render without its input scale.
         layer.register_buffer("input_scale", torch.full((), torch.nan, device=device))
         layer.register_buffer("input_max", torch.zeros((), device=device))
+        layer.register_buffer("gradient_scale", torch.full((), torch.nan, device=device))
+        layer.register_buffer("gradient_max", torch.zeros((), device=device))
         layer.refresh()
         return layer
 
@@ -121,15 +126,15 @@ class Float8Linear(nn.Linear):
 
     @property
     def trains_in_float8(self) -> bool:
-        """Whether a forward with gradients on multiplies in FP8 (``use_float8_training``)."""
+        """Whether a forward with gradients on multiplies in FP8 (``float8_training.use_float8_training``)."""
         return self.weight_fp8_t.numel() > 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled() and self.trains_in_float8 and not self.calibrating:
             if self.weight.requires_grad:
                 raise RuntimeError(
-                    "This FP8 layer trains with its weight frozen (use_float8_training), but the weight now requires "
-                    "a gradient; train LoRAs on it, or train the weight on the plain nn.Linear."
+                    "This FP8 layer trains with its weight frozen (float8_training.use_float8_training), but the "
+                    "weight now requires a gradient; train LoRAs on it, or train the weight on the plain nn.Linear."
                 )
             return _frozen_float8_linear(x, self)
         if torch.is_grad_enabled() or self.calibrating:
@@ -226,7 +231,8 @@ def _quantize_rows(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 class _FrozenFloat8Product(torch.autograd.Function):
     """``rows @ weight.T + bias`` for a frozen weight, in FP8 both ways: forward with the input in e4m3 (by
     ``input_scale``, or by its own largest value when that is None), backward (to the input only) with the gradient
-    in e5m2 by its own largest value."""
+    in e5m2 (by ``gradient_scale``, or by its own largest value when that is None, which is then also recorded in
+    ``gradient_max`` when given: calibration)."""
 
     @staticmethod
     def forward(
@@ -236,12 +242,18 @@ class _FrozenFloat8Product(torch.autograd.Function):
         weight_fp8_t: torch.Tensor,
         weight_scale: torch.Tensor,
         input_scale: torch.Tensor | None,
+        gradient_scale: torch.Tensor | None,
+        gradient_max: torch.Tensor | None,
         bias: torch.Tensor | None,
         out_dtype: torch.dtype,
     ) -> torch.Tensor:
         scale = _scale_for(rows.detach().abs().amax()) if input_scale is None else input_scale
-        ctx.save_for_backward(weight_fp8_t, weight_scale)
         ctx.input_dtype = rows.dtype
+        ctx.gradient_by = "own" if gradient_scale is None else "fixed"
+        if gradient_scale is None and gradient_max is not None:
+            ctx.gradient_by = "own, recorded"
+        kept = gradient_scale if gradient_scale is not None else gradient_max
+        ctx.save_for_backward(weight_fp8_t, weight_scale, *([] if kept is None else [kept]))
         return torch._scaled_mm(
             _to_float8(rows, scale),
             weight_fp8.t(),
@@ -253,8 +265,14 @@ class _FrozenFloat8Product(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        weight_fp8_t, weight_scale = ctx.saved_tensors
-        scale = _scale_for(grad.abs().amax(), GRADIENT_FLOAT8)
+        weight_fp8_t, weight_scale, *kept = ctx.saved_tensors
+        if ctx.gradient_by == "fixed":
+            scale = kept[0]  # no reduction first: the cast fuses into the kernel that made the gradient
+        else:
+            largest = grad.abs().amax().float()
+            if ctx.gradient_by == "own, recorded":
+                kept[0].copy_(torch.maximum(kept[0], largest))
+            scale = _scale_for(largest, GRADIENT_FLOAT8)
         # grad (rows x out) @ weight (out x in); the transposed copy's transpose is the column-major operand.
         grad_rows = torch._scaled_mm(
             _to_float8(grad, scale, GRADIENT_FLOAT8),
@@ -263,12 +281,13 @@ class _FrozenFloat8Product(torch.autograd.Function):
             scale_b=weight_scale,
             out_dtype=grad.dtype,
         )
-        return grad_rows.to(ctx.input_dtype), None, None, None, None, None, None
+        return grad_rows.to(ctx.input_dtype), None, None, None, None, None, None, None, None
 
 
 def _frozen_float8_linear(x: torch.Tensor, layer: Float8Linear) -> torch.Tensor:
     """``layer``'s product with gradients on, in FP8 (``_FrozenFloat8Product``), in autocast's dtype when it is on; a
-    calibrated layer scales its input as it does rendering (no reduction over the input first)."""
+    calibrated layer scales its input as it does rendering, and its output's gradient by the scale
+    ``float8_training.calibrate_float8_gradients`` fixed, when it has one (no reduction over either first)."""
     device_type = x.device.type
     out_dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else x.dtype
     rows = x.reshape(-1, layer.in_features)
@@ -278,6 +297,8 @@ def _frozen_float8_linear(x: torch.Tensor, layer: Float8Linear) -> torch.Tensor:
         layer.weight_fp8_t,
         layer.weight_scale,
         layer.input_scale if layer.calibrated else None,
+        layer.gradient_scale if layer.gradients_calibrated and not layer.calibrating_gradients else None,
+        layer.gradient_max if layer.calibrating_gradients else None,
         layer.bias,
         out_dtype,
     )
@@ -343,20 +364,4 @@ def calibrate_float8(unet: Any, run: Callable[[], object], *, headroom: float = 
     for layer in layers.values():
         layer.input_scale.copy_(_scale_for(layer.input_max * headroom))
         layer.calibrated = True
-    return len(layers)
-
-
-def use_float8_training(unet: Any) -> int:
-    """Make ``unet``'s FP8 layers with one scale per weight (``scaling="static"``) train in FP8 too: with gradients on,
-    a frozen base layer's forward and its backward to the input multiply in FP8 (a LoRA on top trains as before).
-    Keeps a transposed FP8 copy of each weight (the backward's operand), refreshed with the other; returns how many
-    layers. Layers with one scale per row train in bf16 (a row scale cannot apply along the backward's sum).
-    """
-    layers = list(static_layers(unet).values())
-    for layer in layers:
-        if not layer.trains_in_float8:
-            layer.weight_fp8_t = torch.empty(
-                layer.in_features, layer.out_features, dtype=FLOAT8, device=layer.weight_fp8.device
-            )
-    refresh_float8(layers)
     return len(layers)

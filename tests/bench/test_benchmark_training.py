@@ -15,8 +15,8 @@ def test_unet_training_benchmark_times_each_layout_and_scope_against_eager(tmp_p
 
     out = tmp_path / "unet-training.json"
     # The blocks, the norms and the layout switch (regions: tests/pipeline); the blocks dynamic from their first call;
-    # the frozen base in FP8 with calibrated input scales.
-    modes = ["blocks-norms-nchw", "blocks-nchw-nocast-dynamic", "blocks-nchw-nocast-fp8-calibrated"]
+    # the frozen base in FP8 with calibrated input and gradient scales.
+    modes = ["blocks-norms-nchw", "blocks-nchw-nocast-dynamic", "blocks-nchw-nocast-fp8-static"]
     assert (
         main(["--model", "tiny", "--batch", "1", "--backend", "eager", "--modes", ",".join(modes), "--out", str(out)])
         == 0
@@ -29,7 +29,7 @@ def test_unet_training_benchmark_times_each_layout_and_scope_against_eager(tmp_p
     # (tests/pipeline/test_float8_training.py bounds it against the batch-to-batch noise).
     assert all(entry["gradient_relative_difference"] < 1e-4 for entry in entries[1:-1])
     fp8 = entries[-1]
-    assert fp8["fp8_training_layers"] == fp8["calibrated"] == fp8["fp8_layers"] > 0
+    assert fp8["fp8_training_layers"] == fp8["calibrated"] == fp8["fp8_layers"] > fp8["gradients_calibrated"] > 0
     assert 0 < fp8["gradient_relative_difference"] < 0.3
 
 
