@@ -68,6 +68,7 @@ def describe_settings(settings: Any, device: str) -> dict[str, Any]:
         "compile_scope",
         "compile_backend",
         "render_float8",
+        "train_float8",
         "compile_cache_dir",
         "warm_aspects",
         "headshots_per_request",

@@ -11,6 +11,8 @@ does). Then, on ten crops of scikit-image's astronaut photo:
 - the project's ``train_lora`` with a fresh adapter, eager, at the plan's batch (a worker that compiles nothing);
 - the worker's path (``train_lora`` through the slot) at the plan's batch and at each ``--batches`` size, two users
   each: the first may compile (a batch size the warm-up did not see), the second is the steady figure;
+- with ``HEADSHOT_TRAIN_FLOAT8=true`` the worker trains through FP8 layers, set up and calibrated on renders first as
+  a worker's start does;
 - ``--profile``: a few optimizer steps of the worker's path under ``torch.profiler``: GPU kernel time by kind and
   the share of the wall with no kernel running.
 
@@ -58,6 +60,19 @@ def image_step_tflop(pipe: Any, size: int) -> float:
         out = unet(latents, timestep, embeds, added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids}).sample
         out.float().mean().backward()
     return counter.get_total_flops() / 1e12
+
+
+def fp8_rendering_layers(pipe: Any, settings: Any) -> dict[str, int]:
+    """With ``HEADSHOT_TRAIN_FLOAT8``, the UNet's FP8 layers with their input scales calibrated, as ``prepare_model``
+    sets up FP8 rendering (which that training goes through); the figure for the results, or nothing."""
+    if not settings.train_float8:
+        return {}
+    from pipeline.diffusion.float8 import use_float8_linears
+    from pipeline.diffusion.serving import calibrate_float8_on_looks
+    from pipeline.styles import STYLES
+
+    use_float8_linears(pipe.unet, scaling="static")
+    return {"fp8_layers_calibrated": calibrate_float8_on_looks(pipe, STYLES.values())}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
                 record({"variant": label, "batch": plan.batch_size, "error": str(error).split(".")[0]})
             free_memory()
 
-        # 2. The worker's start: its training slot, warmed for every bucket when it compiles training.
+        # 2. The worker's start: its training slot, warmed for every bucket when it compiles training. With
+        #    HEADSHOT_TRAIN_FLOAT8 it trains through FP8 rendering's layers, set up first as prepare_model does.
+        results.update(fp8_rendering_layers(pipe, settings))
         started = time.perf_counter()
         prepare_training(model, settings, settings.compile_profile(device))
         results["worker_training_ready_s"] = round(time.perf_counter() - started, 1)

@@ -129,6 +129,14 @@ class Settings(BaseSettings):
         "(Ada, Hopper and newer), where it measured faster than bf16 (BENCHMARKS.md), off elsewhere. true needs "
         "compile_unet; false keeps every product in bf16.",
     )
+    train_float8: bool = Field(
+        default=False,
+        description="Train users' LoRAs with the frozen base's transformer products in FP8, forward and backward "
+        "(pipeline/diffusion/float8_training.py): inputs by FP8 rendering's calibrated scales, gradients by scales "
+        "calibrated on one step at start. Needs FP8 rendering in effect and compiled training (SDXL on CUDA). Off: "
+        "one training call measured 3.3% faster with the inputs' scales calibrated (BENCHMARKS.md), the gradients' "
+        "scales not yet timed, and its effect on likeness is unjudged on real weights.",
+    )
     render_cuda_graphs: bool = Field(
         default=False,
         description="Replay the UNet's rendering calls from CUDA graphs captured at start, one per request shape "
@@ -331,6 +339,13 @@ class Settings(BaseSettings):
                 f"HEADSHOT_COMPILE_SCOPE={scope} with HEADSHOT_COMPILE_TRAINING=true needs HEADSHOT_COMPILE_UNET=true"
                 f"{unset}: rendering runs through the same compiled blocks, and only compile_unet warms them for every "
                 "style at start (else a user's first request would compile). Turn compile_unet on, or use scope 'unet'."
+            )
+        if self.train_float8 and not training:
+            unset_training = f" (unset, it is off for a {device} worker)" if self.compile_training is None else ""
+            raise ValueError(
+                f"HEADSHOT_TRAIN_FLOAT8=true needs HEADSHOT_COMPILE_TRAINING=true{unset_training}: FP8 training "
+                "calibrates its gradient scales for the compiled training step, and eager it would cast in kernels of "
+                "their own. Turn compiled training on, or FP8 training off."
             )
         if self.render_cuda_graphs and not (unet and on_cuda):
             raise ValueError(

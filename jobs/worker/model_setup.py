@@ -236,6 +236,7 @@ def _flux2_profile(settings: Settings, profile: CompileProfile) -> CompileProfil
             ("HEADSHOT_COMPILE_TRAINING=true", settings.compile_training),
             (f"HEADSHOT_COMPILE_SCOPE={settings.compile_scope}", settings.compile_scope not in (None, "unet")),
             ("HEADSHOT_RENDER_FLOAT8=true", settings.render_float8),
+            ("HEADSHOT_TRAIN_FLOAT8=true", settings.train_float8),
             ("HEADSHOT_RENDER_CUDA_GRAPHS=true", settings.render_cuda_graphs),
         )
         if value
@@ -289,12 +290,44 @@ def _compile_training(model: ServingModel, settings: Settings, scope: str) -> fl
         gradient_checkpointing=plan.gradient_checkpointing,
     )
     with tempfile.TemporaryDirectory(prefix="warm-up-") as scratch:
+        if settings.train_float8:  # before the warm-up compiles: its graphs are traced with the FP8 training layers
+            layers, calibrated = _train_base_in_float8(model, settings, Path(scratch))
+            log.info("%d UNet layers train in FP8 (%d gradient scales calibrated)", layers, calibrated)
         for width, height in BUCKET_ASPECTS:  # one latent shape each
             bucket_started = time.monotonic()
             picture = Image.new("RGB", (width * 128, height * 128), "gray")
             train_lora(pipe, [picture], config, Path(scratch), slot=slot)
             log.info("training warmed for %dx%d in %.0f s", *picture.size, time.monotonic() - bucket_started)
     return time.monotonic() - started
+
+
+def _train_base_in_float8(model: ServingModel, settings: Settings, scratch: Path) -> tuple[int, int]:
+    """``HEADSHOT_TRAIN_FLOAT8``: the rendering FP8 layers train in FP8 too, their gradient scales calibrated on one
+    eager training step (batch 1 on a plain picture, the slot's LoRA as a job draws it); returns the layers and the
+    scales calibrated. Batch 1's gradients are the largest a job's can be (the loss is a mean over the batch), so
+    bigger batches only use less of the headroom."""
+    import torch
+
+    from pipeline.diffusion.float8 import static_layers
+    from pipeline.diffusion.float8_training import calibrate_float8_gradients, use_float8_training
+    from pipeline.diffusion.training.config import TrainingConfig
+    from pipeline.diffusion.training.loop import train_lora
+
+    pipe = model.pipe
+    if not any(layer.calibrated for layer in static_layers(pipe.unet).values()):
+        raise ValueError(
+            "HEADSHOT_TRAIN_FLOAT8=true trains through the FP8 layers and input scales of FP8 rendering, which this "
+            "worker does not use; set HEADSHOT_RENDER_FLOAT8=true (an SDXL worker on a GPU with FP8 tensor cores), "
+            "or unset HEADSHOT_TRAIN_FLOAT8."
+        )
+    layers = use_float8_training(pipe.unet)
+    picture = Image.new("RGB", (1024, 1024), "gray")
+    step = TrainingConfig(rank=settings.lora_rank, steps=1, batch_size=1)
+    with torch.compiler.set_stance("force_eager"):  # calibration records in eager code; compiling comes next
+        calibrated = calibrate_float8_gradients(
+            pipe.unet, lambda: train_lora(pipe, [picture], step, scratch, slot=model.training_slot)
+        )
+    return layers, calibrated
 
 
 def _compile_for_serving(pipe: Any, slot: Any, settings: Settings, compiling: CompileProfile) -> float:

@@ -168,8 +168,9 @@ class Float8Linear(nn.Linear):
 
 
 @torch.no_grad()
-def refresh_float8(layers: Sequence[Float8Linear]) -> None:
-    """Quantize ``layers``' current bf16 weights again, in place, in stacks of same-shaped layers.
+def refresh_float8(layers: Sequence[Float8Linear], *, training_copies: bool = True) -> None:
+    """Quantize ``layers``' current bf16 weights again, in place, in stacks of same-shaped layers (and the transposed
+    copies of layers that train in FP8, unless ``training_copies`` is False).
 
     A LoRA slot merges a user's LoRA into ~560 layers and restores them after the request; quantizing them one by
     one queued several small kernels each from Python and took as long as the merge itself (BENCHMARKS.md,
@@ -186,7 +187,7 @@ def refresh_float8(layers: Sequence[Float8Linear]) -> None:
             scale = _scale_for(stacked.abs().amax(dim=dims, keepdim=True))
             quantized = _to_float8(stacked, scale)
             torch._foreach_copy_([layer.weight_fp8 for layer in chunk], list(quantized.unbind(0)))
-            training = [index for index, layer in enumerate(chunk) if layer.trains_in_float8]
+            training = [index for index, layer in enumerate(chunk) if training_copies and layer.trains_in_float8]
             if training:
                 torch._foreach_copy_(
                     [chunk[index].weight_fp8_t for index in training],

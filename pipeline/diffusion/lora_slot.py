@@ -374,7 +374,9 @@ def _requantize(base_layers: list[Any]) -> None:
 
     fp8 = [layer for layer in base_layers if isinstance(layer, Float8Linear)]
     if fp8:
-        refresh_float8(fp8)
+        # Not training's transposed copies: a merged LoRA never trains, and ``clear`` restores the base they hold
+        # exactly, so a request does not pay to quantize them twice more.
+        refresh_float8(fp8, training_copies=False)
 
 
 def _is_up_weight(key: str) -> bool:
