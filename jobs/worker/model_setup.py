@@ -304,8 +304,8 @@ def _compile_training(model: ServingModel, settings: Settings, scope: str) -> fl
 def _train_base_in_float8(model: ServingModel, settings: Settings, scratch: Path) -> tuple[int, int]:
     """``HEADSHOT_TRAIN_FLOAT8``: the rendering FP8 layers train in FP8 too, their gradient scales calibrated on one
     eager training step (batch 1 on a plain picture, the slot's LoRA as a job draws it); returns the layers and the
-    scales calibrated. Batch 1's gradients are the largest a job's can be (the loss is a mean over the batch), so
-    bigger batches only use less of the headroom."""
+    scales calibrated. The loss is a mean over the batch, so a job's batches send back smaller gradients than batch
+    1 does, and only use less of the scales' headroom (``float8_training.GRADIENT_HEADROOM``)."""
     import torch
 
     from pipeline.diffusion.float8 import static_layers

@@ -267,6 +267,7 @@ class _FrozenFloat8Product(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         weight_fp8_t, weight_scale, *kept = ctx.saved_tensors
+        grad = grad.contiguous()  # _scaled_mm takes its first operand row-major (a no-op for the usual gradient)
         if ctx.gradient_by == "fixed":
             scale = kept[0]  # no reduction first: the cast fuses into the kernel that made the gradient
         else:
