@@ -122,6 +122,13 @@ class Settings(BaseSettings):
         "rendering its calibrated scales, so a restarted worker loads them instead of doing the work again; default "
         "<model_cache_dir>/compile. An explicit TORCHINDUCTOR_CACHE_DIR wins for the kernels.",
     )
+    share_compiled: bool | None = Field(
+        default=None,
+        description="Share a worker's compiled kernels and FP8 scales with the workers of other hosts through the "
+        "blob storage (jobs/worker/compile_share.py): the first start that compiles publishes them, every start loads "
+        "them first, so a new host starts as a restart does instead of cold. Unset: on with S3 storage (workers on "
+        "other hosts), off with a local storage folder (the local compile cache already serves). Inductor only.",
+    )
     render_float8: bool | None = Field(
         default=None,
         description="Render through FP8 products in the UNet's transformer layers, with input scales calibrated at "

@@ -24,6 +24,7 @@ from jobs.worker.ranking import render_batch_sizes
 
 __all__ = [
     "ServingModel",
+    "float8_scales_name",
     "model_features",
     "prepare_model",
     "prepare_training",
@@ -115,7 +116,7 @@ def prepare_model(settings: Settings) -> ServingModel:
         calibrating = time.monotonic()
         log.info("%d UNet linear layers render in FP8", use_float8_linears(pipe.unet, scaling="static"))
         # Beside the compiled kernels: kept on the same volume, for the same reason (a restart skips the work).
-        scales_file = settings.resolved_compile_cache_dir / f"float8-scales-{_model_key(settings)}.json"
+        scales_file = settings.resolved_compile_cache_dir / float8_scales_name(settings)
         reused = calibrated_float8(pipe, STYLES.values(), scales_file)
         log.info(
             "FP8 input scales %s in %.1f s",
@@ -138,11 +139,12 @@ def prepare_model(settings: Settings) -> ServingModel:
     return model
 
 
-def _model_key(settings: Settings) -> str:
-    """A file-name-safe key for the model a worker serves (its weights are checked apart)."""
+def float8_scales_name(settings: Settings) -> str:
+    """The file FP8 rendering keeps its calibrated scales in, in the compile cache folder: one per model and dtype
+    (the file itself checks the weights it was calibrated for)."""
     import hashlib
 
-    return hashlib.sha256(f"{settings.model}|{settings.dtype}".encode()).hexdigest()[:16]
+    return f"float8-scales-{hashlib.sha256(f'{settings.model}|{settings.dtype}'.encode()).hexdigest()[:16]}.json"
 
 
 def renders_in_float8(settings: Settings, compiling: CompileProfile, family: Any, device: str) -> bool:

@@ -1,0 +1,119 @@
+"""A worker's compiled kernels and FP8 scales, shared with the workers of other hosts through the blob storage.
+
+A worker keeps what it compiles (and FP8 rendering's calibrated scales) in ``HEADSHOT_COMPILE_CACHE_DIR``, so a
+restart on the same host loads them: ready in 88 s instead of 173-211 s cold on an H200 (BENCHMARKS.md). But a pool
+on several hosts (S3 storage) starts every new host cold. With ``HEADSHOT_SHARE_COMPILED`` a worker whose start
+compiled anything new publishes torch's cache artifacts (``torch.compiler.save_cache_artifacts``: the inductor and
+AOTAutograd entries the start used, hits and misses alike, Triton's kernels inside) and its FP8 scales under
+``compiled/<model>/``, and every worker loads them before it compiles (``load_cache_artifacts`` writes them into its
+own cache folder), so a new host's compiles are cache hits. Artifacts of another torch or GPU would only miss, so the
+key names both. Nothing of a user is in them: kernels and per-layer scales of the base model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from jobs.settings import Settings
+from jobs.storage import BlobStorage
+from jobs.worker.model_setup import float8_scales_name
+
+__all__ = ["SharedCompile", "load_shared_compile", "publish_shared_compile"]
+
+log = logging.getLogger(__name__)
+
+PREFIX = "compiled"
+
+
+@dataclass
+class SharedCompile:
+    """Where this worker's start shares its compiled artifacts, and what it found there."""
+
+    kernels_key: str
+    scales_key: str
+    scales_name: str  # the FP8 scales file's name in the compile cache folder
+    kernels_found: bool
+    misses_before: int  # the process's compile cache misses before the start compiled
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-")
+
+
+def _cache_misses() -> int:
+    """Inductor and AOTAutograd cache misses in this process so far: each is a graph compiled from scratch."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["inductor"]["fxgraph_cache_miss"] + counters["aot_autograd"]["autograd_cache_miss"])
+
+
+def shares_compile(settings: Settings, device: str) -> bool:
+    """``HEADSHOT_SHARE_COMPILED``, or unset: on for a worker that compiles with inductor and keeps its blobs in S3
+    (workers on other hosts); a local storage folder sits beside the local compile folder, which already serves."""
+    compiling = settings.compile_profile(device)
+    if not (compiling.unet or compiling.training) or settings.compile_backend != "inductor":
+        return False
+    if settings.share_compiled is not None:
+        return settings.share_compiled
+    return settings.storage_backend == "s3"
+
+
+async def load_shared_compile(storage: BlobStorage, settings: Settings) -> SharedCompile | None:
+    """Before the model's start: load the kernels and FP8 scales another worker shared into this worker's compile
+    cache folder (the scales only when none are kept there). None when this worker does not share."""
+    import torch
+
+    from pipeline.diffusion.acceleration import use_compile_cache
+    from pipeline.diffusion.loading import pick_device
+
+    device = settings.device or pick_device()
+    if not shares_compile(settings, device):
+        return None
+    folder = use_compile_cache(settings.resolved_compile_cache_dir)  # where the artifacts are written into
+    gpu = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else "cpu"
+    scales_name = float8_scales_name(settings)
+    place = f"{PREFIX}/{_slug(settings.model)}-{scales_name.removeprefix('float8-scales-').removesuffix('.json')}"
+    shared = SharedCompile(
+        kernels_key=f"{place}/{_slug(torch.__version__)}-{_slug(gpu)}.bin",
+        scales_key=f"{place}/{scales_name}",
+        scales_name=scales_name,
+        kernels_found=False,
+        misses_before=_cache_misses(),
+    )
+    if await storage.exists(shared.kernels_key):
+        blob = await storage.get(shared.kernels_key)
+        info = await asyncio.to_thread(torch.compiler.load_cache_artifacts, blob)
+        shared.kernels_found = True
+        entries = sum(len(keys) for keys in info.artifacts.values()) if info is not None else 0
+        log.info("loaded %d compiled artifacts (%.0f MB) shared as %s", entries, len(blob) / 1e6, shared.kernels_key)
+    scales = settings.resolved_compile_cache_dir / scales_name
+    if not scales.exists() and await storage.exists(shared.scales_key):
+        await storage.get_file(shared.scales_key, scales)
+        log.info("loaded the FP8 scales shared as %s into %s", shared.scales_key, folder)
+    return shared
+
+
+async def publish_shared_compile(storage: BlobStorage, shared: SharedCompile | None, settings: Settings) -> int:
+    """After the model's start: publish this start's compiled artifacts when it compiled anything new (or found
+    none shared), and its FP8 scales when none are shared; return the bytes published."""
+    import torch
+
+    if shared is None:
+        return 0
+    published = 0
+    if not shared.kernels_found or _cache_misses() > shared.misses_before:
+        saved: Any = await asyncio.to_thread(torch.compiler.save_cache_artifacts)
+        if saved is not None:
+            blob, _ = saved
+            await storage.put(shared.kernels_key, blob)
+            published += len(blob)
+            log.info("shared this start's compiled artifacts (%.0f MB) as %s", len(blob) / 1e6, shared.kernels_key)
+    scales = settings.resolved_compile_cache_dir / shared.scales_name
+    if scales.exists() and not await storage.exists(shared.scales_key):
+        await storage.put_file(shared.scales_key, scales)
+        published += scales.stat().st_size
+    return published
