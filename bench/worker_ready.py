@@ -2,8 +2,10 @@
 
 ``--starts N`` starts the worker N times, each in a fresh process with the same ``HEADSHOT_COMPILE_CACHE_DIR`` (a new
 folder unless the environment names one): the first start on an empty folder times a cold start, the later ones a
-restart that finds its compiled kernels kept. Without it, one start in this process, on whatever the folder holds.
-Prints (and with ``--out`` writes) the seconds and the settings that decided them.
+restart that finds its compiled kernels kept; with ``--hosts`` each start has an empty folder of its own, as on a new
+host, and the starts share their kernels and FP8 scales through one storage folder (``HEADSHOT_SHARE_COMPILED``, as
+workers on S3 do). Without ``--starts``, one start in this process, on whatever the folder holds. Prints (and with
+``--out`` writes) the seconds and the settings that decided them.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ __all__ = ["main", "one_start"]
 
 
 def one_start(model: str) -> dict[str, Any]:
-    """Set a worker up in this process (``prepare_model``) and time it."""
-    from jobs.worker.model_setup import prepare_model
+    """Set a worker up in this process (``prepare_model``, between loading and publishing what workers share, as a
+    worker's start does) and time it."""
+    import asyncio
+
     from pipeline.diffusion.loading import pick_device
 
     device = pick_device()
@@ -35,7 +39,7 @@ def one_start(model: str) -> dict[str, Any]:
     cache = settings.resolved_compile_cache_dir
     cached_files = sum(1 for path in cache.rglob("*") if path.is_file()) if cache.is_dir() else 0
     with measured(device) as ready:
-        prepare_model(settings)
+        asyncio.run(_start(settings))
     return {
         "worker": describe_settings(settings, device),
         "compile_cache_dir": str(cache),
@@ -44,11 +48,28 @@ def one_start(model: str) -> dict[str, Any]:
     }
 
 
+async def _start(settings: Any) -> None:
+    from jobs.storage import open_storage
+    from jobs.worker.compile_share import load_shared_compile, publish_shared_compile
+    from jobs.worker.model_setup import prepare_model
+
+    storage = await open_storage(settings)
+    try:
+        shared = await load_shared_compile(storage, settings)
+        prepare_model(settings)
+        await publish_shared_compile(storage, shared, settings)
+    finally:
+        await storage.aclose()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.worker_ready", description=__doc__.split("\n")[0])
     parser.add_argument("--model", choices=("sdxl", "tiny"), default="sdxl")
     parser.add_argument(
         "--starts", type=int, default=0, help="start N times, each in a fresh process (cold, then kept)"
+    )
+    parser.add_argument(
+        "--hosts", action="store_true", help="each start on an empty compile folder, sharing through one storage folder"
     )
     parser.add_argument("--out", type=Path)
     add_cudnn_autotune_switch(parser)
@@ -63,8 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         environment = dict(os.environ)
         environment.setdefault("HEADSHOT_COMPILE_CACHE_DIR", tempfile.mkdtemp(prefix="compile-cache-"))
+        if args.hosts:
+            environment |= {"HEADSHOT_SHARE_COMPILED": "true", "HEADSHOT_STORAGE_DIR": tempfile.mkdtemp(prefix="pool-")}
         starts = []
         for _ in range(args.starts):
+            if args.hosts:  # a new host: nothing compiled kept
+                environment["HEADSHOT_COMPILE_CACHE_DIR"] = tempfile.mkdtemp(prefix="compile-cache-")
             done = subprocess.run(
                 [
                     sys.executable,

@@ -119,8 +119,9 @@ def test_profiled_kernels_are_sorted_by_the_work_they_do(name: str, kind: str) -
     assert kernel_kind(name) == kind
 
 
-def test_worker_ready_starts_a_worker_twice_on_one_compile_cache(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("hosts", [False, True], ids=["restart", "new-host"])
+def test_worker_ready_starts_a_worker_twice_on_one_compile_cache_or_on_two_hosts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hosts: bool
 ) -> None:
     import json
 
@@ -131,11 +132,14 @@ def test_worker_ready_starts_a_worker_twice_on_one_compile_cache(
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
     out = tmp_path / "ready.json"
     # With cuDNN's autotuner on (a worker leaves it off): the switch reaches each start's own process.
-    assert main(["--model", "tiny", "--starts", "2", "--cudnn-autotune", "on", "--out", str(out)]) == 0
+    args = ["--model", "tiny", "--starts", "2", "--cudnn-autotune", "on", *(["--hosts"] if hosts else [])]
+    assert main([*args, "--out", str(out)]) == 0
     starts = json.loads(out.read_text())["starts"]
     assert all(start["worker"]["cudnn_autotune"] is True for start in starts)
     assert len(starts) == 2 and all(start["worker_ready_s"] > 0 for start in starts)
-    assert starts[0]["compile_cache_dir"] == starts[1]["compile_cache_dir"]  # the restart finds the first's folder
+    # A restart finds the first start's folder; a new host starts on an empty one of its own.
+    assert (starts[0]["compile_cache_dir"] == starts[1]["compile_cache_dir"]) is not hosts
+    assert starts[1]["cached_files_at_start"] == 0 or not hosts
     assert all(start["worker"]["compile_profile"]["unet"] is False for start in starts)  # a CPU worker, eager
 
 
