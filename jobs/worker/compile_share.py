@@ -6,8 +6,10 @@ on several hosts (S3 storage) starts every new host cold. With ``HEADSHOT_SHARE_
 compiled anything new publishes torch's cache artifacts (``torch.compiler.save_cache_artifacts``: the inductor and
 AOTAutograd entries the start used, hits and misses alike, Triton's kernels inside) and its FP8 scales under
 ``compiled/<model>/``, and every worker loads them before it compiles (``load_cache_artifacts`` writes them into its
-own cache folder), so a new host's compiles are cache hits. Artifacts of another torch or GPU would only miss, so the
-key names both. Nothing of a user is in them: kernels and per-layer scales of the base model.
+own cache folder), so a new host's compiles are cache hits. Artifacts of another torch, GPU or worker set-up would
+only miss, so the key names the first two and a hash of the settings that decide which graphs a start compiles: two
+pools of different set-ups on one bucket keep a set each. Nothing of a user is in them: kernels and per-layer scales
+of the base model.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from jobs.settings import Settings
 from jobs.storage import BlobStorage
 from jobs.worker.model_setup import float8_scales_name
 
-__all__ = ["SharedCompile", "load_shared_compile", "publish_shared_compile"]
+__all__ = ["SharedCompile", "load_shared_compile", "publish_shared_compile", "set_up_hash", "shares_compile"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,34 @@ class SharedCompile:
     scales_name: str  # the FP8 scales file's name in the compile cache folder
     kernels_found: bool
     misses_before: int  # the process's compile cache misses before the start compiled
+
+
+# What decides which graphs a worker's start compiles, beside the model, torch and the GPU.
+GRAPH_SETTINGS = (
+    "dtype",
+    "compile_backend",
+    "render_float8",
+    "train_float8",
+    "render_cuda_graphs",
+    "warm_aspects",
+    "headshots_per_request",
+    "headshot_candidates",
+    "preview_count",
+    "lora_rank",
+    "train_batch_size",
+    "train_gradient_checkpointing",
+)
+
+
+def set_up_hash(settings: Settings, device: str) -> str:
+    """A short hash of the settings that decide a start's graphs, the compile profile they resolve to included."""
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    chosen = {name: getattr(settings, name) for name in GRAPH_SETTINGS}
+    chosen["compile_profile"] = asdict(settings.compile_profile(device))
+    return hashlib.sha256(json.dumps(chosen, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def _slug(text: str) -> str:
@@ -78,7 +108,7 @@ async def load_shared_compile(storage: BlobStorage, settings: Settings) -> Share
     scales_name = float8_scales_name(settings)
     place = f"{PREFIX}/{_slug(settings.model)}-{scales_name.removeprefix('float8-scales-').removesuffix('.json')}"
     shared = SharedCompile(
-        kernels_key=f"{place}/{_slug(torch.__version__)}-{_slug(gpu)}.bin",
+        kernels_key=f"{place}/{_slug(torch.__version__)}-{_slug(gpu)}-{set_up_hash(settings, device)}.bin",
         scales_key=f"{place}/{scales_name}",
         scales_name=scales_name,
         kernels_found=False,

@@ -8,17 +8,19 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from jobs.settings import Settings
-from jobs.worker.compile_share import shares_compile
+from jobs.worker.compile_share import set_up_hash, shares_compile
 
 # One worker start on one host: load what is shared, compile (inductor, as a GPU worker does; a small graph stands
 # for the UNet's, whose CPU compile takes minutes), keep FP8 scales as FP8 rendering's start does, publish.
 START = """
 import asyncio, json, sys
 from pathlib import Path
+from typing import Any
 import torch
 from torch._dynamo.utils import counters
 from jobs.settings import Settings
@@ -51,7 +53,7 @@ asyncio.run(start())
 """
 
 
-def worker_start(host: Path, shared: Path) -> dict[str, object]:
+def worker_start(host: Path, shared: Path) -> dict[str, Any]:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("HEADSHOT_", "TORCHINDUCTOR_"))}
     done = subprocess.run(
         [sys.executable, "-c", START, str(host), str(shared)], env=env, capture_output=True, text=True, timeout=600
@@ -75,7 +77,7 @@ def test_a_second_hosts_start_hits_what_the_first_compiled_and_gets_its_fp8_scal
 
 
 def test_sharing_left_unset_follows_the_storage_and_needs_inductor(tmp_path: Path) -> None:
-    def settings(**values: object) -> Settings:
+    def settings(**values: Any) -> Settings:
         return Settings(_env_file=None, data_dir=tmp_path, compile_unet=True, **values)  # type: ignore[call-arg]
 
     assert not shares_compile(settings(), "cpu")  # local storage: the local compile folder serves
@@ -83,4 +85,15 @@ def test_sharing_left_unset_follows_the_storage_and_needs_inductor(tmp_path: Pat
     assert not shares_compile(settings(storage_backend="s3", s3_bucket="pool", share_compiled=False), "cpu")
     assert shares_compile(settings(share_compiled=True), "cpu")
     assert not shares_compile(settings(share_compiled=True, compile_backend="eager"), "cpu")  # nothing to share
-    assert not shares_compile(Settings(_env_file=None, data_dir=tmp_path, share_compiled=True), "cpu")  # type: ignore[call-arg]  # eager worker
+    eager = Settings(_env_file=None, data_dir=tmp_path, share_compiled=True)  # type: ignore[call-arg]
+    assert not shares_compile(eager, "cpu")  # a CPU worker left at the defaults compiles nothing
+
+
+def test_the_shared_set_is_keyed_by_the_settings_that_decide_the_graphs(tmp_path: Path) -> None:
+    def key(**values: Any) -> str:
+        settings = Settings(_env_file=None, data_dir=tmp_path, compile_unet=True, **values)  # type: ignore[call-arg]
+        return set_up_hash(settings, "cuda:0")
+
+    assert key() == key(bot_consumer="another-bot")  # nothing of the graphs
+    assert key() != key(warm_aspects="square")  # other shapes warmed: other graphs
+    assert key() != key(compile_scope="unet")

@@ -4,6 +4,7 @@ calibrated at start before the warm-up compiles, so a user's training compiles n
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -19,7 +20,7 @@ from pipeline.diffusion.training.loop import train_lora
 from tests.jobs.test_model_setup import graphs
 
 
-def fp8_settings(tmp_path: Path, model_cache: Path, **values: object) -> Settings:
+def fp8_settings(tmp_path: Path, model_cache: Path, **values: Any) -> Settings:
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         model="tiny",
