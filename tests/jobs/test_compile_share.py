@@ -20,7 +20,6 @@ from jobs.worker.compile_share import set_up_hash, shares_compile
 START = """
 import asyncio, json, sys
 from pathlib import Path
-from typing import Any
 import torch
 from torch._dynamo.utils import counters
 from jobs.settings import Settings
