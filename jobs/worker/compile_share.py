@@ -95,6 +95,27 @@ def shares_compile(settings: Settings, device: str) -> bool:
 async def load_shared_compile(storage: BlobStorage, settings: Settings) -> SharedCompile | None:
     """Before the model's start: load the kernels and FP8 scales another worker shared into this worker's compile
     cache folder (the scales only when none are kept there). None when this worker does not share."""
+    # In a thread: importing torch and asking for the GPU would hold up the worker's event loop (its heartbeat).
+    shared = await asyncio.to_thread(_shared_compile, settings)
+    if shared is None:
+        return None
+    import torch  # imported by now
+
+    if await storage.exists(shared.kernels_key):
+        blob = await storage.get(shared.kernels_key)
+        info = await asyncio.to_thread(torch.compiler.load_cache_artifacts, blob)
+        shared.kernels_found = True
+        entries = sum(len(keys) for keys in info.artifacts.values()) if info is not None else 0
+        log.info("loaded %d compiled artifacts (%.0f MB) shared as %s", entries, len(blob) / 1e6, shared.kernels_key)
+    scales = settings.resolved_compile_cache_dir / shared.scales_name
+    if not scales.exists() and await storage.exists(shared.scales_key):
+        await storage.get_file(shared.scales_key, scales)
+        log.info("loaded the FP8 scales shared as %s into %s", shared.scales_key, scales.parent)
+    return shared
+
+
+def _shared_compile(settings: Settings) -> SharedCompile | None:
+    """Where this worker shares (None when it does not), with its compile cache folder in use for the artifacts."""
     import torch
 
     from pipeline.diffusion.acceleration import use_compile_cache
@@ -103,28 +124,17 @@ async def load_shared_compile(storage: BlobStorage, settings: Settings) -> Share
     device = settings.device or pick_device()
     if not shares_compile(settings, device):
         return None
-    folder = use_compile_cache(settings.resolved_compile_cache_dir)  # where the artifacts are written into
+    use_compile_cache(settings.resolved_compile_cache_dir)  # where load_cache_artifacts writes them
     gpu = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else "cpu"
     scales_name = float8_scales_name(settings)
     place = f"{PREFIX}/{_slug(settings.model)}-{scales_name.removeprefix('float8-scales-').removesuffix('.json')}"
-    shared = SharedCompile(
+    return SharedCompile(
         kernels_key=f"{place}/{_slug(torch.__version__)}-{_slug(gpu)}-{set_up_hash(settings, device)}.bin",
         scales_key=f"{place}/{scales_name}",
         scales_name=scales_name,
         kernels_found=False,
         misses_before=_cache_misses(),
     )
-    if await storage.exists(shared.kernels_key):
-        blob = await storage.get(shared.kernels_key)
-        info = await asyncio.to_thread(torch.compiler.load_cache_artifacts, blob)
-        shared.kernels_found = True
-        entries = sum(len(keys) for keys in info.artifacts.values()) if info is not None else 0
-        log.info("loaded %d compiled artifacts (%.0f MB) shared as %s", entries, len(blob) / 1e6, shared.kernels_key)
-    scales = settings.resolved_compile_cache_dir / scales_name
-    if not scales.exists() and await storage.exists(shared.scales_key):
-        await storage.get_file(shared.scales_key, scales)
-        log.info("loaded the FP8 scales shared as %s into %s", shared.scales_key, folder)
-    return shared
 
 
 async def publish_shared_compile(storage: BlobStorage, shared: SharedCompile | None, settings: Settings) -> int:
