@@ -50,14 +50,11 @@ def one_start(model: str) -> dict[str, Any]:
 
 async def _start(settings: Any) -> None:
     from jobs.storage import open_storage
-    from jobs.worker.compile_share import load_shared_compile, publish_shared_compile
-    from jobs.worker.model_setup import prepare_model
+    from jobs.worker.compile_share import prepare_model_sharing
 
     storage = await open_storage(settings)
     try:
-        shared = await load_shared_compile(storage, settings)
-        prepare_model(settings)
-        await publish_shared_compile(storage, shared, settings)
+        await prepare_model_sharing(storage, settings)
     finally:
         await storage.aclose()
 

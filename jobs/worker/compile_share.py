@@ -22,9 +22,16 @@ from typing import Any
 
 from jobs.settings import Settings
 from jobs.storage import BlobStorage
-from jobs.worker.model_setup import float8_scales_name
+from jobs.worker.model_setup import ServingModel, float8_scales_name, model_key, prepare_model
 
-__all__ = ["SharedCompile", "load_shared_compile", "publish_shared_compile", "set_up_hash", "shares_compile"]
+__all__ = [
+    "SharedCompile",
+    "load_shared_compile",
+    "prepare_model_sharing",
+    "publish_shared_compile",
+    "set_up_hash",
+    "shares_compile",
+]
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +99,14 @@ def shares_compile(settings: Settings, device: str) -> bool:
     return settings.storage_backend == "s3"
 
 
+async def prepare_model_sharing(storage: BlobStorage, settings: Settings) -> ServingModel:
+    """``prepare_model`` between loading what other hosts shared and publishing what this start compiled new."""
+    shared = await load_shared_compile(storage, settings)
+    model = await asyncio.to_thread(prepare_model, settings)
+    await publish_shared_compile(storage, shared, settings)
+    return model
+
+
 async def load_shared_compile(storage: BlobStorage, settings: Settings) -> SharedCompile | None:
     """Before the model's start: load the kernels and FP8 scales another worker shared into this worker's compile
     cache folder (the scales only when none are kept there). None when this worker does not share."""
@@ -127,7 +142,7 @@ def _shared_compile(settings: Settings) -> SharedCompile | None:
     use_compile_cache(settings.resolved_compile_cache_dir)  # where load_cache_artifacts writes them
     gpu = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else "cpu"
     scales_name = float8_scales_name(settings)
-    place = f"{PREFIX}/{_slug(settings.model)}-{scales_name.removeprefix('float8-scales-').removesuffix('.json')}"
+    place = f"{PREFIX}/{_slug(settings.model)}-{model_key(settings)}"
     return SharedCompile(
         kernels_key=f"{place}/{_slug(torch.__version__)}-{_slug(gpu)}-{set_up_hash(settings, device)}.bin",
         scales_key=f"{place}/{scales_name}",

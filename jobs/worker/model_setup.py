@@ -25,6 +25,7 @@ from jobs.worker.ranking import render_batch_sizes
 __all__ = [
     "ServingModel",
     "float8_scales_name",
+    "model_key",
     "model_features",
     "prepare_model",
     "prepare_training",
@@ -139,12 +140,17 @@ def prepare_model(settings: Settings) -> ServingModel:
     return model
 
 
+def model_key(settings: Settings) -> str:
+    """A file-name-safe key for the model a worker serves and its dtype (its weights are checked apart)."""
+    import hashlib
+
+    return hashlib.sha256(f"{settings.model}|{settings.dtype}".encode()).hexdigest()[:16]
+
+
 def float8_scales_name(settings: Settings) -> str:
     """The file FP8 rendering keeps its calibrated scales in, in the compile cache folder: one per model and dtype
     (the file itself checks the weights it was calibrated for)."""
-    import hashlib
-
-    return f"float8-scales-{hashlib.sha256(f'{settings.model}|{settings.dtype}'.encode()).hexdigest()[:16]}.json"
+    return f"float8-scales-{model_key(settings)}.json"
 
 
 def renders_in_float8(settings: Settings, compiling: CompileProfile, family: Any, device: str) -> bool:

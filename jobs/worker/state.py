@@ -20,10 +20,10 @@ from redis.asyncio import Redis
 from jobs.contract.stream import EventPublisher
 from jobs.settings import Settings
 from jobs.storage import BlobStorage, open_storage
-from jobs.worker.compile_share import load_shared_compile, publish_shared_compile
+from jobs.worker.compile_share import prepare_model_sharing
 from jobs.worker.face_search import FaceSearch, default_processes
 from jobs.worker.gpu import GpuTurns
-from jobs.worker.model_setup import ServingModel, model_features, prepare_model
+from jobs.worker.model_setup import ServingModel, model_features
 from jobs.worker.monitor import WorkerMonitor
 
 if TYPE_CHECKING:
@@ -98,9 +98,7 @@ async def start_worker_state(
     await monitor.start(redis)  # metrics endpoint and heartbeat, before the model takes minutes
     if model is None:
         # Another host's kernels first, so this start's compiles are cache hits; then this start's, for the next.
-        shared = await load_shared_compile(storage, settings)
-        model = await asyncio.to_thread(prepare_model, settings)
-        await publish_shared_compile(storage, shared, settings)
+        model = await prepare_model_sharing(storage, settings)
     await monitor.offer(model_features(model))
     events = EventPublisher(redis, settings.events_stream)
     gpu = GpuTurns(monitor.gpu_wait.observe)
