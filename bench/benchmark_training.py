@@ -63,16 +63,13 @@ def image_step_tflop(pipe: Any, size: int) -> float:
 
 
 def fp8_rendering_layers(pipe: Any, settings: Any) -> dict[str, int]:
-    """With ``HEADSHOT_TRAIN_FLOAT8``, the UNet's FP8 layers with their input scales calibrated, as ``prepare_model``
-    sets up FP8 rendering (which that training goes through); the figure for the results, or nothing."""
+    """With ``HEADSHOT_TRAIN_FLOAT8``, FP8 rendering's layers and input scales, set up as ``prepare_model`` sets them
+    up (that training goes through them); the figure for the results, or nothing."""
     if not settings.train_float8:
         return {}
-    from pipeline.diffusion.float8 import use_float8_linears
-    from pipeline.diffusion.serving import calibrate_float8_on_looks
-    from pipeline.styles import STYLES
+    from jobs.worker.model_setup import use_float8_rendering
 
-    use_float8_linears(pipe.unet, scaling="static")
-    return {"fp8_layers_calibrated": calibrate_float8_on_looks(pipe, STYLES.values())}
+    return {"fp8_layers": use_float8_rendering(pipe, settings)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,6 +30,7 @@ __all__ = [
     "prepare_model",
     "prepare_training",
     "renders_in_float8",
+    "use_float8_rendering",
     "training_plan",
 ]
 
@@ -109,21 +110,9 @@ def prepare_model(settings: Settings) -> ServingModel:
     # third sessions).
     model.lora_slot = LoraSlot(pipe, max_rank=settings.lora_rank)
     if renders_in_float8(settings, compiling, family, device):
-        # Before any compile, so every graph is traced with the FP8 layers (training runs their bf16 branch).
-        from pipeline.diffusion.float8 import use_float8_linears
-        from pipeline.diffusion.serving import calibrated_float8
-        from pipeline.styles import STYLES
-
-        calibrating = time.monotonic()
-        log.info("%d UNet linear layers render in FP8", use_float8_linears(pipe.unet, scaling="static"))
-        # Beside the compiled kernels: kept on the same volume, for the same reason (a restart skips the work).
-        scales_file = settings.resolved_compile_cache_dir / float8_scales_name(settings)
-        reused = calibrated_float8(pipe, STYLES.values(), scales_file)
-        log.info(
-            "FP8 input scales %s in %.1f s",
-            f"reused from {scales_file}" if reused else f"calibrated (kept in {scales_file})",
-            time.monotonic() - calibrating,
-        )
+        # Before any compile, so every graph is traced with the FP8 layers (training runs their bf16 branch unless
+        # HEADSHOT_TRAIN_FLOAT8).
+        use_float8_rendering(pipe, settings)
     loaded = weight_dtypes(pipe)
     prepare_training(model, settings, compiling)
     if compiling.unet:
@@ -138,6 +127,27 @@ def prepare_model(settings: Settings) -> ServingModel:
     _check_weight_dtypes(loaded, weight_dtypes(pipe))
     log.info("ready to serve in %.1f s", time.monotonic() - started)
     return model
+
+
+def use_float8_rendering(pipe: Any, settings: Settings) -> int:
+    """The UNet's transformer linears as static FP8 layers, their input scales kept from an earlier start or
+    calibrated now on every style's render and kept; returns how many layers."""
+    from pipeline.diffusion.float8 import use_float8_linears
+    from pipeline.diffusion.serving import calibrated_float8
+    from pipeline.styles import STYLES
+
+    calibrating = time.monotonic()
+    layers = use_float8_linears(pipe.unet, scaling="static")
+    log.info("%d UNet linear layers render in FP8", layers)
+    # Beside the compiled kernels: kept on the same volume, for the same reason (a restart skips the work).
+    scales_file = settings.resolved_compile_cache_dir / float8_scales_name(settings)
+    reused = calibrated_float8(pipe, STYLES.values(), scales_file)
+    log.info(
+        "FP8 input scales %s in %.1f s",
+        f"reused from {scales_file}" if reused else f"calibrated (kept in {scales_file})",
+        time.monotonic() - calibrating,
+    )
+    return layers
 
 
 def model_key(settings: Settings) -> str:
