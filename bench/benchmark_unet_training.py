@@ -36,6 +36,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench.benchmark_float8 import CALIBRATION_TIMESTEPS
 from bench.benchmark_unet import _layout, _uncompile, kernel_kind, unet_call_inputs
 from bench.measure import (
     add_cudnn_autotune_switch,
@@ -169,7 +170,7 @@ def calibrate_on_timesteps(pipe: Any, inputs: dict[str, Any]) -> int:
 
     def run() -> None:
         with torch.autocast("cuda", dtype=pipe.unet.dtype, enabled=pipe.unet.device.type == "cuda"):
-            for timestep in (999, 500, 1):
+            for timestep in CALIBRATION_TIMESTEPS:
                 pipe.unet(**{**inputs, "timestep": torch.tensor(timestep, device=pipe.unet.device)})
 
     return calibrate_float8(pipe.unet, run)
@@ -182,7 +183,7 @@ def calibrate_gradients_on_timesteps(pipe: Any, inputs: dict[str, Any], lora: li
     from pipeline.diffusion.float8_training import calibrate_float8_gradients
 
     def run() -> None:
-        for timestep in (999, 500, 1):
+        for timestep in CALIBRATION_TIMESTEPS:
             _training_call(pipe, {**inputs, "timestep": torch.tensor(timestep, device=pipe.unet.device)}, lora)
 
     return calibrate_float8_gradients(pipe.unet, run)
