@@ -5,7 +5,8 @@ Each variant starts from a cold dynamo (inductor's on-disk cache is whatever the
 4-image request with CFG (8 latents at the linkedin style's size): bf16 eager (the baseline); the transformer
 blocks compiled in NCHW, as a GPU worker compiles them, in bf16, FP8 with dynamic rowwise scales and FP8 with
 static per-tensor scales; the whole UNet compiled in channels-last (the plain diffusers pipeline's two lines) in
-bf16 and static FP8; ``static-blocks-dynamic`` compiles the blocks ``dynamic=True`` from their first call (one
+bf16 and static FP8; the blocks and the glue between them (``HEADSHOT_COMPILE_SCOPE=regions``: ResNets, samplers,
+each transformer's entry and exit, dynamic) in channels-last, in bf16 and static FP8; ``static-blocks-dynamic`` compiles the blocks ``dynamic=True`` from their first call (one
 graph for every size, if as fast); ``static-blocks-eager-cast`` casts the inputs of the FP8 layers left outside the
 compiled blocks eagerly, in four kernels, where a worker (and every other variant) casts them in one generated kernel
 (``float8.EAGER_INPUT_CAST``; this variant was the worker's way, and "static-blocks-fused-cast" today's, before
@@ -36,6 +37,8 @@ VARIANTS: dict[str, tuple[str | None, str]] = {
     "static-blocks-eager-cast": ("static", "blocks"),
     "bf16-unet": (None, "unet"),
     "static-unet": ("static", "unet"),
+    "bf16-regions": (None, "regions"),
+    "static-regions": ("static", "regions"),
 }
 CALIBRATION_TIMESTEPS = (999, 500, 1)
 
@@ -46,7 +49,7 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
 
     from bench.float8_layers import use_bf16_linears
     from pipeline.diffusion import float8
-    from pipeline.diffusion.acceleration import compile_unet_blocks
+    from pipeline.diffusion.acceleration import compile_unet_blocks, compile_unet_regions
     from pipeline.diffusion.float8 import calibrate_float8, use_float8_linears
 
     inputs = unet_call_inputs(pipe, batch=8)
@@ -68,7 +71,7 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
         _uncompile(pipe)
         use_bf16_linears(pipe.unet)
         float8.EAGER_INPUT_CAST = "eager" if name.endswith("-eager-cast") else worker_cast
-        layout = torch.channels_last if scope == "unet" else torch.contiguous_format
+        layout = torch.contiguous_format if scope == "blocks" else torch.channels_last
         pipe.unet.to(memory_format=layout)  # as a worker lays out each scope (use_channels_last)
         figures: dict[str, Any] = {}
         if scaling:
@@ -77,6 +80,8 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
                 figures["calibrated"] = calibrate_float8(pipe.unet, calibrate)
         if scope == "blocks":
             compile_unet_blocks(pipe.unet, dynamic=True if name.endswith("-dynamic") else None)
+        elif scope == "regions":
+            compile_unet_regions(pipe.unet)
         else:
             pipe.unet.compile(fullgraph=True)
         label = f"{scaling or 'bf16'} {'FP8 ' if scaling else ''}{' '.join(name.split('-')[1:])} compiled"
