@@ -3,8 +3,8 @@
 ``--starts N`` starts the worker N times, each in a fresh process with the same ``HEADSHOT_COMPILE_CACHE_DIR`` (a new
 folder unless the environment names one): the first start on an empty folder times a cold start, the later ones a
 restart that finds its compiled kernels kept; with ``--hosts`` each start has an empty folder of its own, as on a new
-host, and the starts share their kernels and FP8 scales through one storage folder (``HEADSHOT_SHARE_COMPILED``, as
-workers on S3 do). Without ``--starts``, one start in this process, on whatever the folder holds. Prints (and with
+host (``TORCHINDUCTOR_CACHE_DIR`` and ``TRITON_CACHE_DIR`` dropped from its environment), and the starts share their
+kernels and FP8 scales through one storage folder (``HEADSHOT_SHARE_COMPILED``, as workers on S3 do). Without ``--starts``, one start in this process, on whatever the folder holds. Prints (and with
 ``--out`` writes) the seconds and the settings that decided them.
 """
 
@@ -24,7 +24,10 @@ from typing import Any
 from bench.benchmark_request import describe_settings, worker_settings
 from bench.measure import add_cudnn_autotune_switch, measured, use_cudnn_autotune
 
-__all__ = ["main", "one_start"]
+__all__ = ["HOST_KEPT_FOLDERS", "main", "one_start"]
+
+# Environment variables naming folders where compiled kernels outlive a process: a new host has none of them.
+HOST_KEPT_FOLDERS = ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")
 
 
 def one_start(model: str) -> dict[str, Any]:
@@ -43,6 +46,7 @@ def one_start(model: str) -> dict[str, Any]:
     return {
         "worker": describe_settings(settings, device),
         "compile_cache_dir": str(cache),
+        "kernels_dir": os.environ.get("TORCHINDUCTOR_CACHE_DIR"),  # where inductor kept them (use_compile_cache)
         "cached_files_at_start": cached_files,
         "worker_ready_s": round(ready.seconds, 1),
     }
@@ -83,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         environment.setdefault("HEADSHOT_COMPILE_CACHE_DIR", tempfile.mkdtemp(prefix="compile-cache-"))
         if args.hosts:
             environment |= {"HEADSHOT_SHARE_COMPILED": "true", "HEADSHOT_STORAGE_DIR": tempfile.mkdtemp(prefix="pool-")}
+            # A kernels folder named here wins over HEADSHOT_COMPILE_CACHE_DIR (use_compile_cache), so every "new
+            # host" would find the previous start's kernels in it: the 2026-12-03 seventh session's run did.
+            for name in HOST_KEPT_FOLDERS:
+                environment.pop(name, None)
         starts = []
         for _ in range(args.starts):
             if args.hosts:  # a new host: nothing compiled kept

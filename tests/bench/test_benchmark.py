@@ -129,7 +129,9 @@ def test_worker_ready_starts_a_worker_twice_on_one_compile_cache_or_on_two_hosts
 
     # The starts' plumbing on a CPU worker (eager: a compiled tiny worker's warm-up took minutes of CI's CPU).
     monkeypatch.delenv("HEADSHOT_COMPILE_CACHE_DIR", raising=False)
-    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    # A kernels folder named in the environment (as a GPU call script names one) is a restart's, never a new host's.
+    named = tmp_path / "named-kernels"
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(named))
     out = tmp_path / "ready.json"
     # With cuDNN's autotuner on (a worker leaves it off): the switch reaches each start's own process.
     args = ["--model", "tiny", "--starts", "2", "--cudnn-autotune", "on", *(["--hosts"] if hosts else [])]
@@ -140,6 +142,11 @@ def test_worker_ready_starts_a_worker_twice_on_one_compile_cache_or_on_two_hosts
     # A restart finds the first start's folder; a new host starts on an empty one of its own.
     assert (starts[0]["compile_cache_dir"] == starts[1]["compile_cache_dir"]) is not hosts
     assert starts[1]["cached_files_at_start"] == 0 or not hosts
+    kernels = [start["kernels_dir"] for start in starts]
+    if hosts:  # (each start's own folder once it compiles: an eager CPU worker leaves torch's default)
+        assert str(named) not in kernels
+    else:
+        assert kernels == [str(named), str(named)]
     assert all(start["worker"]["compile_profile"]["unet"] is False for start in starts)  # a CPU worker, eager
 
 
