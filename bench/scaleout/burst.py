@@ -4,6 +4,7 @@ all."""
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections import Counter
 from typing import Any
@@ -19,7 +20,7 @@ from jobs.contract.queue import JobQueue
 from jobs.storage import LocalStorage
 from pipeline.styles import resolve_style
 
-__all__ = ["drive_burst", "enqueue_headshots", "store_selfies"]
+__all__ = ["JobClock", "drive_burst", "enqueue_headshots", "store_selfies"]
 
 
 async def store_selfies(storage: LocalStorage, plan: ScaleoutPlan, user_key: str) -> list[str]:
@@ -46,6 +47,7 @@ async def drive_burst(
 
     started: Counter[str] = Counter()
     finished: set[str] = set()
+    clock = JobClock()
     last_id = "0"
     deadline = time.monotonic() + plan.timeout_s
     while len(finished) < result.jobs_expected and not result.failures and time.monotonic() < deadline:
@@ -54,6 +56,7 @@ async def drive_burst(
             for raw_id, fields in entries:
                 last_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
                 event = event_from_fields(last_id, {_text(k): _text(v) for k, v in fields.items()})
+                clock.saw(event, last_id)
                 if isinstance(event, Started):
                     started[event.job_id] += 1
                     result.jobs_per_worker[event.worker] = result.jobs_per_worker.get(event.worker, 0) + 1
@@ -66,6 +69,7 @@ async def drive_burst(
                     reason = event.reason if isinstance(event, Failed) else ""
                     result.failures.append(f"{event.job_id}: {event.type.value} {reason}")
     result.jobs_completed = len(finished)
+    result.job_seconds = clock.by_kind()
     result.jobs_run_twice = sorted(job for job, count in started.items() if count > 1)
     # arq's own record agrees: a job whose result says try 2 ran twice, even if its first run published nothing.
     for job_id in sorted(finished):
@@ -87,6 +91,31 @@ async def enqueue_headshots(queue: JobQueue, plan: ScaleoutPlan, user: str) -> s
         await queue.enqueue_generation(job_id, request)
         job_ids.add(job_id)
     return job_ids
+
+
+class JobClock:
+    """Each job's seconds from its first "started" event to its "trained" or "images ready", read from the events'
+    stream ids (Redis's milliseconds, one clock for every worker)."""
+
+    KINDS = {Trained: "training", ImagesReady: "headshots"}
+
+    def __init__(self) -> None:
+        self._started_ms: dict[str, int] = {}
+        self._seconds: dict[str, list[float]] = {}
+
+    def saw(self, event: Any, stream_id: str) -> None:
+        at_ms = int(stream_id.split("-")[0])
+        if isinstance(event, Started):
+            self._started_ms.setdefault(event.job_id, at_ms)
+        elif type(event) in self.KINDS and event.job_id in self._started_ms:
+            seconds = (at_ms - self._started_ms.pop(event.job_id)) / 1000
+            self._seconds.setdefault(self.KINDS[type(event)], []).append(seconds)
+
+    def by_kind(self) -> dict[str, dict[str, float]]:
+        return {
+            kind: {"jobs": len(times), "median_s": round(statistics.median(times), 2), "total_s": round(sum(times), 2)}
+            for kind, times in self._seconds.items()
+        }
 
 
 def _text(value: Any) -> str:

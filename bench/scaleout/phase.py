@@ -39,4 +39,7 @@ async def run_phase(plan: ScaleoutPlan, workers: int, customers: int, redis_url:
         await pool.aclose()
     if result.seconds and not result.jobs_lost:
         result.customers_per_hour = round(customers * 3600 / result.seconds, 2)
+        result.worker_seconds_per_customer = round(workers * result.seconds / customers, 1)
+        in_jobs = sum(kind["total_s"] for kind in result.job_seconds.values())
+        result.share_between_jobs = round(max(0.0, 1 - in_jobs / (workers * result.seconds)), 3)
     return result

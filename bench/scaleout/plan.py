@@ -55,3 +55,8 @@ class PhaseResult:
     ready_s: list[float] = field(default_factory=list)  # the whole start-up: load, slots, compiling
     gpu_utilisation: dict[str, float] = field(default_factory=dict)
     gpu_memory_peak_mib: dict[str, float] = field(default_factory=dict)
+    # Where the workers' time went: each job kind's count, median and total seconds (from its "started" event to
+    # its last, by the events' stream timestamps: Redis's clock), and the share of the workers' time in no job.
+    job_seconds: dict[str, dict[str, float]] = field(default_factory=dict)
+    worker_seconds_per_customer: float = 0.0  # workers x phase seconds / customers: one GPU each on a GPU host
+    share_between_jobs: float = 0.0

@@ -32,6 +32,12 @@ async def test_two_workers_share_the_queue_without_running_a_job_twice(
     assert len(result.jobs_per_worker) == 2
     assert sum(result.jobs_per_worker.values()) == result.jobs_expected
     assert result.customers_per_hour > 0
+    # Where the workers' time went: every job timed by its kind, inside the phase's two workers' time.
+    assert result.job_seconds["training"]["jobs"] == 3 and result.job_seconds["headshots"]["jobs"] == 3 * 2
+    in_jobs = sum(kind["total_s"] for kind in result.job_seconds.values())
+    assert 0 < in_jobs <= 2 * result.seconds
+    assert result.worker_seconds_per_customer == round(2 * result.seconds / 3, 1)
+    assert result.share_between_jobs == round(1 - in_jobs / (2 * result.seconds), 3)
     # Every customer's headshots are on disk, in their own folder.
     outputs = sorted(tmp_path.glob("phase-2w-3c/storage/users/*/outputs/*/*.png"))
     assert len(outputs) == 3 * 4
