@@ -2,18 +2,19 @@
 (``pipeline.diffusion.float8``), compiled as a worker compiles it and whole, in one process.
 
 Each variant starts from a cold dynamo (inductor's on-disk cache is whatever the machine has) at the batch of a
-4-image request with CFG (8 latents at the linkedin style's size): bf16 eager (the baseline); the transformer
-blocks compiled in NCHW, as a GPU worker compiles them, in bf16, FP8 with dynamic rowwise scales and FP8 with
-static per-tensor scales; the whole UNet compiled in channels-last (the plain diffusers pipeline's two lines) in
-bf16 and static FP8; the blocks and the glue between them (``HEADSHOT_COMPILE_SCOPE=regions``: ResNets, samplers,
-each transformer's entry and exit, dynamic) in channels-last, in bf16 and static FP8; ``static-blocks-dynamic`` compiles the blocks ``dynamic=True`` from their first call (one
-graph for every size, if as fast); ``static-blocks-eager-cast`` casts the inputs of the FP8 layers left outside the
-compiled blocks eagerly, in four kernels, where a worker (and every other variant) casts them in one generated kernel
-(``float8.EAGER_INPUT_CAST``; this variant was the worker's way, and "static-blocks-fused-cast" today's, before
-2026-12-03's sixth session). Static layers are calibrated on calls at
-three timesteps of the same inputs before compiling. Every variant's output is set against eager bf16's (relative
-error of one call); ``--profile`` adds the kernels by kind of each FP8 variant and of its bf16 twin. TF32 and
-cuDNN's autotuner are set as a worker sets them (``--cudnn-autotune on`` times the calls with the autotuner).
+4-image request with CFG (8 latents at the linkedin style's size): bf16 eager (the baseline); the transformer blocks
+compiled in NCHW, as a GPU worker compiles them, in bf16, FP8 with dynamic rowwise scales and FP8 with static
+per-tensor scales; the whole UNet compiled in channels-last (the plain diffusers pipeline's two lines) in bf16 and
+static FP8; the blocks and the glue between them (``HEADSHOT_COMPILE_SCOPE=regions``: ResNets, samplers, each
+transformer's entry and exit, dynamic) in channels-last, in bf16 and static FP8; ``static-blocks-dynamic`` compiles
+the blocks ``dynamic=True`` from their first call (one graph for every size, if as fast);
+``static-blocks-eager-cast`` casts the inputs of the FP8 layers left outside the compiled blocks eagerly, in four
+kernels, where a worker (and every other variant) casts them in one generated kernel (``float8.EAGER_INPUT_CAST``;
+this variant was the worker's way, and "static-blocks-fused-cast" today's, before 2026-12-03's sixth session).
+Static layers are calibrated on calls at three timesteps of the same inputs before compiling. Every variant's output
+is set against eager bf16's (relative error of one call); ``--profile`` adds the kernels by kind of each FP8 variant
+and of its bf16 twin. TF32 and cuDNN's autotuner are set as a worker sets them (``--cudnn-autotune on`` times the
+calls with the autotuner).
 """
 
 from __future__ import annotations

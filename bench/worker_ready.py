@@ -1,11 +1,12 @@
 """``python -m bench.worker_ready``: how long a worker takes from start to "ready to serve", as the settings ask.
 
-``--starts N`` starts the worker N times, each in a fresh process with the same ``HEADSHOT_COMPILE_CACHE_DIR`` (a new
-folder unless the environment names one): the first start on an empty folder times a cold start, the later ones a
-restart that finds its compiled kernels kept; with ``--hosts`` each start has an empty folder of its own, as on a new
-host (``TORCHINDUCTOR_CACHE_DIR`` and ``TRITON_CACHE_DIR`` dropped from its environment), and the starts share their
-kernels and FP8 scales through one storage folder (``HEADSHOT_SHARE_COMPILED``, as workers on S3 do). Without ``--starts``, one start in this process, on whatever the folder holds. Prints (and with
-``--out`` writes) the seconds and the settings that decided them.
+``--starts N`` starts the worker N times, each in a fresh process with the same ``HEADSHOT_COMPILE_CACHE_DIR`` (a
+new folder unless the environment names one): the first start on an empty folder times a cold start, the later ones
+a restart that finds its compiled kernels kept; with ``--hosts`` each start has an empty folder of its own, as on a
+new host (``TORCHINDUCTOR_CACHE_DIR`` and ``TRITON_CACHE_DIR`` dropped from its environment), and the starts share
+their kernels and FP8 scales through one storage folder (``HEADSHOT_SHARE_COMPILED``, as workers on S3 do). Without
+``--starts``, one start in this process, on whatever the folder holds. Prints (and with ``--out`` writes) the
+seconds and the settings that decided them.
 """
 
 from __future__ import annotations
