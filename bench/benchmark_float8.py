@@ -6,7 +6,8 @@ Each variant starts from a cold dynamo (inductor's on-disk cache is whatever the
 compiled in NCHW, as a GPU worker compiles them, in bf16, FP8 with dynamic rowwise scales and FP8 with static
 per-tensor scales; the whole UNet compiled in channels-last (the plain diffusers pipeline's two lines) in bf16 and
 static FP8; the blocks and the glue between them (``HEADSHOT_COMPILE_SCOPE=regions``: ResNets, samplers, each
-transformer's entry and exit, dynamic) in channels-last, in bf16 and static FP8; ``static-blocks-dynamic`` compiles
+transformer's entry and exit, dynamic) in channels-last, in bf16 and static FP8; a name ending ``-graphs`` replays
+its calls from CUDA graphs, as ``HEADSHOT_RENDER_CUDA_GRAPHS`` does (a GPU only); ``static-blocks-dynamic`` compiles
 the blocks ``dynamic=True`` from their first call (one graph for every size, if as fast);
 ``static-blocks-eager-cast`` casts the inputs of the FP8 layers left outside the compiled blocks eagerly, in four
 kernels, where a worker (and every other variant) casts them in one generated kernel (``float8.EAGER_INPUT_CAST``;
@@ -29,7 +30,8 @@ from bench.measure import add_cudnn_autotune_switch, benchmark_pipeline, describ
 __all__ = ["VARIANTS", "main"]
 
 # name -> (FP8 scaling or None for bf16, compile scope), in the order they run; a name ending "-dynamic" compiles the
-# blocks dynamic=True from their first call, one ending "-eager-cast" casts eager layers' inputs eagerly.
+# blocks dynamic=True from their first call, one ending "-eager-cast" casts eager layers' inputs eagerly, one ending
+# "-graphs" replays its calls from a CUDA graph (pipeline.diffusion.cuda_graphs, HEADSHOT_RENDER_CUDA_GRAPHS).
 VARIANTS: dict[str, tuple[str | None, str]] = {
     "bf16-blocks": (None, "blocks"),
     "dynamic-blocks": ("dynamic", "blocks"),
@@ -40,6 +42,8 @@ VARIANTS: dict[str, tuple[str | None, str]] = {
     "static-unet": ("static", "unet"),
     "bf16-regions": (None, "regions"),
     "static-regions": ("static", "regions"),
+    "static-blocks-graphs": ("static", "blocks"),
+    "static-regions-graphs": ("static", "regions"),
 }
 CALIBRATION_TIMESTEPS = (999, 500, 1)
 
@@ -51,6 +55,7 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
     from bench.float8_layers import use_bf16_linears
     from pipeline.diffusion import float8
     from pipeline.diffusion.acceleration import compile_unet_blocks, compile_unet_regions
+    from pipeline.diffusion.cuda_graphs import DenoiserGraphs
     from pipeline.diffusion.float8 import calibrate_float8, use_float8_linears
 
     inputs = unet_call_inputs(pipe, batch=8)
@@ -85,6 +90,8 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
             compile_unet_regions(pipe.unet)
         else:
             pipe.unet.compile(fullgraph=True)
+        if name.endswith("-graphs"):
+            DenoiserGraphs(pipe.unet)  # the first timed call compiles, then captures; _uncompile drops it
         label = f"{scaling or 'bf16'} {'FP8 ' if scaling else ''}{' '.join(name.split('-')[1:])} compiled"
         figures = {**unet_call_seconds(pipe, inputs, label=label), **figures}
         figures["relative_error_vs_bf16_eager"] = round(float((output() - reference).norm() / reference.norm()), 5)
@@ -115,7 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.diffusion.acceleration import use_fast_maths
     from pipeline.diffusion.loading import pick_device
 
-    pipe = benchmark_pipeline(args.model, pick_device())
+    device = pick_device()
+    if device == "cpu" and any(name.endswith("-graphs") for name in names):
+        parser.error("--variants ending -graphs replay CUDA graphs, which need a CUDA GPU; this machine has none")
+    pipe = benchmark_pipeline(args.model, device)
     use_fast_maths(pipe)  # TF32 and cuDNN's autotuner as a worker sets them
     results: dict[str, Any] = {**describe_run(args.model), "cudnn_autotune": args.cudnn_autotune, "unet": []}
 
