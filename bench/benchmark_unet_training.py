@@ -18,6 +18,10 @@ eager (the baseline), then each way named in ``--modes`` (``MODES``), each compi
   ``blocks-nchw-nocast-fp8-static``: the inputs' and the gradients' scales calibrated
   (``float8_training.calibrate_float8_gradients`` on training calls at the same timesteps), so no cast waits for a
   reduction;
+- a mode ending ``-graphs``: the mode before the suffix, its whole training call (forward, loss, backward to the
+  LoRA's gradients) captured once in a CUDA graph and replayed (``capture_training_call``; a GPU only): what the call
+  costs with no Python between its kernels, where the compiled call was partly host-bound (BENCHMARKS.md, 2026-12-03
+  seventh session);
 - ``blocks-norms``: the blocks and every group norm compiled (``compile_group_norms``), channels-last;
 - ``blocks-norms-nchw``: the same in NCHW;
 - ``regions``: the blocks and the glue around them (ResNet blocks, samplers), channels-last (slowest to compile).
@@ -57,6 +61,9 @@ MODES = (
     "blocks-nchw-nocast-fp8",
     "blocks-nchw-nocast-fp8-calibrated",
     "blocks-nchw-nocast-fp8-static",
+    "blocks-nchw-nocast-graphs",
+    "blocks-nchw-nocast-fp8-calibrated-graphs",
+    "blocks-nchw-nocast-fp8-static-graphs",
     "blocks-norms",
     "blocks-norms-nchw",
     "regions",
@@ -64,18 +71,30 @@ MODES = (
 
 
 def training_call_seconds(
-    pipe: Any, inputs: dict[str, Any], lora: list[Any], *, label: str, repeats: int = 6
-) -> tuple[dict[str, Any], Any]:
-    """The first training call and the median of ``repeats`` more; also the LoRA's gradient of the last call."""
+    pipe: Any,
+    inputs: dict[str, Any],
+    lora: list[Any],
+    *,
+    label: str,
+    repeats: int = 6,
+    graphed: bool = False,
+) -> tuple[dict[str, Any], Any, Any]:
+    """The first training call and the median of ``repeats`` more; also the LoRA's gradient of the last call, and
+    the call itself. ``graphed``: the first call captures it in a CUDA graph (``capture_training_call``), the others
+    replay it."""
     import torch
 
     device = str(pipe.unet.device)
     with measured(device) as first:
-        _training_call(pipe, inputs, lora)
+        if graphed:
+            call = capture_training_call(pipe, inputs, lora)
+        else:
+            call = functools.partial(_training_call, pipe, inputs, lora)
+            call()
     seconds = []
     for _ in range(repeats):
         with measured(device) as timed:
-            _training_call(pipe, inputs, lora)
+            call()
         seconds.append(timed.seconds)
     median = sorted(seconds)[len(seconds) // 2]
     batch = inputs["sample"].shape[0]
@@ -86,29 +105,57 @@ def training_call_seconds(
         "image_steps_per_s": round(batch / median, 2),
         "peak_gib": round(first.peak_gib, 1),
     }
-    return figures, torch.cat([param.grad.flatten().double() for param in lora])
+    return figures, torch.cat([param.grad.flatten().double() for param in lora]), call
 
 
-def _training_call(pipe: Any, inputs: dict[str, Any], lora: list[Any]) -> None:
+def _training_call(pipe: Any, inputs: dict[str, Any], lora: list[Any], *, autocast_cache: bool = True) -> None:
     """Forward and backward as a training step runs them (under autocast on a GPU), gradients fresh."""
     import torch
 
     for param in lora:
         param.grad = None
-    with torch.autocast("cuda", dtype=pipe.unet.dtype, enabled=pipe.unet.device.type == "cuda"):
+    on_cuda = pipe.unet.device.type == "cuda"
+    with torch.autocast("cuda", dtype=pipe.unet.dtype, enabled=on_cuda, cache_enabled=autocast_cache):
         out = pipe.unet.forward(**inputs).sample
     out.float().pow(2).mean().backward()
 
 
-def training_profile(pipe: Any, inputs: dict[str, Any], lora: list[Any], *, label: str) -> dict[str, Any]:
-    """GPU kernel time of 3 training calls by kind, and the 10 costliest kernels."""
+def capture_training_call(pipe: Any, inputs: dict[str, Any], lora: list[Any], *, warm_up: int = 3) -> Any:
+    """Capture one training call on ``inputs`` in a CUDA graph; return its replay (the LoRA's ``.grad`` tensors are
+    the graph's, rewritten by every replay).
+
+    As PyTorch's whole-network capture does it: ``warm_up`` calls on a side stream first (compiles, cuBLAS
+    workspaces, lazily made handles), gradients unset before the capture so the captured backward allocates them
+    from the graph's pool, and autocast without its weight-cast cache (a cast cached during capture would be memory
+    the graph does not own).
+    """
+    import torch
+
+    stream = torch.cuda.Stream(device=pipe.unet.device)
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(warm_up):
+            _training_call(pipe, inputs, lora, autocast_cache=False)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        _training_call(pipe, inputs, lora, autocast_cache=False)
+    return graph.replay
+
+
+def training_profile(
+    pipe: Any, inputs: dict[str, Any], lora: list[Any], *, label: str, call: Any = None
+) -> dict[str, Any]:
+    """GPU kernel time of 3 training calls (``call``, else ``_training_call``) by kind, and the 10 costliest
+    kernels."""
     import torch
     from torch.profiler import DeviceType, ProfilerActivity, profile
 
+    call = call or functools.partial(_training_call, pipe, inputs, lora)
     by_name: dict[str, float] = {}
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as profiler:
         for _ in range(3):
-            _training_call(pipe, inputs, lora)
+            call()
         torch.cuda.synchronize()
     for event in profiler.events():
         if event.device_type == DeviceType.CUDA:
@@ -226,7 +273,10 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.diffusion.float8_training import use_float8_training
     from pipeline.diffusion.loading import pick_device
 
-    pipe = benchmark_pipeline(args.model, pick_device())
+    device = pick_device()
+    if device == "cpu" and any(mode.endswith("-graphs") for mode in modes):
+        parser.error("--modes ending -graphs replay CUDA graphs, which need a CUDA GPU; this machine has none")
+    pipe = benchmark_pipeline(args.model, device)
     use_fast_maths(pipe)
     use_channels_last(pipe)  # on a GPU, as a worker trains
     pipe.unet.requires_grad_(False)
@@ -250,13 +300,15 @@ def main(argv: list[str] | None = None) -> int:
     record = list_recorder(results, "unet_training", args.out)
 
     channels_last = next(pipe.unet.parameters()).is_contiguous(memory_format=torch.channels_last)
-    figures, reference = training_call_seconds(pipe, inputs, lora, label="eager, channels-last")
+    figures, reference, _ = training_call_seconds(pipe, inputs, lora, label="eager, channels-last")
     record(figures)
     on_cuda = pipe.unet.device.type == "cuda"
     if args.profile and on_cuda:
         record(training_profile(pipe, inputs, lora, label="eager, channels-last"))
     for mode in modes:
         _uncompile(pipe)
+        graphed, mode_name = mode.endswith("-graphs"), mode
+        mode = mode.removesuffix("-graphs")
         nchw = "-nchw" in mode
         for module in pipe.unet.modules():  # every other mode, and eager, with peft's input casts
             if hasattr(module, "cast_input_dtype_enabled"):
@@ -276,13 +328,13 @@ def main(argv: list[str] | None = None) -> int:
             use_bf16_linears(pipe.unet)
             figures_fp8 = {}
         _compile(pipe, mode, args.backend)
-        figures, gradient = training_call_seconds(pipe, mode_inputs, lora, label=mode)
+        figures, gradient, call = training_call_seconds(pipe, mode_inputs, lora, label=mode_name, graphed=graphed)
         figures.update(figures_fp8)
         # The compiled call's gradient against eager's: a compile or a layout must change only the rounding.
         figures["gradient_relative_difference"] = round(float((gradient - reference).norm() / reference.norm()), 5)
         record(figures)
         if args.profile and on_cuda:
-            record(training_profile(pipe, mode_inputs, lora, label=mode))
+            record(training_profile(pipe, mode_inputs, lora, label=mode_name, call=call))
     print(json.dumps(results), flush=True)
     return 0
 
