@@ -306,6 +306,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile and on_cuda:
         record(training_profile(pipe, inputs, lora, label="eager, channels-last"))
     for mode in modes:
+        # The last mode's graph (its replay) and the gradients it allocated hold its private memory pool: 83 GiB at
+        # batch 16 on an H200, so the next mode ran out of memory while they lived.
+        call = None
+        for param in lora:
+            param.grad = None
         _uncompile(pipe)
         graphed, mode_name = mode.endswith("-graphs"), mode
         mode = mode.removesuffix("-graphs")
