@@ -69,6 +69,7 @@ def describe_settings(settings: Any, device: str) -> dict[str, Any]:
         "compile_backend",
         "render_float8",
         "train_float8",
+        "train_cuda_graphs",
         "compile_cache_dir",
         "warm_aspects",
         "headshots_per_request",

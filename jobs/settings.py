@@ -144,6 +144,14 @@ class Settings(BaseSettings):
         "one training call measured 3.3% faster with the inputs' scales calibrated (BENCHMARKS.md), the gradients' "
         "scales not yet timed, and its effect on likeness is unjudged on real weights.",
     )
+    train_cuda_graphs: bool = Field(
+        default=False,
+        description="Replay each training step's forward, loss and backward from CUDA graphs, one per batch shape, "
+        "captured by the training warm-up at start (pipeline/diffusion/training/graphs.py). Needs compiled training "
+        "on a CUDA worker; SDXL only. Off until a whole worker is timed with it: one training call measured 7% "
+        "faster replayed (BENCHMARKS.md), and its graphs keep the step's activation memory (83 GiB at batch 16) "
+        "reserved for training.",
+    )
     render_cuda_graphs: bool = Field(
         default=False,
         description="Replay the UNet's rendering calls from CUDA graphs captured at start, one per request shape "
@@ -353,6 +361,13 @@ class Settings(BaseSettings):
                 f"HEADSHOT_TRAIN_FLOAT8=true needs HEADSHOT_COMPILE_TRAINING=true{unset_training}: FP8 training "
                 "calibrates its gradient scales for the compiled training step, and eager it would cast in kernels of "
                 "their own. Turn compiled training on, or FP8 training off."
+            )
+        if self.train_cuda_graphs and not (training and on_cuda):
+            unset_training = f" (unset, it is off for a {device} worker)" if self.compile_training is None else ""
+            raise ValueError(
+                f"HEADSHOT_TRAIN_CUDA_GRAPHS=true needs HEADSHOT_COMPILE_TRAINING=true on a CUDA worker"
+                f"{unset_training}: the graphs belong to the compiled worker's training slot and are captured by its "
+                "warm-up. Unset it, or turn compiled training on."
             )
         if self.render_cuda_graphs and not (unet and on_cuda):
             raise ValueError(

@@ -81,6 +81,15 @@ def test_a_gpu_worker_compiles_by_default_a_cpu_one_stays_eager_and_explicit_val
     assert Settings(_env_file=None).compile_profile("cuda").cuda_graphs  # type: ignore[call-arg]
     with pytest.raises(ValueError, match="HEADSHOT_RENDER_CUDA_GRAPHS=true needs HEADSHOT_COMPILE_UNET=true on a CUDA"):
         Settings(_env_file=None).compile_profile("cpu")  # type: ignore[call-arg]
+    # Training's graphs belong to a compiled GPU worker's training slot: refused without compiled training.
+    monkeypatch.delenv("HEADSHOT_RENDER_CUDA_GRAPHS")
+    monkeypatch.setenv("HEADSHOT_TRAIN_CUDA_GRAPHS", "true")
+    with pytest.raises(ValueError, match="HEADSHOT_TRAIN_CUDA_GRAPHS=true needs HEADSHOT_COMPILE_TRAINING=true on a"):
+        Settings(_env_file=None)  # type: ignore[call-arg]  (compiled training is set false above)
+    monkeypatch.delenv("HEADSHOT_COMPILE_TRAINING")
+    assert Settings(_env_file=None).compile_profile("cuda").training  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match=r"COMPILE_TRAINING=true on a CUDA worker \(unset, it is off for a cpu"):
+        Settings(_env_file=None).compile_profile("cpu")  # type: ignore[call-arg]
 
 
 def test_bot_side_imports_no_torch() -> None:

@@ -299,7 +299,11 @@ def _compile_training(model: ServingModel, settings: Settings, scope: str) -> fl
     started = time.monotonic()
     pipe, plan = model.pipe, model.train_plan
     slot = model.training_slot = TrainingSlot(
-        pipe, rank=settings.lora_rank, compile_backend=settings.compile_backend, compile_scope=scope
+        pipe,
+        rank=settings.lora_rank,
+        compile_backend=settings.compile_backend,
+        compile_scope=scope,
+        cuda_graphs=settings.train_cuda_graphs,
     )
     config = TrainingConfig(
         rank=settings.lora_rank,
@@ -341,9 +345,12 @@ def _train_base_in_float8(model: ServingModel, settings: Settings, scratch: Path
     layers = use_float8_training(pipe.unet)
     picture = Image.new("RGB", (1024, 1024), "gray")
     step = TrainingConfig(rank=settings.lora_rank, steps=1, batch_size=1)
-    with torch.compiler.set_stance("force_eager"):  # calibration records in eager code; compiling comes next
+    slot = model.training_slot
+    assert slot is not None  # _compile_training made it before calling here
+    # Calibration records in eager code (compiling, and any training graphs' capture, come next).
+    with torch.compiler.set_stance("force_eager"), slot.plain_steps():
         calibrated = calibrate_float8_gradients(
-            pipe.unet, lambda: train_lora(pipe, [picture], step, scratch, slot=model.training_slot)
+            pipe.unet, lambda: train_lora(pipe, [picture], step, scratch, slot=slot)
         )
     return layers, calibrated
 

@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     from pipeline.diffusion.training.config import TrainingConfig
     from pipeline.diffusion.training.dataset import TrainingSet
 
-__all__ = ["denoising_loss", "sampled_batch_loss"]
+__all__ = ["batch_loss", "denoising_loss", "draw_batch", "sampled_batch_loss"]
 
 
 def denoising_loss(
@@ -49,18 +49,11 @@ def denoising_loss(
     return per_sample.mean()
 
 
-def sampled_batch_loss(
-    forward: Callable[..., Any],
-    noise_scheduler: Any,
-    training_set: TrainingSet,
-    prompt: tuple[Any, Any],
-    config: TrainingConfig,
-    generator: Any,
-    device: Any,
-    dtype: Any,
-) -> Any:
-    """Draw a batch (bucket, images, noise, timesteps, all from the CPU ``generator``, so runs repeat on any device)
-    and return its denoising loss under ``prompt`` (token embeddings, pooled embedding)."""
+def draw_batch(
+    noise_scheduler: Any, training_set: TrainingSet, config: TrainingConfig, generator: Any, device: Any
+) -> dict[str, Any]:
+    """Draw a batch (bucket, images, noise, timesteps, all from the CPU ``generator``, so runs repeat on any device):
+    ``batch_loss``'s keyword arguments, on ``device``."""
     import torch
 
     from pipeline.diffusion.training.dataset import to_device
@@ -72,14 +65,53 @@ def sampled_batch_loss(
     if config.noise_offset:
         noise += config.noise_offset * torch.randn((*latents.shape[:2], 1, 1), generator=generator)
     timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (config.batch_size,), generator=generator)
-    embeds, pooled = prompt
+    return {
+        "latents": latents,
+        "noise": to_device(noise, device),
+        "timesteps": to_device(timesteps, device),
+        "time_ids": to_device(bucket.time_ids, device),
+    }
+
+
+def batch_loss(
+    forward: Callable[..., Any],
+    noise_scheduler: Any,
+    config: TrainingConfig,
+    dtype: Any,
+    *,
+    latents: Any,
+    noise: Any,
+    timesteps: Any,
+    time_ids: Any,
+    embeds: Any,
+    pooled: Any,
+) -> Any:
+    """``denoising_loss`` of a drawn batch (``draw_batch``) under a prompt's token and pooled embeddings; every
+    tensor a keyword, so a CUDA graph of it (``training.graphs``) can take each as an input."""
     return denoising_loss(
         forward,
         noise_scheduler,
         latents,
-        to_device(noise, device),
-        to_device(timesteps, device),
-        (embeds, pooled, to_device(bucket.time_ids, device)),
+        noise,
+        timesteps,
+        (embeds, pooled, time_ids),
         dtype=dtype,
         min_snr_gamma=config.min_snr_gamma,
     )
+
+
+def sampled_batch_loss(
+    forward: Callable[..., Any],
+    noise_scheduler: Any,
+    training_set: TrainingSet,
+    prompt: tuple[Any, Any],
+    config: TrainingConfig,
+    generator: Any,
+    device: Any,
+    dtype: Any,
+) -> Any:
+    """Draw a batch (``draw_batch``) and return its denoising loss under ``prompt`` (token embeddings, pooled
+    embedding)."""
+    embeds, pooled = prompt
+    batch = draw_batch(noise_scheduler, training_set, config, generator, device)
+    return batch_loss(forward, noise_scheduler, config, dtype, **batch, embeds=embeds, pooled=pooled)

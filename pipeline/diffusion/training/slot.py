@@ -13,7 +13,8 @@ the pipeline for serving.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from pipeline.diffusion.acceleration import REGIONAL_SCOPES, check_compile_scope, compile_regionally
@@ -23,6 +24,7 @@ from pipeline.diffusion.adapters import (
     skip_lora_input_casts,
     snapshot_active_adapters,
 )
+from pipeline.diffusion.training.graphs import TrainingGraphs
 
 __all__ = ["TRAINING_ADAPTER", "TrainingSlot", "reset_lora"]
 
@@ -40,6 +42,7 @@ class TrainingSlot:
         target_modules: Sequence[str] = UNET_ATTENTION_TARGETS,
         compile_backend: str = "inductor",
         compile_scope: str = "unet",
+        cuda_graphs: bool = False,
     ) -> None:
         import torch
         from peft import LoraConfig
@@ -70,6 +73,8 @@ class TrainingSlot:
             param.data = param.data.float()
         if unet.device.type == "cuda" and unet.dtype in (torch.float16, torch.bfloat16):
             skip_lora_input_casts(unet, TRAINING_ADAPTER)  # train_lora runs a half model on CUDA under autocast
+        # ``cuda_graphs``: every job's steps replayed from graphs kept here (``training.graphs``), one per batch shape.
+        self.graphs = TrainingGraphs(self.parameters) if cuda_graphs else None
         self.clear()
 
         # 3. One forward for every job; ``unet.forward``, not ``unet(...)``: a serving-compiled UNet keeps its graphs.
@@ -93,18 +98,31 @@ class TrainingSlot:
         if text_encoder_lora:
             raise ValueError("A TrainingSlot trains the UNet only; train text-encoder LoRAs without one.")
 
+    @contextlib.contextmanager
+    def plain_steps(self) -> Iterator[None]:
+        """Jobs inside the block step from Python, not from the slot's graphs (a calibration that records in eager
+        code must neither replay a graph nor leave one captured in its state)."""
+        graphs, self.graphs = self.graphs, None
+        try:
+            yield
+        finally:
+            self.graphs = graphs
+
     def reset(self) -> None:
         """Fresh LoRA weights from torch's global RNG (callers seed it), as ``reset_lora`` draws them."""
         reset_lora([self.pipe.unet], TRAINING_ADAPTER)
 
     def clear(self) -> None:
-        """Zero every weight of the slot and freeze it (a finished job's LoRA must not stay in memory)."""
+        """Zero every weight of the slot and its kept gradients, and freeze it (a finished job's LoRA must not stay in
+        memory)."""
         import torch
 
         with torch.no_grad():
             for param in self.parameters:
                 param.zero_()
                 param.requires_grad_(False)
+        if self.graphs is not None:
+            self.graphs.clear()
 
 
 def reset_lora(models: Iterable[Any], adapter: str) -> None:

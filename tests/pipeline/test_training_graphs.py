@@ -1,0 +1,63 @@
+"""A worker's training steps replayed from CUDA graphs train the LoRA the plain steps train, job after job.
+
+CUDA graphs exist only on a GPU: on a CPU machine (CI) the GPU test is skipped and only the refusal runs. The GPU
+test trains the tiny model in bf16 through the worker's own path (rendering slot, training slot, blocks compiled by
+inductor), once with the slot's graphs and once without, from the same seed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from pipeline.diffusion.loading import load_base_pipeline
+from pipeline.diffusion.lora_slot import LoraSlot
+from pipeline.diffusion.training.config import TrainingConfig
+from pipeline.diffusion.training.loop import train_lora
+from pipeline.diffusion.training.slot import TrainingSlot
+
+on_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU")
+
+RECIPE = TrainingConfig(rank=4, steps=8, batch_size=2, seed=3)
+
+
+def test_training_graphs_for_a_slot_on_the_cpu_are_refused_by_name(model_cache_dir: Path) -> None:
+    pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
+    LoraSlot(pipe, max_rank=8)
+    with pytest.raises(ValueError, match="need the LoRA's weights on a CUDA device, but they are on cpu"):
+        TrainingSlot(pipe, rank=4, compile_backend="eager", cuda_graphs=True)
+
+
+@on_gpu
+def test_replayed_training_matches_the_plain_steps_user_after_user(
+    model_cache_dir: Path, selfie_images: list[Any], tmp_path: Path, fresh_dynamo: None
+) -> None:
+    def worker(graphs: bool) -> tuple[Any, TrainingSlot]:
+        pipe = load_base_pipeline("tiny", device="cuda", dtype="bfloat16", cache_dir=model_cache_dir)
+        LoraSlot(pipe, max_rank=8)
+        return pipe, TrainingSlot(pipe, rank=RECIPE.rank, compile_scope="blocks", cuda_graphs=graphs)
+
+    plain_pipe, plain_slot = worker(False)
+    graphed_pipe, graphed_slot = worker(True)
+    assert graphed_slot.graphs is not None and plain_slot.graphs is None
+    captured = 0
+    for job, images in (("first", selfie_images[:2]), ("second", selfie_images[2:4])):
+        plain = train_lora(plain_pipe, images, RECIPE, tmp_path / f"plain-{job}", slot=plain_slot)
+        graphed = train_lora(graphed_pipe, images, RECIPE, tmp_path / f"graphed-{job}", slot=graphed_slot)
+        # bf16 kernels launched from Python or replayed compute the same sums; only the order of float32 updates
+        # in fused AdamW could differ, and does not here.
+        assert graphed.losses == pytest.approx(plain.losses, rel=1e-3), job
+        expected, got = load_file(plain.lora_path), load_file(graphed.lora_path)
+        assert got.keys() == expected.keys()
+        assert all(torch.allclose(got[key], expected[key], rtol=1e-3, atol=1e-5) for key in expected), job
+        if job == "first":
+            captured = graphed_slot.graphs.captured
+            assert captured >= 1  # one graph per batch shape the first job drew
+        # Between jobs nothing of the user stays: the kept gradients are zero, as the LoRA's weights are.
+        assert all(not gradient.any() for gradient in graphed_slot.graphs.gradients), job
+    # The second job's shapes were the first's (the same buckets of square crops): it captured nothing new.
+    assert graphed_slot.graphs.captured == captured
