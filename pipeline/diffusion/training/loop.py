@@ -36,6 +36,7 @@ from pipeline.diffusion.training.dataset import TrainingSet, encode_training_set
 from pipeline.diffusion.training.flux2_loss import flow_matching_batch_loss
 from pipeline.diffusion.training.loss import sampled_batch_loss
 from pipeline.diffusion.training.slot import TRAINING_ADAPTER, TrainingSlot, reset_lora
+from pipeline.diffusion.training.steps import GraphedSteps, PlainSteps, graphable
 from pipeline.errors import JobCancelled
 
 __all__ = [
@@ -182,12 +183,13 @@ def train_lora(
         unet.train()
         # ``unet.forward``, not ``unet(...)``: an inference-compiled UNet (optimize_for_inference) keeps its graphs.
         forward = slot.forward if slot is not None else unet.forward  # the slot's is compiled once per worker
-        steps: _PlainSteps | _GraphedSteps
-        if slot is not None and slot.graphs is not None and _graphable(config, prior, fixed_prompt, scaler, autocast):
-            steps = _GraphedSteps(slot.graphs, forward, pipe, config, fixed_prompt, unet.dtype)
+        steps: PlainSteps | GraphedSteps
+        if slot is not None and slot.graphs is not None and graphable(config, prior, fixed_prompt, scaler, autocast):
+            steps = GraphedSteps(slot.graphs, forward, pipe, config, fixed_prompt, unet.dtype)
         else:
             prompts = (fixed_prompt, class_prompt if prior is not None else None)
-            steps = _PlainSteps(_objective(pipe, family, forward), pipe, config, prompts, prior, autocast)
+            encode = functools.partial(_encode_prompt, pipe, config.prompt)  # each step, when text encoders train
+            steps = PlainSteps(_objective(pipe, family, forward), unet.dtype, config, prompts, prior, autocast, encode)
 
         # 4. Loop: each batch from one aspect bucket. Random draws come from one CPU generator, so runs repeat
         #    exactly on any device.
@@ -278,70 +280,6 @@ def _objective(pipe: Any, family: Family, forward: Callable[..., Any]) -> Callab
     from diffusers import DDPMScheduler
 
     return functools.partial(sampled_batch_loss, forward, DDPMScheduler.from_config(pipe.scheduler.config))
-
-
-def _graphable(config: TrainingConfig, prior: Any, fixed_prompt: Any, scaler: Any, autocast: Any) -> bool:
-    """Whether a step can replay from a slot's CUDA graph: one batch and one fixed prompt a step (no prior term,
-    no text encoders training), a half-precision model under autocast without a loss scaler, no checkpointing."""
-    import torch
-
-    half_autocast = isinstance(autocast, torch.autocast) and not scaler.is_enabled()
-    return half_autocast and prior is None and fixed_prompt is not None and not config.gradient_checkpointing
-
-
-class _PlainSteps:
-    """A job's steps launched from Python: the batch (and the prior's, if any) drawn, forward, loss, backward."""
-
-    def __init__(
-        self,
-        batch_loss: Callable[..., Any],
-        pipe: Any,
-        config: TrainingConfig,
-        prompts: tuple[Any, Any],
-        prior: TrainingSet | None,
-        autocast: Any,
-    ) -> None:
-        self.batch_loss, self.pipe, self.config, self.prior, self.autocast = batch_loss, pipe, config, prior, autocast
-        self.fixed_prompt, self.class_prompt = prompts
-
-    def step(self, training_set: TrainingSet, generator: Any, device: Any, optimizer: Any, scaler: Any) -> Any:
-        config, dtype = self.config, denoiser(self.pipe).dtype
-        with self.autocast:
-            prompt = self.fixed_prompt if self.fixed_prompt is not None else _encode_prompt(self.pipe, config.prompt)
-            loss = self.batch_loss(training_set, prompt, config, generator, device, dtype)
-            if self.prior is not None:
-                prior_term = self.batch_loss(self.prior, self.class_prompt, config, generator, device, dtype)
-                loss = loss + config.prior_loss_weight * prior_term
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        return loss
-
-
-class _GraphedSteps:
-    """A job's steps through a slot's ``TrainingGraphs``: the batch drawn as the plain step draws it, then replayed."""
-
-    def __init__(
-        self, graphs: Any, forward: Callable[..., Any], pipe: Any, config: TrainingConfig, prompt: Any, dtype: Any
-    ) -> None:
-        from diffusers import DDPMScheduler
-
-        from pipeline.diffusion.training.loss import batch_loss
-
-        self.graphs, self.config, self.dtype = graphs, config, dtype
-        self.embeds, self.pooled = prompt
-        self.schedule = DDPMScheduler.from_config(pipe.scheduler.config)
-        self.loss_of = functools.partial(batch_loss, forward, self.schedule, config, dtype)
-        # The objective's numbers a captured graph holds (the rest is its inputs or the slot's weights).
-        self.recipe = (config.min_snr_gamma, self.schedule.config.prediction_type, str(dtype))
-        graphs.attach()
-
-    def step(self, training_set: TrainingSet, generator: Any, device: Any, optimizer: Any, scaler: Any) -> Any:
-        """(The graph zeroes the kept gradients itself, and no scaler is enabled: ``_graphable``.)"""
-        from pipeline.diffusion.training.loss import draw_batch
-
-        batch = draw_batch(self.schedule, training_set, self.config, generator, device)
-        tensors = {**batch, "embeds": self.embeds, "pooled": self.pooled}
-        return self.graphs.step(self.loss_of, tensors, autocast_dtype=self.dtype, recipe=self.recipe)
 
 
 def _attach_lora(
