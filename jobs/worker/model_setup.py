@@ -285,7 +285,10 @@ def prepare_training(model: ServingModel, settings: Settings, compiling: Compile
     use_fast_maths(model.pipe)
     use_channels_last(model.pipe, compiling.scope)
     if compiling.training:
-        log.info("training step compiled in %.0f s", _compile_training(model, settings, compiling.scope))
+        seconds = _compile_training(model, settings, compiling.scope)
+        graphs = model.training_slot.graphs if model.training_slot is not None else None
+        captured = f", {graphs.captured} batch shapes captured as CUDA graphs" if graphs is not None else ""
+        log.info("training step compiled in %.0f s%s", seconds, captured)
 
 
 def _compile_training(model: ServingModel, settings: Settings, scope: str) -> float:
