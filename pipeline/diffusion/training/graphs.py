@@ -119,7 +119,9 @@ class TrainingGraphs:
                 self._run(loss_of, inputs, autocast_dtype)
         torch.cuda.current_stream().wait_stream(self._stream)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._pool, stream=self._stream):
+        # thread_local, as rendering's graphs capture: a worker's other threads (its event loop's GPU queries for the
+        # heartbeat) go on while a job captures a new shape; autograd's own thread launches onto the capture stream.
+        with torch.cuda.graph(graph, pool=self._pool, stream=self._stream, capture_error_mode="thread_local"):
             loss = self._run(loss_of, inputs, autocast_dtype)
         shape = tuple(next(iter(inputs.values())).shape)
         reserved = torch.cuda.memory_reserved(self._stream.device) / 2**30  # the graphs' pool stays reserved
