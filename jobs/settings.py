@@ -344,6 +344,7 @@ class Settings(BaseSettings):
         training = on_cuda if self.compile_training is None else self.compile_training
         scope: CompileScope = self.compile_scope or ("blocks" if unet and training else "unet")
         unset = f" (unset, it is off for a {device} worker)" if self.compile_unet is None else ""
+        unset_training = f" (unset, it is off for a {device} worker)" if self.compile_training is None else ""
         if self.render_float8 and not unet:
             raise ValueError(
                 f"HEADSHOT_RENDER_FLOAT8=true needs HEADSHOT_COMPILE_UNET=true{unset}: uncompiled, the FP8 layers "
@@ -356,14 +357,12 @@ class Settings(BaseSettings):
                 "style at start (else a user's first request would compile). Turn compile_unet on, or use scope 'unet'."
             )
         if self.train_float8 and not training:
-            unset_training = f" (unset, it is off for a {device} worker)" if self.compile_training is None else ""
             raise ValueError(
                 f"HEADSHOT_TRAIN_FLOAT8=true needs HEADSHOT_COMPILE_TRAINING=true{unset_training}: FP8 training "
                 "calibrates its gradient scales for the compiled training step, and eager it would cast in kernels of "
                 "their own. Turn compiled training on, or FP8 training off."
             )
         if self.train_cuda_graphs and not (training and on_cuda):
-            unset_training = f" (unset, it is off for a {device} worker)" if self.compile_training is None else ""
             raise ValueError(
                 f"HEADSHOT_TRAIN_CUDA_GRAPHS=true needs HEADSHOT_COMPILE_TRAINING=true on a CUDA worker"
                 f"{unset_training}: the graphs belong to the compiled worker's training slot and are captured by its "
