@@ -19,9 +19,9 @@ eager (the baseline), then each way named in ``--modes`` (``MODES``), each compi
   (``float8_training.calibrate_float8_gradients`` on training calls at the same timesteps), so no cast waits for a
   reduction;
 - a mode ending ``-graphs``: the mode before the suffix, its whole training call (forward, loss, backward to the
-  LoRA's gradients) captured once in a CUDA graph and replayed (``capture_training_call``; a GPU only): what the call
-  costs with no Python between its kernels, where the compiled call was partly host-bound (BENCHMARKS.md, 2026-12-03
-  seventh session);
+  LoRA's gradients) captured once in a CUDA graph and replayed as a worker's training slot replays its steps
+  (``HEADSHOT_TRAIN_CUDA_GRAPHS``, ``capture_training_call``; a GPU only): what the call costs with no Python
+  between its kernels, where the compiled call was partly host-bound (BENCHMARKS.md, 2026-12-03 seventh session);
 - ``blocks-norms``: the blocks and every group norm compiled (``compile_group_norms``), channels-last;
 - ``blocks-norms-nchw``: the same in NCHW;
 - ``regions``: the blocks and the glue around them (ResNet blocks, samplers), channels-last (slowest to compile).
@@ -90,7 +90,7 @@ def training_call_seconds(
             call = capture_training_call(pipe, inputs, lora)
         else:
             call = functools.partial(_training_call, pipe, inputs, lora)
-            call()
+        call()
     seconds = []
     for _ in range(repeats):
         with measured(device) as timed:
@@ -108,39 +108,33 @@ def training_call_seconds(
     return figures, torch.cat([param.grad.flatten().double() for param in lora]), call
 
 
-def _training_call(pipe: Any, inputs: dict[str, Any], lora: list[Any], *, autocast_cache: bool = True) -> None:
+def _training_call(pipe: Any, inputs: dict[str, Any], lora: list[Any]) -> None:
     """Forward and backward as a training step runs them (under autocast on a GPU), gradients fresh."""
     import torch
 
     for param in lora:
         param.grad = None
-    on_cuda = pipe.unet.device.type == "cuda"
-    with torch.autocast("cuda", dtype=pipe.unet.dtype, enabled=on_cuda, cache_enabled=autocast_cache):
+    with torch.autocast("cuda", dtype=pipe.unet.dtype, enabled=pipe.unet.device.type == "cuda"):
         out = pipe.unet.forward(**inputs).sample
     out.float().pow(2).mean().backward()
 
 
-def capture_training_call(pipe: Any, inputs: dict[str, Any], lora: list[Any], *, warm_up: int = 3) -> Any:
-    """Capture one training call on ``inputs`` in a CUDA graph; return its replay (the LoRA's ``.grad`` tensors are
-    the graph's, rewritten by every replay).
+def capture_training_call(pipe: Any, inputs: dict[str, Any], lora: list[Any]) -> Any:
+    """The training call replayed from a CUDA graph as a worker's training slot replays its steps
+    (``training.graphs.TrainingGraphs``: captured at the first call, the LoRA's ``.grad`` the kept gradients);
+    return the call, which captures at its first run."""
+    from pipeline.diffusion.training.graphs import TrainingGraphs
 
-    As PyTorch's whole-network capture does it: ``warm_up`` calls on a side stream first (compiles, cuBLAS
-    workspaces, lazily made handles), gradients unset before the capture so the captured backward allocates them
-    from the graph's pool, and autocast without its weight-cast cache (a cast cached during capture would be memory
-    the graph does not own).
-    """
-    import torch
+    graphs = TrainingGraphs(lora)
+    # The graph's inputs are flat tensors; the UNet takes SDXL's two added conditions in a dict of their own.
+    added = inputs["added_cond_kwargs"]
+    tensors = {**{key: value for key, value in inputs.items() if key != "added_cond_kwargs"}, **added}
 
-    stream = torch.cuda.Stream(device=pipe.unet.device)
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(warm_up):
-            _training_call(pipe, inputs, lora, autocast_cache=False)
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        _training_call(pipe, inputs, lora, autocast_cache=False)
-    return graph.replay
+    def loss_of(**given: Any) -> Any:
+        conditions = {key: given.pop(key) for key in added}
+        return pipe.unet.forward(**given, added_cond_kwargs=conditions).sample.float().pow(2).mean()
+
+    return functools.partial(graphs.step, loss_of, tensors, autocast_dtype=pipe.unet.dtype)
 
 
 def training_profile(
@@ -306,8 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile and on_cuda:
         record(training_profile(pipe, inputs, lora, label="eager, channels-last"))
     for mode in modes:
-        # The last mode's graph (its replay) and the gradients it allocated hold its private memory pool: 83 GiB at
-        # batch 16 on an H200, so the next mode ran out of memory while they lived.
+        # The last mode's graphs (held by its call) keep their private memory pool, 83 GiB at batch 16 on an H200,
+        # and its gradients stay the LoRA's: the next mode ran out of memory while they lived.
         call = None
         for param in lora:
             param.grad = None
