@@ -60,3 +60,6 @@ class PhaseResult:
     job_seconds: dict[str, dict[str, float]] = field(default_factory=dict)
     worker_seconds_per_customer: float = 0.0  # workers x phase seconds / customers: one GPU each on a GPU host
     share_between_jobs: float = 0.0
+    # Each customer's wait from ``/train start`` (their training enqueued) to their first headshots ready to send, in
+    # the order they were enqueued: the first one's, in a one-customer phase, is the warm worker's figure.
+    first_headshot_s: list[float] = field(default_factory=list)

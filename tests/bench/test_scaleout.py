@@ -38,6 +38,11 @@ async def test_two_workers_share_the_queue_without_running_a_job_twice(
     assert 0 < in_jobs <= 2 * result.seconds
     assert result.worker_seconds_per_customer == round(2 * result.seconds / 3, 1)
     assert result.share_between_jobs == round(1 - in_jobs / (2 * result.seconds), 3)
+    # Each customer waited from their training's enqueue to their first headshots: at least a training and a request.
+    assert len(result.first_headshot_s) == 3
+    shortest = result.job_seconds["training"]["min_s"] + result.job_seconds["headshots"]["min_s"]
+    assert min(result.first_headshot_s) >= shortest - 0.02  # each figure rounded to 10 ms
+    assert max(result.first_headshot_s) <= result.seconds
     # Every customer's headshots are on disk, in their own folder.
     outputs = sorted(tmp_path.glob("phase-2w-3c/storage/users/*/outputs/*/*.png"))
     assert len(outputs) == 3 * 4
