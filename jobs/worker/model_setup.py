@@ -10,6 +10,7 @@ already contains both slots and no user's job adds a layer. Blocking: the worker
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import time
@@ -295,8 +296,6 @@ def _compile_training(model: ServingModel, settings: Settings, scope: str) -> fl
     """A persistent training LoRA, its forward compiled now for every aspect bucket by one-step jobs on plain
     pictures (then zeroed), so no user's training waits for a compile."""
     from pipeline.diffusion.training.config import TrainingConfig
-    from pipeline.diffusion.training.dataset import BUCKET_ASPECTS
-    from pipeline.diffusion.training.loop import train_lora
     from pipeline.diffusion.training.slot import TrainingSlot
 
     started = time.monotonic()
@@ -318,12 +317,24 @@ def _compile_training(model: ServingModel, settings: Settings, scope: str) -> fl
         if settings.train_float8:  # before the warm-up compiles: its graphs are traced with the FP8 training layers
             layers, calibrated = _train_base_in_float8(model, settings, Path(scratch))
             log.info("%d UNet layers train in FP8 (%d gradient scales calibrated)", layers, calibrated)
-        for width, height in BUCKET_ASPECTS:  # one latent shape each
-            bucket_started = time.monotonic()
-            picture = Image.new("RGB", (width * 128, height * 128), "gray")
-            train_lora(pipe, [picture], config, Path(scratch), slot=slot)
-            log.info("training warmed for %dx%d in %.0f s", *picture.size, time.monotonic() - bucket_started)
+        # With graphs, every bucket is warmed before any is captured (``TrainingGraphs.warming``), then captured.
+        with slot.graphs.warming() if slot.graphs is not None else contextlib.nullcontext():
+            _train_every_bucket(pipe, config, slot, Path(scratch), "warmed")
+        if slot.graphs is not None:
+            _train_every_bucket(pipe, config, slot, Path(scratch), "captured")
     return time.monotonic() - started
+
+
+def _train_every_bucket(pipe: Any, config: Any, slot: Any, scratch: Path, done: str) -> None:
+    """A one-step job on a plain picture of each aspect bucket (one latent shape each)."""
+    from pipeline.diffusion.training.dataset import BUCKET_ASPECTS
+    from pipeline.diffusion.training.loop import train_lora
+
+    for width, height in BUCKET_ASPECTS:
+        bucket_started = time.monotonic()
+        picture = Image.new("RGB", (width * 128, height * 128), "gray")
+        train_lora(pipe, [picture], config, scratch, slot=slot)
+        log.info("training %s for %dx%d in %.0f s", done, *picture.size, time.monotonic() - bucket_started)
 
 
 def _train_base_in_float8(model: ServingModel, settings: Settings, scratch: Path) -> tuple[int, int]:

@@ -7,6 +7,7 @@ inductor), once with the slot's graphs and once without, from the same seed.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -44,19 +45,23 @@ def test_replayed_training_matches_the_plain_steps_user_after_user(
     plain_pipe, plain_slot = worker(False)
     graphed_pipe, graphed_slot = worker(True)
     assert graphed_slot.graphs is not None and plain_slot.graphs is None
-    captured = 0
-    for job, images in (("first", selfie_images[:2]), ("second", selfie_images[2:4])):
+    # As a worker's start: a warm-up job under ``warming()`` captures nothing, the next job captures every shape
+    # the warm-up saw without warm-up runs of its own, and the third replays them.
+    for job, images in (("warm-up", selfie_images[:2]), ("first", selfie_images[2:4]), ("second", selfie_images[4:6])):
         plain = train_lora(plain_pipe, images, RECIPE, tmp_path / f"plain-{job}", slot=plain_slot)
-        graphed = train_lora(graphed_pipe, images, RECIPE, tmp_path / f"graphed-{job}", slot=graphed_slot)
+        with graphed_slot.graphs.warming() if job == "warm-up" else contextlib.nullcontext():
+            graphed = train_lora(graphed_pipe, images, RECIPE, tmp_path / f"graphed-{job}", slot=graphed_slot)
         # bf16 kernels launched from Python or replayed compute the same sums; only the order of float32 updates
         # in fused AdamW could differ, and does not here.
         assert graphed.losses == pytest.approx(plain.losses, rel=1e-3), job
         expected, got = load_file(plain.lora_path), load_file(graphed.lora_path)
         assert got.keys() == expected.keys()
         assert all(torch.allclose(got[key], expected[key], rtol=1e-3, atol=1e-5) for key in expected), job
-        if job == "first":
+        if job == "warm-up":
+            assert graphed_slot.graphs.captured == 0
+        elif job == "first":
             captured = graphed_slot.graphs.captured
-            assert captured >= 1  # one graph per batch shape the first job drew
+            assert captured >= 1  # one graph per batch shape the jobs drew
         # Between jobs nothing of the user stays: the kept gradients are zero, as the LoRA's weights are.
         assert all(not gradient.any() for gradient in graphed_slot.graphs.gradients), job
     # The second job's shapes were the first's (the same buckets of square crops): it captured nothing new.

@@ -1,5 +1,7 @@
 """Replaying a LoRA training step's forward, loss and backward from CUDA graphs: one graph per batch shape, captured
 at that shape's first step (a worker's training warm-up steps every aspect bucket), replayed at every later step.
+Inside ``TrainingGraphs.warming()`` a shape's first step only runs its warm-up, and its next step captures it: a
+worker warms every bucket that way before it captures any (why: ``warming``'s docstring).
 
 Why: the compiled training call is launched from Python kernel by kernel, and on an H200 the GPU sat idle for part
 of it; replayed from one graph the same call took 0.667 s against 0.718 s (BENCHMARKS.md, 2026-12-03 seventh
@@ -15,8 +17,9 @@ with: the base is frozen, the LoRA's weights are updated and re-initialised in p
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +55,8 @@ class TrainingGraphs:
         self._parameters = parameters
         self.gradients = [torch.zeros_like(param) for param in parameters]
         self._graphs: dict[Any, _Graph] = {}
+        self._warmed: set[Any] = set()  # shapes whose warm-up runs are done: their next step captures at once
+        self._warming = False
         self._pool = torch.cuda.graph_pool_handle()  # steps are serialised, so their scratch can be shared
         self._stream = torch.cuda.Stream(device=device)
         self._told = False
@@ -65,6 +70,25 @@ class TrainingGraphs:
         """Point every LoRA weight's ``.grad`` at the kept gradients (the tensors the graphs write)."""
         for param, gradient in zip(self._parameters, self.gradients, strict=True):
             param.grad = gradient
+
+    @contextlib.contextmanager
+    def warming(self) -> Iterator[None]:
+        """Inside, a new shape's step runs its warm-up only (plain runs on the capture stream, compiling what is new)
+        and captures nothing; its next step outside captures it without warm-up runs. On leaving, the memory those
+        runs cached goes back to the device.
+
+        Why: a captured graph keeps its memory pool (83 GiB at batch 16 on an H200), and the plain runs of a shape
+        warmed after it need as much again outside that pool: a worker warming its five buckets graph by graph ran
+        out of memory at the second (BENCHMARKS.md, 2026-12-03 eighth session). Warmed first, the shapes are captured
+        one after another into the one pool, each capture reusing the memory the one before it freed there."""
+        import torch
+
+        self._warming = True
+        try:
+            yield
+        finally:
+            self._warming = False
+            torch.cuda.empty_cache()
 
     def clear(self) -> None:
         """Zero the kept gradients: a finished job's gradients must not stay in memory."""
@@ -91,7 +115,12 @@ class TrainingGraphs:
                     self._told = True
                     log.info("%d training shapes have graphs already; new shapes train without one", MAX_GRAPHS)
                 return self._run(loss_of, tensors, autocast_dtype)
-            graph = self._graphs[key] = self._capture(loss_of, tensors, autocast_dtype)
+            if self._warming:
+                loss = self._warm_up(loss_of, tensors, autocast_dtype)
+                self._warmed.add(key)
+                return loss.detach().clone()
+            graph = self._graphs[key] = self._capture(loss_of, tensors, autocast_dtype, warm=key not in self._warmed)
+            self._warmed.discard(key)
         names = list(graph.inputs)
         torch._foreach_copy_([graph.inputs[name] for name in names], [tensors[name] for name in names])
         graph.graph.replay()
@@ -109,15 +138,27 @@ class TrainingGraphs:
         loss.backward()
         return loss
 
-    def _capture(self, loss_of: Callable[..., Any], tensors: dict[str, Any], autocast_dtype: Any) -> _Graph:
+    def _warm_up(self, loss_of: Callable[..., Any], tensors: dict[str, Any], autocast_dtype: Any) -> Any:
+        """``WARM_UP_RUNS`` plain runs on the capture stream; the last one's loss."""
         import torch
 
-        inputs = {name: value.detach().clone() for name, value in tensors.items()}
         self._stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(self._stream):
             for _ in range(WARM_UP_RUNS):
-                self._run(loss_of, inputs, autocast_dtype)
+                loss = self._run(loss_of, tensors, autocast_dtype)
         torch.cuda.current_stream().wait_stream(self._stream)
+        return loss
+
+    def _capture(
+        self, loss_of: Callable[..., Any], tensors: dict[str, Any], autocast_dtype: Any, *, warm: bool
+    ) -> _Graph:
+        import torch
+
+        inputs = {name: value.detach().clone() for name, value in tensors.items()}
+        if warm:
+            self._warm_up(loss_of, inputs, autocast_dtype)
+        else:  # warmed inside ``warming()``: the inputs' copies are made on this stream, the capture's is another
+            self._stream.wait_stream(torch.cuda.current_stream())
         graph = torch.cuda.CUDAGraph()
         # thread_local, as rendering's graphs capture: a worker's other threads (its event loop's GPU queries for the
         # heartbeat) go on while a job captures a new shape; autograd's own thread launches onto the capture stream.
