@@ -52,6 +52,7 @@ class TrainingGraphs:
                 f"CUDA graphs for training need the LoRA's weights on a CUDA device, but they are on {device}; "
                 "leave HEADSHOT_TRAIN_CUDA_GRAPHS off on a worker without a CUDA GPU."
             )
+        self.device = device
         self._parameters = parameters
         self.gradients = [torch.zeros_like(param) for param in parameters]
         self._graphs: dict[Any, _Graph] = {}

@@ -66,6 +66,9 @@ class GraphedSteps:
         self.graphs, self.config, self.dtype = graphs, config, dtype
         self.embeds, self.pooled = prompt
         self.schedule = DDPMScheduler.from_config(pipe.scheduler.config)
+        # Its tables on the GPU now: ``add_noise`` moves them there at its first call, a host copy that a capture
+        # without warm-up runs before it (``TrainingGraphs.warming``) refuses.
+        self.schedule.alphas_cumprod = self.schedule.alphas_cumprod.to(graphs.device)
         self.loss_of = functools.partial(batch_loss, forward, self.schedule, config, dtype)
         # The objective's numbers a captured graph holds (the rest is its inputs or the slot's weights).
         self.recipe = (config.min_snr_gamma, self.schedule.config.prediction_type, str(dtype))
