@@ -294,7 +294,8 @@ def prepare_training(model: ServingModel, settings: Settings, compiling: Compile
 
 def _compile_training(model: ServingModel, settings: Settings, scope: str) -> float:
     """A persistent training LoRA, its forward compiled now for every aspect bucket by one-step jobs on plain
-    pictures (then zeroed), so no user's training waits for a compile."""
+    pictures (then zeroed), so no user's training waits for a compile; with CUDA graphs, each bucket's step is then
+    captured by a second round of those jobs."""
     from pipeline.diffusion.training.config import TrainingConfig
     from pipeline.diffusion.training.slot import TrainingSlot
 
