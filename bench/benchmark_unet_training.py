@@ -24,7 +24,9 @@ eager (the baseline), then each way named in ``--modes`` (``MODES``), each compi
   between its kernels, where the compiled call was partly host-bound (BENCHMARKS.md, 2026-12-03 seventh session);
 - ``blocks-norms``: the blocks and every group norm compiled (``compile_group_norms``), channels-last;
 - ``blocks-norms-nchw``: the same in NCHW;
-- ``regions``: the blocks and the glue around them (ResNet blocks, samplers), channels-last (slowest to compile).
+- ``regions``: the blocks and the glue around them (ResNet blocks, samplers), channels-last (slowest to compile);
+  ``regions-nocast``, ``regions-nocast-fp8-static`` and their ``-graphs``: the same without peft's input casts, with
+  the FP8 base, replayed: the glue's elementwise work fused where the host no longer decides the call.
 
 Each mode records its first call (the compile), the median call, its peak memory, the gradient's relative difference
 from eager's, and with ``--profile`` its kernels by kind over 3 calls ("layout conversions" are the copies eager ops
@@ -67,6 +69,10 @@ MODES = (
     "blocks-norms",
     "blocks-norms-nchw",
     "regions",
+    "regions-nocast",
+    "regions-nocast-fp8-static",
+    "regions-nocast-graphs",
+    "regions-nocast-fp8-static-graphs",
 )
 
 
@@ -233,7 +239,7 @@ def calibrate_gradients_on_timesteps(pipe: Any, inputs: dict[str, Any], lora: li
 def _compile(pipe: Any, mode: str, backend: str) -> None:
     from pipeline.diffusion.acceleration import compile_unet_blocks, compile_unet_regions
 
-    if mode == "regions":
+    if mode.startswith("regions"):
         compile_unet_regions(pipe.unet, backend=backend)
         return
     compile_unet_blocks(pipe.unet, backend=backend, dynamic=True if mode.endswith("-dynamic") else None)

@@ -14,9 +14,9 @@ def test_unet_training_benchmark_times_each_layout_and_scope_against_eager(tmp_p
     from bench.benchmark_unet_training import main
 
     out = tmp_path / "unet-training.json"
-    # The blocks, the norms and the layout switch (regions: tests/pipeline); the blocks dynamic from their first call;
-    # the frozen base in FP8 with calibrated input and gradient scales.
-    modes = ["blocks-norms-nchw", "blocks-nchw-nocast-dynamic", "blocks-nchw-nocast-fp8-static"]
+    # The blocks, the norms and the layout switch; the blocks dynamic from their first call; the regions without
+    # peft's input casts; the frozen base in FP8 with calibrated input and gradient scales.
+    modes = ["blocks-norms-nchw", "blocks-nchw-nocast-dynamic", "regions-nocast", "blocks-nchw-nocast-fp8-static"]
     assert (
         main(["--model", "tiny", "--batch", "1", "--backend", "eager", "--modes", ",".join(modes), "--out", str(out)])
         == 0
