@@ -18,6 +18,7 @@ from jobs.contract.events import ImagesReady, RenderedImage
 from jobs.contract.keys import user_prefix
 from jobs.contract.kinds import JobKind
 from jobs.contract.payloads import GenerateRequest, RenderMode
+from jobs.worker.laps import Laps
 from jobs.worker.png import encode_pngs
 from jobs.worker.ranking import candidate_count, load_reference, rank_headshots
 from jobs.worker.state import WORKER_NAME, WorkerState, worker_state
@@ -41,6 +42,8 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
     job_id: str = ctx["job_id"]
     progress = ProgressReporter(state.events, request.user_key, job_id, settings.progress_interval_s)
     await announce_start(ctx, JobKind.GENERATE, request.user_key, WORKER_NAME)
+    # Where a request's time goes, for the log: the GPU idles through every stage but "GPU" (one job a worker).
+    laps = Laps()
     try:
         # 1. The user's LoRA as a local file for diffusers' loader, and the headshot an action starts from.
         reference = await load_reference(storage, request.lora_key)
@@ -56,6 +59,7 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
             if request.mode != RenderMode.PREVIEW:  # a preview renders before (or without) any LoRA
                 lora_path = Path(scratch) / "pytorch_lora_weights.safetensors"
                 await storage.get_file(request.lora_key, lora_path)
+            laps.lap("fetch")
 
             # 2. Render in a thread.
             def on_images(done: int, total: int) -> None:
@@ -66,9 +70,11 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
                 progress,
                 lambda: _render(state, request, source, selfies, renders, lora_path, on_images, progress.stop.is_set),
             )
+            laps.lap("GPU")
             # 3. The image safety check on every candidate, so the next-best safe one takes a flagged one's place;
             #    what it flags is dropped here, never stored, and only counted.
             images, dropped = await asyncio.to_thread(_withhold_unsafe, state, job_id, images)
+            laps.lap("safety")
             # 4. Keep the best likenesses, from the faces found in every candidate at once; 5. give small faces
             #    (every face, in an upscale) the face pass, whose re-rendered images are checked again. The faces
             #    found for the ranking serve the face pass too.
@@ -77,20 +83,25 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
                 found = await state.face_search.faces([item.image for item in images])
             ranked = rank_headshots(images, found, reference, request.count, settings.identity_min_score)
             faces_of = {id(item): faces for item, faces in zip(images, found, strict=True)} if found else {}
+            laps.lap("ranking")
             passed = await _face_pass(state, request, ranked, lora_path, progress, faces_of)
+            laps.lap("face pass")
             redone = [new for new, old in zip(passed, ranked, strict=True) if new[0].image is not old[0].image]
             safe, more = await asyncio.to_thread(_withhold_unsafe, state, job_id, [new for new, _ in redone])
             flagged = {id(new) for new, _ in redone} - {id(new) for new in safe}
             ranked = [item for item in passed if id(item[0]) not in flagged]
             dropped += more
+            laps.lap("safety")
         # 6. Store the PNGs; the event carries keys, seeds, scores, never bytes.
         # All images at once, in strips on every core (jobs/worker/png.py): the GPU waits for this step.
         encoded = await asyncio.to_thread(encode_pngs, [generated.image for generated, _ in ranked])
+        laps.lap("PNG")
         results = []
         for number, ((generated, score), data) in enumerate(zip(ranked, encoded, strict=True)):
             key = f"{request.output_prefix}{number:02d}-seed{generated.seed}.png"
             await storage.put(key, data)
             results.append(RenderedImage(key, generated.seed, score))
+        laps.lap("store")
     except (asyncio.CancelledError, JobCancelled):
         await asyncio.shield(report_stop(ctx, JobKind.GENERATE, request.user_key, request.output_prefix))
         raise
@@ -106,6 +117,8 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
         dropped=dropped,
     )
     await state.events.publish(ready)
+    laps.lap("event")
+    log.info("rendered %d headshots in %.2f s: %s", len(results), laps.total, laps)
     images = [image.to_dict() for image in ready.images]
     return {"style": ready.style, "title": ready.title, "images": images, "dropped": dropped}
 

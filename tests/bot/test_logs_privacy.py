@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -80,3 +81,5 @@ async def test_tokens_and_image_bytes_never_reach_the_logs(
         leaks = [needle[:16] for needle in needles if needle in text]
         assert not leaks, f"{record.name} logged {leaks}: {text[:300]}"
     assert "**********" in caplog.text  # the settings were logged, with the tokens masked
+    # The worker said where each request's time went, stage by stage (and leaked nothing doing it, above).
+    assert re.search(r"rendered \d+ headshots in [\d.]+ s: fetch [\d.]+ s, GPU [\d.]+ s, safety", caplog.text)
