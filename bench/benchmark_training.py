@@ -2,7 +2,7 @@
 the same process, with a profile and the model FLOPs behind each rate.
 
 The worker side is set up by the worker's own code from ``Settings()`` (the environment's ``HEADSHOT_*`` variables
-apply): the memory plan's batch size (``jobs.worker.model_setup.training_plan``) and, where the settings compile
+apply): the memory plan's batch size (``jobs.worker.training_setup.training_plan``) and, where the settings compile
 training, the worker's ``TrainingSlot`` warmed for every aspect bucket (``prepare_training``, what a worker's start
 does). Then, on ten crops of scikit-image's astronaut photo:
 
@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench.benchmark_request import describe_settings, worker_settings
     from bench.reference import naive_training_rate
-    from jobs.worker.model_setup import ServingModel, prepare_training, training_plan
+    from jobs.worker.model_setup import ServingModel, prepare_training
+    from jobs.worker.training_setup import training_plan
     from pipeline.diffusion.loading import load_base_pipeline, pick_device
     from pipeline.diffusion.lora_slot import LoraSlot
 

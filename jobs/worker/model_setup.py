@@ -10,18 +10,16 @@ already contains both slots and no user's job adds a layer. Blocking: the worker
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import tempfile
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
 from jobs.settings import CompileProfile, Settings
 from jobs.worker.ranking import render_batch_sizes
+from jobs.worker.training_setup import compile_training, training_pipeline, training_plan
 
 __all__ = [
     "ServingModel",
@@ -32,7 +30,6 @@ __all__ = [
     "prepare_training",
     "renders_in_float8",
     "use_float8_rendering",
-    "training_plan",
 ]
 
 log = logging.getLogger(__name__)
@@ -196,55 +193,6 @@ def _check_weight_dtypes(loaded: dict[str, set[Any]], now: dict[str, set[Any]]) 
         )
 
 
-def training_pipeline(pipe: Any, train_model: str, settings: Settings, device: str) -> Any:
-    """``pipe`` with the denoiser of the checkpoint ``train_model`` in place of its own: one text encoder and one VAE
-    serve both, so training costs only the second denoiser's memory. Raises ``ModelLoadError`` when the two are not
-    the same architecture (a LoRA of one would not load into the other)."""
-    from pipeline.diffusion.families import denoiser, pipeline_family
-    from pipeline.diffusion.loading import load_base_pipeline
-    from pipeline.errors import ModelLoadError
-
-    loaded = load_base_pipeline(
-        train_model, device=device, dtype=settings.dtype, cache_dir=settings.resolved_model_cache_dir
-    )
-    name = "transformer" if hasattr(pipe, "transformer") else "unet"
-    ours, theirs = denoiser(pipe), denoiser(loaded)
-    if pipeline_family(loaded) is not pipeline_family(pipe) or _architecture(ours) != _architecture(theirs):
-        raise ModelLoadError(
-            f"HEADSHOT_TRAIN_MODEL '{train_model}' is not the architecture of HEADSHOT_MODEL '{settings.model}' "
-            f"({type(loaded).__name__} with a {type(theirs).__name__}, against {type(pipe).__name__}), so its LoRAs "
-            "would not load for rendering; name the base twin of HEADSHOT_MODEL, or unset it."
-        )
-    extra = {"is_distilled": loaded.config.is_distilled} if name == "transformer" else {}
-    trainer = type(pipe)(**{**pipe.components, name: theirs, "scheduler": loaded.scheduler, **extra})
-    trainer.set_progress_bar_config(disable=True)
-    log.info("LoRAs train on %s's %s", train_model, name)
-    return trainer
-
-
-def _architecture(model: Any) -> dict[str, Any]:
-    """A denoiser's config without what names or files it (what decides whether a LoRA of one fits the other)."""
-    return {key: value for key, value in dict(model.config).items() if not key.startswith("_")}
-
-
-def training_plan(pipe: Any, settings: Settings) -> Any:
-    """Batch size and checkpointing from the GPU's memory, unless the settings fix them."""
-    import torch
-
-    from pipeline.diffusion.families import denoiser, pipeline_family
-    from pipeline.diffusion.training.loop import MemoryPlan, memory_plan
-
-    device = denoiser(pipe).device
-    memory = torch.cuda.get_device_properties(device).total_memory / 2**30 if device.type == "cuda" else None
-    plan = memory_plan(memory, pipeline_family(pipe))
-    return MemoryPlan(
-        batch_size=settings.train_batch_size or plan.batch_size,
-        gradient_checkpointing=plan.gradient_checkpointing
-        if settings.train_gradient_checkpointing is None
-        else settings.train_gradient_checkpointing,
-    )
-
-
 def _flux2_profile(settings: Settings, profile: CompileProfile) -> CompileProfile:
     """What a klein worker compiles: rendering only, the whole transformer. Compiled training (a ``TrainingSlot``),
     block-wise compiling and FP8 are built and measured for SDXL's UNet only; settings that ask for them by name fail
@@ -286,88 +234,10 @@ def prepare_training(model: ServingModel, settings: Settings, compiling: Compile
     use_fast_maths(model.pipe)
     use_channels_last(model.pipe, compiling.scope)
     if compiling.training:
-        seconds = _compile_training(model, settings, compiling.scope)
-        graphs = model.training_slot.graphs if model.training_slot is not None else None
+        model.training_slot, seconds = compile_training(model.pipe, model.train_plan, settings, compiling.scope)
+        graphs = model.training_slot.graphs
         captured = f", {graphs.captured} batch shapes captured as CUDA graphs" if graphs is not None else ""
         log.info("training step compiled in %.0f s%s", seconds, captured)
-
-
-def _compile_training(model: ServingModel, settings: Settings, scope: str) -> float:
-    """A persistent training LoRA, its forward compiled now for every aspect bucket by one-step jobs on plain
-    pictures (then zeroed), so no user's training waits for a compile; with CUDA graphs, each bucket's step is then
-    captured by a second round of those jobs."""
-    from pipeline.diffusion.training.config import TrainingConfig
-    from pipeline.diffusion.training.slot import TrainingSlot
-
-    started = time.monotonic()
-    pipe, plan = model.pipe, model.train_plan
-    slot = model.training_slot = TrainingSlot(
-        pipe,
-        rank=settings.lora_rank,
-        compile_backend=settings.compile_backend,
-        compile_scope=scope,
-        cuda_graphs=settings.train_cuda_graphs,
-    )
-    config = TrainingConfig(
-        rank=settings.lora_rank,
-        steps=plan.batch_size,
-        batch_size=plan.batch_size,
-        gradient_checkpointing=plan.gradient_checkpointing,
-    )
-    with tempfile.TemporaryDirectory(prefix="warm-up-") as scratch:
-        if settings.train_float8:  # before the warm-up compiles: its graphs are traced with the FP8 training layers
-            layers, calibrated = _train_base_in_float8(model, settings, Path(scratch))
-            log.info("%d UNet layers train in FP8 (%d gradient scales calibrated)", layers, calibrated)
-        # With graphs, every bucket is warmed before any is captured (``TrainingGraphs.warming``), then captured.
-        with slot.graphs.warming() if slot.graphs is not None else contextlib.nullcontext():
-            _train_every_bucket(pipe, config, slot, Path(scratch), "warmed")
-        if slot.graphs is not None:
-            _train_every_bucket(pipe, config, slot, Path(scratch), "captured")
-    return time.monotonic() - started
-
-
-def _train_every_bucket(pipe: Any, config: Any, slot: Any, scratch: Path, done: str) -> None:
-    """A one-step job on a plain picture of each aspect bucket (one latent shape each)."""
-    from pipeline.diffusion.training.dataset import BUCKET_ASPECTS
-    from pipeline.diffusion.training.loop import train_lora
-
-    for width, height in BUCKET_ASPECTS:
-        bucket_started = time.monotonic()
-        picture = Image.new("RGB", (width * 128, height * 128), "gray")
-        train_lora(pipe, [picture], config, scratch, slot=slot)
-        log.info("training %s for %dx%d in %.0f s", done, *picture.size, time.monotonic() - bucket_started)
-
-
-def _train_base_in_float8(model: ServingModel, settings: Settings, scratch: Path) -> tuple[int, int]:
-    """``HEADSHOT_TRAIN_FLOAT8``: the rendering FP8 layers train in FP8 too, their gradient scales calibrated on one
-    eager training step (batch 1 on a plain picture, the slot's LoRA as a job draws it); returns the layers and the
-    scales calibrated. The loss is a mean over the batch, so a job's batches send back smaller gradients than batch
-    1 does, and only use less of the scales' headroom (``float8_training.GRADIENT_HEADROOM``)."""
-    import torch
-
-    from pipeline.diffusion.float8 import static_layers
-    from pipeline.diffusion.float8_training import calibrate_float8_gradients, use_float8_training
-    from pipeline.diffusion.training.config import TrainingConfig
-    from pipeline.diffusion.training.loop import train_lora
-
-    pipe = model.pipe
-    if not any(layer.calibrated for layer in static_layers(pipe.unet).values()):
-        raise ValueError(
-            "HEADSHOT_TRAIN_FLOAT8=true trains through the FP8 layers and input scales of FP8 rendering, which this "
-            "worker does not use; set HEADSHOT_RENDER_FLOAT8=true (an SDXL worker on a GPU with FP8 tensor cores), "
-            "or unset HEADSHOT_TRAIN_FLOAT8."
-        )
-    layers = use_float8_training(pipe.unet)
-    picture = Image.new("RGB", (1024, 1024), "gray")
-    step = TrainingConfig(rank=settings.lora_rank, steps=1, batch_size=1)
-    slot = model.training_slot
-    assert slot is not None  # _compile_training made it before calling here
-    # Calibration records in eager code (compiling, and any training graphs' capture, come next).
-    with torch.compiler.set_stance("force_eager"), slot.plain_steps():
-        calibrated = calibrate_float8_gradients(
-            pipe.unet, lambda: train_lora(pipe, [picture], step, scratch, slot=slot)
-        )
-    return layers, calibrated
 
 
 def _compile_for_serving(pipe: Any, slot: Any, settings: Settings, compiling: CompileProfile) -> float:

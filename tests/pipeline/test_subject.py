@@ -9,8 +9,8 @@ import pytest
 
 from jobs.contract.payloads import TrainRequest
 from jobs.settings import Settings
-from jobs.worker.model_setup import training_plan
 from jobs.worker.train_job import training_config
+from jobs.worker.training_setup import training_plan
 from pipeline.diffusion.generation import generate_headshots
 from pipeline.styles import STYLES
 from pipeline.subject import AGES, KINDS, Subject, UnknownSubjectWord, parse_subject_words
