@@ -22,6 +22,11 @@ eager (the baseline), then each way named in ``--modes`` (``MODES``), each compi
   LoRA's gradients) captured once in a CUDA graph and replayed as a worker's training slot replays its steps
   (``HEADSHOT_TRAIN_CUDA_GRAPHS``, ``capture_training_call``; a GPU only): what the call costs with no Python
   between its kernels, where the compiled call was partly host-bound (BENCHMARKS.md, 2026-12-03 seventh session);
+- a mode with ``-concat`` (before any ``-graphs``): the mode compiled with inductor's pointwise concatenation off
+  (``concatenated_separately``), so a ``cat`` of computed halves becomes a kernel per half writing into the output
+  instead of one kernel evaluating both halves' maths, masked, for every element. The costliest fused kernel of a
+  replayed training call is such a cat: GEGLU's backward (the gate's and the value's gradients), 48 ms of a 0.674 s
+  call, about three times its memory traffic at the card's bandwidth (BENCHMARKS.md, 2026-12-03 eighth session);
 - ``blocks-norms``: the blocks and every group norm compiled (``compile_group_norms``), channels-last;
 - ``blocks-norms-nchw``: the same in NCHW;
 - ``regions``: the blocks and the glue around them (ResNet blocks, samplers), channels-last (slowest to compile);
@@ -37,8 +42,10 @@ call then shows what the autotuner costs a new shape, the others what it buys.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +60,7 @@ from bench.measure import (
     use_cudnn_autotune,
 )
 
-__all__ = ["MODES", "compile_group_norms", "main", "training_call_seconds"]
+__all__ = ["MODES", "compile_group_norms", "concatenated_separately", "main", "training_call_seconds"]
 
 MODES = (
     "blocks",
@@ -66,6 +73,9 @@ MODES = (
     "blocks-nchw-nocast-graphs",
     "blocks-nchw-nocast-fp8-calibrated-graphs",
     "blocks-nchw-nocast-fp8-static-graphs",
+    "blocks-nchw-nocast-concat",
+    "blocks-nchw-nocast-concat-graphs",
+    "blocks-nchw-nocast-fp8-static-concat-graphs",
     "blocks-norms",
     "blocks-norms-nchw",
     "regions",
@@ -209,6 +219,19 @@ def _group_norm(module: Any, sample: Any) -> Any:
     return F.group_norm(sample, module.num_groups, module.weight, module.bias, module.eps)
 
 
+@contextlib.contextmanager
+def concatenated_separately(separately: bool) -> Iterator[None]:
+    """Inside (when ``separately``), inductor lowers every ``cat`` to one kernel per input writing into its slice of
+    the output, never to one pointwise kernel over the whole output (``torch._inductor.lowering.cat``'s choice)."""
+    if not separately:
+        yield
+        return
+    import torch._inductor.config as inductor
+
+    with inductor.patch(max_pointwise_cat_inputs=1, max_complex_pointwise_cat_inputs=1):
+        yield
+
+
 def calibrate_on_timesteps(pipe: Any, inputs: dict[str, Any]) -> int:
     """Calibrate the UNet's static FP8 layers on forward calls at three timesteps of ``inputs`` (no gradients)."""
     import torch
@@ -314,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         _uncompile(pipe)
         graphed, mode_name = mode.endswith("-graphs"), mode
         mode = mode.removesuffix("-graphs")
+        separately, mode = mode.endswith("-concat"), mode.removesuffix("-concat")
         nchw = "-nchw" in mode
         for module in pipe.unet.modules():  # every other mode, and eager, with peft's input casts
             if hasattr(module, "cast_input_dtype_enabled"):
@@ -333,7 +357,8 @@ def main(argv: list[str] | None = None) -> int:
             use_bf16_linears(pipe.unet)
             figures_fp8 = {}
         _compile(pipe, mode, args.backend)
-        figures, gradient, call = training_call_seconds(pipe, mode_inputs, lora, label=mode_name, graphed=graphed)
+        with concatenated_separately(separately):  # the first call compiles
+            figures, gradient, call = training_call_seconds(pipe, mode_inputs, lora, label=mode_name, graphed=graphed)
         figures.update(figures_fp8)
         # The compiled call's gradient against eager's: a compile or a layout must change only the rounding.
         figures["gradient_relative_difference"] = round(float((gradient - reference).norm() / reference.norm()), 5)
