@@ -23,8 +23,8 @@ eager (the baseline), then each way named in ``--modes`` (``MODES``), each compi
   (``HEADSHOT_TRAIN_CUDA_GRAPHS``, ``capture_training_call``; a GPU only): what the call costs with no Python
   between its kernels, where the compiled call was partly host-bound (BENCHMARKS.md, 2026-12-03 seventh session);
 - a mode with ``-concat`` (before any ``-graphs``): the mode compiled with inductor's pointwise concatenation off
-  (``concatenated_separately``), so a ``cat`` of computed halves becomes a kernel per half writing into the output
-  instead of one kernel evaluating both halves' maths, masked, for every element. The costliest fused kernel of a
+  (``concatenated_separately``), so a ``cat`` of computed halves is computed half by half into the output instead
+  of by one kernel evaluating both halves' maths, masked, for every element. The costliest fused kernel of a
   replayed training call is such a cat: GEGLU's backward (the gate's and the value's gradients), 48 ms of a 0.674 s
   call, about three times its memory traffic at the card's bandwidth (BENCHMARKS.md, 2026-12-03 eighth session);
 - ``blocks-norms``: the blocks and every group norm compiled (``compile_group_norms``), channels-last;
@@ -221,8 +221,9 @@ def _group_norm(module: Any, sample: Any) -> Any:
 
 @contextlib.contextmanager
 def concatenated_separately(separately: bool) -> Iterator[None]:
-    """Inside (when ``separately``), inductor lowers every ``cat`` to one kernel per input writing into its slice of
-    the output, never to one pointwise kernel over the whole output (``torch._inductor.lowering.cat``'s choice)."""
+    """Inside (when ``separately``), inductor lowers every ``cat`` by computing each input straight into its slice of
+    the output, never as one pointwise kernel over the whole output that evaluates every input's maths, masked, for
+    each element (``torch._inductor.lowering.cat``'s two ways; the scheduler may still fuse the inputs' kernels)."""
     if not separately:
         yield
         return
