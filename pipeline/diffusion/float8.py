@@ -146,7 +146,7 @@ class Float8Linear(nn.Linear):
                 "This FP8 layer scales its inputs statically and has not been calibrated; run calibrate_float8 on "
                 "its model (a few renders) before rendering, or convert it with scaling='dynamic'."
             )
-        rows = x.reshape(-1, self.in_features)
+        rows = _rows(x, self.in_features)
         if self.scaling == "static":
             product = torch._scaled_mm(
                 _cast_input(rows, self.input_scale),
@@ -195,6 +195,17 @@ def refresh_float8(layers: Sequence[Float8Linear], *, training_copies: bool = Tr
                 )
             scales = scale.transpose(1, 2) if scaling == "dynamic" else scale.reshape(len(chunk))
             torch._foreach_copy_([layer.weight_scale for layer in chunk], list(scales.unbind(0)))
+
+
+def _rows(x: torch.Tensor, features: int) -> torch.Tensor:
+    """``x`` as a row-major (rows x ``features``) matrix, the layout ``_scaled_mm`` takes its first operand in.
+
+    ``reshape`` alone can return a column-major view: at batch 1 diffusers' ``proj_in`` gets its input as a permuted
+    view of an NCHW tensor, which flattens without a copy into rows of stride 1 and columns of stride H*W, and a cast
+    keeps those strides (cuBLASLt then refuses the product; larger batches reshape into a copy). ``contiguous`` is a
+    no-op for every other input.
+    """
+    return x.reshape(-1, features).contiguous()
 
 
 def _scale_for(largest: torch.Tensor, dtype: torch.dtype = FLOAT8) -> torch.Tensor:
@@ -292,7 +303,7 @@ def _frozen_float8_linear(x: torch.Tensor, layer: Float8Linear) -> torch.Tensor:
     ``float8_training.calibrate_float8_gradients`` fixed, when it has one (no reduction over either first)."""
     device_type = x.device.type
     out_dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else x.dtype
-    rows = x.reshape(-1, layer.in_features)
+    rows = _rows(x, layer.in_features)
     product = _FrozenFloat8Product.apply(
         rows,
         layer.weight_fp8,

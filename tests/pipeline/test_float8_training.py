@@ -54,6 +54,31 @@ def test_a_frozen_layer_trains_within_fp8_precision_of_the_linear_it_replaces(ca
         assert layer(fast_inputs).dtype == torch.bfloat16  # autocast's dtype, as F.linear's would be
 
 
+def test_a_batch_of_one_flattened_from_nchw_reaches_the_fp8_product_row_major(monkeypatch: pytest.MonkeyPatch) -> None:
+    # diffusers' proj_in input at batch 1: an NCHW map permuted to (1, H*W, C), which flattens into a column-major
+    # view; CUDA's _scaled_mm refuses that operand (the CPU's takes it), so the layout is checked at the call.
+    _, layer = frozen_fp8_layer()
+    assert calibrate_float8(holder(layer), lambda: layer(torch.randn(4, 320))) == 1
+    first_operands: list[torch.Tensor] = []
+    scaled_mm = torch._scaled_mm
+
+    def recording(first: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        first_operands.append(first)
+        return scaled_mm(first, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "_scaled_mm", recording)
+    feature_map = torch.randn(1, 320, 8, 8)
+    view = feature_map.permute(0, 2, 3, 1).reshape(1, 64, 320)
+    assert view.reshape(-1, 320).stride() == (1, 64)  # what reshape alone would hand over
+    trained = layer(view.clone(memory_format=torch.preserve_format).requires_grad_(True))
+    trained.sum().backward()
+    with torch.no_grad():
+        rendered = layer(view)
+    assert len(first_operands) == 3  # forward, backward, render
+    assert all(operand.stride() == (operand.shape[1], 1) for operand in first_operands)
+    assert torch.equal(rendered, layer(view.contiguous()).detach())
+
+
 def test_the_transposed_copy_follows_a_refresh_and_a_trained_weight_is_refused() -> None:
     _, layer = frozen_fp8_layer(64, 32)
     with torch.no_grad():
