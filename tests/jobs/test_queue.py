@@ -1,19 +1,25 @@
-"""The arq queue on a real Redis: deterministic ids, positions, aborts."""
+"""The arq queue on a real Redis: deterministic ids, positions, aborts, requests ahead of recent trainings."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 from typing import Any
 
+import pytest
 from arq.constants import in_progress_key_prefix
+from arq.jobs import JobStatus
 from arq.worker import Worker, func
 from redis.asyncio import Redis
 
+from jobs.contract import queue as queue_module
+from jobs.contract.keys import lora_key, output_prefix
 from jobs.contract.kinds import JobKind
-from jobs.contract.payloads import TrainRequest, train_job_id
+from jobs.contract.payloads import GenerateRequest, TrainRequest, generate_job_id, train_job_id
 from jobs.contract.queue import JobQueue, connect_queue
 from jobs.settings import Settings
+from pipeline.styles import resolve_style
 
 
 async def test_same_job_id_enqueues_once_and_reports_position(settings: Settings, redis: Redis) -> None:
@@ -80,7 +86,84 @@ async def test_a_running_job_has_no_position_and_the_jobs_behind_it_move_up(sett
 
 
 async def test_unreachable_redis_fails_fast_naming_it() -> None:
-    import pytest
-
     with pytest.raises(Exception, match="127.0.0.1"):
         await connect_queue("redis://127.0.0.1:1/0", "q")
+
+
+def _generate_request(user: str) -> GenerateRequest:
+    return GenerateRequest(user, "1-1", lora_key(user, 1), resolve_style("linkedin"), 4, 0, output_prefix(user, "1-1"))
+
+
+async def test_a_request_starts_before_the_trainings_queued_in_the_last_minute(
+    settings: Settings, redis: Redis
+) -> None:
+    # One worker busy with ann's training; bob's training is queued, then carol asks for headshots: FIFO made carol
+    # wait for bob's whole training (~45 s on an H200) before her first image.
+    assert settings.redis_url
+    ran: list[str] = []
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def train_lora(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
+        ran.append(ctx["job_id"])
+        started.set()
+        await release.wait()
+
+    async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
+        ran.append(ctx["job_id"])
+
+    pool = await connect_queue(settings.redis_url, settings.queue_name)
+    worker = Worker(
+        [func(train_lora, name=JobKind.TRAIN.function), func(generate_headshots, name=JobKind.GENERATE.function)],
+        redis_pool=pool,
+        queue_name=settings.queue_name,
+        max_jobs=1,
+        poll_delay=0.05,
+        handle_signals=False,
+    )
+    running = asyncio.create_task(worker.async_run())
+    queue = JobQueue(pool, settings.queue_name)
+    try:
+        ann, bob = train_job_id("local:ann", 1, 0), train_job_id("local:bob", 1, 0)
+        carol = generate_job_id("local:carol", "1-1")
+        training = TrainRequest("local:ann", 1, ["users/local%3Aann/sessions/1/selfies/001.jpg"], "users/x/lora")
+        await queue.enqueue_training(ann, training)
+        await asyncio.wait_for(started.wait(), 30)
+        await queue.enqueue_training(bob, training)
+        assert await queue.enqueue_generation(carol, _generate_request("local:carol")) is True
+        assert await queue.enqueue_generation(carol, _generate_request("local:carol")) is False  # a double click
+        assert await queue.position(carol) == 1
+        assert await queue.position(bob) == 2
+        assert await queue.status(carol) == JobStatus.queued  # due now, not "deferred"
+        release.set()
+        deadline = time.monotonic() + 20
+        while len(ran) < 3:
+            assert time.monotonic() < deadline, ran
+            await asyncio.sleep(0.05)
+        assert ran == [ann, carol, bob]
+    finally:
+        release.set()
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await worker.close()
+
+
+async def test_a_training_queued_longer_than_the_lead_keeps_its_turn(
+    settings: Settings, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert settings.redis_url
+    monkeypatch.setattr(queue_module, "REQUEST_LEAD", timedelta(milliseconds=200))
+    pool = await connect_queue(settings.redis_url, settings.queue_name)
+    try:
+        queue = JobQueue(pool, settings.queue_name)
+        training = TrainRequest("local:ann", 1, ["users/local%3Aann/sessions/1/selfies/001.jpg"], "users/x/lora")
+        early, late = train_job_id("local:ann", 1, 0), train_job_id("local:bob", 1, 0)
+        await queue.enqueue_training(early, training)
+        await asyncio.sleep(0.4)  # twice the lead
+        await queue.enqueue_training(late, training)
+        first, second = generate_job_id("local:carol", "1-1"), generate_job_id("local:dan", "1-1")
+        await queue.enqueue_generation(first, _generate_request("local:carol"))
+        await queue.enqueue_generation(second, _generate_request("local:dan"))
+        # The early training waited past the lead and keeps its turn; the requests pass the late one, in their order.
+        assert [await queue.position(job) for job in (early, first, second, late)] == [1, 2, 3, 4]
+    finally:
+        await pool.aclose()
