@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
 from arq.jobs import JobStatus
 from arq.worker import Worker, func
@@ -20,6 +22,13 @@ from jobs.contract.payloads import GenerateRequest, TrainRequest, generate_job_i
 from jobs.contract.queue import JobQueue, connect_queue
 from jobs.settings import Settings
 from pipeline.styles import resolve_style
+
+
+def _one_job_worker(pool: ArqRedis, queue_name: str, **functions: Callable[..., Any]) -> Worker:
+    """A real arq worker on ``pool`` running one job at a time, as a GPU worker does, with stand-in job functions."""
+    names = {"train_lora": JobKind.TRAIN.function, "generate_headshots": JobKind.GENERATE.function}
+    jobs = [func(coroutine, name=names[name]) for name, coroutine in functions.items()]
+    return Worker(jobs, redis_pool=pool, queue_name=queue_name, max_jobs=1, poll_delay=0.05, handle_signals=False)
 
 
 async def test_same_job_id_enqueues_once_and_reports_position(settings: Settings, redis: Redis) -> None:
@@ -52,14 +61,7 @@ async def test_a_running_job_has_no_position_and_the_jobs_behind_it_move_up(sett
         await release.wait()
 
     pool = await connect_queue(settings.redis_url, settings.queue_name)
-    worker = Worker(
-        [func(train_lora, name=JobKind.TRAIN.function)],
-        redis_pool=pool,
-        queue_name=settings.queue_name,
-        max_jobs=1,
-        poll_delay=0.05,
-        handle_signals=False,
-    )
+    worker = _one_job_worker(pool, settings.queue_name, train_lora=train_lora)
     running = asyncio.create_task(worker.async_run())
     try:
         queue = JobQueue(pool, settings.queue_name)
@@ -112,14 +114,7 @@ async def test_a_request_starts_before_the_trainings_queued_in_the_last_minute(
         ran.append(ctx["job_id"])
 
     pool = await connect_queue(settings.redis_url, settings.queue_name)
-    worker = Worker(
-        [func(train_lora, name=JobKind.TRAIN.function), func(generate_headshots, name=JobKind.GENERATE.function)],
-        redis_pool=pool,
-        queue_name=settings.queue_name,
-        max_jobs=1,
-        poll_delay=0.05,
-        handle_signals=False,
-    )
+    worker = _one_job_worker(pool, settings.queue_name, train_lora=train_lora, generate_headshots=generate_headshots)
     running = asyncio.create_task(worker.async_run())
     queue = JobQueue(pool, settings.queue_name)
     try:
