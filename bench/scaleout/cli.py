@@ -15,6 +15,7 @@ from typing import Any
 from bench.gpu_sampler import GpuSampler
 from bench.scaleout.phase import run_phase
 from bench.scaleout.plan import PhaseResult, ScaleoutPlan
+from jobs.contract.queue import REQUEST_LEAD
 from jobs.ops.redis_server import embedded_redis
 
 __all__ = ["main"]
@@ -75,6 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--jobs-per-worker", type=int, default=1, help="jobs each worker runs at once (HEADSHOT_WORKER_JOBS, 1-4)"
     )
+    parser.add_argument(
+        "--request-lead-s",
+        type=float,
+        default=REQUEST_LEAD.total_seconds(),
+        help="seconds a request is ranked ahead of trainings (the bot's REQUEST_LEAD; 0: plain enqueue order)",
+    )
     parser.add_argument("--timeout", type=float, default=3600, help="seconds one phase may take")
     parser.add_argument("--work-dir", type=Path, help="keep worker logs, models and outputs here (default: temporary)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here (rewritten after each phase)")
@@ -92,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         gpus=gpus,
         timeout_s=args.timeout,
         jobs_per_worker=args.jobs_per_worker,
+        request_lead_s=args.request_lead_s,
     )
     results = asyncio.run(_run(args, plan))
     healthy = all(r.jobs_completed == r.jobs_expected and not r.jobs_run_twice and not r.failures for r in results)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from bench.gpu_sampler import GpuSampler
@@ -30,7 +31,14 @@ async def run_phase(plan: ScaleoutPlan, workers: int, customers: int, redis_url:
         storage = LocalStorage(phase_dir / "storage")
         with sampler:
             started = time.monotonic()
-            await drive_burst(JobQueue(pool, QUEUE_NAME), pool, storage, plan, customers, result)
+            await drive_burst(
+                JobQueue(pool, QUEUE_NAME, request_lead=timedelta(seconds=plan.request_lead_s)),
+                pool,
+                storage,
+                plan,
+                customers,
+                result,
+            )
             result.seconds = round(time.monotonic() - started, 2)
         result.gpu_utilisation = sampler.mean_utilisation()
         result.gpu_memory_peak_mib = sampler.peak_memory_mib()

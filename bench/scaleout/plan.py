@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from jobs.contract.queue import REQUEST_LEAD
+
 __all__ = ["EVENTS_STREAM", "QUEUE_NAME", "PhaseResult", "ScaleoutPlan"]
 
 QUEUE_NAME = "scaleout:queue"
@@ -25,12 +27,15 @@ class ScaleoutPlan:
     gpus: int = 0  # 0: CPU workers, no pinning
     timeout_s: float = 3600.0
     jobs_per_worker: int = 1  # HEADSHOT_WORKER_JOBS of every worker
+    request_lead_s: float = REQUEST_LEAD.total_seconds()  # 0: requests in plain enqueue order (the baseline)
 
     def __post_init__(self) -> None:
         if self.headshots < 1 or self.per_request < 1:
             raise ValueError(f"headshots ({self.headshots}) and per_request ({self.per_request}) must be at least 1.")
         if not 1 <= self.jobs_per_worker <= 4:
             raise ValueError(f"jobs_per_worker must be 1 to 4 (HEADSHOT_WORKER_JOBS), got {self.jobs_per_worker}.")
+        if self.request_lead_s < 0:
+            raise ValueError(f"request_lead_s must be 0 or more seconds, got {self.request_lead_s}.")
         if not self.selfies:
             raise ValueError("A scale-out run needs at least one selfie image.")
 

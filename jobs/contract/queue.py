@@ -31,9 +31,10 @@ async def connect_queue(redis_url: str, queue_name: str) -> ArqRedis:
 class JobQueue:
     """The bot's side of the queue: enqueue with deterministic ids, ask positions, request aborts."""
 
-    def __init__(self, pool: ArqRedis, queue_name: str) -> None:
+    def __init__(self, pool: ArqRedis, queue_name: str, *, request_lead: timedelta = REQUEST_LEAD) -> None:
         self.pool = pool
         self.queue_name = queue_name
+        self.request_lead = request_lead  # zero: plain enqueue order (the scale-out benchmark's baseline)
 
     async def enqueue_training(self, job_id: str, request: TrainRequest) -> bool:
         """True when this call enqueued the job; False when a job with this id already exists (a double click)."""
@@ -43,13 +44,13 @@ class JobQueue:
         return job is not None
 
     async def enqueue_generation(self, job_id: str, request: GenerateRequest) -> bool:
-        """As ``enqueue_training``; the job goes ahead of trainings enqueued less than ``REQUEST_LEAD`` ago."""
+        """As ``enqueue_training``; the job goes ahead of trainings enqueued less than ``request_lead`` ago."""
         job = await self.pool.enqueue_job(
             JobKind.GENERATE.function,
             request.to_dict(),
             _job_id=job_id,
             _queue_name=self.queue_name,
-            _defer_until=datetime.now(UTC) - REQUEST_LEAD,  # a score in the past: due now, ranked earlier
+            _defer_until=datetime.now(UTC) - self.request_lead,  # a score in the past: due now, ranked earlier
         )
         return job is not None
 

@@ -53,3 +53,11 @@ def test_a_plan_without_selfies_or_with_too_many_jobs_per_worker_is_refused(plan
         ScaleoutPlan(model="tiny", selfies=[])
     with pytest.raises(ValueError, match=r"jobs_per_worker must be 1 to 4 \(HEADSHOT_WORKER_JOBS\), got 5"):
         ScaleoutPlan(model="tiny", selfies=plan.selfies, jobs_per_worker=5)
+    with pytest.raises(ValueError, match="request_lead_s must be 0 or more seconds, got -1"):
+        ScaleoutPlan(model="tiny", selfies=plan.selfies, request_lead_s=-1)
+
+
+def test_the_plan_ranks_requests_as_the_bot_does_unless_told_otherwise(plan: ScaleoutPlan) -> None:
+    from jobs.contract.queue import REQUEST_LEAD
+
+    assert plan.request_lead_s == REQUEST_LEAD.total_seconds() == 60

@@ -15,7 +15,6 @@ from arq.jobs import JobStatus
 from arq.worker import Worker, func
 from redis.asyncio import Redis
 
-from jobs.contract import queue as queue_module
 from jobs.contract.keys import lora_key, output_prefix
 from jobs.contract.kinds import JobKind
 from jobs.contract.payloads import GenerateRequest, TrainRequest, generate_job_id, train_job_id
@@ -142,14 +141,11 @@ async def test_a_request_starts_before_the_trainings_queued_in_the_last_minute(
         await worker.close()
 
 
-async def test_a_training_queued_longer_than_the_lead_keeps_its_turn(
-    settings: Settings, redis: Redis, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_training_queued_longer_than_the_lead_keeps_its_turn(settings: Settings, redis: Redis) -> None:
     assert settings.redis_url
-    monkeypatch.setattr(queue_module, "REQUEST_LEAD", timedelta(milliseconds=200))
     pool = await connect_queue(settings.redis_url, settings.queue_name)
     try:
-        queue = JobQueue(pool, settings.queue_name)
+        queue = JobQueue(pool, settings.queue_name, request_lead=timedelta(milliseconds=200))
         training = TrainRequest("local:ann", 1, ["users/local%3Aann/sessions/1/selfies/001.jpg"], "users/x/lora")
         early, late = train_job_id("local:ann", 1, 0), train_job_id("local:bob", 1, 0)
         await queue.enqueue_training(early, training)
