@@ -22,6 +22,9 @@ from jobs.contract.queue import JobQueue, connect_queue
 from jobs.settings import Settings
 from pipeline.styles import resolve_style
 
+# Ann's training request; its contents do not matter to the queue, only the job ids it is enqueued under.
+TRAINING = TrainRequest("local:ann", 1, ["users/local%3Aann/sessions/1/selfies/001.jpg"], "users/x/lora")
+
 
 def _one_job_worker(pool: ArqRedis, queue_name: str, **functions: Callable[..., Any]) -> Worker:
     """A real arq worker on ``pool`` running one job at a time, as a GPU worker does, with stand-in job functions."""
@@ -35,12 +38,11 @@ async def test_same_job_id_enqueues_once_and_reports_position(settings: Settings
     pool = await connect_queue(settings.redis_url, settings.queue_name)
     try:
         queue = JobQueue(pool, settings.queue_name)
-        request = TrainRequest("local:ann", 1, ["users/local%3Aann/sessions/1/selfies/001.jpg"], "users/x/lora")
         first_id = train_job_id("local:ann", 1, 0)
-        assert await queue.enqueue_training(first_id, request) is True
-        assert await queue.enqueue_training(first_id, request) is False  # a double click
+        assert await queue.enqueue_training(first_id, TRAINING) is True
+        assert await queue.enqueue_training(first_id, TRAINING) is False  # a double click
         other_id = train_job_id("local:bob", 7, 0)
-        assert await queue.enqueue_training(other_id, request) is True
+        assert await queue.enqueue_training(other_id, TRAINING) is True
         assert await queue.depth() == 2
         assert await queue.position(first_id) == 1
         assert await queue.position(other_id) == 2
@@ -64,11 +66,10 @@ async def test_a_running_job_has_no_position_and_the_jobs_behind_it_move_up(sett
     running = asyncio.create_task(worker.async_run())
     try:
         queue = JobQueue(pool, settings.queue_name)
-        request = TrainRequest("local:ann", 1, ["users/local%3Aann/sessions/1/selfies/001.jpg"], "users/x/lora")
         first_id, second_id = train_job_id("local:ann", 1, 0), train_job_id("local:bob", 1, 0)
-        await queue.enqueue_training(first_id, request)
+        await queue.enqueue_training(first_id, TRAINING)
         await asyncio.wait_for(started.wait(), 30)
-        await queue.enqueue_training(second_id, request)
+        await queue.enqueue_training(second_id, TRAINING)
         deadline = time.monotonic() + 10
         while not await redis.exists(in_progress_key_prefix + first_id):  # arq writes it as it starts the job
             assert time.monotonic() < deadline
@@ -119,10 +120,9 @@ async def test_a_request_starts_before_the_trainings_queued_in_the_last_minute(
     try:
         ann, bob = train_job_id("local:ann", 1, 0), train_job_id("local:bob", 1, 0)
         carol = generate_job_id("local:carol", "1-1")
-        training = TrainRequest("local:ann", 1, ["users/local%3Aann/sessions/1/selfies/001.jpg"], "users/x/lora")
-        await queue.enqueue_training(ann, training)
+        await queue.enqueue_training(ann, TRAINING)
         await asyncio.wait_for(started.wait(), 30)
-        await queue.enqueue_training(bob, training)
+        await queue.enqueue_training(bob, TRAINING)
         assert await queue.enqueue_generation(carol, _generate_request("local:carol")) is True
         assert await queue.enqueue_generation(carol, _generate_request("local:carol")) is False  # a double click
         assert await queue.position(carol) == 1
@@ -145,12 +145,11 @@ async def test_a_training_queued_longer_than_the_lead_keeps_its_turn(settings: S
     assert settings.redis_url
     pool = await connect_queue(settings.redis_url, settings.queue_name)
     try:
-        queue = JobQueue(pool, settings.queue_name, request_lead=timedelta(milliseconds=200))
-        training = TrainRequest("local:ann", 1, ["users/local%3Aann/sessions/1/selfies/001.jpg"], "users/x/lora")
+        queue = JobQueue(pool, settings.queue_name, request_lead=timedelta(seconds=1))
         early, late = train_job_id("local:ann", 1, 0), train_job_id("local:bob", 1, 0)
-        await queue.enqueue_training(early, training)
-        await asyncio.sleep(0.4)  # twice the lead
-        await queue.enqueue_training(late, training)
+        await queue.enqueue_training(early, TRAINING)
+        await asyncio.sleep(1.5)  # past the lead
+        await queue.enqueue_training(late, TRAINING)
         first, second = generate_job_id("local:carol", "1-1"), generate_job_id("local:dan", "1-1")
         await queue.enqueue_generation(first, _generate_request("local:carol"))
         await queue.enqueue_generation(second, _generate_request("local:dan"))
