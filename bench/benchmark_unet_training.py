@@ -27,6 +27,10 @@ eager (the baseline), then each way named in ``--modes`` (``MODES``), each compi
   of by one kernel evaluating both halves' maths, masked, for every element. The costliest fused kernel of a
   replayed training call is such a cat: GEGLU's backward (the gate's and the value's gradients), 48 ms of a 0.674 s
   call, about three times its memory traffic at the card's bandwidth (BENCHMARKS.md, 2026-12-03 eighth session);
+- a mode with ``-geglu`` (before any ``-concat`` or ``-graphs``): the mode with SDXL's feed-forward gates training
+  through ``headshot::geglu`` (``geglu.use_geglu_operator``, as a worker's ``TrainingSlot`` trains since), whose
+  backward is one Triton kernel reading each value once instead of that masked cat; every other mode runs
+  diffusers' own GEGLU, the baseline;
 - ``blocks-norms``: the blocks and every group norm compiled (``compile_group_norms``), channels-last;
 - ``blocks-norms-nchw``: the same in NCHW;
 - ``regions``: the blocks and the glue around them (ResNet blocks, samplers), channels-last (slowest to compile);
@@ -76,6 +80,9 @@ MODES = (
     "blocks-nchw-nocast-concat",
     "blocks-nchw-nocast-concat-graphs",
     "blocks-nchw-nocast-fp8-static-concat-graphs",
+    "blocks-nchw-nocast-geglu",
+    "blocks-nchw-nocast-geglu-graphs",
+    "blocks-nchw-nocast-fp8-static-geglu-graphs",
     "blocks-norms",
     "blocks-norms-nchw",
     "regions",
@@ -297,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.diffusion.adapters import UNET_ATTENTION_TARGETS
     from pipeline.diffusion.float8 import use_float8_linears
     from pipeline.diffusion.float8_training import use_float8_training
+    from pipeline.diffusion.geglu import use_geglu_operator
     from pipeline.diffusion.loading import pick_device
 
     device = pick_device()
@@ -341,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
         graphed, mode_name = mode.endswith("-graphs"), mode
         mode = mode.removesuffix("-graphs")
         separately, mode = mode.endswith("-concat"), mode.removesuffix("-concat")
+        use_geglu_operator(pipe.unet, enabled=mode.endswith("-geglu"))
+        mode = mode.removesuffix("-geglu")
         nchw = "-nchw" in mode
         for module in pipe.unet.modules():  # every other mode, and eager, with peft's input casts
             if hasattr(module, "cast_input_dtype_enabled"):

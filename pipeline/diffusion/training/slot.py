@@ -24,6 +24,7 @@ from pipeline.diffusion.adapters import (
     skip_lora_input_casts,
     snapshot_active_adapters,
 )
+from pipeline.diffusion.geglu import use_geglu_operator
 from pipeline.diffusion.training.graphs import TrainingGraphs
 
 __all__ = ["TRAINING_ADAPTER", "TrainingSlot", "reset_lora"]
@@ -73,6 +74,9 @@ class TrainingSlot:
             param.data = param.data.float()
         if unet.device.type == "cuda" and unet.dtype in (torch.float16, torch.bfloat16):
             skip_lora_input_casts(unet, TRAINING_ADAPTER)  # train_lora runs a half model on CUDA under autocast
+        # SDXL's feed-forward gates train through one operator whose backward reads each value once (``geglu``);
+        # rendering, with no gradients, keeps diffusers' own maths.
+        use_geglu_operator(unet)
         # ``cuda_graphs``: every job's steps replayed from graphs kept here (``training.graphs``), one per batch shape.
         self.graphs = TrainingGraphs(self.parameters) if cuda_graphs else None
         self.clear()

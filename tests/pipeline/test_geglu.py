@@ -1,0 +1,151 @@
+"""SDXL's feed-forward gate trained through ``headshot::geglu``: diffusers' outputs, autograd's gradients.
+
+The references are diffusers' own GEGLU maths under autograd in float64. On a CPU machine the operators run their
+torch maths (and inductor compiles around them); the Triton kernels behind them run in the GPU tests only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from diffusers.models.activations import GEGLU
+from torch.nn import functional
+
+from pipeline.diffusion.geglu import OneOperatorGEGLU, use_geglu_operator
+from pipeline.diffusion.loading import load_base_pipeline
+
+on_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="the Triton kernels need a CUDA GPU")
+
+
+def _diffusers_maths(projected: torch.Tensor) -> torch.Tensor:
+    value, gate = projected.chunk(2, dim=-1)
+    return value * functional.gelu(gate)
+
+
+def _relative(got: torch.Tensor, expected: torch.Tensor) -> float:
+    return float((got.double() - expected).norm() / expected.norm())
+
+
+def _against_float64(projected: torch.Tensor, grad: torch.Tensor) -> tuple[float, float]:
+    """Relative errors of ``headshot::geglu``'s output and gradient against diffusers' maths in float64."""
+    reference = projected.detach().double().requires_grad_(True)
+    expected = _diffusers_maths(reference)
+    expected.backward(grad.double())
+    ours = projected.detach().clone().requires_grad_(True)
+    out = torch.ops.headshot.geglu(ours)
+    out.backward(grad)
+    assert ours.grad is not None and reference.grad is not None
+    return _relative(out.detach(), expected.detach()), _relative(ours.grad, reference.grad)
+
+
+@pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float32, 1e-6), (torch.bfloat16, 8e-3)])
+def test_the_operator_and_its_gradient_match_diffusers_maths(dtype: torch.dtype, tolerance: float) -> None:
+    generator = torch.Generator().manual_seed(0)
+    projected = (2 * torch.randn(3, 7, 2 * 40, generator=generator)).to(dtype)
+    grad = torch.randn(3, 7, 40, generator=generator).to(dtype)
+    output_error, gradient_error = _against_float64(projected, grad)
+    assert output_error < tolerance
+    assert gradient_error < tolerance
+
+
+@pytest.mark.usefixtures("fresh_dynamo")
+def test_a_compiled_gate_trains_its_input_and_projection_as_diffusers_gate_does() -> None:
+    torch.manual_seed(1)
+    plain = GEGLU(24, 48)
+    ours = GEGLU(24, 48)
+    ours.load_state_dict(plain.state_dict())
+    assert use_geglu_operator(ours) == 1 and isinstance(ours, OneOperatorGEGLU)
+    compiled = torch.compile(ours, fullgraph=True)  # inductor around the operators, as a worker's blocks are
+    hidden = torch.randn(2, 9, 24)
+    grad = torch.randn(2, 9, 48)
+
+    def trained(module: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        given = hidden.clone().requires_grad_(True)
+        out = module(given)
+        out.backward(grad)
+        assert given.grad is not None
+        return out.detach(), given.grad, next(m for m in module.modules() if isinstance(m, torch.nn.Linear)).weight.grad
+
+    for expected, got in zip(trained(plain), trained(compiled), strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():  # no gradient wanted: diffusers' maths, not the operator
+        torch.testing.assert_close(compiled(hidden), plain(hidden), rtol=1e-5, atol=1e-6)
+    assert use_geglu_operator(ours, enabled=False) == 1 and type(ours) is GEGLU
+
+
+def test_a_lora_on_the_tiny_unet_gets_the_same_gradient_through_the_operator(model_cache_dir: Path) -> None:
+    from peft import LoraConfig
+
+    pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
+    unet = pipe.unet
+    unet.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights="gaussian", target_modules=["to_q", "to_v"]))
+    lora = [param for name, param in unet.named_parameters() if "lora_" in name]
+    torch.manual_seed(2)
+    for param in lora:
+        torch.nn.init.normal_(param, std=0.05)  # B non-zero too, so every layer's gradient flows
+    generator = torch.Generator().manual_seed(3)
+    config = unet.config
+    inputs = {
+        "sample": torch.randn(2, config.in_channels, 16, 16, generator=generator),
+        "timestep": torch.tensor(500),
+        "encoder_hidden_states": torch.randn(2, 5, config.cross_attention_dim, generator=generator),
+        "added_cond_kwargs": {
+            "text_embeds": torch.randn(2, pipe.text_encoder_2.config.projection_dim, generator=generator),
+            "time_ids": torch.tensor([[128.0, 128.0, 0.0, 0.0, 128.0, 128.0]] * 2),
+        },
+    }
+
+    def gradient() -> torch.Tensor:
+        for param in lora:
+            param.grad = None
+        unet(**inputs).sample.pow(2).mean().backward()
+        return torch.cat([param.grad.flatten() for param in lora if param.grad is not None])
+
+    plain = gradient()
+    assert use_geglu_operator(unet) > 0
+    torch.testing.assert_close(gradient(), plain, rtol=1e-4, atol=1e-7)
+
+
+@on_gpu
+@pytest.mark.parametrize(("rows", "width"), [(37, 600), (16 * 64, 1280), (5, 8)])
+def test_the_triton_kernels_compute_diffusers_maths_on_every_element(rows: int, width: int) -> None:
+    generator = torch.Generator(device="cuda").manual_seed(rows)
+    # NaN in the allocator's free blocks first: an element the kernels did not write fails the comparison.
+    torch.full((rows * width * 8,), float("nan"), device="cuda", dtype=torch.bfloat16)
+    projected = (2 * torch.randn(rows, 2 * width, device="cuda", generator=generator)).bfloat16()
+    grad = torch.randn(rows, width, device="cuda", generator=generator).bfloat16()
+    output_error, gradient_error = _against_float64(projected, grad)
+    assert output_error < 8e-3
+    assert gradient_error < 8e-3
+    # The same numbers as the operators' torch maths (the CPU's way), to bf16's rounding of each element.
+    cpu = torch.ops.headshot.geglu_backward(projected.cpu(), grad.cpu())
+    torch.testing.assert_close(torch.ops.headshot.geglu_backward(projected, grad).cpu(), cpu, rtol=1.6e-2, atol=1e-3)
+
+
+@on_gpu
+def test_the_operators_replay_from_a_cuda_graph() -> None:
+    projected = torch.randn(64, 2 * 320, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    grad = torch.randn(64, 320, device="cuda", dtype=torch.bfloat16)
+
+    def step() -> torch.Tensor:
+        projected.grad = None
+        torch.ops.headshot.geglu(projected).backward(grad)
+        assert projected.grad is not None
+        return projected.grad
+
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        expected = step().clone()  # the first launch compiles the kernels, outside the capture
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        replayed = step()
+    with torch.no_grad():
+        projected.mul_(-1)
+    graph.replay()
+    torch.testing.assert_close(replayed, step())
+    assert not torch.equal(replayed, expected)
