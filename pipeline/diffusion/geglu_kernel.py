@@ -3,12 +3,10 @@
 A program takes ``ROWS`` rows by ``COLUMNS`` columns of the gate's width: for each (value, gate) pair it reads the
 pair once (and, backward, the output's gradient once), evaluates the gate's ``erf`` once, and writes its results
 into their halves of the output. Rows and columns come from the grid, so no element divides by the row length, and
-each row's columns are contiguous, so loads and stores are vectorised.
+each row's columns are contiguous, so loads and stores are vectorised. (Triton reads a kernel's annotations, and
+takes only ``tl.constexpr`` there: the pointers and sizes go unannotated, and no ``from __future__ import
+annotations`` turns the annotations into names to look up.)
 """
-
-from __future__ import annotations
-
-from typing import Any
 
 import torch
 import triton  # type: ignore[import-not-found,unused-ignore]
@@ -22,9 +20,7 @@ WARPS = 4
 
 
 @triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
-def _geglu_forward(
-    projected: Any, out: Any, rows: Any, width: Any, block_rows: tl.constexpr, block_columns: tl.constexpr
-) -> None:
+def _geglu_forward(projected, out, rows, width, block_rows: tl.constexpr, block_columns: tl.constexpr):  # type: ignore[no-untyped-def]
     row = tl.program_id(0) * block_rows + tl.arange(0, block_rows)[:, None]
     column = tl.program_id(1) * block_columns + tl.arange(0, block_columns)[None, :]
     inside = (row < rows) & (column < width)
@@ -37,9 +33,7 @@ def _geglu_forward(
 
 
 @triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
-def _geglu_backward(
-    projected: Any, grad: Any, out: Any, rows: Any, width: Any, block_rows: tl.constexpr, block_columns: tl.constexpr
-) -> None:
+def _geglu_backward(projected, grad, out, rows, width, block_rows: tl.constexpr, block_columns: tl.constexpr):  # type: ignore[no-untyped-def]
     row = tl.program_id(0) * block_rows + tl.arange(0, block_rows)[:, None]
     column = tl.program_id(1) * block_columns + tl.arange(0, block_columns)[None, :]
     inside = (row < rows) & (column < width)
