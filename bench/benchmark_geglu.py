@@ -4,9 +4,10 @@ A training call at batch 16 and 1024 px runs 10 GEGLUs on 4096 tokens an image (
 60 on 1024 tokens (1280 channels, 5120 wide). This times one of each, trained: diffusers' maths compiled by inductor
 (the baseline: what a worker ran before ``headshot::geglu``) against ``headshot::geglu`` inside the same compiled
 function, with each Triton block shape of ``--blocks`` (rows x columns x warps; the first is the kernel module's).
-Each figure is the median of CUDA-event timings of the forward alone and of forward plus backward; the backward's
-time is their difference, and its rate counts the least traffic it needs (read the projection and the gradient, write
-the projection's gradient) against the card's bandwidth. A GPU only.
+Each figure is GPU kernel time from the profiler (the host's launches stay out, as in a training call replayed from
+CUDA graphs), of the forward alone and of forward plus backward; the backward's time is their difference, and its rate
+counts the least traffic it needs (read the projection and the gradient, write the projection's gradient) against a
+device-to-device copy's rate. A GPU only.
 """
 
 from __future__ import annotations
@@ -26,24 +27,26 @@ LEVELS = ((4096, 2560, 10), (1024, 5120, 60))
 BLOCKS = "4x512x4,8x512x8,2x1024x4,1x2048x8,16x256x8"
 
 
-def _median_ms(run: Callable[[], object], repeats: int = 25) -> float:
+def _kernel_ms(run: Callable[[], object], repeats: int = 10) -> float:
+    """GPU kernel time of one ``run``, summed from the profiler over ``repeats`` runs after 3 warm-up runs: launch and
+    autograd overhead on the host stay out (they rival these sub-millisecond kernels; a training call replays them
+    from a CUDA graph)."""
     import torch
+    from torch.profiler import DeviceType, ProfilerActivity, profile
 
     for _ in range(3):
         run()
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        run()
-        end.record()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as profiler:
+        for _ in range(repeats):
+            run()
         torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    return sorted(times)[len(times) // 2]
+    device_us = sum(event.device_time for event in profiler.events() if event.device_type == DeviceType.CUDA)
+    return device_us / 1e3 / repeats
 
 
 def _time_gate(gate: Callable[[Any], Any], projected: Any, grad: Any) -> tuple[float, float]:
-    """Forward ms and backward ms (forward plus backward, less the forward) of ``gate``, compiled."""
+    """Forward ms and backward ms (forward plus backward, less the forward) of ``gate``'s kernels, compiled."""
     import torch
 
     compiled = torch.compile(gate, fullgraph=True)
@@ -55,8 +58,8 @@ def _time_gate(gate: Callable[[Any], Any], projected: Any, grad: Any) -> tuple[f
         projected.grad = None
         compiled(projected).backward(grad)
 
-    forward_ms = _median_ms(forward)
-    return forward_ms, _median_ms(both) - forward_ms
+    forward_ms = _kernel_ms(forward)
+    return forward_ms, _kernel_ms(both) - forward_ms
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,7 +127,7 @@ def _bandwidth_gbs() -> float:
 
     source = torch.empty(1 << 30, device="cuda", dtype=torch.uint8)
     target = torch.empty_like(source)
-    ms = _median_ms(lambda: target.copy_(source))
+    ms = _kernel_ms(lambda: target.copy_(source))
     return round(2 * source.numel() / 1e9 / ms * 1e3, 0)
 
 
