@@ -19,7 +19,7 @@ from jobs.settings import Settings
 if TYPE_CHECKING:
     from pipeline.diffusion.training.slot import TrainingSlot
 
-__all__ = ["compile_training", "training_pipeline", "training_plan"]
+__all__ = ["capture_order", "compile_training", "training_pipeline", "training_plan"]
 
 log = logging.getLogger(__name__)
 
@@ -102,16 +102,36 @@ def compile_training(pipe: Any, plan: Any, settings: Settings, scope: str) -> tu
         with slot.graphs.warming() if slot.graphs is not None else contextlib.nullcontext():
             _train_every_bucket(pipe, config, slot, Path(scratch), "warmed")
         if slot.graphs is not None:
-            _train_every_bucket(pipe, config, slot, Path(scratch), "captured")
+            _train_every_bucket(pipe, config, slot, Path(scratch), "captured", capture_order(pipe, config))
     return slot, time.monotonic() - started
 
 
-def _train_every_bucket(pipe: Any, config: Any, slot: Any, scratch: Path, done: str) -> None:
-    """A one-step job on a plain picture of each aspect bucket (one latent shape each)."""
+def capture_order(pipe: Any, config: Any) -> list[tuple[int, int]]:
+    """The aspect buckets by the size ``config`` trains them at, largest first: the order to capture them in.
+
+    The captured graphs share one memory pool, and a capture reuses the blocks the captures before it freed only where
+    they are big enough. Captured in the buckets' own order (square first), an H200 worker's pool grew from 97.6 to
+    127.1 GiB at the second bucket, 4:5, whose latents are 2% larger, and not at all for the three after it, which
+    are smaller; rendering then ran out of memory beside it (BENCHMARKS.md, 2026-12-04 second session). Largest
+    first, no later capture asks for a block larger than the first one freed (what that saves is not measured yet).
+    """
+    from pipeline.diffusion.generation import headshot_size
+    from pipeline.diffusion.training.dataset import BUCKET_ASPECTS
+
+    def area(aspect: tuple[int, int]) -> int:
+        width, height = headshot_size(pipe, aspect, native=config.resolution)
+        return width * height
+
+    return sorted(BUCKET_ASPECTS, key=area, reverse=True)
+
+
+def _train_every_bucket(pipe: Any, config: Any, slot: Any, scratch: Path, done: str, aspects: Any = None) -> None:
+    """A one-step job on a plain picture of each aspect bucket (one latent shape each), in ``aspects``' order (by
+    default the buckets' own)."""
     from pipeline.diffusion.training.dataset import BUCKET_ASPECTS
     from pipeline.diffusion.training.loop import train_lora
 
-    for width, height in BUCKET_ASPECTS:
+    for width, height in aspects or BUCKET_ASPECTS:
         bucket_started = time.monotonic()
         picture = Image.new("RGB", (width * 128, height * 128), "gray")
         train_lora(pipe, [picture], config, scratch, slot=slot)

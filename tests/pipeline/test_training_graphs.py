@@ -8,6 +8,7 @@ inductor), once with the slot's graphs and once without, from the same seed.
 from __future__ import annotations
 
 import contextlib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -66,3 +67,16 @@ def test_replayed_training_matches_the_plain_steps_user_after_user(
         assert all(not gradient.any() for gradient in graphed_slot.graphs.gradients), job
     # The second job's shapes were the first's (the same buckets of square crops): it captured nothing new.
     assert graphed_slot.graphs.captured == captured
+
+
+def test_a_worker_captures_its_largest_bucket_first(model_cache_dir: Path) -> None:
+    from jobs.worker.training_setup import capture_order
+    from pipeline.diffusion.generation import headshot_size
+    from pipeline.diffusion.training.dataset import BUCKET_ASPECTS
+
+    pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
+    for config in (RECIPE, TrainingConfig(rank=4, resolution=1024)):
+        order = capture_order(pipe, config)
+        areas = [math.prod(headshot_size(pipe, aspect, native=config.resolution)) for aspect in order]
+        assert sorted(order) == sorted(BUCKET_ASPECTS)
+        assert areas == sorted(areas, reverse=True) and areas[0] > areas[-1], (config.resolution, order, areas)
