@@ -24,7 +24,6 @@ from pipeline.diffusion.adapters import (
     skip_lora_input_casts,
     snapshot_active_adapters,
 )
-from pipeline.diffusion.geglu import use_geglu_operator
 from pipeline.diffusion.training.graphs import TrainingGraphs
 
 __all__ = ["TRAINING_ADAPTER", "TrainingSlot", "reset_lora"]
@@ -47,6 +46,8 @@ class TrainingSlot:
     ) -> None:
         import torch
         from peft import LoraConfig
+
+        from pipeline.diffusion.geglu import use_geglu_operator
 
         # 1. Check inputs: the adapter must start inactive, which needs another adapter (the LoraSlot's) to be active.
         if not isinstance(rank, int) or rank < 1:
