@@ -25,6 +25,9 @@ async def connect_queue(redis_url: str, queue_name: str) -> ArqRedis:
     """An arq pool on ``redis_url``; fails fast (3 tries) with the URL's host in the error when Redis is away."""
     settings = RedisSettings.from_dsn(redis_url)
     settings.conn_retries = 3
+    # arq's 1 s to open a connection is too little for a busy host: a local Redis on two loaded cores (CI) once took
+    # longer, and a user's /train start failed. A refused connection (Redis away) still fails at once.
+    settings.conn_timeout = 5
     return await create_pool(settings, default_queue_name=queue_name)
 
 
