@@ -20,28 +20,31 @@ WARPS = 4
 
 
 @triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
-def _geglu_forward(projected, out, rows, width, block_rows: tl.constexpr, block_columns: tl.constexpr):  # type: ignore[no-untyped-def]
+def _pairs(projected, rows, width, block_rows: tl.constexpr, block_columns: tl.constexpr):  # type: ignore[no-untyped-def]
+    """This program's tile: its elements' offsets in a tensor of the gate's width and in ``projected``, the mask,
+    and the (value, gate) pairs in float32."""
     row = tl.program_id(0) * block_rows + tl.arange(0, block_rows)[:, None]
     column = tl.program_id(1) * block_columns + tl.arange(0, block_columns)[None, :]
     inside = (row < rows) & (column < width)
     row = row.to(tl.int64)
+    half = row * width + column
     pair = row * (2 * width) + column
     value = tl.load(projected + pair, mask=inside).to(tl.float32)
     gate = tl.load(projected + pair + width, mask=inside).to(tl.float32)
+    return half, pair, inside, value, gate
+
+
+@triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
+def _geglu_forward(projected, out, rows, width, block_rows: tl.constexpr, block_columns: tl.constexpr):  # type: ignore[no-untyped-def]
+    half, pair, inside, value, gate = _pairs(projected, rows, width, block_rows, block_columns)
     gelu = gate * 0.5 * (1.0 + tl.math.erf(gate * 0.7071067811865476))
-    tl.store(out + row * width + column, (value * gelu).to(out.dtype.element_ty), mask=inside)
+    tl.store(out + half, (value * gelu).to(out.dtype.element_ty), mask=inside)
 
 
 @triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
 def _geglu_backward(projected, grad, out, rows, width, block_rows: tl.constexpr, block_columns: tl.constexpr):  # type: ignore[no-untyped-def]
-    row = tl.program_id(0) * block_rows + tl.arange(0, block_rows)[:, None]
-    column = tl.program_id(1) * block_columns + tl.arange(0, block_columns)[None, :]
-    inside = (row < rows) & (column < width)
-    row = row.to(tl.int64)
-    pair = row * (2 * width) + column
-    value = tl.load(projected + pair, mask=inside).to(tl.float32)
-    gate = tl.load(projected + pair + width, mask=inside).to(tl.float32)
-    upstream = tl.load(grad + row * width + column, mask=inside).to(tl.float32)
+    half, pair, inside, value, gate = _pairs(projected, rows, width, block_rows, block_columns)
+    upstream = tl.load(grad + half, mask=inside).to(tl.float32)
     cdf = 0.5 * (1.0 + tl.math.erf(gate * 0.7071067811865476))
     pdf = tl.exp(-0.5 * gate * gate) * 0.3989422804014327
     tl.store(out + pair, (upstream * gate * cdf).to(out.dtype.element_ty), mask=inside)
