@@ -9,6 +9,7 @@ import contextlib
 import logging
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -78,6 +79,7 @@ def compile_training(pipe: Any, plan: Any, settings: Settings, scope: str) -> tu
     jobs on plain pictures (then zeroed), so no user's training waits for a compile; with CUDA graphs, each bucket's
     step is then captured by a second round of those jobs. Returns the slot and the seconds it took."""
     from pipeline.diffusion.training.config import TrainingConfig
+    from pipeline.diffusion.training.dataset import BUCKET_ASPECTS
     from pipeline.diffusion.training.slot import TrainingSlot
 
     started = time.monotonic()
@@ -99,8 +101,10 @@ def compile_training(pipe: Any, plan: Any, settings: Settings, scope: str) -> tu
             layers, calibrated = _train_base_in_float8(pipe, slot, settings, Path(scratch))
             log.info("%d UNet layers train in FP8 (%d gradient scales calibrated)", layers, calibrated)
         # With graphs, every bucket is warmed before any is captured (``TrainingGraphs.warming``), then captured.
+        # Compiled in the buckets' own order, square first: the first shape gets graphs specialised to it (later
+        # shapes share dynamic ones); only the captures below go largest first.
         with slot.graphs.warming() if slot.graphs is not None else contextlib.nullcontext():
-            _train_every_bucket(pipe, config, slot, Path(scratch), "warmed")
+            _train_every_bucket(pipe, config, slot, Path(scratch), "warmed", BUCKET_ASPECTS)
         if slot.graphs is not None:
             _train_every_bucket(pipe, config, slot, Path(scratch), "captured", capture_order(pipe, config))
     return slot, time.monotonic() - started
@@ -125,13 +129,13 @@ def capture_order(pipe: Any, config: Any) -> list[tuple[int, int]]:
     return sorted(BUCKET_ASPECTS, key=area, reverse=True)
 
 
-def _train_every_bucket(pipe: Any, config: Any, slot: Any, scratch: Path, done: str, aspects: Any = None) -> None:
-    """A one-step job on a plain picture of each aspect bucket (one latent shape each), in ``aspects``' order (by
-    default the buckets' own)."""
-    from pipeline.diffusion.training.dataset import BUCKET_ASPECTS
+def _train_every_bucket(
+    pipe: Any, config: Any, slot: Any, scratch: Path, done: str, aspects: Sequence[tuple[int, int]]
+) -> None:
+    """A one-step job on a plain picture of each aspect bucket (one latent shape each), in ``aspects``' order."""
     from pipeline.diffusion.training.loop import train_lora
 
-    for width, height in aspects or BUCKET_ASPECTS:
+    for width, height in aspects:
         bucket_started = time.monotonic()
         picture = Image.new("RGB", (width * 128, height * 128), "gray")
         train_lora(pipe, [picture], config, scratch, slot=slot)
