@@ -123,19 +123,16 @@ def prepare_model(settings: Settings) -> ServingModel:
         model.class_prompt = TrainingConfig().class_prompt
         model.class_images = render_class_images(pipe, model.class_prompt, settings.prior_class_images)
     _check_weight_dtypes(loaded, weight_dtypes(pipe))
-    log.info("ready to serve in %.1f s%s", time.monotonic() - started, _gpu_memory(pipe))
+    log.info("ready to serve in %.1f s%s", time.monotonic() - started, _gpu_memory(device))
     return model
 
 
-def _gpu_memory(pipe: Any) -> str:
-    """What the start left reserved of the GPU, and its peak (training graphs' pools stay reserved, and rendering must
-    fit beside them); empty off CUDA."""
+def _gpu_memory(device: str) -> str:
+    """What the start left reserved of ``device``, and its peak (training graphs' pools stay reserved, and rendering
+    must fit beside them); empty off CUDA."""
     import torch
 
-    from pipeline.diffusion.families import denoiser
-
-    device = denoiser(pipe).device
-    if device.type != "cuda":
+    if torch.device(device).type != "cuda":
         return ""
     total = torch.cuda.get_device_properties(device).total_memory / 2**30
     reserved = torch.cuda.memory_reserved(device) / 2**30
