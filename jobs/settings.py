@@ -144,13 +144,13 @@ class Settings(BaseSettings):
         "one training call measured 3.3% faster with the inputs' scales calibrated (BENCHMARKS.md), the gradients' "
         "scales not yet timed, and its effect on likeness is unjudged on real weights.",
     )
-    train_cuda_graphs: bool = Field(
-        default=False,
+    train_cuda_graphs: bool | None = Field(
+        default=None,
         description="Replay each training step's forward, loss and backward from CUDA graphs, one per batch shape, "
         "captured by the training warm-up at start (pipeline/diffusion/training/graphs.py). Needs compiled training "
-        "on a CUDA worker; SDXL only. Off until a whole worker is timed with it: one training call measured 7% "
-        "faster replayed (BENCHMARKS.md), and its graphs keep the step's activation memory (83 GiB at batch 16) "
-        "reserved for training.",
+        "on a CUDA worker; SDXL only. Unset: on where the memory plan picks batch 16 (a GPU of 110 GiB or more) and "
+        "the batch is not set above it, where a whole worker was measured with it (BENCHMARKS.md); off elsewhere: "
+        "its graphs keep a step's activation memory reserved for training.",
     )
     render_cuda_graphs: bool = Field(
         default=False,

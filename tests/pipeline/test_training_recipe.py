@@ -111,22 +111,44 @@ def test_text_encoder_lora_is_saved_and_loads(pipe: Any, text_encoder_trained: A
 
 
 @pytest.mark.parametrize(
-    ("family", "gpu_gib", "batch", "checkpointing"),
+    ("family", "gpu_gib", "batch", "checkpointing", "graphs"),
     [
-        (Family.SDXL, None, 4, False),
-        (Family.SDXL, 80.0, 8, False),
-        (Family.SDXL, 100.0, 8, False),
-        (Family.SDXL, 139.8, 16, False),
-        (Family.SDXL, 48.0, 4, False),
-        (Family.SDXL, 24.0, 4, True),
+        (Family.SDXL, None, 4, False, False),
+        (Family.SDXL, 80.0, 8, False, False),
+        (Family.SDXL, 100.0, 8, False, False),
+        # The one size measured with training graphs beside rendering (an H200 at batch 16).
+        (Family.SDXL, 139.8, 16, False, True),
+        (Family.SDXL, 48.0, 4, False, False),
+        (Family.SDXL, 24.0, 4, True, False),
         # klein at 1024 px: batch 4 peaked at 83 GiB on an H200, batch 8 did not fit in its 139.
-        (Family.FLUX2, None, 4, False),
-        (Family.FLUX2, 139.0, 4, False),
-        (Family.FLUX2, 80.0, 2, False),
-        (Family.FLUX2, 48.0, 1, True),
+        (Family.FLUX2, None, 4, False, False),
+        (Family.FLUX2, 139.0, 4, False, False),
+        (Family.FLUX2, 80.0, 2, False, False),
+        (Family.FLUX2, 48.0, 1, True, False),
     ],
 )
 def test_memory_plan_picks_the_fastest_recipe_that_fits(
-    family: Family, gpu_gib: float | None, batch: int, checkpointing: bool
+    family: Family, gpu_gib: float | None, batch: int, checkpointing: bool, graphs: bool
 ) -> None:
-    assert memory_plan(gpu_gib, family) == MemoryPlan(batch_size=batch, gradient_checkpointing=checkpointing)
+    wanted = MemoryPlan(batch_size=batch, gradient_checkpointing=checkpointing, cuda_graphs=graphs)
+    assert memory_plan(gpu_gib, family) == wanted
+
+
+def test_training_graphs_left_unset_follow_the_plan_up_to_its_batch_and_a_setting_wins() -> None:
+    from jobs.settings import Settings
+    from jobs.worker.training_setup import plan_with_settings
+
+    h200 = memory_plan(139.8, Family.SDXL)
+
+    def plan(**fixed: Any) -> MemoryPlan:
+        return plan_with_settings(h200, Settings(_env_file=None, **fixed))  # type: ignore[call-arg]
+
+    assert plan() == h200 and h200.cuda_graphs
+    assert plan(train_batch_size=12).cuda_graphs  # a smaller batch's captures take less than the measured ones
+    assert not plan(train_batch_size=24).cuda_graphs  # a larger one's were never measured beside rendering
+    assert plan(train_batch_size=24, train_cuda_graphs=True).cuda_graphs
+    assert not plan(train_cuda_graphs=False).cuda_graphs
+    # Where the plan has none (a smaller card), unset stays off and an explicit true is honoured.
+    a100 = memory_plan(80.0, Family.SDXL)
+    assert not plan_with_settings(a100, Settings(_env_file=None)).cuda_graphs  # type: ignore[call-arg]
+    assert plan_with_settings(a100, Settings(_env_file=None, train_cuda_graphs=True)).cuda_graphs  # type: ignore[call-arg]

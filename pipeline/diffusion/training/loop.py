@@ -60,10 +60,11 @@ TEXT_ENCODER_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
 
 @dataclass(frozen=True)
 class MemoryPlan:
-    """Batch size and gradient checkpointing for a GPU of a given size (SDXL at 1024 px, rank 16)."""
+    """Batch size, gradient checkpointing and CUDA graphs for a GPU of a given size (SDXL at 1024 px, rank 16)."""
 
     batch_size: int
     gradient_checkpointing: bool
+    cuda_graphs: bool = False  # each bucket's step replayed from a captured graph (``TrainingGraphs``)
 
 
 # SDXL: batch 8 needs nearly twice batch 4's memory but trains nearly twice as many image-steps/s: the step is bound
@@ -73,7 +74,10 @@ class MemoryPlan:
 # 80 GB card stays at batch 8 (50.8 GiB). Below 40 GiB, checkpointing trades compute for memory (a 24 GB card's floor).
 # klein 4B at its 1024 px: batch 4 peaked at 83 GiB on an H200 and batch 8 ran out of its 139 (BENCHMARKS.md,
 # 2026-12-02); batch 2 below that is half the activations (an estimate, not measured), and below 64 GiB
-# checkpointing at batch 1 is the only hope (not measured either).
+# checkpointing at batch 1 is the only hope (not measured either). CUDA graphs keep a captured step's activations
+# reserved: at batch 16 on an H200 the five buckets' graphs took 94.7 GiB reserved (99.9 with FP8 training) and
+# rendering fit beside them (118.5 GiB peak through a customer's 40 headshots; BENCHMARKS.md, 2026-12-04 third
+# session); smaller cards are not measured with them, so they stay off there.
 def memory_plan(gpu_memory_gib: float | None, family: Family = Family.SDXL) -> MemoryPlan:
     """The fastest recipe that fits ``gpu_memory_gib`` of GPU memory for ``family``; ``None`` (a CPU) keeps the
     defaults."""
@@ -86,7 +90,7 @@ def memory_plan(gpu_memory_gib: float | None, family: Family = Family.SDXL) -> M
     if gpu_memory_gib is None or 40 <= gpu_memory_gib < 72:
         return MemoryPlan(batch_size=4, gradient_checkpointing=False)
     if gpu_memory_gib >= 110:
-        return MemoryPlan(batch_size=16, gradient_checkpointing=False)
+        return MemoryPlan(batch_size=16, gradient_checkpointing=False, cuda_graphs=True)
     if gpu_memory_gib >= 72:
         return MemoryPlan(batch_size=8, gradient_checkpointing=False)
     return MemoryPlan(batch_size=4, gradient_checkpointing=True)
