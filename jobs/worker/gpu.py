@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 from jobs.worker.threads import ProgressReporter, run_in_thread
 
-__all__ = ["GpuTurns"]
+__all__ = ["GpuTurns", "allocator_retries"]
+
+log = logging.getLogger(__name__)
 
 
 class GpuTurns:
@@ -42,8 +46,35 @@ class GpuTurns:
             self.waited += busy
             if self._observe_wait is not None:
                 self._observe_wait(time.monotonic() - asked)
-            return await run_in_thread(progress, work, self._thread)
+            return await run_in_thread(progress, lambda: _telling_retries(work), self._thread)
 
     def close(self) -> None:
         """Let the torch thread end once its section (if any) is done."""
         self._thread.shutdown(wait=False)
+
+
+def allocator_retries() -> int:
+    """How often torch's CUDA allocator found no free block, released its cached ones and tried again (a slow,
+    synchronising path) on the current device; 0 where CUDA is not in use."""
+    torch = sys.modules.get("torch")  # loaded with the model; never imported just for this
+    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return 0
+    return int(torch.cuda.memory_stats().get("num_alloc_retries", 0))
+
+
+def _telling_retries(work: Callable[[], Any]) -> Any:
+    """``work``, and a warning in the job's log when the allocator had to retry during it.
+
+    Why: a training's CUDA graphs keep their memory pool reserved, and rendering must fit in what is left; near the
+    limit every retry frees and re-asks for memory while the GPU waits, which shows only as slower renders (one
+    worker's requests took 4.2-5.2 s of GPU instead of ~4.0 once, cause unknown; BENCHMARKS.md, 2026-12-04 third
+    session). Counted per section, so the log says which job paid."""
+    before = allocator_retries()
+    try:
+        return work()
+    finally:
+        retries = allocator_retries() - before
+        if retries:
+            log.warning(
+                "GPU memory nearly full: the allocator freed its cache and retried %d times in this job", retries
+            )
