@@ -154,7 +154,8 @@ def _encode(pipe: Any, crops: list[Image.Image]) -> tuple[Any, Any]:
         vae.to(torch.float32)
     try:
         # Bytes to the device, scaled there: the same float32 maths as on the host, whose 20 full-size float copies
-        # took 0.56 s of a 2-core CPU (a training's encoding took 1.5 s on an H200 worker, BENCHMARKS.md).
+        # took 0.56 s of a 2-core CPU. An H200 worker's encoding (1.5-1.7 s) did not move with it: the VAE decides
+        # it there (BENCHMARKS.md, 2026-12-04 third session).
         pixels = [torch.from_numpy(np.array(crop, dtype=np.uint8)).permute(2, 0, 1) for crop in crops]
         means, stds = [], []
         with torch.no_grad():
