@@ -96,3 +96,4 @@ def test_the_shared_set_is_keyed_by_the_settings_that_decide_the_graphs(tmp_path
     assert key() == key(bot_consumer="another-bot")  # nothing of the graphs
     assert key() != key(warm_aspects="square")  # other shapes warmed: other graphs
     assert key() != key(compile_scope="unet")
+    assert key() != key(train_cuda_graphs=False)  # unset is on at an H200's batch 16
