@@ -86,6 +86,13 @@ class Settings(BaseSettings):
         description="Previews rendered from the selfies when training is queued, on models that read reference "
         "photos (FLUX.2 [klein]); 0 = none.",
     )
+    first_headshots: int = Field(
+        default=4,
+        ge=0,
+        le=20,
+        description="Headshots rendered in the LinkedIn style as soon as the user's model is trained, without a "
+        "/headshot (where today's image quota has room); 0 = none.",
+    )
     inference_steps: int | None = Field(default=None, ge=1, description="Override the styles' step counts.")
     # Compiling: unset switches resolve per device in ``compile_profile``, to the measured production profile on CUDA
     # (both on, scope "blocks": README "Production", BENCHMARKS.md fifth session) and to plain eager on a CPU.

@@ -86,6 +86,9 @@ def settings(tmp_path: Path, redis_url: str, model_cache: Path) -> Settings:
         "train_steps": 20,
         "inference_steps": 2,
         "headshots_per_request": 2,
+        # No render queued by itself when training ends: most tests train to reach READY and go on from there. The
+        # first headshots' own tests turn them on (tests/bot/test_first_headshots.py, the local chat's flow).
+        "first_headshots": 0,
         "progress_interval_s": 0.0,
         # In-process workers search faces in a thread with their analyzer; the process pool has its own tests
         # (tests/jobs/test_face_search.py), and subprocess workers run it at its default.

@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 from bot.core import session, texts
 from bot.core.context import CoreContext
 from bot.core.erase import forget_event
+from bot.core.first_headshots import first_headshots_due, queue_first_headshots, trained_text
 from bot.core.retention import forget_expired, forget_selfies_after_training
 from bot.core.types import ChatPort, ChatUnreachable, OutgoingImage, Reply, Undeliverable
 from bot.store.schema import JobRow, JobStatus
@@ -259,7 +260,13 @@ class EventDelivery:
                 await session.model_trained(self.core.store, job, event.lora_key)
                 await forget_selfies_after_training(self.core, event.user_key, job.session_id)
             await self._final_text(event, job, chat_id, port, texts.TRAINING_FINISHED)
-            await self._once(event, "trained", lambda: port.send(chat_id, Reply(texts.TRAINED)))
+            # The first headshots come unasked where nothing stands in the way; the news says whether they come.
+            first = await first_headshots_due(self.core, job)
+            await self._once(event, "trained", lambda: port.send(chat_id, Reply(trained_text(first))))
+            if first is not None:
+                await self._once(
+                    event, "first-headshots", lambda: queue_first_headshots(self.core, chat_id, first, port)
+                )
         elif isinstance(event, ImagesReady):
             await self._post_images(event, job, chat_id, port)
         elif isinstance(event, Failed | Cancelled):

@@ -1,4 +1,5 @@
-"""Rendering commands: ``/headshot``'s queueing, and the actions on one headshot (``/more``, ``/remix``, ``/upscale``).
+"""Rendering commands: ``/headshot``'s queueing (the first headshots' after training too), and the actions on one
+headshot (``/more``, ``/remix``, ``/upscale``).
 
 An action is a generation job like any other (same job ids, progress, ``/cancel``, delivery as numbered headshots,
 outputs under the user's prefix), whose request names the headshot it starts from and a ``RenderMode``.
@@ -22,7 +23,7 @@ from pipeline.errors import SessionError, UnknownStyle
 from pipeline.safety.text import check_words
 from pipeline.styles import STYLES, Style, remix_style, resolve_style
 
-__all__ = ["ACTIONS", "check_can_render", "queue_render", "start_action"]
+__all__ = ["ACTIONS", "check_can_render", "queue_render", "render_headshots", "start_action"]
 
 # The command of each action, and the mode its request carries.
 ACTIONS = {"/more": RenderMode.VARY, "/remix": RenderMode.REMIX, "/upscale": RenderMode.UPSCALE}
@@ -84,6 +85,19 @@ async def queue_render(
     await transitions.rendering_queued(core.store, session, job_id, request)
     await core.queue.enqueue_generation(job_id, request)
     return job_id, await core.queue.position(job_id)
+
+
+async def render_headshots(
+    core: CoreContext, chat: ChatRef, session: SessionRow, style: Style, port: ChatPort, *, count: int
+) -> None:
+    """``/headshot <style>`` once the checks passed: record, then enqueue, then acknowledge (the acknowledgement is
+    the message progress edits)."""
+    job_id, position = await queue_render(core, chat, session, style, count=count)
+    text = (texts.HEADSHOT_QUEUED if position else texts.HEADSHOT_QUEUED_RUNNING).format(
+        count=count, style=style.title, position=position
+    )
+    message_id = await port.send(chat.chat_id, Reply(text, (texts.CANCEL_BUTTON,)))
+    await core.store.update_job(chat.user_key, job_id, progress_message_id=message_id)
 
 
 async def start_action(

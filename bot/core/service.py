@@ -11,7 +11,7 @@ from bot.core.erase import erase_user
 from bot.core.look_choice import parse_headshot
 from bot.core.previews import preview_session, render_from_selfies
 from bot.core.ratelimit import RateLimiter
-from bot.core.rendering import ACTIONS, check_can_render, queue_render, start_action
+from bot.core.rendering import ACTIONS, check_can_render, render_headshots, start_action
 from bot.core.session import JobStatus, SessionState, state_of
 from bot.core.subject_choice import described, parse_words, subject_intro, subject_needs_new, subject_reply
 from bot.core.takeaway import export_lora, favorites_zip
@@ -216,14 +216,7 @@ class HeadshotService:
             await render_from_selfies(self.core, chat, previewing, style, port)
             return
 
-        # Record first, then enqueue, then acknowledge (the acknowledgement is the message progress edits).
-        count = self.core.settings.headshots_per_request
-        job_id, position = await queue_render(self.core, chat, target, style, count=count)
-        text = (texts.HEADSHOT_QUEUED if position else texts.HEADSHOT_QUEUED_RUNNING).format(
-            count=count, style=style.title, position=position
-        )
-        message_id = await port.send(chat.chat_id, Reply(text, (texts.CANCEL_BUTTON,)))
-        await self.core.store.update_job(chat.user_key, job_id, progress_message_id=message_id)
+        await render_headshots(self.core, chat, target, style, port, count=self.core.settings.headshots_per_request)
 
     async def _help(self, chat: ChatRef, session: SessionRow | None, port: ChatPort) -> None:
         await port.send(chat.chat_id, Reply(texts.HELP))

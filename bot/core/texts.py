@@ -125,6 +125,11 @@ VARIATIONS_READY = "Here are your variations of #{number}. Tap ★ Keep under th
 REMIXES_READY = "Here are your remixes of #{number}. Tap ★ Keep under the ones you like."
 UPSCALE_READY = "Here is #{number} at twice the size."
 TRAINED = "Your model is ready! Send /headshot <style>, e.g. /headshot linkedin. /styles lists them all."
+# The same news when the first headshots were queued with it (bot/core/first_headshots.py).
+TRAINED_FIRST_HEADSHOTS = (
+    "Your model is ready! Your first {style} headshots are on their way. For other looks, send /headshot <style> "
+    "(/styles lists them all)."
+)
 PREVIEW_TITLE = "Preview · {title}"
 PREVIEW_QUEUED = (
     "No model yet, so I'm rendering {count} {style} headshots straight from your selfies{queue}… For a closer "

@@ -207,6 +207,17 @@ class Store(GalleryRows):
         )
         return int(row[0]) if row else 0
 
+    async def session_jobs(self, user_key: str, session_id: int, kind: JobKind) -> list[JobRow]:
+        """The session's jobs of ``kind``, whatever their status, oldest first."""
+        rows = await self._all(
+            "SELECT job_id, user_key, session_id, kind, status, style, progress_message_id, request FROM jobs "
+            "WHERE user_key = ? AND session_id = ? AND kind = ? ORDER BY created_at",
+            user_key,
+            session_id,
+            kind,
+        )
+        return [JobRow(*row) for row in rows]
+
     async def update_job(
         self, user_key: str, job_id: str, *, status: JobStatus | None = None, progress_message_id: str | None = None
     ) -> None:
