@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from arq.constants import job_key_prefix
 from arq.jobs import Job
 from pydantic import SecretStr
 from redis.asyncio import Redis
@@ -42,26 +43,31 @@ async def test_worker_job_moves_metrics_and_json_logs_carry_job_id(
     linkedin = resolve_style("linkedin")
     missing = GenerateRequest("local:ann", "r1", "users/nope/lora.safetensors", linkedin, 1, 7, "users/x/out/")
     await queue.enqueue_generation("generate:local:ann:r1", missing)
-    worker = build_worker(settings, settings.redis_url, poll_delay=0.05, handle_signals=False, model=tiny_model)
+    # A job deferred by an hour waits in the queue while the worker idles: the burst worker runs until it is gone.
+    await pool.enqueue_job(
+        "generate_headshots", missing.to_dict(), _job_id="later", _defer_by=3600, _queue_name=settings.queue_name
+    )
+    # In burst mode, so it returns by itself once the queue is empty (a cancel can cut short a just-begun poll).
+    worker = build_worker(
+        settings, settings.redis_url, poll_delay=0.05, handle_signals=False, model=tiny_model, burst=True
+    )
     with captured_logs(settings) as logs:
         running = asyncio.create_task(worker.async_run())
         try:
-            # 2. Both jobs end; a job deferred by an hour then waits in the queue while the worker idles.
+            # 2. Both jobs end, and the deferred one waits.
             await Job("train:local:ann:1:0", pool, _queue_name=settings.queue_name).result(timeout=120)
             with pytest.raises(KeyError, match="users/nope/lora.safetensors"):
                 await Job("generate:local:ann:r1", pool, _queue_name=settings.queue_name).result(timeout=60)
-            await pool.enqueue_job(
-                "generate_headshots",
-                missing.to_dict(),
-                _job_id="later",
-                _defer_by=3600,
-                _queue_name=settings.queue_name,
-            )
             metrics = await scrape(unused_tcp_port)
             assert len(await live_workers(redis, settings.queue_name)) == 1
+            # Taken off the queue (as arq's own clean-up does), so the queue is empty and the burst worker ends.
+            await pool.zrem(settings.queue_name, "later")
+            await pool.delete(job_key_prefix + "later")
+            await asyncio.wait_for(running, 30)
         finally:
-            running.cancel()
-            await asyncio.gather(running, return_exceptions=True)
+            if not running.done():  # a failed assertion above: stop it the hard way
+                running.cancel()
+                await asyncio.gather(running, return_exceptions=True)
             await worker.close()
             await pool.aclose()
 
