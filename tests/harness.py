@@ -74,9 +74,9 @@ async def stop_worker(worker: Any, running: asyncio.Task[Any]) -> None:
     """Stop a worker that ``running`` runs (``async_run``) and close it, whatever its jobs are doing.
 
     arq's ``close`` cancels the jobs still running and gathers them without ``return_exceptions``, so a job its last
-    poll had just begun surfaced there as a ``CancelledError`` (seen once in CI, in the queue tests, with a worker of their own). Here no job
-    starts after the first line; the loop stops; the jobs left are cancelled and awaited here; ``close`` then only
-    closes (``on_shutdown``: the worker state's processes and ports)."""
+    poll had just begun surfaced there as a ``CancelledError`` (seen once in CI, in the queue tests, with a worker of
+    their own). Here no job starts after the first line; the loop stops; the jobs left are cancelled and awaited
+    here; ``close`` then only closes (``on_shutdown``: the worker state's processes and ports)."""
     worker.allow_pick_jobs = False  # arq's own switch: its polls start nothing from here on
     running.cancel()
     await asyncio.gather(running, return_exceptions=True)
