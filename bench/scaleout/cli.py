@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -101,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         jobs_per_worker=args.jobs_per_worker,
         request_lead_s=args.request_lead_s,
     )
+    # SIGTERM (``timeout``, a job scheduler) ends the run as Ctrl-C does: each phase's ``finally`` stops its workers.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     results = asyncio.run(_run(args, plan))
     healthy = all(r.jobs_completed == r.jobs_expected and not r.jobs_run_twice and not r.failures for r in results)
     for r in results:

@@ -4,7 +4,9 @@ wait until each is ready to serve, and stop."""
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -12,7 +14,9 @@ from pathlib import Path
 
 from bench.scaleout.plan import EVENTS_STREAM, QUEUE_NAME, ScaleoutPlan
 
-__all__ = ["start_workers", "stop_workers", "wait_until_ready", "worker_env"]
+__all__ = ["die_with_parent", "start_workers", "stop_workers", "wait_until_ready", "worker_env"]
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def worker_env(plan: ScaleoutPlan, index: int, workers: int, redis_url: str, data_dir: Path) -> dict[str, str]:
@@ -50,9 +54,20 @@ def start_workers(plan: ScaleoutPlan, workers: int, redis_url: str, data_dir: Pa
                 env=worker_env(plan, index, workers, redis_url, data_dir),
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent if sys.platform == "linux" else None,
             )
         )
     return processes
+
+
+def die_with_parent() -> None:
+    """In a child before it runs: Linux sends it SIGTERM (a worker's graceful stop) when its parent dies.
+
+    Why: a driver killed from outside (``timeout`` on a GPU machine) left its worker running with 115 GiB of the
+    GPU reserved, and the next run there ran out of memory at start (BENCHMARKS.md, 2026-12-04 third session)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
 
 
 async def wait_until_ready(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -61,3 +64,39 @@ def test_the_plan_ranks_requests_as_the_bot_does_unless_told_otherwise(plan: Sca
     from jobs.contract.queue import REQUEST_LEAD
 
     assert plan.request_lead_s == REQUEST_LEAD.total_seconds() == 60
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's")
+def test_a_worker_process_ends_when_its_driver_is_killed() -> None:
+    # A driver that starts its "worker" (a sleeping child) as start_workers does, then is killed from outside.
+    driver = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time\n"
+            "from bench.scaleout.workers import die_with_parent\n"
+            "sleeper = [sys.executable, '-c', 'import time; time.sleep(120)']\n"
+            "child = subprocess.Popen(sleeper, preexec_fn=die_with_parent)\n"
+            "print(child.pid, flush=True)\n"
+            "time.sleep(120)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert driver.stdout is not None
+    child = int(driver.stdout.readline())
+    driver.kill()  # SIGKILL: no finally, no handler runs in the driver
+    driver.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(child):
+        time.sleep(0.05)
+    assert not _alive(child), "the worker outlived its driver"
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, reaped by init soon, counts as ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
