@@ -1,4 +1,6 @@
-"""Per-GPU utilisation and memory, sampled from ``nvidia-smi`` in the background while a measurement runs.
+"""Per-GPU utilisation, memory, SM clock, power and temperature, sampled from ``nvidia-smi`` in the background while
+a measurement runs. The clocks are there because one H200 ran the same requests 10-30% slower than two others
+(BENCHMARKS.md, 2026-12-04 third session), and only a clock held down (power, heat) would show such a machine.
 
 ``nvidia-smi`` rather than torch: the process that measures never touches the GPUs the workers own.
 Without ``nvidia-smi`` (a CPU machine) the sampler records nothing and says so by returning empty dicts.
@@ -7,13 +9,45 @@ Without ``nvidia-smi`` (a CPU machine) the sampler records nothing and says so b
 from __future__ import annotations
 
 import shutil
+import statistics
 import subprocess
 import threading
 from types import TracebackType
+from typing import NamedTuple
 
-__all__ = ["GpuSampler"]
+__all__ = ["GpuSample", "GpuSampler", "parse_sample"]
 
-QUERY = ["--query-gpu=index,utilization.gpu,memory.used", "--format=csv,noheader,nounits"]
+FIELDS = "index,utilization.gpu,memory.used,clocks.sm,power.draw,temperature.gpu"
+QUERY = [f"--query-gpu={FIELDS}", "--format=csv,noheader,nounits"]
+
+
+class GpuSample(NamedTuple):
+    gpu: str  # "gpu0"
+    utilisation: float  # % of the interval a kernel ran
+    memory_mib: float
+    sm_mhz: float | None  # None where the GPU does not report it ("[N/A]")
+    power_w: float | None
+    temperature_c: float | None
+
+
+def parse_sample(line: str) -> GpuSample | None:
+    """One line of the query's CSV, or None for a line without an index, utilisation and memory."""
+    parts = [part.strip() for part in line.split(",")]
+    if len(parts) != len(FIELDS.split(",")):
+        return None
+
+    def number(text: str) -> float | None:
+        try:
+            return float(text)
+        except ValueError:  # "[N/A]", "[Not Supported]"
+            return None
+
+    index, utilisation, memory, *rest = parts
+    used, busy = number(memory), number(utilisation)
+    if not index.isdigit() or used is None or busy is None:
+        return None
+    sm_mhz, power_w, temperature_c = (number(text) for text in rest)
+    return GpuSample(f"gpu{index}", busy, used, sm_mhz, power_w, temperature_c)
 
 
 class GpuSampler:
@@ -22,7 +56,7 @@ class GpuSampler:
     def __init__(self, gpus: int, interval_ms: int = 500) -> None:
         self._gpus = gpus
         self._interval_ms = interval_ms
-        self._samples: dict[str, list[tuple[float, float]]] = {}
+        self._samples: dict[str, list[GpuSample]] = {}
         self._process: subprocess.Popen[str] | None = None
         self._reader: threading.Thread | None = None
 
@@ -53,19 +87,37 @@ class GpuSampler:
     def _read(self) -> None:
         assert self._process is not None and self._process.stdout is not None
         for line in self._process.stdout:
-            parts = [part.strip() for part in line.split(",")]
-            if len(parts) != 3:
-                continue
-            try:
-                index, utilisation, memory = parts[0], float(parts[1]), float(parts[2])
-            except ValueError:  # "[N/A]" on GPUs that do not report a field
-                continue
-            if int(index) < self._gpus:
-                self._samples.setdefault(f"gpu{index}", []).append((utilisation, memory))
+            self.record(line)
+
+    def record(self, line: str) -> None:
+        """Keep one line of ``nvidia-smi``'s output, if it is a sample of one of this sampler's GPUs."""
+        sample = parse_sample(line)
+        if sample is not None and int(sample.gpu.removeprefix("gpu")) < self._gpus:
+            self._samples.setdefault(sample.gpu, []).append(sample)
 
     def mean_utilisation(self) -> dict[str, float]:
         """Mean ``utilization.gpu`` (% of time a kernel ran) per GPU over the block."""
-        return {gpu: round(sum(u for u, _ in rows) / len(rows), 1) for gpu, rows in sorted(self._samples.items())}
+        return {
+            gpu: round(statistics.fmean(s.utilisation for s in rows), 1) for gpu, rows in sorted(self._samples.items())
+        }
 
     def peak_memory_mib(self) -> dict[str, float]:
-        return {gpu: max(m for _, m in rows) for gpu, rows in sorted(self._samples.items())}
+        return {gpu: max(s.memory_mib for s in rows) for gpu, rows in sorted(self._samples.items())}
+
+    def clocks(self) -> dict[str, dict[str, float]]:
+        """Per GPU over the block: the SM clock's lowest and median MHz, mean power (W) and hottest temperature (C),
+        each only where the GPU reported it."""
+        summary: dict[str, dict[str, float]] = {}
+        for gpu, rows in sorted(self._samples.items()):
+            mhz = [s.sm_mhz for s in rows if s.sm_mhz is not None]
+            watts = [s.power_w for s in rows if s.power_w is not None]
+            degrees = [s.temperature_c for s in rows if s.temperature_c is not None]
+            figures: dict[str, float] = {}
+            if mhz:
+                figures.update(sm_mhz_min=min(mhz), sm_mhz_median=statistics.median(mhz))
+            if watts:
+                figures["power_w_mean"] = round(statistics.fmean(watts), 1)
+            if degrees:
+                figures["temperature_c_max"] = max(degrees)
+            summary[gpu] = figures
+        return summary

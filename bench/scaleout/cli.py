@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{r.workers} worker(s): {r.customers} customers in {r.seconds:.0f} s "
             f"= {r.customers_per_hour} customers/h; "
             f"jobs {r.jobs_completed}/{r.jobs_expected}, run twice {len(r.jobs_run_twice)}, lost {len(r.jobs_lost)}, "
-            f"GPU util {r.gpu_utilisation}; {r.worker_seconds_per_customer} worker-s per customer, jobs "
+            f"GPU util {r.gpu_utilisation}, clocks {r.gpu_clocks}; "
+            f"{r.worker_seconds_per_customer} worker-s per customer, jobs "
             f"{r.job_seconds}, {r.share_between_jobs:.1%} of the workers' time between jobs; "
             f"first headshots after /train start: {r.first_headshot_s} s"
         )

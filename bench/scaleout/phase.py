@@ -42,6 +42,7 @@ async def run_phase(plan: ScaleoutPlan, workers: int, customers: int, redis_url:
             result.seconds = round(time.monotonic() - started, 2)
         result.gpu_utilisation = sampler.mean_utilisation()
         result.gpu_memory_peak_mib = sampler.peak_memory_mib()
+        result.gpu_clocks = sampler.clocks()
     finally:
         stop_workers(processes)
         await pool.aclose()

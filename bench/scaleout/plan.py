@@ -60,6 +60,7 @@ class PhaseResult:
     ready_s: list[float] = field(default_factory=list)  # the whole start-up: load, slots, compiling
     gpu_utilisation: dict[str, float] = field(default_factory=dict)
     gpu_memory_peak_mib: dict[str, float] = field(default_factory=dict)
+    gpu_clocks: dict[str, dict[str, float]] = field(default_factory=dict)  # SM clock, power, temperature (GpuSampler)
     # Where the workers' time went: each job kind's count, median and total seconds (from its "started" event to
     # its last, by the events' stream timestamps: Redis's clock), and the share of the workers' time in no job.
     job_seconds: dict[str, dict[str, float]] = field(default_factory=dict)
