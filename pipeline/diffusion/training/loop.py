@@ -153,6 +153,7 @@ def train_lora(
     # 2. Encode once: every image and its mirror image (a face is near-symmetric, so this doubles the data), grouped
     #    by aspect bucket, and, unless the text encoders train, the prompt.
     training_set = encode_training_set(pipe, images, config.resolution, crop_centers=crop_centers)
+    selfies_s = time.monotonic() - started
     text_models = [pipe.text_encoder, pipe.text_encoder_2] if config.text_encoder_lora else []
     with torch.no_grad():
         fixed_prompt = None if text_models else _encode_prompt(pipe, config.prompt)
@@ -161,9 +162,10 @@ def train_lora(
         prior = encode_training_set(pipe, class_images, config.resolution)
         with torch.no_grad():
             class_prompt = _encode_prompt(pipe, config.class_prompt)
-    # Timings of each phase go to the log (never the images): a slow first step is a compile, a slow encode the VAE.
+    # Timings of each phase go to the log (never the images): a slow first step is a compile, a slow encode the VAE
+    # or the cropping (the pictures), a slow set-up the LoRA attached and the optimizer made.
     encoded_s = time.monotonic() - started
-    first_step_s = 0.0
+    set_up_s = first_step_s = 0.0
 
     # 3. Attach fresh LoRAs, the only active adapters; only their weights train, in float32 even when the base model
     #    is half precision (autocast mixes the two on CUDA; peft casts the LoRA path's input on CPU).
@@ -195,6 +197,7 @@ def train_lora(
             encode = functools.partial(_encode_prompt, pipe, config.prompt)  # each step, when text encoders train
             steps = PlainSteps(_objective(pipe, family, forward), unet.dtype, config, prompts, prior, autocast, encode)
 
+        set_up_s = time.monotonic() - started - encoded_s
         # 4. Loop: each batch from one aspect bucket. Random draws come from one CPU generator, so runs repeat
         #    exactly on any device.
         total = config.optimizer_steps
@@ -212,19 +215,22 @@ def train_lora(
             # (measured harmless so far, BENCHMARKS.md second session: the step is bound by the host queueing kernels).
             step_losses.append(loss.detach())
             if step == 1:
-                first_step_s = time.monotonic() - started - encoded_s
+                first_step_s = time.monotonic() - started - encoded_s - set_up_s
 
             if on_progress is not None and (step % progress_every == 0 or step == total):
                 elapsed = time.monotonic() - started
                 eta = elapsed / seen * (config.steps - seen)
                 on_progress(TrainingProgress(seen, config.steps, float(step_losses[-1]), elapsed, eta))
         losses = [float(value) for value in torch.stack(step_losses).float().cpu()]
-        loop_s = time.monotonic() - started - encoded_s
+        loop_s = time.monotonic() - started - encoded_s - set_up_s
         log.info(
-            "trained %d image-steps in %.1f s: encoding %.1f s, first step %.1f s, the other %d steps %.1f s",
+            "trained %d image-steps in %.1f s: encoding %.1f s (the pictures %.1f s), LoRA and optimizer set up in "
+            "%.1f s, first step %.1f s, the other %d steps %.1f s",
             config.steps,
-            encoded_s + loop_s,
+            encoded_s + set_up_s + loop_s,
             encoded_s,
+            selfies_s,
+            set_up_s,
             first_step_s,
             total - 1,
             loop_s - first_step_s,
