@@ -153,7 +153,7 @@ def train_lora(
     # 2. Encode once: every image and its mirror image (a face is near-symmetric, so this doubles the data), grouped
     #    by aspect bucket, and, unless the text encoders train, the prompt.
     training_set = encode_training_set(pipe, images, config.resolution, crop_centers=crop_centers)
-    selfies_s = time.monotonic() - started
+    selfies_s = _clock(device) - started
     text_models = [pipe.text_encoder, pipe.text_encoder_2] if config.text_encoder_lora else []
     with torch.no_grad():
         fixed_prompt = None if text_models else _encode_prompt(pipe, config.prompt)
@@ -164,7 +164,7 @@ def train_lora(
             class_prompt = _encode_prompt(pipe, config.class_prompt)
     # Timings of each phase go to the log (never the images): a slow first step is a compile, a slow encode the VAE
     # or the cropping (the pictures), a slow set-up the LoRA attached and the optimizer made.
-    encoded_s = time.monotonic() - started
+    encoded_s = _clock(device) - started
     set_up_s = first_step_s = 0.0
 
     # 3. Attach fresh LoRAs, the only active adapters; only their weights train, in float32 even when the base model
@@ -197,7 +197,7 @@ def train_lora(
             encode = functools.partial(_encode_prompt, pipe, config.prompt)  # each step, when text encoders train
             steps = PlainSteps(_objective(pipe, family, forward), unet.dtype, config, prompts, prior, autocast, encode)
 
-        set_up_s = time.monotonic() - started - encoded_s
+        set_up_s = _clock(device) - started - encoded_s
         # 4. Loop: each batch from one aspect bucket. Random draws come from one CPU generator, so runs repeat
         #    exactly on any device.
         total = config.optimizer_steps
@@ -215,7 +215,7 @@ def train_lora(
             # (measured harmless so far, BENCHMARKS.md second session: the step is bound by the host queueing kernels).
             step_losses.append(loss.detach())
             if step == 1:
-                first_step_s = time.monotonic() - started - encoded_s - set_up_s
+                first_step_s = _clock(device) - started - encoded_s - set_up_s
 
             if on_progress is not None and (step % progress_every == 0 or step == total):
                 elapsed = time.monotonic() - started
@@ -257,6 +257,16 @@ def train_lora(
     return TrainingResult(
         lora_path=output_dir / LORA_WEIGHT_NAME, losses=losses, steps=config.steps, seconds=time.monotonic() - started
     )
+
+
+def _clock(device: Any) -> float:
+    """``time.monotonic()`` once ``device`` has done what was queued on it: the log's phases are the GPU's, not the
+    host's queueing (one wait each, a handful a job)."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.monotonic()
 
 
 def _check_inputs(
