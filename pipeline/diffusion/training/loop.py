@@ -76,8 +76,8 @@ class MemoryPlan:
 # 2026-12-02); batch 2 below that is half the activations (an estimate, not measured), and below 64 GiB
 # checkpointing at batch 1 is the only hope (not measured either). CUDA graphs keep a captured step's activations
 # reserved: at batch 16 on an H200 the five buckets' graphs took 94.7 GiB reserved (99.9 with FP8 training) and
-# rendering fit beside them (118.5 GiB peak through a customer's 40 headshots; BENCHMARKS.md, 2026-12-04 third
-# session); smaller cards are not measured with them, so they stay off there.
+# rendering fit beside them (115.7 GiB peak through a customer's 40 headshots, 119.8 with FP8; BENCHMARKS.md,
+# 2026-12-04 third session); smaller cards are not measured with them, so they stay off there.
 def memory_plan(gpu_memory_gib: float | None, family: Family = Family.SDXL) -> MemoryPlan:
     """The fastest recipe that fits ``gpu_memory_gib`` of GPU memory for ``family``; ``None`` (a CPU) keeps the
     defaults."""
