@@ -21,6 +21,7 @@ from jobs.settings import Settings
 from jobs.storage import LocalStorage
 from jobs.worker.app import build_worker
 from pipeline.styles import resolve_style
+from tests.harness import stop_worker
 from tests.operations import captured_logs, scrape
 
 TOKEN = "123456:SECRET-telegram-token"
@@ -65,10 +66,7 @@ async def test_worker_job_moves_metrics_and_json_logs_carry_job_id(
             await pool.delete(job_key_prefix + "later")
             await asyncio.wait_for(running, 30)
         finally:
-            if not running.done():  # a failed assertion above: stop it the hard way
-                running.cancel()
-                await asyncio.gather(running, return_exceptions=True)
-            await worker.close()
+            await stop_worker(worker, running)  # ended already, unless an assertion above failed
             await pool.aclose()
 
     # 3. The scrape shows what the operator needs: one job of each kind, how it ended, and the queue.
