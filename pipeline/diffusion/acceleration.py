@@ -24,6 +24,7 @@ __all__ = [
     "compile_unet_blocks",
     "compile_unet_regions",
     "compile_regionally",
+    "gpu_layout",
     "is_qkv_fused",
     "optimize_for_inference",
     "use_channels_last",
@@ -222,24 +223,38 @@ def use_compile_cache(folder: Path) -> Path:
 
 
 def use_channels_last(pipe: Any, compile_scope: str = "unet") -> None:
-    """VAE weights, and the UNet's unless ``compile_scope`` is "blocks", in channels-last layout on a GPU (cuDNN's
-    fastest convolutions); nothing on a CPU.
-
-    With "blocks" the UNet's convolutions and group norms run eagerly, and an eager group norm on CUDA copies a
-    channels-last input to NCHW and back (forward and backward); NCHW is then the faster layout (BENCHMARKS.md,
-    2026-12-03). Compiled whole or by regions, inductor fuses the norms in either layout.
+    """On a GPU, ``gpu_layout``: the UNet (unless ``compile_scope`` is "blocks") and the VAE's decoder in channels-last
+    layout (cuDNN's fastest convolutions); nothing on a CPU.
 
     Do it before compiling anything, training included: graphs guard on their weights' strides, so a layout change
     after a compile recompiles at the next call.
+    """
+    from pipeline.diffusion.families import denoiser
+
+    if denoiser(pipe).device.type == "cuda":
+        gpu_layout(pipe, compile_scope)
+
+
+def gpu_layout(pipe: Any, compile_scope: str = "unet") -> None:
+    """A GPU worker's memory layouts, on any device (tests lay a CPU model out this way): channels-last where the
+    network is compiled, NCHW where it runs eagerly.
+
+    An eager group norm on CUDA copies a channels-last input to NCHW and back (forward and backward). With "blocks"
+    the UNet's convolutions and group norms run eagerly, and NCHW is the faster layout for it (BENCHMARKS.md,
+    2026-12-03); compiled whole or by regions, inductor fuses the norms in either layout. Likewise the VAE: its
+    decoder is compiled (``compile_decoder``) and channels-last, its encoder eager and NCHW: a training job's 20
+    crops encoded in 0.78 s NCHW against 1.17 s channels-last, half of it those copies (``python -m
+    bench.benchmark_encoding``, BENCHMARKS.md 2026-12-04 fourth session).
     """
     import torch
 
     from pipeline.diffusion.families import denoiser
 
-    if denoiser(pipe).device.type == "cuda":
-        if compile_scope != "blocks":
-            denoiser(pipe).to(memory_format=torch.channels_last)
-        pipe.vae.to(memory_format=torch.channels_last)
+    if compile_scope != "blocks":
+        denoiser(pipe).to(memory_format=torch.channels_last)
+    for part in (pipe.vae.decoder, getattr(pipe.vae, "post_quant_conv", None)):
+        if part is not None:
+            part.to(memory_format=torch.channels_last)
 
 
 def compile_unet_blocks(unet: Any, *, backend: str = "inductor", dynamic: bool | None = None) -> int:

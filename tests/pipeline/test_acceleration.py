@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.diffusion.acceleration import is_qkv_fused, optimize_for_inference, use_compile_cache
+from pipeline.diffusion.acceleration import gpu_layout, is_qkv_fused, optimize_for_inference, use_compile_cache
 from pipeline.diffusion.generation import GeneratedImage, generate_headshots
 from pipeline.diffusion.loading import load_base_pipeline
 from pipeline.diffusion.lora_slot import LoraSlot
@@ -68,10 +68,9 @@ def test_a_worker_compiled_for_serving_never_compiles_again_for_users_actions_or
     # a graph compiled in training mode recompiled after the first job (145 s). The harder start is the one tested.
     pipe.unet.train(True)
     pipe.vae.train(True)
-    # A GPU worker's layout for this scope (``use_channels_last`` does it on CUDA only): its VAE encodes a variation's
-    # start image into channels-last latents, and the compiled UNet and VAE decoder guard on their input's strides.
-    pipe.unet.to(memory_format=torch.channels_last)
-    pipe.vae.to(memory_format=torch.channels_last)
+    # A GPU worker's layout (``use_channels_last`` applies it on CUDA only): its eager VAE encoder makes a variation's
+    # start latents in its own layout, and the compiled UNet and VAE decoder guard on their input's strides.
+    gpu_layout(pipe, "unet")
     slot = LoraSlot(pipe, max_rank=16)
     style = STYLES["casual"]
     before = graphs()

@@ -8,8 +8,11 @@ the image again each step would, for a fraction of the cost.
 
 from __future__ import annotations
 
+import io
 import math
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,16 +20,21 @@ from PIL import Image, ImageOps
 
 __all__ = [
     "BUCKET_ASPECTS",
+    "ENCODE_CHUNK",
     "LatentBucket",
     "TrainingSet",
     "crop_to",
+    "decode_for_training",
     "encode_training_set",
+    "nearest_aspect",
     "render_class_images",
     "to_device",
 ]
 
 # (width, height) shapes; 1:1 first, so square photos keep the model's own square size.
 BUCKET_ASPECTS = ((1, 1), (4, 5), (5, 4), (3, 4), (4, 3))
+# Crops the VAE encodes at once: a 1024px encode is memory-hungry.
+ENCODE_CHUNK = 4
 
 
 @dataclass(frozen=True)
@@ -93,10 +101,12 @@ def encode_training_set(
     resolution: int | None = None,
     *,
     crop_centers: Sequence[tuple[float, float]] | None = None,
+    chunk: int = ENCODE_CHUNK,
 ) -> TrainingSet:
     """Crop each image to its bucket (around its ``crop_centers`` entry, else the centre), mirror it, and encode.
 
     ``resolution`` is the side of the square whose area every bucket keeps; None means the model's own size.
+    ``chunk`` crops go through the VAE at once.
     """
     import torch
 
@@ -111,24 +121,59 @@ def encode_training_set(
     if any(not (0 <= x <= 1 and 0 <= y <= 1) for x, y in centers):
         raise ValueError(f"crop_centers must be normalised (x, y) pairs in [0, 1], but are {centers!r}.")
 
-    # 2. Group by nearest aspect (in log space, so 4:5 and 5:4 are equally far from 1:1).
+    # 2. Crop each to its nearest aspect's size, in threads (Pillow lets go of the GIL while it resizes), and group.
+    def crop(image: Image.Image, center: tuple[float, float]) -> tuple[tuple[int, int], Image.Image]:
+        size = headshot_size(pipe, nearest_aspect(image.width, image.height), native=resolution)
+        return size, crop_to(image.convert("RGB"), size, center)
+
     groups: dict[tuple[int, int], list[Image.Image]] = {}
-    for image, center in zip(images, centers, strict=True):
-        ratio = math.log(image.width / image.height)
-        aspect = min(BUCKET_ASPECTS, key=lambda wh: abs(ratio - math.log(wh[0] / wh[1])))
-        size = headshot_size(pipe, aspect, native=resolution)
-        crop = crop_to(image.convert("RGB"), size, center)
-        groups.setdefault(size, []).extend([crop, ImageOps.mirror(crop)])
+    with ThreadPoolExecutor(_threads(len(images))) as pool:
+        for size, cropped in pool.map(crop, images, centers):
+            groups.setdefault(size, []).extend([cropped, ImageOps.mirror(cropped)])
 
     # 3. Encode each bucket.
     buckets = []
     for (width, height), crops in groups.items():
-        mean, std = _encode(pipe, crops)
+        mean, std = _encode(pipe, crops, chunk)
         time_ids = torch.tensor([[height, width, 0, 0, height, width]], dtype=torch.float32)
         # FLUX.2's VAE has no scaling factor: its latents are normalised by a batch norm, after patching.
         scaling = float(getattr(pipe.vae.config, "scaling_factor", None) or 1.0)
         buckets.append(LatentBucket((width, height), mean, std, time_ids, scaling))
     return TrainingSet(tuple(buckets))
+
+
+def nearest_aspect(width: int, height: int) -> tuple[int, int]:
+    """The bucket aspect nearest ``width``:``height``, in log space (so 4:5 and 5:4 are equally far from 1:1)."""
+    ratio = math.log(width / height)
+    return min(BUCKET_ASPECTS, key=lambda wh: abs(ratio - math.log(wh[0] / wh[1])))
+
+
+def decode_for_training(pipe: Any, photos: Sequence[bytes], resolution: int | None = None) -> list[Image.Image]:
+    """Stored photos (the bot's JPEGs, or any format Pillow opens) as RGB images no smaller than their aspect
+    bucket's crop needs, decoded in threads.
+
+    A JPEG decodes at 1/2, 1/4 or 1/8 of its size where that still covers the bucket (libjpeg's DCT scaling): a
+    12 MP phone photo took 88 ms to decode and 122 ms to crop to 1024x1024 on one core, and 23 and 40 ms so, with
+    0.25 of 255 mean difference in the crop (BENCHMARKS.md, 2026-12-04 fourth session). ``resolution`` is
+    ``encode_training_set``'s.
+    """
+    from pipeline.diffusion.generation import headshot_size
+
+    def decode(data: bytes) -> Image.Image:
+        image = Image.open(io.BytesIO(data))
+        width, height = headshot_size(pipe, nearest_aspect(image.width, image.height), native=resolution)
+        # The largest bucket-shaped region is ``scale`` times the bucket: decoding that much smaller still covers it.
+        scale = min(image.width / width, image.height / height)
+        if scale > 1:
+            image.draft("RGB", (math.ceil(image.width / scale), math.ceil(image.height / scale)))
+        return image.convert("RGB")
+
+    with ThreadPoolExecutor(_threads(len(photos))) as pool:
+        return list(pool.map(decode, photos))
+
+
+def _threads(images: int) -> int:
+    return max(1, min(images, os.cpu_count() or 1))
 
 
 def crop_to(image: Image.Image, size: tuple[int, int], center: tuple[float, float] = (0.5, 0.5)) -> Image.Image:
@@ -141,7 +186,7 @@ def crop_to(image: Image.Image, size: tuple[int, int], center: tuple[float, floa
     return image.resize(size, Image.Resampling.LANCZOS, box=(left, top, left + crop_w, top + crop_h))
 
 
-def _encode(pipe: Any, crops: list[Image.Image]) -> tuple[Any, Any]:
+def _encode(pipe: Any, crops: list[Image.Image], chunk: int) -> tuple[Any, Any]:
     """Float32 (mean, std) of the VAE's latent distribution of each crop, on the pipeline's device."""
     import numpy as np
     import torch
@@ -159,10 +204,10 @@ def _encode(pipe: Any, crops: list[Image.Image]) -> tuple[Any, Any]:
         pixels = [torch.from_numpy(np.array(crop, dtype=np.uint8)).permute(2, 0, 1) for crop in crops]
         means, stds = [], []
         with torch.no_grad():
-            for start in range(0, len(pixels), 4):  # small chunks: a 1024px encode is memory-hungry
-                chunk = to_device(torch.stack(pixels[start : start + 4]), vae.device)
-                chunk = (chunk.float() / 127.5 - 1.0).to(vae.dtype)
-                distribution = vae.encode(chunk).latent_dist
+            for start in range(0, len(pixels), chunk):
+                batch = to_device(torch.stack(pixels[start : start + chunk]), vae.device)
+                batch = (batch.float() / 127.5 - 1.0).to(vae.dtype)
+                distribution = vae.encode(batch).latent_dist
                 means.append(distribution.mean.float())
                 stds.append(distribution.std.float())
         return torch.cat(means), torch.cat(stds)

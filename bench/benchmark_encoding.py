@@ -1,0 +1,163 @@
+"""``python -m bench.benchmark_encoding``: a training job's first phase, its stored selfies decoded, cropped,
+mirrored and encoded by the VAE (``decode_for_training``, ``encode_training_set``), on a model laid out as a GPU
+worker lays it out (``gpu_layout``; TF32; cuDNN's autotuner as ``--cudnn-autotune`` says).
+
+The host's part first: the photos decoded whole (the way before) and as ``decode_for_training`` decodes them, and
+cropped one at a time. Then each way of ``WAYS`` times its first call (what a worker's first job of that shape pays
+on top: cuDNN's choices, kernels loaded) and the median of ``--repeats`` calls. The ways run in ``WAYS``' order in
+one process, so a way after the first finds the kernels the ones before it loaded, as a worker's first job finds
+those its warm-up loaded. Last, one warm call of the worker's way is profiled: its GPU time by kernel. Give phone-sized
+photos (``python -m bench.phone_selfies``) for a user's real cost."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+from pathlib import Path
+from typing import Any
+
+from bench.measure import (
+    add_cudnn_autotune_switch,
+    benchmark_pipeline,
+    describe_run,
+    graph_count,
+    list_recorder,
+    measured,
+    sample_images,
+    use_cudnn_autotune,
+)
+
+__all__ = ["WAYS", "main", "profile_kernels"]
+
+# name -> (crops the VAE encodes at once, the encoder's memory format, compiled, the photos drafted). A worker's
+# warm-up first (one picture a bucket: a chunk of two), then the way before this one, the worker's and the others;
+# the compiled way last (it stays compiled).
+WAYS: dict[str, tuple[int, str, bool, bool]] = {
+    "warm-up: chunks of 2, NCHW encoder, whole decodes": (2, "contiguous_format", False, False),
+    "before: chunks of 4, channels-last encoder, whole decodes": (4, "channels_last", False, False),
+    "worker: chunks of 4, NCHW encoder, drafted decodes": (4, "contiguous_format", False, True),
+    "chunks of 4, NCHW encoder, whole decodes": (4, "contiguous_format", False, False),
+    "chunks of 8, NCHW encoder, drafted decodes": (8, "contiguous_format", False, True),
+    "chunks of 4, channels-last encoder compiled (compile_decoder's way), drafted decodes": (
+        4,
+        "channels_last",
+        True,
+        True,
+    ),
+}
+
+
+def load_photos(folder: Path | None, count: int) -> list[bytes]:
+    """``count`` stored photos from ``folder`` (repeated if it has fewer), else sample pictures as JPEGs."""
+    import io
+
+    from pipeline.selfies.decoding import JPEG_QUALITY
+
+    if folder is None:
+        photos = []
+        for image in sample_images(count):
+            buffer = io.BytesIO()
+            image.save(buffer, format="JPEG", quality=JPEG_QUALITY)
+            photos.append(buffer.getvalue())
+        return photos
+    files = sorted(path for path in folder.iterdir() if path.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if not files:
+        raise SystemExit(f"--selfies {folder} holds no .jpg or .png photos; name a folder of selfies.")
+    return [files[index % len(files)].read_bytes() for index in range(count)]
+
+
+def profile_kernels(call: Any, top: int = 12) -> list[dict[str, Any]]:
+    """The GPU time of one ``call()`` by kernel, largest first (``top`` of them)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as profiler:
+        call()
+        torch.cuda.synchronize()
+    kernels = [event for event in profiler.key_averages() if event.device_time_total > 0]
+    kernels.sort(key=lambda event: -event.device_time_total)
+    return [
+        {"kernel": event.key[:120], "calls": event.count, "gpu_ms": round(event.device_time_total / 1000, 2)}
+        for event in kernels[:top]
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.benchmark_encoding", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", choices=("sdxl", "tiny"), default="sdxl")
+    parser.add_argument("--selfies", type=Path, help="a folder of stored photos (default: sample pictures)")
+    parser.add_argument("--count", type=int, default=10, help="selfies a job trains on (default 10)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path)
+    add_cudnn_autotune_switch(parser)
+    args = parser.parse_args(argv)
+
+    import torch
+    from PIL import Image
+
+    from pipeline.diffusion.acceleration import compile_decoder, gpu_layout, use_fast_maths
+    from pipeline.diffusion.generation import headshot_size
+    from pipeline.diffusion.loading import pick_device
+    from pipeline.diffusion.training.dataset import crop_to, decode_for_training, encode_training_set, nearest_aspect
+
+    use_cudnn_autotune(args)
+    device = pick_device()
+    pipe = benchmark_pipeline(args.model, device)
+    use_fast_maths(pipe)
+    gpu_layout(pipe)  # a GPU worker's layout (``use_channels_last``), on any device
+    photos = load_photos(args.selfies, args.count)
+    results: dict[str, Any] = {
+        **describe_run(args.model),
+        "selfies": args.count,
+        "photo_size": list(Image.open(io.BytesIO(photos[0])).size),
+        "vae_dtype": str(pipe.vae.dtype),
+        "cudnn_autotune": args.cudnn_autotune,
+    }
+    record = list_recorder(results, "encodings", args.out)
+
+    # The host's part: the photos decoded (before: whole, one after another, on the worker's event loop) and cropped.
+    with measured(device) as timed:
+        whole = [Image.open(io.BytesIO(photo)).convert("RGB") for photo in photos]
+    record({"way": "decode whole, one at a time (before)", "seconds": round(timed.seconds, 3)})
+    with measured(device) as timed:
+        drafted = decode_for_training(pipe, photos)
+    record({"way": "decode_for_training (worker)", "seconds": round(timed.seconds, 3), "size": list(drafted[0].size)})
+    for name, images in (("whole", whole), ("drafted", drafted)):
+        with measured(device) as timed:
+            for image in images:
+                crop_to(image, headshot_size(pipe, nearest_aspect(image.width, image.height)))
+        record({"way": f"crops of {name} decodes, one at a time", "seconds": round(timed.seconds, 3)})
+
+    eager_forward = pipe.vae.encoder.forward
+    compiled_forward = compile_decoder(eager_forward)
+    for way, (chunk, layout, compiled, drafts) in WAYS.items():
+        pipe.vae.encoder.to(memory_format=getattr(torch, layout))
+        pipe.vae.encoder.forward = compiled_forward if compiled else eager_forward
+        images = drafted if drafts else whole
+        with measured(device) as first:
+            encode_training_set(pipe, images, chunk=chunk)
+        seconds = []
+        for _ in range(args.repeats):
+            with measured(device) as timed:
+                encode_training_set(pipe, images, chunk=chunk)
+            seconds.append(timed.seconds)
+        record(
+            {
+                "way": way,
+                "first_call_s": round(first.seconds, 3),
+                "graphs": graph_count(),
+                "warm_s": round(statistics.median(seconds), 3),
+                "peak_gib": round(timed.peak_gib, 2),
+            }
+        )
+    if device.startswith("cuda"):
+        pipe.vae.encoder.to(memory_format=torch.contiguous_format)
+        pipe.vae.encoder.forward = eager_forward
+        kernels = profile_kernels(lambda: encode_training_set(pipe, drafted))
+        record({"way": "worker, profiled", "kernels": kernels})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
