@@ -115,7 +115,7 @@ async def start_action(
     number = given.lstrip("#")
     if not images:
         raise SessionError(texts.ACTION_NO_HEADSHOTS)
-    if not number.isdigit() or not 1 <= int(number) <= len(images):
+    if not number.isdecimal() or not 1 <= int(number) <= len(images):
         raise SessionError(
             texts.ACTION_NO_SUCH.format(number=texts.clip(given) or "?", count=len(images), action=action)
         )

@@ -283,7 +283,7 @@ class HeadshotService:
         """``/favorite <n>``: the same as a reaction on headshot #n; the buttons under each batch send it."""
         images = await self.core.store.images(chat.user_key)
         number = args.lstrip("#")
-        if not number.isdigit() or not 1 <= int(number) <= len(images):
+        if not number.isdecimal() or not 1 <= int(number) <= len(images):
             raise SessionError(
                 texts.FAVORITE_NO_SUCH.format(number=texts.clip(args) or "?", count=len(images))
                 if images

@@ -38,9 +38,9 @@ def parse_line(line: str) -> tuple[str, list[Path]] | int:
     """A typed line as (text, attached files), or the message number of a ``react N`` / ``+N``."""
     stripped = line.strip()
     words = stripped.split()
-    if len(words) == 2 and words[0].lower() == "react" and words[1].lstrip("#").isdigit():
+    if len(words) == 2 and words[0].lower() == "react" and words[1].lstrip("#").isdecimal():
         return int(words[1].lstrip("#"))
-    if len(words) == 1 and words[0].startswith("+") and words[0][1:].isdigit():
+    if len(words) == 1 and words[0].startswith("+") and words[0][1:].isdecimal():
         return int(words[0][1:])
     try:
         tokens = shlex.split(stripped)

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
@@ -39,7 +39,10 @@ COMMANDS = [
     "/frobnicate",
     "/",
 ]
-ARGUMENTS = ["", "start", "new", "confirm", "linkedin", "1", "#2", "-1", "99999999999999999999", "🙂", "\x00"]
+# "³" and "٣": digits to str.isdigit, only the second a number to int() (a /more ³ once failed inside the bot).
+ARGUMENTS = [
+    "", "start", "new", "confirm", "linkedin", "1", "#2", "-1", "99999999999999999999", "🙂", "\x00", "³", "٣",
+]  # fmt: skip
 
 messages = st.one_of(
     st.text(max_size=300),
@@ -64,6 +67,8 @@ async def chat(settings: Settings, tmp_path: Path, redis: Redis, selfie_dir: Pat
 
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=messages)
+@example(text="/more ³")
+@example(text="/favorite ³")
 async def test_any_text_gets_a_user_facing_reply(chat: Harness, text: str) -> None:
     sent: list[str] = []
     chat.port.write = sent.append
