@@ -19,7 +19,7 @@ from typing import Any
 
 from jobs.worker.threads import ProgressReporter, run_in_thread
 
-__all__ = ["GpuTurns", "allocator_retries"]
+__all__ = ["GpuTurns", "allocator_reserved", "allocator_retries"]
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class GpuTurns:
             self.waited += busy
             if self._observe_wait is not None:
                 self._observe_wait(time.monotonic() - asked)
-            return await run_in_thread(progress, lambda: _telling_retries(work), self._thread)
+            return await run_in_thread(progress, lambda: _telling_allocator(work), self._thread)
 
     def close(self) -> None:
         """Let the torch thread end once its section (if any) is done."""
@@ -56,25 +56,46 @@ class GpuTurns:
 def allocator_retries() -> int:
     """How often torch's CUDA allocator found no free block, released its cached ones and tried again (a slow,
     synchronising path) on the current device; 0 where CUDA is not in use."""
+    return int(_allocator_stats().get("num_alloc_retries", 0))
+
+
+def allocator_reserved() -> tuple[int, int]:
+    """Segments and bytes torch's CUDA allocator has reserved from CUDA so far (``cudaMalloc`` calls, cumulative, the
+    freed ones included) on the current device; (0, 0) where CUDA is not in use."""
+    stats = _allocator_stats()
+    return int(stats.get("segment.all.allocated", 0)), int(stats.get("reserved_bytes.all.allocated", 0))
+
+
+def _allocator_stats() -> dict[str, Any]:
     torch = sys.modules.get("torch")  # loaded with the model; never imported just for this
     if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
-        return 0
-    return int(torch.cuda.memory_stats().get("num_alloc_retries", 0))
+        return {}
+    return dict(torch.cuda.memory_stats())
 
 
-def _telling_retries(work: Callable[[], Any]) -> Any:
-    """``work``, and a warning in the job's log when the allocator had to retry during it.
+def _telling_allocator(work: Callable[[], Any]) -> Any:
+    """``work``, and a line in the job's log when the allocator had to retry during it (a warning) or reserved more
+    memory from CUDA (information).
 
     Why: a training's CUDA graphs keep their memory pool reserved, and rendering must fit in what is left; near the
     limit every retry frees and re-asks for memory while the GPU waits, which shows only as slower renders (one
     worker's requests took 4.2-5.2 s of GPU instead of ~4.0 once, cause unknown; BENCHMARKS.md, 2026-12-04 third
-    session). Counted per section, so the log says which job paid."""
-    before = allocator_retries()
+    session). And the first request after a training takes 0.3 s more GPU time than the ones after it, every run
+    (fourth session): a section that had to ``cudaMalloc`` says so. Counted per section, so the log says which job
+    paid."""
+    retries_before, (segments_before, bytes_before) = allocator_retries(), allocator_reserved()
     try:
         return work()
     finally:
-        retries = allocator_retries() - before
+        retries = allocator_retries() - retries_before
+        segments, reserved = allocator_reserved()
         if retries:
             log.warning(
                 "GPU memory nearly full: the allocator freed its cache and retried %d times in this job", retries
+            )
+        if segments > segments_before:
+            log.info(
+                "the allocator reserved %.2f GiB more from CUDA in this job (new segments: %d)",
+                (reserved - bytes_before) / 2**30,
+                segments - segments_before,
             )
