@@ -1,6 +1,6 @@
 """A worker's GPU sections on a CUDA GPU: a section whose allocations made torch's allocator free its cache and retry
 says so in the job's log (the slow path a training's reserved graph pool can push rendering onto), and one that
-reserved more memory from CUDA says how much (what the first request after a training may pay for)"""
+reserved more memory from CUDA says how much (what the first request after a training may pay for)."""
 
 from __future__ import annotations
 
