@@ -170,3 +170,42 @@ async def test_a_final_edit_inside_the_throttle_window_that_fails_is_sent_as_a_n
         assert time.monotonic() - started < 4.0
         assert failed.message_id > progress.message_id
         await bot.wait_state(ALICE, SessionState.COLLECTING, timeout_s=5)
+
+
+async def test_a_user_who_blocked_the_bot_gets_no_first_headshots_and_keeps_the_model(
+    settings: Settings,
+    telegram_options: TelegramOptions,
+    tiny_model: Any,
+    standin: BotApiStandin,
+    redis: Redis,
+    selfie_dir: Path,
+) -> None:
+    photos = [path.read_bytes() for path in sorted(selfie_dir.iterdir())[:3]]
+    async with running_bot(settings, telegram_options, tiny_model, first_headshots=2) as bot:
+        job_id = await queue_training(bot, standin, ALICE, photos)
+        alice = f"telegram:{ALICE.id}"
+
+        # 1. Her training starts; she blocks the bot after its last progress, and the bot is not told before her
+        #    model is ready (a block during training ends the job at its next progress edit instead).
+        await publish(redis, settings, Started(user_key=alice, job_id=job_id, kind=JobKind.TRAIN, worker="w"))
+        await _until(lambda: _pending(redis, settings), 5, "the start delivered")
+        await standin.block(ALICE, tell_bot=False)
+        mark = len(standin.calls)
+        await publish(redis, settings, Trained(user_key=alice, job_id=job_id, lora_key=f"users/{alice}/lora"))
+
+        # 2. The news is refused (403: the progress message's last edit) and not tried again; no render is queued
+        #    for a chat that takes nothing.
+        async def refused() -> bool:
+            return any(call.status == 403 for call in standin.calls[mark:])
+
+        await _until(refused, 5, "the news refused")
+        await _until(lambda: _pending(redis, settings), 5, "no event pending")
+        assert {call.status for call in standin.calls[mark:]} == {403}
+        queued = await bot.app.pool.queued_jobs(queue_name=settings.queue_name)
+        assert JobKind.GENERATE.function not in {job.function for job in queued}
+
+        # 3. Her model is kept: back, she renders from it as any user with a trained model does.
+        await standin.unblock(ALICE)
+        await bot.wait_state(ALICE, SessionState.READY, timeout_s=5)
+        await standin.send_text(ALICE, "/headshot linkedin")
+        await standin.wait_for(lambda: with_text(standin, ALICE, "Rendering 2 LinkedIn profile headshots"), what="ack")
