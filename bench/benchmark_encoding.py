@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.diffusion.acceleration import compile_decoder, gpu_layout, use_fast_maths
     from pipeline.diffusion.generation import headshot_size
     from pipeline.diffusion.loading import pick_device
+    from pipeline.diffusion.training import dataset
     from pipeline.diffusion.training.dataset import crop_to, decode_for_training, encode_training_set, nearest_aspect
 
     use_cudnn_autotune(args)
@@ -131,16 +132,18 @@ def main(argv: list[str] | None = None) -> int:
 
     eager_forward = pipe.vae.encoder.forward
     compiled_forward = compile_decoder(eager_forward)
+    worker_chunk = dataset.ENCODE_CHUNK
     for way, (chunk, layout, compiled, drafts) in WAYS.items():
         pipe.vae.encoder.to(memory_format=getattr(torch, layout))
         pipe.vae.encoder.forward = compiled_forward if compiled else eager_forward
         images = drafted if drafts else whole
+        dataset.ENCODE_CHUNK = chunk
         with measured(device) as first:
-            encode_training_set(pipe, images, chunk=chunk)
+            encode_training_set(pipe, images)
         seconds = []
         for _ in range(args.repeats):
             with measured(device) as timed:
-                encode_training_set(pipe, images, chunk=chunk)
+                encode_training_set(pipe, images)
             seconds.append(timed.seconds)
         record(
             {
@@ -151,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                 "peak_gib": round(timed.peak_gib, 2),
             }
         )
+    dataset.ENCODE_CHUNK = worker_chunk
     if device.startswith("cuda"):
         pipe.vae.encoder.to(memory_format=torch.contiguous_format)
         pipe.vae.encoder.forward = eager_forward

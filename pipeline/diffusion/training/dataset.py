@@ -33,7 +33,8 @@ __all__ = [
 
 # (width, height) shapes; 1:1 first, so square photos keep the model's own square size.
 BUCKET_ASPECTS = ((1, 1), (4, 5), (5, 4), (3, 4), (4, 3))
-# Crops the VAE encodes at once: a 1024px encode is memory-hungry.
+# Crops the VAE encodes at once: a 1024px encode is memory-hungry, and larger chunks gained little
+# (``bench.benchmark_encoding`` times others, BENCHMARKS.md 2026-12-04 fourth session).
 ENCODE_CHUNK = 4
 
 
@@ -101,12 +102,10 @@ def encode_training_set(
     resolution: int | None = None,
     *,
     crop_centers: Sequence[tuple[float, float]] | None = None,
-    chunk: int = ENCODE_CHUNK,
 ) -> TrainingSet:
     """Crop each image to its bucket (around its ``crop_centers`` entry, else the centre), mirror it, and encode.
 
     ``resolution`` is the side of the square whose area every bucket keeps; None means the model's own size.
-    ``chunk`` crops go through the VAE at once.
     """
     import torch
 
@@ -134,7 +133,7 @@ def encode_training_set(
     # 3. Encode each bucket.
     buckets = []
     for (width, height), crops in groups.items():
-        mean, std = _encode(pipe, crops, chunk)
+        mean, std = _encode(pipe, crops)
         time_ids = torch.tensor([[height, width, 0, 0, height, width]], dtype=torch.float32)
         # FLUX.2's VAE has no scaling factor: its latents are normalised by a batch norm, after patching.
         scaling = float(getattr(pipe.vae.config, "scaling_factor", None) or 1.0)
@@ -186,7 +185,7 @@ def crop_to(image: Image.Image, size: tuple[int, int], center: tuple[float, floa
     return image.resize(size, Image.Resampling.LANCZOS, box=(left, top, left + crop_w, top + crop_h))
 
 
-def _encode(pipe: Any, crops: list[Image.Image], chunk: int) -> tuple[Any, Any]:
+def _encode(pipe: Any, crops: list[Image.Image]) -> tuple[Any, Any]:
     """Float32 (mean, std) of the VAE's latent distribution of each crop, on the pipeline's device."""
     import numpy as np
     import torch
@@ -204,8 +203,8 @@ def _encode(pipe: Any, crops: list[Image.Image], chunk: int) -> tuple[Any, Any]:
         pixels = [torch.from_numpy(np.array(crop, dtype=np.uint8)).permute(2, 0, 1) for crop in crops]
         means, stds = [], []
         with torch.no_grad():
-            for start in range(0, len(pixels), chunk):
-                batch = to_device(torch.stack(pixels[start : start + chunk]), vae.device)
+            for start in range(0, len(pixels), ENCODE_CHUNK):
+                batch = to_device(torch.stack(pixels[start : start + ENCODE_CHUNK]), vae.device)
                 batch = (batch.float() / 127.5 - 1.0).to(vae.dtype)
                 distribution = vae.encode(batch).latent_dist
                 means.append(distribution.mean.float())
