@@ -19,7 +19,7 @@ from typing import Any
 
 from jobs.worker.threads import ProgressReporter, run_in_thread
 
-__all__ = ["GpuTurns", "allocator_reserved", "allocator_retries"]
+__all__ = ["GpuTurns", "allocator_retries"]
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +59,8 @@ def allocator_retries() -> int:
     return int(_allocator_stats().get("num_alloc_retries", 0))
 
 
-def allocator_reserved() -> tuple[int, int]:
-    """Segments and bytes torch's CUDA allocator has reserved from CUDA so far (``cudaMalloc`` calls, cumulative, the
-    freed ones included) on the current device; (0, 0) where CUDA is not in use."""
-    stats = _allocator_stats()
-    return int(stats.get("segment.all.allocated", 0)), int(stats.get("reserved_bytes.all.allocated", 0))
-
-
 def _allocator_stats() -> dict[str, Any]:
+    """torch's CUDA allocator's counters on the current device (``torch.cuda.memory_stats``); empty without CUDA."""
     torch = sys.modules.get("torch")  # loaded with the model; never imported just for this
     if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
         return {}
@@ -83,19 +77,23 @@ def _telling_allocator(work: Callable[[], Any]) -> Any:
     session). And the first request after a training takes 0.3 s more GPU time than the ones after it, every run
     (fourth session): a section that had to ``cudaMalloc`` says so. Counted per section, so the log says which job
     paid."""
-    retries_before, (segments_before, bytes_before) = allocator_retries(), allocator_reserved()
+    before = _allocator_stats()
     try:
         return work()
     finally:
-        retries = allocator_retries() - retries_before
-        segments, reserved = allocator_reserved()
-        if retries:
+        after = _allocator_stats()
+
+        def grew(counter: str) -> int:  # cumulative counters: what this section added
+            return int(after.get(counter, 0)) - int(before.get(counter, 0))
+
+        if grew("num_alloc_retries"):
             log.warning(
-                "GPU memory nearly full: the allocator freed its cache and retried %d times in this job", retries
+                "GPU memory nearly full: the allocator freed its cache and retried %d times in this job",
+                grew("num_alloc_retries"),
             )
-        if segments > segments_before:
+        if grew("segment.all.allocated"):
             log.info(
                 "the allocator reserved %.2f GiB more from CUDA in this job (new segments: %d)",
-                (reserved - bytes_before) / 2**30,
-                segments - segments_before,
+                grew("reserved_bytes.all.allocated") / 2**30,
+                grew("segment.all.allocated"),
             )
