@@ -152,8 +152,8 @@ def decode_for_training(pipe: Any, photos: Sequence[bytes], resolution: int | No
     bucket's crop needs, decoded in threads.
 
     A JPEG decodes at 1/2, 1/4 or 1/8 of its size where that still covers the bucket (libjpeg's DCT scaling): a
-    12 MP phone photo took 88 ms to decode and 122 ms to crop to 1024x1024 on one core, and 23 and 40 ms so, with
-    0.25 of 255 mean difference in the crop (BENCHMARKS.md, 2026-12-04 fourth session). ``resolution`` is
+    12 MP phone photo took 88 ms to decode and 122 ms to crop to 1024x1024 on one core, and 23 and 40 ms so, its
+    crop about 0.3 of 255 apart on average (BENCHMARKS.md, 2026-12-04 fourth session). ``resolution`` is
     ``encode_training_set``'s.
     """
     from pipeline.diffusion.generation import headshot_size
@@ -198,8 +198,8 @@ def _encode(pipe: Any, crops: list[Image.Image]) -> tuple[Any, Any]:
         vae.to(torch.float32)
     try:
         # Bytes to the device, scaled there: the same float32 maths as on the host, whose 20 full-size float copies
-        # took 0.56 s of a 2-core CPU. An H200 worker's encoding (1.5-1.7 s) did not move with it: the VAE decides
-        # it there (BENCHMARKS.md, 2026-12-04 third session).
+        # took 0.56 s of a 2-core CPU (BENCHMARKS.md, 2026-12-04 third session). NCHW, the encoder's layout on a
+        # GPU worker (``acceleration.gpu_layout``).
         pixels = [torch.from_numpy(np.array(crop, dtype=np.uint8)).permute(2, 0, 1) for crop in crops]
         means, stds = [], []
         with torch.no_grad():
