@@ -40,7 +40,8 @@ def project_training(pipe: Any, images: list[Image.Image], *, image_steps: int, 
     import torch
 
     from pipeline.diffusion.training.config import TrainingConfig
-    from pipeline.diffusion.training.loop import TrainingProgress, memory_plan, train_lora
+    from pipeline.diffusion.training.loop import TrainingProgress, train_lora
+    from pipeline.diffusion.training.memory_plan import memory_plan
 
     device = pipe.unet.device
     memory = torch.cuda.get_device_properties(device).total_memory / 2**30 if device.type == "cuda" else None

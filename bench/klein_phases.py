@@ -61,7 +61,7 @@ def train(bench: Bench) -> None:
     import torch
 
     from pipeline.diffusion.families import Family
-    from pipeline.diffusion.training.loop import MemoryPlan, memory_plan
+    from pipeline.diffusion.training.memory_plan import MemoryPlan, memory_plan
 
     args, journal = bench.args, bench.journal
     on_cuda = bench.device.startswith("cuda")

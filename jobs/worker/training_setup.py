@@ -61,7 +61,7 @@ def training_plan(pipe: Any, settings: Settings) -> Any:
     import torch
 
     from pipeline.diffusion.families import denoiser, pipeline_family
-    from pipeline.diffusion.training.loop import memory_plan
+    from pipeline.diffusion.training.memory_plan import memory_plan
 
     device = denoiser(pipe).device
     memory = torch.cuda.get_device_properties(device).total_memory / 2**30 if device.type == "cuda" else None
@@ -71,7 +71,7 @@ def training_plan(pipe: Any, settings: Settings) -> Any:
 def plan_with_settings(plan: Any, settings: Settings) -> Any:
     """The memory ``plan`` with what the settings fix in its place. Graphs left unset follow the plan only up to the
     plan's own batch size: a larger batch's captured steps were never measured beside rendering."""
-    from pipeline.diffusion.training.loop import MemoryPlan
+    from pipeline.diffusion.training.memory_plan import MemoryPlan
 
     batch_size = settings.train_batch_size or plan.batch_size
     graphs = settings.train_cuda_graphs

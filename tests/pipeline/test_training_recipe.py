@@ -17,8 +17,9 @@ from pipeline.diffusion.families import Family
 from pipeline.diffusion.generation import headshot_size
 from pipeline.diffusion.training.config import TrainingConfig
 from pipeline.diffusion.training.dataset import crop_to, decode_for_training
-from pipeline.diffusion.training.loop import MemoryPlan, _encode_prompt, encode_training_set, memory_plan, train_lora
+from pipeline.diffusion.training.loop import _encode_prompt, encode_training_set, train_lora
 from pipeline.diffusion.training.loss import denoising_loss
+from pipeline.diffusion.training.memory_plan import MemoryPlan, memory_plan
 from tests.pipeline.conftest import TRAIN_CONFIG
 
 
