@@ -53,7 +53,7 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
             else candidate_count(request.count, settings.headshot_candidates, reference)
         )
         source = None if request.source_key is None else await _users_blob(storage, request, request.source_key)
-        selfies = [await _users_blob(storage, request, key) for key in request.reference_keys]
+        selfies = list(await asyncio.gather(*(_users_blob(storage, request, key) for key in request.reference_keys)))
         with tempfile.TemporaryDirectory(prefix="lora-") as scratch:
             lora_path = None
             if request.mode != RenderMode.PREVIEW:  # a preview renders before (or without) any LoRA

@@ -38,10 +38,11 @@ async def train_lora(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, 
     progress = ProgressReporter(state.events, request.user_key, job_id, settings.progress_interval_s)
     await announce_start(ctx, JobKind.TRAIN, request.user_key, WORKER_NAME)
     try:
-        # 1. Fetch the selfies the bot already checked and normalised (plain RGB JPEGs, no metadata), and decode them
-        #    off the event loop and before the GPU turn: a phone's 12 MP photo takes most of a tenth of a second.
+        # 1. Fetch the selfies the bot already checked and normalised (plain RGB JPEGs, no metadata), all at once (on
+        #    S3 each is a round trip), and decode them off the event loop and before the GPU turn: a phone's 12 MP
+        #    photo takes most of a tenth of a second.
         config = training_config(request, settings, model.train_plan)
-        photos = [await storage.get(key) for key in request.selfie_keys]
+        photos = await asyncio.gather(*(storage.get(key) for key in request.selfie_keys))
         images = await asyncio.to_thread(decode_for_training, model.training_pipe, photos, config.resolution)
 
         def on_progress(step: TrainingProgress) -> None:
