@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
+from jobs.contract.keys import user_prefix
 from jobs.contract.kinds import JobKind
 from pipeline.styles import Style
 from pipeline.subject import Subject
@@ -28,6 +29,16 @@ def train_job_id(user_key: str, session_id: int, attempt: int) -> str:
 
 def generate_job_id(user_key: str, request_id: str) -> str:
     return f"{JobKind.GENERATE}:{user_key}:{request_id}"
+
+
+def _check_owned(user_key: str, **keys: str | list[str] | tuple[str, ...] | None) -> None:
+    """Raise ``ValueError`` naming the first storage key (or prefix) outside ``user_key``'s folder: a job reads and
+    writes only its own user's blobs, whoever built its payload."""
+    prefix = user_prefix(user_key)
+    for name, value in keys.items():
+        for key in [value] if isinstance(value, str) else value or ():
+            if not key.startswith(prefix):
+                raise ValueError(f"{name} {key!r} is not under {user_key}'s storage folder {prefix!r}.")
 
 
 def job_owner(job_id: str) -> str | None:
@@ -58,6 +69,9 @@ class TrainRequest:
     crop_centers: list[list[float]] | None = None
     # How the caption and the class prompt describe the user; payloads from before subjects train a "person".
     subject: Subject = Subject()
+
+    def __post_init__(self) -> None:
+        _check_owned(self.user_key, selfie_keys=self.selfie_keys, lora_key=self.lora_key)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,12 +117,19 @@ class GenerateRequest:
     # Who the prompt names, as the LoRA was trained; payloads from before subjects render a "person".
     subject: Subject = Subject()
     mode: RenderMode = RenderMode.PROMPT
-    source_key: str | None = None  # the headshot an action starts from (under the user's prefix), None for PROMPT
-    # PREVIEW only: the selfies to render from (under the user's prefix) and each one's normalised face centre.
+    source_key: str | None = None  # the headshot an action starts from, None for PROMPT
+    # PREVIEW only: the selfies to render from and each one's normalised face centre.
     reference_keys: tuple[str, ...] = ()
     reference_centers: tuple[tuple[float, float], ...] | None = None
 
     def __post_init__(self) -> None:
+        _check_owned(
+            self.user_key,
+            lora_key=self.lora_key,
+            output_prefix=self.output_prefix,
+            source_key=self.source_key,
+            reference_keys=self.reference_keys,
+        )
         from_headshot = self.mode not in (RenderMode.PROMPT, RenderMode.PREVIEW)
         if from_headshot != (self.source_key is not None):
             raise ValueError(f"A {self.mode} render needs a source_key exactly when it starts from a headshot.")

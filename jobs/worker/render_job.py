@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobs.contract.events import ImagesReady, RenderedImage
-from jobs.contract.keys import user_prefix
 from jobs.contract.kinds import JobKind
 from jobs.contract.payloads import GenerateRequest, RenderMode
 from jobs.worker.laps import Laps
@@ -52,8 +51,9 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
             if request.mode == RenderMode.UPSCALE
             else candidate_count(request.count, settings.headshot_candidates, reference)
         )
-        source = None if request.source_key is None else await _users_blob(storage, request, request.source_key)
-        selfies = list(await asyncio.gather(*(_users_blob(storage, request, key) for key in request.reference_keys)))
+        # Every key lies under the request's own user's folder (``GenerateRequest`` refuses any other).
+        source = None if request.source_key is None else await storage.get(request.source_key)
+        selfies = list(await asyncio.gather(*(storage.get(key) for key in request.reference_keys)))
         with tempfile.TemporaryDirectory(prefix="lora-") as scratch:
             lora_path = None
             if request.mode != RenderMode.PREVIEW:  # a preview renders before (or without) any LoRA
@@ -121,14 +121,6 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
     log.info("rendered %d headshots in %.2f s: %s", len(results), laps.total, laps)
     images = [image.to_dict() for image in ready.images]
     return {"style": ready.style, "title": ready.title, "images": images, "dropped": dropped}
-
-
-async def _users_blob(storage: Any, request: GenerateRequest, key: str) -> bytes:
-    """A blob a request names, refused unless it lies under the request's own user's prefix."""
-    if not key.startswith(user_prefix(request.user_key)):
-        raise ValueError(f"{key!r} is not {request.user_key}'s")
-    data: bytes = await storage.get(key)
-    return data
 
 
 def _render(

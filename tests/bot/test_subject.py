@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from jobs.contract.keys import lora_key, output_prefix, selfie_key
 from jobs.contract.payloads import GenerateRequest, TrainRequest
 from pipeline.styles import STYLES
 from pipeline.subject import Subject
@@ -72,12 +73,13 @@ async def test_the_render_request_names_the_sessions_subject(harness: Harness, s
 
 
 def test_requests_from_before_subjects_describe_a_person() -> None:
-    train = TrainRequest("local:a", 1, ["k"], "lora").to_dict()
+    train = TrainRequest("local:a", 1, [selfie_key("local:a", 1, 1)], lora_key("local:a", 1)).to_dict()
     del train["subject"]
     assert TrainRequest.from_dict(train).subject == Subject()
-    render = GenerateRequest("local:a", "1-1", "lora", STYLES["studio"], 2, 7, "out/").to_dict()
+    lora, out = lora_key("local:a", 1), output_prefix("local:a", "1-1")
+    render = GenerateRequest("local:a", "1-1", lora, STYLES["studio"], 2, 7, out).to_dict()
     del render["subject"]
     assert GenerateRequest.from_dict(render).subject == Subject()
     # And a subject survives the trip as a dict (arq's msgpack/JSON hand back plain values).
-    render = GenerateRequest("local:a", "1-1", "lora", STYLES["studio"], 2, 7, "out/", Subject("man", None, True))
+    render = GenerateRequest("local:a", "1-1", lora, STYLES["studio"], 2, 7, out, Subject("man", None, True))
     assert GenerateRequest.from_dict(render.to_dict()).subject == Subject("man", None, True)

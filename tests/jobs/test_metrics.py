@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from arq.jobs import Job
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from jobs.contract.keys import lora_key, selfie_key
+from jobs.contract.keys import lora_key, output_prefix, selfie_key
 from jobs.contract.payloads import GenerateRequest, TrainRequest
 from jobs.contract.queue import JobQueue, connect_queue
 from jobs.ops.health import live_workers
@@ -42,7 +43,8 @@ async def test_worker_job_moves_metrics_and_json_logs_carry_job_id(
     queue = JobQueue(pool, settings.queue_name)
     await queue.enqueue_training("train:local:ann:1:0", TrainRequest("local:ann", 1, keys, lora_key("local:ann", 1)))
     linkedin = resolve_style("linkedin")
-    missing = GenerateRequest("local:ann", "r1", "users/nope/lora.safetensors", linkedin, 1, 7, "users/x/out/")
+    no_lora = lora_key("local:ann", 9)  # a session that never trained: the job fails on it
+    missing = GenerateRequest("local:ann", "r1", no_lora, linkedin, 1, 7, output_prefix("local:ann", "r1"))
     await queue.enqueue_generation("generate:local:ann:r1", missing)
     # A job deferred by an hour waits in the queue while the worker idles: the burst worker runs until it is gone.
     await pool.enqueue_job(
@@ -57,7 +59,7 @@ async def test_worker_job_moves_metrics_and_json_logs_carry_job_id(
         try:
             # 2. Both jobs end, and the deferred one waits.
             await Job("train:local:ann:1:0", pool, _queue_name=settings.queue_name).result(timeout=120)
-            with pytest.raises(KeyError, match="users/nope/lora.safetensors"):
+            with pytest.raises(KeyError, match=re.escape(no_lora)):
                 await Job("generate:local:ann:r1", pool, _queue_name=settings.queue_name).result(timeout=60)
             metrics = await scrape(unused_tcp_port)
             assert len(await live_workers(redis, settings.queue_name)) == 1

@@ -15,7 +15,7 @@ from arq.jobs import JobStatus
 from arq.worker import Worker, func
 from redis.asyncio import Redis
 
-from jobs.contract.keys import lora_key, output_prefix
+from jobs.contract.keys import lora_key, output_prefix, selfie_key
 from jobs.contract.kinds import JobKind
 from jobs.contract.payloads import GenerateRequest, TrainRequest, generate_job_id, train_job_id
 from jobs.contract.queue import JobQueue, connect_queue
@@ -23,7 +23,7 @@ from jobs.settings import Settings
 from pipeline.styles import resolve_style
 
 # Ann's training request; its contents do not matter to the queue, only the job ids it is enqueued under.
-TRAINING = TrainRequest("local:ann", 1, ["users/local%3Aann/sessions/1/selfies/001.jpg"], "users/x/lora")
+TRAINING = TrainRequest("local:ann", 1, [selfie_key("local:ann", 1, 1)], lora_key("local:ann", 1))
 
 
 def _one_job_worker(pool: ArqRedis, queue_name: str, **functions: Callable[..., Any]) -> Worker:

@@ -12,6 +12,7 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from jobs.contract.events import Failed
+from jobs.contract.keys import lora_key, selfie_key
 from jobs.contract.kinds import JobKind
 from jobs.contract.payloads import TrainRequest
 from jobs.contract.queue import JobQueue, connect_queue
@@ -45,7 +46,7 @@ async def test_status_lists_queue_workers_and_failures(settings: Settings, redis
     # 1. One queued job, one worker on this host beating, one failure the user was told about.
     pool = await connect_queue(settings.redis_url, settings.queue_name)
     try:
-        request = TrainRequest("local:ann", 1, ["users/local%3Aann/sessions/1/selfies/000.jpg"], "users/x/lora")
+        request = TrainRequest("local:ann", 1, [selfie_key("local:ann", 1, 0)], lora_key("local:ann", 1))
         await JobQueue(pool, settings.queue_name).enqueue_training("train:local:ann:1:0", request)
     finally:
         await pool.aclose()

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from jobs.contract.keys import lora_key, selfie_key
 from jobs.contract.payloads import TrainRequest
 from jobs.settings import Settings
 from jobs.worker.train_job import training_config
@@ -38,13 +39,16 @@ def test_every_preset_with_the_longest_subject_fits_clips_77_tokens(pipe: Any) -
 
 
 def test_the_subject_is_the_caption_and_the_class_prompt_of_training(pipe: Any) -> None:
-    request = TrainRequest("local:a", 1, ["k"], "lora", subject=Subject("woman", "30s", True))
+    request = TrainRequest(
+        "local:a", 1, [selfie_key("local:a", 1, 1)], lora_key("local:a", 1), subject=Subject("woman", "30s", True)
+    )
     settings = Settings(_env_file=None, model="tiny", train_steps=8)  # type: ignore[call-arg]
     config = training_config(request, settings, training_plan(pipe, settings))
     assert config.prompt == "a photo of sks woman in her thirties wearing glasses"
     assert config.class_prompt == "a photo of a woman"
     # A request from before subjects trains exactly as before.
-    old = training_config(TrainRequest("local:a", 1, ["k"], "lora"), settings, training_plan(pipe, settings))
+    before_subjects = TrainRequest("local:a", 1, [selfie_key("local:a", 1, 1)], lora_key("local:a", 1))
+    old = training_config(before_subjects, settings, training_plan(pipe, settings))
     assert (old.prompt, old.class_prompt) == ("a photo of sks person", "a photo of a person")
 
 
