@@ -6,6 +6,7 @@ import pytest
 
 from bot.core.session import SessionState
 from bot.discord import texts
+from jobs.contract.keys import lora_key
 from jobs.contract.kinds import JobKind
 from tests.bot.discord.conftest import ALICE, DiscordBot
 from tests.bot.discord.standin import DiscordStandin
@@ -54,7 +55,7 @@ async def test_headshot_takes_a_description_in_the_users_own_words(
     store, user_key = discord_bot.app.store, f"discord:{ALICE.id}"
     await store.ensure_user(user_key, "discord", str(ALICE.dm))
     session = await store.new_session(user_key, SessionState.READY)
-    await store.update_session(user_key, session.id, lora_key=f"users/{user_key}/lora.safetensors")
+    await store.update_session(user_key, session.id, lora_key=lora_key(user_key, session.id))
 
     await standin.command(ALICE, "headshot", {"description": "navy suit on a rooftop"})
     await standin.wait_for(lambda: standin.with_text(ALICE, "Rendering 2 Custom headshots"), what="the render ack")

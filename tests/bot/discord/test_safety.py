@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 from bot.core import texts
 from bot.core.session import SessionState
 from bot.discord import DiscordOptions
+from jobs.contract.keys import lora_key
 from jobs.contract.kinds import JobKind
 from jobs.settings import Settings
 from pipeline.errors import Reason
@@ -29,7 +30,7 @@ async def test_a_disguised_description_and_remix_are_refused_and_nothing_is_queu
         store = bot.app.store
         await store.ensure_user(USER_KEY, "discord", str(ALICE.dm))
         session = await store.new_session(USER_KEY, SessionState.READY)
-        await store.update_session(USER_KEY, session.id, lora_key=f"users/{USER_KEY}/lora.safetensors")
+        await store.update_session(USER_KEY, session.id, lora_key=lora_key(USER_KEY, session.id))
         await store.add_image(USER_KEY, "generate:x", f"users/{USER_KEY}/out/1/00-seed1.png", 1, "m1")
 
         # 2. A minor in look-alike letters in the description option; sexual words dotted apart in a remix.

@@ -19,6 +19,7 @@ from bot.main import FrontendSpec, serve
 from bot.store.database import Store
 from bot.store.schema import JobRow
 from jobs.contract.events import Trained
+from jobs.contract.keys import lora_key
 from jobs.contract.kinds import JobKind
 from jobs.contract.payloads import train_job_id
 from jobs.contract.stream import BOT_GROUP, EventPublisher
@@ -117,7 +118,7 @@ async def test_a_shutdown_lets_the_delivery_in_flight_finish_before_the_client_c
 
     # 2. Her model is trained; while its messages are on their way, the bot is told to stop.
     await EventPublisher(redis, settings.events_stream).publish(
-        Trained(user_key=user_key, job_id=job_id, lora_key=f"users/{user_key}/lora.safetensors")
+        Trained(user_key=user_key, job_id=job_id, lora_key=lora_key(user_key, 1))
     )
     await standin.wait_for(lambda: standin.called("POST", f"/channels/{ALICE.dm}/messages"), what="a post in flight")
     stop.set()

@@ -19,6 +19,7 @@ from bot.core.session import JobStatus, SessionState
 from bot.local.samples import make_sample_selfies
 from bot.telegram import TelegramOptions
 from jobs.contract.events import Failed, Progress, Started, Trained
+from jobs.contract.keys import lora_key
 from jobs.contract.kinds import JobKind
 from jobs.contract.stream import BOT_GROUP, dead_letter_stream
 from jobs.ops.status_cli import report
@@ -191,7 +192,7 @@ async def test_a_user_who_blocked_the_bot_gets_no_first_headshots_and_keeps_the_
         await _until(lambda: _pending(redis, settings), 5, "the start delivered")
         await standin.block(ALICE, tell_bot=False)
         mark = len(standin.calls)
-        await publish(redis, settings, Trained(user_key=alice, job_id=job_id, lora_key=f"users/{alice}/lora"))
+        await publish(redis, settings, Trained(user_key=alice, job_id=job_id, lora_key=lora_key(alice, 1)))
 
         # 2. The news is refused (403: the progress message's last edit) and not tried again; no render is queued
         #    for a chat that takes nothing.

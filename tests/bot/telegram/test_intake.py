@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.core.session import SessionState
+from jobs.contract.keys import lora_key
 from tests.bot.telegram.conftest import ALICE, TelegramBot
 from tests.bot.telegram.standin import BotApiStandin, Sent
 
@@ -108,7 +109,7 @@ async def test_an_album_split_by_a_slow_upload_keeps_its_caption_for_the_late_ph
     store = telegram_bot.app.store
     await store.ensure_user(user, "telegram", str(ALICE.id))
     ready = await store.new_session(user, SessionState.READY)
-    await store.update_session(user, ready.id, lora_key="users/x/lora")
+    await store.update_session(user, ready.id, lora_key=lora_key(user, ready.id))
     photos = [path.read_bytes() for path in sorted(selfie_dir.iterdir())]
 
     # The album's last two photos arrive well after the collation window closed on its first two.

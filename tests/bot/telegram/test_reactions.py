@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from bot.core.session import SessionState
 from bot.telegram import TelegramOptions
 from jobs.contract.events import ImagesReady, RenderedImage, Started, Trained
-from jobs.contract.keys import output_prefix
+from jobs.contract.keys import lora_key, output_prefix
 from jobs.contract.kinds import JobKind
 from jobs.settings import Settings
 from tests.bot.telegram.conftest import ALICE
@@ -48,7 +48,7 @@ async def test_a_reaction_names_the_one_headshot_it_is_on_and_elsewhere_says_not
     async with running_bot(settings, telegram_options, tiny_model) as bot:
         # 1. A trained model, then two headshots, each posted as a photo of its own.
         train_job = await queue_training(bot, standin, ALICE, photos)
-        await publish(redis, settings, Trained(user_key=USER_KEY, job_id=train_job, lora_key="users/x/lora"))
+        await publish(redis, settings, Trained(user_key=USER_KEY, job_id=train_job, lora_key=lora_key(USER_KEY, 1)))
         await bot.wait_state(ALICE, SessionState.READY, timeout_s=10)
         await standin.send_text(ALICE, "/headshot linkedin")
         await standin.wait_for(lambda: with_text(standin, ALICE, "Rendering 2"), what="the render ack")
