@@ -7,6 +7,7 @@ from redis.asyncio import Redis
 from bot.core import texts
 from bot.core.session import SessionState
 from bot.telegram import TelegramOptions
+from jobs.contract.keys import lora_key
 from jobs.contract.kinds import JobKind
 from jobs.settings import Settings
 from pipeline.errors import Reason
@@ -26,7 +27,7 @@ async def test_a_disguised_free_text_style_and_remix_are_refused_and_nothing_is_
         store = bot.app.store
         await store.ensure_user(USER_KEY, "telegram", str(ALICE.id))
         session = await store.new_session(USER_KEY, SessionState.READY)
-        await store.update_session(USER_KEY, session.id, lora_key=f"users/{USER_KEY}/lora.safetensors")
+        await store.update_session(USER_KEY, session.id, lora_key=lora_key(USER_KEY, session.id))
         await store.add_image(USER_KEY, "generate:x", f"users/{USER_KEY}/out/1/00-seed1.png", 1, "m1")
 
         # 2. Spaced-out leetspeak in a free-text style, then a public figure in a remix: each refused, with why.
