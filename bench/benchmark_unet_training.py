@@ -35,7 +35,9 @@ eager (the baseline), then each way named in ``--modes`` (``MODES``), each compi
 - ``blocks-norms-nchw``: the same in NCHW;
 - ``regions``: the blocks and the glue around them (ResNet blocks, samplers), channels-last (slowest to compile);
   ``regions-nocast``, ``regions-nocast-fp8-static`` and their ``-graphs``: the same without peft's input casts, with
-  the FP8 base, replayed: the glue's elementwise work fused where the host no longer decides the call.
+  the FP8 base, replayed: the glue's elementwise work fused where the host no longer decides the call;
+  ``regions-nocast-geglu-graphs`` and ``regions-nocast-fp8-static-geglu-graphs``: those with ``headshot::geglu``,
+  to set against the worker's ``blocks-nchw-nocast-geglu-graphs`` (and its FP8 twin).
 
 Each mode records its first call (the compile), the median call, its peak memory, the gradient's relative difference
 from eager's, and with ``--profile`` its kernels by kind over 3 calls ("layout conversions" are the copies eager ops
@@ -90,6 +92,8 @@ MODES = (
     "regions-nocast-fp8-static",
     "regions-nocast-graphs",
     "regions-nocast-fp8-static-graphs",
+    "regions-nocast-geglu-graphs",
+    "regions-nocast-fp8-static-geglu-graphs",
 )
 
 
