@@ -31,6 +31,8 @@ eager (the baseline), then each way named in ``--modes`` (``MODES``), each compi
   through ``headshot::geglu`` (``geglu.use_geglu_operator``, as a worker's ``TrainingSlot`` trains since), whose
   backward is one Triton kernel reading each value once instead of that masked cat; every other mode runs
   diffusers' own GEGLU, the baseline;
+- a mode with ``-gn`` (right before any ``-graphs``): the mode with the UNet's group norms through
+  ``headshot::group_norm`` (``group_norm.use_group_norm_operator``); every other mode runs torch's;
 - ``blocks-norms``: the blocks and every group norm compiled (``compile_group_norms``), channels-last;
 - ``blocks-norms-nchw``: the same in NCHW;
 - ``regions``: the blocks and the glue around them (ResNet blocks, samplers), channels-last (slowest to compile);
@@ -94,6 +96,8 @@ MODES = (
     "regions-nocast-fp8-static-graphs",
     "regions-nocast-geglu-graphs",
     "regions-nocast-fp8-static-geglu-graphs",
+    "blocks-nchw-nocast-geglu-gn-graphs",
+    "blocks-nchw-nocast-fp8-static-geglu-gn-graphs",
 )
 
 
@@ -309,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.diffusion.float8 import use_float8_linears
     from pipeline.diffusion.float8_training import use_float8_training
     from pipeline.diffusion.geglu import use_geglu_operator
+    from pipeline.diffusion.group_norm import use_group_norm_operator
     from pipeline.diffusion.loading import pick_device
 
     device = pick_device()
@@ -353,6 +358,8 @@ def main(argv: list[str] | None = None) -> int:
         graphed, mode_name = mode.endswith("-graphs"), mode
         mode = mode.removesuffix("-graphs")
         separately, mode = mode.endswith("-concat"), mode.removesuffix("-concat")
+        use_group_norm_operator(pipe.unet, enabled=mode.endswith("-gn"))
+        mode = mode.removesuffix("-gn")
         use_geglu_operator(pipe.unet, enabled=mode.endswith("-geglu"))
         mode = mode.removesuffix("-geglu")
         nchw = "-nchw" in mode

@@ -1,0 +1,146 @@
+"""The UNet's group norms as one operator whose moments many programs reduce at once (``headshot::group_norm``).
+
+PyTorch's CUDA group norm reduces each (sample, group) in one thread block: at a request's CFG batch of 8, SDXL's
+full-resolution norms are 256 groups of 167 thousand values each, on a card of 132 multiprocessors, and its moments
+kernel read them at a small share of the card's bandwidth (BENCHMARKS.md, 2026-12-04 fifth session). Here each
+channel's pixels are reduced in chunks by many programs and the chunks' moments merged exactly (Chan et al.), then
+one pass normalizes: the same maths, float32 inside, output in the input's dtype.
+
+On CUDA the operators run Triton kernels (``group_norm_kernel``) on NCHW tensors (a worker's UNet layout with the
+"blocks" scope); elsewhere the same maths in float32 torch ops, so a CPU's tiny model renders and trains through the
+same operator. Autocast lists torch's group norm among its float32 operators, so under autocast a bf16 UNet's eager
+norms copied their input to float32 and returned float32; this operator keeps the input's dtype, as rendering (no
+autocast) always did. They are ``torch.library`` operators, not an ``autograd.Function``, so inductor's caches keep
+the graphs that call them (``pipeline.diffusion.geglu`` says more).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.nn import functional
+
+__all__ = ["OneOperatorGroupNorm", "group_norm", "group_norm_backward", "use_group_norm_operator"]
+
+
+def _moments(x: torch.Tensor, groups: int, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(the values as (N, groups, rest) in float32, their mean and 1/sqrt(var + eps), each (N, groups))."""
+    grouped = x.float().reshape(x.shape[0], groups, -1)
+    var, mean = torch.var_mean(grouped, dim=-1, correction=0)
+    return grouped, mean, torch.rsqrt(var + eps)
+
+
+def _per_channel(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A (C,) tensor shaped to broadcast over ``x``'s (N, C, ...)."""
+    return values.float().reshape(1, -1, *([1] * (x.dim() - 2)))
+
+
+@torch.library.custom_op("headshot::group_norm", mutates_args=())
+def group_norm(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: int, eps: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``functional.group_norm(x, groups, weight, bias, eps)`` in ``x``'s dtype, with the mean and 1/sqrt(var + eps)
+    of each (sample, group) in float32 (what the backward needs)."""
+    grouped, mean, rstd = _moments(x, groups, eps)
+    normalized = ((grouped - mean[..., None]) * rstd[..., None]).reshape(x.shape)
+    out = normalized * _per_channel(weight, x) + _per_channel(bias, x)
+    return out.to(x.dtype), mean, rstd
+
+
+@group_norm.register_fake
+def _group_norm_shapes(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: int, eps: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    stats = x.new_empty((x.shape[0], groups), dtype=torch.float32)
+    return torch.empty_like(x, memory_format=torch.contiguous_format), stats, torch.empty_like(stats)
+
+
+@torch.library.custom_op("headshot::group_norm_backward", mutates_args=())
+def group_norm_backward(
+    grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor, groups: int
+) -> torch.Tensor:
+    """The gradient of ``group_norm``'s output with respect to ``x`` for the output's gradient ``grad``, in float32
+    and returned in ``x``'s dtype: ``rstd * (g - mean(g) - x̂ * mean(g * x̂))`` per group, ``g`` the gradient of the
+    normalized values (``grad * weight``) and ``x̂`` those values."""
+    grouped = x.float().reshape(x.shape[0], groups, -1)
+    normalized = (grouped - mean[..., None]) * rstd[..., None]
+    normalized_grad = (grad.float() * _per_channel(weight, x)).reshape(grouped.shape)
+    mean_grad = normalized_grad.mean(dim=-1, keepdim=True)
+    mean_product = (normalized_grad * normalized).mean(dim=-1, keepdim=True)
+    result = rstd[..., None] * (normalized_grad - mean_grad - normalized * mean_product)
+    return result.reshape(x.shape).to(x.dtype)
+
+
+@group_norm_backward.register_fake
+def _group_norm_backward_shape(
+    grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor, groups: int
+) -> torch.Tensor:
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+@group_norm.register_kernel("cuda")
+def _group_norm_cuda(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: int, eps: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    from pipeline.diffusion.group_norm_kernel import group_norm_forward_nchw
+
+    return group_norm_forward_nchw(x, weight, bias, groups, eps)
+
+
+@group_norm_backward.register_kernel("cuda")
+def _group_norm_backward_cuda(
+    grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor, groups: int
+) -> torch.Tensor:
+    from pipeline.diffusion.group_norm_kernel import group_norm_backward_nchw
+
+    return group_norm_backward_nchw(grad, x, weight, mean, rstd, groups)
+
+
+def _save(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
+    x, weight, _bias, groups, _eps = inputs
+    _out, mean, rstd = output
+    ctx.groups = groups
+    ctx.save_for_backward(x, weight, mean, rstd)
+
+
+def _gradients(ctx: Any, grad: torch.Tensor, _mean_grad: Any, _rstd_grad: Any) -> tuple[Any, ...]:
+    x, weight, mean, rstd = ctx.saved_tensors
+    grad_x = (
+        torch.ops.headshot.group_norm_backward(grad, x, weight, mean, rstd, ctx.groups)
+        if ctx.needs_input_grad[0]
+        else None
+    )
+    grad_weight = grad_bias = None
+    if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+        # The affine parameters' gradients (a frozen base never asks): sums over samples and pixels, torch ops.
+        grouped = x.float().reshape(x.shape[0], ctx.groups, -1)
+        normalized = ((grouped - mean[..., None]) * rstd[..., None]).reshape(x.shape)
+        over = [0, *range(2, x.dim())]
+        grad_weight = (grad.float() * normalized).sum(over).to(weight.dtype) if ctx.needs_input_grad[1] else None
+        grad_bias = grad.float().sum(over).to(weight.dtype) if ctx.needs_input_grad[2] else None
+    return grad_x, grad_weight, grad_bias, None, None
+
+
+group_norm.register_autograd(_gradients, setup_context=_save)
+
+
+class OneOperatorGroupNorm(torch.nn.GroupNorm):
+    """``torch.nn.GroupNorm`` through ``headshot::group_norm`` where its input is NCHW-contiguous (same weights,
+    same outputs within the input dtype's rounding); torch's own norm for any other layout."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002 - torch.nn.GroupNorm's parameter name
+        if input.dim() < 3 or not input.is_contiguous():
+            return functional.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
+        return torch.ops.headshot.group_norm(input, self.weight, self.bias, self.num_groups, self.eps)[0]
+
+
+def use_group_norm_operator(model: Any, *, enabled: bool = True) -> int:
+    """Make every affine ``torch.nn.GroupNorm`` of ``model`` run through ``headshot::group_norm`` (``enabled=False``:
+    back to torch's); return how many. Call it before compiling: a compiled graph keeps the forward it traced."""
+    count = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.GroupNorm) and module.affine:
+            module.__class__ = OneOperatorGroupNorm if enabled else torch.nn.GroupNorm
+            count += 1
+    return count

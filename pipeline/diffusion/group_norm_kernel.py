@@ -1,0 +1,190 @@
+"""Triton kernels behind ``headshot::group_norm`` and its backward on CUDA (``pipeline.diffusion.group_norm`` says
+why).
+
+Every kernel but the combining ones takes one channel's ``BLOCK`` contiguous pixels of an NCHW tensor, so each
+program has one mean, one ``rstd``, one weight and one bias, and no element divides by anything. The moments of a
+group come from every chunk of its channels (count, mean and squared deviations each, merged exactly as in Chan et
+al.'s parallel variance), so a group of 167 thousand values is reduced by ~80 programs at once instead of by one.
+(Triton reads a kernel's annotations, and takes only ``tl.constexpr`` there: the pointers and sizes go unannotated,
+and no ``from __future__ import annotations`` turns the annotations into names to look up.)
+"""
+
+import torch
+import triton  # type: ignore[import-not-found,unused-ignore]
+import triton.language as tl  # type: ignore[import-not-found,unused-ignore]
+
+__all__ = ["BLOCK", "group_norm_backward_nchw", "group_norm_forward_nchw"]
+
+BLOCK = 2048  # pixels of one channel a program takes
+PARTIALS = 512  # partial results a combining program reads at once
+WARPS = 4
+
+
+@triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
+def _chunk(x, pixels, block: tl.constexpr):  # type: ignore[no-untyped-def]
+    """This program's channel (row of ``x``), chunk, offsets in ``x``, mask and values in float32."""
+    row = tl.program_id(0).to(tl.int64)
+    chunk = tl.program_id(1)
+    column = chunk * block + tl.arange(0, block)
+    inside = column < pixels
+    offset = row * pixels + column
+    return row, chunk, offset, inside, tl.load(x + offset, mask=inside, other=0.0).to(tl.float32)
+
+
+@triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
+def _partial_moments(x, means, deviations, pixels, chunks, block: tl.constexpr):  # type: ignore[no-untyped-def]
+    row, chunk, offset, inside, value = _chunk(x, pixels, block)
+    count = tl.minimum(pixels - chunk * block, block).to(tl.float32)
+    mean = tl.sum(value, axis=0) / count
+    centred = tl.where(inside, value - mean, 0.0)
+    tl.store(means + row * chunks + chunk, mean)
+    tl.store(deviations + row * chunks + chunk, tl.sum(centred * centred, axis=0))
+
+
+@triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
+def _group_moments(  # type: ignore[no-untyped-def]
+    means, deviations, mean_out, rstd_out, partials, pixels, chunks, eps, block: tl.constexpr, width: tl.constexpr
+):
+    """One group's mean and 1/sqrt(var + eps) from its ``partials`` chunks' (mean, squared deviations)."""
+    group = tl.program_id(0).to(tl.int64)
+    base = group * partials
+    weighted = tl.zeros([width], dtype=tl.float32)
+    counted = tl.zeros([width], dtype=tl.float32)
+    for start in range(0, partials, width):
+        index = start + tl.arange(0, width)
+        inside = index < partials
+        count = tl.where(inside, tl.minimum(pixels - (index % chunks) * block, block), 0).to(tl.float32)
+        weighted += count * tl.load(means + base + index, mask=inside, other=0.0)
+        counted += count
+    total = tl.sum(counted, axis=0)
+    mean = tl.sum(weighted, axis=0) / total
+    squares = tl.zeros([width], dtype=tl.float32)
+    for start in range(0, partials, width):
+        index = start + tl.arange(0, width)
+        inside = index < partials
+        count = tl.where(inside, tl.minimum(pixels - (index % chunks) * block, block), 0).to(tl.float32)
+        apart = tl.load(means + base + index, mask=inside, other=0.0) - mean
+        squares += tl.load(deviations + base + index, mask=inside, other=0.0) + count * apart * apart
+    tl.store(mean_out + group, mean)
+    tl.store(rstd_out + group, 1.0 / tl.sqrt(tl.sum(squares, axis=0) / total + eps))
+
+
+@triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
+def _normalize(x, out, weight, bias, mean, rstd, pixels, channels, per_group, block: tl.constexpr):  # type: ignore[no-untyped-def]
+    row, chunk, offset, inside, value = _chunk(x, pixels, block)
+    channel = row % channels
+    group = row // per_group
+    scale = tl.load(rstd + group) * tl.load(weight + channel).to(tl.float32)
+    shift = tl.load(bias + channel).to(tl.float32) - tl.load(mean + group) * scale
+    tl.store(out + offset, (value * scale + shift).to(out.dtype.element_ty), mask=inside)
+
+
+@triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
+def _partial_gradients(  # type: ignore[no-untyped-def]
+    x, grad, weight, mean, rstd, sums, products, pixels, chunks, per_group, channels, block: tl.constexpr
+):
+    """Per chunk: the sums of the normalized value's gradient and of that gradient times the normalized value."""
+    row, chunk, offset, inside, value = _chunk(x, pixels, block)
+    group = row // per_group
+    upstream = tl.load(grad + offset, mask=inside, other=0.0).to(tl.float32)
+    normalized_grad = upstream * tl.load(weight + row % channels).to(tl.float32)
+    normalized = (value - tl.load(mean + group)) * tl.load(rstd + group)
+    tl.store(sums + row * chunks + chunk, tl.sum(normalized_grad, axis=0))
+    tl.store(products + row * chunks + chunk, tl.sum(tl.where(inside, normalized_grad * normalized, 0.0), axis=0))
+
+
+@triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
+def _group_sums(sums, products, sum_out, product_out, partials, width: tl.constexpr):  # type: ignore[no-untyped-def]
+    group = tl.program_id(0).to(tl.int64)
+    base = group * partials
+    summed = tl.zeros([width], dtype=tl.float32)
+    multiplied = tl.zeros([width], dtype=tl.float32)
+    for start in range(0, partials, width):
+        index = start + tl.arange(0, width)
+        inside = index < partials
+        summed += tl.load(sums + base + index, mask=inside, other=0.0)
+        multiplied += tl.load(products + base + index, mask=inside, other=0.0)
+    tl.store(sum_out + group, tl.sum(summed, axis=0))
+    tl.store(product_out + group, tl.sum(multiplied, axis=0))
+
+
+@triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
+def _input_gradient(  # type: ignore[no-untyped-def]
+    x, grad, out, weight, mean, rstd, sum_in, product_in, pixels, per_group, channels, size, block: tl.constexpr
+):
+    row, chunk, offset, inside, value = _chunk(x, pixels, block)
+    group = row // per_group
+    inverse = tl.load(rstd + group)
+    upstream = tl.load(grad + offset, mask=inside, other=0.0).to(tl.float32)
+    normalized_grad = upstream * tl.load(weight + row % channels).to(tl.float32)
+    normalized = (value - tl.load(mean + group)) * inverse
+    mean_grad = tl.load(sum_in + group) / size
+    mean_product = tl.load(product_in + group) / size
+    result = inverse * (normalized_grad - mean_grad - normalized * mean_product)
+    tl.store(out + offset, result.to(out.dtype.element_ty), mask=inside)
+
+
+def _layout(x: torch.Tensor, groups: int) -> tuple[int, int, int, int, int]:
+    """(rows, pixels, chunks, channels, channels per group) of an NCHW-contiguous ``x``."""
+    channels = x.shape[1]
+    pixels = x[0, 0].numel()
+    return x.shape[0] * channels, pixels, triton.cdiv(pixels, BLOCK), channels, channels // groups
+
+
+def group_norm_forward_nchw(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: int, eps: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``headshot::group_norm`` on CUDA tensors: (output, mean, rstd), the last two float32 of shape (N, groups)."""
+    x = x.contiguous()
+    rows, pixels, chunks, channels, per_group = _layout(x, groups)
+    out = torch.empty_like(x)
+    mean = x.new_empty((x.shape[0], groups), dtype=torch.float32)
+    rstd = torch.empty_like(mean)
+    if not x.numel():
+        return out, mean.fill_(float("nan")), rstd.fill_(float("nan"))
+    means = x.new_empty((rows, chunks), dtype=torch.float32)
+    deviations = torch.empty_like(means)
+    _partial_moments[(rows, chunks)](x, means, deviations, pixels, chunks, block=BLOCK, num_warps=WARPS)
+    _group_moments[(mean.numel(),)](
+        means, deviations, mean, rstd, per_group * chunks, pixels, chunks, eps, block=BLOCK, width=PARTIALS
+    )
+    _normalize[(rows, chunks)](
+        x, out, weight, bias, mean, rstd, pixels, channels, per_group, block=BLOCK, num_warps=WARPS
+    )
+    return out, mean, rstd
+
+
+def group_norm_backward_nchw(
+    grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor, groups: int
+) -> torch.Tensor:
+    """``headshot::group_norm_backward`` on CUDA tensors: the gradient with respect to ``x``."""
+    x, grad = x.contiguous(), grad.contiguous()
+    rows, pixels, chunks, channels, per_group = _layout(x, groups)
+    out = torch.empty_like(x)
+    if not x.numel():
+        return out
+    sums = x.new_empty((rows, chunks), dtype=torch.float32)
+    products = torch.empty_like(sums)
+    _partial_gradients[(rows, chunks)](
+        x, grad, weight, mean, rstd, sums, products, pixels, chunks, per_group, channels, block=BLOCK, num_warps=WARPS
+    )
+    sum_out = torch.empty_like(mean)
+    product_out = torch.empty_like(mean)
+    _group_sums[(mean.numel(),)](sums, products, sum_out, product_out, per_group * chunks, width=PARTIALS)
+    _input_gradient[(rows, chunks)](
+        x,
+        grad,
+        out,
+        weight,
+        mean,
+        rstd,
+        sum_out,
+        product_out,
+        pixels,
+        per_group,
+        channels,
+        per_group * pixels,
+        block=BLOCK,
+        num_warps=WARPS,
+    )
+    return out
