@@ -1,17 +1,18 @@
 """The UNet's group norms as one operator whose moments many programs reduce at once (``headshot::group_norm``).
 
-PyTorch's CUDA group norm reduces each (sample, group) in one thread block: at a request's CFG batch of 8, SDXL's
-full-resolution norms are 256 groups of 167 thousand values each, on a card of 132 multiprocessors, and its moments
-kernel read them at a small share of the card's bandwidth (BENCHMARKS.md, 2026-12-04 fifth session). Here each
-channel's pixels are reduced in chunks by many programs and the chunks' moments merged exactly (Chan et al.), then
-one pass normalizes: the same maths, float32 inside, output in the input's dtype.
+PyTorch's CUDA group norm reduces each (sample, group) in one thread block: a training call at batch 16 and 1024 px
+has 512 groups of up to 245 thousand values a norm, on a card of 132 multiprocessors. Under autocast, which lists
+group norm among its float32 operators, each norm also copied its bf16 input to float32 and returned float32. Here
+each channel's pixels are reduced in chunks by many programs and the chunks' moments merged exactly (Chan et al.),
+then one pass normalizes, in the input's dtype with float32 inside. On an H200 a training call's norms, forward and
+backward, took 10.6 ms against torch's 46.6 ms (``python -m bench.benchmark_group_norm``, BENCHMARKS.md 2026-12-04
+fifth session).
 
-On CUDA the operators run Triton kernels (``group_norm_kernel``) on NCHW tensors (a worker's UNet layout with the
-"blocks" scope); elsewhere the same maths in float32 torch ops, so a CPU's tiny model renders and trains through the
-same operator. Autocast lists torch's group norm among its float32 operators, so under autocast a bf16 UNet's eager
-norms copied their input to float32 and returned float32; this operator keeps the input's dtype, as rendering (no
-autocast) always did. They are ``torch.library`` operators, not an ``autograd.Function``, so inductor's caches keep
-the graphs that call them (``pipeline.diffusion.geglu`` says more).
+A worker's training slot trains through it; ``OneOperatorGroupNorm`` says where it runs. On CUDA the operators run
+Triton kernels (``group_norm_kernel``) on NCHW tensors (the UNet's layout with the "blocks" scope); elsewhere the
+same maths run in float32 torch ops, so a CPU's tiny model trains through the same operator. They are
+``torch.library`` operators, not an ``autograd.Function``, so inductor's caches keep the graphs that call them
+(``pipeline.diffusion.geglu`` says more).
 """
 
 from __future__ import annotations
@@ -126,11 +127,17 @@ group_norm.register_autograd(_gradients, setup_context=_save)
 
 
 class OneOperatorGroupNorm(torch.nn.GroupNorm):
-    """``torch.nn.GroupNorm`` through ``headshot::group_norm`` where its input is NCHW-contiguous (same weights,
-    same outputs within the input dtype's rounding); torch's own norm for any other layout."""
+    """``torch.nn.GroupNorm`` whose training forward is ``headshot::group_norm`` (same weights, same outputs within
+    the input dtype's rounding).
+
+    Only where gradients are on, and only for an NCHW-contiguous input: a training step replays its kernels from
+    CUDA graphs, but rendering launches the UNet's eager glue from Python, and there the operator's dispatch and its
+    three Triton launches a norm cost the host more than the kernels save the GPU (a render call 0.1358 s against
+    0.1218 s with torch's norm, for 4.1 ms less kernel time; BENCHMARKS.md, 2026-12-04 fifth session). A
+    channels-last input (the "unet" and "regions" scopes) keeps torch's norm, which inductor compiles there."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002 - torch.nn.GroupNorm's parameter name
-        if input.dim() < 3 or not input.is_contiguous():
+        if not torch.is_grad_enabled() or input.dim() < 3 or not input.is_contiguous():
             return functional.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
         return torch.ops.headshot.group_norm(input, self.weight, self.bias, self.num_groups, self.eps)[0]
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from pipeline.diffusion.group_norm import OneOperatorGroupNorm
 from pipeline.diffusion.loading import load_base_pipeline
 from pipeline.diffusion.lora_slot import SLOT_ADAPTER, LoraSlot
 from pipeline.diffusion.training.config import TrainingConfig
@@ -40,6 +41,9 @@ def test_training_in_the_slot_equals_a_fresh_adapter_and_leaves_nothing_behind(
 ) -> None:
     fresh = train_lora(pipe, selfie_images[:2], RECIPE, tmp_path / "fresh")
     slotted_pipe, _, slot = worker_pipeline(model_cache_dir)
+    # The slot trains through the project's operators (the fresh adapter through diffusers' and torch's maths).
+    norms = [module for module in slotted_pipe.unet.modules() if isinstance(module, torch.nn.GroupNorm)]
+    assert norms and all(isinstance(module, OneOperatorGroupNorm) for module in norms)
 
     for job in ("first", "second"):  # the second user starts from the same fresh weights, not the first's
         slotted = train_lora(slotted_pipe, selfie_images[:2], RECIPE, tmp_path / job, slot=slot)

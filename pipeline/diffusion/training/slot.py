@@ -48,6 +48,7 @@ class TrainingSlot:
         from peft import LoraConfig
 
         from pipeline.diffusion.geglu import use_geglu_operator
+        from pipeline.diffusion.group_norm import use_group_norm_operator
 
         # 1. Check inputs: the adapter must start inactive, which needs another adapter (the LoraSlot's) to be active.
         if not isinstance(rank, int) or rank < 1:
@@ -75,9 +76,11 @@ class TrainingSlot:
             param.data = param.data.float()
         if unet.device.type == "cuda" and unet.dtype in (torch.float16, torch.bfloat16):
             skip_lora_input_casts(unet, TRAINING_ADAPTER)  # train_lora runs a half model on CUDA under autocast
-        # SDXL's feed-forward gates train through one operator whose backward reads each value once (``geglu``);
-        # rendering, with no gradients, keeps diffusers' own maths.
+        # SDXL's feed-forward gates train through one operator whose backward reads each value once (``geglu``),
+        # its group norms through one whose moments many programs reduce (``group_norm``); rendering, with no
+        # gradients, keeps diffusers' and torch's own maths.
         use_geglu_operator(unet)
+        use_group_norm_operator(unet)
         # ``cuda_graphs``: every job's steps replayed from graphs kept here (``training.graphs``), one per batch shape.
         self.graphs = TrainingGraphs(self.parameters) if cuda_graphs else None
         self.clear()

@@ -1,0 +1,168 @@
+"""The UNet's group norms trained through ``headshot::group_norm``: torch's outputs, autograd's gradients.
+
+The references are torch's group norm under autograd in float64. On a CPU machine the operators run their torch
+maths (and inductor compiles around them); the Triton kernels behind them run in the GPU tests only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch.nn import functional
+
+from pipeline.diffusion.group_norm import OneOperatorGroupNorm, use_group_norm_operator
+from pipeline.diffusion.loading import load_base_pipeline
+
+on_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="the Triton kernels need a CUDA GPU")
+
+
+def _relative(got: torch.Tensor, expected: torch.Tensor) -> float:
+    return float((got.double() - expected).norm() / expected.norm())
+
+
+def _against_float64(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, grad: torch.Tensor, groups: int
+) -> list[float]:
+    """Relative errors of ``headshot::group_norm``'s output and of its gradients (input, weight, bias) against torch's
+    group norm in float64."""
+    leaves = [tensor.detach().double().requires_grad_(True) for tensor in (x, weight, bias)]
+    expected = functional.group_norm(leaves[0], groups, leaves[1], leaves[2], 1e-5)
+    expected.backward(grad.double())
+    ours = [tensor.detach().clone().requires_grad_(True) for tensor in (x, weight, bias)]
+    out = torch.ops.headshot.group_norm(ours[0], ours[1], ours[2], groups, 1e-5)[0]
+    out.backward(grad)
+    assert out.dtype == x.dtype
+    errors = [_relative(out.detach(), expected.detach())]
+    for mine, reference in zip(ours, leaves, strict=True):
+        assert mine.grad is not None and reference.grad is not None
+        errors.append(_relative(mine.grad, reference.grad))
+    return errors
+
+
+@pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float32, 1e-6), (torch.bfloat16, 8e-3)])
+def test_the_operator_and_its_gradients_match_torchs_group_norm(dtype: torch.dtype, tolerance: float) -> None:
+    generator = torch.Generator().manual_seed(0)
+    # Off-centre values, as a UNet's activations are: a mean far from 0 is where a careless variance loses digits.
+    x = (3 * torch.randn(2, 64, 9, 7, generator=generator) + 5).to(dtype)
+    weight, bias = torch.randn(2, 64, generator=generator).to(dtype)
+    grad = torch.randn(2, 64, 9, 7, generator=generator).to(dtype)
+    assert max(_against_float64(x, weight, bias, grad, groups=32)) < tolerance
+
+
+@pytest.mark.usefixtures("fresh_dynamo")
+def test_a_compiled_norm_trains_through_the_operator_and_renders_through_torchs() -> None:
+    torch.manual_seed(1)
+    plain = torch.nn.GroupNorm(8, 32)
+    ours = torch.nn.GroupNorm(8, 32)
+    ours.load_state_dict(plain.state_dict())
+    assert use_group_norm_operator(ours) == 1 and isinstance(ours, OneOperatorGroupNorm)
+    compiled = torch.compile(ours, fullgraph=True)  # inductor around the operators, as in a worker's regions
+    sample = torch.randn(3, 32, 6, 5)
+    grad = torch.randn(3, 32, 6, 5)
+
+    def trained(module: Any) -> tuple[torch.Tensor, ...]:
+        given = sample.clone().requires_grad_(True)
+        out = module(given)
+        out.backward(grad)
+        assert given.grad is not None
+        return out.detach(), given.grad, module.weight.grad, module.bias.grad
+
+    for expected, got in zip(trained(plain), trained(compiled), strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():  # no gradient wanted: torch's norm, bit for bit
+        assert torch.equal(ours(sample), plain(sample))
+    # A channels-last input (the "unet" and "regions" scopes' layout) keeps torch's norm, gradients on or off.
+    channels_last = sample.to(memory_format=torch.channels_last).requires_grad_(True)
+    assert torch.equal(ours(channels_last), plain(channels_last))
+    assert use_group_norm_operator(ours, enabled=False) == 1 and type(ours) is torch.nn.GroupNorm
+
+
+def test_a_lora_on_the_tiny_unet_gets_the_same_gradient_through_the_operator(model_cache_dir: Path) -> None:
+    from peft import LoraConfig
+
+    pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
+    unet = pipe.unet
+    unet.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights="gaussian", target_modules=["to_q", "to_v"]))
+    lora = [param for name, param in unet.named_parameters() if "lora_" in name]
+    torch.manual_seed(2)
+    for param in lora:
+        torch.nn.init.normal_(param, std=0.05)  # B non-zero too, so every layer's gradient flows
+    generator = torch.Generator().manual_seed(3)
+    config = unet.config
+    inputs = {
+        "sample": torch.randn(2, config.in_channels, 16, 16, generator=generator),
+        "timestep": torch.tensor(500),
+        "encoder_hidden_states": torch.randn(2, 5, config.cross_attention_dim, generator=generator),
+        "added_cond_kwargs": {
+            "text_embeds": torch.randn(2, pipe.text_encoder_2.config.projection_dim, generator=generator),
+            "time_ids": torch.tensor([[128.0, 128.0, 0.0, 0.0, 128.0, 128.0]] * 2),
+        },
+    }
+
+    def gradient() -> torch.Tensor:
+        for param in lora:
+            param.grad = None
+        unet(**inputs).sample.pow(2).mean().backward()
+        return torch.cat([param.grad.flatten() for param in lora if param.grad is not None])
+
+    plain = gradient()
+    assert use_group_norm_operator(unet) > 0
+    torch.testing.assert_close(gradient(), plain, rtol=1e-4, atol=1e-7)
+
+
+@on_gpu
+@pytest.mark.parametrize(
+    "shape",
+    [
+        (3, 64, 9, 7),  # fewer pixels than a chunk
+        (2, 320, 72, 58),  # several chunks a channel, the last one partial
+        (1, 320, 330, 330),  # more partial moments a group than a combining program reads at once
+    ],
+)
+def test_the_triton_kernels_compute_torchs_maths_on_every_element(shape: tuple[int, ...]) -> None:
+    generator = torch.Generator(device="cuda").manual_seed(shape[2])
+    # NaN in the allocator's free blocks first: an element the kernels did not write fails the comparison.
+    torch.full((2 * torch.Size(shape).numel(),), float("nan"), device="cuda", dtype=torch.bfloat16)
+    x = (3 * torch.randn(shape, device="cuda", generator=generator) + 5).bfloat16()
+    weight, bias = torch.randn(2, shape[1], device="cuda", generator=generator).bfloat16()
+    grad = torch.randn(shape, device="cuda", generator=generator).bfloat16()
+    assert max(_against_float64(x, weight, bias, grad, groups=32)) < 8e-3
+    # The same numbers as the operators' torch maths (the CPU's way), to bf16's rounding of each element.
+    out, mean, rstd = torch.ops.headshot.group_norm(x, weight, bias, 32, 1e-5)
+    cpu = torch.ops.headshot.group_norm(x.cpu(), weight.cpu(), bias.cpu(), 32, 1e-5)
+    torch.testing.assert_close(out.cpu(), cpu[0], rtol=1.6e-2, atol=2e-2)
+    torch.testing.assert_close(rstd.cpu(), cpu[2], rtol=1e-4, atol=0)
+    backward = torch.ops.headshot.group_norm_backward(grad, x, weight, mean, rstd, 32)
+    cpu_backward = torch.ops.headshot.group_norm_backward(grad.cpu(), x.cpu(), weight.cpu(), cpu[1], cpu[2], 32)
+    torch.testing.assert_close(backward.cpu(), cpu_backward, rtol=1.6e-2, atol=2e-2)
+
+
+@on_gpu
+def test_the_operators_replay_from_a_cuda_graph() -> None:
+    x = torch.randn(4, 320, 40, 30, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    weight = torch.randn(320, device="cuda", dtype=torch.bfloat16)
+    bias = torch.randn(320, device="cuda", dtype=torch.bfloat16)
+    grad = torch.randn(4, 320, 40, 30, device="cuda", dtype=torch.bfloat16)
+
+    def step() -> torch.Tensor:
+        x.grad = None
+        torch.ops.headshot.group_norm(x, weight, bias, 32, 1e-5)[0].backward(grad)
+        assert x.grad is not None
+        return x.grad
+
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        expected = step().clone()  # the first launch compiles the kernels, outside the capture
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        replayed = step()
+    with torch.no_grad():
+        x.mul_(-1).add_(1)
+    graph.replay()
+    torch.testing.assert_close(replayed, step())
+    assert not torch.equal(replayed, expected)
