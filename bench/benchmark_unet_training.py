@@ -96,6 +96,7 @@ MODES = (
     "regions-nocast-fp8-static-graphs",
     "regions-nocast-geglu-graphs",
     "regions-nocast-fp8-static-geglu-graphs",
+    "blocks-nchw-nocast-geglu-gn",
     "blocks-nchw-nocast-geglu-gn-graphs",
     "blocks-nchw-nocast-fp8-static-geglu-gn-graphs",
 )

@@ -1,12 +1,11 @@
 """The UNet's group norms as one operator whose moments many programs reduce at once (``headshot::group_norm``).
 
 PyTorch's CUDA group norm reduces each (sample, group) in one thread block: a training call at batch 16 and 1024 px
-has 512 groups of up to 245 thousand values a norm, on a card of 132 multiprocessors. Under autocast, which lists
+has 512 groups of up to 492 thousand values a norm, on a card of 132 multiprocessors. Under autocast, which lists
 group norm among its float32 operators, each norm also copied its bf16 input to float32 and returned float32. Here
 each channel's pixels are reduced in chunks by many programs and the chunks' moments merged exactly (Chan et al.),
-then one pass normalizes, in the input's dtype with float32 inside. On an H200 a training call's norms, forward and
-backward, took 10.6 ms against torch's 46.6 ms (``python -m bench.benchmark_group_norm``, BENCHMARKS.md 2026-12-04
-fifth session).
+then one pass normalizes, in the input's dtype with float32 inside: on an H200 a training call's norms take a
+quarter of the time (``python -m bench.benchmark_group_norm``, BENCHMARKS.md 2026-12-04 fifth session).
 
 A worker's training slot trains through it; ``OneOperatorGroupNorm`` says where it runs. On CUDA the operators run
 Triton kernels (``group_norm_kernel``) on NCHW tensors (the UNet's layout with the "blocks" scope); elsewhere the
@@ -132,9 +131,9 @@ class OneOperatorGroupNorm(torch.nn.GroupNorm):
 
     Only where gradients are on, and only for an NCHW-contiguous input: a training step replays its kernels from
     CUDA graphs, but rendering launches the UNet's eager glue from Python, and there the operator's dispatch and its
-    three Triton launches a norm cost the host more than the kernels save the GPU (a render call 0.1358 s against
-    0.1218 s with torch's norm, for 4.1 ms less kernel time; BENCHMARKS.md, 2026-12-04 fifth session). A
-    channels-last input (the "unet" and "regions" scopes) keeps torch's norm, which inductor compiles there."""
+    three Triton launches a norm cost the host more than the kernels save the GPU: a render call measured slower
+    (BENCHMARKS.md, 2026-12-04 fifth session). A channels-last input (the "unet" and "regions" scopes) keeps
+    torch's norm, which inductor compiles there."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002 - torch.nn.GroupNorm's parameter name
         if not torch.is_grad_enabled() or input.dim() < 3 or not input.is_contiguous():

@@ -15,14 +15,16 @@ def test_unet_training_benchmark_times_each_layout_and_scope_against_eager(tmp_p
 
     out = tmp_path / "unet-training.json"
     # The blocks, the norms and the layout switch; the blocks dynamic from their first call; the regions without
-    # peft's input casts; concatenations compiled input by input; the feed-forward gates through headshot::geglu; the
-    # frozen base in FP8 with calibrated input and gradient scales.
+    # peft's input casts; concatenations compiled input by input; the feed-forward gates through headshot::geglu,
+    # and the group norms through headshot::group_norm too; the frozen base in FP8 with calibrated input and gradient
+    # scales.
     modes = [
         "blocks-norms-nchw",
         "blocks-nchw-nocast-dynamic",
         "regions-nocast",
         "blocks-nchw-nocast-concat",
         "blocks-nchw-nocast-geglu",
+        "blocks-nchw-nocast-geglu-gn",
         "blocks-nchw-nocast-fp8-static",
     ]
     assert (
