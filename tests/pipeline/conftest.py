@@ -75,6 +75,65 @@ def model_cache_dir(model_cache: Path) -> Path:
     return model_cache
 
 
+@pytest.fixture
+def capture_cuda_graph() -> Callable[[Callable[[], Any]], tuple[Any, Any, Any]]:
+    """``capture(step)``: ``step``'s output from a first run on a side stream (its kernels compile outside any
+    capture, as a worker warms up before capturing), a CUDA graph of a second run, and that run's output, which each
+    ``graph.replay()`` rewrites. A GPU only."""
+    import torch
+
+    def capture(step: Callable[[], Any]) -> tuple[Any, Any, Any]:
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            first = step().clone()
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            replayed = step()
+        return first, graph, replayed
+
+    return capture
+
+
+@pytest.fixture
+def tiny_lora_gradient(model_cache_dir: Path) -> tuple[Any, Callable[[], Any]]:
+    """A fresh tiny UNet with a rank-4 LoRA on ``to_q`` and ``to_v`` (its B factors non-zero, so every layer's
+    gradient flows), and a function returning the LoRA's gradient, flattened, of one call at fixed inputs: for
+    setting an operator's training path against the maths it replaces."""
+    import torch
+    from peft import LoraConfig
+
+    from pipeline.diffusion.loading import load_base_pipeline
+
+    tiny = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
+    unet = tiny.unet
+    unet.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights="gaussian", target_modules=["to_q", "to_v"]))
+    lora = [param for name, param in unet.named_parameters() if "lora_" in name]
+    torch.manual_seed(2)
+    for param in lora:
+        torch.nn.init.normal_(param, std=0.05)
+    generator = torch.Generator().manual_seed(3)
+    config = unet.config
+    inputs = {
+        "sample": torch.randn(2, config.in_channels, 16, 16, generator=generator),
+        "timestep": torch.tensor(500),
+        "encoder_hidden_states": torch.randn(2, 5, config.cross_attention_dim, generator=generator),
+        "added_cond_kwargs": {
+            "text_embeds": torch.randn(2, tiny.text_encoder_2.config.projection_dim, generator=generator),
+            "time_ids": torch.tensor([[128.0, 128.0, 0.0, 0.0, 128.0, 128.0]] * 2),
+        },
+    }
+
+    def gradient() -> Any:
+        for param in lora:
+            param.grad = None
+        unet(**inputs).sample.pow(2).mean().backward()
+        return torch.cat([param.grad.flatten() for param in lora if param.grad is not None])
+
+    return unet, gradient
+
+
 @pytest.fixture(scope="session")
 def pipe(model_cache_dir: Path, tiny_pipe: Any) -> Any:
     """The session's one tiny pipeline (the bot and jobs tests' workers use the same object)."""

@@ -6,7 +6,7 @@ maths (and inductor compiles around them); the Triton kernels behind them run in
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -14,7 +14,6 @@ import torch
 from torch.nn import functional
 
 from pipeline.diffusion.group_norm import OneOperatorGroupNorm, use_group_norm_operator
-from pipeline.diffusion.loading import load_base_pipeline
 
 on_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="the Triton kernels need a CUDA GPU")
 
@@ -80,34 +79,10 @@ def test_a_compiled_norm_trains_through_the_operator_and_renders_through_torchs(
     assert use_group_norm_operator(ours, enabled=False) == 1 and type(ours) is torch.nn.GroupNorm
 
 
-def test_a_lora_on_the_tiny_unet_gets_the_same_gradient_through_the_operator(model_cache_dir: Path) -> None:
-    from peft import LoraConfig
-
-    pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
-    unet = pipe.unet
-    unet.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights="gaussian", target_modules=["to_q", "to_v"]))
-    lora = [param for name, param in unet.named_parameters() if "lora_" in name]
-    torch.manual_seed(2)
-    for param in lora:
-        torch.nn.init.normal_(param, std=0.05)  # B non-zero too, so every layer's gradient flows
-    generator = torch.Generator().manual_seed(3)
-    config = unet.config
-    inputs = {
-        "sample": torch.randn(2, config.in_channels, 16, 16, generator=generator),
-        "timestep": torch.tensor(500),
-        "encoder_hidden_states": torch.randn(2, 5, config.cross_attention_dim, generator=generator),
-        "added_cond_kwargs": {
-            "text_embeds": torch.randn(2, pipe.text_encoder_2.config.projection_dim, generator=generator),
-            "time_ids": torch.tensor([[128.0, 128.0, 0.0, 0.0, 128.0, 128.0]] * 2),
-        },
-    }
-
-    def gradient() -> torch.Tensor:
-        for param in lora:
-            param.grad = None
-        unet(**inputs).sample.pow(2).mean().backward()
-        return torch.cat([param.grad.flatten() for param in lora if param.grad is not None])
-
+def test_a_lora_on_the_tiny_unet_gets_the_same_gradient_through_the_operator(
+    tiny_lora_gradient: tuple[Any, Callable[[], torch.Tensor]],
+) -> None:
+    unet, gradient = tiny_lora_gradient
     plain = gradient()
     assert use_group_norm_operator(unet) > 0
     torch.testing.assert_close(gradient(), plain, rtol=1e-4, atol=1e-7)
@@ -141,7 +116,9 @@ def test_the_triton_kernels_compute_torchs_maths_on_every_element(shape: tuple[i
 
 
 @on_gpu
-def test_the_operators_replay_from_a_cuda_graph() -> None:
+def test_the_operators_replay_from_a_cuda_graph(
+    capture_cuda_graph: Callable[[Callable[[], torch.Tensor]], tuple[torch.Tensor, Any, torch.Tensor]],
+) -> None:
     x = torch.randn(4, 320, 40, 30, device="cuda", dtype=torch.bfloat16, requires_grad=True)
     weight = torch.randn(320, device="cuda", dtype=torch.bfloat16)
     bias = torch.randn(320, device="cuda", dtype=torch.bfloat16)
@@ -153,14 +130,7 @@ def test_the_operators_replay_from_a_cuda_graph() -> None:
         assert x.grad is not None
         return x.grad
 
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        expected = step().clone()  # the first launch compiles the kernels, outside the capture
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        replayed = step()
+    expected, graph, replayed = capture_cuda_graph(step)
     with torch.no_grad():
         x.mul_(-1).add_(1)
     graph.replay()
