@@ -27,7 +27,6 @@ so this costs little).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -36,6 +35,7 @@ from typing import Any
 
 from pipeline.diffusion.adapters import TEXT_ENCODER_COMPONENTS, loaded_adapters, new_adapter_name, remove_adapter
 from pipeline.diffusion.families import Family, default_lora_targets, denoiser, pipeline_family
+from pipeline.diffusion.lora_merge import lora_factors, stacked_factors, to_device
 
 __all__ = ["SLOT_ADAPTER", "LoraSlot"]
 
@@ -201,42 +201,10 @@ class LoraSlot:
     def _factors(
         self, state: dict[str, Any], alphas: dict[str, float] | None, metadata: dict[str, Any] | None, file_name: str
     ) -> dict[str, tuple[Any, Any, float]]:
-        """Slot layer name -> (B, A, scaling) from the denoiser part of a LoRA file, as the file holds them.
+        """Slot layer name -> (B, A, scaling) from the denoiser part of a LoRA file (``lora_merge.lora_factors``).
 
-        Raises ``ValueError`` naming the file for what a merge cannot hold (DoRA, LoKr, LoRA biases) and for layers
-        the slot does not cover."""
-        from diffusers.utils.peft_utils import _create_lora_config  # the config diffusers' own loader builds
-        from diffusers.utils.state_dict_utils import convert_unet_state_dict_to_peft
-        from peft.utils.other import get_pattern_key
-
-        prefix = self._prefix + "."
-        state = {key.removeprefix(prefix): value for key, value in state.items()}
-        if not state:
-            return {}
-        if any(".lokr_" in key for key in state):
-            raise ValueError(f"The LoRA '{file_name}' is a LoKr adapter; the slot merges LoRA factors only.")
-        if "lora_A" not in next(iter(state)):
-            state = convert_unet_state_dict_to_peft(state)  # diffusers' and kohya's layouts to peft's
-        metadata = {key.removeprefix(prefix): v for key, v in (metadata or {}).items() if key.startswith(prefix)}
-        alphas = {key.removeprefix(prefix): v for key, v in (alphas or {}).items() if key.startswith(prefix)}
-        ranks = {f"^{key}": value.shape[1] for key, value in state.items() if "lora_B" in key and value.ndim > 1}
-        config = _create_lora_config(state, alphas or None, metadata or None, ranks)
-        unsupported = [name for name, used in (("DoRA", config.use_dora), ("LoRA biases", config.lora_bias)) if used]
-        if unsupported:
-            raise ValueError(f"The LoRA '{file_name}' uses {unsupported[0]}, which the slot cannot merge.")
-        factors: dict[str, tuple[Any, Any, float]] = {}
-        for key in state:
-            if not key.endswith(".lora_A.weight"):
-                continue
-            name = key.removesuffix(".lora_A.weight")
-            # Per-layer ranks and alphas as peft reads them (files with one rank and one alpha have no patterns).
-            rank, alpha = config.r, config.lora_alpha
-            if config.rank_pattern:
-                rank = config.rank_pattern.get(get_pattern_key(config.rank_pattern.keys(), name), rank)
-            if config.alpha_pattern:
-                alpha = config.alpha_pattern.get(get_pattern_key(config.alpha_pattern.keys(), name), alpha)
-            scaling = alpha / math.sqrt(rank) if config.use_rslora else alpha / rank
-            factors[name] = (state[f"{name}.lora_B.weight"], state[key], scaling)
+        Raises ``ValueError`` naming the file for what a merge cannot hold and for layers the slot does not cover."""
+        factors = lora_factors(state, alphas, metadata, file_name, prefix=self._prefix)
         foreign = sorted(set(factors) - set(self._layers))
         if foreign:
             raise ValueError(
@@ -292,7 +260,7 @@ class LoraSlot:
                 for name in ordered
                 for tensor in (*factors[name][:2], torch.tensor(factors[name][2] * self._scale, dtype=torch.float32))
             ]
-            moved = iter(_to_device(host, device))
+            moved = iter(to_device(host, device))
             on_device = {name: (next(moved), next(moved), next(moved)) for name in ordered}
             unchanged = [name for name in self._layers if name not in factors]
             if unchanged:
@@ -301,7 +269,7 @@ class LoraSlot:
                     [self._base_weights[name] for name in unchanged],
                 )
             for names in chunks:
-                up, down, scales = self._stacked_factors(names, on_device)
+                up, down, scales = stacked_factors(names, on_device)
                 weights = [self._layers[name].base_layer.weight for name in names]
                 # Float32 from the untouched copies: the result is the same whichever users came before.
                 base = torch.stack([self._base_weights[name] for name in names]).float()
@@ -312,22 +280,6 @@ class LoraSlot:
             if SLOT_ADAPTER not in layer.merged_adapters:
                 # peft's forward runs just the base layer for a merged adapter.
                 layer.merged_adapters.append(SLOT_ADAPTER)
-
-    def _stacked_factors(self, names: list[str], factors: dict[str, tuple[Any, Any, Any]]) -> tuple[Any, Any, Any]:
-        """Same-shaped layers' (B, A, scale tensor) stacked where they are, ranks below the largest padded with
-        zeros (exact)."""
-        import torch
-        import torch.nn.functional as functional
-
-        dtype = factors[names[0]][0].dtype  # one file, one dtype; a mixed one is brought to its first
-        ups = [factors[name][0].to(dtype) for name in names]
-        downs = [factors[name][1].to(dtype) for name in names]
-        rank = max(down.shape[0] for down in downs)
-        if any(down.shape[0] != rank for down in downs):
-            ups = [functional.pad(up, (0, rank - up.shape[1])) for up in ups]
-            downs = [functional.pad(down, (0, 0, 0, rank - down.shape[0])) for down in downs]
-        scales = torch.stack([factors[name][2] for name in names]).view(-1, 1, 1)
-        return torch.stack(ups), torch.stack(downs), scales
 
     def clear(self) -> float:
         """Zero the slot (and drop any text-encoder part), so no user's weights stay in memory; return seconds."""
@@ -346,26 +298,6 @@ class LoraSlot:
         self._active = None
         self._scale = 1.0
         return time.perf_counter() - started
-
-
-def _to_device(tensors: list[Any], device: Any) -> list[Any]:
-    """``tensors`` on ``device``, moved in one copy per dtype (flattened together, then viewed apart).
-
-    To a GPU they are gathered in page-locked memory (torch's host allocator keeps such blocks for reuse, and holds a
-    block back until the copy that reads it is done), so the copy runs without the host waiting on it.
-    """
-    import torch
-
-    pinned = torch.device(device).type == "cuda"
-    moved: list[Any] = [None] * len(tensors)
-    for dtype in {tensor.dtype for tensor in tensors}:
-        indices = [index for index, tensor in enumerate(tensors) if tensor.dtype == dtype]
-        parts = [tensors[index].reshape(-1) for index in indices]
-        gathered = torch.empty(sum(part.numel() for part in parts), dtype=dtype, pin_memory=pinned)
-        flat = torch.cat(parts, out=gathered).to(device, non_blocking=pinned)
-        for index, part in zip(indices, flat.split([tensors[index].numel() for index in indices]), strict=True):
-            moved[index] = part.view(tensors[index].shape)
-    return moved
 
 
 def _requantize(base_layers: list[Any]) -> None:
