@@ -58,17 +58,17 @@ from pathlib import Path
 from typing import Any
 
 from bench.benchmark_float8 import CALIBRATION_TIMESTEPS
-from bench.benchmark_unet import _layout, _uncompile, kernel_kind, unet_call_inputs
+from bench.benchmark_unet import _layout, _uncompile, unet_call_inputs
 from bench.measure import (
     add_cudnn_autotune_switch,
     benchmark_pipeline,
     describe_run,
     list_recorder,
-    measured,
     use_cudnn_autotune,
 )
+from bench.training_call import training_call, training_call_seconds, training_profile
 
-__all__ = ["MODES", "compile_group_norms", "concatenated_separately", "main", "training_call_seconds"]
+__all__ = ["MODES", "compile_group_norms", "concatenated_separately", "main"]
 
 MODES = (
     "blocks",
@@ -100,103 +100,6 @@ MODES = (
     "blocks-nchw-nocast-geglu-gn-graphs",
     "blocks-nchw-nocast-fp8-static-geglu-gn-graphs",
 )
-
-
-def training_call_seconds(
-    pipe: Any,
-    inputs: dict[str, Any],
-    lora: list[Any],
-    *,
-    label: str,
-    repeats: int = 6,
-    graphed: bool = False,
-) -> tuple[dict[str, Any], Any, Any]:
-    """The first training call and the median of ``repeats`` more; also the LoRA's gradient of the last call, and
-    the call itself. ``graphed``: the first call captures it in a CUDA graph (``capture_training_call``), the others
-    replay it."""
-    import torch
-
-    device = str(pipe.unet.device)
-    with measured(device) as first:
-        if graphed:
-            call = capture_training_call(pipe, inputs, lora)
-        else:
-            call = functools.partial(_training_call, pipe, inputs, lora)
-        call()
-    seconds = []
-    for _ in range(repeats):
-        with measured(device) as timed:
-            call()
-        seconds.append(timed.seconds)
-    median = sorted(seconds)[len(seconds) // 2]
-    batch = inputs["sample"].shape[0]
-    figures = {
-        "variant": label,
-        "first_call_s": round(first.seconds, 1),
-        "call_s": round(median, 4),
-        "image_steps_per_s": round(batch / median, 2),
-        "peak_gib": round(first.peak_gib, 1),
-    }
-    return figures, torch.cat([param.grad.flatten().double() for param in lora]), call
-
-
-def _training_call(pipe: Any, inputs: dict[str, Any], lora: list[Any]) -> None:
-    """Forward and backward as a training step runs them (under autocast on a GPU), gradients fresh."""
-    import torch
-
-    for param in lora:
-        param.grad = None
-    with torch.autocast("cuda", dtype=pipe.unet.dtype, enabled=pipe.unet.device.type == "cuda"):
-        out = pipe.unet.forward(**inputs).sample
-    out.float().pow(2).mean().backward()
-
-
-def capture_training_call(pipe: Any, inputs: dict[str, Any], lora: list[Any]) -> Any:
-    """The training call replayed from a CUDA graph as a worker's training slot replays its steps
-    (``training.graphs.TrainingGraphs``: captured at the first call, the LoRA's ``.grad`` the kept gradients);
-    return the call, which captures at its first run."""
-    from pipeline.diffusion.training.graphs import TrainingGraphs
-
-    graphs = TrainingGraphs(lora)
-    # The graph's inputs are flat tensors; the UNet takes SDXL's two added conditions in a dict of their own.
-    added = inputs["added_cond_kwargs"]
-    tensors = {**{key: value for key, value in inputs.items() if key != "added_cond_kwargs"}, **added}
-
-    def loss_of(**given: Any) -> Any:
-        conditions = {key: given.pop(key) for key in added}
-        return pipe.unet.forward(**given, added_cond_kwargs=conditions).sample.float().pow(2).mean()
-
-    return functools.partial(graphs.step, loss_of, tensors, autocast_dtype=pipe.unet.dtype)
-
-
-def training_profile(
-    pipe: Any, inputs: dict[str, Any], lora: list[Any], *, label: str, call: Any = None
-) -> dict[str, Any]:
-    """GPU kernel time of 3 training calls (``call``, else ``_training_call``) by kind, and the 10 costliest
-    kernels."""
-    import torch
-    from torch.profiler import DeviceType, ProfilerActivity, profile
-
-    call = call or functools.partial(_training_call, pipe, inputs, lora)
-    by_name: dict[str, float] = {}
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as profiler:
-        for _ in range(3):
-            call()
-        torch.cuda.synchronize()
-    for event in profiler.events():
-        if event.device_type == DeviceType.CUDA:
-            by_name[event.name] = by_name.get(event.name, 0.0) + event.device_time
-    kinds: dict[str, float] = {}
-    for name, value in by_name.items():
-        kinds[kernel_kind(name)] = kinds.get(kernel_kind(name), 0.0) + value
-    return {
-        "variant": f"profile: {label}",
-        "ms_per_call_by_kind": {kind: round(us / 3000, 1) for kind, us in sorted(kinds.items(), key=lambda i: -i[1])},
-        "costliest": [
-            {"name": name[:120], "ms_per_call": round(us / 3000, 1)}
-            for name, us in sorted(by_name.items(), key=lambda i: -i[1])[:10]
-        ],
-    }
 
 
 def compile_group_norms(unet: Any, *, backend: str = "inductor") -> int:
@@ -273,7 +176,7 @@ def calibrate_gradients_on_timesteps(pipe: Any, inputs: dict[str, Any], lora: li
 
     def run() -> None:
         for timestep in CALIBRATION_TIMESTEPS:
-            _training_call(pipe, {**inputs, "timestep": torch.tensor(timestep, device=pipe.unet.device)}, lora)
+            training_call(pipe, {**inputs, "timestep": torch.tensor(timestep, device=pipe.unet.device)}, lora)
 
     return calibrate_float8_gradients(pipe.unet, run)
 
