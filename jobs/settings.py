@@ -223,6 +223,12 @@ class Settings(BaseSettings):
         "(jobs/worker/gpu.py); above one, a job's host work (safety check, ranking, PNG, uploads) runs while the "
         "next job's section uses the GPU. A job's timeout counts its wait for the GPU.",
     )
+    worker_overlap: bool = Field(
+        default=False,
+        description="Take one job more than worker_jobs while every running job is done with the GPU for now "
+        "(jobs/worker/gpu.py): the next request renders while the last one's face search, PNGs and uploads run on "
+        "the host, and no job is taken only to wait for the GPU.",
+    )
     progress_interval_s: float = Field(default=2.0, ge=0, description="Least time between two progress events.")
 
     # Operations: metrics, health, logs (README "Operations").

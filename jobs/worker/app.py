@@ -25,11 +25,31 @@ if TYPE_CHECKING:
     from pipeline.safety.image import ImageSafety
     from pipeline.selfies.faces import FaceAnalyzer
 
-__all__ = ["WORKER_POLL_DELAY_S", "build_worker"]
+__all__ = ["WORKER_POLL_DELAY_S", "OverlappingWorker", "build_worker"]
 
 # arq looks for the next job this often; its 0.5 s default leaves the GPU idle ~0.25 s per job on average, ~3 s per
 # customer (11 jobs), for a Redis query every 0.1 s instead.
 WORKER_POLL_DELAY_S = 0.1
+
+
+class OverlappingWorker(Worker):
+    """An arq worker that takes one job more than ``max_jobs`` while all of its running jobs rest (``GpuTurns.resting``:
+    each has had its GPU section and asks for no other now): the next request renders while the last one's host work
+    goes on. A job just taken has not rested yet, so no second job is taken only to wait behind it for the GPU, and
+    an idle worker beside this one is never passed by.
+
+    arq reads ``max_jobs`` before each job it starts (and sized its semaphore from the constructor's value plus one,
+    which the extra job uses)."""
+
+    @property
+    def max_jobs(self) -> int:
+        state = self.ctx.get("state") if isinstance(getattr(self, "ctx", None), dict) else None
+        resting = state.gpu.resting if state is not None else 0
+        return self._jobs + min(resting, 1)
+
+    @max_jobs.setter
+    def max_jobs(self, value: int) -> None:
+        self._jobs = value
 
 
 def build_worker(
@@ -42,8 +62,9 @@ def build_worker(
     image_safety: ImageSafety | None = None,
     **overrides: Any,
 ) -> Worker:
-    """An arq worker for ``settings``: ``worker_jobs`` jobs at a time, taking the one GPU and model in turns, aborts
-    allowed, per-job timeouts.
+    """An arq worker for ``settings``: ``worker_jobs`` jobs at a time (one more while they rest, with
+    ``worker_overlap``: ``OverlappingWorker``), taking the one GPU and model in turns, aborts allowed, per-job
+    timeouts.
 
     ``storage``, ``faces``, ``model`` and ``image_safety`` are handed to ``start_worker_state`` (tests share them
     across workers); ``overrides`` go to arq's ``Worker`` (tests pass ``burst=True, poll_delay=0.05``).
@@ -86,7 +107,7 @@ def build_worker(
         "handle_signals": True,
     }
     options.update(overrides)
-    worker = Worker(**options)
+    worker = OverlappingWorker(**options) if settings.worker_overlap else Worker(**options)
     # The jobs tell a /cancel from a timeout or a shutdown by asking it (supervision.py). Into arq's own dict: arq
     # replaces an empty ``ctx`` with a new one.
     worker.ctx["worker"] = worker

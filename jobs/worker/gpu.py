@@ -5,6 +5,11 @@ uploads run on the host, and with one job per worker the GPU idles through all o
 ``HEADSHOT_WORKER_JOBS`` above one, arq runs that many jobs at once and each torch section (a render, a face pass, a
 training) waits here for its turn, so the model, its LoRA slots and the GPU's memory serve one section at a time as
 before, and the next job's section starts as soon as the last one's ends.
+
+``resting`` counts the jobs that are done with the GPU for now: each has had a section and asks for no other right
+away (``run(more=True)`` says it will). With ``HEADSHOT_WORKER_OVERLAP`` a worker takes one job more than its
+``HEADSHOT_WORKER_JOBS`` exactly while all of its other jobs rest (``jobs.worker.app``): the next request renders
+while the last one's face search and PNGs run on the host, and no job is taken only to wait for the GPU.
 """
 
 from __future__ import annotations
@@ -36,17 +41,37 @@ class GpuTurns:
         self._observe_wait = observe_wait
         self.turns = 0  # sections run
         self.waited = 0  # sections that found another job's section running and waited for it
+        self._resting: set[asyncio.Task[Any]] = set()
 
-    async def run(self, progress: ProgressReporter, work: Callable[[], Any]) -> Any:
-        """``work`` in a thread once the GPU is free (``run_in_thread``: a cancel stops it and waits for it)."""
+    @property
+    def resting(self) -> int:
+        """Running jobs done with the GPU for now (module docstring)."""
+        return len(self._resting)
+
+    def rest(self) -> None:
+        """The calling job (its asyncio task) asks for no section for now; it rests until its next ``run`` or its
+        end, however it ends."""
+        task = asyncio.current_task()
+        if task is not None and task not in self._resting:
+            self._resting.add(task)
+            task.add_done_callback(self._resting.discard)
+
+    async def run(self, progress: ProgressReporter, work: Callable[[], Any], *, more: bool = False) -> Any:
+        """``work`` in a thread once the GPU is free (``run_in_thread``: a cancel stops it and waits for it); the job
+        then rests (``resting``) unless ``more``: it asks for another section right after its host work (an
+        upscale's face pass), and rests only when it says so (``rest``) or ends."""
         asked = time.monotonic()
         busy = self._lock.locked()
+        self._resting.discard(asyncio.current_task())  # type: ignore[arg-type,unused-ignore]
         async with self._lock:
             self.turns += 1
             self.waited += busy
             if self._observe_wait is not None:
                 self._observe_wait(time.monotonic() - asked)
-            return await run_in_thread(progress, lambda: _telling_allocator(work), self._thread)
+            result = await run_in_thread(progress, lambda: _telling_allocator(work), self._thread)
+        if not more:
+            self.rest()
+        return result
 
     def close(self) -> None:
         """Let the torch thread end once its section (if any) is done."""

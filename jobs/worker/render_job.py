@@ -69,6 +69,7 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
             images = await state.gpu.run(
                 progress,
                 lambda: _render(state, request, source, selfies, renders, lora_path, on_images, progress.stop.is_set),
+                more=request.mode == RenderMode.UPSCALE,  # its face pass follows
             )
             laps.lap("GPU")
             # 3. The image safety check on every candidate, so the next-best safe one takes a flagged one's place;
@@ -85,6 +86,7 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
             faces_of = {id(item): faces for item, faces in zip(images, found, strict=True)} if found else {}
             laps.lap("ranking")
             passed = await _face_pass(state, request, ranked, lora_path, progress, faces_of)
+            state.gpu.rest()  # an upscale with no face to pass asks for no section after all
             laps.lap("face pass")
             redone = [new for new, old in zip(passed, ranked, strict=True) if new[0].image is not old[0].image]
             safe, more = await asyncio.to_thread(_withhold_unsafe, state, job_id, [new for new, _ in redone])
