@@ -101,6 +101,7 @@ def _save(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, torch.T
     x, weight, _bias, groups, _eps = inputs
     _out, mean, rstd = output
     ctx.groups = groups
+    ctx.mark_non_differentiable(mean, rstd)  # the backward's inputs, not results to differentiate through
     ctx.save_for_backward(x, weight, mean, rstd)
 
 
