@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -27,12 +28,20 @@ class _OperatorCalls(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def test_converting_back_gives_plain_layers_on_the_same_weights_and_the_same_output(model_cache: Path) -> None:
+@pytest.fixture
+def unet_call(model_cache: Path) -> tuple[Any, dict[str, Any], torch.Tensor]:
+    """A fresh tiny UNet (the tests change its layers), one call's inputs and that call's output as built."""
     pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache)
-    unet = pipe.unet
     inputs = unet_call_inputs(pipe, batch=2)
     with torch.no_grad():
-        reference = unet(**inputs).sample
+        reference = pipe.unet(**inputs).sample
+    return pipe.unet, inputs, reference
+
+
+def test_converting_back_gives_plain_layers_on_the_same_weights_and_the_same_output(
+    unet_call: tuple[Any, dict[str, Any], torch.Tensor],
+) -> None:
+    unet, inputs, reference = unet_call
     converted = use_float8_linears(unet)
 
     # Plain layers on the very same weights, so the bf16 output returns bit for bit.
@@ -45,12 +54,10 @@ def test_converting_back_gives_plain_layers_on_the_same_weights_and_the_same_out
         assert torch.equal(unet(**inputs).sample, reference)
 
 
-def test_rendering_group_norms_run_the_operator_without_gradients_and_go_back(model_cache: Path) -> None:
-    pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache)
-    unet = pipe.unet
-    inputs = unet_call_inputs(pipe, batch=2)
-    with torch.no_grad():
-        reference = unet(**inputs).sample
+def test_rendering_group_norms_run_the_operator_without_gradients_and_go_back(
+    unet_call: tuple[Any, dict[str, Any], torch.Tensor],
+) -> None:
+    unet, inputs, reference = unet_call
     count = use_rendering_group_norms(unet)
     assert count > 0 and all(type(m) is RenderingGroupNorm for m in unet.modules() if isinstance(m, nn.GroupNorm))
     with torch.no_grad(), _OperatorCalls() as calls:
