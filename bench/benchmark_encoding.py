@@ -50,8 +50,6 @@ WAYS: dict[str, tuple[int, str, bool, bool]] = {
 
 def load_photos(folder: Path | None, count: int) -> list[bytes]:
     """``count`` stored photos from ``folder`` (repeated if it has fewer), else sample pictures as JPEGs."""
-    import io
-
     from pipeline.selfies.decoding import JPEG_QUALITY
 
     if folder is None:
@@ -97,10 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     from PIL import Image
 
     from pipeline.diffusion.acceleration import compile_decoder, gpu_layout, use_fast_maths
-    from pipeline.diffusion.generation import headshot_size
     from pipeline.diffusion.loading import pick_device
     from pipeline.diffusion.training import dataset
-    from pipeline.diffusion.training.dataset import crop_to, decode_for_training, encode_training_set, nearest_aspect
+    from pipeline.diffusion.training.dataset import bucket_size, crop_to, decode_for_training, encode_training_set
 
     use_cudnn_autotune(args)
     device = pick_device()
@@ -127,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, images in (("whole", whole), ("drafted", drafted)):
         with measured(device) as timed:
             for image in images:
-                crop_to(image, headshot_size(pipe, nearest_aspect(image.width, image.height)))
+                crop_to(image, bucket_size(pipe, image.width, image.height))
         record({"way": f"crops of {name} decodes, one at a time", "seconds": round(timed.seconds, 3)})
 
     eager_forward = pipe.vae.encoder.forward

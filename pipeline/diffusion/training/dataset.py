@@ -23,10 +23,10 @@ __all__ = [
     "ENCODE_CHUNK",
     "LatentBucket",
     "TrainingSet",
+    "bucket_size",
     "crop_to",
     "decode_for_training",
     "encode_training_set",
-    "nearest_aspect",
     "render_class_images",
     "to_device",
 ]
@@ -109,8 +109,6 @@ def encode_training_set(
     """
     import torch
 
-    from pipeline.diffusion.generation import headshot_size
-
     # 1. Check inputs.
     if not images:
         raise ValueError("encode_training_set needs at least one image, but got none.")
@@ -122,7 +120,7 @@ def encode_training_set(
 
     # 2. Crop each to its nearest aspect's size, in threads (Pillow lets go of the GIL while it resizes), and group.
     def crop(image: Image.Image, center: tuple[float, float]) -> tuple[tuple[int, int], Image.Image]:
-        size = headshot_size(pipe, nearest_aspect(image.width, image.height), native=resolution)
+        size = bucket_size(pipe, image.width, image.height, resolution)
         return size, crop_to(image.convert("RGB"), size, center)
 
     groups: dict[tuple[int, int], list[Image.Image]] = {}
@@ -141,10 +139,14 @@ def encode_training_set(
     return TrainingSet(tuple(buckets))
 
 
-def nearest_aspect(width: int, height: int) -> tuple[int, int]:
-    """The bucket aspect nearest ``width``:``height``, in log space (so 4:5 and 5:4 are equally far from 1:1)."""
+def bucket_size(pipe: Any, width: int, height: int, resolution: int | None = None) -> tuple[int, int]:
+    """The (width, height) a ``width`` x ``height`` photo is cropped to: the size of the bucket aspect nearest its
+    own, in log space (so 4:5 and 5:4 are equally far from 1:1). ``resolution`` is ``encode_training_set``'s."""
+    from pipeline.diffusion.generation import headshot_size
+
     ratio = math.log(width / height)
-    return min(BUCKET_ASPECTS, key=lambda wh: abs(ratio - math.log(wh[0] / wh[1])))
+    aspect = min(BUCKET_ASPECTS, key=lambda wh: abs(ratio - math.log(wh[0] / wh[1])))
+    return headshot_size(pipe, aspect, native=resolution)
 
 
 def decode_for_training(pipe: Any, photos: Sequence[bytes], resolution: int | None = None) -> list[Image.Image]:
@@ -156,11 +158,10 @@ def decode_for_training(pipe: Any, photos: Sequence[bytes], resolution: int | No
     crop about 0.3 of 255 apart on average (BENCHMARKS.md, 2026-12-04 fourth session). ``resolution`` is
     ``encode_training_set``'s.
     """
-    from pipeline.diffusion.generation import headshot_size
 
     def decode(data: bytes) -> Image.Image:
         image = Image.open(io.BytesIO(data))
-        width, height = headshot_size(pipe, nearest_aspect(image.width, image.height), native=resolution)
+        width, height = bucket_size(pipe, image.width, image.height, resolution)
         # The largest bucket-shaped region is ``scale`` times the bucket: decoding that much smaller still covers it.
         scale = min(image.width / width, image.height / height)
         if scale > 1:
