@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -43,6 +44,12 @@ async def standin() -> AsyncIterator[BotApiStandin]:
     yield server
     await server.stop()
     assert server.unknown == [], f"the bot called Bot API methods the stand-in lacks: {server.unknown}"
+
+
+@pytest.fixture(scope="session")
+def enough_selfies(selfie_dir: Path) -> list[bytes]:
+    """Alice's photos for a training: the fewest the tests' settings take (``min_selfies``, 3), as stored files."""
+    return [path.read_bytes() for path in sorted(selfie_dir.iterdir())[:3]]
 
 
 @pytest.fixture

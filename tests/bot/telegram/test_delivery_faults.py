@@ -45,13 +45,12 @@ async def test_a_blocked_user_never_holds_up_another_users_delivery(
     tiny_model: Any,
     standin: BotApiStandin,
     redis: Redis,
-    selfie_dir: Path,
+    enough_selfies: list[bytes],
     tmp_path: Path,
 ) -> None:
-    alice_photos = [path.read_bytes() for path in sorted(selfie_dir.iterdir())[:3]]
     bob_photos = [path.read_bytes() for path in make_sample_selfies(tmp_path / "bob", count=3, seed=7)]
     async with running_bot(settings, telegram_options, tiny_model) as bot:
-        alice_job = await queue_training(bot, standin, ALICE, alice_photos)
+        alice_job = await queue_training(bot, standin, ALICE, enough_selfies)
         bob_job = await queue_training(bot, standin, BOB, bob_photos)
 
         # 1. Alice blocks the bot while her job runs; her events come first in the stream, then Bob's result. The bot
@@ -98,11 +97,10 @@ async def test_an_event_that_keeps_failing_ends_in_the_dead_letters_and_status_s
     tiny_model: Any,
     standin: BotApiStandin,
     redis: Redis,
-    selfie_dir: Path,
+    enough_selfies: list[bytes],
 ) -> None:
-    photos = [path.read_bytes() for path in sorted(selfie_dir.iterdir())[:3]]
     async with running_bot(settings, telegram_options, tiny_model, delivery_retry_s=0.3, delivery_max_tries=3) as bot:
-        job_id = await queue_training(bot, standin, ALICE, photos)
+        job_id = await queue_training(bot, standin, ALICE, enough_selfies)
 
         # 1. Telegram answers Alice's chat with 502 Bad Gateway, a failure worth retrying, and keeps doing so.
         standin.fail_chat(ALICE, 502, "Bad Gateway")
@@ -141,12 +139,11 @@ async def test_a_final_edit_inside_the_throttle_window_that_fails_is_sent_as_a_n
     tiny_model: Any,
     standin: BotApiStandin,
     redis: Redis,
-    selfie_dir: Path,
+    enough_selfies: list[bytes],
 ) -> None:
-    photos = [path.read_bytes() for path in sorted(selfie_dir.iterdir())[:3]]
     options = telegram_options.model_copy(update={"edit_interval_s": 5.0})
     async with running_bot(settings, options, tiny_model) as bot:
-        job_id = await queue_training(bot, standin, ALICE, photos)
+        job_id = await queue_training(bot, standin, ALICE, enough_selfies)
         progress = with_text(standin, ALICE, "Training queued")
         assert progress is not None
 
@@ -179,11 +176,10 @@ async def test_a_user_who_blocked_the_bot_gets_no_first_headshots_and_keeps_the_
     tiny_model: Any,
     standin: BotApiStandin,
     redis: Redis,
-    selfie_dir: Path,
+    enough_selfies: list[bytes],
 ) -> None:
-    photos = [path.read_bytes() for path in sorted(selfie_dir.iterdir())[:3]]
     async with running_bot(settings, telegram_options, tiny_model, first_headshots=2) as bot:
-        job_id = await queue_training(bot, standin, ALICE, photos)
+        job_id = await queue_training(bot, standin, ALICE, enough_selfies)
         alice = f"telegram:{ALICE.id}"
 
         # 1. Her training starts; she blocks the bot after its last progress, and the bot is not told before her

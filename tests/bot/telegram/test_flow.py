@@ -151,9 +151,8 @@ async def test_restart_mid_session_keeps_selfies_and_still_delivers(
 
 @pytest.mark.parametrize("concurrency", ["two jobs", "overlap"])
 async def test_two_users_at_once_never_see_each_others_images(
-    telegram_bot: TelegramBot, standin: BotApiStandin, selfie_dir: Path, tmp_path: Path, concurrency: str
+    telegram_bot: TelegramBot, standin: BotApiStandin, enough_selfies: list[bytes], tmp_path: Path, concurrency: str
 ) -> None:
-    alice_photos = [path.read_bytes() for path in sorted(selfie_dir.iterdir())[:3]]
     bob_photos = [path.read_bytes() for path in make_sample_selfies(tmp_path / "bob", count=3, seed=7)]
 
     # 1. Both send albums and start training at the same time; one worker trains both, two jobs at once: the shared
@@ -161,7 +160,7 @@ async def test_two_users_at_once_never_see_each_others_images(
     #    as HEADSHOT_WORKER_OVERLAP does (the second job taken while the first one's host work goes on).
     update = {"worker_jobs": 2} if concurrency == "two jobs" else {"worker_overlap": True}
     telegram_bot.settings = telegram_bot.settings.model_copy(update=update)
-    await standin.send_album(ALICE, alice_photos, caption="/train")
+    await standin.send_album(ALICE, enough_selfies, caption="/train")
     await standin.send_album(BOB, bob_photos, caption="/train")
     for user in (ALICE, BOB):
         status = await standin.wait_for(partial(_with_text, standin, user, "selfies accepted ("), what="selfies")

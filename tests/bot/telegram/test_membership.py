@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
@@ -40,11 +39,10 @@ async def test_a_user_who_blocks_the_bot_mid_training_has_the_job_ended_and_is_s
     tiny_model: Any,
     standin: BotApiStandin,
     redis: Redis,
-    selfie_dir: Path,
+    enough_selfies: list[bytes],
 ) -> None:
-    photos = [path.read_bytes() for path in sorted(selfie_dir.iterdir())[:3]]
     async with running_bot(settings, telegram_options, tiny_model) as bot:
-        job_id = await queue_training(bot, standin, ALICE, photos)
+        job_id = await queue_training(bot, standin, ALICE, enough_selfies)
         store = bot.app.store
 
         # 1. Alice blocks the bot while her training is queued: her job ends, her session is no longer TRAINING.

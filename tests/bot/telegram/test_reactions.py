@@ -7,7 +7,6 @@ announced as the worker announces them, so this runs in seconds.
 from __future__ import annotations
 
 import io
-from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -42,12 +41,11 @@ async def test_a_reaction_names_the_one_headshot_it_is_on_and_elsewhere_says_not
     tiny_model: Any,
     standin: BotApiStandin,
     redis: Redis,
-    selfie_dir: Path,
+    enough_selfies: list[bytes],
 ) -> None:
-    photos = [path.read_bytes() for path in sorted(selfie_dir.iterdir())[:3]]
     async with running_bot(settings, telegram_options, tiny_model) as bot:
         # 1. A trained model, then two headshots, each posted as a photo of its own.
-        train_job = await queue_training(bot, standin, ALICE, photos)
+        train_job = await queue_training(bot, standin, ALICE, enough_selfies)
         await publish(redis, settings, Trained(user_key=USER_KEY, job_id=train_job, lora_key=lora_key(USER_KEY, 1)))
         await bot.wait_state(ALICE, SessionState.READY, timeout_s=10)
         await standin.send_text(ALICE, "/headshot linkedin")
