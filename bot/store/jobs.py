@@ -12,6 +12,9 @@ from jobs.contract.kinds import JobKind
 
 __all__ = ["JobRows"]
 
+# A ``JobRow``'s columns, in its fields' order.
+_JOB_ROW = "job_id, user_key, session_id, kind, status, style, progress_message_id, request"
+
 
 class JobRows(Connection):
     """Jobs and usage; every query names the user's key (the watchdog's ``open_jobs()`` alone reads every user's)."""
@@ -36,8 +39,7 @@ class JobRows(Connection):
 
     async def job(self, user_key: str, job_id: str) -> JobRow | None:
         row = await self._one(
-            "SELECT job_id, user_key, session_id, kind, status, style, progress_message_id, request FROM jobs "
-            "WHERE user_key = ? AND job_id = ?",
+            f"SELECT {_JOB_ROW} FROM jobs WHERE user_key = ? AND job_id = ?",
             user_key,
             job_id,
         )
@@ -45,7 +47,7 @@ class JobRows(Connection):
 
     async def active_job(self, user_key: str) -> JobRow | None:
         row = await self._one(
-            "SELECT job_id, user_key, session_id, kind, status, style, progress_message_id, request FROM jobs "
+            f"SELECT {_JOB_ROW} FROM jobs "
             "WHERE user_key = ? AND status IN ('queued', 'running') ORDER BY created_at DESC LIMIT 1",
             user_key,
         )
@@ -56,8 +58,7 @@ class JobRows(Connection):
         or of every user (the watchdog's round, the one query across users)."""
         where, args = ("AND user_key = ?", (user_key,)) if user_key is not None else ("", ())
         rows = await self._all(
-            "SELECT job_id, user_key, session_id, kind, status, style, progress_message_id, request FROM jobs "
-            f"WHERE status IN ('queued', 'running') {where} ORDER BY created_at",
+            f"SELECT {_JOB_ROW} FROM jobs WHERE status IN ('queued', 'running') {where} ORDER BY created_at",
             *args,
         )
         return [JobRow(*row) for row in rows]
@@ -71,8 +72,7 @@ class JobRows(Connection):
     async def session_jobs(self, user_key: str, session_id: int, kind: JobKind) -> list[JobRow]:
         """The session's jobs of ``kind``, whatever their status, oldest first."""
         rows = await self._all(
-            "SELECT job_id, user_key, session_id, kind, status, style, progress_message_id, request FROM jobs "
-            "WHERE user_key = ? AND session_id = ? AND kind = ? ORDER BY created_at",
+            f"SELECT {_JOB_ROW} FROM jobs WHERE user_key = ? AND session_id = ? AND kind = ? ORDER BY created_at",
             user_key,
             session_id,
             kind,
