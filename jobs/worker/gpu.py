@@ -98,9 +98,9 @@ def _telling_allocator(work: Callable[[], Any]) -> Any:
 
     Why: a training's CUDA graphs keep their memory pool reserved, and rendering must fit in what is left; near the
     limit every retry frees and re-asks for memory while the GPU waits, which shows only as slower renders (one
-    worker's requests took 4.2-5.2 s of GPU instead of ~4.0 once, cause unknown; BENCHMARKS.md, 2026-12-04 third
-    session). And the first request after a training takes 0.3 s more GPU time than the ones after it, every run
-    (fourth session): a section that had to ``cudaMalloc`` says so. Counted per section, so the log says which job
+    worker's requests were, once, cause unknown; BENCHMARKS.md, 2026-12-04 third session). And the first request
+    after a training takes more GPU time than the ones after it, every run (fourth and fifth sessions): a section that
+    had to ``cudaMalloc`` says so. Counted per section, so the log says which job
     paid."""
     before = _allocator_stats()
     try:

@@ -40,7 +40,7 @@ async def train_lora(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, 
     try:
         # 1. Fetch the selfies the bot already checked and normalised (plain RGB JPEGs, no metadata), all at once (on
         #    S3 each is a round trip), and decode them off the event loop and before the GPU turn: a phone's 12 MP
-        #    photo takes most of a tenth of a second.
+        #    photos are slow to decode whole (``decode_for_training`` says how it decodes less).
         config = training_config(request, settings, model.train_plan)
         photos = await asyncio.gather(*(storage.get(key) for key in request.selfie_keys))
         images = await asyncio.to_thread(decode_for_training, model.training_pipe, photos, config.resolution)

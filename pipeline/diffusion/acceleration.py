@@ -242,9 +242,9 @@ def gpu_layout(pipe: Any, compile_scope: str = "unet") -> None:
     An eager group norm on CUDA copies a channels-last input to NCHW and back (forward and backward). With "blocks"
     the UNet's convolutions and group norms run eagerly, and NCHW is the faster layout for it (BENCHMARKS.md,
     2026-12-03); compiled whole or by regions, inductor fuses the norms in either layout. Likewise the VAE: its
-    decoder is compiled (``compile_decoder``) and channels-last, its encoder eager and NCHW: a training job's 20
-    crops encoded in 0.78 s NCHW against 1.17 s channels-last, half of it those copies (``python -m
-    bench.benchmark_encoding``, BENCHMARKS.md 2026-12-04 fourth session).
+    decoder is compiled (``compile_decoder``) and channels-last, its encoder eager and NCHW: channels-last, those
+    copies were half of a training job's encoding (``python -m bench.benchmark_encoding``, BENCHMARKS.md 2026-12-04
+    fourth session).
     """
     import torch
 

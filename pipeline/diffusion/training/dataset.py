@@ -154,8 +154,8 @@ def decode_for_training(pipe: Any, photos: Sequence[bytes], resolution: int | No
     bucket's crop needs, decoded in threads.
 
     A JPEG decodes at 1/2, 1/4 or 1/8 of its size where that still covers the bucket (libjpeg's DCT scaling): a
-    12 MP phone photo took 88 ms to decode and 122 ms to crop to 1024x1024 on one core, and 23 and 40 ms so, its
-    crop about 0.3 of 255 apart on average (BENCHMARKS.md, 2026-12-04 fourth session). ``resolution`` is
+    phone photo then decodes and crops several times faster, to nearly the same crop (BENCHMARKS.md, 2026-12-04
+    fourth session; ``tests/pipeline/test_training_recipe.py`` bounds the difference). ``resolution`` is
     ``encode_training_set``'s.
     """
 
