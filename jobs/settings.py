@@ -224,7 +224,7 @@ class Settings(BaseSettings):
         "next job's section uses the GPU. A job's timeout counts its wait for the GPU.",
     )
     worker_overlap: bool = Field(
-        default=False,
+        default=True,
         description="Take one job more than worker_jobs while every running job is done with the GPU for now "
         "(jobs/worker/gpu.py): the next request renders while the last one's face search, PNGs and uploads run on "
         "the host, and no job is taken only to wait for the GPU.",

@@ -157,8 +157,8 @@ async def test_two_users_at_once_never_see_each_others_images(
 
     # 1. Both send albums and start training at the same time; one worker trains both, two jobs at once: the shared
     #    model and its LoRA slots are what could mix users up, so the worker runs as HEADSHOT_WORKER_JOBS=2 does, or
-    #    as HEADSHOT_WORKER_OVERLAP does (the second job taken while the first one's host work goes on).
-    update = {"worker_jobs": 2} if concurrency == "two jobs" else {"worker_overlap": True}
+    #    as HEADSHOT_WORKER_OVERLAP does by default (the second job taken while the first one's host work goes on).
+    update = {"worker_jobs": 2, "worker_overlap": False} if concurrency == "two jobs" else {"worker_overlap": True}
     telegram_bot.settings = telegram_bot.settings.model_copy(update=update)
     await standin.send_album(ALICE, enough_selfies, caption="/train")
     await standin.send_album(BOB, bob_photos, caption="/train")
