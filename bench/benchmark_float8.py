@@ -61,7 +61,8 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
     from pipeline.diffusion import float8
     from pipeline.diffusion.acceleration import compile_unet_blocks, compile_unet_regions
     from pipeline.diffusion.cuda_graphs import DenoiserGraphs
-    from pipeline.diffusion.float8 import calibrate_float8, use_float8_linears
+    from pipeline.diffusion.float8 import use_float8_linears
+    from pipeline.diffusion.float8_scales import calibrate_float8
 
     inputs = unet_call_inputs(pipe, batch=8)
     worker_cast = float8.EAGER_INPUT_CAST  # the module's default, as a worker runs

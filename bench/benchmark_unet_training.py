@@ -14,8 +14,8 @@ eager (the baseline), then each way named in ``--modes`` (``MODES``), each compi
 - ``blocks-nchw-nocast-fp8``: the same with the frozen base's transformer linears training in FP8
   (``float8.use_float8_training``: the forward and the backward to the activations; the LoRA in float32 as before),
   each input scaled by its own largest value; ``blocks-nchw-nocast-fp8-calibrated``: the same with the inputs'
-  scales calibrated first (``calibrate_float8`` on calls at three timesteps), as a worker's rendering calibrates;
-  ``blocks-nchw-nocast-fp8-static``: the inputs' and the gradients' scales calibrated
+  scales calibrated first (``float8_scales.calibrate_float8`` on calls at three timesteps), as a worker's rendering
+  calibrates; ``blocks-nchw-nocast-fp8-static``: the inputs' and the gradients' scales calibrated
   (``float8_training.calibrate_float8_gradients`` on training calls at the same timesteps), so no cast waits for a
   reduction;
 - a mode ending ``-graphs``: the mode before the suffix, its whole training call (forward, loss, backward to the
@@ -158,7 +158,7 @@ def calibrate_on_timesteps(pipe: Any, inputs: dict[str, Any]) -> int:
     """Calibrate the UNet's static FP8 layers on forward calls at three timesteps of ``inputs`` (no gradients)."""
     import torch
 
-    from pipeline.diffusion.float8 import calibrate_float8
+    from pipeline.diffusion.float8_scales import calibrate_float8
 
     def run() -> None:
         with torch.autocast("cuda", dtype=pipe.unet.dtype, enabled=pipe.unet.device.type == "cuda"):

@@ -160,7 +160,7 @@ def _train_base_in_float8(pipe: Any, slot: TrainingSlot, settings: Settings, scr
     1 does, and only use less of the scales' headroom (``float8_training.GRADIENT_HEADROOM``)."""
     import torch
 
-    from pipeline.diffusion.float8 import static_layers
+    from pipeline.diffusion.float8_scales import static_layers
     from pipeline.diffusion.float8_training import calibrate_float8_gradients, use_float8_training
     from pipeline.diffusion.training.config import TrainingConfig
     from pipeline.diffusion.training.loop import train_lora

@@ -9,10 +9,11 @@ an FP8 copy, and multiplies through ``torch._scaled_mm`` in one of two schemes (
   (torchao's "dynamic activation, rowwise weight"). Needs nothing but the weights, and pays a reduction over every
   input before each product: compiled, it measured no faster than bf16 (BENCHMARKS.md).
 - ``"static"``: one scale for the whole weight and one for the layer's inputs, fixed beforehand by
-  ``calibrate_float8`` from the largest input each layer saw in a few real renders (torchao's "static activation,
-  per-tensor" scheme; MLPerf's FP8 SDXL entries calibrate the same way). The input's cast is then a multiply that
-  fuses into whatever kernel made the input (a norm, attention), and the product is cuBLAS's per-tensor FP8 GEMM
-  with the bias added in its epilogue. Inputs beyond the calibrated range are clipped to FP8's largest value.
+  ``float8_scales.calibrate_float8`` from the largest input each layer saw in a few real renders (torchao's
+  "static activation, per-tensor" scheme; MLPerf's FP8 SDXL entries calibrate the same way). The input's cast is
+  then a multiply that fuses into whatever kernel made the input (a norm, attention), and the product is cuBLAS's
+  per-tensor FP8 GEMM with the bias added in its epilogue. Inputs beyond the calibrated range are clipped to FP8's
+  largest value.
 
 With gradients on, as in training a LoRA on the same pipeline, the layer is the plain bf16 ``nn.Linear``, unless
 ``pipeline.diffusion.float8_training`` made it train in FP8 too: for a frozen weight, the forward product and the
@@ -39,10 +40,9 @@ __all__ = [
     "FLOAT8_MODULE_PARTS",
     "SCALINGS",
     "Float8Linear",
-    "calibrate_float8",
     "fp8_tensor_cores",
     "refresh_float8",
-    "static_layers",
+    "scale_for",
     "use_float8_linears",
 ]
 
@@ -52,10 +52,6 @@ GRADIENT_FLOAT8 = torch.float8_e5m2  # 2 mantissa bits, but down to 2**-16 (grad
 # The UNet's transformer blocks; their time-embedding and ResNet linears see one row per image and gain nothing.
 FLOAT8_MODULE_PARTS = (".attentions.",)
 SCALINGS = ("dynamic", "static")
-# A static input scale maps the calibrated maximum times this to FP8's largest value: a user's LoRA and prompts the
-# calibration did not see move the activations a little, and clipping costs more than the 0.3 bit of resolution this
-# gives up.
-CALIBRATION_HEADROOM = 1.25
 # How a static layer run outside any compiled region casts its input: under the worker's ``blocks`` scope that is each
 # Transformer2DModel's ``proj_in`` and ``proj_out`` (22 layers on SDXL), whose eager cast is four kernels with float32
 # temporaries. "compiled" (one generated kernel for every shape; the UNet call 1.4% faster on an H200, BENCHMARKS.md
@@ -184,7 +180,7 @@ def refresh_float8(layers: Sequence[Float8Linear], *, training_copies: bool = Tr
             chunk = members[first : first + REFRESH_CHUNK]
             stacked = torch.stack([layer.weight.detach() for layer in chunk]).float()
             dims = (2,) if scaling == "dynamic" else (1, 2)  # one scale per output row, or per weight
-            scale = _scale_for(stacked.abs().amax(dim=dims, keepdim=True))
+            scale = scale_for(stacked.abs().amax(dim=dims, keepdim=True))
             quantized = _to_float8(stacked, scale)
             torch._foreach_copy_([layer.weight_fp8 for layer in chunk], list(quantized.unbind(0)))
             training = [index for index, layer in enumerate(chunk) if training_copies and layer.trains_in_float8]
@@ -208,7 +204,7 @@ def _rows(x: torch.Tensor, features: int) -> torch.Tensor:
     return x.reshape(-1, features).contiguous()
 
 
-def _scale_for(largest: torch.Tensor, dtype: torch.dtype = FLOAT8) -> torch.Tensor:
+def scale_for(largest: torch.Tensor, dtype: torch.dtype = FLOAT8) -> torch.Tensor:
     """The scale that maps ``largest`` (a tensor's, a row's) to ``dtype``'s largest value (float32, never zero)."""
     return largest.float().clamp(min=1e-12) / torch.finfo(dtype).max
 
@@ -236,7 +232,7 @@ def _compiled_cast() -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
 
 def _quantize_rows(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``matrix`` in FP8 with one float32 scale per row (rows x 1), each row's largest value mapped to FP8's max."""
-    scale = _scale_for(matrix.abs().amax(dim=1, keepdim=True))
+    scale = scale_for(matrix.abs().amax(dim=1, keepdim=True))
     return _to_float8(matrix, scale), scale
 
 
@@ -259,7 +255,7 @@ class _FrozenFloat8Product(torch.autograd.Function):
         bias: torch.Tensor | None,
         out_dtype: torch.dtype,
     ) -> torch.Tensor:
-        scale = _scale_for(rows.detach().abs().amax()) if input_scale is None else input_scale
+        scale = scale_for(rows.detach().abs().amax()) if input_scale is None else input_scale
         ctx.input_dtype = rows.dtype
         ctx.gradient_by = "own" if gradient_scale is None else "fixed"
         if gradient_scale is None and gradient_max is not None:
@@ -285,7 +281,7 @@ class _FrozenFloat8Product(torch.autograd.Function):
             largest = grad.abs().amax().float()
             if ctx.gradient_by == "own, recorded":
                 kept[0].copy_(torch.maximum(kept[0], largest))
-            scale = _scale_for(largest, GRADIENT_FLOAT8)
+            scale = scale_for(largest, GRADIENT_FLOAT8)
         # grad (rows x out) @ weight (out x in); the transposed copy's transpose is the column-major operand.
         grad_rows = torch._scaled_mm(
             _to_float8(grad, scale, GRADIENT_FLOAT8),
@@ -339,42 +335,3 @@ def use_float8_linears(
         setattr(unet.get_submodule(parent_name), child, Float8Linear.from_linear(module, scaling=scaling))
         converted += 1
     return converted
-
-
-def static_layers(unet: Any) -> dict[str, Float8Linear]:
-    """``unet``'s FP8 layers that scale their inputs statically, by name (the ones calibration sets)."""
-    return {
-        name: module
-        for name, module in unet.named_modules()
-        if isinstance(module, Float8Linear) and module.scaling == "static"
-    }
-
-
-def calibrate_float8(unet: Any, run: Callable[[], object], *, headroom: float = CALIBRATION_HEADROOM) -> int:
-    """Fix the input scale of every static FP8 layer of ``unet`` from what ``run`` (a few renders) feeds it; return
-    how many layers were calibrated.
-
-    While ``run`` renders, those layers multiply in bf16 and record their largest input; each then maps that times
-    ``headroom`` to FP8's largest value. Call it before compiling: the calibrating forward is another graph. Raises
-    ``ValueError`` naming the layers ``run`` never reached (their scale would be a guess).
-    """
-    layers = static_layers(unet)
-    for layer in layers.values():
-        layer.input_max.zero_()
-        layer.calibrating = True
-    try:
-        with torch.no_grad():
-            run()
-    finally:
-        for layer in layers.values():
-            layer.calibrating = False
-    missed = [name for name, layer in layers.items() if not layer.input_max > 0]
-    if missed:
-        raise ValueError(
-            f"FP8 calibration never reached {len(missed)} layers ({', '.join(missed[:3])}, ...); calibrate with "
-            "renders that run the whole model."
-        )
-    for layer in layers.values():
-        layer.input_scale.copy_(_scale_for(layer.input_max * headroom))
-        layer.calibrated = True
-    return len(layers)

@@ -1,8 +1,9 @@
-"""Calibrated FP8 input scales kept on disk, so a restarted worker reuses them instead of calibrating again.
+"""The input scales of static FP8 layers (``float8``): calibrated on a few renders, and kept on disk so a restarted
+worker reuses them instead of calibrating again.
 
-Calibration (``float8.calibrate_float8``) renders every look eagerly, about 20 s of an H200 worker's start
-(BENCHMARKS.md, 2026-12-03 fourth session), and gives the same scales for the same weights and the same renders. The
-file records the calibration recipe (what was rendered) and every static layer's weight scale beside its input
+Calibration (``calibrate_float8``) renders every look eagerly, about 20 s of an H200 worker's start (BENCHMARKS.md,
+2026-12-03 fourth session), and gives the same scales for the same weights and the same renders. The kept file
+records the calibration recipe (what was rendered) and every static layer's weight scale beside its input
 scale; it is used only when the recipe is the same and every weight scale equals the model's to the bit, so another
 checkpoint, or new weights under the same name, is calibrated afresh. It is written whole or not at all (a temporary
 file renamed), since workers sharing one cache volume may start together.
@@ -12,16 +13,21 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from pipeline.diffusion.float8 import Float8Linear, static_layers
+from pipeline.diffusion.float8 import Float8Linear, scale_for
 
-__all__ = ["load_input_scales", "save_input_scales"]
+__all__ = ["CALIBRATION_HEADROOM", "calibrate_float8", "load_input_scales", "save_input_scales", "static_layers"]
 
 FORMAT = 1
+# A static input scale maps the calibrated maximum times this to FP8's largest value: a user's LoRA and prompts the
+# calibration did not see move the activations a little, and clipping costs more than the 0.3 bit of resolution this
+# gives up.
+CALIBRATION_HEADROOM = 1.25
 
 
 def _stacked(layers: dict[str, Float8Linear], buffer: str) -> list[float]:
@@ -71,3 +77,42 @@ def load_input_scales(unet: Any, path: Path, *, recipe: str) -> bool:
     for layer in layers.values():
         layer.calibrated = True
     return True
+
+
+def static_layers(unet: Any) -> dict[str, Float8Linear]:
+    """``unet``'s FP8 layers that scale their inputs statically, by name (the ones calibration sets)."""
+    return {
+        name: module
+        for name, module in unet.named_modules()
+        if isinstance(module, Float8Linear) and module.scaling == "static"
+    }
+
+
+def calibrate_float8(unet: Any, run: Callable[[], object], *, headroom: float = CALIBRATION_HEADROOM) -> int:
+    """Fix the input scale of every static FP8 layer of ``unet`` from what ``run`` (a few renders) feeds it; return
+    how many layers were calibrated.
+
+    While ``run`` renders, those layers multiply in bf16 and record their largest input; each then maps that times
+    ``headroom`` to FP8's largest value. Call it before compiling: the calibrating forward is another graph. Raises
+    ``ValueError`` naming the layers ``run`` never reached (their scale would be a guess).
+    """
+    layers = static_layers(unet)
+    for layer in layers.values():
+        layer.input_max.zero_()
+        layer.calibrating = True
+    try:
+        with torch.no_grad():
+            run()
+    finally:
+        for layer in layers.values():
+            layer.calibrating = False
+    missed = [name for name, layer in layers.items() if not layer.input_max > 0]
+    if missed:
+        raise ValueError(
+            f"FP8 calibration never reached {len(missed)} layers ({', '.join(missed[:3])}, ...); calibrate with "
+            "renders that run the whole model."
+        )
+    for layer in layers.values():
+        layer.input_scale.copy_(scale_for(layer.input_max * headroom))
+        layer.calibrated = True
+    return len(layers)

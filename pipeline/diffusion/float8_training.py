@@ -5,9 +5,10 @@ A LoRA's base never trains, so a base layer has no weight gradient: its forward 
 the input are all it multiplies, and both can run on FP8 tensor cores from the layer's FP8 weight (and a transposed
 copy of it for the backward). Scaling each input and each gradient by its own largest value takes a reduction over
 it before the cast; on an H200 those cost what the products saved (BENCHMARKS.md, 2026-12-03 sixth session). So the
-inputs take the scales rendering calibrates (``float8.calibrate_float8``), and the gradients scales calibrated here,
-the way fp16 training once used a fixed loss scale: e5m2 has fp16's exponent range (about 30 binary orders of
-magnitude), so a scale with generous headroom over the largest gradient seen neither clips nor loses what matters.
+inputs take the scales rendering calibrates (``float8_scales.calibrate_float8``), and the gradients scales
+calibrated here, the way fp16 training once used a fixed loss scale: e5m2 has fp16's exponent range (about 30 binary
+orders of magnitude), so a scale with generous headroom over the largest gradient seen neither clips nor loses what
+matters.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Any
 
 import torch
 
-from pipeline.diffusion.float8 import FLOAT8, GRADIENT_FLOAT8, _scale_for, refresh_float8, static_layers
+from pipeline.diffusion.float8 import FLOAT8, GRADIENT_FLOAT8, refresh_float8, scale_for
+from pipeline.diffusion.float8_scales import static_layers
 
 __all__ = ["GRADIENT_HEADROOM", "calibrate_float8_gradients", "use_float8_training"]
 
@@ -68,6 +70,6 @@ def calibrate_float8_gradients(unet: Any, run: Callable[[], object], *, headroom
             "training calls that run the model forward and backward to a trained weight (a LoRA)."
         )
     for layer in reached:
-        layer.gradient_scale.copy_(_scale_for(layer.gradient_max * headroom, GRADIENT_FLOAT8))
+        layer.gradient_scale.copy_(scale_for(layer.gradient_max * headroom, GRADIENT_FLOAT8))
         layer.gradients_calibrated = True
     return len(reached)

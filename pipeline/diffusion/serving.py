@@ -93,7 +93,7 @@ def calibrate_float8_on_looks(pipe: Any, styles: Iterable[Style], *, steps: int 
     """Calibrate the input scales of ``pipe``'s static FP8 layers (``pipeline.diffusion.float8``) on one render of
     each of ``styles``, with their prompts, sizes, samplers and CFG, at ``steps`` steps; return the layers
     calibrated. Run it eager and before any compile: the calibrating forward is not the graph a worker serves."""
-    from pipeline.diffusion.float8 import calibrate_float8
+    from pipeline.diffusion.float8_scales import calibrate_float8
 
     looks = {_calibration_look(style): style for style in styles}.values()
 
@@ -108,8 +108,7 @@ def calibrated_float8(pipe: Any, styles: Iterable[Style], scales_file: Path) -> 
     """Give ``pipe``'s static FP8 layers their input scales: those kept in ``scales_file`` when they were calibrated
     for these weights by the same renders, else calibrated now (``calibrate_float8_on_looks``) and kept there for
     the next start. Return whether the kept ones served."""
-    from pipeline.diffusion.float8 import CALIBRATION_HEADROOM
-    from pipeline.diffusion.float8_scales import load_input_scales, save_input_scales
+    from pipeline.diffusion.float8_scales import CALIBRATION_HEADROOM, load_input_scales, save_input_scales
 
     styles = list(styles)
     looks = [_calibration_look(style) for style in styles]

@@ -13,7 +13,8 @@ from PIL import Image
 from jobs.settings import CompileProfile, Settings
 from jobs.worker.model_setup import ServingModel, prepare_training
 from jobs.worker.training_setup import training_plan
-from pipeline.diffusion.float8 import calibrate_float8, static_layers, use_float8_linears
+from pipeline.diffusion.float8 import use_float8_linears
+from pipeline.diffusion.float8_scales import calibrate_float8, static_layers
 from pipeline.diffusion.loading import load_base_pipeline
 from pipeline.diffusion.lora_slot import LoraSlot
 from pipeline.diffusion.training.config import TrainingConfig

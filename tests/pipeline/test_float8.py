@@ -10,15 +10,8 @@ import torch
 from torch import nn
 
 from bench.benchmark_unet import unet_call_inputs
-from pipeline.diffusion.float8 import (
-    CALIBRATION_HEADROOM,
-    FLOAT8_MAX,
-    SCALINGS,
-    Float8Linear,
-    calibrate_float8,
-    refresh_float8,
-    use_float8_linears,
-)
+from pipeline.diffusion.float8 import FLOAT8_MAX, SCALINGS, Float8Linear, refresh_float8, use_float8_linears
+from pipeline.diffusion.float8_scales import CALIBRATION_HEADROOM, calibrate_float8
 from pipeline.diffusion.loading import load_base_pipeline
 from pipeline.diffusion.lora_slot import LoraSlot
 from pipeline.diffusion.serving import calibrate_float8_on_looks

@@ -13,7 +13,8 @@ from torch import nn
 
 from bench.benchmark_unet import unet_call_inputs
 from pipeline.diffusion.adapters import UNET_ATTENTION_TARGETS
-from pipeline.diffusion.float8 import Float8Linear, calibrate_float8, use_float8_linears
+from pipeline.diffusion.float8 import Float8Linear, use_float8_linears
+from pipeline.diffusion.float8_scales import calibrate_float8
 from pipeline.diffusion.float8_training import calibrate_float8_gradients, use_float8_training
 from pipeline.diffusion.loading import load_base_pipeline
 from tests.pipeline.test_float8 import relative_error
