@@ -1,0 +1,179 @@
+"""``python -m bench.first_request_after_training``: where a worker's first request after a training loses time.
+
+Through the real worker, the first ``/headshot`` after a training took 0.4-0.7 s more GPU time than the requests
+after it, in every run (BENCHMARKS.md, 2026-12-04 fifth and sixth sessions), and the allocator reserved nothing new
+in it. This sets a worker up as a worker does (``prepare_model``: its slots, compile, warm-up, training graphs),
+then, for ``--rounds`` rounds: trains a LoRA on ``--selfies`` through the worker's training path (its recipe, its
+training slot), and renders requests with it as ``jobs.worker.render_job`` does on the GPU (swap the LoRA in and
+merge it, render 4 at batch 4 with CFG, decode, clear), the first and the second each split by stage with the device
+synchronised around each. Before the first training, two requests give the worker's time with no training before
+it. With ``--profile``, the last round profiles its first and its second request instead (GPU kernel time by kind,
+the share of wall time the GPU was idle, the costliest kernels), so the two can be compared kernel by kernel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import gc
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from bench.benchmark_request import STYLE, gpu_profile, worker_settings
+from bench.measure import add_cudnn_autotune_switch, measured, use_cudnn_autotune
+
+__all__ = ["gc_pauses", "main", "timed_request", "train_as_worker"]
+
+BATCH = 4
+USER = "bench:first-request"
+
+
+@contextmanager
+def gc_pauses() -> Iterator[dict[str, float]]:
+    """Python's garbage collections inside, as {"gc_s": seconds collecting, "gc_oldest": collections of the oldest
+    generation}: a worker holds millions of tracked objects (compiled graphs, guards), which a collection of the
+    oldest generation walks every one of."""
+    pauses = {"gc_s": 0.0, "gc_oldest": 0.0}
+    started: list[float] = []
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started.append(time.perf_counter())
+        elif started:
+            pauses["gc_s"] += time.perf_counter() - started.pop()
+            pauses["gc_oldest"] += info["generation"] == 2
+
+    gc.callbacks.append(callback)
+    try:
+        yield pauses
+    finally:
+        gc.callbacks.remove(callback)
+        pauses["gc_s"] = round(pauses["gc_s"], 3)
+
+
+def train_as_worker(model: Any, settings: Any, photos: list[bytes], folder: Path, seed: int) -> dict[str, Any]:
+    """One LoRA trained as ``jobs.worker.train_job`` trains it (its recipe, decode and slot); its path and seconds."""
+    from jobs.contract.keys import lora_key, selfie_key
+    from jobs.contract.payloads import TrainRequest
+    from jobs.worker.train_job import training_config
+    from pipeline.diffusion.training.dataset import decode_for_training
+    from pipeline.diffusion.training.loop import train_lora
+
+    request = TrainRequest(
+        user_key=USER,
+        session_id=seed,
+        selfie_keys=[selfie_key(USER, seed, number) for number in range(len(photos))],
+        lora_key=lora_key(USER, seed),
+        seed=seed,
+    )
+    config = training_config(request, settings, model.train_plan)
+    images = decode_for_training(model.training_pipe, photos, config.resolution)
+    with measured(str(model.pipe.unet.device)) as trained:
+        result = train_lora(
+            model.training_pipe,
+            images,
+            config,
+            folder,
+            class_images=model.class_images_for(config.class_prompt),
+            slot=model.training_slot,
+        )
+    return {"lora_path": result.lora_path, "training_s": round(trained.seconds, 2)}
+
+
+def timed_request(model: Any, lora: Path, steps: int) -> dict[str, float]:
+    """A request's GPU work as ``render_job`` does it, timed by stage with the device synchronised around each:
+    the swap (load and merge), the render (denoising, decode, 8-bit pixels), the clear."""
+    from pipeline.diffusion.generation import generate_headshots
+    from pipeline.styles import STYLES
+
+    pipe, slot = model.pipe, model.lora_slot
+    device = str(pipe.unet.device)
+    split: dict[str, float] = {}
+    with gc_pauses() as pauses, measured(device) as whole:
+        with measured(device) as stage:
+            slot.swap_in(lora)
+        split["swap_s"] = stage.seconds
+        with measured(device) as stage:
+            # The slot already holds the LoRA: the render goes through it as generate_headshots' own swap would.
+            generate_headshots(pipe, STYLES[STYLE], count=BATCH, seed=7, batch_size=BATCH, steps=steps)
+        split["render_s"] = stage.seconds
+        with measured(device) as stage:
+            slot.clear()
+        split["clear_s"] = stage.seconds
+    split["request_s"] = whole.seconds
+    return {key: round(value, 3) for key, value in split.items()} | pauses
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.first_request_after_training", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--selfies", type=Path, required=True, help="a folder of selfies (JPEG or PNG) to train on")
+    parser.add_argument("--model", choices=("sdxl", "tiny"), default="sdxl")
+    parser.add_argument("--steps", type=int, default=30, help="denoising steps per image")
+    parser.add_argument("--rounds", type=int, default=2, help="trainings, each followed by two requests")
+    parser.add_argument("--profile", action="store_true", help="profile the last round's two requests")
+    parser.add_argument("--out", type=Path, help="write the results as JSON here (rewritten after each figure)")
+    add_cudnn_autotune_switch(parser)
+    args = parser.parse_args(argv)
+    use_cudnn_autotune(args)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    import torch
+
+    from jobs.worker.model_setup import prepare_model
+    from pipeline.diffusion.loading import pick_device
+
+    photos = [path.read_bytes() for path in sorted(args.selfies.iterdir()) if path.suffix.lower() in (".jpg", ".png")]
+    if not photos:
+        parser.error(f"no .jpg or .png selfies in {args.selfies}")
+    device = pick_device()
+    scratch = Path(tempfile.mkdtemp(prefix="bench-first-request-"))
+    settings = worker_settings("random-sdxl" if args.model == "sdxl" else "tiny", scratch)
+    results: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d"),
+        "device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
+        "torch": torch.__version__,
+        "request": {"style": STYLE, "images": BATCH, "steps": args.steps},
+        "selfies": len(photos),
+        "rounds": [],
+    }
+
+    def record(key: str, figures: Any) -> None:
+        results[key] = figures
+        print(key, json.dumps(figures, default=str), flush=True)
+        if args.out:
+            args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+
+    with measured(device) as ready:
+        model = prepare_model(settings)
+    record("worker_ready_s", round(ready.seconds, 1))
+    record("python_objects_tracked_when_ready", len(gc.get_objects()))
+    rounds: list[dict[str, Any]] = []
+    first = train_as_worker(model, settings, photos, scratch / "lora-0", seed=0)
+    # No training just before these: the worker's steady requests (the LoRA trained above, a request earlier).
+    timed_request(model, first["lora_path"], args.steps)
+    record("before_training", [timed_request(model, first["lora_path"], args.steps) for _ in range(2)])
+    for number in range(1, args.rounds + 1):
+        trained = train_as_worker(model, settings, photos, scratch / f"lora-{number}", seed=number)
+        request = functools.partial(timed_request, model, trained["lora_path"], args.steps)
+        if args.profile and number == args.rounds:
+            figures = {
+                "first_profile": gpu_profile(device, request, label="first request after a training"),
+                "second_profile": gpu_profile(device, request, label="second request after a training"),
+            }
+        else:
+            figures = {"first": request(), "second": request()}
+        rounds.append({"training_s": trained["training_s"], **figures})
+        record("rounds", rounds)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
