@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.measure import add_cudnn_autotune_switch, graph_count, measured, use_cudnn_autotune
+from bench.profiling import gpu_profile
 from jobs.worker.png import encode_pngs
 
 __all__ = [
@@ -155,45 +156,6 @@ def attention_order() -> list[str]:
     from torch.nn.attention import SDPBackend
 
     return [SDPBackend(value).name for value in torch._C._get_sdp_priority_order()]
-
-
-def gpu_profile(device: str, call: Callable[[], Any], *, label: str) -> dict[str, Any]:
-    """One call under ``torch.profiler``: wall time, GPU kernel time by kind, the share of wall time with no kernel
-    running (host work, syncs, launch gaps), and the costliest kernels."""
-    from torch.profiler import DeviceType, ProfilerActivity, profile
-
-    from bench.benchmark_unet import kernel_kind
-
-    on_cuda = device.startswith("cuda")
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_cuda else [])
-    with profile(activities=activities) as profiler, measured(device) as wall:
-        call()
-    by_name: dict[str, float] = {}
-    spans: list[tuple[float, float]] = []
-    for event in profiler.events():
-        if on_cuda and event.device_type == DeviceType.CUDA:
-            by_name[event.name] = by_name.get(event.name, 0.0) + event.device_time
-            spans.append((event.time_range.start, event.time_range.end))
-    busy_us, end = 0.0, float("-inf")
-    for start, stop in sorted(spans):  # union of kernel intervals: overlapping streams count once
-        if stop > end:
-            busy_us += stop - max(start, end)
-            end = stop
-    kinds: dict[str, float] = {}
-    for name, value in by_name.items():
-        kind = kernel_kind(name)
-        kinds[kind] = kinds.get(kind, 0.0) + value
-    return {
-        "variant": f"profile: {label}",
-        "wall_s": round(wall.seconds, 3),
-        "gpu_busy_s": round(busy_us / 1e6, 3),
-        "gpu_idle_share_of_wall": round(1 - busy_us / 1e6 / max(wall.seconds, 1e-9), 3),
-        "kernel_s_by_kind": {kind: round(value / 1e6, 3) for kind, value in sorted(kinds.items(), key=lambda i: -i[1])},
-        "costliest": [
-            {"name": name[:120], "s": round(value / 1e6, 3)}
-            for name, value in sorted(by_name.items(), key=lambda i: -i[1])[:15]
-        ],
-    }
 
 
 def request_split(

@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.benchmark_hotpaths import training_variant
-from bench.benchmark_request import gpu_profile
 from bench.measure import free_memory, graph_count, sample_images
+from bench.profiling import gpu_profile
 
 __all__ = ["image_step_tflop", "main"]
 

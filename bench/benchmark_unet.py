@@ -17,18 +17,17 @@ layout for its scope (``use_channels_last``): NCHW with its blocks compiled, cha
 from __future__ import annotations
 
 import argparse
-import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench.measure import benchmark_pipeline, list_recorder, measured
+from bench.profiling import kernel_kind
 
 __all__ = [
     "COMPILE_MODES",
     "float8_error",
-    "kernel_kind",
     "kernel_profile",
     "main",
     "unet_call_inputs",
@@ -36,23 +35,6 @@ __all__ = [
     "unet_flops",
     "unet_variants",
 ]
-
-# Kernel name -> kind, first match wins. Inductor's own kernels (``triton_*``) are fused elementwise work whatever
-# op names they carry (an FP8 layer's scaling is named after ``_scaled_mm``); cuDNN's convolutions are implicit
-# GEMMs ("sm90_xmma_fprop_implicit_gemm"), so they are matched before the products; the layout conversions cuDNN
-# runs around a convolution on an NCHW tensor are a kind of their own.
-KERNEL_KINDS = (
-    ("attention", re.compile(r"flash|fmha|attention|sdpa", re.IGNORECASE)),
-    ("FP8 scaling", re.compile(r"^triton_.*amax", re.IGNORECASE)),
-    ("norms", re.compile(r"^triton_.*(norm|welford)", re.IGNORECASE)),
-    ("elementwise and other", re.compile(r"^triton_")),
-    # A same-dtype ("nocast") direct copy is a ``.contiguous()``: eager ops that want the other layout make them.
-    ("layout conversions", re.compile(r"nchwToNhwc|nhwcToNchw|nocast<at::native::direct_copy", re.IGNORECASE)),
-    ("convolutions", re.compile(r"conv|fprop|dgrad|wgrad|winograd|implicit", re.IGNORECASE)),
-    ("matrix products", re.compile(r"gemm|nvjet|xmma|cutlass|scaled_mm|addmm|matmul|\bmm\b|linear", re.IGNORECASE)),
-    ("norms", re.compile(r"norm|welford", re.IGNORECASE)),
-)
-
 
 # ``--compile-modes``' names, in the order they run.
 COMPILE_MODES = (
@@ -65,11 +47,6 @@ COMPILE_MODES = (
     "regions-static",
     "regions-nchw",
 )
-
-
-def kernel_kind(name: str) -> str:
-    """The kind of work a GPU kernel (or, on a CPU, an aten op) does, by its name (``KERNEL_KINDS``)."""
-    return next((kind for kind, pattern in KERNEL_KINDS if pattern.search(name)), "elementwise and other")
 
 
 def unet_call_inputs(pipe: Any, *, batch: int, aspect: tuple[int, int] | None = None) -> dict[str, Any]:

@@ -25,8 +25,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.benchmark_request import STYLE, gpu_profile, worker_settings
+from bench.benchmark_request import STYLE, worker_settings
 from bench.measure import add_cudnn_autotune_switch, measured, use_cudnn_autotune
+from bench.profiling import gpu_profile
 
 __all__ = ["gc_pauses", "main", "timed_request", "train_as_worker"]
 

@@ -1,7 +1,7 @@
 """``python -m bench.klein_profile``: where FLUX.2 [klein] 4B's time goes, for the targets the one-run table missed.
 
 On klein 4B's real architecture with random weights (``--tiny``: the tiny klein on a CPU, a smoke run), each under
-``torch.profiler`` (``bench.benchmark_request.gpu_profile``: wall time, kernel time by kind, the share of the wall with
+``torch.profiler`` (``bench.profiling.gpu_profile``: wall time, kernel time by kind, the share of the wall with
 no kernel running, the costliest kernels), with the FLOP count beside it:
 
 - the project's training (``train_lora`` at the worker's recipe: rank 16, cached latents and prompt) at ``--size``
@@ -21,9 +21,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.benchmark_request import gpu_profile
 from bench.klein_model import klein_pipelines
 from bench.measure import sample_images
+from bench.profiling import gpu_profile
 
 __all__ = ["main"]
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from bench.benchmark_unet import kernel_kind
 from bench.measure import measured
+from bench.profiling import kernel_kind
 
 __all__ = ["capture_training_call", "training_call", "training_call_seconds", "training_profile"]
 

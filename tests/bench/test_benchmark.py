@@ -114,7 +114,7 @@ def test_flop_count_of_a_unet_call_splits_by_operator_without_touching_the_weigh
     ],
 )
 def test_profiled_kernels_are_sorted_by_the_work_they_do(name: str, kind: str) -> None:
-    from bench.benchmark_unet import kernel_kind
+    from bench.profiling import kernel_kind
 
     assert kernel_kind(name) == kind
 
