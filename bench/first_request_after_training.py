@@ -6,9 +6,12 @@ in it. This sets a worker up as a worker does (``prepare_model``: its slots, com
 then, for ``--rounds`` rounds: trains a LoRA on ``--selfies`` through the worker's training path (its recipe, its
 training slot), and renders requests with it as ``jobs.worker.render_job`` does on the GPU (swap the LoRA in and
 merge it, render 4 at batch 4 with CFG, decode, clear), the first and the second each split by stage with the device
-synchronised around each. Before the first training, two requests give the worker's time with no training before
-it. With ``--profile``, the last round profiles its first and its second request instead (GPU kernel time by kind,
-the share of wall time the GPU was idle, the costliest kernels), so the two can be compared kernel by kernel.
+synchronised around each, with the garbage collections inside them. Before the first training, two requests give
+the worker's time with no training before it. A worker keeps its start's objects out of garbage collections
+(``jobs.worker.state.freeze_start_up_objects``); this does too, and says what a full collection cost before and
+after, unless ``--no-freeze``. With ``--profile``, the last round profiles its first and its second request instead
+(GPU kernel time by kind, the share of wall time the GPU was idle, the costliest kernels), so the two can be
+compared kernel by kernel.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from bench.benchmark_request import STYLE, worker_settings
 from bench.measure import add_cudnn_autotune_switch, measured, use_cudnn_autotune
 from bench.profiling import gpu_profile
 
-__all__ = ["gc_pauses", "main", "timed_request", "train_as_worker"]
+__all__ = ["full_collection", "gc_pauses", "main", "timed_request", "train_as_worker"]
 
 BATCH = 4
 USER = "bench:first-request"
@@ -58,8 +61,16 @@ def gc_pauses() -> Iterator[dict[str, float]]:
         pauses["gc_s"] = round(pauses["gc_s"], 3)
 
 
+def full_collection() -> float:
+    """Seconds one collection of every generation takes now."""
+    started = time.perf_counter()
+    gc.collect()
+    return time.perf_counter() - started
+
+
 def train_as_worker(model: Any, settings: Any, photos: list[bytes], folder: Path, seed: int) -> dict[str, Any]:
-    """One LoRA trained as ``jobs.worker.train_job`` trains it (its recipe, decode and slot); its path and seconds."""
+    """One LoRA trained as ``jobs.worker.train_job`` trains it (its recipe, decode and slot): its path, its seconds
+    and the garbage collections inside."""
     from jobs.contract.keys import lora_key, selfie_key
     from jobs.contract.payloads import TrainRequest
     from jobs.worker.train_job import training_config
@@ -75,7 +86,7 @@ def train_as_worker(model: Any, settings: Any, photos: list[bytes], folder: Path
     )
     config = training_config(request, settings, model.train_plan)
     images = decode_for_training(model.training_pipe, photos, config.resolution)
-    with measured(str(model.pipe.unet.device)) as trained:
+    with gc_pauses() as pauses, measured(str(model.pipe.unet.device)) as trained:
         result = train_lora(
             model.training_pipe,
             images,
@@ -84,7 +95,7 @@ def train_as_worker(model: Any, settings: Any, photos: list[bytes], folder: Path
             class_images=model.class_images_for(config.class_prompt),
             slot=model.training_slot,
         )
-    return {"lora_path": result.lora_path, "training_s": round(trained.seconds, 2)}
+    return {"lora_path": result.lora_path, "training_s": round(trained.seconds, 2), "training_gc": pauses}
 
 
 def timed_request(model: Any, lora: Path, steps: int) -> dict[str, float]:
@@ -120,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=30, help="denoising steps per image")
     parser.add_argument("--rounds", type=int, default=2, help="trainings, each followed by two requests")
     parser.add_argument("--profile", action="store_true", help="profile the last round's two requests")
+    parser.add_argument(
+        "--no-freeze", action="store_true", help="leave the start's objects in garbage collections (before 2026-12-04)"
+    )
     parser.add_argument("--out", type=Path, help="write the results as JSON here (rewritten after each figure)")
     add_cudnn_autotune_switch(parser)
     args = parser.parse_args(argv)
@@ -129,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from jobs.worker.model_setup import prepare_model
+    from jobs.worker.state import freeze_start_up_objects
     from pipeline.diffusion.loading import pick_device
 
     photos = [path.read_bytes() for path in sorted(args.selfies.iterdir()) if path.suffix.lower() in (".jpg", ".png")]
@@ -156,6 +171,13 @@ def main(argv: list[str] | None = None) -> int:
         model = prepare_model(settings)
     record("worker_ready_s", round(ready.seconds, 1))
     record("python_objects_tracked_when_ready", len(gc.get_objects()))
+    # What a collection of the oldest generation costs the worker, then the worker's freeze (unless --no-freeze),
+    # then what one costs after it.
+    collections = {"full_collection_s": round(full_collection(), 3), "frozen_objects": 0}
+    if not args.no_freeze:
+        collections["frozen_objects"] = freeze_start_up_objects()[0]
+        collections["full_collection_after_freeze_s"] = round(full_collection(), 4)
+    record("garbage_collection", collections)
     rounds: list[dict[str, Any]] = []
     first = train_as_worker(model, settings, photos, scratch / "lora-0", seed=0)
     # No training just before these: the worker's steady requests (the LoRA trained above, a request earlier).
@@ -171,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             }
         else:
             figures = {"first": request(), "second": request()}
-        rounds.append({"training_s": trained["training_s"], **figures})
+        rounds.append({"training_s": trained["training_s"], "training_gc": trained["training_gc"], **figures})
         record("rounds", rounds)
     return 0
 

@@ -8,10 +8,12 @@ builds, so a test worker renders through the same LoRA slot as a real one.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import math
 import os
 import socket
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
     from pipeline.safety.image import ImageSafety
     from pipeline.selfies.faces import FaceAnalyzer
 
-__all__ = ["WORKER_NAME", "WorkerState", "start_worker_state", "worker_state"]
+__all__ = ["WORKER_NAME", "WorkerState", "freeze_start_up_objects", "start_worker_state", "worker_state"]
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +101,30 @@ async def start_worker_state(
     if model is None:
         # Another host's kernels first, so this start's compiles are cache hits; then this start's, for the next.
         model = await prepare_model_sharing(storage, settings)
+        freeze_start_up_objects()  # this process made the model: its objects live as long as the process
     await monitor.offer(model_features(model))
     events = EventPublisher(redis, settings.events_stream)
     gpu = GpuTurns(monitor.gpu_wait.observe)
     return WorkerState(settings, monitor, events, storage, faces, model, gpu, face_search, image_safety, owns_storage)
+
+
+def freeze_start_up_objects() -> tuple[int, float]:
+    """Collect garbage once, then keep every object alive now out of all later garbage collections; return how many
+    objects that was and the seconds the collection took.
+
+    A worker's start leaves a million or more objects behind for the life of the process (the pipeline's modules, the
+    compiled graphs with their guards and generated code), and a collection of the oldest generation walks every one
+    of them: that collection stops the thread that runs into it for as long (BENCHMARKS.md, 2026-12-04 sixth
+    session), and a render's host stalls while it runs. Frozen, they are no longer walked; what jobs make after the
+    start (a user's LoRA, their images) is collected as before. The collection first, so the start's garbage is not
+    kept; an object of the start that turns into cyclic garbage later is not freed, and none is meant to."""
+    started = time.perf_counter()
+    gc.collect()
+    seconds = time.perf_counter() - started
+    gc.freeze()
+    frozen = gc.get_freeze_count()
+    log.info("%d objects of the start kept out of garbage collections (a full collection took %.2f s)", frozen, seconds)
+    return frozen, seconds
 
 
 def worker_state(ctx: dict[str, Any]) -> WorkerState:

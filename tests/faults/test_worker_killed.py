@@ -41,6 +41,8 @@ async def test_killed_worker_job_runs_again_and_user_gets_the_model(
         worker = WorkerProcess(settings, tmp_path / "worker.log")
         await _training_killed_midway(harness, worker, selfie_dir)
         killed = time.monotonic()
+        # Started as production starts it, the worker kept its start's objects out of garbage collections.
+        assert "objects of the start kept out of garbage collections" in worker.log_path.read_text(errors="replace")
         # A surviving worker (in-process here) takes the job over once the dead worker's lease runs out.
         survivor = asyncio.create_task(harness.run_worker())
         await harness.seconds_until_said("training restarted (try 2)", timeout_s=30)
