@@ -31,6 +31,7 @@ from typing import Any
 from bench.benchmark_request import STYLE, worker_settings
 from bench.measure import add_cudnn_autotune_switch, measured, use_cudnn_autotune
 from bench.profiling import gpu_profile
+from jobs.worker.laps import CollectionClock
 
 __all__ = ["full_collection", "gc_pauses", "main", "timed_request", "train_as_worker"]
 
@@ -40,25 +41,16 @@ USER = "bench:first-request"
 
 @contextmanager
 def gc_pauses() -> Iterator[dict[str, float]]:
-    """Python's garbage collections inside, as {"gc_s": seconds collecting, "gc_oldest": collections of the oldest
-    generation}: a worker holds millions of tracked objects (compiled graphs, guards), which a collection of the
-    oldest generation walks every one of."""
-    pauses = {"gc_s": 0.0, "gc_oldest": 0.0}
-    started: list[float] = []
-
-    def callback(phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            started.append(time.perf_counter())
-        elif started:
-            pauses["gc_s"] += time.perf_counter() - started.pop()
-            pauses["gc_oldest"] += info["generation"] == 2
-
-    gc.callbacks.append(callback)
+    """Python's garbage collections inside, as the worker's log lines count them (``jobs.worker.laps``):
+    {"gc_s": seconds collecting, "gc_oldest": collections of the oldest generation, which walk every tracked
+    object}."""
+    clock = CollectionClock().start()
+    pauses: dict[str, float] = {}
     try:
         yield pauses
     finally:
-        gc.callbacks.remove(callback)
-        pauses["gc_s"] = round(pauses["gc_s"], 3)
+        clock.stop()
+        pauses.update(gc_s=round(clock.seconds, 3), gc_oldest=clock.oldest)
 
 
 def full_collection() -> float:

@@ -41,8 +41,9 @@ async def generate_headshots(ctx: dict[str, Any], payload: dict[str, Any]) -> di
     job_id: str = ctx["job_id"]
     progress = ProgressReporter(state.events, request.user_key, job_id, settings.progress_interval_s)
     await announce_start(ctx, JobKind.GENERATE, request.user_key, WORKER_NAME)
-    # Where a request's time goes, for the log: the GPU idles through every stage but "GPU" (one job a worker).
-    laps = Laps()
+    # Where a request's time goes, for the log: this request's GPU work is the "GPU" stage (in the others the GPU
+    # idles, or renders the next request with HEADSHOT_WORKER_OVERLAP).
+    laps = Laps(state.collections)
     try:
         # 1. The user's LoRA as a local file for diffusers' loader, and the headshot an action starts from.
         reference = await load_reference(storage, request.lora_key)

@@ -14,7 +14,7 @@ import math
 import os
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
@@ -25,6 +25,7 @@ from jobs.storage import BlobStorage, open_storage
 from jobs.worker.compile_share import prepare_model_sharing
 from jobs.worker.face_search import FaceSearch, default_processes
 from jobs.worker.gpu import GpuTurns
+from jobs.worker.laps import CollectionClock
 from jobs.worker.model_setup import ServingModel, model_features
 from jobs.worker.monitor import WorkerMonitor
 
@@ -52,10 +53,12 @@ class WorkerState:
     face_search: FaceSearch  # the faces in renders (ranking, face pass), every image of a request at once
     image_safety: ImageSafety | None = None  # None: HEADSHOT_IMAGE_SAFETY=off, renders are posted unchecked
     owns_storage: bool = False
+    collections: CollectionClock = field(default_factory=lambda: CollectionClock().start())  # jobs' log lines
 
     async def close(self) -> None:
         """Stop the metrics endpoint and heartbeat; close the storage this state opened (an S3 client's pool)."""
         await self.monitor.stop()
+        self.collections.stop()
         self.gpu.close()
         self.face_search.close()
         if self.owns_storage:

@@ -81,5 +81,7 @@ async def test_tokens_and_image_bytes_never_reach_the_logs(
         leaks = [needle[:16] for needle in needles if needle in text]
         assert not leaks, f"{record.name} logged {leaks}: {text[:300]}"
     assert "**********" in caplog.text  # the settings were logged, with the tokens masked
-    # The worker said where each request's time went, stage by stage (and leaked nothing doing it, above).
+    # The worker said where each request's time went, stage by stage, and how much of it Python's garbage collector
+    # took (and leaked nothing doing it, above).
     assert re.search(r"rendered \d+ headshots in [\d.]+ s: fetch [\d.]+ s, GPU [\d.]+ s, safety", caplog.text)
+    assert re.search(r"event [\d.]+ s; garbage collections [\d.]+ s", caplog.text)
