@@ -40,7 +40,7 @@ def test_a_jobs_laps_count_the_collections_while_it_ran_and_only_those() -> None
         laps = Laps(clock)
         gc.collect()  # a full collection while the job runs
         laps.lap("GPU")
-        assert clock.oldest == 2 and 0 < laps.collecting <= clock.seconds
+        assert clock.oldest >= 2 and 0 < laps.collecting <= clock.seconds
         assert str(laps) == f"GPU {laps.seconds['GPU']:.2f} s; garbage collections {laps.collecting:.2f} s"
     finally:
         clock.stop()
