@@ -4,14 +4,15 @@ Through the real worker, the first ``/headshot`` after a training took 0.4-0.7 s
 after it, in every run (BENCHMARKS.md, 2026-12-04 fifth and sixth sessions), and the allocator reserved nothing new
 in it. This sets a worker up as a worker does (``prepare_model``: its slots, compile, warm-up, training graphs),
 then, for ``--rounds`` rounds: trains a LoRA on ``--selfies`` through the worker's training path (its recipe, its
-training slot), and renders requests with it as ``jobs.worker.render_job`` does on the GPU (swap the LoRA in and
-merge it, render 4 at batch 4 with CFG, decode, clear), the first and the second each split by stage with the device
-synchronised around each, with the garbage collections inside them. Before the first training, two requests give
-the worker's time with no training before it. A worker keeps its start's objects out of garbage collections
+training slot), then renders three requests as ``jobs.worker.render_job`` does on the GPU (swap the LoRA in and
+merge it, render 4 at batch 4 with CFG, decode, clear): with the LoRA trained before (the first request after the
+training), then with the new LoRA twice (its first and second), each split by stage with the device synchronised
+around each, with the garbage collections inside them. Before the first training, two requests give the worker's
+time with no training before it. A worker keeps its start's objects out of garbage collections
 (``jobs.worker.state.freeze_start_up_objects``); this does too, and says what a full collection cost before and
-after, unless ``--no-freeze``. With ``--profile``, the last round profiles its first and its second request instead
-(GPU kernel time by kind, the share of wall time the GPU was idle, the costliest kernels), so the two can be
-compared kernel by kernel.
+after, unless ``--no-freeze``. With ``--profile``, the last round profiles its three requests instead (GPU kernel
+time by kind, the share of wall time the GPU was idle, the costliest kernels), so they can be compared kernel by
+kernel.
 """
 
 from __future__ import annotations
@@ -121,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--selfies", type=Path, required=True, help="a folder of selfies (JPEG or PNG) to train on")
     parser.add_argument("--model", choices=("sdxl", "tiny"), default="sdxl")
     parser.add_argument("--steps", type=int, default=30, help="denoising steps per image")
-    parser.add_argument("--rounds", type=int, default=2, help="trainings, each followed by two requests")
-    parser.add_argument("--profile", action="store_true", help="profile the last round's two requests")
+    parser.add_argument("--rounds", type=int, default=2, help="trainings, each followed by three requests")
+    parser.add_argument("--profile", action="store_true", help="profile the last round's three requests")
     parser.add_argument(
         "--no-freeze", action="store_true", help="leave the start's objects in garbage collections (before 2026-12-04)"
     )
@@ -171,22 +172,26 @@ def main(argv: list[str] | None = None) -> int:
         collections["full_collection_after_freeze_s"] = round(full_collection(), 4)
     record("garbage_collection", collections)
     rounds: list[dict[str, Any]] = []
-    first = train_as_worker(model, settings, photos, scratch / "lora-0", seed=0)
+    previous = train_as_worker(model, settings, photos, scratch / "lora-0", seed=0)["lora_path"]
     # No training just before these: the worker's steady requests (the LoRA trained above, a request earlier).
-    timed_request(model, first["lora_path"], args.steps)
-    record("before_training", [timed_request(model, first["lora_path"], args.steps) for _ in range(2)])
+    timed_request(model, previous, args.steps)
+    record("before_training", [timed_request(model, previous, args.steps) for _ in range(2)])
     for number in range(1, args.rounds + 1):
         trained = train_as_worker(model, settings, photos, scratch / f"lora-{number}", seed=number)
-        request = functools.partial(timed_request, model, trained["lora_path"], args.steps)
-        if args.profile and number == args.rounds:
-            figures = {
-                "first_profile": gpu_profile(device, request, label="first request after a training"),
-                "second_profile": gpu_profile(device, request, label="second request after a training"),
-            }
-        else:
-            figures = {"first": request(), "second": request()}
-        rounds.append({"training_s": trained["training_s"], "training_gc": trained["training_gc"], **figures})
+        # Three requests: the LoRA before (the first after a training, not a new LoRA's first), then the new one
+        # twice (a new LoRA's first, then its second): which of the two firsts is the slow one.
+        requests = {
+            "first_previous_lora": functools.partial(timed_request, model, previous, args.steps),
+            "first_new_lora": functools.partial(timed_request, model, trained["lora_path"], args.steps),
+            "second_new_lora": functools.partial(timed_request, model, trained["lora_path"], args.steps),
+        }
+        figures: dict[str, Any] = {"training_s": trained["training_s"], "training_gc": trained["training_gc"]}
+        for name, request in requests.items():
+            profiled = args.profile and number == args.rounds
+            figures[name] = gpu_profile(device, request, label=name) if profiled else request()
+        rounds.append(figures)
         record("rounds", rounds)
+        previous = trained["lora_path"]
     return 0
 
 

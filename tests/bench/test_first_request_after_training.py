@@ -1,5 +1,6 @@
 """``bench.first_request_after_training`` on the tiny model: a worker set up as a worker does, trainings through its
-training path, each followed by two requests split by stage or profiled (the slowdown itself is measured on a GPU)."""
+training path, each followed by three requests split by stage or profiled (the slowdown itself is measured on a
+GPU)."""
 
 from __future__ import annotations
 
@@ -40,11 +41,12 @@ def test_each_round_trains_then_times_or_profiles_its_first_and_second_request(
     results = json.loads(out.read_text())
     assert results["selfies"] == 3 and results["python_objects_tracked_when_ready"] > 0
     stages = ("swap_s", "render_s", "clear_s", "request_s")
-    timed = [*results["before_training"], results["rounds"][0]["first"], results["rounds"][0]["second"]]
-    assert len(timed) == 4
+    names = ("first_previous_lora", "first_new_lora", "second_new_lora")
+    timed = [*results["before_training"], *(results["rounds"][0][name] for name in names)]
+    assert len(timed) == 5
     for request in timed:
         assert all(request[stage] > 0 for stage in stages), request
         assert request["request_s"] >= request["render_s"] and request["gc_s"] >= 0
     last = results["rounds"][1]
-    assert last["training_s"] > 0 and "first" not in last
-    assert last["first_profile"]["wall_s"] > 0 and last["second_profile"]["wall_s"] > 0
+    assert last["training_s"] > 0 and last["training_gc"]["gc_s"] >= 0
+    assert all(last[name]["variant"] == f"profile: {name}" and last[name]["wall_s"] > 0 for name in names)
