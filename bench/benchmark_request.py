@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import logging
 import os
 import platform
@@ -33,7 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.measure import add_cudnn_autotune_switch, graph_count, measured, use_cudnn_autotune
+from bench.measure import add_cudnn_autotune_switch, graph_count, key_recorder, measured, use_cudnn_autotune
 from bench.profiling import gpu_profile
 from jobs.worker.png import encode_pngs
 
@@ -249,11 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         "request": {"style": STYLE, "images": batch, "batch": batch, "steps": args.steps, "png": "level 1, strips"},
     }
 
-    def record(key: str, figures: Any) -> None:
-        results[key] = figures
-        print(key, json.dumps(figures), flush=True)
-        if args.out:
-            args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    record = key_recorder(results, args.out)
 
     # 1. The worker, set up as a worker sets itself up (compiles and warms here).
     with measured(device) as ready:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import functools
 import gc
-import json
 import logging
 import tempfile
 import time
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.benchmark_request import STYLE, worker_settings
-from bench.measure import add_cudnn_autotune_switch, measured, use_cudnn_autotune
+from bench.measure import add_cudnn_autotune_switch, key_recorder, measured, use_cudnn_autotune
 from bench.profiling import gpu_profile
 from jobs.worker.laps import CollectionClock
 
@@ -154,21 +153,19 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": [],
     }
 
-    def record(key: str, figures: Any) -> None:
-        results[key] = figures
-        print(key, json.dumps(figures, default=str), flush=True)
-        if args.out:
-            args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    record = key_recorder(results, args.out)
 
     with measured(device) as ready:
         model = prepare_model(settings)
     record("worker_ready_s", round(ready.seconds, 1))
     record("python_objects_tracked_when_ready", len(gc.get_objects()))
-    # What a collection of the oldest generation costs the worker, then the worker's freeze (unless --no-freeze),
-    # then what one costs after it.
-    collections = {"full_collection_s": round(full_collection(), 3), "frozen_objects": 0}
-    if not args.no_freeze:
-        collections["frozen_objects"] = freeze_start_up_objects()[0]
+    # What a collection of the oldest generation costs the worker (the freeze's own, unless --no-freeze), then what
+    # one costs after the freeze.
+    if args.no_freeze:
+        collections: dict[str, float] = {"full_collection_s": round(full_collection(), 3), "frozen_objects": 0}
+    else:
+        frozen, seconds = freeze_start_up_objects()
+        collections = {"full_collection_s": round(seconds, 3), "frozen_objects": frozen}
         collections["full_collection_after_freeze_s"] = round(full_collection(), 4)
     record("garbage_collection", collections)
     rounds: list[dict[str, Any]] = []

@@ -130,6 +130,20 @@ def list_recorder(results: dict[str, Any], key: str, out: Path | None) -> Callab
     return record
 
 
+def key_recorder(results: dict[str, Any], out: Path | None) -> Callable[[str, Any], None]:
+    """A ``record(key, figures)`` that sets ``results[key]``, prints it as one line and rewrites ``out`` (when given)
+    with everything so far, so a run cut short still leaves its figures."""
+    import json
+
+    def record(key: str, figures: Any) -> None:
+        results[key] = figures
+        print(key, json.dumps(figures, default=str), flush=True)
+        if out:
+            out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+
+    return record
+
+
 def report(results: dict[str, Any], out: Path | None) -> None:
     """Print ``results`` as one JSON line, and write them (indented) to ``out`` when given."""
     import json
