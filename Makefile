@@ -22,15 +22,20 @@ demo: install
 local: install
 	$(BIN)/headshot-local
 
+# Triton for the kernel tests (tests/pipeline/triton_kernels.py), unless torch brought its own (a GPU host's does).
+$(BIN)/.kernels: $(BIN)/.installed
+	$(BIN)/python -c "import triton" 2>/dev/null || $(BIN)/python -m pip install --quiet -c constraints.txt -e ".[kernels]"
+	touch $@
+
 # TEST_WORKERS pytest-xdist workers, a test file each at a time.
 TEST_WORKERS ?= 2
-test: install
+test: install $(BIN)/.kernels
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # The same suite with the line coverage of the product packages (not tests/ or bench/): files under 100% listed, then
 # the TOTAL line; subprocesses (the local chat's worker) are not measured. Apart from `test` because coverage's tracer
 # slows every Python call, and the suite's many dynamo-tracing tests most (BENCHMARKS.md, "the test suite's time").
-coverage: install
+coverage: install $(BIN)/.kernels
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --cov=bot --cov=jobs --cov=pipeline --cov-report=term:skip-covered
 
 lint: install

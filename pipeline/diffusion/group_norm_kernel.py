@@ -42,6 +42,15 @@ def _partial_moments(x, means, deviations, pixels, chunks, block: tl.constexpr):
 
 
 @triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
+def _window(start, partials, pixels, chunks, block: tl.constexpr, width: tl.constexpr):  # type: ignore[no-untyped-def]
+    """``width`` of a group's partial results from ``start``: their indices, which exist, and how many values each
+    holds (a channel's last chunk is short)."""
+    index = start + tl.arange(0, width)
+    inside = index < partials
+    return index, inside, tl.where(inside, tl.minimum(pixels - (index % chunks) * block, block), 0).to(tl.float32)
+
+
+@triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
 def _group_moments(  # type: ignore[no-untyped-def]
     means, deviations, mean_out, rstd_out, partials, pixels, chunks, eps, block: tl.constexpr, width: tl.constexpr
 ):
@@ -51,18 +60,14 @@ def _group_moments(  # type: ignore[no-untyped-def]
     weighted = tl.zeros([width], dtype=tl.float32)
     counted = tl.zeros([width], dtype=tl.float32)
     for start in range(0, partials, width):
-        index = start + tl.arange(0, width)
-        inside = index < partials
-        count = tl.where(inside, tl.minimum(pixels - (index % chunks) * block, block), 0).to(tl.float32)
+        index, inside, count = _window(start, partials, pixels, chunks, block, width)
         weighted += count * tl.load(means + base + index, mask=inside, other=0.0)
         counted += count
     total = tl.sum(counted, axis=0)
     mean = tl.sum(weighted, axis=0) / total
     squares = tl.zeros([width], dtype=tl.float32)
     for start in range(0, partials, width):
-        index = start + tl.arange(0, width)
-        inside = index < partials
-        count = tl.where(inside, tl.minimum(pixels - (index % chunks) * block, block), 0).to(tl.float32)
+        index, inside, count = _window(start, partials, pixels, chunks, block, width)
         apart = tl.load(means + base + index, mask=inside, other=0.0) - mean
         squares += tl.load(deviations + base + index, mask=inside, other=0.0) + count * apart * apart
     tl.store(mean_out + group, mean)

@@ -97,6 +97,21 @@ def capture_cuda_graph() -> Callable[[Callable[[], Any]], tuple[Any, Any, Any]]:
 
 
 @pytest.fixture
+def triton_kernels(tmp_path: Path) -> Callable[[str, dict[str, int]], Any]:
+    """``load(module, small_tiles)``: a ``KernelRunner`` of one of the project's Triton kernel modules, on a GPU or
+    in Triton's interpreter (``tests.pipeline.triton_kernels`` says how); skipped on a CPU machine without triton."""
+    from tests.pipeline.triton_kernels import KernelRunner
+
+    def load(module: str, small_tiles: dict[str, int]) -> Any:
+        try:
+            return KernelRunner(module, small_tiles, tmp_path)
+        except LookupError as missing:
+            pytest.skip(str(missing))
+
+    return load
+
+
+@pytest.fixture
 def tiny_lora_gradient(model_cache_dir: Path) -> tuple[Any, Callable[[], Any]]:
     """A fresh tiny UNet with a rank-4 LoRA on ``to_q`` and ``to_v`` (its B factors non-zero, so every layer's
     gradient flows), and a function returning the LoRA's gradient, flattened, of one call at fixed inputs: for

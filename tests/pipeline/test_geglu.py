@@ -1,7 +1,7 @@
 """SDXL's feed-forward gate trained through ``headshot::geglu``: diffusers' outputs, autograd's gradients.
 
 The references are diffusers' own GEGLU maths under autograd in float64. On a CPU machine the operators run their
-torch maths (and inductor compiles around them); the Triton kernels behind them run in the GPU tests only.
+torch maths (and inductor compiles around them), and the Triton kernels behind them run in Triton's interpreter.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from diffusers.models.activations import GEGLU
 from torch.nn import functional
 
 from pipeline.diffusion.geglu import OneOperatorGEGLU, use_geglu_operator
+from tests.pipeline.triton_kernels import naming
 
 on_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="the Triton kernels need a CUDA GPU")
 
@@ -84,20 +85,42 @@ def test_a_lora_on_the_tiny_unet_gets_the_same_gradient_through_the_operator(
     torch.testing.assert_close(gradient(), plain, rtol=1e-4, atol=1e-7)
 
 
-@on_gpu
-@pytest.mark.parametrize(("rows", "width"), [(37, 600), (16 * 64, 1280), (5, 8)])
-def test_the_triton_kernels_compute_diffusers_maths_on_every_element(rows: int, width: int) -> None:
-    generator = torch.Generator(device="cuda").manual_seed(rows)
-    # NaN in the allocator's free blocks first: an element the kernels did not write fails the comparison.
-    torch.full((rows * width * 8,), float("nan"), device="cuda", dtype=torch.bfloat16)
-    projected = (2 * torch.randn(rows, 2 * width, device="cuda", generator=generator)).bfloat16()
-    grad = torch.randn(rows, width, device="cuda", generator=generator).bfloat16()
-    output_error, gradient_error = _against_float64(projected, grad)
-    assert output_error < 8e-3
-    assert gradient_error < 8e-3
-    # The same numbers as the operators' torch maths (the CPU's way), to bf16's rounding of each element.
-    cpu = torch.ops.headshot.geglu_backward(projected.cpu(), grad.cpu())
-    torch.testing.assert_close(torch.ops.headshot.geglu_backward(projected, grad).cpu(), cpu, rtol=1.6e-2, atol=1e-3)
+# The interpreter's tiles: 4 rows by 32 columns of the gate's width.
+SMALL_TILES = {"ROWS": 4, "COLUMNS": 32}
+
+
+def test_the_triton_kernels_compute_diffusers_maths_on_every_element(
+    triton_kernels: Callable[[str, dict[str, int]], Any],
+) -> None:
+    kernels = triton_kernels("geglu_kernel", SMALL_TILES)
+    tile_rows, tile_columns = kernels.tiles["ROWS"], kernels.tiles["COLUMNS"]
+    cases = {
+        "partial tiles both ways": (9 * tile_rows + 1, tile_columns + 88),
+        "many full tiles": (16 * tile_rows, 2 * tile_columns),
+        "narrower than a tile": (5, 8),
+    }
+    generator = torch.Generator(device=kernels.device).manual_seed(0)
+    inputs, calls = [], []
+    for rows, width in cases.values():
+        if kernels.device == "cuda":  # NaN in the allocator's free blocks first: an element not written fails
+            torch.full((rows * width * 8,), float("nan"), device="cuda", dtype=torch.bfloat16)
+        projected = (2 * torch.randn(rows, 2 * width, device=kernels.device, generator=generator)).bfloat16()
+        grad = torch.randn(rows, width, device=kernels.device, generator=generator).bfloat16()
+        inputs.append((projected.cpu(), grad.cpu()))
+        calls += [("geglu_forward_rows", (projected,)), ("geglu_backward_rows", (projected, grad))]
+    results = kernels.run(calls)
+
+    for case, (projected, grad), out, projected_grad in zip(cases, inputs, results[::2], results[1::2], strict=True):
+        reference = projected.double().requires_grad_(True)
+        expected = _diffusers_maths(reference)
+        expected.backward(grad.double())
+        assert reference.grad is not None
+        assert _relative(out.cpu(), expected.detach()) < 8e-3, case
+        assert _relative(projected_grad.cpu(), reference.grad) < 8e-3, case
+        # The same numbers as the operators' torch maths (the CPU's way), to bf16's rounding of each element.
+        cpu_out, cpu_grad = torch.ops.headshot.geglu(projected), torch.ops.headshot.geglu_backward(projected, grad)
+        torch.testing.assert_close(out.cpu(), cpu_out, rtol=1.6e-2, atol=1e-3, msg=naming(case))
+        torch.testing.assert_close(projected_grad.cpu(), cpu_grad, rtol=1.6e-2, atol=1e-3, msg=naming(case))
 
 
 @on_gpu

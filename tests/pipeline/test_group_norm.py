@@ -1,7 +1,7 @@
 """The UNet's group norms trained through ``headshot::group_norm``: torch's outputs, autograd's gradients.
 
 The references are torch's group norm under autograd in float64. On a CPU machine the operators run their torch
-maths (and inductor compiles around them); the Triton kernels behind them run in the GPU tests only.
+maths (and inductor compiles around them), and the Triton kernels behind them run in Triton's interpreter.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import torch
 from torch.nn import functional
 
 from pipeline.diffusion.group_norm import OneOperatorGroupNorm, use_group_norm_operator
+from tests.pipeline.triton_kernels import naming
 
 on_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="the Triton kernels need a CUDA GPU")
 
@@ -88,31 +89,54 @@ def test_a_lora_on_the_tiny_unet_gets_the_same_gradient_through_the_operator(
     torch.testing.assert_close(gradient(), plain, rtol=1e-4, atol=1e-7)
 
 
-@on_gpu
-@pytest.mark.parametrize(
-    "shape",
-    [
-        (3, 64, 9, 7),  # fewer pixels than a chunk
-        (2, 320, 72, 58),  # several chunks a channel, the last one partial
-        (1, 320, 330, 330),  # more partial moments a group than a combining program reads at once
-    ],
-)
-def test_the_triton_kernels_compute_torchs_maths_on_every_element(shape: tuple[int, ...]) -> None:
-    generator = torch.Generator(device="cuda").manual_seed(shape[2])
-    # NaN in the allocator's free blocks first: an element the kernels did not write fails the comparison.
-    torch.full((2 * torch.Size(shape).numel(),), float("nan"), device="cuda", dtype=torch.bfloat16)
-    x = (3 * torch.randn(shape, device="cuda", generator=generator) + 5).bfloat16()
-    weight, bias = torch.randn(2, shape[1], device="cuda", generator=generator).bfloat16()
-    grad = torch.randn(shape, device="cuda", generator=generator).bfloat16()
-    assert max(_against_float64(x, weight, bias, grad, groups=32)) < 8e-3
-    # The same numbers as the operators' torch maths (the CPU's way), to bf16's rounding of each element.
-    out, mean, rstd = torch.ops.headshot.group_norm(x, weight, bias, 32, 1e-5)
-    cpu = torch.ops.headshot.group_norm(x.cpu(), weight.cpu(), bias.cpu(), 32, 1e-5)
-    torch.testing.assert_close(out.cpu(), cpu[0], rtol=1.6e-2, atol=2e-2)
-    torch.testing.assert_close(rstd.cpu(), cpu[2], rtol=1e-4, atol=0)
-    backward = torch.ops.headshot.group_norm_backward(grad, x, weight, mean, rstd, 32)
-    cpu_backward = torch.ops.headshot.group_norm_backward(grad.cpu(), x.cpu(), weight.cpu(), cpu[1], cpu[2], 32)
-    torch.testing.assert_close(backward.cpu(), cpu_backward, rtol=1.6e-2, atol=2e-2)
+# The interpreter's tiles: chunks of 64 pixels a channel, combining windows of 16 partial results.
+SMALL_TILES = {"BLOCK": 64, "PARTIALS": 16}
+
+
+def test_the_triton_kernels_compute_torchs_maths_on_every_element(
+    triton_kernels: Callable[[str, dict[str, int]], Any],
+) -> None:
+    kernels = triton_kernels("group_norm_kernel", SMALL_TILES)
+    block, partials = kernels.tiles["BLOCK"], kernels.tiles["PARTIALS"]
+    # Only a channel's pixel count and a group's count of partial results shape the kernels' work.
+    cases = {
+        "fewer pixels than a chunk": ((3, 16, 1, block - 1), 8),
+        "several chunks a channel, the last partial": ((2, 16, 2, block + 7), 8),
+        "more partial results a group than a combining window": ((1, partials + 8, 1, block + 1), 1),
+    }
+    generator = torch.Generator(device=kernels.device).manual_seed(0)
+    inputs, calls = [], []
+    for shape, groups in cases.values():
+        if kernels.device == "cuda":  # NaN in the allocator's free blocks first: an element not written fails
+            torch.full((2 * torch.Size(shape).numel(),), float("nan"), device="cuda", dtype=torch.bfloat16)
+        x = (3 * torch.randn(shape, device=kernels.device, generator=generator) + 5).bfloat16()
+        weight, bias = torch.randn(2, shape[1], device=kernels.device, generator=generator).bfloat16()
+        weight = 1 + weight / 2  # near 1, as trained norms' scales are, and not cancelling over a group
+        # Gradients off-centre and leaning on x, as training's are: both group means the backward subtracts, the
+        # gradient's and its product with the normalized values, are then large enough to be checked.
+        grad = (torch.randn(shape, device=kernels.device, generator=generator) + 0.5 * x.float()).bfloat16()
+        # The same numbers from the operators' torch maths (the CPU's way); its moments feed the backward kernels.
+        cpu = torch.ops.headshot.group_norm(x.cpu(), weight.cpu(), bias.cpu(), groups, 1e-5)
+        mean, rstd = (moment.to(kernels.device) for moment in cpu[1:])
+        inputs.append((x, weight, bias, grad, groups, cpu))
+        calls.append(("group_norm_forward_nchw", (x, weight, bias, groups, 1e-5)))
+        calls.append(("group_norm_backward_nchw", (grad, x, weight, mean, rstd, groups)))
+    results = kernels.run(calls)
+
+    for case, (x, weight, bias, grad, groups, cpu), (out, mean, rstd), input_grad in zip(
+        cases, inputs, results[::2], results[1::2], strict=True
+    ):
+        reference = x.detach().cpu().double().requires_grad_(True)
+        expected = functional.group_norm(reference, groups, weight.cpu().double(), bias.cpu().double(), 1e-5)
+        expected.backward(grad.cpu().double())
+        assert reference.grad is not None
+        assert _relative(out.cpu(), expected.detach()) < 8e-3, case
+        assert _relative(input_grad.cpu(), reference.grad) < 8e-3, case
+        torch.testing.assert_close(out.cpu(), cpu[0], rtol=1.6e-2, atol=2e-2, msg=naming(case))
+        torch.testing.assert_close(mean.cpu(), cpu[1], rtol=1e-5, atol=1e-5, msg=naming(case))
+        torch.testing.assert_close(rstd.cpu(), cpu[2], rtol=1e-4, atol=0, msg=naming(case))
+        cpu_backward = torch.ops.headshot.group_norm_backward(grad.cpu(), x.cpu(), weight.cpu(), cpu[1], cpu[2], groups)
+        torch.testing.assert_close(input_grad.cpu(), cpu_backward, rtol=1.6e-2, atol=2e-2, msg=naming(case))
 
 
 @on_gpu
