@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.measure import benchmark_pipeline, list_recorder, measured
-from bench.profiling import kernel_kind
+from bench.profiling import kernel_summary, kernel_times
 
 __all__ = [
     "COMPILE_MODES",
@@ -149,9 +149,10 @@ def unet_call_seconds(pipe: Any, inputs: dict[str, Any], *, label: str, repeats:
 
 
 def kernel_profile(pipe: Any, inputs: dict[str, Any], *, label: str, calls: int = 3) -> dict[str, Any]:
-    """Device time of ``calls`` UNet calls by kernel kind, and the 12 costliest kernels (CPU op time on a CPU)."""
+    """Device time of ``calls`` UNet calls by kernel kind, as shares, and the 12 costliest kernels, overall and of each
+    kind (CPU op time on a CPU)."""
     import torch
-    from torch.profiler import DeviceType, ProfilerActivity, profile
+    from torch.profiler import ProfilerActivity, profile
 
     on_cuda = pipe.unet.device.type == "cuda"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_cuda else [])
@@ -160,24 +161,13 @@ def kernel_profile(pipe: Any, inputs: dict[str, Any], *, label: str, calls: int 
             pipe.unet(**inputs)
         if on_cuda:
             torch.cuda.synchronize()
-    microseconds: dict[str, float] = {}
-    for event in profiler.events():
-        if on_cuda and event.device_type == DeviceType.CUDA:
-            microseconds[event.name] = microseconds.get(event.name, 0.0) + event.device_time
-        elif not on_cuda and event.device_type == DeviceType.CPU and event.name.startswith("aten::"):
-            microseconds[event.name] = microseconds.get(event.name, 0.0) + event.self_cpu_time_total
-    total = sum(microseconds.values()) or 1.0
-    kinds: dict[str, float] = {}
-    for name, value in microseconds.items():
-        kind = kernel_kind(name)
-        kinds[kind] = kinds.get(kind, 0.0) + value
-    costliest = sorted(microseconds.items(), key=lambda item: -item[1])[:12]
+    times = kernel_times(profiler, on_cuda=on_cuda)
+    total = sum(times.values()) or 1.0
     return {
         "variant": f"profile: {label}",
         "clock": "GPU kernels" if on_cuda else "CPU ops (self time)",
         "ms_per_call": round(total / calls / 1000, 2),
-        "share_by_kind": {kind: round(value / total, 3) for kind, value in sorted(kinds.items(), key=lambda i: -i[1])},
-        "costliest": [{"name": name[:120], "share": round(value / total, 3)} for name, value in costliest],
+        **kernel_summary(times, unit="share", scale=1 / total, costliest=12),
     }
 
 

@@ -8,7 +8,7 @@ import functools
 from typing import Any
 
 from bench.measure import measured
-from bench.profiling import kernel_kind
+from bench.profiling import kernel_summary, kernel_times
 
 __all__ = ["capture_training_call", "training_call", "training_call_seconds", "training_profile"]
 
@@ -83,28 +83,15 @@ def capture_training_call(pipe: Any, inputs: dict[str, Any], lora: list[Any]) ->
 def training_profile(
     pipe: Any, inputs: dict[str, Any], lora: list[Any], *, label: str, call: Any = None
 ) -> dict[str, Any]:
-    """GPU kernel time of 3 training calls (``call``, else ``training_call``) by kind, and the 10 costliest
-    kernels."""
+    """GPU kernel time of 3 training calls (``call``, else ``training_call``) by kind, and the costliest kernels,
+    overall and of each kind (``bench.profiling.kernel_summary``)."""
     import torch
-    from torch.profiler import DeviceType, ProfilerActivity, profile
+    from torch.profiler import ProfilerActivity, profile
 
     call = call or functools.partial(training_call, pipe, inputs, lora)
-    by_name: dict[str, float] = {}
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as profiler:
         for _ in range(3):
             call()
         torch.cuda.synchronize()
-    for event in profiler.events():
-        if event.device_type == DeviceType.CUDA:
-            by_name[event.name] = by_name.get(event.name, 0.0) + event.device_time
-    kinds: dict[str, float] = {}
-    for name, value in by_name.items():
-        kinds[kernel_kind(name)] = kinds.get(kernel_kind(name), 0.0) + value
-    return {
-        "variant": f"profile: {label}",
-        "ms_per_call_by_kind": {kind: round(us / 3000, 1) for kind, us in sorted(kinds.items(), key=lambda i: -i[1])},
-        "costliest": [
-            {"name": name[:120], "ms_per_call": round(us / 3000, 1)}
-            for name, us in sorted(by_name.items(), key=lambda i: -i[1])[:10]
-        ],
-    }
+    times = kernel_times(profiler, on_cuda=True)
+    return {"variant": f"profile: {label}", **kernel_summary(times, unit="ms_per_call", scale=1 / 3000, costliest=10)}

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from bench.benchmark import run_benchmark
+from bench.profiling import kernel_kind
 from pipeline.diffusion.loading import load_base_pipeline
 
 
@@ -63,6 +64,9 @@ def test_float8_benchmark_times_each_scheme_against_eager_and_splits_the_profile
     assert profile["variant"] == "profile: static FP8 blocks compiled" and profile["ms_per_call"] > 0
     assert math.isclose(sum(profile["share_by_kind"].values()), 1.0, abs_tol=0.01)
     assert "matrix products" in profile["share_by_kind"]  # FP8 products are sorted as products
+    for kind, ops in profile["costliest_by_kind"].items():  # each kind's costliest are of that kind, within its total
+        assert ops and all(kernel_kind(op["name"]) == kind for op in ops)
+        assert sum(op["share"] for op in ops) <= profile["share_by_kind"][kind] + 1e-3
 
 
 @pytest.mark.usefixtures("fresh_dynamo")
@@ -114,8 +118,6 @@ def test_flop_count_of_a_unet_call_splits_by_operator_without_touching_the_weigh
     ],
 )
 def test_profiled_kernels_are_sorted_by_the_work_they_do(name: str, kind: str) -> None:
-    from bench.profiling import kernel_kind
-
     assert kernel_kind(name) == kind
 
 
