@@ -8,8 +8,8 @@ per-tensor scales; the whole UNet compiled in channels-last (the plain diffusers
 static FP8; the blocks and the glue between them (``HEADSHOT_COMPILE_SCOPE=regions``: ResNets, samplers, each
 transformer's entry and exit, dynamic) in channels-last, in bf16 and static FP8; a name ending ``-graphs`` replays
 its calls from CUDA graphs, as ``HEADSHOT_RENDER_CUDA_GRAPHS`` does (a GPU only); ``static-blocks-gn`` (and its
-``-graphs``) renders through ``headshot::group_norm`` (``pipeline.diffusion.group_norm``), every other variant through
-torch's group norm, as a worker renders;
+``-graphs``) renders through ``headshot::group_norm`` (``pipeline.diffusion.group_norm``), as a worker with
+``HEADSHOT_RENDER_CUDA_GRAPHS`` renders, every other variant through torch's group norm, as a default worker renders;
 ``static-blocks-dynamic`` compiles
 the blocks ``dynamic=True`` from their first call (one graph for every size, if as fast);
 ``static-blocks-eager-cast`` casts the inputs of the FP8 layers left outside the compiled blocks eagerly, in four
@@ -57,12 +57,13 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
     """Time (and profile) each variant of ``names`` on ``pipe``, eager bf16 first as the baseline."""
     import torch
 
-    from bench.float8_layers import use_bf16_linears, use_rendering_group_norms
+    from bench.float8_layers import use_bf16_linears
     from pipeline.diffusion import float8
     from pipeline.diffusion.acceleration import compile_unet_blocks, compile_unet_regions
     from pipeline.diffusion.cuda_graphs import DenoiserGraphs
     from pipeline.diffusion.float8 import use_float8_linears
     from pipeline.diffusion.float8_scales import calibrate_float8
+    from pipeline.diffusion.group_norm import use_group_norm_operator
 
     inputs = unet_call_inputs(pipe, batch=8)
     worker_cast = float8.EAGER_INPUT_CAST  # the module's default, as a worker runs
@@ -82,7 +83,7 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
         scaling, scope = VARIANTS[name]
         _uncompile(pipe)
         use_bf16_linears(pipe.unet)
-        use_rendering_group_norms(pipe.unet, enabled="-gn" in name)
+        use_group_norm_operator(pipe.unet, enabled="-gn" in name, rendering=True)
         float8.EAGER_INPUT_CAST = "eager" if name.endswith("-eager-cast") else worker_cast
         layout = torch.contiguous_format if scope == "blocks" else torch.channels_last
         pipe.unet.to(memory_format=layout)  # as a worker lays out each scope (use_channels_last)
@@ -107,7 +108,7 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
             record(kernel_profile(pipe, inputs, label=label))
     _uncompile(pipe)
     use_bf16_linears(pipe.unet)
-    use_rendering_group_norms(pipe.unet, enabled=False)
+    use_group_norm_operator(pipe.unet, enabled=False)
     float8.EAGER_INPUT_CAST = worker_cast
 
 

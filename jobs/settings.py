@@ -162,8 +162,9 @@ class Settings(BaseSettings):
     render_cuda_graphs: bool = Field(
         default=False,
         description="Replay the UNet's rendering calls from CUDA graphs captured at start, one per request shape "
-        "(pipeline/diffusion/cuda_graphs.py). Needs compile_unet on a CUDA worker; SDXL only. Off: at a 4-image "
-        "request it measured within noise of the compiled UNet alone (BENCHMARKS.md).",
+        "(pipeline/diffusion/cuda_graphs.py), the group norms rendering through headshot::group_norm. Needs "
+        "compile_unet on a CUDA worker; SDXL only. Off: at a 4-image request it measured within noise of the compiled "
+        "UNet alone (BENCHMARKS.md).",
     )
 
     # Session rules.

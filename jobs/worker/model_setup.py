@@ -111,6 +111,14 @@ def prepare_model(settings: Settings) -> ServingModel:
         # Before any compile, so every graph is traced with the FP8 layers (training runs their bf16 branch unless
         # HEADSHOT_TRAIN_FLOAT8).
         use_float8_rendering(pipe, settings)
+    if compiling.cuda_graphs:
+        # Render calls replay from CUDA graphs, where the group norm operator's launches cost the host nothing: render
+        # through it too, as training does. Before any compile, training's too: graphs trace a norm's class.
+        from pipeline.diffusion.group_norm import use_group_norm_operator
+
+        log.info(
+            "%d group norms render through headshot::group_norm", use_group_norm_operator(pipe.unet, rendering=True)
+        )
     loaded = weight_dtypes(pipe)
     prepare_training(model, settings, compiling)
     if compiling.unet:

@@ -31,14 +31,19 @@ def test_a_denoiser_on_the_cpu_is_refused_by_name(tiny_pipe: Any) -> None:
 @on_gpu
 # FP8 (static scales, as a worker on FP8 tensor cores renders by default): the slot's merges requantize the FP8
 # copies in place, so the captured graphs must still see every user's weights.
-@pytest.mark.parametrize("float8", [False, True], ids=["bf16", "fp8"])
+# Norms: the group norms through ``headshot::group_norm`` (``ReplayedGroupNorm``), in NCHW blocks, as a worker with
+# HEADSHOT_RENDER_CUDA_GRAPHS renders; the operator's kernels are then captured and replayed too.
+@pytest.mark.parametrize(
+    ("float8", "norms"), [(False, False), (True, False), (True, True)], ids=["bf16", "fp8", "fp8-norms"]
+)
 def test_replayed_requests_match_the_compiled_pipeline_user_after_user(
-    model_cache: Path, tmp_path: Path, fresh_dynamo: None, float8: bool
+    model_cache: Path, tmp_path: Path, fresh_dynamo: None, float8: bool, norms: bool
 ) -> None:
     from bench.benchmark_request import user_lora_file
     from pipeline.diffusion.acceleration import optimize_for_inference
     from pipeline.diffusion.cuda_graphs import DenoiserGraphs
     from pipeline.diffusion.float8 import fp8_tensor_cores, use_float8_linears
+    from pipeline.diffusion.group_norm import use_group_norm_operator
     from pipeline.diffusion.serving import calibrate_float8_on_looks
 
     pipe = load_base_pipeline("tiny", device="cuda", cache_dir=model_cache)
@@ -48,7 +53,9 @@ def test_replayed_requests_match_the_compiled_pipeline_user_after_user(
             pytest.skip("FP8 products need FP8 tensor cores (Ada, Hopper and newer)")
         use_float8_linears(pipe.unet, scaling="static")
         calibrate_float8_on_looks(pipe, [STYLES["linkedin"]])
-    optimize_for_inference(pipe, compile_scope="regions")
+    if norms:
+        use_group_norm_operator(pipe.unet, rendering=True)
+    optimize_for_inference(pipe, compile_scope="blocks" if norms else "regions")
     # Strong random LoRAs: two users whose headshots differ visibly, so a graph that kept the first user's weights
     # (or none) would show.
     users = [user_lora_file(slot, tmp_path / f"user{seed}", rank=8, seed=seed, scale=0.3) for seed in (1, 2)]

@@ -7,13 +7,18 @@ maths (and inductor compiles around them), and the Triton kernels behind them ru
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from torch import nn
 from torch.nn import functional
+from torch.utils._python_dispatch import TorchDispatchMode
 
-from pipeline.diffusion.group_norm import OneOperatorGroupNorm, use_group_norm_operator
+from bench.benchmark_unet import unet_call_inputs
+from pipeline.diffusion.group_norm import OneOperatorGroupNorm, ReplayedGroupNorm, use_group_norm_operator
+from pipeline.diffusion.loading import load_base_pipeline
 from tests.pipeline.triton_kernels import naming
 
 on_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="the Triton kernels need a CUDA GPU")
@@ -78,6 +83,36 @@ def test_a_compiled_norm_trains_through_the_operator_and_renders_through_torchs(
     channels_last = sample.to(memory_format=torch.channels_last).requires_grad_(True)
     assert torch.equal(ours(channels_last), plain(channels_last))
     assert use_group_norm_operator(ours, enabled=False) == 1 and type(ours) is torch.nn.GroupNorm
+
+
+class _OperatorCalls(TorchDispatchMode):
+    """Inside: ``operators`` lists every operator that reaches the dispatcher, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.operators: list[Any] = []
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        self.operators.append(func)
+        return func(*args, **(kwargs or {}))
+
+
+def test_a_unet_that_replays_its_renders_renders_through_the_operator_and_training_keeps_it(
+    model_cache: Path,
+) -> None:
+    pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache)
+    unet, inputs = pipe.unet, unet_call_inputs(pipe, batch=2)
+    with torch.no_grad():
+        reference = unet(**inputs).sample
+    count = use_group_norm_operator(unet, rendering=True)  # a worker with HEADSHOT_RENDER_CUDA_GRAPHS, before compiling
+    assert use_group_norm_operator(unet) == count  # its TrainingSlot's call after it leaves the norms rendering
+    assert count > 0 and all(type(m) is ReplayedGroupNorm for m in unet.modules() if isinstance(m, nn.GroupNorm))
+    with torch.no_grad(), _OperatorCalls() as calls:
+        rendered = unet(**inputs).sample
+    assert calls.operators.count(torch.ops.headshot.group_norm.default) == count  # each norm once, gradients off
+    torch.testing.assert_close(rendered, reference, rtol=1e-4, atol=1e-5)  # the same maths, float32 rounding
+    assert use_group_norm_operator(unet, enabled=False) == count
+    assert all(type(m) is nn.GroupNorm for m in unet.modules() if isinstance(m, nn.GroupNorm))
 
 
 def test_a_lora_on_the_tiny_unet_gets_the_same_gradient_through_the_operator(
