@@ -20,7 +20,9 @@ def test_the_start_objects_leave_collections_and_later_cyclic_garbage_is_still_f
     kept.partner = kept  # a cycle alive at the start, as a pipeline's modules and graphs are
     try:
         frozen, seconds = freeze_start_up_objects()
-        assert frozen == gc.get_freeze_count() > 0 and seconds >= 0
+        # A frozen object still goes when its last reference does (the log call's temporaries did once, in CI), so the
+        # count can only fall after the freeze.
+        assert 0 < gc.get_freeze_count() <= frozen and seconds >= 0
         assert not any(obj is kept for obj in gc.get_objects())  # out of every generation the collector walks
 
         later = _Node()
