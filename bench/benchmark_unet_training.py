@@ -41,6 +41,11 @@ eager (the baseline), then each way named in ``--modes`` (``MODES``), each compi
   ``regions-nocast-geglu-graphs`` and ``regions-nocast-fp8-static-geglu-graphs``: those with ``headshot::geglu``,
   to set against the worker's ``blocks-nchw-nocast-geglu-graphs`` (and its FP8 twin).
 
+``--aspect W:H`` times calls at that aspect's bucket size instead of the square (a phone's portrait selfies train in
+the 3:4 bucket); ``--after W:H`` makes each mode's first call at that other aspect, as a worker's training warm-up
+compiles the square bucket first, so the timed call runs the graphs compiled second (torch's default then marks the
+token count dynamic): the graphs every other bucket's users train on.
+
 Each mode records its first call (the compile), the median call, its peak memory, the gradient's relative difference
 from eager's, and with ``--profile`` its kernels by kind over 3 calls ("layout conversions" are the copies eager ops
 make to change layout). ``--cudnn-autotune on`` times every call with cuDNN's autotuner (off in a worker): the first
@@ -197,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", choices=("sdxl", "tiny"), default="sdxl")
     parser.add_argument("--batch", type=int, default=16, help="latents a call (default: an H200 worker's plan)")
     parser.add_argument("--modes", default=",".join(MODES), help=f"from {','.join(MODES)}")
+    parser.add_argument("--aspect", type=_aspect, default=(1, 1), help="W:H of the timed calls (default 1:1)")
+    parser.add_argument("--after", type=_aspect, help="W:H of one call each mode makes first (compiles first)")
     parser.add_argument("--profile", action="store_true", help="each variant's kernels by kind")
     parser.add_argument("--backend", default="inductor", help="torch.compile backend ('eager' only traces: tests)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here (rewritten after each figure)")
@@ -211,11 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from peft import LoraConfig
 
-    from bench.float8_layers import use_bf16_linears
     from pipeline.diffusion.acceleration import use_channels_last, use_fast_maths
     from pipeline.diffusion.adapters import UNET_ATTENTION_TARGETS
-    from pipeline.diffusion.float8 import use_float8_linears
-    from pipeline.diffusion.float8_training import use_float8_training
     from pipeline.diffusion.geglu import use_geglu_operator
     from pipeline.diffusion.group_norm import use_group_norm_operator
     from pipeline.diffusion.loading import pick_device
@@ -235,10 +239,13 @@ def main(argv: list[str] | None = None) -> int:
         torch.nn.init.normal_(param, std=0.01)  # B non-zero too, so the gradient reaches every layer
         param.requires_grad_(True)
     pipe.unet.train()
-    inputs = unet_call_inputs(pipe, batch=args.batch, aspect=(1, 1))
+    inputs = unet_call_inputs(pipe, batch=args.batch, aspect=args.aspect)
+    first = None if args.after is None else unet_call_inputs(pipe, batch=args.batch, aspect=args.after)
     results: dict[str, Any] = {
         **describe_run(args.model),
         "batch": args.batch,
+        "aspect": ":".join(map(str, args.aspect)),
+        "compiled_after": None if first is None else list(first["sample"].shape),
         "cudnn_autotune": args.cudnn_autotune,
         "latents": list(inputs["sample"].shape),
         "unet_training": [],
@@ -273,19 +280,11 @@ def main(argv: list[str] | None = None) -> int:
         layout = torch.contiguous_format if nchw else _layout(channels_last)
         pipe.unet.to(memory_format=layout)
         mode_inputs = {**inputs, "sample": inputs["sample"].contiguous(memory_format=layout)}
-        if "-fp8" in mode:
-            use_bf16_linears(pipe.unet)  # fresh FP8 layers, uncalibrated
-            figures_fp8 = {"fp8_layers": use_float8_linears(pipe.unet, scaling="static")}
-            figures_fp8["fp8_training_layers"] = use_float8_training(pipe.unet)
-            if mode.endswith(("-calibrated", "-static")):
-                figures_fp8["calibrated"] = calibrate_on_timesteps(pipe, mode_inputs)
-            if mode.endswith("-static"):
-                figures_fp8["gradients_calibrated"] = calibrate_gradients_on_timesteps(pipe, mode_inputs, lora)
-        else:
-            use_bf16_linears(pipe.unet)
-            figures_fp8 = {}
+        figures_fp8 = _base_layers(pipe, mode, mode_inputs, lora)
         _compile(pipe, mode, args.backend)
         with concatenated_separately(separately):  # the first call compiles
+            if first is not None:  # (its graphs first: the timed shape's then compile as a warm-up's second bucket)
+                training_call(pipe, {**first, "sample": first["sample"].contiguous(memory_format=layout)}, lora)
             figures, gradient, call = training_call_seconds(pipe, mode_inputs, lora, label=mode_name, graphed=graphed)
         figures.update(figures_fp8)
         # The compiled call's gradient against eager's: a compile or a layout must change only the rounding.
@@ -295,6 +294,33 @@ def main(argv: list[str] | None = None) -> int:
             record(training_profile(pipe, mode_inputs, lora, label=mode_name, call=call))
     print(json.dumps(results), flush=True)
     return 0
+
+
+def _base_layers(pipe: Any, mode: str, inputs: dict[str, Any], lora: list[Any]) -> dict[str, Any]:
+    """The frozen base's linears as ``mode`` trains them: fresh FP8 layers for "-fp8" modes (their input scales
+    calibrated for "-calibrated" and "-static", their gradient scales too for "-static"), bf16 for the others; returns
+    the FP8 figures to record."""
+    from bench.float8_layers import use_bf16_linears
+    from pipeline.diffusion.float8 import use_float8_linears
+    from pipeline.diffusion.float8_training import use_float8_training
+
+    use_bf16_linears(pipe.unet)  # FP8 modes start from fresh, uncalibrated layers
+    if "-fp8" not in mode:
+        return {}
+    figures = {"fp8_layers": use_float8_linears(pipe.unet, scaling="static")}
+    figures["fp8_training_layers"] = use_float8_training(pipe.unet)
+    if mode.endswith(("-calibrated", "-static")):
+        figures["calibrated"] = calibrate_on_timesteps(pipe, inputs)
+    if mode.endswith("-static"):
+        figures["gradients_calibrated"] = calibrate_gradients_on_timesteps(pipe, inputs, lora)
+    return figures
+
+
+def _aspect(text: str) -> tuple[int, int]:
+    width, _, height = text.partition(":")
+    if not (width.isdigit() and height.isdigit() and int(width) > 0 and int(height) > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an aspect W:H of two positive whole numbers, e.g. 3:4")
+    return int(width), int(height)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,28 @@ def test_unet_training_benchmark_times_each_layout_and_scope_against_eager(tmp_p
 
 
 @pytest.mark.usefixtures("fresh_dynamo")
+def test_unet_training_benchmark_times_a_bucket_compiled_after_another_as_a_warm_up_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from bench.benchmark_unet_training import main
+
+    out = tmp_path / "unet-training.json"
+    args = ["--model", "tiny", "--batch", "1", "--backend", "eager", "--modes", "blocks-nchw-nocast"]
+    assert main([*args, "--aspect", "3:4", "--after", "1:1", "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    # The timed calls at the portrait bucket's latents, the square's call made first in each mode.
+    assert results["aspect"] == "3:4" and results["latents"][2] > results["latents"][3]
+    assert results["compiled_after"][2] == results["compiled_after"][3] != results["latents"][2]
+    eager, mode = results["unet_training"]
+    assert mode["call_s"] > 0 and mode["gradient_relative_difference"] < 1e-4
+    with pytest.raises(SystemExit):
+        main([*args, "--aspect", "3x4"])
+    assert "'3x4' is not an aspect W:H" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("fresh_dynamo")
 def test_training_benchmark_times_the_reference_the_eager_baseline_and_a_workers_two_users(
     tmp_path: Path, model_cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
