@@ -89,7 +89,7 @@ def compile_training(pipe: Any, plan: Any, settings: Settings, scope: str) -> tu
     jobs on plain pictures (then zeroed), so no user's training waits for a compile; with CUDA graphs, each bucket's
     step is then captured by a second round of those jobs. Returns the slot and the seconds it took."""
     from pipeline.diffusion.training.config import TrainingConfig
-    from pipeline.diffusion.training.dataset import BUCKET_ASPECTS
+    from pipeline.diffusion.training.dataset import WARM_UP_ORDER
     from pipeline.diffusion.training.slot import TrainingSlot
 
     started = time.monotonic()
@@ -111,10 +111,10 @@ def compile_training(pipe: Any, plan: Any, settings: Settings, scope: str) -> tu
             layers, calibrated = _train_base_in_float8(pipe, slot, settings, Path(scratch))
             log.info("%d UNet layers train in FP8 (%d gradient scales calibrated)", layers, calibrated)
         # With graphs, every bucket is warmed before any is captured (``TrainingGraphs.warming``), then captured.
-        # Compiled in the buckets' own order, square first: the first shape gets graphs specialised to it (later
-        # shapes share dynamic ones); only the captures below go largest first.
+        # Compiled in ``WARM_UP_ORDER``: the first shape gets graphs specialised to it (later shapes share graphs
+        # whose token count is dynamic); only the captures below go largest first.
         with slot.graphs.warming() if slot.graphs is not None else contextlib.nullcontext():
-            _train_every_bucket(pipe, config, slot, Path(scratch), "warmed", BUCKET_ASPECTS)
+            _train_every_bucket(pipe, config, slot, Path(scratch), "warmed", WARM_UP_ORDER)
         if slot.graphs is not None:
             _train_every_bucket(pipe, config, slot, Path(scratch), "captured", capture_order(pipe, config))
     return slot, time.monotonic() - started

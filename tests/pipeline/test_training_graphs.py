@@ -80,3 +80,14 @@ def test_a_worker_captures_its_largest_bucket_first(model_cache_dir: Path) -> No
         areas = [math.prod(headshot_size(pipe, aspect, native=config.resolution)) for aspect in order]
         assert sorted(order) == sorted(BUCKET_ASPECTS)
         assert areas == sorted(areas, reverse=True) and areas[0] > areas[-1], (config.resolution, order, areas)
+
+
+def test_a_worker_compiles_the_bucket_of_a_phones_portrait_photo_first(model_cache_dir: Path) -> None:
+    from pipeline.diffusion.generation import headshot_size
+    from pipeline.diffusion.training.dataset import BUCKET_ASPECTS, PHONE_BUCKET, WARM_UP_ORDER, bucket_size
+
+    pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
+    # A 12 MP phone camera's portrait photo, and one as Telegram sends it (longest side 1280), fall in that bucket.
+    for width, height in ((3024, 4032), (960, 1280)):
+        assert bucket_size(pipe, width, height) == headshot_size(pipe, PHONE_BUCKET)
+    assert WARM_UP_ORDER[0] == PHONE_BUCKET and sorted(WARM_UP_ORDER) == sorted(BUCKET_ASPECTS)

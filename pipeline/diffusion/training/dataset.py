@@ -22,7 +22,9 @@ __all__ = [
     "BUCKET_ASPECTS",
     "ENCODE_CHUNK",
     "LatentBucket",
+    "PHONE_BUCKET",
     "TrainingSet",
+    "WARM_UP_ORDER",
     "bucket_size",
     "crop_to",
     "decode_for_training",
@@ -33,6 +35,11 @@ __all__ = [
 
 # (width, height) shapes; 1:1 first, so square photos keep the model's own square size.
 BUCKET_ASPECTS = ((1, 1), (4, 5), (5, 4), (3, 4), (4, 3))
+# The order a worker's training warm-up compiles the buckets in: the first shape compiled gets graphs specialised to
+# its size (later ones share graphs whose token count is dynamic), so a phone's 3:4 portrait photo, the bucket most
+# selfies fall in, comes first.
+PHONE_BUCKET = (3, 4)
+WARM_UP_ORDER = (PHONE_BUCKET, *(aspect for aspect in BUCKET_ASPECTS if aspect != PHONE_BUCKET))
 # Crops the VAE encodes at once: a 1024px encode is memory-hungry, and larger chunks gained little
 # (``bench.benchmark_encoding`` times others, BENCHMARKS.md 2026-12-04 fourth session).
 ENCODE_CHUNK = 4
