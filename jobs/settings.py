@@ -119,11 +119,9 @@ class Settings(BaseSettings):
         "(eager training through compiled regions would recompile them for every job).",
     )
     warm_aspects: str = Field(
-        default="profile,square,portrait",
+        default="square,profile,portrait",
         description="The headshot shapes a compiled worker renders once at start (comma-separated names from "
-        "pipeline/looks.py), so no request at them compiles. A shape left out costs its first request a compile. "
-        "The first one's graphs are specialised to its size (later shapes share graphs with a dynamic token count), "
-        "so the default shape, 4:5 profile, comes first.",
+        "pipeline/looks.py), so no request at them compiles. A shape left out costs its first request a compile.",
     )
     compile_cache_dir: Path | None = Field(
         default=None,

@@ -69,7 +69,9 @@ def compile_for_serving(
     from pipeline.diffusion.references import supports_references
 
     actions, references = supports_actions(pipe), supports_references(pipe)
-    batch_sizes = sorted(set(batch_sizes))
+    # Largest first: the first batch compiled gets graphs specialised to its size (later ones share graphs whose batch
+    # is dynamic), and the full batch is what most of a request renders (6 candidates: a batch of 4, then 2).
+    batch_sizes = sorted(set(batch_sizes), reverse=True)
     looks = {(style.aspect, style.scheduler, style.guidance_scale > 1): style for style in styles}
     # Non-square looks first: traced first at a square size, the VAE decoder's dynamic graph takes one size for both
     # height and width (dynamo's duck sizing), and the first non-square look compiles it again (BENCHMARKS.md).
