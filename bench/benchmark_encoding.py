@@ -7,7 +7,12 @@ cropped one at a time. Then each way of ``WAYS`` times its first call (what a wo
 on top: cuDNN's choices, kernels loaded) and the median of ``--repeats`` calls. The ways run in ``WAYS``' order in
 one process, so a way after the first finds the kernels the ones before it loaded, as a worker's first job finds
 those its warm-up loaded. Last, one warm call of the worker's way is profiled: its GPU time by kernel. Give phone-sized
-photos (``python -m bench.phone_selfies``) for a user's real cost."""
+photos (``python -m bench.phone_selfies``) for a user's real cost.
+
+The ways (2026-12-05): the worker's, whose VAE encoder runs its group norms through ``headshot::group_norm``
+(``model_setup.use_group_norm_operators``), against the same with torch's norms, the worker's way until then. The
+fourth session's other ways (a channels-last encoder, a compiled one) are in BENCHMARKS.md and
+git history."""
 
 from __future__ import annotations
 
@@ -15,36 +20,34 @@ import argparse
 import io
 import statistics
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from bench.measure import (
     add_cudnn_autotune_switch,
     benchmark_pipeline,
     describe_run,
-    graph_count,
     list_recorder,
     measured,
     sample_images,
     use_cudnn_autotune,
 )
 
-__all__ = ["WAYS", "main", "profile_kernels"]
+__all__ = ["WAYS", "Way", "main", "profile_kernels"]
 
-# name -> (crops the VAE encodes at once, the encoder's memory format, compiled, the photos drafted). A worker's
-# warm-up first (one picture a bucket: a chunk of two), then the way before this one, the worker's and the others;
-# the compiled way last (it stays compiled).
-WAYS: dict[str, tuple[int, str, bool, bool]] = {
-    "warm-up: chunks of 2, NCHW encoder, whole decodes": (2, "contiguous_format", False, False),
-    "before: chunks of 4, channels-last encoder, whole decodes": (4, "channels_last", False, False),
-    "worker: chunks of 4, NCHW encoder, drafted decodes": (4, "contiguous_format", False, True),
-    "chunks of 4, NCHW encoder, whole decodes": (4, "contiguous_format", False, False),
-    "chunks of 8, NCHW encoder, drafted decodes": (8, "contiguous_format", False, True),
-    "chunks of 4, channels-last encoder compiled (compile_decoder's way), drafted decodes": (
-        4,
-        "channels_last",
-        True,
-        True,
-    ),
+
+class Way(NamedTuple):
+    chunk: int  # crops the VAE encodes at once
+    drafted: bool  # the photos decoded as ``decode_for_training`` decodes them, else whole
+    operator_norms: bool  # the encoder's group norms through ``headshot::group_norm``, else torch's
+
+
+# A worker's warm-up first (one picture a bucket: a chunk of two), then the way before, the worker's and another.
+WAYS: dict[str, Way] = {
+    "warm-up: chunks of 2, norms through the operator": Way(2, True, True),
+    "before: chunks of 4, torch's norms": Way(4, True, False),
+    "worker: chunks of 4, norms through the operator": Way(4, True, True),
+    "chunks of 8, norms through the operator": Way(8, True, True),
+    "chunks of 4, norms through the operator, whole decodes": Way(4, False, True),
 }
 
 
@@ -91,10 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     add_cudnn_autotune_switch(parser)
     args = parser.parse_args(argv)
 
-    import torch
     from PIL import Image
 
-    from pipeline.diffusion.acceleration import compile_decoder, gpu_layout, use_fast_maths
+    from pipeline.diffusion.acceleration import gpu_layout, use_fast_maths
+    from pipeline.diffusion.group_norm import use_group_norm_operator
     from pipeline.diffusion.loading import pick_device
     from pipeline.diffusion.training import dataset
     from pipeline.diffusion.training.dataset import bucket_size, crop_to, decode_for_training, encode_training_set
@@ -127,14 +130,11 @@ def main(argv: list[str] | None = None) -> int:
                 crop_to(image, bucket_size(pipe, image.width, image.height))
         record({"way": f"crops of {name} decodes, one at a time", "seconds": round(timed.seconds, 3)})
 
-    eager_forward = pipe.vae.encoder.forward
-    compiled_forward = compile_decoder(eager_forward)
     worker_chunk = dataset.ENCODE_CHUNK
-    for way, (chunk, layout, compiled, drafts) in WAYS.items():
-        pipe.vae.encoder.to(memory_format=getattr(torch, layout))
-        pipe.vae.encoder.forward = compiled_forward if compiled else eager_forward
-        images = drafted if drafts else whole
-        dataset.ENCODE_CHUNK = chunk
+    for name, way in WAYS.items():
+        use_group_norm_operator(pipe.vae.encoder, enabled=way.operator_norms, no_grad=True)
+        images = drafted if way.drafted else whole
+        dataset.ENCODE_CHUNK = way.chunk
         with measured(device) as first:
             encode_training_set(pipe, images)
         seconds = []
@@ -144,17 +144,15 @@ def main(argv: list[str] | None = None) -> int:
             seconds.append(timed.seconds)
         record(
             {
-                "way": way,
+                "way": name,
                 "first_call_s": round(first.seconds, 3),
-                "graphs": graph_count(),
                 "warm_s": round(statistics.median(seconds), 3),
                 "peak_gib": round(timed.peak_gib, 2),
             }
         )
     dataset.ENCODE_CHUNK = worker_chunk
+    use_group_norm_operator(pipe.vae.encoder, no_grad=True)
     if device.startswith("cuda"):
-        pipe.vae.encoder.to(memory_format=torch.contiguous_format)
-        pipe.vae.encoder.forward = eager_forward
         kernels = profile_kernels(lambda: encode_training_set(pipe, drafted))
         record({"way": "worker, profiled", "kernels": kernels})
     return 0

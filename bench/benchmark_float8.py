@@ -83,7 +83,7 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
         scaling, scope = VARIANTS[name]
         _uncompile(pipe)
         use_bf16_linears(pipe.unet)
-        use_group_norm_operator(pipe.unet, enabled="-gn" in name, rendering=True)
+        use_group_norm_operator(pipe.unet, enabled="-gn" in name, no_grad=True)
         float8.EAGER_INPUT_CAST = "eager" if name.endswith("-eager-cast") else worker_cast
         layout = torch.contiguous_format if scope == "blocks" else torch.channels_last
         pipe.unet.to(memory_format=layout)  # as a worker lays out each scope (use_channels_last)

@@ -30,6 +30,7 @@ __all__ = [
     "prepare_training",
     "renders_in_float8",
     "use_float8_rendering",
+    "use_group_norm_operators",
 ]
 
 log = logging.getLogger(__name__)
@@ -111,14 +112,8 @@ def prepare_model(settings: Settings) -> ServingModel:
         # Before any compile, so every graph is traced with the FP8 layers (training runs their bf16 branch unless
         # HEADSHOT_TRAIN_FLOAT8).
         use_float8_rendering(pipe, settings)
-    if compiling.cuda_graphs:
-        # Render calls replay from CUDA graphs, where the group norm operator's launches cost the host nothing: render
-        # through it too, as training does. Before any compile, training's too: graphs trace a norm's class.
-        from pipeline.diffusion.group_norm import use_group_norm_operator
-
-        log.info(
-            "%d group norms render through headshot::group_norm", use_group_norm_operator(pipe.unet, rendering=True)
-        )
+    if device.startswith("cuda"):
+        use_group_norm_operators(pipe, render_graphs=compiling.cuda_graphs)
     loaded = weight_dtypes(pipe)
     prepare_training(model, settings, compiling)
     if compiling.unet:
@@ -133,6 +128,23 @@ def prepare_model(settings: Settings) -> ServingModel:
     _check_weight_dtypes(loaded, weight_dtypes(pipe))
     log.info("ready to serve in %.1f s%s", time.monotonic() - started, _gpu_memory(device))
     return model
+
+
+def use_group_norm_operators(pipe: Any, *, render_graphs: bool) -> None:
+    """A GPU worker's group norms through ``headshot::group_norm`` with gradients off too, where that pays: the VAE
+    encoder's (a training job's selfies, an action's source image: norms over megapixels, whose kernels dwarf the
+    launches), and with ``render_graphs`` the UNet's (replayed, the launches cost nothing). Before any compile:
+    graphs trace a norm's class. Training runs the UNet's through it anyway (``TrainingSlot``)."""
+    from pipeline.diffusion.group_norm import use_group_norm_operator
+
+    encoder = getattr(pipe.vae, "encoder", None)
+    encoded = 0 if encoder is None else use_group_norm_operator(encoder, no_grad=True)
+    rendered = use_group_norm_operator(pipe.unet, no_grad=True) if render_graphs else 0
+    log.info(
+        "group norms through headshot::group_norm without gradients: %d of the VAE encoder's, %d of the UNet's",
+        encoded,
+        rendered,
+    )
 
 
 def _gpu_memory(device: str) -> str:

@@ -7,8 +7,9 @@ each channel's pixels are reduced in chunks by many programs and the chunks' mom
 then one pass normalizes, in the input's dtype with float32 inside: on an H200 a training call's norms take a
 quarter of the time (``python -m bench.benchmark_group_norm``, BENCHMARKS.md 2026-12-04 fifth session).
 
-A worker's training slot trains through it; ``OneOperatorGroupNorm`` says where it runs, and ``ReplayedGroupNorm``
-renders through it too, for a worker whose render calls replay from CUDA graphs. On CUDA the operators run
+A worker's training slot trains through it; ``OneOperatorGroupNorm`` says where it runs. ``NoGradGroupNorm`` runs it
+with gradients off too: in a GPU worker's VAE encoder, whose norms are large enough to pay for the launches, and in
+a UNet whose render calls replay from CUDA graphs, where launches cost nothing. On CUDA the operators run
 Triton kernels (``group_norm_kernel``) on NCHW tensors (the UNet's layout with the "blocks" scope); elsewhere the
 same maths run in float32 torch ops, so a CPU's tiny model trains through the same operator. They are
 ``torch.library`` operators, not an ``autograd.Function``, so inductor's caches keep the graphs that call them
@@ -22,7 +23,7 @@ from typing import Any
 import torch
 from torch.nn import functional
 
-__all__ = ["OneOperatorGroupNorm", "ReplayedGroupNorm", "group_norm", "group_norm_backward", "use_group_norm_operator"]
+__all__ = ["OneOperatorGroupNorm", "NoGradGroupNorm", "group_norm", "group_norm_backward", "use_group_norm_operator"]
 
 
 def _moments(x: torch.Tensor, groups: int, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -137,27 +138,28 @@ class OneOperatorGroupNorm(torch.nn.GroupNorm):
     (BENCHMARKS.md, 2026-12-04 fifth session). A channels-last input (the "unet" and "regions" scopes) keeps
     torch's norm, which inductor compiles there."""
 
-    renders = False  # gradients off: torch's norm (``ReplayedGroupNorm``: the operator)
+    no_grad = False  # gradients off: torch's norm (``NoGradGroupNorm``: the operator)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002 - torch.nn.GroupNorm's parameter name
-        if not (self.renders or torch.is_grad_enabled()) or input.dim() < 3 or not input.is_contiguous():
+        if not (self.no_grad or torch.is_grad_enabled()) or input.dim() < 3 or not input.is_contiguous():
             return functional.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
         return torch.ops.headshot.group_norm(input, self.weight, self.bias, self.num_groups, self.eps)[0]
 
 
-class ReplayedGroupNorm(OneOperatorGroupNorm):
-    """``OneOperatorGroupNorm`` that renders through the operator too, gradients on or off: for a UNet whose render
-    calls replay from CUDA graphs (``HEADSHOT_RENDER_CUDA_GRAPHS``), where the operator's launches cost the host
-    nothing and its kernels save the GPU time (a replayed FP8 render call 3.3% faster, BENCHMARKS.md 2026-12-04
-    sixth session). A call that does not replay still gets the same numbers, launched from Python."""
+class NoGradGroupNorm(OneOperatorGroupNorm):
+    """``OneOperatorGroupNorm`` through the operator with gradients on or off. For norms whose launches from Python
+    cost nothing next to their kernels: a VAE encoder's, over a megapixel of 128 channels (torch's norm was 169 of
+    the ~600 ms of kernels encoding a job's 20 crops on an H200, BENCHMARKS.md 2026-12-04 fourth session), and a
+    UNet's whose render calls replay from CUDA graphs (``HEADSHOT_RENDER_CUDA_GRAPHS``; a replayed FP8 render call
+    3.3% faster, sixth session)."""
 
-    renders = True
+    no_grad = True
 
 
-def use_group_norm_operator(model: Any, *, enabled: bool = True, rendering: bool = False) -> int:
+def use_group_norm_operator(model: Any, *, enabled: bool = True, no_grad: bool = False) -> int:
     """Make every affine ``torch.nn.GroupNorm`` of ``model`` train through ``headshot::group_norm`` and, with
-    ``rendering``, render through it too (``ReplayedGroupNorm``); ``enabled=False``: torch's norm again. A norm that
-    renders through the operator already keeps doing so. Returns how many norms. Call it before compiling: a
+    ``no_grad``, run it with gradients off too (``NoGradGroupNorm``); ``enabled=False``: torch's norm again. A norm
+    that runs it with gradients off already keeps doing so. Returns how many norms. Call it before compiling: a
     compiled graph keeps the forward it traced."""
     count = 0
     for module in model.modules():
@@ -165,8 +167,8 @@ def use_group_norm_operator(model: Any, *, enabled: bool = True, rendering: bool
             continue
         if not enabled:
             module.__class__ = torch.nn.GroupNorm
-        elif rendering:
-            module.__class__ = ReplayedGroupNorm
+        elif no_grad:
+            module.__class__ = NoGradGroupNorm
         elif not isinstance(module, OneOperatorGroupNorm):
             module.__class__ = OneOperatorGroupNorm
         count += 1

@@ -94,3 +94,17 @@ def test_training_benchmark_times_the_reference_the_eager_baseline_and_a_workers
         assert entry["image_steps_per_s"] > 0 and entry["tflops"] > 0, variant
     assert results["tflop_per_image_step"] > 0 and results["worker_training_ready_s"] >= 0
     assert results["profile"]["wall_s"] > 0
+
+
+def test_encoding_benchmark_times_each_way_of_a_jobs_first_phase(tmp_path: Path) -> None:
+    import json
+
+    from bench.benchmark_encoding import WAYS, main
+
+    out = tmp_path / "encoding.json"
+    assert main(["--model", "tiny", "--count", "2", "--repeats", "1", "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    timed = [entry for entry in results["encodings"] if entry["way"] in WAYS]
+    assert [entry["way"] for entry in timed] == list(WAYS)
+    assert all(entry["first_call_s"] > 0 and entry["warm_s"] > 0 for entry in timed)
+    assert results["encodings"][0]["way"] == "decode whole, one at a time (before)"  # the host's part first

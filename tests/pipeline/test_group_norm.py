@@ -12,13 +12,15 @@ from typing import Any
 
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 from torch.nn import functional
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from bench.benchmark_unet import unet_call_inputs
-from pipeline.diffusion.group_norm import OneOperatorGroupNorm, ReplayedGroupNorm, use_group_norm_operator
+from pipeline.diffusion.group_norm import NoGradGroupNorm, OneOperatorGroupNorm, use_group_norm_operator
 from pipeline.diffusion.loading import load_base_pipeline
+from pipeline.diffusion.training.dataset import encode_training_set
 from tests.pipeline.triton_kernels import naming
 
 on_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="the Triton kernels need a CUDA GPU")
@@ -104,15 +106,36 @@ def test_a_unet_that_replays_its_renders_renders_through_the_operator_and_traini
     unet, inputs = pipe.unet, unet_call_inputs(pipe, batch=2)
     with torch.no_grad():
         reference = unet(**inputs).sample
-    count = use_group_norm_operator(unet, rendering=True)  # a worker with HEADSHOT_RENDER_CUDA_GRAPHS, before compiling
+    count = use_group_norm_operator(unet, no_grad=True)  # a worker with HEADSHOT_RENDER_CUDA_GRAPHS, before compiling
     assert use_group_norm_operator(unet) == count  # its TrainingSlot's call after it leaves the norms rendering
-    assert count > 0 and all(type(m) is ReplayedGroupNorm for m in unet.modules() if isinstance(m, nn.GroupNorm))
+    assert count > 0 and all(type(m) is NoGradGroupNorm for m in unet.modules() if isinstance(m, nn.GroupNorm))
     with torch.no_grad(), _OperatorCalls() as calls:
         rendered = unet(**inputs).sample
     assert calls.operators.count(torch.ops.headshot.group_norm.default) == count  # each norm once, gradients off
     torch.testing.assert_close(rendered, reference, rtol=1e-4, atol=1e-5)  # the same maths, float32 rounding
     assert use_group_norm_operator(unet, enabled=False) == count
     assert all(type(m) is nn.GroupNorm for m in unet.modules() if isinstance(m, nn.GroupNorm))
+
+
+def test_a_vae_encoder_encodes_a_training_set_the_same_through_the_operator(
+    model_cache: Path, astronaut: Image.Image
+) -> None:
+    pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache)
+    images = [astronaut, astronaut.crop((0, 0, 400, 512))]  # two buckets: square and portrait
+    plain = encode_training_set(pipe, images)
+    assert use_group_norm_operator(pipe.vae.encoder, no_grad=True) > 0  # as a GPU worker's start does
+    # Each norm fed an NCHW-contiguous input runs the operator; the few fed a transposed view (after the mid-block's
+    # attention) keep torch's.
+    contiguous: list[bool] = []
+    for norm in (module for module in pipe.vae.encoder.modules() if isinstance(module, NoGradGroupNorm)):
+        norm.register_forward_pre_hook(lambda _, args: contiguous.append(args[0].is_contiguous()))
+    with _OperatorCalls() as calls:
+        ours = encode_training_set(pipe, images)
+    assert calls.operators.count(torch.ops.headshot.group_norm.default) == sum(contiguous) > len(contiguous) / 2
+    for got, expected in zip(ours.buckets, plain.buckets, strict=True):
+        assert got.size == expected.size
+        torch.testing.assert_close(got.mean, expected.mean, rtol=1e-4, atol=1e-5)  # float32 rounding only
+        torch.testing.assert_close(got.std, expected.std, rtol=1e-4, atol=1e-5)
 
 
 def test_a_lora_on_the_tiny_unet_gets_the_same_gradient_through_the_operator(
