@@ -11,6 +11,10 @@ built. Every way's images are compared with eager's (largest difference, in 0-1 
 ``decoder regions`` compiles only the decoder's ResNet blocks and upsamplers, each with every size dynamic, the rest
 eager (its attention, its first and last convolutions): smaller graphs, shared by blocks of one shape, so a cold
 start may compile them in a fraction of the whole decoder's minute, if its decodes keep most of the graph's speed.
+Every way but the two NCHW ones lays the decoder out channels-last, as a worker does (``gpu_layout``); those two
+compile it NCHW, the second with its group norms through ``headshot::group_norm`` (as a GPU worker's encoder runs
+them): whether the operator's norms pay for cuDNN's layout conversions around NCHW convolutions. ``--ways`` picks
+some (the first is the others' reference).
 """
 
 from __future__ import annotations
@@ -19,18 +23,27 @@ import argparse
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from bench.measure import benchmark_pipeline, describe_run, graph_count, list_recorder, measured
 
-__all__ = ["WAYS", "compile_decoder_regions", "decoder_shapes", "main"]
+__all__ = ["WAYS", "Way", "compile_decoder_regions", "decoder_shapes", "main"]
 
-# name -> ``compile_decoder``'s ``single_images``, None for the decoder eager (the plain pipeline's), or "regions".
-WAYS: dict[str, str | None] = {
-    "eager": None,
-    "single images compiled": "compiled",
-    "worker": "eager",
-    "decoder regions": "regions",
+
+class Way(NamedTuple):
+    single_images: str | None  # ``compile_decoder``'s, None for the decoder eager (the plain pipeline's), or "regions"
+    channels_last: bool  # the decoder's layout (a worker's: channels-last, ``gpu_layout``), else NCHW
+    operator_norms: bool  # its group norms through ``headshot::group_norm`` (NCHW only), else torch's
+
+
+WAYS: dict[str, Way] = {
+    "eager": Way(None, True, False),
+    "single images compiled": Way("compiled", True, False),
+    "worker": Way("eager", True, False),
+    "decoder regions": Way("regions", True, False),
+    # The encoder's way (NCHW, its norms through the operator), compiled as the worker compiles the decoder.
+    "NCHW with torch's norms": Way("eager", False, False),
+    "NCHW with the operator's norms": Way("eager", False, True),
 }
 REGION_CLASSES = ("ResnetBlock2D", "Upsample2D")
 
@@ -50,12 +63,22 @@ def decoder_shapes(pipe: Any, *, batch: int) -> dict[str, tuple[int, int, int]]:
     }
 
 
-def run_ways(pipe: Any, shapes: dict[str, tuple[int, int, int]], *, record: Any, repeats: int, backend: str) -> None:
-    """Time every way of ``WAYS`` at every shape of ``shapes``; ``record`` each figure."""
+def run_ways(
+    pipe: Any,
+    shapes: dict[str, tuple[int, int, int]],
+    *,
+    record: Any,
+    repeats: int,
+    backend: str,
+    ways: list[str] | None = None,
+) -> None:
+    """Time each way of ``ways`` (default: every way of ``WAYS``) at every shape of ``shapes``; ``record`` each
+    figure. The first way's images are the others' reference (eager's, by default)."""
     import torch
     import torch._dynamo
 
     from pipeline.diffusion.acceleration import compile_decoder
+    from pipeline.diffusion.group_norm import use_group_norm_operator
 
     vae, device = pipe.vae, str(pipe.vae.device)
     vae.eval()
@@ -68,8 +91,15 @@ def run_ways(pipe: Any, shapes: dict[str, tuple[int, int, int]], *, record: Any,
     }
     plain = vae.decode
     reference: dict[str, Any] = {}
-    for way, single_images in WAYS.items():
+    for way in ways or list(WAYS):
+        single_images, channels_last, operator_norms = WAYS[way]
+        for module in vae.modules():  # no way's compiled regions left for the next
+            module._compiled_call_impl = None
         torch._dynamo.reset()
+        for part in (vae.decoder, getattr(vae, "post_quant_conv", None)):  # as ``gpu_layout`` lays them out
+            if part is not None:
+                part.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        use_group_norm_operator(vae.decoder, enabled=operator_norms, no_grad=True)
         decode = plain
         if single_images == "regions":
             compile_decoder_regions(vae, backend=backend)
@@ -106,6 +136,7 @@ def run_ways(pipe: Any, shapes: dict[str, tuple[int, int, int]], *, record: Any,
         )
     for module in vae.modules():  # the VAE as it came
         module._compiled_call_impl = None
+    use_group_norm_operator(vae.decoder, enabled=False)
     torch._dynamo.reset()
 
 
@@ -125,15 +156,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=4, help="a request's batch (default 4)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--backend", default="inductor", help="torch.compile backend ('eager' traces only)")
+    parser.add_argument("--ways", help=f"comma-separated, from: {', '.join(WAYS)} (default: all)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
+    ways = [way.strip() for way in args.ways.split(",")] if args.ways else None
+    unknown = sorted(set(ways or []) - set(WAYS))
+    if unknown:
+        parser.error(f"--ways names {', '.join(unknown)}; pick from: {', '.join(WAYS)}")
 
     from pipeline.diffusion.loading import pick_device
 
     pipe = benchmark_pipeline(args.model, pick_device())
     results: dict[str, Any] = {**describe_run(args.model), "vae_dtype": str(pipe.vae.dtype)}
     record = list_recorder(results, "decodes", args.out)
-    run_ways(pipe, decoder_shapes(pipe, batch=args.batch), record=record, repeats=args.repeats, backend=args.backend)
+    shapes = decoder_shapes(pipe, batch=args.batch)
+    run_ways(pipe, shapes, record=record, repeats=args.repeats, backend=args.backend, ways=ways)
     return 0
 
 
