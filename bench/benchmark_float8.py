@@ -34,7 +34,8 @@ __all__ = ["VARIANTS", "main"]
 
 # name -> (FP8 scaling or None for bf16, compile scope), in the order they run; a name ending "-dynamic" compiles the
 # blocks dynamic=True from their first call, one ending "-eager-cast" casts eager layers' inputs eagerly, one ending
-# "-graphs" replays its calls from a CUDA graph (pipeline.diffusion.cuda_graphs, HEADSHOT_RENDER_CUDA_GRAPHS).
+# "-graphs" replays its calls from a CUDA graph (pipeline.diffusion.cuda_graphs, HEADSHOT_RENDER_CUDA_GRAPHS); one with
+# "-nchw" lays the regions out NCHW (the blocks always are), so their norms can run the operator ("-gn").
 VARIANTS: dict[str, tuple[str | None, str]] = {
     "bf16-blocks": (None, "blocks"),
     "dynamic-blocks": ("dynamic", "blocks"),
@@ -49,6 +50,7 @@ VARIANTS: dict[str, tuple[str | None, str]] = {
     "static-regions-graphs": ("static", "regions"),
     "static-blocks-gn": ("static", "blocks"),
     "static-blocks-gn-graphs": ("static", "blocks"),
+    "static-regions-nchw-gn-graphs": ("static", "regions"),
 }
 CALIBRATION_TIMESTEPS = (999, 500, 1)
 
@@ -85,7 +87,7 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
         use_bf16_linears(pipe.unet)
         use_group_norm_operator(pipe.unet, enabled="-gn" in name, no_grad=True)
         float8.EAGER_INPUT_CAST = "eager" if name.endswith("-eager-cast") else worker_cast
-        layout = torch.contiguous_format if scope == "blocks" else torch.channels_last
+        layout = torch.contiguous_format if scope == "blocks" or "-nchw" in name else torch.channels_last
         pipe.unet.to(memory_format=layout)  # as a worker lays out each scope (use_channels_last)
         figures: dict[str, Any] = {}
         if scaling:
