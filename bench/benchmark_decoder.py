@@ -75,7 +75,6 @@ def run_ways(
     """Time each way of ``ways`` (default: every way of ``WAYS``) at every shape of ``shapes``; ``record`` each
     figure. The first way's images are the others' reference (eager's, by default)."""
     import torch
-    import torch._dynamo
 
     from pipeline.diffusion.acceleration import compile_decoder
     from pipeline.diffusion.group_norm import use_group_norm_operator
@@ -93,9 +92,7 @@ def run_ways(
     reference: dict[str, Any] = {}
     for way in ways or list(WAYS):
         single_images, channels_last, operator_norms = WAYS[way]
-        for module in vae.modules():  # no way's compiled regions left for the next
-            module._compiled_call_impl = None
-        torch._dynamo.reset()
+        _uncompile(vae)  # no way's compiled regions left for the next
         for part in (vae.decoder, getattr(vae, "post_quant_conv", None)):  # as ``gpu_layout`` lays them out
             if part is not None:
                 part.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
@@ -134,9 +131,16 @@ def run_ways(
                 "first_calls_s": round(time.perf_counter() - compile_started, 1),
             }
         )
-    for module in vae.modules():  # the VAE as it came
-        module._compiled_call_impl = None
+    _uncompile(vae)  # the VAE as it came
     use_group_norm_operator(vae.decoder, enabled=False)
+
+
+def _uncompile(vae: Any) -> None:
+    """Every compiled module of ``vae`` back to eager, and dynamo's caches emptied: the next compile starts cold."""
+    import torch._dynamo
+
+    for module in vae.modules():
+        module._compiled_call_impl = None
     torch._dynamo.reset()
 
 
