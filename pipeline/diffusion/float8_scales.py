@@ -1,8 +1,9 @@
 """The input scales of static FP8 layers (``float8``): calibrated on a few renders, and kept on disk so a restarted
 worker reuses them instead of calibrating again.
 
-Calibration (``calibrate_float8``) renders every look eagerly, about 20 s of an H200 worker's start (BENCHMARKS.md,
-2026-12-03 fourth session), and gives the same scales for the same weights and the same renders. The kept file
+Calibration (``calibrate_float8``) renders every look eagerly: one look at a time, with decodes, that was about 20 s
+of an H200 worker's cold start (BENCHMARKS.md, 2026-12-03 fourth session); ``serving.calibrate_float8_on_looks`` now
+denoises them in batches. It gives the same scales for the same weights and the same renders. The kept file
 records the calibration recipe (what was rendered) and every static layer's weight scale beside its input
 scale; it is used only when the recipe is the same and every weight scale equals the model's to the bit, so another
 checkpoint, or new weights under the same name, is calibrated afresh. It is written whole or not at all (a temporary

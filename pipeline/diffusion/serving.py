@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.diffusion.acceleration import optimize_for_inference
-from pipeline.diffusion.generation import generate_headshots
+from pipeline.diffusion.generation import DEFAULT_BATCH_SIZE, denoise_looks, generate_headshots
 
 if TYPE_CHECKING:
     from pipeline.diffusion.lora_slot import LoraSlot
@@ -91,19 +91,27 @@ def compile_for_serving(
     return time.perf_counter() - started
 
 
-def calibrate_float8_on_looks(pipe: Any, styles: Iterable[Style], *, steps: int = CALIBRATION_STEPS) -> int:
+def calibrate_float8_on_looks(
+    pipe: Any, styles: Iterable[Style], *, steps: int = CALIBRATION_STEPS, batch_size: int = DEFAULT_BATCH_SIZE
+) -> int:
     """Calibrate the input scales of ``pipe``'s static FP8 layers (``pipeline.diffusion.float8``) on one render of
     each of ``styles``, with their prompts, sizes, samplers and CFG, at ``steps`` steps; return the layers
-    calibrated. Run it eager and before any compile: the calibrating forward is not the graph a worker serves."""
+    calibrated. Looks that share a size, sampler and CFG denoise together, ``batch_size`` at a time (a request's
+    batch, which fits wherever requests do), and none is decoded: the scales are the largest inputs each layer saw,
+    the same whether the images came one at a time or in a batch. Run it eager and before any compile: the
+    calibrating forward is not the graph a worker serves."""
     from pipeline.diffusion.float8_scales import calibrate_float8
 
-    looks = {_calibration_look(style): style for style in styles}.values()
+    looks = list({_calibration_look(style): style for style in styles}.values())
+    calls = 0
 
-    def render_each() -> None:
-        for style in looks:
-            generate_headshots(pipe, style, count=1, seed=0, batch_size=1, steps=steps)
+    def render_all() -> None:
+        nonlocal calls
+        calls = denoise_looks(pipe, looks, seed=0, steps=steps, batch_size=batch_size)
 
-    return calibrate_float8(pipe.unet, render_each)
+    layers = calibrate_float8(pipe.unet, render_all)
+    log.info("FP8 calibration: %d looks of %d steps in %d batches", len(looks), steps, calls)
+    return layers
 
 
 def calibrated_float8(pipe: Any, styles: Iterable[Style], scales_file: Path) -> bool:

@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from pipeline.diffusion.float8 import Float8Linear, use_float8_linears
-from pipeline.diffusion.float8_scales import load_input_scales, save_input_scales
+from pipeline.diffusion.float8_scales import calibrate_float8, load_input_scales, save_input_scales
+from pipeline.diffusion.generation import denoise_looks, generate_headshots
 from pipeline.diffusion.loading import load_base_pipeline
-from pipeline.diffusion.serving import calibrated_float8
+from pipeline.diffusion.serving import CALIBRATION_STEPS, calibrate_float8_on_looks, calibrated_float8
 from pipeline.styles import STYLES
 from tests.pipeline.test_generation import difference
 from tests.pipeline.test_lora_slot import render
@@ -82,3 +83,26 @@ def test_a_folder_that_cannot_keep_the_scales_costs_the_next_start_a_calibration
     assert all(m.calibrated for m in pipe.unet.modules() if isinstance(m, Float8Linear))
     assert "the next start calibrates again" in caplog.text
     render(pipe)  # and it renders
+
+
+def test_looks_calibrated_in_batches_get_the_scales_of_one_render_each(model_cache_dir: Path) -> None:
+    looks = list(STYLES.values())
+    one_each = fp8_pipeline(model_cache_dir)
+
+    def render_each() -> None:  # what a worker's start did before: one eager render of each look
+        for style in looks:
+            generate_headshots(one_each, style, count=1, seed=0, batch_size=1, steps=CALIBRATION_STEPS)
+
+    calibrate_float8(one_each.unet, render_each)
+    batched = fp8_pipeline(model_cache_dir)
+    assert calibrate_float8_on_looks(batched, looks, batch_size=3) == len(input_scales(batched))
+
+    # The same inputs reach every layer; only the batch's float32 sums may round differently. (The renders then differ
+    # by FP8's rounding, not less: a scale 1e-6 off moves some values across an e4m3 step. test_float8 bounds a
+    # calibrated render against the plain one.)
+    assert input_scales(batched) == pytest.approx(input_scales(one_each), rel=1e-5)
+    scheduler = batched.scheduler
+    # The eight looks share a size and a sampler, and guide at three scales: five at 6.0, two at 5.0, one at 7.0.
+    assert denoise_looks(batched, looks, seed=0, steps=2, batch_size=3) == 4
+    assert denoise_looks(batched, looks, seed=0, steps=2, batch_size=8) == 3
+    assert batched.scheduler is scheduler  # each look's sampler was set for its batch only
