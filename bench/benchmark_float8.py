@@ -35,7 +35,8 @@ __all__ = ["VARIANTS", "main"]
 # name -> (FP8 scaling or None for bf16, compile scope), in the order they run; a name ending "-dynamic" compiles the
 # blocks dynamic=True from their first call, one ending "-eager-cast" casts eager layers' inputs eagerly, one ending
 # "-graphs" replays its calls from a CUDA graph (pipeline.diffusion.cuda_graphs, HEADSHOT_RENDER_CUDA_GRAPHS); one with
-# "-nchw" lays the regions out NCHW (the blocks always are), so their norms can run the operator ("-gn").
+# "-nchw" lays the regions out NCHW (the blocks always are); "-gn" runs the norms through the operator, in either
+# layout (channels-last through its NHWC kernels).
 VARIANTS: dict[str, tuple[str | None, str]] = {
     "bf16-blocks": (None, "blocks"),
     "dynamic-blocks": ("dynamic", "blocks"),
@@ -51,6 +52,7 @@ VARIANTS: dict[str, tuple[str | None, str]] = {
     "static-blocks-gn": ("static", "blocks"),
     "static-blocks-gn-graphs": ("static", "blocks"),
     "static-regions-nchw-gn-graphs": ("static", "regions"),
+    "static-regions-gn-graphs": ("static", "regions"),
 }
 CALIBRATION_TIMESTEPS = (999, 500, 1)
 

@@ -36,6 +36,8 @@ eager (the baseline), then each way named in ``--modes`` (``MODES``), each compi
 - ``regions-nchw-nocast-geglu-gn`` (``-graphs``, and its FP8 twin): the regions in NCHW with the norms through the
   operator, so inductor fuses the ResNets' elementwise work (42 ms of a replayed bf16 call, fifth session) while the
   norms keep the operator's kernels (channels-last regions gave that back in inductor's slower norms);
+  ``regions-nocast-geglu-gn`` (``-graphs``, and its FP8 twin): the regions channels-last, as the scope lays them out,
+  with the norms through the operator's NHWC kernels (no transposes around cuDNN's convolutions either);
 - ``blocks-norms``: the blocks and every group norm compiled (``compile_group_norms``), channels-last;
 - ``blocks-norms-nchw``: the same in NCHW;
 - ``regions``: the blocks and the glue around them (ResNet blocks, samplers), channels-last (slowest to compile);
@@ -110,6 +112,9 @@ MODES = (
     "regions-nchw-nocast-geglu-gn",
     "regions-nchw-nocast-geglu-gn-graphs",
     "regions-nchw-nocast-fp8-static-geglu-gn-graphs",
+    "regions-nocast-geglu-gn",
+    "regions-nocast-geglu-gn-graphs",
+    "regions-nocast-fp8-static-geglu-gn-graphs",
 )
 
 

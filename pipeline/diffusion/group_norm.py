@@ -10,8 +10,9 @@ quarter of the time (``python -m bench.benchmark_group_norm``, BENCHMARKS.md 202
 A worker's training slot trains through it; ``OneOperatorGroupNorm`` says where it runs. ``NoGradGroupNorm`` runs it
 with gradients off too: in a GPU worker's VAE encoder, whose norms are large enough to pay for the launches, and in
 a UNet whose render calls replay from CUDA graphs, where launches cost nothing. On CUDA the operators run
-Triton kernels (``group_norm_kernel``) on NCHW tensors (the UNet's layout with the "blocks" scope); elsewhere the
-same maths run in float32 torch ops, so a CPU's tiny model trains through the same operator. They are
+Triton kernels on NCHW tensors (``group_norm_kernel``: the UNet's layout with the "blocks" scope) and on
+channels-last ones (``group_norm_nhwc_kernel``), each result in its input's layout; elsewhere the same maths run in
+float32 torch ops, so a CPU's tiny model trains through the same operator. They are
 ``torch.library`` operators, not an ``autograd.Function``, so inductor's caches keep the graphs that call them
 (``pipeline.diffusion.geglu`` says more).
 """
@@ -23,7 +24,14 @@ from typing import Any
 import torch
 from torch.nn import functional
 
-__all__ = ["OneOperatorGroupNorm", "NoGradGroupNorm", "group_norm", "group_norm_backward", "use_group_norm_operator"]
+__all__ = [
+    "NoGradGroupNorm",
+    "OneOperatorGroupNorm",
+    "channels_last",
+    "group_norm",
+    "group_norm_backward",
+    "use_group_norm_operator",
+]
 
 
 def _moments(x: torch.Tensor, groups: int, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -31,6 +39,16 @@ def _moments(x: torch.Tensor, groups: int, eps: float) -> tuple[torch.Tensor, to
     grouped = x.float().reshape(x.shape[0], groups, -1)
     var, mean = torch.var_mean(grouped, dim=-1, correction=0)
     return grouped, mean, torch.rsqrt(var + eps)
+
+
+def channels_last(x: torch.Tensor) -> bool:
+    """Whether ``x`` is a channels-last 4-D tensor (and not also NCHW-contiguous, as one of a single pixel or channel
+    is): the operators return their results in the layout they were given, NCHW or this."""
+    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def _layout(x: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if channels_last(x) else torch.contiguous_format
 
 
 def _per_channel(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -47,7 +65,7 @@ def group_norm(
     grouped, mean, rstd = _moments(x, groups, eps)
     normalized = ((grouped - mean[..., None]) * rstd[..., None]).reshape(x.shape)
     out = normalized * _per_channel(weight, x) + _per_channel(bias, x)
-    return out.to(x.dtype), mean, rstd
+    return out.to(x.dtype).contiguous(memory_format=_layout(x)), mean, rstd
 
 
 @group_norm.register_fake
@@ -55,7 +73,7 @@ def _group_norm_shapes(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: int, eps: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     stats = x.new_empty((x.shape[0], groups), dtype=torch.float32)
-    return torch.empty_like(x, memory_format=torch.contiguous_format), stats, torch.empty_like(stats)
+    return torch.empty_like(x, memory_format=_layout(x)), stats, torch.empty_like(stats)
 
 
 @torch.library.custom_op("headshot::group_norm_backward", mutates_args=())
@@ -71,20 +89,24 @@ def group_norm_backward(
     mean_grad = normalized_grad.mean(dim=-1, keepdim=True)
     mean_product = (normalized_grad * normalized).mean(dim=-1, keepdim=True)
     result = rstd[..., None] * (normalized_grad - mean_grad - normalized * mean_product)
-    return result.reshape(x.shape).to(x.dtype)
+    return result.reshape(x.shape).to(x.dtype).contiguous(memory_format=_layout(x))
 
 
 @group_norm_backward.register_fake
 def _group_norm_backward_shape(
     grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor, groups: int
 ) -> torch.Tensor:
-    return torch.empty_like(x, memory_format=torch.contiguous_format)
+    return torch.empty_like(x, memory_format=_layout(x))
 
 
 @group_norm.register_kernel("cuda")
 def _group_norm_cuda(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: int, eps: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    if channels_last(x):
+        from pipeline.diffusion.group_norm_nhwc_kernel import group_norm_forward_nhwc
+
+        return group_norm_forward_nhwc(x, weight, bias, groups, eps)
     from pipeline.diffusion.group_norm_kernel import group_norm_forward_nchw
 
     return group_norm_forward_nchw(x, weight, bias, groups, eps)
@@ -94,6 +116,10 @@ def _group_norm_cuda(
 def _group_norm_backward_cuda(
     grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor, groups: int
 ) -> torch.Tensor:
+    if channels_last(x):
+        from pipeline.diffusion.group_norm_nhwc_kernel import group_norm_backward_nhwc
+
+        return group_norm_backward_nhwc(grad, x, weight, mean, rstd, groups)
     from pipeline.diffusion.group_norm_kernel import group_norm_backward_nchw
 
     return group_norm_backward_nchw(grad, x, weight, mean, rstd, groups)
@@ -132,16 +158,17 @@ class OneOperatorGroupNorm(torch.nn.GroupNorm):
     """``torch.nn.GroupNorm`` whose training forward is ``headshot::group_norm`` (same weights, same outputs within
     the input dtype's rounding).
 
-    Only where gradients are on, and only for an NCHW-contiguous input: a training step replays its kernels from
-    CUDA graphs, but rendering launches the UNet's eager glue from Python, and there the operator's dispatch and its
-    three Triton launches a norm cost the host more than the kernels save the GPU: a render call measured slower
-    (BENCHMARKS.md, 2026-12-04 fifth session). A channels-last input (the "unet" and "regions" scopes) keeps
-    torch's norm, which inductor compiles there."""
+    Only where gradients are on: a training step replays its kernels from CUDA graphs, but rendering launches the
+    UNet's eager glue from Python, and there the operator's dispatch and its three Triton launches a norm cost the
+    host more than the kernels save the GPU: a render call measured slower (BENCHMARKS.md, 2026-12-04 fifth
+    session). And only for an NCHW-contiguous input (the "blocks" scope's layout) or a channels-last one (the "unet"
+    and "regions" scopes'; ``group_norm_nhwc_kernel``); another layout keeps torch's norm."""
 
     no_grad = False  # gradients off: torch's norm (``NoGradGroupNorm``: the operator)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002 - torch.nn.GroupNorm's parameter name
-        if not (self.no_grad or torch.is_grad_enabled()) or input.dim() < 3 or not input.is_contiguous():
+        laid_out = input.is_contiguous() or channels_last(input)
+        if not (self.no_grad or torch.is_grad_enabled()) or input.dim() < 3 or not laid_out:
             return functional.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
         return torch.ops.headshot.group_norm(input, self.weight, self.bias, self.num_groups, self.eps)[0]
 

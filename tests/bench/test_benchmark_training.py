@@ -25,6 +25,7 @@ def test_unet_training_benchmark_times_each_layout_and_scope_against_eager(tmp_p
         "blocks-nchw-nocast-concat",
         "blocks-nchw-nocast-geglu",
         "blocks-nchw-nocast-geglu-gn",
+        "regions-nocast-geglu-gn",
         "blocks-nchw-nocast-fp8-static",
     ]
     assert (

@@ -18,7 +18,12 @@ from torch.nn import functional
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from bench.benchmark_unet import unet_call_inputs
-from pipeline.diffusion.group_norm import NoGradGroupNorm, OneOperatorGroupNorm, use_group_norm_operator
+from pipeline.diffusion.group_norm import (
+    NoGradGroupNorm,
+    OneOperatorGroupNorm,
+    channels_last,
+    use_group_norm_operator,
+)
 from pipeline.diffusion.loading import load_base_pipeline
 from pipeline.diffusion.training.dataset import encode_training_set
 from tests.pipeline.triton_kernels import naming
@@ -81,9 +86,22 @@ def test_a_compiled_norm_trains_through_the_operator_and_renders_through_torchs(
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     with torch.no_grad():  # no gradient wanted: torch's norm, bit for bit
         assert torch.equal(ours(sample), plain(sample))
-    # A channels-last input (the "unet" and "regions" scopes' layout) keeps torch's norm, gradients on or off.
-    channels_last = sample.to(memory_format=torch.channels_last).requires_grad_(True)
-    assert torch.equal(ours(channels_last), plain(channels_last))
+    # A channels-last input (the "unet" and "regions" scopes' layout) trains through the operator too, its output in
+    # that layout; another layout keeps torch's norm.
+    given = sample.to(memory_format=torch.channels_last).requires_grad_(True)
+    with _OperatorCalls() as calls:
+        out = ours(given)
+    assert calls.operators.count(torch.ops.headshot.group_norm.default) == 1
+    assert out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()
+    out.backward(grad)
+    expected_out, expected_grad, *_ = trained(plain)
+    assert given.grad is not None
+    torch.testing.assert_close(out, expected_out, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(given.grad, expected_grad, rtol=1e-5, atol=1e-5)
+    neither = sample.transpose(2, 3).contiguous().transpose(2, 3).requires_grad_(True)  # strides of neither layout
+    with _OperatorCalls() as calls:
+        ours(neither)
+    assert torch.ops.headshot.group_norm.default not in calls.operators
     assert use_group_norm_operator(ours, enabled=False) == 1 and type(ours) is torch.nn.GroupNorm
 
 
@@ -124,14 +142,19 @@ def test_a_vae_encoder_encodes_a_training_set_the_same_through_the_operator(
     images = [astronaut, astronaut.crop((0, 0, 400, 512))]  # two buckets: square and portrait
     plain = encode_training_set(pipe, images)
     assert use_group_norm_operator(pipe.vae.encoder, no_grad=True) > 0  # as a GPU worker's start does
-    # Each norm fed an NCHW-contiguous input runs the operator; the few fed a transposed view (after the mid-block's
-    # attention) keep torch's.
-    contiguous: list[bool] = []
+    # Every norm runs the operator: most are fed NCHW-contiguous inputs, and the mid-block's after its attention a
+    # transposed view, which is channels-last (the channels-last kernels then serve it on a GPU).
+    layouts: list[str] = []
     for norm in (module for module in pipe.vae.encoder.modules() if isinstance(module, NoGradGroupNorm)):
-        norm.register_forward_pre_hook(lambda _, args: contiguous.append(args[0].is_contiguous()))
+        norm.register_forward_pre_hook(
+            lambda _, args: layouts.append(
+                "nchw" if args[0].is_contiguous() else "nhwc" if channels_last(args[0]) else ""
+            )
+        )
     with _OperatorCalls() as calls:
         ours = encode_training_set(pipe, images)
-    assert calls.operators.count(torch.ops.headshot.group_norm.default) == sum(contiguous) > len(contiguous) / 2
+    assert calls.operators.count(torch.ops.headshot.group_norm.default) == len(layouts)
+    assert "" not in layouts and 0 < layouts.count("nhwc") < layouts.count("nchw")
     for got, expected in zip(ours.buckets, plain.buckets, strict=True):
         assert got.size == expected.size
         torch.testing.assert_close(got.mean, expected.mean, rtol=1e-4, atol=1e-5)  # float32 rounding only
@@ -147,21 +170,12 @@ def test_a_lora_on_the_tiny_unet_gets_the_same_gradient_through_the_operator(
     torch.testing.assert_close(gradient(), plain, rtol=1e-4, atol=1e-7)
 
 
-# The interpreter's tiles: chunks of 64 pixels a channel, combining windows of 16 partial results.
-SMALL_TILES = {"BLOCK": 64, "PARTIALS": 16}
-
-
-def test_the_triton_kernels_compute_torchs_maths_on_every_element(
-    triton_kernels: Callable[[str, dict[str, int]], Any],
+def _kernels_compute_torchs_maths(
+    kernels: Any, layout: torch.memory_format, cases: dict[str, tuple[tuple[int, ...], int]]
 ) -> None:
-    kernels = triton_kernels("group_norm_kernel", SMALL_TILES)
-    block, partials = kernels.tiles["BLOCK"], kernels.tiles["PARTIALS"]
-    # Only a channel's pixel count and a group's count of partial results shape the kernels' work.
-    cases = {
-        "fewer pixels than a chunk": ((3, 16, 1, block - 1), 8),
-        "several chunks a channel, the last partial": ((2, 16, 2, block + 7), 8),
-        "more partial results a group than a combining window": ((1, partials + 8, 1, block + 1), 1),
-    }
+    """Run ``kernels``' forward and backward on each case's (shape, groups) in ``layout``; check every element of
+    their results against torch's group norm in float64 and the operators' torch maths, and the results' layout."""
+    suffix = "nhwc" if layout is torch.channels_last else "nchw"
     generator = torch.Generator(device=kernels.device).manual_seed(0)
     inputs, calls = [], []
     for shape, groups in cases.values():
@@ -171,17 +185,19 @@ def test_the_triton_kernels_compute_torchs_maths_on_every_element(
         # Gradients off-centre and leaning on x, as training's are: both group means the backward subtracts, the
         # gradient's and its product with the normalized values, are then large enough to be checked.
         grad = (torch.randn(shape, device=kernels.device, generator=generator) + 0.5 * x.float()).bfloat16()
+        x, grad = x.contiguous(memory_format=layout), grad.contiguous(memory_format=layout)
         # The same numbers from the operators' torch maths (the CPU's way); its moments feed the backward kernels.
         cpu = torch.ops.headshot.group_norm(x.cpu(), weight.cpu(), bias.cpu(), groups, 1e-5)
         mean, rstd = (moment.to(kernels.device) for moment in cpu[1:])
         inputs.append((x, weight, bias, grad, groups, cpu))
-        calls.append(("group_norm_forward_nchw", (x, weight, bias, groups, 1e-5)))
-        calls.append(("group_norm_backward_nchw", (grad, x, weight, mean, rstd, groups)))
+        calls.append((f"group_norm_forward_{suffix}", (x, weight, bias, groups, 1e-5)))
+        calls.append((f"group_norm_backward_{suffix}", (grad, x, weight, mean, rstd, groups)))
     results = kernels.run(calls)
 
     for case, (x, weight, bias, grad, groups, cpu), (out, mean, rstd), input_grad in zip(
         cases, inputs, results[::2], results[1::2], strict=True
     ):
+        assert out.is_contiguous(memory_format=layout) and input_grad.is_contiguous(memory_format=layout), case
         reference = x.detach().cpu().double().requires_grad_(True)
         expected = functional.group_norm(reference, groups, weight.cpu().double(), bias.cpu().double(), 1e-5)
         expected.backward(grad.cpu().double())
@@ -195,14 +211,51 @@ def test_the_triton_kernels_compute_torchs_maths_on_every_element(
         torch.testing.assert_close(input_grad.cpu(), cpu_backward, rtol=1.6e-2, atol=2e-2, msg=naming(case))
 
 
+def test_the_triton_kernels_compute_torchs_maths_on_every_element(
+    triton_kernels: Callable[[str, dict[str, int]], Any],
+) -> None:
+    # The interpreter's tiles: chunks of 64 pixels a channel, combining windows of 16 partial results.
+    kernels = triton_kernels("group_norm_kernel", {"BLOCK": 64, "PARTIALS": 16})
+    block, partials = kernels.tiles["BLOCK"], kernels.tiles["PARTIALS"]
+    # Only a channel's pixel count and a group's count of partial results shape the kernels' work.
+    cases = {
+        "fewer pixels than a chunk": ((3, 16, 1, block - 1), 8),
+        "several chunks a channel, the last partial": ((2, 16, 2, block + 7), 8),
+        "more partial results a group than a combining window": ((1, partials + 8, 1, block + 1), 1),
+    }
+    _kernels_compute_torchs_maths(kernels, torch.contiguous_format, cases)
+
+
+def test_the_channels_last_kernels_compute_torchs_maths_on_every_element(
+    triton_kernels: Callable[[str, dict[str, int]], Any],
+) -> None:
+    # Tiles of 8 pixels by 16 channels, chunks of 2 tiles, combining windows of 16 partial results.
+    small = {"TILE_PIXELS": 8, "TILE_CHANNELS": 16, "CHUNK_TILES": 2, "PARTIALS": 16}
+    kernels = triton_kernels("group_norm_nhwc_kernel", small)
+    pixels, channels, partials = (kernels.tiles[name] for name in ("TILE_PIXELS", "TILE_CHANNELS", "PARTIALS"))
+    chunk = pixels * kernels.tiles["CHUNK_TILES"]
+    cases = {
+        "fewer pixels and channels than a tile": ((3, channels // 2, 1, pixels - 3), 4),
+        # The last chunk's first tile partial and its second empty; the second channel tile partial; 3 channels a
+        # group, so groups straddle the channel tiles.
+        "several chunks, the last short; channels over two tiles": ((2, channels + 8, 1, 2 * chunk + pixels - 1), 8),
+        "more partial results a group than a combining window": ((1, 4, 3, 2 * chunk), 1),
+    }
+    assert partials < 4 * 6  # the last case's group: 4 channels of 6 chunks
+    _kernels_compute_torchs_maths(kernels, torch.channels_last, cases)
+
+
 @on_gpu
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 def test_the_operators_replay_from_a_cuda_graph(
     capture_cuda_graph: Callable[[Callable[[], torch.Tensor]], tuple[torch.Tensor, Any, torch.Tensor]],
+    layout: torch.memory_format,
 ) -> None:
-    x = torch.randn(4, 320, 40, 30, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    x = torch.randn(4, 320, 40, 30, device="cuda", dtype=torch.bfloat16).contiguous(memory_format=layout)
+    x.requires_grad_(True)
     weight = torch.randn(320, device="cuda", dtype=torch.bfloat16)
     bias = torch.randn(320, device="cuda", dtype=torch.bfloat16)
-    grad = torch.randn(4, 320, 40, 30, device="cuda", dtype=torch.bfloat16)
+    grad = torch.randn(4, 320, 40, 30, device="cuda", dtype=torch.bfloat16).contiguous(memory_format=layout)
 
     def step() -> torch.Tensor:
         x.grad = None

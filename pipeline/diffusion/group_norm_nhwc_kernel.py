@@ -1,0 +1,245 @@
+"""Triton kernels behind ``headshot::group_norm`` and its backward on CUDA for channels-last (NHWC) tensors.
+
+The ``unet`` and ``regions`` scopes lay the UNet out channels-last, where cuDNN's convolutions need no transposes,
+but torch's eager group norm copies such an input to NCHW and back, and inductor's compiled one clones it into
+groups; both measured slower than torch's NCHW norm (BENCHMARKS.md, 2026-12-03 and 2026-12-04 fifth session).
+Here each program takes a tile of ``TILE_PIXELS`` pixels by ``TILE_CHANNELS`` channels, each pixel's channels
+contiguous in memory, and reduces over the pixels per channel: the per-channel partial moments then have the NCHW
+kernels' layout (sample, channel, chunk), so the same combining kernels (``group_norm_kernel``) merge them into each
+group's moments and gradient sums. A moments program covers ``CHUNK_TILES`` tiles, merging each tile's (mean,
+squared deviations) into its running ones as Chan et al. do, so a megapixel's channels need fewer partial results.
+(Annotations as in ``group_norm_kernel``: only ``tl.constexpr``.)
+"""
+
+import torch
+import triton  # type: ignore[import-not-found,unused-ignore]
+import triton.language as tl  # type: ignore[import-not-found,unused-ignore]
+
+from pipeline.diffusion.group_norm_kernel import _group_moments, _group_sums
+
+__all__ = ["CHUNK_TILES", "TILE_CHANNELS", "TILE_PIXELS", "group_norm_backward_nhwc", "group_norm_forward_nhwc"]
+
+TILE_PIXELS = 64  # pixels of a tile
+TILE_CHANNELS = 64  # channels of a tile: SDXL's and its VAE's channel counts are multiples of 64
+CHUNK_TILES = 8  # tiles a partial result covers
+PARTIALS = 512  # partial results a combining program reads at once
+WARPS = 4
+
+
+@triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
+def _tile(x, pixels, channels, first_pixel, tile_pixels: tl.constexpr, tile_channels: tl.constexpr):  # type: ignore[no-untyped-def]
+    """The tile from ``first_pixel`` of this program's sample and channels: sample, channels, offsets, mask and values
+    in float32."""
+    sample = tl.program_id(0).to(tl.int64)
+    channel = tl.program_id(2) * tile_channels + tl.arange(0, tile_channels)
+    pixel = first_pixel + tl.arange(0, tile_pixels)
+    inside = (pixel[:, None] < pixels) & (channel[None, :] < channels)
+    offset = (sample * pixels + pixel[:, None]) * channels + channel[None, :]
+    return sample, channel, offset, inside, tl.load(x + offset, mask=inside, other=0.0).to(tl.float32)
+
+
+@triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
+def _chunk(tile_pixels: tl.constexpr, tile_channels: tl.constexpr, tiles: tl.constexpr):  # type: ignore[no-untyped-def]
+    """This partial program's sample, chunk, channels and first pixel (a chunk is ``tiles`` tiles of pixels)."""
+    chunk = tl.program_id(1)
+    channel = tl.program_id(2) * tile_channels + tl.arange(0, tile_channels)
+    return tl.program_id(0).to(tl.int64), chunk, channel, chunk.to(tl.int64) * (tile_pixels * tiles)
+
+
+@triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
+def _partial_moments(  # type: ignore[no-untyped-def]
+    x,
+    means,
+    deviations,
+    pixels,
+    channels,
+    chunks,
+    tile_pixels: tl.constexpr,
+    tile_channels: tl.constexpr,
+    tiles: tl.constexpr,
+):
+    sample, chunk, channel, start = _chunk(tile_pixels, tile_channels, tiles)
+    mean = tl.zeros([tile_channels], dtype=tl.float32)
+    squares = tl.zeros([tile_channels], dtype=tl.float32)
+    for tile in range(tiles):
+        first = start + tile * tile_pixels
+        _, _, offset, inside, value = _tile(x, pixels, channels, first, tile_pixels, tile_channels)
+        seen = tl.minimum(tl.maximum(pixels - start, 0), tile * tile_pixels).to(tl.float32)
+        here = tl.minimum(tl.maximum(pixels - first, 0), tile_pixels).to(tl.float32)
+        tile_mean = tl.sum(value, axis=0) / tl.maximum(here, 1.0)
+        centred = tl.where(inside, value - tile_mean[None, :], 0.0)
+        share = here / tl.maximum(seen + here, 1.0)  # this tile's part of the values merged so far
+        apart = tile_mean - mean
+        mean += apart * share
+        squares += tl.sum(centred * centred, axis=0) + apart * apart * seen * share
+    row = sample * channels + channel
+    keep = channel < channels
+    tl.store(means + row * chunks + chunk, mean, mask=keep)
+    tl.store(deviations + row * chunks + chunk, squares, mask=keep)
+
+
+@triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
+def _group_stats(sample, channel, mean, rstd, channels, per_group, groups):  # type: ignore[no-untyped-def]
+    """Each of the tile's channels' group mean and 1/sqrt(var + eps) (0 past the last channel)."""
+    keep = channel < channels
+    group = sample * groups + channel // per_group
+    return keep, tl.load(mean + group, mask=keep, other=0.0), tl.load(rstd + group, mask=keep, other=0.0)
+
+
+@triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
+def _normalize(  # type: ignore[no-untyped-def]
+    x,
+    out,
+    weight,
+    bias,
+    mean,
+    rstd,
+    pixels,
+    channels,
+    per_group,
+    groups,
+    tile_pixels: tl.constexpr,
+    tile_channels: tl.constexpr,
+):
+    first = tl.program_id(1).to(tl.int64) * tile_pixels
+    sample, channel, offset, inside, value = _tile(x, pixels, channels, first, tile_pixels, tile_channels)
+    keep, group_mean, group_rstd = _group_stats(sample, channel, mean, rstd, channels, per_group, groups)
+    scale = group_rstd * tl.load(weight + channel, mask=keep, other=0.0).to(tl.float32)
+    shift = tl.load(bias + channel, mask=keep, other=0.0).to(tl.float32) - group_mean * scale
+    tl.store(out + offset, (value * scale[None, :] + shift[None, :]).to(out.dtype.element_ty), mask=inside)
+
+
+@triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
+def _partial_gradients(  # type: ignore[no-untyped-def]
+    x,
+    grad,
+    weight,
+    mean,
+    rstd,
+    sums,
+    products,
+    pixels,
+    channels,
+    chunks,
+    per_group,
+    groups,
+    tile_pixels: tl.constexpr,
+    tile_channels: tl.constexpr,
+    tiles: tl.constexpr,
+):
+    """Per channel and chunk: the sums of the normalized value's gradient and of that gradient times the value."""
+    sample, chunk, channel, start = _chunk(tile_pixels, tile_channels, tiles)
+    keep, group_mean, group_rstd = _group_stats(sample, channel, mean, rstd, channels, per_group, groups)
+    scale = tl.load(weight + channel, mask=keep, other=0.0).to(tl.float32)
+    summed = tl.zeros([tile_channels], dtype=tl.float32)
+    multiplied = tl.zeros([tile_channels], dtype=tl.float32)
+    for tile in range(tiles):
+        first = start + tile * tile_pixels
+        _, _, offset, inside, value = _tile(x, pixels, channels, first, tile_pixels, tile_channels)
+        upstream = tl.load(grad + offset, mask=inside, other=0.0).to(tl.float32)
+        normalized_grad = upstream * scale[None, :]
+        normalized = (value - group_mean[None, :]) * group_rstd[None, :]
+        summed += tl.sum(normalized_grad, axis=0)
+        multiplied += tl.sum(tl.where(inside, normalized_grad * normalized, 0.0), axis=0)
+    row = sample * channels + channel
+    tl.store(sums + row * chunks + chunk, summed, mask=keep)
+    tl.store(products + row * chunks + chunk, multiplied, mask=keep)
+
+
+@triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
+def _input_gradient(  # type: ignore[no-untyped-def]
+    x,
+    grad,
+    out,
+    weight,
+    mean,
+    rstd,
+    sum_in,
+    product_in,
+    pixels,
+    channels,
+    per_group,
+    groups,
+    size,
+    tile_pixels: tl.constexpr,
+    tile_channels: tl.constexpr,
+):
+    first = tl.program_id(1).to(tl.int64) * tile_pixels
+    sample, channel, offset, inside, value = _tile(x, pixels, channels, first, tile_pixels, tile_channels)
+    keep, group_mean, inverse = _group_stats(sample, channel, mean, rstd, channels, per_group, groups)
+    upstream = tl.load(grad + offset, mask=inside, other=0.0).to(tl.float32)
+    normalized_grad = upstream * tl.load(weight + channel, mask=keep, other=0.0).to(tl.float32)[None, :]
+    normalized = (value - group_mean[None, :]) * inverse[None, :]
+    group = sample * groups + channel // per_group
+    mean_grad = tl.load(sum_in + group, mask=keep, other=0.0) / size
+    mean_product = tl.load(product_in + group, mask=keep, other=0.0) / size
+    result = inverse[None, :] * (normalized_grad - mean_grad[None, :] - normalized * mean_product[None, :])
+    tl.store(out + offset, result.to(out.dtype.element_ty), mask=inside)
+
+
+def _layout(x: torch.Tensor, groups: int) -> tuple[int, int, int, int]:
+    """(pixels, channels, channels per group, chunks) of a channels-last ``x``."""
+    channels = x.shape[1]
+    pixels = x[0, 0].numel()
+    return pixels, channels, channels // groups, triton.cdiv(pixels, TILE_PIXELS * CHUNK_TILES)
+
+
+def _grid(x: torch.Tensor, steps: int) -> tuple[int, int, int]:
+    """(samples, ``steps`` along the pixels, tiles across the channels)."""
+    return x.shape[0], steps, triton.cdiv(x.shape[1], TILE_CHANNELS)
+
+
+def group_norm_forward_nhwc(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: int, eps: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``headshot::group_norm`` on a channels-last CUDA tensor: (output, channels-last, and mean and rstd, float32 of
+    shape (N, groups))."""
+    x = x.contiguous(memory_format=torch.channels_last)
+    pixels, channels, per_group, chunks = _layout(x, groups)
+    out = torch.empty_like(x, memory_format=torch.channels_last)
+    mean = x.new_empty((x.shape[0], groups), dtype=torch.float32)
+    rstd = torch.empty_like(mean)
+    if not x.numel():
+        return out, mean.fill_(float("nan")), rstd.fill_(float("nan"))
+    means = x.new_empty((x.shape[0] * channels, chunks), dtype=torch.float32)
+    deviations = torch.empty_like(means)
+    tiles = {"tile_pixels": TILE_PIXELS, "tile_channels": TILE_CHANNELS}
+    _partial_moments[_grid(x, chunks)](
+        x, means, deviations, pixels, channels, chunks, **tiles, tiles=CHUNK_TILES, num_warps=WARPS
+    )
+    chunk = TILE_PIXELS * CHUNK_TILES
+    _group_moments[(mean.numel(),)](
+        means, deviations, mean, rstd, per_group * chunks, pixels, chunks, eps, block=chunk, width=PARTIALS
+    )
+    _normalize[_grid(x, triton.cdiv(pixels, TILE_PIXELS))](
+        x, out, weight, bias, mean, rstd, pixels, channels, per_group, groups, **tiles, num_warps=WARPS
+    )
+    return out, mean, rstd
+
+
+def group_norm_backward_nhwc(
+    grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor, groups: int
+) -> torch.Tensor:
+    """``headshot::group_norm_backward`` on channels-last CUDA tensors: the gradient with respect to ``x``,
+    channels-last."""
+    x = x.contiguous(memory_format=torch.channels_last)
+    grad = grad.contiguous(memory_format=torch.channels_last)
+    pixels, channels, per_group, chunks = _layout(x, groups)
+    out = torch.empty_like(x, memory_format=torch.channels_last)
+    if not x.numel():
+        return out
+    sums = x.new_empty((x.shape[0] * channels, chunks), dtype=torch.float32)
+    products = torch.empty_like(sums)
+    tiles = {"tile_pixels": TILE_PIXELS, "tile_channels": TILE_CHANNELS}
+    _partial_gradients[_grid(x, chunks)](
+        x, grad, weight, mean, rstd, sums, products, pixels, channels, chunks, per_group, groups, **tiles,
+        tiles=CHUNK_TILES, num_warps=WARPS,
+    )  # fmt: skip
+    sum_out = torch.empty_like(mean)
+    product_out = torch.empty_like(mean)
+    _group_sums[(mean.numel(),)](sums, products, sum_out, product_out, per_group * chunks, width=PARTIALS)
+    _input_gradient[_grid(x, triton.cdiv(pixels, TILE_PIXELS))](
+        x, grad, out, weight, mean, rstd, sum_out, product_out, pixels, channels, per_group, groups,
+        per_group * pixels, **tiles, num_warps=WARPS,
+    )  # fmt: skip
+    return out
