@@ -129,10 +129,10 @@ def compile_launches(module: str, calls: list[tuple[str, tuple[Any, ...]]], targ
     """Compile, for ``target`` (backend, compute capability, warp size), every kernel launch that ``module``'s
     ``calls`` make, with the argument types, sizes and tile constants they launch with; returns the compiled kernels
     (their ``asm`` holds the PTX and the cubin). The calls run on meta tensors, so real sizes cost no memory."""
-    import triton
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-    from triton.runtime.jit import JITFunction
+    import triton  # type: ignore[import-not-found,unused-ignore]
+    from triton.backends.compiler import GPUTarget  # type: ignore[import-not-found,unused-ignore]
+    from triton.compiler import ASTSource  # type: ignore[import-not-found,unused-ignore]
+    from triton.runtime.jit import JITFunction  # type: ignore[import-not-found,unused-ignore]
 
     loaded = importlib.import_module(f"pipeline.diffusion.{module}")
     kernels = {name: value for name, value in vars(loaded).items() if isinstance(value, JITFunction)}
