@@ -5,8 +5,10 @@ Every kernel but the combining ones takes one channel's ``BLOCK`` contiguous pix
 program has one mean, one ``rstd``, one weight and one bias, and no element divides by anything. The moments of a
 group come from every chunk of its channels (count, mean and squared deviations each, merged exactly as in Chan et
 al.'s parallel variance), so a group of 167 thousand values is reduced by ~80 programs at once instead of by one.
-(Triton reads a kernel's annotations, and takes only ``tl.constexpr`` there: the pointers and sizes go unannotated,
-and no ``from __future__ import annotations`` turns the annotations into names to look up.)
+Each kernel is named ``_group_norm_...``: a profile lists kernels by function name, and ``bench.profiling`` sorts a
+name with "norm" in it among the norms. (Triton reads a kernel's annotations, and takes only ``tl.constexpr`` there:
+the pointers and sizes go unannotated, and no ``from __future__ import annotations`` turns the annotations into names
+to look up.)
 """
 
 import torch
@@ -32,7 +34,7 @@ def _chunk(x, pixels, block: tl.constexpr):  # type: ignore[no-untyped-def]
 
 
 @triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
-def _partial_moments(x, means, deviations, pixels, chunks, block: tl.constexpr):  # type: ignore[no-untyped-def]
+def _group_norm_nchw_moments(x, means, deviations, pixels, chunks, block: tl.constexpr):  # type: ignore[no-untyped-def]
     row, chunk, offset, inside, value = _chunk(x, pixels, block)
     count = tl.minimum(pixels - chunk * block, block).to(tl.float32)
     mean = tl.sum(value, axis=0) / count
@@ -51,7 +53,7 @@ def _window(start, partials, pixels, chunks, block: tl.constexpr, width: tl.cons
 
 
 @triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
-def _group_moments(  # type: ignore[no-untyped-def]
+def _group_norm_merge_moments(  # type: ignore[no-untyped-def]
     means, deviations, mean_out, rstd_out, partials, pixels, chunks, eps, block: tl.constexpr, width: tl.constexpr
 ):
     """One group's mean and 1/sqrt(var + eps) from its ``partials`` chunks' (mean, squared deviations)."""
@@ -75,7 +77,7 @@ def _group_moments(  # type: ignore[no-untyped-def]
 
 
 @triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
-def _normalize(x, out, weight, bias, mean, rstd, pixels, channels, per_group, block: tl.constexpr):  # type: ignore[no-untyped-def]
+def _group_norm_nchw_normalize(x, out, weight, bias, mean, rstd, pixels, channels, per_group, block: tl.constexpr):  # type: ignore[no-untyped-def]
     row, chunk, offset, inside, value = _chunk(x, pixels, block)
     channel = row % channels
     group = row // per_group
@@ -85,7 +87,7 @@ def _normalize(x, out, weight, bias, mean, rstd, pixels, channels, per_group, bl
 
 
 @triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
-def _partial_gradients(  # type: ignore[no-untyped-def]
+def _group_norm_nchw_gradient_sums(  # type: ignore[no-untyped-def]
     x, grad, weight, mean, rstd, sums, products, pixels, chunks, per_group, channels, block: tl.constexpr
 ):
     """Per chunk: the sums of the normalized value's gradient and of that gradient times the normalized value."""
@@ -99,7 +101,7 @@ def _partial_gradients(  # type: ignore[no-untyped-def]
 
 
 @triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
-def _group_sums(sums, products, sum_out, product_out, partials, width: tl.constexpr):  # type: ignore[no-untyped-def]
+def _group_norm_merge_sums(sums, products, sum_out, product_out, partials, width: tl.constexpr):  # type: ignore[no-untyped-def]
     group = tl.program_id(0).to(tl.int64)
     base = group * partials
     summed = tl.zeros([width], dtype=tl.float32)
@@ -114,7 +116,7 @@ def _group_sums(sums, products, sum_out, product_out, partials, width: tl.conste
 
 
 @triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
-def _input_gradient(  # type: ignore[no-untyped-def]
+def _group_norm_nchw_input_gradient(  # type: ignore[no-untyped-def]
     x, grad, out, weight, mean, rstd, sum_in, product_in, pixels, per_group, channels, size, block: tl.constexpr
 ):
     row, chunk, offset, inside, value = _chunk(x, pixels, block)
@@ -149,11 +151,11 @@ def group_norm_forward_nchw(
         return out, mean.fill_(float("nan")), rstd.fill_(float("nan"))
     means = x.new_empty((rows, chunks), dtype=torch.float32)
     deviations = torch.empty_like(means)
-    _partial_moments[(rows, chunks)](x, means, deviations, pixels, chunks, block=BLOCK, num_warps=WARPS)
-    _group_moments[(mean.numel(),)](
+    _group_norm_nchw_moments[(rows, chunks)](x, means, deviations, pixels, chunks, block=BLOCK, num_warps=WARPS)
+    _group_norm_merge_moments[(mean.numel(),)](
         means, deviations, mean, rstd, per_group * chunks, pixels, chunks, eps, block=BLOCK, width=PARTIALS
     )
-    _normalize[(rows, chunks)](
+    _group_norm_nchw_normalize[(rows, chunks)](
         x, out, weight, bias, mean, rstd, pixels, channels, per_group, block=BLOCK, num_warps=WARPS
     )
     return out, mean, rstd
@@ -170,13 +172,13 @@ def group_norm_backward_nchw(
         return out
     sums = x.new_empty((rows, chunks), dtype=torch.float32)
     products = torch.empty_like(sums)
-    _partial_gradients[(rows, chunks)](
+    _group_norm_nchw_gradient_sums[(rows, chunks)](
         x, grad, weight, mean, rstd, sums, products, pixels, chunks, per_group, channels, block=BLOCK, num_warps=WARPS
     )
     sum_out = torch.empty_like(mean)
     product_out = torch.empty_like(mean)
-    _group_sums[(mean.numel(),)](sums, products, sum_out, product_out, per_group * chunks, width=PARTIALS)
-    _input_gradient[(rows, chunks)](
+    _group_norm_merge_sums[(mean.numel(),)](sums, products, sum_out, product_out, per_group * chunks, width=PARTIALS)
+    _group_norm_nchw_input_gradient[(rows, chunks)](
         x,
         grad,
         out,

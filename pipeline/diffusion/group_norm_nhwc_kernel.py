@@ -15,7 +15,7 @@ import torch
 import triton  # type: ignore[import-not-found,unused-ignore]
 import triton.language as tl  # type: ignore[import-not-found,unused-ignore]
 
-from pipeline.diffusion.group_norm_kernel import _group_moments, _group_sums
+from pipeline.diffusion.group_norm_kernel import _group_norm_merge_moments, _group_norm_merge_sums
 
 __all__ = ["CHUNK_TILES", "TILE_CHANNELS", "TILE_PIXELS", "group_norm_backward_nhwc", "group_norm_forward_nhwc"]
 
@@ -47,7 +47,7 @@ def _chunk(tile_pixels: tl.constexpr, tile_channels: tl.constexpr, tiles: tl.con
 
 
 @triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
-def _partial_moments(  # type: ignore[no-untyped-def]
+def _group_norm_nhwc_moments(  # type: ignore[no-untyped-def]
     x,
     means,
     deviations,
@@ -87,7 +87,7 @@ def _group_stats(sample, channel, mean, rstd, channels, per_group, groups):  # t
 
 
 @triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
-def _normalize(  # type: ignore[no-untyped-def]
+def _group_norm_nhwc_normalize(  # type: ignore[no-untyped-def]
     x,
     out,
     weight,
@@ -110,7 +110,7 @@ def _normalize(  # type: ignore[no-untyped-def]
 
 
 @triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
-def _partial_gradients(  # type: ignore[no-untyped-def]
+def _group_norm_nhwc_gradient_sums(  # type: ignore[no-untyped-def]
     x,
     grad,
     weight,
@@ -147,7 +147,7 @@ def _partial_gradients(  # type: ignore[no-untyped-def]
 
 
 @triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
-def _input_gradient(  # type: ignore[no-untyped-def]
+def _group_norm_nhwc_input_gradient(  # type: ignore[no-untyped-def]
     x,
     grad,
     out,
@@ -204,14 +204,14 @@ def group_norm_forward_nhwc(
     means = x.new_empty((x.shape[0] * channels, chunks), dtype=torch.float32)
     deviations = torch.empty_like(means)
     tiles = {"tile_pixels": TILE_PIXELS, "tile_channels": TILE_CHANNELS}
-    _partial_moments[_grid(x, chunks)](
+    _group_norm_nhwc_moments[_grid(x, chunks)](
         x, means, deviations, pixels, channels, chunks, **tiles, tiles=CHUNK_TILES, num_warps=WARPS
     )
     chunk = TILE_PIXELS * CHUNK_TILES
-    _group_moments[(mean.numel(),)](
+    _group_norm_merge_moments[(mean.numel(),)](
         means, deviations, mean, rstd, per_group * chunks, pixels, chunks, eps, block=chunk, width=PARTIALS
     )
-    _normalize[_grid(x, triton.cdiv(pixels, TILE_PIXELS))](
+    _group_norm_nhwc_normalize[_grid(x, triton.cdiv(pixels, TILE_PIXELS))](
         x, out, weight, bias, mean, rstd, pixels, channels, per_group, groups, **tiles, num_warps=WARPS
     )
     return out, mean, rstd
@@ -231,14 +231,14 @@ def group_norm_backward_nhwc(
     sums = x.new_empty((x.shape[0] * channels, chunks), dtype=torch.float32)
     products = torch.empty_like(sums)
     tiles = {"tile_pixels": TILE_PIXELS, "tile_channels": TILE_CHANNELS}
-    _partial_gradients[_grid(x, chunks)](
+    _group_norm_nhwc_gradient_sums[_grid(x, chunks)](
         x, grad, weight, mean, rstd, sums, products, pixels, channels, chunks, per_group, groups, **tiles,
         tiles=CHUNK_TILES, num_warps=WARPS,
     )  # fmt: skip
     sum_out = torch.empty_like(mean)
     product_out = torch.empty_like(mean)
-    _group_sums[(mean.numel(),)](sums, products, sum_out, product_out, per_group * chunks, width=PARTIALS)
-    _input_gradient[_grid(x, triton.cdiv(pixels, TILE_PIXELS))](
+    _group_norm_merge_sums[(mean.numel(),)](sums, products, sum_out, product_out, per_group * chunks, width=PARTIALS)
+    _group_norm_nhwc_input_gradient[_grid(x, triton.cdiv(pixels, TILE_PIXELS))](
         x, grad, out, weight, mean, rstd, sum_out, product_out, pixels, channels, per_group, groups,
         per_group * pixels, **tiles, num_warps=WARPS,
     )  # fmt: skip

@@ -115,6 +115,11 @@ def test_flop_count_of_a_unet_call_splits_by_operator_without_touching_the_weigh
         ("aten::_scaled_mm", "matrix products"),
         ("aten::addmm", "matrix products"),
         ("aten::native_group_norm", "norms"),
+        # The project's Triton kernels, by their function names: every one of headshot::group_norm's is a norm's.
+        ("_group_norm_nchw_moments", "norms"),
+        ("_group_norm_merge_sums", "norms"),
+        ("_group_norm_nhwc_input_gradient", "norms"),
+        ("_geglu_backward", "elementwise and other"),
     ],
 )
 def test_profiled_kernels_are_sorted_by_the_work_they_do(name: str, kind: str) -> None:
