@@ -46,6 +46,10 @@ eager (the baseline), then each way named in ``--modes`` (``MODES``), each compi
   ``regions-nocast-geglu-graphs`` and ``regions-nocast-fp8-static-geglu-graphs``: those with ``headshot::geglu``,
   to set against the worker's ``blocks-nchw-nocast-geglu-graphs`` (and its FP8 twin).
 
+A mode ending ``-nolora`` (launched from Python only) runs the same call with the LoRA switched off, its backward
+reaching the input latents instead: set against the mode without it, its kernel time (``--profile``) is what the
+LoRA's own work costs a call (its products, scalings and the adds into the base layers' outputs and gradients).
+
 ``--aspect W:H`` times calls at that aspect's bucket size instead of the square (a phone's portrait selfies train in
 the 3:4 bucket); ``--after W:H`` makes each mode's first call at that other aspect, as a worker's training warm-up
 compiles the square bucket first, so the timed call runs the graphs compiled second (torch's default then marks the
@@ -115,6 +119,7 @@ MODES = (
     "regions-nocast-geglu-gn",
     "regions-nocast-geglu-gn-graphs",
     "regions-nocast-fp8-static-geglu-gn-graphs",
+    "blocks-nchw-nocast-geglu-gn-nolora",
 )
 
 
@@ -231,8 +236,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from pipeline.diffusion.acceleration import use_channels_last, use_fast_maths
     from pipeline.diffusion.adapters import UNET_ATTENTION_TARGETS
-    from pipeline.diffusion.geglu import use_geglu_operator
-    from pipeline.diffusion.group_norm import use_group_norm_operator
     from pipeline.diffusion.loading import pick_device
 
     device = pick_device()
@@ -279,32 +282,57 @@ def main(argv: list[str] | None = None) -> int:
         _uncompile(pipe)
         graphed, mode_name = mode.endswith("-graphs"), mode
         mode = mode.removesuffix("-graphs")
+        base_only, mode = mode.endswith("-nolora"), mode.removesuffix("-nolora")
         separately, mode = mode.endswith("-concat"), mode.removesuffix("-concat")
-        use_group_norm_operator(pipe.unet, enabled=mode.endswith("-gn"))
-        mode = mode.removesuffix("-gn")
-        use_geglu_operator(pipe.unet, enabled=mode.endswith("-geglu"))
-        mode = mode.removesuffix("-geglu")
-        nchw = "-nchw" in mode
-        for module in pipe.unet.modules():  # every other mode, and eager, with peft's input casts
-            if hasattr(module, "cast_input_dtype_enabled"):
-                module.cast_input_dtype_enabled = "-nocast" not in mode
-        layout = torch.contiguous_format if nchw else _layout(channels_last)
-        pipe.unet.to(memory_format=layout)
+        mode, layout = _set_up(pipe, mode, channels_last)
         mode_inputs = {**inputs, "sample": inputs["sample"].contiguous(memory_format=layout)}
         figures_fp8 = _base_layers(pipe, mode, mode_inputs, lora)
+        trained = lora
+        if base_only:  # the LoRA off: the backward reaches the latents, through every layer as before
+            pipe.unet.disable_adapters()
+            mode_inputs["sample"] = mode_inputs["sample"].detach().requires_grad_(True)
+            trained = [mode_inputs["sample"]]
         _compile(pipe, mode, args.backend)
         with concatenated_separately(separately):  # the first call compiles
             if first is not None:  # (its graphs first: the timed shape's then compile as a warm-up's second bucket)
-                training_call(pipe, {**first, "sample": first["sample"].contiguous(memory_format=layout)}, lora)
-            figures, gradient, call = training_call_seconds(pipe, mode_inputs, lora, label=mode_name, graphed=graphed)
+                training_call(pipe, {**first, "sample": first["sample"].contiguous(memory_format=layout)}, trained)
+            figures, gradient, call = training_call_seconds(
+                pipe, mode_inputs, trained, label=mode_name, graphed=graphed
+            )
         figures.update(figures_fp8)
         # The compiled call's gradient against eager's: a compile or a layout must change only the rounding.
-        figures["gradient_relative_difference"] = round(float((gradient - reference).norm() / reference.norm()), 5)
+        if base_only:
+            figures["lora"] = "off: the gradient of the input latents"
+        else:
+            figures["gradient_relative_difference"] = round(float((gradient - reference).norm() / reference.norm()), 5)
         record(figures)
         if args.profile and on_cuda:
-            record(training_profile(pipe, mode_inputs, lora, label=mode_name, call=call))
+            record(training_profile(pipe, mode_inputs, trained, label=mode_name, call=call))
+        if base_only:
+            pipe.unet.enable_adapters()
     print(json.dumps(results), flush=True)
     return 0
+
+
+def _set_up(pipe: Any, mode: str, channels_last: bool) -> tuple[str, Any]:
+    """The UNet as ``mode`` (its "-graphs", "-nolora" and "-concat" taken off) trains: the operators its "-gn" and
+    "-geglu" name, peft's input casts unless "-nocast" (eager has them), NCHW for "-nchw", else the worker's layout;
+    returns the mode without the operators' suffixes, and the layout."""
+    import torch
+
+    from pipeline.diffusion.geglu import use_geglu_operator
+    from pipeline.diffusion.group_norm import use_group_norm_operator
+
+    use_group_norm_operator(pipe.unet, enabled=mode.endswith("-gn"))
+    mode = mode.removesuffix("-gn")
+    use_geglu_operator(pipe.unet, enabled=mode.endswith("-geglu"))
+    mode = mode.removesuffix("-geglu")
+    for module in pipe.unet.modules():
+        if hasattr(module, "cast_input_dtype_enabled"):
+            module.cast_input_dtype_enabled = "-nocast" not in mode
+    layout = torch.contiguous_format if "-nchw" in mode else _layout(channels_last)
+    pipe.unet.to(memory_format=layout)
+    return mode, layout
 
 
 def _base_layers(pipe: Any, mode: str, inputs: dict[str, Any], lora: list[Any]) -> dict[str, Any]:
