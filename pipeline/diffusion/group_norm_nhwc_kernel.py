@@ -80,10 +80,11 @@ def _group_norm_nhwc_moments(  # type: ignore[no-untyped-def]
 
 @triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
 def _group_stats(sample, channel, mean, rstd, channels, per_group, groups):  # type: ignore[no-untyped-def]
-    """Each of the tile's channels' group mean and 1/sqrt(var + eps) (0 past the last channel)."""
+    """Which of the tile's channels exist, and each one's group (index into the (N, groups) statistics), group mean
+    and 1/sqrt(var + eps) (0 past the last channel)."""
     keep = channel < channels
     group = sample * groups + channel // per_group
-    return keep, tl.load(mean + group, mask=keep, other=0.0), tl.load(rstd + group, mask=keep, other=0.0)
+    return keep, group, tl.load(mean + group, mask=keep, other=0.0), tl.load(rstd + group, mask=keep, other=0.0)
 
 
 @triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
@@ -103,7 +104,7 @@ def _group_norm_nhwc_normalize(  # type: ignore[no-untyped-def]
 ):
     first = tl.program_id(1).to(tl.int64) * tile_pixels
     sample, channel, offset, inside, value = _tile(x, pixels, channels, first, tile_pixels, tile_channels)
-    keep, group_mean, group_rstd = _group_stats(sample, channel, mean, rstd, channels, per_group, groups)
+    keep, group, group_mean, group_rstd = _group_stats(sample, channel, mean, rstd, channels, per_group, groups)
     scale = group_rstd * tl.load(weight + channel, mask=keep, other=0.0).to(tl.float32)
     shift = tl.load(bias + channel, mask=keep, other=0.0).to(tl.float32) - group_mean * scale
     tl.store(out + offset, (value * scale[None, :] + shift[None, :]).to(out.dtype.element_ty), mask=inside)
@@ -129,7 +130,7 @@ def _group_norm_nhwc_gradient_sums(  # type: ignore[no-untyped-def]
 ):
     """Per channel and chunk: the sums of the normalized value's gradient and of that gradient times the value."""
     sample, chunk, channel, start = _chunk(tile_pixels, tile_channels, tiles)
-    keep, group_mean, group_rstd = _group_stats(sample, channel, mean, rstd, channels, per_group, groups)
+    keep, group, group_mean, group_rstd = _group_stats(sample, channel, mean, rstd, channels, per_group, groups)
     scale = tl.load(weight + channel, mask=keep, other=0.0).to(tl.float32)
     summed = tl.zeros([tile_channels], dtype=tl.float32)
     multiplied = tl.zeros([tile_channels], dtype=tl.float32)
@@ -166,11 +167,10 @@ def _group_norm_nhwc_input_gradient(  # type: ignore[no-untyped-def]
 ):
     first = tl.program_id(1).to(tl.int64) * tile_pixels
     sample, channel, offset, inside, value = _tile(x, pixels, channels, first, tile_pixels, tile_channels)
-    keep, group_mean, inverse = _group_stats(sample, channel, mean, rstd, channels, per_group, groups)
+    keep, group, group_mean, inverse = _group_stats(sample, channel, mean, rstd, channels, per_group, groups)
     upstream = tl.load(grad + offset, mask=inside, other=0.0).to(tl.float32)
     normalized_grad = upstream * tl.load(weight + channel, mask=keep, other=0.0).to(tl.float32)[None, :]
     normalized = (value - group_mean[None, :]) * inverse[None, :]
-    group = sample * groups + channel // per_group
     mean_grad = tl.load(sum_in + group, mask=keep, other=0.0) / size
     mean_product = tl.load(product_in + group, mask=keep, other=0.0) / size
     result = inverse[None, :] * (normalized_grad - mean_grad[None, :] - normalized * mean_product[None, :])
