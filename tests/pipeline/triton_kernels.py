@@ -8,9 +8,6 @@ tensor then spans the many programs, partial tiles and combining windows that th
 
 As a program: ``python -m tests.pipeline.triton_kernels CALLS RESULTS`` loads (module, tile constants, calls) from
 the torch file CALLS, runs the calls in order and saves their results to RESULTS.
-
-``compile_launches`` builds the kernels for a GPU on any machine: Triton's compiler (to PTX, and ptxas to a cubin,
-both in triton's wheel) needs no GPU, so a kernel that the interpreter runs but the GPU's compiler refuses fails there.
 """
 
 from __future__ import annotations
@@ -26,7 +23,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["H200", "KernelRunner", "compile_launches", "naming"]
+__all__ = ["KernelRunner", "naming"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -81,86 +78,6 @@ class KernelRunner:
 def naming(case: str) -> Callable[[str], str]:
     """``torch.testing.assert_close``'s ``msg`` for one of a test's cases: its message, led by the case."""
     return lambda message: f"{case}: {message}"
-
-
-# An H200's (and an H100's) compute capability, 9.0, and warp size.
-H200 = ("cuda", 90, 32)
-
-_TYPES = {
-    torch.bfloat16: "bf16",
-    torch.float16: "fp16",
-    torch.float32: "fp32",
-    torch.float8_e4m3fn: "fp8e4nv",
-    torch.float8_e5m2: "fp8e5",
-    torch.int32: "i32",
-    torch.int64: "i64",
-}
-
-
-class _Launch:
-    """Stands in for one kernel: records each ``kernel[grid](*args, **options)`` instead of running it."""
-
-    def __init__(self, kernel: Any, launches: list[tuple[Any, tuple[Any, ...], dict[str, Any]]]) -> None:
-        self.kernel, self.launches = kernel, launches
-
-    def __getitem__(self, grid: Any) -> Callable[..., None]:
-        return lambda *args, **options: self.launches.append((self.kernel, args, options))
-
-
-def _signature(
-    kernel: Any, args: tuple[Any, ...], options: dict[str, Any]
-) -> tuple[dict[str, str], dict[str, Any], dict[tuple[int], list[list[Any]]]]:
-    """Triton's signature of one launch (each argument's type, "constexpr" for the tile sizes), its constants, and the
-    attributes Triton's launcher specialises on: a pointer 16-byte aligned (a real allocation is) and an integer
-    divisible by 16 compile as such, which lets the compiler vectorise their loads."""
-    values = dict(zip(kernel.arg_names, args, strict=False))
-    values.update({name: value for name, value in options.items() if name in kernel.arg_names})
-    signature, constants, attributes = {}, {}, {}
-    for index, param in enumerate(kernel.params):
-        value = values[param.name]
-        if param.is_constexpr:
-            signature[param.name], constants[param.name] = "constexpr", value
-            continue
-        if isinstance(value, torch.Tensor):
-            signature[param.name] = "*" + _TYPES[value.dtype]
-            aligned = value.storage_offset() * value.element_size() % 16 == 0
-        elif isinstance(value, float):
-            signature[param.name], aligned = "fp32", False
-        else:
-            signature[param.name] = "i32" if -(2**31) <= value < 2**31 else "i64"
-            aligned = value % 16 == 0
-        if aligned:
-            attributes[(index,)] = [["tt.divisibility", 16]]
-    return signature, constants, attributes
-
-
-def compile_launches(module: str, calls: list[tuple[str, tuple[Any, ...]]], target: tuple[str, int, int]) -> list[Any]:
-    """Compile, for ``target`` (backend, compute capability, warp size), every kernel launch that ``module``'s
-    ``calls`` make, with the argument types, sizes and tile constants they launch with; returns the compiled kernels
-    (their ``asm`` holds the PTX and the cubin). The calls run on meta tensors, so real sizes cost no memory."""
-    import triton  # type: ignore[import-not-found,unused-ignore]
-    from triton.backends.compiler import GPUTarget  # type: ignore[import-not-found,unused-ignore]
-    from triton.compiler import ASTSource  # type: ignore[import-not-found,unused-ignore]
-    from triton.runtime.jit import JITFunction  # type: ignore[import-not-found,unused-ignore]
-
-    loaded = importlib.import_module(f"pipeline.diffusion.{module}")
-    kernels = {name: value for name, value in vars(loaded).items() if isinstance(value, JITFunction)}
-    launches: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] = []
-    try:  # only while the host code runs: the kernels' own calls to helpers resolve through these names too
-        for name, kernel in kernels.items():
-            setattr(loaded, name, _Launch(kernel, launches))
-        for function, args in calls:
-            getattr(loaded, function)(*args)
-    finally:
-        for name, kernel in kernels.items():
-            setattr(loaded, name, kernel)
-    compiled = []
-    for kernel, args, options in launches:
-        signature, constants, attributes = _signature(kernel, args, options)
-        source = ASTSource(fn=kernel, signature=signature, constexprs=constants, attrs=attributes)
-        settings = {name: value for name, value in options.items() if name not in kernel.arg_names}
-        compiled.append(triton.compile(source, target=GPUTarget(*target), options=settings))
-    return compiled
 
 
 def main(calls_path: str, results_path: str) -> None:

@@ -1,0 +1,189 @@
+"""``python -m bench.kernel_compile``: the project's Triton kernels compiled for the H200 on any machine, each with
+the registers ptxas gives it, its spills, and how many of its warps an SM then holds.
+
+Triton's compiler (to PTX, and ptxas, shipped in triton's wheel, to a cubin) needs no GPU. ``compile_launches`` runs
+a kernel module's host functions on meta tensors at real sizes, records each launch instead of making it, and compiles
+it with the argument types, sizes, tile constants and alignment specialisations a real launch has
+(``tests/pipeline/test_kernels_compile.py`` holds every kernel to no spills and 16 resident warps). Registers and
+residency are the compiler's figures, not timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+__all__ = ["H200", "REGISTERS_AN_SM", "compile_launches", "main", "ptxas_figures", "resident_warps", "sdxl_launches"]
+
+# An H200's (and an H100's) compute capability, 9.0, and warp size.
+H200 = ("cuda", 90, 32)
+
+_TYPES = {
+    torch.bfloat16: "bf16",
+    torch.float16: "fp16",
+    torch.float32: "fp32",
+    torch.float8_e4m3fn: "fp8e4nv",
+    torch.float8_e5m2: "fp8e5",
+    torch.int32: "i32",
+    torch.int64: "i64",
+}
+
+
+class _Launch:
+    """Stands in for one kernel: records each ``kernel[grid](*args, **options)`` instead of running it."""
+
+    def __init__(self, kernel: Any, launches: list[tuple[Any, tuple[Any, ...], dict[str, Any]]]) -> None:
+        self.kernel, self.launches = kernel, launches
+
+    def __getitem__(self, grid: Any) -> Callable[..., None]:
+        return lambda *args, **options: self.launches.append((self.kernel, args, options))
+
+
+def _signature(
+    kernel: Any, args: tuple[Any, ...], options: dict[str, Any]
+) -> tuple[dict[str, str], dict[str, Any], dict[tuple[int], list[list[Any]]]]:
+    """Triton's signature of one launch (each argument's type, "constexpr" for the tile sizes), its constants, and the
+    attributes Triton's launcher specialises on: a pointer 16-byte aligned (a real allocation is) and an integer
+    divisible by 16 compile as such, which lets the compiler vectorise their loads."""
+    values = dict(zip(kernel.arg_names, args, strict=False))
+    values.update({name: value for name, value in options.items() if name in kernel.arg_names})
+    signature, constants, attributes = {}, {}, {}
+    for index, param in enumerate(kernel.params):
+        value = values[param.name]
+        if param.is_constexpr:
+            signature[param.name], constants[param.name] = "constexpr", value
+            continue
+        if isinstance(value, torch.Tensor):
+            signature[param.name] = "*" + _TYPES[value.dtype]
+            aligned = value.storage_offset() * value.element_size() % 16 == 0
+        elif isinstance(value, float):
+            signature[param.name], aligned = "fp32", False
+        else:
+            signature[param.name] = "i32" if -(2**31) <= value < 2**31 else "i64"
+            aligned = value % 16 == 0
+        if aligned:
+            attributes[(index,)] = [["tt.divisibility", 16]]
+    return signature, constants, attributes
+
+
+def compile_launches(module: str, calls: list[tuple[str, tuple[Any, ...]]], target: tuple[str, int, int]) -> list[Any]:
+    """Compile, for ``target`` (backend, compute capability, warp size), every kernel launch that ``module``'s
+    ``calls`` make, with the argument types, sizes and tile constants they launch with; returns the compiled kernels
+    (their ``asm`` holds the PTX and the cubin). The calls run on meta tensors, so real sizes cost no memory."""
+    import triton  # type: ignore[import-not-found,unused-ignore]
+    from triton.backends.compiler import GPUTarget  # type: ignore[import-not-found,unused-ignore]
+    from triton.compiler import ASTSource  # type: ignore[import-not-found,unused-ignore]
+    from triton.runtime.jit import JITFunction  # type: ignore[import-not-found,unused-ignore]
+
+    loaded = importlib.import_module(f"pipeline.diffusion.{module}")
+    kernels = {name: value for name, value in vars(loaded).items() if isinstance(value, JITFunction)}
+    launches: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] = []
+    try:  # only while the host code runs: the kernels' own calls to helpers resolve through these names too
+        for name, kernel in kernels.items():
+            setattr(loaded, name, _Launch(kernel, launches))
+        for function, args in calls:
+            getattr(loaded, function)(*args)
+    finally:
+        for name, kernel in kernels.items():
+            setattr(loaded, name, kernel)
+    compiled = []
+    for kernel, args, options in launches:
+        signature, constants, attributes = _signature(kernel, args, options)
+        source = ASTSource(fn=kernel, signature=signature, constexprs=constants, attrs=attributes)
+        settings = {name: value for name, value in options.items() if name not in kernel.arg_names}
+        compiled.append(triton.compile(source, target=GPUTarget(*target), options=settings))
+    return compiled
+
+
+REGISTERS_AN_SM = 65536  # an H100's and an H200's register file, per SM
+
+
+def resident_warps(registers: int, warps: int) -> int:
+    """Warps of one kernel an SM holds at once, as its registers allow (a warp's registers are allocated in units of
+    256, and an SM holds at most 64 warps)."""
+    a_warp = -(-registers * 32 // 256) * 256
+    return min(REGISTERS_AN_SM // (a_warp * warps) * warps, 64)
+
+
+def ptxas_figures(log: str, compiled: list[Any]) -> dict[str, dict[str, int]]:
+    """Each of ``compiled``'s kernels' registers, spill stores (bytes) and resident warps, from ptxas's verbose
+    ``log`` of their compiles (Triton prints it with ``TRITON_DUMP_PTXAS_LOG=1``; compile with
+    ``TRITON_ALWAYS_COMPILE=1`` so none is taken from the cache unlogged)."""
+    pattern = r"properties for (\w+)\n\s*\d+ bytes stack frame, (\d+) bytes spill stores.*\n.*Used (\d+) registers"
+    found = re.findall(pattern, log)
+    if len(found) != len(compiled):
+        raise ValueError(f"ptxas reported {len(found)} kernels for {len(compiled)} compiled; was its log printed?")
+    figures = {}
+    for (name, spilled, registers), kernel in zip(found, compiled, strict=True):
+        warps = kernel.metadata.num_warps
+        figures[name] = {
+            "warps": warps,
+            "registers": int(registers),
+            "spill_bytes": int(spilled),
+            "resident_warps": resident_warps(int(registers), warps),
+        }
+    return figures
+
+
+def sdxl_launches() -> dict[str, tuple[str, list[tuple[str, tuple[Any, ...]]]]]:
+    """label -> (kernel module, host calls) at SDXL's sizes: a training call's largest norms (batch 16, 1024 px) and a
+    job's 20 selfie crops through the VAE encoder's first norms, in both layouts; a feed-forward gate at batch 16."""
+
+    def meta(*shape: int, dtype: torch.dtype = torch.bfloat16) -> Any:
+        return torch.empty(shape, device="meta", dtype=dtype)
+
+    launches = {}
+    for size, shape, dtype in (
+        ("training", (16, 320, 128, 128), torch.bfloat16),
+        ("encoder", (20, 128, 1024, 1024), torch.float32),
+    ):
+        for layout, module in (("nchw", "group_norm_kernel"), ("nhwc", "group_norm_nhwc_kernel")):
+            memory = torch.channels_last if layout == "nhwc" else torch.contiguous_format
+            x = meta(*shape, dtype=dtype).contiguous(memory_format=memory)
+            weight, stats = meta(shape[1], dtype=dtype), meta(shape[0], 32, dtype=torch.float32)
+            launches[f"group norm {layout}, {size}"] = (
+                module,
+                [
+                    (f"group_norm_forward_{layout}", (x, weight, weight, 32, 1e-5)),
+                    (f"group_norm_backward_{layout}", (x, x, weight, stats, stats, 32)),
+                ],
+            )
+    projected = meta(16 * 4096, 2 * 2560)
+    launches["geglu, training"] = (
+        "geglu_kernel",
+        [("geglu_forward_rows", (projected,)), ("geglu_backward_rows", (projected, projected[:, :2560]))],
+    )
+    return launches
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.kernel_compile", description=__doc__.split("\n")[0])
+    parser.parse_args(argv)
+    # ptxas's log goes to this process's stdout: read it back from a file descriptor of our own.
+    os.environ.update({"TRITON_DUMP_PTXAS_LOG": "1", "TRITON_ALWAYS_COMPILE": "1"})
+    results = {}
+    for label, (module, calls) in sdxl_launches().items():
+        with tempfile.TemporaryFile("w+") as log:
+            saved = os.dup(1)
+            os.dup2(log.fileno(), 1)
+            try:
+                compiled = compile_launches(module, calls, H200)
+            finally:
+                os.dup2(saved, 1)
+                os.close(saved)
+            log.seek(0)
+            results[label] = ptxas_figures(log.read(), compiled)
+        print(json.dumps({label: results[label]}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
