@@ -46,6 +46,9 @@ eager (the baseline), then each way named in ``--modes`` (``MODES``), each compi
   ``regions-nocast-geglu-graphs`` and ``regions-nocast-fp8-static-geglu-graphs``: those with ``headshot::geglu``,
   to set against the worker's ``blocks-nchw-nocast-geglu-graphs`` (and its FP8 twin).
 
+A mode ending ``-fusedlora`` (before any ``-graphs``) trains the LoRA'd projections through
+``headshot::lora_linear`` (``pipeline.diffusion.lora_linear``: the LoRA's product and input gradient accumulated into
+the base layer's by cuBLAS instead of added in passes of their own); every other mode through peft's forward.
 A mode ending ``-nolora`` (launched from Python only) runs the same call with the LoRA switched off, its backward
 reaching the input latents instead: set against the mode without it, its kernel time (``--profile``) is what the
 LoRA's own work costs a call (its products, scalings and the adds into the base layers' outputs and gradients).
@@ -120,6 +123,8 @@ MODES = (
     "regions-nocast-geglu-gn-graphs",
     "regions-nocast-fp8-static-geglu-gn-graphs",
     "blocks-nchw-nocast-geglu-gn-nolora",
+    "blocks-nchw-nocast-geglu-gn-fusedlora",
+    "blocks-nchw-nocast-geglu-gn-fusedlora-graphs",
 )
 
 
@@ -315,14 +320,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _set_up(pipe: Any, mode: str, channels_last: bool) -> tuple[str, Any]:
-    """The UNet as ``mode`` (its "-graphs", "-nolora" and "-concat" taken off) trains: the operators its "-gn" and
-    "-geglu" name, peft's input casts unless "-nocast" (eager has them), NCHW for "-nchw", else the worker's layout;
-    returns the mode without the operators' suffixes, and the layout."""
+    """The UNet as ``mode`` (its "-graphs", "-nolora" and "-concat" taken off) trains: the operators its
+    "-fusedlora", "-gn" and "-geglu" name, peft's input casts unless "-nocast" (eager has them), NCHW for "-nchw",
+    else the worker's layout; returns the mode without the operators' suffixes, and the layout."""
     import torch
 
     from pipeline.diffusion.geglu import use_geglu_operator
     from pipeline.diffusion.group_norm import use_group_norm_operator
+    from pipeline.diffusion.lora_linear import use_lora_operator
 
+    use_lora_operator(pipe.unet, enabled=mode.endswith("-fusedlora"))
+    mode = mode.removesuffix("-fusedlora")
     use_group_norm_operator(pipe.unet, enabled=mode.endswith("-gn"))
     mode = mode.removesuffix("-gn")
     use_geglu_operator(pipe.unet, enabled=mode.endswith("-geglu"))

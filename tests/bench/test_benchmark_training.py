@@ -17,7 +17,7 @@ def test_unet_training_benchmark_times_each_layout_and_scope_against_eager(tmp_p
     # The blocks, the norms and the layout switch; the blocks dynamic from their first call; the regions without
     # peft's input casts; concatenations compiled input by input; the feed-forward gates through headshot::geglu,
     # and the group norms through headshot::group_norm too; the frozen base in FP8 with calibrated input and gradient
-    # scales; and one with the LoRA off.
+    # scales; the LoRA through headshot::lora_linear, and the LoRA off.
     modes = [
         "blocks-norms-nchw",
         "blocks-nchw-nocast-dynamic",
@@ -26,6 +26,7 @@ def test_unet_training_benchmark_times_each_layout_and_scope_against_eager(tmp_p
         "blocks-nchw-nocast-geglu",
         "blocks-nchw-nocast-geglu-gn",
         "regions-nocast-geglu-gn",
+        "blocks-nchw-nocast-geglu-gn-fusedlora",
         "blocks-nchw-nocast-geglu-gn-nolora",
         "blocks-nchw-nocast-fp8-static",
     ]

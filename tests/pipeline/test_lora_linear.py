@@ -1,0 +1,114 @@
+"""LoRA'd projections trained through ``headshot::lora_linear``: peft's outputs and gradients, in eager and compiled
+calls; peft's own forward wherever the operator does not apply."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+from peft.tuners.lora.layer import Linear as LoraLinear
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from pipeline.diffusion.lora_linear import OneOperatorLoraLinear, use_lora_operator
+
+
+class _Calls(TorchDispatchMode):
+    """Inside: how many times ``headshot::lora_linear`` reached the dispatcher."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        self.count += func is torch.ops.headshot.lora_linear.default
+        return func(*args, **(kwargs or {}))
+
+
+def test_the_operator_passes_torchs_operator_checks() -> None:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 6, 32, generator=generator, requires_grad=True)
+    weight, bias = torch.randn(48, 32, generator=generator), torch.randn(48, generator=generator)
+    down = torch.randn(4, 32, generator=generator, requires_grad=True)
+    up = torch.randn(48, 4, generator=generator, requires_grad=True)
+    # Fake shapes against the real ones, the autograd registration's gradients, and dynamo tracing through it.
+    torch.library.opcheck(torch.ops.headshot.lora_linear.default, (x, weight, bias, down, up, 0.5))
+    torch.library.opcheck(torch.ops.headshot.lora_linear.default, (x, weight, None, down, up, 2.0))
+
+
+def test_a_lora_on_the_tiny_unet_gets_the_same_gradient_through_the_operator(
+    tiny_lora_gradient: tuple[Any, Callable[[], torch.Tensor]],
+) -> None:
+    unet, gradient = tiny_lora_gradient
+    plain = gradient()
+    count = use_lora_operator(unet)
+    assert count > 0 and all(type(m) is OneOperatorLoraLinear for m in unet.modules() if isinstance(m, LoraLinear))
+    with _Calls() as calls:
+        fused = gradient()
+    assert calls.count == count  # every LoRA'd projection, once a call
+    torch.testing.assert_close(fused, plain, rtol=1e-4, atol=1e-7)  # float32 rounding of the sums' order
+    assert use_lora_operator(unet, enabled=False) == count
+    assert all(type(m) is LoraLinear for m in unet.modules() if isinstance(m, LoraLinear))
+
+
+@pytest.mark.usefixtures("fresh_dynamo")
+def test_a_compiled_layer_trains_as_peft_does_and_falls_back_where_the_operator_does_not_apply() -> None:
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(1)
+    model = get_peft_model(
+        torch.nn.Sequential(torch.nn.Linear(32, 48)), LoraConfig(r=4, lora_alpha=8, target_modules=["0"])
+    )
+    layer = model.base_model.model[0]
+    torch.nn.init.normal_(layer.lora_B["default"].weight, std=0.1)  # B non-zero, so A gets a gradient too
+    x, grad = torch.randn(3, 5, 32), torch.randn(3, 5, 48)
+
+    def trained() -> list[torch.Tensor]:
+        for param in (layer.lora_A["default"].weight, layer.lora_B["default"].weight):
+            param.grad = None
+        given = x.clone().requires_grad_(True)
+        out = model(given)
+        out.backward(grad)
+        return [out.detach(), given.grad, layer.lora_A["default"].weight.grad, layer.lora_B["default"].weight.grad]
+
+    plain = trained()
+    assert use_lora_operator(model) == 1
+    model.compile(backend="inductor", fullgraph=True)  # inductor around the operator, as in a worker's blocks
+    for got, expected in zip(trained(), plain, strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    # Gradients off (rendering), the adapter disabled, or a dropout before it: peft's own forward.
+    with torch.no_grad(), _Calls() as calls:
+        layer(x)
+    assert calls.count == 0
+    with model.disable_adapter(), _Calls() as calls:
+        layer(x)
+    assert calls.count == 0
+
+
+def test_under_autocast_the_products_run_in_its_dtype_and_the_float32_lora_gets_float32_gradients() -> None:
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(3)
+    model = get_peft_model(torch.nn.Sequential(torch.nn.Linear(64, 64)), LoraConfig(r=8, target_modules=["0"]))
+    model.base_model.model[0].base_layer.to(torch.bfloat16)  # a bf16 base and a float32 LoRA, as a worker trains
+    layer = model.base_model.model[0]
+    torch.nn.init.normal_(layer.lora_B["default"].weight, std=0.1)
+    lora = [layer.lora_A["default"].weight, layer.lora_B["default"].weight]
+    x, grad = torch.randn(4, 64), torch.randn(4, 64)
+
+    def trained() -> list[torch.Tensor]:
+        for param in lora:
+            param.grad = None
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(x)
+        out.float().backward(grad)
+        assert all(param.grad is not None and param.grad.dtype == torch.float32 for param in lora)
+        return [out.detach(), *(param.grad for param in lora if param.grad is not None)]
+
+    plain = trained()
+    use_lora_operator(model)
+    fused = trained()
+    assert fused[0].dtype == plain[0].dtype == torch.bfloat16
+    for got, expected in zip(fused, plain, strict=True):
+        torch.testing.assert_close(got, expected, rtol=2e-2, atol=2e-2)  # bf16 products, sums in another order
