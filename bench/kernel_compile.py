@@ -21,7 +21,16 @@ from typing import Any
 
 import torch
 
-__all__ = ["H200", "REGISTERS_AN_SM", "compile_launches", "main", "ptxas_figures", "resident_warps", "sdxl_launches"]
+__all__ = [
+    "GRID_LIMITS",
+    "H200",
+    "REGISTERS_AN_SM",
+    "compile_launches",
+    "main",
+    "ptxas_figures",
+    "resident_warps",
+    "sdxl_launches",
+]
 
 # An H200's (and an H100's) compute capability, 9.0, and warp size.
 H200 = ("cuda", 90, 32)
@@ -37,13 +46,20 @@ _TYPES = {
 }
 
 
+# A CUDA grid's largest size on each axis: the first takes 2**31 - 1 programs, the other two 65,535.
+GRID_LIMITS = (2**31 - 1, 65535, 65535)
+
+
 class _Launch:
-    """Stands in for one kernel: records each ``kernel[grid](*args, **options)`` instead of running it."""
+    """Stands in for one kernel: records each ``kernel[grid](*args, **options)`` instead of running it, and refuses a
+    grid CUDA would refuse ("invalid argument" at the launch, on the GPU only)."""
 
     def __init__(self, kernel: Any, launches: list[tuple[Any, tuple[Any, ...], dict[str, Any]]]) -> None:
         self.kernel, self.launches = kernel, launches
 
-    def __getitem__(self, grid: Any) -> Callable[..., None]:
+    def __getitem__(self, grid: tuple[int, ...]) -> Callable[..., None]:
+        if any(size > limit for size, limit in zip(grid, GRID_LIMITS, strict=False)):
+            raise ValueError(f"{self.kernel.__name__}'s grid {grid} passes CUDA's limits {GRID_LIMITS}.")
         return lambda *args, **options: self.launches.append((self.kernel, args, options))
 
 
@@ -135,7 +151,8 @@ def ptxas_figures(log: str, compiled: list[Any]) -> dict[str, dict[str, int]]:
 
 def sdxl_launches() -> dict[str, tuple[str, list[tuple[str, tuple[Any, ...]]]]]:
     """label -> (kernel module, host calls) at SDXL's sizes: a training call's largest norms (batch 16, 1024 px) and a
-    job's 20 selfie crops through the VAE encoder's first norms, in both layouts; a feed-forward gate at batch 16."""
+    job's 20 selfie crops and an upscale's image through the VAE encoder's first norms, in both layouts; a
+    feed-forward gate at batch 16."""
 
     def meta(*shape: int, dtype: torch.dtype = torch.bfloat16) -> Any:
         return torch.empty(shape, device="meta", dtype=dtype)
@@ -144,6 +161,7 @@ def sdxl_launches() -> dict[str, tuple[str, list[tuple[str, tuple[Any, ...]]]]]:
     for size, shape, dtype in (
         ("training", (16, 320, 128, 128), torch.bfloat16),
         ("encoder", (20, 128, 1024, 1024), torch.float32),
+        ("an upscale's encode", (1, 128, 2304, 1856), torch.float32),  # 4.3 million pixels a channel
     ):
         for layout, module in (("nchw", "group_norm_kernel"), ("nhwc", "group_norm_nhwc_kernel")):
             memory = torch.channels_last if layout == "nhwc" else torch.contiguous_format

@@ -30,7 +30,7 @@ WARPS = 8  # 16 values a thread: at 4, the input gradient held 32 in 191 registe
 def _tile(x, pixels, channels, first_pixel, tile_pixels: tl.constexpr, tile_channels: tl.constexpr):  # type: ignore[no-untyped-def]
     """The tile from ``first_pixel`` of this program's sample and channels: sample, channels, offsets, mask and values
     in float32."""
-    sample = tl.program_id(0).to(tl.int64)
+    sample = tl.program_id(1).to(tl.int64)
     channel = tl.program_id(2) * tile_channels + tl.arange(0, tile_channels)
     pixel = first_pixel + tl.arange(0, tile_pixels)
     inside = (pixel[:, None] < pixels) & (channel[None, :] < channels)
@@ -41,9 +41,9 @@ def _tile(x, pixels, channels, first_pixel, tile_pixels: tl.constexpr, tile_chan
 @triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
 def _chunk(tile_pixels: tl.constexpr, tile_channels: tl.constexpr, tiles: tl.constexpr):  # type: ignore[no-untyped-def]
     """This partial program's sample, chunk, channels and first pixel (a chunk is ``tiles`` tiles of pixels)."""
-    chunk = tl.program_id(1)
+    chunk = tl.program_id(0)
     channel = tl.program_id(2) * tile_channels + tl.arange(0, tile_channels)
-    return tl.program_id(0).to(tl.int64), chunk, channel, chunk.to(tl.int64) * (tile_pixels * tiles)
+    return tl.program_id(1).to(tl.int64), chunk, channel, chunk.to(tl.int64) * (tile_pixels * tiles)
 
 
 @triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
@@ -102,7 +102,7 @@ def _group_norm_nhwc_normalize(  # type: ignore[no-untyped-def]
     tile_pixels: tl.constexpr,
     tile_channels: tl.constexpr,
 ):
-    first = tl.program_id(1).to(tl.int64) * tile_pixels
+    first = tl.program_id(0).to(tl.int64) * tile_pixels
     sample, channel, offset, inside, value = _tile(x, pixels, channels, first, tile_pixels, tile_channels)
     keep, group, group_mean, group_rstd = _group_stats(sample, channel, mean, rstd, channels, per_group, groups)
     scale = group_rstd * tl.load(weight + channel, mask=keep, other=0.0).to(tl.float32)
@@ -165,7 +165,7 @@ def _group_norm_nhwc_input_gradient(  # type: ignore[no-untyped-def]
     tile_pixels: tl.constexpr,
     tile_channels: tl.constexpr,
 ):
-    first = tl.program_id(1).to(tl.int64) * tile_pixels
+    first = tl.program_id(0).to(tl.int64) * tile_pixels
     sample, channel, offset, inside, value = _tile(x, pixels, channels, first, tile_pixels, tile_channels)
     keep, group, group_mean, inverse = _group_stats(sample, channel, mean, rstd, channels, per_group, groups)
     upstream = tl.load(grad + offset, mask=inside, other=0.0).to(tl.float32)
@@ -185,8 +185,9 @@ def _layout(x: torch.Tensor, groups: int) -> tuple[int, int, int, int]:
 
 
 def _grid(x: torch.Tensor, steps: int) -> tuple[int, int, int]:
-    """(samples, ``steps`` along the pixels, tiles across the channels)."""
-    return x.shape[0], steps, triton.cdiv(x.shape[1], TILE_CHANNELS)
+    """(``steps`` along the pixels, samples, tiles across the channels): the pixels on the grid's first axis, the only
+    one not limited to 65,535 programs (an upscale's encode has 4.3 million pixels, 67 thousand tiles of 64)."""
+    return steps, x.shape[0], triton.cdiv(x.shape[1], TILE_CHANNELS)
 
 
 def group_norm_forward_nhwc(
