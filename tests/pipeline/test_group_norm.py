@@ -239,9 +239,9 @@ def test_the_channels_last_kernels_compute_torchs_maths_on_every_element(
         # The last chunk's first tile partial and its second empty; the second channel tile partial; 3 channels a
         # group, so groups straddle the channel tiles.
         "several chunks, the last short; channels over two tiles": ((2, channels + 8, 1, 2 * chunk + pixels - 1), 8),
-        "more partial results a group than a combining window": ((1, 4, 3, 2 * chunk), 1),
+        # 4 channels of partials // 4 + 2 chunks each: past one combining window's worth, whatever the tiles.
+        "more partial results a group than a combining window": ((1, 4, 1, chunk * (partials // 4 + 2)), 1),
     }
-    assert partials < 4 * 6  # the last case's group: 4 channels of 6 chunks
     _kernels_compute_torchs_maths(kernels, torch.channels_last, cases)
 
 
