@@ -15,7 +15,6 @@ import torch
 from PIL import Image
 from torch import nn
 from torch.nn import functional
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from bench.benchmark_unet import unet_call_inputs
 from pipeline.diffusion.group_norm import (
@@ -26,6 +25,7 @@ from pipeline.diffusion.group_norm import (
 )
 from pipeline.diffusion.loading import load_base_pipeline
 from pipeline.diffusion.training.dataset import encode_training_set
+from tests.pipeline.operator_calls import OperatorCalls
 from tests.pipeline.triton_kernels import naming
 
 on_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="the Triton kernels need a CUDA GPU")
@@ -89,7 +89,7 @@ def test_a_compiled_norm_trains_through_the_operator_and_renders_through_torchs(
     # A channels-last input (the "unet" and "regions" scopes' layout) trains through the operator too, its output in
     # that layout; another layout keeps torch's norm.
     given = sample.to(memory_format=torch.channels_last).requires_grad_(True)
-    with _OperatorCalls() as calls:
+    with OperatorCalls() as calls:
         out = ours(given)
     assert calls.operators.count(torch.ops.headshot.group_norm.default) == 1
     assert out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()
@@ -99,22 +99,10 @@ def test_a_compiled_norm_trains_through_the_operator_and_renders_through_torchs(
     torch.testing.assert_close(out, expected_out, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(given.grad, expected_grad, rtol=1e-5, atol=1e-5)
     neither = sample.transpose(2, 3).contiguous().transpose(2, 3).requires_grad_(True)  # strides of neither layout
-    with _OperatorCalls() as calls:
+    with OperatorCalls() as calls:
         ours(neither)
     assert torch.ops.headshot.group_norm.default not in calls.operators
     assert use_group_norm_operator(ours, enabled=False) == 1 and type(ours) is torch.nn.GroupNorm
-
-
-class _OperatorCalls(TorchDispatchMode):
-    """Inside: ``operators`` lists every operator that reaches the dispatcher, in order."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.operators: list[Any] = []
-
-    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        self.operators.append(func)
-        return func(*args, **(kwargs or {}))
 
 
 def test_a_unet_that_replays_its_renders_renders_through_the_operator_and_training_keeps_it(
@@ -127,7 +115,7 @@ def test_a_unet_that_replays_its_renders_renders_through_the_operator_and_traini
     count = use_group_norm_operator(unet, no_grad=True)  # a worker with HEADSHOT_RENDER_CUDA_GRAPHS, before compiling
     assert use_group_norm_operator(unet) == count  # its TrainingSlot's call after it leaves the norms rendering
     assert count > 0 and all(type(m) is NoGradGroupNorm for m in unet.modules() if isinstance(m, nn.GroupNorm))
-    with torch.no_grad(), _OperatorCalls() as calls:
+    with torch.no_grad(), OperatorCalls() as calls:
         rendered = unet(**inputs).sample
     assert calls.operators.count(torch.ops.headshot.group_norm.default) == count  # each norm once, gradients off
     torch.testing.assert_close(rendered, reference, rtol=1e-4, atol=1e-5)  # the same maths, float32 rounding
@@ -151,7 +139,7 @@ def test_a_vae_encoder_encodes_a_training_set_the_same_through_the_operator(
                 "nchw" if args[0].is_contiguous() else "nhwc" if channels_last(args[0]) else ""
             )
         )
-    with _OperatorCalls() as calls:
+    with OperatorCalls() as calls:
         ours = encode_training_set(pipe, images)
     assert calls.operators.count(torch.ops.headshot.group_norm.default) == len(layouts)
     assert "" not in layouts and 0 < layouts.count("nhwc") < layouts.count("nchw")

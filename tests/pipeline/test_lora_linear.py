@@ -9,21 +9,11 @@ from typing import Any
 import pytest
 import torch
 from peft.tuners.lora.layer import Linear as LoraLinear
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from pipeline.diffusion.lora_linear import OneOperatorLoraLinear, use_lora_operator
+from tests.pipeline.operator_calls import OperatorCalls
 
-
-class _Calls(TorchDispatchMode):
-    """Inside: how many times ``headshot::lora_linear`` reached the dispatcher."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        self.count += func is torch.ops.headshot.lora_linear.default
-        return func(*args, **(kwargs or {}))
+LORA_LINEAR = torch.ops.headshot.lora_linear.default
 
 
 def test_the_operator_passes_torchs_operator_checks() -> None:
@@ -44,9 +34,9 @@ def test_a_lora_on_the_tiny_unet_gets_the_same_gradient_through_the_operator(
     plain = gradient()
     count = use_lora_operator(unet)
     assert count > 0 and all(type(m) is OneOperatorLoraLinear for m in unet.modules() if isinstance(m, LoraLinear))
-    with _Calls() as calls:
+    with OperatorCalls() as calls:
         fused = gradient()
-    assert calls.count == count  # every LoRA'd projection, once a call
+    assert calls.operators.count(LORA_LINEAR) == count  # every LoRA'd projection, once a call
     torch.testing.assert_close(fused, plain, rtol=1e-4, atol=1e-7)  # float32 rounding of the sums' order
     assert use_lora_operator(unet, enabled=False) == count
     assert all(type(m) is LoraLinear for m in unet.modules() if isinstance(m, LoraLinear))
@@ -78,12 +68,12 @@ def test_a_compiled_layer_trains_as_peft_does_and_falls_back_where_the_operator_
     for got, expected in zip(trained(), plain, strict=True):
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     # Gradients off (rendering), the adapter disabled, or a dropout before it: peft's own forward.
-    with torch.no_grad(), _Calls() as calls:
+    with torch.no_grad(), OperatorCalls() as calls:
         layer(x)
-    assert calls.count == 0
-    with model.disable_adapter(), _Calls() as calls:
+    assert LORA_LINEAR not in calls.operators
+    with model.disable_adapter(), OperatorCalls() as calls:
         layer(x)
-    assert calls.count == 0
+    assert LORA_LINEAR not in calls.operators
 
 
 @pytest.mark.usefixtures("fresh_dynamo")
