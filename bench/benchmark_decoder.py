@@ -13,8 +13,9 @@ eager (its attention, its first and last convolutions): smaller graphs, shared b
 start may compile them in a fraction of the whole decoder's minute, if its decodes keep most of the graph's speed.
 Every way but the two NCHW ones lays the decoder out channels-last, as a worker does (``gpu_layout``); those two
 compile it NCHW, the second with its group norms through ``headshot::group_norm`` (as a GPU worker's encoder runs
-them): whether the operator's norms pay for cuDNN's layout conversions around NCHW convolutions. ``--ways`` picks
-some (the first is the others' reference).
+them): whether the operator's norms pay for cuDNN's layout conversions around NCHW convolutions. ``worker with the
+operator's norms`` keeps the worker's channels-last decoder and runs its norms through the operator's NHWC kernels.
+``--ways`` picks some (the first is the others' reference).
 """
 
 from __future__ import annotations
@@ -33,13 +34,15 @@ __all__ = ["WAYS", "Way", "compile_decoder_regions", "decoder_shapes", "main"]
 class Way(NamedTuple):
     single_images: str | None  # ``compile_decoder``'s, None for the decoder eager (the plain pipeline's), or "regions"
     channels_last: bool  # the decoder's layout (a worker's: channels-last, ``gpu_layout``), else NCHW
-    operator_norms: bool  # its group norms through ``headshot::group_norm`` (NCHW only), else torch's
+    operator_norms: bool  # its group norms through ``headshot::group_norm`` (either layout), else torch's
 
 
 WAYS: dict[str, Way] = {
     "eager": Way(None, True, False),
     "single images compiled": Way("compiled", True, False),
     "worker": Way("eager", True, False),
+    # The worker's channels-last decoder with its norms through the operator's NHWC kernels.
+    "worker with the operator's norms": Way("eager", True, True),
     "decoder regions": Way("regions", True, False),
     # The encoder's way (NCHW, its norms through the operator), compiled as the worker compiles the decoder.
     "NCHW with torch's norms": Way("eager", False, False),

@@ -10,9 +10,10 @@ those its warm-up loaded. Last, one warm call of the worker's way is profiled: i
 photos (``python -m bench.phone_selfies``) for a user's real cost.
 
 The ways (2026-12-05): the worker's, whose VAE encoder runs its group norms through ``headshot::group_norm``
-(``model_setup.use_group_norm_operators``), against the same with torch's norms, the worker's way until then. The
-fourth session's other ways (a channels-last encoder, a compiled one) are in BENCHMARKS.md and
-git history."""
+(``model_setup.use_group_norm_operators``), against the same with torch's norms, the worker's way until then, and a
+channels-last encoder whose norms run the operator's NHWC kernels (the fourth session's channels-last encoder lost
+half its time to torch's norms copying layouts). The fourth session's other ways (a compiled encoder) are in
+BENCHMARKS.md and git history."""
 
 from __future__ import annotations
 
@@ -32,13 +33,14 @@ from bench.measure import (
     use_cudnn_autotune,
 )
 
-__all__ = ["WAYS", "Way", "main", "profile_kernels"]
+__all__ = ["WAYS", "Way", "lay_out_encoder", "main", "profile_kernels"]
 
 
 class Way(NamedTuple):
     chunk: int  # crops the VAE encodes at once
     drafted: bool  # the photos decoded as ``decode_for_training`` decodes them, else whole
     operator_norms: bool  # the encoder's group norms through ``headshot::group_norm``, else torch's
+    channels_last: bool = False  # the encoder laid out channels-last (its norms then the operator's NHWC kernels)
 
 
 # A worker's warm-up first (one picture a bucket: a chunk of two), then the way before, the worker's and another.
@@ -48,7 +50,18 @@ WAYS: dict[str, Way] = {
     "worker: chunks of 4, norms through the operator": Way(4, True, True),
     "chunks of 8, norms through the operator": Way(8, True, True),
     "chunks of 4, norms through the operator, whole decodes": Way(4, False, True),
+    "chunks of 4, channels-last, norms through the operator": Way(4, True, True, channels_last=True),
 }
+
+
+def lay_out_encoder(vae: Any, *, channels_last: bool) -> None:
+    """``vae``'s encoder (and the convolution after it) channels-last, else NCHW as a worker lays it out."""
+    import torch
+
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    for part in (vae.encoder, getattr(vae, "quant_conv", None)):
+        if part is not None:
+            part.to(memory_format=layout)
 
 
 def load_photos(folder: Path | None, count: int) -> list[bytes]:
@@ -132,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 
     worker_chunk = dataset.ENCODE_CHUNK
     for name, way in WAYS.items():
+        lay_out_encoder(pipe.vae, channels_last=way.channels_last)
         use_group_norm_operator(pipe.vae.encoder, enabled=way.operator_norms, no_grad=True)
         images = drafted if way.drafted else whole
         dataset.ENCODE_CHUNK = way.chunk
@@ -151,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
     dataset.ENCODE_CHUNK = worker_chunk
+    lay_out_encoder(pipe.vae, channels_last=False)
     use_group_norm_operator(pipe.vae.encoder, no_grad=True)
     if device.startswith("cuda"):
         kernels = profile_kernels(lambda: encode_training_set(pipe, drafted))
