@@ -131,18 +131,22 @@ def prepare_model(settings: Settings) -> ServingModel:
 
 
 def use_group_norm_operators(pipe: Any, *, render_graphs: bool) -> None:
-    """A GPU worker's group norms through ``headshot::group_norm`` with gradients off too, where that pays: the VAE
-    encoder's (a training job's selfies, an action's source image: norms over megapixels, whose kernels dwarf the
-    launches), and with ``render_graphs`` the UNet's (replayed, the launches cost nothing). Before any compile:
-    graphs trace a norm's class. Training runs the UNet's through it anyway (``TrainingSlot``)."""
+    """A GPU worker's group norms through ``headshot::group_norm`` with gradients off too, where that pays: the VAE's
+    (a training job's selfies and an action's source image through the encoder, every decode through the decoder:
+    norms over megapixels, whose kernels dwarf the launches; the channels-last decoder's single-image decodes run
+    eagerly, where torch's norm copied each input to NCHW and back), and with ``render_graphs`` the UNet's (replayed,
+    the launches cost nothing). Before any compile: graphs trace a norm's class. Training runs the UNet's through it
+    anyway (``TrainingSlot``)."""
     from pipeline.diffusion.group_norm import use_group_norm_operator
 
-    encoder = getattr(pipe.vae, "encoder", None)
-    encoded = 0 if encoder is None else use_group_norm_operator(encoder, no_grad=True)
+    vae = [getattr(pipe.vae, part, None) for part in ("encoder", "decoder")]
+    encoded, decoded = (0 if part is None else use_group_norm_operator(part, no_grad=True) for part in vae)
     rendered = use_group_norm_operator(pipe.unet, no_grad=True) if render_graphs else 0
     log.info(
-        "group norms through headshot::group_norm without gradients: %d of the VAE encoder's, %d of the UNet's",
+        "group norms through headshot::group_norm without gradients: %d of the VAE encoder's, %d of its decoder's, "
+        "%d of the UNet's",
         encoded,
+        decoded,
         rendered,
     )
 

@@ -1,5 +1,5 @@
 """Which of a GPU worker's group norms run ``headshot::group_norm`` with gradients off (``use_group_norm_operators``,
-called by ``prepare_model`` on CUDA before any compile): the VAE encoder's always, the UNet's with render graphs."""
+called by ``prepare_model`` on CUDA before any compile): the VAE's always, the UNet's with render graphs."""
 
 from __future__ import annotations
 
@@ -17,17 +17,17 @@ def _norms(model: nn.Module) -> list[nn.Module]:
     return [module for module in model.modules() if isinstance(module, nn.GroupNorm)]
 
 
-def test_the_encoders_norms_always_and_the_unets_with_render_graphs(
+def test_the_vaes_norms_always_and_the_unets_with_render_graphs(
     model_cache: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache)
     with caplog.at_level("INFO", logger="jobs.worker.model_setup"):
         use_group_norm_operators(pipe, render_graphs=False)
-    encoder = _norms(pipe.vae.encoder)
-    assert encoder and all(type(norm) is NoGradGroupNorm for norm in encoder)
-    # The decoder (compiled, channels-last) and the UNet (rendering launched from Python) keep torch's norms.
-    assert not any(isinstance(norm, OneOperatorGroupNorm) for norm in [*_norms(pipe.vae.decoder), *_norms(pipe.unet)])
-    assert f"{len(encoder)} of the VAE encoder's, 0 of the UNet's" in caplog.text
+    encoder, decoder = _norms(pipe.vae.encoder), _norms(pipe.vae.decoder)
+    assert encoder and decoder and all(type(norm) is NoGradGroupNorm for norm in [*encoder, *decoder])
+    # The UNet's render calls, launched from Python, keep torch's norms.
+    assert not any(isinstance(norm, OneOperatorGroupNorm) for norm in _norms(pipe.unet))
+    assert f"{len(encoder)} of the VAE encoder's, {len(decoder)} of its decoder's, 0 of the UNet's" in caplog.text
 
     use_group_norm_operators(pipe, render_graphs=True)
     assert all(type(norm) is NoGradGroupNorm for norm in _norms(pipe.unet))

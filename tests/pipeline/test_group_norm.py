@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn import functional
 
 from bench.benchmark_unet import unet_call_inputs
+from pipeline.diffusion.acceleration import gpu_layout
 from pipeline.diffusion.group_norm import (
     NoGradGroupNorm,
     OneOperatorGroupNorm,
@@ -147,6 +148,34 @@ def test_a_vae_encoder_encodes_a_training_set_the_same_through_the_operator(
         assert got.size == expected.size
         torch.testing.assert_close(got.mean, expected.mean, rtol=1e-4, atol=1e-5)  # float32 rounding only
         torch.testing.assert_close(got.std, expected.std, rtol=1e-4, atol=1e-5)
+
+
+def test_a_channels_last_vae_decoder_decodes_the_same_through_the_operator(model_cache: Path) -> None:
+    pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache)
+    gpu_layout(pipe)  # the decoder channels-last, as a GPU worker lays it out
+    vae = pipe.vae
+    latents = torch.randn(2, vae.config.latent_channels, 24, 20, generator=torch.Generator().manual_seed(0))
+    # A request's batch, and one image alone (an upscale's or a face pass's decode, which a worker runs eagerly).
+    batches = [latents.to(memory_format=torch.channels_last), latents[:1].contiguous()]
+    with torch.no_grad():
+        plain = [vae.decode(batch, return_dict=False)[0] for batch in batches]
+    assert use_group_norm_operator(vae.decoder, no_grad=True) > 0  # as a GPU worker's start does
+    layouts: list[str] = []
+    for norm in (module for module in vae.decoder.modules() if isinstance(module, NoGradGroupNorm)):
+        norm.register_forward_pre_hook(
+            lambda _, args: layouts.append(
+                "nchw" if args[0].is_contiguous() else "nhwc" if channels_last(args[0]) else "view"
+            )
+        )
+    with torch.no_grad(), OperatorCalls() as calls:
+        ours = [vae.decode(batch, return_dict=False)[0] for batch in batches]
+    # Every norm runs the operator (the NHWC kernels on a GPU) but the mid-block attention's, fed a transposed
+    # (batch, channels, pixels) view of one latent-sized image, which torch's norm keeps.
+    assert calls.operators.count(torch.ops.headshot.group_norm.default) == len(layouts) - len(batches)
+    assert layouts.count("view") == len(batches) and layouts.count("nhwc") > layouts.count("nchw")
+    for got, expected in zip(ours, plain, strict=True):
+        assert channels_last(got) == channels_last(expected)
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_a_lora_on_the_tiny_unet_gets_the_same_gradient_through_the_operator(
