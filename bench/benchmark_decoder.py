@@ -13,9 +13,9 @@ eager (its attention, its first and last convolutions): smaller graphs, shared b
 start may compile them in a fraction of the whole decoder's minute, if its decodes keep most of the graph's speed.
 Every way but the two NCHW ones lays the decoder out channels-last, as a worker does (``gpu_layout``); those two
 compile it NCHW, the second with its group norms through ``headshot::group_norm`` (as a GPU worker's encoder runs
-them): whether the operator's norms pay for cuDNN's layout conversions around NCHW convolutions. ``worker with the
-operator's norms`` keeps the worker's channels-last decoder and runs its norms through the operator's NHWC kernels.
-``--ways`` picks some (the first is the others' reference).
+them): whether the operator's norms pay for cuDNN's layout conversions around NCHW convolutions. The worker's way
+runs the channels-last decoder's norms through the operator's NHWC kernels; ``torch's norms`` is the same with
+torch's norms, the worker's way until 2026-12-05. ``--ways`` picks some (the first is the others' reference).
 """
 
 from __future__ import annotations
@@ -40,9 +40,10 @@ class Way(NamedTuple):
 WAYS: dict[str, Way] = {
     "eager": Way(None, True, False),
     "single images compiled": Way("compiled", True, False),
-    "worker": Way("eager", True, False),
-    # The worker's channels-last decoder with its norms through the operator's NHWC kernels.
-    "worker with the operator's norms": Way("eager", True, True),
+    # The worker's until 2026-12-05 (ninth session): torch's norms, which copy a channels-last input to NCHW and back.
+    "torch's norms": Way("eager", True, False),
+    # Its norms through the operator's NHWC kernels (``model_setup.use_group_norm_operators``).
+    "worker": Way("eager", True, True),
     "decoder regions": Way("regions", True, False),
     # The encoder's way (NCHW, its norms through the operator), compiled as the worker compiles the decoder.
     "NCHW with torch's norms": Way("eager", False, False),

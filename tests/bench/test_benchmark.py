@@ -208,6 +208,7 @@ def test_decoder_benchmark_times_each_way_at_a_workers_shapes_and_counts_their_g
     assert totals == {
         "eager": 0,
         "single images compiled": 2,
+        "torch's norms": 1,
         "worker": 1,
         "NCHW with torch's norms": 1,
         "NCHW with the operator's norms": 1,
