@@ -6,8 +6,8 @@ The host's part first: the photos decoded whole (the way before) and as ``decode
 cropped one at a time. Then each way of ``WAYS`` times its first call (what a worker's first job of that shape pays
 on top: cuDNN's choices, kernels loaded) and the median of ``--repeats`` calls. The ways run in ``WAYS``' order in
 one process, so a way after the first finds the kernels the ones before it loaded, as a worker's first job finds
-those its warm-up loaded. Last, one warm call of the worker's way is profiled: its GPU time by kernel. Give phone-sized
-photos (``python -m bench.phone_selfies``) for a user's real cost.
+those its warm-up loaded. Last, one warm call of the worker's way is profiled (``profiling.gpu_profile``): its GPU
+time by kind and kernel. Give phone-sized photos (``python -m bench.phone_selfies``) for a user's real cost.
 
 The ways (2026-12-05): the worker's, whose VAE encoder runs its group norms through ``headshot::group_norm``
 (``model_setup.use_group_norm_operators``), against the same with torch's norms, the worker's way until then, and a
@@ -32,8 +32,9 @@ from bench.measure import (
     sample_images,
     use_cudnn_autotune,
 )
+from bench.profiling import gpu_profile
 
-__all__ = ["WAYS", "Way", "lay_out_encoder", "main", "profile_kernels"]
+__all__ = ["WAYS", "Way", "lay_out_encoder", "main"]
 
 
 class Way(NamedTuple):
@@ -79,22 +80,6 @@ def load_photos(folder: Path | None, count: int) -> list[bytes]:
     if not files:
         raise SystemExit(f"--selfies {folder} holds no .jpg or .png photos; name a folder of selfies.")
     return [files[index % len(files)].read_bytes() for index in range(count)]
-
-
-def profile_kernels(call: Any, top: int = 12) -> list[dict[str, Any]]:
-    """The GPU time of one ``call()`` by kernel, largest first (``top`` of them)."""
-    import torch
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CUDA]) as profiler:
-        call()
-        torch.cuda.synchronize()
-    kernels = [event for event in profiler.key_averages() if event.device_time_total > 0]
-    kernels.sort(key=lambda event: -event.device_time_total)
-    return [
-        {"kernel": event.key[:120], "calls": event.count, "gpu_ms": round(event.device_time_total / 1000, 2)}
-        for event in kernels[:top]
-    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,8 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     lay_out_encoder(pipe.vae, channels_last=False)
     use_group_norm_operator(pipe.vae.encoder, no_grad=True)
     if device.startswith("cuda"):
-        kernels = profile_kernels(lambda: encode_training_set(pipe, drafted))
-        record({"way": "worker, profiled", "kernels": kernels})
+        record(
+            {
+                "way": "worker, profiled",
+                **gpu_profile(device, lambda: encode_training_set(pipe, drafted), label="worker"),
+            }
+        )
     return 0
 
 
