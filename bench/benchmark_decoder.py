@@ -10,7 +10,9 @@ built. Every way's images are compared with eager's (largest difference, in 0-1 
 
 ``decoder regions`` compiles only the decoder's ResNet blocks and upsamplers, each with every size dynamic, the rest
 eager (its attention, its first and last convolutions): smaller graphs, shared by blocks of one shape, so a cold
-start may compile them in a fraction of the whole decoder's minute, if its decodes keep most of the graph's speed.
+start may compile them in a fraction of the whole decoder's minute, if its decodes keep most of the graph's speed;
+with the operator's norms too (opaque to inductor: it fuses the rest of each block around them), single images
+then run compiled kernels and the worker's norms.
 Every way but the two NCHW ones lays the decoder out channels-last, as a worker does (``gpu_layout``); those two
 compile it NCHW, the second with its group norms through ``headshot::group_norm`` (as a GPU worker's encoder runs
 them): whether the operator's norms pay for cuDNN's layout conversions around NCHW convolutions. The worker's way
@@ -45,6 +47,7 @@ WAYS: dict[str, Way] = {
     # Its norms through the operator's NHWC kernels (``model_setup.use_group_norm_operators``).
     "worker": Way("eager", True, True),
     "decoder regions": Way("regions", True, False),
+    "decoder regions with the operator's norms": Way("regions", True, True),
     # The encoder's way (NCHW, its norms through the operator), compiled as the worker compiles the decoder.
     "NCHW with torch's norms": Way("eager", False, False),
     "NCHW with the operator's norms": Way("eager", False, True),
