@@ -151,8 +151,8 @@ def ptxas_figures(log: str, compiled: list[Any]) -> dict[str, dict[str, int]]:
 
 def sdxl_launches() -> dict[str, tuple[str, list[tuple[str, tuple[Any, ...]]]]]:
     """label -> (kernel module, host calls) at SDXL's sizes: a training call's largest norms (batch 16, 1024 px) and a
-    job's 20 selfie crops and an upscale's image through the VAE encoder's first norms, in both layouts; a
-    feed-forward gate at batch 16."""
+    job's 20 selfie crops and an upscale's image through the VAE encoder's first norms, and an upscale's decode
+    through the decoder's last, in both layouts; a feed-forward gate at batch 16; a LoRA's accumulations."""
 
     def meta(*shape: int, dtype: torch.dtype = torch.bfloat16) -> Any:
         return torch.empty(shape, device="meta", dtype=dtype)
@@ -162,6 +162,7 @@ def sdxl_launches() -> dict[str, tuple[str, list[tuple[str, tuple[Any, ...]]]]]:
         ("training", (16, 320, 128, 128), torch.bfloat16),
         ("encoder", (20, 128, 1024, 1024), torch.float32),
         ("an upscale's encode", (1, 128, 2304, 1856), torch.float32),  # 4.3 million pixels a channel
+        ("an upscale's decode", (1, 128, 2304, 1856), torch.bfloat16),  # the worker's channels-last decoder
     ):
         for layout, module in (("nchw", "group_norm_kernel"), ("nhwc", "group_norm_nhwc_kernel")):
             memory = torch.channels_last if layout == "nhwc" else torch.contiguous_format
@@ -178,6 +179,16 @@ def sdxl_launches() -> dict[str, tuple[str, list[tuple[str, tuple[Any, ...]]]]]:
     launches["geglu, training"] = (
         "geglu_kernel",
         [("geglu_forward_rows", (projected,)), ("geglu_backward_rows", (projected, projected[:, :2560]))],
+    )
+    # A LoRA'd projection's accumulations: its up-projection (peft's weight, transposed) into the output and its input
+    # gradient, rank 16, on the 640-wide image tokens of the first attention level.
+    tokens, hidden = meta(16 * 4096, 640), meta(16 * 4096, 16)
+    launches["lora accumulate, training"] = (
+        "lora_linear_kernel",
+        [
+            ("accumulate_product", (tokens, hidden, meta(640, 16).t(), 1.0)),
+            ("accumulate_product", (tokens, hidden, meta(16, 640), 1.0)),
+        ],
     )
     return launches
 

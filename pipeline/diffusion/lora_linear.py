@@ -5,14 +5,18 @@ apart and added in a pass of its own.
 peft computes ``base(x) + lora_B(lora_A(x)) * scaling``. At SDXL's training sizes each LoRA'd projection then writes
 the LoRA's output (tokens by features), reads it back with the base output to add them, and its backward does the
 same with the LoRA's input gradient: four passes over a projection's activations beyond the products themselves, for
-the 6 LoRA'd projections on image tokens in each of the UNet's 70 transformer blocks. cuBLAS adds into an existing
-result inside the product (``addmm_``: C = alpha * A @ B + C), so here the LoRA's up-projection accumulates into the
-base output and the LoRA's input gradient into the base's. The arithmetic is the same up to the sum's order.
+the 6 LoRA'd projections on image tokens in each of the UNet's 70 transformer blocks. Here the LoRA's up-projection
+accumulates into the base output and the LoRA's input gradient into the base's, each element read and written once
+(``C = alpha * A @ B + C``, A of the rank's few columns): on CUDA by a Triton kernel of the project's
+(``lora_linear_kernel``), elsewhere by ``addmm_``. The arithmetic is the same up to the sum's order.
 
-Not yet timed on a GPU (``bench.benchmark_unet_training``'s ``-fusedlora`` modes set it against peft's path), so a
-worker does not use it: ``use_lora_operator`` is for benchmarks until then. Only a plain LoRA on a plain frozen
-``nn.Linear`` takes it (one active adapter, no dropout, no DoRA or LoRA bias, gradients on); anything else runs
-peft's forward. A ``torch.library`` operator, as ``headshot::geglu`` is, so compiled graphs and CUDA graphs keep it.
+With cuBLAS's ``addmm_`` for the accumulations, a replayed training call measured 1.6% faster than peft's path on an
+H200 (BENCHMARKS.md 2026-12-05 eighth session), the accumulating products slower than the adds they replaced; the
+Triton kernel is not yet timed on a GPU (``bench.benchmark_unet_training``'s ``-fusedlora`` modes set it against
+peft's path), so a worker does not use it: ``use_lora_operator`` is for benchmarks until then. Only a plain LoRA
+on a plain frozen ``nn.Linear`` takes it (one active adapter, no dropout, no DoRA or LoRA bias, gradients on);
+anything else runs peft's forward. A ``torch.library`` operator, as ``headshot::geglu`` is, so compiled graphs and
+CUDA graphs keep it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,17 @@ from torch import nn
 __all__ = ["OneOperatorLoraLinear", "lora_linear", "lora_linear_backward", "use_lora_operator"]
 
 
+def _accumulate(out: torch.Tensor, hidden: torch.Tensor, weight: torch.Tensor, scale: float) -> torch.Tensor:
+    """``out += scale * hidden @ weight`` in place, ``hidden`` of the LoRA's rank in columns: on CUDA in 16 bits by
+    ``lora_linear_kernel`` (cuBLAS's accumulating products took 29 ms of a training call for two passes over
+    ``out``), elsewhere by ``addmm_``."""
+    if out.is_cuda and out.dtype in (torch.bfloat16, torch.float16) and hidden.dtype == weight.dtype == out.dtype:
+        from pipeline.diffusion.lora_linear_kernel import accumulate_product
+
+        return accumulate_product(out, hidden.contiguous(), weight, scale)
+    return out.addmm_(hidden, weight, alpha=scale)
+
+
 @torch.library.custom_op("headshot::lora_linear", mutates_args=())
 def lora_linear(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, down: torch.Tensor, up: torch.Tensor, scale: float
@@ -34,8 +49,7 @@ def lora_linear(
     ``x`` of any leading shape."""
     rows = x.reshape(-1, x.shape[-1])
     hidden = rows @ down.t()
-    out = nn.functional.linear(rows, weight, bias)
-    out.addmm_(hidden, up.t(), alpha=scale)
+    out = _accumulate(nn.functional.linear(rows, weight, bias), hidden, up.t(), scale)
     return out.reshape(*x.shape[:-1], weight.shape[0]), hidden
 
 
@@ -63,8 +77,7 @@ def lora_linear_backward(
     hidden_grad = (rows @ up).mul_(scale)
     up_grad = (rows.t() @ hidden).mul_(scale)
     down_grad = hidden_grad.t() @ x.reshape(-1, x.shape[-1])
-    input_grad = rows @ weight
-    input_grad.addmm_(hidden_grad, down)
+    input_grad = _accumulate(rows @ weight, hidden_grad, down, 1.0)
     return input_grad.reshape(x.shape), down_grad, up_grad
 
 

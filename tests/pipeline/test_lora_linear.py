@@ -12,6 +12,7 @@ from peft.tuners.lora.layer import Linear as LoraLinear
 
 from pipeline.diffusion.lora_linear import OneOperatorLoraLinear, use_lora_operator
 from tests.pipeline.operator_calls import OperatorCalls
+from tests.pipeline.triton_kernels import naming
 
 LORA_LINEAR = torch.ops.headshot.lora_linear.default
 
@@ -105,3 +106,38 @@ def test_under_autocast_the_products_run_in_its_dtype_and_the_float32_lora_gets_
         assert ours[0].dtype == plain[0].dtype == torch.bfloat16
         for got, expected in zip(ours, plain, strict=True):
             torch.testing.assert_close(got, expected, rtol=2e-2, atol=2e-2)  # bf16 products, sums in another order
+
+
+def test_the_triton_kernel_adds_the_lora_product_into_every_element(
+    triton_kernels: Callable[[str, dict[str, int]], Any],
+) -> None:
+    kernels = triton_kernels("lora_linear_kernel", {"ROWS": 16, "COLUMNS": 16})
+    tile_rows, tile_columns = kernels.tiles["ROWS"], kernels.tiles["COLUMNS"]
+    # (rows, columns, rank, how the weight lies): the forward's up-projection comes transposed (peft's ``lora_B``
+    # weight is columns by rank), the backward's down-projection as rank rows.
+    cases = {
+        "partial tiles both ways, rank 16, transposed": (3 * tile_rows + 5, 2 * tile_columns + 7, 16, True),
+        "rank 4, under tl.dot's 16": (2 * tile_rows, tile_columns, 4, False),
+        "rank 24, padded to 32, transposed": (tile_rows + 1, tile_columns + 3, 24, True),
+    }
+    generator = torch.Generator(device=kernels.device).manual_seed(0)
+    inputs, calls = [], []
+    for rows, columns, rank, transposed in cases.values():
+
+        def draw(*shape: int) -> torch.Tensor:
+            return torch.randn(*shape, device=kernels.device, generator=generator).bfloat16()
+
+        weight = draw(columns, rank).t() if transposed else draw(rank, columns)
+        out, hidden = draw(rows, columns), draw(rows, rank)
+        inputs.append((out.cpu(), hidden.cpu(), weight.cpu()))
+        calls.append(("accumulate_product", (out, hidden, weight, 0.5)))
+    results = kernels.run(calls)
+
+    for case, (out, hidden, weight), got in zip(cases, inputs, results, strict=True):
+        expected = out.double() + 0.5 * hidden.double() @ weight.double()
+        # One rounding to bf16 of a float32 sum: within bf16's half step of each element.
+        torch.testing.assert_close(got.cpu().double(), expected, rtol=8e-3, atol=1e-3, msg=naming(case))
+        # The CPU's way (``addmm_``) gives the same numbers.
+        torch.testing.assert_close(
+            got.cpu(), out.clone().addmm_(hidden, weight, alpha=0.5), rtol=1.6e-2, atol=1e-3, msg=naming(case)
+        )
