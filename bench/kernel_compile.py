@@ -181,15 +181,16 @@ def sdxl_launches() -> dict[str, tuple[str, list[tuple[str, tuple[Any, ...]]]]]:
         [("geglu_forward_rows", (projected,)), ("geglu_backward_rows", (projected, projected[:, :2560]))],
     )
     # A LoRA'd projection's accumulations: its up-projection (peft's weight, transposed) into the output and its input
-    # gradient, rank 16, on the 640-wide image tokens of the first attention level.
-    tokens, hidden = meta(16 * 4096, 640), meta(16 * 4096, 16)
-    launches["lora accumulate, training"] = (
-        "lora_linear_kernel",
-        [
-            ("accumulate_product", (tokens, hidden, meta(640, 16).t(), 1.0)),
-            ("accumulate_product", (tokens, hidden, meta(16, 640), 1.0)),
-        ],
-    )
+    # gradient, on the 640-wide image tokens of the first attention level, at a worker's rank and the kernel's largest.
+    for rank in (16, 64):
+        tokens, hidden = meta(16 * 4096, 640), meta(16 * 4096, rank)
+        launches[f"lora accumulate, training, rank {rank}"] = (
+            "lora_linear_kernel",
+            [
+                ("accumulate_product", (tokens, hidden, meta(640, rank).t(), 1.0)),
+                ("accumulate_product", (tokens, hidden, meta(rank, 640), 1.0)),
+            ],
+        )
     return launches
 
 

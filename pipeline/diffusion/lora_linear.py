@@ -32,12 +32,13 @@ __all__ = ["OneOperatorLoraLinear", "lora_linear", "lora_linear_backward", "use_
 
 def _accumulate(out: torch.Tensor, hidden: torch.Tensor, weight: torch.Tensor, scale: float) -> torch.Tensor:
     """``out += scale * hidden @ weight`` in place, ``hidden`` of the LoRA's rank in columns: on CUDA in 16 bits by
-    ``lora_linear_kernel`` (cuBLAS's accumulating products took 29 ms of a training call for two passes over
-    ``out``), elsewhere by ``addmm_``."""
+    ``lora_linear_kernel`` up to its ``MAX_RANK`` (cuBLAS's accumulating products took 29 ms of a training call for
+    two passes over ``out``), elsewhere by ``addmm_``."""
     if out.is_cuda and out.dtype in (torch.bfloat16, torch.float16) and hidden.dtype == weight.dtype == out.dtype:
-        from pipeline.diffusion.lora_linear_kernel import accumulate_product
+        from pipeline.diffusion.lora_linear_kernel import MAX_RANK, accumulate_product
 
-        return accumulate_product(out, hidden.contiguous(), weight, scale)
+        if hidden.shape[1] <= MAX_RANK:
+            return accumulate_product(out, hidden.contiguous(), weight, scale)
     return out.addmm_(hidden, weight, alpha=scale)
 
 

@@ -15,11 +15,13 @@ import torch
 import triton  # type: ignore[import-not-found,unused-ignore]
 import triton.language as tl  # type: ignore[import-not-found,unused-ignore]
 
-__all__ = ["COLUMNS", "ROWS", "accumulate_product", "rank_block"]
+__all__ = ["COLUMNS", "MAX_RANK", "ROWS", "accumulate_product", "rank_block"]
 
 ROWS = 32
 COLUMNS = 128
 WARPS = 4
+# The largest rank a program multiplies at once without spilling (``bench.kernel_compile``); larger ranks run cuBLAS.
+MAX_RANK = 64
 
 
 @triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
@@ -65,7 +67,8 @@ def rank_block(rank: int) -> int:
 
 def accumulate_product(out: torch.Tensor, hidden: torch.Tensor, weight: torch.Tensor, scale: float) -> torch.Tensor:
     """``out += scale * hidden @ weight`` in place and return ``out``: ``out`` (rows, columns) and ``hidden`` (rows,
-    rank) contiguous CUDA tensors of one 16-bit dtype, ``weight`` (rank, columns) of any strides."""
+    rank, at most ``MAX_RANK``) contiguous CUDA tensors of one 16-bit dtype, ``weight`` (rank, columns) of any
+    strides."""
     rows, columns = out.shape
     rank = hidden.shape[1]
     if out.numel() and rank:
