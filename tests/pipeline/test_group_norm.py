@@ -151,10 +151,13 @@ def test_a_vae_encoder_encodes_a_training_set_the_same_through_the_operator(
 
 
 def test_a_channels_last_vae_decoder_decodes_the_same_through_the_operator(model_cache: Path) -> None:
-    pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache)
+    # On a GPU the NHWC Triton kernels, elsewhere the operator's torch maths.
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    pipe = load_base_pipeline("tiny", device=device, cache_dir=model_cache)
     gpu_layout(pipe)  # the decoder channels-last, as a GPU worker lays it out
     vae = pipe.vae
-    latents = torch.randn(2, vae.config.latent_channels, 24, 20, generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)
+    latents = torch.randn(2, vae.config.latent_channels, 24, 20, generator=generator).to(device)
     # A request's batch, and one image alone (an upscale's or a face pass's decode, which a worker runs eagerly).
     batches = [latents.to(memory_format=torch.channels_last), latents[:1].contiguous()]
     with torch.no_grad():
