@@ -141,3 +141,40 @@ def test_the_triton_kernel_adds_the_lora_product_into_every_element(
         torch.testing.assert_close(
             got.cpu(), out.clone().addmm_(hidden, weight, alpha=0.5), rtol=1.6e-2, atol=1e-3, msg=naming(case)
         )
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the Triton kernel runs on a CUDA GPU")
+def test_on_a_gpu_the_operator_matches_float64_and_replays_from_a_cuda_graph(
+    capture_cuda_graph: Callable[[Callable[[], torch.Tensor]], tuple[torch.Tensor, Any, torch.Tensor]],
+) -> None:
+    generator = torch.Generator(device="cuda").manual_seed(0)
+
+    def draw(*shape: int, trained: bool = False) -> torch.Tensor:
+        drawn = torch.randn(*shape, device="cuda", generator=generator, dtype=torch.bfloat16)
+        return drawn.requires_grad_(trained)
+
+    # A projection of 320 features to 640 at rank 16 (the Triton kernel's case), the tokens not a tile's multiple.
+    x, down, up = draw(2, 70, 320, trained=True), draw(16, 320, trained=True), draw(640, 16, trained=True)
+    weight, bias, grad = draw(640, 320), draw(640), draw(2, 70, 640)
+
+    def step() -> torch.Tensor:
+        for tensor in (x, down, up):
+            tensor.grad = None
+        out = torch.ops.headshot.lora_linear(x, weight, bias, down, up, 0.5)[0]
+        out.backward(grad)
+        assert x.grad is not None and down.grad is not None and up.grad is not None
+        return torch.cat([out.detach().flatten(), x.grad.flatten(), down.grad.flatten(), up.grad.flatten()])
+
+    wide = [tensor.detach().double().requires_grad_(True) for tensor in (x, down, up)]
+    reference = wide[0] @ weight.double().t() + bias.double() + 0.5 * (wide[0] @ wide[1].t()) @ wide[2].t()
+    reference.backward(grad.double())
+    expected = torch.cat(
+        [reference.detach().flatten(), *(tensor.grad.flatten() for tensor in wide if tensor.grad is not None)]
+    )
+    first, graph, replayed = capture_cuda_graph(step)
+    assert float((first.double() - expected).norm() / expected.norm()) < 1e-2  # bf16's rounding of each result
+    with torch.no_grad():
+        x.mul_(-1)
+    graph.replay()
+    torch.testing.assert_close(replayed, step())
+    assert not torch.equal(replayed, first)
