@@ -27,11 +27,16 @@ WARPS = 8  # 16 values a thread: at 4, the input gradient held 32 in 191 registe
 
 
 @triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
+def _sample_and_channels(tile_channels: tl.constexpr):  # type: ignore[no-untyped-def]
+    """This program's sample (the grid's second axis) and its tile of channels (the third)."""
+    return tl.program_id(1).to(tl.int64), tl.program_id(2) * tile_channels + tl.arange(0, tile_channels)
+
+
+@triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
 def _tile(x, pixels, channels, first_pixel, tile_pixels: tl.constexpr, tile_channels: tl.constexpr):  # type: ignore[no-untyped-def]
     """The tile from ``first_pixel`` of this program's sample and channels: sample, channels, offsets, mask and values
     in float32."""
-    sample = tl.program_id(1).to(tl.int64)
-    channel = tl.program_id(2) * tile_channels + tl.arange(0, tile_channels)
+    sample, channel = _sample_and_channels(tile_channels)
     pixel = first_pixel + tl.arange(0, tile_pixels)
     inside = (pixel[:, None] < pixels) & (channel[None, :] < channels)
     offset = (sample * pixels + pixel[:, None]) * channels + channel[None, :]
@@ -42,8 +47,8 @@ def _tile(x, pixels, channels, first_pixel, tile_pixels: tl.constexpr, tile_chan
 def _chunk(tile_pixels: tl.constexpr, tile_channels: tl.constexpr, tiles: tl.constexpr):  # type: ignore[no-untyped-def]
     """This partial program's sample, chunk, channels and first pixel (a chunk is ``tiles`` tiles of pixels)."""
     chunk = tl.program_id(0)
-    channel = tl.program_id(2) * tile_channels + tl.arange(0, tile_channels)
-    return tl.program_id(1).to(tl.int64), chunk, channel, chunk.to(tl.int64) * (tile_pixels * tiles)
+    sample, channel = _sample_and_channels(tile_channels)
+    return sample, chunk, channel, chunk.to(tl.int64) * (tile_pixels * tiles)
 
 
 @triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
@@ -85,6 +90,19 @@ def _group_stats(sample, channel, mean, rstd, channels, per_group, groups):  # t
     keep = channel < channels
     group = sample * groups + channel // per_group
     return keep, group, tl.load(mean + group, mask=keep, other=0.0), tl.load(rstd + group, mask=keep, other=0.0)
+
+
+@triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
+def _normalized_with_gradient(  # type: ignore[no-untyped-def]
+    x, grad, pixels, channels, first_pixel, scale, group_mean, group_rstd, tile_pixels: tl.constexpr,
+    tile_channels: tl.constexpr,
+):  # fmt: skip
+    """The tile from ``first_pixel``: offsets, mask, each value normalized, and the normalized value's gradient (the
+    output's times the channel's ``scale``, its weight), in float32."""
+    _, _, offset, inside, value = _tile(x, pixels, channels, first_pixel, tile_pixels, tile_channels)
+    upstream = tl.load(grad + offset, mask=inside, other=0.0).to(tl.float32)
+    normalized = (value - group_mean[None, :]) * group_rstd[None, :]
+    return offset, inside, normalized, upstream * scale[None, :]
 
 
 @triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
@@ -135,11 +153,10 @@ def _group_norm_nhwc_gradient_sums(  # type: ignore[no-untyped-def]
     summed = tl.zeros([tile_channels], dtype=tl.float32)
     multiplied = tl.zeros([tile_channels], dtype=tl.float32)
     for tile in range(tiles):
-        first = start + tile * tile_pixels
-        _, _, offset, inside, value = _tile(x, pixels, channels, first, tile_pixels, tile_channels)
-        upstream = tl.load(grad + offset, mask=inside, other=0.0).to(tl.float32)
-        normalized_grad = upstream * scale[None, :]
-        normalized = (value - group_mean[None, :]) * group_rstd[None, :]
+        _, inside, normalized, normalized_grad = _normalized_with_gradient(
+            x, grad, pixels, channels, start + tile * tile_pixels, scale, group_mean, group_rstd, tile_pixels,
+            tile_channels,
+        )  # fmt: skip
         summed += tl.sum(normalized_grad, axis=0)
         multiplied += tl.sum(tl.where(inside, normalized_grad * normalized, 0.0), axis=0)
     row = sample * channels + channel
@@ -165,12 +182,13 @@ def _group_norm_nhwc_input_gradient(  # type: ignore[no-untyped-def]
     tile_pixels: tl.constexpr,
     tile_channels: tl.constexpr,
 ):
-    first = tl.program_id(0).to(tl.int64) * tile_pixels
-    sample, channel, offset, inside, value = _tile(x, pixels, channels, first, tile_pixels, tile_channels)
+    sample, channel = _sample_and_channels(tile_channels)
     keep, group, group_mean, inverse = _group_stats(sample, channel, mean, rstd, channels, per_group, groups)
-    upstream = tl.load(grad + offset, mask=inside, other=0.0).to(tl.float32)
-    normalized_grad = upstream * tl.load(weight + channel, mask=keep, other=0.0).to(tl.float32)[None, :]
-    normalized = (value - group_mean[None, :]) * inverse[None, :]
+    scale = tl.load(weight + channel, mask=keep, other=0.0).to(tl.float32)
+    offset, inside, normalized, normalized_grad = _normalized_with_gradient(
+        x, grad, pixels, channels, tl.program_id(0).to(tl.int64) * tile_pixels, scale, group_mean, inverse,
+        tile_pixels, tile_channels,
+    )  # fmt: skip
     mean_grad = tl.load(sum_in + group, mask=keep, other=0.0) / size
     mean_product = tl.load(product_in + group, mask=keep, other=0.0) / size
     result = inverse[None, :] * (normalized_grad - mean_grad[None, :] - normalized * mean_product[None, :])
