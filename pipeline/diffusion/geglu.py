@@ -25,6 +25,8 @@ import torch
 from diffusers.models.activations import GEGLU
 from torch.nn import functional
 
+from pipeline.diffusion.operator_classes import switch_class
+
 __all__ = ["OneOperatorGEGLU", "geglu", "geglu_backward", "use_geglu_operator"]
 
 _SQRT_HALF = math.sqrt(0.5)
@@ -100,9 +102,4 @@ class OneOperatorGEGLU(GEGLU):
 def use_geglu_operator(model: Any, *, enabled: bool = True) -> int:
     """Make every diffusers ``GEGLU`` of ``model`` train through ``headshot::geglu`` (``enabled=False``: back to
     diffusers' own); return how many. Call it before compiling: a compiled graph keeps the forward it traced."""
-    count = 0
-    for module in model.modules():
-        if isinstance(module, GEGLU):
-            module.__class__ = OneOperatorGEGLU if enabled else GEGLU
-            count += 1
-    return count
+    return switch_class(model, GEGLU, OneOperatorGEGLU, enabled=enabled)

@@ -27,6 +27,8 @@ import torch
 from peft.tuners.lora.layer import Linear as LoraLinear
 from torch import nn
 
+from pipeline.diffusion.operator_classes import switch_class
+
 __all__ = ["OneOperatorLoraLinear", "lora_linear", "lora_linear_backward", "use_lora_operator"]
 
 
@@ -153,9 +155,4 @@ def use_lora_operator(model: Any, *, enabled: bool = True) -> int:
     """Make every peft LoRA ``Linear`` of ``model`` train through ``headshot::lora_linear`` where it can
     (``OneOperatorLoraLinear``), or, with ``enabled=False``, through peft's forward again; returns how many layers.
     Call it before compiling: a compiled graph keeps the forward it traced."""
-    count = 0
-    for module in model.modules():
-        if isinstance(module, LoraLinear):
-            module.__class__ = OneOperatorLoraLinear if enabled else LoraLinear
-            count += 1
-    return count
+    return switch_class(model, LoraLinear, OneOperatorLoraLinear, enabled=enabled)
