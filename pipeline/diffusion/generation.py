@@ -131,7 +131,6 @@ def generate_headshots(
     import torch
 
     # 1. Check inputs and pick the family's way to call the pipeline.
-    flux2 = pipeline_family(pipe) is Family.FLUX2
     # Without a LoRA, the references alone say who it is; with one, its identifier does.
     from_photos = bool(references) and lora_path is None
     call = _call_arguments(pipe, style, steps, subject or Subject(), references, from_photos)
@@ -153,8 +152,7 @@ def generate_headshots(
         return tensors
 
     try:
-        # klein samples with its own flow-matching Euler; the styles' samplers are SDXL's.
-        pipe.scheduler = original_scheduler if flux2 else scheduler_for(pipe, style.scheduler, original_scheduler)
+        pipe.scheduler = _style_sampler(pipe, style.scheduler, original_scheduler)
         if lora_path is not None and lora_slot is not None:
             swapped = True
             lora_slot.swap_in(Path(lora_path))
@@ -230,12 +228,11 @@ def denoise_looks(pipe: Any, styles: Iterable[Style], *, seed: int, steps: int, 
         shared = {key: value for key, value in call.items() if key not in _PROMPTS}
         key = (headshot_size(pipe, style.aspect), style.scheduler, repr(sorted(shared.items())))
         groups.setdefault(key, []).append(call)
-    flux2 = pipeline_family(pipe) is Family.FLUX2
     original_scheduler = pipe.scheduler
     calls = 0
     try:
         for (size, scheduler, _), looks in groups.items():
-            pipe.scheduler = original_scheduler if flux2 else scheduler_for(pipe, scheduler, original_scheduler)
+            pipe.scheduler = _style_sampler(pipe, scheduler, original_scheduler)
             for start in range(0, len(looks), batch_size):
                 batch = looks[start : start + batch_size]
                 together = {key: value for key, value in batch[0].items() if key not in _PROMPTS}
@@ -296,6 +293,12 @@ def _check_inputs(
         raise ValueError(
             "This pipeline's attention projections are fused (fuse_qkv_projections), which would ignore a LoRA."
         )
+
+
+def _style_sampler(pipe: Any, name: str, base: Any) -> Any:
+    """The sampler a render of a style named ``name`` runs: ``scheduler_for`` it, but ``base`` on klein, which samples
+    with its own flow-matching Euler (the styles' samplers are SDXL's)."""
+    return base if pipeline_family(pipe) is Family.FLUX2 else scheduler_for(pipe, name, base)
 
 
 def scheduler_for(pipe: Any, name: str, base: Any) -> Any:
