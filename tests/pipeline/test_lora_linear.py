@@ -121,12 +121,12 @@ def test_the_triton_kernel_adds_the_lora_product_into_every_element(
         "rank 24, padded to 32, transposed": (tile_rows + 1, tile_columns + 3, 24, True),
     }
     generator = torch.Generator(device=kernels.device).manual_seed(0)
+
+    def draw(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, device=kernels.device, generator=generator).bfloat16()
+
     inputs, calls = [], []
     for rows, columns, rank, transposed in cases.values():
-
-        def draw(*shape: int) -> torch.Tensor:
-            return torch.randn(*shape, device=kernels.device, generator=generator).bfloat16()
-
         weight = draw(columns, rank).t() if transposed else draw(rank, columns)
         out, hidden = draw(rows, columns), draw(rows, rank)
         inputs.append((out.cpu(), hidden.cpu(), weight.cpu()))
