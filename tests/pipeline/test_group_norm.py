@@ -157,7 +157,7 @@ def test_a_channels_last_vae_decoder_decodes_the_same_through_the_operator(model
     gpu_layout(pipe)  # the decoder channels-last, as a GPU worker lays it out
     vae = pipe.vae
     generator = torch.Generator().manual_seed(0)
-    latents = torch.randn(2, vae.config.latent_channels, 24, 20, generator=generator).to(device)
+    latents = torch.randn(2, vae.config.latent_channels, 24, 20, generator=generator).to(device, vae.dtype)
     # A request's batch, and one image alone (an upscale's or a face pass's decode, which a worker runs eagerly).
     batches = [latents.to(memory_format=torch.channels_last), latents[:1].contiguous()]
     with torch.no_grad():
@@ -176,9 +176,12 @@ def test_a_channels_last_vae_decoder_decodes_the_same_through_the_operator(model
     # (batch, channels, pixels) view of one latent-sized image, which torch's norm keeps.
     assert calls.operators.count(torch.ops.headshot.group_norm.default) == len(layouts) - len(batches)
     assert layouts.count("view") == len(batches) and layouts.count("nhwc") > layouts.count("nchw")
+    # float32 on a CPU: rounding only. bf16 on a GPU (a worker's dtype): the kernels round each norm's output once
+    # where torch's bf16 norm rounds it too, at 2**-8 of a value, through a few layers that compound a few of those.
+    tolerance = 1e-4 if vae.dtype == torch.float32 else 3e-2
     for got, expected in zip(ours, plain, strict=True):
         assert channels_last(got) == channels_last(expected)
-        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(got, expected, rtol=tolerance, atol=tolerance)
 
 
 def test_a_lora_on_the_tiny_unet_gets_the_same_gradient_through_the_operator(
