@@ -1,23 +1,21 @@
-"""``python -m bench.benchmark_decoder``: the VAE decode at the shapes a worker serves, eager and compiled as the
-worker compiles it, with single images eager (the worker's way) or on a graph of their own (the way before).
+"""``python -m bench.benchmark_decoder``: the VAE decode at the shapes a worker serves, eager, compiled as the
+worker compiles it (by regions: ``acceleration.compile_decoder_regions``) and the ways before.
 
 Shapes, from the linkedin look's size: a request's batch (``--batch``), an upscale (one image at twice the size) and
 the face pass (one native square). Each way starts from a fresh dynamo, so its first call of a shape includes what
 that shape compiles (inductor's on-disk cache is whatever the machine has: give the run an empty
-``TORCHINDUCTOR_CACHE_DIR`` for cold compiles; the ways run in the order of ``WAYS``, so the worker's way finds the
-batches' graph the way before it compiled). Then ``--repeats`` decodes per shape, median, and the graphs each way
+``TORCHINDUCTOR_CACHE_DIR`` for cold compiles; the ways run in the order of ``WAYS``, so a later way finds what an
+earlier one compiled of the same graphs). Then ``--repeats`` decodes per shape, median, and the graphs each way
 built. Every way's images are compared with eager's (largest difference, in 0-1 pixel units).
 
-``decoder regions`` compiles only the decoder's ResNet blocks and upsamplers, each with every size dynamic, the rest
-eager (its attention, its first and last convolutions): smaller graphs, shared by blocks of one shape, so a cold
-start may compile them in a fraction of the whole decoder's minute, if its decodes keep most of the graph's speed;
-with the operator's norms too (opaque to inductor: it fuses the rest of each block around them), single images
-then run compiled kernels and the worker's norms.
-Every way but the two NCHW ones lays the decoder out channels-last, as a worker does (``gpu_layout``); those two
-compile it NCHW, the second with its group norms through ``headshot::group_norm`` (as a GPU worker's encoder runs
-them): whether the operator's norms pay for cuDNN's layout conversions around NCHW convolutions. The worker's way
-runs the channels-last decoder's norms through the operator's NHWC kernels; ``torch's norms`` is the same with
-torch's norms, the worker's way until 2026-12-05. ``--ways`` picks some (the first is the others' reference).
+The worker's way compiles the decoder's ResNet blocks and upsamplers, each with every size dynamic, the rest eager
+(its attention, its first and last convolutions), its norms through ``headshot::group_norm`` (opaque to inductor:
+it fuses the rest of each block around them): a dozen small graphs, single images compiled too. The ways before
+compiled the whole decoder as one graph for batches, single images eager or on a second graph, with torch's norms
+(which copy a channels-last input to NCHW and back) or the operator's. Every way but the two NCHW ones lays the
+decoder out channels-last, as a worker does (``gpu_layout``); those two compile it NCHW, the second with its group
+norms through the operator (as a GPU worker's encoder runs them): whether the operator's norms pay for cuDNN's
+layout conversions around NCHW convolutions. ``--ways`` picks some (the first is the others' reference).
 """
 
 from __future__ import annotations
@@ -30,11 +28,12 @@ from typing import Any, NamedTuple
 
 from bench.measure import benchmark_pipeline, describe_run, graph_count, list_recorder, measured
 
-__all__ = ["WAYS", "Way", "compile_decoder_regions", "decoder_shapes", "main"]
+__all__ = ["WAYS", "Way", "decoder_shapes", "main"]
 
 
 class Way(NamedTuple):
-    single_images: str | None  # ``compile_decoder``'s, None for the decoder eager (the plain pipeline's), or "regions"
+    single_images: str | None  # the whole decoder as one graph, single images "eager" or "compiled" on a second one;
+    # "regions" (the worker's, ``compile_decoder_regions``); None: the decoder eager (the plain pipeline's)
     channels_last: bool  # the decoder's layout (a worker's: channels-last, ``gpu_layout``), else NCHW
     operator_norms: bool  # its group norms through ``headshot::group_norm`` (either layout), else torch's
 
@@ -44,15 +43,16 @@ WAYS: dict[str, Way] = {
     "single images compiled": Way("compiled", True, False),
     # The worker's until 2026-12-05 (ninth session): torch's norms, which copy a channels-last input to NCHW and back.
     "torch's norms": Way("eager", True, False),
-    # Its norms through the operator's NHWC kernels (``model_setup.use_group_norm_operators``).
-    "worker": Way("eager", True, True),
-    "decoder regions": Way("regions", True, False),
-    "decoder regions with the operator's norms": Way("regions", True, True),
-    # The encoder's way (NCHW, its norms through the operator), compiled as the worker compiles the decoder.
+    # The worker's until 2026-12-05 (tenth session): its norms through the operator's NHWC kernels
+    # (``model_setup.use_group_norm_operators``), the whole decoder one graph for batches, single images eager.
+    "one graph, the operator's norms": Way("eager", True, True),
+    "decoder regions with torch's norms": Way("regions", True, False),
+    # Its ResNet blocks and upsamplers compiled, their norms the operator's.
+    "worker": Way("regions", True, True),
+    # The encoder's way (NCHW, its norms through the operator), compiled as one graph.
     "NCHW with torch's norms": Way("eager", False, False),
     "NCHW with the operator's norms": Way("eager", False, True),
 }
-REGION_CLASSES = ("ResnetBlock2D", "Upsample2D")
 
 
 def decoder_shapes(pipe: Any, *, batch: int) -> dict[str, tuple[int, int, int]]:
@@ -83,7 +83,7 @@ def run_ways(
     figure. The first way's images are the others' reference (eager's, by default)."""
     import torch
 
-    from pipeline.diffusion.acceleration import compile_decoder
+    from pipeline.diffusion.acceleration import compile_decoder_regions
     from pipeline.diffusion.group_norm import use_group_norm_operator
 
     vae, device = pipe.vae, str(pipe.vae.device)
@@ -108,7 +108,7 @@ def run_ways(
         if single_images == "regions":
             compile_decoder_regions(vae, backend=backend)
         elif single_images is not None:
-            decode = compile_decoder(plain, backend=backend, single_images=single_images)
+            decode = _one_graph(plain, backend=backend, single_images=single_images)
         graphs_before, compile_started = graph_count(), time.perf_counter()
         for name, batch_latents in latents.items():
             with torch.no_grad(), measured(device) as first:
@@ -151,14 +151,22 @@ def _uncompile(vae: Any) -> None:
     torch._dynamo.reset()
 
 
-def compile_decoder_regions(vae: Any, *, backend: str) -> int:
-    """Compile ``vae``'s decoder ResNet blocks and upsamplers in place, every size dynamic; return how many."""
-    compiled = 0
-    for module in vae.decoder.modules():
-        if type(module).__name__ in REGION_CLASSES:
-            module.compile(dynamic=True, backend=backend)
-            compiled += 1
-    return compiled
+def _one_graph(decode: Any, *, backend: str, single_images: str) -> Any:
+    """``decode`` compiled as the worker compiled it until 2026-12-05: the whole decoder one graph for latents of any
+    batch of two or more and any size (batch, height and width marked dynamic, the channels fixed), single images
+    ``"eager"`` or ``"compiled"`` on a second graph (dynamo specialises a batch of one)."""
+    import torch
+
+    compiled = torch.compile(decode, backend=backend)
+
+    def decode_any(latents: Any, *args: Any, **kwargs: Any) -> Any:
+        if single_images == "eager" and latents.shape[0] == 1:
+            return decode(latents, *args, **kwargs)
+        for dim in (0, 2, 3):
+            torch._dynamo.maybe_mark_dynamic(latents, dim)
+        return compiled(latents, *args, **kwargs)
+
+    return decode_any
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,6 @@ having any effect. Generation refuses a LoRA on a pipeline someone fused (``is_q
 
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 __all__ = [
     "COMPILE_SCOPES",
     "check_compile_scope",
-    "compile_decoder",
+    "compile_decoder_regions",
     "compile_unet_blocks",
     "compile_unet_regions",
     "compile_regionally",
@@ -53,6 +52,8 @@ TRANSFORMER_GLUE = ("_operate_on_continuous_inputs", "_get_output_for_continuous
 # One graph per region class, shape family and grad mode: SDXL has 12 ResNet shapes, so static shapes at ten warmed
 # request shapes need far more than torch's default of 8 per code object (past it a region runs eagerly, silently).
 REGION_RECOMPILE_LIMIT = 512
+# What the VAE decoder compiles (``compile_decoder_regions``): its ResNet blocks and upsamplers.
+DECODER_REGION_CLASSES = ("ResnetBlock2D", "Upsample2D")
 
 # cuDNN's autotuner (``cudnn.benchmark``) times every convolution algorithm at each new input shape, once per process:
 # nothing is kept on disk, so every start pays it again for every shape it warms (2.4-3.4 s a training shape on an
@@ -101,40 +102,34 @@ def optimize_for_inference(pipe: Any, *, compile_backend: str = "inductor", comp
         compile_regionally(model, compile_scope, backend=compile_backend)
     else:
         model.compile(fullgraph=False, backend=compile_backend)
-    if not getattr(pipe.vae.decode, "_torchdynamo_orig_callable", None):
-        pipe.vae.decode = compile_decoder(pipe.vae.decode, backend=compile_backend)
+    compile_decoder_regions(pipe.vae, backend=compile_backend)
 
 
-def compile_decoder(decode: Any, *, backend: str = "inductor", single_images: str = "eager") -> Any:
-    """``decode`` (a VAE's) compiled for latents of any batch of two or more and any size, in one graph from its first
-    call; ``single_images`` says what a batch of one runs: ``"eager"`` (the worker's) or ``"compiled"``, a second
-    graph (dynamo specialises sizes 0 and 1, so one image cannot share the batches' graph).
+def compile_decoder_regions(vae: Any, *, backend: str = "inductor") -> int:
+    """Compile ``vae``'s decoder by regions, in place: each ResNet block and upsampler (``DECODER_REGION_CLASSES``),
+    every size dynamic, the rest eager (its mid-block attention, first and last convolutions); return how many
+    regions are new.
 
-    Compiled static, the decoder compiled again at the first new batch and again at the first new size: four graphs
-    in a worker's warm-up (BENCHMARKS.md). ``dynamic=True`` is no cure: it makes the channels symbolic too, so a
-    batch of 4 latents of 4 channels shares their symbol and is fixed to 4. Marking batch, height and width alone
-    keeps the channels fixed. Single images (an upscale, the face pass) decode eager: their own graph took 58.5 s of
-    a cold start on an H200, for decodes 0.16 s (an upscale at 1856x2304) and 0.02 s (a face at 1024x1024) faster;
-    a request's batch gains 0.14 s from its graph and keeps it (``python -m bench.benchmark_decoder``, BENCHMARKS.md
-    2026-12-03 fifth session).
+    Every decode runs compiled, single images too (an upscale, the face pass), from a dozen small graphs: one per
+    block shape family and batch kind (dynamo specialises a batch of one), with the norms the operator's
+    (``model_setup.use_group_norm_operators``), opaque to inductor, which fuses the rest of each block around them.
+    On an H200 they compiled in 44.7 s against 64.3 s for one graph of the whole decoder, and a request's batch of 4
+    decoded in 0.139 s against 0.147, an upscale in 0.196 s against 0.209 (eager, the whole graph compiling single
+    images took a minute of a cold start), a face pass in 0.035 s against 0.039 (``python -m bench.benchmark_decoder``,
+    BENCHMARKS.md 2026-12-05 tenth session).
     """
-    import torch
-    import torch._dynamo
+    import torch._dynamo.config
 
-    if single_images not in ("eager", "compiled"):
-        raise ValueError(f"single_images must be 'eager' or 'compiled', not {single_images!r}.")
-    compiled = torch.compile(decode, backend=backend)
-    eager = single_images == "eager"
-
-    @functools.wraps(compiled)
-    def decode_any(latents: Any, *args: Any, **kwargs: Any) -> Any:
-        if eager and latents.shape[0] == 1:
-            return decode(latents, *args, **kwargs)
-        for dim in (0, 2, 3):
-            torch._dynamo.maybe_mark_dynamic(latents, dim)
-        return compiled(latents, *args, **kwargs)
-
-    return decode_any
+    # The blocks' classes are the UNet's (``REGION_CLASSES``): with "regions" their graphs share one cache per class.
+    limit = max(torch._dynamo.config.recompile_limit, REGION_RECOMPILE_LIMIT)
+    torch._dynamo.config.recompile_limit = limit
+    torch._dynamo.config.accumulated_recompile_limit = max(torch._dynamo.config.accumulated_recompile_limit, limit)
+    compiled = 0
+    for module in vae.decoder.modules():
+        if type(module).__name__ in DECODER_REGION_CLASSES and module._compiled_call_impl is None:
+            module.compile(dynamic=True, backend=backend)
+            compiled += 1
+    return compiled
 
 
 def compile_unet_regions(unet: Any, *, backend: str = "inductor", dynamic: bool = True) -> int:
@@ -242,9 +237,9 @@ def gpu_layout(pipe: Any, compile_scope: str = "unet") -> None:
     An eager group norm on CUDA copies a channels-last input to NCHW and back (forward and backward). With "blocks"
     the UNet's convolutions and group norms run eagerly, and NCHW is the faster layout for it (BENCHMARKS.md,
     2026-12-03); compiled whole or by regions, inductor fuses the norms in either layout. Likewise the VAE: its
-    decoder is compiled (``compile_decoder``) and channels-last, its encoder eager and NCHW: channels-last, those
-    copies were half of a training job's encoding (``python -m bench.benchmark_encoding``, BENCHMARKS.md 2026-12-04
-    fourth session).
+    decoder is compiled (``compile_decoder_regions``) and channels-last, its encoder eager and NCHW: channels-last,
+    torch's norms' copies were half of a training job's encoding (``python -m bench.benchmark_encoding``,
+    BENCHMARKS.md 2026-12-04 fourth session).
     """
     import torch
 
