@@ -133,10 +133,10 @@ def prepare_model(settings: Settings) -> ServingModel:
 def use_group_norm_operators(pipe: Any, *, render_graphs: bool) -> None:
     """A GPU worker's group norms through ``headshot::group_norm`` with gradients off too, where that pays: the VAE's
     (a training job's selfies and an action's source image through the encoder, every decode through the decoder:
-    norms over megapixels, whose kernels dwarf the launches; the channels-last decoder's single-image decodes run
-    eagerly, where torch's norm copied each input to NCHW and back), and with ``render_graphs`` the UNet's (replayed,
-    the launches cost nothing). Before any compile: graphs trace a norm's class. Training runs the UNet's through it
-    anyway (``TrainingSlot``)."""
+    norms over megapixels, whose kernels dwarf the launches; on the channels-last decoder torch's norm copied each
+    input to NCHW and back, and inductor fuses each compiled region's other work around the operator), and with
+    ``render_graphs`` the UNet's (replayed, the launches cost nothing). Before any compile: graphs trace a norm's
+    class. Training runs the UNet's through it anyway (``TrainingSlot``)."""
     from pipeline.diffusion.group_norm import use_group_norm_operator
 
     vae = [getattr(pipe.vae, part, None) for part in ("encoder", "decoder")]
