@@ -49,8 +49,10 @@ eager (the baseline), then each way named in ``--modes`` (``MODES``), each compi
 A mode ending ``-fusedlora`` (before any ``-graphs``) trains the LoRA'd projections through
 ``headshot::lora_linear`` (``pipeline.diffusion.lora_linear``: the LoRA's product and input gradient accumulated into
 the base layer's by a Triton kernel, cuBLAS's ``addmm_`` until 2026-12-05 ninth session, instead of added in passes
-of their own); every other mode through peft's forward. ``regions-nchw-nocast-geglu-gn-fusedlora-graphs`` puts it
-with the NCHW regions (bf16 only: FP8 base layers are not ``nn.Linear``, so peft's forward runs there).
+of their own), as a worker's ``TrainingSlot`` trains since the tenth session (so
+``blocks-nchw-nocast-geglu-gn-fusedlora-graphs`` is a GPU worker's bf16 training call); every other mode trains
+through peft's forward. ``regions-nchw-nocast-geglu-gn-fusedlora-graphs`` puts it with the NCHW regions (bf16 only:
+FP8 base layers are not ``nn.Linear``, so peft's forward runs there).
 A mode ending ``-nolora`` (launched from Python only) runs the same call with the LoRA switched off, its backward
 reaching the input latents instead: set against the mode without it, its kernel time (``--profile``) is what the
 LoRA's own work costs a call (its products, scalings and the adds into the base layers' outputs and gradients).

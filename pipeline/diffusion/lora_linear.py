@@ -11,12 +11,12 @@ accumulates into the base output and the LoRA's input gradient into the base's, 
 (``lora_linear_kernel``), elsewhere by ``addmm_``. The arithmetic is the same up to the sum's order.
 
 With cuBLAS's ``addmm_`` for the accumulations, a replayed training call measured 1.6% faster than peft's path on an
-H200 (BENCHMARKS.md 2026-12-05 eighth session), the accumulating products slower than the adds they replaced; the
-Triton kernel is not yet timed on a GPU (``bench.benchmark_unet_training``'s ``-fusedlora`` modes set it against
-peft's path), so a worker does not use it: ``use_lora_operator`` is for benchmarks until then. Only a plain LoRA
-on a plain frozen ``nn.Linear`` takes it (one active adapter, no dropout, no DoRA or LoRA bias, gradients on);
-anything else runs peft's forward. A ``torch.library`` operator, as ``headshot::geglu`` is, so compiled graphs and
-CUDA graphs keep it.
+H200 (BENCHMARKS.md 2026-12-05 eighth session), the accumulating products slower than the adds they replaced; with
+the Triton kernel 1.8% faster through compiled blocks and 2.2% through regions, its gradient closer to eager's
+(``bench.benchmark_unet_training``'s ``-fusedlora`` modes, 2026-12-05 tenth session), so a worker's
+``TrainingSlot`` trains through it. Only a plain LoRA on a plain frozen ``nn.Linear`` takes it (one active adapter,
+no dropout, no DoRA or LoRA bias, gradients on); anything else runs peft's forward. A ``torch.library`` operator, as
+``headshot::geglu`` is, so compiled graphs and CUDA graphs keep it.
 """
 
 from __future__ import annotations
@@ -120,8 +120,8 @@ class OneOperatorLoraLinear(LoraLinear):
     frozen ``nn.Linear`` (``_adapter`` says when); peft's own forward otherwise."""
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        adapter = None if args or kwargs else self._adapter()
-        if adapter is None or not torch.is_grad_enabled():
+        adapter = None if args or kwargs or not torch.is_grad_enabled() else self._adapter()
+        if adapter is None:  # rendering, or a layer the operator does not serve
             return super().forward(x, *args, **kwargs)
         base = self.base_layer
         # Under autocast the products run in its dtype, as peft's do there; the LoRA's float32 weights get their

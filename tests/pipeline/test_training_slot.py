@@ -11,10 +11,12 @@ from typing import Any
 
 import pytest
 import torch
+from peft.tuners.lora.layer import Linear as LoraLinear
 from safetensors.torch import load_file
 
 from pipeline.diffusion.group_norm import OneOperatorGroupNorm
 from pipeline.diffusion.loading import load_base_pipeline
+from pipeline.diffusion.lora_linear import OneOperatorLoraLinear
 from pipeline.diffusion.lora_slot import SLOT_ADAPTER, LoraSlot
 from pipeline.diffusion.training.config import TrainingConfig
 from pipeline.diffusion.training.loop import train_lora
@@ -44,6 +46,8 @@ def test_training_in_the_slot_equals_a_fresh_adapter_and_leaves_nothing_behind(
     # The slot trains through the project's operators (the fresh adapter through diffusers' and torch's maths).
     norms = [module for module in slotted_pipe.unet.modules() if isinstance(module, torch.nn.GroupNorm)]
     assert norms and all(isinstance(module, OneOperatorGroupNorm) for module in norms)
+    projections = [module for module in slotted_pipe.unet.modules() if isinstance(module, LoraLinear)]
+    assert projections and all(isinstance(module, OneOperatorLoraLinear) for module in projections)
 
     for job in ("first", "second"):  # the second user starts from the same fresh weights, not the first's
         slotted = train_lora(slotted_pipe, selfie_images[:2], RECIPE, tmp_path / job, slot=slot)

@@ -49,6 +49,7 @@ class TrainingSlot:
 
         from pipeline.diffusion.geglu import use_geglu_operator
         from pipeline.diffusion.group_norm import use_group_norm_operator
+        from pipeline.diffusion.lora_linear import use_lora_operator
 
         # 1. Check inputs: the adapter must start inactive, which needs another adapter (the LoraSlot's) to be active.
         if not isinstance(rank, int) or rank < 1:
@@ -77,10 +78,13 @@ class TrainingSlot:
         if unet.device.type == "cuda" and unet.dtype in (torch.float16, torch.bfloat16):
             skip_lora_input_casts(unet, TRAINING_ADAPTER)  # train_lora runs a half model on CUDA under autocast
         # SDXL's feed-forward gates train through one operator whose backward reads each value once (``geglu``),
-        # its group norms through one whose moments many programs reduce (``group_norm``); rendering, with no
-        # gradients, keeps diffusers' and torch's own maths.
+        # its group norms through one whose moments many programs reduce (``group_norm``), its LoRA'd projections
+        # through one that adds the LoRA's product and input gradient into the base layer's (``lora_linear``; on a
+        # plain frozen ``nn.Linear`` only: FP8 training's layers keep peft's forward); rendering, with no gradients,
+        # keeps diffusers', torch's and peft's own maths.
         use_geglu_operator(unet)
         use_group_norm_operator(unet)
+        use_lora_operator(unet)
         # ``cuda_graphs``: every job's steps replayed from graphs kept here (``training.graphs``), one per batch shape.
         self.graphs = TrainingGraphs(self.parameters) if cuda_graphs else None
         self.clear()
