@@ -14,8 +14,9 @@ With cuBLAS's ``addmm_`` for the accumulations, a replayed training call measure
 H200 (BENCHMARKS.md 2026-12-05 eighth session), the accumulating products slower than the adds they replaced; with
 the Triton kernel 1.8% faster through compiled blocks and 2.2% through regions, its gradient closer to eager's
 (``bench.benchmark_unet_training``'s ``-fusedlora`` modes, 2026-12-05 tenth session), so a worker's
-``TrainingSlot`` trains through it. Only a plain LoRA on a plain frozen ``nn.Linear`` takes it (one active adapter,
-no dropout, no DoRA or LoRA bias, gradients on); anything else runs peft's forward. A ``torch.library`` operator, as
+``TrainingSlot`` trains through it. Only a plain LoRA on a frozen ``nn.Linear`` whose product is plain takes it
+(one active adapter, no dropout, no DoRA or LoRA bias, gradients on; an FP8 rendering layer training in bf16
+counts, one training in FP8 does not); anything else runs peft's forward. A ``torch.library`` operator, as
 ``headshot::geglu`` is, so compiled graphs and CUDA graphs keep it.
 """
 
@@ -27,6 +28,7 @@ import torch
 from peft.tuners.lora.layer import Linear as LoraLinear
 from torch import nn
 
+from pipeline.diffusion.float8 import Float8Linear
 from pipeline.diffusion.operator_classes import switch_class
 
 __all__ = ["OneOperatorLoraLinear", "lora_linear", "lora_linear_backward", "use_lora_operator"]
@@ -148,7 +150,16 @@ class OneOperatorLoraLinear(LoraLinear):
             and isinstance(self.lora_dropout[adapter], nn.Identity)
             and self.lora_B[adapter].bias is None
         )
-        return adapter if type(base) is nn.Linear and frozen and plain else None
+        return adapter if _plain_product(base) and frozen and plain else None
+
+
+def _plain_product(base: nn.Module) -> bool:
+    """Whether ``base``'s forward with gradients on is ``functional.linear`` of its weight and bias: a plain
+    ``nn.Linear``, or an FP8 rendering layer (on a GPU worker by default) that trains in bf16, neither in FP8 nor
+    recording its inputs for calibration."""
+    if type(base) is nn.Linear:
+        return True
+    return isinstance(base, Float8Linear) and not base.trains_in_float8 and not base.calibrating
 
 
 def use_lora_operator(model: Any, *, enabled: bool = True) -> int:

@@ -77,6 +77,33 @@ def test_a_compiled_layer_trains_as_peft_does_and_falls_back_where_the_operator_
     assert LORA_LINEAR not in calls.operators
 
 
+def test_an_fp8_rendering_layer_trains_in_bf16_through_the_operator_but_not_in_fp8_or_while_calibrating() -> None:
+    # A GPU worker renders through FP8 layers by default and trains on the same layers in bf16: their product with
+    # gradients on is a plain linear, so the operator serves them; training in FP8 or recording inputs, it does not.
+    from peft import LoraConfig, get_peft_model
+
+    from pipeline.diffusion.float8 import Float8Linear
+
+    torch.manual_seed(2)
+    model = get_peft_model(
+        torch.nn.Sequential(Float8Linear.from_linear(torch.nn.Linear(32, 48))),
+        LoraConfig(r=4, lora_alpha=4, target_modules=["0"]),
+    )
+    layer = model.base_model.model[0]
+    torch.nn.init.normal_(layer.lora_B["default"].weight, std=0.1)
+    x = torch.randn(6, 32)
+    expected = layer(x)  # peft's forward: the base's plain linear plus the LoRA's product
+    assert use_lora_operator(model) == 1
+    with OperatorCalls() as calls:
+        got = layer(x)
+    assert LORA_LINEAR in calls.operators
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    layer.base_layer.calibrating = True
+    with OperatorCalls() as calls:
+        layer(x)
+    assert LORA_LINEAR not in calls.operators
+
+
 @pytest.mark.usefixtures("fresh_dynamo")
 def test_under_autocast_the_products_run_in_its_dtype_and_the_float32_lora_gets_float32_gradients() -> None:
     from peft import LoraConfig, get_peft_model
