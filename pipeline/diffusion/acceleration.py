@@ -118,12 +118,7 @@ def compile_decoder_regions(vae: Any, *, backend: str = "inductor") -> int:
     images took a minute of a cold start), a face pass in 0.035 s against 0.039 (``python -m bench.benchmark_decoder``,
     BENCHMARKS.md 2026-12-05 tenth session).
     """
-    import torch._dynamo.config
-
-    # The blocks' classes are the UNet's (``REGION_CLASSES``): with "regions" their graphs share one cache per class.
-    limit = max(torch._dynamo.config.recompile_limit, REGION_RECOMPILE_LIMIT)
-    torch._dynamo.config.recompile_limit = limit
-    torch._dynamo.config.accumulated_recompile_limit = max(torch._dynamo.config.accumulated_recompile_limit, limit)
+    _allow_region_graphs()  # the blocks' classes are the UNet's: with "regions" their graphs share one cache a class
     compiled = 0
     for module in vae.decoder.modules():
         if type(module).__name__ in DECODER_REGION_CLASSES and module._compiled_call_impl is None:
@@ -140,12 +135,9 @@ def compile_unet_regions(unet: Any, *, backend: str = "inductor", dynamic: bool 
     instead of one per request shape: a worker warming ten shapes compiles them once).
     """
     import torch
-    import torch._dynamo.config
 
     compiled = compile_unet_blocks(unet, backend=backend)
-    limit = max(torch._dynamo.config.recompile_limit, REGION_RECOMPILE_LIMIT)
-    torch._dynamo.config.recompile_limit = limit
-    torch._dynamo.config.accumulated_recompile_limit = max(torch._dynamo.config.accumulated_recompile_limit, limit)
+    _allow_region_graphs()
     for module in unet.modules():
         kind = type(module).__name__
         if kind in REGION_CLASSES and module._compiled_call_impl is None:
@@ -159,6 +151,15 @@ def compile_unet_regions(unet: Any, *, backend: str = "inductor", dynamic: bool 
                     setattr(module, name, torch.compile(method, fullgraph=True, dynamic=dynamic, backend=backend))
                     compiled += 1
     return compiled
+
+
+def _allow_region_graphs() -> None:
+    """Raise dynamo's recompile limits to ``REGION_RECOMPILE_LIMIT`` (process-wide; never lowers them)."""
+    import torch._dynamo.config
+
+    limit = max(torch._dynamo.config.recompile_limit, REGION_RECOMPILE_LIMIT)
+    torch._dynamo.config.recompile_limit = limit
+    torch._dynamo.config.accumulated_recompile_limit = max(torch._dynamo.config.accumulated_recompile_limit, limit)
 
 
 def compile_regionally(unet: Any, compile_scope: str, *, backend: str = "inductor") -> int:
