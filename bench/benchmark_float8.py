@@ -10,7 +10,9 @@ transformer's entry and exit, dynamic) in channels-last, in bf16 and static FP8;
 its calls from CUDA graphs, as ``HEADSHOT_RENDER_CUDA_GRAPHS`` does (a GPU only); ``static-blocks-gn`` (and its
 ``-graphs``) renders through ``headshot::group_norm`` (``pipeline.diffusion.group_norm``), as a worker with
 ``HEADSHOT_RENDER_CUDA_GRAPHS`` renders, every other variant through torch's group norm, as a default worker renders;
-``static-blocks-dynamic`` compiles
+``static-blocks-cl-gn`` (and its ``-graphs``) lays the blocks' UNet out channels-last with the norms through the
+operator's NHWC kernels: cuDNN's convolutions without the layout conversions NCHW costs them (7% of a replayed
+call, 2026-12-05), for norms twice the NCHW kernels' time; ``static-blocks-dynamic`` compiles
 the blocks ``dynamic=True`` from their first call (one graph for every size, if as fast);
 ``static-blocks-eager-cast`` casts the inputs of the FP8 layers left outside the compiled blocks eagerly, in four
 kernels, where a worker (and every other variant) casts them in one generated kernel (``float8.EAGER_INPUT_CAST``;
@@ -35,8 +37,9 @@ __all__ = ["VARIANTS", "main"]
 # name -> (FP8 scaling or None for bf16, compile scope), in the order they run; a name ending "-dynamic" compiles the
 # blocks dynamic=True from their first call, one ending "-eager-cast" casts eager layers' inputs eagerly, one ending
 # "-graphs" replays its calls from a CUDA graph (pipeline.diffusion.cuda_graphs, HEADSHOT_RENDER_CUDA_GRAPHS); one with
-# "-nchw" lays the regions out NCHW (the blocks always are); "-gn" runs the norms through the operator, in either
-# layout (channels-last through its NHWC kernels).
+# "-nchw" lays the regions out NCHW, one with "-cl" the blocks channels-last (the blocks are NCHW otherwise, the
+# regions channels-last); "-gn" runs the norms through the operator, in either layout (channels-last through its
+# NHWC kernels).
 VARIANTS: dict[str, tuple[str | None, str]] = {
     "bf16-blocks": (None, "blocks"),
     "dynamic-blocks": ("dynamic", "blocks"),
@@ -53,6 +56,8 @@ VARIANTS: dict[str, tuple[str | None, str]] = {
     "static-blocks-gn-graphs": ("static", "blocks"),
     "static-regions-nchw-gn-graphs": ("static", "regions"),
     "static-regions-gn-graphs": ("static", "regions"),
+    "static-blocks-cl-gn": ("static", "blocks"),
+    "static-blocks-cl-gn-graphs": ("static", "blocks"),
 }
 CALIBRATION_TIMESTEPS = (999, 500, 1)
 
@@ -89,7 +94,8 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
         use_bf16_linears(pipe.unet)
         use_group_norm_operator(pipe.unet, enabled="-gn" in name, no_grad=True)
         float8.EAGER_INPUT_CAST = "eager" if name.endswith("-eager-cast") else worker_cast
-        layout = torch.contiguous_format if scope == "blocks" or "-nchw" in name else torch.channels_last
+        nchw = "-nchw" in name or (scope == "blocks" and "-cl-" not in name)
+        layout = torch.contiguous_format if nchw else torch.channels_last
         pipe.unet.to(memory_format=layout)  # as a worker lays out each scope (use_channels_last)
         figures: dict[str, Any] = {}
         if scaling:
