@@ -4,9 +4,12 @@ after ``jobs.worker.face_search``.
 Six candidates at a render's size (928x1152, a 4-image request with 1.5 candidates each), made from scikit-image's
 astronaut photo (crops, a mirror, contrast), ranked for likeness against a reference from the same photo, then the
 face pass's search of the four kept. "one thread" is the worker before: one analyzer, every candidate searched in
-turn, and the kept four searched again for the face pass. "processes" is the worker now: every candidate searched at
-once in ``--processes`` processes, the faces found reused for the face pass. Both must pick the same headshots in the
-same order with the same crops; the JSON says whether they did.
+turn, and the kept four searched again for the face pass. "N processes, every face" is the worker until 2026-12-05:
+every candidate searched at once in N processes (``--processes``), the faces found reused for the face pass.
+"N processes" is the worker now: the same, each render searched for large faces first
+(``FaceAnalyzer.faces(large_first=True)``). Each must pick the same headshots in the same order as one thread, with
+the same crops for "every face" and crops within a few pixels for large faces first (a search at another scale
+frames the face a little differently); the JSON says whether they did and by how many pixels the crops moved.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import os
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from PIL import Image, ImageEnhance, ImageOps
 
@@ -41,24 +44,52 @@ def candidates() -> list[Image.Image]:
     return shots
 
 
-def one_thread(analyzer: Any, images: list[Image.Image], reference: Any) -> tuple[list[int], dict[int, Any]]:
-    """The worker's face work before ``FaceSearch``: rank in turn, then search the kept ones again."""
-    from pipeline.diffusion.face_pass import faces_to_pass
+class FaceWork(NamedTuple):
+    """What a request's face work decides: the candidates kept (best first), each candidate's likeness score, and
+    the face pass's crop of each kept one, by candidate index."""
+
+    picked: list[int]
+    scores: list[float]
+    crops: dict[int, tuple[int, int, int, int]]
+
+
+def one_thread(analyzer: Any, images: list[Image.Image], reference: Any) -> FaceWork:
+    """The worker's face work before ``FaceSearch``: rank in turn, then search the kept ones again, every face."""
+    from pipeline.diffusion.face_pass import crops_to_pass
     from pipeline.selfies.identity import DEFAULT_MIN_SCORE, pick_best, score_headshots
 
-    picked = pick_best(score_headshots(analyzer, images, reference), KEPT, DEFAULT_MIN_SCORE)
-    return picked, faces_to_pass([images[index] for index in picked], analyzer, only_below=1.0)
+    scores = score_headshots(analyzer, images, reference)
+    picked = pick_best(scores, KEPT, DEFAULT_MIN_SCORE)
+    kept = [images[index] for index in picked]
+    crops = crops_to_pass(kept, [analyzer.faces(image) for image in kept], only_below=1.0)
+    return FaceWork(picked, [score.score for score in scores], {picked[at]: box for at, box in crops.items()})
 
 
-async def in_processes(search: Any, images: list[Image.Image], reference: Any) -> tuple[list[int], dict[int, Any]]:
-    """The worker's face work now: every candidate at once, the faces reused for the face pass."""
+async def in_processes(search: Any, images: list[Image.Image], reference: Any) -> FaceWork:
+    """The worker's face work since: every candidate at once, the faces reused for the face pass."""
     from pipeline.diffusion.face_pass import crops_to_pass
     from pipeline.selfies.identity import DEFAULT_MIN_SCORE, pick_best, scores_of_faces
 
     found = await search.faces(images)
-    picked = pick_best(scores_of_faces(found, reference), KEPT, DEFAULT_MIN_SCORE)
-    kept = [images[index] for index in picked]
-    return picked, crops_to_pass(kept, [found[index] for index in picked], only_below=1.0)
+    scores = scores_of_faces(found, reference)
+    picked = pick_best(scores, KEPT, DEFAULT_MIN_SCORE)
+    crops = crops_to_pass([images[index] for index in picked], [found[index] for index in picked], only_below=1.0)
+    return FaceWork(picked, [score.score for score in scores], {picked[at]: box for at, box in crops.items()})
+
+
+def _compared(before: FaceWork, after: FaceWork) -> dict[str, Any]:
+    """Whether ``after`` keeps what ``before`` kept, how far its scores are from ``before``'s, and by how many pixels
+    the crops of the candidates both keep moved."""
+    both = before.crops.keys() & after.crops.keys()
+    return {
+        "same_picks": after.picked == before.picked,
+        "same_picks_in_any_order": sorted(after.picked) == sorted(before.picked),
+        "largest_score_difference": round(max(abs(a - b) for a, b in zip(after.scores, before.scores, strict=True)), 4),
+        "crops_moved_px": max(
+            (abs(a - b) for index in both for a, b in zip(after.crops[index], before.crops[index], strict=True)),
+            default=0,
+        ),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         seconds.append(time.perf_counter() - started)
     results["one thread"] = {"s": [round(s, 3) for s in seconds], "median_s": round(statistics.median(seconds), 3)}
 
-    async def timed(processes: int) -> dict[str, Any]:
-        search = FaceSearch(analyzer, processes)
+    async def timed(processes: int, large_first: bool) -> dict[str, Any]:
+        search = FaceSearch(analyzer, processes, large_first=large_first)
         await search.start()  # a worker starts its processes before its first job
         try:
             seconds, after = [], None
@@ -97,14 +128,14 @@ def main(argv: list[str] | None = None) -> int:
                 seconds.append(time.perf_counter() - started)
         finally:
             search.close()
-        return {
-            "s": [round(s, 3) for s in seconds],
-            "median_s": round(statistics.median(seconds), 3),
-            "same_picks_and_crops": after == before,
-        }
+        assert after is not None and before is not None
+        return {"s": [round(s, 3) for s in seconds], "median_s": round(statistics.median(seconds), 3)} | _compared(
+            before, after
+        )
 
     for processes in args.processes:
-        results[f"{processes} processes"] = asyncio.run(timed(processes))
+        results[f"{processes} processes, every face"] = asyncio.run(timed(processes, large_first=False))
+        results[f"{processes} processes"] = asyncio.run(timed(processes, large_first=True))
     report(results, args.out)
     return 0
 

@@ -4,7 +4,9 @@ dlib's face search and descriptor take most of a CPU second for one headshot-siz
 the GIL for stretches, and one ``FaceAnalyzer`` serves one image at a time: a request's six candidates were searched
 one after another for the likeness ranking, then the four kept were searched again for the face pass, while the GPU
 waited. A pool of processes, each with its own models, searches all of a request's images at once, and the faces
-found for the ranking are handed on to the face pass. The same code on the same pixels: the same faces.
+found for the ranking are handed on to the face pass. The same code on the same pixels: the same faces. A render's
+face is large, so each image is searched for large faces first (``FaceAnalyzer.faces(large_first=True)``), upsampled
+only where none is found.
 """
 
 from __future__ import annotations
@@ -33,10 +35,10 @@ def _start_process() -> None:
     _analyzer = FaceAnalyzer().load()
 
 
-def _faces_in_process(image: Image.Image) -> list[Face]:
+def _faces_in_process(image: Image.Image, large_first: bool) -> list[Face]:
     if _analyzer is None:
         raise RuntimeError("face search process started without its face models")
-    return _analyzer.faces(image)
+    return _analyzer.faces(image, large_first=large_first)
 
 
 def _loaded() -> bool:
@@ -50,13 +52,15 @@ def default_processes(images_per_request: int) -> int:
 
 class FaceSearch:
     """``faces`` of many images at once: in ``processes`` processes, or (0) one at a time in a thread with
-    ``analyzer``, the worker's own (tests hand in a shared one)."""
+    ``analyzer``, the worker's own (tests hand in a shared one). ``large_first`` (a render's search) as
+    ``FaceAnalyzer.faces`` takes it."""
 
-    def __init__(self, analyzer: FaceAnalyzer, processes: int) -> None:
+    def __init__(self, analyzer: FaceAnalyzer, processes: int, *, large_first: bool = True) -> None:
         if processes < 0:
             raise ValueError(f"face search processes must be 0 (a thread) or more, got {processes}")
         self.analyzer = analyzer
         self.processes = processes
+        self.large_first = large_first
         self._pool: ProcessPoolExecutor | None = None
 
     async def start(self) -> None:
@@ -67,14 +71,17 @@ class FaceSearch:
             await asyncio.gather(*(loop.run_in_executor(pool, _loaded) for _ in range(self.processes)))
 
     async def faces(self, images: Sequence[Image.Image]) -> list[list[Face]]:
-        """Every face in each of ``images`` (``FaceAnalyzer.faces``: most confident first), in their order."""
+        """The faces in each of ``images`` (``FaceAnalyzer.faces``: most confident first), in their order."""
         if not images:
             return []
         if not self.processes:
-            return await asyncio.to_thread(lambda: [self.analyzer.faces(image) for image in images])
+            return await asyncio.to_thread(
+                lambda: [self.analyzer.faces(image, large_first=self.large_first) for image in images]
+            )
         loop = asyncio.get_running_loop()
         pool = self._executor()
-        return list(await asyncio.gather(*(loop.run_in_executor(pool, _faces_in_process, image) for image in images)))
+        searches = (loop.run_in_executor(pool, _faces_in_process, image, self.large_first) for image in images)
+        return list(await asyncio.gather(*searches))
 
     def close(self) -> None:
         """End the processes (a search still running in them is dropped)."""

@@ -45,7 +45,7 @@ def faces_to_pass(
 ) -> dict[int, tuple[int, int, int, int]]:
     """The crop to re-render in each image that needs the face pass, by the image's index: around its most confident
     face, unless (with ``only_below``) that face is at least that share of the image's width already. CPU only."""
-    return crops_to_pass(images, [faces.faces(image) for image in images], only_below=only_below)
+    return crops_to_pass(images, [faces.faces(image, large_first=True) for image in images], only_below=only_below)
 
 
 def crops_to_pass(

@@ -108,3 +108,28 @@ def test_eval_command_explains_a_folder_without_faces(tmp_path: Path, capsys: py
     Image.new("RGB", (300, 300), "white").save(tmp_path / "selfies" / "wall.jpg")
     assert eval_main([str(tmp_path / "selfies"), str(tmp_path)]) == 2
     assert "no selfie in" in capsys.readouterr().err
+
+
+def test_a_renders_search_for_large_faces_first_finds_the_same_face_and_small_ones_only_alone(
+    faces: FaceAnalyzer,
+) -> None:
+    from skimage import data
+
+    astronaut = Image.fromarray(data.astronaut())  # type: ignore[no-untyped-call]
+    render = astronaut.resize((928, 1152))  # a headshot's framing at a render's size
+    [everywhere] = faces.faces(render)
+    [large] = faces.faces(render, large_first=True)
+    # The same face: boxes within a tenth of its size, the same person by the descriptor (~0.6 apart is the limit).
+    assert all(abs(a - b) <= everywhere.box[2] / 10 for a, b in zip(large.box, everywhere.box, strict=True))
+    assert float(np.linalg.norm(large.embedding - everywhere.embedding)) < 0.3
+    # A small face (88 px of a 1600 px wide shot, below the search's reach at the 800 px copy's own size) is still
+    # found when it is alone...
+    wide = Image.new("RGB", (1600, 1000), "gray")
+    wide.paste(astronaut, (1050, 200))
+    [small] = faces.faces(wide, large_first=True)
+    assert small.box[2] < 100
+    # ...but beside a large face only the large one is: what a render's ranking and face pass use.
+    wide.paste(astronaut.resize((1000, 1000)), (0, 0))
+    assert len(faces.faces(wide)) == 2
+    [found] = faces.faces(wide, large_first=True)
+    assert found.box[2] > 150
