@@ -12,6 +12,7 @@ having any effect. Generation refuses a LoRA on a pipeline someone fused (``is_q
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -70,10 +71,16 @@ def is_qkv_fused(pipe: Any) -> bool:
     return any(type(processor).__name__.startswith("Fused") for processor in processors.values())
 
 
-def optimize_for_inference(pipe: Any, *, compile_backend: str = "inductor", compile_scope: str = "unet") -> None:
+def optimize_for_inference(
+    pipe: Any, *, compile_backend: str = "inductor", compile_scope: str = "unet", render_glue: bool = False
+) -> None:
     """Compile ``pipe`` for rendering, in place; call once at worker start-up, after creating any ``LoraSlot``.
 
     ``compile_scope`` is one of ``COMPILE_SCOPES``. The first render afterwards pays the compilation.
+    ``render_glue`` (with "blocks"): the glue between the blocks compiles too, for rendering only
+    (``compile_unet_regions(with_gradients=False)``): where render calls replay from CUDA graphs, so the glue's
+    launches cost nothing, a call by regions was 6% faster than by blocks (BENCHMARKS.md 2026-12-05 ninth session),
+    while training keeps the glue eager and compiles nothing more.
 
     Raises ``ValueError`` for an unknown ``compile_scope``, before anything changes.
     """
@@ -100,6 +107,8 @@ def optimize_for_inference(pipe: Any, *, compile_backend: str = "inductor", comp
     #    for many minutes more, and CUDA graphs ('reduce-overhead') re-record for every batch size.
     if compile_scope in REGIONAL_SCOPES:
         compile_regionally(model, compile_scope, backend=compile_backend)
+        if render_glue and compile_scope == "blocks":
+            compile_unet_regions(model, backend=compile_backend, with_gradients=False)
     else:
         model.compile(fullgraph=False, backend=compile_backend)
     compile_decoder_regions(pipe.vae, backend=compile_backend)
@@ -127,30 +136,51 @@ def compile_decoder_regions(vae: Any, *, backend: str = "inductor") -> int:
     return compiled
 
 
-def compile_unet_regions(unet: Any, *, backend: str = "inductor", dynamic: bool = True) -> int:
+def compile_unet_regions(
+    unet: Any, *, backend: str = "inductor", dynamic: bool = True, with_gradients: bool = True
+) -> int:
     """Compile ``unet``'s transformer blocks (``compile_unet_blocks``) and its eager glue (``REGION_CLASSES`` and
     each Transformer2DModel's ``TRANSFORMER_GLUE``) in place, each region once; return how many regions are new.
 
     ``dynamic``: the glue's graphs take any batch and image size (one graph per region class and channel count
-    instead of one per request shape: a worker warming ten shapes compiles them once).
+    instead of one per request shape: a worker warming ten shapes compiles them once). ``with_gradients=False``:
+    the glue runs compiled only in calls without gradients (rendering) and eagerly in the others (training), so a
+    training compiled by blocks compiles nothing more.
     """
     import torch
 
     compiled = compile_unet_blocks(unet, backend=backend)
     _allow_region_graphs()
+
+    def compile_glue(call: Any) -> Any:
+        graph = torch.compile(call, fullgraph=True, dynamic=dynamic, backend=backend)
+        return graph if with_gradients else _without_gradients(call, graph)
+
     for module in unet.modules():
         kind = type(module).__name__
-        if kind in REGION_CLASSES and module._compiled_call_impl is None:
-            module.compile(fullgraph=True, dynamic=dynamic, backend=backend)
+        if kind in REGION_CLASSES and module._compiled_call_impl is None and "forward" not in vars(module):
+            if with_gradients:
+                module.compile(fullgraph=True, dynamic=dynamic, backend=backend)
+            else:
+                module.forward = compile_glue(module.forward)  # an instance attribute shadows the class's method
             compiled += 1
         elif kind == "Transformer2DModel" and getattr(module, "is_input_continuous", False):
             for name in TRANSFORMER_GLUE:
-                method = getattr(module, name)
-                if not getattr(method, "_torchdynamo_orig_callable", None):
-                    # An instance attribute shadows the class's method for this module only.
-                    setattr(module, name, torch.compile(method, fullgraph=True, dynamic=dynamic, backend=backend))
+                if name not in vars(module):  # an instance attribute shadows the class's method for this module only
+                    setattr(module, name, compile_glue(getattr(module, name)))
                     compiled += 1
     return compiled
+
+
+def _without_gradients(eager: Any, graph: Any) -> Any:
+    """``graph`` (``eager`` compiled) for calls with gradients off, ``eager`` for the others."""
+    import torch
+
+    @functools.wraps(eager)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return eager(*args, **kwargs) if torch.is_grad_enabled() else graph(*args, **kwargs)
+
+    return call
 
 
 def _allow_region_graphs() -> None:

@@ -55,11 +55,15 @@ def compile_for_serving(
     whose references add tokens to every step, so are renders from selfies (``preview_batch_sizes`` for the
     previews queued with a training, ``batch_sizes`` for ``/headshot`` before one) and from a headshot.
     ``cuda_graphs`` (a CUDA SDXL pipeline) captures each of those UNet call shapes as a CUDA graph in the same
-    renders, which every later call of the shape replays (``pipeline.diffusion.cuda_graphs``).
+    renders, which every later call of the shape replays (``pipeline.diffusion.cuda_graphs``), and with "blocks"
+    compiles the glue between the blocks for rendering too (``optimize_for_inference``'s ``render_glue``).
     """
     started = time.perf_counter()
     with _warming(f"compile set-up (scope {compile_scope})"):
-        optimize_for_inference(pipe, compile_backend=compile_backend, compile_scope=compile_scope)
+        # Replayed render calls launch the glue between the blocks for free, compiled: "blocks" compiles it too.
+        optimize_for_inference(
+            pipe, compile_backend=compile_backend, compile_scope=compile_scope, render_glue=cuda_graphs
+        )
     graphs = None
     if cuda_graphs:
         from pipeline.diffusion.cuda_graphs import DenoiserGraphs

@@ -164,6 +164,60 @@ def test_regions_compiled_by_inductor_compute_what_eager_does_at_two_request_sha
         assert float((fast - slow).norm() / slow.norm()) < 1e-4  # float32: only the order of additions differs
 
 
+@pytest.mark.usefixtures("fresh_dynamo")
+def test_glue_compiled_for_rendering_renders_as_eager_does_and_leaves_training_to_the_blocks(
+    model_cache_dir: Path,
+) -> None:
+    import torch
+    import torch._dynamo
+    import torch._dynamo.utils
+
+    def graphs() -> int:
+        return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+
+    def set_up(render_glue: bool) -> tuple[Any, dict[str, Any]]:
+        torch._dynamo.reset()
+        pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
+        generator, unet = torch.Generator().manual_seed(0), pipe.unet
+        inputs = {
+            "sample": torch.randn(2, unet.config.in_channels, 32, 32, generator=generator),
+            "timestep": torch.tensor(500),
+            "encoder_hidden_states": torch.randn(2, 77, unet.config.cross_attention_dim, generator=generator),
+            "added_cond_kwargs": {
+                "text_embeds": torch.randn(2, pipe.text_encoder_2.config.projection_dim, generator=generator),
+                "time_ids": torch.tensor([[256, 256, 0, 0, 256, 256]] * 2).float(),
+            },
+        }
+        optimize_for_inference(pipe, compile_backend="eager", compile_scope="blocks", render_glue=render_glue)
+        return unet, inputs
+
+    def train(unet: Any, inputs: dict[str, Any]) -> None:  # a training step's forward and backward
+        sample = inputs["sample"].clone().requires_grad_(True)
+        unet(**{**inputs, "sample": sample}).sample.square().mean().backward()
+
+    unet, inputs = set_up(render_glue=False)
+    with torch.no_grad():
+        eager_glue = unet(**inputs).sample  # blocks compiled, the glue eager: a worker's default render
+    start = graphs()
+    train(unet, inputs)
+    blocks_only = graphs() - start
+
+    unet, inputs = set_up(render_glue=True)
+    start = graphs()
+    train(unet, inputs)
+    assert graphs() - start == blocks_only  # training ran the glue eagerly: nothing more compiled
+    before = graphs()
+    with torch.no_grad():
+        rendered = unet(**inputs).sample
+    assert graphs() > before  # the glue's graphs, for rendering
+    torch.testing.assert_close(rendered, eager_glue, rtol=1e-5, atol=1e-5)
+    warmed = graphs()
+    train(unet, inputs)
+    with torch.no_grad():
+        unet(**inputs)
+    assert graphs() == warmed
+
+
 def test_compiled_kernels_are_kept_in_the_workers_folder_unless_inductors_own_is_named(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

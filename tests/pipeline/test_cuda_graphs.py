@@ -31,8 +31,9 @@ def test_a_denoiser_on_the_cpu_is_refused_by_name(tiny_pipe: Any) -> None:
 @on_gpu
 # FP8 (static scales, as a worker on FP8 tensor cores renders by default): the slot's merges requantize the FP8
 # copies in place, so the captured graphs must still see every user's weights.
-# Norms: the group norms through ``headshot::group_norm`` (``NoGradGroupNorm``), in NCHW blocks, as a worker with
-# HEADSHOT_RENDER_CUDA_GRAPHS renders; the operator's kernels are then captured and replayed too.
+# Norms: the group norms through ``headshot::group_norm`` (``NoGradGroupNorm``), in NCHW blocks with the glue between
+# them compiled for rendering, as a worker with HEADSHOT_RENDER_CUDA_GRAPHS renders; the operator's kernels and the
+# glue's are then captured and replayed too.
 @pytest.mark.parametrize(
     ("float8", "norms"), [(False, False), (True, False), (True, True)], ids=["bf16", "fp8", "fp8-norms"]
 )
@@ -55,7 +56,7 @@ def test_replayed_requests_match_the_compiled_pipeline_user_after_user(
         calibrate_float8_on_looks(pipe, [STYLES["linkedin"]])
     if norms:
         use_group_norm_operator(pipe.unet, no_grad=True)
-    optimize_for_inference(pipe, compile_scope="blocks" if norms else "regions")
+    optimize_for_inference(pipe, compile_scope="blocks" if norms else "regions", render_glue=norms)
     # Strong random LoRAs: two users whose headshots differ visibly, so a graph that kept the first user's weights
     # (or none) would show.
     users = [user_lora_file(slot, tmp_path / f"user{seed}", rank=8, seed=seed, scale=0.3) for seed in (1, 2)]
