@@ -70,6 +70,7 @@ def describe_settings(settings: Any, device: str) -> dict[str, Any]:
         "render_float8",
         "train_float8",
         "train_cuda_graphs",
+        "render_cuda_graphs",
         "compile_cache_dir",
         "warm_aspects",
         "headshots_per_request",
