@@ -16,6 +16,29 @@ from tests.pipeline.conftest import RENDER_STEPS
 from tests.pipeline.test_generation import difference
 
 
+def graphs() -> int:
+    """Graphs dynamo has compiled in this process (``fresh_dynamo`` starts each test from none)."""
+    import torch._dynamo.utils
+
+    return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+
+
+def unet_call(pipe: Any, batch: int, height: int, width: int, generator: Any) -> dict[str, Any]:
+    """A CFG batch of a request at one latent size for ``pipe``'s UNet: latents, text embeddings, SDXL's size ids."""
+    import torch
+
+    unet = pipe.unet
+    return {
+        "sample": torch.randn(batch, unet.config.in_channels, height, width, generator=generator),
+        "timestep": torch.tensor(500),
+        "encoder_hidden_states": torch.randn(batch, 77, unet.config.cross_attention_dim, generator=generator),
+        "added_cond_kwargs": {
+            "text_embeds": torch.randn(batch, pipe.text_encoder_2.config.projection_dim, generator=generator),
+            "time_ids": torch.tensor([[height * 8, width * 8, 0, 0, height * 8, width * 8]] * batch).float(),
+        },
+    }
+
+
 def test_fused_projections_render_the_base_but_refuse_a_lora(
     model_cache_dir: Path, trained: Any, base_headshots: list[GeneratedImage]
 ) -> None:
@@ -48,16 +71,11 @@ def test_an_unknown_compile_scope_is_refused_by_name_before_anything_compiles(mo
 def test_a_worker_compiled_for_serving_never_compiles_again_for_users_actions_or_training(
     model_cache_dir: Path, trained: Any, second_lora: Any, selfie_images: list[Any], tmp_path: Path
 ) -> None:
-    import torch
-    import torch._dynamo.utils
 
     from pipeline.diffusion.img2img import VARIATION_STRENGTH, image_to_image
     from pipeline.diffusion.serving import compile_for_serving
     from pipeline.diffusion.training.config import TrainingConfig
     from pipeline.diffusion.training.loop import train_lora
-
-    def graphs() -> int:
-        return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
 
     def serve(lora: Path, count: int) -> list[GeneratedImage]:
         return generate_headshots(pipe, style, count=count, seed=3, steps=2, lora_path=lora, lora_slot=slot)
@@ -100,9 +118,6 @@ def test_the_decoder_compiles_its_regions_once_for_every_batch_and_size_single_i
     import torch
     import torch._dynamo.utils
 
-    def graphs() -> int:
-        return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
-
     pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
     channels = pipe.vae.config.latent_channels
     generator = torch.Generator().manual_seed(0)
@@ -138,28 +153,17 @@ def test_regions_compiled_by_inductor_compute_what_eager_does_at_two_request_sha
     pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
     unet, generator = pipe.unet, torch.Generator().manual_seed(0)
 
-    def call_inputs(batch: int, height: int, width: int) -> dict[str, Any]:
-        # A CFG batch of a request at one size: latents, text embeddings and SDXL's size ids.
-        return {
-            "sample": torch.randn(batch, unet.config.in_channels, height, width, generator=generator),
-            "timestep": torch.tensor(500),
-            "encoder_hidden_states": torch.randn(batch, 77, unet.config.cross_attention_dim, generator=generator),
-            "added_cond_kwargs": {
-                "text_embeds": torch.randn(batch, pipe.text_encoder_2.config.projection_dim, generator=generator),
-                "time_ids": torch.tensor([[height * 8, width * 8, 0, 0, height * 8, width * 8]] * batch).float(),
-            },
-        }
-
-    shapes = [call_inputs(2, 36, 28), call_inputs(4, 32, 32)]  # a profile request, then a square one of 2 images
+    # A profile request, then a square one of 2 images.
+    shapes = [unet_call(pipe, 2, 36, 28, generator), unet_call(pipe, 4, 32, 32, generator)]
     with torch.no_grad():
         eager = [unet(**inputs).sample for inputs in shapes]
         assert compile_unet_regions(unet) > 0
         compiled = [unet(**inputs).sample for inputs in shapes]
         # The glue's graphs take any shape: a third request shape (portrait, 3 images) compiles nothing new, which
         # is what lets a "regions" worker warm one graph for every style.
-        warmed = int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
-        unet(**call_inputs(6, 40, 24))
-        assert int(torch._dynamo.utils.counters["stats"]["unique_graphs"]) == warmed
+        warmed = graphs()
+        unet(**unet_call(pipe, 6, 40, 24, generator))
+        assert graphs() == warmed
     for fast, slow in zip(compiled, eager, strict=True):
         assert float((fast - slow).norm() / slow.norm()) < 1e-4  # float32: only the order of additions differs
 
@@ -172,22 +176,10 @@ def test_glue_compiled_for_rendering_renders_as_eager_does_and_leaves_training_t
     import torch._dynamo
     import torch._dynamo.utils
 
-    def graphs() -> int:
-        return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
-
     def set_up(render_glue: bool) -> tuple[Any, dict[str, Any]]:
         torch._dynamo.reset()
         pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
-        generator, unet = torch.Generator().manual_seed(0), pipe.unet
-        inputs = {
-            "sample": torch.randn(2, unet.config.in_channels, 32, 32, generator=generator),
-            "timestep": torch.tensor(500),
-            "encoder_hidden_states": torch.randn(2, 77, unet.config.cross_attention_dim, generator=generator),
-            "added_cond_kwargs": {
-                "text_embeds": torch.randn(2, pipe.text_encoder_2.config.projection_dim, generator=generator),
-                "time_ids": torch.tensor([[256, 256, 0, 0, 256, 256]] * 2).float(),
-            },
-        }
+        unet, inputs = pipe.unet, unet_call(pipe, 2, 32, 32, torch.Generator().manual_seed(0))
         optimize_for_inference(pipe, compile_backend="eager", compile_scope="blocks", render_glue=render_glue)
         return unet, inputs
 
