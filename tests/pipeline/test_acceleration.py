@@ -116,7 +116,6 @@ def test_the_decoder_compiles_its_regions_once_for_every_batch_and_size_single_i
     model_cache_dir: Path,
 ) -> None:
     import torch
-    import torch._dynamo.utils
 
     pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
     channels = pipe.vae.config.latent_channels
@@ -146,7 +145,6 @@ def test_the_decoder_compiles_its_regions_once_for_every_batch_and_size_single_i
 @pytest.mark.usefixtures("fresh_dynamo")
 def test_regions_compiled_by_inductor_compute_what_eager_does_at_two_request_shapes(model_cache_dir: Path) -> None:
     import torch
-    import torch._dynamo.utils
 
     from pipeline.diffusion.acceleration import compile_unet_regions
 
@@ -174,7 +172,6 @@ def test_glue_compiled_for_rendering_renders_as_eager_does_and_leaves_training_t
 ) -> None:
     import torch
     import torch._dynamo
-    import torch._dynamo.utils
 
     def set_up(render_glue: bool) -> tuple[Any, dict[str, Any]]:
         torch._dynamo.reset()
