@@ -18,12 +18,15 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-__all__ = ["DETECT_SIDE", "Face", "FaceAnalyzer", "face_models_dir"]
+__all__ = ["CLEAR_FACE_SCORE", "DETECT_SIDE", "Face", "FaceAnalyzer", "face_models_dir"]
 
 # Photos are searched at most this large (longer side), upsampled once: HOG's 80 px window then finds faces from
 # 40 px, i.e. from 5% of the longer side. Larger inputs only cost time (0.3 s at 800 px on one core). Renders are
 # searched at this size first (``large_first``).
 DETECT_SIDE = 800
+# A search for large faces first stops only at a face this confident (a clear frontal face scores ~1): a doubtful
+# detection at the copy's own size, maybe no face at all, must not hide a real face the upsampled search would find.
+CLEAR_FACE_SCORE = 0.5
 # Sharpness is measured on the face resized to this square, so a big face and a small one compare fairly.
 SHARPNESS_SIDE = 128
 _LANDMARKS = "shape_predictor_5_face_landmarks.dat"
@@ -84,9 +87,10 @@ class FaceAnalyzer:
         """Every face scoring at least ``min_score``, most confident first, in ``image``'s own pixels.
 
         ``large_first``: search the copy at its own size first, where HOG's window finds faces from 10% of its longer
-        side, and upsampled (from 5%) only where that finds none. A render's face is large, and the upsampled search
-        takes five times as long (0.22 s against 0.04 s for a headshot-sized render on one core of the dev box);
-        what it gives up is the small faces beside a large one (a selfie's check counts those: it searches all)."""
+        side, and upsampled (from 5%) only where that finds no clear face (``CLEAR_FACE_SCORE``). A render's face is
+        large, and the upsampled search takes five times as long (0.22 s against 0.04 s for a headshot-sized render
+        on one core of the dev box); what it gives up is the small faces beside a clear large one (a selfie's check
+        counts those: it searches all)."""
         # 1. Search a copy no larger than DETECT_SIDE.
         rgb = image.convert("RGB")
         scale = min(1.0, DETECT_SIDE / max(rgb.size))
@@ -103,7 +107,7 @@ class FaceAnalyzer:
             detector, landmarks, descriptor = self._load()
             for upsample in (0, 1) if large_first else (1,):
                 rects, scores, _ = detector.run(pixels, upsample, min_score)
-                if rects:
+                if max(scores, default=0.0) >= CLEAR_FACE_SCORE:
                     break
             found = []
             # 2. Describe each face on the searched copy (the descriptor aligns a 150 px chip itself); measure
