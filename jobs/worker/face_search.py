@@ -6,7 +6,7 @@ one after another for the likeness ranking, then the four kept were searched aga
 waited. A pool of processes, each with its own models, searches all of a request's images at once, and the faces
 found for the ranking are handed on to the face pass. The same code on the same pixels: the same faces. A render's
 face is large, so each image is searched for large faces first (``FaceAnalyzer.faces(large_first=True)``), upsampled
-only where none is found.
+only where no clear face is found.
 """
 
 from __future__ import annotations

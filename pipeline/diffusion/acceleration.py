@@ -45,16 +45,15 @@ REGIONAL_SCOPES = ("blocks", "regions")
 BLOCK_RECOMPILE_LIMIT = 64
 
 # Besides the transformer blocks, "regions" compiles the UNet's eager glue: every ResNet block, down- and upsampler
-# (classes of diffusers' ``unets``), and each Transformer2DModel's entry (norm, flattening, proj_in) and exit (proj_out,
-# back to an image, residual). Eager, that glue converts layouts around GroupNorm and the residual adds (a third of
-# a blocks-compiled call's non-matmul time, BENCHMARKS.md 2026-12-01).
+# (classes of diffusers' ``unets``, which the VAE decoder's regions are too: ``compile_decoder_regions``), and each
+# Transformer2DModel's entry (norm, flattening, proj_in) and exit (proj_out, back to an image, residual). Eager,
+# that glue converts layouts around GroupNorm and the residual adds (a third of a blocks-compiled call's non-matmul
+# time, BENCHMARKS.md 2026-12-01).
 REGION_CLASSES = ("ResnetBlock2D", "Downsample2D", "Upsample2D")
 TRANSFORMER_GLUE = ("_operate_on_continuous_inputs", "_get_output_for_continuous_inputs")
 # One graph per region class, shape family and grad mode: SDXL has 12 ResNet shapes, so static shapes at ten warmed
 # request shapes need far more than torch's default of 8 per code object (past it a region runs eagerly, silently).
 REGION_RECOMPILE_LIMIT = 512
-# What the VAE decoder compiles (``compile_decoder_regions``): its ResNet blocks and upsamplers.
-DECODER_REGION_CLASSES = ("ResnetBlock2D", "Upsample2D")
 
 # cuDNN's autotuner (``cudnn.benchmark``) times every convolution algorithm at each new input shape, once per process:
 # nothing is kept on disk, so every start pays it again for every shape it warms (2.4-3.4 s a training shape on an
@@ -115,7 +114,7 @@ def optimize_for_inference(
 
 
 def compile_decoder_regions(vae: Any, *, backend: str = "inductor") -> int:
-    """Compile ``vae``'s decoder by regions, in place: each ResNet block and upsampler (``DECODER_REGION_CLASSES``),
+    """Compile ``vae``'s decoder by regions, in place: each ResNet block and upsampler (``REGION_CLASSES``),
     every size dynamic, the rest eager (its mid-block attention, first and last convolutions); return how many
     regions are new.
 
@@ -130,7 +129,7 @@ def compile_decoder_regions(vae: Any, *, backend: str = "inductor") -> int:
     _allow_region_graphs()  # the blocks' classes are the UNet's: with "regions" their graphs share one cache a class
     compiled = 0
     for module in vae.decoder.modules():
-        if type(module).__name__ in DECODER_REGION_CLASSES and module._compiled_call_impl is None:
+        if type(module).__name__ in REGION_CLASSES and module._compiled_call_impl is None:
             module.compile(dynamic=True, backend=backend)
             compiled += 1
     return compiled
