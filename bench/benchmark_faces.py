@@ -19,6 +19,7 @@ import asyncio
 import os
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -55,25 +56,28 @@ class FaceWork(NamedTuple):
 
 def one_thread(analyzer: Any, images: list[Image.Image], reference: Any) -> FaceWork:
     """The worker's face work before ``FaceSearch``: rank in turn, then search the kept ones again, every face."""
-    from pipeline.diffusion.face_pass import crops_to_pass
-    from pipeline.selfies.identity import DEFAULT_MIN_SCORE, pick_best, score_headshots
+    from pipeline.selfies.identity import score_headshots
 
     scores = score_headshots(analyzer, images, reference)
-    picked = pick_best(scores, KEPT, DEFAULT_MIN_SCORE)
-    kept = [images[index] for index in picked]
-    crops = crops_to_pass(kept, [analyzer.faces(image) for image in kept], only_below=1.0)
-    return FaceWork(picked, [score.score for score in scores], {picked[at]: box for at, box in crops.items()})
+    return _kept(images, scores, lambda picked: [analyzer.faces(images[index]) for index in picked])
 
 
 async def in_processes(search: Any, images: list[Image.Image], reference: Any) -> FaceWork:
     """The worker's face work since: every candidate at once, the faces reused for the face pass."""
-    from pipeline.diffusion.face_pass import crops_to_pass
-    from pipeline.selfies.identity import DEFAULT_MIN_SCORE, pick_best, scores_of_faces
+    from pipeline.selfies.identity import scores_of_faces
 
     found = await search.faces(images)
-    scores = scores_of_faces(found, reference)
+    return _kept(images, scores_of_faces(found, reference), lambda picked: [found[index] for index in picked])
+
+
+def _kept(images: list[Image.Image], scores: list[Any], faces_of: Callable[[list[int]], list[Any]]) -> FaceWork:
+    """The best ``KEPT`` of ``images`` by ``scores`` and the face pass's crops of them, from the faces ``faces_of``
+    finds in the kept ones (given their indices)."""
+    from pipeline.diffusion.face_pass import crops_to_pass
+    from pipeline.selfies.identity import DEFAULT_MIN_SCORE, pick_best
+
     picked = pick_best(scores, KEPT, DEFAULT_MIN_SCORE)
-    crops = crops_to_pass([images[index] for index in picked], [found[index] for index in picked], only_below=1.0)
+    crops = crops_to_pass([images[index] for index in picked], faces_of(picked), only_below=1.0)
     return FaceWork(picked, [score.score for score in scores], {picked[at]: box for at, box in crops.items()})
 
 
