@@ -24,12 +24,14 @@ __all__ = [
     "compile_unet_blocks",
     "compile_unet_regions",
     "compile_regionally",
+    "decoder_layout",
     "gpu_layout",
     "is_qkv_fused",
     "optimize_for_inference",
     "use_channels_last",
     "use_compile_cache",
     "use_fast_maths",
+    "use_fast_maths_on",
 ]
 
 # What "compiling the UNet" compiles: "unet", the whole module; "blocks", each repeated transformer block
@@ -215,11 +217,17 @@ def use_fast_maths(pipe: Any) -> None:
     training graphs compiled before serving's set-up turned TF32 on were all recompiled at its first user's
     training (BENCHMARKS.md, fifth session).
     """
-    import torch
-
     from pipeline.diffusion.families import denoiser
 
-    if denoiser(pipe).device.type == "cuda":
+    use_fast_maths_on(denoiser(pipe).device)
+
+
+def use_fast_maths_on(device: Any) -> None:
+    """``use_fast_maths`` for a process whose model is on ``device`` (one that holds no whole pipeline: the decoder's
+    compile apart); ``device`` a ``torch.device``."""
+    import torch
+
+    if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = CUDNN_AUTOTUNE
@@ -277,7 +285,14 @@ def gpu_layout(pipe: Any, compile_scope: str = "unet") -> None:
 
     if compile_scope != "blocks":
         denoiser(pipe).to(memory_format=torch.channels_last)
-    for part in (pipe.vae.decoder, getattr(pipe.vae, "post_quant_conv", None)):
+    decoder_layout(pipe.vae)
+
+
+def decoder_layout(vae: Any) -> None:
+    """``gpu_layout``'s part for ``vae``: its decoder (and the convolution before it) channels-last."""
+    import torch
+
+    for part in (vae.decoder, getattr(vae, "post_quant_conv", None)):
         if part is not None:
             part.to(memory_format=torch.channels_last)
 

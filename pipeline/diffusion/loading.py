@@ -22,6 +22,7 @@ __all__ = [
     "TINY_FLUX2_MODEL",
     "TINY_MODEL",
     "load_base_pipeline",
+    "load_vae",
     "pick_device",
     "weight_dtypes",
 ]
@@ -82,17 +83,7 @@ def load_base_pipeline(
         return build_random_sdxl(device=device, dtype=str(torch_dtype).removeprefix("torch."))
 
     # 2. Find the checkpoint: the tiny model is built locally and then loaded like any other folder.
-    if model == TINY_MODEL:
-        source = str(build_tiny_sdxl(cache_dir / "tiny-sdxl"))
-    elif model == TINY_FLUX2_MODEL:
-        source = str(build_tiny_flux2(cache_dir / "tiny-flux2"))
-    elif model == TINY_FLUX2_BASE_MODEL:
-        source = str(build_tiny_flux2(cache_dir / "tiny-flux2-base", seed=1, distilled=False))
-    else:
-        source = model
-    local = Path(source).expanduser().is_dir()
-    if local:
-        source = str(Path(source).expanduser())
+    source, local = _checkpoint_source(model, cache_dir)
 
     # 3. The family comes from the checkpoint, so a klein hub id or folder needs no setting of its own.
     family, _ = checkpoint_family(source, cache_dir=cache_dir, local=local)
@@ -117,6 +108,47 @@ def load_base_pipeline(
         raise ModelLoadError(f"Model '{model}' loaded but could not be moved to device '{device}': {error}") from error
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def load_vae(model: str, *, device: str, dtype: str, cache_dir: Path) -> Any:
+    """``model``'s VAE alone, as ``load_base_pipeline`` loads it in its pipeline (``model`` and ``cache_dir`` the
+    same), on ``device`` in ``dtype`` ("bfloat16", ...): what a process that compiles only the decoder needs
+    (``pipeline.diffusion.decoder_compile``). Raises ``ModelLoadError`` as ``load_base_pipeline`` does."""
+    import torch
+    from diffusers import AutoModel
+
+    torch_dtype = _resolve_dtype(dtype, device)
+    if model == RANDOM_SDXL_MODEL:
+        from diffusers import AutoencoderKL
+
+        from pipeline.diffusion.sdxl_config import SDXL_VAE_CONFIG
+
+        with torch.device(device):
+            vae: Any = AutoencoderKL(**SDXL_VAE_CONFIG)
+        return vae.to(device, torch_dtype).eval()  # as ``build_random_sdxl`` leaves it
+    source, local = _checkpoint_source(model, Path(cache_dir))
+    try:
+        vae = AutoModel.from_pretrained(
+            source, subfolder="vae", dtype=torch_dtype, cache_dir=str(cache_dir), local_files_only=local
+        )
+    except Exception as error:  # Every cause (hub, files, config) becomes one actionable error.
+        raise ModelLoadError(_explain_failure(model, local, error)) from error
+    return vae.to(device)
+
+
+def _checkpoint_source(model: str, cache_dir: Path) -> tuple[str, bool]:
+    """The folder or hub id ``model`` loads from, and whether it is a local folder; builds a tiny model on first
+    use."""
+    if model == TINY_MODEL:
+        source = str(build_tiny_sdxl(cache_dir / "tiny-sdxl"))
+    elif model == TINY_FLUX2_MODEL:
+        source = str(build_tiny_flux2(cache_dir / "tiny-flux2"))
+    elif model == TINY_FLUX2_BASE_MODEL:
+        source = str(build_tiny_flux2(cache_dir / "tiny-flux2-base", seed=1, distilled=False))
+    else:
+        source = model
+    local = Path(source).expanduser().is_dir()
+    return (str(Path(source).expanduser()) if local else source), local
 
 
 def weight_dtypes(pipe: Any) -> dict[str, set[Any]]:

@@ -6,19 +6,29 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.diffusion.acceleration import optimize_for_inference
+from pipeline.diffusion.decoder_compile import decode_shapes, warm_decoder
 from pipeline.diffusion.generation import DEFAULT_BATCH_SIZE, denoise_looks, generate_headshots
 
 if TYPE_CHECKING:
     from pipeline.diffusion.lora_slot import LoraSlot
     from pipeline.styles import Style
 
-__all__ = ["CALIBRATION_STEPS", "calibrate_float8_on_looks", "calibrated_float8", "compile_for_serving"]
+__all__ = [
+    "CALIBRATION_STEPS",
+    "calibrate_float8_on_looks",
+    "calibrated_float8",
+    "compile_for_serving",
+    "serving_decode_shapes",
+    "warm_batches",
+    "warm_for_serving",
+    "warm_looks",
+]
 
 # Enough steps to sample the whole noise schedule: the activations' range changes with the timestep.
 CALIBRATION_STEPS = 10
@@ -45,18 +55,14 @@ def compile_for_serving(
     compile_scope: str = "unet",
     cuda_graphs: bool = False,
     preview_batch_sizes: Iterable[int] = (),
+    decoder_compiled: Callable[[], object] | None = None,
 ) -> float:
-    """Compile ``pipe`` for a worker and render every style look and batch size it will serve; return seconds.
+    """Compile ``pipe`` for a worker and render every style look and batch size it will serve (``warm_for_serving``);
+    return seconds.
 
-    Renders go through ``generate_headshots`` with ``slot`` merged (holding zeros), the path and state every user's
-    request renders in, so the graphs those requests need are all built here, at start-up, and no user's first
-    request waits minutes for a compile. Styles that share size, sampler and CFG share graphs and render once. The
-    actions on a headshot (variations, remixes, upscales, the face pass) are warmed at their sizes too; on klein,
-    whose references add tokens to every step, so are renders from selfies (``preview_batch_sizes`` for the
-    previews queued with a training, ``batch_sizes`` for ``/headshot`` before one) and from a headshot.
-    ``cuda_graphs`` (a CUDA SDXL pipeline) captures each of those UNet call shapes as a CUDA graph in the same
-    renders, which every later call of the shape replays (``pipeline.diffusion.cuda_graphs``), and with "blocks"
-    compiles the glue between the blocks for rendering too (``optimize_for_inference``'s ``render_glue``).
+    ``cuda_graphs`` (a CUDA SDXL pipeline) captures each UNet call shape of those renders as a CUDA graph, which every
+    later call of the shape replays (``pipeline.diffusion.cuda_graphs``), and with "blocks" compiles the glue between
+    the blocks for rendering too (``optimize_for_inference``'s ``render_glue``).
     """
     started = time.perf_counter()
     with _warming(f"compile set-up (scope {compile_scope})"):
@@ -69,19 +75,55 @@ def compile_for_serving(
         from pipeline.diffusion.cuda_graphs import DenoiserGraphs
 
         graphs = DenoiserGraphs(pipe.unet)  # after every change to the weights' tensors: compile, layout, slot
+    warm_for_serving(
+        pipe,
+        slot,
+        styles=styles,
+        batch_sizes=batch_sizes,
+        preview_batch_sizes=preview_batch_sizes,
+        compile_backend=compile_backend,
+        decoder_compiled=decoder_compiled,
+    )
+    if graphs is not None:
+        log.info("%d UNet call shapes captured as CUDA graphs", graphs.captured)
+    return time.perf_counter() - started
+
+
+def warm_for_serving(
+    pipe: Any,
+    slot: LoraSlot,
+    *,
+    styles: Iterable[Style],
+    batch_sizes: Iterable[int],
+    preview_batch_sizes: Iterable[int] = (),
+    compile_backend: str = "inductor",
+    decoder_compiled: Callable[[], object] | None = None,
+) -> None:
+    """Render every style look and batch size a worker will serve once, so whatever of ``pipe`` is compiled builds
+    the graphs those requests need now, at start-up, and no user's first request waits minutes for a compile.
+
+    Renders go through ``generate_headshots`` with ``slot`` merged (holding zeros), the path and state every user's
+    request renders in. Styles that share size, sampler and CFG share graphs and render once. The actions on a
+    headshot (variations, remixes, upscales, the face pass) are warmed at their sizes too; on klein, whose references
+    add tokens to every step, so are renders from selfies (``preview_batch_sizes`` for the previews queued with a
+    training, ``batch_sizes`` for ``/headshot`` before one) and from a headshot.
+
+    The VAE decoder is warmed first, on every shape the renders decode (``decoder_compile.warm_decoder``, compiling it
+    with ``compile_backend`` unless it is compiled), once ``decoder_compiled`` returns: a worker waits there for the
+    process that compiled the decoder's graphs beside its start.
+    """
     from pipeline.diffusion.img2img import supports_actions
     from pipeline.diffusion.references import supports_references
 
     actions, references = supports_actions(pipe), supports_references(pipe)
-    # Largest first: the first batch compiled gets graphs specialised to its size (later ones share graphs whose batch
-    # is dynamic), and the full batch is what most of a request renders (6 candidates: a batch of 4, then 2).
-    batch_sizes = sorted(set(batch_sizes), reverse=True)
-    looks = {(style.aspect, style.scheduler, style.guidance_scale > 1): style for style in styles}
-    # Non-square looks first: traced first at a square size, the VAE decoder's dynamic graph takes one size for both
-    # height and width (dynamo's duck sizing), and the first non-square look compiles it again (BENCHMARKS.md).
-    ordered = sorted(looks.values(), key=lambda style: style.aspect[0] == style.aspect[1])
+    styles, batch_sizes, preview_batch_sizes = list(styles), warm_batches(batch_sizes), list(preview_batch_sizes)
+    with _warming("VAE decoder"):
+        if decoder_compiled is not None:
+            decoder_compiled()
+        shapes = serving_decode_shapes(pipe, styles, batch_sizes, preview_batch_sizes)
+        warm_decoder(pipe.vae, shapes, backend=compile_backend)
     with slot.merged_base():
-        for style in ordered:
+        for style in warm_looks(styles):
             for batch in batch_sizes:
                 # Two steps: the graphs do not depend on the step count.
                 with _warming(f"{style.name} {style.aspect} batch {batch}"):
@@ -90,9 +132,29 @@ def compile_for_serving(
                 _warm_actions(pipe, style, batch_sizes)
             if references:
                 _warm_references(pipe, style, sorted({*batch_sizes, *preview_batch_sizes}))
-    if graphs is not None:
-        log.info("%d UNet call shapes captured as CUDA graphs", graphs.captured)
-    return time.perf_counter() - started
+
+
+def serving_decode_shapes(
+    pipe: Any, styles: Iterable[Style], batch_sizes: Iterable[int], preview_batch_sizes: Iterable[int] = ()
+) -> list[tuple[int, int, int, int]]:
+    """The VAE decoder's shapes ``compile_for_serving`` warms for these arguments, in its order: what a process that
+    compiles the decoder beside a worker's start must decode (``decoder_compile``)."""
+    return decode_shapes(pipe, warm_looks(styles), warm_batches(batch_sizes), preview_batch_sizes)
+
+
+def warm_batches(batch_sizes: Iterable[int]) -> list[int]:
+    """Largest first: the first batch compiled gets graphs specialised to its size (later ones share graphs whose batch
+    is dynamic), and the full batch is what most of a request renders (6 candidates: a batch of 4, then 2)."""
+    return sorted(set(batch_sizes), reverse=True)
+
+
+def warm_looks(styles: Iterable[Style]) -> list[Style]:
+    """One of ``styles`` for each set that renders through the same graphs (size, sampler, CFG), in the order a
+    worker's start warms them: non-square first. Traced first at a square size, the VAE decoder's dynamic graphs
+    take one size for both height and width (dynamo's duck sizing), and the first non-square look compiled them
+    again (BENCHMARKS.md)."""
+    looks = {(style.aspect, style.scheduler, style.guidance_scale > 1): style for style in styles}
+    return sorted(looks.values(), key=lambda style: style.aspect[0] == style.aspect[1])
 
 
 def calibrate_float8_on_looks(
