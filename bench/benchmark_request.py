@@ -72,6 +72,7 @@ def describe_settings(settings: Any, device: str) -> dict[str, Any]:
         "train_cuda_graphs",
         "render_cuda_graphs",
         "compile_cache_dir",
+        "compile_decoder_apart",
         "warm_aspects",
         "headshots_per_request",
         "headshot_candidates",

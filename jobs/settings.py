@@ -118,6 +118,13 @@ class Settings(BaseSettings):
         "rendering, so compile_training then needs compile_unet. Unset: 'blocks' when both compile, else 'unet' "
         "(eager training through compiled regions would recompile them for every job).",
     )
+    compile_decoder_apart: bool = Field(
+        default=True,
+        description="Compile the VAE decoder in a second process while the worker's start loads, calibrates and "
+        "compiles the rest, into the same kernel folder, so the start then loads the decoder's graphs instead of "
+        "compiling them (jobs/worker/decoder_process.py; inductor only). false: the start compiles it itself, after "
+        "training's graphs.",
+    )
     warm_aspects: str = Field(
         default="square,profile,portrait",
         description="The headshot shapes a compiled worker renders once at start (comma-separated names from "

@@ -18,6 +18,7 @@ from typing import Any
 from PIL import Image
 
 from jobs.settings import CompileProfile, Settings
+from jobs.worker.decoder_process import DecoderProcess
 from jobs.worker.ranking import render_batch_sizes
 from jobs.worker.training_setup import compile_training, training_pipeline, training_plan
 
@@ -29,6 +30,8 @@ __all__ = [
     "prepare_model",
     "prepare_training",
     "renders_in_float8",
+    "serving_renders",
+    "start_decoder_process",
     "use_float8_rendering",
     "use_group_norm_operators",
 ]
@@ -108,6 +111,8 @@ def prepare_model(settings: Settings) -> ServingModel:
     # folded into the base weights for the request, so rendering runs no LoRA kernels (BENCHMARKS.md, second and
     # third sessions).
     model.lora_slot = LoraSlot(pipe, max_rank=settings.lora_rank)
+    # Before FP8's calibration and training's compile, which it runs beside: the decoder needs neither.
+    decoder = start_decoder_process(pipe, settings, compiling, device)
     if renders_in_float8(settings, compiling, family, device):
         # Before any compile, so every graph is traced with the FP8 layers (training runs their bf16 branch unless
         # HEADSHOT_TRAIN_FLOAT8).
@@ -117,7 +122,7 @@ def prepare_model(settings: Settings) -> ServingModel:
     loaded = weight_dtypes(pipe)
     prepare_training(model, settings, compiling)
     if compiling.unet:
-        seconds = _compile_for_serving(pipe, model.lora_slot, settings, compiling)
+        seconds = _compile_for_serving(pipe, model.lora_slot, settings, compiling, decoder)
         log.info("denoiser and VAE decoder compiled for every style and batch size in %.0f s", seconds)
     if settings.prior_class_images:
         from pipeline.diffusion.training.config import TrainingConfig
@@ -277,15 +282,52 @@ def prepare_training(model: ServingModel, settings: Settings, compiling: Compile
         log.info("training step compiled in %.0f s%s", seconds, captured)
 
 
-def _compile_for_serving(pipe: Any, slot: Any, settings: Settings, compiling: CompileProfile) -> float:
+def serving_renders(settings: Settings) -> tuple[list[Any], list[int], list[int]]:
+    """What a compiled worker's start renders: every look at every shape it serves without compiling (/headshot's
+    aspect choice), its batch sizes, and the previews' batch sizes."""
     from pipeline.diffusion.generation import DEFAULT_BATCH_SIZE
-    from pipeline.diffusion.serving import compile_for_serving
     from pipeline.styles import STYLES, custom_style
 
     batches = render_batch_sizes(settings.headshots_per_request, settings.headshot_candidates, DEFAULT_BATCH_SIZE)
-    # Every look at every shape the worker serves without compiling (/headshot's aspect choice).
     looks = [*STYLES.values(), custom_style("a free-text style")]
     styles = [replace(style, aspect=aspect) for style in looks for aspect in settings.warm_aspect_ratios]
+    previews = (
+        render_batch_sizes(settings.preview_count, settings.headshot_candidates, DEFAULT_BATCH_SIZE)
+        if settings.preview_count
+        else []
+    )
+    return styles, list(batches), list(previews)
+
+
+def start_decoder_process(
+    pipe: Any, settings: Settings, compiling: CompileProfile, device: str
+) -> DecoderProcess | None:
+    """The VAE decoder's compile in a process of its own (``jobs.worker.decoder_process``), when this start compiles
+    it with inductor (whose caches carry the graphs over) and ``HEADSHOT_COMPILE_DECODER_APART`` is on; else None."""
+    if not (compiling.unet and settings.compile_backend == "inductor" and settings.compile_decoder_apart):
+        return None
+    from pipeline.diffusion.acceleration import use_compile_cache
+    from pipeline.diffusion.serving import serving_decode_shapes
+
+    styles, batches, previews = serving_renders(settings)
+    return DecoderProcess.start(
+        model=settings.model,
+        model_cache_dir=settings.resolved_model_cache_dir,
+        compile_cache_dir=use_compile_cache(settings.resolved_compile_cache_dir),
+        device=device,
+        dtype=str(pipe.vae.dtype).removeprefix("torch."),
+        backend=settings.compile_backend,
+        # As compile_for_serving warms them: the same shapes in the same order make the same graphs.
+        shapes=serving_decode_shapes(pipe, styles, batches, previews),
+    )
+
+
+def _compile_for_serving(
+    pipe: Any, slot: Any, settings: Settings, compiling: CompileProfile, decoder: DecoderProcess | None
+) -> float:
+    from pipeline.diffusion.serving import compile_for_serving
+
+    styles, batches, previews = serving_renders(settings)
     return compile_for_serving(
         pipe,
         slot,
@@ -294,9 +336,6 @@ def _compile_for_serving(pipe: Any, slot: Any, settings: Settings, compiling: Co
         compile_backend=settings.compile_backend,
         compile_scope=compiling.scope,
         cuda_graphs=compiling.cuda_graphs,
-        preview_batch_sizes=(
-            render_batch_sizes(settings.preview_count, settings.headshot_candidates, DEFAULT_BATCH_SIZE)
-            if settings.preview_count
-            else ()
-        ),
+        preview_batch_sizes=previews,
+        decoder_compiled=None if decoder is None else decoder.wait,
     )

@@ -1,0 +1,96 @@
+"""A worker start's second process: the VAE decoder compiled beside everything else the start does.
+
+``pipeline.diffusion.decoder_compile`` says why the graphs it compiles are the worker's own. ``prepare_model`` starts
+it once the model is loaded (``HEADSHOT_COMPILE_DECODER_APART``, inductor only) and waits for it just before its
+renders first decode. Whatever goes wrong there (a crash, a full GPU, a hang past ``WAIT_S``) costs only time: the
+worker logs it and compiles the decoder itself, as it did before.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["WAIT_S", "DecoderProcess"]
+
+log = logging.getLogger(__name__)
+
+# Far past the decoder's compile on any host measured (44.7 s on an H200, 43.5 s for the tiny model on a 2-core
+# CPU): past it the process is taken for hung and the worker compiles the decoder itself.
+WAIT_S = 900.0
+
+
+class DecoderProcess:
+    """The running ``python -m pipeline.diffusion.decoder_compile``; ``wait`` for its result once."""
+
+    def __init__(self, process: subprocess.Popen[str], errors: Any, started: float) -> None:
+        self._process, self._errors, self._started = process, errors, started
+        self.result: dict[str, Any] | None = None
+
+    @classmethod
+    def start(
+        cls,
+        *,
+        model: str,
+        model_cache_dir: Path,
+        compile_cache_dir: Path,
+        device: str,
+        dtype: str,
+        backend: str,
+        shapes: Sequence[tuple[int, int, int, int]],
+    ) -> DecoderProcess:
+        """Start compiling ``model``'s decoder (its VAE in ``dtype`` on ``device``) on ``shapes`` into
+        ``compile_cache_dir``, the worker's kernel folder."""
+        command = [
+            sys.executable, "-m", "pipeline.diffusion.decoder_compile",
+            "--model", model, "--model-cache-dir", str(model_cache_dir), "--compile-cache-dir", str(compile_cache_dir),
+            "--device", device, "--dtype", dtype, "--backend", backend, "--shapes", json.dumps(list(shapes)),
+        ]  # fmt: skip
+        # Its stderr (torch's warnings, a traceback) in a file, not a pipe nobody reads while it fills.
+        errors = tempfile.TemporaryFile("w+")  # noqa: SIM115  # outlives this call: wait() closes it
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True)
+        log.info("compiling the VAE decoder in process %d beside the start (%d shapes)", process.pid, len(shapes))
+        return cls(process, errors, time.monotonic())
+
+    def wait(self, timeout_s: float = WAIT_S) -> dict[str, Any] | None:
+        """Its result (seconds, graphs, cache hits and misses), or None when it failed or hung (then stopped): the
+        worker compiles what it did not. Logs either way; call once."""
+        try:
+            out, _ = self._process.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.communicate()
+            log.warning(
+                "the decoder's compile beside the start ran past %.0f s: stopped; the worker compiles it", timeout_s
+            )
+            return self._close(None)
+        lines = out.strip().splitlines()
+        if self._process.returncode != 0 or not lines:
+            self._errors.seek(0)
+            tail = self._errors.read()[-2000:]
+            log.warning(
+                "the decoder's compile beside the start failed (exit %s), the worker compiles it: %s",
+                self._process.returncode,
+                tail,
+            )
+            return self._close(None)
+        result: dict[str, Any] = json.loads(lines[-1])
+        log.info(
+            "VAE decoder compiled beside the start: %d graphs (%d from the cache), ready %.1f s after it began",
+            result["graphs"],
+            result["cache_hits"],
+            time.monotonic() - self._started,
+        )
+        return self._close(result)
+
+    def _close(self, result: dict[str, Any] | None) -> dict[str, Any] | None:
+        self._errors.close()
+        self.result = result
+        return result

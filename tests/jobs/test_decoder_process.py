@@ -1,0 +1,69 @@
+"""A worker's start compiles its VAE decoder in a process of its own: the worker then finds every decoder graph of its
+warm-up in inductor's cache and compiles none; a process that fails costs the start only the time."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from jobs.settings import Settings
+from jobs.worker.decoder_process import DecoderProcess
+from jobs.worker.model_setup import serving_renders, start_decoder_process
+from pipeline.diffusion.loading import load_base_pipeline
+from pipeline.diffusion.lora_slot import LoraSlot
+from pipeline.diffusion.serving import warm_for_serving
+
+
+@pytest.mark.usefixtures("fresh_dynamo")
+@pytest.mark.timeout(600)  # the process compiles a dozen graphs with inductor: ~45 s alone on a 2-core box
+def test_the_worker_loads_every_decoder_graph_the_process_beside_its_start_compiled(
+    tmp_path: Path, model_cache: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from torch._dynamo.utils import counters
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    # As a worker finds it: importing torch._dynamo wrote inductor's default folder there (restored after the test).
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        model="tiny",
+        device="cpu",
+        model_cache_dir=model_cache,
+        compile_cache_dir=tmp_path / "compile",
+        compile_unet=True,
+        compile_training=False,
+        headshots_per_request=2,
+        warm_aspects="profile,square",
+    )
+    pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache)
+    caplog.set_level(logging.INFO, logger="jobs.worker.decoder_process")
+    process = start_decoder_process(pipe, settings, settings.compile_profile("cpu"), "cpu")
+    assert process is not None
+    compiled = process.wait()
+    assert compiled is not None and compiled["graphs"] > 0
+    assert compiled["cache_misses"] == compiled["graphs"] and compiled["cache_hits"] == 0  # an empty folder
+    assert "VAE decoder compiled beside the start" in caplog.text
+
+    # The worker's warm-up, its UNet eager: every decoder graph it needs comes out of the process's kernels.
+    counters.clear()
+    styles, batches, previews = serving_renders(settings)
+    slot = LoraSlot(pipe, max_rank=4)
+    warm_for_serving(pipe, slot, styles=styles, batch_sizes=batches, preview_batch_sizes=previews)
+    assert counters["inductor"]["fxgraph_cache_miss"] == 0
+    assert counters["inductor"]["fxgraph_cache_hit"] == compiled["graphs"]
+
+
+def test_a_decoder_process_that_fails_leaves_the_compile_to_the_worker_and_says_why(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    missing = tmp_path / "no-such-checkpoint"
+    missing.mkdir()  # a local folder that is no checkpoint: the load fails at once, as a broken model volume would
+    process = DecoderProcess.start(
+        model=str(missing), model_cache_dir=tmp_path / "models", compile_cache_dir=tmp_path / "compile",
+        device="cpu", dtype="float32", backend="inductor", shapes=[(1, 4, 8, 8)],
+    )  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="jobs.worker.decoder_process"):
+        assert process.wait() is None
+    assert "the worker compiles it" in caplog.text and str(missing) in caplog.text  # the load error's own words
