@@ -75,7 +75,8 @@ def evaluate(
     paths = _images(headshots_dir)
     opened = [_open(path) for path in paths]
     blank = Image.new("RGB", (8, 8))
-    scores = score_headshots(analyzer, [image or blank for image in opened], reference)
+    # Searched as the worker searches its renders, so a headshot scores here what it scored in the worker's ranking.
+    scores = score_headshots(analyzer, [image or blank for image in opened], reference, large_first=True)
     rows = [(path.name, score) for path, score in zip(paths, scores, strict=True)]
     return EvalReport(len(embeddings), rows, threshold)
 

@@ -57,10 +57,11 @@ def reference_embedding(embeddings: Sequence[NDArray[np.float32]]) -> NDArray[np
 
 
 def score_headshots(
-    analyzer: FaceAnalyzer, images: Sequence[Image.Image], reference: NDArray[np.float32]
+    analyzer: FaceAnalyzer, images: Sequence[Image.Image], reference: NDArray[np.float32], *, large_first: bool = False
 ) -> list[HeadshotScore]:
-    """Each image's best cosine to ``reference`` over the faces in it; 0 where no face is found."""
-    return scores_of_faces([analyzer.faces(image) for image in images], reference)
+    """Each image's best cosine to ``reference`` over the faces in it; 0 where no face is found. ``large_first``:
+    the faces searched as a worker searches its renders (``FaceAnalyzer.faces``), so the scores are its ranking's."""
+    return scores_of_faces([analyzer.faces(image, large_first=large_first) for image in images], reference)
 
 
 def scores_of_faces(found: Sequence[Sequence[Face]], reference: NDArray[np.float32]) -> list[HeadshotScore]:

@@ -83,7 +83,11 @@ def test_pick_best_drops_faceless_and_unlike_renders() -> None:
 
 
 def test_eval_command_prints_a_table_mean_and_share(
-    tmp_path: Path, selfie_images: list[Image.Image], new_shots: list[Image.Image], capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    selfie_images: list[Image.Image],
+    new_shots: list[Image.Image],
+    astronaut: Image.Image,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     selfies, headshots = tmp_path / "selfies", tmp_path / "headshots"
     selfies.mkdir()
@@ -93,14 +97,22 @@ def test_eval_command_prints_a_table_mean_and_share(
     new_shots[0].save(headshots / "a-likeness.png")
     lfw_face(1).save(headshots / "b-someone-else.png")
     Image.new("RGB", (64, 64), "grey").save(headshots / "c-no-face.png")
+    # Someone else's headshot with the user small behind them: scored by its own face, as the worker ranks its renders
+    # (large faces first), not by the likeness in the background (0.987 searched for every face, 0.858 by its own).
+    crowd = Image.new("RGB", (1600, 1000), "gray")
+    crowd.paste(lfw_face(1).resize((900, 900)), (0, 50))
+    crowd.paste(astronaut, (1050, 200))
+    crowd.save(headshots / "d-someone-else-the-user-behind.png")
 
     assert eval_main([str(selfies), str(headshots), "--threshold", "0.9"]) == 0
     table = capsys.readouterr().out
-    rows = {line.split()[0]: line.split()[1:] for line in table.splitlines()[2:5]}
+    rows = {line.split()[0]: line.split()[1:] for line in table.splitlines()[2:6]}
     assert rows["a-likeness.png"][0] == "yes" and float(rows["a-likeness.png"][1]) > 0.95
     assert rows["b-someone-else.png"][0] == "yes" and float(rows["b-someone-else.png"][1]) < 0.9
     assert rows["c-no-face.png"] == ["no", "0.000"]
-    assert "over 3 headshots (4 selfies)" in table and "33% at or above 0.90" in table
+    assert rows["d-someone-else-the-user-behind.png"][0] == "yes"
+    assert float(rows["d-someone-else-the-user-behind.png"][1]) < 0.9
+    assert "over 4 headshots (4 selfies)" in table and "25% at or above 0.90" in table
 
 
 def test_eval_command_explains_a_folder_without_faces(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
