@@ -118,12 +118,12 @@ class Settings(BaseSettings):
         "rendering, so compile_training then needs compile_unet. Unset: 'blocks' when both compile, else 'unet' "
         "(eager training through compiled regions would recompile them for every job).",
     )
-    compile_decoder_apart: bool = Field(
-        default=True,
-        description="Compile the VAE decoder in a second process while the worker's start loads, calibrates and "
-        "compiles the rest, into the same kernel folder, so the start then loads the decoder's graphs instead of "
-        "compiling them (jobs/worker/decoder_process.py; inductor only). false: the start compiles it itself, after "
-        "training's graphs.",
+    compile_decoder_apart: bool | None = Field(
+        default=None,
+        description="Compile the VAE decoder in a second process while the worker's start calibrates and compiles "
+        "the rest, into the same kernel folder, so the start then loads the decoder's graphs instead of compiling "
+        "them (jobs/worker/decoder_process.py; inductor only). Unset: on for a CUDA worker with 72 GiB or more (the "
+        "process holds up to ~8 GiB beside the start's peak), off elsewhere; false: the start compiles it itself.",
     )
     warm_aspects: str = Field(
         default="square,profile,portrait",

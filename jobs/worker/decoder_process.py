@@ -18,9 +18,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["WAIT_S", "DecoderProcess"]
+__all__ = ["MIN_GPU_GIB", "WAIT_S", "DecoderProcess", "compiles_decoder_apart"]
 
 log = logging.getLogger(__name__)
+
+# The smallest GPU a worker compiles its decoder apart on unless told: the process holds the VAE and its decodes (up
+# to ~8 GiB, an upscale's at twice a headshot's size) beside the start's own peak, which left ~19 GiB of an H200 free
+# (120.7 of 139.8 GiB, BENCHMARKS.md 2026-12-05 ninth session) and ~25 GiB of an 80 GB card (training at batch 8 peaked
+# at 50.8 GiB, rendering at ~16); smaller cards train with checkpointing, close to their memory.
+MIN_GPU_GIB = 72.0
 
 # Far past the decoder's compile on any host measured (44.7 s on an H200, 43.5 s for the tiny model on a 2-core
 # CPU): past it the process is taken for hung and the worker compiles the decoder itself.
@@ -94,3 +100,15 @@ class DecoderProcess:
         self._errors.close()
         self.result = result
         return result
+
+
+def compiles_decoder_apart(setting: bool | None, device: str) -> bool:
+    """``HEADSHOT_COMPILE_DECODER_APART`` for a worker on ``device``: as set, or unset, whether it is a CUDA GPU of
+    ``MIN_GPU_GIB`` or more."""
+    if setting is not None:
+        return setting
+    if not device.startswith("cuda"):
+        return False
+    import torch
+
+    return torch.cuda.get_device_properties(device).total_memory / 2**30 >= MIN_GPU_GIB

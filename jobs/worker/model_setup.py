@@ -18,7 +18,7 @@ from typing import Any
 from PIL import Image
 
 from jobs.settings import CompileProfile, Settings
-from jobs.worker.decoder_process import DecoderProcess
+from jobs.worker.decoder_process import DecoderProcess, compiles_decoder_apart
 from jobs.worker.ranking import render_batch_sizes
 from jobs.worker.training_setup import compile_training, training_pipeline, training_plan
 
@@ -303,8 +303,11 @@ def start_decoder_process(
     pipe: Any, settings: Settings, compiling: CompileProfile, device: str
 ) -> DecoderProcess | None:
     """The VAE decoder's compile in a process of its own (``jobs.worker.decoder_process``), when this start compiles
-    it with inductor (whose caches carry the graphs over) and ``HEADSHOT_COMPILE_DECODER_APART`` is on; else None."""
-    if not (compiling.unet and settings.compile_backend == "inductor" and settings.compile_decoder_apart):
+    it with inductor (whose caches carry the graphs over) and ``HEADSHOT_COMPILE_DECODER_APART`` is on for
+    ``device`` (``compiles_decoder_apart``); else None."""
+    if not (compiling.unet and settings.compile_backend == "inductor"):
+        return None
+    if not compiles_decoder_apart(settings.compile_decoder_apart, device):
         return None
     from pipeline.diffusion.acceleration import use_compile_cache
     from pipeline.diffusion.serving import serving_decode_shapes

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from jobs.settings import Settings
-from jobs.worker.decoder_process import DecoderProcess
+from jobs.worker.decoder_process import DecoderProcess, compiles_decoder_apart
 from jobs.worker.model_setup import serving_renders, start_decoder_process
 from pipeline.diffusion.loading import load_base_pipeline
 from pipeline.diffusion.lora_slot import LoraSlot
@@ -34,6 +34,7 @@ def test_the_worker_loads_every_decoder_graph_the_process_beside_its_start_compi
         compile_cache_dir=tmp_path / "compile",
         compile_unet=True,
         compile_training=False,
+        compile_decoder_apart=True,  # unset, on CUDA GPUs of 72 GiB or more only
         headshots_per_request=2,
         warm_aspects="profile,square",
     )
@@ -67,3 +68,14 @@ def test_a_decoder_process_that_fails_leaves_the_compile_to_the_worker_and_says_
     with caplog.at_level(logging.WARNING, logger="jobs.worker.decoder_process"):
         assert process.wait() is None
     assert "the worker compiles it" in caplog.text and str(missing) in caplog.text  # the load error's own words
+
+
+def test_left_unset_the_decoder_compiles_apart_only_on_a_large_gpu(model_cache: Path) -> None:
+    settings = Settings(_env_file=None, model="tiny", model_cache_dir=model_cache, compile_unet=True)  # type: ignore[call-arg]
+    assert settings.compile_decoder_apart is None
+    assert not compiles_decoder_apart(None, "cpu") and compiles_decoder_apart(True, "cpu")
+    assert not compiles_decoder_apart(False, "cuda")  # an explicit value wins, without asking the GPU
+    pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache)
+    assert start_decoder_process(pipe, settings, settings.compile_profile("cpu"), "cpu") is None
+    eager = settings.model_copy(update={"compile_decoder_apart": True, "compile_backend": "eager"})
+    assert start_decoder_process(pipe, eager, eager.compile_profile("cpu"), "cpu") is None  # no cache to carry graphs
