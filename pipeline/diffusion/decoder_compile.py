@@ -126,9 +126,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "graphs": int(counters["stats"]["unique_graphs"]),
         "cache_hits": int(counters["inductor"]["fxgraph_cache_hit"]),
         "cache_misses": int(counters["inductor"]["fxgraph_cache_miss"]),
+        "gpu_peak_gib": _gpu_peak_gib(vae.device),
     }
     print(json.dumps(done), flush=True)
     return 0
+
+
+def _gpu_peak_gib(device: Any) -> float | None:
+    """What this process reserved of the GPU at most (the worker's start shares the card with it); None off CUDA."""
+    import torch
+
+    return round(torch.cuda.max_memory_reserved(device) / 2**30, 2) if device.type == "cuda" else None
 
 
 if __name__ == "__main__":
