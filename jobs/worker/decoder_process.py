@@ -99,6 +99,20 @@ class DecoderProcess:
         )
         return self._close(result)
 
+    @property
+    def running(self) -> bool:
+        return self._process.poll() is None
+
+    def __enter__(self) -> DecoderProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Stop the process unless it was waited for (the start failed first): nothing is left compiling."""
+        if not self._errors.closed:
+            self._process.kill()
+            self._process.communicate()
+            self._close(None)
+
     def _close(self, result: dict[str, Any] | None) -> dict[str, Any] | None:
         self._errors.close()
         self.result = result

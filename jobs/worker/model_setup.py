@@ -10,6 +10,7 @@ already contains both slots and no user's job adds a layer. Blocking: the worker
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field, replace
@@ -111,19 +112,21 @@ def prepare_model(settings: Settings) -> ServingModel:
     # folded into the base weights for the request, so rendering runs no LoRA kernels (BENCHMARKS.md, second and
     # third sessions).
     model.lora_slot = LoraSlot(pipe, max_rank=settings.lora_rank)
-    # Before FP8's calibration and training's compile, which it runs beside: the decoder needs neither.
+    # Before FP8's calibration and training's compile, which it runs beside: the decoder needs neither. Stopped if
+    # the start fails before it is waited for.
     decoder = start_decoder_process(pipe, settings, compiling, device)
-    if renders_in_float8(settings, compiling, family, device):
-        # Before any compile, so every graph is traced with the FP8 layers (training runs their bf16 branch unless
-        # HEADSHOT_TRAIN_FLOAT8).
-        use_float8_rendering(pipe, settings)
-    if device.startswith("cuda"):
-        use_group_norm_operators(pipe, render_graphs=compiling.cuda_graphs)
-    loaded = weight_dtypes(pipe)
-    prepare_training(model, settings, compiling)
-    if compiling.unet:
-        seconds = _compile_for_serving(pipe, model.lora_slot, settings, compiling, decoder)
-        log.info("denoiser and VAE decoder compiled for every style and batch size in %.0f s", seconds)
+    with decoder or contextlib.nullcontext():
+        if renders_in_float8(settings, compiling, family, device):
+            # Before any compile, so every graph is traced with the FP8 layers (training runs their bf16 branch
+            # unless HEADSHOT_TRAIN_FLOAT8).
+            use_float8_rendering(pipe, settings)
+        if device.startswith("cuda"):
+            use_group_norm_operators(pipe, render_graphs=compiling.cuda_graphs)
+        loaded = weight_dtypes(pipe)
+        prepare_training(model, settings, compiling)
+        if compiling.unet:
+            seconds = _compile_for_serving(pipe, model.lora_slot, settings, compiling, decoder)
+            log.info("denoiser and VAE decoder compiled for every style and batch size in %.0f s", seconds)
     if settings.prior_class_images:
         from pipeline.diffusion.training.config import TrainingConfig
         from pipeline.diffusion.training.dataset import render_class_images

@@ -70,6 +70,17 @@ def test_a_decoder_process_that_fails_leaves_the_compile_to_the_worker_and_says_
     assert "the worker compiles it" in caplog.text and str(missing) in caplog.text  # the load error's own words
 
 
+def test_a_start_that_fails_first_leaves_no_decoder_process_behind(tmp_path: Path, model_cache: Path) -> None:
+    process = DecoderProcess.start(
+        model="tiny", model_cache_dir=model_cache, compile_cache_dir=tmp_path / "compile", device="cpu",
+        dtype="float32", backend="inductor", shapes=[(1, 4, 8, 8)],
+    )  # fmt: skip
+    assert process.running
+    with pytest.raises(RuntimeError, match="training failed"), process:  # as prepare_model holds it
+        raise RuntimeError("training failed")
+    assert not process.running and process.result is None  # stopped, not left compiling
+
+
 def test_left_unset_the_decoder_compiles_apart_only_on_a_large_gpu(model_cache: Path) -> None:
     settings = Settings(_env_file=None, model="tiny", model_cache_dir=model_cache, compile_unet=True)  # type: ignore[call-arg]
     assert settings.compile_decoder_apart is None
