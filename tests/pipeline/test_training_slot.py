@@ -109,3 +109,25 @@ def test_a_float32_lora_under_autocast_needs_no_input_cast(model_cache_dir: Path
     out, grads = gradients()
     assert torch.equal(out, cast_out)
     assert len(grads) == len(lora) and all(map(torch.equal, grads, cast_grads))
+
+
+@pytest.mark.usefixtures("fresh_dynamo")
+def test_every_transformer_block_trains_through_one_graph_and_the_lora_as_a_fresh_adapters(
+    pipe: Any, model_cache_dir: Path, selfie_images: list[Any], tmp_path: Path
+) -> None:
+    from tests.pipeline.test_acceleration import graphs
+
+    fresh = train_lora(pipe, selfie_images[:2], RECIPE, tmp_path / "fresh")
+    blocks_pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
+    LoraSlot(blocks_pipe, max_rank=16)
+    # The worker's scope: the blocks compiled, the glue between them eager.
+    slot = TrainingSlot(blocks_pipe, rank=RECIPE.rank, compile_backend="eager", compile_scope="blocks")
+    before = graphs()
+    slotted = train_lora(blocks_pipe, selfie_images[:2], RECIPE, tmp_path / "blocks", slot=slot)
+    # One graph for the tiny model's one width of blocks: the first block's input, which comes from frozen layers only,
+    # needs a gradient as the others' do (needs_gradient_on_entry), instead of a graph traced for it alone (2 before).
+    assert graphs() - before == 1
+    # The gradient that starts there is a dead end: the LoRA trains as a fresh adapter does.
+    assert slotted.losses == pytest.approx(fresh.losses, rel=1e-4)
+    expected, got = load_file(fresh.lora_path), load_file(slotted.lora_path)
+    assert all(torch.allclose(got[key], expected[key], atol=1e-5) for key in expected)

@@ -26,7 +26,7 @@ from pipeline.diffusion.adapters import (
 )
 from pipeline.diffusion.training.graphs import TrainingGraphs
 
-__all__ = ["TRAINING_ADAPTER", "TrainingSlot", "reset_lora"]
+__all__ = ["TRAINING_ADAPTER", "TrainingSlot", "needs_gradient_on_entry", "reset_lora"]
 
 TRAINING_ADAPTER = "headshot-training-slot"
 
@@ -94,6 +94,7 @@ class TrainingSlot:
         #    with gradients on are the training ones): minutes of compiling less than the whole forward.
         self.forward: Callable[..., Any] = unet.forward
         if compile_scope in REGIONAL_SCOPES:
+            needs_gradient_on_entry(unet)
             compile_regionally(unet, compile_scope, backend=compile_backend)
         else:
             self.forward = torch.compile(unet.forward, backend=compile_backend)
@@ -135,6 +136,31 @@ class TrainingSlot:
                 param.requires_grad_(False)
         if self.graphs is not None:
             self.graphs.clear()
+
+
+def needs_gradient_on_entry(unet: Any) -> int:
+    """Make every transformer of ``unet`` (``Transformer2DModel``) take its input as needing a gradient when gradients
+    are on, as every one but the first does anyway (a LoRA'd block comes before it); return how many transformers.
+
+    The first one's input comes from frozen layers only, so its blocks' graphs were traced apart: one forward and
+    backward more to compile for each bucket's shape: the tiny model's first training compiled in 15.3 s against
+    17.4 s on the dev box (BENCHMARKS.md 2026-12-05 eleventh session). Its input becomes a leaf that needs a
+    gradient (detached: the gradient stops there), which costs the backward one transformer's input gradient that
+    nothing reads, a few GEMMs of SDXL's narrowest level. The LoRA's gradients are the same. Eager, before the blocks:
+    a hook inside a compiled block would be traced into its graph."""
+    import torch
+
+    def entry(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        hidden = args[0] if args else kwargs.get("hidden_states")
+        if not torch.is_grad_enabled() or hidden is None or hidden.requires_grad:
+            return None
+        leaf = hidden.detach().requires_grad_()
+        return ((leaf, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": leaf})
+
+    transformers = [module for module in unet.modules() if type(module).__name__ == "Transformer2DModel"]
+    for transformer in transformers:
+        transformer.register_forward_pre_hook(entry, with_kwargs=True)
+    return len(transformers)
 
 
 def reset_lora(models: Iterable[Any], adapter: str) -> None:
