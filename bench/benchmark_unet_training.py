@@ -252,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.diffusion.acceleration import use_channels_last, use_fast_maths
     from pipeline.diffusion.adapters import UNET_ATTENTION_TARGETS
     from pipeline.diffusion.loading import pick_device
+    from pipeline.diffusion.training.slot import needs_gradient_on_entry
 
     device = pick_device()
     if device == "cpu" and any(mode.endswith("-graphs") for mode in modes):
@@ -268,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.nn.init.normal_(param, std=0.01)  # B non-zero too, so the gradient reaches every layer
         param.requires_grad_(True)
     pipe.unet.train()
+    # As a worker's TrainingSlot trains since the eleventh session: the first transformer's blocks share the others'
+    # graphs (its input needs a gradient too).
+    needs_gradient_on_entry(pipe.unet)
     inputs = unet_call_inputs(pipe, batch=args.batch, aspect=args.aspect)
     first = None if args.after is None else unet_call_inputs(pipe, batch=args.batch, aspect=args.after)
     results: dict[str, Any] = {

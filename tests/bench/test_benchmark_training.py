@@ -113,3 +113,16 @@ def test_encoding_benchmark_times_each_way_of_a_jobs_first_phase(tmp_path: Path)
     assert [entry["way"] for entry in timed] == list(WAYS)
     assert all(entry["first_call_s"] > 0 and entry["warm_s"] > 0 for entry in timed)
     assert results["encodings"][0]["way"] == "decode whole, one at a time (before)"  # the host's part first
+
+
+@pytest.mark.usefixtures("fresh_dynamo")
+def test_slot_compile_times_a_workers_first_training_job_and_counts_its_graphs(tmp_path: Path) -> None:
+    import json
+
+    from bench.slot_compile import main
+
+    out = tmp_path / "slot-compile.json"
+    assert main(["--backend", "eager", "--steps", "2", "--out", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    # The tiny model's blocks are one width: one graph, the first transformer's included (needs_gradient_on_entry).
+    assert figures["first_job_s"] > 0 and figures["graphs"] == 1 and len(figures["losses"]) >= 1

@@ -143,11 +143,11 @@ def needs_gradient_on_entry(unet: Any) -> int:
     are on, as every one but the first does anyway (a LoRA'd block comes before it); return how many transformers.
 
     The first one's input comes from frozen layers only, so its blocks' graphs were traced apart: one forward and
-    backward more to compile for each bucket's shape: the tiny model's first training compiled in 15.3 s against
-    17.4 s on the dev box (BENCHMARKS.md 2026-12-05 eleventh session). Its input becomes a leaf that needs a
-    gradient (detached: the gradient stops there), which costs the backward one transformer's input gradient that
-    nothing reads, a few GEMMs of SDXL's narrowest level. The LoRA's gradients are the same. Eager, before the blocks:
-    a hook inside a compiled block would be traced into its graph."""
+    backward more to compile for each bucket's shape. The tiny model's first training job took 14.5 s against 17.2 s
+    with its compile on the dev box (``python -m bench.slot_compile``, BENCHMARKS.md 2026-12-05 eleventh session).
+    Its input becomes a leaf that needs a gradient (detached: the gradient stops there), which costs the backward one
+    transformer's input gradient that nothing reads, a few GEMMs of SDXL's narrowest level. The LoRA's gradients are
+    the same. Eager, before the blocks: a hook inside a compiled block would be traced into its graph."""
     import torch
 
     def entry(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
