@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     pipe = load_base_pipeline(args.model, device=device, cache_dir=Path(tempfile.mkdtemp(prefix="models-")))
     LoraSlot(pipe, max_rank=16)
     slot = TrainingSlot(pipe, rank=16, compile_backend=args.backend, compile_scope=args.scope)
-    astronaut = Image.fromarray(data.astronaut())  # type: ignore[no-untyped-call]
+    astronaut = Image.fromarray(data.astronaut())
     selfies = [astronaut.crop((60, 0, 460, 400)), astronaut.crop((100, 20, 420, 340))]
     started, graphs_before = time.perf_counter(), int(counters["stats"]["unique_graphs"])
     with tempfile.TemporaryDirectory(prefix="lora-") as folder:
