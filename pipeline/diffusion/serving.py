@@ -45,6 +45,21 @@ def _warming(what: str) -> Iterator[None]:
     log.info("warmed %s in %.1f s", what, time.perf_counter() - started)
 
 
+@contextmanager
+def _kernel_cache_use(what: str) -> Iterator[None]:
+    """Log how many of the graphs inductor compiled inside the block came from its cache and how many it compiled:
+    a start whose decoder was compiled beside it should find them all (``decoder_compile``)."""
+    from torch._dynamo.utils import counters
+
+    def counts() -> tuple[int, int]:
+        return counters["inductor"]["fxgraph_cache_hit"], counters["inductor"]["fxgraph_cache_miss"]
+
+    hits, misses = counts()
+    yield
+    now_hits, now_misses = counts()
+    log.info("%s: %d graphs from inductor's cache, %d compiled", what, now_hits - hits, now_misses - misses)
+
+
 def compile_for_serving(
     pipe: Any,
     slot: LoraSlot,
@@ -121,7 +136,8 @@ def warm_for_serving(
         if decoder_compiled is not None:
             decoder_compiled()
         shapes = serving_decode_shapes(pipe, styles, batch_sizes, preview_batch_sizes)
-        warm_decoder(pipe.vae, shapes, backend=compile_backend)
+        with _kernel_cache_use("VAE decoder"):
+            warm_decoder(pipe.vae, shapes, backend=compile_backend)
     with slot.merged_base():
         for style in warm_looks(styles):
             for batch in batch_sizes:

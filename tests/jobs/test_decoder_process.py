@@ -51,9 +51,12 @@ def test_the_worker_loads_every_decoder_graph_the_process_beside_its_start_compi
     counters.clear()
     styles, batches, previews = serving_renders(settings)
     slot = LoraSlot(pipe, max_rank=4)
+    caplog.set_level(logging.INFO, logger="pipeline.diffusion.serving")
     warm_for_serving(pipe, slot, styles=styles, batch_sizes=batches, preview_batch_sizes=previews)
     assert counters["inductor"]["fxgraph_cache_miss"] == 0
     assert counters["inductor"]["fxgraph_cache_hit"] == compiled["graphs"]
+    # What the worker's log says of it, where a GPU start's reader looks.
+    assert f"VAE decoder: {compiled['graphs']} graphs from inductor's cache, 0 compiled" in caplog.text
 
 
 def test_a_decoder_process_that_fails_leaves_the_compile_to_the_worker_and_says_why(
