@@ -7,10 +7,12 @@ import logging
 from pathlib import Path
 
 import pytest
+import torch
 
 from jobs.settings import Settings
 from jobs.worker.decoder_process import DecoderProcess, compiles_decoder_apart
-from jobs.worker.model_setup import serving_renders, start_decoder_process
+from jobs.worker.model_setup import serving_renders, start_decoder_process, use_group_norm_operators
+from pipeline.diffusion.acceleration import use_channels_last, use_fast_maths
 from pipeline.diffusion.loading import load_base_pipeline
 from pipeline.diffusion.lora_slot import LoraSlot
 from pipeline.diffusion.serving import warm_for_serving
@@ -18,8 +20,23 @@ from pipeline.diffusion.serving import warm_for_serving
 
 @pytest.mark.usefixtures("fresh_dynamo")
 @pytest.mark.timeout(600)  # the process compiles a dozen graphs with inductor: ~45 s alone on a 2-core box
+# On CUDA the decoder is set up as a GPU worker's (its norms through headshot::group_norm, channels-last, TF32), in
+# the worker by model_setup and acceleration, in the process by decoder_compile.serving_decoder: both must agree.
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="a GPU worker's decoder set-up")
+        ),
+    ],
+)
 def test_the_worker_loads_every_decoder_graph_the_process_beside_its_start_compiled(
-    tmp_path: Path, model_cache: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    model_cache: Path,
+    device: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     from torch._dynamo.utils import counters
     from torch._inductor.runtime.cache_dir_utils import default_cache_dir
@@ -29,7 +46,7 @@ def test_the_worker_loads_every_decoder_graph_the_process_beside_its_start_compi
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         model="tiny",
-        device="cpu",
+        device=device,
         model_cache_dir=model_cache,
         compile_cache_dir=tmp_path / "compile",
         compile_unet=True,
@@ -38,9 +55,13 @@ def test_the_worker_loads_every_decoder_graph_the_process_beside_its_start_compi
         headshots_per_request=2,
         warm_aspects="profile,square",
     )
-    pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache)
+    pipe = load_base_pipeline("tiny", device=device, cache_dir=model_cache)
+    if device == "cuda":  # as prepare_model and optimize_for_inference set a GPU worker's pipeline up
+        use_group_norm_operators(pipe, render_graphs=False)
+        use_fast_maths(pipe)
+        use_channels_last(pipe, "blocks")
     caplog.set_level(logging.INFO, logger="jobs.worker.decoder_process")
-    process = start_decoder_process(pipe, settings, settings.compile_profile("cpu"), "cpu")
+    process = start_decoder_process(pipe, settings, settings.compile_profile(device), device)
     assert process is not None
     compiled = process.wait()
     assert compiled is not None and compiled["graphs"] > 0
