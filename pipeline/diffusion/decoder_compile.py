@@ -13,7 +13,7 @@ it first sees: it specialises a batch of one, and a square traced first ties hei
 worker's renders afterwards decode only shapes those graphs take.
 
 Run as ``python -m pipeline.diffusion.decoder_compile --model M ... --shapes JSON``; ``jobs.worker.decoder_process``
-starts it. It prints one JSON line: seconds, graphs, and inductor's cache hits and misses.
+starts it. It prints one JSON line: seconds, graphs, inductor's cache hits and misses, and the GPU memory it reserved.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def decode_shapes(
     pipe: Any, looks: Sequence[Style], batch_sizes: Sequence[int], preview_batch_sizes: Iterable[int] = ()
 ) -> list[Shape]:
     """The latent shapes (batch, channels, height, width) a worker's start decodes, in the order its renders reach
-    them (``serving.compile_for_serving``): for each of ``looks`` in its order, ``batch_sizes`` in theirs, then the
+    them (``serving.warm_for_serving``): for each of ``looks`` in its order, ``batch_sizes`` in theirs, then the
     actions' (an upscale at twice the size, the face pass's native square) or, on klein, the renders from references
     and from a headshot (previews in ``preview_batch_sizes`` too). Each shape once."""
     from pipeline.diffusion.generation import headshot_size
