@@ -78,8 +78,8 @@ class DecoderProcess:
                 "the decoder's compile beside the start ran past %.0f s: stopped; the worker compiles it", timeout_s
             )
             return self._close(None)
-        lines = out.strip().splitlines()
-        if self._process.returncode != 0 or not lines:
+        result = _last_json_line(out) if self._process.returncode == 0 else None
+        if result is None:
             self._errors.seek(0)
             tail = self._errors.read()[-2000:]
             log.warning(
@@ -88,7 +88,6 @@ class DecoderProcess:
                 tail,
             )
             return self._close(None)
-        result: dict[str, Any] = json.loads(lines[-1])
         peak = result.get("gpu_peak_gib")
         log.info(
             "VAE decoder compiled beside the start: %d graphs (%d from the cache), ready %.1f s after it began%s",
@@ -117,6 +116,16 @@ class DecoderProcess:
         self._errors.close()
         self.result = result
         return result
+
+
+def _last_json_line(out: str) -> dict[str, Any] | None:
+    """The result the process printed last, or None when its output ends in anything else (a library's print)."""
+    lines = out.strip().splitlines()
+    try:
+        result = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        return None
+    return result if isinstance(result, dict) and {"graphs", "cache_hits"} <= result.keys() else None
 
 
 def compiles_decoder_apart(setting: bool | None, device: str) -> bool:

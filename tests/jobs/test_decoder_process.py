@@ -4,6 +4,9 @@ warm-up in inductor's cache and compiles none; a process that fails costs the st
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -92,6 +95,21 @@ def test_a_decoder_process_that_fails_leaves_the_compile_to_the_worker_and_says_
     with caplog.at_level(logging.WARNING, logger="jobs.worker.decoder_process"):
         assert process.wait() is None
     assert "the worker compiles it" in caplog.text and str(missing) in caplog.text  # the load error's own words
+
+
+def test_a_decoder_process_whose_output_ends_in_something_else_counts_as_failed(tmp_path: Path) -> None:
+    # A process that exits 0 but prints no result last (a library's line after it) is not trusted.
+    process = DecoderProcess(
+        subprocess.Popen(
+            [sys.executable, "-c", "print('{\"graphs\": 3, \"cache_hits\": 0}'); print('done')"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        ),
+        tempfile.TemporaryFile("w+"),  # noqa: SIM115  # the process closes it once waited for
+        0.0,
+    )
+    assert process.wait() is None and not process.running
 
 
 def test_a_start_that_fails_first_leaves_no_decoder_process_behind(tmp_path: Path, model_cache: Path) -> None:
