@@ -37,15 +37,14 @@ CUSTOMER_HEADSHOTS = 40
 
 def project_training(pipe: Any, images: list[Image.Image], *, image_steps: int, rank: int) -> dict[str, Any]:
     """``pipeline.training.train_lora`` with the worker's memory plan: steady rate from its reports, total time."""
-    import torch
 
+    from pipeline.diffusion.loading import gpu_memory_gib
     from pipeline.diffusion.training.config import TrainingConfig
     from pipeline.diffusion.training.loop import TrainingProgress, train_lora
     from pipeline.diffusion.training.memory_plan import memory_plan
 
     device = pipe.unet.device
-    memory = torch.cuda.get_device_properties(device).total_memory / 2**30 if device.type == "cuda" else None
-    plan = memory_plan(memory)
+    plan = memory_plan(gpu_memory_gib(device))
     reports: list[TrainingProgress] = []
     config = TrainingConfig(
         rank=rank, steps=image_steps, batch_size=plan.batch_size, gradient_checkpointing=plan.gradient_checkpointing

@@ -58,15 +58,13 @@ class Bench:
 
 def train(bench: Bench) -> None:
     """Per size, smallest first: the project's loop at the worker's plan, then the reference step."""
-    import torch
 
     from pipeline.diffusion.families import Family
+    from pipeline.diffusion.loading import gpu_memory_gib
     from pipeline.diffusion.training.memory_plan import MemoryPlan, memory_plan
 
     args, journal = bench.args, bench.journal
-    on_cuda = bench.device.startswith("cuda")
-    memory = torch.cuda.get_device_properties(bench.device).total_memory / 2**30 if on_cuda else None
-    plan = memory_plan(memory, Family.FLUX2)
+    plan = memory_plan(gpu_memory_gib(bench.device), Family.FLUX2)
     if args.train_batch:
         plan = MemoryPlan(batch_size=args.train_batch, gradient_checkpointing=plan.gradient_checkpointing)
     images = sample_images(8)

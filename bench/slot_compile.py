@@ -31,8 +31,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from PIL import Image
     from skimage import data
-    from torch._dynamo.utils import counters
 
+    from bench.measure import graph_count
     from pipeline.diffusion.loading import load_base_pipeline, pick_device
     from pipeline.diffusion.lora_slot import LoraSlot
     from pipeline.diffusion.training.config import TrainingConfig
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     slot = TrainingSlot(pipe, rank=16, compile_backend=args.backend, compile_scope=args.scope)
     astronaut = Image.fromarray(data.astronaut())
     selfies = [astronaut.crop((60, 0, 460, 400)), astronaut.crop((100, 20, 420, 340))]
-    started, graphs_before = time.perf_counter(), int(counters["stats"]["unique_graphs"])
+    started, graphs_before = time.perf_counter(), graph_count()
     with tempfile.TemporaryDirectory(prefix="lora-") as folder:
         result = train_lora(pipe, selfies, TrainingConfig(rank=16, steps=args.steps, seed=1), Path(folder), slot=slot)
     results: dict[str, Any] = {
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         "scope": args.scope,
         "backend": args.backend,
         "first_job_s": round(time.perf_counter() - started, 1),
-        "graphs": int(counters["stats"]["unique_graphs"]) - graphs_before,
+        "graphs": graph_count() - graphs_before,
         "losses": [round(loss, 6) for loss in result.losses],
     }
     print(json.dumps(results))

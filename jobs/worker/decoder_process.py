@@ -72,12 +72,11 @@ class DecoderProcess:
         try:
             out, _ = self._process.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.communicate()
+            self._stop()
             log.warning(
                 "the decoder's compile beside the start ran past %.0f s: stopped; the worker compiles it", timeout_s
             )
-            return self._close(None)
+            return None
         result = _last_json_line(out) if self._process.returncode == 0 else None
         if result is None:
             self._errors.seek(0)
@@ -108,9 +107,12 @@ class DecoderProcess:
     def __exit__(self, *exc: object) -> None:
         """Stop the process unless it was waited for (the start failed first): nothing is left compiling."""
         if not self._errors.closed:
-            self._process.kill()
-            self._process.communicate()
-            self._close(None)
+            self._stop()
+
+    def _stop(self) -> None:
+        self._process.kill()
+        self._process.communicate()
+        self._close(None)
 
     def _close(self, result: dict[str, Any] | None) -> dict[str, Any] | None:
         self._errors.close()
@@ -135,6 +137,6 @@ def compiles_decoder_apart(setting: bool | None, device: str) -> bool:
         return setting
     if not device.startswith("cuda"):
         return False
-    import torch
+    from pipeline.diffusion.loading import gpu_memory_gib
 
-    return torch.cuda.get_device_properties(device).total_memory / 2**30 >= MIN_GPU_GIB
+    return (gpu_memory_gib(device) or 0.0) >= MIN_GPU_GIB

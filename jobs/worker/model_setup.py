@@ -164,9 +164,11 @@ def _gpu_memory(device: str) -> str:
     must fit beside them); empty off CUDA."""
     import torch
 
-    if torch.device(device).type != "cuda":
+    from pipeline.diffusion.loading import gpu_memory_gib
+
+    total = gpu_memory_gib(device)
+    if total is None:
         return ""
-    total = torch.cuda.get_device_properties(device).total_memory / 2**30
     reserved = torch.cuda.memory_reserved(device) / 2**30
     peak = torch.cuda.max_memory_reserved(device) / 2**30
     return f" ({reserved:.1f} of the GPU's {total:.1f} GiB reserved, {peak:.1f} GiB at most while starting)"

@@ -58,13 +58,11 @@ def _architecture(model: Any) -> dict[str, Any]:
 
 def training_plan(pipe: Any, settings: Settings) -> Any:
     """Batch size, checkpointing and CUDA graphs from the GPU's memory, unless the settings fix them."""
-    import torch
-
     from pipeline.diffusion.families import denoiser, pipeline_family
+    from pipeline.diffusion.loading import gpu_memory_gib
     from pipeline.diffusion.training.memory_plan import memory_plan
 
-    device = denoiser(pipe).device
-    memory = torch.cuda.get_device_properties(device).total_memory / 2**30 if device.type == "cuda" else None
+    memory = gpu_memory_gib(denoiser(pipe).device)
     return plan_with_settings(memory_plan(memory, pipeline_family(pipe)), settings)
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "TINY_MODEL",
     "load_base_pipeline",
     "load_vae",
+    "gpu_memory_gib",
     "pick_device",
     "weight_dtypes",
 ]
@@ -44,6 +45,14 @@ def pick_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def gpu_memory_gib(device: Any) -> float | None:
+    """The memory of the GPU ``device`` names (a ``torch.device`` or "cuda:1"), in GiB; None off CUDA."""
+    import torch
+
+    device = torch.device(device)
+    return torch.cuda.get_device_properties(device).total_memory / 2**30 if device.type == "cuda" else None
 
 
 def _resolve_dtype(dtype: str | None, device: str) -> Any:
