@@ -1,9 +1,10 @@
 """``python -m bench.slot_compile``: how long a worker's training slot takes to compile its first training job.
 
 A pipeline set up as a worker sets one up for training (the rendering ``LoraSlot``, then a ``TrainingSlot`` compiled
-by ``--scope``), then one ``train_lora`` job of ``--steps`` steps on the astronaut's crops, timed with its compile,
-on an empty kernel folder unless ``TORCHINDUCTOR_CACHE_DIR`` names one. Prints (and with ``--out`` writes) the
-seconds, the graphs dynamo made and the losses: run it in two trees to compare what they compile.
+by ``--scope``), then one ``train_lora`` job of ``--steps`` steps on the astronaut's crops for each of ``--aspects``
+(a worker's training buckets, in the order its warm-up compiles them), each timed with its compile, on an empty
+kernel folder unless ``TORCHINDUCTOR_CACHE_DIR`` names one. Prints (and with ``--out`` writes) each job's seconds,
+the graphs dynamo made for it and its losses: run it in two trees to compare what they compile.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scope", choices=("blocks", "regions"), default="blocks")
     parser.add_argument("--backend", default="inductor")
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--aspects", default="1:1", help="comma-separated W:H buckets, one job each, in this order")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="slot-compile-"))
@@ -44,19 +46,35 @@ def main(argv: list[str] | None = None) -> int:
     LoraSlot(pipe, max_rank=16)
     slot = TrainingSlot(pipe, rank=16, compile_backend=args.backend, compile_scope=args.scope)
     astronaut = Image.fromarray(data.astronaut())
-    selfies = [astronaut.crop((60, 0, 460, 400)), astronaut.crop((100, 20, 420, 340))]
-    started, graphs_before = time.perf_counter(), graph_count()
-    with tempfile.TemporaryDirectory(prefix="lora-") as folder:
-        result = train_lora(pipe, selfies, TrainingConfig(rank=16, steps=args.steps, seed=1), Path(folder), slot=slot)
+    jobs = []
+    for aspect in args.aspects.split(","):
+        width, height = (int(side) for side in aspect.split(":"))
+        # Two crops of the astronaut's face at this aspect, 400 and 320 pixels on their longer side.
+        selfies = [astronaut.crop((60, 0, 60 + 400 * width // max(width, height), 400 * height // max(width, height)))]
+        selfies.append(
+            astronaut.crop((100, 20, 100 + 320 * width // max(width, height), 20 + 320 * height // max(width, height)))
+        )
+        started, graphs_before = time.perf_counter(), graph_count()
+        with tempfile.TemporaryDirectory(prefix="lora-") as folder:
+            config = TrainingConfig(rank=16, steps=args.steps, seed=1)
+            result = train_lora(pipe, selfies, config, Path(folder), slot=slot)
+        jobs.append(
+            {
+                "aspect": aspect,
+                "job_s": round(time.perf_counter() - started, 1),
+                "graphs": graph_count() - graphs_before,
+                "losses": [round(loss, 6) for loss in result.losses],
+            }
+        )
     results: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d"),
         "model": args.model,
         "device": device,
         "scope": args.scope,
         "backend": args.backend,
-        "first_job_s": round(time.perf_counter() - started, 1),
-        "graphs": graph_count() - graphs_before,
-        "losses": [round(loss, 6) for loss in result.losses],
+        "jobs": jobs,
+        "jobs_s": round(sum(job["job_s"] for job in jobs), 1),
+        "graphs": sum(job["graphs"] for job in jobs),
     }
     print(json.dumps(results))
     if args.out:

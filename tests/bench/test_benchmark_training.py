@@ -122,7 +122,10 @@ def test_slot_compile_times_a_workers_first_training_job_and_counts_its_graphs(t
     from bench.slot_compile import main
 
     out = tmp_path / "slot-compile.json"
-    assert main(["--backend", "eager", "--steps", "2", "--out", str(out)]) == 0
+    assert main(["--backend", "eager", "--steps", "2", "--aspects", "3:4,1:1", "--out", str(out)]) == 0
     figures = json.loads(out.read_text())
-    # The tiny model's blocks are one width: one graph, the first transformer's included (needs_gradient_on_entry).
-    assert figures["first_job_s"] > 0 and figures["graphs"] == 1 and len(figures["losses"]) >= 1
+    assert [job["aspect"] for job in figures["jobs"]] == ["3:4", "1:1"]
+    assert all(job["job_s"] > 0 and len(job["losses"]) >= 1 for job in figures["jobs"])
+    # The tiny model's blocks are one width: one graph, the first transformer's included (needs_gradient_on_entry),
+    # and the second bucket's tokens in it (dynamic_token_count).
+    assert [job["graphs"] for job in figures["jobs"]] == [1, 0] and figures["graphs"] == 1

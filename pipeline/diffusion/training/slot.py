@@ -26,7 +26,7 @@ from pipeline.diffusion.adapters import (
 )
 from pipeline.diffusion.training.graphs import TrainingGraphs
 
-__all__ = ["TRAINING_ADAPTER", "TrainingSlot", "needs_gradient_on_entry", "reset_lora"]
+__all__ = ["TRAINING_ADAPTER", "TrainingSlot", "dynamic_token_count", "needs_gradient_on_entry", "reset_lora"]
 
 TRAINING_ADAPTER = "headshot-training-slot"
 
@@ -95,6 +95,7 @@ class TrainingSlot:
         self.forward: Callable[..., Any] = unet.forward
         if compile_scope in REGIONAL_SCOPES:
             needs_gradient_on_entry(unet)
+            dynamic_token_count(unet)
             compile_regionally(unet, compile_scope, backend=compile_backend)
         else:
             self.forward = torch.compile(unet.forward, backend=compile_backend)
@@ -160,6 +161,33 @@ def needs_gradient_on_entry(unet: Any) -> int:
     transformers = [module for module in unet.modules() if type(module).__name__ == "Transformer2DModel"]
     for transformer in transformers:
         transformer.register_forward_pre_hook(entry, with_kwargs=True)
+    return len(transformers)
+
+
+def dynamic_token_count(unet: Any) -> int:
+    """Have the transformer blocks' training graphs take the token count as a size from the first bucket they compile
+    for, not the second: mark it dynamic on each transformer's first block input when gradients are on; return how
+    many transformers.
+
+    Left to torch's default, the first bucket compiles graphs for its own token count and the second compiles them
+    again with the count symbolic, which every later bucket shares: two compiles of every block graph in a worker's
+    start. Marked from the first, the tiny model's second bucket compiled nothing (BENCHMARKS.md, 2026-12-05 twelfth
+    session). Rendering, with gradients off, keeps its own graphs. Only where ``proj_in`` is a linear layer does its
+    output enter the first block unchanged (SDXL's); each later block takes the block before's output, whose count
+    the graph already holds as a size. A hook on ``proj_in``, eager: one inside a compiled block would be traced."""
+    import torch
+
+    def tokens(module: Any, args: tuple[Any, ...], output: Any) -> None:
+        if torch.is_grad_enabled():
+            torch._dynamo.maybe_mark_dynamic(output, 1)
+
+    transformers = [
+        module
+        for module in unet.modules()
+        if type(module).__name__ == "Transformer2DModel" and getattr(module, "use_linear_projection", False)
+    ]
+    for transformer in transformers:
+        transformer.proj_in.register_forward_hook(tokens)
     return len(transformers)
 
 
