@@ -134,23 +134,29 @@ def test_every_transformer_block_trains_through_one_graph_and_the_lora_as_a_fres
 
 
 @pytest.mark.usefixtures("fresh_dynamo")
-def test_a_second_bucket_trains_through_the_first_buckets_graph_as_a_fresh_adapter_trains(
+def test_the_blocks_compile_once_for_every_size_rendering_and_once_for_training(
     pipe: Any, model_cache_dir: Path, astronaut: Any, tmp_path: Path
 ) -> None:
     from tests.pipeline.test_acceleration import graphs
 
+    blocks_pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
+    LoraSlot(blocks_pipe, max_rank=16)
+    slot = TrainingSlot(blocks_pipe, rank=4, compile_backend="eager", compile_scope="blocks")
+    # The token count is a size from each graph's first call on (dynamic_token_count). Rendering, with gradients off,
+    # traces one graph: a portrait and a twice-as-large square render through it (2 graphs without the mark).
+    before = graphs()
+    for width, height in ((64, 80), (128, 128)):
+        blocks_pipe("a portrait", width=width, height=height, num_inference_steps=1, output_type="latent")
+    assert graphs() == before + 1
+    # Training traces one more, which the square bucket's tokens share (2 without the mark: a worker's second
+    # compile of every block graph).
     portraits = [astronaut.crop((60, 0, 300, 320)), astronaut.crop((90, 20, 300, 300))]  # the 3:4 bucket
     squares = [astronaut.crop((60, 0, 380, 320)), astronaut.crop((90, 20, 370, 300))]
     recipe = TrainingConfig(rank=4, steps=2, batch_size=2, seed=1)
-    blocks_pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
-    LoraSlot(blocks_pipe, max_rank=16)
-    slot = TrainingSlot(blocks_pipe, rank=recipe.rank, compile_backend="eager", compile_scope="blocks")
     train_lora(blocks_pipe, portraits, recipe, tmp_path / "portraits", slot=slot)
-    before = graphs()
     slotted = train_lora(blocks_pipe, squares, recipe, tmp_path / "squares", slot=slot)
-    # The blocks' first graph took the token count as a size (dynamic_token_count): the square bucket's tokens need
-    # no graph of their own (1 before, a worker's second compile of every block graph).
-    assert graphs() == before
+    assert graphs() == before + 2
+    # Through the graph traced for the portraits, the squares' LoRA trains as a fresh adapter's does.
     fresh = train_lora(pipe, squares, recipe, tmp_path / "fresh")
     assert slotted.losses == pytest.approx(fresh.losses, rel=1e-4)
     expected, got = load_file(fresh.lora_path), load_file(slotted.lora_path)

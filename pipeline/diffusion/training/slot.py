@@ -165,21 +165,22 @@ def needs_gradient_on_entry(unet: Any) -> int:
 
 
 def dynamic_token_count(unet: Any) -> int:
-    """Have the transformer blocks' training graphs take the token count as a size from the first bucket they compile
-    for, not the second: mark it dynamic on each transformer's first block input when gradients are on; return how
-    many transformers.
+    """Have the transformer blocks' graphs take the token count as a size from their first call: mark it dynamic on
+    each transformer's first block input; return how many transformers.
 
-    Left to torch's default, the first bucket compiles graphs for its own token count and the second compiles them
-    again with the count symbolic, which every later bucket shares: two compiles of every block graph in a worker's
-    start. Marked from the first, the tiny model's second bucket compiled nothing (BENCHMARKS.md, 2026-12-05 twelfth
-    session). Rendering, with gradients off, keeps its own graphs. Only where ``proj_in`` is a linear layer does its
-    output enter the first block unchanged (SDXL's); each later block takes the block before's output, whose count
-    the graph already holds as a size. A hook on ``proj_in``, eager: one inside a compiled block would be traced."""
+    Left to torch's default, a worker's first training bucket compiled the blocks for its own token count and the
+    second compiled them again with the count symbolic: two compiles of each block graph in a start. Rendering's
+    graphs, traced after those, took the count symbolic from their first look on (torch keeps one record of the sizes
+    that changed per function, whatever the grad mode). Marked from the first call, training compiles once and
+    rendering as before: the tiny model's second bucket compiled nothing, and its warm-up's block graphs went from
+    three to two (BENCHMARKS.md, 2026-12-05 twelfth session). Marked for training only, rendering's first look would
+    compile static and an upscale again. Only where ``proj_in`` is a linear layer does its output enter the first
+    block unchanged (SDXL's); each later block takes the block before's output, whose count the graph holds as a size.
+    A hook on ``proj_in``, eager: one inside a compiled block would be traced."""
     import torch
 
     def tokens(module: Any, args: tuple[Any, ...], output: Any) -> None:
-        if torch.is_grad_enabled():
-            torch._dynamo.maybe_mark_dynamic(output, 1)
+        torch._dynamo.maybe_mark_dynamic(output, 1)
 
     transformers = [
         module
