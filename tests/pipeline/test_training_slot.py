@@ -161,3 +161,20 @@ def test_the_blocks_compile_once_for_every_size_rendering_and_once_for_training(
     assert slotted.losses == pytest.approx(fresh.losses, rel=1e-4)
     expected, got = load_file(fresh.lora_path), load_file(slotted.lora_path)
     assert all(torch.allclose(got[key], expected[key], atol=1e-5) for key in expected)
+
+
+@pytest.mark.usefixtures("fresh_dynamo")
+def test_a_slot_compiled_by_regions_trains_and_renders_with_the_token_count_hook_in_its_compiled_glue(
+    pipe: Any, model_cache_dir: Path, astronaut: Any, tmp_path: Path
+) -> None:
+    # Under "regions" each transformer's entry (around proj_in, where dynamic_token_count hooks) is compiled itself:
+    # a mark traced there would stop the whole graph (fullgraph).
+    regions_pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
+    LoraSlot(regions_pipe, max_rank=16)
+    slot = TrainingSlot(regions_pipe, rank=4, compile_backend="eager", compile_scope="regions")
+    squares = [astronaut.crop((60, 0, 380, 320)), astronaut.crop((90, 20, 370, 300))]
+    recipe = TrainingConfig(rank=4, steps=2, batch_size=2, seed=1)
+    slotted = train_lora(regions_pipe, squares, recipe, tmp_path / "regions", slot=slot)
+    regions_pipe("a portrait", width=64, height=80, num_inference_steps=1, output_type="latent")
+    fresh = train_lora(pipe, squares, recipe, tmp_path / "fresh")
+    assert slotted.losses == pytest.approx(fresh.losses, rel=1e-4)

@@ -176,11 +176,13 @@ def dynamic_token_count(unet: Any) -> int:
     three to two (BENCHMARKS.md, 2026-12-05 twelfth session). Marked for training only, rendering's first look would
     compile static and an upscale again. Only where ``proj_in`` is a linear layer does its output enter the first
     block unchanged (SDXL's); each later block takes the block before's output, whose count the graph holds as a size.
-    A hook on ``proj_in``, eager: one inside a compiled block would be traced."""
+    A hook on ``proj_in``, eager under "blocks"; under "regions" the glue that calls it is compiled (symbolic sizes
+    already), so the hook marks nothing there and the blocks compile as torch's default has them."""
     import torch
 
     def tokens(module: Any, args: tuple[Any, ...], output: Any) -> None:
-        torch._dynamo.maybe_mark_dynamic(output, 1)
+        if not torch.compiler.is_compiling():  # under "regions" the glue around proj_in is compiled: no mark traced
+            torch._dynamo.maybe_mark_dynamic(output, 1)
 
     transformers = [
         module
