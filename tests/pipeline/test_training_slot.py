@@ -25,12 +25,21 @@ from pipeline.diffusion.training.slot import TRAINING_ADAPTER, TrainingSlot
 RECIPE = TrainingConfig(rank=4, steps=8, batch_size=2, seed=1)
 
 
-def worker_pipeline(model_cache_dir: Path) -> tuple[Any, LoraSlot, TrainingSlot]:
+def worker_pipeline(model_cache_dir: Path, scope: str = "unet") -> tuple[Any, LoraSlot, TrainingSlot]:
     """A tiny pipeline set up as the worker sets one up: the rendering slot first, then the training slot, compiled
-    with the "eager" backend: dynamo's tracing and guards (what decides a recompile) without inductor's codegen."""
+    by ``scope`` with the "eager" backend: dynamo's tracing and guards (what decides a recompile) without inductor's
+    codegen."""
     pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
     lora_slot = LoraSlot(pipe, max_rank=16)
-    return pipe, lora_slot, TrainingSlot(pipe, rank=RECIPE.rank, compile_backend="eager")
+    return pipe, lora_slot, TrainingSlot(pipe, rank=RECIPE.rank, compile_backend="eager", compile_scope=scope)
+
+
+def assert_trained_alike(slotted: Any, fresh: Any) -> None:
+    """The same losses and LoRA weights from a slot's job as from a fresh adapter's (``TrainingResult`` each)."""
+    assert slotted.losses == pytest.approx(fresh.losses, rel=1e-4)
+    expected, got = load_file(fresh.lora_path), load_file(slotted.lora_path)
+    assert got.keys() == expected.keys()
+    assert all(torch.allclose(got[key], expected[key], atol=1e-5) for key in expected)
 
 
 def slot_weights(pipe: Any) -> list[torch.Tensor]:
@@ -51,10 +60,7 @@ def test_training_in_the_slot_equals_a_fresh_adapter_and_leaves_nothing_behind(
 
     for job in ("first", "second"):  # the second user starts from the same fresh weights, not the first's
         slotted = train_lora(slotted_pipe, selfie_images[:2], RECIPE, tmp_path / job, slot=slot)
-        assert slotted.losses == pytest.approx(fresh.losses, rel=1e-4), job
-        expected, got = load_file(fresh.lora_path), load_file(slotted.lora_path)
-        assert got.keys() == expected.keys()
-        assert all(torch.allclose(got[key], expected[key], atol=1e-5) for key in expected), job
+        assert_trained_alike(slotted, fresh)
         # Between jobs: zero, frozen, inactive; the rendering slot is the active adapter again.
         assert all(not weight.any() and not weight.requires_grad for weight in slot_weights(slotted_pipe))
         assert slotted_pipe.unet.active_adapters() == [SLOT_ADAPTER]
@@ -118,19 +124,21 @@ def test_every_transformer_block_trains_through_one_graph_and_the_lora_as_a_fres
     from tests.pipeline.test_acceleration import graphs
 
     fresh = train_lora(pipe, selfie_images[:2], RECIPE, tmp_path / "fresh")
-    blocks_pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
-    LoraSlot(blocks_pipe, max_rank=16)
     # The worker's scope: the blocks compiled, the glue between them eager.
-    slot = TrainingSlot(blocks_pipe, rank=RECIPE.rank, compile_backend="eager", compile_scope="blocks")
+    blocks_pipe, _, slot = worker_pipeline(model_cache_dir, "blocks")
     before = graphs()
     slotted = train_lora(blocks_pipe, selfie_images[:2], RECIPE, tmp_path / "blocks", slot=slot)
     # One graph for the tiny model's one width of blocks: the first block's input, which comes from frozen layers only,
     # needs a gradient as the others' do (needs_gradient_on_entry), instead of a graph traced for it alone (2 before).
     assert graphs() - before == 1
     # The gradient that starts there is a dead end: the LoRA trains as a fresh adapter does.
-    assert slotted.losses == pytest.approx(fresh.losses, rel=1e-4)
-    expected, got = load_file(fresh.lora_path), load_file(slotted.lora_path)
-    assert all(torch.allclose(got[key], expected[key], atol=1e-5) for key in expected)
+    assert_trained_alike(slotted, fresh)
+
+
+# Two pictures of the astronaut's face in the 3:4 bucket, and two squares.
+PORTRAIT_CROPS = ((60, 0, 300, 320), (90, 20, 300, 300))
+SQUARE_CROPS = ((60, 0, 380, 320), (90, 20, 370, 300))
+SHORT_RECIPE = TrainingConfig(rank=RECIPE.rank, steps=2, batch_size=2, seed=1)
 
 
 @pytest.mark.usefixtures("fresh_dynamo")
@@ -139,9 +147,7 @@ def test_the_blocks_compile_once_for_every_size_rendering_and_once_for_training(
 ) -> None:
     from tests.pipeline.test_acceleration import graphs
 
-    blocks_pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
-    LoraSlot(blocks_pipe, max_rank=16)
-    slot = TrainingSlot(blocks_pipe, rank=4, compile_backend="eager", compile_scope="blocks")
+    blocks_pipe, _, slot = worker_pipeline(model_cache_dir, "blocks")
     # The token count is a size from each graph's first call on (dynamic_token_count). Rendering, with gradients off,
     # traces one graph: a portrait and a twice-as-large square render through it (2 graphs without the mark).
     before = graphs()
@@ -150,17 +156,13 @@ def test_the_blocks_compile_once_for_every_size_rendering_and_once_for_training(
     assert graphs() == before + 1
     # Training traces one more, which the square bucket's tokens share (2 without the mark: a worker's second
     # compile of every block graph).
-    portraits = [astronaut.crop((60, 0, 300, 320)), astronaut.crop((90, 20, 300, 300))]  # the 3:4 bucket
-    squares = [astronaut.crop((60, 0, 380, 320)), astronaut.crop((90, 20, 370, 300))]
-    recipe = TrainingConfig(rank=4, steps=2, batch_size=2, seed=1)
-    train_lora(blocks_pipe, portraits, recipe, tmp_path / "portraits", slot=slot)
-    slotted = train_lora(blocks_pipe, squares, recipe, tmp_path / "squares", slot=slot)
+    portraits = [astronaut.crop(box) for box in PORTRAIT_CROPS]
+    squares = [astronaut.crop(box) for box in SQUARE_CROPS]
+    train_lora(blocks_pipe, portraits, SHORT_RECIPE, tmp_path / "portraits", slot=slot)
+    slotted = train_lora(blocks_pipe, squares, SHORT_RECIPE, tmp_path / "squares", slot=slot)
     assert graphs() == before + 2
     # Through the graph traced for the portraits, the squares' LoRA trains as a fresh adapter's does.
-    fresh = train_lora(pipe, squares, recipe, tmp_path / "fresh")
-    assert slotted.losses == pytest.approx(fresh.losses, rel=1e-4)
-    expected, got = load_file(fresh.lora_path), load_file(slotted.lora_path)
-    assert all(torch.allclose(got[key], expected[key], atol=1e-5) for key in expected)
+    assert_trained_alike(slotted, train_lora(pipe, squares, SHORT_RECIPE, tmp_path / "fresh"))
 
 
 @pytest.mark.usefixtures("fresh_dynamo")
@@ -169,12 +171,8 @@ def test_a_slot_compiled_by_regions_trains_and_renders_with_the_token_count_hook
 ) -> None:
     # Under "regions" each transformer's entry (around proj_in, where dynamic_token_count hooks) is compiled itself:
     # a mark traced there would stop the whole graph (fullgraph).
-    regions_pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
-    LoraSlot(regions_pipe, max_rank=16)
-    slot = TrainingSlot(regions_pipe, rank=4, compile_backend="eager", compile_scope="regions")
-    squares = [astronaut.crop((60, 0, 380, 320)), astronaut.crop((90, 20, 370, 300))]
-    recipe = TrainingConfig(rank=4, steps=2, batch_size=2, seed=1)
-    slotted = train_lora(regions_pipe, squares, recipe, tmp_path / "regions", slot=slot)
+    regions_pipe, _, slot = worker_pipeline(model_cache_dir, "regions")
+    squares = [astronaut.crop(box) for box in SQUARE_CROPS]
+    slotted = train_lora(regions_pipe, squares, SHORT_RECIPE, tmp_path / "regions", slot=slot)
     regions_pipe("a portrait", width=64, height=80, num_inference_steps=1, output_type="latent")
-    fresh = train_lora(pipe, squares, recipe, tmp_path / "fresh")
-    assert slotted.losses == pytest.approx(fresh.losses, rel=1e-4)
+    assert_trained_alike(slotted, train_lora(pipe, squares, SHORT_RECIPE, tmp_path / "fresh"))
