@@ -125,13 +125,19 @@ def warm_for_serving(
 
     The VAE decoder is warmed first, on every shape the renders decode (``decoder_compile.warm_decoder``, compiling it
     with ``compile_backend`` unless it is compiled), once ``decoder_compiled`` returns: a worker waits there for the
-    process that compiled the decoder's graphs beside its start.
+    process that compiled the decoder's graphs beside its start, after its denoiser's first render (nothing decoded).
     """
     from pipeline.diffusion.img2img import supports_actions
     from pipeline.diffusion.references import supports_references
 
     actions, references = supports_actions(pipe), supports_references(pipe)
     styles, batch_sizes, preview_batch_sizes = list(styles), warm_batches(batch_sizes), list(preview_batch_sizes)
+    if decoder_compiled is not None:
+        # The denoiser's first render, nothing decoded, while the process still compiles the decoder: the graphs
+        # the first look's first batch would trace anyway, so the wait below overlaps with their compile.
+        first = warm_looks(styles)[0]
+        with slot.merged_base(), _warming(f"denoiser before the VAE decoder, {first.name} {first.aspect}"):
+            denoise_looks(pipe, [first] * batch_sizes[0], seed=0, steps=2, batch_size=batch_sizes[0])
     with _warming("VAE decoder"):
         if decoder_compiled is not None:
             decoder_compiled()

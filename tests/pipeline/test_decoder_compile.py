@@ -72,3 +72,37 @@ def test_the_vae_loaded_alone_is_the_pipelines_and_its_decoder_set_up_as_a_gpu_w
         assert (param.dtype, param.stride(), param.requires_grad) == (other.dtype, other.stride(), other.requires_grad)
         torch.testing.assert_close(param, other)  # the same checkpoint
     assert any(isinstance(module, NoGradGroupNorm) for module in vae.decoder.modules())
+
+
+@pytest.mark.usefixtures("fresh_dynamo")
+def test_a_worker_waiting_for_the_decoders_process_traces_its_denoisers_graph_first_and_no_more_graphs(
+    model_cache_dir: Path,
+) -> None:
+    import functools
+
+    import torch._dynamo
+
+    from pipeline.diffusion.acceleration import compile_regionally
+
+    styles = [replace(STYLES["linkedin"], aspect=(4, 5)), replace(STYLES["linkedin"], aspect=(1, 1))]
+    made = []
+    for process in (False, True):
+        torch._dynamo.reset()
+        pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
+        slot = LoraSlot(pipe, max_rank=4)
+        compile_regionally(pipe.unet, "blocks", backend="eager")  # a worker's rendering scope
+        before, at_wait = graphs(), []
+        waited = functools.partial(lambda seen, start: seen.append(graphs() - start), at_wait, before)
+        warm_for_serving(
+            pipe,
+            slot,
+            styles=styles,
+            batch_sizes=(2, 4),
+            compile_backend="eager",
+            decoder_compiled=waited if process else None,
+        )
+        made.append(graphs() - before)
+    # Waiting for a process, the worker had traced its denoiser's rendering graph before the wait (so its compile
+    # overlaps with the process's); the warm-up as a whole traced what it traces without one.
+    assert at_wait == [1]
+    assert made[1] == made[0]
