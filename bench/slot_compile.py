@@ -49,11 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     jobs = []
     for aspect in args.aspects.split(","):
         width, height = (int(side) for side in aspect.split(":"))
+        longest = max(width, height)
         # Two crops of the astronaut's face at this aspect, 400 and 320 pixels on their longer side.
-        selfies = [astronaut.crop((60, 0, 60 + 400 * width // max(width, height), 400 * height // max(width, height)))]
-        selfies.append(
-            astronaut.crop((100, 20, 100 + 320 * width // max(width, height), 20 + 320 * height // max(width, height)))
-        )
+        selfies = [
+            astronaut.crop((left, top, left + side * width // longest, top + side * height // longest))
+            for left, top, side in ((60, 0, 400), (100, 20, 320))
+        ]
         started, graphs_before = time.perf_counter(), graph_count()
         with tempfile.TemporaryDirectory(prefix="lora-") as folder:
             config = TrainingConfig(rank=16, steps=args.steps, seed=1)

@@ -109,8 +109,8 @@ def compile_training(pipe: Any, plan: Any, settings: Settings, scope: str) -> tu
             layers, calibrated = _train_base_in_float8(pipe, slot, settings, Path(scratch))
             log.info("%d UNet layers train in FP8 (%d gradient scales calibrated)", layers, calibrated)
         # With graphs, every bucket is warmed before any is captured (``TrainingGraphs.warming``), then captured.
-        # Compiled in ``WARM_UP_ORDER`` (the blocks compile once, their token count a size from the first shape on;
-        # the glue a scope compiles is specialised to the first shape); only the captures below go largest first.
+        # Compiled in ``WARM_UP_ORDER`` (by "blocks" they compile once, their token count a size from the first
+        # shape on; by "regions" the first shape still gets graphs of its own); only the captures go largest first.
         with slot.graphs.warming() if slot.graphs is not None else contextlib.nullcontext():
             _train_every_bucket(pipe, config, slot, Path(scratch), "warmed", WARM_UP_ORDER)
         if slot.graphs is not None:

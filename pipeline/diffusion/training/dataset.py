@@ -37,8 +37,8 @@ __all__ = [
 BUCKET_ASPECTS = ((1, 1), (4, 5), (5, 4), (3, 4), (4, 3))
 # The order a worker's training warm-up compiles the buckets in: what torch compiles for the first shape is specialised
 # to its size (later ones share graphs with the sizes dynamic), so a phone's 3:4 portrait photo, the bucket most
-# selfies fall in, comes first. The transformer blocks take the token count as a size from the first shape on
-# (``slot.dynamic_token_count``): the order still decides the glue's graphs where a scope compiles them.
+# selfies fall in, comes first. Compiled by "blocks", the transformer blocks take the token count as a size from the
+# first shape on (``slot.dynamic_token_count``); by "regions", whose compiled glue feeds them, they do not.
 PHONE_BUCKET = (3, 4)
 WARM_UP_ORDER = (PHONE_BUCKET, *(aspect for aspect in BUCKET_ASPECTS if aspect != PHONE_BUCKET))
 # Crops the VAE encodes at once: a 1024px encode is memory-hungry, and larger chunks gained little
