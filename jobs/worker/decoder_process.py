@@ -22,11 +22,11 @@ __all__ = ["MIN_GPU_GIB", "WAIT_S", "DecoderProcess", "compiles_decoder_apart"]
 
 log = logging.getLogger(__name__)
 
-# The smallest GPU a worker compiles its decoder apart on unless told. The process holds the VAE and its decodes (an
-# estimate: ~8 GiB at most, for an upscale's at twice a headshot's size; it logs what it reserved) beside the start's
-# own peak, which left ~19 GiB of an H200 free (120.7 of 139.8 GiB, BENCHMARKS.md 2026-12-05 ninth session) and should
-# leave ~25 GiB of an 80 GB card (training at batch 8 peaked at 50.8 GiB, rendering at ~16); smaller cards train with
-# checkpointing, close to their memory.
+# The smallest GPU a worker compiles its decoder apart on unless told. The process holds the VAE and its decodes
+# (8.64 GiB reserved at most on an H200, an upscale's at twice a headshot's size the largest; it logs what it
+# reserved) beside the start's own peak, which still reached 120.7 of 139.8 GiB (BENCHMARKS.md 2026-12-05 twelfth
+# session), and should leave ~25 GiB of an 80 GB card (training at batch 8 peaked at 50.8 GiB, rendering at ~16);
+# smaller cards train with checkpointing, close to their memory.
 MIN_GPU_GIB = 72.0
 
 # Far past the decoder's compile on any host measured (44.7 s on an H200, 43.5 s for the tiny model on a 2-core
