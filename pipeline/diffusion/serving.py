@@ -132,10 +132,11 @@ def warm_for_serving(
 
     actions, references = supports_actions(pipe), supports_references(pipe)
     styles, batch_sizes, preview_batch_sizes = list(styles), warm_batches(batch_sizes), list(preview_batch_sizes)
+    looks = warm_looks(styles)
     if decoder_compiled is not None:
         # The denoiser's first render, nothing decoded, while the process still compiles the decoder: the graphs
         # the first look's first batch would trace anyway, so the wait below overlaps with their compile.
-        first = warm_looks(styles)[0]
+        first = looks[0]
         with slot.merged_base(), _warming(f"denoiser before the VAE decoder, {first.name} {first.aspect}"):
             denoise_looks(pipe, [first] * batch_sizes[0], seed=0, steps=2, batch_size=batch_sizes[0])
     with _warming("VAE decoder"):
@@ -145,7 +146,7 @@ def warm_for_serving(
         with _kernel_cache_use("VAE decoder"):
             warm_decoder(pipe.vae, shapes, backend=compile_backend)
     with slot.merged_base():
-        for style in warm_looks(styles):
+        for style in looks:
             for batch in batch_sizes:
                 # Two steps: the graphs do not depend on the step count.
                 with _warming(f"{style.name} {style.aspect} batch {batch}"):

@@ -158,7 +158,7 @@ def needs_gradient_on_entry(unet: Any) -> int:
         leaf = hidden.detach().requires_grad_()
         return ((leaf, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": leaf})
 
-    transformers = [module for module in unet.modules() if type(module).__name__ == "Transformer2DModel"]
+    transformers = _transformers(unet)
     for transformer in transformers:
         transformer.register_forward_pre_hook(entry, with_kwargs=True)
     return len(transformers)
@@ -184,14 +184,15 @@ def dynamic_token_count(unet: Any) -> int:
         if not torch.compiler.is_compiling():  # under "regions" the glue around proj_in is compiled: no mark traced
             torch._dynamo.maybe_mark_dynamic(output, 1)
 
-    transformers = [
-        module
-        for module in unet.modules()
-        if type(module).__name__ == "Transformer2DModel" and getattr(module, "use_linear_projection", False)
-    ]
+    transformers = [module for module in _transformers(unet) if getattr(module, "use_linear_projection", False)]
     for transformer in transformers:
         transformer.proj_in.register_forward_hook(tokens)
     return len(transformers)
+
+
+def _transformers(unet: Any) -> list[Any]:
+    """``unet``'s transformers (``Transformer2DModel``), whose blocks a regional scope compiles."""
+    return [module for module in unet.modules() if type(module).__name__ == "Transformer2DModel"]
 
 
 def reset_lora(models: Iterable[Any], adapter: str) -> None:
