@@ -10,7 +10,8 @@ built. Every way's images are compared with eager's (largest difference, in 0-1 
 
 The worker's way compiles the decoder's ResNet blocks and upsamplers, each with every size dynamic, the rest eager
 (its attention, its first and last convolutions), its norms through ``headshot::group_norm`` (opaque to inductor:
-it fuses the rest of each block around them): a dozen small graphs, single images compiled too. The ways before
+it fuses the rest of each block around them): one small graph per block shape family, single images through the same
+blocks eagerly (compiled, they doubled the graphs: the way "regions, single images compiled"). The ways before
 compiled the whole decoder as one graph for batches, single images eager or on a second graph, with torch's norms
 (which copy a channels-last input to NCHW and back) or the operator's. Every way but the two NCHW ones lays the
 decoder out channels-last, as a worker does (``gpu_layout``); those two compile it NCHW, the second with its group
@@ -33,7 +34,8 @@ __all__ = ["WAYS", "Way", "decoder_shapes", "main"]
 
 class Way(NamedTuple):
     single_images: str | None  # the whole decoder as one graph, single images "eager" or "compiled" on a second one;
-    # "regions" (the worker's, ``compile_decoder_regions``); None: the decoder eager (the plain pipeline's)
+    # by regions (``compile_decoder_regions``): "regions" single images compiled too, "regions, single images eager"
+    # the worker's; None: the decoder eager (the plain pipeline's)
     channels_last: bool  # the decoder's layout (a worker's: channels-last, ``gpu_layout``), else NCHW
     operator_norms: bool  # its group norms through ``headshot::group_norm`` (either layout), else torch's
 
@@ -47,8 +49,11 @@ WAYS: dict[str, Way] = {
     # (``model_setup.use_group_norm_operators``), the whole decoder one graph for batches, single images eager.
     "one graph, the operator's norms": Way("eager", True, True),
     "decoder regions with torch's norms": Way("regions", True, False),
-    # Its ResNet blocks and upsamplers compiled, their norms the operator's.
-    "worker": Way("regions", True, True),
+    # The worker's until 2026-12-05 (thirteenth session): its ResNet blocks and upsamplers compiled, their norms the
+    # operator's, single images on graphs of their own (dynamo specialises a batch of one).
+    "regions, single images compiled": Way("regions", True, True),
+    # The same blocks, single images through them eagerly: half the graphs.
+    "worker": Way("regions, single images eager", True, True),
     # The encoder's way (NCHW, its norms through the operator), compiled as one graph.
     "NCHW with torch's norms": Way("eager", False, False),
     "NCHW with the operator's norms": Way("eager", False, True),
@@ -105,8 +110,8 @@ def run_ways(
                 part.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         use_group_norm_operator(vae.decoder, enabled=operator_norms, no_grad=True)
         decode = plain
-        if single_images == "regions":
-            compile_decoder_regions(vae, backend=backend)
+        if single_images is not None and single_images.startswith("regions"):
+            compile_decoder_regions(vae, backend=backend, single_images=single_images == "regions")
         elif single_images is not None:
             decode = _one_graph(plain, backend=backend, single_images=single_images)
         graphs_before, compile_started = graph_count(), time.perf_counter()

@@ -318,6 +318,10 @@ def start_decoder_process(
     from pipeline.diffusion.serving import serving_decode_shapes
 
     styles, batches, previews = serving_renders(settings)
+    # As compile_for_serving warms them: the same shapes in the same order make the same graphs.
+    shapes = serving_decode_shapes(pipe, styles, batches, previews)
+    if not shapes:  # batches of one only: every decode is eager
+        return None
     return DecoderProcess.start(
         model=settings.model,
         model_cache_dir=settings.resolved_model_cache_dir,
@@ -325,8 +329,7 @@ def start_decoder_process(
         device=device,
         dtype=str(pipe.vae.dtype).removeprefix("torch."),
         backend=settings.compile_backend,
-        # As compile_for_serving warms them: the same shapes in the same order make the same graphs.
-        shapes=serving_decode_shapes(pipe, styles, batches, previews),
+        shapes=shapes,
     )
 
 

@@ -115,26 +115,39 @@ def optimize_for_inference(
     compile_decoder_regions(pipe.vae, backend=compile_backend)
 
 
-def compile_decoder_regions(vae: Any, *, backend: str = "inductor") -> int:
+def compile_decoder_regions(vae: Any, *, backend: str = "inductor", single_images: bool = False) -> int:
     """Compile ``vae``'s decoder by regions, in place: each ResNet block and upsampler (``REGION_CLASSES``),
     every size dynamic, the rest eager (its mid-block attention, first and last convolutions); return how many
     regions are new.
 
-    Every decode runs compiled, single images too (an upscale, the face pass), from a dozen small graphs: one per
-    block shape family and batch kind (dynamo specialises a batch of one), with the norms the operator's
+    Batches decode compiled, from one small graph per block shape family, with the norms the operator's
     (``model_setup.use_group_norm_operators``), opaque to inductor, which fuses the rest of each block around them.
-    On an H200 they compiled in 44.7 s against 64.3 s for one graph of the whole decoder, and a request's batch of 4
-    decoded in 0.139 s against 0.147, an upscale in 0.196 s against 0.209 (eager, the whole graph compiling single
-    images took a minute of a cold start), a face pass in 0.035 s against 0.039 (``python -m bench.benchmark_decoder``,
-    BENCHMARKS.md 2026-12-05 tenth session).
+    Single images (an upscale, the face pass) run the same regions eagerly unless ``single_images``: dynamo
+    specialises a batch of one, so compiling them doubled the graphs (16 for a worker's shapes), and a cold start
+    waited for the decoder's process that compiled them. Eager, a single image's norms still take the operator's
+    kernels (an upscale's decode 0.211 s against 0.196 s compiled, a face pass's 0.039 s against 0.035 s: BENCHMARKS.md
+    2026-12-05 ninth and tenth sessions). By regions a request's batch of 4 decoded in 0.139 s against 0.147 s for
+    one graph of the whole decoder (``python -m bench.benchmark_decoder``).
     """
     _allow_region_graphs()  # the blocks' classes are the UNet's: with "regions" their graphs share one cache a class
     compiled = 0
     for module in vae.decoder.modules():
         if type(module).__name__ in REGION_CLASSES and module._compiled_call_impl is None:
             module.compile(dynamic=True, backend=backend)
+            if not single_images:
+                module._compiled_call_impl = _batches_only(module._compiled_call_impl, module._call_impl)
             compiled += 1
     return compiled
+
+
+def _batches_only(graph: Any, eager: Any) -> Any:
+    """``graph`` for calls whose first tensor is a batch of two or more, ``eager`` for a single image's."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        first = args[0] if args else next(iter(kwargs.values()))
+        return eager(*args, **kwargs) if first.shape[0] == 1 else graph(*args, **kwargs)
+
+    return call
 
 
 def compile_unet_regions(

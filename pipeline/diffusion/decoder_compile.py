@@ -1,14 +1,14 @@
 """The VAE decoder's compile in a process of its own, while a worker's start compiles everything else.
 
-A worker compiles its decoder by regions (``acceleration.compile_decoder_regions``): a dozen small graphs that took
-44.7 s of an H200, and that a start compiled on its one Python thread after training's graphs and before the UNet's
-renders (BENCHMARKS.md 2026-12-05 tenth session). The decoder needs nothing else the start sets up: no LoRA slot, no
+A worker compiles its decoder by regions (``acceleration.compile_decoder_regions``): small graphs that took 44.7 s of
+an H200 (BENCHMARKS.md 2026-12-05 tenth session, single images compiled too then), and that a start compiled on its
+one Python thread after training's graphs and before the UNet's renders. The decoder needs nothing else the start sets up: no LoRA slot, no
 FP8 layer, no calibration. So a second process can load the VAE alone and compile the same graphs into the same
 kernel folder (``HEADSHOT_COMPILE_CACHE_DIR``) at the same time. When the worker reaches its decoder, inductor's
 caches then hand it each graph instead of compiling it again.
 
 The cache's keys only match if both processes make the same graphs. Dynamo's graphs depend on the order of the shapes
-it first sees: it specialises a batch of one, and a square traced first ties height to width. So both processes call
+it first sees: a square traced first ties height to width. So both processes call
 ``warm_decoder`` with one list of shapes (``decode_shapes``), on a VAE set up alike (``serving_decoder``), and the
 worker's renders afterwards decode only shapes those graphs take.
 
@@ -38,12 +38,12 @@ Shape = tuple[int, int, int, int]
 def decode_shapes(
     pipe: Any, looks: Sequence[Style], batch_sizes: Sequence[int], preview_batch_sizes: Iterable[int] = ()
 ) -> list[Shape]:
-    """The latent shapes (batch, channels, height, width) a worker's start decodes, in the order its renders reach
-    them (``serving.warm_for_serving``): for each of ``looks`` in its order, ``batch_sizes`` in theirs, then the
-    actions' (an upscale at twice the size, the face pass's native square) or, on klein, the renders from references
-    and from a headshot (previews in ``preview_batch_sizes`` too). Each shape once."""
+    """The latent shapes (batch, channels, height, width) a worker's start decodes through the decoder's graphs, in
+    the order its renders reach them (``serving.warm_for_serving``): for each of ``looks`` in its order,
+    ``batch_sizes`` in theirs (on klein, the renders from references in ``preview_batch_sizes`` too). Each shape
+    once. Single images (an upscale, the face pass, a batch of one) decode eagerly
+    (``acceleration.compile_decoder_regions``): none of theirs."""
     from pipeline.diffusion.generation import headshot_size
-    from pipeline.diffusion.img2img import supports_actions
     from pipeline.diffusion.references import supports_references
 
     config = pipe.vae.config
@@ -52,17 +52,14 @@ def decode_shapes(
     def latents(batch: int, size: tuple[int, int]) -> Shape:
         return (batch, config.latent_channels, size[1] // factor, size[0] // factor)
 
-    actions, references = supports_actions(pipe), supports_references(pipe)
+    references = supports_references(pipe)
     shapes: list[Shape] = []
     for look in looks:
         width, height = headshot_size(pipe, look.aspect)
         shapes += [latents(batch, (width, height)) for batch in batch_sizes]
         if references:
             shapes += [latents(batch, (width, height)) for batch in preview_batch_sizes]
-        if actions or references:
-            shapes.append(latents(1, (2 * width, 2 * height)))  # an upscale
-        if actions:
-            shapes.append(latents(1, headshot_size(pipe, (1, 1))))  # the face pass
+    shapes = [shape for shape in shapes if shape[0] > 1]
     return list(dict.fromkeys(shapes))
 
 
