@@ -2,10 +2,10 @@
 
 A worker compiles its decoder by regions (``acceleration.compile_decoder_regions``): small graphs that took 44.7 s of
 an H200 (BENCHMARKS.md 2026-12-05 tenth session, single images compiled too then), and that a start compiled on its
-one Python thread after training's graphs and before the UNet's renders. The decoder needs nothing else the start sets up: no LoRA slot, no
-FP8 layer, no calibration. So a second process can load the VAE alone and compile the same graphs into the same
-kernel folder (``HEADSHOT_COMPILE_CACHE_DIR``) at the same time. When the worker reaches its decoder, inductor's
-caches then hand it each graph instead of compiling it again.
+one Python thread after training's graphs and before the UNet's renders. The decoder needs nothing else the start
+sets up: no LoRA slot, no FP8 layer, no calibration. So a second process can load the VAE alone and compile the same
+graphs into the same kernel folder (``HEADSHOT_COMPILE_CACHE_DIR``) at the same time. When the worker reaches its
+decoder, inductor's caches then hand it each graph instead of compiling it again.
 
 The cache's keys only match if both processes make the same graphs. Dynamo's graphs depend on the order of the shapes
 it first sees: a square traced first ties height to width. So both processes call
