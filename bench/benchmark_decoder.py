@@ -11,7 +11,7 @@ built. Every way's images are compared with eager's (largest difference, in 0-1 
 The worker's way compiles the decoder's ResNet blocks and upsamplers, each with every size dynamic, the rest eager
 (its attention, its first and last convolutions), its norms through ``headshot::group_norm`` (opaque to inductor:
 it fuses the rest of each block around them): one small graph per block shape family, single images through the same
-blocks eagerly (compiled, they doubled the graphs: the way "regions, single images compiled"). The ways before
+blocks eagerly (compiled, they doubled the graphs: the way "regions with single images compiled"). The ways before
 compiled the whole decoder as one graph for batches, single images eager or on a second graph, with torch's norms
 (which copy a channels-last input to NCHW and back) or the operator's. Every way but the two NCHW ones lays the
 decoder out channels-last, as a worker does (``gpu_layout``); those two compile it NCHW, the second with its group
@@ -34,7 +34,7 @@ __all__ = ["WAYS", "Way", "decoder_shapes", "main"]
 
 class Way(NamedTuple):
     single_images: str | None  # the whole decoder as one graph, single images "eager" or "compiled" on a second one;
-    # by regions (``compile_decoder_regions``): "regions" single images compiled too, "regions, single images eager"
+    # by regions (``compile_decoder_regions``): "regions" single images compiled too, "regions with single images eager"
     # the worker's; None: the decoder eager (the plain pipeline's)
     channels_last: bool  # the decoder's layout (a worker's: channels-last, ``gpu_layout``), else NCHW
     operator_norms: bool  # its group norms through ``headshot::group_norm`` (either layout), else torch's
@@ -51,9 +51,9 @@ WAYS: dict[str, Way] = {
     "decoder regions with torch's norms": Way("regions", True, False),
     # The worker's until 2026-12-05 (thirteenth session): its ResNet blocks and upsamplers compiled, their norms the
     # operator's, single images on graphs of their own (dynamo specialises a batch of one).
-    "regions, single images compiled": Way("regions", True, True),
+    "regions with single images compiled": Way("regions", True, True),
     # The same blocks, single images through them eagerly: half the graphs.
-    "worker": Way("regions, single images eager", True, True),
+    "worker": Way("regions with single images eager", True, True),
     # The encoder's way (NCHW, its norms through the operator), compiled as one graph.
     "NCHW with torch's norms": Way("eager", False, False),
     "NCHW with the operator's norms": Way("eager", False, True),

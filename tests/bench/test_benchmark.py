@@ -204,7 +204,7 @@ def test_decoder_benchmark_times_each_way_at_a_workers_shapes_and_counts_their_g
     entries = json.loads(out.read_text())["decodes"]
     totals = {entry["way"]: entry["graphs_compiled"] for entry in entries if "graphs_compiled" in entry}
     # The worker's regions: small graphs, one per block shape, single images eager; compiled, they double them.
-    worker, compiled_too = totals.pop("worker"), totals.pop("regions, single images compiled")
+    worker, compiled_too = totals.pop("worker"), totals.pop("regions with single images compiled")
     assert worker > 1 and compiled_too == 2 * worker and totals.pop("decoder regions with torch's norms") > 1
     # The whole decoder as one graph (the ways before): single images on a graph of their own cost a second.
     assert totals == {
