@@ -94,6 +94,9 @@ def test_training_is_deterministic_and_reports_progress(
     first = train_lora(pipe, selfie_images[:2], config, tmp_path / "a", on_progress=reports.append, progress_every=1)
     second = train_lora(pipe, selfie_images[:2], config, tmp_path / "b")
     assert first.losses == second.losses and len(first.losses) == 3
+    # A worker's warm-up jobs train alike and write nothing.
+    unsaved = train_lora(pipe, selfie_images[:2], config, tmp_path / "c", save=False)
+    assert unsaved.losses == first.losses and not (tmp_path / "c").exists() and first.lora_path.exists()
     assert [report.step for report in reports] == [4, 8, 10]
     assert reports[-1].total_steps == 10 and reports[-1].eta_s == 0.0 and reports[-1].loss == first.losses[-1]
 

@@ -85,6 +85,7 @@ def train_lora(
     crop_centers: Sequence[tuple[float, float]] | None = None,
     class_images: Sequence[Image.Image] | None = None,
     slot: TrainingSlot | None = None,
+    save: bool = True,
 ) -> TrainingResult:
     """Train a LoRA of ``images`` into ``output_dir / LORA_WEIGHT_NAME``; deterministic for a given seed.
 
@@ -92,7 +93,8 @@ def train_lora(
     normalised (x, y) centres, one per image, that crops keep in view (e.g. the face). ``class_images`` (e.g. the base
     model's own renders of ``config.class_prompt``) turn on prior preservation; ``steps`` still counts only the
     user's images. With ``slot`` (a worker's ``TrainingSlot``) the LoRA trains in the slot, through its one compiled
-    forward, instead of in an adapter attached for this call. Not thread-safe: it
+    forward, instead of in an adapter attached for this call. ``save=False`` writes nothing (a worker's warm-up jobs,
+    whose LoRA nobody reads; ``lora_path`` then names a file that does not exist). Not thread-safe: it
     temporarily changes ``pipe``'s models, so run one call at a time per pipeline.
     """
     import torch
@@ -194,7 +196,8 @@ def train_lora(
 
         # 5. Save in diffusers' LoRA format, with the adapter configs so alpha/rank survive loading.
         output_dir = Path(output_dir)
-        save_lora(pipe, family, adapter, text_models, output_dir)
+        if save:
+            save_lora(pipe, family, adapter, text_models, output_dir)
     finally:
         # 6. Leave the shared pipeline exactly as it was: no new adapter, the slot (if any) active again, inference
         #    mode, nothing trainable.
