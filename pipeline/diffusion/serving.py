@@ -145,6 +145,7 @@ def warm_for_serving(
         shapes = serving_decode_shapes(pipe, styles, batch_sizes, preview_batch_sizes)
         with _kernel_cache_use("VAE decoder"):
             warm_decoder(pipe.vae, shapes, backend=compile_backend)
+    faces: set[tuple[Any, ...]] = set()  # the face pass's renders warmed: one square size, whatever the look's aspect
     with slot.merged_base():
         for style in looks:
             for batch in batch_sizes:
@@ -152,7 +153,7 @@ def warm_for_serving(
                 with _warming(f"{style.name} {style.aspect} batch {batch}"):
                     generate_headshots(pipe, style, count=batch, seed=0, batch_size=batch, steps=2, lora_slot=slot)
             if actions:
-                _warm_actions(pipe, style, batch_sizes)
+                _warm_actions(pipe, style, batch_sizes, faces)
             if references:
                 _warm_references(pipe, style, sorted({*batch_sizes, *preview_batch_sizes}))
 
@@ -254,9 +255,10 @@ def _warm_references(pipe: Any, style: Style, batch_sizes: list[int]) -> None:
             render_from_headshot(pipe, gray, style, size=size, count=batch, seed=0, steps=2)
 
 
-def _warm_actions(pipe: Any, style: Style, batch_sizes: Iterable[int]) -> None:
+def _warm_actions(pipe: Any, style: Style, batch_sizes: Iterable[int], faces: set[tuple[Any, ...]]) -> None:
     """The shapes the actions on a headshot render at: variations and remixes at the headshot's size, in the same
-    batches; an upscale at twice it; the face pass one native square at a time."""
+    batches; an upscale at twice it; the face pass one native square at a time, unless ``faces`` holds a look that
+    renders it alike (its sampler and CFG: the square is every aspect's), then added to it."""
     from PIL import Image
 
     from pipeline.diffusion.face_pass import FACE_STRENGTH
@@ -272,6 +274,10 @@ def _warm_actions(pipe: Any, style: Style, batch_sizes: Iterable[int]) -> None:
         image_to_image(
             pipe, start, style, strength=UPSCALE_STRENGTH, count=1, seed=0, size=(2 * width, 2 * height), steps=2
         )
+    face = (style.scheduler, style.guidance_scale > 1)
+    if face in faces:
+        return
+    faces.add(face)
     square = Image.new("RGB", headshot_size(pipe, (1, 1)), "gray")
     with _warming(f"{style.name} face pass at {square.width}x{square.height}"):
         render_from_images(pipe, [square], style, strength=FACE_STRENGTH, seeds=[0], steps=2)
