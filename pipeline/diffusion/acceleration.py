@@ -252,7 +252,10 @@ def use_compile_cache(folder: Path) -> Path:
 
     Inductor's default folder is under /tmp, which a container loses at every restart, and a cold SDXL graph takes
     minutes to compile (BENCHMARKS.md); from a kept folder a restarted worker loads its graphs. Triton's cache follows
-    inductor's folder. Call it before the first compile.
+    inductor's folder (``TRITON_CACHE_DIR``, unless named): inductor only points it there when it first loads a
+    kernel of its own, and the project's Triton kernels (``headshot::group_norm`` in the VAE encoder's first training
+    encode, before any graph) were compiled into ~/.triton/cache, which a new container does not have. Call it
+    before the first compile.
 
     Importing ``torch._dynamo`` (diffusers and peft do, loading a model) writes inductor's default folder into
     ``TORCHINDUCTOR_CACHE_DIR`` itself, so that value counts as unset: taken as named, it kept every worker's
@@ -260,12 +263,20 @@ def use_compile_cache(folder: Path) -> Path:
     """
     from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
+    global _triton_folder_set
     named = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
     if named and Path(named) != Path(default_cache_dir()):
         return Path(named)
     folder.mkdir(parents=True, exist_ok=True)
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder.resolve())
+    if os.environ.get("TRITON_CACHE_DIR") in (None, _triton_folder_set):
+        # Where inductor points it for device 0 (``triton_cache_dir``), so its own kernels land where they did.
+        _triton_folder_set = str(folder.resolve() / "triton" / "0")
+        os.environ["TRITON_CACHE_DIR"] = _triton_folder_set
     return folder.resolve()
+
+
+_triton_folder_set: str | None = None  # the TRITON_CACHE_DIR use_compile_cache set last (another call may move it)
 
 
 def use_channels_last(pipe: Any, compile_scope: str = "unet") -> None:

@@ -217,14 +217,25 @@ def test_glue_compiled_for_rendering_renders_as_eager_does_and_leaves_training_t
 def test_compiled_kernels_are_kept_in_the_workers_folder_unless_inductors_own_is_named(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import os
+
     from torch._inductor.runtime.cache_dir_utils import cache_dir, default_cache_dir
 
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "named"))
+    monkeypatch.delenv("TRITON_CACHE_DIR", raising=False)
     assert use_compile_cache(tmp_path / "kept") == tmp_path / "named"
+    assert "TRITON_CACHE_DIR" not in os.environ  # inductor's named folder: Triton's follows it as torch sets it
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
     assert use_compile_cache(tmp_path / "kept") == (tmp_path / "kept").resolve()
     assert cache_dir() == str((tmp_path / "kept").resolve())  # where inductor writes its kernels now
+    # The project's own Triton kernels too, from the first one compiled (before any graph of inductor's).
+    assert Path(os.environ["TRITON_CACHE_DIR"]).is_relative_to((tmp_path / "kept").resolve())
     # In a worker, importing torch._dynamo has already written inductor's default folder into the variable.
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())
     assert use_compile_cache(tmp_path / "worker") == (tmp_path / "worker").resolve()
     assert cache_dir() == str((tmp_path / "worker").resolve())
+    assert Path(os.environ["TRITON_CACHE_DIR"]).is_relative_to((tmp_path / "worker").resolve())
+    # A folder the operator named for Triton stays.
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path / "triton"))
+    use_compile_cache(tmp_path / "third")
+    assert os.environ["TRITON_CACHE_DIR"] == str(tmp_path / "triton")
