@@ -266,14 +266,16 @@ def use_compile_cache(folder: Path) -> Path:
     global _triton_folder_set
     named = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
     if named and Path(named) != Path(default_cache_dir()):
-        return Path(named)
-    folder.mkdir(parents=True, exist_ok=True)
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder.resolve())
+        in_use = Path(named)
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        in_use = folder.resolve()
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(in_use)
     if os.environ.get("TRITON_CACHE_DIR") in (None, _triton_folder_set):
         # Where inductor points it for device 0 (``triton_cache_dir``), so its own kernels land where they did.
-        _triton_folder_set = str(folder.resolve() / "triton" / "0")
+        _triton_folder_set = str(in_use / "triton" / "0")
         os.environ["TRITON_CACHE_DIR"] = _triton_folder_set
-    return folder.resolve()
+    return in_use
 
 
 _triton_folder_set: str | None = None  # the TRITON_CACHE_DIR use_compile_cache set last (another call may move it)

@@ -224,7 +224,7 @@ def test_compiled_kernels_are_kept_in_the_workers_folder_unless_inductors_own_is
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "named"))
     monkeypatch.delenv("TRITON_CACHE_DIR", raising=False)
     assert use_compile_cache(tmp_path / "kept") == tmp_path / "named"
-    assert "TRITON_CACHE_DIR" not in os.environ  # inductor's named folder: Triton's follows it as torch sets it
+    assert Path(os.environ["TRITON_CACHE_DIR"]).is_relative_to(tmp_path / "named")  # Triton's follows it
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
     assert use_compile_cache(tmp_path / "kept") == (tmp_path / "kept").resolve()
     assert cache_dir() == str((tmp_path / "kept").resolve())  # where inductor writes its kernels now
