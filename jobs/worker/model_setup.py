@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PIL import Image
 
@@ -22,9 +22,6 @@ from jobs.settings import CompileProfile, Settings
 from jobs.worker.decoder_process import DecoderProcess, compiles_decoder_apart
 from jobs.worker.ranking import render_batch_sizes
 from jobs.worker.training_setup import compile_training, training_pipeline, training_plan
-
-if TYPE_CHECKING:
-    from pipeline.diffusion.float8_beside import Float8Calibration
 
 __all__ = [
     "ServingModel",
@@ -36,7 +33,6 @@ __all__ = [
     "renders_in_float8",
     "serving_renders",
     "start_decoder_process",
-    "start_float8_rendering",
     "use_float8_rendering",
     "use_group_norm_operators",
 ]
@@ -119,24 +115,15 @@ def prepare_model(settings: Settings) -> ServingModel:
     # Before FP8's calibration and training's compile, which it runs beside: the decoder needs neither. Stopped if
     # the start fails before it is waited for.
     decoder = start_decoder_process(pipe, settings, compiling, device)
-    calibration = None
     with decoder or contextlib.nullcontext():
         if renders_in_float8(settings, compiling, family, device):
             # Before any compile, so every graph is traced with the FP8 layers (training runs their bf16 branch
-            # unless HEADSHOT_TRAIN_FLOAT8). Their calibration renders beside training's compile, which never reads
-            # their scales, unless training multiplies in FP8 with them.
-            _, calibration = start_float8_rendering(pipe, settings, beside=not settings.train_float8)
+            # unless HEADSHOT_TRAIN_FLOAT8).
+            use_float8_rendering(pipe, settings)
         if device.startswith("cuda"):
             use_group_norm_operators(pipe, render_graphs=compiling.cuda_graphs)
         loaded = weight_dtypes(pipe)
         prepare_training(model, settings, compiling)
-        if calibration is not None:
-            waited = calibration.wait()
-            log.info(
-                "FP8 input scales calibrated beside the start in %.1f s (waited %.1f s for them)",
-                calibration.seconds,
-                waited,
-            )
         if compiling.unet:
             seconds = _compile_for_serving(pipe, model.lora_slot, settings, compiling, decoder)
             log.info("denoiser and VAE decoder compiled for every style and batch size in %.0f s", seconds)
@@ -190,21 +177,8 @@ def _gpu_memory(device: str) -> str:
 def use_float8_rendering(pipe: Any, settings: Settings) -> int:
     """The UNet's transformer linears as static FP8 layers, their input scales kept from an earlier start or
     calibrated now on every style's render and kept; returns how many layers."""
-    layers, calibration = start_float8_rendering(pipe, settings, beside=False)
-    if calibration is not None:
-        calibration.wait()
-    return layers
-
-
-def start_float8_rendering(pipe: Any, settings: Settings, *, beside: bool) -> tuple[int, Float8Calibration | None]:
-    """The UNet's transformer linears as static FP8 layers and their input scales: kept from an earlier start, or
-    calibrated on every style's render and kept. ``beside``: the calibration runs on a thread
-    (``float8_beside``) while the start goes on, and the second value is it: ``wait()`` before anything renders in
-    FP8. Returns how many layers, and the calibration still running or None."""
     from pipeline.diffusion.float8 import use_float8_linears
-    from pipeline.diffusion.float8_beside import Float8Calibration
-    from pipeline.diffusion.float8_scales import load_input_scales
-    from pipeline.diffusion.serving import calibrated_float8, float8_scales_recipe
+    from pipeline.diffusion.serving import calibrated_float8
     from pipeline.styles import STYLES
 
     calibrating = time.monotonic()
@@ -212,16 +186,13 @@ def start_float8_rendering(pipe: Any, settings: Settings, *, beside: bool) -> tu
     log.info("%d UNet linear layers render in FP8", layers)
     # Beside the compiled kernels: kept on the same volume, for the same reason (a restart skips the work).
     scales_file = settings.resolved_compile_cache_dir / float8_scales_name(settings)
-    if beside and not load_input_scales(pipe.unet, scales_file, recipe=float8_scales_recipe(pipe, STYLES.values())):
-        log.info("FP8 input scales calibrating beside the start (kept in %s)", scales_file)
-        return layers, Float8Calibration(pipe, STYLES.values(), scales_file).start()
-    reused = beside or calibrated_float8(pipe, STYLES.values(), scales_file)
+    reused = calibrated_float8(pipe, STYLES.values(), scales_file)
     log.info(
         "FP8 input scales %s in %.1f s",
         f"reused from {scales_file}" if reused else f"calibrated (kept in {scales_file})",
         time.monotonic() - calibrating,
     )
-    return layers, None
+    return layers
 
 
 def model_key(settings: Settings) -> str:

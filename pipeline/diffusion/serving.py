@@ -23,7 +23,6 @@ __all__ = [
     "CALIBRATION_STEPS",
     "calibrate_float8_on_looks",
     "calibrated_float8",
-    "float8_scales_recipe",
     "compile_for_serving",
     "serving_decode_shapes",
     "warm_batches",
@@ -209,10 +208,12 @@ def calibrated_float8(pipe: Any, styles: Iterable[Style], scales_file: Path) -> 
     """Give ``pipe``'s static FP8 layers their input scales: those kept in ``scales_file`` when they were calibrated
     for these weights by the same renders, else calibrated now (``calibrate_float8_on_looks``) and kept there for
     the next start. Return whether the kept ones served."""
-    from pipeline.diffusion.float8_scales import load_input_scales, save_input_scales
+    from pipeline.diffusion.float8_scales import CALIBRATION_HEADROOM, load_input_scales, save_input_scales
 
     styles = list(styles)
-    recipe = float8_scales_recipe(pipe, styles)
+    looks = [_calibration_look(style) for style in styles]
+    what = json.dumps([looks, CALIBRATION_STEPS, CALIBRATION_HEADROOM, str(pipe.unet.dtype)], default=str)
+    recipe = hashlib.sha256(what.encode()).hexdigest()
     if load_input_scales(pipe.unet, scales_file, recipe=recipe):
         return True
     calibrate_float8_on_looks(pipe, styles)
@@ -221,15 +222,6 @@ def calibrated_float8(pipe: Any, styles: Iterable[Style], scales_file: Path) -> 
     except OSError as error:  # a read-only or full volume costs the next start a calibration, not this one
         log.warning("could not keep the FP8 scales in %s (%s); the next start calibrates again", scales_file, error)
     return False
-
-
-def float8_scales_recipe(pipe: Any, styles: Iterable[Style]) -> str:
-    """A key of the renders ``calibrated_float8`` calibrates ``pipe`` on: kept scales serve only the same renders."""
-    from pipeline.diffusion.float8_scales import CALIBRATION_HEADROOM
-
-    looks = [_calibration_look(style) for style in styles]
-    what = json.dumps([looks, CALIBRATION_STEPS, CALIBRATION_HEADROOM, str(pipe.unet.dtype)], default=str)
-    return hashlib.sha256(what.encode()).hexdigest()
 
 
 def _calibration_look(style: Style) -> tuple[Any, ...]:
