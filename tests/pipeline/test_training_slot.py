@@ -149,10 +149,14 @@ def test_the_blocks_compile_once_for_every_size_rendering_and_once_for_training(
 
     blocks_pipe, _, slot = worker_pipeline(model_cache_dir, "blocks")
     # The token count is a size from each graph's first call on (dynamic_token_count). Rendering, with gradients off,
-    # traces one graph: a portrait and a twice-as-large square render through it (2 graphs without the mark).
+    # traces one graph: a portrait and a twice-as-large square render through it (2 graphs without the mark), and so
+    # do two portraits, a CFG batch of 4 after the first 2 (rendering's batch is marked too: 2 graphs without).
     before = graphs()
-    for width, height in ((64, 80), (128, 128)):
-        blocks_pipe("a portrait", width=width, height=height, num_inference_steps=1, output_type="latent")
+    for width, height, count in ((64, 80, 1), (128, 128, 1), (64, 80, 2)):
+        blocks_pipe(
+            "a portrait", width=width, height=height, num_inference_steps=1, output_type="latent",
+            num_images_per_prompt=count,
+        )  # fmt: skip
     assert graphs() == before + 1
     # Training traces one more, which the square bucket's tokens share (2 without the mark: a worker's second
     # compile of every block graph).

@@ -177,16 +177,30 @@ def dynamic_token_count(unet: Any) -> int:
     compile static and an upscale again. Only where ``proj_in`` is a linear layer does its output enter the first
     block unchanged (SDXL's); each later block takes the block before's output, whose count the graph holds as a size.
     A hook on ``proj_in``, eager under "blocks"; under "regions" the glue that calls it is compiled (symbolic sizes
-    already), so the hook marks nothing there and the blocks compile as torch's default has them."""
+    already), so the hook marks nothing there and the blocks compile as torch's default has them.
+
+    Rendering's calls (gradients off) mark the batch too, on the blocks' input and on the prompt's embeddings they
+    attend to: a request's CFG batch of 8 and its remainder's batch of 4 then share one graph. Torch made the batch
+    symbolic only once it saw two; where training's batch equals a request's CFG batch (8 on an 80 GB card), the
+    warm-up's second batch compiled every block again (15-16 s of an H100's cold start, BENCHMARKS.md 2026-12-05
+    thirteenth session). Training keeps its one batch static: its steps replay fixed shapes."""
     import torch
 
     def tokens(module: Any, args: tuple[Any, ...], output: Any) -> None:
         if not torch.compiler.is_compiling():  # under "regions" the glue around proj_in is compiled: no mark traced
             torch._dynamo.maybe_mark_dynamic(output, 1)
+            if not torch.is_grad_enabled():
+                torch._dynamo.maybe_mark_dynamic(output, 0)
+
+    def prompt_batch(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        embeddings = kwargs.get("encoder_hidden_states")
+        if embeddings is not None and not torch.is_grad_enabled() and not torch.compiler.is_compiling():
+            torch._dynamo.maybe_mark_dynamic(embeddings, 0)
 
     transformers = [module for module in _transformers(unet) if getattr(module, "use_linear_projection", False)]
     for transformer in transformers:
         transformer.proj_in.register_forward_hook(tokens)
+        transformer.register_forward_pre_hook(prompt_batch, with_kwargs=True)
     return len(transformers)
 
 
