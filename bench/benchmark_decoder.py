@@ -34,8 +34,8 @@ __all__ = ["WAYS", "Way", "decoder_shapes", "main"]
 
 class Way(NamedTuple):
     single_images: str | None  # the whole decoder as one graph, single images "eager" or "compiled" on a second one;
-    # by regions (``compile_decoder_regions``): "regions" single images compiled too, "regions with single images eager"
-    # the worker's; None: the decoder eager (the plain pipeline's)
+    # by regions (``compile_decoder_regions``): "regions, single images compiled" or "regions, single images eager"
+    # (the worker's); None: the decoder eager (the plain pipeline's)
     channels_last: bool  # the decoder's layout (a worker's: channels-last, ``gpu_layout``), else NCHW
     operator_norms: bool  # its group norms through ``headshot::group_norm`` (either layout), else torch's
 
@@ -48,12 +48,12 @@ WAYS: dict[str, Way] = {
     # The worker's until 2026-12-05 (tenth session): its norms through the operator's NHWC kernels
     # (``model_setup.use_group_norm_operators``), the whole decoder one graph for batches, single images eager.
     "one graph, the operator's norms": Way("eager", True, True),
-    "decoder regions with torch's norms": Way("regions", True, False),
+    "decoder regions with torch's norms": Way("regions, single images compiled", True, False),
     # The worker's until 2026-12-05 (thirteenth session): its ResNet blocks and upsamplers compiled, their norms the
     # operator's, single images on graphs of their own (dynamo specialises a batch of one).
-    "regions with single images compiled": Way("regions", True, True),
+    "regions with single images compiled": Way("regions, single images compiled", True, True),
     # The same blocks, single images through them eagerly: half the graphs.
-    "worker": Way("regions with single images eager", True, True),
+    "worker": Way("regions, single images eager", True, True),
     # The encoder's way (NCHW, its norms through the operator), compiled as one graph.
     "NCHW with torch's norms": Way("eager", False, False),
     "NCHW with the operator's norms": Way("eager", False, True),
@@ -111,7 +111,8 @@ def run_ways(
         use_group_norm_operator(vae.decoder, enabled=operator_norms, no_grad=True)
         decode = plain
         if single_images is not None and single_images.startswith("regions"):
-            compile_decoder_regions(vae, backend=backend, single_images=single_images == "regions")
+            compiled = single_images == "regions, single images compiled"
+            compile_decoder_regions(vae, backend=backend, single_images=compiled)
         elif single_images is not None:
             decode = _one_graph(plain, backend=backend, single_images=single_images)
         graphs_before, compile_started = graph_count(), time.perf_counter()
