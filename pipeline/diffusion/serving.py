@@ -133,12 +133,13 @@ def warm_for_serving(
     actions, references = supports_actions(pipe), supports_references(pipe)
     styles, batch_sizes, preview_batch_sizes = list(styles), warm_batches(batch_sizes), list(preview_batch_sizes)
     looks = warm_looks(styles)
+    denoised: tuple[Style, int] | None = None  # the look and batch rendered before the decoder: not rendered again
     if decoder_compiled is not None:
         # The denoiser's first render, nothing decoded, while the process still compiles the decoder: the graphs
         # the first look's first batch would trace anyway, so the wait below overlaps with their compile.
-        first = looks[0]
-        with slot.merged_base(), _warming(f"denoiser before the VAE decoder, {first.name} {first.aspect}"):
-            denoise_looks(pipe, [first] * batch_sizes[0], seed=0, steps=2, batch_size=batch_sizes[0])
+        denoised = (looks[0], batch_sizes[0])
+        with slot.merged_base(), _warming(f"denoiser before the VAE decoder, {looks[0].name} {looks[0].aspect}"):
+            denoise_looks(pipe, [looks[0]] * batch_sizes[0], seed=0, steps=2, batch_size=batch_sizes[0])
     with _warming("VAE decoder"):
         if decoder_compiled is not None:
             decoder_compiled()
@@ -149,6 +150,8 @@ def warm_for_serving(
     with slot.merged_base():
         for style in looks:
             for batch in batch_sizes:
+                if (style, batch) == denoised:  # its graphs traced; its decode's shape warmed with the decoder's
+                    continue
                 # Two steps: the graphs do not depend on the step count.
                 with _warming(f"{style.name} {style.aspect} batch {batch}"):
                     generate_headshots(pipe, style, count=batch, seed=0, batch_size=batch, steps=2, lora_slot=slot)

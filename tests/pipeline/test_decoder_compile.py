@@ -77,17 +77,20 @@ def test_the_vae_loaded_alone_is_the_pipelines_and_its_decoder_set_up_as_a_gpu_w
 
 @pytest.mark.usefixtures("fresh_dynamo")
 def test_a_worker_waiting_for_the_decoders_process_traces_its_denoisers_graph_first_and_no_more_graphs(
-    model_cache_dir: Path,
+    model_cache_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     import functools
+    import logging
 
     import torch._dynamo
 
     from pipeline.diffusion.acceleration import compile_regionally
 
     styles = [replace(STYLES["linkedin"], aspect=(4, 5)), replace(STYLES["linkedin"], aspect=(1, 1))]
-    made = []
+    made, renders = [], []
+    caplog.set_level(logging.INFO, logger="pipeline.diffusion.serving")
     for process in (False, True):
+        caplog.clear()
         torch._dynamo.reset()
         pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
         slot = LoraSlot(pipe, max_rank=4)
@@ -103,7 +106,14 @@ def test_a_worker_waiting_for_the_decoders_process_traces_its_denoisers_graph_fi
             decoder_compiled=waited if process else None,
         )
         made.append(graphs() - before)
+        # "warmed <what> in <s> s": the renders of a look's batch, in order
+        warmed = [record.getMessage().removeprefix("warmed ") for record in caplog.records]
+        renders.append([message.rsplit(" in ", 1)[0] for message in warmed if "batch" in message])
     # Waiting for a process, the worker had traced its denoiser's rendering graph before the wait (so its compile
-    # overlaps with the process's); the warm-up as a whole traced what it traces without one.
+    # overlaps with the process's); the warm-up as a whole traced what it traces without one, and rendered that
+    # first look's first batch only there.
     assert at_wait == [1]
     assert made[1] == made[0]
+    first = "linkedin (4, 5) batch 4"
+    assert first in renders[0] and first not in renders[1]
+    assert [r for r in renders[0] if r != first] == [r for r in renders[1] if r != first]
