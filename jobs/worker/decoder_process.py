@@ -1,10 +1,8 @@
 """A worker start's second process: the VAE decoder compiled beside everything else the start does.
 
 ``pipeline.diffusion.decoder_compile`` says why the graphs it compiles are the worker's own. ``prepare_model`` starts
-it first, before its model loads, when the checkpoint's configs give the shapes (SDXL; klein's once loaded), with
-``HEADSHOT_COMPILE_DECODER_APART`` (inductor only), and waits for it just before its renders first decode: on an H100
-it had been on the start's critical path, 1.3-10.5 s of waiting when started after the load (BENCHMARKS.md
-2026-12-05 fourteenth session). Whatever goes wrong there (a crash, a full GPU, a hang past ``WAIT_S``) costs only time: the
+it once the model is loaded (``HEADSHOT_COMPILE_DECODER_APART``, inductor only) and waits for it just before its
+renders first decode. Whatever goes wrong there (a crash, a full GPU, a hang past ``WAIT_S``) costs only time: the
 worker logs it and compiles the decoder itself, as it did before.
 """
 
@@ -24,8 +22,6 @@ __all__ = ["MIN_GPU_GIB", "WAIT_S", "DecoderProcess", "compiles_decoder_apart"]
 
 log = logging.getLogger(__name__)
 
-Shape = tuple[int, int, int, int]  # (batch, channels, height, width) of the latents it decodes
-
 # The smallest GPU a worker compiles its decoder apart on unless told. The process holds the VAE and its decodes
 # (8.64 GiB reserved at most on an H200, an upscale's at twice a headshot's size the largest; it logs what it
 # reserved) beside the start's own peak, which still reached 120.7 of 139.8 GiB (BENCHMARKS.md 2026-12-05 twelfth
@@ -41,11 +37,8 @@ WAIT_S = 900.0
 class DecoderProcess:
     """The running ``python -m pipeline.diffusion.decoder_compile``; ``wait`` for its result once."""
 
-    def __init__(
-        self, process: subprocess.Popen[str], errors: Any, started: float, shapes: Sequence[Shape] = ()
-    ) -> None:
+    def __init__(self, process: subprocess.Popen[str], errors: Any, started: float) -> None:
         self._process, self._errors, self._started = process, errors, started
-        self.shapes = list(shapes)  # what it compiles: the decoder's latent shapes, in order
         self.result: dict[str, Any] | None = None
 
     @classmethod
@@ -58,7 +51,7 @@ class DecoderProcess:
         device: str,
         dtype: str,
         backend: str,
-        shapes: Sequence[Shape],
+        shapes: Sequence[tuple[int, int, int, int]],
     ) -> DecoderProcess:
         """Start compiling ``model``'s decoder (its VAE in ``dtype`` on ``device``) on ``shapes`` into
         ``compile_cache_dir``, the worker's kernel folder."""
@@ -71,7 +64,7 @@ class DecoderProcess:
         errors = tempfile.TemporaryFile("w+")  # noqa: SIM115  # outlives this call: wait() closes it
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True)
         log.info("compiling the VAE decoder in process %d beside the start (%d shapes)", process.pid, len(shapes))
-        return cls(process, errors, time.monotonic(), shapes)
+        return cls(process, errors, time.monotonic())
 
     def wait(self, timeout_s: float = WAIT_S) -> dict[str, Any] | None:
         """Its result (seconds, graphs, cache hits and misses), or None when it failed or hung (then stopped): the

@@ -85,43 +85,20 @@ def prepare_model(settings: Settings) -> ServingModel:
     """Load ``settings.model`` and set up its plan, its rendering slot and, as the settings ask
     (``Settings.compile_profile`` for the model's device), compiled training, compiled rendering and class images."""
     from pipeline.diffusion.families import Family, pipeline_family
-    from pipeline.diffusion.loading import load_base_pipeline, pick_device
+    from pipeline.diffusion.loading import load_base_pipeline, pick_device, weight_dtypes
+    from pipeline.diffusion.lora_slot import LoraSlot
 
     started = time.monotonic()
     device = settings.device or pick_device()
     compiling = settings.compile_profile(device)  # before the load: settings that do not fit fail at once
     log.info("compiling: rendering %s, training %s, scope %s", compiling.unet, compiling.training, compiling.scope)
-    with contextlib.ExitStack() as stopped_if_the_start_fails:
-        # First, beside the model's load, when the checkpoint's configs say what it decodes (SDXL): the decoder
-        # needs nothing else this start sets up. Stopped if the start fails before it is waited for.
-        decoder = start_decoder_process(None, settings, compiling, device)
-        if decoder is not None:
-            stopped_if_the_start_fails.enter_context(decoder)
-        pipe = load_base_pipeline(
-            settings.model, device=device, dtype=settings.dtype, cache_dir=settings.resolved_model_cache_dir
-        )
-        family = pipeline_family(pipe)
-        log.info("model %s (%s) loaded in %.1f s", settings.model, family, time.monotonic() - started)
-        if family is Family.FLUX2:
-            compiling = _flux2_profile(settings, compiling)
-        if decoder is None:  # klein's, once its profile is known; before FP8's calibration and training's compile
-            decoder = start_decoder_process(pipe, settings, compiling, device)
-            if decoder is not None:
-                stopped_if_the_start_fails.enter_context(decoder)
-        else:
-            _check_decoder_shapes(decoder, pipe, settings)
-        model = _prepare_loaded(pipe, settings, compiling, device, family, decoder)
-    log.info("ready to serve in %.1f s%s", time.monotonic() - started, _gpu_memory(device))
-    return model
-
-
-def _prepare_loaded(
-    pipe: Any, settings: Settings, compiling: CompileProfile, device: str, family: Any, decoder: DecoderProcess | None
-) -> ServingModel:
-    """``prepare_model`` once the pipeline is loaded: slots, FP8, training, compiled rendering, class images."""
-    from pipeline.diffusion.loading import weight_dtypes
-    from pipeline.diffusion.lora_slot import LoraSlot
-
+    pipe = load_base_pipeline(
+        settings.model, device=device, dtype=settings.dtype, cache_dir=settings.resolved_model_cache_dir
+    )
+    family = pipeline_family(pipe)
+    log.info("model %s (%s) loaded in %.1f s", settings.model, family, time.monotonic() - started)
+    if family is Family.FLUX2:
+        compiling = _flux2_profile(settings, compiling)
     train_pipe = None
     if settings.train_model and settings.train_model != settings.model:
         if compiling.training:
@@ -135,17 +112,21 @@ def _prepare_loaded(
     # folded into the base weights for the request, so rendering runs no LoRA kernels (BENCHMARKS.md, second and
     # third sessions).
     model.lora_slot = LoraSlot(pipe, max_rank=settings.lora_rank)
-    if renders_in_float8(settings, compiling, family, device):
-        # Before any compile, so every graph is traced with the FP8 layers (training runs their bf16 branch unless
-        # HEADSHOT_TRAIN_FLOAT8).
-        use_float8_rendering(pipe, settings)
-    if device.startswith("cuda"):
-        use_group_norm_operators(pipe, render_graphs=compiling.cuda_graphs)
-    loaded = weight_dtypes(pipe)
-    prepare_training(model, settings, compiling)
-    if compiling.unet:
-        seconds = _compile_for_serving(pipe, model.lora_slot, settings, compiling, decoder)
-        log.info("denoiser and VAE decoder compiled for every style and batch size in %.0f s", seconds)
+    # Before FP8's calibration and training's compile, which it runs beside: the decoder needs neither. Stopped if
+    # the start fails before it is waited for.
+    decoder = start_decoder_process(pipe, settings, compiling, device)
+    with decoder or contextlib.nullcontext():
+        if renders_in_float8(settings, compiling, family, device):
+            # Before any compile, so every graph is traced with the FP8 layers (training runs their bf16 branch
+            # unless HEADSHOT_TRAIN_FLOAT8).
+            use_float8_rendering(pipe, settings)
+        if device.startswith("cuda"):
+            use_group_norm_operators(pipe, render_graphs=compiling.cuda_graphs)
+        loaded = weight_dtypes(pipe)
+        prepare_training(model, settings, compiling)
+        if compiling.unet:
+            seconds = _compile_for_serving(pipe, model.lora_slot, settings, compiling, decoder)
+            log.info("denoiser and VAE decoder compiled for every style and batch size in %.0f s", seconds)
     if settings.prior_class_images:
         from pipeline.diffusion.training.config import TrainingConfig
         from pipeline.diffusion.training.dataset import render_class_images
@@ -153,6 +134,7 @@ def _prepare_loaded(
         model.class_prompt = TrainingConfig().class_prompt
         model.class_images = render_class_images(pipe, model.class_prompt, settings.prior_class_images)
     _check_weight_dtypes(loaded, weight_dtypes(pipe))
+    log.info("ready to serve in %.1f s%s", time.monotonic() - started, _gpu_memory(device))
     return model
 
 
@@ -323,29 +305,21 @@ def serving_renders(settings: Settings) -> tuple[list[Any], list[int], list[int]
 
 
 def start_decoder_process(
-    pipe: Any | None, settings: Settings, compiling: CompileProfile, device: str
+    pipe: Any, settings: Settings, compiling: CompileProfile, device: str
 ) -> DecoderProcess | None:
     """The VAE decoder's compile in a process of its own (``jobs.worker.decoder_process``), when this start compiles
     it with inductor (whose caches carry the graphs over) and ``HEADSHOT_COMPILE_DECODER_APART`` is on for
-    ``device`` (``compiles_decoder_apart``); else None. ``pipe`` None: before the model loads, its shapes from the
-    checkpoint's configs, for an SDXL checkpoint (``loading.sdxl_configs``; None for another)."""
+    ``device`` (``compiles_decoder_apart``); else None."""
     if not (compiling.unet and settings.compile_backend == "inductor"):
         return None
     if not compiles_decoder_apart(settings.compile_decoder_apart, device):
         return None
     from pipeline.diffusion.acceleration import use_compile_cache
-    from pipeline.diffusion.loading import resolve_dtype, sdxl_configs
-    from pipeline.diffusion.serving import sdxl_serving_decode_shapes, serving_decode_shapes
+    from pipeline.diffusion.serving import serving_decode_shapes
 
     styles, batches, previews = serving_renders(settings)
     # As compile_for_serving warms them: the same shapes in the same order make the same graphs.
-    if pipe is not None:
-        shapes, dtype = serving_decode_shapes(pipe, styles, batches, previews), pipe.vae.dtype
-    else:
-        configs = sdxl_configs(settings.model, cache_dir=settings.resolved_model_cache_dir)
-        if configs is None:
-            return None
-        shapes, dtype = sdxl_serving_decode_shapes(*configs, styles, batches), resolve_dtype(settings.dtype, device)
+    shapes = serving_decode_shapes(pipe, styles, batches, previews)
     if not shapes:  # batches of one only: every decode is eager
         return None
     return DecoderProcess.start(
@@ -353,25 +327,10 @@ def start_decoder_process(
         model_cache_dir=settings.resolved_model_cache_dir,
         compile_cache_dir=use_compile_cache(settings.resolved_compile_cache_dir),
         device=device,
-        dtype=str(dtype).removeprefix("torch."),
+        dtype=str(pipe.vae.dtype).removeprefix("torch."),
         backend=settings.compile_backend,
         shapes=shapes,
     )
-
-
-def _check_decoder_shapes(decoder: DecoderProcess, pipe: Any, settings: Settings) -> None:
-    """Warn when the loaded pipeline decodes other shapes than the process compiles (read from the checkpoint's
-    configs before the load): the worker then compiles the rest itself, minutes of a start."""
-    from pipeline.diffusion.serving import serving_decode_shapes
-
-    loaded = serving_decode_shapes(pipe, *serving_renders(settings))
-    if loaded != decoder.shapes:
-        log.warning(
-            "the decoder's process compiles shapes %s, but the loaded model decodes %s: the worker compiles the "
-            "difference itself",
-            decoder.shapes,
-            loaded,
-        )
 
 
 def _compile_for_serving(

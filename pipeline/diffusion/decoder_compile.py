@@ -23,14 +23,14 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pipeline.styles import Style
 
-__all__ = ["decode_shapes", "main", "sdxl_decode_shapes", "serving_decoder", "warm_decoder"]
+__all__ = ["decode_shapes", "main", "serving_decoder", "warm_decoder"]
 
 Shape = tuple[int, int, int, int]
 
@@ -46,33 +46,20 @@ def decode_shapes(
     from pipeline.diffusion.generation import headshot_size
     from pipeline.diffusion.references import supports_references
 
-    batches = [*batch_sizes, *(preview_batch_sizes if supports_references(pipe) else ())]
-    return _latent_shapes(lambda aspect: headshot_size(pipe, aspect), pipe.vae.config, looks, batches)
+    config = pipe.vae.config
+    factor = 2 ** (len(config.block_out_channels) - 1)
 
+    def latents(batch: int, size: tuple[int, int]) -> Shape:
+        return (batch, config.latent_channels, size[1] // factor, size[0] // factor)
 
-def sdxl_decode_shapes(
-    unet_config: Mapping[str, Any], vae_config: Mapping[str, Any], looks: Sequence[Style], batch_sizes: Sequence[int]
-) -> list[Shape]:
-    """``decode_shapes`` of an SDXL checkpoint from its UNet's and VAE's configs, before it loads: a worker starts the
-    decoder's process first, beside its model's load (``jobs.worker.model_setup``)."""
-    from pipeline.diffusion.generation import sdxl_size_rule, size_at
-
-    side, multiple = sdxl_size_rule(unet_config, vae_config)
-    return _latent_shapes(lambda aspect: size_at(aspect, side, multiple), vae_config, looks, batch_sizes)
-
-
-def _latent_shapes(
-    size_of: Callable[[tuple[int, int]], tuple[int, int]],
-    vae_config: Mapping[str, Any],
-    looks: Sequence[Style],
-    batch_sizes: Sequence[int],
-) -> list[Shape]:
-    factor = 2 ** (len(vae_config["block_out_channels"]) - 1)
+    references = supports_references(pipe)
     shapes: list[Shape] = []
     for look in looks:
-        width, height = size_of(look.aspect)
-        latents = (vae_config["latent_channels"], height // factor, width // factor)
-        shapes += [(batch, *latents) for batch in batch_sizes if batch > 1]
+        width, height = headshot_size(pipe, look.aspect)
+        shapes += [latents(batch, (width, height)) for batch in batch_sizes]
+        if references:
+            shapes += [latents(batch, (width, height)) for batch in preview_batch_sizes]
+    shapes = [shape for shape in shapes if shape[0] > 1]
     return list(dict.fromkeys(shapes))
 
 

@@ -8,7 +8,7 @@ comes and goes as its own adapter, or, on a warm (compiled) worker, is hot-swapp
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,8 +38,6 @@ __all__ = [
     "headshot_size",
     "pil_images",
     "scheduler_for",
-    "sdxl_size_rule",
-    "size_at",
 ]
 
 
@@ -62,26 +60,15 @@ def headshot_size(pipe: Any, aspect: tuple[int, int], *, native: int | None = No
     klein's 2x2 latent patches. ``native`` overrides the side of the square whose area is kept (training at a lower
     resolution uses it).
     """
-    if pipeline_family(pipe) is Family.FLUX2:
-        side, multiple = pipe.vae.config.sample_size, math.lcm(8, pipe.vae_scale_factor * 2)
-    else:
-        side, multiple = sdxl_size_rule(pipe.unet.config, pipe.vae.config)
-    return size_at(aspect, native or side, multiple)
-
-
-def sdxl_size_rule(unet_config: Mapping[str, Any], vae_config: Mapping[str, Any]) -> tuple[int, int]:
-    """An SDXL checkpoint's native side in pixels, and the multiple its sides round to (``headshot_size``), from its
-    UNet's and VAE's configs: known before the checkpoint loads."""
-    vae_scale_factor = 2 ** (len(vae_config["block_out_channels"]) - 1)  # as diffusers' SDXL pipeline sets it
-    multiple = math.lcm(8, vae_scale_factor * 2 ** (len(unet_config["down_block_types"]) - 1))
-    return unet_config["sample_size"] * vae_scale_factor, multiple
-
-
-def size_at(aspect: tuple[int, int], native: int, multiple: int) -> tuple[int, int]:
-    """(width, height) with ``aspect`` at about ``native`` squared pixels, each side a multiple of ``multiple``."""
     aspect_w, aspect_h = aspect
     if aspect_w <= 0 or aspect_h <= 0:
         raise ValueError(f"aspect must be two positive numbers, but is {aspect!r}.")
+    if pipeline_family(pipe) is Family.FLUX2:
+        native = native or pipe.vae.config.sample_size
+        multiple = math.lcm(8, pipe.vae_scale_factor * 2)
+    else:
+        native = native or pipe.unet.config.sample_size * pipe.vae_scale_factor
+        multiple = math.lcm(8, pipe.vae_scale_factor * 2 ** (len(pipe.unet.config.down_block_types) - 1))
     scale = math.sqrt(native * native / (aspect_w * aspect_h))
     width = round(aspect_w * scale / multiple) * multiple
     height = round(aspect_h * scale / multiple) * multiple

@@ -25,8 +25,6 @@ __all__ = [
     "load_vae",
     "gpu_memory_gib",
     "pick_device",
-    "resolve_dtype",
-    "sdxl_configs",
     "weight_dtypes",
 ]
 
@@ -57,9 +55,7 @@ def gpu_memory_gib(device: Any) -> float | None:
     return torch.cuda.get_device_properties(device).total_memory / 2**30 if device.type == "cuda" else None
 
 
-def resolve_dtype(dtype: str | None, device: str) -> Any:
-    """The torch dtype ``load_base_pipeline`` loads in for ``dtype`` ("bfloat16", ..., or None: the device's
-    default)."""
+def _resolve_dtype(dtype: str | None, device: str) -> Any:
     import torch
 
     if dtype is None:
@@ -88,7 +84,7 @@ def load_base_pipeline(
 
     # 1. Check inputs.
     device = device or pick_device()
-    torch_dtype = resolve_dtype(dtype, device)
+    torch_dtype = _resolve_dtype(dtype, device)
     cache_dir = Path(cache_dir)
     if model == RANDOM_SDXL_MODEL:
         from pipeline.diffusion.sdxl_config import build_random_sdxl
@@ -130,7 +126,7 @@ def load_vae(model: str, *, device: str, dtype: str, cache_dir: Path) -> Any:
     import torch
     from diffusers import AutoModel
 
-    torch_dtype = resolve_dtype(dtype, device)
+    torch_dtype = _resolve_dtype(dtype, device)
     if model == RANDOM_SDXL_MODEL:
         from diffusers import AutoencoderKL
 
@@ -147,29 +143,6 @@ def load_vae(model: str, *, device: str, dtype: str, cache_dir: Path) -> Any:
     except Exception as error:  # Every cause (hub, files, config) becomes one actionable error.
         raise ModelLoadError(_explain_failure(model, local, error)) from error
     return vae.to(device)
-
-
-def sdxl_configs(model: str, *, cache_dir: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """``model``'s UNet and VAE configs if it is an SDXL checkpoint, read before it loads (a tiny model is built
-    first, a hub id's config files fetched into ``cache_dir``); None for another family or a checkpoint whose
-    configs cannot be read (its load then says why)."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-
-    if model == RANDOM_SDXL_MODEL:
-        from pipeline.diffusion.sdxl_config import SDXL_UNET_CONFIG, SDXL_VAE_CONFIG
-
-        return dict(SDXL_UNET_CONFIG), dict(SDXL_VAE_CONFIG)
-    try:
-        source, local = _checkpoint_source(model, Path(cache_dir))
-        family, _ = checkpoint_family(source, cache_dir=Path(cache_dir), local=local)
-        if family is not Family.SDXL:
-            return None
-        where = {"cache_dir": str(cache_dir), "local_files_only": local}
-        unet = UNet2DConditionModel.load_config(source, subfolder="unet", **where)
-        vae = AutoencoderKL.load_config(source, subfolder="vae", **where)
-    except Exception:  # any cause: the load that follows reports it in its own words
-        return None
-    return dict(unet), dict(vae)
 
 
 def _checkpoint_source(model: str, cache_dir: Path) -> tuple[str, bool]:

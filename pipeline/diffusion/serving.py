@@ -6,13 +6,13 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.diffusion.acceleration import optimize_for_inference
-from pipeline.diffusion.decoder_compile import decode_shapes, sdxl_decode_shapes, warm_decoder
+from pipeline.diffusion.decoder_compile import decode_shapes, warm_decoder
 from pipeline.diffusion.generation import DEFAULT_BATCH_SIZE, denoise_looks, generate_headshots
 
 if TYPE_CHECKING:
@@ -24,7 +24,6 @@ __all__ = [
     "calibrate_float8_on_looks",
     "calibrated_float8",
     "compile_for_serving",
-    "sdxl_serving_decode_shapes",
     "serving_decode_shapes",
     "warm_batches",
     "warm_for_serving",
@@ -168,14 +167,6 @@ def serving_decode_shapes(
     """The VAE decoder's shapes ``compile_for_serving`` warms for these arguments, in its order: what a process that
     compiles the decoder beside a worker's start must decode (``decoder_compile``)."""
     return decode_shapes(pipe, warm_looks(styles), warm_batches(batch_sizes), preview_batch_sizes)
-
-
-def sdxl_serving_decode_shapes(
-    unet_config: Mapping[str, Any], vae_config: Mapping[str, Any], styles: Iterable[Style], batch_sizes: Iterable[int]
-) -> list[tuple[int, int, int, int]]:
-    """``serving_decode_shapes`` of an SDXL checkpoint from its UNet's and VAE's configs (``loading.sdxl_configs``),
-    before it loads: the same shapes in the same order."""
-    return sdxl_decode_shapes(unet_config, vae_config, warm_looks(styles), warm_batches(batch_sizes))
 
 
 def warm_batches(batch_sizes: Iterable[int]) -> list[int]:

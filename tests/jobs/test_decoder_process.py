@@ -18,7 +18,7 @@ from jobs.worker.model_setup import serving_renders, start_decoder_process, use_
 from pipeline.diffusion.acceleration import use_channels_last, use_fast_maths
 from pipeline.diffusion.loading import load_base_pipeline
 from pipeline.diffusion.lora_slot import LoraSlot
-from pipeline.diffusion.serving import serving_decode_shapes, warm_for_serving
+from pipeline.diffusion.serving import warm_for_serving
 
 
 @pytest.mark.usefixtures("fresh_dynamo")
@@ -58,17 +58,14 @@ def test_the_worker_loads_every_decoder_graph_the_process_beside_its_start_compi
         headshots_per_request=2,
         warm_aspects="profile,square",
     )
-    caplog.set_level(logging.INFO, logger="jobs.worker.decoder_process")
-    # As prepare_model starts it: before the model loads, its shapes from the checkpoint's configs.
-    process = start_decoder_process(None, settings, settings.compile_profile(device), device)
-    assert process is not None
     pipe = load_base_pipeline("tiny", device=device, cache_dir=model_cache)
-    styles, batches, previews = serving_renders(settings)
-    assert process.shapes == serving_decode_shapes(pipe, styles, batches, previews)  # the loaded model's
     if device == "cuda":  # as prepare_model and optimize_for_inference set a GPU worker's pipeline up
         use_group_norm_operators(pipe, render_graphs=False)
         use_fast_maths(pipe)
         use_channels_last(pipe, "blocks")
+    caplog.set_level(logging.INFO, logger="jobs.worker.decoder_process")
+    process = start_decoder_process(pipe, settings, settings.compile_profile(device), device)
+    assert process is not None
     compiled = process.wait()
     assert compiled is not None and compiled["graphs"] > 0
     assert compiled["cache_misses"] == compiled["graphs"] and compiled["cache_hits"] == 0  # an empty folder
@@ -76,6 +73,7 @@ def test_the_worker_loads_every_decoder_graph_the_process_beside_its_start_compi
 
     # The worker's warm-up, its UNet eager: every decoder graph it needs comes out of the process's kernels.
     counters.clear()
+    styles, batches, previews = serving_renders(settings)
     slot = LoraSlot(pipe, max_rank=4)
     caplog.set_level(logging.INFO, logger="pipeline.diffusion.serving")
     warm_for_serving(pipe, slot, styles=styles, batch_sizes=batches, preview_batch_sizes=previews)
@@ -131,7 +129,6 @@ def test_left_unset_the_decoder_compiles_apart_only_on_a_large_gpu(model_cache: 
     assert not compiles_decoder_apart(None, "cpu") and compiles_decoder_apart(True, "cpu")
     assert not compiles_decoder_apart(False, "cuda")  # an explicit value wins, without asking the GPU
     pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache)
-    for loaded in (None, pipe):  # before the model's load and after
-        assert start_decoder_process(loaded, settings, settings.compile_profile("cpu"), "cpu") is None
-        eager = settings.model_copy(update={"compile_decoder_apart": True, "compile_backend": "eager"})
-        assert start_decoder_process(loaded, eager, eager.compile_profile("cpu"), "cpu") is None  # no cache to carry
+    assert start_decoder_process(pipe, settings, settings.compile_profile("cpu"), "cpu") is None
+    eager = settings.model_copy(update={"compile_decoder_apart": True, "compile_backend": "eager"})
+    assert start_decoder_process(pipe, eager, eager.compile_profile("cpu"), "cpu") is None  # no cache to carry graphs

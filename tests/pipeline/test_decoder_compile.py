@@ -117,18 +117,3 @@ def test_a_worker_waiting_for_the_decoders_process_traces_its_denoisers_graph_fi
     first = "linkedin (4, 5) batch 4"
     assert first in renders[0] and first not in renders[1]
     assert [r for r in renders[0] if r != first] == [r for r in renders[1] if r != first]
-
-
-def test_the_decoders_shapes_come_from_an_sdxl_checkpoints_configs_before_it_loads(tmp_path: Path) -> None:
-    from pipeline.diffusion.loading import RANDOM_SDXL_MODEL, TINY_FLUX2_MODEL, sdxl_configs
-    from pipeline.diffusion.serving import sdxl_serving_decode_shapes
-
-    # SDXL's own configs: a 4:5 look renders 928x1152, latents 116x144, in a request's batches of 4 and 2.
-    configs = sdxl_configs(RANDOM_SDXL_MODEL, cache_dir=tmp_path)
-    assert configs is not None
-    portrait = replace(STYLES["linkedin"], aspect=(4, 5))
-    assert sdxl_serving_decode_shapes(*configs, [portrait], [2, 4, 1]) == [(4, 4, 144, 116), (2, 4, 144, 116)]
-    # klein's come from its loaded pipeline; a folder that is no checkpoint has none (its load says why).
-    assert sdxl_configs(TINY_FLUX2_MODEL, cache_dir=tmp_path) is None
-    (tmp_path / "empty").mkdir()
-    assert sdxl_configs(str(tmp_path / "empty"), cache_dir=tmp_path) is None
