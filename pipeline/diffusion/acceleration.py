@@ -135,13 +135,14 @@ def compile_decoder_regions(vae: Any, *, backend: str = "inductor", single_image
         if type(module).__name__ in REGION_CLASSES and module._compiled_call_impl is None:
             module.compile(dynamic=True, backend=backend)
             if not single_images:
-                module._compiled_call_impl = _batches_only(module._compiled_call_impl, module._call_impl)
+                module._compiled_call_impl = _batches_only(module._call_impl, module._compiled_call_impl)
             compiled += 1
     return compiled
 
 
-def _batches_only(graph: Any, eager: Any) -> Any:
-    """``graph`` for calls whose first tensor is a batch of two or more, ``eager`` for a single image's."""
+def _batches_only(eager: Any, graph: Any) -> Any:
+    """``graph`` (``eager`` compiled) for calls whose first tensor is a batch of two or more, ``eager`` for a single
+    image's; ``_without_gradients``'s twin."""
 
     def call(*args: Any, **kwargs: Any) -> Any:
         first = args[0] if args else next(iter(kwargs.values()))
