@@ -114,6 +114,6 @@ def main(argv: list[str] | None = None) -> int:
             f"GPU util {r.gpu_utilisation}, clocks {r.gpu_clocks}; "
             f"{r.worker_seconds_per_customer} worker-s per customer, jobs "
             f"{r.job_seconds}, {r.share_between_jobs:.1%} of the workers' time between jobs; "
-            f"first headshots after /train start: {r.first_headshot_s} s"
+            f"first headshots after /train start: {r.first_headshot_s} s; inside the jobs, logged: {r.logged_stages}"
         )
     return 0 if healthy else 1

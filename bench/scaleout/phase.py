@@ -9,7 +9,7 @@ from pathlib import Path
 from bench.gpu_sampler import GpuSampler
 from bench.scaleout.burst import drive_burst
 from bench.scaleout.plan import QUEUE_NAME, PhaseResult, ScaleoutPlan
-from bench.scaleout.workers import start_workers, stop_workers, wait_until_ready
+from bench.scaleout.workers import logged_stages, start_workers, stop_workers, wait_until_ready
 from jobs.contract.queue import JobQueue, connect_queue
 from jobs.storage import LocalStorage
 
@@ -46,6 +46,7 @@ async def run_phase(plan: ScaleoutPlan, workers: int, customers: int, redis_url:
     finally:
         stop_workers(processes)
         await pool.aclose()
+    result.logged_stages = logged_stages(phase_dir, workers)  # the logs are whole once the workers stopped
     if result.seconds and not result.jobs_lost:
         result.customers_per_hour = round(customers * 3600 / result.seconds, 2)
         result.worker_seconds_per_customer = round(workers * result.seconds / customers, 1)

@@ -69,3 +69,6 @@ class PhaseResult:
     # Each customer's wait from ``/train start`` (their training enqueued) to their first headshots ready to send, in
     # the order they were enqueued: the first one's, in a one-customer phase, is the warm worker's figure.
     first_headshot_s: list[float] = field(default_factory=list)
+    # Stages the workers' logs time inside the jobs (``workers.logged_stages``): each request's GPU section and each
+    # training's optimizer steps, so runs compare the GPU's work without reading the logs by hand.
+    logged_stages: dict[str, dict[str, float]] = field(default_factory=dict)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import os
+import re
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -14,7 +16,7 @@ from pathlib import Path
 
 from bench.scaleout.plan import EVENTS_STREAM, QUEUE_NAME, ScaleoutPlan
 
-__all__ = ["die_with_parent", "start_workers", "stop_workers", "wait_until_ready", "worker_env"]
+__all__ = ["die_with_parent", "logged_stages", "start_workers", "stop_workers", "wait_until_ready", "worker_env"]
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -91,6 +93,49 @@ async def wait_until_ready(
             return figures
         await asyncio.sleep(0.5)
     raise TimeoutError(f"workers were not ready within {timeout_s:.0f} s; see {data_dir}/worker-*.log")
+
+
+# What the worker logs at the end of each job (jobs/worker/render_job.py, pipeline/diffusion/training/loop.py).
+_REQUEST_GPU = re.compile(r"rendered \d+ headshots in [0-9.]+ s: .*?\bGPU ([0-9.]+) s")
+_TRAINING = re.compile(r"trained (\d+) image-steps in ([0-9.]+) s: .* the other (\d+) steps ([0-9.]+) s")
+
+
+def logged_stages(data_dir: Path, workers: int) -> dict[str, dict[str, float]]:
+    """Seconds the workers' logs give inside their jobs, across ``workers`` logs: "request GPU" (each request's GPU
+    section: the render, its decode included) and "training steps" (each training's optimizer steps after its first,
+    which compiles nothing on a warmed worker but may wait on its encoding) with their image-steps per second. The
+    warm-up's own one-step trainings are left out: they end before "ready to serve"."""
+    gpu: list[float] = []
+    steps: list[float] = []
+    rates: list[float] = []
+    for index in range(workers):
+        text = (data_dir / f"worker-{index}.log").read_text(errors="replace")
+        _, ready, serving = text.partition(" ready to serve in ")
+        if not ready:
+            continue
+        for line in serving.splitlines():
+            if found := _REQUEST_GPU.search(line):
+                gpu.append(float(found[1]))
+            elif (found := _TRAINING.search(line)) and int(found[3]) > 0:
+                image_steps, other_steps, seconds = int(found[1]), int(found[3]), float(found[4])
+                steps.append(seconds)
+                # The first step's images are outside these seconds: it trains image_steps / (other_steps + 1).
+                rates.append(image_steps * other_steps / (other_steps + 1) / seconds)
+    stages = {}
+    if gpu:
+        stages["request GPU"] = _summary(gpu)
+    if steps:
+        stages["training steps"] = {**_summary(steps), "image_steps_per_s": round(statistics.median(rates), 2)}
+    return stages
+
+
+def _summary(seconds: list[float]) -> dict[str, float]:
+    return {
+        "jobs": len(seconds),
+        "median_s": round(statistics.median(seconds), 3),
+        "min_s": min(seconds),
+        "max_s": max(seconds),
+    }
 
 
 def stop_workers(processes: list[subprocess.Popen[bytes]]) -> None:

@@ -46,6 +46,13 @@ async def test_two_workers_share_the_queue_without_running_a_job_twice(
     shortest = result.job_seconds["training"]["min_s"] + result.job_seconds["headshots"]["min_s"]
     assert min(result.first_headshot_s) >= shortest - 0.02  # each figure rounded to 10 ms
     assert max(result.first_headshot_s) <= result.seconds
+    # The GPU's share of each job, as the workers logged it: every request's render and every training's steps.
+    stages = result.logged_stages
+    assert stages["request GPU"]["jobs"] == 3 * 2 and stages["training steps"]["jobs"] == 3
+    assert 0 < stages["request GPU"]["min_s"] <= stages["request GPU"]["median_s"] <= stages["request GPU"]["max_s"]
+    assert stages["request GPU"]["median_s"] < result.job_seconds["headshots"]["median_s"]  # inside its job
+    assert 0 < stages["training steps"]["median_s"] < result.job_seconds["training"]["median_s"]
+    assert stages["training steps"]["image_steps_per_s"] > 0
     # Every customer's headshots are on disk, in their own folder.
     outputs = sorted(tmp_path.glob("phase-2w-3c/storage/users/*/outputs/*/*.png"))
     assert len(outputs) == 3 * 4
