@@ -6,18 +6,24 @@ on several hosts (S3 storage) starts every new host cold. With ``HEADSHOT_SHARE_
 compiled anything new publishes torch's cache artifacts (``torch.compiler.save_cache_artifacts``: the inductor and
 AOTAutograd entries the start used, hits and misses alike, Triton's kernels inside) and its FP8 scales under
 ``compiled/<model>/``, and every worker loads them before it compiles (``load_cache_artifacts`` writes them into its
-own cache folder), so a new host's compiles are cache hits. Artifacts of another torch, GPU or worker set-up would
-only miss, so the key names the first two and a hash of the settings that decide which graphs a start compiles: two
-pools of different set-ups on one bucket keep a set each. Nothing of a user is in them: kernels and per-layer scales
-of the base model.
+own cache folder), so a new host's compiles are cache hits. The project's own Triton kernels (``headshot::geglu``,
+``group_norm``, ``lora_linear``: launched by those operators, not by inductor, so not in the artifacts) travel beside
+them as Triton's cache entries, which a new host would otherwise compile during its start. Artifacts of another
+torch, GPU or worker set-up would only miss, so the key names the first two and a hash of the settings that decide
+which graphs a start compiles: two pools of different set-ups on one bucket keep a set each. Nothing of a user is in
+them: kernels and per-layer scales of the base model.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
+import os
 import re
-from dataclasses import dataclass
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from jobs.settings import Settings
@@ -27,6 +33,7 @@ from jobs.worker.model_setup import ServingModel, float8_scales_name, model_key,
 __all__ = [
     "SharedCompile",
     "load_shared_compile",
+    "own_triton_kernels",
     "prepare_model_sharing",
     "publish_shared_compile",
     "set_up_hash",
@@ -47,6 +54,8 @@ class SharedCompile:
     scales_name: str  # the FP8 scales file's name in the compile cache folder
     kernels_found: bool
     misses_before: int  # the process's compile cache misses before the start compiled
+    triton_key: str = ""  # the project's own Triton kernels, as Triton's cache entries
+    triton_found: set[str] = field(default_factory=set)  # the entries this start found shared
 
 
 # What decides which graphs a worker's start compiles, beside the model, torch and the GPU.
@@ -123,6 +132,12 @@ async def load_shared_compile(storage: BlobStorage, settings: Settings) -> Share
         shared.kernels_found = True
         entries = sum(len(keys) for keys in info.artifacts.values()) if info is not None else 0
         log.info("loaded %d compiled artifacts (%.0f MB) shared as %s", entries, len(blob) / 1e6, shared.kernels_key)
+    folder = _triton_folder()
+    # Python before 3.11.4 cannot extract safely (no "data" filter): such a worker compiles the kernels itself.
+    if folder is not None and hasattr(tarfile, "data_filter") and await storage.exists(shared.triton_key):
+        blob = await storage.get(shared.triton_key)
+        shared.triton_found = await asyncio.to_thread(_unpack_triton_kernels, blob, folder)
+        log.info("loaded %d Triton kernels shared as %s", len(shared.triton_found), shared.triton_key)
     scales = settings.resolved_compile_cache_dir / shared.scales_name
     if not scales.exists() and await storage.exists(shared.scales_key):
         await storage.get_file(shared.scales_key, scales)
@@ -144,8 +159,10 @@ def _shared_compile(settings: Settings) -> SharedCompile | None:
     gpu = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else "cpu"
     scales_name = float8_scales_name(settings)
     place = f"{PREFIX}/{_slug(settings.model)}-{model_key(settings)}"
+    stem = f"{place}/{_slug(torch.__version__)}-{_slug(gpu)}-{set_up_hash(settings, device)}"
     return SharedCompile(
-        kernels_key=f"{place}/{_slug(torch.__version__)}-{_slug(gpu)}-{set_up_hash(settings, device)}.bin",
+        kernels_key=f"{stem}.bin",
+        triton_key=f"{stem}-triton.tar.gz",
         scales_key=f"{place}/{scales_name}",
         scales_name=scales_name,
         kernels_found=False,
@@ -168,8 +185,53 @@ async def publish_shared_compile(storage: BlobStorage, shared: SharedCompile | N
             await storage.put(shared.kernels_key, blob)
             published += len(blob)
             log.info("shared this start's compiled artifacts (%.0f MB) as %s", len(blob) / 1e6, shared.kernels_key)
+    folder = _triton_folder()
+    own = set() if folder is None else await asyncio.to_thread(own_triton_kernels, folder)
+    if folder is not None and own - shared.triton_found:  # kernels of the project's this start compiled, not yet shared
+        blob = await asyncio.to_thread(_pack_triton_kernels, folder, own)
+        await storage.put(shared.triton_key, blob)
+        published += len(blob)
+        log.info("shared this start's %d Triton kernels (%.1f MB) as %s", len(own), len(blob) / 1e6, shared.triton_key)
     scales = settings.resolved_compile_cache_dir / shared.scales_name
     if scales.exists() and not await storage.exists(shared.scales_key):
         await storage.put_file(shared.scales_key, scales)
         published += scales.stat().st_size
     return published
+
+
+def _triton_folder() -> Path | None:
+    """Triton's cache folder: the one named, or the worker's, where ``use_compile_cache`` (called by
+    ``_shared_compile``) points it; None if neither (no kernel of ours to share then)."""
+    named = os.environ.get("TRITON_CACHE_DIR")
+    return Path(named) if named else None
+
+
+def own_triton_kernels(folder: Path) -> set[str]:
+    """The entries (subfolders) of Triton's cache ``folder`` that hold a kernel not of inductor's: each compiled kernel
+    has a ``__grp__<kernel>.json`` naming its files, and inductor names every kernel it writes ``triton_*``; those
+    travel in torch's cache artifacts already."""
+    if not folder.is_dir():
+        return set()
+    return {
+        group.parent.name
+        for group in folder.glob("*/__grp__*.json")
+        if not group.name.removeprefix("__grp__").startswith("triton_")
+    }
+
+
+def _pack_triton_kernels(folder: Path, entries: set[str]) -> bytes:
+    """``entries`` of Triton's cache ``folder`` as one gzipped tar, each under its own name."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as archive:
+        for entry in sorted(entries):
+            archive.add(folder / entry, arcname=entry)
+    return out.getvalue()
+
+
+def _unpack_triton_kernels(blob: bytes, folder: Path) -> set[str]:
+    """Write a ``_pack_triton_kernels`` blob into Triton's cache ``folder``; return its entries. Plain files under the
+    folder only (tarfile's "data" filter refuses links, devices and paths that leave it)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as archive:
+        archive.extractall(folder, filter="data")
+        return {Path(name).parts[0] for name in archive.getnames()}

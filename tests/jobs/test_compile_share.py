@@ -52,10 +52,49 @@ asyncio.run(start())
 """
 
 
-def worker_start(host: Path, shared: Path) -> dict[str, Any]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("HEADSHOT_", "TORCHINDUCTOR_"))}
+# One worker start whose operators compile one of the project's Triton kernels (the feed-forward gate's, forward and
+# backward: what a GPU worker's training warm-up compiles), built for an H200 as a GPU host would build it (Triton's
+# compiler needs no GPU), between loading what is shared and publishing. It reports the cache files it wrote.
+START_KERNELS = """
+import asyncio, json, os, sys
+from pathlib import Path
+from bench.kernel_compile import H200, compile_launches, sdxl_launches
+from jobs.settings import Settings
+from jobs.storage import LocalStorage
+from jobs.worker.compile_share import load_shared_compile, own_triton_kernels, publish_shared_compile
+
+host, shared_dir = Path(sys.argv[1]), Path(sys.argv[2])
+settings = Settings(
+    _env_file=None, model="tiny", data_dir=host / "data", compile_cache_dir=host / "compile", device="cpu",
+    compile_unet=True, compile_backend="inductor", share_compiled=True,
+)
+
+def files(folder):
+    return {path: path.stat().st_mtime_ns for path in folder.rglob("*") if path.is_file()}
+
+async def start():
+    storage = LocalStorage(shared_dir)
+    shared = await load_shared_compile(storage, settings)
+    folder = Path(os.environ["TRITON_CACHE_DIR"])
+    before = files(folder)
+    module, calls = sdxl_launches()["geglu, training"]
+    compile_launches(module, calls, H200)
+    written = [path for path, stamp in files(folder).items() if before.get(path) != stamp]
+    await publish_shared_compile(storage, shared, settings)
+    print(json.dumps({
+        "found": len(shared.triton_found), "own": len(own_triton_kernels(folder)), "written": len(written),
+        "in_compile_folder": folder.is_relative_to(settings.resolved_compile_cache_dir.resolve()),
+    }))
+
+asyncio.run(start())
+"""
+
+
+def worker_start(host: Path, shared: Path, script: str = START) -> dict[str, Any]:
+    kept = ("HEADSHOT_", "TORCHINDUCTOR_", "TRITON_")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(kept)}
     done = subprocess.run(
-        [sys.executable, "-c", START, str(host), str(shared)], env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-c", script, str(host), str(shared)], env=env, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -73,6 +112,21 @@ def test_a_second_hosts_start_hits_what_the_first_compiled_and_gets_its_fp8_scal
     assert second["scales"] == first["scales"]  # calibrated once, on the first host
     [kernels] = list((shared / "compiled").rglob("*.bin"))
     assert "cpu" in kernels.name and kernels.parent.name.startswith("tiny-")
+
+
+@pytest.mark.timeout(900)
+def test_a_second_host_finds_the_project_triton_kernels_the_first_compiled(tmp_path: Path) -> None:
+    pytest.importorskip("triton", reason="the Triton kernels need triton: `make test` installs it")
+    shared = tmp_path / "storage"
+    first = worker_start(tmp_path / "host-1", shared, START_KERNELS)
+    assert first["found"] == 0 and first["own"] == 2 and first["written"] > 0  # compiled into the worker's folder
+    assert first["in_compile_folder"]
+    [blob] = list((shared / "compiled").rglob("*-triton.tar.gz"))
+    published = blob.stat().st_mtime_ns
+    second = worker_start(tmp_path / "host-2", shared, START_KERNELS)
+    # The second host's folder was empty: both kernels came from the first host, and Triton compiled neither again.
+    assert second["found"] == 2 and second["own"] == 2 and second["written"] == 0
+    assert blob.stat().st_mtime_ns == published  # nothing new to share
 
 
 def test_sharing_left_unset_follows_the_storage_and_needs_inductor(tmp_path: Path) -> None:
