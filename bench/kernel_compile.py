@@ -17,6 +17,7 @@ import os
 import re
 import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -194,9 +195,44 @@ def sdxl_launches() -> dict[str, tuple[str, list[tuple[str, tuple[Any, ...]]]]]:
     return launches
 
 
+def shared_timing() -> dict[str, float]:
+    """Every launch of ``sdxl_launches`` compiled into an empty Triton cache, then again into another that holds only
+    what the compile share hands a new host (``jobs.worker.compile_share``): seconds for each, and the blob's size."""
+    import time
+
+    from jobs.worker.compile_share import own_triton_kernels, pack_triton_kernels, unpack_triton_kernels
+
+    def compile_all(folder: str) -> tuple[float, int]:
+        os.environ["TRITON_CACHE_DIR"] = folder
+        started, kernels = time.perf_counter(), 0
+        for module, calls in sdxl_launches().values():
+            kernels += len(compile_launches(module, calls, H200))
+        return time.perf_counter() - started, kernels
+
+    with tempfile.TemporaryDirectory() as first, tempfile.TemporaryDirectory() as second:
+        cold, kernels = compile_all(first)
+        entries = own_triton_kernels(Path(first))
+        blob = pack_triton_kernels(Path(first), entries)
+        unpack_triton_kernels(blob, Path(second))
+        shared, _ = compile_all(second)
+    return {
+        "kernels": kernels,
+        "cache_entries": len(entries),
+        "blob_mb": round(len(blob) / 1e6, 2),
+        "cold_s": round(cold, 2),
+        "from_shared_s": round(shared, 2),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.kernel_compile", description=__doc__.split("\n")[0])
-    parser.parse_args(argv)
+    parser.add_argument(
+        "--shared", action="store_true", help="time the launches compiled cold and from a compile share's blob instead"
+    )
+    args = parser.parse_args(argv)
+    if args.shared:
+        print(json.dumps(shared_timing()), flush=True)
+        return 0
     # ptxas's log goes to this process's stdout: read it back from a file descriptor of our own.
     os.environ.update({"TRITON_DUMP_PTXAS_LOG": "1", "TRITON_ALWAYS_COMPILE": "1"})
     results = {}

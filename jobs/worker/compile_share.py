@@ -34,10 +34,12 @@ __all__ = [
     "SharedCompile",
     "load_shared_compile",
     "own_triton_kernels",
+    "pack_triton_kernels",
     "prepare_model_sharing",
     "publish_shared_compile",
     "set_up_hash",
     "shares_compile",
+    "unpack_triton_kernels",
 ]
 
 log = logging.getLogger(__name__)
@@ -136,7 +138,7 @@ async def load_shared_compile(storage: BlobStorage, settings: Settings) -> Share
     # Python before 3.11.4 cannot extract safely (no "data" filter): such a worker compiles the kernels itself.
     if folder is not None and hasattr(tarfile, "data_filter") and await storage.exists(shared.triton_key):
         blob = await storage.get(shared.triton_key)
-        shared.triton_found = await asyncio.to_thread(_unpack_triton_kernels, blob, folder)
+        shared.triton_found = await asyncio.to_thread(unpack_triton_kernels, blob, folder)
         log.info("loaded %d Triton kernels shared as %s", len(shared.triton_found), shared.triton_key)
     scales = settings.resolved_compile_cache_dir / shared.scales_name
     if not scales.exists() and await storage.exists(shared.scales_key):
@@ -188,7 +190,7 @@ async def publish_shared_compile(storage: BlobStorage, shared: SharedCompile | N
     folder = _triton_folder()
     own = set() if folder is None else await asyncio.to_thread(own_triton_kernels, folder)
     if folder is not None and own - shared.triton_found:  # kernels of the project's this start compiled, not yet shared
-        blob = await asyncio.to_thread(_pack_triton_kernels, folder, own)
+        blob = await asyncio.to_thread(pack_triton_kernels, folder, own)
         await storage.put(shared.triton_key, blob)
         published += len(blob)
         log.info("shared this start's %d Triton kernels (%.1f MB) as %s", len(own), len(blob) / 1e6, shared.triton_key)
@@ -219,7 +221,7 @@ def own_triton_kernels(folder: Path) -> set[str]:
     }
 
 
-def _pack_triton_kernels(folder: Path, entries: set[str]) -> bytes:
+def pack_triton_kernels(folder: Path, entries: set[str]) -> bytes:
     """``entries`` of Triton's cache ``folder`` as one gzipped tar, each under its own name."""
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w:gz") as archive:
@@ -228,8 +230,8 @@ def _pack_triton_kernels(folder: Path, entries: set[str]) -> bytes:
     return out.getvalue()
 
 
-def _unpack_triton_kernels(blob: bytes, folder: Path) -> set[str]:
-    """Write a ``_pack_triton_kernels`` blob into Triton's cache ``folder``; return its entries. Plain files under the
+def unpack_triton_kernels(blob: bytes, folder: Path) -> set[str]:
+    """Write a ``pack_triton_kernels`` blob into Triton's cache ``folder``; return its entries. Plain files under the
     folder only (tarfile's "data" filter refuses links, devices and paths that leave it)."""
     folder.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as archive:
