@@ -119,7 +119,7 @@ def prepare_model(settings: Settings) -> ServingModel:
         if renders_in_float8(settings, compiling, family, device):
             # Before any compile, so every graph is traced with the FP8 layers (training runs their bf16 branch
             # unless HEADSHOT_TRAIN_FLOAT8).
-            use_float8_rendering(pipe, settings)
+            use_float8_rendering(pipe, settings, model.lora_slot)
         if device.startswith("cuda"):
             use_group_norm_operators(pipe, render_graphs=compiling.cuda_graphs)
         loaded = weight_dtypes(pipe)
@@ -174,9 +174,10 @@ def _gpu_memory(device: str) -> str:
     return f" ({reserved:.1f} of the GPU's {total:.1f} GiB reserved, {peak:.1f} GiB at most while starting)"
 
 
-def use_float8_rendering(pipe: Any, settings: Settings) -> int:
+def use_float8_rendering(pipe: Any, settings: Settings, slot: Any = None) -> int:
     """The UNet's transformer linears as static FP8 layers, their input scales kept from an earlier start or
-    calibrated now on every style's render and kept; returns how many layers."""
+    calibrated now on every style's render (through ``slot`` merged, as a request renders) and kept; returns how many
+    layers."""
     from pipeline.diffusion.float8 import use_float8_linears
     from pipeline.diffusion.serving import calibrated_float8
     from pipeline.styles import STYLES
@@ -186,7 +187,7 @@ def use_float8_rendering(pipe: Any, settings: Settings) -> int:
     log.info("%d UNet linear layers render in FP8", layers)
     # Beside the compiled kernels: kept on the same volume, for the same reason (a restart skips the work).
     scales_file = settings.resolved_compile_cache_dir / float8_scales_name(settings)
-    reused = calibrated_float8(pipe, STYLES.values(), scales_file)
+    reused = calibrated_float8(pipe, STYLES.values(), scales_file, slot)
     log.info(
         "FP8 input scales %s in %.1f s",
         f"reused from {scales_file}" if reused else f"calibrated (kept in {scales_file})",

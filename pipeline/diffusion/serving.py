@@ -7,7 +7,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -207,10 +207,14 @@ def calibrate_float8_on_looks(
     return layers
 
 
-def calibrated_float8(pipe: Any, styles: Iterable[Style], scales_file: Path) -> bool:
+def calibrated_float8(pipe: Any, styles: Iterable[Style], scales_file: Path, slot: LoraSlot | None = None) -> bool:
     """Give ``pipe``'s static FP8 layers their input scales: those kept in ``scales_file`` when they were calibrated
     for these weights by the same renders, else calibrated now (``calibrate_float8_on_looks``) and kept there for
-    the next start. Return whether the kept ones served."""
+    the next start. Return whether the kept ones served.
+
+    ``slot`` (the worker's, holding zeros) is merged while the renders calibrate, as for a request: its layers then
+    run their base alone, not the zero LoRA's products and adds besides (a few thousand launches a UNet call in an
+    eager render that waits on the host's launches); the scales are the same to the bit, the LoRA adding exact zeros."""
     from pipeline.diffusion.float8_scales import CALIBRATION_HEADROOM, load_input_scales, save_input_scales
 
     styles = list(styles)
@@ -219,7 +223,8 @@ def calibrated_float8(pipe: Any, styles: Iterable[Style], scales_file: Path) -> 
     recipe = hashlib.sha256(what.encode()).hexdigest()
     if load_input_scales(pipe.unet, scales_file, recipe=recipe):
         return True
-    calibrate_float8_on_looks(pipe, styles)
+    with slot.merged_base() if slot is not None else nullcontext():
+        calibrate_float8_on_looks(pipe, styles)
     try:
         save_input_scales(pipe.unet, scales_file, recipe=recipe)
     except OSError as error:  # a read-only or full volume costs the next start a calibration, not this one

@@ -11,10 +11,10 @@ from torch import nn
 
 from bench.benchmark_unet import unet_call_inputs
 from pipeline.diffusion.float8 import FLOAT8_MAX, SCALINGS, Float8Linear, refresh_float8, use_float8_linears
-from pipeline.diffusion.float8_scales import CALIBRATION_HEADROOM, calibrate_float8
+from pipeline.diffusion.float8_scales import CALIBRATION_HEADROOM, calibrate_float8, static_layers
 from pipeline.diffusion.loading import load_base_pipeline
-from pipeline.diffusion.lora_slot import LoraSlot
-from pipeline.diffusion.serving import calibrate_float8_on_looks
+from pipeline.diffusion.lora_slot import SLOT_ADAPTER, LoraSlot
+from pipeline.diffusion.serving import calibrate_float8_on_looks, calibrated_float8
 from pipeline.styles import STYLES
 from tests.pipeline.test_generation import difference
 from tests.pipeline.test_lora_slot import render
@@ -119,6 +119,42 @@ def test_a_calibrated_static_render_stays_within_fp8_rounding_of_the_plain_rende
     # this random-weight model's steps that measured 0.73 for static scales and 0.65 for dynamic ones: the bound
     # leaves twice that, and is under 1% of the pixel range. Not a judgement of quality on real weights.
     assert 0 < difference(fast, plain) < 1.5
+
+
+def test_calibrating_through_the_merged_slot_runs_no_lora_product_and_keeps_the_scales_to_the_bit(
+    model_cache_dir: Path, tmp_path: Path
+) -> None:
+    scales, lora_calls = {}, {}
+    for merged in (True, False):
+        pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
+        slot = LoraSlot(pipe, max_rank=16)  # as a worker's start: the slot first, then the FP8 layers
+        use_float8_linears(pipe.unet, scaling="static")
+        # Weights, FP8 copies and their scales; not the calibration's own state (input maxima and scales, and the
+        # gradient scales FP8 training would calibrate, NaN until then).
+        weights = {
+            name: tensor.clone()
+            for name, tensor in pipe.unet.state_dict().items()
+            if not name.rsplit(".", 1)[-1].startswith(("input_", "gradient_"))
+        }
+        ran: list[str] = []
+        hooks = [
+            module.register_forward_hook(lambda module, args, out, name=name, ran=ran: ran.append(name))
+            for name, module in pipe.unet.named_modules()
+            if name.endswith(f"lora_A.{SLOT_ADAPTER}")
+        ]
+        assert hooks, "the slot's zero LoRA is on the attention projections"
+        assert not calibrated_float8(pipe, [STYLES["linkedin"]], tmp_path / f"{merged}.json", slot if merged else None)
+        for hook in hooks:
+            hook.remove()
+        lora_calls[merged] = len(ran)
+        scales[merged] = {name: layer.input_scale.clone() for name, layer in static_layers(pipe.unet).items()}
+        # The slot is left as it was found: holding zeros, unmerged, every weight and FP8 copy as before.
+        assert not slot.merged and slot.active is None
+        after = pipe.unet.state_dict()
+        assert all(torch.equal(after[name], tensor) for name, tensor in weights.items())
+    assert lora_calls[True] == 0 < lora_calls[False]
+    assert scales[True].keys() == scales[False].keys()
+    assert all(torch.equal(scales[True][name], scales[False][name]) for name in scales[True])
 
 
 def test_refresh_follows_an_in_place_weight_change() -> None:
