@@ -102,9 +102,9 @@ _TRAINING = re.compile(r"trained (\d+) image-steps in ([0-9.]+) s: .* the other 
 
 def logged_stages(data_dir: Path, workers: int) -> dict[str, dict[str, float]]:
     """Seconds the workers' logs give inside their jobs, across ``workers`` logs: "request GPU" (each request's GPU
-    section: the render, its decode included) and "training steps" (each training's optimizer steps after its first,
-    which compiles nothing on a warmed worker but may wait on its encoding) with their image-steps per second. The
-    warm-up's own one-step trainings are left out: they end before "ready to serve"."""
+    section: the render, its decode included) and "training steps" (each training's steps after its first, which
+    the loop times apart) with their image-steps per second. The warm-up's own one-step trainings are left out: they
+    end before "ready to serve"."""
     gpu: list[float] = []
     steps: list[float] = []
     rates: list[float] = []
