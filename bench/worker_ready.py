@@ -15,6 +15,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -25,10 +26,44 @@ from typing import Any
 from bench.benchmark_request import describe_settings, worker_settings
 from bench.measure import add_cudnn_autotune_switch, measured, use_cudnn_autotune
 
-__all__ = ["HOST_KEPT_FOLDERS", "main", "one_start"]
+__all__ = ["HOST_KEPT_FOLDERS", "PHASES", "main", "one_start", "start_phases"]
 
 # Environment variables naming folders where compiled kernels outlive a process: a new host has none of them.
 HOST_KEPT_FOLDERS = ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")
+
+# A start's phases, as ``jobs.worker.model_setup`` and ``pipeline.diffusion.serving`` log them: name -> the seconds'
+# pattern. The phases overlap where a process works beside the start (the decoder's), so they need not add up.
+PHASES = {
+    "model": re.compile(r"\bloaded in ([0-9.]+) s"),
+    "fp8 scales": re.compile(r"^FP8 input scales .* in ([0-9.]+) s"),
+    "training": re.compile(r"^training step compiled in ([0-9.]+) s"),
+    "first look's denoiser": re.compile(r"^warmed denoiser before the VAE decoder, .* in ([0-9.]+) s"),
+    "decoder process": re.compile(r"^VAE decoder compiled beside the start: .* ready ([0-9.]+) s after it began"),
+    "decoder wait and load": re.compile(r"^warmed VAE decoder in ([0-9.]+) s"),
+    "rendering": re.compile(r"^denoiser and VAE decoder compiled for every style and batch size in ([0-9.]+) s"),
+    "ready": re.compile(r"^ready to serve in ([0-9.]+) s"),
+}
+
+
+def start_phases(messages: list[str]) -> dict[str, float]:
+    """The seconds of each of ``PHASES`` that ``messages`` (a start's log, in order) name, the first of each."""
+    phases: dict[str, float] = {}
+    for message in messages:
+        for name, pattern in PHASES.items():
+            if name not in phases and (found := pattern.search(message)):
+                phases[name] = float(found[1])
+    return phases
+
+
+class _Messages(logging.Handler):
+    """Keeps every record's message: the start's phases are read from them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 def one_start(model: str) -> dict[str, Any]:
@@ -42,14 +77,20 @@ def one_start(model: str) -> dict[str, Any]:
     settings = worker_settings("random-sdxl" if model == "sdxl" else "tiny", Path(tempfile.mkdtemp()))
     cache = settings.resolved_compile_cache_dir
     cached_files = sum(1 for path in cache.rglob("*") if path.is_file()) if cache.is_dir() else 0
-    with measured(device) as ready:
-        asyncio.run(_start(settings))
+    log = _Messages()
+    logging.getLogger().addHandler(log)
+    try:
+        with measured(device) as ready:
+            asyncio.run(_start(settings))
+    finally:
+        logging.getLogger().removeHandler(log)
     return {
         "worker": describe_settings(settings, device),
         "compile_cache_dir": str(cache),
         "kernels_dir": os.environ.get("TORCHINDUCTOR_CACHE_DIR"),  # where inductor kept them (use_compile_cache)
         "cached_files_at_start": cached_files,
         "worker_ready_s": round(ready.seconds, 1),
+        "phases_s": start_phases(log.messages),
     }
 
 

@@ -155,6 +155,37 @@ def test_worker_ready_starts_a_worker_twice_on_one_compile_cache_or_on_two_hosts
     else:
         assert kernels == [str(named), str(named)]
     assert all(start["worker"]["compile_profile"]["unet"] is False for start in starts)  # a CPU worker, eager
+    # Each start's phases from its own log: an eager CPU worker loads its model and is ready, nothing between.
+    assert all(set(start["phases_s"]) == {"model", "ready"} for start in starts)
+    assert all(0 < start["phases_s"]["model"] <= start["phases_s"]["ready"] for start in starts)
+
+
+def test_a_starts_phases_are_read_from_its_log_as_the_worker_writes_it() -> None:
+    from bench.worker_ready import start_phases
+
+    # Lines of the H100 cold start of 2026-12-05 (host C, benchmarks/2026-12-05-h100-fifteenth-*-host-c-*).
+    log = [
+        "model random-sdxl (sdxl) loaded in 11.9 s",
+        "FP8 input scales calibrated (kept in /tmp/hc/float8-scales-90cd9ec8c79bd5e6.json) in 13.5 s",
+        "training step compiled in 52 s, 5 batch shapes captured as CUDA graphs",
+        "warmed denoiser before the VAE decoder, custom (4, 5) in 10.0 s",
+        "VAE decoder compiled beside the start: 8 graphs (0 from the cache), ready 76.6 s after it began, 8.63 GiB of "
+        "the GPU reserved at most",
+        "warmed VAE decoder in 4.4 s",
+        "warmed custom variations at 928x1152, batch 4 in 1.3 s",
+        "denoiser and VAE decoder compiled for every style and batch size in 24 s",
+        "ready to serve in 103.3 s (66.8 of the GPU's 79.2 GiB reserved, 68.8 GiB at most while starting)",
+    ]
+    assert start_phases(log) == {
+        "model": 11.9,
+        "fp8 scales": 13.5,
+        "training": 52.0,
+        "first look's denoiser": 10.0,
+        "decoder process": 76.6,
+        "decoder wait and load": 4.4,
+        "rendering": 24.0,
+        "ready": 103.3,
+    }
 
 
 def test_attention_benchmark_records_every_attention_call_of_a_unet_call_as_diffusers_makes_it(pipe: Any) -> None:
