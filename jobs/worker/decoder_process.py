@@ -4,10 +4,16 @@
 it once the model is loaded (``HEADSHOT_COMPILE_DECODER_APART``, inductor only) and waits for it just before its
 renders first decode. Whatever goes wrong there (a crash, a full GPU, a hang past ``WAIT_S``) costs only time: the
 worker logs it and compiles the decoder itself, as it did before.
+
+Once a process has put the graphs in the kernel folder, it leaves a note there (``kept_note``); a later start on that
+folder (a restart) starts no process: it would only load the graphs from the cache to exit, while the worker waited
+for it and then loaded them again (4.3 and 7.0 s of two H100 restarts' waits, BENCHMARKS.md 2026-12-05 fifteenth
+session). The worker then loads them itself, as it did before the process.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import subprocess
@@ -18,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MIN_GPU_GIB", "WAIT_S", "DecoderProcess", "compiles_decoder_apart"]
+__all__ = ["MIN_GPU_GIB", "WAIT_S", "DecoderProcess", "compiles_decoder_apart", "kept_note"]
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +43,9 @@ WAIT_S = 900.0
 class DecoderProcess:
     """The running ``python -m pipeline.diffusion.decoder_compile``; ``wait`` for its result once."""
 
-    def __init__(self, process: subprocess.Popen[str], errors: Any, started: float) -> None:
+    def __init__(self, process: subprocess.Popen[str], errors: Any, started: float, note: Path | None = None) -> None:
         self._process, self._errors, self._started = process, errors, started
+        self._note = note  # written once the process has put the graphs in the kernel folder
         self.result: dict[str, Any] | None = None
 
     @classmethod
@@ -64,7 +71,8 @@ class DecoderProcess:
         errors = tempfile.TemporaryFile("w+")  # noqa: SIM115  # outlives this call: wait() closes it
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True)
         log.info("compiling the VAE decoder in process %d beside the start (%d shapes)", process.pid, len(shapes))
-        return cls(process, errors, time.monotonic())
+        note = kept_note(compile_cache_dir, model=model, device=device, dtype=dtype, backend=backend, shapes=shapes)
+        return cls(process, errors, time.monotonic(), note)
 
     def wait(self, timeout_s: float = WAIT_S) -> dict[str, Any] | None:
         """Its result (seconds, graphs, cache hits and misses), or None when it failed or hung (then stopped): the
@@ -95,6 +103,11 @@ class DecoderProcess:
             time.monotonic() - self._started,
             "" if peak is None else f", {peak} GiB of the GPU reserved at most",
         )
+        if self._note is not None:
+            try:
+                self._note.write_text(json.dumps(result) + "\n")
+            except OSError as error:  # a read-only or full folder costs the next start a process, not this one
+                log.warning("could not note the decoder's kept graphs in %s (%s)", self._note, error)
         return self._close(result)
 
     @property
@@ -128,6 +141,20 @@ def _last_json_line(out: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     return result if isinstance(result, dict) and {"graphs", "cache_hits"} <= result.keys() else None
+
+
+def kept_note(
+    compile_cache_dir: Path, *, model: str, device: str, dtype: str, backend: str, shapes: Sequence[Any]
+) -> Path:
+    """The note a decoder process leaves in ``compile_cache_dir`` once its graphs are there: named by everything that
+    decides those graphs and which cache entries fit them (the model, its dtype, the backend, the shapes in their
+    order, torch's version and the GPU), so a start that would make other graphs finds no note and starts a process."""
+    import torch
+
+    gpu = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else "cpu"
+    what = [model, dtype, backend, [list(shape) for shape in shapes], torch.__version__, gpu]
+    digest = hashlib.sha256(json.dumps(what).encode()).hexdigest()[:16]
+    return compile_cache_dir / f"decoder-graphs-{digest}.json"
 
 
 def compiles_decoder_apart(setting: bool | None, device: str) -> bool:

@@ -19,7 +19,7 @@ from typing import Any
 from PIL import Image
 
 from jobs.settings import CompileProfile, Settings
-from jobs.worker.decoder_process import DecoderProcess, compiles_decoder_apart
+from jobs.worker.decoder_process import DecoderProcess, compiles_decoder_apart, kept_note
 from jobs.worker.ranking import render_batch_sizes
 from jobs.worker.training_setup import compile_training, training_pipeline, training_plan
 
@@ -323,12 +323,20 @@ def start_decoder_process(
     shapes = serving_decode_shapes(pipe, styles, batches, previews)
     if not shapes:  # batches of one only: every decode is eager
         return None
+    kernels = use_compile_cache(settings.resolved_compile_cache_dir)
+    dtype = str(pipe.vae.dtype).removeprefix("torch.")
+    note = kept_note(
+        kernels, model=settings.model, device=device, dtype=dtype, backend=settings.compile_backend, shapes=shapes
+    )
+    if note.exists():
+        log.info("the VAE decoder's graphs are kept in %s from an earlier start: this start loads them itself", kernels)
+        return None
     return DecoderProcess.start(
         model=settings.model,
         model_cache_dir=settings.resolved_model_cache_dir,
-        compile_cache_dir=use_compile_cache(settings.resolved_compile_cache_dir),
+        compile_cache_dir=kernels,
         device=device,
-        dtype=str(pipe.vae.dtype).removeprefix("torch."),
+        dtype=dtype,
         backend=settings.compile_backend,
         shapes=shapes,
     )

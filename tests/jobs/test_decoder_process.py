@@ -8,12 +8,13 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 from jobs.settings import Settings
-from jobs.worker.decoder_process import DecoderProcess, compiles_decoder_apart
+from jobs.worker.decoder_process import DecoderProcess, compiles_decoder_apart, kept_note
 from jobs.worker.model_setup import serving_renders, start_decoder_process, use_group_norm_operators
 from pipeline.diffusion.acceleration import use_channels_last, use_fast_maths
 from pipeline.diffusion.loading import load_base_pipeline
@@ -82,6 +83,12 @@ def test_the_worker_loads_every_decoder_graph_the_process_beside_its_start_compi
     # What the worker's log says of it, where a GPU start's reader looks.
     assert f"VAE decoder: {compiled['graphs']} graphs from inductor's cache, 0 compiled" in caplog.text
 
+    # A restart on the same folder starts no process: the graphs are there, and the worker loads them itself.
+    caplog.clear()
+    caplog.set_level(logging.INFO, logger="jobs.worker.model_setup")
+    assert start_decoder_process(pipe, settings, settings.compile_profile(device), device) is None
+    assert "the VAE decoder's graphs are kept in" in caplog.text
+
 
 def test_a_decoder_process_that_fails_leaves_the_compile_to_the_worker_and_says_why(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
@@ -132,3 +139,20 @@ def test_left_unset_the_decoder_compiles_apart_only_on_a_large_gpu(model_cache: 
     assert start_decoder_process(pipe, settings, settings.compile_profile("cpu"), "cpu") is None
     eager = settings.model_copy(update={"compile_decoder_apart": True, "compile_backend": "eager"})
     assert start_decoder_process(pipe, eager, eager.compile_profile("cpu"), "cpu") is None  # no cache to carry graphs
+
+
+def test_the_kept_graphs_note_names_everything_that_decides_the_graphs(tmp_path: Path) -> None:
+    made: dict[str, Any] = {"model": "tiny", "device": "cpu", "dtype": "float32", "backend": "inductor"}
+    made["shapes"] = [(2, 4, 8, 8)]
+    note = kept_note(tmp_path, **made)
+    assert note.parent == tmp_path and note == kept_note(tmp_path, **made)
+    # Another model, dtype, backend, shape or order of shapes makes other graphs: a start finds no note for them.
+    others: list[dict[str, Any]] = [
+        {"model": "random-sdxl"},
+        {"dtype": "bfloat16"},
+        {"backend": "eager"},
+        {"shapes": [(4, 4, 8, 8)]},
+        {"shapes": [(2, 4, 8, 8), (2, 4, 8, 10)]},
+    ]
+    notes = {kept_note(tmp_path, **(made | other)) for other in others}
+    assert note not in notes and len(notes) == len(others)
