@@ -1,8 +1,8 @@
 """``python -m bench.calibration_cost``: what FP8 rendering's calibration costs a worker's start, the rendering slot's
 zero LoRA run at every layer it covers against the slot merged (``serving.calibrated_float8``'s ``slot``).
 
-A cold start calibrates with eager renders (8 looks, 10 steps each), which wait on the host's launches (0.23-0.33 s
-a UNet call on an H100, BENCHMARKS.md). The slot holds zeros then, and unmerged its LoRA adds two products, a scale
+A cold start calibrates with eager renders (8 looks, 10 steps each), which wait on the host's launches on a GPU
+(BENCHMARKS.md). The slot holds zeros then, and unmerged its LoRA adds two products, a scale
 and an add to each layer it covers. For each way: the operators one calibrating UNet call dispatches (at a small
 latent size: the count does not depend on it) and the whole calibration's seconds, ways alternating, on one model set
 up as a worker's start sets it up (the slot first, then the FP8 layers). Prints one JSON line.

@@ -7,8 +7,8 @@ worker logs it and compiles the decoder itself, as it did before.
 
 Once a process has put the graphs in the kernel folder, it leaves a note there (``kept_note``); a later start on that
 folder (a restart) starts no process: it would only load the graphs from the cache to exit, while the worker waited
-for it and then loaded them again (4.3 and 7.0 s of two H100 restarts' waits, BENCHMARKS.md 2026-12-05 fifteenth
-session). The worker then loads them itself, as it did before the process.
+for it and then loaded them again (BENCHMARKS.md 2026-12-05 fifteenth session). The worker then loads them itself, as
+it did before the process.
 """
 
 from __future__ import annotations

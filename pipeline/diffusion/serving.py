@@ -213,8 +213,8 @@ def calibrated_float8(pipe: Any, styles: Iterable[Style], scales_file: Path, slo
     the next start. Return whether the kept ones served.
 
     ``slot`` (the worker's, holding zeros) is merged while the renders calibrate, as for a request: its layers then
-    run their base alone, not the zero LoRA's products and adds besides (a few thousand launches a UNet call in an
-    eager render that waits on the host's launches); the scales are the same to the bit, the LoRA adding exact zeros."""
+    run their base alone, without the zero LoRA's products and adds, each a launch the eager renders wait on
+    (``bench.calibration_cost``); the scales are the same to the bit, the LoRA adding exact zeros."""
     from pipeline.diffusion.float8_scales import CALIBRATION_HEADROOM, load_input_scales, save_input_scales
 
     styles = list(styles)

@@ -28,10 +28,10 @@ class MemoryPlan:
 # checkpointing at batch 1 is the only hope (not measured either). CUDA graphs keep a captured step's activations
 # reserved: at batch 16 on an H200 the five buckets' graphs took 94.7 GiB reserved (99.9 with FP8 training) and
 # rendering fit beside them (115.7 GiB peak through a customer's 40 headshots, 119.8 with FP8; BENCHMARKS.md,
-# 2026-12-04 third session). At batch 8 on an H100 80GB they took 47.5 GiB and the worker peaked lower than without
-# them (68.0 against 69.9 GiB), its training job 3.8% shorter; without them another H100 host (a slower CPU) trained
-# at half that rate with its GPU busy 61% of the run: a step waited on Python's launches, which graphs take out
-# (BENCHMARKS.md, 2026-12-05 fifteenth session). Cards under 72 GiB are not measured with them, so they stay off there.
+# 2026-12-04 third session). At an 80 GB card's batch 8 they fit beside rendering without raising the worker's peak,
+# and they take Python's launches out of the step, which a slow host's CPU otherwise sets the pace of (an H100 host
+# trained at half the rate without them: BENCHMARKS.md, 2026-12-05 fifteenth session). Cards under 72 GiB are not
+# measured with them, so they stay off there.
 def memory_plan(gpu_memory_gib: float | None, family: Family = Family.SDXL) -> MemoryPlan:
     """The fastest recipe that fits ``gpu_memory_gib`` of GPU memory for ``family``; ``None`` (a CPU) keeps the
     defaults."""
