@@ -152,13 +152,13 @@ def _shared_compile(settings: Settings) -> SharedCompile | None:
     import torch
 
     from pipeline.diffusion.acceleration import use_compile_cache
-    from pipeline.diffusion.loading import pick_device
+    from pipeline.diffusion.loading import device_name, pick_device
 
     device = settings.device or pick_device()
     if not shares_compile(settings, device):
         return None
     use_compile_cache(settings.resolved_compile_cache_dir)  # where load_cache_artifacts writes them
-    gpu = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else "cpu"
+    gpu = device_name(device)
     scales_name = float8_scales_name(settings)
     place = f"{PREFIX}/{_slug(settings.model)}-{model_key(settings)}"
     stem = f"{place}/{_slug(torch.__version__)}-{_slug(gpu)}-{set_up_hash(settings, device)}"

@@ -59,9 +59,10 @@ class DecoderProcess:
         dtype: str,
         backend: str,
         shapes: Sequence[tuple[int, int, int, int]],
+        note: Path | None = None,
     ) -> DecoderProcess:
         """Start compiling ``model``'s decoder (its VAE in ``dtype`` on ``device``) on ``shapes`` into
-        ``compile_cache_dir``, the worker's kernel folder."""
+        ``compile_cache_dir``, the worker's kernel folder; ``note`` (``kept_note``'s) is written there once it has."""
         command = [
             sys.executable, "-m", "pipeline.diffusion.decoder_compile",
             "--model", model, "--model-cache-dir", str(model_cache_dir), "--compile-cache-dir", str(compile_cache_dir),
@@ -71,7 +72,6 @@ class DecoderProcess:
         errors = tempfile.TemporaryFile("w+")  # noqa: SIM115  # outlives this call: wait() closes it
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True)
         log.info("compiling the VAE decoder in process %d beside the start (%d shapes)", process.pid, len(shapes))
-        note = kept_note(compile_cache_dir, model=model, device=device, dtype=dtype, backend=backend, shapes=shapes)
         return cls(process, errors, time.monotonic(), note)
 
     def wait(self, timeout_s: float = WAIT_S) -> dict[str, Any] | None:
@@ -151,8 +151,9 @@ def kept_note(
     order, torch's version and the GPU), so a start that would make other graphs finds no note and starts a process."""
     import torch
 
-    gpu = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else "cpu"
-    what = [model, dtype, backend, [list(shape) for shape in shapes], torch.__version__, gpu]
+    from pipeline.diffusion.loading import device_name
+
+    what = [model, dtype, backend, [list(shape) for shape in shapes], torch.__version__, device_name(device)]
     digest = hashlib.sha256(json.dumps(what).encode()).hexdigest()[:16]
     return compile_cache_dir / f"decoder-graphs-{digest}.json"
 

@@ -339,6 +339,7 @@ def start_decoder_process(
         dtype=dtype,
         backend=settings.compile_backend,
         shapes=shapes,
+        note=note,
     )
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "TINY_MODEL",
     "load_base_pipeline",
     "load_vae",
+    "device_name",
     "gpu_memory_gib",
     "pick_device",
     "weight_dtypes",
@@ -45,6 +46,14 @@ def pick_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def device_name(device: str) -> str:
+    """The GPU's name for a CUDA ``device`` ("NVIDIA H100 80GB HBM3"), else "cpu": compiled kernels fit only the GPU
+    they were built on, so what names them says which."""
+    import torch
+
+    return torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else "cpu"
 
 
 def gpu_memory_gib(device: Any) -> float | None:
