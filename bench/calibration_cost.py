@@ -22,7 +22,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from pipeline.diffusion.float8 import use_float8_linears
-from pipeline.diffusion.float8_scales import static_layers
+from pipeline.diffusion.float8_scales import calibrate_float8
 from pipeline.diffusion.loading import load_base_pipeline
 from pipeline.diffusion.lora_slot import LoraSlot
 from pipeline.diffusion.serving import calibrated_float8
@@ -55,15 +55,14 @@ def calibration_ops(pipe: Any, slot: LoraSlot | None) -> int:
     text = torch.randn(2, 77, config.cross_attention_dim, device=device, dtype=dtype)
     pooled = torch.randn(2, config.projection_class_embeddings_input_dim - 6 * config.addition_time_embed_dim)
     added = {"text_embeds": pooled.to(device, dtype), "time_ids": torch.randn(2, 6, device=device, dtype=dtype)}
-    layers = static_layers(unet).values()
-    for layer in layers:
-        layer.calibrating = True
-    try:
-        with torch.no_grad(), slot.merged_base() if slot is not None else nullcontext(), _Count() as count:
+    count = _Count()
+
+    def one_call() -> None:
+        with count:
             unet(latents, torch.tensor([500], device=device), text, added_cond_kwargs=added)
-    finally:
-        for layer in layers:
-            layer.calibrating = False
+
+    with slot.merged_base() if slot is not None else nullcontext():
+        calibrate_float8(unet, one_call)  # its scales are set again by each timed calibration
     return count.ops
 
 
