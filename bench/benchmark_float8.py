@@ -9,7 +9,7 @@ static FP8; the blocks and the glue between them (``HEADSHOT_COMPILE_SCOPE=regio
 transformer's entry and exit, dynamic) in channels-last, in bf16 and static FP8; a name ending ``-graphs`` replays
 its calls from CUDA graphs, as ``HEADSHOT_RENDER_CUDA_GRAPHS`` does (a GPU only); ``static-blocks-gn`` (and its
 ``-graphs``) renders through ``headshot::group_norm`` (``pipeline.diffusion.group_norm``), as a worker with
-``HEADSHOT_RENDER_CUDA_GRAPHS`` renders, every other variant through torch's group norm, as a default worker renders;
+``HEADSHOT_RENDER_CUDA_GRAPHS`` renders, every other variant through torch's group norm, as a worker without them;
 ``static-blocks-cl-gn`` (and its ``-graphs``) lays the blocks' UNet out channels-last with the norms through the
 operator's NHWC kernels: cuDNN's convolutions without the layout conversions NCHW costs them (7% of a replayed
 call, 2026-12-05), for norms twice the NCHW kernels' time; ``static-blocks-dynamic`` compiles

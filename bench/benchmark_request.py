@@ -7,8 +7,8 @@ they resolve to), so the benchmark runs exactly what a worker runs: its LoRA slo
 GPU turn it on (the JSON's ``fp8_layers``), its compile scope, its warm-up. A request is what
 ``jobs.worker.render_job`` does on the GPU's critical path: swap the user's LoRA into the slot and merge it, render
 4 images at batch 4 with CFG, decode, clear the slot, then encode the PNGs (``jobs.worker.png``). Where the worker
-replays its UNet calls from CUDA graphs (``HEADSHOT_RENDER_CUDA_GRAPHS=true``), the same worker is also timed with
-the graphs bypassed, as a third side.
+replays its UNet calls from CUDA graphs (``HEADSHOT_RENDER_CUDA_GRAPHS``; unset, on a GPU of 72 GiB or more), the
+same worker is also timed with the graphs bypassed, as a third side.
 
 The baseline is the two lines a diffusers user writes: a plain pipeline of the same architecture, its UNet in
 channels-last and ``torch.compile(unet, fullgraph=True)``, the same size, steps, CFG scale and batch, returning PIL
@@ -56,7 +56,10 @@ def worker_settings(model: str, data_dir: Path) -> Any:
 
 def describe_settings(settings: Any, device: str) -> dict[str, Any]:
     """The settings that decide how a worker renders, and the compile profile they resolve to on ``device``."""
+    from jobs.worker.model_setup import renders_from_graphs
     from pipeline.diffusion import acceleration
+    from pipeline.diffusion.families import Family
+    from pipeline.diffusion.loading import gpu_memory_gib
 
     profile = settings.compile_profile(device)
     keys = (
@@ -71,6 +74,7 @@ def describe_settings(settings: Any, device: str) -> dict[str, Any]:
         "train_float8",
         "train_cuda_graphs",
         "render_cuda_graphs",
+        "compile_render_glue",
         "compile_cache_dir",
         "compile_decoder_apart",
         "warm_aspects",
@@ -84,7 +88,9 @@ def describe_settings(settings: Any, device: str) -> dict[str, Any]:
             "unet": profile.unet,
             "training": profile.training,
             "scope": profile.scope,
-            "cuda_graphs": profile.cuda_graphs,
+            # As the worker resolves it on this GPU (the benchmarks' models are SDXL's architecture).
+            "cuda_graphs": renders_from_graphs(profile, Family.SDXL, gpu_memory_gib(device)),
+            "render_glue": profile.render_glue,
         },
         "headshot_env": sorted(name for name in os.environ if name.startswith("HEADSHOT_")),
         "cudnn_autotune": acceleration.CUDNN_AUTOTUNE,

@@ -25,7 +25,10 @@ class CompileProfile:
     unet: bool  # the UNet and VAE decoder, warmed for every style and batch size
     training: bool  # a persistent training LoRA's forward, warmed for every aspect bucket
     scope: CompileScope
-    cuda_graphs: bool = False  # the UNet's rendering calls replayed from CUDA graphs captured at warm-up
+    # The UNet's rendering calls replayed from CUDA graphs captured at warm-up; None: as the worker's GPU decides
+    # (``jobs.worker.model_setup.renders_from_graphs``), resolved at its start.
+    cuda_graphs: bool | None = False
+    render_glue: bool = False  # with the graphs and "blocks": the glue between the blocks compiled for rendering
 
 
 class Settings(BaseSettings):
@@ -167,12 +170,20 @@ class Settings(BaseSettings):
         "the batch is not set above it, where a whole worker was measured with it (BENCHMARKS.md); off elsewhere: "
         "its graphs keep a step's activation memory reserved for training.",
     )
-    render_cuda_graphs: bool = Field(
-        default=False,
+    render_cuda_graphs: bool | None = Field(
+        default=None,
         description="Replay the UNet's rendering calls from CUDA graphs captured at start, one per request shape "
-        "(pipeline/diffusion/cuda_graphs.py), the group norms rendering through headshot::group_norm. Needs "
-        "compile_unet on a CUDA worker; SDXL only. Off: at a 4-image request it measured within noise of the compiled "
-        "UNet alone (BENCHMARKS.md).",
+        "(pipeline/diffusion/cuda_graphs.py), the UNet's group norms rendering through headshot::group_norm. Needs "
+        "compile_unet on a CUDA worker; SDXL only. Unset: on for a compiled SDXL UNet on a GPU of 72 GiB or more "
+        "(an FP8 render call 4.7% faster on an H100 80GB, its pool ~4 GiB; BENCHMARKS.md), off elsewhere (not "
+        "measured).",
+    )
+    compile_render_glue: bool = Field(
+        default=False,
+        description="With rendering replayed from CUDA graphs and the scope 'blocks': compile the glue between the "
+        "UNet's blocks (ResNets, samplers, each transformer's entry and exit) for rendering too, training keeping it "
+        "eager. A request's GPU time 6.2% under the unreplayed worker's on an H100 (BENCHMARKS.md), but ~40 s more "
+        "of a cold start's compile, so off by default.",
     )
 
     # Session rules.
@@ -395,7 +406,18 @@ class Settings(BaseSettings):
                 f"HEADSHOT_RENDER_CUDA_GRAPHS=true needs HEADSHOT_COMPILE_UNET=true on a CUDA worker{unset}: the "
                 "graphs are captured by the compiled worker's warm-up renders. Unset it, or turn compiling on."
             )
-        return CompileProfile(unet=unet, training=training, scope=scope, cuda_graphs=self.render_cuda_graphs)
+        if self.compile_render_glue and (self.render_cuda_graphs is False or scope != "blocks"):
+            why = "HEADSHOT_RENDER_CUDA_GRAPHS=false" if self.render_cuda_graphs is False else f"the scope {scope!r}"
+            raise ValueError(
+                f"HEADSHOT_COMPILE_RENDER_GLUE=true needs rendering replayed from CUDA graphs with the scope 'blocks', "
+                f"but {why} is set: launched from Python the compiled glue renders slower (BENCHMARKS.md). Unset "
+                "HEADSHOT_COMPILE_RENDER_GLUE, or replay rendering by blocks."
+            )
+        # Unset (None), the worker decides once it knows its GPU (``model_setup.renders_from_graphs``).
+        graphs = self.render_cuda_graphs if unet and on_cuda else False
+        return CompileProfile(
+            unet=unet, training=training, scope=scope, cuda_graphs=graphs, render_glue=self.compile_render_glue
+        )
 
     @model_validator(mode="after")
     def _s3_complete(self) -> Settings:

@@ -65,13 +65,17 @@ def test_a_gpu_worker_compiles_by_default_a_cpu_one_stays_eager_and_explicit_val
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     defaults = Settings(_env_file=None)  # type: ignore[call-arg]
-    assert defaults.compile_profile("cuda") == CompileProfile(unet=True, training=True, scope="blocks")
-    assert defaults.compile_profile("cuda:1") == CompileProfile(unet=True, training=True, scope="blocks")
+    # Unset, rendering's CUDA graphs are the worker's to decide on its GPU (None), never on a CPU.
+    gpu = CompileProfile(unet=True, training=True, scope="blocks", cuda_graphs=None)
+    assert defaults.compile_profile("cuda") == gpu
+    assert defaults.compile_profile("cuda:1") == gpu
     assert defaults.compile_profile("cpu") == CompileProfile(unet=False, training=False, scope="unet")
     # The environment names are unchanged, and an explicit false is honoured on a GPU; the scope then follows.
     monkeypatch.setenv("HEADSHOT_COMPILE_TRAINING", "false")
     rendering_only = Settings(_env_file=None)  # type: ignore[call-arg]
-    assert rendering_only.compile_profile("cuda") == CompileProfile(unet=True, training=False, scope="unet")
+    assert rendering_only.compile_profile("cuda") == CompileProfile(
+        unet=True, training=False, scope="unet", cuda_graphs=None
+    )
     monkeypatch.setenv("HEADSHOT_COMPILE_UNET", "true")
     monkeypatch.setenv("HEADSHOT_COMPILE_SCOPE", "blocks")
     on_cpu = Settings(_env_file=None)  # type: ignore[call-arg]
@@ -82,7 +86,18 @@ def test_a_gpu_worker_compiles_by_default_a_cpu_one_stays_eager_and_explicit_val
     with pytest.raises(ValueError, match="HEADSHOT_RENDER_CUDA_GRAPHS=true needs HEADSHOT_COMPILE_UNET=true on a CUDA"):
         Settings(_env_file=None).compile_profile("cpu")  # type: ignore[call-arg]
     # Training's graphs belong to a compiled GPU worker's training slot: refused without compiled training.
+    # The render glue compiles only to be replayed, by blocks: refused where it would be launched from Python.
+    monkeypatch.setenv("HEADSHOT_COMPILE_RENDER_GLUE", "true")
+    assert Settings(_env_file=None).compile_profile("cuda").render_glue  # type: ignore[call-arg]
+    monkeypatch.setenv("HEADSHOT_RENDER_CUDA_GRAPHS", "false")
+    with pytest.raises(ValueError, match="COMPILE_RENDER_GLUE=true needs .* but HEADSHOT_RENDER_CUDA_GRAPHS=false"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
     monkeypatch.delenv("HEADSHOT_RENDER_CUDA_GRAPHS")
+    monkeypatch.setenv("HEADSHOT_COMPILE_SCOPE", "unet")
+    with pytest.raises(ValueError, match="COMPILE_RENDER_GLUE=true needs .* but the scope 'unet'"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    monkeypatch.setenv("HEADSHOT_COMPILE_SCOPE", "blocks")
+    monkeypatch.delenv("HEADSHOT_COMPILE_RENDER_GLUE")
     monkeypatch.setenv("HEADSHOT_TRAIN_CUDA_GRAPHS", "true")
     with pytest.raises(ValueError, match="HEADSHOT_TRAIN_CUDA_GRAPHS=true needs HEADSHOT_COMPILE_TRAINING=true on a"):
         Settings(_env_file=None)  # type: ignore[call-arg]  (compiled training is set false above)

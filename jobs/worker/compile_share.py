@@ -67,6 +67,7 @@ GRAPH_SETTINGS = (
     "render_float8",
     "train_float8",
     "render_cuda_graphs",
+    "compile_render_glue",
     "train_cuda_graphs",  # the training warm-up then runs its steps as the capture does: what it compiles may differ
     "warm_aspects",
     "headshots_per_request",

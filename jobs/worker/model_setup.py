@@ -30,6 +30,7 @@ __all__ = [
     "model_features",
     "prepare_model",
     "prepare_training",
+    "renders_from_graphs",
     "renders_in_float8",
     "serving_renders",
     "start_decoder_process",
@@ -38,6 +39,11 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# The smallest GPU a worker replays its renders from CUDA graphs on unless told: their pool (~4 GiB for a worker's
+# UNet call shapes) fits beside training's graphs on an H100 80GB, where it was measured (BENCHMARKS.md 2026-12-05
+# sixteenth session); smaller cards train with checkpointing, close to their memory, and are not measured with it.
+RENDER_GRAPHS_MIN_GIB = 72.0
 
 
 @dataclass
@@ -85,7 +91,7 @@ def prepare_model(settings: Settings) -> ServingModel:
     """Load ``settings.model`` and set up its plan, its rendering slot and, as the settings ask
     (``Settings.compile_profile`` for the model's device), compiled training, compiled rendering and class images."""
     from pipeline.diffusion.families import Family, pipeline_family
-    from pipeline.diffusion.loading import load_base_pipeline, pick_device, weight_dtypes
+    from pipeline.diffusion.loading import gpu_memory_gib, load_base_pipeline, pick_device, weight_dtypes
     from pipeline.diffusion.lora_slot import LoraSlot
 
     started = time.monotonic()
@@ -99,6 +105,12 @@ def prepare_model(settings: Settings) -> ServingModel:
     log.info("model %s (%s) loaded in %.1f s", settings.model, family, time.monotonic() - started)
     if family is Family.FLUX2:
         compiling = _flux2_profile(settings, compiling)
+    compiling = replace(compiling, cuda_graphs=renders_from_graphs(compiling, family, gpu_memory_gib(device)))
+    if compiling.cuda_graphs:
+        log.info(
+            "rendering replayed from CUDA graphs, the glue between the UNet's blocks %s",
+            "compiled" if compiling.render_glue else "eager",
+        )
     train_pipe = None
     if settings.train_model and settings.train_model != settings.model:
         if compiling.training:
@@ -121,7 +133,7 @@ def prepare_model(settings: Settings) -> ServingModel:
             # unless HEADSHOT_TRAIN_FLOAT8).
             use_float8_rendering(pipe, settings, model.lora_slot)
         if device.startswith("cuda"):
-            use_group_norm_operators(pipe, render_graphs=compiling.cuda_graphs)
+            use_group_norm_operators(pipe, render_graphs=bool(compiling.cuda_graphs))
         loaded = weight_dtypes(pipe)
         prepare_training(model, settings, compiling)
         if compiling.unet:
@@ -225,6 +237,30 @@ def renders_in_float8(settings: Settings, compiling: CompileProfile, family: Any
     return fp8_tensor_cores(torch.device(device))
 
 
+def renders_from_graphs(compiling: CompileProfile, family: Any, gpu_gib: float | None) -> bool:
+    """Whether a worker with ``compiling`` (``Settings.compile_profile``) on a GPU of ``gpu_gib`` (None: not a GPU)
+    replays its renders from CUDA graphs: ``HEADSHOT_RENDER_CUDA_GRAPHS`` when set; unset, for a compiled SDXL UNet on
+    a GPU of ``RENDER_GRAPHS_MIN_GIB`` or more. Replayed, a render call's glue between the compiled blocks costs no
+    launches from Python and the UNet's norms take the operator's kernels: an FP8 call 4.7% faster on an H100 80GB,
+    where launched from Python the operator was slower (BENCHMARKS.md).
+
+    Raises ``ValueError`` when ``HEADSHOT_COMPILE_RENDER_GLUE`` asks for glue that would not be replayed."""
+    graphs = compiling.cuda_graphs
+    if graphs is None:
+        from pipeline.diffusion.families import Family
+
+        graphs = compiling.unet and family is Family.SDXL and (gpu_gib or 0.0) >= RENDER_GRAPHS_MIN_GIB
+    if compiling.render_glue and not graphs:
+        where = "off a GPU" if gpu_gib is None else f"on a GPU of {gpu_gib:.0f} GiB"
+        raise ValueError(
+            f"HEADSHOT_COMPILE_RENDER_GLUE=true needs rendering replayed from CUDA graphs, which this worker {where} "
+            f"does not do (HEADSHOT_RENDER_CUDA_GRAPHS unset: on for a compiled SDXL UNet on a GPU of "
+            f"{RENDER_GRAPHS_MIN_GIB:.0f} GiB or more). Set HEADSHOT_RENDER_CUDA_GRAPHS=true, or unset "
+            "HEADSHOT_COMPILE_RENDER_GLUE."
+        )
+    return graphs
+
+
 def _check_weight_dtypes(loaded: dict[str, set[Any]], now: dict[str, set[Any]]) -> None:
     """Raise ``RuntimeError`` naming every component whose weights the start-up cast: a shared component cast to
     float32 (diffusers' ``from_pipe`` once did it to every SDXL worker) renders every job ~3x slower, silently."""
@@ -253,6 +289,7 @@ def _flux2_profile(settings: Settings, profile: CompileProfile) -> CompileProfil
             ("HEADSHOT_RENDER_FLOAT8=true", settings.render_float8),
             ("HEADSHOT_TRAIN_FLOAT8=true", settings.train_float8),
             ("HEADSHOT_RENDER_CUDA_GRAPHS=true", settings.render_cuda_graphs),
+            ("HEADSHOT_COMPILE_RENDER_GLUE=true", settings.compile_render_glue),
         )
         if value
     ]
@@ -356,7 +393,8 @@ def _compile_for_serving(
         batch_sizes=batches,
         compile_backend=settings.compile_backend,
         compile_scope=compiling.scope,
-        cuda_graphs=compiling.cuda_graphs,
+        cuda_graphs=bool(compiling.cuda_graphs),
+        render_glue=compiling.render_glue,
         preview_batch_sizes=previews,
         decoder_compiled=None if decoder is None else decoder.wait,
     )

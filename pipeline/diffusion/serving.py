@@ -69,6 +69,7 @@ def compile_for_serving(
     compile_backend: str = "inductor",
     compile_scope: str = "unet",
     cuda_graphs: bool = False,
+    render_glue: bool = False,
     preview_batch_sizes: Iterable[int] = (),
     decoder_compiled: Callable[[], object] | None = None,
 ) -> float:
@@ -76,14 +77,14 @@ def compile_for_serving(
     return seconds.
 
     ``cuda_graphs`` (a CUDA SDXL pipeline) captures each UNet call shape of those renders as a CUDA graph, which every
-    later call of the shape replays (``pipeline.diffusion.cuda_graphs``), and with "blocks" compiles the glue between
-    the blocks for rendering too (``optimize_for_inference``'s ``render_glue``).
+    later call of the shape replays (``pipeline.diffusion.cuda_graphs``). ``render_glue`` with them and "blocks" also
+    compiles the glue between the blocks for rendering (``optimize_for_inference``'s ``render_glue``): replayed, its
+    launches cost nothing either way, and compiled it fuses the glue's work for a longer cold start.
     """
     started = time.perf_counter()
     with _warming(f"compile set-up (scope {compile_scope})"):
-        # Replayed render calls launch the glue between the blocks for free, compiled: "blocks" compiles it too.
         optimize_for_inference(
-            pipe, compile_backend=compile_backend, compile_scope=compile_scope, render_glue=cuda_graphs
+            pipe, compile_backend=compile_backend, compile_scope=compile_scope, render_glue=cuda_graphs and render_glue
         )
     graphs = None
     if cuda_graphs:

@@ -151,3 +151,5 @@ def test_the_shared_set_is_keyed_by_the_settings_that_decide_the_graphs(tmp_path
     assert key() != key(warm_aspects="square")  # other shapes warmed: other graphs
     assert key() != key(compile_scope="unet")
     assert key() != key(train_cuda_graphs=False)  # unset is on at an H200's batch 16
+    assert key() != key(render_cuda_graphs=False)  # unset is on at 72 GiB or more
+    assert key() != key(compile_render_glue=True)  # the glue's graphs besides

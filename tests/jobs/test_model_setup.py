@@ -14,7 +14,7 @@ from PIL import Image
 
 from bot.local.samples import astronaut_photo
 from jobs.settings import CompileProfile, CompileScope, Settings
-from jobs.worker.model_setup import prepare_model, renders_in_float8
+from jobs.worker.model_setup import RENDER_GRAPHS_MIN_GIB, prepare_model, renders_from_graphs, renders_in_float8
 from pipeline.diffusion.face_pass import face_pass
 from pipeline.diffusion.families import Family
 from pipeline.diffusion.float8 import Float8Linear
@@ -180,3 +180,25 @@ def test_a_start_up_that_casts_a_shared_component_fails_naming_it(
     )
     with pytest.raises(RuntimeError, match=r"cast vae from \['torch.bfloat16'\] to \['torch.float32'\]"):
         prepare_model(settings)
+
+
+def test_rendering_replays_from_cuda_graphs_unset_only_for_a_compiled_sdxl_unet_on_a_large_gpu() -> None:
+    unset = CompileProfile(unet=True, training=True, scope="blocks", cuda_graphs=None)
+    h100 = 79.2  # GiB, what torch reports for an H100 80GB
+    assert h100 >= RENDER_GRAPHS_MIN_GIB
+    assert renders_from_graphs(unset, Family.SDXL, h100)
+    assert not renders_from_graphs(unset, Family.SDXL, 44.4)  # an L40S: not measured beside training
+    assert not renders_from_graphs(unset, Family.SDXL, None)  # not a GPU
+    assert not renders_from_graphs(unset, Family.FLUX2, 139.8)  # built for SDXL's UNet only
+    uncompiled = CompileProfile(unet=False, training=True, scope="unet", cuda_graphs=None)
+    assert not renders_from_graphs(uncompiled, Family.SDXL, h100)
+    # Set, the setting decides (true off a GPU is refused by the settings: tests/test_settings_and_layers.py).
+    assert renders_from_graphs(
+        CompileProfile(unet=True, training=True, scope="blocks", cuda_graphs=True), Family.SDXL, 44.4
+    )
+    assert not renders_from_graphs(CompileProfile(unet=True, training=True, scope="blocks"), Family.SDXL, h100)
+    # The compiled glue is only worth its compile replayed: asked for where the graphs stay off, the start refuses.
+    glue = CompileProfile(unet=True, training=True, scope="blocks", cuda_graphs=None, render_glue=True)
+    assert renders_from_graphs(glue, Family.SDXL, h100)
+    with pytest.raises(ValueError, match="COMPILE_RENDER_GLUE=true needs rendering replayed .* on a GPU of 44 GiB"):
+        renders_from_graphs(glue, Family.SDXL, 44.4)
