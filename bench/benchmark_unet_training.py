@@ -38,8 +38,8 @@ eager (the baseline), then each way named in ``--modes`` (``MODES``), each compi
   norms keep the operator's kernels (channels-last regions gave that back in inductor's slower norms);
   ``regions-nocast-geglu-gn`` (``-graphs``, and its FP8 twin): the regions channels-last, as the scope lays them out,
   with the norms through the operator's NHWC kernels (no transposes around cuDNN's convolutions either);
-- ``blocks-nocast-geglu-gn-fusedlora-graphs`` (and ``blocks-nocast-fp8-static-geglu-gn-graphs``): the worker's
-  call with the UNet channels-last, its norms through the operator's NHWC kernels: no layout conversions around
+- ``blocks-nocast-geglu-gn-graphs`` (``-fusedlora-graphs``, and ``blocks-nocast-fp8-static-geglu-gn-graphs``): the
+  worker's call with the UNet channels-last, its norms through the operator's NHWC kernels: no layout conversions around
   cuDNN's convolutions (27 ms of a replayed bf16 call in NCHW, 2026-12-05), for norms about twice the NCHW kernels';
 - ``blocks-norms``: the blocks and every group norm compiled (``compile_group_norms``), channels-last;
 - ``blocks-norms-nchw``: the same in NCHW;
@@ -133,6 +133,7 @@ MODES = (
     "blocks-nchw-nocast-geglu-gn-fusedlora",
     "blocks-nchw-nocast-geglu-gn-fusedlora-graphs",
     "regions-nchw-nocast-geglu-gn-fusedlora-graphs",
+    "blocks-nocast-geglu-gn-graphs",
     "blocks-nocast-geglu-gn-fusedlora-graphs",
     "blocks-nocast-fp8-static-geglu-gn-graphs",
 )
