@@ -12,8 +12,10 @@ its calls from CUDA graphs, as ``HEADSHOT_RENDER_CUDA_GRAPHS`` does (a GPU only)
 ``HEADSHOT_RENDER_CUDA_GRAPHS`` renders, every other variant through torch's group norm, as a worker without them;
 ``static-blocks-cl-gn`` (and its ``-graphs``) lays the blocks' UNet out channels-last with the norms through the
 operator's NHWC kernels: cuDNN's convolutions without the layout conversions NCHW costs them (7% of a replayed
-call, 2026-12-05), for norms twice the NCHW kernels' time; ``static-blocks-dynamic`` compiles
-the blocks ``dynamic=True`` from their first call (one graph for every size, if as fast);
+call, 2026-12-05), for norms twice the NCHW kernels' time; ``static-blocks-gn-fused`` (and its ``-graphs``) renders
+the ResNet blocks' norms with their SiLU and time embedding in one operator (``pipeline.diffusion.resnet_glue``);
+``static-blocks-dynamic`` compiles the blocks ``dynamic=True`` from their first call (one graph for every size, if
+as fast);
 ``static-blocks-eager-cast`` casts the inputs of the FP8 layers left outside the compiled blocks eagerly, in four
 kernels, where a worker (and every other variant) casts them in one generated kernel (``float8.EAGER_INPUT_CAST``;
 this variant was the worker's way, and "static-blocks-fused-cast" today's, before 2026-12-03's sixth session).
@@ -58,6 +60,8 @@ VARIANTS: dict[str, tuple[str | None, str]] = {
     "static-regions-gn-graphs": ("static", "regions"),
     "static-blocks-cl-gn": ("static", "blocks"),
     "static-blocks-cl-gn-graphs": ("static", "blocks"),
+    "static-blocks-gn-fused": ("static", "blocks"),
+    "static-blocks-gn-fused-graphs": ("static", "blocks"),
 }
 CALIBRATION_TIMESTEPS = (999, 500, 1)
 
@@ -73,6 +77,7 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
     from pipeline.diffusion.float8 import use_float8_linears
     from pipeline.diffusion.float8_scales import calibrate_float8
     from pipeline.diffusion.group_norm import use_group_norm_operator
+    from pipeline.diffusion.resnet_glue import use_fused_resnets
 
     inputs = unet_call_inputs(pipe, batch=8)
     worker_cast = float8.EAGER_INPUT_CAST  # the module's default, as a worker runs
@@ -93,6 +98,7 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
         _uncompile(pipe)
         use_bf16_linears(pipe.unet)
         use_group_norm_operator(pipe.unet, enabled="-gn" in name, no_grad=True)
+        use_fused_resnets(pipe.unet, enabled="-fused" in name.split("-"))
         float8.EAGER_INPUT_CAST = "eager" if name.endswith("-eager-cast") else worker_cast
         nchw = "-nchw" in name or (scope == "blocks" and "-cl-" not in name)
         layout = torch.contiguous_format if nchw else torch.channels_last
@@ -119,6 +125,7 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
     _uncompile(pipe)
     use_bf16_linears(pipe.unet)
     use_group_norm_operator(pipe.unet, enabled=False)
+    use_fused_resnets(pipe.unet, enabled=False)
     float8.EAGER_INPUT_CAST = worker_cast
 
 

@@ -153,7 +153,8 @@ def ptxas_figures(log: str, compiled: list[Any]) -> dict[str, dict[str, int]]:
 def sdxl_launches() -> dict[str, tuple[str, list[tuple[str, tuple[Any, ...]]]]]:
     """label -> (kernel module, host calls) at SDXL's sizes: a training call's largest norms (batch 16, 1024 px) and a
     job's 20 selfie crops and an upscale's image through the VAE encoder's first norms, and an upscale's decode
-    through the decoder's last, in both layouts; a feed-forward gate at batch 16; a LoRA's accumulations."""
+    through the decoder's last, in both layouts; a render's ResNet norm with its SiLU; a feed-forward gate at batch
+    16; a LoRA's accumulations."""
 
     def meta(*shape: int, dtype: torch.dtype = torch.bfloat16) -> Any:
         return torch.empty(shape, device="meta", dtype=dtype)
@@ -176,6 +177,15 @@ def sdxl_launches() -> dict[str, tuple[str, list[tuple[str, tuple[Any, ...]]]]]:
                     (f"group_norm_backward_{layout}", (x, x, weight, stats, stats, 32)),
                 ],
             )
+    # A render's ResNet norm with its time embedding and SiLU (``resnet_glue``): CFG batch 8 at 928x1152, NCHW.
+    rendered, render_weight = meta(8, 320, 144, 116), meta(320)
+    launches["group norm and SiLU nchw, render"] = (
+        "group_norm_kernel",
+        [
+            ("group_norm_act_nchw", (rendered, meta(8, 320), render_weight, render_weight, 32, 1e-5)),
+            ("group_norm_act_nchw", (rendered, None, render_weight, render_weight, 32, 1e-5)),
+        ],
+    )
     projected = meta(16 * 4096, 2 * 2560)
     launches["geglu, training"] = (
         "geglu_kernel",

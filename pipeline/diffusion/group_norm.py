@@ -30,6 +30,7 @@ __all__ = [
     "channels_last",
     "group_norm",
     "group_norm_backward",
+    "group_norm_silu",
     "use_group_norm_operator",
 ]
 
@@ -123,6 +124,47 @@ def _group_norm_backward_cuda(
     from pipeline.diffusion.group_norm_kernel import group_norm_backward_nchw
 
     return group_norm_backward_nchw(grad, x, weight, mean, rstd, groups)
+
+
+@torch.library.custom_op("headshot::group_norm_silu", mutates_args=())
+def group_norm_silu(
+    x: torch.Tensor, shift: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor, groups: int, eps: float
+) -> torch.Tensor:
+    """``silu(functional.group_norm(x + shift, groups, weight, bias, eps))`` in ``x``'s dtype and layout, ``shift``
+    (N, C) added to each sample's channel first (a ResNet block's time embedding), in float32, without gradients:
+    a render's ResNet glue in one operator (``pipeline.diffusion.resnet_glue``). Elsewhere than an NCHW-contiguous
+    CUDA tensor (the Triton kernels), these torch maths."""
+    return _group_norm_silu_maths(x, shift, weight, bias, groups, eps)
+
+
+def _group_norm_silu_maths(
+    x: torch.Tensor, shift: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor, groups: int, eps: float
+) -> torch.Tensor:
+    value = x.float()
+    if shift is not None:
+        value = value + shift.float().reshape(*shift.shape, *([1] * (x.dim() - 2)))
+    grouped, mean, rstd = _moments(value, groups, eps)
+    normalized = ((grouped - mean[..., None]) * rstd[..., None]).reshape(x.shape)
+    out = functional.silu(normalized * _per_channel(weight, x) + _per_channel(bias, x))
+    return out.to(x.dtype).contiguous(memory_format=_layout(x))
+
+
+@group_norm_silu.register_fake
+def _group_norm_silu_shape(
+    x: torch.Tensor, shift: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor, groups: int, eps: float
+) -> torch.Tensor:
+    return torch.empty_like(x, memory_format=_layout(x))
+
+
+@group_norm_silu.register_kernel("cuda")
+def _group_norm_silu_cuda(
+    x: torch.Tensor, shift: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor, groups: int, eps: float
+) -> torch.Tensor:
+    if not x.is_contiguous():  # channels-last: no fused kernel; the torch maths, on the GPU
+        return _group_norm_silu_maths(x, shift, weight, bias, groups, eps)
+    from pipeline.diffusion.group_norm_kernel import group_norm_act_nchw
+
+    return group_norm_act_nchw(x, shift, weight, bias, groups, eps)
 
 
 def _save(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:

@@ -15,7 +15,7 @@ import torch
 import triton  # type: ignore[import-not-found,unused-ignore]
 import triton.language as tl  # type: ignore[import-not-found,unused-ignore]
 
-__all__ = ["BLOCK", "group_norm_backward_nchw", "group_norm_forward_nchw"]
+__all__ = ["BLOCK", "group_norm_act_nchw", "group_norm_backward_nchw", "group_norm_forward_nchw"]
 
 BLOCK = 2048  # pixels of one channel a program takes
 PARTIALS = 512  # partial results a combining program reads at once
@@ -34,8 +34,19 @@ def _chunk(x, pixels, block: tl.constexpr):  # type: ignore[no-untyped-def]
 
 
 @triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
-def _group_norm_nchw_moments(x, means, deviations, pixels, chunks, block: tl.constexpr):  # type: ignore[no-untyped-def]
+def _shifted(value, inside, shift, row, shifted: tl.constexpr):  # type: ignore[no-untyped-def]
+    """``value`` plus this row's (sample's channel's) ``shift`` where ``shifted``, zero outside the tensor."""
+    if shifted:
+        value = tl.where(inside, value + tl.load(shift + row).to(tl.float32), 0.0)
+    return value
+
+
+@triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
+def _group_norm_nchw_moments(  # type: ignore[no-untyped-def]
+    x, shift, means, deviations, pixels, chunks, block: tl.constexpr, shifted: tl.constexpr
+):
     row, chunk, offset, inside, value = _chunk(x, pixels, block)
+    value = _shifted(value, inside, shift, row, shifted)
     count = tl.minimum(pixels - chunk * block, block).to(tl.float32)
     mean = tl.sum(value, axis=0) / count
     centred = tl.where(inside, value - mean, 0.0)
@@ -77,13 +88,20 @@ def _group_norm_merge_moments(  # type: ignore[no-untyped-def]
 
 
 @triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
-def _group_norm_nchw_normalize(x, out, weight, bias, mean, rstd, pixels, channels, per_group, block: tl.constexpr):  # type: ignore[no-untyped-def]
+def _group_norm_nchw_normalize(  # type: ignore[no-untyped-def]
+    x, shift, out, weight, bias, mean, rstd, pixels, channels, per_group,
+    block: tl.constexpr, shifted: tl.constexpr, silu: tl.constexpr,
+):  # fmt: skip
     row, chunk, offset, inside, value = _chunk(x, pixels, block)
+    value = _shifted(value, inside, shift, row, shifted)
     channel = row % channels
     group = row // per_group
     scale = tl.load(rstd + group) * tl.load(weight + channel).to(tl.float32)
-    shift = tl.load(bias + channel).to(tl.float32) - tl.load(mean + group) * scale
-    tl.store(out + offset, (value * scale + shift).to(out.dtype.element_ty), mask=inside)
+    offset_value = tl.load(bias + channel).to(tl.float32) - tl.load(mean + group) * scale
+    result = value * scale + offset_value
+    if silu:
+        result = result / (1.0 + tl.exp(-result))
+    tl.store(out + offset, result.to(out.dtype.element_ty), mask=inside)
 
 
 @triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
@@ -142,6 +160,27 @@ def group_norm_forward_nchw(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: int, eps: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``headshot::group_norm`` on CUDA tensors: (output, mean, rstd), the last two float32 of shape (N, groups)."""
+    return _forward(x, None, weight, bias, groups, eps, silu=False)
+
+
+def group_norm_act_nchw(
+    x: torch.Tensor, shift: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor, groups: int, eps: float
+) -> torch.Tensor:
+    """``headshot::group_norm_silu`` on CUDA tensors: SiLU of the norm of ``x`` plus ``shift`` (N, C) per sample and
+    channel, when given, each read and written once more than the plain norm's reads and writes, not twice."""
+    return _forward(x, shift, weight, bias, groups, eps, silu=True)[0]
+
+
+def _forward(
+    x: torch.Tensor,
+    shift: torch.Tensor | None,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    groups: int,
+    eps: float,
+    *,
+    silu: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     x = x.contiguous()
     rows, pixels, chunks, channels, per_group = _layout(x, groups)
     out = torch.empty_like(x)
@@ -149,15 +188,20 @@ def group_norm_forward_nchw(
     rstd = torch.empty_like(mean)
     if not x.numel():
         return out, mean.fill_(float("nan")), rstd.fill_(float("nan"))
+    shifted = shift is not None
+    shift = x if shift is None else shift.contiguous()  # an address the kernels never read when not shifted
     means = x.new_empty((rows, chunks), dtype=torch.float32)
     deviations = torch.empty_like(means)
-    _group_norm_nchw_moments[(rows, chunks)](x, means, deviations, pixels, chunks, block=BLOCK, num_warps=WARPS)
+    _group_norm_nchw_moments[(rows, chunks)](
+        x, shift, means, deviations, pixels, chunks, block=BLOCK, shifted=shifted, num_warps=WARPS
+    )
     _group_norm_merge_moments[(mean.numel(),)](
         means, deviations, mean, rstd, per_group * chunks, pixels, chunks, eps, block=BLOCK, width=PARTIALS
     )
     _group_norm_nchw_normalize[(rows, chunks)](
-        x, out, weight, bias, mean, rstd, pixels, channels, per_group, block=BLOCK, num_warps=WARPS
-    )
+        x, shift, out, weight, bias, mean, rstd, pixels, channels, per_group,
+        block=BLOCK, shifted=shifted, silu=silu, num_warps=WARPS,
+    )  # fmt: skip
     return out, mean, rstd
 
 

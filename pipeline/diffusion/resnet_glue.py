@@ -1,0 +1,89 @@
+"""A UNet's ResNet blocks rendering with each norm, its SiLU and the time embedding's add in one operator.
+
+Replayed from CUDA graphs with the glue between the compiled blocks eager (``HEADSHOT_RENDER_CUDA_GRAPHS``), an
+SDXL render call still spends ~6.5 of its ~118 ms of kernels on a ResNet block's elementwise work around its norms
+(an H100 80GB's profile, BENCHMARKS.md 2026-12-05 sixteenth session): the time embedding added to the first
+convolution's output by a broadcasting kernel that is not vectorised (~5 ms) and a SiLU after each norm (~1.5 ms),
+each a read and a write of the whole activation, and a division of each block's output by 1. Here
+``headshot::group_norm_silu`` folds the add and the SiLU into the norm's own two passes
+(``pipeline.diffusion.group_norm``), the division by 1 is skipped, and the rest runs as diffusers'
+``ResnetBlock2D.forward`` does. What that saves a render call is not yet timed (``python -m bench.benchmark_float8
+--variants static-blocks-gn-graphs,static-blocks-gn-fused-graphs``).
+
+Only calls without gradients take it (training keeps diffusers' forward, the norms through ``OneOperatorGroupNorm``),
+only NCHW-contiguous inputs (the "blocks" scope's layout), and only the blocks a UNet's down, mid and up blocks hold:
+``time_embedding_norm`` "default", no up- or downsampling inside, SiLU as the nonlinearity, affine group norms.
+Anything else keeps diffusers' forward.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+
+from pipeline.diffusion import group_norm as _registers_the_operator  # noqa: F401  # headshot::group_norm_silu
+
+__all__ = ["fusable", "use_fused_resnets"]
+
+_FUSED = "_headshot_fused_resnet"  # marks the instance forward this module installed
+
+
+def fusable(block: Any) -> bool:
+    """Whether ``block`` (a diffusers ``ResnetBlock2D``) has the structure the fused forward computes."""
+    norms = (getattr(block, "norm1", None), getattr(block, "norm2", None))
+    return (
+        type(block).__name__ == "ResnetBlock2D"
+        and getattr(block, "time_embedding_norm", None) == "default"
+        and block.upsample is None
+        and block.downsample is None
+        and isinstance(block.nonlinearity, torch.nn.SiLU)
+        and all(isinstance(norm, torch.nn.GroupNorm) and norm.affine for norm in norms)
+    )
+
+
+def use_fused_resnets(unet: Any, *, enabled: bool = True) -> int:
+    """Render each fusable ResNet block of ``unet`` through ``headshot::group_norm_silu`` (``enabled``), or undo
+    it; return how many blocks changed. Before any compile of the glue: an instance's own ``forward`` shadows the
+    class's, and ``acceleration.compile_unet_regions`` leaves such a block eager."""
+    changed = 0
+    for block in unet.modules():
+        installed = getattr(vars(block).get("forward"), _FUSED, False)
+        if enabled and not installed and "forward" not in vars(block) and fusable(block):
+            block.forward = _fused(block)
+            changed += 1
+        elif not enabled and installed:
+            del block.forward
+            changed += 1
+    return changed
+
+
+def _fused(block: Any) -> Any:
+    eager = block.forward  # the class's, bound
+
+    @functools.wraps(eager)
+    def forward(input_tensor: torch.Tensor, temb: torch.Tensor | None, *args: Any, **kwargs: Any) -> torch.Tensor:
+        dropping = block.training and block.dropout.p > 0
+        if torch.is_grad_enabled() or args or kwargs or dropping or not input_tensor.is_contiguous():
+            return eager(input_tensor, temb, *args, **kwargs)
+        norm1, norm2 = block.norm1, block.norm2
+        hidden = torch.ops.headshot.group_norm_silu(
+            input_tensor, None, norm1.weight, norm1.bias, norm1.num_groups, norm1.eps
+        )
+        hidden = block.conv1(hidden)
+        shift = None
+        if block.time_emb_proj is not None and temb is not None:
+            shift = block.time_emb_proj(temb if block.skip_time_act else block.nonlinearity(temb))
+        hidden = torch.ops.headshot.group_norm_silu(
+            hidden, shift, norm2.weight, norm2.bias, norm2.num_groups, norm2.eps
+        )
+        hidden = block.conv2(block.dropout(hidden))
+        shortcut = input_tensor if block.conv_shortcut is None else block.conv_shortcut(input_tensor)
+        # In place on the convolution's fresh output, and no division by a factor of 1 (SDXL's): the same values as
+        # diffusers' ``(shortcut + hidden) / factor``, one pass and one allocation fewer.
+        hidden += shortcut
+        return hidden if block.output_scale_factor == 1 else hidden / block.output_scale_factor
+
+    setattr(forward, _FUSED, True)
+    return forward
