@@ -75,6 +75,7 @@ def describe_settings(settings: Any, device: str) -> dict[str, Any]:
         "train_cuda_graphs",
         "render_cuda_graphs",
         "compile_render_glue",
+        "render_fused_resnets",
         "compile_cache_dir",
         "compile_decoder_apart",
         "warm_aspects",

@@ -182,8 +182,15 @@ class Settings(BaseSettings):
         default=False,
         description="With rendering replayed from CUDA graphs and the scope 'blocks': compile the glue between the "
         "UNet's blocks (ResNets, samplers, each transformer's entry and exit) for rendering too, training keeping it "
-        "eager. A request's GPU time 6.2% under the unreplayed worker's on an H100 (BENCHMARKS.md), but ~40 s more "
-        "of a cold start's compile, so off by default.",
+        "eager. Another 3.4% off a request's GPU time on an H100 80GB (BENCHMARKS.md), but ~30 s more of the "
+        "rendering warm-up on a cold start, so off by default.",
+    )
+    render_fused_resnets: bool = Field(
+        default=False,
+        description="Render the UNet's ResNet blocks with each group norm, its SiLU and the time embedding's add in "
+        "one operator (headshot::group_norm_silu, pipeline/diffusion/resnet_glue.py), training keeping diffusers' "
+        "forward; on CUDA its Triton kernels take NCHW activations (the scope 'blocks'). With "
+        "HEADSHOT_COMPILE_RENDER_GLUE the ResNet blocks then stay out of the compiled glue. Off until timed on a GPU.",
     )
 
     # Session rules.

@@ -68,6 +68,7 @@ GRAPH_SETTINGS = (
     "train_float8",
     "render_cuda_graphs",
     "compile_render_glue",
+    "render_fused_resnets",  # its blocks stay out of the compiled glue
     "train_cuda_graphs",  # the training warm-up then runs its steps as the capture does: what it compiles may differ
     "warm_aspects",
     "headshots_per_request",

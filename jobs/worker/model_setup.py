@@ -35,6 +35,7 @@ __all__ = [
     "serving_renders",
     "start_decoder_process",
     "use_float8_rendering",
+    "use_fused_resnet_blocks",
     "use_group_norm_operators",
 ]
 
@@ -134,6 +135,8 @@ def prepare_model(settings: Settings) -> ServingModel:
             use_float8_rendering(pipe, settings, model.lora_slot)
         if device.startswith("cuda"):
             use_group_norm_operators(pipe, render_graphs=bool(compiling.cuda_graphs))
+        if settings.render_fused_resnets:
+            use_fused_resnet_blocks(pipe)
         loaded = weight_dtypes(pipe)
         prepare_training(model, settings, compiling)
         if compiling.unet:
@@ -169,6 +172,16 @@ def use_group_norm_operators(pipe: Any, *, render_graphs: bool) -> None:
         decoded,
         rendered,
     )
+
+
+def use_fused_resnet_blocks(pipe: Any) -> int:
+    """``HEADSHOT_RENDER_FUSED_RESNETS``: the UNet's ResNet blocks render each norm, its SiLU and the time embedding's
+    add in one operator (``pipeline.diffusion.resnet_glue``); before any compile of the glue. Returns how many."""
+    from pipeline.diffusion.resnet_glue import use_fused_resnets
+
+    fused = use_fused_resnets(pipe.unet)
+    log.info("%d of the UNet's ResNet blocks render their norms, SiLUs and time embedding in one operator", fused)
+    return fused
 
 
 def _gpu_memory(device: str) -> str:

@@ -25,6 +25,7 @@ from pipeline.diffusion.training.config import TrainingConfig
 from pipeline.diffusion.training.loop import train_lora
 from pipeline.selfies.faces import FaceAnalyzer
 from pipeline.styles import STYLES, custom_style
+from tests.pipeline.operator_calls import OperatorCalls
 
 
 def graphs() -> int:
@@ -155,6 +156,34 @@ def test_a_cpu_worker_left_at_the_defaults_stays_eager(tmp_path: Path, model_cac
     model = prepare_model(settings)
     assert model.training_slot is None
     assert all(module._compiled_call_impl is None for module in model.pipe.unet.modules())
+
+
+def test_a_worker_with_fused_resnet_blocks_renders_what_the_plain_worker_renders_and_trains(
+    tmp_path: Path, model_cache: Path, tiny_model: Any, selfie_dir: Path
+) -> None:
+    # HEADSHOT_RENDER_FUSED_RESNETS: the same pictures (float32 on a CPU, the same maths reordered), the same LoRA.
+    settings = Settings(
+        model="tiny", data_dir=tmp_path / "data", model_cache_dir=model_cache, device="cpu", render_fused_resnets=True
+    )
+    fused = prepare_model(settings)
+    blocks = [module for module in fused.pipe.unet.modules() if type(module).__name__ == "ResnetBlock2D"]
+    assert blocks and all("forward" in vars(block) for block in blocks)
+    style = STYLES["linkedin"]
+    with OperatorCalls() as calls:
+        ours = generate_headshots(fused.pipe, style, count=1, seed=3, steps=3, lora_slot=fused.lora_slot)[0].image
+    # Two norms a block, at each of 3 steps (CFG's two halves in one batch).
+    assert calls.operators.count(torch.ops.headshot.group_norm_silu.default) == 2 * len(blocks) * 3
+    plain = generate_headshots(tiny_model.pipe, style, count=1, seed=3, steps=3, lora_slot=tiny_model.lora_slot)[
+        0
+    ].image
+    difference = torch.tensor(list(ours.getdata())).int() - torch.tensor(list(plain.getdata())).int()
+    assert int(difference.abs().max()) <= 1  # a pixel's rounding at most
+    config = TrainingConfig(steps=2, batch_size=1, resolution=64, rank=4, seed=0)
+    selfies = [Image.open(path).convert("RGB") for path in sorted(selfie_dir.iterdir())[:2]]
+    trained = [
+        train_lora(model.pipe, selfies, config, tmp_path / name) for name, model in (("a", fused), ("b", tiny_model))
+    ]
+    assert trained[0].losses == trained[1].losses  # training keeps diffusers' forward: the same numbers
 
 
 def test_a_start_up_that_casts_a_shared_component_fails_naming_it(
