@@ -303,6 +303,7 @@ def _flux2_profile(settings: Settings, profile: CompileProfile) -> CompileProfil
             ("HEADSHOT_TRAIN_FLOAT8=true", settings.train_float8),
             ("HEADSHOT_RENDER_CUDA_GRAPHS=true", settings.render_cuda_graphs),
             ("HEADSHOT_COMPILE_RENDER_GLUE=true", settings.compile_render_glue),
+            ("HEADSHOT_RENDER_FUSED_RESNETS=true", settings.render_fused_resnets),
         )
         if value
     ]
