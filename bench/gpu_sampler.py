@@ -12,12 +12,14 @@ import shutil
 import statistics
 import subprocess
 import threading
+from datetime import datetime
 from types import TracebackType
 from typing import NamedTuple
 
 __all__ = ["GpuSample", "GpuSampler", "parse_sample"]
 
-FIELDS = "index,utilization.gpu,memory.used,clocks.sm,power.draw,temperature.gpu"
+FIELDS = "timestamp,index,utilization.gpu,memory.used,clocks.sm,power.draw,temperature.gpu"
+TIMESTAMP = "%Y/%m/%d %H:%M:%S.%f"  # nvidia-smi's "timestamp", in the host's local time
 QUERY = [f"--query-gpu={FIELDS}", "--format=csv,noheader,nounits"]
 
 
@@ -28,6 +30,7 @@ class GpuSample(NamedTuple):
     sm_mhz: float | None  # None where the GPU does not report it ("[N/A]")
     power_w: float | None
     temperature_c: float | None
+    at: float | None = None  # when nvidia-smi took it, seconds since the epoch (``time.time()``'s clock)
 
 
 def parse_sample(line: str) -> GpuSample | None:
@@ -35,6 +38,11 @@ def parse_sample(line: str) -> GpuSample | None:
     parts = [part.strip() for part in line.split(",")]
     if len(parts) != len(FIELDS.split(",")):
         return None
+    stamp, *parts = parts
+    try:
+        at: float | None = datetime.strptime(stamp, TIMESTAMP).timestamp()
+    except ValueError:
+        at = None
 
     def number(text: str) -> float | None:
         try:
@@ -47,7 +55,7 @@ def parse_sample(line: str) -> GpuSample | None:
     if not index.isdigit() or used is None or busy is None:
         return None
     sm_mhz, power_w, temperature_c = (number(text) for text in rest)
-    return GpuSample(f"gpu{index}", busy, used, sm_mhz, power_w, temperature_c)
+    return GpuSample(f"gpu{index}", busy, used, sm_mhz, power_w, temperature_c, at)
 
 
 class GpuSampler:
@@ -107,17 +115,24 @@ class GpuSampler:
     def clocks(self) -> dict[str, dict[str, float]]:
         """Per GPU over the block: the SM clock's lowest and median MHz, mean power (W) and hottest temperature (C),
         each only where the GPU reported it."""
-        summary: dict[str, dict[str, float]] = {}
-        for gpu, rows in sorted(self._samples.items()):
-            mhz = [s.sm_mhz for s in rows if s.sm_mhz is not None]
-            watts = [s.power_w for s in rows if s.power_w is not None]
-            degrees = [s.temperature_c for s in rows if s.temperature_c is not None]
-            figures: dict[str, float] = {}
-            if mhz:
-                figures.update(sm_mhz_min=min(mhz), sm_mhz_median=statistics.median(mhz))
-            if watts:
-                figures["power_w_mean"] = round(statistics.fmean(watts), 1)
-            if degrees:
-                figures["temperature_c_max"] = max(degrees)
-            summary[gpu] = figures
-        return summary
+        return {gpu: _clocks(rows) for gpu, rows in sorted(self._samples.items())}
+
+    def clocks_between(self, gpu: str, start: float, end: float) -> dict[str, float]:
+        """``clocks`` of one GPU over the samples taken from ``start`` to ``end`` (``time.time()`` seconds): what the
+        GPU ran at during one job's section, e.g. the first request after a training against the others."""
+        rows = [s for s in self._samples.get(gpu, []) if s.at is not None and start <= s.at <= end]
+        return {"samples": len(rows), **_clocks(rows)}
+
+
+def _clocks(rows: list[GpuSample]) -> dict[str, float]:
+    mhz = [s.sm_mhz for s in rows if s.sm_mhz is not None]
+    watts = [s.power_w for s in rows if s.power_w is not None]
+    degrees = [s.temperature_c for s in rows if s.temperature_c is not None]
+    figures: dict[str, float] = {}
+    if mhz:
+        figures.update(sm_mhz_min=min(mhz), sm_mhz_median=statistics.median(mhz))
+    if watts:
+        figures["power_w_mean"] = round(statistics.fmean(watts), 1)
+    if degrees:
+        figures["temperature_c_max"] = max(degrees)
+    return figures

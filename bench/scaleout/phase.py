@@ -9,7 +9,13 @@ from pathlib import Path
 from bench.gpu_sampler import GpuSampler
 from bench.scaleout.burst import drive_burst
 from bench.scaleout.plan import QUEUE_NAME, PhaseResult, ScaleoutPlan
-from bench.scaleout.workers import logged_stages, start_workers, stop_workers, wait_until_ready
+from bench.scaleout.workers import (
+    logged_stages,
+    request_gpu_windows,
+    start_workers,
+    stop_workers,
+    wait_until_ready,
+)
 from jobs.contract.queue import JobQueue, connect_queue
 from jobs.storage import LocalStorage
 
@@ -47,6 +53,10 @@ async def run_phase(plan: ScaleoutPlan, workers: int, customers: int, redis_url:
         stop_workers(processes)
         await pool.aclose()
     result.logged_stages = logged_stages(phase_dir, workers)  # the logs are whole once the workers stopped
+    result.request_clocks = [
+        {"worker": index, "gpu_s": seconds, **sampler.clocks_between(f"gpu{index % max(plan.gpus, 1)}", start, end)}
+        for index, start, end, seconds in request_gpu_windows(phase_dir, workers)
+    ]
     if result.seconds and not result.jobs_lost:
         result.customers_per_hour = round(customers * 3600 / result.seconds, 2)
         result.worker_seconds_per_customer = round(workers * result.seconds / customers, 1)

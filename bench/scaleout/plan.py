@@ -72,3 +72,6 @@ class PhaseResult:
     # Stages the workers' logs time inside the jobs (``workers.logged_stages``): each request's GPU section and each
     # training's optimizer steps, so runs compare the GPU's work without reading the logs by hand.
     logged_stages: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Each request's GPU section in start order (worker, seconds) with the clocks its GPU's samples show inside it
+    # (``GpuSampler.clocks_between``): whether the first request after a training runs at a lower clock.
+    request_clocks: list[dict[str, float]] = field(default_factory=list)

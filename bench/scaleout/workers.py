@@ -12,11 +12,20 @@ import statistics
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 from bench.scaleout.plan import EVENTS_STREAM, QUEUE_NAME, ScaleoutPlan
 
-__all__ = ["die_with_parent", "logged_stages", "start_workers", "stop_workers", "wait_until_ready", "worker_env"]
+__all__ = [
+    "die_with_parent",
+    "logged_stages",
+    "request_gpu_windows",
+    "start_workers",
+    "stop_workers",
+    "wait_until_ready",
+    "worker_env",
+]
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -127,6 +136,31 @@ def logged_stages(data_dir: Path, workers: int) -> dict[str, dict[str, float]]:
     if steps:
         stages["training steps"] = {**_summary(steps), "image_steps_per_s": round(statistics.median(rates), 2)}
     return stages
+
+
+# A request's line with the time the worker wrote it (its logging's asctime, local time) and its first two laps.
+_REQUEST_LAPS = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) "
+    r".*rendered \d+ headshots in ([0-9.]+) s: fetch ([0-9.]+) s, GPU ([0-9.]+) s"
+)
+
+
+def request_gpu_windows(data_dir: Path, workers: int) -> list[tuple[int, float, float, float]]:
+    """(worker index, start, end, seconds) of each request's GPU section after "ready to serve", by start, in
+    ``time.time()``'s clock: from the line each request logs when it ends, its laps running fetch, then GPU, then the
+    rest, so the section began its total less the fetch before the line. Good to the log's millisecond and the laps'
+    hundredths: enough to pick out the GPU samples (every 0.5 s) taken inside a 4 s section."""
+    windows = []
+    for index in range(workers):
+        text = (data_dir / f"worker-{index}.log").read_text(errors="replace")
+        _, ready, serving = text.partition(" ready to serve in ")
+        for line in serving.splitlines() if ready else []:
+            if found := _REQUEST_LAPS.search(line):
+                ended = datetime.strptime(found[1], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+                total, fetch, gpu = (float(found[group]) for group in (2, 3, 4))
+                start = ended - total + fetch
+                windows.append((index, start, start + gpu, gpu))
+    return sorted(windows, key=lambda window: window[1])
 
 
 def _summary(seconds: list[float]) -> dict[str, float]:

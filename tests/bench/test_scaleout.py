@@ -53,6 +53,11 @@ async def test_two_workers_share_the_queue_without_running_a_job_twice(
     assert stages["request GPU"]["median_s"] < result.job_seconds["headshots"]["median_s"]  # inside its job
     assert 0 < stages["training steps"]["median_s"] < result.job_seconds["training"]["median_s"]
     assert stages["training steps"]["image_steps_per_s"] > 0
+    # Each request's GPU section placed in time, for the clocks inside it (no nvidia-smi here: no samples).
+    sections = result.request_clocks
+    assert len(sections) == stages["request GPU"]["jobs"] and {section["worker"] for section in sections} == {0, 1}
+    assert min(section["gpu_s"] for section in sections) == stages["request GPU"]["min_s"]
+    assert all(section["samples"] == 0 for section in sections)
     # Every customer's headshots are on disk, in their own folder.
     outputs = sorted(tmp_path.glob("phase-2w-3c/storage/users/*/outputs/*/*.png"))
     assert len(outputs) == 3 * 4
