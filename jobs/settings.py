@@ -376,8 +376,9 @@ class Settings(BaseSettings):
         """What a worker whose model is on ``device`` ('cuda', 'cuda:1', 'cpu') compiles at start.
 
         ``compile_unet`` and ``compile_training`` left unset are on for CUDA and off elsewhere; ``compile_scope`` left
-        unset is "blocks" when both compile, else "unet". Explicit values always win. Raises ``ValueError`` naming the
-        settings when they do not fit together.
+        unset is "blocks" when both compile, else "unet"; ``render_cuda_graphs`` left unset stays None for a compiled
+        CUDA UNet (the worker decides on its GPU's memory: ``model_setup.renders_from_graphs``) and is off elsewhere.
+        Explicit values always win. Raises ``ValueError`` naming the settings when they do not fit together.
         """
         on_cuda = device.split(":")[0] == "cuda"
         unet = on_cuda if self.compile_unet is None else self.compile_unet
