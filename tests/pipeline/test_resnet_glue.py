@@ -91,3 +91,25 @@ def test_the_tiny_unet_renders_the_same_through_the_fused_blocks_and_trains_as_b
     torch.testing.assert_close(again, trained, rtol=0, atol=0)
     assert use_fused_resnets(unet, enabled=False) == len(blocks)
     assert not any("forward" in vars(block) for block in blocks)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the Triton kernels need a CUDA GPU")
+def test_the_fused_operator_replays_from_a_cuda_graph(
+    capture_cuda_graph: Callable[[Callable[[], torch.Tensor]], tuple[torch.Tensor, Any, torch.Tensor]],
+) -> None:
+    # A render's norm as a worker replays it: CFG batch 8, 320 channels, the time embedding's shift per sample.
+    x = torch.randn(8, 320, 36, 29, device="cuda", dtype=torch.bfloat16)
+    shift = torch.randn(8, 320, device="cuda", dtype=torch.bfloat16)
+    weight, bias = torch.randn(2, 320, device="cuda", dtype=torch.bfloat16)
+
+    def step() -> torch.Tensor:
+        with torch.no_grad():
+            return torch.ops.headshot.group_norm_silu(x, shift, weight, bias, 32, 1e-5)
+
+    expected, graph, replayed = capture_cuda_graph(step)
+    torch.testing.assert_close(expected.double(), _reference(x, shift, weight, bias, 32), rtol=1.6e-2, atol=1e-2)
+    x.mul_(-1).add_(1)
+    shift.mul_(2)
+    graph.replay()
+    torch.testing.assert_close(replayed, step())
+    assert not torch.equal(replayed, expected)
