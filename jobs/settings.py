@@ -189,8 +189,9 @@ class Settings(BaseSettings):
         default=False,
         description="Render the UNet's ResNet blocks with each group norm, its SiLU and the time embedding's add in "
         "one operator (headshot::group_norm_silu, pipeline/diffusion/resnet_glue.py), training keeping diffusers' "
-        "forward; on CUDA its Triton kernels take NCHW activations (the scope 'blocks'). With "
-        "HEADSHOT_COMPILE_RENDER_GLUE the ResNet blocks then stay out of the compiled glue. Off until timed on a GPU.",
+        "forward; on CUDA its Triton kernels take NCHW activations: a compiled UNet needs the scope 'blocks' (the "
+        "others are refused). With HEADSHOT_COMPILE_RENDER_GLUE the ResNet blocks then stay out of the compiled "
+        "glue. Off until timed on a GPU.",
     )
 
     # Session rules.
@@ -420,6 +421,13 @@ class Settings(BaseSettings):
                 f"HEADSHOT_COMPILE_RENDER_GLUE=true needs rendering replayed from CUDA graphs with the scope 'blocks', "
                 f"but {why} is set: launched from Python the compiled glue renders slower (BENCHMARKS.md). Unset "
                 "HEADSHOT_COMPILE_RENDER_GLUE, or replay rendering by blocks."
+            )
+        if self.render_fused_resnets and unet and scope != "blocks":
+            raise ValueError(
+                f"HEADSHOT_RENDER_FUSED_RESNETS=true needs the scope 'blocks' when the UNet compiles, but it is "
+                f"{scope!r}: that scope lays the UNet out channels-last or compiles its ResNet blocks, and the fused "
+                "blocks take NCHW activations and stay out of any compiled glue. Use the scope 'blocks', or unset "
+                "HEADSHOT_RENDER_FUSED_RESNETS."
             )
         # Unset (None), the worker decides once it knows its GPU (``model_setup.renders_from_graphs``).
         graphs = self.render_cuda_graphs if unet and on_cuda else False

@@ -96,8 +96,14 @@ def test_a_gpu_worker_compiles_by_default_a_cpu_one_stays_eager_and_explicit_val
     monkeypatch.setenv("HEADSHOT_COMPILE_SCOPE", "unet")
     with pytest.raises(ValueError, match="COMPILE_RENDER_GLUE=true needs .* but the scope 'unet'"):
         Settings(_env_file=None)  # type: ignore[call-arg]
-    monkeypatch.setenv("HEADSHOT_COMPILE_SCOPE", "blocks")
     monkeypatch.delenv("HEADSHOT_COMPILE_RENDER_GLUE")
+    # The fused ResNet blocks take NCHW activations outside any compiled glue: only the scope 'blocks' keeps both.
+    monkeypatch.setenv("HEADSHOT_RENDER_FUSED_RESNETS", "true")
+    with pytest.raises(ValueError, match="HEADSHOT_RENDER_FUSED_RESNETS=true needs the scope 'blocks' .* 'unet'"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    monkeypatch.setenv("HEADSHOT_COMPILE_SCOPE", "blocks")
+    assert Settings(_env_file=None).render_fused_resnets  # type: ignore[call-arg]
+    monkeypatch.delenv("HEADSHOT_RENDER_FUSED_RESNETS")
     monkeypatch.setenv("HEADSHOT_TRAIN_CUDA_GRAPHS", "true")
     with pytest.raises(ValueError, match="HEADSHOT_TRAIN_CUDA_GRAPHS=true needs HEADSHOT_COMPILE_TRAINING=true on a"):
         Settings(_env_file=None)  # type: ignore[call-arg]  (compiled training is set false above)
