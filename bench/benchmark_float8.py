@@ -98,12 +98,14 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
         _uncompile(pipe)
         use_bf16_linears(pipe.unet)
         use_group_norm_operator(pipe.unet, enabled="-gn" in name, no_grad=True)
-        use_fused_resnets(pipe.unet, enabled="-fused" in name.split("-"))
+        use_fused_resnets(pipe.unet, enabled=False)  # the last variant's, if it fused them
         float8.EAGER_INPUT_CAST = "eager" if name.endswith("-eager-cast") else worker_cast
         nchw = "-nchw" in name or (scope == "blocks" and "-cl-" not in name)
         layout = torch.contiguous_format if nchw else torch.channels_last
         pipe.unet.to(memory_format=layout)  # as a worker lays out each scope (use_channels_last)
         figures: dict[str, Any] = {}
+        if "fused" in name.split("-"):
+            figures["fused_resnet_blocks"] = use_fused_resnets(pipe.unet)
         if scaling:
             figures["fp8_layers"] = use_float8_linears(pipe.unet, scaling=scaling)
             if scaling == "static":
