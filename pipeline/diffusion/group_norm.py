@@ -48,6 +48,16 @@ def channels_last(x: torch.Tensor) -> bool:
     return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
 
+def _affine_norm(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: int, eps: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``functional.group_norm(x, groups, weight, bias, eps)`` in float32, with each (sample, group)'s mean and
+    1/sqrt(var + eps): the torch maths of both forward operators."""
+    grouped, mean, rstd = _moments(x, groups, eps)
+    normalized = ((grouped - mean[..., None]) * rstd[..., None]).reshape(x.shape)
+    return normalized * _per_channel(weight, x) + _per_channel(bias, x), mean, rstd
+
+
 def _layout(x: torch.Tensor) -> torch.memory_format:
     return torch.channels_last if channels_last(x) else torch.contiguous_format
 
@@ -63,9 +73,7 @@ def group_norm(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``functional.group_norm(x, groups, weight, bias, eps)`` in ``x``'s dtype, with the mean and 1/sqrt(var + eps)
     of each (sample, group) in float32 (what the backward needs)."""
-    grouped, mean, rstd = _moments(x, groups, eps)
-    normalized = ((grouped - mean[..., None]) * rstd[..., None]).reshape(x.shape)
-    out = normalized * _per_channel(weight, x) + _per_channel(bias, x)
+    out, mean, rstd = _affine_norm(x, weight, bias, groups, eps)
     return out.to(x.dtype).contiguous(memory_format=_layout(x)), mean, rstd
 
 
@@ -143,9 +151,7 @@ def _group_norm_silu_maths(
     value = x.float()
     if shift is not None:
         value = value + shift.float().reshape(*shift.shape, *([1] * (x.dim() - 2)))
-    grouped, mean, rstd = _moments(value, groups, eps)
-    normalized = ((grouped - mean[..., None]) * rstd[..., None]).reshape(x.shape)
-    out = functional.silu(normalized * _per_channel(weight, x) + _per_channel(bias, x))
+    out = functional.silu(_affine_norm(value, weight, bias, groups, eps)[0])
     return out.to(x.dtype).contiguous(memory_format=_layout(x))
 
 

@@ -167,7 +167,7 @@ def group_norm_act_nchw(
     x: torch.Tensor, shift: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor, groups: int, eps: float
 ) -> torch.Tensor:
     """``headshot::group_norm_silu`` on CUDA tensors: SiLU of the norm of ``x`` plus ``shift`` (N, C) per sample and
-    channel, when given, each read and written once more than the plain norm's reads and writes, not twice."""
+    channel, when given, both inside the plain norm's two passes over ``x``: no pass of their own."""
     return _forward(x, shift, weight, bias, groups, eps, silu=True)[0]
 
 
