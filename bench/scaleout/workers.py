@@ -12,6 +12,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -117,19 +118,14 @@ def logged_stages(data_dir: Path, workers: int) -> dict[str, dict[str, float]]:
     gpu: list[float] = []
     steps: list[float] = []
     rates: list[float] = []
-    for index in range(workers):
-        text = (data_dir / f"worker-{index}.log").read_text(errors="replace")
-        _, ready, serving = text.partition(" ready to serve in ")
-        if not ready:
-            continue
-        for line in serving.splitlines():
-            if found := _REQUEST_GPU.search(line):
-                gpu.append(float(found[1]))
-            elif (found := _TRAINING.search(line)) and int(found[3]) > 0:
-                image_steps, other_steps, seconds = int(found[1]), int(found[3]), float(found[4])
-                steps.append(seconds)
-                # The first step's images are outside these seconds: it trains image_steps / (other_steps + 1).
-                rates.append(image_steps * other_steps / (other_steps + 1) / seconds)
+    for _, line in _serving_lines(data_dir, workers):
+        if found := _REQUEST_GPU.search(line):
+            gpu.append(float(found[1]))
+        elif (found := _TRAINING.search(line)) and int(found[3]) > 0:
+            image_steps, other_steps, seconds = int(found[1]), int(found[3]), float(found[4])
+            steps.append(seconds)
+            # The first step's images are outside these seconds: it trains image_steps / (other_steps + 1).
+            rates.append(image_steps * other_steps / (other_steps + 1) / seconds)
     stages = {}
     if gpu:
         stages["request GPU"] = _summary(gpu)
@@ -151,16 +147,22 @@ def request_gpu_windows(data_dir: Path, workers: int) -> list[tuple[int, float, 
     rest, so the section began its total less the fetch before the line. Good to the log's millisecond and the laps'
     hundredths: enough to pick out the GPU samples (every 0.5 s) taken inside a 4 s section."""
     windows = []
+    for index, line in _serving_lines(data_dir, workers):
+        if found := _REQUEST_LAPS.search(line):
+            ended = datetime.strptime(found[1], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            total, fetch, gpu = (float(found[group]) for group in (2, 3, 4))
+            start = ended - total + fetch
+            windows.append((index, start, start + gpu, gpu))
+    return sorted(windows, key=lambda window: window[1])
+
+
+def _serving_lines(data_dir: Path, workers: int) -> Iterator[tuple[int, str]]:
+    """(worker index, line) of each of ``workers`` logs after its "ready to serve": the jobs', not the warm-up's."""
     for index in range(workers):
         text = (data_dir / f"worker-{index}.log").read_text(errors="replace")
         _, ready, serving = text.partition(" ready to serve in ")
-        for line in serving.splitlines() if ready else []:
-            if found := _REQUEST_LAPS.search(line):
-                ended = datetime.strptime(found[1], "%Y-%m-%d %H:%M:%S,%f").timestamp()
-                total, fetch, gpu = (float(found[group]) for group in (2, 3, 4))
-                start = ended - total + fetch
-                windows.append((index, start, start + gpu, gpu))
-    return sorted(windows, key=lambda window: window[1])
+        if ready:
+            yield from ((index, line) for line in serving.splitlines())
 
 
 def _summary(seconds: list[float]) -> dict[str, float]:
