@@ -193,6 +193,13 @@ class Settings(BaseSettings):
         "others are refused). With HEADSHOT_COMPILE_RENDER_GLUE the ResNet blocks then stay out of the compiled "
         "glue. Off until timed on a GPU.",
     )
+    train_fused_resnets: bool = Field(
+        default=False,
+        description="Train through the UNet's ResNet blocks with each group norm, its SiLU and the time embedding's "
+        "add in one operator, and their gradients in the norm's backward (headshot::group_norm_silu, "
+        "pipeline/diffusion/resnet_glue.py): one activation less kept a norm. On CUDA its Triton kernels take NCHW "
+        "activations: compiled training needs the scope 'blocks' (the others are refused). Off until timed on a GPU.",
+    )
 
     # Session rules.
     min_selfies: int = Field(default=10, ge=1)
@@ -428,6 +435,13 @@ class Settings(BaseSettings):
                 f"{scope!r}: that scope lays the UNet out channels-last or compiles its ResNet blocks, and the fused "
                 "blocks take NCHW activations and stay out of any compiled glue. Use the scope 'blocks', or unset "
                 "HEADSHOT_RENDER_FUSED_RESNETS."
+            )
+        if self.train_fused_resnets and training and scope != "blocks":
+            raise ValueError(
+                f"HEADSHOT_TRAIN_FUSED_RESNETS=true needs the scope 'blocks' when training compiles, but it is "
+                f"{scope!r}: that scope lays the UNet out channels-last or compiles its ResNet blocks, and the fused "
+                "blocks take NCHW activations and stay out of any compiled glue. Use the scope 'blocks', or unset "
+                "HEADSHOT_TRAIN_FUSED_RESNETS."
             )
         # Unset (None), the worker decides once it knows its GPU (``model_setup.renders_from_graphs``).
         graphs = self.render_cuda_graphs if unet and on_cuda else False

@@ -104,6 +104,16 @@ def test_a_gpu_worker_compiles_by_default_a_cpu_one_stays_eager_and_explicit_val
     monkeypatch.setenv("HEADSHOT_COMPILE_SCOPE", "blocks")
     assert Settings(_env_file=None).render_fused_resnets  # type: ignore[call-arg]
     monkeypatch.delenv("HEADSHOT_RENDER_FUSED_RESNETS")
+    # Training's too, where training compiles; eager training takes them whatever the scope.
+    monkeypatch.setenv("HEADSHOT_TRAIN_FUSED_RESNETS", "true")
+    monkeypatch.setenv("HEADSHOT_COMPILE_SCOPE", "regions")
+    assert Settings(_env_file=None).train_fused_resnets  # type: ignore[call-arg]  (training eager, set above)
+    monkeypatch.setenv("HEADSHOT_COMPILE_TRAINING", "true")
+    with pytest.raises(ValueError, match="HEADSHOT_TRAIN_FUSED_RESNETS=true needs the scope 'blocks' .* 'regions'"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    monkeypatch.setenv("HEADSHOT_COMPILE_TRAINING", "false")
+    monkeypatch.setenv("HEADSHOT_COMPILE_SCOPE", "blocks")
+    monkeypatch.delenv("HEADSHOT_TRAIN_FUSED_RESNETS")
     monkeypatch.setenv("HEADSHOT_TRAIN_CUDA_GRAPHS", "true")
     with pytest.raises(ValueError, match="HEADSHOT_TRAIN_CUDA_GRAPHS=true needs HEADSHOT_COMPILE_TRAINING=true on a"):
         Settings(_env_file=None)  # type: ignore[call-arg]  (compiled training is set false above)

@@ -135,8 +135,8 @@ def prepare_model(settings: Settings) -> ServingModel:
             use_float8_rendering(pipe, settings, model.lora_slot)
         if device.startswith("cuda"):
             use_group_norm_operators(pipe, render_graphs=bool(compiling.cuda_graphs))
-        if settings.render_fused_resnets:
-            use_fused_resnet_blocks(pipe)
+        if settings.render_fused_resnets or settings.train_fused_resnets:
+            use_fused_resnet_blocks(pipe, train_pipe, settings)
         loaded = weight_dtypes(pipe)
         prepare_training(model, settings, compiling)
         if compiling.unet:
@@ -174,14 +174,23 @@ def use_group_norm_operators(pipe: Any, *, render_graphs: bool) -> None:
     )
 
 
-def use_fused_resnet_blocks(pipe: Any) -> int:
-    """``HEADSHOT_RENDER_FUSED_RESNETS``: the UNet's ResNet blocks render each norm, its SiLU and the time embedding's
-    add in one operator (``pipeline.diffusion.resnet_glue``); before any compile of the glue. Returns how many."""
-    from pipeline.diffusion.resnet_glue import use_fused_resnets
+def use_fused_resnet_blocks(pipe: Any, train_pipe: Any, settings: Settings) -> None:
+    """``HEADSHOT_RENDER_FUSED_RESNETS`` and ``HEADSHOT_TRAIN_FUSED_RESNETS``: the UNet's ResNet blocks render, and
+    train, with each norm, its SiLU and the time embedding's add in one operator (``pipeline.diffusion.resnet_glue``);
+    before any compile of the glue. Training's are ``train_pipe``'s, where it trains a UNet of its own."""
+    from pipeline.diffusion.resnet_glue import RENDER, TRAIN, use_fused_resnets
 
-    fused = use_fused_resnets(pipe.unet)
-    log.info("%d of the UNet's ResNet blocks render their norms, SiLUs and time embedding in one operator", fused)
-    return fused
+    for asked, calls, unet in (
+        (settings.render_fused_resnets, RENDER, pipe.unet),
+        (settings.train_fused_resnets, TRAIN, (train_pipe or pipe).unet),
+    ):
+        if asked:
+            fused = use_fused_resnets(unet, calls=calls)
+            log.info(
+                "%d of the UNet's ResNet blocks %s with their norms, SiLUs and time embedding in one operator",
+                fused,
+                calls,
+            )
 
 
 def _gpu_memory(device: str) -> str:
@@ -304,6 +313,7 @@ def _flux2_profile(settings: Settings, profile: CompileProfile) -> CompileProfil
             ("HEADSHOT_RENDER_CUDA_GRAPHS=true", settings.render_cuda_graphs),
             ("HEADSHOT_COMPILE_RENDER_GLUE=true", settings.compile_render_glue),
             ("HEADSHOT_RENDER_FUSED_RESNETS=true", settings.render_fused_resnets),
+            ("HEADSHOT_TRAIN_FUSED_RESNETS=true", settings.train_fused_resnets),
         )
         if value
     ]

@@ -15,7 +15,13 @@ import torch
 import triton  # type: ignore[import-not-found,unused-ignore]
 import triton.language as tl  # type: ignore[import-not-found,unused-ignore]
 
-__all__ = ["BLOCK", "group_norm_act_nchw", "group_norm_backward_nchw", "group_norm_forward_nchw"]
+__all__ = [
+    "BLOCK",
+    "group_norm_act_backward_nchw",
+    "group_norm_act_nchw",
+    "group_norm_backward_nchw",
+    "group_norm_forward_nchw",
+]
 
 BLOCK = 2048  # pixels of one channel a program takes
 PARTIALS = 512  # partial results a combining program reads at once
@@ -105,15 +111,34 @@ def _group_norm_nchw_normalize(  # type: ignore[no-untyped-def]
 
 
 @triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
-def _group_norm_nchw_gradient_sums(  # type: ignore[no-untyped-def]
-    x, grad, weight, mean, rstd, sums, products, pixels, chunks, per_group, channels, block: tl.constexpr
-):
-    """Per chunk: the sums of the normalized value's gradient and of that gradient times the normalized value."""
+def _normalized_gradient(  # type: ignore[no-untyped-def]
+    grad, x, shift, weight, bias, mean, rstd, pixels, per_group, channels, block: tl.constexpr,
+    shifted: tl.constexpr, silu: tl.constexpr,
+):  # fmt: skip
+    """This program's chunk: offsets, mask, its group, the normalized values and their gradient (the output's times
+    the weight; through the SiLU first where ``silu``, its input recomputed from the normalized values)."""
     row, chunk, offset, inside, value = _chunk(x, pixels, block)
+    value = _shifted(value, inside, shift, row, shifted)
     group = row // per_group
-    upstream = tl.load(grad + offset, mask=inside, other=0.0).to(tl.float32)
-    normalized_grad = upstream * tl.load(weight + row % channels).to(tl.float32)
     normalized = (value - tl.load(mean + group)) * tl.load(rstd + group)
+    scale = tl.load(weight + row % channels).to(tl.float32)
+    upstream = tl.load(grad + offset, mask=inside, other=0.0).to(tl.float32)
+    if silu:
+        activated = normalized * scale + tl.load(bias + row % channels).to(tl.float32)
+        sigmoid = 1.0 / (1.0 + tl.exp(-activated))
+        upstream = upstream * sigmoid * (1.0 + activated * (1.0 - sigmoid))
+    return row, chunk, offset, inside, group, normalized, upstream * scale
+
+
+@triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
+def _group_norm_nchw_gradient_sums(  # type: ignore[no-untyped-def]
+    x, shift, grad, weight, bias, mean, rstd, sums, products, pixels, chunks, per_group, channels,
+    block: tl.constexpr, shifted: tl.constexpr, silu: tl.constexpr,
+):  # fmt: skip
+    """Per chunk: the sums of the normalized value's gradient and of that gradient times the normalized value."""
+    row, chunk, offset, inside, group, normalized, normalized_grad = _normalized_gradient(
+        grad, x, shift, weight, bias, mean, rstd, pixels, per_group, channels, block, shifted, silu
+    )
     tl.store(sums + row * chunks + chunk, tl.sum(normalized_grad, axis=0))
     tl.store(products + row * chunks + chunk, tl.sum(tl.where(inside, normalized_grad * normalized, 0.0), axis=0))
 
@@ -135,17 +160,15 @@ def _group_norm_merge_sums(sums, products, sum_out, product_out, partials, width
 
 @triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
 def _group_norm_nchw_input_gradient(  # type: ignore[no-untyped-def]
-    x, grad, out, weight, mean, rstd, sum_in, product_in, pixels, per_group, channels, size, block: tl.constexpr
-):
-    row, chunk, offset, inside, value = _chunk(x, pixels, block)
-    group = row // per_group
-    inverse = tl.load(rstd + group)
-    upstream = tl.load(grad + offset, mask=inside, other=0.0).to(tl.float32)
-    normalized_grad = upstream * tl.load(weight + row % channels).to(tl.float32)
-    normalized = (value - tl.load(mean + group)) * inverse
+    x, shift, grad, out, weight, bias, mean, rstd, sum_in, product_in, pixels, per_group, channels, size,
+    block: tl.constexpr, shifted: tl.constexpr, silu: tl.constexpr,
+):  # fmt: skip
+    row, chunk, offset, inside, group, normalized, normalized_grad = _normalized_gradient(
+        grad, x, shift, weight, bias, mean, rstd, pixels, per_group, channels, block, shifted, silu
+    )
     mean_grad = tl.load(sum_in + group) / size
     mean_product = tl.load(product_in + group) / size
-    result = inverse * (normalized_grad - mean_grad - normalized * mean_product)
+    result = tl.load(rstd + group) * (normalized_grad - mean_grad - normalized * mean_product)
     tl.store(out + offset, result.to(out.dtype.element_ty), mask=inside)
 
 
@@ -165,10 +188,11 @@ def group_norm_forward_nchw(
 
 def group_norm_act_nchw(
     x: torch.Tensor, shift: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor, groups: int, eps: float
-) -> torch.Tensor:
-    """``headshot::group_norm_silu`` on CUDA tensors: SiLU of the norm of ``x`` plus ``shift`` (N, C) per sample and
-    channel, when given, both inside the plain norm's two passes over ``x``: no pass of their own."""
-    return _forward(x, shift, weight, bias, groups, eps, silu=True)[0]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``headshot::group_norm_silu`` on CUDA tensors: (SiLU of the norm of ``x`` plus ``shift`` (N, C) per sample and
+    channel, when given, mean, rstd), the add and the SiLU inside the plain norm's two passes over ``x``: no pass of
+    their own."""
+    return _forward(x, shift, weight, bias, groups, eps, silu=True)
 
 
 def _forward(
@@ -209,33 +233,55 @@ def group_norm_backward_nchw(
     grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor, groups: int
 ) -> torch.Tensor:
     """``headshot::group_norm_backward`` on CUDA tensors: the gradient with respect to ``x``."""
+    return _backward(grad, x, None, weight, weight, mean, rstd, groups, silu=False)  # no bias is read without the SiLU
+
+
+def group_norm_act_backward_nchw(
+    grad: torch.Tensor,
+    x: torch.Tensor,
+    shift: torch.Tensor | None,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    mean: torch.Tensor,
+    rstd: torch.Tensor,
+    groups: int,
+) -> torch.Tensor:
+    """``headshot::group_norm_silu_backward`` on CUDA tensors: the gradient with respect to ``x`` (and to ``x +
+    shift``), the SiLU's input recomputed inside the plain backward's two passes: neither it nor the shifted input
+    is kept between the forward and the backward."""
+    return _backward(grad, x, shift, weight, bias, mean, rstd, groups, silu=True)
+
+
+def _backward(
+    grad: torch.Tensor,
+    x: torch.Tensor,
+    shift: torch.Tensor | None,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    mean: torch.Tensor,
+    rstd: torch.Tensor,
+    groups: int,
+    *,
+    silu: bool,
+) -> torch.Tensor:
     x, grad = x.contiguous(), grad.contiguous()
     rows, pixels, chunks, channels, per_group = _layout(x, groups)
     out = torch.empty_like(x)
     if not x.numel():
         return out
+    shifted = shift is not None
+    shift = x if shift is None else shift.contiguous()  # an address the kernels never read when not shifted
     sums = x.new_empty((rows, chunks), dtype=torch.float32)
     products = torch.empty_like(sums)
     _group_norm_nchw_gradient_sums[(rows, chunks)](
-        x, grad, weight, mean, rstd, sums, products, pixels, chunks, per_group, channels, block=BLOCK, num_warps=WARPS
-    )
+        x, shift, grad, weight, bias, mean, rstd, sums, products, pixels, chunks, per_group, channels,
+        block=BLOCK, shifted=shifted, silu=silu, num_warps=WARPS,
+    )  # fmt: skip
     sum_out = torch.empty_like(mean)
     product_out = torch.empty_like(mean)
     _group_norm_merge_sums[(mean.numel(),)](sums, products, sum_out, product_out, per_group * chunks, width=PARTIALS)
     _group_norm_nchw_input_gradient[(rows, chunks)](
-        x,
-        grad,
-        out,
-        weight,
-        mean,
-        rstd,
-        sum_out,
-        product_out,
-        pixels,
-        per_group,
-        channels,
-        per_group * pixels,
-        block=BLOCK,
-        num_warps=WARPS,
-    )
+        x, shift, grad, out, weight, bias, mean, rstd, sum_out, product_out, pixels, per_group, channels,
+        per_group * pixels, block=BLOCK, shifted=shifted, silu=silu, num_warps=WARPS,
+    )  # fmt: skip
     return out

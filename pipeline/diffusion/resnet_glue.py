@@ -1,20 +1,23 @@
-"""A UNet's ResNet blocks rendering with each norm, its SiLU and the time embedding's add in one operator.
+"""A UNet's ResNet blocks with each norm, its SiLU and the time embedding's add in one operator.
 
 Replayed from CUDA graphs with the glue between the compiled blocks eager (``HEADSHOT_RENDER_CUDA_GRAPHS``), an
 SDXL render call still spends ~6.5 of its ~118 ms of kernels on a ResNet block's elementwise work around its norms
 (an H100 80GB's profile, BENCHMARKS.md 2026-12-05 sixteenth session): the time embedding added to the first
 convolution's output by a broadcasting kernel that is not vectorised (~5 ms) and a SiLU after each norm (~1.5 ms),
-each a read and a write of the whole activation, and a division of each block's output by 1. Here
-``headshot::group_norm_silu`` folds the add and the SiLU into the norm's own two passes
-(``pipeline.diffusion.group_norm``), the division by 1 is skipped, and the rest runs as diffusers'
-``ResnetBlock2D.forward`` does. What that saves a render call is not yet timed (``python -m bench.benchmark_float8
---variants static-blocks-gn-graphs,static-blocks-gn-fused-graphs``).
+each a read and a write of the whole activation, and a division of each block's output by 1. A training call pays
+the same, plus each SiLU's backward (another pass) and the SiLU's input kept for it (one activation a norm). Here
+``headshot::group_norm_silu`` folds the add and the SiLU into the norm's own two passes, and its backward the SiLU's
+derivative into the norm's backward passes, recomputing what it needs from the block's input
+(``pipeline.diffusion.group_norm``); the division by 1 is skipped, and the rest runs as diffusers'
+``ResnetBlock2D.forward`` does. What that saves is timed by ``python -m bench.benchmark_float8 --variants
+static-blocks-gn-graphs,static-blocks-gn-fused-graphs`` (a render call) and ``python -m
+bench.benchmark_unet_training --modes blocks-nchw-nocast-geglu-gn-graphs,blocks-nchw-nocast-geglu-gn-fused-graphs``
+(a training call).
 
-Only calls without gradients take it (training keeps diffusers' forward, the norms through ``OneOperatorGroupNorm``),
-only NCHW-contiguous inputs (the "blocks" scope's layout), and only the blocks a UNet's down, mid and up blocks hold:
-``time_embedding_norm`` "default", no up- or downsampling inside, SiLU as the nonlinearity, affine group norms.
-Anything else keeps diffusers' forward.
-"""
+Rendering (calls without gradients) and training (calls with them) each take it only when asked
+(``use_fused_resnets``'s ``calls``); only NCHW-contiguous inputs (the "blocks" scope's layout), and only the blocks a
+UNet's down, mid and up blocks hold: ``time_embedding_norm`` "default", no up- or downsampling inside, SiLU as the
+nonlinearity, affine group norms. Anything else keeps diffusers' forward."""
 
 from __future__ import annotations
 
@@ -25,9 +28,10 @@ import torch
 
 from pipeline.diffusion import group_norm as _registers_the_operator  # noqa: F401  # headshot::group_norm_silu
 
-__all__ = ["fusable", "use_fused_resnets"]
+__all__ = ["RENDER", "TRAIN", "fusable", "use_fused_resnets"]
 
-_FUSED = "_headshot_fused_resnet"  # marks the instance forward this module installed
+_FUSED = "_headshot_fused_resnet"  # on the instance forward this module installed: the calls it fuses
+RENDER, TRAIN = "render", "train"  # the calls without gradients, and those with
 
 
 def fusable(block: Any) -> bool:
@@ -43,41 +47,53 @@ def fusable(block: Any) -> bool:
     )
 
 
-def use_fused_resnets(unet: Any, *, enabled: bool = True) -> int:
-    """Render each fusable ResNet block of ``unet`` through ``headshot::group_norm_silu`` (``enabled``), or undo
-    it; return how many blocks changed. Before any compile of the glue: an instance's own ``forward`` shadows the
-    class's, and ``acceleration.compile_unet_regions`` leaves such a block eager."""
+def use_fused_resnets(unet: Any, *, calls: str = RENDER, enabled: bool = True) -> int:
+    """Run each fusable ResNet block of ``unet`` through ``headshot::group_norm_silu`` in ``calls`` (``RENDER``:
+    without gradients; ``TRAIN``: with them), or (``enabled=False``) no longer in those; return how many blocks
+    changed. Before any compile of the glue: an instance's own ``forward`` shadows the class's, and
+    ``acceleration.compile_unet_regions`` leaves such a block eager."""
+    if calls not in (RENDER, TRAIN):
+        raise ValueError(f"calls must be {RENDER!r} or {TRAIN!r}, got {calls!r}")
     changed = 0
     for block in unet.modules():
-        installed = getattr(vars(block).get("forward"), _FUSED, False)
-        if enabled and not installed and "forward" not in vars(block) and fusable(block):
+        forward = vars(block).get("forward")
+        fused: set[str] | None = getattr(forward, _FUSED, None)
+        if enabled and fused is None and forward is None and fusable(block):
             block.forward = _fused(block)
-            changed += 1
-        elif not enabled and installed:
-            del block.forward
-            changed += 1
+            fused = getattr(block.forward, _FUSED)
+        if fused is None or (calls in fused) == enabled:
+            continue
+        if enabled:
+            fused.add(calls)
+        else:
+            fused.discard(calls)
+            if not fused:
+                del block.forward
+        changed += 1
     return changed
 
 
 def _fused(block: Any) -> Any:
     eager = block.forward  # the class's, bound
+    fused: set[str] = set()
 
     @functools.wraps(eager)
     def forward(input_tensor: torch.Tensor, temb: torch.Tensor | None, *args: Any, **kwargs: Any) -> torch.Tensor:
         dropping = block.training and block.dropout.p > 0
-        if torch.is_grad_enabled() or args or kwargs or dropping or not input_tensor.is_contiguous():
+        wanted = (TRAIN if torch.is_grad_enabled() else RENDER) in fused
+        if not wanted or args or kwargs or dropping or not input_tensor.is_contiguous():
             return eager(input_tensor, temb, *args, **kwargs)
         norm1, norm2 = block.norm1, block.norm2
         hidden = torch.ops.headshot.group_norm_silu(
             input_tensor, None, norm1.weight, norm1.bias, norm1.num_groups, norm1.eps
-        )
+        )[0]
         hidden = block.conv1(hidden)
         shift = None
         if block.time_emb_proj is not None and temb is not None:
             shift = block.time_emb_proj(temb if block.skip_time_act else block.nonlinearity(temb))
         hidden = torch.ops.headshot.group_norm_silu(
             hidden, shift, norm2.weight, norm2.bias, norm2.num_groups, norm2.eps
-        )
+        )[0]
         hidden = block.conv2(block.dropout(hidden))
         shortcut = input_tensor if block.conv_shortcut is None else block.conv_shortcut(input_tensor)
         # In place on the convolution's fresh output, and no division by a factor of 1 (SDXL's): the same values as
@@ -85,5 +101,5 @@ def _fused(block: Any) -> Any:
         hidden += shortcut
         return hidden if block.output_scale_factor == 1 else hidden / block.output_scale_factor
 
-    setattr(forward, _FUSED, True)
+    setattr(forward, _FUSED, fused)
     return forward

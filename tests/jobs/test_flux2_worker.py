@@ -192,3 +192,8 @@ def test_what_klein_cannot_compile_yet_fails_at_start_by_name(model_cache: Path,
     fused = settings.model_copy(update={"compile_training": False, "compile_unet": False, "render_fused_resnets": True})
     with pytest.raises(ValueError, match="HEADSHOT_RENDER_FUSED_RESNETS=true is not built for FLUX.2"):
         prepare_model(fused)
+    trained = settings.model_copy(
+        update={"compile_training": False, "compile_unet": False, "train_fused_resnets": True}
+    )
+    with pytest.raises(ValueError, match="HEADSHOT_TRAIN_FUSED_RESNETS=true is not built for FLUX.2"):
+        prepare_model(trained)

@@ -158,12 +158,18 @@ def test_a_cpu_worker_left_at_the_defaults_stays_eager(tmp_path: Path, model_cac
     assert all(module._compiled_call_impl is None for module in model.pipe.unet.modules())
 
 
-def test_a_worker_with_fused_resnet_blocks_renders_what_the_plain_worker_renders_and_trains(
+def test_a_worker_with_fused_resnet_blocks_renders_and_trains_what_the_plain_worker_does(
     tmp_path: Path, model_cache: Path, tiny_model: Any, selfie_dir: Path
 ) -> None:
-    # HEADSHOT_RENDER_FUSED_RESNETS: the same pictures (float32 on a CPU, the same maths reordered), the same LoRA.
+    # HEADSHOT_RENDER_FUSED_RESNETS and HEADSHOT_TRAIN_FUSED_RESNETS: the same pictures and the same losses (float32
+    # on a CPU, the same maths reordered).
     settings = Settings(
-        model="tiny", data_dir=tmp_path / "data", model_cache_dir=model_cache, device="cpu", render_fused_resnets=True
+        model="tiny",
+        data_dir=tmp_path / "data",
+        model_cache_dir=model_cache,
+        device="cpu",
+        render_fused_resnets=True,
+        train_fused_resnets=True,
     )
     fused = prepare_model(settings)
     blocks = [module for module in fused.pipe.unet.modules() if type(module).__name__ == "ResnetBlock2D"]
@@ -180,10 +186,11 @@ def test_a_worker_with_fused_resnet_blocks_renders_what_the_plain_worker_renders
     assert int(difference.abs().max()) <= 1  # a pixel's rounding at most
     config = TrainingConfig(steps=2, batch_size=1, resolution=64, rank=4, seed=0)
     selfies = [Image.open(path).convert("RGB") for path in sorted(selfie_dir.iterdir())[:2]]
-    trained = [
-        train_lora(model.pipe, selfies, config, tmp_path / name) for name, model in (("a", fused), ("b", tiny_model))
-    ]
-    assert trained[0].losses == trained[1].losses  # training keeps diffusers' forward: the same numbers
+    with OperatorCalls() as calls:
+        ours_trained = train_lora(fused.pipe, selfies, config, tmp_path / "a")
+    assert torch.ops.headshot.group_norm_silu_backward.default in calls.operators
+    plain_trained = train_lora(tiny_model.pipe, selfies, config, tmp_path / "b")
+    assert ours_trained.losses == pytest.approx(plain_trained.losses, rel=1e-4)
 
 
 def test_a_start_up_that_casts_a_shared_component_fails_naming_it(

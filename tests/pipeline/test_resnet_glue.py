@@ -1,6 +1,6 @@
-"""A render's ResNet blocks through ``headshot::group_norm_silu`` (``pipeline.diffusion.resnet_glue``): the tiny
-UNet renders what diffusers' forward renders, trains exactly as before, and the operator's maths and its Triton
-kernels compute torch's norm, add and SiLU."""
+"""A UNet's ResNet blocks through ``headshot::group_norm_silu`` (``pipeline.diffusion.resnet_glue``): the tiny
+UNet renders what diffusers' forward renders and, when asked, trains a LoRA to the same gradient (else exactly as
+before), and the operator's maths, its gradients and its Triton kernels compute torch's norm, add and SiLU."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from torch.nn import functional
 
 from bench.benchmark_unet import unet_call_inputs
 from pipeline.diffusion.loading import load_base_pipeline
-from pipeline.diffusion.resnet_glue import fusable, use_fused_resnets
+from pipeline.diffusion.resnet_glue import TRAIN, fusable, use_fused_resnets
 from tests.pipeline.operator_calls import OperatorCalls
 from tests.pipeline.triton_kernels import naming
 
@@ -27,17 +27,37 @@ def _reference(
     return functional.silu(functional.group_norm(value, groups, weight.double(), bias.double(), 1e-5))
 
 
+def _relative(got: torch.Tensor, expected: torch.Tensor) -> float:
+    return float((got.double() - expected).norm() / expected.norm())
+
+
+@pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float32, 1e-6), (torch.bfloat16, 8e-3)])
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize("shifted", [False, True])
-def test_the_operators_maths_are_torchs_norm_add_and_silu(layout: torch.memory_format, shifted: bool) -> None:
+def test_the_operators_maths_and_gradients_are_torchs_norm_add_and_silu(
+    layout: torch.memory_format, shifted: bool, dtype: torch.dtype, tolerance: float
+) -> None:
     generator = torch.Generator().manual_seed(0)
-    x = (3 * torch.randn(2, 32, 6, 5, generator=generator) + 2).bfloat16().contiguous(memory_format=layout)
-    shift = torch.randn(2, 32, generator=generator).bfloat16() if shifted else None
-    weight, bias = torch.randn(2, 32, generator=generator)
-    out = torch.ops.headshot.group_norm_silu(x, shift, weight, bias, 8, 1e-5)
+    x = (3 * torch.randn(2, 32, 6, 5, generator=generator) + 2).to(dtype).contiguous(memory_format=layout)
+    shift = torch.randn(2, 32, generator=generator).to(dtype) if shifted else None
+    weight, bias = torch.randn(2, 32, generator=generator).to(dtype)
+    grad = torch.randn(x.shape, generator=generator).to(dtype).contiguous(memory_format=layout)
+    leaves = [None if t is None else t.detach().clone().requires_grad_(True) for t in (x, shift, weight, bias)]
+    out, mean, rstd = torch.ops.headshot.group_norm_silu(*leaves, 8, 1e-5)
     assert out.dtype == x.dtype and out.is_contiguous(memory_format=layout)
-    expected = _reference(x, shift, weight, bias, 8)
-    torch.testing.assert_close(out.double(), expected, rtol=1.6e-2, atol=1e-2)
+    assert mean.shape == rstd.shape == (2, 8) and not (mean.requires_grad or rstd.requires_grad)
+    out.backward(grad)
+    references = [None if t is None else t.detach().double().requires_grad_(True) for t in (x, shift, weight, bias)]
+    expected = _reference(*references, 8)  # type: ignore[arg-type]
+    expected.backward(grad.double())
+    assert _relative(out.detach(), expected.detach()) < tolerance
+    for name, mine, reference in zip(("x", "shift", "weight", "bias"), leaves, references, strict=True):
+        if mine is None or reference is None:
+            continue
+        assert mine.grad is not None and reference.grad is not None and mine.grad.dtype == dtype, name
+        assert _relative(mine.grad, reference.grad) < tolerance, name
+    assert leaves[0] is not None and leaves[0].grad is not None
+    assert leaves[0].grad.is_contiguous(memory_format=layout)
 
 
 def test_the_triton_kernels_compute_the_operators_maths_on_every_element(
@@ -54,16 +74,33 @@ def test_the_triton_kernels_compute_the_operators_maths_on_every_element(
     for shape, groups, shifted in cases.values():
         x = (3 * torch.randn(shape, device=kernels.device, generator=generator) + 5).bfloat16()
         weight, bias = torch.randn(2, shape[1], device=kernels.device, generator=generator).bfloat16()
+        weight = 1 + weight / 2  # near 1, as trained norms' scales are, and not cancelling over a group
         shift = torch.randn(shape[:2], device=kernels.device, generator=generator).bfloat16() if shifted else None
-        inputs.append((x, shift, weight, bias, groups))
-        calls.append(("group_norm_act_nchw", (x, shift, weight, bias, groups, 1e-5)))
-    for case, (x, shift, weight, bias, groups), out in zip(cases, inputs, kernels.run(calls), strict=True):
-        assert out.dtype == x.dtype and out.is_contiguous(), case
+        # Off-centre, leaning on x: the group means the backward subtracts are large enough to be checked.
+        grad = (torch.randn(shape, device=kernels.device, generator=generator) + 0.5 * x.float()).bfloat16()
         cpu = [None if t is None else t.cpu() for t in (x, shift, weight, bias)]
         maths = torch.ops.headshot.group_norm_silu(*cpu, groups, 1e-5)
-        torch.testing.assert_close(out.cpu(), maths, rtol=1.6e-2, atol=2e-2, msg=naming(case))
-        expected = _reference(*cpu, groups)
-        assert float((out.cpu().double() - expected).norm() / expected.norm()) < 8e-3, case
+        mean, rstd = (moment.to(kernels.device) for moment in maths[1:])
+        inputs.append((cpu, grad.cpu(), groups, maths))
+        calls.append(("group_norm_act_nchw", (x, shift, weight, bias, groups, 1e-5)))
+        calls.append(("group_norm_act_backward_nchw", (grad, x, shift, weight, bias, mean, rstd, groups)))
+    results = kernels.run(calls)
+    for case, (cpu, grad, groups, maths), (out, mean, rstd), input_grad in zip(
+        cases, inputs, results[::2], results[1::2], strict=True
+    ):
+        x = cpu[0]
+        assert out.dtype == input_grad.dtype == x.dtype and out.is_contiguous() and input_grad.is_contiguous(), case
+        torch.testing.assert_close(out.cpu(), maths[0], rtol=1.6e-2, atol=2e-2, msg=naming(case))
+        torch.testing.assert_close(mean.cpu(), maths[1], rtol=1e-5, atol=1e-5, msg=naming(case))
+        torch.testing.assert_close(rstd.cpu(), maths[2], rtol=1e-4, atol=0, msg=naming(case))
+        backward = torch.ops.headshot.group_norm_silu_backward(grad, *cpu, maths[1], maths[2], groups)
+        torch.testing.assert_close(input_grad.cpu(), backward, rtol=1.6e-2, atol=2e-2, msg=naming(case))
+        leaf = x.double().requires_grad_(True)
+        rest = [None if t is None else t.double() for t in cpu[1:]]
+        expected = _reference(leaf, *rest, groups)  # type: ignore[arg-type]
+        expected.backward(grad.double())
+        assert _relative(out.cpu(), expected.detach()) < 8e-3, case
+        assert leaf.grad is not None and _relative(input_grad.cpu(), leaf.grad) < 8e-3, case
 
 
 def test_the_tiny_unet_renders_the_same_through_the_fused_blocks_and_trains_as_before(model_cache: Path) -> None:
@@ -82,7 +119,7 @@ def test_the_tiny_unet_renders_the_same_through_the_fused_blocks_and_trains_as_b
         rendered = unet(**inputs).sample
     assert calls.operators.count(torch.ops.headshot.group_norm_silu.default) == 2 * len(blocks)
     torch.testing.assert_close(rendered, reference, rtol=1e-4, atol=1e-5)  # float32: the same maths, reordered
-    # With gradients on (training), diffusers' forward: the same graph of operators and the same numbers.
+    # With gradients on (training) and only rendering fused, diffusers' forward: the same operators and numbers.
     unet.train()
     with OperatorCalls() as calls:
         again = unet(**inputs).sample
@@ -93,23 +130,63 @@ def test_the_tiny_unet_renders_the_same_through_the_fused_blocks_and_trains_as_b
     assert not any("forward" in vars(block) for block in blocks)
 
 
+def test_a_lora_on_the_tiny_unet_trains_the_same_through_the_fused_blocks(
+    tiny_lora_gradient: tuple[Any, Callable[[], torch.Tensor]],
+) -> None:
+    unet, gradient = tiny_lora_gradient
+    plain = gradient()
+    blocks = [module for module in unet.modules() if type(module).__name__ == "ResnetBlock2D"]
+    assert use_fused_resnets(unet, calls=TRAIN) == len(blocks)
+    with OperatorCalls() as calls:
+        fused = gradient()
+    assert calls.operators.count(torch.ops.headshot.group_norm_silu.default) == 2 * len(blocks)
+    # Backward through every norm after the first LoRA'd layer (those before it have no gradient to pass on).
+    assert 0 < calls.operators.count(torch.ops.headshot.group_norm_silu_backward.default) < 2 * len(blocks)
+    torch.testing.assert_close(fused, plain, rtol=1e-4, atol=1e-7)  # float32: the same maths, reordered
+    # Rendering is asked for on its own; undoing training's leaves it, and undoing both leaves diffusers' forward.
+    assert use_fused_resnets(unet) == len(blocks) and use_fused_resnets(unet, calls=TRAIN, enabled=False) == len(blocks)
+    with OperatorCalls() as calls:
+        torch.testing.assert_close(gradient(), plain, rtol=0, atol=0)
+    assert torch.ops.headshot.group_norm_silu.default not in calls.operators
+    assert use_fused_resnets(unet, enabled=False) == len(blocks)
+    assert not any("forward" in vars(block) for block in blocks)
+    with pytest.raises(ValueError, match="calls must be 'render' or 'train', got 'both'"):
+        use_fused_resnets(unet, calls="both")
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the Triton kernels need a CUDA GPU")
+@pytest.mark.parametrize("training", [False, True])
 def test_the_fused_operator_replays_from_a_cuda_graph(
     capture_cuda_graph: Callable[[Callable[[], torch.Tensor]], tuple[torch.Tensor, Any, torch.Tensor]],
+    training: bool,
 ) -> None:
-    # A render's norm as a worker replays it: CFG batch 8, 320 channels, the time embedding's shift per sample.
-    x = torch.randn(8, 320, 36, 29, device="cuda", dtype=torch.bfloat16)
+    # A render's norm as a worker replays it: CFG batch 8, 320 channels, the time embedding's shift per sample;
+    # training's, its input's gradient through the norm's backward.
+    x = torch.randn(8, 320, 36, 29, device="cuda", dtype=torch.bfloat16).requires_grad_(training)
     shift = torch.randn(8, 320, device="cuda", dtype=torch.bfloat16)
     weight, bias = torch.randn(2, 320, device="cuda", dtype=torch.bfloat16)
+    grad = torch.randn(x.shape, device="cuda", dtype=torch.bfloat16)
 
     def step() -> torch.Tensor:
-        with torch.no_grad():
-            return torch.ops.headshot.group_norm_silu(x, shift, weight, bias, 32, 1e-5)
+        if not training:
+            with torch.no_grad():
+                return torch.ops.headshot.group_norm_silu(x, shift, weight, bias, 32, 1e-5)[0]
+        x.grad = None
+        torch.ops.headshot.group_norm_silu(x, shift, weight, bias, 32, 1e-5)[0].backward(grad)
+        assert x.grad is not None
+        return x.grad
 
     expected, graph, replayed = capture_cuda_graph(step)
-    torch.testing.assert_close(expected.double(), _reference(x, shift, weight, bias, 32), rtol=1.6e-2, atol=1e-2)
-    x.mul_(-1).add_(1)
-    shift.mul_(2)
+    leaf = x.detach().double().requires_grad_(True)
+    reference = _reference(leaf, shift, weight, bias, 32)
+    if training:
+        reference.backward(grad.double())
+        assert leaf.grad is not None and _relative(expected, leaf.grad) < 8e-3
+    else:
+        torch.testing.assert_close(expected.double(), reference.detach(), rtol=1.6e-2, atol=1e-2)
+    with torch.no_grad():
+        x.mul_(-1).add_(1)
+        shift.mul_(2)
     graph.replay()
     torch.testing.assert_close(replayed, step())
     assert not torch.equal(replayed, expected)
