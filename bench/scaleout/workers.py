@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from bench.scaleout.plan import EVENTS_STREAM, QUEUE_NAME, ScaleoutPlan
+from bench.worker_ready import start_phases
 
 __all__ = [
     "die_with_parent",
@@ -95,10 +96,11 @@ async def wait_until_ready(
             if process.poll() is not None:
                 tail = log_text[-3000:]
                 raise RuntimeError(f"worker {index} exited with {process.returncode} while starting:\n{tail}")
-            for key, marker in (("model_load_s", " loaded in "), ("ready_s", " ready to serve in ")):
-                found = [line for line in log_text.splitlines() if marker in line]
-                if found:
-                    figures[key].append(float(found[0].rsplit(marker, 1)[1].split()[0]))
+            # A line's message follows the logger's name (jobs.logging_setup.TEXT_FORMAT): read as a start's phases.
+            phases = start_phases([line.partition(": ")[2] for line in log_text.splitlines()])
+            for key, phase in (("model_load_s", "model"), ("ready_s", "ready")):
+                if phase in phases:
+                    figures[key].append(phases[phase])
         if len(figures["ready_s"]) == len(processes):
             return figures
         await asyncio.sleep(0.5)

@@ -17,7 +17,8 @@ def test_unet_training_benchmark_times_each_layout_and_scope_against_eager(tmp_p
     # The blocks, the norms and the layout switch; the blocks dynamic from their first call; the regions without
     # peft's input casts; concatenations compiled input by input; the feed-forward gates through headshot::geglu,
     # and the group norms through headshot::group_norm too; the frozen base in FP8 with calibrated input and gradient
-    # scales; the LoRA through headshot::lora_linear, and the LoRA off.
+    # scales; the LoRA through headshot::lora_linear, the ResNet blocks through headshot::group_norm_silu too, and the
+    # LoRA off.
     modes = [
         "blocks-norms-nchw",
         "blocks-nchw-nocast-dynamic",
@@ -27,6 +28,7 @@ def test_unet_training_benchmark_times_each_layout_and_scope_against_eager(tmp_p
         "blocks-nchw-nocast-geglu-gn",
         "regions-nocast-geglu-gn",
         "blocks-nchw-nocast-geglu-gn-fusedlora",
+        "blocks-nchw-nocast-geglu-gn-fusedlora-fusedresnets",
         "blocks-nchw-nocast-geglu-gn-nolora",
         "blocks-nchw-nocast-fp8-static",
     ]
@@ -41,6 +43,9 @@ def test_unet_training_benchmark_times_each_layout_and_scope_against_eager(tmp_p
     # Every compile and layout trains the same LoRA gradient as eager, up to float32 rounding; FP8 within its rounding
     # (tests/pipeline/test_float8_training.py bounds it against the batch-to-batch noise).
     assert all(entry["gradient_relative_difference"] < 1e-4 for entry in entries[1:-2])
+    fused = next(entry for entry in entries if entry["variant"].endswith("-fusedresnets"))
+    assert fused["fused_resnet_blocks"] > 0
+    assert all("fused_resnet_blocks" not in entry for entry in entries if entry is not fused)
     base_only = entries[-2]  # the LoRA off, the backward to the latents: what the LoRA's own work costs a call
     assert base_only["lora"].startswith("off") and "gradient_relative_difference" not in base_only
     fp8 = entries[-1]
@@ -129,3 +134,18 @@ def test_slot_compile_times_a_workers_first_training_job_and_counts_its_graphs(t
     # The tiny model's blocks are one width: one graph, the first transformer's included (needs_gradient_on_entry),
     # and the second bucket's tokens in it (dynamic_token_count).
     assert [job["graphs"] for job in figures["jobs"]] == [1, 0] and figures["graphs"] == 1
+
+
+def test_saved_activations_counts_what_a_training_call_keeps_with_and_without_the_fused_resnet_blocks(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    from bench.saved_activations import main
+
+    out = tmp_path / "saved.json"
+    assert main(["--model", "tiny", "--batch", "2", "--latents", "16x16", "--out", str(out)]) == 0
+    plain, fused = json.loads(out.read_text())["saved_for_backward"]
+    assert plain["fused_resnet_blocks"] == 0 and fused["fused_resnet_blocks"] > 0
+    assert plain["tensors"] > 0 and 0 < fused["gib"] < plain["gib"]  # the SiLUs' inputs are no longer kept
+    assert fused["gib_less"] == pytest.approx(plain["gib"] - fused["gib"], abs=1e-3)
