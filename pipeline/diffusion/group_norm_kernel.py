@@ -233,7 +233,7 @@ def group_norm_backward_nchw(
     grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor, groups: int
 ) -> torch.Tensor:
     """``headshot::group_norm_backward`` on CUDA tensors: the gradient with respect to ``x``."""
-    return _backward(grad, x, None, weight, weight, mean, rstd, groups, silu=False)  # no bias is read without the SiLU
+    return group_norm_act_backward_nchw(grad, x, None, weight, weight, mean, rstd, groups, silu=False)  # no bias read
 
 
 def group_norm_act_backward_nchw(
@@ -245,25 +245,12 @@ def group_norm_act_backward_nchw(
     mean: torch.Tensor,
     rstd: torch.Tensor,
     groups: int,
-) -> torch.Tensor:
-    """``headshot::group_norm_silu_backward`` on CUDA tensors: the gradient with respect to ``x`` (and to ``x +
-    shift``), the SiLU's input recomputed inside the plain backward's two passes: neither it nor the shifted input
-    is kept between the forward and the backward."""
-    return _backward(grad, x, shift, weight, bias, mean, rstd, groups, silu=True)
-
-
-def _backward(
-    grad: torch.Tensor,
-    x: torch.Tensor,
-    shift: torch.Tensor | None,
-    weight: torch.Tensor,
-    bias: torch.Tensor,
-    mean: torch.Tensor,
-    rstd: torch.Tensor,
-    groups: int,
     *,
-    silu: bool,
+    silu: bool = True,
 ) -> torch.Tensor:
+    """``headshot::group_norm_silu_backward`` on CUDA tensors (``silu``; else the plain norm's backward, ``shift``
+    None): the gradient with respect to ``x`` (and to ``x + shift``), the SiLU's input recomputed inside the plain
+    backward's two passes: neither it nor the shifted input is kept between the forward and the backward."""
     x, grad = x.contiguous(), grad.contiguous()
     rows, pixels, chunks, channels, per_group = _layout(x, groups)
     out = torch.empty_like(x)
