@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.benchmark_unet import _uncompile, kernel_profile, unet_call_inputs, unet_call_seconds
+from bench.compile_mode import COMPILE_MODES, compile_mode
 from bench.measure import add_cudnn_autotune_switch, benchmark_pipeline, describe_run, list_recorder, use_cudnn_autotune
 
 __all__ = ["VARIANTS", "main"]
@@ -139,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--profile", action="store_true", help="add each variant's kernels by kind")
     parser.add_argument("--out", type=Path, help="write the results as JSON here (rewritten after each figure)")
+    parser.add_argument(
+        "--compile-mode", choices=COMPILE_MODES, default="default", help="the compiles' mode (default: the worker's)"
+    )
     add_cudnn_autotune_switch(parser)
     args = parser.parse_args(argv)
     use_cudnn_autotune(args)
@@ -155,11 +159,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--variants ending -graphs replay CUDA graphs, which need a CUDA GPU; this machine has none")
     pipe = benchmark_pipeline(args.model, device)
     use_fast_maths(pipe)  # TF32 and cuDNN's autotuner as a worker sets them
-    results: dict[str, Any] = {**describe_run(args.model), "cudnn_autotune": args.cudnn_autotune, "unet": []}
+    results: dict[str, Any] = {
+        **describe_run(args.model),
+        "cudnn_autotune": args.cudnn_autotune,
+        "compile_mode": args.compile_mode,
+        "unet": [],
+    }
 
     record = list_recorder(results, "unet", args.out)
 
-    run_variants(pipe, names, record=record, profile=args.profile)
+    with compile_mode(args.compile_mode):
+        run_variants(pipe, names, record=record, profile=args.profile)
     return 0
 
 

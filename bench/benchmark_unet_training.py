@@ -87,6 +87,7 @@ from typing import Any
 
 from bench.benchmark_float8 import CALIBRATION_TIMESTEPS
 from bench.benchmark_unet import _layout, _uncompile, unet_call_inputs
+from bench.compile_mode import COMPILE_MODES, compile_mode
 from bench.measure import (
     add_cudnn_autotune_switch,
     benchmark_pipeline,
@@ -245,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="each variant's kernels by kind")
     parser.add_argument("--backend", default="inductor", help="torch.compile backend ('eager' only traces: tests)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here (rewritten after each figure)")
+    parser.add_argument(
+        "--compile-mode", choices=COMPILE_MODES, default="default", help="the compiles' mode (default: the worker's)"
+    )
     add_cudnn_autotune_switch(parser)
     args = parser.parse_args(argv)
     use_cudnn_autotune(args)
@@ -287,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         "aspect": ":".join(map(str, args.aspect)),
         "compiled_after": None if first is None else list(first["sample"].shape),
         "cudnn_autotune": args.cudnn_autotune,
+        "compile_mode": args.compile_mode,
         "latents": list(inputs["sample"].shape),
         "unet_training": [],
     }
@@ -299,45 +304,48 @@ def main(argv: list[str] | None = None) -> int:
     on_cuda = pipe.unet.device.type == "cuda"
     if args.profile and on_cuda:
         record(training_profile(pipe, inputs, lora, label="eager, channels-last"))
-    for mode in modes:
-        # The last mode's graphs (held by its call) keep their private memory pool, 83 GiB at batch 16 on an H200,
-        # and its gradients stay the LoRA's: the next mode ran out of memory while they lived.
-        call = None
-        for param in lora:
-            param.grad = None
-        _uncompile(pipe)
-        graphed, mode_name = mode.endswith("-graphs"), mode
-        mode = mode.removesuffix("-graphs")
-        base_only, mode = mode.endswith("-nolora"), mode.removesuffix("-nolora")
-        separately, mode = mode.endswith("-concat"), mode.removesuffix("-concat")
-        mode, layout, fused_resnets = _set_up(pipe, mode, channels_last)
-        mode_inputs = {**inputs, "sample": inputs["sample"].contiguous(memory_format=layout)}
-        figures_fp8 = _base_layers(pipe, mode, mode_inputs, lora)
-        trained = lora
-        if base_only:  # the LoRA off: the backward reaches the latents, through every layer as before
-            pipe.unet.disable_adapters()
-            mode_inputs["sample"] = mode_inputs["sample"].detach().requires_grad_(True)
-            trained = [mode_inputs["sample"]]
-        _compile(pipe, mode, args.backend)
-        with concatenated_separately(separately):  # the first call compiles
-            if first is not None:  # (its graphs first: the timed shape's then compile as a warm-up's second bucket)
-                training_call(pipe, {**first, "sample": first["sample"].contiguous(memory_format=layout)}, trained)
-            figures, gradient, call = training_call_seconds(
-                pipe, mode_inputs, trained, label=mode_name, graphed=graphed
-            )
-        figures.update(figures_fp8)
-        if fused_resnets:
-            figures["fused_resnet_blocks"] = fused_resnets
-        # The compiled call's gradient against eager's: a compile or a layout must change only the rounding.
-        if base_only:
-            figures["lora"] = "off: the gradient of the input latents"
-        else:
-            figures["gradient_relative_difference"] = round(float((gradient - reference).norm() / reference.norm()), 5)
-        record(figures)
-        if args.profile and on_cuda:
-            record(training_profile(pipe, mode_inputs, trained, label=mode_name, call=call))
-        if base_only:
-            pipe.unet.enable_adapters()
+    with compile_mode(args.compile_mode):  # the modes' compiles; eager's call above compiles nothing
+        for mode in modes:
+            # The last mode's graphs (held by its call) keep their private memory pool, 83 GiB at batch 16 on an H200,
+            # and its gradients stay the LoRA's: the next mode ran out of memory while they lived.
+            call = None
+            for param in lora:
+                param.grad = None
+            _uncompile(pipe)
+            graphed, mode_name = mode.endswith("-graphs"), mode
+            mode = mode.removesuffix("-graphs")
+            base_only, mode = mode.endswith("-nolora"), mode.removesuffix("-nolora")
+            separately, mode = mode.endswith("-concat"), mode.removesuffix("-concat")
+            mode, layout, fused_resnets = _set_up(pipe, mode, channels_last)
+            mode_inputs = {**inputs, "sample": inputs["sample"].contiguous(memory_format=layout)}
+            figures_fp8 = _base_layers(pipe, mode, mode_inputs, lora)
+            trained = lora
+            if base_only:  # the LoRA off: the backward reaches the latents, through every layer as before
+                pipe.unet.disable_adapters()
+                mode_inputs["sample"] = mode_inputs["sample"].detach().requires_grad_(True)
+                trained = [mode_inputs["sample"]]
+            _compile(pipe, mode, args.backend)
+            with concatenated_separately(separately):  # the first call compiles
+                if first is not None:  # (its graphs first: the timed shape's then compile as a warm-up's second bucket)
+                    training_call(pipe, {**first, "sample": first["sample"].contiguous(memory_format=layout)}, trained)
+                figures, gradient, call = training_call_seconds(
+                    pipe, mode_inputs, trained, label=mode_name, graphed=graphed
+                )
+            figures.update(figures_fp8)
+            if fused_resnets:
+                figures["fused_resnet_blocks"] = fused_resnets
+            # The compiled call's gradient against eager's: a compile or a layout must change only the rounding.
+            if base_only:
+                figures["lora"] = "off: the gradient of the input latents"
+            else:
+                figures["gradient_relative_difference"] = round(
+                    float((gradient - reference).norm() / reference.norm()), 5
+                )
+            record(figures)
+            if args.profile and on_cuda:
+                record(training_profile(pipe, mode_inputs, trained, label=mode_name, call=call))
+            if base_only:
+                pipe.unet.enable_adapters()
     print(json.dumps(results), flush=True)
     return 0
 

@@ -11,7 +11,9 @@ from contextlib import contextmanager
 
 __all__ = ["COMPILE_MODES", "compile_mode"]
 
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# "tuned": the worker's mode with the Triton kernels inductor writes (pointwise and reductions: the layer norms'
+# forward and backward inside the compiled blocks) tuned by coordinate descent at compile, no GEMM autotuning.
+COMPILE_MODES = ("default", "tuned", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @contextmanager
@@ -20,7 +22,8 @@ def compile_mode(mode: str) -> Iterator[None]:
 
     'default' (the worker's mode) changes nothing. The autotuning modes also get the tuning switches of diffusers'
     SDXL speed tutorial: in 'default' mode those made SDXL's first compile far longer (BENCHMARKS.md, first session),
-    so they pay only with autotuning.
+    so they pay only with autotuning. 'tuned' is 'default' with coordinate descent alone: that first compile was of
+    the whole UNet, where a worker compiles its repeated blocks once (the scope "blocks").
     """
     if mode not in COMPILE_MODES:
         raise ValueError(f"mode must be one of {COMPILE_MODES}, but is {mode!r}.")
@@ -30,7 +33,9 @@ def compile_mode(mode: str) -> Iterator[None]:
     import torch._inductor.config as inductor
     from torch._inductor import list_mode_options
 
-    options: dict[str, object] = dict(list_mode_options(mode))
+    options: dict[str, object] = (
+        {"coordinate_descent_tuning": True} if mode == "tuned" else dict(list_mode_options(mode))
+    )
     if mode.startswith("max-autotune"):
         options.update(
             conv_1x1_as_mm=True,

@@ -14,6 +14,9 @@ def test_an_autotuning_mode_sets_inductors_options_only_inside_the_block() -> No
     assert not inductor.max_autotune and inductor.epilogue_fusion
     with compile_mode("default"):
         assert not inductor.max_autotune and not inductor.triton.cudagraphs
+    with compile_mode("tuned"):  # the worker's mode, its Triton kernels tuned: no GEMM autotuning, no CUDA graphs
+        assert inductor.coordinate_descent_tuning and not inductor.max_autotune and not inductor.triton.cudagraphs
+    assert not inductor.coordinate_descent_tuning
 
 
 def test_an_unknown_mode_is_refused_by_name() -> None:
