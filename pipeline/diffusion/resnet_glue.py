@@ -10,9 +10,9 @@ the same, plus each SiLU's backward (another pass) and the SiLU's input kept for
 derivative into the norm's backward passes, recomputing what it needs from the block's input
 (``pipeline.diffusion.group_norm``); the division by 1 is skipped, and the rest runs as diffusers'
 ``ResnetBlock2D.forward`` does. What that saves is timed by ``python -m bench.benchmark_float8 --variants
-static-blocks-gn-graphs,static-blocks-gn-fused-graphs`` (a render call) and ``python -m
-bench.benchmark_unet_training --modes blocks-nchw-nocast-geglu-gn-graphs,blocks-nchw-nocast-geglu-gn-fused-graphs``
-(a training call).
+static-blocks-gn-graphs,static-blocks-gn-fused-graphs`` (a render call) and ``python -m bench.benchmark_unet_training
+--modes blocks-nchw-nocast-geglu-gn-fusedlora-graphs,blocks-nchw-nocast-geglu-gn-fusedlora-fusedresnets-graphs`` (a
+training call); what it saves a training call's memory by ``python -m bench.saved_activations``.
 
 Rendering (calls without gradients) and training (calls with them) each take it only when asked
 (``use_fused_resnets``'s ``calls``); only NCHW-contiguous inputs (the "blocks" scope's layout), and only the blocks a
