@@ -197,7 +197,7 @@ class Settings(BaseSettings):
         default=False,
         description="Train through the UNet's ResNet blocks with each group norm, its SiLU and the time embedding's "
         "add in one operator, and their gradients in the norm's backward (headshot::group_norm_silu, "
-        "pipeline/diffusion/resnet_glue.py): one activation less kept a norm. On CUDA its Triton kernels take NCHW "
+        "pipeline/diffusion/resnet_glue.py): two activations less kept a block. On CUDA its Triton kernels take NCHW "
         "activations: compiled training needs the scope 'blocks' (the others are refused). Off until timed on a GPU.",
     )
 
