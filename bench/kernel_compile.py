@@ -153,8 +153,8 @@ def ptxas_figures(log: str, compiled: list[Any]) -> dict[str, dict[str, int]]:
 def sdxl_launches() -> dict[str, tuple[str, list[tuple[str, tuple[Any, ...]]]]]:
     """label -> (kernel module, host calls) at SDXL's sizes: a training call's largest norms (batch 16, 1024 px) and a
     job's 20 selfie crops and an upscale's image through the VAE encoder's first norms, and an upscale's decode
-    through the decoder's last, in both layouts; a render's ResNet norm with its SiLU; a feed-forward gate at batch
-    16; a LoRA's accumulations."""
+    through the decoder's last, in both layouts; a render's and a training call's ResNet norm with its SiLU; a
+    feed-forward gate at batch 16; a LoRA's accumulations."""
 
     def meta(*shape: int, dtype: torch.dtype = torch.bfloat16) -> Any:
         return torch.empty(shape, device="meta", dtype=dtype)
@@ -184,6 +184,18 @@ def sdxl_launches() -> dict[str, tuple[str, list[tuple[str, tuple[Any, ...]]]]]:
         [
             ("group_norm_act_nchw", (rendered, meta(8, 320), render_weight, render_weight, 32, 1e-5)),
             ("group_norm_act_nchw", (rendered, None, render_weight, render_weight, 32, 1e-5)),
+        ],
+    )
+    # And a training call's, forward and backward (``HEADSHOT_TRAIN_FUSED_RESNETS``): batch 8 in the 3:4 bucket.
+    trained, stats = meta(8, 320, 148, 112), meta(8, 32, dtype=torch.float32)
+    launches["group norm and SiLU nchw, training"] = (
+        "group_norm_kernel",
+        [
+            ("group_norm_act_nchw", (trained, meta(8, 320), render_weight, render_weight, 32, 1e-5)),
+            (
+                "group_norm_act_backward_nchw",
+                (trained, trained, meta(8, 320), render_weight, render_weight, stats, stats, 32),
+            ),
         ],
     )
     projected = meta(16 * 4096, 2 * 2560)

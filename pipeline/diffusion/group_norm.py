@@ -27,11 +27,12 @@ from torch.nn import functional
 __all__ = [
     "NoGradGroupNorm",
     "OneOperatorGroupNorm",
+    "affine_norm",
     "channels_last",
     "group_norm",
     "group_norm_backward",
-    "group_norm_silu",
-    "group_norm_silu_backward",
+    "memory_format_of",
+    "per_channel",
     "use_group_norm_operator",
 ]
 
@@ -49,21 +50,22 @@ def channels_last(x: torch.Tensor) -> bool:
     return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
 
-def _affine_norm(
+def affine_norm(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: int, eps: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``functional.group_norm(x, groups, weight, bias, eps)`` in float32, with each (sample, group)'s mean and
     1/sqrt(var + eps): the torch maths of both forward operators."""
     grouped, mean, rstd = _moments(x, groups, eps)
     normalized = ((grouped - mean[..., None]) * rstd[..., None]).reshape(x.shape)
-    return normalized * _per_channel(weight, x) + _per_channel(bias, x), mean, rstd
+    return normalized * per_channel(weight, x) + per_channel(bias, x), mean, rstd
 
 
-def _layout(x: torch.Tensor) -> torch.memory_format:
+def memory_format_of(x: torch.Tensor) -> torch.memory_format:
+    """The layout the operators return ``x``'s results in: its own, channels-last or NCHW."""
     return torch.channels_last if channels_last(x) else torch.contiguous_format
 
 
-def _per_channel(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def per_channel(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """A (C,) tensor shaped to broadcast over ``x``'s (N, C, ...)."""
     return values.float().reshape(1, -1, *([1] * (x.dim() - 2)))
 
@@ -74,8 +76,8 @@ def group_norm(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``functional.group_norm(x, groups, weight, bias, eps)`` in ``x``'s dtype, with the mean and 1/sqrt(var + eps)
     of each (sample, group) in float32 (what the backward needs)."""
-    out, mean, rstd = _affine_norm(x, weight, bias, groups, eps)
-    return out.to(x.dtype).contiguous(memory_format=_layout(x)), mean, rstd
+    out, mean, rstd = affine_norm(x, weight, bias, groups, eps)
+    return out.to(x.dtype).contiguous(memory_format=memory_format_of(x)), mean, rstd
 
 
 @group_norm.register_fake
@@ -83,7 +85,7 @@ def _group_norm_shapes(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: int, eps: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     stats = x.new_empty((x.shape[0], groups), dtype=torch.float32)
-    return torch.empty_like(x, memory_format=_layout(x)), stats, torch.empty_like(stats)
+    return torch.empty_like(x, memory_format=memory_format_of(x)), stats, torch.empty_like(stats)
 
 
 @torch.library.custom_op("headshot::group_norm_backward", mutates_args=())
@@ -95,18 +97,18 @@ def group_norm_backward(
     normalized values (``grad * weight``) and ``x̂`` those values."""
     grouped = x.float().reshape(x.shape[0], groups, -1)
     normalized = (grouped - mean[..., None]) * rstd[..., None]
-    normalized_grad = (grad.float() * _per_channel(weight, x)).reshape(grouped.shape)
+    normalized_grad = (grad.float() * per_channel(weight, x)).reshape(grouped.shape)
     mean_grad = normalized_grad.mean(dim=-1, keepdim=True)
     mean_product = (normalized_grad * normalized).mean(dim=-1, keepdim=True)
     result = rstd[..., None] * (normalized_grad - mean_grad - normalized * mean_product)
-    return result.reshape(x.shape).to(x.dtype).contiguous(memory_format=_layout(x))
+    return result.reshape(x.shape).to(x.dtype).contiguous(memory_format=memory_format_of(x))
 
 
 @group_norm_backward.register_fake
 def _group_norm_backward_shape(
     grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor, groups: int
 ) -> torch.Tensor:
-    return torch.empty_like(x, memory_format=_layout(x))
+    return torch.empty_like(x, memory_format=memory_format_of(x))
 
 
 @group_norm.register_kernel("cuda")
@@ -133,133 +135,6 @@ def _group_norm_backward_cuda(
     from pipeline.diffusion.group_norm_kernel import group_norm_backward_nchw
 
     return group_norm_backward_nchw(grad, x, weight, mean, rstd, groups)
-
-
-@torch.library.custom_op("headshot::group_norm_silu", mutates_args=())
-def group_norm_silu(
-    x: torch.Tensor, shift: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor, groups: int, eps: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``silu(functional.group_norm(x + shift, groups, weight, bias, eps))`` in ``x``'s dtype and layout, ``shift``
-    (N, C) added to each sample's channel first (a ResNet block's time embedding), in float32, with each (sample,
-    group)'s mean and 1/sqrt(var + eps) of ``x + shift`` (what the backward needs): a ResNet block's glue in one
-    operator (``pipeline.diffusion.resnet_glue``). Elsewhere than an NCHW-contiguous CUDA tensor (the Triton
-    kernels), these torch maths."""
-    return _group_norm_silu_maths(x, shift, weight, bias, groups, eps)
-
-
-def _shifted(x: torch.Tensor, shift: torch.Tensor | None) -> torch.Tensor:
-    """``x + shift`` in float32, ``shift`` (N, C) broadcast over each channel's pixels."""
-    value = x.float()
-    return value if shift is None else value + shift.float().reshape(*shift.shape, *([1] * (x.dim() - 2)))
-
-
-def _group_norm_silu_maths(
-    x: torch.Tensor, shift: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor, groups: int, eps: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    normed, mean, rstd = _affine_norm(_shifted(x, shift), weight, bias, groups, eps)
-    return functional.silu(normed).to(x.dtype).contiguous(memory_format=_layout(x)), mean, rstd
-
-
-@group_norm_silu.register_fake
-def _group_norm_silu_shapes(
-    x: torch.Tensor, shift: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor, groups: int, eps: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    stats = x.new_empty((x.shape[0], groups), dtype=torch.float32)
-    return torch.empty_like(x, memory_format=_layout(x)), stats, torch.empty_like(stats)
-
-
-@group_norm_silu.register_kernel("cuda")
-def _group_norm_silu_cuda(
-    x: torch.Tensor, shift: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor, groups: int, eps: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    if not x.is_contiguous():  # channels-last: no fused kernel; the torch maths, on the GPU
-        return _group_norm_silu_maths(x, shift, weight, bias, groups, eps)
-    from pipeline.diffusion.group_norm_kernel import group_norm_act_nchw
-
-    return group_norm_act_nchw(x, shift, weight, bias, groups, eps)
-
-
-def _silu_input_gradient(
-    grad: torch.Tensor,
-    shifted: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor,
-    mean: torch.Tensor,
-    rstd: torch.Tensor,
-    groups: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(the gradient at the SiLU's input, the normalized values), both float32 in ``shifted``'s shape, from the
-    output's gradient ``grad`` and the forward's moments of ``shifted`` (``x + shift``)."""
-    grouped = shifted.reshape(shifted.shape[0], groups, -1)
-    normalized = ((grouped - mean[..., None]) * rstd[..., None]).reshape(shifted.shape)
-    activated = normalized * _per_channel(weight, shifted) + _per_channel(bias, shifted)
-    sigmoid = torch.sigmoid(activated)
-    return grad.float() * sigmoid * (1 + activated * (1 - sigmoid)), normalized
-
-
-@torch.library.custom_op("headshot::group_norm_silu_backward", mutates_args=())
-def group_norm_silu_backward(
-    grad: torch.Tensor,
-    x: torch.Tensor,
-    shift: torch.Tensor | None,
-    weight: torch.Tensor,
-    bias: torch.Tensor,
-    mean: torch.Tensor,
-    rstd: torch.Tensor,
-    groups: int,
-) -> torch.Tensor:
-    """The gradient of ``group_norm_silu``'s output with respect to ``x`` (the same as to ``x + shift``) for the
-    output's gradient ``grad``, in ``x``'s dtype and layout: through the SiLU (its input recomputed from ``x``,
-    ``shift`` and the moments), then ``group_norm_backward``'s maths."""
-    return _group_norm_silu_backward_maths(grad, x, shift, weight, bias, mean, rstd, groups)
-
-
-def _group_norm_silu_backward_maths(
-    grad: torch.Tensor,
-    x: torch.Tensor,
-    shift: torch.Tensor | None,
-    weight: torch.Tensor,
-    bias: torch.Tensor,
-    mean: torch.Tensor,
-    rstd: torch.Tensor,
-    groups: int,
-) -> torch.Tensor:
-    shifted = _shifted(x, shift)
-    activated_grad, _normalized = _silu_input_gradient(grad, shifted, weight, bias, mean, rstd, groups)
-    result = group_norm_backward(activated_grad, shifted, weight, mean, rstd, groups)
-    return result.to(x.dtype).contiguous(memory_format=_layout(x))
-
-
-@group_norm_silu_backward.register_fake
-def _group_norm_silu_backward_shape(
-    grad: torch.Tensor,
-    x: torch.Tensor,
-    shift: torch.Tensor | None,
-    weight: torch.Tensor,
-    bias: torch.Tensor,
-    mean: torch.Tensor,
-    rstd: torch.Tensor,
-    groups: int,
-) -> torch.Tensor:
-    return torch.empty_like(x, memory_format=_layout(x))
-
-
-@group_norm_silu_backward.register_kernel("cuda")
-def _group_norm_silu_backward_cuda(
-    grad: torch.Tensor,
-    x: torch.Tensor,
-    shift: torch.Tensor | None,
-    weight: torch.Tensor,
-    bias: torch.Tensor,
-    mean: torch.Tensor,
-    rstd: torch.Tensor,
-    groups: int,
-) -> torch.Tensor:
-    if not x.is_contiguous():  # channels-last: the torch maths, on the GPU
-        return _group_norm_silu_backward_maths(grad, x, shift, weight, bias, mean, rstd, groups)
-    from pipeline.diffusion.group_norm_kernel import group_norm_act_backward_nchw
-
-    return group_norm_act_backward_nchw(grad, x, shift, weight, bias, mean, rstd, groups)
 
 
 def _save(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
@@ -289,37 +164,6 @@ def _gradients(ctx: Any, grad: torch.Tensor, _mean_grad: Any, _rstd_grad: Any) -
 
 
 group_norm.register_autograd(_gradients, setup_context=_save)
-
-
-def _save_silu(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
-    x, shift, weight, bias, groups, _eps = inputs
-    _out, mean, rstd = output
-    ctx.groups = groups
-    ctx.mark_non_differentiable(mean, rstd)
-    # The input, not the shifted input nor the SiLU's: the backward recomputes both (one activation less kept).
-    ctx.save_for_backward(x, shift, weight, bias, mean, rstd)
-
-
-def _silu_gradients(ctx: Any, grad: torch.Tensor, _mean_grad: Any, _rstd_grad: Any) -> tuple[Any, ...]:
-    x, shift, weight, bias, mean, rstd = ctx.saved_tensors
-    wants_x, wants_shift, wants_weight, wants_bias = ctx.needs_input_grad[:4]
-    over = [0, *range(2, x.dim())]  # samples and pixels: a channel's
-    grad_x = grad_shift = grad_weight = grad_bias = None
-    if wants_x or wants_shift:
-        grad_x = torch.ops.headshot.group_norm_silu_backward(grad, x, shift, weight, bias, mean, rstd, ctx.groups)
-        if wants_shift:  # a (sample, channel)'s shift moved every pixel of it: its gradient is their sum
-            grad_shift = grad_x.float().sum(over[1:]).to(shift.dtype)
-    if wants_weight or wants_bias:
-        # The affine parameters' gradients (a frozen base never asks): sums over samples and pixels, torch ops.
-        activated_grad, normalized = _silu_input_gradient(
-            grad, _shifted(x, shift), weight, bias, mean, rstd, ctx.groups
-        )
-        grad_weight = (activated_grad * normalized).sum(over).to(weight.dtype) if wants_weight else None
-        grad_bias = activated_grad.sum(over).to(bias.dtype) if wants_bias else None
-    return grad_x if wants_x else None, grad_shift, grad_weight, grad_bias, None, None
-
-
-group_norm_silu.register_autograd(_silu_gradients, setup_context=_save_silu)
 
 
 class OneOperatorGroupNorm(torch.nn.GroupNorm):

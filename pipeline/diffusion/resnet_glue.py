@@ -8,7 +8,7 @@ each a read and a write of the whole activation, and a division of each block's 
 the same, plus each SiLU's backward (another pass) and the SiLU's input kept for it (one activation a norm). Here
 ``headshot::group_norm_silu`` folds the add and the SiLU into the norm's own two passes, and its backward the SiLU's
 derivative into the norm's backward passes, recomputing what it needs from the block's input
-(``pipeline.diffusion.group_norm``); the division by 1 is skipped, and the rest runs as diffusers'
+(``pipeline.diffusion.group_norm_silu``); the division by 1 is skipped, and the rest runs as diffusers'
 ``ResnetBlock2D.forward`` does. What that saves is timed by ``python -m bench.benchmark_float8 --variants
 static-blocks-gn-graphs,static-blocks-gn-fused-graphs`` (a render call) and ``python -m bench.benchmark_unet_training
 --modes blocks-nchw-nocast-geglu-gn-fusedlora-graphs,blocks-nchw-nocast-geglu-gn-fusedlora-fusedresnets-graphs`` (a
@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from pipeline.diffusion import group_norm as _registers_the_operator  # noqa: F401  # headshot::group_norm_silu
+from pipeline.diffusion import group_norm_silu as _registers_the_operator  # noqa: F401  # headshot::group_norm_silu
 
 __all__ = ["RENDER", "TRAIN", "fusable", "use_fused_resnets"]
 
