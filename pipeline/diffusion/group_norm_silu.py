@@ -29,7 +29,12 @@ def group_norm_silu(
     group)'s mean and 1/sqrt(var + eps) of ``x + shift`` (what the backward needs): a ResNet block's glue in one
     operator (``pipeline.diffusion.resnet_glue``). Elsewhere than an NCHW-contiguous CUDA tensor (the Triton
     kernels), these torch maths."""
-    return _group_norm_silu_maths(x, shift, weight, bias, groups, eps)
+    if x.is_cuda and x.is_contiguous():
+        from pipeline.diffusion.group_norm_kernel import group_norm_act_nchw
+
+        return group_norm_act_nchw(x, shift, weight, bias, groups, eps)
+    normed, mean, rstd = affine_norm(_shifted(x, shift), weight, bias, groups, eps)
+    return functional.silu(normed).to(x.dtype).contiguous(memory_format=memory_format_of(x)), mean, rstd
 
 
 def _shifted(x: torch.Tensor, shift: torch.Tensor | None) -> torch.Tensor:
@@ -38,30 +43,12 @@ def _shifted(x: torch.Tensor, shift: torch.Tensor | None) -> torch.Tensor:
     return value if shift is None else value + shift.float().reshape(*shift.shape, *([1] * (x.dim() - 2)))
 
 
-def _group_norm_silu_maths(
-    x: torch.Tensor, shift: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor, groups: int, eps: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    normed, mean, rstd = affine_norm(_shifted(x, shift), weight, bias, groups, eps)
-    return functional.silu(normed).to(x.dtype).contiguous(memory_format=memory_format_of(x)), mean, rstd
-
-
 @group_norm_silu.register_fake
 def _group_norm_silu_shapes(
     x: torch.Tensor, shift: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor, groups: int, eps: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     stats = x.new_empty((x.shape[0], groups), dtype=torch.float32)
     return torch.empty_like(x, memory_format=memory_format_of(x)), stats, torch.empty_like(stats)
-
-
-@group_norm_silu.register_kernel("cuda")
-def _group_norm_silu_cuda(
-    x: torch.Tensor, shift: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor, groups: int, eps: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    if not x.is_contiguous():  # channels-last: no fused kernel; the torch maths, on the GPU
-        return _group_norm_silu_maths(x, shift, weight, bias, groups, eps)
-    from pipeline.diffusion.group_norm_kernel import group_norm_act_nchw
-
-    return group_norm_act_nchw(x, shift, weight, bias, groups, eps)
 
 
 def _silu_input_gradient(
@@ -95,20 +82,12 @@ def group_norm_silu_backward(
 ) -> torch.Tensor:
     """The gradient of ``group_norm_silu``'s output with respect to ``x`` (the same as to ``x + shift``) for the
     output's gradient ``grad``, in ``x``'s dtype and layout: through the SiLU (its input recomputed from ``x``,
-    ``shift`` and the moments), then ``group_norm_backward``'s maths."""
-    return _group_norm_silu_backward_maths(grad, x, shift, weight, bias, mean, rstd, groups)
+    ``shift`` and the moments), then ``group_norm_backward``'s maths; on an NCHW-contiguous CUDA tensor the Triton
+    kernels do both in the plain backward's two passes."""
+    if x.is_cuda and x.is_contiguous():
+        from pipeline.diffusion.group_norm_kernel import group_norm_act_backward_nchw
 
-
-def _group_norm_silu_backward_maths(
-    grad: torch.Tensor,
-    x: torch.Tensor,
-    shift: torch.Tensor | None,
-    weight: torch.Tensor,
-    bias: torch.Tensor,
-    mean: torch.Tensor,
-    rstd: torch.Tensor,
-    groups: int,
-) -> torch.Tensor:
+        return group_norm_act_backward_nchw(grad, x, shift, weight, bias, mean, rstd, groups)
     shifted = _shifted(x, shift)
     activated_grad, _normalized = _silu_input_gradient(grad, shifted, weight, bias, mean, rstd, groups)
     result = group_norm_backward(activated_grad, shifted, weight, mean, rstd, groups)
@@ -127,24 +106,6 @@ def _group_norm_silu_backward_shape(
     groups: int,
 ) -> torch.Tensor:
     return torch.empty_like(x, memory_format=memory_format_of(x))
-
-
-@group_norm_silu_backward.register_kernel("cuda")
-def _group_norm_silu_backward_cuda(
-    grad: torch.Tensor,
-    x: torch.Tensor,
-    shift: torch.Tensor | None,
-    weight: torch.Tensor,
-    bias: torch.Tensor,
-    mean: torch.Tensor,
-    rstd: torch.Tensor,
-    groups: int,
-) -> torch.Tensor:
-    if not x.is_contiguous():  # channels-last: the torch maths, on the GPU
-        return _group_norm_silu_backward_maths(grad, x, shift, weight, bias, mean, rstd, groups)
-    from pipeline.diffusion.group_norm_kernel import group_norm_act_backward_nchw
-
-    return group_norm_act_backward_nchw(grad, x, shift, weight, bias, mean, rstd, groups)
 
 
 def _save(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
