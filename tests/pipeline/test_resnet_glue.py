@@ -154,6 +154,24 @@ def test_a_lora_on_the_tiny_unet_trains_the_same_through_the_fused_blocks(
         use_fused_resnets(unet, calls="both")
 
 
+def test_a_lora_trains_the_same_through_the_fused_blocks_with_gradient_checkpointing(
+    tiny_lora_gradient: tuple[Any, Callable[[], torch.Tensor]],
+) -> None:
+    # A small card's memory plan checkpoints the UNet's blocks: their forward runs again in the backward, the fused
+    # blocks' with it.
+    unet, gradient = tiny_lora_gradient
+    unet.enable_gradient_checkpointing()
+    unet.train()
+    plain = gradient()
+    blocks = [module for module in unet.modules() if type(module).__name__ == "ResnetBlock2D"]
+    assert use_fused_resnets(unet, calls=TRAIN) == len(blocks)
+    with OperatorCalls() as calls:
+        fused = gradient()
+    # Each block's forward twice where the backward reaches it: once in the forward, once recomputed.
+    assert calls.operators.count(torch.ops.headshot.group_norm_silu.default) > 2 * len(blocks)
+    torch.testing.assert_close(fused, plain, rtol=1e-4, atol=1e-7)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the Triton kernels need a CUDA GPU")
 @pytest.mark.parametrize("training", [False, True])
 def test_the_fused_operator_replays_from_a_cuda_graph(
