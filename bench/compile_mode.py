@@ -12,8 +12,10 @@ from contextlib import contextmanager
 __all__ = ["COMPILE_MODES", "compile_mode"]
 
 # "tuned": the worker's mode with the Triton kernels inductor writes (pointwise and reductions: the layer norms'
-# forward and backward inside the compiled blocks) tuned by coordinate descent at compile, no GEMM autotuning.
-COMPILE_MODES = ("default", "tuned", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# forward and backward inside the compiled blocks) tuned by coordinate descent at compile, no GEMM autotuning;
+# "tuned-looped": the same with reductions looping over their rows instead of holding a row at once (persistent),
+# so the tuner picks the reduction's tile too (inductor's own recipe for tuning reductions, pytorch/pytorch#97203).
+COMPILE_MODES = ("default", "tuned", "tuned-looped", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @contextmanager
@@ -34,7 +36,9 @@ def compile_mode(mode: str) -> Iterator[None]:
     from torch._inductor import list_mode_options
 
     options: dict[str, object] = (
-        {"coordinate_descent_tuning": True} if mode == "tuned" else dict(list_mode_options(mode))
+        {"coordinate_descent_tuning": True, "triton.persistent_reductions": mode == "tuned"}
+        if mode.startswith("tuned")
+        else dict(list_mode_options(mode))
     )
     if mode.startswith("max-autotune"):
         options.update(

@@ -16,7 +16,10 @@ def test_an_autotuning_mode_sets_inductors_options_only_inside_the_block() -> No
         assert not inductor.max_autotune and not inductor.triton.cudagraphs
     with compile_mode("tuned"):  # the worker's mode, its Triton kernels tuned: no GEMM autotuning, no CUDA graphs
         assert inductor.coordinate_descent_tuning and not inductor.max_autotune and not inductor.triton.cudagraphs
-    assert not inductor.coordinate_descent_tuning
+        assert inductor.triton.persistent_reductions
+    with compile_mode("tuned-looped"):  # and the reductions' tiles with them
+        assert inductor.coordinate_descent_tuning and not inductor.triton.persistent_reductions
+    assert not inductor.coordinate_descent_tuning and inductor.triton.persistent_reductions
 
 
 def test_an_unknown_mode_is_refused_by_name() -> None:
