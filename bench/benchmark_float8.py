@@ -42,7 +42,8 @@ __all__ = ["VARIANTS", "main"]
 # "-graphs" replays its calls from a CUDA graph (pipeline.diffusion.cuda_graphs, HEADSHOT_RENDER_CUDA_GRAPHS); one with
 # "-nchw" lays the regions out NCHW, one with "-cl" the blocks channels-last (the blocks are NCHW otherwise, the
 # regions channels-last); "-gn" runs the norms through the operator, in either layout (channels-last through its
-# NHWC kernels).
+# NHWC kernels); "-fused" the ResNet blocks through headshot::group_norm_silu (pipeline.diffusion.resnet_glue) and
+# "-tokens" the transformers' entries and exits through the token operators (pipeline.diffusion.transformer_glue).
 VARIANTS: dict[str, tuple[str | None, str]] = {
     "bf16-blocks": (None, "blocks"),
     "dynamic-blocks": ("dynamic", "blocks"),
@@ -63,6 +64,9 @@ VARIANTS: dict[str, tuple[str | None, str]] = {
     "static-blocks-cl-gn-graphs": ("static", "blocks"),
     "static-blocks-gn-fused": ("static", "blocks"),
     "static-blocks-gn-fused-graphs": ("static", "blocks"),
+    "static-blocks-gn-fused-tokens": ("static", "blocks"),
+    "static-blocks-gn-tokens-graphs": ("static", "blocks"),
+    "static-blocks-gn-fused-tokens-graphs": ("static", "blocks"),
 }
 CALIBRATION_TIMESTEPS = (999, 500, 1)
 
@@ -79,6 +83,7 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
     from pipeline.diffusion.float8_scales import calibrate_float8
     from pipeline.diffusion.group_norm import use_group_norm_operator
     from pipeline.diffusion.resnet_glue import use_fused_resnets
+    from pipeline.diffusion.transformer_glue import use_fused_transformers
 
     inputs = unet_call_inputs(pipe, batch=8)
     worker_cast = float8.EAGER_INPUT_CAST  # the module's default, as a worker runs
@@ -100,6 +105,7 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
         use_bf16_linears(pipe.unet)
         use_group_norm_operator(pipe.unet, enabled="-gn" in name, no_grad=True)
         use_fused_resnets(pipe.unet, enabled=False)  # the last variant's, if it fused them
+        use_fused_transformers(pipe.unet, enabled=False)
         float8.EAGER_INPUT_CAST = "eager" if name.endswith("-eager-cast") else worker_cast
         nchw = "-nchw" in name or (scope == "blocks" and "-cl-" not in name)
         layout = torch.contiguous_format if nchw else torch.channels_last
@@ -107,6 +113,8 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
         figures: dict[str, Any] = {}
         if "fused" in name.split("-"):
             figures["fused_resnet_blocks"] = use_fused_resnets(pipe.unet)
+        if "tokens" in name.split("-"):
+            figures["fused_transformers"] = use_fused_transformers(pipe.unet)
         if scaling:
             figures["fp8_layers"] = use_float8_linears(pipe.unet, scaling=scaling)
             if scaling == "static":
@@ -129,6 +137,7 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
     use_bf16_linears(pipe.unet)
     use_group_norm_operator(pipe.unet, enabled=False)
     use_fused_resnets(pipe.unet, enabled=False)
+    use_fused_transformers(pipe.unet, enabled=False)
     float8.EAGER_INPUT_CAST = worker_cast
 
 

@@ -60,6 +60,8 @@ A mode ending ``-fusedresnets`` (before any ``-graphs``) trains through the ResN
 ``pipeline.diffusion.resnet_glue`` (``HEADSHOT_TRAIN_FUSED_RESNETS``): each norm, its SiLU and the time embedding's
 add in ``headshot::group_norm_silu``, whose backward recomputes the SiLU's input instead of keeping it; so
 ``blocks-nchw-nocast-geglu-gn-fusedlora-fusedresnets-graphs`` is a GPU worker's bf16 training call with that setting.
+A mode ending ``-fusedtokens`` (before any ``-graphs``, after ``-fusedresnets``) also trains the transformers'
+entries and exits through ``pipeline.diffusion.transformer_glue``'s token operators.
 A mode ending ``-nolora`` (launched from Python only) runs the same call with the LoRA switched off, its backward
 reaching the input latents instead: set against the mode without it, its kernel time (``--profile``) is what the
 LoRA's own work costs a call (its products, scalings and the adds into the base layers' outputs and gradients).
@@ -139,6 +141,8 @@ MODES = (
     "blocks-nchw-nocast-geglu-gn-fusedlora-graphs",
     "blocks-nchw-nocast-geglu-gn-fusedlora-fusedresnets",
     "blocks-nchw-nocast-geglu-gn-fusedlora-fusedresnets-graphs",
+    "blocks-nchw-nocast-geglu-gn-fusedlora-fusedresnets-fusedtokens",
+    "blocks-nchw-nocast-geglu-gn-fusedlora-fusedresnets-fusedtokens-graphs",
     "regions-nchw-nocast-geglu-gn-fusedlora-graphs",
     "blocks-nocast-geglu-gn-graphs",
     "blocks-nocast-geglu-gn-fusedlora-graphs",
@@ -316,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
             mode = mode.removesuffix("-graphs")
             base_only, mode = mode.endswith("-nolora"), mode.removesuffix("-nolora")
             separately, mode = mode.endswith("-concat"), mode.removesuffix("-concat")
-            mode, layout, fused_resnets = _set_up(pipe, mode, channels_last)
+            mode, layout, fused_glue = _set_up(pipe, mode, channels_last)
             mode_inputs = {**inputs, "sample": inputs["sample"].contiguous(memory_format=layout)}
             figures_fp8 = _base_layers(pipe, mode, mode_inputs, lora)
             trained = lora
@@ -332,8 +336,7 @@ def main(argv: list[str] | None = None) -> int:
                     pipe, mode_inputs, trained, label=mode_name, graphed=graphed
                 )
             figures.update(figures_fp8)
-            if fused_resnets:
-                figures["fused_resnet_blocks"] = fused_resnets
+            figures.update(fused_glue)
             # The compiled call's gradient against eager's: a compile or a layout must change only the rounding.
             if base_only:
                 figures["lora"] = "off: the gradient of the input latents"
@@ -350,20 +353,27 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _set_up(pipe: Any, mode: str, channels_last: bool) -> tuple[str, Any, int]:
+def _set_up(pipe: Any, mode: str, channels_last: bool) -> tuple[str, Any, dict[str, int]]:
     """The UNet as ``mode`` (its "-graphs", "-nolora" and "-concat" taken off) trains: the operators its
-    "-fusedresnets", "-fusedlora", "-gn" and "-geglu" name, peft's input casts unless "-nocast" (eager has them),
-    NCHW for "-nchw", else the worker's layout; returns the mode without the operators' suffixes, the layout, and how
-    many ResNet blocks train fused."""
+    "-fusedtokens", "-fusedresnets", "-fusedlora", "-gn" and "-geglu" name, peft's input casts unless "-nocast"
+    (eager has them), NCHW for "-nchw", else the worker's layout; returns the mode without the operators' suffixes,
+    the layout, and how many ResNet blocks and transformers train fused."""
     import torch
 
     from pipeline.diffusion.geglu import use_geglu_operator
     from pipeline.diffusion.group_norm import use_group_norm_operator
     from pipeline.diffusion.lora_linear import use_lora_operator
     from pipeline.diffusion.resnet_glue import TRAIN, use_fused_resnets
+    from pipeline.diffusion.transformer_glue import use_fused_transformers
 
-    use_fused_resnets(pipe.unet, calls=TRAIN, enabled=False)  # the last mode's, if it fused them
-    fused = use_fused_resnets(pipe.unet, calls=TRAIN) if mode.endswith("-fusedresnets") else 0
+    fused: dict[str, int] = {}
+    use_fused_transformers(pipe.unet, calls=TRAIN, enabled=False)  # the last mode's, if it fused them
+    if mode.endswith("-fusedtokens"):
+        fused["fused_transformers"] = use_fused_transformers(pipe.unet, calls=TRAIN)
+    mode = mode.removesuffix("-fusedtokens")
+    use_fused_resnets(pipe.unet, calls=TRAIN, enabled=False)
+    if mode.endswith("-fusedresnets"):
+        fused["fused_resnet_blocks"] = use_fused_resnets(pipe.unet, calls=TRAIN)
     mode = mode.removesuffix("-fusedresnets")
     use_lora_operator(pipe.unet, enabled=mode.endswith("-fusedlora"))
     mode = mode.removesuffix("-fusedlora")

@@ -154,7 +154,7 @@ def sdxl_launches() -> dict[str, tuple[str, list[tuple[str, tuple[Any, ...]]]]]:
     """label -> (kernel module, host calls) at SDXL's sizes: a training call's largest norms (batch 16, 1024 px) and a
     job's 20 selfie crops and an upscale's image through the VAE encoder's first norms, and an upscale's decode
     through the decoder's last, in both layouts; a render's and a training call's ResNet norm with its SiLU; a
-    feed-forward gate at batch 16; a LoRA's accumulations."""
+    render's transformer entries and exits; a feed-forward gate at batch 16; a LoRA's accumulations."""
 
     def meta(*shape: int, dtype: torch.dtype = torch.bfloat16) -> Any:
         return torch.empty(shape, device="meta", dtype=dtype)
@@ -198,6 +198,22 @@ def sdxl_launches() -> dict[str, tuple[str, list[tuple[str, tuple[Any, ...]]]]]:
             ),
         ],
     )
+    # A render's transformer entries and exits (``transformer_glue``): CFG batch 8 at 928x1152, both levels.
+    for channels, height, width in ((640, 72, 58), (1280, 36, 29)):
+        level, tokens = meta(8, channels, height, width), meta(8, height * width, channels)
+        weight = meta(channels)
+        launches[f"group norm to tokens, render, {channels} channels"] = (
+            "token_layout_kernel",
+            [("group_norm_to_tokens", (level, weight, weight, 32, 1e-6))],
+        )
+        launches[f"tokens moves, render, {channels} channels"] = (
+            "token_layout_kernel",
+            [
+                ("nchw_to_tokens", (level,)),
+                ("tokens_to_nchw", (tokens, level, height, width)),
+                ("tokens_to_nchw", (tokens, None, height, width)),
+            ],
+        )
     projected = meta(16 * 4096, 2 * 2560)
     launches["geglu, training"] = (
         "geglu_kernel",

@@ -25,7 +25,8 @@ KERNEL_KINDS = (
     ("norms", re.compile(r"^triton_.*(norm|welford)", re.IGNORECASE)),
     ("elementwise and other", re.compile(r"^triton_")),
     # A same-dtype ("nocast") direct copy is a ``.contiguous()``: eager ops that want the other layout make them.
-    ("layout conversions", re.compile(r"nchwToNhwc|nhwcToNchw|nocast<at::native::direct_copy", re.IGNORECASE)),
+    # ``token_layout_kernel``'s transpose back from a transformer's tokens (with its exit's residual add) too.
+    ("layout conversions", re.compile(r"nchwToNhwc|nhwcToNchw|nocast<at::native::direct_copy|^_tokens_", re.I)),
     ("convolutions", re.compile(r"conv|fprop|dgrad|wgrad|winograd|implicit", re.IGNORECASE)),
     ("matrix products", re.compile(r"gemm|nvjet|xmma|cutlass|scaled_mm|addmm|matmul|\bmm\b|linear", re.IGNORECASE)),
     ("norms", re.compile(r"norm|welford", re.IGNORECASE)),

@@ -27,11 +27,9 @@ from typing import Any
 import torch
 
 from pipeline.diffusion import group_norm_silu as _registers_the_operator  # noqa: F401  # headshot::group_norm_silu
+from pipeline.diffusion.glue_calls import RENDER, TRAIN, switch_fused, wanted
 
 __all__ = ["RENDER", "TRAIN", "fusable", "use_fused_resnets"]
-
-_FUSED = "_headshot_fused_resnet"  # on the instance forward this module installed: the calls it fuses
-RENDER, TRAIN = "render", "train"  # the calls without gradients, and those with
 
 
 def fusable(block: Any) -> bool:
@@ -52,36 +50,16 @@ def use_fused_resnets(unet: Any, *, calls: str = RENDER, enabled: bool = True) -
     without gradients; ``TRAIN``: with them), or (``enabled=False``) no longer in those; return how many blocks
     changed. Before any compile of the glue: an instance's own ``forward`` shadows the class's, and
     ``acceleration.compile_unet_regions`` leaves such a block eager."""
-    if calls not in (RENDER, TRAIN):
-        raise ValueError(f"calls must be {RENDER!r} or {TRAIN!r}, got {calls!r}")
-    changed = 0
-    for block in unet.modules():
-        forward = vars(block).get("forward")
-        fused: set[str] | None = getattr(forward, _FUSED, None)
-        if enabled and fused is None and forward is None and fusable(block):
-            block.forward = _fused(block)
-            fused = getattr(block.forward, _FUSED)
-        if fused is None or (calls in fused) == enabled:
-            continue
-        if enabled:
-            fused.add(calls)
-        else:
-            fused.discard(calls)
-            if not fused:
-                del block.forward
-        changed += 1
-    return changed
+    return switch_fused(unet, calls=calls, enabled=enabled, methods=("forward",), fusable=fusable, fuse=_fused)
 
 
-def _fused(block: Any) -> Any:
+def _fused(block: Any, fused: set[str]) -> dict[str, Any]:
     eager = block.forward  # the class's, bound
-    fused: set[str] = set()
 
     @functools.wraps(eager)
     def forward(input_tensor: torch.Tensor, temb: torch.Tensor | None, *args: Any, **kwargs: Any) -> torch.Tensor:
         dropping = block.training and block.dropout.p > 0
-        wanted = (TRAIN if torch.is_grad_enabled() else RENDER) in fused
-        if not wanted or args or kwargs or dropping or not input_tensor.is_contiguous():
+        if not wanted(fused) or args or kwargs or dropping or not input_tensor.is_contiguous():
             return eager(input_tensor, temb, *args, **kwargs)
         norm1, norm2 = block.norm1, block.norm2
         hidden = torch.ops.headshot.group_norm_silu(
@@ -101,5 +79,4 @@ def _fused(block: Any) -> Any:
         hidden += shortcut
         return hidden if block.output_scale_factor == 1 else hidden / block.output_scale_factor
 
-    setattr(forward, _FUSED, fused)
-    return forward
+    return {"forward": forward}

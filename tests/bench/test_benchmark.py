@@ -55,8 +55,12 @@ def test_float8_benchmark_times_each_scheme_against_eager_and_splits_the_profile
     out = tmp_path / "fp8.json"
     # The worker's scheme with the worker's compile scope: the whole UNet's inductor compiles took minutes of CI's CPU
     # and test no other code (the whole-UNet compile is tested through the worker's setup).
-    assert main(["--model", "tiny", "--variants", "static-blocks", "--profile", "--out", str(out)]) == 0
-    eager, static, profile = json.loads(out.read_text())["unet"]
+    # And with the glue's operators: the ResNet blocks and the transformers' entries and exits fused.
+    variants = "static-blocks,static-blocks-gn-fused-tokens"
+    assert main(["--model", "tiny", "--variants", variants, "--profile", "--out", str(out)]) == 0
+    eager, static, profile, fused, _ = json.loads(out.read_text())["unet"]
+    assert fused["fused_resnet_blocks"] > 0 and fused["fused_transformers"] > 0
+    assert fused["relative_error_vs_bf16_eager"] == pytest.approx(static["relative_error_vs_bf16_eager"], abs=0.01)
     assert eager["variant"] == "float32, eager (baseline)" and eager["call_s"] > 0
     assert static["variant"] == "static FP8 blocks compiled" and static["call_s"] > 0
     assert static["fp8_layers"] == static["calibrated"] > 0
@@ -120,6 +124,9 @@ def test_flop_count_of_a_unet_call_splits_by_operator_without_touching_the_weigh
         ("_group_norm_merge_sums", "norms"),
         ("_group_norm_nhwc_input_gradient", "norms"),
         ("_geglu_backward", "elementwise and other"),
+        # A transformer's entry normalizes into its tokens; its exit only moves them back (and adds the residual).
+        ("_group_norm_nchw_to_tokens", "norms"),
+        ("_tokens_to_nchw", "layout conversions"),
     ],
 )
 def test_profiled_kernels_are_sorted_by_the_work_they_do(name: str, kind: str) -> None:

@@ -17,8 +17,8 @@ def test_unet_training_benchmark_times_each_layout_and_scope_against_eager(tmp_p
     # The blocks, the norms and the layout switch; the blocks dynamic from their first call; the regions without
     # peft's input casts; concatenations compiled input by input; the feed-forward gates through headshot::geglu,
     # and the group norms through headshot::group_norm too; the frozen base in FP8 with calibrated input and gradient
-    # scales; the LoRA through headshot::lora_linear, the ResNet blocks through headshot::group_norm_silu too, and the
-    # LoRA off.
+    # scales; the LoRA through headshot::lora_linear, the ResNet blocks through headshot::group_norm_silu too, the
+    # transformers' entries and exits through the token operators too, and the LoRA off.
     modes = [
         "blocks-norms-nchw",
         "blocks-nchw-nocast-dynamic",
@@ -29,6 +29,7 @@ def test_unet_training_benchmark_times_each_layout_and_scope_against_eager(tmp_p
         "regions-nocast-geglu-gn",
         "blocks-nchw-nocast-geglu-gn-fusedlora",
         "blocks-nchw-nocast-geglu-gn-fusedlora-fusedresnets",
+        "blocks-nchw-nocast-geglu-gn-fusedlora-fusedresnets-fusedtokens",
         "blocks-nchw-nocast-geglu-gn-nolora",
         "blocks-nchw-nocast-fp8-static",
     ]
@@ -43,9 +44,10 @@ def test_unet_training_benchmark_times_each_layout_and_scope_against_eager(tmp_p
     # Every compile and layout trains the same LoRA gradient as eager, up to float32 rounding; FP8 within its rounding
     # (tests/pipeline/test_float8_training.py bounds it against the batch-to-batch noise).
     assert all(entry["gradient_relative_difference"] < 1e-4 for entry in entries[1:-2])
-    fused = next(entry for entry in entries if entry["variant"].endswith("-fusedresnets"))
-    assert fused["fused_resnet_blocks"] > 0
-    assert all("fused_resnet_blocks" not in entry for entry in entries if entry is not fused)
+    fused = [entry for entry in entries if "-fusedresnets" in entry["variant"]]
+    assert len(fused) == 2 and all(entry["fused_resnet_blocks"] > 0 for entry in fused)
+    assert all("fused_resnet_blocks" not in entry for entry in entries if entry not in fused)
+    assert fused[1]["fused_transformers"] > 0 and "fused_transformers" not in fused[0]
     base_only = entries[-2]  # the LoRA off, the backward to the latents: what the LoRA's own work costs a call
     assert base_only["lora"].startswith("off") and "gradient_relative_difference" not in base_only
     fp8 = entries[-1]
