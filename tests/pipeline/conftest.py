@@ -97,6 +97,25 @@ def capture_cuda_graph() -> Callable[[Callable[[], Any]], tuple[Any, Any, Any]]:
 
 
 @pytest.fixture
+def replays_new_inputs(
+    capture_cuda_graph: Callable[[Callable[[], Any]], tuple[Any, Any, Any]],
+) -> Callable[[Callable[[], Any], Callable[[], None]], None]:
+    """``check(step, change)``: ``step`` captured in a CUDA graph, its inputs changed in place by ``change``, the graph
+    replayed: its output must be what ``step`` computes from the new inputs, and not what it did from the old."""
+    import torch
+
+    def check(step: Callable[[], Any], change: Callable[[], None]) -> None:
+        expected, graph, replayed = capture_cuda_graph(step)
+        with torch.no_grad():
+            change()
+        graph.replay()
+        torch.testing.assert_close(replayed, step())
+        assert not torch.equal(replayed, expected)
+
+    return check
+
+
+@pytest.fixture
 def triton_kernels(tmp_path: Path) -> Callable[[str, dict[str, int]], Any]:
     """``load(module, small_tiles)``: a ``KernelRunner`` of one of the project's Triton kernel modules, on a GPU or
     in Triton's interpreter (``tests.pipeline.triton_kernels`` says how); skipped on a CPU machine without triton."""
