@@ -73,19 +73,22 @@ def _nchw_to_tokens_shape(x: torch.Tensor) -> torch.Tensor:
 def tokens_to_nchw(tokens: torch.Tensor, residual: torch.Tensor | None, height: int, width: int) -> torch.Tensor:
     """(N, H*W, C) ``tokens`` as a contiguous NCHW tensor of ``height`` by ``width``, plus NCHW ``residual`` where
     given (in float32, rounded once: what a bf16 add computes)."""
-    if _on_gpu(tokens) and (residual is None or residual.is_contiguous()):
+    if _on_gpu(tokens) and (residual is None or (residual.is_contiguous() and residual.dtype == tokens.dtype)):
         from pipeline.diffusion import token_layout_kernel
 
         return token_layout_kernel.tokens_to_nchw(tokens, residual, height, width)
     nchw = tokens.reshape(tokens.shape[0], height, width, tokens.shape[2]).permute(0, 3, 1, 2)
     if residual is None:
         return nchw.contiguous()
-    return (nchw.float() + residual.float()).to(torch.result_type(tokens, residual)).contiguous()
+    dtype = torch.result_type(tokens, residual)
+    opmath = torch.promote_types(dtype, torch.float32)  # half types add in float32, as torch's add does
+    return (nchw.to(opmath) + residual.to(opmath)).to(dtype).contiguous()
 
 
 @tokens_to_nchw.register_fake
 def _tokens_to_nchw_shape(tokens: torch.Tensor, residual: torch.Tensor | None, height: int, width: int) -> torch.Tensor:
-    return tokens.new_empty((tokens.shape[0], tokens.shape[2], height, width))
+    dtype = tokens.dtype if residual is None else torch.result_type(tokens, residual)
+    return tokens.new_empty((tokens.shape[0], tokens.shape[2], height, width), dtype=dtype)
 
 
 def _save_norm(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:

@@ -56,6 +56,10 @@ def test_the_operators_and_their_gradients_are_torchs_norm_permutes_and_add(
     for name, mine, reference in zip(("x", "weight", "bias", "residual"), leaves, references, strict=True):
         assert mine.grad is not None and reference.grad is not None and mine.grad.dtype == dtype, name
         assert _relative(mine.grad, reference.grad) < tolerance, name
+    # A residual of another dtype promotes the sum as torch's add does.
+    mixed = torch.ops.headshot.tokens_to_nchw(_tokens(x).contiguous(), residual.double(), 6, 5)
+    assert mixed.dtype == torch.float64
+    torch.testing.assert_close(mixed, x.double() + residual.double(), rtol=0, atol=0)
     # The plain transpose, and its gradient the transpose back.
     leaf = x.clone().requires_grad_(True)
     plain = torch.ops.headshot.nchw_to_tokens(leaf)
