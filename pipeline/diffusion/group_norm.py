@@ -32,7 +32,9 @@ __all__ = [
     "group_norm",
     "group_norm_backward",
     "memory_format_of",
+    "norm_gradients",
     "per_channel",
+    "save_for_backward",
     "use_group_norm_operator",
 ]
 
@@ -137,7 +139,11 @@ def _group_norm_backward_cuda(
     return group_norm_backward_nchw(grad, x, weight, mean, rstd, groups)
 
 
-def _save(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
+def save_for_backward(
+    ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+) -> None:
+    """What ``group_norm``'s backward needs, from its (x, weight, bias, groups, eps) and its (out, mean, rstd): also
+    ``token_layout``'s entry norm's, which takes and returns the same."""
     x, weight, _bias, groups, _eps = inputs
     _out, mean, rstd = output
     ctx.groups = groups
@@ -145,7 +151,9 @@ def _save(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, torch.T
     ctx.save_for_backward(x, weight, mean, rstd)
 
 
-def _gradients(ctx: Any, grad: torch.Tensor, _mean_grad: Any, _rstd_grad: Any) -> tuple[Any, ...]:
+def norm_gradients(ctx: Any, grad: torch.Tensor, _mean_grad: Any, _rstd_grad: Any) -> tuple[Any, ...]:
+    """The gradients of (x, weight, bias, groups, eps) for the NCHW output's gradient ``grad``
+    (``save_for_backward`` kept the rest)."""
     x, weight, mean, rstd = ctx.saved_tensors
     grad_x = (
         torch.ops.headshot.group_norm_backward(grad, x, weight, mean, rstd, ctx.groups)
@@ -163,7 +171,7 @@ def _gradients(ctx: Any, grad: torch.Tensor, _mean_grad: Any, _rstd_grad: Any) -
     return grad_x, grad_weight, grad_bias, None, None
 
 
-group_norm.register_autograd(_gradients, setup_context=_save)
+group_norm.register_autograd(norm_gradients, setup_context=save_for_backward)
 
 
 class OneOperatorGroupNorm(torch.nn.GroupNorm):

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from pipeline.diffusion.group_norm import affine_norm, group_norm_backward
+from pipeline.diffusion.group_norm import affine_norm, norm_gradients, save_for_backward
 
 __all__ = ["group_norm_tokens", "nchw_to_tokens", "tokens_to_nchw"]
 
@@ -91,33 +91,16 @@ def _tokens_to_nchw_shape(tokens: torch.Tensor, residual: torch.Tensor | None, h
     return tokens.new_empty((tokens.shape[0], tokens.shape[2], height, width), dtype=dtype)
 
 
-def _save_norm(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
-    x, weight, _bias, groups, _eps = inputs
-    _tokens, mean, rstd = output
-    ctx.groups = groups
-    ctx.mark_non_differentiable(mean, rstd)
-    ctx.save_for_backward(x, weight, mean, rstd)
+def _norm_gradients(ctx: Any, grad: torch.Tensor, mean_grad: Any, rstd_grad: Any) -> tuple[Any, ...]:
+    # The tokens' gradient back in NCHW, then the plain norm's gradients (it saved what the plain norm saves).
+    nchw = torch.ops.headshot.tokens_to_nchw(grad.contiguous(), None, *ctx.saved_tensors[0].shape[2:])
+    return norm_gradients(ctx, nchw, mean_grad, rstd_grad)
 
 
-def _norm_gradients(ctx: Any, grad: torch.Tensor, _mean_grad: Any, _rstd_grad: Any) -> tuple[Any, ...]:
-    x, weight, mean, rstd = ctx.saved_tensors
-    # The tokens' gradient back in NCHW, then the plain norm's backward.
-    nchw = torch.ops.headshot.tokens_to_nchw(grad.contiguous(), None, x.shape[2], x.shape[3])
-    grad_x = group_norm_backward(nchw, x, weight, mean, rstd, ctx.groups) if ctx.needs_input_grad[0] else None
-    grad_weight = grad_bias = None
-    if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:  # a frozen base never asks: torch ops
-        grouped = x.float().reshape(x.shape[0], ctx.groups, -1)
-        normalized = ((grouped - mean[..., None]) * rstd[..., None]).reshape(x.shape)
-        over = [0, 2, 3]
-        grad_weight = (nchw.float() * normalized).sum(over).to(weight.dtype) if ctx.needs_input_grad[1] else None
-        grad_bias = nchw.float().sum(over).to(weight.dtype) if ctx.needs_input_grad[2] else None
-    return grad_x, grad_weight, grad_bias, None, None
+group_norm_tokens.register_autograd(_norm_gradients, setup_context=save_for_backward)
 
 
-group_norm_tokens.register_autograd(_norm_gradients, setup_context=_save_norm)
-
-
-def _save_nothing(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+def _save_shape(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
     ctx.shape = inputs[0].shape
 
 
@@ -125,7 +108,7 @@ def _transposed_back(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
     return (torch.ops.headshot.tokens_to_nchw(grad.contiguous(), None, ctx.shape[2], ctx.shape[3]),)
 
 
-nchw_to_tokens.register_autograd(_transposed_back, setup_context=_save_nothing)
+nchw_to_tokens.register_autograd(_transposed_back, setup_context=_save_shape)
 
 
 def _save_has_residual(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
