@@ -87,7 +87,7 @@ def group_norm_to_tokens(
     """``headshot::group_norm_tokens`` on CUDA tensors: (the group norm of NCHW-contiguous ``x`` as (N, H*W, C)
     tokens, mean, rstd): ``group_norm_kernel``'s moments, then one tiled pass that normalizes and transposes."""
     samples, channels = x.shape[:2]
-    pixels = x[0, 0].numel()
+    pixels = x.shape[2] * x.shape[3]
     out = x.new_empty((samples, pixels, channels))
     mean = x.new_empty((samples, groups), dtype=torch.float32)
     rstd = torch.empty_like(mean)
@@ -110,7 +110,7 @@ def group_norm_to_tokens(
 def nchw_to_tokens(x: torch.Tensor) -> torch.Tensor:
     """``headshot::nchw_to_tokens`` on CUDA tensors: NCHW-contiguous ``x`` as (N, H*W, C) tokens."""
     samples, channels = x.shape[:2]
-    pixels = x[0, 0].numel() if x.numel() else x.shape[2] * x.shape[3]
+    pixels = x.shape[2] * x.shape[3]
     out = x.new_empty((samples, pixels, channels))
     if x.numel():
         _group_norm_nchw_to_tokens[_grid(samples, channels, pixels)](
