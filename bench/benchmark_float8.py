@@ -14,6 +14,9 @@ its calls from CUDA graphs, as ``HEADSHOT_RENDER_CUDA_GRAPHS`` does (a GPU only)
 operator's NHWC kernels: cuDNN's convolutions without the layout conversions NCHW costs them (7% of a replayed
 call, 2026-12-05), for norms twice the NCHW kernels' time; ``static-blocks-gn-fused`` (and its ``-graphs``) renders
 the ResNet blocks' norms with their SiLU and time embedding in one operator (``pipeline.diffusion.resnet_glue``);
+``static-blocks-gn-shared`` (and its ``-graphs``, also with ``-fused-tokens``) gives each attention's q, k and v one
+input scale and merges their casts, so the norm before them writes one FP8 copy where it wrote three
+(``pipeline.diffusion.float8_shared_input``);
 ``static-blocks-dynamic`` compiles the blocks ``dynamic=True`` from their first call (one graph for every size, if
 as fast);
 ``static-blocks-eager-cast`` casts the inputs of the FP8 layers left outside the compiled blocks eagerly, in four
@@ -28,6 +31,7 @@ calls with the autotuner).
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +47,8 @@ __all__ = ["VARIANTS", "main"]
 # "-nchw" lays the regions out NCHW, one with "-cl" the blocks channels-last (the blocks are NCHW otherwise, the
 # regions channels-last); "-gn" runs the norms through the operator, in either layout (channels-last through its
 # NHWC kernels); "-fused" the ResNet blocks through headshot::group_norm_silu (pipeline.diffusion.resnet_glue) and
-# "-tokens" the transformers' entries and exits through the token operators (pipeline.diffusion.transformer_glue).
+# "-tokens" the transformers' entries and exits through the token operators (pipeline.diffusion.transformer_glue);
+# "-shared" one FP8 input for the layers that read one tensor (pipeline.diffusion.float8_shared_input).
 VARIANTS: dict[str, tuple[str | None, str]] = {
     "bf16-blocks": (None, "blocks"),
     "dynamic-blocks": ("dynamic", "blocks"),
@@ -67,6 +72,10 @@ VARIANTS: dict[str, tuple[str | None, str]] = {
     "static-blocks-gn-fused-tokens": ("static", "blocks"),
     "static-blocks-gn-tokens-graphs": ("static", "blocks"),
     "static-blocks-gn-fused-tokens-graphs": ("static", "blocks"),
+    "static-blocks-gn-shared": ("static", "blocks"),
+    "static-blocks-gn-shared-graphs": ("static", "blocks"),
+    "static-blocks-gn-fused-tokens-shared": ("static", "blocks"),
+    "static-blocks-gn-fused-tokens-shared-graphs": ("static", "blocks"),
 }
 CALIBRATION_TIMESTEPS = (999, 500, 1)
 
@@ -74,13 +83,13 @@ CALIBRATION_TIMESTEPS = (999, 500, 1)
 def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> None:
     """Time (and profile) each variant of ``names`` on ``pipe``, eager bf16 first as the baseline."""
     import torch
+    import torch._inductor.config
 
     from bench.float8_layers import use_bf16_linears
     from pipeline.diffusion import float8
     from pipeline.diffusion.acceleration import compile_unet_blocks, compile_unet_regions
     from pipeline.diffusion.cuda_graphs import DenoiserGraphs
-    from pipeline.diffusion.float8 import use_float8_linears
-    from pipeline.diffusion.float8_scales import calibrate_float8
+    from pipeline.diffusion.float8_shared_input import INDUCTOR_OPTIONS
     from pipeline.diffusion.group_norm import use_group_norm_operator
     from pipeline.diffusion.resnet_glue import use_fused_resnets
     from pipeline.diffusion.transformer_glue import use_fused_transformers
@@ -102,23 +111,8 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
     for name in names:
         scaling, scope = VARIANTS[name]
         _uncompile(pipe)
-        use_bf16_linears(pipe.unet)
-        use_group_norm_operator(pipe.unet, enabled="-gn" in name, no_grad=True)
-        use_fused_resnets(pipe.unet, enabled=False)  # the last variant's, if it fused them
-        use_fused_transformers(pipe.unet, enabled=False)
         float8.EAGER_INPUT_CAST = "eager" if name.endswith("-eager-cast") else worker_cast
-        nchw = "-nchw" in name or (scope == "blocks" and "-cl-" not in name)
-        layout = torch.contiguous_format if nchw else torch.channels_last
-        pipe.unet.to(memory_format=layout)  # as a worker lays out each scope (use_channels_last)
-        figures: dict[str, Any] = {}
-        if "fused" in name.split("-"):
-            figures["fused_resnet_blocks"] = use_fused_resnets(pipe.unet)
-        if "tokens" in name.split("-"):
-            figures["fused_transformers"] = use_fused_transformers(pipe.unet)
-        if scaling:
-            figures["fp8_layers"] = use_float8_linears(pipe.unet, scaling=scaling)
-            if scaling == "static":
-                figures["calibrated"] = calibrate_float8(pipe.unet, calibrate)
+        figures = _set_up(pipe, name, calibrate)
         if scope == "blocks":
             compile_unet_blocks(pipe.unet, dynamic=True if name.endswith("-dynamic") else None)
         elif scope == "regions":
@@ -128,17 +122,54 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
         if name.endswith("-graphs"):
             DenoiserGraphs(pipe.unet)  # the first timed call compiles, then captures; _uncompile drops it
         label = f"{scaling or 'bf16'} {'FP8 ' if scaling else ''}{' '.join(name.split('-')[1:])} compiled"
-        figures = {**unet_call_seconds(pipe, inputs, label=label), **figures}
-        figures["relative_error_vs_bf16_eager"] = round(float((output() - reference).norm() / reference.norm()), 5)
-        record(figures)
-        if profile:
-            record(kernel_profile(pipe, inputs, label=label))
+        # Graphs compile at their first call: the merging pass must be set while the variant runs.
+        with torch._inductor.config.patch(INDUCTOR_OPTIONS if "shared_input_groups" in figures else {}):
+            figures = {**unet_call_seconds(pipe, inputs, label=label), **figures}
+            figures["relative_error_vs_bf16_eager"] = round(float((output() - reference).norm() / reference.norm()), 5)
+            record(figures)
+            if profile:
+                record(kernel_profile(pipe, inputs, label=label))
     _uncompile(pipe)
     use_bf16_linears(pipe.unet)
     use_group_norm_operator(pipe.unet, enabled=False)
     use_fused_resnets(pipe.unet, enabled=False)
     use_fused_transformers(pipe.unet, enabled=False)
     float8.EAGER_INPUT_CAST = worker_cast
+
+
+def _set_up(pipe: Any, name: str, calibrate: Callable[[], None]) -> dict[str, Any]:
+    """``pipe``'s UNet laid out, its glue fused and its linears converted (and calibrated) as variant ``name`` says,
+    from whatever the last variant left; return what was converted, by kind."""
+    import torch
+
+    from bench.float8_layers import use_bf16_linears
+    from pipeline.diffusion.float8 import use_float8_linears
+    from pipeline.diffusion.float8_scales import calibrate_float8
+    from pipeline.diffusion.float8_shared_input import share_input_scales
+    from pipeline.diffusion.group_norm import use_group_norm_operator
+    from pipeline.diffusion.resnet_glue import use_fused_resnets
+    from pipeline.diffusion.transformer_glue import use_fused_transformers
+
+    scaling, scope = VARIANTS[name]
+    parts = name.split("-")
+    use_bf16_linears(pipe.unet)
+    use_group_norm_operator(pipe.unet, enabled="gn" in parts, no_grad=True)
+    use_fused_resnets(pipe.unet, enabled=False)  # the last variant's, if it fused them
+    use_fused_transformers(pipe.unet, enabled=False)
+    nchw = "nchw" in parts or (scope == "blocks" and "cl" not in parts)
+    pipe.unet.to(memory_format=torch.contiguous_format if nchw else torch.channels_last)  # as use_channels_last does
+    figures: dict[str, Any] = {}
+    if "fused" in parts:
+        figures["fused_resnet_blocks"] = use_fused_resnets(pipe.unet)
+    if "tokens" in parts:
+        figures["fused_transformers"] = use_fused_transformers(pipe.unet)
+    if scaling:
+        figures["fp8_layers"] = use_float8_linears(pipe.unet, scaling=scaling)
+        if "shared" in parts:
+            figures["shared_input_groups"] = share_input_scales(pipe.unet)
+        if scaling == "static":
+            figures["calibrated"] = calibrate_float8(pipe.unet, calibrate)
+    return figures
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -113,7 +113,13 @@ def calibrate_float8(unet: Any, run: Callable[[], object], *, headroom: float = 
             f"FP8 calibration never reached {len(missed)} layers ({', '.join(missed[:3])}, ...); calibrate with "
             "renders that run the whole model."
         )
+    # Layers sharing one scale tensor (float8_shared_input) get their group's largest input: each member's, as they
+    # read the same tensor.
+    largest: dict[int, torch.Tensor] = {}
     for layer in layers.values():
-        layer.input_scale.copy_(scale_for(layer.input_max * headroom))
+        key = id(layer.input_scale)
+        largest[key] = torch.maximum(largest[key], layer.input_max) if key in largest else layer.input_max
+    for layer in layers.values():
+        layer.input_scale.copy_(scale_for(largest[id(layer.input_scale)] * headroom))
         layer.calibrated = True
     return len(layers)

@@ -55,11 +55,12 @@ def test_float8_benchmark_times_each_scheme_against_eager_and_splits_the_profile
     out = tmp_path / "fp8.json"
     # The worker's scheme with the worker's compile scope: the whole UNet's inductor compiles took minutes of CI's CPU
     # and test no other code (the whole-UNet compile is tested through the worker's setup).
-    # And with the glue's operators: the ResNet blocks and the transformers' entries and exits fused.
-    variants = "static-blocks,static-blocks-gn-fused-tokens"
+    # And with the glue's operators (the ResNet blocks and the transformers' entries and exits fused) and one FP8 input
+    # for the projections that read one tensor.
+    variants = "static-blocks,static-blocks-gn-fused-tokens-shared"
     assert main(["--model", "tiny", "--variants", variants, "--profile", "--out", str(out)]) == 0
     eager, static, profile, fused, _ = json.loads(out.read_text())["unet"]
-    assert fused["fused_resnet_blocks"] > 0 and fused["fused_transformers"] > 0
+    assert fused["fused_resnet_blocks"] > 0 and fused["fused_transformers"] > 0 and fused["shared_input_groups"] > 0
     assert fused["relative_error_vs_bf16_eager"] == pytest.approx(static["relative_error_vs_bf16_eager"], abs=0.01)
     assert eager["variant"] == "float32, eager (baseline)" and eager["call_s"] > 0
     assert static["variant"] == "static FP8 blocks compiled" and static["call_s"] > 0
