@@ -12,7 +12,8 @@ its calls from CUDA graphs, as ``HEADSHOT_RENDER_CUDA_GRAPHS`` does (a GPU only)
 ``HEADSHOT_RENDER_CUDA_GRAPHS`` renders, every other variant through torch's group norm, as a worker without them;
 ``static-blocks-cl-gn`` (and its ``-graphs``) lays the blocks' UNet out channels-last with the norms through the
 operator's NHWC kernels: cuDNN's convolutions without the layout conversions NCHW costs them (7% of a replayed
-call, 2026-12-05), for norms twice the NCHW kernels' time; ``static-blocks-gn-fused`` (and its ``-graphs``) renders
+call, 2026-12-05), for norms twice the NCHW kernels' time (with ``-tokens`` the transformers' exits add their tokens
+to the residual without copying them into NCHW); ``static-blocks-gn-fused`` (and its ``-graphs``) renders
 the ResNet blocks' norms with their SiLU and time embedding in one operator (``pipeline.diffusion.resnet_glue``);
 ``static-blocks-gn-shared`` (and its ``-graphs``, also with ``-fused-tokens``) gives each attention's q, k and v one
 input scale and merges their casts, so the norm before them writes one FP8 copy where it wrote three
@@ -67,6 +68,8 @@ VARIANTS: dict[str, tuple[str | None, str]] = {
     "static-regions-gn-graphs": ("static", "regions"),
     "static-blocks-cl-gn": ("static", "blocks"),
     "static-blocks-cl-gn-graphs": ("static", "blocks"),
+    "static-blocks-cl-gn-tokens": ("static", "blocks"),
+    "static-blocks-cl-gn-tokens-graphs": ("static", "blocks"),
     "static-blocks-gn-fused": ("static", "blocks"),
     "static-blocks-gn-fused-graphs": ("static", "blocks"),
     "static-blocks-gn-fused-tokens": ("static", "blocks"),

@@ -61,7 +61,8 @@ A mode ending ``-fusedresnets`` (before any ``-graphs``) trains through the ResN
 add in ``headshot::group_norm_silu``, whose backward recomputes the SiLU's input instead of keeping it; so
 ``blocks-nchw-nocast-geglu-gn-fusedlora-fusedresnets-graphs`` is a GPU worker's bf16 training call with that setting.
 A mode ending ``-fusedtokens`` (before any ``-graphs``, after ``-fusedresnets``) also trains the transformers'
-entries and exits through ``pipeline.diffusion.transformer_glue``'s token operators.
+entries and exits through ``pipeline.diffusion.transformer_glue``'s token operators (channels-last, as in
+``blocks-nocast-geglu-gn-fusedlora-fusedtokens-graphs``, the exits without diffusers' copy into NCHW).
 A mode ending ``-nolora`` (launched from Python only) runs the same call with the LoRA switched off, its backward
 reaching the input latents instead: set against the mode without it, its kernel time (``--profile``) is what the
 LoRA's own work costs a call (its products, scalings and the adds into the base layers' outputs and gradients).
@@ -146,6 +147,7 @@ MODES = (
     "regions-nchw-nocast-geglu-gn-fusedlora-graphs",
     "blocks-nocast-geglu-gn-graphs",
     "blocks-nocast-geglu-gn-fusedlora-graphs",
+    "blocks-nocast-geglu-gn-fusedlora-fusedtokens-graphs",
     "blocks-nocast-fp8-static-geglu-gn-graphs",
 )
 

@@ -5,10 +5,13 @@ tokens that ``proj_in``'s product copies into place, and at its exit copies ``pr
 before adding the residual in a pass of its own. Here the entry's group norm writes the tokens
 (``headshot::group_norm_tokens``) and the exit's transpose adds the residual (``headshot::tokens_to_nchw``): the same
 values (the norm's float32 maths, one bf16 rounding of the sum), two passes and two strided copies fewer a
-transformer. ``use_fused_transformers`` switches it on for rendering, training or both (``glue_calls``); only
-NCHW-contiguous inputs (the "blocks" scope's layout) take it, and only transformers with continuous inputs, linear
-projections and an affine group norm. What it saves is timed by ``python -m bench.benchmark_float8 --variants
-static-blocks-gn-graphs,static-blocks-gn-tokens-graphs``.
+transformer. A channels-last UNet's tokens are its layout already: its entry stays diffusers' (a view), and its exit
+adds ``proj_out``'s tokens, viewed as NCHW, to the residual without diffusers' copy into NCHW (which also made the
+add mix two layouts, a channels-last render call's costliest elementwise kernel and its costliest copy, BENCHMARKS.md
+2026-12-05 sixteenth session). ``use_fused_transformers`` switches it on for rendering, training or both
+(``glue_calls``) for transformers with continuous inputs, linear projections and an affine group norm. What it saves
+is timed by ``python -m bench.benchmark_float8 --variants static-blocks-gn-graphs,static-blocks-gn-tokens-graphs``
+(``static-blocks-cl-gn-graphs,static-blocks-cl-gn-tokens-graphs`` channels-last).
 """
 
 from __future__ import annotations
@@ -58,9 +61,14 @@ def _fused(transformer: Any, fused: set[str]) -> dict[str, Any]:
     def get_output_for_continuous_inputs(
         hidden_states: torch.Tensor, residual: torch.Tensor, batch_size: int, height: int, width: int, inner_dim: int
     ) -> torch.Tensor:
-        if not (wanted(fused) and residual.is_contiguous()):
-            return leave(hidden_states, residual, batch_size, height, width, inner_dim)
-        tokens = transformer.proj_out(hidden_states).contiguous()
-        return torch.ops.headshot.tokens_to_nchw(tokens, residual, height, width)
+        if wanted(fused) and residual.is_contiguous():
+            tokens = transformer.proj_out(hidden_states).contiguous()
+            return torch.ops.headshot.tokens_to_nchw(tokens, residual, height, width)
+        if wanted(fused) and residual.is_contiguous(memory_format=torch.channels_last):
+            # The tokens are the channels-last layout already: viewed as NCHW they add to the residual in place of
+            # diffusers' copy into NCHW, which made the add mix layouts (torch's slow strided path) as well.
+            tokens = transformer.proj_out(hidden_states).reshape(batch_size, height, width, inner_dim)
+            return tokens.permute(0, 3, 1, 2) + residual
+        return leave(hidden_states, residual, batch_size, height, width, inner_dim)
 
     return dict(zip(_METHODS, (operate_on_continuous_inputs, get_output_for_continuous_inputs), strict=True))

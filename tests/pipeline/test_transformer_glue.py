@@ -141,6 +141,31 @@ def test_the_tiny_unet_renders_and_trains_the_same_through_the_fused_transformer
     torch.testing.assert_close(fused, plain, rtol=1e-4, atol=1e-7)
 
 
+def test_a_channels_last_unet_adds_its_transformers_tokens_to_the_residual_without_a_copy_into_nchw(
+    model_cache: Path,
+) -> None:
+    pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache)
+    unet, inputs = pipe.unet.to(memory_format=torch.channels_last), unet_call_inputs(pipe, batch=2)
+    transformers = [module for module in unet.modules() if type(module).__name__ == "Transformer2DModel"]
+    outputs: list[torch.Tensor] = []
+    for transformer in transformers:
+        transformer.register_forward_hook(lambda _module, _args, output: outputs.append(output[0]))
+    with torch.no_grad(), OperatorCalls() as calls:
+        reference = unet(**inputs).sample
+    copies = calls.operators.count(torch.ops.aten.clone.default)
+    assert use_fused_transformers(unet) == len(transformers)
+    outputs.clear()
+    with torch.no_grad(), OperatorCalls() as calls:
+        rendered = unet(**inputs).sample
+    # The same add of the same values; the layers after it sum in another order over a channels-last input.
+    torch.testing.assert_close(rendered, reference, rtol=1e-4, atol=1e-5)
+    assert ENTRY not in calls.operators and EXIT not in calls.operators  # the tokens are the layout: no operator
+    assert copies >= len(transformers)  # diffusers' exits copy into NCHW (.contiguous)
+    # At least those copies fewer (on this CPU also the ones a layer after an NCHW exit made back to channels-last).
+    assert calls.operators.count(torch.ops.aten.clone.default) <= copies - len(transformers)
+    assert all(output.is_contiguous(memory_format=torch.channels_last) for output in outputs)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the Triton kernels need a CUDA GPU")
 def test_the_operators_replay_from_a_cuda_graph(
     replays_new_inputs: Callable[[Callable[[], torch.Tensor], Callable[[], None]], None],
