@@ -6,8 +6,9 @@ groups; both measured slower than torch's NCHW norm (BENCHMARKS.md, 2026-12-03 a
 Here each program takes a tile of ``TILE_PIXELS`` pixels by ``TILE_CHANNELS`` channels, each pixel's channels
 contiguous in memory, and reduces over the pixels per channel: the per-channel partial moments then have the NCHW
 kernels' layout (sample, channel, chunk), so the same combining kernels (``group_norm_kernel``) merge them into each
-group's moments and gradient sums. A moments program covers ``CHUNK_TILES`` tiles, merging each tile's (mean,
-squared deviations) into its running ones as Chan et al. do, so a megapixel's channels need fewer partial results.
+group's moments and gradient sums. A moments program covers ``CHUNK_TILES`` tiles, so a megapixel's channels need
+fewer partial results, summing each value's distance from a shift (the chunk's first pixel) and its square element
+by element and reducing them over the pixels once; the partial results then merge as Chan et al. do.
 (Annotations as in ``group_norm_kernel``: only ``tl.constexpr``.)
 """
 
@@ -64,23 +65,25 @@ def _group_norm_nhwc_moments(  # type: ignore[no-untyped-def]
     tiles: tl.constexpr,
 ):
     sample, chunk, channel, start = _chunk(tile_pixels, tile_channels, tiles)
-    mean = tl.zeros([tile_channels], dtype=tl.float32)
-    squares = tl.zeros([tile_channels], dtype=tl.float32)
-    for tile in range(tiles):
-        first = start + tile * tile_pixels
-        _, _, offset, inside, value = _tile(x, pixels, channels, first, tile_pixels, tile_channels)
-        seen = tl.minimum(tl.maximum(pixels - start, 0), tile * tile_pixels).to(tl.float32)
-        here = tl.minimum(tl.maximum(pixels - first, 0), tile_pixels).to(tl.float32)
-        tile_mean = tl.sum(value, axis=0) / tl.maximum(here, 1.0)
-        centred = tl.where(inside, value - tile_mean[None, :], 0.0)
-        share = here / tl.maximum(seen + here, 1.0)  # this tile's part of the values merged so far
-        apart = tile_mean - mean
-        mean += apart * share
-        squares += tl.sum(centred * centred, axis=0) + apart * apart * seen * share
-    row = sample * channels + channel
     keep = channel < channels
-    tl.store(means + row * chunks + chunk, mean, mask=keep)
-    tl.store(deviations + row * chunks + chunk, squares, mask=keep)
+    # Sums of each value's distance from a shift near the values (the chunk's first pixel), kept per element and
+    # reduced over the pixels once at the end: the loop is loads and adds only, where merging every tile's moments
+    # (Chan et al.) put two reductions across the program's threads in each of its iterations.
+    shift = tl.load(x + (sample * pixels + start) * channels + channel, mask=keep, other=0.0).to(tl.float32)
+    sums = tl.zeros([tile_pixels, tile_channels], dtype=tl.float32)
+    squares = tl.zeros([tile_pixels, tile_channels], dtype=tl.float32)
+    for tile in range(tiles):
+        _, _, _, inside, value = _tile(x, pixels, channels, start + tile * tile_pixels, tile_pixels, tile_channels)
+        apart = tl.where(inside, value - shift[None, :], 0.0)
+        sums += apart
+        squares += apart * apart
+    count = tl.minimum(pixels - start, tile_pixels * tiles).to(tl.float32)  # a chunk starts inside the channel
+    total = tl.sum(sums, axis=0)
+    mean = total / count
+    row = sample * channels + channel
+    tl.store(means + row * chunks + chunk, shift + mean, mask=keep)
+    # The squared deviations from the chunk's mean: float32 rounding of the two sums never makes them negative.
+    tl.store(deviations + row * chunks + chunk, tl.maximum(tl.sum(squares, axis=0) - total * mean, 0.0), mask=keep)
 
 
 @triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
@@ -150,18 +153,19 @@ def _group_norm_nhwc_gradient_sums(  # type: ignore[no-untyped-def]
     sample, chunk, channel, start = _chunk(tile_pixels, tile_channels, tiles)
     keep, group, group_mean, group_rstd = _group_stats(sample, channel, mean, rstd, channels, per_group, groups)
     scale = tl.load(weight + channel, mask=keep, other=0.0).to(tl.float32)
-    summed = tl.zeros([tile_channels], dtype=tl.float32)
-    multiplied = tl.zeros([tile_channels], dtype=tl.float32)
+    # Per element across the tiles, reduced over the pixels once at the end (as the moments are).
+    summed = tl.zeros([tile_pixels, tile_channels], dtype=tl.float32)
+    multiplied = tl.zeros([tile_pixels, tile_channels], dtype=tl.float32)
     for tile in range(tiles):
         _, inside, normalized, normalized_grad = _normalized_with_gradient(
             x, grad, pixels, channels, start + tile * tile_pixels, scale, group_mean, group_rstd, tile_pixels,
             tile_channels,
         )  # fmt: skip
-        summed += tl.sum(normalized_grad, axis=0)
-        multiplied += tl.sum(tl.where(inside, normalized_grad * normalized, 0.0), axis=0)
+        summed += normalized_grad
+        multiplied += tl.where(inside, normalized_grad * normalized, 0.0)
     row = sample * channels + channel
-    tl.store(sums + row * chunks + chunk, summed, mask=keep)
-    tl.store(products + row * chunks + chunk, multiplied, mask=keep)
+    tl.store(sums + row * chunks + chunk, tl.sum(summed, axis=0), mask=keep)
+    tl.store(products + row * chunks + chunk, tl.sum(multiplied, axis=0), mask=keep)
 
 
 @triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
