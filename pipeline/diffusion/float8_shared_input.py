@@ -73,7 +73,8 @@ class SameComputations(CustomGraphPass):
     first of them (common subexpressions), in graphs with or without gradients.
 
     A node counts as pure when its operator mutates none of its arguments and draws no random numbers. A node that
-    mutates something ends every merge across it, since a later read of the mutated tensor is a new value.
+    mutates something ends every merge across it, since a later read of the mutated tensor is a new value. A node the
+    graph returns stays its own tensor.
     """
 
     def __call__(self, graph: torch.fx.Graph) -> None:
@@ -86,6 +87,8 @@ class SameComputations(CustomGraphPass):
             if node.target._schema.is_mutable or torch.Tag.nondeterministic_seeded in node.target.tags:
                 seen.clear()
                 continue
+            if any(user.op == "output" for user in node.users):
+                continue  # the graph's caller gets tensors of its own, never one twice
             key = (node.target, _frozen(node.args), _frozen(node.kwargs))
             try:
                 first = seen.setdefault(key, node)

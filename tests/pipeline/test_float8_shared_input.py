@@ -71,15 +71,16 @@ def test_a_compiled_block_writes_one_fp8_copy_per_shared_input_and_the_same_outp
 
 
 @pytest.mark.usefixtures("fresh_dynamo")
-def test_the_merging_pass_keeps_random_draws_and_reads_after_a_mutation_apart() -> None:
+def test_the_merging_pass_keeps_random_draws_reads_after_a_mutation_and_returned_tensors_apart() -> None:
     def step(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         before = x * 2
         noise = (torch.rand_like(x), torch.rand_like(x))
         x.add_(1)
-        return before, x * 2, *noise
+        return before, x * 2, *noise, x - 1, x - 1
 
     x = torch.zeros(8)
     options: dict[str, Any] = INDUCTOR_OPTIONS
-    before, after, first, second = torch.compile(step, options=options)(x)
+    before, after, first, second, one, other = torch.compile(step, options=options)(x)
     assert torch.equal(before, torch.zeros(8)) and torch.equal(after, torch.full((8,), 2.0))
     assert not torch.equal(first, second)
+    assert torch.equal(one, other) and one.data_ptr() != other.data_ptr()
