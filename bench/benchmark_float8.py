@@ -15,7 +15,8 @@ operator's NHWC kernels: cuDNN's convolutions without the layout conversions NCH
 call, 2026-12-05), for norms twice the NCHW kernels' time (with ``-tokens`` the transformers' exits add their tokens
 to the residual without copying them into NCHW); ``static-blocks-gn-fused`` (and its ``-graphs``) renders
 the ResNet blocks' norms with their SiLU and time embedding in one operator (``pipeline.diffusion.resnet_glue``);
-``static-blocks-gn-shared`` (and its ``-graphs``, also with ``-fused-tokens``) gives each attention's q, k and v one
+``static-blocks-gn-shared`` (and its ``-graphs``, also with ``-fused-tokens``, and channels-last as
+``static-blocks-cl-gn-tokens-shared-graphs``) gives each attention's q, k and v one
 input scale and merges their casts, so the norm before them writes one FP8 copy where it wrote three
 (``pipeline.diffusion.float8_shared_input``);
 ``static-blocks-dynamic`` compiles the blocks ``dynamic=True`` from their first call (one graph for every size, if
@@ -70,6 +71,7 @@ VARIANTS: dict[str, tuple[str | None, str]] = {
     "static-blocks-cl-gn-graphs": ("static", "blocks"),
     "static-blocks-cl-gn-tokens": ("static", "blocks"),
     "static-blocks-cl-gn-tokens-graphs": ("static", "blocks"),
+    "static-blocks-cl-gn-tokens-shared-graphs": ("static", "blocks"),
     "static-blocks-gn-fused": ("static", "blocks"),
     "static-blocks-gn-fused-graphs": ("static", "blocks"),
     "static-blocks-gn-fused-tokens": ("static", "blocks"),
