@@ -90,14 +90,10 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
     import torch
     import torch._inductor.config
 
-    from bench.float8_layers import use_bf16_linears
     from pipeline.diffusion import float8
     from pipeline.diffusion.acceleration import compile_unet_blocks, compile_unet_regions
     from pipeline.diffusion.cuda_graphs import DenoiserGraphs
     from pipeline.diffusion.float8_shared_input import INDUCTOR_OPTIONS
-    from pipeline.diffusion.group_norm import use_group_norm_operator
-    from pipeline.diffusion.resnet_glue import use_fused_resnets
-    from pipeline.diffusion.transformer_glue import use_fused_transformers
 
     inputs = unet_call_inputs(pipe, batch=8)
     worker_cast = float8.EAGER_INPUT_CAST  # the module's default, as a worker runs
@@ -135,11 +131,21 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
             if profile:
                 record(kernel_profile(pipe, inputs, label=label))
     _uncompile(pipe)
+    _plain(pipe)
+    float8.EAGER_INPUT_CAST = worker_cast
+
+
+def _plain(pipe: Any) -> None:
+    """Undo what any variant's ``_set_up`` did to ``pipe``'s UNet: bf16 linears, torch's norms, diffusers' glue."""
+    from bench.float8_layers import use_bf16_linears
+    from pipeline.diffusion.group_norm import use_group_norm_operator
+    from pipeline.diffusion.resnet_glue import use_fused_resnets
+    from pipeline.diffusion.transformer_glue import use_fused_transformers
+
     use_bf16_linears(pipe.unet)
     use_group_norm_operator(pipe.unet, enabled=False)
     use_fused_resnets(pipe.unet, enabled=False)
     use_fused_transformers(pipe.unet, enabled=False)
-    float8.EAGER_INPUT_CAST = worker_cast
 
 
 def _set_up(pipe: Any, name: str, calibrate: Callable[[], None]) -> dict[str, Any]:
@@ -147,7 +153,6 @@ def _set_up(pipe: Any, name: str, calibrate: Callable[[], None]) -> dict[str, An
     from whatever the last variant left; return what was converted, by kind."""
     import torch
 
-    from bench.float8_layers import use_bf16_linears
     from pipeline.diffusion.float8 import use_float8_linears
     from pipeline.diffusion.float8_scales import calibrate_float8
     from pipeline.diffusion.float8_shared_input import share_input_scales
@@ -157,10 +162,9 @@ def _set_up(pipe: Any, name: str, calibrate: Callable[[], None]) -> dict[str, An
 
     scaling, scope = VARIANTS[name]
     parts = name.split("-")
-    use_bf16_linears(pipe.unet)
-    use_group_norm_operator(pipe.unet, enabled="gn" in parts, no_grad=True)
-    use_fused_resnets(pipe.unet, enabled=False)  # the last variant's, if it fused them
-    use_fused_transformers(pipe.unet, enabled=False)
+    _plain(pipe)  # whatever the last variant set up
+    if "gn" in parts:
+        use_group_norm_operator(pipe.unet, no_grad=True)
     nchw = "nchw" in parts or (scope == "blocks" and "cl" not in parts)
     pipe.unet.to(memory_format=torch.contiguous_format if nchw else torch.channels_last)  # as use_channels_last does
     figures: dict[str, Any] = {}

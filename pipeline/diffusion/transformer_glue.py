@@ -61,10 +61,12 @@ def _fused(transformer: Any, fused: set[str]) -> dict[str, Any]:
     def get_output_for_continuous_inputs(
         hidden_states: torch.Tensor, residual: torch.Tensor, batch_size: int, height: int, width: int, inner_dim: int
     ) -> torch.Tensor:
-        if wanted(fused) and residual.is_contiguous():
+        if not wanted(fused):
+            return leave(hidden_states, residual, batch_size, height, width, inner_dim)
+        if residual.is_contiguous():
             tokens = transformer.proj_out(hidden_states).contiguous()
             return torch.ops.headshot.tokens_to_nchw(tokens, residual, height, width)
-        if wanted(fused) and residual.is_contiguous(memory_format=torch.channels_last):
+        if residual.is_contiguous(memory_format=torch.channels_last):
             # The tokens are the channels-last layout already: viewed as NCHW they add to the residual in place of
             # diffusers' copy into NCHW, which made the add mix layouts (torch's slow strided path) as well.
             tokens = transformer.proj_out(hidden_states).reshape(batch_size, height, width, inner_dim)
