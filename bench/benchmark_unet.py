@@ -192,7 +192,7 @@ def unet_variants(
     if worker_only or not full_compile:
         return
     _uncompile(pipe)
-    use_channels_last(pipe, "unet")
+    use_channels_last(pipe)
     pipe.unet.compile()  # as HEADSHOT_COMPILE_SCOPE=unet compiles
     label = f"{base}, whole UNet compiled"
     record(unet_call_seconds(pipe, inputs, label=label))
@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.diffusion.loading import pick_device
 
     pipe = benchmark_pipeline(args.model, pick_device())
-    use_channels_last(pipe, "unet" if args.compile_modes else "blocks")  # on a GPU, as a worker renders
+    use_channels_last(pipe, unet=bool(args.compile_modes))  # on a GPU, as a worker renders
     results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "model": args.model, "unet": []}
 
     record = list_recorder(results, "unet", args.out)

@@ -29,6 +29,9 @@ class CompileProfile:
     # (``jobs.worker.model_setup.renders_from_graphs``), resolved at its start.
     cuda_graphs: bool | None = False
     render_glue: bool = False  # with the graphs and "blocks": the glue between the blocks compiled for rendering
+    # The UNet's weights and activations channels-last on a GPU; None: by the scope, and with "blocks" by the
+    # graphs, resolved at the worker's start (``jobs.worker.model_setup.lays_out_channels_last``).
+    channels_last: bool | None = None
 
 
 class Settings(BaseSettings):
@@ -192,6 +195,16 @@ class Settings(BaseSettings):
         "forward; on CUDA its Triton kernels take NCHW activations: a compiled UNet needs the scope 'blocks' (the "
         "others are refused). With HEADSHOT_COMPILE_RENDER_GLUE the ResNet blocks then stay out of the compiled "
         "glue. Off until timed on a GPU.",
+    )
+    unet_channels_last: bool | None = Field(
+        default=None,
+        description="Lay a GPU worker's UNet out channels-last (cuDNN's faster convolutions) instead of NCHW. With the "
+        "scope 'blocks' the UNet's group norms run outside the compiled blocks, so channels-last needs them through "
+        "headshot::group_norm's NHWC kernels (rendering replayed from CUDA graphs, training compiled), and each "
+        "transformer's exit then adds its tokens to the residual in that layout (pipeline/diffusion/transformer_glue"
+        ".py). Unset: channels-last with the scopes 'unet' and 'regions' (their norms compile) and with 'blocks' "
+        "where rendering replays from CUDA graphs and training compiles, unless a fused-ResNet setting is on (their "
+        "kernels take NCHW); NCHW elsewhere. true with a fused-ResNet setting is refused.",
     )
     train_fused_resnets: bool = Field(
         default=False,
@@ -443,10 +456,30 @@ class Settings(BaseSettings):
                 "blocks take NCHW activations and stay out of any compiled glue. Use the scope 'blocks', or unset "
                 "HEADSHOT_TRAIN_FUSED_RESNETS."
             )
-        # Unset (None), the worker decides once it knows its GPU (``model_setup.renders_from_graphs``).
+        fused = [
+            name
+            for name, asked in (
+                ("HEADSHOT_RENDER_FUSED_RESNETS=true", self.render_fused_resnets),
+                ("HEADSHOT_TRAIN_FUSED_RESNETS=true", self.train_fused_resnets),
+            )
+            if asked
+        ]
+        if self.unet_channels_last and fused:
+            raise ValueError(
+                f"HEADSHOT_UNET_CHANNELS_LAST=true with {' and '.join(fused)}: the fused ResNet blocks' kernels take "
+                "NCHW activations. Unset HEADSHOT_UNET_CHANNELS_LAST (NCHW is then chosen), or the fused ResNets."
+            )
+        # Unset (None), the worker decides once it knows its GPU (``model_setup.renders_from_graphs``,
+        # ``model_setup.lays_out_channels_last``).
         graphs = self.render_cuda_graphs if unet and on_cuda else False
+        channels_last = False if fused and self.unet_channels_last is None else self.unet_channels_last
         return CompileProfile(
-            unet=unet, training=training, scope=scope, cuda_graphs=graphs, render_glue=self.compile_render_glue
+            unet=unet,
+            training=training,
+            scope=scope,
+            cuda_graphs=graphs,
+            render_glue=self.compile_render_glue,
+            channels_last=channels_last,
         )
 
     @model_validator(mode="after")

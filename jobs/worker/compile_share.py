@@ -69,6 +69,7 @@ GRAPH_SETTINGS = (
     "render_cuda_graphs",
     "compile_render_glue",
     "render_fused_resnets",  # its blocks stay out of the compiled glue
+    "unet_channels_last",
     "train_fused_resnets",  # the training warm-up runs the operator's backward kernels, Triton cache entries shared too
     "train_cuda_graphs",  # the training warm-up then runs its steps as the capture does: what it compiles may differ
     "warm_aspects",

@@ -34,6 +34,8 @@ __all__ = [
     "renders_in_float8",
     "serving_renders",
     "start_decoder_process",
+    "lays_out_channels_last",
+    "use_channels_last_exits",
     "use_float8_rendering",
     "use_fused_resnet_blocks",
     "use_group_norm_operators",
@@ -107,6 +109,7 @@ def prepare_model(settings: Settings) -> ServingModel:
     if family is Family.FLUX2:
         compiling = _flux2_profile(settings, compiling)
     compiling = replace(compiling, cuda_graphs=renders_from_graphs(compiling, family, gpu_memory_gib(device)))
+    compiling = replace(compiling, channels_last=lays_out_channels_last(compiling))
     if compiling.cuda_graphs:
         log.info(
             "rendering replayed from CUDA graphs, the glue between the UNet's blocks %s",
@@ -137,6 +140,8 @@ def prepare_model(settings: Settings) -> ServingModel:
             use_group_norm_operators(pipe, render_graphs=bool(compiling.cuda_graphs))
         if settings.render_fused_resnets or settings.train_fused_resnets:
             use_fused_resnet_blocks(pipe, train_pipe, settings)
+        if device.startswith("cuda") and compiling.channels_last and compiling.scope == "blocks":
+            use_channels_last_exits(pipe)
         loaded = weight_dtypes(pipe)
         prepare_training(model, settings, compiling)
         if compiling.unet:
@@ -172,6 +177,34 @@ def use_group_norm_operators(pipe: Any, *, render_graphs: bool) -> None:
         decoded,
         rendered,
     )
+
+
+def use_channels_last_exits(pipe: Any) -> None:
+    """A channels-last UNet compiled by blocks: each transformer's exit adds its tokens to the residual as a view in
+    that layout, rendering and training, instead of diffusers' copy into NCHW and an add of two layouts (torch's
+    strided path): ``pipeline.diffusion.transformer_glue``. Before any compile of the glue."""
+    from pipeline.diffusion.glue_calls import RENDER, TRAIN
+    from pipeline.diffusion.transformer_glue import use_fused_transformers
+
+    fused = [use_fused_transformers(pipe.unet, calls=calls) for calls in (RENDER, TRAIN)]
+    log.info("the UNet channels-last: %d transformers leave their tokens in that layout", max(fused))
+
+
+def lays_out_channels_last(compiling: CompileProfile) -> bool:
+    """Whether a worker with ``compiling`` (its graphs resolved, ``renders_from_graphs``) lays its UNet out
+    channels-last on a GPU: ``HEADSHOT_UNET_CHANNELS_LAST`` when set (or NCHW for a fused-ResNet setting,
+    ``Settings.compile_profile``); unset, with the scopes "unet" and "regions" (``acceleration.scope_layout``), and
+    with "blocks" where every UNet call's group norms take ``headshot::group_norm``'s NHWC kernels: rendering replayed
+    from CUDA graphs (``use_group_norm_operators``) and training compiled (its ``TrainingSlot``). There a replayed FP8
+    render call on an H100 took 0.1124 s against 0.1193 s in NCHW, and a training call 0.3337 s against 0.3378 s, with
+    the exits of ``use_channels_last_exits`` (BENCHMARKS.md 2026-12-05 eighteenth session)."""
+    from pipeline.diffusion.acceleration import scope_layout
+
+    if compiling.channels_last is not None:
+        return compiling.channels_last
+    if compiling.scope == "blocks":
+        return bool(compiling.cuda_graphs) and compiling.training
+    return scope_layout(compiling.scope)
 
 
 def use_fused_resnet_blocks(pipe: Any, train_pipe: Any, settings: Settings) -> None:
@@ -341,7 +374,7 @@ def prepare_training(model: ServingModel, settings: Settings, compiling: Compile
     # Before the training compile: graphs guard on the TF32 switches and on weight strides, so had serving's
     # set-up changed them after it, the first user's training would recompile (it did, BENCHMARKS.md).
     use_fast_maths(model.pipe)
-    use_channels_last(model.pipe, compiling.scope)
+    use_channels_last(model.pipe, lays_out_channels_last(compiling))
     if compiling.training:
         model.training_slot, seconds = compile_training(model.pipe, model.train_plan, settings, compiling.scope)
         graphs = model.training_slot.graphs
@@ -419,6 +452,7 @@ def _compile_for_serving(
         compile_scope=compiling.scope,
         cuda_graphs=bool(compiling.cuda_graphs),
         render_glue=compiling.render_glue,
+        channels_last=lays_out_channels_last(compiling),
         preview_batch_sizes=previews,
         decoder_compiled=None if decoder is None else decoder.wait,
     )

@@ -28,6 +28,7 @@ __all__ = [
     "gpu_layout",
     "is_qkv_fused",
     "optimize_for_inference",
+    "scope_layout",
     "use_channels_last",
     "use_compile_cache",
     "use_fast_maths",
@@ -73,7 +74,12 @@ def is_qkv_fused(pipe: Any) -> bool:
 
 
 def optimize_for_inference(
-    pipe: Any, *, compile_backend: str = "inductor", compile_scope: str = "unet", render_glue: bool = False
+    pipe: Any,
+    *,
+    compile_backend: str = "inductor",
+    compile_scope: str = "unet",
+    render_glue: bool = False,
+    channels_last: bool | None = None,
 ) -> None:
     """Compile ``pipe`` for rendering, in place; call once at worker start-up, after creating any ``LoraSlot``.
 
@@ -81,7 +87,8 @@ def optimize_for_inference(
     ``render_glue`` (with "blocks"): the glue between the blocks compiles too, for rendering only
     (``compile_unet_regions(with_gradients=False)``): where render calls replay from CUDA graphs, so the glue's
     launches cost nothing, a call by regions was 6% faster than by blocks (BENCHMARKS.md 2026-12-05 ninth session),
-    while training keeps the glue eager and compiles nothing more.
+    while training keeps the glue eager and compiles nothing more. ``channels_last``: the UNet's layout on a GPU
+    (``use_channels_last``); None: ``scope_layout(compile_scope)``.
 
     Raises ``ValueError`` for an unknown ``compile_scope``, before anything changes.
     """
@@ -101,7 +108,7 @@ def optimize_for_inference(
     use_fast_maths(pipe)
 
     # 3. Structure: channels-last convolutions (faster cuDNN kernels) where they are compiled.
-    use_channels_last(pipe, compile_scope)
+    use_channels_last(pipe, scope_layout(compile_scope) if channels_last is None else channels_last)
 
     # 4. Compile the UNet in place (``Module.compile`` keeps ``pipe.unet`` the same object, so LoRA loading, the
     #    slot and training still find it) and the VAE decoder, in torch's default mode: the autotuning modes compile
@@ -282,9 +289,22 @@ def use_compile_cache(folder: Path) -> Path:
 _triton_folder_set: str | None = None  # the TRITON_CACHE_DIR use_compile_cache set last (another call may move it)
 
 
-def use_channels_last(pipe: Any, compile_scope: str = "unet") -> None:
-    """On a GPU, ``gpu_layout``: the UNet (unless ``compile_scope`` is "blocks") and the VAE's decoder in channels-last
-    layout (cuDNN's fastest convolutions); nothing on a CPU.
+def scope_layout(compile_scope: str) -> bool:
+    """Whether the UNet is channels-last for ``compile_scope`` when nothing else decides: where its group norms are
+    compiled ("unet", "regions"), not with "blocks".
+
+    An eager group norm on CUDA copies a channels-last input to NCHW and back (forward and backward). With "blocks"
+    the UNet's convolutions and group norms run eagerly, and with torch's norms NCHW is the faster layout for it
+    (BENCHMARKS.md, 2026-12-03); compiled whole or by regions, inductor fuses the norms in either layout. A worker
+    whose "blocks" norms all run through ``headshot::group_norm`` (its NHWC kernels) lays them out channels-last
+    instead (``jobs.worker.model_setup.lays_out_channels_last``).
+    """
+    return compile_scope != "blocks"
+
+
+def use_channels_last(pipe: Any, unet: bool = True) -> None:
+    """On a GPU, ``gpu_layout``: the VAE's decoder, and the UNet if ``unet``, in channels-last layout (cuDNN's
+    fastest convolutions); nothing on a CPU.
 
     Do it before compiling anything, training included: graphs guard on their weights' strides, so a layout change
     after a compile recompiles at the next call.
@@ -292,26 +312,22 @@ def use_channels_last(pipe: Any, compile_scope: str = "unet") -> None:
     from pipeline.diffusion.families import denoiser
 
     if denoiser(pipe).device.type == "cuda":
-        gpu_layout(pipe, compile_scope)
+        gpu_layout(pipe, unet)
 
 
-def gpu_layout(pipe: Any, compile_scope: str = "unet") -> None:
-    """A GPU worker's memory layouts, on any device (tests lay a CPU model out this way): channels-last where the
-    network is compiled, NCHW where it runs eagerly.
+def gpu_layout(pipe: Any, unet: bool = True) -> None:
+    """A GPU worker's memory layouts, on any device (tests lay a CPU model out this way): the denoiser channels-last
+    if ``unet`` (``scope_layout``), else NCHW; the VAE's decoder channels-last, its encoder NCHW.
 
-    An eager group norm on CUDA copies a channels-last input to NCHW and back (forward and backward). With "blocks"
-    the UNet's convolutions and group norms run eagerly, and NCHW is the faster layout for it (BENCHMARKS.md,
-    2026-12-03); compiled whole or by regions, inductor fuses the norms in either layout. Likewise the VAE: its
-    decoder is compiled (``compile_decoder_regions``) and channels-last, its encoder eager and NCHW: channels-last,
-    torch's norms' copies were half of a training job's encoding (``python -m bench.benchmark_encoding``,
-    BENCHMARKS.md 2026-12-04 fourth session).
+    The VAE's decoder is compiled (``compile_decoder_regions``), its encoder eager: channels-last, torch's norms'
+    copies were half of a training job's encoding (``python -m bench.benchmark_encoding``, BENCHMARKS.md 2026-12-04
+    fourth session).
     """
     import torch
 
     from pipeline.diffusion.families import denoiser
 
-    if compile_scope != "blocks":
-        denoiser(pipe).to(memory_format=torch.channels_last)
+    denoiser(pipe).to(memory_format=torch.channels_last if unet else torch.contiguous_format)
     decoder_layout(pipe.vae)
 
 

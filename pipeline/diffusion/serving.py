@@ -70,6 +70,7 @@ def compile_for_serving(
     compile_scope: str = "unet",
     cuda_graphs: bool = False,
     render_glue: bool = False,
+    channels_last: bool | None = None,
     preview_batch_sizes: Iterable[int] = (),
     decoder_compiled: Callable[[], object] | None = None,
 ) -> float:
@@ -80,11 +81,16 @@ def compile_for_serving(
     later call of the shape replays (``pipeline.diffusion.cuda_graphs``). ``render_glue`` with them and "blocks" also
     compiles the glue between the blocks for rendering (``optimize_for_inference``'s ``render_glue``): replayed, its
     launches cost nothing either way, and compiled it fuses the glue's work for a longer cold start.
+    ``channels_last``: the UNet's layout on a GPU (None: by ``compile_scope``, ``acceleration.scope_layout``).
     """
     started = time.perf_counter()
     with _warming(f"compile set-up (scope {compile_scope})"):
         optimize_for_inference(
-            pipe, compile_backend=compile_backend, compile_scope=compile_scope, render_glue=cuda_graphs and render_glue
+            pipe,
+            compile_backend=compile_backend,
+            compile_scope=compile_scope,
+            render_glue=cuda_graphs and render_glue,
+            channels_last=channels_last,
         )
     graphs = None
     if cuda_graphs:

@@ -63,7 +63,7 @@ def test_the_worker_loads_every_decoder_graph_the_process_beside_its_start_compi
     if device == "cuda":  # as prepare_model and optimize_for_inference set a GPU worker's pipeline up
         use_group_norm_operators(pipe, render_graphs=False)
         use_fast_maths(pipe)
-        use_channels_last(pipe, "blocks")
+        use_channels_last(pipe, unet=False)
     caplog.set_level(logging.INFO, logger="jobs.worker.decoder_process")
     process = start_decoder_process(pipe, settings, settings.compile_profile(device), device)
     assert process is not None

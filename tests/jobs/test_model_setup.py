@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,13 @@ from PIL import Image
 
 from bot.local.samples import astronaut_photo
 from jobs.settings import CompileProfile, CompileScope, Settings
-from jobs.worker.model_setup import RENDER_GRAPHS_MIN_GIB, prepare_model, renders_from_graphs, renders_in_float8
+from jobs.worker.model_setup import (
+    RENDER_GRAPHS_MIN_GIB,
+    lays_out_channels_last,
+    prepare_model,
+    renders_from_graphs,
+    renders_in_float8,
+)
 from pipeline.diffusion.face_pass import face_pass
 from pipeline.diffusion.families import Family
 from pipeline.diffusion.float8 import Float8Linear
@@ -238,3 +245,21 @@ def test_rendering_replays_from_cuda_graphs_unset_only_for_a_compiled_sdxl_unet_
     assert renders_from_graphs(glue, Family.SDXL, h100)
     with pytest.raises(ValueError, match="COMPILE_RENDER_GLUE=true needs rendering replayed .* on a GPU of 44 GiB"):
         renders_from_graphs(glue, Family.SDXL, 44.4)
+
+
+def test_the_unet_is_channels_last_unset_where_every_norm_between_compiled_parts_takes_the_nhwc_kernels() -> None:
+    def profile(scope: CompileScope, **changes: Any) -> CompileProfile:
+        return replace(CompileProfile(unet=True, training=True, scope=scope, cuda_graphs=True), **changes)
+
+    # Compiled whole or by regions, inductor fuses the norms in either layout: channels-last, as before.
+    assert lays_out_channels_last(profile("unet", training=False))
+    assert lays_out_channels_last(profile("regions", cuda_graphs=False))
+    # By blocks the norms run between the compiled blocks: channels-last only where rendering replays them through
+    # the operator and training compiles (its slot's norms are the operator's); torch's eager norms copy the layout.
+    assert lays_out_channels_last(profile("blocks"))
+    assert not lays_out_channels_last(profile("blocks", cuda_graphs=False))
+    assert not lays_out_channels_last(profile("blocks", training=False))
+    # Set (or NCHW for a fused-ResNet setting, Settings.compile_profile), the profile decides.
+    assert not lays_out_channels_last(profile("blocks", channels_last=False))
+    assert not lays_out_channels_last(profile("unet", channels_last=False))
+    assert lays_out_channels_last(profile("blocks", cuda_graphs=False, channels_last=True))

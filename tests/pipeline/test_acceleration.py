@@ -88,7 +88,7 @@ def test_a_worker_compiled_for_serving_never_compiles_again_for_users_actions_or
     pipe.vae.train(True)
     # A GPU worker's layout (``use_channels_last`` applies it on CUDA only): its eager VAE encoder makes a variation's
     # start latents in its own layout, and the compiled UNet and VAE decoder guard on their input's strides.
-    gpu_layout(pipe, "unet")
+    gpu_layout(pipe)
     slot = LoraSlot(pipe, max_rank=16)
     style = STYLES["casual"]
     before = graphs()

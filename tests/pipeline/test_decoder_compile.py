@@ -26,7 +26,7 @@ from tests.pipeline.test_acceleration import graphs
 def test_a_workers_warm_up_renders_decode_only_through_the_decoder_warm_ups_graphs(model_cache_dir: Path) -> None:
     pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache_dir)
     # The decoder as a GPU worker serves it (``use_channels_last`` and the norms' operator apply on CUDA only).
-    gpu_layout(pipe, "blocks")
+    gpu_layout(pipe, unet=False)
     use_group_norm_operator(pipe.vae.decoder, no_grad=True)
     slot = LoraSlot(pipe, max_rank=4)
     # A worker's default warm-up: every look at every aspect, a request's batches (6 candidates: 4, then 2).
@@ -61,7 +61,7 @@ def test_the_vae_loaded_alone_is_the_pipelines_and_its_decoder_set_up_as_a_gpu_w
     assert not any(isinstance(module, NoGradGroupNorm) for module in vae.modules())
     # A GPU worker's decoder (model_setup.use_group_norm_operators, acceleration.gpu_layout) against the process's.
     use_group_norm_operator(pipe.vae.decoder, no_grad=True)
-    gpu_layout(pipe, "blocks")
+    gpu_layout(pipe, unet=False)
     serving_decoder(vae, gpu=True)
     for part in ("decoder", "post_quant_conv"):
         mine, theirs = dict(getattr(vae, part).named_modules()), dict(getattr(pipe.vae, part).named_modules())
