@@ -53,7 +53,8 @@ A mode ending ``-fusedlora`` (before any ``-graphs``) trains the LoRA'd projecti
 ``headshot::lora_linear`` (``pipeline.diffusion.lora_linear``: the LoRA's product and input gradient accumulated into
 the base layer's by a Triton kernel, cuBLAS's ``addmm_`` until 2026-12-05 ninth session, instead of added in passes
 of their own), as a worker's ``TrainingSlot`` trains since the tenth session (so
-``blocks-nchw-nocast-geglu-gn-fusedlora-graphs`` is a GPU worker's bf16 training call); every other mode trains
+``blocks-nchw-nocast-geglu-gn-fusedlora-graphs`` was a GPU worker's bf16 training call until the nineteenth session,
+``blocks-nocast-geglu-gn-fusedlora-fusedtokens-graphs`` since, below); every other mode trains
 through peft's forward. ``regions-nchw-nocast-geglu-gn-fusedlora-graphs`` puts it with the NCHW regions (bf16 only:
 FP8 base layers are not ``nn.Linear``, so peft's forward runs there).
 A mode ending ``-fusedresnets`` (before any ``-graphs``) trains through the ResNet blocks of
@@ -62,7 +63,8 @@ add in ``headshot::group_norm_silu``, whose backward recomputes the SiLU's input
 ``blocks-nchw-nocast-geglu-gn-fusedlora-fusedresnets-graphs`` is a GPU worker's bf16 training call with that setting.
 A mode ending ``-fusedtokens`` (before any ``-graphs``, after ``-fusedresnets``) also trains the transformers'
 entries and exits through ``pipeline.diffusion.transformer_glue``'s token operators (channels-last, as in
-``blocks-nocast-geglu-gn-fusedlora-fusedtokens-graphs``, the exits without diffusers' copy into NCHW).
+``blocks-nocast-geglu-gn-fusedlora-fusedtokens-graphs``, the exits without diffusers' copy into NCHW; with
+``-fusedresnets`` before it, the ResNet blocks through the NHWC kernels).
 A mode ending ``-nolora`` (launched from Python only) runs the same call with the LoRA switched off, its backward
 reaching the input latents instead: set against the mode without it, its kernel time (``--profile``) is what the
 LoRA's own work costs a call (its products, scalings and the adds into the base layers' outputs and gradients).
@@ -148,6 +150,7 @@ MODES = (
     "blocks-nocast-geglu-gn-graphs",
     "blocks-nocast-geglu-gn-fusedlora-graphs",
     "blocks-nocast-geglu-gn-fusedlora-fusedtokens-graphs",
+    "blocks-nocast-geglu-gn-fusedlora-fusedresnets-fusedtokens-graphs",
     "blocks-nocast-fp8-static-geglu-gn-graphs",
 )
 

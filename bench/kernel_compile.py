@@ -177,27 +177,30 @@ def sdxl_launches() -> dict[str, tuple[str, list[tuple[str, tuple[Any, ...]]]]]:
                     (f"group_norm_backward_{layout}", (x, x, weight, stats, stats, 32)),
                 ],
             )
-    # A render's ResNet norm with its time embedding and SiLU (``resnet_glue``): CFG batch 8 at 928x1152, NCHW.
-    rendered, render_weight = meta(8, 320, 144, 116), meta(320)
-    launches["group norm and SiLU nchw, render"] = (
-        "group_norm_kernel",
-        [
-            ("group_norm_act_nchw", (rendered, meta(8, 320), render_weight, render_weight, 32, 1e-5)),
-            ("group_norm_act_nchw", (rendered, None, render_weight, render_weight, 32, 1e-5)),
-        ],
-    )
-    # And a training call's, forward and backward (``HEADSHOT_TRAIN_FUSED_RESNETS``): batch 8 in the 3:4 bucket.
-    trained, stats = meta(8, 320, 148, 112), meta(8, 32, dtype=torch.float32)
-    launches["group norm and SiLU nchw, training"] = (
-        "group_norm_kernel",
-        [
-            ("group_norm_act_nchw", (trained, meta(8, 320), render_weight, render_weight, 32, 1e-5)),
-            (
-                "group_norm_act_backward_nchw",
-                (trained, trained, meta(8, 320), render_weight, render_weight, stats, stats, 32),
-            ),
-        ],
-    )
+    # A render's ResNet norm with its time embedding and SiLU (``resnet_glue``): CFG batch 8 at 928x1152; and a
+    # training call's, forward and backward (``HEADSHOT_TRAIN_FUSED_RESNETS``): batch 8 in the 3:4 bucket. Each layout.
+    render_weight, stats = meta(320), meta(8, 32, dtype=torch.float32)
+    for layout, module in (("nchw", "group_norm_kernel"), ("nhwc", "group_norm_nhwc_kernel")):
+        memory = torch.channels_last if layout == "nhwc" else torch.contiguous_format
+        rendered = meta(8, 320, 144, 116).contiguous(memory_format=memory)
+        trained = meta(8, 320, 148, 112).contiguous(memory_format=memory)
+        launches[f"group norm and SiLU {layout}, render"] = (
+            module,
+            [
+                (f"group_norm_act_{layout}", (rendered, meta(8, 320), render_weight, render_weight, 32, 1e-5)),
+                (f"group_norm_act_{layout}", (rendered, None, render_weight, render_weight, 32, 1e-5)),
+            ],
+        )
+        launches[f"group norm and SiLU {layout}, training"] = (
+            module,
+            [
+                (f"group_norm_act_{layout}", (trained, meta(8, 320), render_weight, render_weight, 32, 1e-5)),
+                (
+                    f"group_norm_act_backward_{layout}",
+                    (trained, trained, meta(8, 320), render_weight, render_weight, stats, stats, 32),
+                ),
+            ],
+        )
     # A render's transformer entries and exits (``transformer_glue``): CFG batch 8 at 928x1152, both levels.
     for channels, height, width in ((640, 72, 58), (1280, 36, 29)):
         level, tokens = meta(8, channels, height, width), meta(8, height * width, channels)

@@ -192,9 +192,9 @@ class Settings(BaseSettings):
         default=False,
         description="Render the UNet's ResNet blocks with each group norm, its SiLU and the time embedding's add in "
         "one operator (headshot::group_norm_silu, pipeline/diffusion/resnet_glue.py), training keeping diffusers' "
-        "forward; on CUDA its Triton kernels take NCHW activations: a compiled UNet needs the scope 'blocks' (the "
-        "others are refused). With HEADSHOT_COMPILE_RENDER_GLUE the ResNet blocks then stay out of the compiled "
-        "glue. Off until timed on a GPU.",
+        "forward; on CUDA Triton kernels for NCHW and for channels-last activations. A compiled UNet needs the "
+        "scope 'blocks' (the others compile the ResNet blocks, and are refused). With HEADSHOT_COMPILE_RENDER_GLUE "
+        "the ResNet blocks then stay out of the compiled glue. Off until timed on a GPU.",
     )
     unet_channels_last: bool | None = Field(
         default=None,
@@ -203,15 +203,14 @@ class Settings(BaseSettings):
         "headshot::group_norm's NHWC kernels (rendering replayed from CUDA graphs, training compiled), and each "
         "transformer's exit then adds its tokens to the residual in that layout (pipeline/diffusion/transformer_glue"
         ".py). Unset: channels-last with the scopes 'unet' and 'regions' (their norms compile) and with 'blocks' "
-        "where rendering replays from CUDA graphs and training compiles, unless a fused-ResNet setting is on (their "
-        "kernels take NCHW); NCHW elsewhere. true with a fused-ResNet setting is refused.",
+        "where rendering replays from CUDA graphs and training compiles; NCHW elsewhere.",
     )
     train_fused_resnets: bool = Field(
         default=False,
         description="Train through the UNet's ResNet blocks with each group norm, its SiLU and the time embedding's "
         "add in one operator, and their gradients in the norm's backward (headshot::group_norm_silu, "
-        "pipeline/diffusion/resnet_glue.py): two activations less kept a block. On CUDA its Triton kernels take NCHW "
-        "activations: compiled training needs the scope 'blocks' (the others are refused). Off until timed on a GPU.",
+        "pipeline/diffusion/resnet_glue.py): two activations less kept a block; on CUDA Triton kernels for either "
+        "layout. Compiled training needs the scope 'blocks' (the others are refused). Off until timed on a GPU.",
     )
 
     # Session rules.
@@ -445,41 +444,25 @@ class Settings(BaseSettings):
         if self.render_fused_resnets and unet and scope != "blocks":
             raise ValueError(
                 f"HEADSHOT_RENDER_FUSED_RESNETS=true needs the scope 'blocks' when the UNet compiles, but it is "
-                f"{scope!r}: that scope lays the UNet out channels-last or compiles its ResNet blocks, and the fused "
-                "blocks take NCHW activations and stay out of any compiled glue. Use the scope 'blocks', or unset "
-                "HEADSHOT_RENDER_FUSED_RESNETS."
+                f"{scope!r}: that scope compiles the ResNet blocks, and the fused blocks stay out of any compiled "
+                "glue. Use the scope 'blocks', or unset HEADSHOT_RENDER_FUSED_RESNETS."
             )
         if self.train_fused_resnets and training and scope != "blocks":
             raise ValueError(
                 f"HEADSHOT_TRAIN_FUSED_RESNETS=true needs the scope 'blocks' when training compiles, but it is "
-                f"{scope!r}: that scope lays the UNet out channels-last or compiles its ResNet blocks, and the fused "
-                "blocks take NCHW activations and stay out of any compiled glue. Use the scope 'blocks', or unset "
-                "HEADSHOT_TRAIN_FUSED_RESNETS."
-            )
-        fused = [
-            name
-            for name, asked in (
-                ("HEADSHOT_RENDER_FUSED_RESNETS=true", self.render_fused_resnets),
-                ("HEADSHOT_TRAIN_FUSED_RESNETS=true", self.train_fused_resnets),
-            )
-            if asked
-        ]
-        if self.unet_channels_last and fused:
-            raise ValueError(
-                f"HEADSHOT_UNET_CHANNELS_LAST=true with {' and '.join(fused)}: the fused ResNet blocks' kernels take "
-                "NCHW activations. Unset HEADSHOT_UNET_CHANNELS_LAST (NCHW is then chosen), or the fused ResNets."
+                f"{scope!r}: that scope compiles the ResNet blocks, and the fused blocks stay out of any compiled "
+                "glue. Use the scope 'blocks', or unset HEADSHOT_TRAIN_FUSED_RESNETS."
             )
         # Unset (None), the worker decides once it knows its GPU (``model_setup.renders_from_graphs``,
         # ``model_setup.lays_out_channels_last``).
         graphs = self.render_cuda_graphs if unet and on_cuda else False
-        channels_last = False if fused and self.unet_channels_last is None else self.unet_channels_last
         return CompileProfile(
             unet=unet,
             training=training,
             scope=scope,
             cuda_graphs=graphs,
             render_glue=self.compile_render_glue,
-            channels_last=channels_last,
+            channels_last=self.unet_channels_last,
         )
 
     @model_validator(mode="after")

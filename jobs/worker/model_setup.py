@@ -192,12 +192,12 @@ def use_channels_last_exits(pipe: Any) -> None:
 
 def lays_out_channels_last(compiling: CompileProfile) -> bool:
     """Whether a worker with ``compiling`` (its graphs resolved, ``renders_from_graphs``) lays its UNet out
-    channels-last on a GPU: ``HEADSHOT_UNET_CHANNELS_LAST`` when set (or NCHW for a fused-ResNet setting,
-    ``Settings.compile_profile``); unset, with the scopes "unet" and "regions" (``acceleration.scope_layout``), and
-    with "blocks" where every UNet call's group norms take ``headshot::group_norm``'s NHWC kernels: rendering replayed
-    from CUDA graphs (``use_group_norm_operators``) and training compiled (its ``TrainingSlot``). There a replayed FP8
-    render call on an H100 took 0.1124 s against 0.1193 s in NCHW, and a training call 0.3337 s against 0.3378 s, with
-    the exits of ``use_channels_last_exits`` (BENCHMARKS.md 2026-12-05 eighteenth session)."""
+    channels-last on a GPU: ``HEADSHOT_UNET_CHANNELS_LAST`` when set; unset, with the scopes "unet" and "regions"
+    (``acceleration.scope_layout``), and with "blocks" where every UNet call's group norms take
+    ``headshot::group_norm``'s NHWC kernels: rendering replayed from CUDA graphs (``use_group_norm_operators``) and
+    training compiled (its ``TrainingSlot``). There a replayed FP8 render call on an H100 took 0.1124 s against
+    0.1193 s in NCHW, and a training call 0.3337 s against 0.3378 s, with the exits of ``use_channels_last_exits``
+    (BENCHMARKS.md 2026-12-05 eighteenth session)."""
     from pipeline.diffusion.acceleration import scope_layout
 
     if compiling.channels_last is not None:

@@ -5,7 +5,8 @@ blocks through it).
 The forward is ``headshot::group_norm``'s two passes with the add and the SiLU inside them; the backward is its
 backward's two passes with the SiLU's derivative inside, recomputing the shifted input and the SiLU's input from the
 block's own input and the forward's moments, so neither is kept between the two. On CUDA, NCHW-contiguous tensors
-run ``group_norm_kernel``'s Triton kernels; elsewhere (a CPU, channels-last) the same maths run in float32 torch ops.
+run ``group_norm_kernel``'s Triton kernels and channels-last ones ``group_norm_nhwc_kernel``'s; elsewhere (a CPU,
+another layout) the same maths run in float32 torch ops.
 """
 
 from __future__ import annotations
@@ -15,7 +16,13 @@ from typing import Any
 import torch
 from torch.nn import functional
 
-from pipeline.diffusion.group_norm import affine_norm, group_norm_backward, memory_format_of, per_channel
+from pipeline.diffusion.group_norm import (
+    affine_norm,
+    channels_last,
+    group_norm_backward,
+    memory_format_of,
+    per_channel,
+)
 
 __all__ = ["group_norm_silu", "group_norm_silu_backward"]
 
@@ -27,12 +34,16 @@ def group_norm_silu(
     """``silu(functional.group_norm(x + shift, groups, weight, bias, eps))`` in ``x``'s dtype and layout, ``shift``
     (N, C) added to each sample's channel first (a ResNet block's time embedding), in float32, with each (sample,
     group)'s mean and 1/sqrt(var + eps) of ``x + shift`` (what the backward needs): a ResNet block's glue in one
-    operator (``pipeline.diffusion.resnet_glue``). Elsewhere than an NCHW-contiguous CUDA tensor (the Triton
-    kernels), these torch maths."""
+    operator (``pipeline.diffusion.resnet_glue``). Elsewhere than an NCHW-contiguous or channels-last CUDA tensor
+    (the Triton kernels), these torch maths."""
     if x.is_cuda and x.is_contiguous():
         from pipeline.diffusion.group_norm_kernel import group_norm_act_nchw
 
         return group_norm_act_nchw(x, shift, weight, bias, groups, eps)
+    if x.is_cuda and channels_last(x):
+        from pipeline.diffusion.group_norm_nhwc_kernel import group_norm_act_nhwc
+
+        return group_norm_act_nhwc(x, shift, weight, bias, groups, eps)
     normed, mean, rstd = affine_norm(_shifted(x, shift), weight, bias, groups, eps)
     return functional.silu(normed).to(x.dtype).contiguous(memory_format=memory_format_of(x)), mean, rstd
 
@@ -82,12 +93,16 @@ def group_norm_silu_backward(
 ) -> torch.Tensor:
     """The gradient of ``group_norm_silu``'s output with respect to ``x`` (the same as to ``x + shift``) for the
     output's gradient ``grad``, in ``x``'s dtype and layout: through the SiLU (its input recomputed from ``x``,
-    ``shift`` and the moments), then ``group_norm_backward``'s maths; on an NCHW-contiguous CUDA tensor the Triton
-    kernels do both in the plain backward's two passes."""
+    ``shift`` and the moments), then ``group_norm_backward``'s maths; on an NCHW-contiguous or channels-last CUDA
+    tensor the Triton kernels do both in the plain backward's two passes."""
     if x.is_cuda and x.is_contiguous():
         from pipeline.diffusion.group_norm_kernel import group_norm_act_backward_nchw
 
         return group_norm_act_backward_nchw(grad, x, shift, weight, bias, mean, rstd, groups)
+    if x.is_cuda and channels_last(x):
+        from pipeline.diffusion.group_norm_nhwc_kernel import group_norm_act_backward_nhwc
+
+        return group_norm_act_backward_nhwc(grad, x, shift, weight, bias, mean, rstd, groups)
     shifted = _shifted(x, shift)
     activated_grad, _normalized = _silu_input_gradient(grad, shifted, weight, bias, mean, rstd, groups)
     result = group_norm_backward(activated_grad, shifted, weight, mean, rstd, groups)

@@ -15,9 +15,9 @@ static-blocks-gn-graphs,static-blocks-gn-fused-graphs`` (a render call) and ``py
 training call); what it saves a training call's memory by ``python -m bench.saved_activations``.
 
 Rendering (calls without gradients) and training (calls with them) each take it only when asked
-(``use_fused_resnets``'s ``calls``); only NCHW-contiguous inputs (the "blocks" scope's layout), and only the blocks a
-UNet's down, mid and up blocks hold: ``time_embedding_norm`` "default", no up- or downsampling inside, SiLU as the
-nonlinearity, affine group norms. Anything else keeps diffusers' forward."""
+(``use_fused_resnets``'s ``calls``); only NCHW-contiguous or channels-last inputs (each layout has Triton kernels of
+its own), and only the blocks a UNet's down, mid and up blocks hold: ``time_embedding_norm`` "default", no up- or
+downsampling inside, SiLU as the nonlinearity, affine group norms. Anything else keeps diffusers' forward."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ import torch
 
 from pipeline.diffusion import group_norm_silu as _registers_the_operator  # noqa: F401  # headshot::group_norm_silu
 from pipeline.diffusion.glue_calls import RENDER, TRAIN, switch_fused, wanted
+from pipeline.diffusion.group_norm import channels_last
 
 __all__ = ["RENDER", "TRAIN", "fusable", "use_fused_resnets"]
 
@@ -59,7 +60,8 @@ def _fused(block: Any, fused: set[str]) -> dict[str, Any]:
     @functools.wraps(eager)
     def forward(input_tensor: torch.Tensor, temb: torch.Tensor | None, *args: Any, **kwargs: Any) -> torch.Tensor:
         dropping = block.training and block.dropout.p > 0
-        if not wanted(fused) or args or kwargs or dropping or not input_tensor.is_contiguous():
+        laid_out = input_tensor.is_contiguous() or channels_last(input_tensor)
+        if not wanted(fused) or args or kwargs or dropping or not laid_out:
             return eager(input_tensor, temb, *args, **kwargs)
         norm1, norm2 = block.norm1, block.norm2
         hidden = torch.ops.headshot.group_norm_silu(

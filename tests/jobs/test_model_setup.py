@@ -259,7 +259,7 @@ def test_the_unet_is_channels_last_unset_where_every_norm_between_compiled_parts
     assert lays_out_channels_last(profile("blocks"))
     assert not lays_out_channels_last(profile("blocks", cuda_graphs=False))
     assert not lays_out_channels_last(profile("blocks", training=False))
-    # Set (or NCHW for a fused-ResNet setting, Settings.compile_profile), the profile decides.
+    # Set, the setting decides.
     assert not lays_out_channels_last(profile("blocks", channels_last=False))
     assert not lays_out_channels_last(profile("unet", channels_last=False))
     assert lays_out_channels_last(profile("blocks", cuda_graphs=False, channels_last=True))

@@ -60,36 +60,62 @@ def test_the_operators_maths_and_gradients_are_torchs_norm_add_and_silu(
     assert leaves[0].grad.is_contiguous(memory_format=layout)
 
 
+# Each layout's kernels at the interpreter's small tiles: NCHW chunks of 64 pixels a channel; NHWC tiles of 8 pixels by
+# 16 channels, chunks of 2 tiles. Both combine windows of 16 partial results.
+LAYOUT_KERNELS = {
+    "nchw": ("group_norm_kernel", {"BLOCK": 64, "PARTIALS": 16}, torch.contiguous_format),
+    "nhwc": (
+        "group_norm_nhwc_kernel",
+        {"TILE_PIXELS": 8, "TILE_CHANNELS": 16, "CHUNK_TILES": 2, "PARTIALS": 16},
+        torch.channels_last,
+    ),
+}
+
+
+@pytest.mark.parametrize("layout", LAYOUT_KERNELS)
 def test_the_triton_kernels_compute_the_operators_maths_on_every_element(
-    triton_kernels: Callable[[str, dict[str, int]], Any],
+    triton_kernels: Callable[[str, dict[str, int]], Any], layout: str
 ) -> None:
-    kernels = triton_kernels("group_norm_kernel", {"BLOCK": 64, "PARTIALS": 16})
-    block = kernels.tiles["BLOCK"]
+    module, small, memory = LAYOUT_KERNELS[layout]
+    kernels = triton_kernels(module, small)
+    if layout == "nchw":
+        block = kernels.tiles["BLOCK"]
+        cases = {
+            "fewer pixels than a chunk, no shift": ((3, 16, 1, block - 1), 8, False),
+            "several chunks a channel, the last partial, shifted": ((2, 16, 2, block + 7), 8, True),
+        }
+    else:
+        pixels, channels = kernels.tiles["TILE_PIXELS"], kernels.tiles["TILE_CHANNELS"]
+        chunk = pixels * kernels.tiles["CHUNK_TILES"]
+        cases = {
+            "fewer pixels and channels than a tile, no shift": ((3, channels // 2, 1, pixels - 3), 4, False),
+            # The last chunk short, the second channel tile partial, groups straddling the channel tiles.
+            "several chunks, channels over two tiles, shifted": ((2, channels + 8, 1, 2 * chunk + pixels - 1), 8, True),
+        }
     generator = torch.Generator(device=kernels.device).manual_seed(1)
-    cases = {
-        "fewer pixels than a chunk, no shift": ((3, 16, 1, block - 1), 8, False),
-        "several chunks a channel, the last partial, shifted": ((2, 16, 2, block + 7), 8, True),
-    }
     inputs, calls = [], []
     for shape, groups, shifted in cases.values():
         x = (3 * torch.randn(shape, device=kernels.device, generator=generator) + 5).bfloat16()
+        x = x.contiguous(memory_format=memory)
         weight, bias = torch.randn(2, shape[1], device=kernels.device, generator=generator).bfloat16()
         weight = 1 + weight / 2  # near 1, as trained norms' scales are, and not cancelling over a group
         shift = torch.randn(shape[:2], device=kernels.device, generator=generator).bfloat16() if shifted else None
         # Off-centre, leaning on x: the group means the backward subtracts are large enough to be checked.
         grad = (torch.randn(shape, device=kernels.device, generator=generator) + 0.5 * x.float()).bfloat16()
+        grad = grad.contiguous(memory_format=memory)
         cpu = [None if t is None else t.cpu() for t in (x, shift, weight, bias)]
         maths = torch.ops.headshot.group_norm_silu(*cpu, groups, 1e-5)
         mean, rstd = (moment.to(kernels.device) for moment in maths[1:])
         inputs.append((cpu, grad.cpu(), groups, maths))
-        calls.append(("group_norm_act_nchw", (x, shift, weight, bias, groups, 1e-5)))
-        calls.append(("group_norm_act_backward_nchw", (grad, x, shift, weight, bias, mean, rstd, groups)))
+        calls.append((f"group_norm_act_{layout}", (x, shift, weight, bias, groups, 1e-5)))
+        calls.append((f"group_norm_act_backward_{layout}", (grad, x, shift, weight, bias, mean, rstd, groups)))
     results = kernels.run(calls)
     for case, (cpu, grad, groups, maths), (out, mean, rstd), input_grad in zip(
         cases, inputs, results[::2], results[1::2], strict=True
     ):
         x = cpu[0]
-        assert out.dtype == input_grad.dtype == x.dtype and out.is_contiguous() and input_grad.is_contiguous(), case
+        assert out.dtype == input_grad.dtype == x.dtype, case
+        assert out.is_contiguous(memory_format=memory) and input_grad.is_contiguous(memory_format=memory), case
         torch.testing.assert_close(out.cpu(), maths[0], rtol=1.6e-2, atol=2e-2, msg=naming(case))
         torch.testing.assert_close(mean.cpu(), maths[1], rtol=1e-5, atol=1e-5, msg=naming(case))
         torch.testing.assert_close(rstd.cpu(), maths[2], rtol=1e-4, atol=0, msg=naming(case))
@@ -103,9 +129,12 @@ def test_the_triton_kernels_compute_the_operators_maths_on_every_element(
         assert leaf.grad is not None and _relative(input_grad.cpu(), leaf.grad) < 8e-3, case
 
 
-def test_the_tiny_unet_renders_the_same_through_the_fused_blocks_and_trains_as_before(model_cache: Path) -> None:
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_the_tiny_unet_renders_the_same_through_the_fused_blocks_and_trains_as_before(
+    model_cache: Path, layout: torch.memory_format
+) -> None:
     pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache)
-    unet, inputs = pipe.unet, unet_call_inputs(pipe, batch=2)
+    unet, inputs = pipe.unet.to(memory_format=layout), unet_call_inputs(pipe, batch=2)
     blocks = [module for module in unet.modules() if type(module).__name__ == "ResnetBlock2D"]
     with torch.no_grad():
         reference = unet(**inputs).sample
@@ -174,16 +203,19 @@ def test_a_lora_trains_the_same_through_the_fused_blocks_with_gradient_checkpoin
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the Triton kernels need a CUDA GPU")
 @pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 def test_the_fused_operator_replays_from_a_cuda_graph(
     capture_cuda_graph: Callable[[Callable[[], torch.Tensor]], tuple[torch.Tensor, Any, torch.Tensor]],
     training: bool,
+    layout: torch.memory_format,
 ) -> None:
     # A render's norm as a worker replays it: CFG batch 8, 320 channels, the time embedding's shift per sample;
-    # training's, its input's gradient through the norm's backward.
-    x = torch.randn(8, 320, 36, 29, device="cuda", dtype=torch.bfloat16).requires_grad_(training)
+    # training's, its input's gradient through the norm's backward. In each layout (each has kernels of its own).
+    x = torch.randn(8, 320, 36, 29, device="cuda", dtype=torch.bfloat16).contiguous(memory_format=layout)
+    x.requires_grad_(training)
     shift = torch.randn(8, 320, device="cuda", dtype=torch.bfloat16)
     weight, bias = torch.randn(2, 320, device="cuda", dtype=torch.bfloat16)
-    grad = torch.randn(x.shape, device="cuda", dtype=torch.bfloat16)
+    grad = torch.randn(x.shape, device="cuda", dtype=torch.bfloat16).contiguous(memory_format=layout)
 
     def step() -> torch.Tensor:
         if not training:
