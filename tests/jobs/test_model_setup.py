@@ -13,6 +13,7 @@ import pytest
 import torch._dynamo.config
 from PIL import Image
 
+from bench.benchmark_unet import unet_call_inputs
 from bot.local.samples import astronaut_photo
 from jobs.settings import CompileProfile, CompileScope, Settings
 from jobs.worker.model_setup import (
@@ -21,13 +22,15 @@ from jobs.worker.model_setup import (
     prepare_model,
     renders_from_graphs,
     renders_in_float8,
+    use_channels_last_exits,
 )
+from pipeline.diffusion.acceleration import gpu_layout
 from pipeline.diffusion.face_pass import face_pass
 from pipeline.diffusion.families import Family
 from pipeline.diffusion.float8 import Float8Linear
 from pipeline.diffusion.generation import generate_headshots
 from pipeline.diffusion.img2img import UPSCALE_STRENGTH, VARIATION_STRENGTH, image_to_image, supports_actions
-from pipeline.diffusion.loading import weight_dtypes
+from pipeline.diffusion.loading import load_base_pipeline, weight_dtypes
 from pipeline.diffusion.training.config import TrainingConfig
 from pipeline.diffusion.training.loop import train_lora
 from pipeline.selfies.faces import FaceAnalyzer
@@ -245,6 +248,28 @@ def test_rendering_replays_from_cuda_graphs_unset_only_for_a_compiled_sdxl_unet_
     assert renders_from_graphs(glue, Family.SDXL, h100)
     with pytest.raises(ValueError, match="COMPILE_RENDER_GLUE=true needs rendering replayed .* on a GPU of 44 GiB"):
         renders_from_graphs(glue, Family.SDXL, 44.4)
+
+
+def test_a_channels_last_workers_transformers_leave_their_tokens_in_that_layout_rendering_and_training(
+    model_cache: Path,
+) -> None:
+    pipe = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache)
+    gpu_layout(pipe)  # as a CUDA worker lays it out channels-last (``use_channels_last`` does nothing on a CPU)
+    inputs = unet_call_inputs(pipe, batch=2)
+    transformers = sum(type(module).__name__ == "Transformer2DModel" for module in pipe.unet.modules())
+
+    def call(gradients: bool) -> tuple[torch.Tensor, int]:
+        with torch.set_grad_enabled(gradients), OperatorCalls() as calls:
+            output = pipe.unet(**inputs).sample
+        return output.detach(), calls.operators.count(torch.ops.aten.clone.default)
+
+    before = {gradients: call(gradients) for gradients in (False, True)}
+    use_channels_last_exits(pipe)
+    for gradients, (reference, copies) in before.items():
+        output, now = call(gradients)
+        # diffusers' exits copied the tokens into NCHW (.contiguous); in both calls they now add them as a view.
+        assert now <= copies - transformers, gradients
+        torch.testing.assert_close(output, reference, rtol=1e-4, atol=1e-5)
 
 
 def test_the_unet_is_channels_last_unset_where_every_norm_between_compiled_parts_takes_the_nhwc_kernels() -> None:
