@@ -26,6 +26,7 @@ from jobs.worker.training_setup import compile_training, training_pipeline, trai
 __all__ = [
     "ServingModel",
     "float8_scales_name",
+    "lays_out_channels_last",
     "model_key",
     "model_features",
     "prepare_model",
@@ -34,7 +35,6 @@ __all__ = [
     "renders_in_float8",
     "serving_renders",
     "start_decoder_process",
-    "lays_out_channels_last",
     "use_channels_last_exits",
     "use_float8_rendering",
     "use_fused_resnet_blocks",
