@@ -153,3 +153,4 @@ def test_the_shared_set_is_keyed_by_the_settings_that_decide_the_graphs(tmp_path
     assert key() != key(train_cuda_graphs=False)  # unset is on at an H200's batch 16
     assert key() != key(render_cuda_graphs=False)  # unset is on at 72 GiB or more
     assert key() != key(compile_render_glue=True)  # the glue's graphs besides
+    assert key() != key(unet_channels_last=False)  # unset is channels-last by blocks with both sets of graphs
