@@ -53,15 +53,20 @@ def _added(shift, sample, channel, channels, shifted: tl.constexpr):  # type: ig
 
 
 @triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
-def _tile(x, added, pixels, channels, first_pixel, tile_pixels: tl.constexpr, tile_channels: tl.constexpr):  # type: ignore[no-untyped-def]
+def _tile(  # type: ignore[no-untyped-def]
+    x, added, pixels, channels, first_pixel, tile_pixels: tl.constexpr, tile_channels: tl.constexpr,
+    shifted: tl.constexpr,
+):  # fmt: skip
     """The tile from ``first_pixel`` of this program's sample and channels: sample, channels, offsets, mask and values
-    plus their channel's ``added`` (``_added``) in float32, 0 outside the tensor."""
+    (plus their channel's ``added`` where ``shifted``, ``_added``) in float32, 0 outside the tensor."""
     sample, channel = _sample_and_channels(tile_channels)
     pixel = first_pixel + tl.arange(0, tile_pixels)
     inside = (pixel[:, None] < pixels) & (channel[None, :] < channels)
     offset = (sample * pixels + pixel[:, None]) * channels + channel[None, :]
     value = tl.load(x + offset, mask=inside, other=0.0).to(tl.float32)
-    return sample, channel, offset, inside, tl.where(inside, value + added[None, :], 0.0)
+    if shifted:
+        value = tl.where(inside, value + added[None, :], 0.0)
+    return sample, channel, offset, inside, value
 
 
 @triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
@@ -92,12 +97,14 @@ def _group_norm_nhwc_moments(  # type: ignore[no-untyped-def]
     # Sums of each value's distance from a pivot near the values (the chunk's first pixel), kept per element and
     # reduced over the pixels once at the end: the loop is loads and adds only, where merging every tile's moments
     # (Chan et al.) put two reductions across the program's threads in each of its iterations.
-    pivot = tl.load(x + (sample * pixels + start) * channels + channel, mask=keep, other=0.0).to(tl.float32) + added
+    pivot = tl.load(x + (sample * pixels + start) * channels + channel, mask=keep, other=0.0).to(tl.float32)
+    if shifted:
+        pivot += added
     sums = tl.zeros([tile_pixels, tile_channels], dtype=tl.float32)
     squares = tl.zeros([tile_pixels, tile_channels], dtype=tl.float32)
     for tile in range(tiles):
         first = start + tile * tile_pixels
-        _, _, _, inside, value = _tile(x, added, pixels, channels, first, tile_pixels, tile_channels)
+        _, _, _, inside, value = _tile(x, added, pixels, channels, first, tile_pixels, tile_channels, shifted)
         apart = tl.where(inside, value - pivot[None, :], 0.0)
         sums += apart
         squares += apart * apart
@@ -122,12 +129,12 @@ def _group_stats(sample, channel, mean, rstd, channels, per_group, groups):  # t
 @triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
 def _normalized_with_gradient(  # type: ignore[no-untyped-def]
     x, added, grad, pixels, channels, first_pixel, scale, offset_by, group_mean, group_rstd,
-    tile_pixels: tl.constexpr, tile_channels: tl.constexpr, silu: tl.constexpr,
+    tile_pixels: tl.constexpr, tile_channels: tl.constexpr, shifted: tl.constexpr, silu: tl.constexpr,
 ):  # fmt: skip
     """The tile from ``first_pixel``: offsets, mask, each value normalized, and the normalized value's gradient (the
     output's times the channel's ``scale``, its weight; through the SiLU first where ``silu``, its input recomputed
     as the normalized value times ``scale`` plus ``offset_by``, the bias), in float32."""
-    _, _, offset, inside, value = _tile(x, added, pixels, channels, first_pixel, tile_pixels, tile_channels)
+    _, _, offset, inside, value = _tile(x, added, pixels, channels, first_pixel, tile_pixels, tile_channels, shifted)
     upstream = tl.load(grad + offset, mask=inside, other=0.0).to(tl.float32)
     normalized = (value - group_mean[None, :]) * group_rstd[None, :]
     if silu:
@@ -158,7 +165,7 @@ def _group_norm_nhwc_normalize(  # type: ignore[no-untyped-def]
     first = tl.program_id(0).to(tl.int64) * tile_pixels
     sample, channel = _sample_and_channels(tile_channels)
     added = _added(shift, sample, channel, channels, shifted)
-    _, _, offset, inside, value = _tile(x, added, pixels, channels, first, tile_pixels, tile_channels)
+    _, _, offset, inside, value = _tile(x, added, pixels, channels, first, tile_pixels, tile_channels, shifted)
     keep, group, group_mean, group_rstd = _group_stats(sample, channel, mean, rstd, channels, per_group, groups)
     scale = group_rstd * tl.load(weight + channel, mask=keep, other=0.0).to(tl.float32)
     offset_by = tl.load(bias + channel, mask=keep, other=0.0).to(tl.float32) - group_mean * scale
@@ -202,7 +209,7 @@ def _group_norm_nhwc_gradient_sums(  # type: ignore[no-untyped-def]
     for tile in range(tiles):
         _, inside, normalized, normalized_grad = _normalized_with_gradient(
             x, added, grad, pixels, channels, start + tile * tile_pixels, scale, offset_by, group_mean, group_rstd,
-            tile_pixels, tile_channels, silu,
+            tile_pixels, tile_channels, shifted, silu,
         )  # fmt: skip
         summed += normalized_grad
         multiplied += tl.where(inside, normalized_grad * normalized, 0.0)
@@ -240,7 +247,7 @@ def _group_norm_nhwc_input_gradient(  # type: ignore[no-untyped-def]
     added = _added(shift, sample, channel, channels, shifted)
     offset, inside, normalized, normalized_grad = _normalized_with_gradient(
         x, added, grad, pixels, channels, tl.program_id(0).to(tl.int64) * tile_pixels, scale, offset_by, group_mean,
-        inverse, tile_pixels, tile_channels, silu,
+        inverse, tile_pixels, tile_channels, shifted, silu,
     )  # fmt: skip
     mean_grad = tl.load(sum_in + group, mask=keep, other=0.0) / size
     mean_product = tl.load(product_in + group, mask=keep, other=0.0) / size
