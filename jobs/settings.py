@@ -194,7 +194,8 @@ class Settings(BaseSettings):
         "one operator (headshot::group_norm_silu, pipeline/diffusion/resnet_glue.py), training keeping diffusers' "
         "forward; on CUDA Triton kernels for NCHW and for channels-last activations. A compiled UNet needs the "
         "scope 'blocks' (the others compile the ResNet blocks, and are refused). With HEADSHOT_COMPILE_RENDER_GLUE "
-        "the ResNet blocks then stay out of the compiled glue. Off until timed on a GPU.",
+        "the ResNet blocks then stay out of the compiled glue. A replayed render call 2.1% faster on an H200 "
+        "(BENCHMARKS.md); off until timed through the worker.",
     )
     unet_channels_last: bool | None = Field(
         default=None,
