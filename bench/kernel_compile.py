@@ -178,8 +178,9 @@ def sdxl_launches() -> dict[str, tuple[str, list[tuple[str, tuple[Any, ...]]]]]:
                 ],
             )
     # A render's ResNet norm with its time embedding and SiLU (``resnet_glue``): CFG batch 8 at 928x1152; and a
-    # training call's, forward and backward (``HEADSHOT_TRAIN_FUSED_RESNETS``): batch 8 in the 3:4 bucket. Each layout.
-    render_weight, stats = meta(320), meta(8, 32, dtype=torch.float32)
+    # training call's, forward and backward (``HEADSHOT_TRAIN_FUSED_RESNETS``): batch 8 in the 3:4 bucket. Each layout;
+    # the shift float32 (the time embedding plus the first convolution's bias, ``resnet_glue._without_bias``).
+    render_weight, stats, shift = meta(320), meta(8, 32, dtype=torch.float32), meta(8, 320, dtype=torch.float32)
     for layout, module in (("nchw", "group_norm_kernel"), ("nhwc", "group_norm_nhwc_kernel")):
         memory = torch.channels_last if layout == "nhwc" else torch.contiguous_format
         rendered = meta(8, 320, 144, 116).contiguous(memory_format=memory)
@@ -187,17 +188,17 @@ def sdxl_launches() -> dict[str, tuple[str, list[tuple[str, tuple[Any, ...]]]]]:
         launches[f"group norm and SiLU {layout}, render"] = (
             module,
             [
-                (f"group_norm_act_{layout}", (rendered, meta(8, 320), render_weight, render_weight, 32, 1e-5)),
+                (f"group_norm_act_{layout}", (rendered, shift, render_weight, render_weight, 32, 1e-5)),
                 (f"group_norm_act_{layout}", (rendered, None, render_weight, render_weight, 32, 1e-5)),
             ],
         )
         launches[f"group norm and SiLU {layout}, training"] = (
             module,
             [
-                (f"group_norm_act_{layout}", (trained, meta(8, 320), render_weight, render_weight, 32, 1e-5)),
+                (f"group_norm_act_{layout}", (trained, shift, render_weight, render_weight, 32, 1e-5)),
                 (
                     f"group_norm_act_backward_{layout}",
-                    (trained, trained, meta(8, 320), render_weight, render_weight, stats, stats, 32),
+                    (trained, trained, shift, render_weight, render_weight, stats, stats, 32),
                 ),
             ],
         )

@@ -25,6 +25,7 @@ import functools
 from typing import Any
 
 import torch
+from torch.nn import functional
 
 from pipeline.diffusion import group_norm_silu as _registers_the_operator  # noqa: F401  # headshot::group_norm_silu
 from pipeline.diffusion.glue_calls import RENDER, TRAIN, switch_fused, wanted
@@ -67,10 +68,10 @@ def _fused(block: Any, fused: set[str]) -> dict[str, Any]:
         hidden = torch.ops.headshot.group_norm_silu(
             input_tensor, None, norm1.weight, norm1.bias, norm1.num_groups, norm1.eps
         )[0]
-        hidden = block.conv1(hidden)
-        shift = None
+        hidden, shift = _without_bias(block.conv1, hidden)
         if block.time_emb_proj is not None and temb is not None:
-            shift = block.time_emb_proj(temb if block.skip_time_act else block.nonlinearity(temb))
+            embedded = block.time_emb_proj(temb if block.skip_time_act else block.nonlinearity(temb))
+            shift = embedded if shift is None else shift + embedded.float()
         hidden = torch.ops.headshot.group_norm_silu(
             hidden, shift, norm2.weight, norm2.bias, norm2.num_groups, norm2.eps
         )[0]
@@ -82,3 +83,14 @@ def _fused(block: Any, fused: set[str]) -> dict[str, Any]:
         return hidden if block.output_scale_factor == 1 else hidden / block.output_scale_factor
 
     return {"forward": forward}
+
+
+def _without_bias(conv: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``conv(x)`` without its bias, and the bias as each sample's shift (N, C) in float32, for the norm after it to
+    add: torch adds a convolution's bias on CUDA in a pass of its own, a broadcasting add off its vectorized path
+    (a CFG render call's conv bias adds took ~3.5 ms of its ~105 ms of kernels on an H200, BENCHMARKS.md 2026-12-06).
+    A convolution of another kind (a LoRA's wrapper, another padding mode) runs as it is, its shift None."""
+    if type(conv) is not torch.nn.Conv2d or conv.bias is None or conv.padding_mode != "zeros":
+        return conv(x), None
+    output = functional.conv2d(x, conv.weight, None, conv.stride, conv.padding, conv.dilation, conv.groups)
+    return output, conv.bias.float().expand(x.shape[0], -1)

@@ -14,7 +14,7 @@ from torch.nn import functional
 
 from bench.benchmark_unet import unet_call_inputs
 from pipeline.diffusion.loading import load_base_pipeline
-from pipeline.diffusion.resnet_glue import TRAIN, fusable, use_fused_resnets
+from pipeline.diffusion.resnet_glue import TRAIN, _without_bias, fusable, use_fused_resnets
 from tests.pipeline.operator_calls import OperatorCalls
 from tests.pipeline.triton_kernels import naming
 
@@ -240,3 +240,18 @@ def test_the_fused_operator_replays_from_a_cuda_graph(
     graph.replay()
     torch.testing.assert_close(replayed, step())
     assert not torch.equal(replayed, expected)
+
+
+def test_a_blocks_first_convolution_leaves_its_bias_to_the_norm_after_it() -> None:
+    # On CUDA torch adds a convolution's bias in a broadcasting pass of its own; the fused block gives it to the norm
+    # as part of its per-sample shift instead: the same sum, in float32.
+    generator = torch.Generator().manual_seed(3)
+    conv = torch.nn.Conv2d(8, 16, 3, padding=1)
+    x = torch.randn(2, 8, 5, 6, generator=generator)
+    output, shift = _without_bias(conv, x)
+    assert shift is not None and shift.shape == (2, 16) and shift.dtype == torch.float32
+    torch.testing.assert_close(output + shift[:, :, None, None], conv(x), rtol=1e-5, atol=1e-6)
+    # Another kind of convolution (here one padding by reflection) runs as it is, its bias inside.
+    reflecting = torch.nn.Conv2d(8, 16, 3, padding=1, padding_mode="reflect")
+    output, shift = _without_bias(reflecting, x)
+    assert shift is None and torch.equal(output, reflecting(x))
