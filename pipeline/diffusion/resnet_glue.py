@@ -8,9 +8,11 @@ each a read and a write of the whole activation, and a division of each block's 
 the same, plus each SiLU's backward (another pass) and the SiLU's input kept for it (one activation a norm). Here
 ``headshot::group_norm_silu`` folds the add and the SiLU into the norm's own two passes, and its backward the SiLU's
 derivative into the norm's backward passes, recomputing what it needs from the block's input
-(``pipeline.diffusion.group_norm_silu``); the division by 1 is skipped, and the rest runs as diffusers'
-``ResnetBlock2D.forward`` does. What that saves is timed by ``python -m bench.benchmark_float8 --variants
-static-blocks-gn-graphs,static-blocks-gn-fused-graphs`` (a render call) and ``python -m bench.benchmark_unet_training
+(``pipeline.diffusion.group_norm_silu``). The first convolution's bias joins the time embedding in that add
+(``_without_bias``): on CUDA torch adds a convolution's bias in a broadcasting pass of its own. The division by 1 is
+skipped, and the rest runs as diffusers' ``ResnetBlock2D.forward`` does. What that saves is timed by ``python -m
+bench.benchmark_float8 --variants static-blocks-gn-graphs,static-blocks-gn-fused-graphs`` (a render call) and
+``python -m bench.benchmark_unet_training
 --modes blocks-nchw-nocast-geglu-gn-fusedlora-graphs,blocks-nchw-nocast-geglu-gn-fusedlora-fusedresnets-graphs`` (a
 training call); what it saves a training call's memory by ``python -m bench.saved_activations``.
 
