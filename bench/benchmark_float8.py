@@ -14,7 +14,8 @@ its calls from CUDA graphs, as ``HEADSHOT_RENDER_CUDA_GRAPHS`` does (a GPU only)
 operator's NHWC kernels: cuDNN's convolutions without the layout conversions NCHW costs them (7% of a replayed
 call, 2026-12-05), for norms twice the NCHW kernels' time (with ``-tokens`` the transformers' exits add their tokens
 to the residual without copying them into NCHW); ``static-blocks-gn-fused`` (and its ``-graphs``) renders
-the ResNet blocks' norms with their SiLU and time embedding in one operator (``pipeline.diffusion.resnet_glue``);
+the ResNet blocks' norms with their SiLU and time embedding in one operator (``pipeline.diffusion.resnet_glue``),
+their convolutions' biases folded into the passes around them (``-fused-biased`` leaves them to torch's own);
 ``static-blocks-gn-shared`` (and its ``-graphs``, also with ``-fused-tokens``, and channels-last as
 ``static-blocks-cl-gn-tokens-shared-graphs``) gives each attention's q, k and v one
 input scale and merges their casts, so the norm before them writes one FP8 copy where it wrote three
@@ -50,7 +51,8 @@ __all__ = ["VARIANTS", "main"]
 # regions channels-last); "-gn" runs the norms through the operator, in either layout (channels-last through its
 # NHWC kernels); "-fused" the ResNet blocks through headshot::group_norm_silu (pipeline.diffusion.resnet_glue) and
 # "-tokens" the transformers' entries and exits through the token operators (pipeline.diffusion.transformer_glue);
-# "-shared" one FP8 input for the layers that read one tensor (pipeline.diffusion.float8_shared_input).
+# "-shared" one FP8 input for the layers that read one tensor (pipeline.diffusion.float8_shared_input); "-biased" keeps
+# the fused blocks' convolutions' biases in torch's own passes (what resnet_glue's bias folds save).
 VARIANTS: dict[str, tuple[str | None, str]] = {
     "bf16-blocks": (None, "blocks"),
     "dynamic-blocks": ("dynamic", "blocks"),
@@ -74,6 +76,7 @@ VARIANTS: dict[str, tuple[str | None, str]] = {
     "static-blocks-cl-gn-tokens-shared-graphs": ("static", "blocks"),
     "static-blocks-cl-gn-fused-tokens": ("static", "blocks"),
     "static-blocks-cl-gn-fused-tokens-graphs": ("static", "blocks"),
+    "static-blocks-cl-gn-fused-biased-tokens-graphs": ("static", "blocks"),
     "static-blocks-cl-gn-fused-tokens-shared-graphs": ("static", "blocks"),
     "static-blocks-gn-fused": ("static", "blocks"),
     "static-blocks-gn-fused-graphs": ("static", "blocks"),
@@ -172,7 +175,7 @@ def _set_up(pipe: Any, name: str, calibrate: Callable[[], None]) -> dict[str, An
     pipe.unet.to(memory_format=torch.contiguous_format if nchw else torch.channels_last)  # as use_channels_last does
     figures: dict[str, Any] = {}
     if "fused" in parts:
-        figures["fused_resnet_blocks"] = use_fused_resnets(pipe.unet)
+        figures["fused_resnet_blocks"] = use_fused_resnets(pipe.unet, fold_biases="biased" not in parts)
     if "tokens" in parts:
         figures["fused_transformers"] = use_fused_transformers(pipe.unet)
     if scaling:

@@ -64,7 +64,8 @@ add in ``headshot::group_norm_silu``, whose backward recomputes the SiLU's input
 A mode ending ``-fusedtokens`` (before any ``-graphs``, after ``-fusedresnets``) also trains the transformers'
 entries and exits through ``pipeline.diffusion.transformer_glue``'s token operators (channels-last, as in
 ``blocks-nocast-geglu-gn-fusedlora-fusedtokens-graphs``, the exits without diffusers' copy into NCHW; with
-``-fusedresnets`` before it, the ResNet blocks through the NHWC kernels).
+``-fusedresnets`` before it, the ResNet blocks through the NHWC kernels). ``-biasedresnets`` in its place fuses the
+blocks with their convolutions' biases left in torch's own passes (what ``resnet_glue``'s bias folds save).
 A mode ending ``-nolora`` (launched from Python only) runs the same call with the LoRA switched off, its backward
 reaching the input latents instead: set against the mode without it, its kernel time (``--profile``) is what the
 LoRA's own work costs a call (its products, scalings and the adds into the base layers' outputs and gradients).
@@ -151,6 +152,7 @@ MODES = (
     "blocks-nocast-geglu-gn-fusedlora-graphs",
     "blocks-nocast-geglu-gn-fusedlora-fusedtokens-graphs",
     "blocks-nocast-geglu-gn-fusedlora-fusedresnets-fusedtokens-graphs",
+    "blocks-nocast-geglu-gn-fusedlora-biasedresnets-fusedtokens-graphs",
     "blocks-nocast-fp8-static-geglu-gn-graphs",
 )
 
@@ -377,9 +379,10 @@ def _set_up(pipe: Any, mode: str, channels_last: bool) -> tuple[str, Any, dict[s
         fused["fused_transformers"] = use_fused_transformers(pipe.unet, calls=TRAIN)
     mode = mode.removesuffix("-fusedtokens")
     use_fused_resnets(pipe.unet, calls=TRAIN, enabled=False)
-    if mode.endswith("-fusedresnets"):
-        fused["fused_resnet_blocks"] = use_fused_resnets(pipe.unet, calls=TRAIN)
-    mode = mode.removesuffix("-fusedresnets")
+    if mode.endswith(("-fusedresnets", "-biasedresnets")):
+        folds = mode.endswith("-fusedresnets")
+        fused["fused_resnet_blocks"] = use_fused_resnets(pipe.unet, calls=TRAIN, fold_biases=folds)
+    mode = mode.removesuffix("-fusedresnets").removesuffix("-biasedresnets")
     use_lora_operator(pipe.unet, enabled=mode.endswith("-fusedlora"))
     mode = mode.removesuffix("-fusedlora")
     use_group_norm_operator(pipe.unet, enabled=mode.endswith("-gn"))

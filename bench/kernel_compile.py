@@ -153,8 +153,9 @@ def ptxas_figures(log: str, compiled: list[Any]) -> dict[str, dict[str, int]]:
 def sdxl_launches() -> dict[str, tuple[str, list[tuple[str, tuple[Any, ...]]]]]:
     """label -> (kernel module, host calls) at SDXL's sizes: a training call's largest norms (batch 16, 1024 px) and a
     job's 20 selfie crops and an upscale's image through the VAE encoder's first norms, and an upscale's decode
-    through the decoder's last, in both layouts; a render's and a training call's ResNet norm with its SiLU; a
-    render's transformer entries and exits; a feed-forward gate at batch 16; a LoRA's accumulations."""
+    through the decoder's last, in both layouts; a render's and a training call's ResNet norm with its SiLU, and a
+    render's ResNet residual add with its biases; a render's transformer entries and exits; a feed-forward gate at
+    batch 16; a LoRA's accumulations."""
 
     def meta(*shape: int, dtype: torch.dtype = torch.bfloat16) -> Any:
         return torch.empty(shape, device="meta", dtype=dtype)
@@ -200,6 +201,19 @@ def sdxl_launches() -> dict[str, tuple[str, list[tuple[str, tuple[Any, ...]]]]]:
                     f"group_norm_act_backward_{layout}",
                     (trained, trained, shift, render_weight, render_weight, stats, stats, 32),
                 ),
+            ],
+        )
+    # A fused ResNet block's end (``residual_bias_kernel``): the residual add with the convolutions' biases, a render's
+    # (CFG batch 8 at 928x1152) at the first level and the last, whose 1,044 pixels are no multiple of 16; each layout.
+    bias = meta(1280, dtype=torch.float32)
+    for layout in ("nchw", "nhwc"):
+        memory = torch.channels_last if layout == "nhwc" else torch.contiguous_format
+        first, last = (meta(*size).contiguous(memory_format=memory) for size in ((8, 320, 144, 116), (8, 1280, 36, 29)))
+        launches[f"residual add with biases {layout}, render"] = (
+            "residual_bias_kernel",
+            [
+                ("add_residual_bias", (first, first, bias[:320], layout == "nhwc")),
+                ("add_residual_bias", (last, last, bias, layout == "nhwc")),
             ],
         )
     # A render's transformer entries and exits (``transformer_glue``): CFG batch 8 at 928x1152, both levels.

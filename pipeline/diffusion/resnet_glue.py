@@ -8,9 +8,11 @@ each a read and a write of the whole activation, and a division of each block's 
 the same, plus each SiLU's backward (another pass) and the SiLU's input kept for it (one activation a norm). Here
 ``headshot::group_norm_silu`` folds the add and the SiLU into the norm's own two passes, and its backward the SiLU's
 derivative into the norm's backward passes, recomputing what it needs from the block's input
-(``pipeline.diffusion.group_norm_silu``). The first convolution's bias joins the time embedding in that add
-(``_without_bias``): on CUDA torch adds a convolution's bias in a broadcasting pass of its own. The division by 1 is
-skipped, and the rest runs as diffusers' ``ResnetBlock2D.forward`` does. What that saves is timed by ``python -m
+(``pipeline.diffusion.group_norm_silu``). On CUDA torch adds a convolution's bias in a broadcasting pass of its
+own (~3.5 ms of an H200's ~105 ms render call, BENCHMARKS.md 2026-12-06): the first convolution's bias joins the time
+embedding in that add (``_without_bias``), and the second's and the shortcut's join the residual add
+(``headshot::add_residual_bias``). The division by 1 is skipped, and the rest runs as diffusers'
+``ResnetBlock2D.forward`` does. What that saves is timed by ``python -m
 bench.benchmark_float8 --variants static-blocks-gn-graphs,static-blocks-gn-fused-graphs`` (a render call) and
 ``python -m bench.benchmark_unet_training
 --modes blocks-nchw-nocast-geglu-gn-fusedlora-graphs,blocks-nchw-nocast-geglu-gn-fusedlora-fusedresnets-graphs`` (a
@@ -29,7 +31,8 @@ from typing import Any
 import torch
 from torch.nn import functional
 
-from pipeline.diffusion import group_norm_silu as _registers_the_operator  # noqa: F401  # headshot::group_norm_silu
+from pipeline.diffusion import group_norm_silu as _registers_the_norm  # noqa: F401  # headshot::group_norm_silu
+from pipeline.diffusion import residual_bias as _registers_the_add  # noqa: F401  # headshot::add_residual_bias
 from pipeline.diffusion.glue_calls import RENDER, TRAIN, switch_fused, wanted
 from pipeline.diffusion.group_norm import channels_last
 
@@ -49,15 +52,17 @@ def fusable(block: Any) -> bool:
     )
 
 
-def use_fused_resnets(unet: Any, *, calls: str = RENDER, enabled: bool = True) -> int:
+def use_fused_resnets(unet: Any, *, calls: str = RENDER, enabled: bool = True, fold_biases: bool = True) -> int:
     """Run each fusable ResNet block of ``unet`` through ``headshot::group_norm_silu`` in ``calls`` (``RENDER``:
     without gradients; ``TRAIN``: with them), or (``enabled=False``) no longer in those; return how many blocks
-    changed. Before any compile of the glue: an instance's own ``forward`` shadows the class's, and
-    ``acceleration.compile_unet_regions`` leaves such a block eager."""
-    return switch_fused(unet, calls=calls, enabled=enabled, methods=("forward",), fusable=fusable, fuse=_fused)
+    changed. ``fold_biases=False`` (for measuring what the folds save) leaves the convolutions their biases, as
+    blocks fused before any call keep. Before any compile of the glue: an instance's own ``forward`` shadows the
+    class's, and ``acceleration.compile_unet_regions`` leaves such a block eager."""
+    fuse = functools.partial(_fused, fold_biases=fold_biases)
+    return switch_fused(unet, calls=calls, enabled=enabled, methods=("forward",), fusable=fusable, fuse=fuse)
 
 
-def _fused(block: Any, fused: set[str]) -> dict[str, Any]:
+def _fused(block: Any, fused: set[str], *, fold_biases: bool) -> dict[str, Any]:
     eager = block.forward  # the class's, bound
 
     @functools.wraps(eager)
@@ -70,29 +75,36 @@ def _fused(block: Any, fused: set[str]) -> dict[str, Any]:
         hidden = torch.ops.headshot.group_norm_silu(
             input_tensor, None, norm1.weight, norm1.bias, norm1.num_groups, norm1.eps
         )[0]
-        hidden, shift = _without_bias(block.conv1, hidden)
+        hidden, bias = _without_bias(block.conv1, hidden, fold_biases)
+        shift = None if bias is None else bias.expand(hidden.shape[0], -1)
         if block.time_emb_proj is not None and temb is not None:
             embedded = block.time_emb_proj(temb if block.skip_time_act else block.nonlinearity(temb))
             shift = embedded if shift is None else shift + embedded.float()
         hidden = torch.ops.headshot.group_norm_silu(
             hidden, shift, norm2.weight, norm2.bias, norm2.num_groups, norm2.eps
         )[0]
-        hidden = block.conv2(block.dropout(hidden))
-        shortcut = input_tensor if block.conv_shortcut is None else block.conv_shortcut(input_tensor)
-        # In place on the convolution's fresh output, and no division by a factor of 1 (SDXL's): the same values as
-        # diffusers' ``(shortcut + hidden) / factor``, one pass and one allocation fewer.
-        hidden += shortcut
+        hidden, bias = _without_bias(block.conv2, block.dropout(hidden), fold_biases)
+        shortcut = input_tensor
+        if block.conv_shortcut is not None:
+            shortcut, shortcut_bias = _without_bias(block.conv_shortcut, input_tensor, fold_biases)
+            if shortcut_bias is not None:
+                bias = shortcut_bias if bias is None else bias + shortcut_bias
+        # No division by a factor of 1 (SDXL's): the same values as diffusers' ``(shortcut + hidden) / factor``.
+        if bias is not None:
+            hidden = torch.ops.headshot.add_residual_bias(hidden, shortcut, bias)
+        else:
+            hidden += shortcut  # in place on the convolution's fresh output: one allocation fewer
         return hidden if block.output_scale_factor == 1 else hidden / block.output_scale_factor
 
     return {"forward": forward}
 
 
-def _without_bias(conv: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``conv(x)`` without its bias, and the bias as each sample's shift (N, C) in float32, for the norm after it to
-    add: torch adds a convolution's bias on CUDA in a pass of its own, a broadcasting add off its vectorized path
-    (a CFG render call's conv bias adds took ~3.5 ms of its ~105 ms of kernels on an H200, BENCHMARKS.md 2026-12-06).
-    A convolution of another kind (a LoRA's wrapper, another padding mode) runs as it is, its shift None."""
-    if type(conv) is not torch.nn.Conv2d or conv.bias is None or conv.padding_mode != "zeros":
+def _without_bias(conv: Any, x: torch.Tensor, fold: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``conv(x)`` without its bias, and the bias (C,) in float32, for the operator after it to add in a pass it
+    makes anyway: torch adds a convolution's bias on CUDA in a pass of its own, a broadcasting add off its vectorized
+    path. A convolution of another kind (a LoRA's wrapper, another padding mode), or any where not ``fold``, runs as
+    it is, its bias None."""
+    if not fold or type(conv) is not torch.nn.Conv2d or conv.bias is None or conv.padding_mode != "zeros":
         return conv(x), None
     output = functional.conv2d(x, conv.weight, None, conv.stride, conv.padding, conv.dilation, conv.groups)
-    return output, conv.bias.float().expand(x.shape[0], -1)
+    return output, conv.bias.float()

@@ -147,6 +147,8 @@ def test_the_tiny_unet_renders_the_same_through_the_fused_blocks_and_trains_as_b
     with torch.no_grad(), OperatorCalls() as calls:
         rendered = unet(**inputs).sample
     assert calls.operators.count(torch.ops.headshot.group_norm_silu.default) == 2 * len(blocks)
+    # Each block's end adds its second convolution's bias (and its shortcut's) with the residual, in one operator.
+    assert calls.operators.count(torch.ops.headshot.add_residual_bias.default) == len(blocks)
     torch.testing.assert_close(rendered, reference, rtol=1e-4, atol=1e-5)  # float32: the same maths, reordered
     # With gradients on (training) and only rendering fused, diffusers' forward: the same operators and numbers.
     unet.train()
@@ -242,16 +244,54 @@ def test_the_fused_operator_replays_from_a_cuda_graph(
     assert not torch.equal(replayed, expected)
 
 
-def test_a_blocks_first_convolution_leaves_its_bias_to_the_norm_after_it() -> None:
+def test_a_blocks_convolutions_leave_their_biases_to_the_operators_after_them() -> None:
     # On CUDA torch adds a convolution's bias in a broadcasting pass of its own; the fused block gives it to the norm
-    # as part of its per-sample shift instead: the same sum, in float32.
+    # (the first convolution's) or to the residual add (the second's and the shortcut's) instead: the same sum.
     generator = torch.Generator().manual_seed(3)
     conv = torch.nn.Conv2d(8, 16, 3, padding=1)
     x = torch.randn(2, 8, 5, 6, generator=generator)
-    output, shift = _without_bias(conv, x)
-    assert shift is not None and shift.shape == (2, 16) and shift.dtype == torch.float32
-    torch.testing.assert_close(output + shift[:, :, None, None], conv(x), rtol=1e-5, atol=1e-6)
-    # Another kind of convolution (here one padding by reflection) runs as it is, its bias inside.
+    output, bias = _without_bias(conv, x)
+    assert bias is not None and bias.shape == (16,) and bias.dtype == torch.float32
+    torch.testing.assert_close(output + bias[:, None, None], conv(x), rtol=1e-5, atol=1e-6)
+    # Another kind of convolution (here one padding by reflection) runs as it is, its bias inside; so does any
+    # where the folds are off.
     reflecting = torch.nn.Conv2d(8, 16, 3, padding=1, padding_mode="reflect")
-    output, shift = _without_bias(reflecting, x)
-    assert shift is None and torch.equal(output, reflecting(x))
+    output, bias = _without_bias(reflecting, x)
+    assert bias is None and torch.equal(output, reflecting(x))
+    output, bias = _without_bias(conv, x, fold=False)
+    assert bias is None and torch.equal(output, conv(x))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the Triton kernels need a CUDA GPU")
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_a_fused_block_with_a_shortcut_renders_as_diffusers_and_replays_from_a_cuda_graph(
+    replays_new_inputs: Callable[[Callable[[], Any], Callable[[], None]], None], layout: torch.memory_format
+) -> None:
+    # An up block's first ResNet as a worker renders it (CFG batch 8, 928x1152's last level): both norms through the
+    # operator, its three convolutions' biases folded (the first's into the norm, the second's and the shortcut's
+    # into the residual add), in a CUDA graph; set against diffusers' own forward in bf16.
+    from diffusers.models.resnet import ResnetBlock2D
+
+    torch.manual_seed(0)
+    block = ResnetBlock2D(in_channels=640, out_channels=320, temb_channels=1280).eval()
+    block = block.to("cuda", torch.bfloat16).to(memory_format=layout)
+    x = torch.randn(8, 640, 36, 29, device="cuda", dtype=torch.bfloat16).contiguous(memory_format=layout)
+    temb = torch.randn(8, 1280, device="cuda", dtype=torch.bfloat16)
+    with torch.no_grad():
+        plain = block(x, temb).double()
+    assert use_fused_resnets(block) == 1
+
+    def step() -> torch.Tensor:
+        with torch.no_grad():
+            return block(x, temb)
+
+    with OperatorCalls() as calls:
+        fused = step()
+    assert calls.operators.count(torch.ops.headshot.add_residual_bias.default) == 1
+    assert fused.is_contiguous(memory_format=layout) and _relative(fused, plain) < 8e-3
+
+    def change() -> None:
+        x.mul_(-1).add_(1)
+        temb.mul_(2)
+
+    replays_new_inputs(step, change)
