@@ -246,12 +246,16 @@ def use_float8_rendering(pipe: Any, settings: Settings, slot: Any = None) -> int
     calibrated now on every style's render (through ``slot`` merged, as a request renders) and kept; returns how many
     layers."""
     from pipeline.diffusion.float8 import use_float8_linears
+    from pipeline.diffusion.float8_shared_input import share_input_scales
     from pipeline.diffusion.serving import calibrated_float8
     from pipeline.styles import STYLES
 
     calibrating = time.monotonic()
     layers = use_float8_linears(pipe.unet, scaling="static")
-    log.info("%d UNet linear layers render in FP8", layers)
+    # One FP8 copy of the tensor an attention's q, k and v read, where there were three (the blocks' compile merges
+    # the casts): a replayed render call 1.4% faster on an H100 (BENCHMARKS.md 2026-12-05 eighteenth session).
+    shared = share_input_scales(pipe.unet)
+    log.info("%d UNet linear layers render in FP8, %d groups of them from one input", layers, shared)
     # Beside the compiled kernels: kept on the same volume, for the same reason (a restart skips the work).
     scales_file = settings.resolved_compile_cache_dir / float8_scales_name(settings)
     reused = calibrated_float8(pipe, STYLES.values(), scales_file, slot)

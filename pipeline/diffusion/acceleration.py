@@ -344,9 +344,12 @@ def compile_unet_blocks(unet: Any, *, backend: str = "inductor", dynamic: bool |
     """Compile each of ``unet``'s repeated transformer blocks in place (those not compiled yet); return how many.
 
     Training and rendering share these compiled blocks: a block called with gradients on gets graphs of its own.
+    A block whose FP8 layers share input scales (``float8_shared_input``) compiles with its merging pass.
     ``dynamic`` is torch.compile's: None (a worker's) compiles the first shape static and the next ones dynamic.
     """
     import torch._dynamo.config
+
+    from pipeline.diffusion.float8_shared_input import compile_options
 
     repeated = set(getattr(unet, "_repeated_blocks", ()))
     if not repeated:
@@ -356,6 +359,8 @@ def compile_unet_blocks(unet: Any, *, backend: str = "inductor", dynamic: bool |
     for module in unet.modules():
         if type(module).__name__ in repeated and module._compiled_call_impl is None:
             # fullgraph: a graph break inside a block would split every one of them, silently slower.
-            module.compile(fullgraph=True, backend=backend, dynamic=dynamic)
+            # With FP8 layers sharing an input's scale, the pass that writes one FP8 copy of it for all of them.
+            options = compile_options(module, backend)
+            module.compile(fullgraph=True, backend=backend, dynamic=dynamic, options=options)
             compiled += 1
     return compiled

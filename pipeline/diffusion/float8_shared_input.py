@@ -24,7 +24,7 @@ from torch._inductor.custom_graph_pass import CustomGraphPass, get_hash_for_file
 
 from pipeline.diffusion.float8 import Float8Linear
 
-__all__ = ["INDUCTOR_OPTIONS", "SameComputations", "input_groups", "share_input_scales"]
+__all__ = ["INDUCTOR_OPTIONS", "SameComputations", "compile_options", "input_groups", "share_input_scales"]
 
 
 def _static(layer: Any) -> Float8Linear | None:
@@ -117,3 +117,12 @@ def _frozen(value: Any) -> Any:
 
 # torch.compile's ``options`` for graphs whose FP8 layers share their inputs' scales.
 INDUCTOR_OPTIONS = {"post_grad_custom_pre_pass": SameComputations()}
+
+
+def compile_options(module: Any, backend: str) -> dict[str, Any] | None:
+    """torch.compile's ``options`` for ``module`` (a block of a UNet) with ``backend``: ``INDUCTOR_OPTIONS`` where
+    inductor compiles layers of it that share an input scale (``share_input_scales``), else None."""
+    if backend != "inductor":
+        return None
+    shared = any(layer.input_scale is group[0].input_scale for group in input_groups(module) for layer in group[1:])
+    return INDUCTOR_OPTIONS if shared else None

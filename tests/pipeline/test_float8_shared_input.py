@@ -12,7 +12,12 @@ import torch
 from bench.benchmark_unet import unet_call_inputs
 from pipeline.diffusion.float8 import use_float8_linears
 from pipeline.diffusion.float8_scales import calibrate_float8, static_layers
-from pipeline.diffusion.float8_shared_input import INDUCTOR_OPTIONS, input_groups, share_input_scales
+from pipeline.diffusion.float8_shared_input import (
+    INDUCTOR_OPTIONS,
+    compile_options,
+    input_groups,
+    share_input_scales,
+)
 from pipeline.diffusion.loading import load_base_pipeline
 
 
@@ -39,7 +44,11 @@ def test_shared_groups_calibrate_to_the_scales_each_layer_had_alone(model_cache_
     own = {name: float(layer.input_scale) for name, layer in static_layers(alone.unet).items()}
     assert {name: float(layer.input_scale) for name, layer in static_layers(shared.unet).items()} == own
 
+    # A block with shared scales compiles with the merging pass, with inductor only (another backend generates no code).
+    block = next(module for module in shared.unet.modules() if type(module).__name__ == "BasicTransformerBlock")
+    assert compile_options(block, "inductor") is INDUCTOR_OPTIONS and compile_options(block, "eager") is None
     share_input_scales(shared.unet, enabled=False)  # each layer its own tensor again, the same value
+    assert compile_options(block, "inductor") is None
     scales = [layer.input_scale for layer in static_layers(shared.unet).values()]
     assert len({id(scale) for scale in scales}) == len(scales)
     assert {name: float(layer.input_scale) for name, layer in static_layers(shared.unet).items()} == own
