@@ -32,6 +32,10 @@ class CompileProfile:
     # The UNet's weights and activations channels-last on a GPU; None: by the scope, and with "blocks" by the
     # graphs, resolved at the worker's start (``jobs.worker.model_setup.lays_out_channels_last``).
     channels_last: bool | None = None
+    # The ResNet blocks rendered, and trained, through ``headshot::group_norm_silu``; None: on where the UNet is
+    # channels-last by blocks, resolved at the worker's start (``jobs.worker.model_setup.fuses_resnet_blocks``).
+    render_fused_resnets: bool | None = None
+    train_fused_resnets: bool | None = None
 
 
 class Settings(BaseSettings):
@@ -188,14 +192,15 @@ class Settings(BaseSettings):
         "eager. Another 3.4% off a request's GPU time on an H100 80GB (BENCHMARKS.md), but ~30 s more of the "
         "rendering warm-up on a cold start, so off by default.",
     )
-    render_fused_resnets: bool = Field(
-        default=False,
+    render_fused_resnets: bool | None = Field(
+        default=None,
         description="Render the UNet's ResNet blocks with each group norm, its SiLU and the time embedding's add in "
-        "one operator (headshot::group_norm_silu, pipeline/diffusion/resnet_glue.py), training keeping diffusers' "
-        "forward; on CUDA Triton kernels for NCHW and for channels-last activations. A compiled UNet needs the "
-        "scope 'blocks' (the others compile the ResNet blocks, and are refused). With HEADSHOT_COMPILE_RENDER_GLUE "
-        "the ResNet blocks then stay out of the compiled glue. A replayed render call 2.1% faster on an H200 "
-        "(BENCHMARKS.md); off until timed through the worker.",
+        "one operator (headshot::group_norm_silu, pipeline/diffusion/resnet_glue.py), and their convolutions' biases "
+        "inside the passes around them; on CUDA Triton kernels for NCHW and for channels-last activations. A "
+        "compiled UNet needs the scope 'blocks' (the others compile the ResNet blocks, and are refused). With "
+        "HEADSHOT_COMPILE_RENDER_GLUE the ResNet blocks then stay out of the compiled glue. Unset: on where a GPU "
+        "worker lays its UNet out channels-last by blocks (a replayed render call 4.0% faster on an H100, "
+        "BENCHMARKS.md), off elsewhere (not measured).",
     )
     unet_channels_last: bool | None = Field(
         default=None,
@@ -206,12 +211,14 @@ class Settings(BaseSettings):
         ".py). Unset: channels-last with the scopes 'unet' and 'regions' (their norms compile) and with 'blocks' "
         "where rendering replays from CUDA graphs and training compiles; NCHW elsewhere.",
     )
-    train_fused_resnets: bool = Field(
-        default=False,
+    train_fused_resnets: bool | None = Field(
+        default=None,
         description="Train through the UNet's ResNet blocks with each group norm, its SiLU and the time embedding's "
         "add in one operator, and their gradients in the norm's backward (headshot::group_norm_silu, "
         "pipeline/diffusion/resnet_glue.py): two activations less kept a block; on CUDA Triton kernels for either "
-        "layout. Compiled training needs the scope 'blocks' (the others are refused). Off until timed on a GPU.",
+        "layout. Compiled training needs the scope 'blocks' (the others are refused). Unset: on where a GPU worker "
+        "lays its UNet out channels-last by blocks (a replayed training call 4.2% faster on an H100, "
+        "BENCHMARKS.md), off elsewhere (not measured).",
     )
 
     # Session rules.
@@ -464,6 +471,8 @@ class Settings(BaseSettings):
             cuda_graphs=graphs,
             render_glue=self.compile_render_glue,
             channels_last=self.unet_channels_last,
+            render_fused_resnets=self.render_fused_resnets,
+            train_fused_resnets=self.train_fused_resnets,
         )
 
     @model_validator(mode="after")

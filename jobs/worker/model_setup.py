@@ -26,6 +26,7 @@ from jobs.worker.training_setup import compile_training, training_pipeline, trai
 __all__ = [
     "ServingModel",
     "float8_scales_name",
+    "fuses_resnet_blocks",
     "lays_out_channels_last",
     "model_key",
     "model_features",
@@ -110,6 +111,7 @@ def prepare_model(settings: Settings) -> ServingModel:
         compiling = _flux2_profile(settings, compiling)
     compiling = replace(compiling, cuda_graphs=renders_from_graphs(compiling, family, gpu_memory_gib(device)))
     compiling = replace(compiling, channels_last=lays_out_channels_last(compiling))
+    compiling = fuses_resnet_blocks(compiling, device)
     if compiling.cuda_graphs:
         log.info(
             "rendering replayed from CUDA graphs, the glue between the UNet's blocks %s",
@@ -138,8 +140,8 @@ def prepare_model(settings: Settings) -> ServingModel:
             use_float8_rendering(pipe, settings, model.lora_slot)
         if device.startswith("cuda"):
             use_group_norm_operators(pipe, render_graphs=bool(compiling.cuda_graphs))
-        if settings.render_fused_resnets or settings.train_fused_resnets:
-            use_fused_resnet_blocks(pipe, train_pipe, settings)
+        if compiling.render_fused_resnets or compiling.train_fused_resnets:
+            use_fused_resnet_blocks(pipe, train_pipe, compiling)
         if device.startswith("cuda") and compiling.channels_last and compiling.scope == "blocks":
             use_channels_last_exits(pipe)
         loaded = weight_dtypes(pipe)
@@ -207,15 +209,30 @@ def lays_out_channels_last(compiling: CompileProfile) -> bool:
     return scope_layout(compiling.scope)
 
 
-def use_fused_resnet_blocks(pipe: Any, train_pipe: Any, settings: Settings) -> None:
-    """``HEADSHOT_RENDER_FUSED_RESNETS`` and ``HEADSHOT_TRAIN_FUSED_RESNETS``: the UNet's ResNet blocks render, and
-    train, with each norm, its SiLU and the time embedding's add in one operator (``pipeline.diffusion.resnet_glue``);
-    before any compile of the glue. Training's are ``train_pipe``'s, where it trains a UNet of its own."""
+def fuses_resnet_blocks(compiling: CompileProfile, device: str) -> CompileProfile:
+    """``compiling`` with ``HEADSHOT_RENDER_FUSED_RESNETS`` and ``HEADSHOT_TRAIN_FUSED_RESNETS`` resolved (its layout
+    resolved first, ``lays_out_channels_last``): each as set; unset, on where a GPU worker lays its UNet out
+    channels-last by blocks, where both were timed: a replayed FP8 render call took 0.1075 s against 0.1120 s, and
+    a training call 0.3189 s against 0.3330 s, on an H100 (BENCHMARKS.md 2026-12-06 twentieth session)."""
+    measured = device.startswith("cuda") and compiling.scope == "blocks" and bool(compiling.channels_last)
+    render, train = compiling.render_fused_resnets, compiling.train_fused_resnets
+    return replace(
+        compiling,
+        render_fused_resnets=measured if render is None else render,
+        train_fused_resnets=measured and compiling.training if train is None else train,
+    )
+
+
+def use_fused_resnet_blocks(pipe: Any, train_pipe: Any, compiling: CompileProfile) -> None:
+    """``HEADSHOT_RENDER_FUSED_RESNETS`` and ``HEADSHOT_TRAIN_FUSED_RESNETS`` (resolved, ``fuses_resnet_blocks``): the
+    UNet's ResNet blocks render, and train, with each norm, its SiLU and the time embedding's add in one operator
+    (``pipeline.diffusion.resnet_glue``); before any compile of the glue. Training's are ``train_pipe``'s, where it
+    trains a UNet of its own."""
     from pipeline.diffusion.resnet_glue import RENDER, TRAIN, use_fused_resnets
 
     for asked, calls, unet in (
-        (settings.render_fused_resnets, RENDER, pipe.unet),
-        (settings.train_fused_resnets, TRAIN, (train_pipe or pipe).unet),
+        (compiling.render_fused_resnets, RENDER, pipe.unet),
+        (compiling.train_fused_resnets, TRAIN, (train_pipe or pipe).unet),
     ):
         if asked:
             fused = use_fused_resnets(unet, calls=calls)

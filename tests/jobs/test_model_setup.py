@@ -18,6 +18,7 @@ from bot.local.samples import astronaut_photo
 from jobs.settings import CompileProfile, CompileScope, Settings
 from jobs.worker.model_setup import (
     RENDER_GRAPHS_MIN_GIB,
+    fuses_resnet_blocks,
     lays_out_channels_last,
     prepare_model,
     renders_from_graphs,
@@ -288,3 +289,21 @@ def test_the_unet_is_channels_last_unset_where_every_norm_between_compiled_parts
     assert not lays_out_channels_last(profile("blocks", channels_last=False))
     assert not lays_out_channels_last(profile("unet", channels_last=False))
     assert lays_out_channels_last(profile("blocks", cuda_graphs=False, channels_last=True))
+
+
+def test_the_resnet_blocks_fuse_unset_where_the_unet_is_channels_last_by_blocks_on_a_gpu() -> None:
+    def resolved(scope: CompileScope, device: str = "cuda", **changes: Any) -> tuple[Any, Any]:
+        profile = replace(CompileProfile(unet=True, training=True, scope=scope, channels_last=True), **changes)
+        fused = fuses_resnet_blocks(profile, device)
+        return fused.render_fused_resnets, fused.train_fused_resnets
+
+    # Where both calls were timed: channels-last by blocks on a GPU (its graphs and compiled training resolved).
+    assert resolved("blocks") == (True, True)
+    assert resolved("blocks", training=False) == (True, False)  # no compiled training: its calls are not fused
+    # Not timed: NCHW, another scope (which compiles the ResNet blocks), a CPU worker.
+    assert resolved("blocks", channels_last=False) == (False, False)
+    assert resolved("unet") == (False, False)
+    assert resolved("blocks", device="cpu") == (False, False)
+    # Set, the settings decide.
+    assert resolved("blocks", render_fused_resnets=False, train_fused_resnets=False) == (False, False)
+    assert resolved("blocks", "cpu", render_fused_resnets=True) == (True, False)
