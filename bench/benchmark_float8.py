@@ -15,7 +15,8 @@ operator's NHWC kernels: cuDNN's convolutions without the layout conversions NCH
 call, 2026-12-05), for norms twice the NCHW kernels' time (with ``-tokens`` the transformers' exits add their tokens
 to the residual without copying them into NCHW); ``static-blocks-gn-fused`` (and its ``-graphs``) renders
 the ResNet blocks' norms with their SiLU and time embedding in one operator (``pipeline.diffusion.resnet_glue``),
-their convolutions' biases folded into the passes around them (``-fused-biased`` leaves them to torch's own);
+their convolutions' biases folded into the passes around them (``-fused-biased`` leaves them to torch's own;
+``-subpixel`` also renders the up-block samplers as sub-pixel convolutions, ``pipeline.diffusion.upsample_glue``);
 ``static-blocks-gn-shared`` (and its ``-graphs``, also with ``-fused-tokens``, and channels-last as
 ``static-blocks-cl-gn-tokens-shared-graphs``) gives each attention's q, k and v one
 input scale and merges their casts, so the norm before them writes one FP8 copy where it wrote three
@@ -52,7 +53,8 @@ __all__ = ["VARIANTS", "main"]
 # NHWC kernels); "-fused" the ResNet blocks through headshot::group_norm_silu (pipeline.diffusion.resnet_glue) and
 # "-tokens" the transformers' entries and exits through the token operators (pipeline.diffusion.transformer_glue);
 # "-shared" one FP8 input for the layers that read one tensor (pipeline.diffusion.float8_shared_input); "-biased" keeps
-# the fused blocks' convolutions' biases in torch's own passes (what resnet_glue's bias folds save).
+# the fused blocks' convolutions' biases in torch's own passes (what resnet_glue's bias folds save); "-subpixel" the
+# up-block samplers as sub-pixel convolutions (pipeline.diffusion.upsample_glue, channels-last only).
 VARIANTS: dict[str, tuple[str | None, str]] = {
     "bf16-blocks": (None, "blocks"),
     "dynamic-blocks": ("dynamic", "blocks"),
@@ -78,6 +80,7 @@ VARIANTS: dict[str, tuple[str | None, str]] = {
     "static-blocks-cl-gn-fused-tokens-graphs": ("static", "blocks"),
     "static-blocks-cl-gn-fused-biased-tokens-graphs": ("static", "blocks"),
     "static-blocks-cl-gn-fused-tokens-shared-graphs": ("static", "blocks"),
+    "static-blocks-cl-gn-fused-subpixel-tokens-shared-graphs": ("static", "blocks"),
     "static-blocks-gn-fused": ("static", "blocks"),
     "static-blocks-gn-fused-graphs": ("static", "blocks"),
     "static-blocks-gn-fused-tokens": ("static", "blocks"),
@@ -147,11 +150,13 @@ def _plain(pipe: Any) -> None:
     from pipeline.diffusion.group_norm import use_group_norm_operator
     from pipeline.diffusion.resnet_glue import use_fused_resnets
     from pipeline.diffusion.transformer_glue import use_fused_transformers
+    from pipeline.diffusion.upsample_glue import use_subpixel_upsamplers
 
     use_bf16_linears(pipe.unet)
     use_group_norm_operator(pipe.unet, enabled=False)
     use_fused_resnets(pipe.unet, enabled=False)
     use_fused_transformers(pipe.unet, enabled=False)
+    use_subpixel_upsamplers(pipe.unet, enabled=False)
 
 
 def _set_up(pipe: Any, name: str, calibrate: Callable[[], None]) -> dict[str, Any]:
@@ -165,6 +170,7 @@ def _set_up(pipe: Any, name: str, calibrate: Callable[[], None]) -> dict[str, An
     from pipeline.diffusion.group_norm import use_group_norm_operator
     from pipeline.diffusion.resnet_glue import use_fused_resnets
     from pipeline.diffusion.transformer_glue import use_fused_transformers
+    from pipeline.diffusion.upsample_glue import use_subpixel_upsamplers
 
     scaling, scope = VARIANTS[name]
     parts = name.split("-")
@@ -178,6 +184,8 @@ def _set_up(pipe: Any, name: str, calibrate: Callable[[], None]) -> dict[str, An
         figures["fused_resnet_blocks"] = use_fused_resnets(pipe.unet, fold_biases="biased" not in parts)
     if "tokens" in parts:
         figures["fused_transformers"] = use_fused_transformers(pipe.unet)
+    if "subpixel" in parts:
+        figures["subpixel_upsamplers"] = use_subpixel_upsamplers(pipe.unet)
     if scaling:
         figures["fp8_layers"] = use_float8_linears(pipe.unet, scaling=scaling)
         if "shared" in parts:

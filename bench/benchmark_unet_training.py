@@ -65,7 +65,8 @@ A mode ending ``-fusedtokens`` (before any ``-graphs``, after ``-fusedresnets``)
 entries and exits through ``pipeline.diffusion.transformer_glue``'s token operators (channels-last, as in
 ``blocks-nocast-geglu-gn-fusedlora-fusedtokens-graphs``, the exits without diffusers' copy into NCHW; with
 ``-fusedresnets`` before it, the ResNet blocks through the NHWC kernels). ``-biasedresnets`` in its place fuses the
-blocks with their convolutions' biases left in torch's own passes (what ``resnet_glue``'s bias folds save).
+blocks with their convolutions' biases left in torch's own passes (what ``resnet_glue``'s bias folds save). One with
+``-subpixel`` before those trains through the up-block samplers as sub-pixel convolutions (``upsample_glue``).
 A mode ending ``-nolora`` (launched from Python only) runs the same call with the LoRA switched off, its backward
 reaching the input latents instead: set against the mode without it, its kernel time (``--profile``) is what the
 LoRA's own work costs a call (its products, scalings and the adds into the base layers' outputs and gradients).
@@ -153,6 +154,7 @@ MODES = (
     "blocks-nocast-geglu-gn-fusedlora-fusedtokens-graphs",
     "blocks-nocast-geglu-gn-fusedlora-fusedresnets-fusedtokens-graphs",
     "blocks-nocast-geglu-gn-fusedlora-biasedresnets-fusedtokens-graphs",
+    "blocks-nocast-geglu-gn-fusedlora-subpixel-fusedresnets-fusedtokens-graphs",
     "blocks-nocast-fp8-static-geglu-gn-graphs",
 )
 
@@ -372,6 +374,7 @@ def _set_up(pipe: Any, mode: str, channels_last: bool) -> tuple[str, Any, dict[s
     from pipeline.diffusion.lora_linear import use_lora_operator
     from pipeline.diffusion.resnet_glue import TRAIN, use_fused_resnets
     from pipeline.diffusion.transformer_glue import use_fused_transformers
+    from pipeline.diffusion.upsample_glue import use_subpixel_upsamplers
 
     fused: dict[str, int] = {}
     use_fused_transformers(pipe.unet, calls=TRAIN, enabled=False)  # the last mode's, if it fused them
@@ -383,6 +386,10 @@ def _set_up(pipe: Any, mode: str, channels_last: bool) -> tuple[str, Any, dict[s
         folds = mode.endswith("-fusedresnets")
         fused["fused_resnet_blocks"] = use_fused_resnets(pipe.unet, calls=TRAIN, fold_biases=folds)
     mode = mode.removesuffix("-fusedresnets").removesuffix("-biasedresnets")
+    use_subpixel_upsamplers(pipe.unet, calls=TRAIN, enabled=False)
+    if mode.endswith("-subpixel"):
+        fused["subpixel_upsamplers"] = use_subpixel_upsamplers(pipe.unet, calls=TRAIN)
+    mode = mode.removesuffix("-subpixel")
     use_lora_operator(pipe.unet, enabled=mode.endswith("-fusedlora"))
     mode = mode.removesuffix("-fusedlora")
     use_group_norm_operator(pipe.unet, enabled=mode.endswith("-gn"))

@@ -154,8 +154,8 @@ def sdxl_launches() -> dict[str, tuple[str, list[tuple[str, tuple[Any, ...]]]]]:
     """label -> (kernel module, host calls) at SDXL's sizes: a training call's largest norms (batch 16, 1024 px) and a
     job's 20 selfie crops and an upscale's image through the VAE encoder's first norms, and an upscale's decode
     through the decoder's last, in both layouts; a render's and a training call's ResNet norm with its SiLU, and a
-    render's ResNet residual add with its biases; a render's transformer entries and exits; a feed-forward gate at
-    batch 16; a LoRA's accumulations."""
+    render's ResNet residual add with its biases and its samplers' sub-pixel interleave; a render's transformer
+    entries and exits; a feed-forward gate at batch 16; a LoRA's accumulations."""
 
     def meta(*shape: int, dtype: torch.dtype = torch.bfloat16) -> Any:
         return torch.empty(shape, device="meta", dtype=dtype)
@@ -215,6 +215,14 @@ def sdxl_launches() -> dict[str, tuple[str, list[tuple[str, tuple[Any, ...]]]]]:
                 ("add_residual_bias", (first, first, bias[:320], layout == "nhwc")),
                 ("add_residual_bias", (last, last, bias, layout == "nhwc")),
             ],
+        )
+    # A render's up-block samplers as sub-pixel convolutions (``upsample_glue``): their phases interleaved, CFG batch 8
+    # at 928x1152, both samplers (channels-last only).
+    for channels, height, width in ((1280, 29, 36), (640, 58, 72)):
+        phases = meta(8, 4 * channels, height + 1, width + 1).contiguous(memory_format=torch.channels_last)
+        launches[f"sub-pixel interleave, render, {channels} channels"] = (
+            "subpixel_kernel",
+            [("subpixel_interleave", (phases, bias[:channels], height, width))],
         )
     # A render's transformer entries and exits (``transformer_glue``): CFG batch 8 at 928x1152, both levels.
     for channels, height, width in ((640, 72, 58), (1280, 36, 29)):
