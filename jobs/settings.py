@@ -200,7 +200,7 @@ class Settings(BaseSettings):
         "compiled UNet needs the scope 'blocks' (the others compile the ResNet blocks, and are refused). With "
         "HEADSHOT_COMPILE_RENDER_GLUE the ResNet blocks then stay out of the compiled glue. Unset: on where a GPU "
         "worker lays its UNet out channels-last by blocks (a replayed render call 4.0% faster on an H100, "
-        "BENCHMARKS.md), off elsewhere (not measured).",
+        "BENCHMARKS.md) and does not compile the render glue, off elsewhere (not measured).",
     )
     unet_channels_last: bool | None = Field(
         default=None,

@@ -213,12 +213,14 @@ def fuses_resnet_blocks(compiling: CompileProfile, device: str) -> CompileProfil
     """``compiling`` with ``HEADSHOT_RENDER_FUSED_RESNETS`` and ``HEADSHOT_TRAIN_FUSED_RESNETS`` resolved (its layout
     resolved first, ``lays_out_channels_last``): each as set; unset, on where a GPU worker lays its UNet out
     channels-last by blocks, where both were timed: a replayed FP8 render call took 0.1075 s against 0.1120 s, and
-    a training call 0.3189 s against 0.3330 s, on an H100 (BENCHMARKS.md 2026-12-06 twentieth session)."""
+    a training call 0.3189 s against 0.3330 s, on an H100 (BENCHMARKS.md 2026-12-06 twentieth session). With
+    ``HEADSHOT_COMPILE_RENDER_GLUE`` rendering keeps the blocks unfused unless asked: that glue compiles them, as it
+    was timed."""
     measured = device.startswith("cuda") and compiling.scope == "blocks" and bool(compiling.channels_last)
     render, train = compiling.render_fused_resnets, compiling.train_fused_resnets
     return replace(
         compiling,
-        render_fused_resnets=measured if render is None else render,
+        render_fused_resnets=measured and not compiling.render_glue if render is None else render,
         train_fused_resnets=measured and compiling.training if train is None else train,
     )
 

@@ -300,6 +300,8 @@ def test_the_resnet_blocks_fuse_unset_where_the_unet_is_channels_last_by_blocks_
     # Where both calls were timed: channels-last by blocks on a GPU (its graphs and compiled training resolved).
     assert resolved("blocks") == (True, True)
     assert resolved("blocks", training=False) == (True, False)  # no compiled training: its calls are not fused
+    # Rendering's compiled glue (opt-in) compiles the ResNet blocks, as it was timed; training still fuses them.
+    assert resolved("blocks", render_glue=True) == (False, True)
     # Not timed: NCHW, another scope (which compiles the ResNet blocks), a CPU worker.
     assert resolved("blocks", channels_last=False) == (False, False)
     assert resolved("unet") == (False, False)
