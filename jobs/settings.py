@@ -462,7 +462,7 @@ class Settings(BaseSettings):
                 "glue. Use the scope 'blocks', or unset HEADSHOT_TRAIN_FUSED_RESNETS."
             )
         # Unset (None), the worker decides once it knows its GPU (``model_setup.renders_from_graphs``,
-        # ``model_setup.lays_out_channels_last``).
+        # ``model_setup.lays_out_channels_last``, ``model_setup.fuses_resnet_blocks``).
         graphs = self.render_cuda_graphs if unet and on_cuda else False
         return CompileProfile(
             unet=unet,

@@ -142,7 +142,7 @@ def prepare_model(settings: Settings) -> ServingModel:
             use_group_norm_operators(pipe, render_graphs=bool(compiling.cuda_graphs))
         if compiling.render_fused_resnets or compiling.train_fused_resnets:
             use_fused_resnet_blocks(pipe, train_pipe, compiling)
-        if device.startswith("cuda") and compiling.channels_last and compiling.scope == "blocks":
+        if _channels_last_by_blocks(compiling, device):
             use_channels_last_exits(pipe)
         loaded = weight_dtypes(pipe)
         prepare_training(model, settings, compiling)
@@ -209,6 +209,12 @@ def lays_out_channels_last(compiling: CompileProfile) -> bool:
     return scope_layout(compiling.scope)
 
 
+def _channels_last_by_blocks(compiling: CompileProfile, device: str) -> bool:
+    """Whether a worker on ``device`` lays its UNet out channels-last (resolved) and compiles it by blocks: where it
+    installs the transformers' channels-last exits, and where the fused ResNet blocks were timed."""
+    return device.startswith("cuda") and compiling.scope == "blocks" and bool(compiling.channels_last)
+
+
 def fuses_resnet_blocks(compiling: CompileProfile, device: str) -> CompileProfile:
     """``compiling`` with ``HEADSHOT_RENDER_FUSED_RESNETS`` and ``HEADSHOT_TRAIN_FUSED_RESNETS`` resolved (its layout
     resolved first, ``lays_out_channels_last``): each as set; unset, on where a GPU worker lays its UNet out
@@ -216,7 +222,7 @@ def fuses_resnet_blocks(compiling: CompileProfile, device: str) -> CompileProfil
     a training call 0.3189 s against 0.3330 s, on an H100 (BENCHMARKS.md 2026-12-06 twentieth session). With
     ``HEADSHOT_COMPILE_RENDER_GLUE`` rendering keeps the blocks unfused unless asked: that glue compiles them, as it
     was timed."""
-    measured = device.startswith("cuda") and compiling.scope == "blocks" and bool(compiling.channels_last)
+    measured = _channels_last_by_blocks(compiling, device)
     render, train = compiling.render_fused_resnets, compiling.train_fused_resnets
     return replace(
         compiling,
