@@ -59,8 +59,8 @@ def _fused(sampler: Any, fused: set[str]) -> dict[str, Any]:
 
     def phases() -> torch.Tensor:
         weight = sampler.conv.weight
-        if weight.requires_grad:  # a trained convolution: the phases in the autograd graph, made each call
-            return phase_weights(weight)
+        if weight.requires_grad and torch.is_grad_enabled():  # training it: the phases in the autograd graph, made
+            return phase_weights(weight)  # each call (a rendering call keeps them: their making copies from the host)
         key = (weight.data_ptr(), weight._version, weight.dtype, weight.device)
         if kept.get("key") != key:
             kept["key"], kept["phases"] = key, phase_weights(weight.detach()).contiguous(memory_format=_layout(weight))

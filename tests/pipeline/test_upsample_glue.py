@@ -139,3 +139,29 @@ def test_a_subpixel_sampler_renders_as_diffusers_and_replays_from_a_cuda_graph(
         x.mul_(-1).add_(1)
 
     replays_new_inputs(step, change)
+
+
+def test_a_rendering_sampler_makes_its_phases_once_for_its_weight(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Making them copies the taps from the host, which a CUDA graph's capture refuses: a rendering call must reuse
+    # them, even where the weight still requires a gradient (a model not frozen, as the benchmarks load it).
+    from diffusers.models.upsampling import Upsample2D
+
+    import pipeline.diffusion.upsample_glue as upsample_glue
+
+    made: list[torch.Tensor] = []
+
+    def counted(weight: torch.Tensor) -> torch.Tensor:
+        made.append(weight)
+        return phase_weights(weight)
+
+    monkeypatch.setattr(upsample_glue, "phase_weights", counted)
+    sampler = Upsample2D(32, use_conv=True, out_channels=32).eval().to(memory_format=torch.channels_last)
+    x = torch.randn(2, 32, 5, 6).contiguous(memory_format=torch.channels_last)
+    assert sampler.conv.weight.requires_grad and use_subpixel_upsamplers(sampler) == 1
+    with torch.no_grad():
+        first, second = sampler(x), sampler(x)
+    assert len(made) == 1 and torch.equal(first, second)
+    with torch.no_grad():
+        sampler.conv.weight.mul_(2)  # a new weight in place: made again
+        sampler(x)
+    assert len(made) == 2
