@@ -16,7 +16,9 @@ call, 2026-12-05), for norms twice the NCHW kernels' time (with ``-tokens`` the 
 to the residual without copying them into NCHW); ``static-blocks-gn-fused`` (and its ``-graphs``) renders
 the ResNet blocks' norms with their SiLU and time embedding in one operator (``pipeline.diffusion.resnet_glue``),
 their convolutions' biases folded into the passes around them (``-fused-biased`` leaves them to torch's own;
-``-subpixel`` also renders the up-block samplers as sub-pixel convolutions, ``pipeline.diffusion.upsample_glue``);
+``-subpixel`` also renders the up-block samplers as sub-pixel convolutions, ``pipeline.diffusion.upsample_glue``;
+``-fp8conv`` the ResNet blocks' 3x3 convolutions in FP8, ``pipeline.diffusion.float8_conv``, and ``-fp8convcast``
+the same casting their input in the convolution's loop, not in the norm before it);
 ``static-blocks-gn-shared`` (and its ``-graphs``, also with ``-fused-tokens``, and channels-last as
 ``static-blocks-cl-gn-tokens-shared-graphs``) gives each attention's q, k and v one
 input scale and merges their casts, so the norm before them writes one FP8 copy where it wrote three
@@ -54,7 +56,9 @@ __all__ = ["VARIANTS", "main"]
 # "-tokens" the transformers' entries and exits through the token operators (pipeline.diffusion.transformer_glue);
 # "-shared" one FP8 input for the layers that read one tensor (pipeline.diffusion.float8_shared_input); "-biased" keeps
 # the fused blocks' convolutions' biases in torch's own passes (what resnet_glue's bias folds save); "-subpixel" the
-# up-block samplers as sub-pixel convolutions (pipeline.diffusion.upsample_glue, channels-last only).
+# up-block samplers as sub-pixel convolutions (pipeline.diffusion.upsample_glue, channels-last only); "-fp8conv" the
+# ResNet blocks' 3x3 convolutions in FP8 too (pipeline.diffusion.float8_conv, calibrated with the linears), their
+# norms writing the FP8 input; "-fp8convcast" the same with the convolutions casting a bf16 input in their loop.
 VARIANTS: dict[str, tuple[str | None, str]] = {
     "bf16-blocks": (None, "blocks"),
     "dynamic-blocks": ("dynamic", "blocks"),
@@ -81,6 +85,9 @@ VARIANTS: dict[str, tuple[str | None, str]] = {
     "static-blocks-cl-gn-fused-biased-tokens-graphs": ("static", "blocks"),
     "static-blocks-cl-gn-fused-tokens-shared-graphs": ("static", "blocks"),
     "static-blocks-cl-gn-fused-subpixel-tokens-shared-graphs": ("static", "blocks"),
+    "static-blocks-cl-gn-fused-tokens-shared-fp8conv-graphs": ("static", "blocks"),
+    "static-blocks-cl-gn-fused-tokens-shared-fp8convcast-graphs": ("static", "blocks"),
+    "static-blocks-cl-gn-fused-subpixel-tokens-shared-fp8conv-graphs": ("static", "blocks"),
     "static-blocks-gn-fused": ("static", "blocks"),
     "static-blocks-gn-fused-graphs": ("static", "blocks"),
     "static-blocks-gn-fused-tokens": ("static", "blocks"),
@@ -99,7 +106,7 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
     import torch
     import torch._inductor.config
 
-    from pipeline.diffusion import float8
+    from pipeline.diffusion import float8, float8_conv
     from pipeline.diffusion.acceleration import compile_unet_blocks, compile_unet_regions
     from pipeline.diffusion.cuda_graphs import DenoiserGraphs
     from pipeline.diffusion.float8_shared_input import INDUCTOR_OPTIONS
@@ -122,6 +129,7 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
         scaling, scope = VARIANTS[name]
         _uncompile(pipe)
         float8.EAGER_INPUT_CAST = "eager" if name.endswith("-eager-cast") else worker_cast
+        float8_conv.NORM_WRITES_FLOAT8 = "fp8convcast" not in name.split("-")
         figures = _set_up(pipe, name, calibrate)
         if scope == "blocks":
             compile_unet_blocks(pipe.unet, dynamic=True if name.endswith("-dynamic") else None)
@@ -142,17 +150,20 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
     _uncompile(pipe)
     _plain(pipe)
     float8.EAGER_INPUT_CAST = worker_cast
+    float8_conv.NORM_WRITES_FLOAT8 = True
 
 
 def _plain(pipe: Any) -> None:
     """Undo what any variant's ``_set_up`` did to ``pipe``'s UNet: bf16 linears, torch's norms, diffusers' glue."""
     from bench.float8_layers import use_bf16_linears
+    from pipeline.diffusion.float8_conv import use_bf16_convs
     from pipeline.diffusion.group_norm import use_group_norm_operator
     from pipeline.diffusion.resnet_glue import use_fused_resnets
     from pipeline.diffusion.transformer_glue import use_fused_transformers
     from pipeline.diffusion.upsample_glue import use_subpixel_upsamplers
 
     use_bf16_linears(pipe.unet)
+    use_bf16_convs(pipe.unet)
     use_group_norm_operator(pipe.unet, enabled=False)
     use_fused_resnets(pipe.unet, enabled=False)
     use_fused_transformers(pipe.unet, enabled=False)
@@ -165,6 +176,7 @@ def _set_up(pipe: Any, name: str, calibrate: Callable[[], None]) -> dict[str, An
     import torch
 
     from pipeline.diffusion.float8 import use_float8_linears
+    from pipeline.diffusion.float8_conv import use_float8_convs
     from pipeline.diffusion.float8_scales import calibrate_float8
     from pipeline.diffusion.float8_shared_input import share_input_scales
     from pipeline.diffusion.group_norm import use_group_norm_operator
@@ -190,6 +202,8 @@ def _set_up(pipe: Any, name: str, calibrate: Callable[[], None]) -> dict[str, An
         figures["fp8_layers"] = use_float8_linears(pipe.unet, scaling=scaling)
         if "shared" in parts:
             figures["shared_input_groups"] = share_input_scales(pipe.unet)
+        if "fp8conv" in parts or "fp8convcast" in parts:
+            figures["fp8_convs"] = use_float8_convs(pipe.unet)
         if scaling == "static":
             figures["calibrated"] = calibrate_float8(pipe.unet, calibrate)
     return figures

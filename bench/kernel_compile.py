@@ -154,7 +154,8 @@ def sdxl_launches() -> dict[str, tuple[str, list[tuple[str, tuple[Any, ...]]]]]:
     """label -> (kernel module, host calls) at SDXL's sizes: a training call's largest norms (batch 16, 1024 px) and a
     job's 20 selfie crops and an upscale's image through the VAE encoder's first norms, and an upscale's decode
     through the decoder's last, in both layouts; a render's and a training call's ResNet norm with its SiLU, and a
-    render's ResNet residual add with its biases and its samplers' sub-pixel interleave; a render's transformer
+    render's ResNet norm writing an FP8 convolution's input; a render's ResNet residual add with its biases and its
+    samplers' sub-pixel interleave; a render's transformer
     entries and exits; a feed-forward gate at batch 16; a LoRA's accumulations."""
 
     def meta(*shape: int, dtype: torch.dtype = torch.bfloat16) -> Any:
@@ -203,6 +204,13 @@ def sdxl_launches() -> dict[str, tuple[str, list[tuple[str, tuple[Any, ...]]]]]:
                 ),
             ],
         )
+    # A render's ResNet norm writing an FP8 convolution's input (``float8_conv``; channels-last only).
+    rendered = meta(8, 320, 144, 116).contiguous(memory_format=torch.channels_last)
+    scale = meta(dtype=torch.float32)
+    launches["group norm and SiLU nhwc to FP8, render"] = (
+        "group_norm_nhwc_kernel",
+        [("group_norm_silu_float8_nhwc", (rendered, shift, render_weight, render_weight, 32, 1e-5, scale))],
+    )
     # A fused ResNet block's end (``residual_bias_kernel``): the residual add with the convolutions' biases, a render's
     # (CFG batch 8 at 928x1152) at the first level and the last, whose 1,044 pixels are no multiple of 16; each layout.
     bias = meta(1280, dtype=torch.float32)

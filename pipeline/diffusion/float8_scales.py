@@ -21,6 +21,9 @@ from typing import Any
 import torch
 
 from pipeline.diffusion.float8 import Float8Linear, scale_for
+from pipeline.diffusion.float8_conv import Float8Conv2d
+
+Float8Layer = Float8Linear | Float8Conv2d
 
 __all__ = ["CALIBRATION_HEADROOM", "calibrate_float8", "load_input_scales", "save_input_scales", "static_layers"]
 
@@ -31,9 +34,10 @@ FORMAT = 1
 CALIBRATION_HEADROOM = 1.25
 
 
-def _stacked(layers: dict[str, Float8Linear], buffer: str) -> list[float]:
-    """One buffer of every layer, read back in one copy (not one device sync per layer)."""
-    return torch.stack([getattr(layer, buffer).reshape(()) for layer in layers.values()]).tolist()
+def _stacked(layers: dict[str, Float8Layer], buffer: str) -> list[float]:
+    """One buffer of every layer, read back in one copy (not one device sync per layer); a convolution's weight
+    scales (one an out channel) by their largest."""
+    return torch.stack([getattr(layer, buffer).amax() for layer in layers.values()]).tolist()
 
 
 def save_input_scales(unet: Any, path: Path, *, recipe: str) -> None:
@@ -80,12 +84,13 @@ def load_input_scales(unet: Any, path: Path, *, recipe: str) -> bool:
     return True
 
 
-def static_layers(unet: Any) -> dict[str, Float8Linear]:
-    """``unet``'s FP8 layers that scale their inputs statically, by name (the ones calibration sets)."""
+def static_layers(unet: Any) -> dict[str, Float8Layer]:
+    """``unet``'s FP8 layers that scale their inputs statically (linears and ``float8_conv``'s convolutions), by name
+    (the ones calibration sets)."""
     return {
         name: module
         for name, module in unet.named_modules()
-        if isinstance(module, Float8Linear) and module.scaling == "static"
+        if isinstance(module, (Float8Linear, Float8Conv2d)) and module.scaling == "static"
     }
 
 

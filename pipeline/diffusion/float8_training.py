@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from pipeline.diffusion.float8 import FLOAT8, GRADIENT_FLOAT8, refresh_float8, scale_for
+from pipeline.diffusion.float8 import FLOAT8, GRADIENT_FLOAT8, Float8Linear, refresh_float8, scale_for
 from pipeline.diffusion.float8_scales import static_layers
 
 __all__ = ["GRADIENT_HEADROOM", "calibrate_float8_gradients", "use_float8_training"]
@@ -35,7 +35,7 @@ def use_float8_training(unet: Any) -> int:
     Keeps a transposed FP8 copy of each weight (the backward's operand), refreshed with the other; returns how many
     layers. Layers with one scale per row train in bf16 (a row scale cannot apply along the backward's sum).
     """
-    layers = list(static_layers(unet).values())
+    layers = _static_linears(unet)
     for layer in layers:
         if not layer.trains_in_float8:
             layer.weight_fp8_t = torch.empty(
@@ -54,7 +54,7 @@ def calibrate_float8_gradients(unet: Any, run: Callable[[], object], *, headroom
     autograd runs no backward for a layer before the first trained weight (nothing there needs a gradient). Call it
     before compiling (the recording backward is another graph). Raises ``ValueError`` when ``run`` reached none.
     """
-    layers = [layer for layer in static_layers(unet).values() if layer.trains_in_float8]
+    layers = [layer for layer in _static_linears(unet) if layer.trains_in_float8]
     for layer in layers:
         layer.gradient_max.zero_()
         layer.calibrating_gradients = True
@@ -73,3 +73,8 @@ def calibrate_float8_gradients(unet: Any, run: Callable[[], object], *, headroom
         layer.gradient_scale.copy_(scale_for(layer.gradient_max * headroom, GRADIENT_FLOAT8))
         layer.gradients_calibrated = True
     return len(reached)
+
+
+def _static_linears(unet: Any) -> list[Float8Linear]:
+    """``unet``'s static FP8 linears: the layers that can train in FP8 (``float8_conv``'s convolutions render only)."""
+    return [layer for layer in static_layers(unet).values() if isinstance(layer, Float8Linear)]

@@ -29,6 +29,7 @@ __all__ = [
     "group_norm_act_nhwc",
     "group_norm_backward_nhwc",
     "group_norm_forward_nhwc",
+    "group_norm_silu_float8_nhwc",
 ]
 
 TILE_PIXELS = 64  # pixels of a tile
@@ -157,11 +158,15 @@ def _group_norm_nhwc_normalize(  # type: ignore[no-untyped-def]
     channels,
     per_group,
     groups,
+    out_scale,
     tile_pixels: tl.constexpr,
     tile_channels: tl.constexpr,
     shifted: tl.constexpr,
     silu: tl.constexpr,
+    quantize: tl.constexpr,
 ):
+    """The normalized tile (with its SiLU where ``silu``); where ``quantize``, divided by ``out_scale`` and clipped
+    to e4m3's range for an FP8 ``out`` (the input of ``headshot::conv3x3_float8``)."""
     first = tl.program_id(0).to(tl.int64) * tile_pixels
     sample, channel = _sample_and_channels(tile_channels)
     added = _added(shift, sample, channel, channels, shifted)
@@ -172,6 +177,8 @@ def _group_norm_nhwc_normalize(  # type: ignore[no-untyped-def]
     result = value * scale[None, :] + offset_by[None, :]
     if silu:
         result = result / (1.0 + tl.exp(-result))
+    if quantize:
+        result = tl.clamp(result / tl.load(out_scale), -448.0, 448.0)
     tl.store(out + offset, result.to(out.dtype.element_ty), mask=inside)
 
 
@@ -284,6 +291,20 @@ def group_norm_act_nhwc(
     return _forward(x, shift, weight, bias, groups, eps, silu=True)
 
 
+def group_norm_silu_float8_nhwc(
+    x: torch.Tensor,
+    shift: torch.Tensor | None,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    groups: int,
+    eps: float,
+    scale: torch.Tensor,
+) -> torch.Tensor:
+    """``headshot::group_norm_silu_float8`` on a channels-last CUDA tensor: ``group_norm_act_nhwc``'s output divided by
+    ``scale`` in e4m3, channels-last."""
+    return _forward(x, shift, weight, bias, groups, eps, silu=True, out_scale=scale)[0]
+
+
 def _forward(
     x: torch.Tensor,
     shift: torch.Tensor | None,
@@ -293,10 +314,12 @@ def _forward(
     eps: float,
     *,
     silu: bool,
+    out_scale: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     x = x.contiguous(memory_format=torch.channels_last)
     pixels, channels, per_group, chunks = _layout(x, groups)
-    out = torch.empty_like(x, memory_format=torch.channels_last)
+    out_dtype = x.dtype if out_scale is None else torch.float8_e4m3fn
+    out = torch.empty_like(x, dtype=out_dtype, memory_format=torch.channels_last)
     mean = x.new_empty((x.shape[0], groups), dtype=torch.float32)
     rstd = torch.empty_like(mean)
     if not x.numel():
@@ -315,8 +338,9 @@ def _forward(
         means, deviations, mean, rstd, per_group * chunks, pixels, chunks, eps, block=chunk, width=PARTIALS
     )
     _group_norm_nhwc_normalize[_grid(x, triton.cdiv(pixels, TILE_PIXELS))](
-        x, shift, out, weight, bias, mean, rstd, pixels, channels, per_group, groups, **tiles, shifted=shifted,
-        silu=silu, num_warps=WARPS,
+        x, shift, out, weight, bias, mean, rstd, pixels, channels, per_group, groups,
+        rstd if out_scale is None else out_scale,  # an address the kernel never reads when not quantizing
+        **tiles, shifted=shifted, silu=silu, quantize=out_scale is not None, num_warps=WARPS,
     )  # fmt: skip
     return out, mean, rstd
 

@@ -1,6 +1,6 @@
 """A ResNet block's norm, its SiLU and the time embedding's add as one operator, with its backward
 (``headshot::group_norm_silu``, ``headshot::group_norm_silu_backward``; ``pipeline.diffusion.resnet_glue`` runs the
-blocks through it).
+blocks through it; ``headshot::group_norm_silu_float8`` writes its output in FP8 for an FP8 convolution).
 
 The forward is ``headshot::group_norm``'s two passes with the add and the SiLU inside them; the backward is its
 backward's two passes with the SiLU's derivative inside, recomputing the shifted input and the SiLU's input from the
@@ -24,7 +24,7 @@ from pipeline.diffusion.group_norm import (
     per_channel,
 )
 
-__all__ = ["group_norm_silu", "group_norm_silu_backward"]
+__all__ = ["group_norm_silu", "group_norm_silu_backward", "group_norm_silu_float8"]
 
 
 @torch.library.custom_op("headshot::group_norm_silu", mutates_args=())
@@ -60,6 +60,42 @@ def _group_norm_silu_shapes(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     stats = x.new_empty((x.shape[0], groups), dtype=torch.float32)
     return torch.empty_like(x, memory_format=memory_format_of(x)), stats, torch.empty_like(stats)
+
+
+@torch.library.custom_op("headshot::group_norm_silu_float8", mutates_args=())
+def group_norm_silu_float8(
+    x: torch.Tensor,
+    shift: torch.Tensor | None,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    groups: int,
+    eps: float,
+    scale: torch.Tensor,
+) -> torch.Tensor:
+    """``group_norm_silu``'s output divided by ``scale`` and clipped to e4m3's range, in e4m3 and ``x``'s layout: the
+    input of ``headshot::conv3x3_float8`` written by the norm's own pass (``float8_conv``), for rendering (no
+    gradient). A channels-last CUDA tensor runs the NHWC kernels; anything else these torch maths."""
+    if x.is_cuda and channels_last(x):
+        from pipeline.diffusion.group_norm_nhwc_kernel import group_norm_silu_float8_nhwc
+
+        return group_norm_silu_float8_nhwc(x, shift, weight, bias, groups, eps, scale)
+    normed, _mean, _rstd = affine_norm(_shifted(x, shift), weight, bias, groups, eps)
+    largest = torch.finfo(torch.float8_e4m3fn).max
+    quantized = (functional.silu(normed) / scale).clamp(-largest, largest).to(torch.float8_e4m3fn)
+    return quantized.contiguous(memory_format=memory_format_of(x))
+
+
+@group_norm_silu_float8.register_fake
+def _group_norm_silu_float8_shape(
+    x: torch.Tensor,
+    shift: torch.Tensor | None,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    groups: int,
+    eps: float,
+    scale: torch.Tensor,
+) -> torch.Tensor:
+    return torch.empty_like(x, dtype=torch.float8_e4m3fn, memory_format=memory_format_of(x))
 
 
 def _silu_input_gradient(

@@ -303,12 +303,16 @@ class LoraSlot:
 def _requantize(base_layers: list[Any]) -> None:
     """FP8 rendering layers render from quantized copies of their weights: bring those up to date, all at once."""
     from pipeline.diffusion.float8 import Float8Linear, refresh_float8
+    from pipeline.diffusion.float8_conv import Float8Conv2d
 
     fp8 = [layer for layer in base_layers if isinstance(layer, Float8Linear)]
     if fp8:
         # Not training's transposed copies: a merged LoRA never trains, and ``clear`` restores the base they hold
         # exactly, so a request does not pay to quantize them twice more.
         refresh_float8(fp8, training_copies=False)
+    for conv in base_layers:  # a LoRA over the ResNets' convolutions (the slot's own targets are attention's)
+        if isinstance(conv, Float8Conv2d):
+            conv.refresh()
 
 
 def _is_up_weight(key: str) -> bool:
