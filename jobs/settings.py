@@ -161,6 +161,21 @@ class Settings(BaseSettings):
         "(Ada, Hopper and newer), where it measured faster than bf16 (BENCHMARKS.md), off elsewhere. true needs "
         "compile_unet; false keeps every product in bf16.",
     )
+    render_float8_convs: bool | None = Field(
+        default=None,
+        description="Render the 3x3 convolutions of the UNet's ResNet blocks in FP8 too (headshot::conv3x3_float8, "
+        "pipeline/diffusion/float8_conv.py: an implicit GEMM in Triton on channels-last activations, its input scales "
+        "calibrated with the FP8 linears'); with the fused ResNet blocks each norm writes its convolution's input in "
+        "FP8. Needs FP8 rendering in effect (HEADSHOT_RENDER_FLOAT8). Unset: off (not yet timed through the worker).",
+    )
+    render_subpixel_upsamplers: bool | None = Field(
+        default=None,
+        description="Render the UNet's up-block samplers (a nearest 2x upsampling, then a 3x3 convolution) as one 2x2 "
+        "convolution of the small input, four phases wide, and one interleaving pass: 16/36 of the products and no "
+        "upsampled copy (pipeline/diffusion/upsample_glue.py; channels-last activations only). A compiled UNet needs "
+        "the scope 'blocks' without HEADSHOT_COMPILE_RENDER_GLUE (the others compile the samplers). Unset: off (not "
+        "yet timed through the worker).",
+    )
     train_float8: bool = Field(
         default=False,
         description="Train users' LoRAs with the frozen base's transformer products in FP8, forward and backward "
@@ -454,6 +469,18 @@ class Settings(BaseSettings):
                 f"HEADSHOT_RENDER_FUSED_RESNETS=true needs the scope 'blocks' when the UNet compiles, but it is "
                 f"{scope!r}: that scope compiles the ResNet blocks, and the fused blocks stay out of any compiled "
                 "glue. Use the scope 'blocks', or unset HEADSHOT_RENDER_FUSED_RESNETS."
+            )
+        if self.render_float8_convs and self.render_float8 is False:
+            raise ValueError(
+                "HEADSHOT_RENDER_FLOAT8_CONVS=true needs FP8 rendering, but HEADSHOT_RENDER_FLOAT8=false: the "
+                "convolutions' input scales are calibrated with the FP8 linears'. Unset one of them."
+            )
+        if self.render_subpixel_upsamplers and unet and (scope != "blocks" or self.compile_render_glue):
+            why = "HEADSHOT_COMPILE_RENDER_GLUE=true" if scope == "blocks" else f"the scope {scope!r}"
+            raise ValueError(
+                f"HEADSHOT_RENDER_SUBPIXEL_UPSAMPLERS=true needs the scope 'blocks' without the compiled render glue "
+                f"when the UNet compiles, but {why} is set: that compiles the samplers. Use the scope 'blocks', or "
+                "unset HEADSHOT_RENDER_SUBPIXEL_UPSAMPLERS."
             )
         if self.train_fused_resnets and training and scope != "blocks":
             raise ValueError(

@@ -109,6 +109,22 @@ def test_a_gpu_worker_compiles_by_default_a_cpu_one_stays_eager_and_explicit_val
     assert Settings(_env_file=None).compile_profile("cuda").channels_last is False  # type: ignore[call-arg]
     monkeypatch.delenv("HEADSHOT_UNET_CHANNELS_LAST")
     monkeypatch.delenv("HEADSHOT_RENDER_FUSED_RESNETS")
+    # The sub-pixel samplers stay outside any compiled glue too.
+    monkeypatch.setenv("HEADSHOT_RENDER_SUBPIXEL_UPSAMPLERS", "true")
+    assert Settings(_env_file=None).render_subpixel_upsamplers  # type: ignore[call-arg]
+    monkeypatch.setenv("HEADSHOT_COMPILE_SCOPE", "regions")
+    with pytest.raises(ValueError, match="SUBPIXEL_UPSAMPLERS=true needs the scope 'blocks' .* the scope 'regions'"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    monkeypatch.setenv("HEADSHOT_COMPILE_SCOPE", "blocks")
+    monkeypatch.delenv("HEADSHOT_RENDER_SUBPIXEL_UPSAMPLERS")
+    # FP8 convolutions calibrate with the FP8 linears: refused with FP8 rendering turned off.
+    monkeypatch.setenv("HEADSHOT_RENDER_FLOAT8_CONVS", "true")
+    monkeypatch.setenv("HEADSHOT_RENDER_FLOAT8", "false")
+    with pytest.raises(ValueError, match="HEADSHOT_RENDER_FLOAT8_CONVS=true needs FP8 rendering, but"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    monkeypatch.delenv("HEADSHOT_RENDER_FLOAT8")
+    assert Settings(_env_file=None).render_float8_convs  # type: ignore[call-arg]
+    monkeypatch.delenv("HEADSHOT_RENDER_FLOAT8_CONVS")
     # Training's too, where training compiles; eager training takes them whatever the scope.
     monkeypatch.setenv("HEADSHOT_TRAIN_FUSED_RESNETS", "true")
     monkeypatch.setenv("HEADSHOT_COMPILE_SCOPE", "regions")

@@ -138,10 +138,20 @@ def prepare_model(settings: Settings) -> ServingModel:
             # Before any compile, so every graph is traced with the FP8 layers (training runs their bf16 branch
             # unless HEADSHOT_TRAIN_FLOAT8).
             use_float8_rendering(pipe, settings, model.lora_slot)
+        elif settings.render_float8_convs:
+            raise ValueError(
+                "HEADSHOT_RENDER_FLOAT8_CONVS=true needs FP8 rendering in effect, but HEADSHOT_RENDER_FLOAT8 left "
+                f"unset is off for this worker (a {device} {family.value} worker); set it true, or unset "
+                "HEADSHOT_RENDER_FLOAT8_CONVS."
+            )
         if device.startswith("cuda"):
             use_group_norm_operators(pipe, render_graphs=bool(compiling.cuda_graphs))
         if compiling.render_fused_resnets or compiling.train_fused_resnets:
             use_fused_resnet_blocks(pipe, train_pipe, compiling)
+        if settings.render_subpixel_upsamplers:
+            from pipeline.diffusion.upsample_glue import use_subpixel_upsamplers
+
+            log.info("%d of the UNet's samplers render as sub-pixel convolutions", use_subpixel_upsamplers(pipe.unet))
         if _channels_last_by_blocks(compiling, device):
             use_channels_last_exits(pipe)
         loaded = weight_dtypes(pipe)
@@ -281,6 +291,11 @@ def use_float8_rendering(pipe: Any, settings: Settings, slot: Any = None) -> int
     # the casts): a replayed render call 1.4% faster on an H100 (BENCHMARKS.md 2026-12-05 eighteenth session).
     shared = share_input_scales(pipe.unet)
     log.info("%d UNet linear layers render in FP8, %d groups of them from one input", layers, shared)
+    if settings.render_float8_convs:
+        from pipeline.diffusion.float8_conv import use_float8_convs
+
+        # Calibrated with the linears, below; the kept scales name them, so a file without them calibrates afresh.
+        log.info("%d ResNet convolutions render in FP8", use_float8_convs(pipe.unet))
     # Beside the compiled kernels: kept on the same volume, for the same reason (a restart skips the work).
     scales_file = settings.resolved_compile_cache_dir / float8_scales_name(settings)
     reused = calibrated_float8(pipe, STYLES.values(), scales_file, slot)
@@ -376,6 +391,8 @@ def _flux2_profile(settings: Settings, profile: CompileProfile) -> CompileProfil
             ("HEADSHOT_COMPILE_RENDER_GLUE=true", settings.compile_render_glue),
             ("HEADSHOT_RENDER_FUSED_RESNETS=true", settings.render_fused_resnets),
             ("HEADSHOT_TRAIN_FUSED_RESNETS=true", settings.train_fused_resnets),
+            ("HEADSHOT_RENDER_FLOAT8_CONVS=true", settings.render_float8_convs),
+            ("HEADSHOT_RENDER_SUBPIXEL_UPSAMPLERS=true", settings.render_subpixel_upsamplers),
         )
         if value
     ]

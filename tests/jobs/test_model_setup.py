@@ -29,6 +29,7 @@ from pipeline.diffusion.acceleration import gpu_layout
 from pipeline.diffusion.face_pass import face_pass
 from pipeline.diffusion.families import Family
 from pipeline.diffusion.float8 import Float8Linear
+from pipeline.diffusion.float8_conv import Float8Conv2d
 from pipeline.diffusion.generation import generate_headshots
 from pipeline.diffusion.img2img import UPSCALE_STRENGTH, VARIATION_STRENGTH, image_to_image, supports_actions
 from pipeline.diffusion.loading import load_base_pipeline, weight_dtypes
@@ -88,6 +89,7 @@ def test_a_compiled_worker_compiles_at_start_and_never_for_a_user(
         compile_training=compile_training,
         compile_backend="eager",
         render_float8=float8,
+        render_float8_convs=float8,
         compile_scope=scope,
         # bf16 as on a GPU worker, where a cast of a shared component recompiles (diffusers' from_pipe made one);
         # the FP8 case keeps the tiny model's float32.
@@ -103,6 +105,9 @@ def test_a_compiled_worker_compiles_at_start_and_never_for_a_user(
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(settings.resolved_compile_cache_dir.resolve())
     fp8_layers = [module for module in model.pipe.unet.modules() if isinstance(module, Float8Linear)]
     assert bool(fp8_layers) == float8
+    # And the ResNet convolutions (HEADSHOT_RENDER_FLOAT8_CONVS), inside the compiled UNet, calibrated with them.
+    fp8_convs = [module for module in model.pipe.unet.modules() if isinstance(module, Float8Conv2d)]
+    assert bool(fp8_convs) == float8 and all(conv.calibrated for conv in fp8_convs)
     # Calibrated at start and kept beside the compiled kernels, so the next start skips it (test_float8_scales.py).
     assert bool(list(settings.resolved_compile_cache_dir.glob("float8-scales-*.json"))) == float8
     unet = model.pipe.unet
@@ -181,10 +186,13 @@ def test_a_worker_with_fused_resnet_blocks_renders_and_trains_what_the_plain_wor
         device="cpu",
         render_fused_resnets=True,
         train_fused_resnets=True,
+        render_subpixel_upsamplers=True,  # taken, and in NCHW (a CPU worker's layout) rendering as diffusers does
     )
     fused = prepare_model(settings)
     blocks = [module for module in fused.pipe.unet.modules() if type(module).__name__ == "ResnetBlock2D"]
     assert blocks and all("forward" in vars(block) for block in blocks)
+    samplers = [module for module in fused.pipe.unet.modules() if type(module).__name__ == "Upsample2D"]
+    assert samplers and all("forward" in vars(sampler) for sampler in samplers)
     style = STYLES["linkedin"]
     with OperatorCalls() as calls:
         ours = generate_headshots(fused.pipe, style, count=1, seed=3, steps=3, lora_slot=fused.lora_slot)[0].image
