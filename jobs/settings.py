@@ -166,15 +166,18 @@ class Settings(BaseSettings):
         description="Render the 3x3 convolutions of the UNet's ResNet blocks in FP8 too (headshot::conv3x3_float8, "
         "pipeline/diffusion/float8_conv.py: an implicit GEMM in Triton on channels-last activations, its input scales "
         "calibrated with the FP8 linears'); with the fused ResNet blocks each norm writes its convolution's input in "
-        "FP8. Needs FP8 rendering in effect (HEADSHOT_RENDER_FLOAT8). Unset: off (not yet timed through the worker).",
+        "FP8. Needs FP8 rendering in effect (HEADSHOT_RENDER_FLOAT8). Unset: off: a replayed render call measured "
+        "2.5% faster on an H100, but its output's difference from bf16 twice the FP8 linears' alone (BENCHMARKS.md), "
+        "and likeness on real weights is unjudged.",
     )
     render_subpixel_upsamplers: bool | None = Field(
         default=None,
         description="Render the UNet's up-block samplers (a nearest 2x upsampling, then a 3x3 convolution) as one 2x2 "
         "convolution of the small input, four phases wide, and one interleaving pass: 16/36 of the products and no "
         "upsampled copy (pipeline/diffusion/upsample_glue.py; channels-last activations only). A compiled UNet needs "
-        "the scope 'blocks' without HEADSHOT_COMPILE_RENDER_GLUE (the others compile the samplers). Unset: off (not "
-        "yet timed through the worker).",
+        "the scope 'blocks' without HEADSHOT_COMPILE_RENDER_GLUE (the others compile the samplers). Unset: on where "
+        "a GPU worker lays its UNet out channels-last by blocks and does not compile the render glue (a replayed "
+        "render call 1.9% faster on an H100, the same output within float rounding; BENCHMARKS.md), off elsewhere.",
     )
     train_float8: bool = Field(
         default=False,

@@ -34,6 +34,7 @@ __all__ = [
     "prepare_training",
     "renders_from_graphs",
     "renders_in_float8",
+    "renders_subpixel_upsamplers",
     "serving_renders",
     "start_decoder_process",
     "use_channels_last_exits",
@@ -148,7 +149,7 @@ def prepare_model(settings: Settings) -> ServingModel:
             use_group_norm_operators(pipe, render_graphs=bool(compiling.cuda_graphs))
         if compiling.render_fused_resnets or compiling.train_fused_resnets:
             use_fused_resnet_blocks(pipe, train_pipe, compiling)
-        if settings.render_subpixel_upsamplers:
+        if renders_subpixel_upsamplers(settings, compiling, device):
             from pipeline.diffusion.upsample_glue import use_subpixel_upsamplers
 
             log.info("%d of the UNet's samplers render as sub-pixel convolutions", use_subpixel_upsamplers(pipe.unet))
@@ -239,6 +240,16 @@ def fuses_resnet_blocks(compiling: CompileProfile, device: str) -> CompileProfil
         render_fused_resnets=measured and not compiling.render_glue if render is None else render,
         train_fused_resnets=measured and compiling.training if train is None else train,
     )
+
+
+def renders_subpixel_upsamplers(settings: Settings, compiling: CompileProfile, device: str) -> bool:
+    """``HEADSHOT_RENDER_SUBPIXEL_UPSAMPLERS`` as set; unset, on where the fused ResNet blocks' default is (a GPU
+    worker channels-last by blocks, its render glue eager), where it was timed: a replayed FP8 render call took
+    0.1054 s against 0.1074 s on an H100, the same output within float rounding (BENCHMARKS.md 2026-12-06
+    twenty-first session)."""
+    if settings.render_subpixel_upsamplers is not None:
+        return settings.render_subpixel_upsamplers
+    return _channels_last_by_blocks(compiling, device) and not compiling.render_glue
 
 
 def use_fused_resnet_blocks(pipe: Any, train_pipe: Any, compiling: CompileProfile) -> None:

@@ -23,6 +23,7 @@ from jobs.worker.model_setup import (
     prepare_model,
     renders_from_graphs,
     renders_in_float8,
+    renders_subpixel_upsamplers,
     use_channels_last_exits,
 )
 from pipeline.diffusion.acceleration import gpu_layout
@@ -317,3 +318,16 @@ def test_the_resnet_blocks_fuse_unset_where_the_unet_is_channels_last_by_blocks_
     # Set, the settings decide.
     assert resolved("blocks", render_fused_resnets=False, train_fused_resnets=False) == (False, False)
     assert resolved("blocks", "cpu", render_fused_resnets=True) == (True, False)
+
+
+def test_the_samplers_render_subpixel_unset_where_the_resnet_blocks_fuse(tmp_path: Path) -> None:
+    def resolved(device: str = "cuda", settings: dict[str, Any] | None = None, **changes: Any) -> bool:
+        profile = replace(CompileProfile(unet=True, training=True, scope="blocks", channels_last=True), **changes)
+        chosen = Settings(model="tiny", data_dir=tmp_path, **(settings or {}))
+        return renders_subpixel_upsamplers(chosen, profile, device)
+
+    assert resolved()  # where it was timed: channels-last by blocks on a GPU, the render glue eager
+    assert not resolved(render_glue=True)  # that glue compiles the samplers
+    assert not resolved(channels_last=False) and not resolved("cpu") and not resolved(scope="unet")
+    assert not resolved(settings={"render_subpixel_upsamplers": False})
+    assert resolved("cpu", {"render_subpixel_upsamplers": True})
