@@ -123,10 +123,12 @@ def test_the_triton_kernel_computes_the_operators_maths_on_every_pixel_and_chann
         ("bf16 input", "e4m3 input", "no bias"), outs, (maths, maths, unbiased), strict=True
     ):
         assert out.shape == (2, 48, 5, 7) and out.is_contiguous(memory_format=torch.channels_last), case
-        # The same products summed in float32 in another order, each rounded once to bf16 (truncated in the
-        # interpreter): within two bf16 steps of the same value.
-        exceeds = (out.cpu().float() - expected.float()).abs() > expected.float().abs() * 2**-7 + 1e-6
-        assert not bool(exceeds.any()), f"{case}: {int(exceeds.sum())} of {exceeds.numel()} outputs differ"
+        # The same products summed in float32 in another order (~1e-6 of the largest output apart), each rounded
+        # once to bf16 (truncated in the interpreter): within two bf16 steps of the same value.
+        expected, got = expected.float(), out.cpu().float()
+        exceeds = (got - expected).abs() > expected.abs() * 2**-7 + 1e-4 * expected.abs().max()
+        worst = float((got - expected).abs().max())
+        assert not bool(exceeds.any()), f"{case}: {int(exceeds.sum())} of {exceeds.numel()} differ, by {worst} at most"
 
 
 def test_the_norm_writes_the_convolutions_fp8_input_in_its_own_pass(
@@ -225,7 +227,8 @@ def test_on_a_gpu_the_tuned_kernel_is_the_operators_maths_replayed_from_a_cuda_g
         with torch.cuda.graph(graph):
             replayed = layer(x)
         graph.replay()
-        maths = torch.ops.headshot.conv3x3_float8(x.contiguous(), *args)  # NCHW: the operator's torch maths
+        with torch.backends.cudnn.flags(allow_tf32=False):  # the maths' float32 convolution in float32, not TF32
+            maths = torch.ops.headshot.conv3x3_float8(x.contiguous(), *args)  # NCHW: the operator's torch maths
     torch.cuda.synchronize()
     torch.testing.assert_close(replayed, eager, rtol=0, atol=0)
     torch.testing.assert_close(eager.float(), maths.float(), rtol=2**-7, atol=1e-3, msg=naming("kernel vs maths"))
