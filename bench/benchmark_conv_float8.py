@@ -1,6 +1,6 @@
 """``python -m bench.benchmark_conv_float8``: the UNet's ResNet convolutions at a request's shape, each timed as
 cuDNN runs it in bf16 (what a worker runs) and through ``headshot::conv3x3_float8`` (``pipeline.diffusion.float8_conv``)
-from a bf16 input (cast in the kernel's loop) and from an e4m3 one (as the norm before it writes it).
+from a bf16 input (cast in a pass of its own first) and from an e4m3 one (as the norm before it writes it).
 
 The shapes are recorded from one eager UNet call at the linkedin look's size and CFG batch, channels-last (every
 distinct input, with how often a call makes it), so the figures are SDXL's convolutions as a request runs them. Each

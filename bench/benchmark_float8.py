@@ -18,7 +18,7 @@ the ResNet blocks' norms with their SiLU and time embedding in one operator (``p
 their convolutions' biases folded into the passes around them (``-fused-biased`` leaves them to torch's own;
 ``-subpixel`` also renders the up-block samplers as sub-pixel convolutions, ``pipeline.diffusion.upsample_glue``;
 ``-fp8conv`` the ResNet blocks' 3x3 convolutions in FP8, ``pipeline.diffusion.float8_conv``, and ``-fp8convcast``
-the same casting their input in the convolution's loop, not in the norm before it);
+the same casting their input in a pass of its own, not in the norm before it);
 ``static-blocks-gn-shared`` (and its ``-graphs``, also with ``-fused-tokens``, and channels-last as
 ``static-blocks-cl-gn-tokens-shared-graphs``) gives each attention's q, k and v one
 input scale and merges their casts, so the norm before them writes one FP8 copy where it wrote three
@@ -58,7 +58,7 @@ __all__ = ["VARIANTS", "main"]
 # the fused blocks' convolutions' biases in torch's own passes (what resnet_glue's bias folds save); "-subpixel" the
 # up-block samplers as sub-pixel convolutions (pipeline.diffusion.upsample_glue, channels-last only); "-fp8conv" the
 # ResNet blocks' 3x3 convolutions in FP8 too (pipeline.diffusion.float8_conv, calibrated with the linears), their
-# norms writing the FP8 input; "-fp8convcast" the same with the convolutions casting a bf16 input in their loop.
+# norms writing the FP8 input; "-fp8convcast" the same with the operator casting a bf16 input in a pass of its own.
 VARIANTS: dict[str, tuple[str | None, str]] = {
     "bf16-blocks": (None, "blocks"),
     "dynamic-blocks": ("dynamic", "blocks"),

@@ -3,9 +3,10 @@
 With the transformers' linears in FP8 (``float8``), convolutions are the UNet's largest bf16 work left: 13.2 of an
 SDXL render call's ~54 TFLOP, ~17% of its kernel time on an H100 (BENCHMARKS.md, 2026-12-06 twentieth session),
 and most of it in the ResNet blocks' 3x3 convolutions. Torch has no FP8 convolution, so ``headshot::conv3x3_float8``
-is an implicit GEMM in Triton (``float8_conv_kernel``) over a channels-last input: no im2col copy, the input cast to
-e4m3 in registers by a static scale, the weight in e4m3 with one scale per out channel, float32 accumulation, and
-the bias added in the epilogue (where torch adds it in a pass of its own on CUDA).
+is an implicit GEMM in Triton (``float8_conv_kernel``) over a channels-last input: no im2col copy, the input in e4m3
+by a static scale (written so by the norm before it, ``resnet_glue``, or cast in a pass of its own), the weight in
+e4m3 with one scale per out channel, float32 accumulation, and the bias added in the epilogue (where torch adds it
+in a pass of its own on CUDA).
 
 ``Float8Conv2d`` follows ``Float8Linear``'s static scheme, so ``float8_scales`` calibrates, keeps and reloads its
 input scale with the linears': it renders (no gradients) through the operator once calibrated, calibrates in bf16
@@ -40,7 +41,7 @@ __all__ = [
 FLOAT8_CONV_PARTS = (".resnets.",)
 _CHILDREN = ("conv1", "conv2")
 # Whether a fused ResNet block's norm (``resnet_glue``) writes an FP8 convolution's input in e4m3 itself, or hands it
-# bf16 for the convolution to cast in its loop (``bench.benchmark_float8``'s "-fp8convcast" times that way).
+# bf16 for the operator to cast in a pass of its own (``bench.benchmark_float8``'s "-fp8convcast" times that way).
 NORM_WRITES_FLOAT8 = True
 
 
@@ -148,17 +149,18 @@ def conv3x3_float8(
     ``x``, quantized so already), by the e4m3 ``weight`` (O, 9 C) (tap ``3 ky + kx`` major) scaled by
     ``weight_scale`` (O,), plus ``bias``: the products in FP8, summed in float32, rounded once to ``out_dtype``, in
     ``x``'s layout."""
+    quantized = x if x.dtype == FLOAT8 else (x.float() / input_scale).clamp(-FLOAT8_MAX, FLOAT8_MAX).to(FLOAT8)
     if x.is_cuda and channels_last(x):
         from pipeline.diffusion.float8_conv_kernel import conv3x3_float8 as kernel
         from pipeline.diffusion.float8_conv_kernel import fits
 
         if fits(x, weight.shape[0]):
-            return kernel(x, weight, weight_scale, input_scale, bias, out_dtype)
+            # A bf16 input cast in a pass of its own: cast in the kernel's loop, each value nine times, the
+            # convolutions measured 1.6x slower (BENCHMARKS.md 2026-12-06 twenty-first session).
+            return kernel(quantized.contiguous(memory_format=torch.channels_last), weight, weight_scale, input_scale,
+                          bias, out_dtype)  # fmt: skip
     channels_in, channels_out = x.shape[1], weight.shape[0]
-    if x.dtype == FLOAT8:
-        quantized = x.float()
-    else:
-        quantized = (x.float() / input_scale).clamp(-FLOAT8_MAX, FLOAT8_MAX).to(FLOAT8).float()
+    quantized = quantized.float()
     taps = weight.float().reshape(channels_out, 3, 3, channels_in).permute(0, 3, 1, 2)
     output = functional.conv2d(quantized, taps * weight_scale[:, None, None, None], None, 1, 1) * input_scale
     if bias is not None:

@@ -4,8 +4,8 @@ An implicit GEMM over a channels-last input: the output is a (pixels, out channe
 over the nine taps times the input channels. For tap (dy, dx) an output pixel reads the input pixel ``dy * width +
 dx`` rows further on in the (pixels, channels) matrix, masked where that falls outside its image; so each tile of
 the reduction is a block of whole rows, contiguous channels, and no im2col copy is ever written. The input comes in
-e4m3 (written so by the norm before it) or in bf16, scaled and cast in registers right before the product; the
-weight waits in FP8, each out channel's (tap, in channel) values contiguous: Hopper's FP8 products take both operands
+e4m3, divided by its scale already (by the norm before it, or by the operator's cast of a bf16 input); the weight
+waits in FP8, each out channel's (tap, in channel) values contiguous: Hopper's FP8 products take both operands
 with the reduction innermost. The products accumulate in float32 and the
 epilogue multiplies by the input's scale and each out channel's weight scale, adds the bias, and rounds once.
 
@@ -50,11 +50,11 @@ CONFIGS = [
 @triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
 def _conv3x3_float8(  # type: ignore[no-untyped-def]
     x, weight, weight_scale, input_scale, bias, out, rows, height, width, channels_in, channels_out,
-    HAS_BIAS: tl.constexpr, QUANTIZED: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+    HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr,
 ):  # fmt: skip
     """``out[p, o] = sum over taps t and channels c of fp8(x[p + shift(t), c] / s) * w[t, c, o] * s * ws[o] + b[o]``
-    for the (``rows``, ``channels_in``) channels-last input ``x`` (``QUANTIZED``: ``x`` is that e4m3 already);
+    for the (``rows``, ``channels_in``) channels-last e4m3 input ``x`` (``fp8(x / s)`` already);
     ``shift(t)`` the tap's pixel offset, zero where it leaves the image (the convolution's zero padding)."""
     # Grouped order: GROUP_M row tiles share each column tile while it is in L2.
     pid = tl.program_id(0)
@@ -73,7 +73,6 @@ def _conv3x3_float8(  # type: ignore[no-untyped-def]
     y_pos = (row // width) % height
     reduction = tl.arange(0, BLOCK_K)
     scale = tl.load(input_scale).to(tl.float32)
-    inverse = 1.0 / scale
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for start in range(0, 9 * channels_in, BLOCK_K):
         tap = start // channels_in
@@ -84,8 +83,6 @@ def _conv3x3_float8(  # type: ignore[no-untyped-def]
         valid = has_row & (y >= 0) & (y < height) & (x_at >= 0) & (x_at < width)
         source = row + dy * width + dx
         a = tl.load(x + source.to(tl.int64)[:, None] * channels_in + channel[None, :], mask=valid[:, None], other=0.0)
-        if not QUANTIZED:  # else ``x`` holds e4m3 already, divided by the scale (its norm's ``quantize``)
-            a = tl.clamp(a.to(tl.float32) * inverse, -448.0, 448.0).to(tl.float8e4nv)
         b = tl.load(
             weight + column.to(tl.int64)[None, :] * (9 * channels_in) + (start + reduction)[:, None],
             mask=has_column[None, :],
@@ -128,14 +125,14 @@ def conv3x3_float8(
     bias: torch.Tensor | None,
     out_dtype: torch.dtype,
 ) -> torch.Tensor:
-    """``headshot::conv3x3_float8`` on a channels-last CUDA tensor ``x`` (N, C, H, W), bf16 or e4m3 already scaled:
-    ``weight`` FP8 (O, 9 C), tap-major; the (N, O, H, W) output in ``out_dtype``, channels-last."""
+    """``headshot::conv3x3_float8`` on a channels-last e4m3 CUDA tensor ``x`` (N, C, H, W), divided by
+    ``input_scale`` already: ``weight`` FP8 (O, 9 C), tap-major; the (N, O, H, W) output in ``out_dtype``,
+    channels-last."""
     samples, channels_in, height, width = x.shape
     channels_out = weight.shape[0]
     out = torch.empty(
         (samples, channels_out, height, width), dtype=out_dtype, device=x.device, memory_format=torch.channels_last
     )
-    quantized = x.dtype == torch.float8_e4m3fn
     rows = samples * height * width
     tile_k = block_k(channels_in)
     if tile_k is None:
@@ -148,7 +145,7 @@ def conv3x3_float8(
         grid = (triton.cdiv(rows, BLOCK_M) * triton.cdiv(channels_out, BLOCK_N),)
         _conv3x3_float8[grid](
             x, weight, weight_scale, input_scale, bias_arg, out, rows, height, width, channels_in, channels_out,
-            HAS_BIAS=has_bias, QUANTIZED=quantized, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=tile_k, GROUP_M=GROUP_M,
+            HAS_BIAS=has_bias, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=tile_k, GROUP_M=GROUP_M,
             num_warps=WARPS, num_stages=STAGES,
         )  # fmt: skip
         return out
@@ -158,6 +155,6 @@ def conv3x3_float8(
 
     _tuned[tiles](
         x, weight, weight_scale, input_scale, bias_arg, out, rows, height, width, channels_in, channels_out,
-        HAS_BIAS=has_bias, QUANTIZED=quantized, BLOCK_K=tile_k,
+        HAS_BIAS=has_bias, BLOCK_K=tile_k,
     )  # fmt: skip
     return out

@@ -101,8 +101,8 @@ def test_the_triton_kernel_computes_the_operators_maths_on_every_pixel_and_chann
     # 96 input channels: three reduction tiles a tap; 48 out channels and 70 pixels: partial tiles on both axes.
     conv = nn.Conv2d(96, 48, 3, padding=1).bfloat16()
     layer = Float8Conv2d.from_conv(conv)
-    # The input on FP8's grid at a power-of-two scale, so the kernel's cast is exact whichever way it rounds (the
-    # interpreter's casts truncate, a GPU's round to nearest).
+    # The input on FP8's grid at a power-of-two scale: the operator's maths cast the bf16 input to the same e4m3
+    # values the kernel is handed.
     scale = torch.tensor(2.0**-5)
     grid = torch.randn(2, 96, 5, 7, generator=generator).mul(64).clamp(-448, 448).to(torch.float8_e4m3fn)
     x = (grid.float() * scale).bfloat16().contiguous(memory_format=torch.channels_last)
@@ -112,22 +112,19 @@ def test_the_triton_kernel_computes_the_operators_maths_on_every_pixel_and_chann
     quantized = grid.contiguous(memory_format=torch.channels_last)  # the same input as its norm would write it
     outs = kernels.run(
         [
-            ("conv3x3_float8", (x.to(device), *on_device, torch.bfloat16)),
             ("conv3x3_float8", (quantized.to(device), *on_device, torch.bfloat16)),
-            ("conv3x3_float8", (x.to(device), *on_device[:3], None, torch.bfloat16)),
+            ("conv3x3_float8", (quantized.to(device), *on_device[:3], None, torch.bfloat16)),
         ]
     )
     maths = torch.ops.headshot.conv3x3_float8(x, *args, torch.bfloat16)
     unbiased = torch.ops.headshot.conv3x3_float8(x, *args[:3], None, torch.bfloat16)
-    for case, out, expected in zip(
-        ("bf16 input", "e4m3 input", "no bias"), outs, (maths, maths, unbiased), strict=True
-    ):
+    for case, out, expected in zip(("biased", "no bias"), outs, (maths, unbiased), strict=True):
         assert out.shape == (2, 48, 5, 7) and out.is_contiguous(memory_format=torch.channels_last), case
         # The same products summed in float32 in another order (~1e-6 of the largest output apart), each rounded
         # once to bf16 (truncated in the interpreter): within two bf16 steps of the same value.
         expected, got = expected.float(), out.cpu().float()
         exceeds = (got - expected).abs() > expected.abs() * 2**-7 + 1e-4 * expected.abs().max()
-        worst = float((got - expected).abs().max())
+        worst = float((got - expected).abs().max().detach())
         assert not bool(exceeds.any()), f"{case}: {int(exceeds.sum())} of {exceeds.numel()} differ, by {worst} at most"
 
 
@@ -269,14 +266,13 @@ def test_each_tuning_config_compiles_for_the_h200_with_fp8_products_and_no_spill
     def meta(*shape: int, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
         return torch.empty(shape, device="meta", dtype=dtype)
 
-    # SDXL's widest convolution at a 928x1152 render's CFG batch 8, from bf16 and from its norm's e4m3.
-    x = meta(8, 2560, 29, 36).contiguous(memory_format=torch.channels_last)
-    scales = (meta(1280, dtype=torch.float32), meta(dtype=torch.float32), meta(1280))
-    weight = meta(1280, 9 * 2560, dtype=torch.float8_e4m3fn)
-    calls = [
-        ("conv3x3_float8", (x, weight, *scales, torch.bfloat16)),
-        ("conv3x3_float8", (x.to(torch.float8_e4m3fn), weight, *scales, torch.bfloat16)),
-    ]
+    # SDXL's widest convolution and its narrowest at a 928x1152 render's CFG batch 8, from their norms' e4m3.
+    calls = []
+    for channels_in, channels_out, height, width in ((2560, 1280, 29, 36), (320, 320, 144, 116)):
+        x = meta(8, channels_in, height, width, dtype=torch.float8_e4m3fn).contiguous(memory_format=torch.channels_last)
+        scales = (meta(channels_out, dtype=torch.float32), meta(dtype=torch.float32), meta(channels_out))
+        weight = meta(channels_out, 9 * channels_in, dtype=torch.float8_e4m3fn)
+        calls.append(("conv3x3_float8", (x, weight, *scales, torch.bfloat16)))
     compiled = compile_launches("float8_conv_kernel", calls, H200)
     assert len(compiled) == len(calls)
     for kernel in compiled:  # Hopper's FP8 tensor-core products, fed by asynchronous copies (a pipelined loop)
