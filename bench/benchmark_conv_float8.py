@@ -4,7 +4,7 @@ from a bf16 input (cast in a pass of its own first) and from an e4m3 one (as the
 
 The shapes are recorded from one eager UNet call at the linkedin look's size and CFG batch, channels-last (every
 distinct input, with how often a call makes it), so the figures are SDXL's convolutions as a request runs them. Each
-is timed on its own (median of ``--repeats`` after a warm-up that also tunes the kernel's tiles) and weighted by its
+is timed on its own (median of ``--repeats`` after a warm-up) and weighted by its
 count: milliseconds a UNet call, TFLOP/s, and each FP8 output's relative difference from the float64 convolution.
 """
 

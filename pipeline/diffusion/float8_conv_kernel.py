@@ -9,24 +9,19 @@ waits in FP8, each out channel's (tap, in channel) values contiguous: Hopper's F
 with the reduction innermost. The products accumulate in float32 and the
 epilogue multiplies by the input's scale and each out channel's weight scale, adds the bias, and rounds once.
 
-``BLOCK_K`` divides the input channels (so a reduction tile never straddles two taps); the launcher picks it. On a
-GPU the output tile and pipeline depth are tuned per shape (``triton.autotune``: the first call of each shape times
-``CONFIGS``, which is why a caller warms its shapes up before any CUDA graph capture); the interpreter runs the
-module's tile constants.
+``BLOCK_K`` divides the input channels (so a reduction tile never straddles two taps); the launcher picks it.
 (Triton reads a kernel's annotations and takes only ``tl.constexpr`` there: see ``group_norm_kernel``.)
 """
-
-import os
 
 import torch
 import triton  # type: ignore[import-not-found,unused-ignore]
 import triton.language as tl  # type: ignore[import-not-found,unused-ignore]
 
-__all__ = ["BLOCK_M", "BLOCK_N", "CONFIGS", "TUNED", "block_k", "conv3x3_float8", "fits"]
+__all__ = ["BLOCK_M", "BLOCK_N", "block_k", "conv3x3_float8", "fits"]
 
-# Whether a launch takes its tiles from CONFIGS, timed per shape (a GPU's), or the constants below (the interpreter,
-# whose tests set small ones, and ``bench.kernel_compile``, which compiles each of CONFIGS).
-TUNED = os.environ.get("TRITON_INTERPRET") != "1"
+# 128 by 128 output tiles, 8 warps, 3 stages: what Triton's autotuner picked from six configurations for 11 of SDXL's
+# 12 ResNet convolution shapes on an H100. Tuned at a worker's warm-up instead (~3.5 s a shape), its start came 73 s
+# later (BENCHMARKS.md 2026-12-06 twenty-first session). Tests set smaller tiles for the interpreter.
 BLOCK_M = 128
 BLOCK_N = 128
 WARPS = 8
@@ -34,17 +29,6 @@ STAGES = 3
 GROUP_M = 8
 # Hopper's FP8 tensor cores take 32 values of the reduction an instruction: reduction tiles of 32 to 128.
 BLOCK_K_CHOICES = (128, 64, 32)
-CONFIGS = [
-    triton.Config({"BLOCK_M": m, "BLOCK_N": n, "GROUP_M": 8}, num_warps=warps, num_stages=stages)
-    for m, n, warps, stages in (
-        (128, 128, 8, 3),
-        (128, 128, 8, 4),
-        (128, 256, 8, 3),
-        (64, 256, 8, 3),
-        (64, 128, 4, 4),
-        (128, 64, 4, 4),
-    )
-]
 
 
 @triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
@@ -96,10 +80,6 @@ def _conv3x3_float8(  # type: ignore[no-untyped-def]
     tl.store(out + offset, acc.to(out.dtype.element_ty), mask=has_row[:, None] & has_column[None, :])
 
 
-# Tuned by the shape: a worker's few latent sizes and channel counts, each once.
-_tuned = triton.autotune(configs=CONFIGS, key=["rows", "channels_in", "channels_out"])(_conv3x3_float8)
-
-
 def block_k(channels_in: int) -> int | None:
     """The reduction tile for ``channels_in`` input channels: the largest of ``BLOCK_K_CHOICES`` that divides it,
     None where none does."""
@@ -141,20 +121,10 @@ def conv3x3_float8(
         return out
     has_bias = bias is not None
     bias_arg = bias if bias is not None else weight_scale  # never read without HAS_BIAS
-    if not TUNED:
-        grid = (triton.cdiv(rows, BLOCK_M) * triton.cdiv(channels_out, BLOCK_N),)
-        _conv3x3_float8[grid](
-            x, weight, weight_scale, input_scale, bias_arg, out, rows, height, width, channels_in, channels_out,
-            HAS_BIAS=has_bias, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=tile_k, GROUP_M=GROUP_M,
-            num_warps=WARPS, num_stages=STAGES,
-        )  # fmt: skip
-        return out
-
-    def tiles(meta: dict[str, int]) -> tuple[int]:
-        return (triton.cdiv(rows, meta["BLOCK_M"]) * triton.cdiv(channels_out, meta["BLOCK_N"]),)
-
-    _tuned[tiles](
+    grid = (triton.cdiv(rows, BLOCK_M) * triton.cdiv(channels_out, BLOCK_N),)
+    _conv3x3_float8[grid](
         x, weight, weight_scale, input_scale, bias_arg, out, rows, height, width, channels_in, channels_out,
-        HAS_BIAS=has_bias, BLOCK_K=tile_k,
+        HAS_BIAS=has_bias, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=tile_k, GROUP_M=GROUP_M,
+        num_warps=WARPS, num_stages=STAGES,
     )  # fmt: skip
     return out
