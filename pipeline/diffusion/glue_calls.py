@@ -19,6 +19,7 @@ __all__ = ["RENDER", "TRAIN", "switch_fused", "wanted"]
 
 RENDER, TRAIN = "render", "train"  # the calls without gradients, and those with
 _CALLS = "_headshot_fused_calls"  # on each installed method: the set of calls it fuses, shared by a module's methods
+_OWNER = "_headshot_fused_by"  # on each installed method: the ``fusable`` of the caller that installed it
 
 
 def wanted(calls: set[str]) -> bool:
@@ -38,16 +39,23 @@ def switch_fused(
     """Fuse every ``fusable`` module of ``model`` in ``calls`` (``enabled``), or no longer in them; return how many
     modules changed. ``fuse(module, calls)`` returns its replacements of ``methods`` (name -> function), which run
     fused while ``wanted(calls)``; a module whose last calls are switched off gets the class's methods back. A module
-    with any of ``methods`` of its own already (someone else's) is left as it is."""
+    with any of ``methods`` of its own already (someone else's, another glue module's included: each switches only
+    what its own ``fusable`` installed) is left as it is."""
     if calls not in (RENDER, TRAIN):
         raise ValueError(f"calls must be {RENDER!r} or {TRAIN!r}, got {calls!r}")
     changed = 0
     for module in model.modules():
-        fused: set[str] | None = getattr(vars(module).get(methods[0]), _CALLS, None)  # installed by this caller
+        installed = vars(module).get(methods[0])
+        # This caller's own: another glue module's methods of the same name (a ResNet block's and a sampler's are
+        # both ``forward``) are not its to switch.
+        fused: set[str] | None = (
+            getattr(installed, _CALLS, None) if getattr(installed, _OWNER, None) is fusable else None
+        )
         if enabled and fused is None and not any(name in vars(module) for name in methods) and fusable(module):
             fused = set()
             for name, function in fuse(module, fused).items():
                 setattr(function, _CALLS, fused)
+                setattr(function, _OWNER, fusable)
                 setattr(module, name, function)
         if fused is None or (calls in fused) == enabled:
             continue

@@ -165,3 +165,24 @@ def test_a_rendering_sampler_makes_its_phases_once_for_its_weight(monkeypatch: p
         sampler.conv.weight.mul_(2)  # a new weight in place: made again
         sampler(x)
     assert len(made) == 2
+
+
+def test_each_glue_module_switches_only_the_methods_it_installed(model_cache: Path) -> None:
+    # A ResNet block's fused forward and a sampler's are both instance ``forward``s: switching the samplers must leave
+    # the blocks as they are (the training benchmark's reset of the samplers once unfused every ResNet block).
+    from pipeline.diffusion.resnet_glue import use_fused_resnets
+
+    unet = load_base_pipeline("tiny", device="cpu", cache_dir=model_cache).unet
+    blocks = [module for module in unet.modules() if type(module).__name__ == "ResnetBlock2D"]
+    samplers = [module for module in unet.modules() if type(module).__name__ == "Upsample2D"]
+    assert use_fused_resnets(unet, calls=TRAIN) == len(blocks)
+    assert use_subpixel_upsamplers(unet, calls=TRAIN, enabled=False) == 0
+    assert all("forward" in vars(block) for block in blocks)
+    assert use_subpixel_upsamplers(unet) == len(samplers)  # rendering's samplers, and nothing of the blocks'
+    inputs = unet_call_inputs(load_base_pipeline("tiny", device="cpu", cache_dir=model_cache), batch=2)
+    with torch.no_grad(), OperatorCalls() as calls:
+        unet(**inputs)
+    assert torch.ops.headshot.group_norm_silu.default not in calls.operators  # the blocks fuse training's calls only
+    assert use_fused_resnets(unet, calls=TRAIN, enabled=False) == len(blocks)
+    assert not any("forward" in vars(block) for block in blocks)
+    assert all("forward" in vars(sampler) for sampler in samplers)
