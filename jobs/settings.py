@@ -179,6 +179,13 @@ class Settings(BaseSettings):
         "a GPU worker lays its UNet out channels-last by blocks and does not compile the render glue (a replayed "
         "render call 1.9% faster on an H100, the same output within float rounding; BENCHMARKS.md), off elsewhere.",
     )
+    train_subpixel_upsamplers: bool | None = Field(
+        default=None,
+        description="Train through the up-block samplers the same way (HEADSHOT_RENDER_SUBPIXEL_UPSAMPLERS), their "
+        "backward through the 2x2 convolution and the interleaving pass. Compiled training needs the scope 'blocks' "
+        "(the others are refused). Unset: on where a GPU worker lays its UNet out channels-last by blocks and "
+        "training compiles (a replayed training call 1.0% faster on an H100, BENCHMARKS.md), off elsewhere.",
+    )
     train_float8: bool = Field(
         default=False,
         description="Train users' LoRAs with the frozen base's transformer products in FP8, forward and backward "
@@ -484,6 +491,12 @@ class Settings(BaseSettings):
                 f"HEADSHOT_RENDER_SUBPIXEL_UPSAMPLERS=true needs the scope 'blocks' without the compiled render glue "
                 f"when the UNet compiles, but {why} is set: that compiles the samplers. Use the scope 'blocks', or "
                 "unset HEADSHOT_RENDER_SUBPIXEL_UPSAMPLERS."
+            )
+        if self.train_subpixel_upsamplers and training and scope != "blocks":
+            raise ValueError(
+                f"HEADSHOT_TRAIN_SUBPIXEL_UPSAMPLERS=true needs the scope 'blocks' when training compiles, but it is "
+                f"{scope!r}: that scope compiles the samplers. Use the scope 'blocks', or unset "
+                "HEADSHOT_TRAIN_SUBPIXEL_UPSAMPLERS."
             )
         if self.train_fused_resnets and training and scope != "blocks":
             raise ValueError(

@@ -117,6 +117,15 @@ def test_a_gpu_worker_compiles_by_default_a_cpu_one_stays_eager_and_explicit_val
         Settings(_env_file=None)  # type: ignore[call-arg]
     monkeypatch.setenv("HEADSHOT_COMPILE_SCOPE", "blocks")
     monkeypatch.delenv("HEADSHOT_RENDER_SUBPIXEL_UPSAMPLERS")
+    monkeypatch.setenv("HEADSHOT_TRAIN_SUBPIXEL_UPSAMPLERS", "true")
+    monkeypatch.setenv("HEADSHOT_COMPILE_SCOPE", "regions")
+    monkeypatch.setenv("HEADSHOT_COMPILE_TRAINING", "true")
+    with pytest.raises(ValueError, match="TRAIN_SUBPIXEL_UPSAMPLERS=true needs the scope 'blocks' .* 'regions'"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    monkeypatch.setenv("HEADSHOT_COMPILE_SCOPE", "blocks")
+    assert Settings(_env_file=None).train_subpixel_upsamplers  # type: ignore[call-arg]
+    monkeypatch.setenv("HEADSHOT_COMPILE_TRAINING", "false")  # as set above
+    monkeypatch.delenv("HEADSHOT_TRAIN_SUBPIXEL_UPSAMPLERS")
     # FP8 convolutions calibrate with the FP8 linears: refused with FP8 rendering turned off.
     monkeypatch.setenv("HEADSHOT_RENDER_FLOAT8_CONVS", "true")
     monkeypatch.setenv("HEADSHOT_RENDER_FLOAT8", "false")

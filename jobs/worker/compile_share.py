@@ -71,6 +71,7 @@ GRAPH_SETTINGS = (
     "render_fused_resnets",  # its blocks stay out of the compiled glue
     "render_float8_convs",  # the convolutions' Triton kernels tune and compile in the warm-up; the scales differ
     "render_subpixel_upsamplers",
+    "train_subpixel_upsamplers",
     "unet_channels_last",
     "train_fused_resnets",  # the training warm-up runs the operator's backward kernels, Triton cache entries shared too
     "train_cuda_graphs",  # the training warm-up then runs its steps as the capture does: what it compiles may differ

@@ -37,10 +37,12 @@ __all__ = [
     "renders_subpixel_upsamplers",
     "serving_renders",
     "start_decoder_process",
+    "trains_subpixel_upsamplers",
     "use_channels_last_exits",
     "use_float8_rendering",
     "use_fused_resnet_blocks",
     "use_group_norm_operators",
+    "use_subpixel_samplers",
 ]
 
 log = logging.getLogger(__name__)
@@ -149,10 +151,7 @@ def prepare_model(settings: Settings) -> ServingModel:
             use_group_norm_operators(pipe, render_graphs=bool(compiling.cuda_graphs))
         if compiling.render_fused_resnets or compiling.train_fused_resnets:
             use_fused_resnet_blocks(pipe, train_pipe, compiling)
-        if renders_subpixel_upsamplers(settings, compiling, device):
-            from pipeline.diffusion.upsample_glue import use_subpixel_upsamplers
-
-            log.info("%d of the UNet's samplers render as sub-pixel convolutions", use_subpixel_upsamplers(pipe.unet))
+        use_subpixel_samplers(pipe, train_pipe, settings, compiling, device)
         if _channels_last_by_blocks(compiling, device):
             use_channels_last_exits(pipe)
         loaded = weight_dtypes(pipe)
@@ -250,6 +249,33 @@ def renders_subpixel_upsamplers(settings: Settings, compiling: CompileProfile, d
     if settings.render_subpixel_upsamplers is not None:
         return settings.render_subpixel_upsamplers
     return _channels_last_by_blocks(compiling, device) and not compiling.render_glue
+
+
+def trains_subpixel_upsamplers(settings: Settings, compiling: CompileProfile, device: str) -> bool:
+    """``HEADSHOT_TRAIN_SUBPIXEL_UPSAMPLERS`` as set; unset, on where a GPU worker channels-last by blocks compiles
+    training, where it was timed: a replayed training call took 0.3358 s against 0.3391 s on an H100 (BENCHMARKS.md
+    2026-12-06 twenty-first session)."""
+    if settings.train_subpixel_upsamplers is not None:
+        return settings.train_subpixel_upsamplers
+    return _channels_last_by_blocks(compiling, device) and compiling.training
+
+
+def use_subpixel_samplers(
+    pipe: Any, train_pipe: Any, settings: Settings, compiling: CompileProfile, device: str
+) -> None:
+    """The up-block samplers as sub-pixel convolutions (``pipeline.diffusion.upsample_glue``) in rendering and in
+    training, as ``renders_subpixel_upsamplers`` and ``trains_subpixel_upsamplers`` decide; before any compile.
+    Training's are ``train_pipe``'s, where it trains a UNet of its own."""
+    from pipeline.diffusion.glue_calls import RENDER, TRAIN
+    from pipeline.diffusion.upsample_glue import use_subpixel_upsamplers
+
+    for asked, calls, target in (
+        (renders_subpixel_upsamplers(settings, compiling, device), RENDER, pipe),
+        (trains_subpixel_upsamplers(settings, compiling, device), TRAIN, train_pipe or pipe),
+    ):
+        if asked:
+            changed = use_subpixel_upsamplers(target.unet, calls=calls)
+            log.info("%d of the UNet's samplers %s as sub-pixel convolutions", changed, calls)
 
 
 def use_fused_resnet_blocks(pipe: Any, train_pipe: Any, compiling: CompileProfile) -> None:
@@ -404,6 +430,7 @@ def _flux2_profile(settings: Settings, profile: CompileProfile) -> CompileProfil
             ("HEADSHOT_TRAIN_FUSED_RESNETS=true", settings.train_fused_resnets),
             ("HEADSHOT_RENDER_FLOAT8_CONVS=true", settings.render_float8_convs),
             ("HEADSHOT_RENDER_SUBPIXEL_UPSAMPLERS=true", settings.render_subpixel_upsamplers),
+            ("HEADSHOT_TRAIN_SUBPIXEL_UPSAMPLERS=true", settings.train_subpixel_upsamplers),
         )
         if value
     ]

@@ -24,6 +24,7 @@ from jobs.worker.model_setup import (
     renders_from_graphs,
     renders_in_float8,
     renders_subpixel_upsamplers,
+    trains_subpixel_upsamplers,
     use_channels_last_exits,
 )
 from pipeline.diffusion.acceleration import gpu_layout
@@ -187,7 +188,9 @@ def test_a_worker_with_fused_resnet_blocks_renders_and_trains_what_the_plain_wor
         device="cpu",
         render_fused_resnets=True,
         train_fused_resnets=True,
-        render_subpixel_upsamplers=True,  # taken, and in NCHW (a CPU worker's layout) rendering as diffusers does
+        # Taken, and in NCHW (a CPU worker's layout) rendering and training as diffusers does.
+        render_subpixel_upsamplers=True,
+        train_subpixel_upsamplers=True,
     )
     fused = prepare_model(settings)
     blocks = [module for module in fused.pipe.unet.modules() if type(module).__name__ == "ResnetBlock2D"]
@@ -320,14 +323,16 @@ def test_the_resnet_blocks_fuse_unset_where_the_unet_is_channels_last_by_blocks_
     assert resolved("blocks", "cpu", render_fused_resnets=True) == (True, False)
 
 
-def test_the_samplers_render_subpixel_unset_where_the_resnet_blocks_fuse(tmp_path: Path) -> None:
-    def resolved(device: str = "cuda", settings: dict[str, Any] | None = None, **changes: Any) -> bool:
+def test_the_samplers_go_subpixel_unset_where_the_resnet_blocks_fuse(tmp_path: Path) -> None:
+    def resolved(device: str = "cuda", settings: dict[str, Any] | None = None, **changes: Any) -> tuple[bool, bool]:
         profile = replace(CompileProfile(unet=True, training=True, scope="blocks", channels_last=True), **changes)
         chosen = Settings(model="tiny", data_dir=tmp_path, **(settings or {}))
-        return renders_subpixel_upsamplers(chosen, profile, device)
+        return renders_subpixel_upsamplers(chosen, profile, device), trains_subpixel_upsamplers(chosen, profile, device)
 
-    assert resolved()  # where it was timed: channels-last by blocks on a GPU, the render glue eager
-    assert not resolved(render_glue=True)  # that glue compiles the samplers
-    assert not resolved(channels_last=False) and not resolved("cpu") and not resolved(scope="unet")
-    assert not resolved(settings={"render_subpixel_upsamplers": False})
-    assert resolved("cpu", {"render_subpixel_upsamplers": True})
+    assert resolved() == (True, True)  # where each was timed: channels-last by blocks on a GPU
+    assert resolved(render_glue=True) == (False, True)  # that glue compiles rendering's samplers
+    assert resolved(training=False) == (True, False)  # no compiled training: its calls are not changed
+    assert resolved(channels_last=False) == resolved("cpu") == resolved(scope="unet") == (False, False)
+    off = {"render_subpixel_upsamplers": False, "train_subpixel_upsamplers": False}
+    assert resolved(settings=off) == (False, False)
+    assert resolved("cpu", {"render_subpixel_upsamplers": True, "train_subpixel_upsamplers": True}) == (True, True)
