@@ -157,8 +157,8 @@ def conv3x3_float8(
         if fits(x, weight.shape[0]):
             # A bf16 input cast in a pass of its own: cast in the kernel's loop, each value nine times, the
             # convolutions measured 1.6x slower (BENCHMARKS.md 2026-12-06 twenty-first session).
-            return kernel(quantized.contiguous(memory_format=torch.channels_last), weight, weight_scale, input_scale,
-                          bias, out_dtype)  # fmt: skip
+            quantized = quantized.contiguous(memory_format=torch.channels_last)
+            return kernel(quantized, weight, weight_scale, input_scale, bias, out_dtype)
     channels_in, channels_out = x.shape[1], weight.shape[0]
     quantized = quantized.float()
     taps = weight.float().reshape(channels_out, 3, 3, channels_in).permute(0, 3, 1, 2)

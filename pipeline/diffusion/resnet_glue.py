@@ -11,8 +11,9 @@ derivative into the norm's backward passes, recomputing what it needs from the b
 (``pipeline.diffusion.group_norm_silu``). On CUDA torch adds a convolution's bias in a broadcasting pass of its
 own (~3.5 ms of an H200's ~105 ms render call, BENCHMARKS.md 2026-12-06): the first convolution's bias joins the time
 embedding in that add (``_without_bias``), and the second's and the shortcut's join the residual add
-(``headshot::add_residual_bias``). The division by 1 is skipped, and the rest runs as diffusers'
-``ResnetBlock2D.forward`` does. What that saves is timed by ``python -m
+(``headshot::add_residual_bias``). Where a block's convolutions render in FP8 (``float8_conv``), each norm writes
+its convolution's input in e4m3 (``headshot::group_norm_silu_float8``) and the convolution adds its own bias. The
+division by 1 is skipped, and the rest runs as diffusers' ``ResnetBlock2D.forward`` does. What that saves is timed by ``python -m
 bench.benchmark_float8 --variants static-blocks-gn-graphs,static-blocks-gn-fused-graphs`` (a render call) and
 ``python -m bench.benchmark_unet_training
 --modes blocks-nchw-nocast-geglu-gn-fusedlora-graphs,blocks-nchw-nocast-geglu-gn-fusedlora-fusedresnets-graphs`` (a
