@@ -13,9 +13,9 @@ own (~3.5 ms of an H200's ~105 ms render call, BENCHMARKS.md 2026-12-06): the fi
 embedding in that add (``_without_bias``), and the second's and the shortcut's join the residual add
 (``headshot::add_residual_bias``). Where a block's convolutions render in FP8 (``float8_conv``), each norm writes
 its convolution's input in e4m3 (``headshot::group_norm_silu_float8``) and the convolution adds its own bias. The
-division by 1 is skipped, and the rest runs as diffusers' ``ResnetBlock2D.forward`` does. What that saves is timed by ``python -m
-bench.benchmark_float8 --variants static-blocks-gn-graphs,static-blocks-gn-fused-graphs`` (a render call) and
-``python -m bench.benchmark_unet_training
+division by 1 is skipped, and the rest runs as diffusers' ``ResnetBlock2D.forward`` does. What that saves is timed
+by ``python -m bench.benchmark_float8 --variants static-blocks-gn-graphs,static-blocks-gn-fused-graphs`` (a render
+call) and ``python -m bench.benchmark_unet_training
 --modes blocks-nchw-nocast-geglu-gn-fusedlora-graphs,blocks-nchw-nocast-geglu-gn-fusedlora-fusedresnets-graphs`` (a
 training call); what it saves a training call's memory by ``python -m bench.saved_activations``.
 
