@@ -93,14 +93,15 @@ def _signature(
 
 def compile_launches(module: str, calls: list[tuple[str, tuple[Any, ...]]], target: tuple[str, int, int]) -> list[Any]:
     """Compile, for ``target`` (backend, compute capability, warp size), every kernel launch that ``module``'s
-    ``calls`` make, with the argument types, sizes and tile constants they launch with; returns the compiled kernels
-    (their ``asm`` holds the PTX and the cubin). The calls run on meta tensors, so real sizes cost no memory."""
+    ``calls`` make (``module`` a ``pipeline.diffusion`` module's name, or any module's full name), with the argument
+    types, sizes and tile constants they launch with; returns the compiled kernels (their ``asm`` holds the PTX and
+    the cubin). The calls run on meta tensors, so real sizes cost no memory."""
     import triton  # type: ignore[import-not-found,unused-ignore]
     from triton.backends.compiler import GPUTarget  # type: ignore[import-not-found,unused-ignore]
     from triton.compiler import ASTSource  # type: ignore[import-not-found,unused-ignore]
     from triton.runtime.jit import JITFunction  # type: ignore[import-not-found,unused-ignore]
 
-    loaded = importlib.import_module(f"pipeline.diffusion.{module}")
+    loaded = importlib.import_module(module if "." in module else f"pipeline.diffusion.{module}")
     kernels = {name: value for name, value in vars(loaded).items() if isinstance(value, JITFunction)}
     launches: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] = []
     try:  # only while the host code runs: the kernels' own calls to helpers resolve through these names too

@@ -8,4 +8,5 @@ from tests.pipeline.conftest import (  # noqa: F401
     selfie_images,
     text_encoder_trained,
     trained,
+    triton_kernels,
 )

@@ -34,7 +34,7 @@ class KernelRunner:
     GPU each call's outputs land in memory filled with NaN first."""
 
     def __init__(self, module: str, small_tiles: dict[str, int], workdir: Path) -> None:
-        self.module = f"pipeline.diffusion.{module}"
+        self.module = module if "." in module else f"pipeline.diffusion.{module}"  # a bench kernel by its full name
         self.workdir = workdir
         self.interpreted = not torch.cuda.is_available()
         if self.interpreted and importlib.util.find_spec("triton") is None:

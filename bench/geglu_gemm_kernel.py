@@ -1,0 +1,88 @@
+"""An experiment for ``python -m bench.benchmark_geglu_float8``: SDXL's feed-forward entry (the GEGLU's projection in
+FP8, then ``value * gelu(gate)``, cast to e4m3 for the next layer) as one Triton kernel. Not used by the worker.
+
+A worker renders that entry as cuBLAS's FP8 product, which writes the (tokens, 2 x inner) projection in bf16, then an
+inductor kernel that reads it back, applies the gate and writes the e4m3 input of the feed-forward's second layer
+(``triton_poi_fused__scaled_mm__to_copy_clamp_div_gelu_mul_split``, ~5 ms of an H100's ~104 ms render call,
+BENCHMARKS.md 2026-12-06 twenty-first session). Here each program computes one tile of the value's columns and the
+same tile of the gate's, two accumulators over one loop through the input, and its epilogue writes only the gated
+e4m3 result: the bf16 projection never goes through memory (~340 MB a second-level block at a render's size). It
+pays only if the product runs as fast as cuBLAS's; the benchmark says.
+(Triton reads a kernel's annotations and takes only ``tl.constexpr`` there: see ``group_norm_kernel``.)
+"""
+
+import torch
+import triton  # type: ignore[import-not-found,unused-ignore]
+import triton.language as tl  # type: ignore[import-not-found,unused-ignore]
+
+__all__ = ["BLOCK_K", "BLOCK_M", "BLOCK_N", "geglu_gemm"]
+
+# Each half's output tile: 128 rows by 64 columns, so the two accumulators hold what one 128x128 tile would.
+BLOCK_M = 128
+BLOCK_N = 64
+BLOCK_K = 128
+WARPS = 8
+STAGES = 3
+GROUP_M = 8
+
+
+@triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
+def _geglu_gemm(  # type: ignore[no-untyped-def]
+    x, weight, input_scale, weight_scale, bias, out_scale, out, rows, inner, features,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+):  # fmt: skip
+    """``out = fp8((v * gelu(g)) / so)`` for ``[v, g] = x @ weight.T * si * sw + bias``: ``x`` (rows, features) e4m3,
+    ``weight`` (2 inner, features) e4m3, its first ``inner`` rows the value's and the rest the gate's."""
+    pid = tl.program_id(0)
+    tiles_m = tl.cdiv(rows, BLOCK_M)
+    tiles_n = tl.cdiv(inner, BLOCK_N)
+    in_group = GROUP_M * tiles_n
+    first_m = (pid // in_group) * GROUP_M
+    group_m = tl.minimum(tiles_m - first_m, GROUP_M)
+    tile_m = first_m + (pid % in_group) % group_m
+    tile_n = (pid % in_group) // group_m
+
+    row = tile_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    column = tile_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    has_row, has_column = row < rows, column < inner
+    reduction = tl.arange(0, BLOCK_K)
+    value = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    gate = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for start in range(0, features, BLOCK_K):
+        k = start + reduction
+        has_k = k < features
+        a_mask = has_row[:, None] & has_k[None, :]
+        a = tl.load(x + row.to(tl.int64)[:, None] * features + k[None, :], mask=a_mask, other=0.0)
+        w_offset = column.to(tl.int64)[None, :] * features + k[:, None]  # (BLOCK_K, BLOCK_N), the reduction innermost
+        w_mask = has_column[None, :] & has_k[:, None]
+        value = tl.dot(a, tl.load(weight + w_offset, mask=w_mask, other=0.0), value)
+        gate = tl.dot(a, tl.load(weight + inner * features + w_offset, mask=w_mask, other=0.0), gate)
+    scale = tl.load(input_scale) * tl.load(weight_scale)
+    value = value * scale + tl.load(bias + column, mask=has_column, other=0.0).to(tl.float32)[None, :]
+    gate = gate * scale + tl.load(bias + inner + column, mask=has_column, other=0.0).to(tl.float32)[None, :]
+    gated = value * (0.5 * gate * (1.0 + tl.erf(gate * 0.7071067811865476)))  # F.gelu's exact form
+    gated = tl.clamp(gated / tl.load(out_scale), -448.0, 448.0)  # e4m3's range
+    offset = row.to(tl.int64)[:, None] * inner + column[None, :]
+    tl.store(out + offset, gated.to(out.dtype.element_ty), mask=has_row[:, None] & has_column[None, :])
+
+
+def geglu_gemm(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    input_scale: torch.Tensor,
+    weight_scale: torch.Tensor,
+    bias: torch.Tensor,
+    out_scale: torch.Tensor,
+) -> torch.Tensor:
+    """The gated e4m3 (rows, inner) output for ``x`` (rows, features) e4m3 and ``weight`` (2 inner, features) e4m3,
+    each by its per-tensor scale, ``bias`` (2 inner,), the result divided by ``out_scale``."""
+    rows, features = x.shape
+    inner = weight.shape[0] // 2
+    out = torch.empty((rows, inner), dtype=torch.float8_e4m3fn, device=x.device)
+    if rows:
+        grid = (triton.cdiv(rows, BLOCK_M) * triton.cdiv(inner, BLOCK_N),)
+        _geglu_gemm[grid](
+            x, weight, input_scale, weight_scale, bias, out_scale, out, rows, inner, features,
+            BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K, GROUP_M=GROUP_M, num_warps=WARPS, num_stages=STAGES,
+        )  # fmt: skip
+    return out
