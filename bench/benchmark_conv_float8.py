@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.benchmark_unet import unet_call_inputs
-from bench.measure import benchmark_pipeline
+from bench.measure import benchmark_pipeline, median_gpu_seconds
 
 __all__ = ["main", "resnet_conv_shapes"]
 
@@ -53,22 +52,6 @@ def resnet_conv_shapes(pipe: Any, *, batch: int) -> Counter[ConvShape]:
     return shapes
 
 
-def _median_seconds(call: Callable[[], Any], repeats: int) -> float:
-    import torch
-
-    call()  # the warm-up: cuDNN's plan, the kernel's tuning
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    seconds = []
-    for _ in range(repeats):
-        start.record()
-        call()
-        end.record()
-        end.synchronize()
-        seconds.append(start.elapsed_time(end) / 1e3)
-    return statistics.median(seconds)
-
-
 def time_shape(shape: ConvShape, *, repeats: int) -> dict[str, Any]:
     """One convolution of ``shape`` three ways: seconds (median), TFLOP/s, and the FP8 outputs' relative difference
     from float64."""
@@ -99,7 +82,7 @@ def time_shape(shape: ConvShape, *, repeats: int) -> dict[str, Any]:
         expected = functional.conv2d(x.double(), conv.weight.double(), layer.bias.double(), padding=1)
         figures: dict[str, Any] = {"shape": list(shape)}
         for name, call in ways.items():
-            seconds = _median_seconds(call, repeats)
+            seconds = median_gpu_seconds(call, repeats)
             figures[f"{name}_ms"] = round(seconds * 1e3, 4)
             figures[f"{name}_tflops"] = round(flop / seconds / 1e12, 1)
             if name != "cudnn_bf16":

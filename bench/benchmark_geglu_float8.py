@@ -12,32 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from bench.measure import median_gpu_seconds
 
 __all__ = ["LEVELS", "main", "time_level"]
 
 # (tokens of CFG batch 8 at 928x1152, features, inner, transformer blocks a UNet call)
 LEVELS = ((8 * 72 * 58, 640, 2560, 10), (8 * 36 * 29, 1280, 5120, 60))
-
-
-def _median_seconds(call: Callable[[], Any], repeats: int) -> float:
-    import torch
-
-    call()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    seconds = []
-    for _ in range(repeats):
-        start.record()
-        call()
-        end.record()
-        end.synchronize()
-        seconds.append(start.elapsed_time(end) / 1e3)
-    return statistics.median(seconds)
 
 
 def time_level(rows: int, features: int, inner: int, *, repeats: int) -> dict[str, Any]:
@@ -71,7 +55,7 @@ def time_level(rows: int, features: int, inner: int, *, repeats: int) -> dict[st
         return geglu_gemm(x, weight, input_scale, weight_scale, bias, out_scale)
 
     with torch.no_grad():
-        worker_s, fused_s = _median_seconds(worker, repeats), _median_seconds(fused, repeats)
+        worker_s, fused_s = median_gpu_seconds(worker, repeats), median_gpu_seconds(fused, repeats)
         ours, theirs = fused().float(), worker().float()
     return {
         "rows": rows,

@@ -1,5 +1,6 @@
 """What every benchmark shares: the model it measures, sample pictures, a synchronised timer with peak memory, a
-count of the graphs torch.compile has built (a recompile shows as a new one), and freeing the GPU between figures."""
+median of CUDA-event timings, a count of the graphs torch.compile has built (a recompile shows as a new one), and
+freeing the GPU between figures."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ __all__ = [
     "graph_count",
     "list_recorder",
     "measured",
+    "median_gpu_seconds",
     "report",
     "sample_images",
     "synchronize",
@@ -60,6 +62,26 @@ def measured(device: str) -> Iterator[Measure]:
         torch.cuda.synchronize()
         result.peak_gib = torch.cuda.max_memory_allocated() / 2**30
     result.seconds = time.perf_counter() - started
+
+
+def median_gpu_seconds(call: Callable[[], Any], repeats: int) -> float:
+    """Seconds ``call`` keeps the current CUDA stream busy, by CUDA events: the median of ``repeats`` after one
+    warm-up call."""
+    import statistics
+
+    import torch
+
+    call()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    seconds = []
+    for _ in range(repeats):
+        start.record()
+        call()
+        end.record()
+        end.synchronize()
+        seconds.append(start.elapsed_time(end) / 1e3)
+    return statistics.median(seconds)
 
 
 def free_memory() -> None:

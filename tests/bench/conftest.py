@@ -3,6 +3,7 @@
 from tests.pipeline.conftest import (  # noqa: F401
     astronaut,
     base_headshots,
+    h200_compile,
     model_cache_dir,
     pipe,
     selfie_images,

@@ -4,10 +4,8 @@ worker's FP8 product and gate compute, on every row and column, and compiles for
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import pytest
 import torch
 from torch.nn import functional
 
@@ -57,22 +55,15 @@ def test_the_kernel_gates_the_fp8_product_on_every_row_and_column(
 
 
 def test_the_kernel_compiles_for_the_h200_with_fp8_products_and_no_spills(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    h200_compile: Callable[[str, list[tuple[str, tuple[Any, ...]]]], tuple[list[Any], dict[str, dict[str, int]]]],
 ) -> None:
-    pytest.importorskip("triton", reason="the Triton kernels need triton: `make test` installs it")
-    from bench.kernel_compile import H200, compile_launches, ptxas_figures
-
-    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path / "triton"))
-    monkeypatch.setenv("TRITON_DUMP_PTXAS_LOG", "1")
-    monkeypatch.setenv("TRITON_ALWAYS_COMPILE", "1")
-
     def meta(*shape: int, dtype: torch.dtype = torch.float8_e4m3fn) -> torch.Tensor:
         return torch.empty(shape, device="meta", dtype=dtype)
 
     # SDXL's second level at a 928x1152 render's CFG batch 8: 8,352 tokens, 1,280 features, 5,120 inner.
     scale = meta(dtype=torch.float32)
     call = (meta(8352, 1280), meta(10240, 1280), scale, scale, meta(10240, dtype=torch.bfloat16), scale)
-    compiled = compile_launches(MODULE, [("geglu_gemm", call)], H200)
+    compiled, figures = h200_compile(MODULE, [("geglu_gemm", call)])
     assert len(compiled) == 1 and "wgmma.mma_async" in compiled[0].asm["ptx"] and "cp.async" in compiled[0].asm["ptx"]
-    for name, figures in ptxas_figures(capfd.readouterr().out, compiled).items():
-        assert figures["spill_bytes"] == 0, (name, figures)
+    for name, kernel_figures in figures.items():
+        assert kernel_figures["spill_bytes"] == 0, (name, kernel_figures)

@@ -131,6 +131,29 @@ def triton_kernels(tmp_path: Path) -> Callable[[str, dict[str, int]], Any]:
 
 
 @pytest.fixture
+def h200_compile(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> Callable[[str, list[tuple[str, tuple[Any, ...]]]], tuple[list[Any], dict[str, dict[str, int]]]]:
+    """``compile(module, calls)``: the kernels ``module``'s host ``calls`` launch, compiled for the H200 on this machine
+    (``bench.kernel_compile``), with ptxas's figures for each (registers, spills); skipped without triton."""
+    pytest.importorskip("triton", reason="the Triton kernels need triton: `make test` installs it")
+    from bench.kernel_compile import H200, compile_launches, ptxas_figures
+
+    # ptxas's verbose log printed for each kernel, none taken from a cache unlogged.
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path / "triton"))
+    monkeypatch.setenv("TRITON_DUMP_PTXAS_LOG", "1")
+    monkeypatch.setenv("TRITON_ALWAYS_COMPILE", "1")
+
+    def compile_for_h200(
+        module: str, calls: list[tuple[str, tuple[Any, ...]]]
+    ) -> tuple[list[Any], dict[str, dict[str, int]]]:
+        compiled = compile_launches(module, calls, H200)
+        return compiled, ptxas_figures(capfd.readouterr().out, compiled)
+
+    return compile_for_h200
+
+
+@pytest.fixture
 def tiny_lora_gradient(model_cache_dir: Path) -> tuple[Any, Callable[[], Any]]:
     """A fresh tiny UNet with a rank-4 LoRA on ``to_q`` and ``to_v`` (its B factors non-zero, so every layer's
     gradient flows), and a function returning the LoRA's gradient, flattened, of one call at fixed inputs: for

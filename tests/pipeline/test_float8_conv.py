@@ -247,29 +247,22 @@ def test_on_a_gpu_the_kernel_is_the_operators_maths_replayed_from_a_cuda_graph()
 
 
 def test_the_kernel_compiles_for_the_h200_with_fp8_products_and_no_spills(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    h200_compile: Callable[[str, list[tuple[str, tuple[Any, ...]]]], tuple[list[Any], dict[str, dict[str, int]]]],
 ) -> None:
-    pytest.importorskip("triton", reason="the Triton kernels need triton: `make test` installs it")
-    from bench.kernel_compile import H200, compile_launches, ptxas_figures
-
-    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path / "triton"))
-    monkeypatch.setenv("TRITON_DUMP_PTXAS_LOG", "1")
-    monkeypatch.setenv("TRITON_ALWAYS_COMPILE", "1")
-
     def meta(*shape: int, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
         return torch.empty(shape, device="meta", dtype=dtype)
 
     # SDXL's widest convolution and its narrowest at a 928x1152 render's CFG batch 8, from their norms' e4m3.
-    calls = []
+    calls: list[tuple[str, tuple[Any, ...]]] = []
     for channels_in, channels_out, height, width in ((2560, 1280, 29, 36), (320, 320, 144, 116)):
         x = meta(8, channels_in, height, width, dtype=torch.float8_e4m3fn).contiguous(memory_format=torch.channels_last)
         scales = (meta(channels_out, dtype=torch.float32), meta(dtype=torch.float32), meta(channels_out))
         weight = meta(channels_out, 9 * channels_in, dtype=torch.float8_e4m3fn)
         calls.append(("conv3x3_float8", (x, weight, *scales, torch.bfloat16)))
-    compiled = compile_launches("float8_conv_kernel", calls, H200)
+    compiled, figures = h200_compile("float8_conv_kernel", calls)
     assert len(compiled) == len(calls)
     for kernel in compiled:  # Hopper's FP8 tensor-core products, fed by asynchronous copies (a pipelined loop)
         assert "wgmma.mma_async" in kernel.asm["ptx"] and "e4m3" in kernel.asm["ptx"]
         assert "cp.async" in kernel.asm["ptx"]
-    for name, figures in ptxas_figures(capfd.readouterr().out, compiled).items():
-        assert figures["spill_bytes"] == 0, (name, figures)
+    for name, kernel_figures in figures.items():
+        assert kernel_figures["spill_bytes"] == 0, (name, kernel_figures)
