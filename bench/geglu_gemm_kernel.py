@@ -15,6 +15,8 @@ import torch
 import triton  # type: ignore[import-not-found,unused-ignore]
 import triton.language as tl  # type: ignore[import-not-found,unused-ignore]
 
+from pipeline.diffusion.float8_conv_kernel import grouped_tile
+
 __all__ = ["BLOCK_K", "BLOCK_M", "BLOCK_N", "geglu_gemm"]
 
 # Each half's output tile: 128 rows by 64 columns, so the two accumulators hold what one 128x128 tile would.
@@ -33,15 +35,7 @@ def _geglu_gemm(  # type: ignore[no-untyped-def]
 ):  # fmt: skip
     """``out = fp8((v * gelu(g)) / so)`` for ``[v, g] = x @ weight.T * si * sw + bias``: ``x`` (rows, features) e4m3,
     ``weight`` (2 inner, features) e4m3, its first ``inner`` rows the value's and the rest the gate's."""
-    pid = tl.program_id(0)
-    tiles_m = tl.cdiv(rows, BLOCK_M)
-    tiles_n = tl.cdiv(inner, BLOCK_N)
-    in_group = GROUP_M * tiles_n
-    first_m = (pid // in_group) * GROUP_M
-    group_m = tl.minimum(tiles_m - first_m, GROUP_M)
-    tile_m = first_m + (pid % in_group) % group_m
-    tile_n = (pid % in_group) // group_m
-
+    tile_m, tile_n = grouped_tile(rows, inner, BLOCK_M, BLOCK_N, GROUP_M)
     row = tile_m * BLOCK_M + tl.arange(0, BLOCK_M)
     column = tile_n * BLOCK_N + tl.arange(0, BLOCK_N)
     has_row, has_column = row < rows, column < inner

@@ -17,7 +17,7 @@ import torch
 import triton  # type: ignore[import-not-found,unused-ignore]
 import triton.language as tl  # type: ignore[import-not-found,unused-ignore]
 
-__all__ = ["BLOCK_M", "BLOCK_N", "block_k", "conv3x3_float8", "fits"]
+__all__ = ["BLOCK_M", "BLOCK_N", "block_k", "conv3x3_float8", "fits", "grouped_tile"]
 
 # 128 by 128 output tiles, 8 warps, 3 stages: what Triton's autotuner picked from six configurations for 11 of SDXL's
 # 12 ResNet convolution shapes on an H100. Tuned at a worker's warm-up instead (~3.5 s a shape), its start came 73 s
@@ -32,6 +32,19 @@ BLOCK_K_CHOICES = (128, 64, 32)
 
 
 @triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
+def grouped_tile(rows, columns, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):  # type: ignore[no-untyped-def]
+    """This program's (row tile, column tile) of a (``rows``, ``columns``) output, in grouped order: ``GROUP_M`` row
+    tiles take each column tile in turn, so its operand stays in L2 for all of them."""
+    pid = tl.program_id(0)
+    tiles_m = tl.cdiv(rows, BLOCK_M)
+    tiles_n = tl.cdiv(columns, BLOCK_N)
+    in_group = GROUP_M * tiles_n
+    first_m = (pid // in_group) * GROUP_M
+    group_m = tl.minimum(tiles_m - first_m, GROUP_M)
+    return first_m + (pid % in_group) % group_m, (pid % in_group) // group_m
+
+
+@triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
 def _conv3x3_float8(  # type: ignore[no-untyped-def]
     x, weight, weight_scale, input_scale, bias, out, rows, height, width, channels_in, channels_out,
     HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
@@ -40,16 +53,7 @@ def _conv3x3_float8(  # type: ignore[no-untyped-def]
     """``out[p, o] = sum over taps t and channels c of fp8(x[p + shift(t), c] / s) * w[t, c, o] * s * ws[o] + b[o]``
     for the (``rows``, ``channels_in``) channels-last e4m3 input ``x`` (``fp8(x / s)`` already);
     ``shift(t)`` the tap's pixel offset, zero where it leaves the image (the convolution's zero padding)."""
-    # Grouped order: GROUP_M row tiles share each column tile while it is in L2.
-    pid = tl.program_id(0)
-    tiles_m = tl.cdiv(rows, BLOCK_M)
-    tiles_n = tl.cdiv(channels_out, BLOCK_N)
-    in_group = GROUP_M * tiles_n
-    first_m = (pid // in_group) * GROUP_M
-    group_m = tl.minimum(tiles_m - first_m, GROUP_M)
-    tile_m = first_m + (pid % in_group) % group_m
-    tile_n = (pid % in_group) // group_m
-
+    tile_m, tile_n = grouped_tile(rows, channels_out, BLOCK_M, BLOCK_N, GROUP_M)
     row = tile_m * BLOCK_M + tl.arange(0, BLOCK_M)  # an output pixel (n, y, x), flattened
     column = tile_n * BLOCK_N + tl.arange(0, BLOCK_N)
     has_row, has_column = row < rows, column < channels_out
