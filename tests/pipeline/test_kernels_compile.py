@@ -12,11 +12,12 @@ thread in 191 registers, 8 warps an SM).
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from bench.kernel_compile import H200, compile_launches, ptxas_figures, sdxl_launches
+from bench.kernel_compile import sdxl_launches
 
 pytest.importorskip("triton", reason="the Triton kernels need triton: `make test` installs it")
 
@@ -26,17 +27,15 @@ LAUNCHES = sdxl_launches()
 
 @pytest.mark.parametrize("label", LAUNCHES)
 def test_each_kernel_compiles_for_the_h200_without_spills_and_with_warps_to_spare(
-    label: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    label: str,
+    h200_compile: Callable[[str, list[tuple[str, tuple[Any, ...]]]], tuple[list[Any], dict[str, dict[str, int]]]],
 ) -> None:
-    # ptxas's verbose log printed for each kernel, none taken from a cache unlogged.
-    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path / "triton"))
-    monkeypatch.setenv("TRITON_DUMP_PTXAS_LOG", "1")
-    monkeypatch.setenv("TRITON_ALWAYS_COMPILE", "1")
     module, calls = LAUNCHES[label]
-    compiled = compile_launches(module, calls, H200)
+    compiled, figures = h200_compile(module, calls)
     # One kernel a call, but a norm's three: its moments, their merge, the pass using them.
     kernels_a_call = 3 if module.startswith("group_norm") or label.startswith("group norm") else 1
     assert len(compiled) == kernels_a_call * len(calls)
     assert all(kernel.asm["cubin"] for kernel in compiled)
-    for name, figures in ptxas_figures(capfd.readouterr().out, compiled).items():
-        assert figures["spill_bytes"] == 0 and figures["resident_warps"] >= RESIDENT_WARPS, (name, figures)
+    for name, kernel_figures in figures.items():
+        spills, warps = kernel_figures["spill_bytes"], kernel_figures["resident_warps"]
+        assert spills == 0 and warps >= RESIDENT_WARPS, (name, kernel_figures)
