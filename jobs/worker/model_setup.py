@@ -232,13 +232,20 @@ def fuses_resnet_blocks(compiling: CompileProfile, device: str) -> CompileProfil
     a training call 0.3189 s against 0.3330 s, on an H100 (BENCHMARKS.md 2026-12-06 twentieth session). With
     ``HEADSHOT_COMPILE_RENDER_GLUE`` rendering keeps the blocks unfused unless asked: that glue compiles them, as it
     was timed."""
-    measured = _channels_last_by_blocks(compiling, device)
-    render, train = compiling.render_fused_resnets, compiling.train_fused_resnets
+    render, train = _glue_defaults(compiling, device)
     return replace(
         compiling,
-        render_fused_resnets=measured and not compiling.render_glue if render is None else render,
-        train_fused_resnets=measured and compiling.training if train is None else train,
+        render_fused_resnets=render if compiling.render_fused_resnets is None else compiling.render_fused_resnets,
+        train_fused_resnets=train if compiling.train_fused_resnets is None else compiling.train_fused_resnets,
     )
+
+
+def _glue_defaults(compiling: CompileProfile, device: str) -> tuple[bool, bool]:
+    """Where a glue setting left unset (the fused ResNet blocks, the sub-pixel samplers) is on, for rendering and for
+    training: a GPU worker channels-last by blocks, where each was timed; rendering only where its glue stays eager
+    (``HEADSHOT_COMPILE_RENDER_GLUE`` compiles those modules, as it was timed), training only where it compiles."""
+    measured = _channels_last_by_blocks(compiling, device)
+    return measured and not compiling.render_glue, measured and compiling.training
 
 
 def renders_subpixel_upsamplers(settings: Settings, compiling: CompileProfile, device: str) -> bool:
@@ -248,7 +255,7 @@ def renders_subpixel_upsamplers(settings: Settings, compiling: CompileProfile, d
     twenty-first session)."""
     if settings.render_subpixel_upsamplers is not None:
         return settings.render_subpixel_upsamplers
-    return _channels_last_by_blocks(compiling, device) and not compiling.render_glue
+    return _glue_defaults(compiling, device)[0]
 
 
 def trains_subpixel_upsamplers(settings: Settings, compiling: CompileProfile, device: str) -> bool:
@@ -257,7 +264,7 @@ def trains_subpixel_upsamplers(settings: Settings, compiling: CompileProfile, de
     2026-12-06 twenty-first session)."""
     if settings.train_subpixel_upsamplers is not None:
         return settings.train_subpixel_upsamplers
-    return _channels_last_by_blocks(compiling, device) and compiling.training
+    return _glue_defaults(compiling, device)[1]
 
 
 def use_subpixel_samplers(
