@@ -156,8 +156,8 @@ def sdxl_launches() -> dict[str, tuple[str, list[tuple[str, tuple[Any, ...]]]]]:
     job's 20 selfie crops and an upscale's image through the VAE encoder's first norms, and an upscale's decode
     through the decoder's last, in both layouts; a render's and a training call's ResNet norm with its SiLU, and a
     render's ResNet norm writing an FP8 convolution's input; a render's ResNet residual add with its biases and its
-    samplers' sub-pixel interleave; a render's transformer
-    entries and exits; a feed-forward gate at batch 16; a LoRA's accumulations."""
+    samplers' sub-pixel interleave; a render's transformer entries and exits; a feed-forward gate at batch 16; a
+    LoRA's accumulations."""
 
     def meta(*shape: int, dtype: torch.dtype = torch.bfloat16) -> Any:
         return torch.empty(shape, device="meta", dtype=dtype)

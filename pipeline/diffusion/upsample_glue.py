@@ -11,8 +11,9 @@ any device (the worker's layout where it fuses its blocks; other layouts keep di
 static-blocks-cl-gn-fused-tokens-shared-graphs,static-blocks-cl-gn-fused-subpixel-tokens-shared-graphs`` (a render
 call) and
 ``python -m bench.benchmark_unet_training --modes blocks-nocast-geglu-gn-fusedlora-fusedresnets-fusedtokens-graphs,\
-blocks-nocast-geglu-gn-fusedlora-subpixel-fusedresnets-fusedtokens-graphs`` (a training call). Not a worker setting
-until timed.
+blocks-nocast-geglu-gn-fusedlora-subpixel-fusedresnets-fusedtokens-graphs`` (a training call); a worker's
+``HEADSHOT_RENDER_SUBPIXEL_UPSAMPLERS`` and ``HEADSHOT_TRAIN_SUBPIXEL_UPSAMPLERS`` (``jobs.worker.model_setup``) switch
+them.
 """
 
 from __future__ import annotations
