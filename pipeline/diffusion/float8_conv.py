@@ -123,9 +123,9 @@ class Float8Conv2d(nn.Conv2d):
             )
         return self.quantized(x, x.dtype)
 
-    def renders_float8(self, x: torch.Tensor) -> bool:
-        """Whether a call on ``x`` now would render through the FP8 operator (no gradients, calibrated, not
-        calibrating): where a caller may hand it an input quantized already (``quantized``)."""
+    def renders_float8(self) -> bool:
+        """Whether a call now would render through the FP8 operator (no gradients, calibrated, not calibrating):
+        where a caller may hand it an input quantized already (``quantized``)."""
         return not torch.is_grad_enabled() and self.calibrated and not self.calibrating
 
     def quantized(self, x: torch.Tensor, out_dtype: torch.dtype) -> torch.Tensor:

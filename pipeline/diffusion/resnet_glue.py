@@ -102,7 +102,7 @@ def _norm_then_conv(
     """``conv(silu(norm(x + shift)))`` as ``_without_bias`` returns it. Into an FP8 convolution that renders now, the
     norm writes its output in e4m3 by the convolution's input scale (``headshot::group_norm_silu_float8``): half the
     bytes, and no cast in a pass of its own."""
-    if isinstance(conv, Float8Conv2d) and float8_conv.NORM_WRITES_FLOAT8 and conv.renders_float8(x):
+    if isinstance(conv, Float8Conv2d) and float8_conv.NORM_WRITES_FLOAT8 and conv.renders_float8():
         quantized = torch.ops.headshot.group_norm_silu_float8(
             x, shift, norm.weight, norm.bias, norm.num_groups, norm.eps, conv.input_scale
         )
