@@ -8,6 +8,11 @@ BENCHMARKS.md 2026-12-06 twenty-first session). Here each program computes one t
 same tile of the gate's, two accumulators over one loop through the input, and its epilogue writes only the gated
 e4m3 result: the bf16 projection never goes through memory (~340 MB a second-level block at a render's size). It
 pays only if the product runs as fast as cuBLAS's; the benchmark says.
+
+On Hopper, Triton leaves an FP8 product's sums in the tensor cores' accumulator, which keeps fewer bits than float32
+(~14, DeepSeek-V3's report), unless told to promote them; cuBLAS's FP8 product (``_scaled_mm`` without
+``use_fast_accum``) promotes. The first timing of this kernel did not (BENCHMARKS.md 2026-12-06 twenty-second
+session); ``geglu_gemm`` now promotes after every reduction tile unless ``precise=False``.
 (Triton reads a kernel's annotations and takes only ``tl.constexpr`` there: see ``group_norm_kernel``.)
 """
 
@@ -32,6 +37,7 @@ GROUP_M = 8
 def _geglu_gemm(  # type: ignore[no-untyped-def]
     x, weight, input_scale, weight_scale, bias, out_scale, out, rows, inner, features,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+    PROMOTE: tl.constexpr,
 ):  # fmt: skip
     """``out = fp8((v * gelu(g)) / so)`` for ``[v, g] = x @ weight.T * si * sw + bias``: ``x`` (rows, features) e4m3,
     ``weight`` (2 inner, features) e4m3, its first ``inner`` rows the value's and the rest the gate's."""
@@ -49,8 +55,10 @@ def _geglu_gemm(  # type: ignore[no-untyped-def]
         a = tl.load(x + row.to(tl.int64)[:, None] * features + k[None, :], mask=a_mask, other=0.0)
         w_offset = column.to(tl.int64)[None, :] * features + k[:, None]  # (BLOCK_K, BLOCK_N), the reduction innermost
         w_mask = has_column[None, :] & has_k[:, None]
-        value = tl.dot(a, tl.load(weight + w_offset, mask=w_mask, other=0.0), value)
-        gate = tl.dot(a, tl.load(weight + inner * features + w_offset, mask=w_mask, other=0.0), gate)
+        value_weight = tl.load(weight + w_offset, mask=w_mask, other=0.0)
+        gate_weight = tl.load(weight + inner * features + w_offset, mask=w_mask, other=0.0)
+        value = tl.dot(a, value_weight, value, max_num_imprecise_acc=PROMOTE)
+        gate = tl.dot(a, gate_weight, gate, max_num_imprecise_acc=PROMOTE)
     scale = tl.load(input_scale) * tl.load(weight_scale)
     value = value * scale + tl.load(bias + column, mask=has_column, other=0.0).to(tl.float32)[None, :]
     gate = gate * scale + tl.load(bias + inner + column, mask=has_column, other=0.0).to(tl.float32)[None, :]
@@ -67,9 +75,13 @@ def geglu_gemm(
     weight_scale: torch.Tensor,
     bias: torch.Tensor,
     out_scale: torch.Tensor,
+    *,
+    precise: bool = True,
 ) -> torch.Tensor:
     """The gated e4m3 (rows, inner) output for ``x`` (rows, features) e4m3 and ``weight`` (2 inner, features) e4m3,
-    each by its per-tensor scale, ``bias`` (2 inner,), the result divided by ``out_scale``."""
+    each by its per-tensor scale, ``bias`` (2 inner,), the result divided by ``out_scale``. ``precise``: the FP8
+    products' sums promoted to float32 after every reduction tile (as cuBLAS's FP8 product the worker runs sums);
+    False leaves them in the tensor cores' FP8 accumulator for the whole reduction (Triton's default on Hopper)."""
     rows, features = x.shape
     inner = weight.shape[0] // 2
     out = torch.empty((rows, inner), dtype=torch.float8_e4m3fn, device=x.device)
@@ -77,6 +89,7 @@ def geglu_gemm(
         grid = (triton.cdiv(rows, BLOCK_M) * triton.cdiv(inner, BLOCK_N),)
         _geglu_gemm[grid](
             x, weight, input_scale, weight_scale, bias, out_scale, out, rows, inner, features,
-            BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K, GROUP_M=GROUP_M, num_warps=WARPS, num_stages=STAGES,
+            BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K, GROUP_M=GROUP_M, PROMOTE=BLOCK_K if precise else None,
+            num_warps=WARPS, num_stages=STAGES,
         )  # fmt: skip
     return out

@@ -6,7 +6,10 @@ dx`` rows further on in the (pixels, channels) matrix, masked where that falls o
 the reduction is a block of whole rows, contiguous channels, and no im2col copy is ever written. The input comes in
 e4m3, divided by its scale already (by the norm before it, or by the operator's cast of a bf16 input); the weight
 waits in FP8, each out channel's (tap, in channel) values contiguous: Hopper's FP8 products take both operands
-with the reduction innermost. The products accumulate in float32 and the
+with the reduction innermost. The products accumulate in float32, promoted from the tensor cores' FP8 accumulator
+(which keeps fewer bits, and which Triton on Hopper otherwise keeps for the whole reduction) after every reduction
+tile, as cuBLAS's FP8 products do: left unpromoted, 0.3% of an SDXL convolution's outputs landed further from the
+float32 maths than bf16's rounding explains (BENCHMARKS.md 2026-12-06 twenty-second session). The
 epilogue multiplies by the input's scale and each out channel's weight scale, adds the bias, and rounds once.
 
 ``BLOCK_K`` divides the input channels (so a reduction tile never straddles two taps); the launcher picks it.
@@ -48,7 +51,7 @@ def grouped_tile(rows, columns, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GR
 def _conv3x3_float8(  # type: ignore[no-untyped-def]
     x, weight, weight_scale, input_scale, bias, out, rows, height, width, channels_in, channels_out,
     HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-    GROUP_M: tl.constexpr,
+    GROUP_M: tl.constexpr, PROMOTE: tl.constexpr,
 ):  # fmt: skip
     """``out[p, o] = sum over taps t and channels c of fp8(x[p + shift(t), c] / s) * w[t, c, o] * s * ws[o] + b[o]``
     for the (``rows``, ``channels_in``) channels-last e4m3 input ``x`` (``fp8(x / s)`` already);
@@ -76,7 +79,7 @@ def _conv3x3_float8(  # type: ignore[no-untyped-def]
             mask=has_column[None, :],
             other=0.0,
         )
-        acc = tl.dot(a, b, acc)
+        acc = tl.dot(a, b, acc, max_num_imprecise_acc=PROMOTE)
     acc *= scale * tl.load(weight_scale + column, mask=has_column, other=0.0)[None, :]
     if HAS_BIAS:
         acc += tl.load(bias + column, mask=has_column, other=0.0).to(tl.float32)[None, :]
@@ -108,10 +111,13 @@ def conv3x3_float8(
     input_scale: torch.Tensor,
     bias: torch.Tensor | None,
     out_dtype: torch.dtype,
+    *,
+    precise: bool = True,
 ) -> torch.Tensor:
     """``headshot::conv3x3_float8`` on a channels-last e4m3 CUDA tensor ``x`` (N, C, H, W), divided by
     ``input_scale`` already: ``weight`` FP8 (O, 9 C), tap-major; the (N, O, H, W) output in ``out_dtype``,
-    channels-last."""
+    channels-last. ``precise``: the products' sums promoted to float32 after every reduction tile (False: left in the
+    tensor cores' FP8 accumulator, Triton's default on Hopper; timed by ``bench.benchmark_conv_float8``)."""
     samples, channels_in, height, width = x.shape
     channels_out = weight.shape[0]
     out = torch.empty(
@@ -129,6 +135,6 @@ def conv3x3_float8(
     _conv3x3_float8[grid](
         x, weight, weight_scale, input_scale, bias_arg, out, rows, height, width, channels_in, channels_out,
         HAS_BIAS=has_bias, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=tile_k, GROUP_M=GROUP_M,
-        num_warps=WARPS, num_stages=STAGES,
+        PROMOTE=tile_k if precise else None, num_warps=WARPS, num_stages=STAGES,
     )  # fmt: skip
     return out
