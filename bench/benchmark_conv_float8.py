@@ -1,8 +1,8 @@
 """``python -m bench.benchmark_conv_float8``: the UNet's ResNet convolutions at a request's shape, each timed as
 cuDNN runs it in bf16 (what a worker runs) and through ``headshot::conv3x3_float8`` (``pipeline.diffusion.float8_conv``)
 from a bf16 input (cast in a pass of its own first) and from an e4m3 one (as the norm before it writes it), and the
-same kernel from e4m3 with its sums left in the tensor cores' FP8 accumulator (``precise=False``, Triton's default
-on Hopper), to time what promoting them costs.
+same kernel from e4m3 with its sums promoted to float32 after every reduction tile (``precise=True``; by default they
+stay in the tensor cores' FP8 accumulator), to time what promoting them costs.
 
 The shapes are recorded from one eager UNet call at the linkedin look's size and CFG batch, channels-last (every
 distinct input, with how often a call makes it), so the figures are SDXL's convolutions as a request runs them. Each
@@ -80,7 +80,7 @@ def time_shape(shape: ConvShape, *, repeats: int) -> dict[str, Any]:
         "cudnn_bf16": lambda: conv(x),
         "fp8_from_bf16": lambda: layer(x),
         "fp8_from_e4m3": lambda: layer.quantized(quantized, torch.bfloat16),
-        "fp8_fast_accumulation": lambda: conv3x3_float8(quantized, *operands, torch.bfloat16, precise=False),
+        "fp8_promoted": lambda: conv3x3_float8(quantized, *operands, torch.bfloat16, precise=True),
     }
     flop = 2 * 9 * channels_in * channels_out * height * width * samples
     with torch.no_grad():
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     for shape, count in sorted(shapes.items()):
         figures = {**time_shape(shape, repeats=args.repeats), "count": count}
         results["shapes"].append(figures)
-        for way in ("cudnn_bf16", "fp8_from_bf16", "fp8_from_e4m3", "fp8_fast_accumulation"):
+        for way in ("cudnn_bf16", "fp8_from_bf16", "fp8_from_e4m3", "fp8_promoted"):
             totals[way] += figures[f"{way}_ms"] * count
         print("conv", json.dumps(figures), flush=True)
     results["ms_per_unet_call"] = {way: round(ms, 3) for way, ms in totals.items()}

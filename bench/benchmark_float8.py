@@ -18,7 +18,8 @@ the ResNet blocks' norms with their SiLU and time embedding in one operator (``p
 their convolutions' biases folded into the passes around them (``-fused-biased`` leaves them to torch's own;
 ``-subpixel`` also renders the up-block samplers as sub-pixel convolutions, ``pipeline.diffusion.upsample_glue``;
 ``-fp8conv`` the ResNet blocks' 3x3 convolutions in FP8, ``pipeline.diffusion.float8_conv``, and ``-fp8convcast``
-the same casting their input in a pass of its own, not in the norm before it);
+the same casting their input in a pass of its own, not in the norm before it; ``-ffgate`` the feed-forwards' entries
+as one FP8 operator that gates in its product's epilogue, ``pipeline.diffusion.geglu_float8``);
 ``static-blocks-gn-shared`` (and its ``-graphs``, also with ``-fused-tokens``, and channels-last as
 ``static-blocks-cl-gn-tokens-shared-graphs``) gives each attention's q, k and v one
 input scale and merges their casts, so the norm before them writes one FP8 copy where it wrote three
@@ -58,7 +59,8 @@ __all__ = ["VARIANTS", "main"]
 # the fused blocks' convolutions' biases in torch's own passes (what resnet_glue's bias folds save); "-subpixel" the
 # up-block samplers as sub-pixel convolutions (pipeline.diffusion.upsample_glue, channels-last only); "-fp8conv" the
 # ResNet blocks' 3x3 convolutions in FP8 too (pipeline.diffusion.float8_conv, calibrated with the linears), their
-# norms writing the FP8 input; "-fp8convcast" the same with the operator casting a bf16 input in a pass of its own.
+# norms writing the FP8 input; "-fp8convcast" the same with the operator casting a bf16 input in a pass of its own;
+# "-ffgate" the feed-forwards' entries through headshot::geglu_float8 (pipeline.diffusion.geglu_float8).
 VARIANTS: dict[str, tuple[str | None, str]] = {
     "bf16-blocks": (None, "blocks"),
     "dynamic-blocks": ("dynamic", "blocks"),
@@ -85,6 +87,7 @@ VARIANTS: dict[str, tuple[str | None, str]] = {
     "static-blocks-cl-gn-fused-biased-tokens-graphs": ("static", "blocks"),
     "static-blocks-cl-gn-fused-tokens-shared-graphs": ("static", "blocks"),
     "static-blocks-cl-gn-fused-subpixel-tokens-shared-graphs": ("static", "blocks"),
+    "static-blocks-cl-gn-fused-subpixel-tokens-shared-ffgate-graphs": ("static", "blocks"),
     "static-blocks-cl-gn-fused-tokens-shared-fp8conv-graphs": ("static", "blocks"),
     "static-blocks-cl-gn-fused-tokens-shared-fp8convcast-graphs": ("static", "blocks"),
     "static-blocks-cl-gn-fused-subpixel-tokens-shared-fp8conv-graphs": ("static", "blocks"),
@@ -157,11 +160,13 @@ def _plain(pipe: Any) -> None:
     """Undo what any variant's ``_set_up`` did to ``pipe``'s UNet: bf16 linears, torch's norms, diffusers' glue."""
     from bench.float8_layers import use_bf16_linears
     from pipeline.diffusion.float8_conv import use_bf16_convs
+    from pipeline.diffusion.geglu_float8 import use_fused_feed_forwards
     from pipeline.diffusion.group_norm import use_group_norm_operator
     from pipeline.diffusion.resnet_glue import use_fused_resnets
     from pipeline.diffusion.transformer_glue import use_fused_transformers
     from pipeline.diffusion.upsample_glue import use_subpixel_upsamplers
 
+    use_fused_feed_forwards(pipe.unet, enabled=False)
     use_bf16_linears(pipe.unet)
     use_bf16_convs(pipe.unet)
     use_group_norm_operator(pipe.unet, enabled=False)
@@ -179,6 +184,7 @@ def _set_up(pipe: Any, name: str, calibrate: Callable[[], None]) -> dict[str, An
     from pipeline.diffusion.float8_conv import use_float8_convs
     from pipeline.diffusion.float8_scales import calibrate_float8
     from pipeline.diffusion.float8_shared_input import share_input_scales
+    from pipeline.diffusion.geglu_float8 import use_fused_feed_forwards
     from pipeline.diffusion.group_norm import use_group_norm_operator
     from pipeline.diffusion.resnet_glue import use_fused_resnets
     from pipeline.diffusion.transformer_glue import use_fused_transformers
@@ -204,6 +210,8 @@ def _set_up(pipe: Any, name: str, calibrate: Callable[[], None]) -> dict[str, An
             figures["shared_input_groups"] = share_input_scales(pipe.unet)
         if "fp8conv" in parts or "fp8convcast" in parts:
             figures["fp8_convs"] = use_float8_convs(pipe.unet)
+        if "ffgate" in parts:
+            figures["fused_feed_forwards"] = use_fused_feed_forwards(pipe.unet)
         if scaling == "static":
             figures["calibrated"] = calibrate_float8(pipe.unet, calibrate)
     return figures

@@ -1,7 +1,8 @@
 """``python -m bench.benchmark_geglu_float8``: SDXL's feed-forward entry at a render's sizes, as a worker runs it
 (cuBLAS's FP8 product writing the bf16 projection, then inductor's gate-and-cast kernel) against one Triton kernel
-that gates in the product's epilogue (``bench.geglu_gemm_kernel``), its sums promoted to float32 after every
-reduction tile as cuBLAS's are, and the same kernel leaving them in the tensor cores' FP8 accumulator, on this GPU.
+that gates in the product's epilogue (``headshot::geglu_float8``'s, ``pipeline.diffusion.geglu_float8_kernel``), its
+sums in the tensor cores' FP8 accumulator, and the same kernel promoting them to float32 after every reduction tile
+as the worker's cuBLAS product does, on this GPU.
 
 Both levels of SDXL's transformers at a 928x1152 render's CFG batch 8 (tokens, features, inner): each way's median of
 ``--repeats`` after a warm-up, times the blocks a UNet call has at that level (10 and 60); each way's e4m3 output's
@@ -32,7 +33,7 @@ def time_level(rows: int, features: int, inner: int, *, repeats: int) -> dict[st
     import torch
     from torch.nn import functional
 
-    from bench.geglu_gemm_kernel import geglu_gemm
+    from pipeline.diffusion.geglu_float8_kernel import geglu_gemm
 
     torch.manual_seed(0)
     fp8 = torch.float8_e4m3fn
@@ -57,7 +58,7 @@ def time_level(rows: int, features: int, inner: int, *, repeats: int) -> dict[st
     def fused(precise: bool) -> Callable[[], torch.Tensor]:
         return lambda: geglu_gemm(x, weight, input_scale, weight_scale, bias, out_scale, precise=precise)
 
-    ways = {"worker": worker, "fused": fused(True), "fused_fast_accumulation": fused(False)}
+    ways = {"worker": worker, "fused": fused(False), "fused_promoted": fused(True)}
     with torch.no_grad():
         # The exact gate of the same e4m3 operands, in float64: what each way rounds to e4m3.
         projected = (x.double() @ weight.double().t()) * (input_scale * weight_scale).double() + bias.double()
@@ -69,7 +70,7 @@ def time_level(rows: int, features: int, inner: int, *, repeats: int) -> dict[st
         outputs = {name: call().double() for name, call in ways.items()}
         for name, out in outputs.items():
             figures[f"{name}_error_vs_exact"] = round(float((out - exact).norm() / exact.norm()), 5)
-        for name in ("fused", "fused_fast_accumulation"):
+        for name in ("fused", "fused_promoted"):
             figures[f"{name}_differing_share"] = round(float((outputs[name] != outputs["worker"]).float().mean()), 5)
     return figures
 
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "levels": [],
     }
-    totals = {"worker_ms": 0.0, "fused_ms": 0.0, "fused_fast_accumulation_ms": 0.0}
+    totals = {"worker_ms": 0.0, "fused_ms": 0.0, "fused_promoted_ms": 0.0}
     for rows, features, inner, blocks in LEVELS:
         figures = {**time_level(rows, features, inner, repeats=args.repeats), "blocks": blocks}
         results["levels"].append(figures)

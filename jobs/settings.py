@@ -170,6 +170,14 @@ class Settings(BaseSettings):
         "2.5% faster on an H100, but its output's difference from bf16 twice the FP8 linears' alone (BENCHMARKS.md), "
         "and likeness on real weights is unjudged.",
     )
+    render_fused_geglu: bool | None = Field(
+        default=None,
+        description="Render each transformer feed-forward's entry (the GEGLU's FP8 projection, value * gelu(gate), the "
+        "cast to e4m3 for the second layer) as one Triton kernel that gates in its product's epilogue "
+        "(headshot::geglu_float8, pipeline/diffusion/geglu_float8.py): the bf16 projection never goes through memory. "
+        "Needs FP8 rendering in effect (HEADSHOT_RENDER_FLOAT8). Unset: off until timed through the worker; the "
+        "entries alone took 21.5 against 29.3 ms a render call on an H100 (BENCHMARKS.md).",
+    )
     render_subpixel_upsamplers: bool | None = Field(
         default=None,
         description="Render the UNet's up-block samplers (a nearest 2x upsampling, then a 3x3 convolution) as one 2x2 "
@@ -484,6 +492,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 "HEADSHOT_RENDER_FLOAT8_CONVS=true needs FP8 rendering, but HEADSHOT_RENDER_FLOAT8=false: the "
                 "convolutions' input scales are calibrated with the FP8 linears'. Unset one of them."
+            )
+        if self.render_fused_geglu and self.render_float8 is False:
+            raise ValueError(
+                "HEADSHOT_RENDER_FUSED_GEGLU=true needs FP8 rendering, but HEADSHOT_RENDER_FLOAT8=false: the operator "
+                "multiplies the feed-forwards' FP8 layers. Unset one of them."
             )
         if self.render_subpixel_upsamplers and unet and (scope != "blocks" or self.compile_render_glue):
             why = "HEADSHOT_COMPILE_RENDER_GLUE=true" if scope == "blocks" else f"the scope {scope!r}"

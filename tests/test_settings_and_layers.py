@@ -134,6 +134,14 @@ def test_a_gpu_worker_compiles_by_default_a_cpu_one_stays_eager_and_explicit_val
     monkeypatch.delenv("HEADSHOT_RENDER_FLOAT8")
     assert Settings(_env_file=None).render_float8_convs  # type: ignore[call-arg]
     monkeypatch.delenv("HEADSHOT_RENDER_FLOAT8_CONVS")
+    # The feed-forwards' fused entry multiplies their FP8 layers: refused the same way.
+    monkeypatch.setenv("HEADSHOT_RENDER_FUSED_GEGLU", "true")
+    monkeypatch.setenv("HEADSHOT_RENDER_FLOAT8", "false")
+    with pytest.raises(ValueError, match="HEADSHOT_RENDER_FUSED_GEGLU=true needs FP8 rendering, but"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    monkeypatch.delenv("HEADSHOT_RENDER_FLOAT8")
+    assert Settings(_env_file=None).render_fused_geglu  # type: ignore[call-arg]
+    monkeypatch.delenv("HEADSHOT_RENDER_FUSED_GEGLU")
     # Training's too, where training compiles; eager training takes them whatever the scope.
     monkeypatch.setenv("HEADSHOT_TRAIN_FUSED_RESNETS", "true")
     monkeypatch.setenv("HEADSHOT_COMPILE_SCOPE", "regions")

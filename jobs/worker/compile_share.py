@@ -70,6 +70,7 @@ GRAPH_SETTINGS = (
     "compile_render_glue",
     "render_fused_resnets",  # its blocks stay out of the compiled glue
     "render_float8_convs",  # the convolutions' Triton kernels tune and compile in the warm-up; the scales differ
+    "render_fused_geglu",
     "render_subpixel_upsamplers",
     "train_subpixel_upsamplers",
     "unet_channels_last",

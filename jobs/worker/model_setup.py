@@ -141,12 +141,16 @@ def prepare_model(settings: Settings) -> ServingModel:
             # Before any compile, so every graph is traced with the FP8 layers (training runs their bf16 branch
             # unless HEADSHOT_TRAIN_FLOAT8).
             use_float8_rendering(pipe, settings, model.lora_slot)
-        elif settings.render_float8_convs:
-            raise ValueError(
-                "HEADSHOT_RENDER_FLOAT8_CONVS=true needs FP8 rendering in effect, but HEADSHOT_RENDER_FLOAT8 left "
-                f"unset is off for this worker (a {device} {family.value} worker); set it true, or unset "
-                "HEADSHOT_RENDER_FLOAT8_CONVS."
-            )
+        else:
+            for name, value in (
+                ("HEADSHOT_RENDER_FLOAT8_CONVS", settings.render_float8_convs),
+                ("HEADSHOT_RENDER_FUSED_GEGLU", settings.render_fused_geglu),
+            ):
+                if value:
+                    raise ValueError(
+                        f"{name}=true needs FP8 rendering in effect, but HEADSHOT_RENDER_FLOAT8 left unset is off for "
+                        f"this worker (a {device} {family.value} worker); set it true, or unset {name}."
+                    )
         if device.startswith("cuda"):
             use_group_norm_operators(pipe, render_graphs=bool(compiling.cuda_graphs))
         if compiling.render_fused_resnets or compiling.train_fused_resnets:
@@ -340,6 +344,12 @@ def use_float8_rendering(pipe: Any, settings: Settings, slot: Any = None) -> int
 
         # Calibrated with the linears, below; the kept scales name them, so a file without them calibrates afresh.
         log.info("%d ResNet convolutions render in FP8", use_float8_convs(pipe.unet))
+    if settings.render_fused_geglu:
+        from pipeline.diffusion.geglu_float8 import use_fused_feed_forwards
+
+        # Runs diffusers' forward while calibrating (below), so the second layers' scales are calibrated as before.
+        fused = use_fused_feed_forwards(pipe.unet)
+        log.info("%d feed-forwards render their entry through headshot::geglu_float8", fused)
     # Beside the compiled kernels: kept on the same volume, for the same reason (a restart skips the work).
     scales_file = settings.resolved_compile_cache_dir / float8_scales_name(settings)
     reused = calibrated_float8(pipe, STYLES.values(), scales_file, slot)
@@ -436,6 +446,7 @@ def _flux2_profile(settings: Settings, profile: CompileProfile) -> CompileProfil
             ("HEADSHOT_RENDER_FUSED_RESNETS=true", settings.render_fused_resnets),
             ("HEADSHOT_TRAIN_FUSED_RESNETS=true", settings.train_fused_resnets),
             ("HEADSHOT_RENDER_FLOAT8_CONVS=true", settings.render_float8_convs),
+            ("HEADSHOT_RENDER_FUSED_GEGLU=true", settings.render_fused_geglu),
             ("HEADSHOT_RENDER_SUBPIXEL_UPSAMPLERS=true", settings.render_subpixel_upsamplers),
             ("HEADSHOT_TRAIN_SUBPIXEL_UPSAMPLERS=true", settings.train_subpixel_upsamplers),
         )

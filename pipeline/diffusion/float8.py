@@ -142,18 +142,10 @@ class Float8Linear(nn.Linear):
                 "This FP8 layer scales its inputs statically and has not been calibrated; run calibrate_float8 on "
                 "its model (a few renders) before rendering, or convert it with scaling='dynamic'."
             )
-        rows = _rows(x, self.in_features)
         if self.scaling == "static":
-            product = torch._scaled_mm(
-                _cast_input(rows, self.input_scale),
-                self.weight_fp8.t(),
-                scale_a=self.input_scale,
-                scale_b=self.weight_scale,
-                bias=self.bias,
-                out_dtype=x.dtype,
-            )
+            product = self.quantized_product(self.cast_input(x), x.dtype)
             return product.reshape(*x.shape[:-1], self.out_features)
-        quantized, scale = _quantize_rows(rows)
+        quantized, scale = _quantize_rows(_rows(x, self.in_features))
         # The weight is stored (out, in) row-major, so its transpose is the column-major operand _scaled_mm wants.
         product = torch._scaled_mm(
             quantized, self.weight_fp8.t(), scale_a=scale, scale_b=self.weight_scale, out_dtype=x.dtype
@@ -161,6 +153,23 @@ class Float8Linear(nn.Linear):
         if self.bias is not None:
             product = product + self.bias
         return product.reshape(*x.shape[:-1], self.out_features)
+
+    def cast_input(self, x: torch.Tensor) -> torch.Tensor:
+        """A static layer's input ``x`` as the e4m3 (rows, in features) matrix its product takes: divided by the
+        input scale and clipped to FP8's range."""
+        return _cast_input(_rows(x, self.in_features), self.input_scale)
+
+    def quantized_product(self, quantized: torch.Tensor, out_dtype: torch.dtype) -> torch.Tensor:
+        """A static layer's (rows, out features) product of ``quantized``, e4m3 rows divided by its input scale
+        already (``cast_input``, or an operator that writes them so), plus the bias, in ``out_dtype``."""
+        return torch._scaled_mm(
+            quantized,
+            self.weight_fp8.t(),
+            scale_a=self.input_scale,
+            scale_b=self.weight_scale,
+            bias=self.bias,
+            out_dtype=out_dtype,
+        )
 
 
 @torch.no_grad()

@@ -6,10 +6,11 @@ dx`` rows further on in the (pixels, channels) matrix, masked where that falls o
 the reduction is a block of whole rows, contiguous channels, and no im2col copy is ever written. The input comes in
 e4m3, divided by its scale already (by the norm before it, or by the operator's cast of a bf16 input); the weight
 waits in FP8, each out channel's (tap, in channel) values contiguous: Hopper's FP8 products take both operands
-with the reduction innermost. The products accumulate in float32, promoted from the tensor cores' FP8 accumulator
-(which keeps fewer bits, and which Triton on Hopper otherwise keeps for the whole reduction) after every reduction
-tile, as cuBLAS's FP8 products do: left unpromoted, 0.3% of an SDXL convolution's outputs landed further from the
-float32 maths than bf16's rounding explains (BENCHMARKS.md 2026-12-06 twenty-second session). The
+with the reduction innermost. The products accumulate in the tensor cores' FP8 accumulator, which keeps fewer bits
+than float32 (~14, DeepSeek-V3's report; Triton's default on Hopper, cuBLAS's ``use_fast_accum``): promoted to
+float32 after every reduction tile the convolutions took 41% longer (19.7 against 14.0 ms a render call, cuDNN's
+bf16 18.0), each output as far from the float64 convolution within 0.02% (3.69%: its operands' e4m3 rounding
+dominates; BENCHMARKS.md 2026-12-06 twenty-second session). The
 epilogue multiplies by the input's scale and each out channel's weight scale, adds the bias, and rounds once.
 
 ``BLOCK_K`` divides the input channels (so a reduction tile never straddles two taps); the launcher picks it.
@@ -112,12 +113,12 @@ def conv3x3_float8(
     bias: torch.Tensor | None,
     out_dtype: torch.dtype,
     *,
-    precise: bool = True,
+    precise: bool = False,
 ) -> torch.Tensor:
     """``headshot::conv3x3_float8`` on a channels-last e4m3 CUDA tensor ``x`` (N, C, H, W), divided by
     ``input_scale`` already: ``weight`` FP8 (O, 9 C), tap-major; the (N, O, H, W) output in ``out_dtype``,
-    channels-last. ``precise``: the products' sums promoted to float32 after every reduction tile (False: left in the
-    tensor cores' FP8 accumulator, Triton's default on Hopper; timed by ``bench.benchmark_conv_float8``)."""
+    channels-last. ``precise``: the products' sums promoted to float32 after every reduction tile (by default left in
+    the tensor cores' FP8 accumulator, as the module docstring says)."""
     samples, channels_in, height, width = x.shape
     channels_out = weight.shape[0]
     out = torch.empty(

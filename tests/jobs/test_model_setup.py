@@ -92,6 +92,7 @@ def test_a_compiled_worker_compiles_at_start_and_never_for_a_user(
         compile_backend="eager",
         render_float8=float8,
         render_float8_convs=float8,
+        render_fused_geglu=float8,
         compile_scope=scope,
         # bf16 as on a GPU worker, where a cast of a shared component recompiles (diffusers' from_pipe made one);
         # the FP8 case keeps the tiny model's float32.
@@ -110,6 +111,9 @@ def test_a_compiled_worker_compiles_at_start_and_never_for_a_user(
     # And the ResNet convolutions (HEADSHOT_RENDER_FLOAT8_CONVS), inside the compiled UNet, calibrated with them.
     fp8_convs = [module for module in model.pipe.unet.modules() if isinstance(module, Float8Conv2d)]
     assert bool(fp8_convs) == float8 and all(conv.calibrated for conv in fp8_convs)
+    # And the feed-forwards' entries through headshot::geglu_float8 (HEADSHOT_RENDER_FUSED_GEGLU).
+    feed_forwards = [module for module in model.pipe.unet.modules() if type(module).__name__ == "FeedForward"]
+    assert feed_forwards and all(("forward" in vars(ff)) == float8 for ff in feed_forwards)
     # Calibrated at start and kept beside the compiled kernels, so the next start skips it (test_float8_scales.py).
     assert bool(list(settings.resolved_compile_cache_dir.glob("float8-scales-*.json"))) == float8
     unet = model.pipe.unet

@@ -27,6 +27,12 @@ from tests.pipeline.triton_kernels import naming
 # 3.6%), so a product's is ~5.1% rms and a sum of many independent products' no more: 6% bounds the convolution.
 # A tap or channel read from the wrong place misses by ~100%.
 FP8_CONV_ERROR = 0.06
+# The kernel's products sum in the tensor cores' FP8 accumulator (``float8_conv_kernel``): against the float32 maths,
+# 0.2% of an SDXL convolution's output norm on an H100 (3.687% from float64 against 3.680% promoted, in quadrature;
+# BENCHMARKS.md 2026-12-06 twenty-second session); its largest element difference there, 0.031, about 1% of the
+# largest output: bounded at twice that.
+ACCUMULATION_NORM = 0.005
+ACCUMULATION = 0.02
 
 
 def _relative(got: torch.Tensor, expected: torch.Tensor) -> float:
@@ -120,12 +126,15 @@ def test_the_triton_kernel_computes_the_operators_maths_on_every_pixel_and_chann
     unbiased = torch.ops.headshot.conv3x3_float8(x, *args[:3], None, torch.bfloat16)
     for case, out, expected in zip(("biased", "no bias"), outs, (maths, unbiased), strict=True):
         assert out.shape == (2, 48, 5, 7) and out.is_contiguous(memory_format=torch.channels_last), case
-        # The same products summed in float32 in another order (~1e-6 of the largest output apart), each rounded
-        # once to bf16 (truncated in the interpreter): within two bf16 steps of the same value.
+        # The same products summed in another order, each rounded once to bf16 (truncated in the interpreter): on a
+        # GPU in the tensor cores' FP8 accumulator (~14 bits; ``float8_conv_kernel``), whose error grows with the
+        # reduction's length and its sums' size, not the output's. So: within two bf16 steps of the value and
+        # ACCUMULATION of the largest output, where a tap or channel read from the wrong place misses by far more.
         expected, got = expected.float(), out.cpu().float()
-        exceeds = (got - expected).abs() > expected.abs() * 2**-7 + 1e-4 * expected.abs().max()
+        exceeds = (got - expected).abs() > expected.abs() * 2**-7 + ACCUMULATION * expected.abs().max()
         worst = float((got - expected).abs().max().detach())
         assert not bool(exceeds.any()), f"{case}: {int(exceeds.sum())} of {exceeds.numel()} differ, by {worst} at most"
+        assert _relative(got, expected) < ACCUMULATION_NORM, case
 
 
 def test_the_norm_writes_the_convolutions_fp8_input_in_its_own_pass(
@@ -228,7 +237,9 @@ def test_on_a_gpu_the_kernel_is_the_operators_maths_replayed_from_a_cuda_graph()
             maths = torch.ops.headshot.conv3x3_float8(x.contiguous(), *args)  # NCHW: the operator's torch maths
     torch.cuda.synchronize()
     torch.testing.assert_close(replayed, eager, rtol=0, atol=0)
-    torch.testing.assert_close(eager.float(), maths.float(), rtol=2**-7, atol=1e-3, msg=naming("kernel vs maths"))
+    atol = ACCUMULATION * float(maths.abs().max())
+    torch.testing.assert_close(eager.float(), maths.float(), rtol=2**-7, atol=atol, msg=naming("kernel vs maths"))
+    assert _relative(eager, maths) < ACCUMULATION_NORM
     expected = functional.conv2d(x.double(), conv.weight.double(), conv.bias.double(), padding=1)
     assert _relative(eager, expected) < FP8_CONV_ERROR
     # The norm writing the input in e4m3 on the GPU: torch's maths' value, or its neighbour where float32 sums in
@@ -243,7 +254,9 @@ def test_on_a_gpu_the_kernel_is_the_operators_maths_replayed_from_a_cuda_graph()
     assert quantized.dtype == torch.float8_e4m3fn and quantized.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(quantized.float(), maths.float(), rtol=2**-3, atol=2**-9)
     assert float((quantized.float() != maths.float()).float().mean()) < 0.01
-    assert _relative(from_norm, cast_in_loop) < 0.01
+    # The norm's e4m3 is rounded from float32, the cast's from the bf16 activation: the ~3% of values within a bf16
+    # rounding of an e4m3 boundary (2 * 2**-9 of a 2**-4 step) move by one step (6-12%), ~1.5% of the input's norm.
+    assert _relative(from_norm, cast_in_loop) < 0.02
 
 
 def test_the_kernel_compiles_for_the_h200_with_fp8_products_and_no_spills(

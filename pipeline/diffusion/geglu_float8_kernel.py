@@ -1,18 +1,16 @@
-"""An experiment for ``python -m bench.benchmark_geglu_float8``: SDXL's feed-forward entry (the GEGLU's projection in
-FP8, then ``value * gelu(gate)``, cast to e4m3 for the next layer) as one Triton kernel. Not used by the worker.
+"""The Triton kernel behind ``headshot::geglu_float8`` on CUDA (``pipeline.diffusion.geglu_float8`` says why):
+SDXL's feed-forward entry, the GEGLU's projection in FP8 and ``value * gelu(gate)`` cast to e4m3 for the next layer,
+in one kernel.
 
-A worker renders that entry as cuBLAS's FP8 product, which writes the (tokens, 2 x inner) projection in bf16, then an
-inductor kernel that reads it back, applies the gate and writes the e4m3 input of the feed-forward's second layer
-(``triton_poi_fused__scaled_mm__to_copy_clamp_div_gelu_mul_split``, ~5 ms of an H100's ~104 ms render call,
-BENCHMARKS.md 2026-12-06 twenty-first session). Here each program computes one tile of the value's columns and the
-same tile of the gate's, two accumulators over one loop through the input, and its epilogue writes only the gated
-e4m3 result: the bf16 projection never goes through memory (~340 MB a second-level block at a render's size). It
-pays only if the product runs as fast as cuBLAS's; the benchmark says.
+Each program computes one tile of the value's columns and the same tile of the gate's, two accumulators over one
+loop through the input, and its epilogue applies both scales and the bias, gates, divides by the next layer's input
+scale and writes e4m3: the bf16 projection never goes through memory.
 
-On Hopper, Triton leaves an FP8 product's sums in the tensor cores' accumulator, which keeps fewer bits than float32
-(~14, DeepSeek-V3's report), unless told to promote them; cuBLAS's FP8 product (``_scaled_mm`` without
-``use_fast_accum``) promotes. The first timing of this kernel did not (BENCHMARKS.md 2026-12-06 twenty-second
-session); ``geglu_gemm`` now promotes after every reduction tile unless ``precise=False``.
+The products accumulate in the tensor cores' FP8 accumulator, which keeps fewer bits than float32 (~14, DeepSeek-V3's
+report; Triton's default on Hopper, cuBLAS's ``use_fast_accum``). Promoted to float32 after every reduction tile
+(``precise=True``, as the worker's cuBLAS product sums), the kernel took 32% longer and gained nothing: each way's
+e4m3 output is 2.65% from the exact gate of the same operands, its own rounding (BENCHMARKS.md 2026-12-06
+twenty-second session).
 (Triton reads a kernel's annotations and takes only ``tl.constexpr`` there: see ``group_norm_kernel``.)
 """
 
@@ -76,7 +74,7 @@ def geglu_gemm(
     bias: torch.Tensor,
     out_scale: torch.Tensor,
     *,
-    precise: bool = True,
+    precise: bool = False,
 ) -> torch.Tensor:
     """The gated e4m3 (rows, inner) output for ``x`` (rows, features) e4m3 and ``weight`` (2 inner, features) e4m3,
     each by its per-tensor scale, ``bias`` (2 inner,), the result divided by ``out_scale``. ``precise``: the FP8
