@@ -58,6 +58,12 @@ SCALINGS = ("dynamic", "static")
 # 2026-12-03 sixth session) or "eager"; ``bench.benchmark_float8`` variant ``static-blocks-eager-cast`` sets "eager"
 # before compiling (graphs guard on it).
 EAGER_INPUT_CAST = "compiled"
+# Whether a static layer's product sums in the tensor cores' FP8 accumulator (cuBLAS's ``use_fast_accum``), which keeps
+# fewer bits than float32, or promotes its sums to float32 as it goes. The project's own FP8 kernels sum fast: there
+# promoting cost 32-41% and changed no output's distance from exact measurably (BENCHMARKS.md 2026-12-06
+# twenty-second session); ``bench.benchmark_float8``'s ``-fastacc`` variants set True before compiling (graphs trace
+# it).
+FAST_ACCUMULATION = False
 # Layers quantized together by ``refresh_float8``: their weights are stacked in float32 (32 of SDXL's largest,
 # 1280x5120, take 0.8 GB).
 REFRESH_CHUNK = 32
@@ -169,6 +175,7 @@ class Float8Linear(nn.Linear):
             scale_b=self.weight_scale,
             bias=self.bias,
             out_dtype=out_dtype,
+            use_fast_accum=FAST_ACCUMULATION,
         )
 
 
