@@ -13,6 +13,7 @@ each kernel's e4m3 values that differ from the worker's.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -27,7 +28,9 @@ __all__ = ["LEVELS", "main", "time_level"]
 LEVELS = ((8 * 72 * 58, 640, 2560, 10), (8 * 36 * 29, 1280, 5120, 60))
 
 
-def time_level(rows: int, features: int, inner: int, *, repeats: int) -> dict[str, Any]:
+def time_level(
+    rows: int, features: int, inner: int, *, repeats: int, tiles: tuple[tuple[int, int, int, int, int], ...] = ()
+) -> dict[str, Any]:
     """The worker's way and the fused kernel both ways at one level: milliseconds each, and their outputs'
     differences."""
     import torch
@@ -59,6 +62,10 @@ def time_level(rows: int, features: int, inner: int, *, repeats: int) -> dict[st
         return lambda: geglu_gemm(x, weight, input_scale, weight_scale, bias, out_scale, precise=precise)
 
     ways = {"worker": worker, "fused": fused(False), "fused_promoted": fused(True)}
+    for tile in tiles:
+        ways["fused_" + "x".join(map(str, tile))] = functools.partial(
+            geglu_gemm, x, weight, input_scale, weight_scale, bias, out_scale, tiles=tile
+        )
     with torch.no_grad():
         # The exact gate of the same e4m3 operands, in float64: what each way rounds to e4m3.
         projected = (x.double() @ weight.double().t()) * (input_scale * weight_scale).double() + bias.double()
@@ -67,7 +74,7 @@ def time_level(rows: int, features: int, inner: int, *, repeats: int) -> dict[st
         figures: dict[str, Any] = {"rows": rows, "features": features, "inner": inner}
         for name, call in ways.items():
             figures[f"{name}_ms"] = round(median_gpu_seconds(call, repeats) * 1e3, 4)
-        outputs = {name: call().double() for name, call in ways.items()}
+        outputs = {name: ways[name]().double() for name in ("worker", "fused", "fused_promoted")}
         for name, out in outputs.items():
             figures[f"{name}_error_vs_exact"] = round(float((out - exact).norm() / exact.norm()), 5)
         for name in ("fused", "fused_promoted"):
@@ -75,12 +82,27 @@ def time_level(rows: int, features: int, inner: int, *, repeats: int) -> dict[st
     return figures
 
 
+def _tile(text: str) -> tuple[int, int, int, int, int]:
+    block_m, block_n, block_k, warps, stages = (int(part) for part in text.split("x"))
+    return block_m, block_n, block_k, warps, stages
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.benchmark_geglu_float8", description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument(
+        "--tiles",
+        default="",
+        help="comma-separated tile configurations to time the fused kernel with besides its own, each "
+        "ROWSxCOLUMNSxREDUCTIONxWARPSxSTAGES (e.g. 128x128x128x8x3)",
+    )
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)
 
+    try:
+        tiles = tuple(_tile(text) for text in args.tiles.split(",") if text)
+    except ValueError:
+        parser.error(f"--tiles takes ROWSxCOLUMNSxREDUCTIONxWARPSxSTAGES, five whole numbers each, not {args.tiles!r}")
     import torch
 
     if not torch.cuda.is_available():
@@ -93,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     totals = {"worker_ms": 0.0, "fused_ms": 0.0, "fused_promoted_ms": 0.0}
     for rows, features, inner, blocks in LEVELS:
-        figures = {**time_level(rows, features, inner, repeats=args.repeats), "blocks": blocks}
+        figures = {**time_level(rows, features, inner, repeats=args.repeats, tiles=tiles), "blocks": blocks}
         results["levels"].append(figures)
         for key in totals:
             totals[key] += figures[key] * blocks

@@ -175,8 +175,9 @@ class Settings(BaseSettings):
         description="Render each transformer feed-forward's entry (the GEGLU's FP8 projection, value * gelu(gate), the "
         "cast to e4m3 for the second layer) as one Triton kernel that gates in its product's epilogue "
         "(headshot::geglu_float8, pipeline/diffusion/geglu_float8.py): the bf16 projection never goes through memory. "
-        "Needs FP8 rendering in effect (HEADSHOT_RENDER_FLOAT8). Unset: off until timed through the worker; the "
-        "entries alone took 21.5 against 29.3 ms a render call on an H100 (BENCHMARKS.md).",
+        "Needs FP8 rendering in effect (HEADSHOT_RENDER_FLOAT8). Unset: on where FP8 rendering runs on a GPU worker "
+        "channels-last by blocks (a request's GPU time 1.7% less through the worker on an H100, the render's "
+        "difference from bf16 unchanged; BENCHMARKS.md), off elsewhere.",
     )
     render_subpixel_upsamplers: bool | None = Field(
         default=None,

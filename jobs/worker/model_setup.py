@@ -33,6 +33,7 @@ __all__ = [
     "prepare_model",
     "prepare_training",
     "renders_from_graphs",
+    "renders_fused_geglu",
     "renders_in_float8",
     "renders_subpixel_upsamplers",
     "serving_renders",
@@ -140,7 +141,9 @@ def prepare_model(settings: Settings) -> ServingModel:
         if renders_in_float8(settings, compiling, family, device):
             # Before any compile, so every graph is traced with the FP8 layers (training runs their bf16 branch
             # unless HEADSHOT_TRAIN_FLOAT8).
-            use_float8_rendering(pipe, settings, model.lora_slot)
+            use_float8_rendering(
+                pipe, settings, model.lora_slot, fused_geglu=renders_fused_geglu(settings, compiling, device)
+            )
         else:
             for name, value in (
                 ("HEADSHOT_RENDER_FLOAT8_CONVS", settings.render_float8_convs),
@@ -252,6 +255,15 @@ def _glue_defaults(compiling: CompileProfile, device: str) -> tuple[bool, bool]:
     return measured and not compiling.render_glue, measured and compiling.training
 
 
+def renders_fused_geglu(settings: Settings, compiling: CompileProfile, device: str) -> bool:
+    """``HEADSHOT_RENDER_FUSED_GEGLU`` as set; unset, on where FP8 rendering runs on a GPU worker channels-last by
+    blocks, where it was timed: a request's GPU time 3.385 s against 3.445 s through the worker on an H100, the render
+    call's difference from bf16 unchanged (BENCHMARKS.md 2026-12-06 twenty-second session). Only FP8 rendering asks."""
+    if settings.render_fused_geglu is not None:
+        return settings.render_fused_geglu
+    return _channels_last_by_blocks(compiling, device)
+
+
 def renders_subpixel_upsamplers(settings: Settings, compiling: CompileProfile, device: str) -> bool:
     """``HEADSHOT_RENDER_SUBPIXEL_UPSAMPLERS`` as set; unset, on where the fused ResNet blocks' default is (a GPU
     worker channels-last by blocks, its render glue eager), where it was timed: a replayed FP8 render call took
@@ -324,10 +336,10 @@ def _gpu_memory(device: str) -> str:
     return f" ({reserved:.1f} of the GPU's {total:.1f} GiB reserved, {peak:.1f} GiB at most while starting)"
 
 
-def use_float8_rendering(pipe: Any, settings: Settings, slot: Any = None) -> int:
+def use_float8_rendering(pipe: Any, settings: Settings, slot: Any = None, *, fused_geglu: bool = False) -> int:
     """The UNet's transformer linears as static FP8 layers, their input scales kept from an earlier start or
     calibrated now on every style's render (through ``slot`` merged, as a request renders) and kept; returns how many
-    layers."""
+    layers. ``fused_geglu``: the feed-forwards' entries through ``headshot::geglu_float8`` (``renders_fused_geglu``)."""
     from pipeline.diffusion.float8 import use_float8_linears
     from pipeline.diffusion.float8_shared_input import share_input_scales
     from pipeline.diffusion.serving import calibrated_float8
@@ -344,7 +356,7 @@ def use_float8_rendering(pipe: Any, settings: Settings, slot: Any = None) -> int
 
         # Calibrated with the linears, below; the kept scales name them, so a file without them calibrates afresh.
         log.info("%d ResNet convolutions render in FP8", use_float8_convs(pipe.unet))
-    if settings.render_fused_geglu:
+    if fused_geglu:
         from pipeline.diffusion.geglu_float8 import use_fused_feed_forwards
 
         # Runs diffusers' forward while calibrating (below), so the second layers' scales are calibrated as before.

@@ -75,19 +75,23 @@ def geglu_gemm(
     out_scale: torch.Tensor,
     *,
     precise: bool = False,
+    tiles: tuple[int, int, int, int, int] | None = None,
 ) -> torch.Tensor:
     """The gated e4m3 (rows, inner) output for ``x`` (rows, features) e4m3 and ``weight`` (2 inner, features) e4m3,
     each by its per-tensor scale, ``bias`` (2 inner,), the result divided by ``out_scale``. ``precise``: the FP8
     products' sums promoted to float32 after every reduction tile (as cuBLAS's FP8 product the worker runs sums);
-    False leaves them in the tensor cores' FP8 accumulator for the whole reduction (Triton's default on Hopper)."""
+    False leaves them in the tensor cores' FP8 accumulator for the whole reduction (Triton's default on Hopper).
+    ``tiles``: (rows, columns and reduction of a tile, warps, stages) in place of the module's, for the benchmark's
+    search."""
     rows, features = x.shape
     inner = weight.shape[0] // 2
     out = torch.empty((rows, inner), dtype=torch.float8_e4m3fn, device=x.device)
+    block_m, block_n, block_k, warps, stages = tiles or (BLOCK_M, BLOCK_N, BLOCK_K, WARPS, STAGES)
     if rows:
-        grid = (triton.cdiv(rows, BLOCK_M) * triton.cdiv(inner, BLOCK_N),)
+        grid = (triton.cdiv(rows, block_m) * triton.cdiv(inner, block_n),)
         _geglu_gemm[grid](
             x, weight, input_scale, weight_scale, bias, out_scale, out, rows, inner, features,
-            BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K, GROUP_M=GROUP_M, PROMOTE=BLOCK_K if precise else None,
-            num_warps=WARPS, num_stages=STAGES,
+            BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, GROUP_M=GROUP_M, PROMOTE=block_k if precise else None,
+            num_warps=warps, num_stages=stages,
         )  # fmt: skip
     return out

@@ -22,6 +22,7 @@ from jobs.worker.model_setup import (
     lays_out_channels_last,
     prepare_model,
     renders_from_graphs,
+    renders_fused_geglu,
     renders_in_float8,
     renders_subpixel_upsamplers,
     trains_subpixel_upsamplers,
@@ -325,6 +326,16 @@ def test_the_resnet_blocks_fuse_unset_where_the_unet_is_channels_last_by_blocks_
     # Set, the settings decide.
     assert resolved("blocks", render_fused_resnets=False, train_fused_resnets=False) == (False, False)
     assert resolved("blocks", "cpu", render_fused_resnets=True) == (True, False)
+
+
+def test_the_feed_forwards_entries_fuse_unset_where_they_were_timed(tmp_path: Path) -> None:
+    def resolved(device: str = "cuda", fused: bool | None = None, **changes: Any) -> bool:
+        profile = replace(CompileProfile(unet=True, training=True, scope="blocks", channels_last=True), **changes)
+        return renders_fused_geglu(Settings(model="tiny", data_dir=tmp_path, render_fused_geglu=fused), profile, device)
+
+    assert resolved()  # a GPU worker channels-last by blocks, where a request was timed through the worker
+    assert not resolved("cpu") and not resolved(channels_last=False) and not resolved(scope="unet")
+    assert not resolved(fused=False) and resolved("cpu", fused=True)
 
 
 def test_the_samplers_go_subpixel_unset_where_the_resnet_blocks_fuse(tmp_path: Path) -> None:
