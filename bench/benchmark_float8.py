@@ -19,8 +19,9 @@ their convolutions' biases folded into the passes around them (``-fused-biased``
 ``-subpixel`` also renders the up-block samplers as sub-pixel convolutions, ``pipeline.diffusion.upsample_glue``;
 ``-fp8conv`` the ResNet blocks' 3x3 convolutions in FP8, ``pipeline.diffusion.float8_conv``, and ``-fp8convcast``
 the same casting their input in a pass of its own, not in the norm before it; ``-ffgate`` the feed-forwards' entries
-as one FP8 operator that gates in its product's epilogue, ``pipeline.diffusion.geglu_float8``; ``-fastacc`` the FP8
-linears' products summing in the tensor cores' FP8 accumulator, ``float8.FAST_ACCUMULATION``);
+as one FP8 operator that gates in its product's epilogue, ``pipeline.diffusion.geglu_float8``; ``-preciseacc`` the FP8
+linears' products promoting their sums to float32, where a worker sums them in the tensor cores' FP8 accumulator,
+``float8.FAST_ACCUMULATION``);
 ``static-blocks-gn-shared`` (and its ``-graphs``, also with ``-fused-tokens``, and channels-last as
 ``static-blocks-cl-gn-tokens-shared-graphs``) gives each attention's q, k and v one
 input scale and merges their casts, so the norm before them writes one FP8 copy where it wrote three
@@ -61,8 +62,9 @@ __all__ = ["VARIANTS", "main"]
 # up-block samplers as sub-pixel convolutions (pipeline.diffusion.upsample_glue, channels-last only); "-fp8conv" the
 # ResNet blocks' 3x3 convolutions in FP8 too (pipeline.diffusion.float8_conv, calibrated with the linears), their
 # norms writing the FP8 input; "-fp8convcast" the same with the operator casting a bf16 input in a pass of its own;
-# "-ffgate" the feed-forwards' entries through headshot::geglu_float8 (pipeline.diffusion.geglu_float8); "-fastacc"
-# the FP8 linears' products summing in the tensor cores' FP8 accumulator (float8.FAST_ACCUMULATION).
+# "-ffgate" the feed-forwards' entries through headshot::geglu_float8 (pipeline.diffusion.geglu_float8); "-preciseacc"
+# the FP8 linears' products promoting their sums to float32 (float8.FAST_ACCUMULATION off; "-fastacc" was its opposite
+# before fast accumulation became the default).
 VARIANTS: dict[str, tuple[str | None, str]] = {
     "bf16-blocks": (None, "blocks"),
     "dynamic-blocks": ("dynamic", "blocks"),
@@ -90,8 +92,8 @@ VARIANTS: dict[str, tuple[str | None, str]] = {
     "static-blocks-cl-gn-fused-tokens-shared-graphs": ("static", "blocks"),
     "static-blocks-cl-gn-fused-subpixel-tokens-shared-graphs": ("static", "blocks"),
     "static-blocks-cl-gn-fused-subpixel-tokens-shared-ffgate-graphs": ("static", "blocks"),
-    "static-blocks-cl-gn-fused-subpixel-tokens-shared-fastacc-graphs": ("static", "blocks"),
-    "static-blocks-cl-gn-fused-subpixel-tokens-shared-ffgate-fastacc-graphs": ("static", "blocks"),
+    "static-blocks-cl-gn-fused-subpixel-tokens-shared-preciseacc-graphs": ("static", "blocks"),
+    "static-blocks-cl-gn-fused-subpixel-tokens-shared-ffgate-preciseacc-graphs": ("static", "blocks"),
     "static-blocks-cl-gn-fused-tokens-shared-fp8conv-graphs": ("static", "blocks"),
     "static-blocks-cl-gn-fused-tokens-shared-fp8convcast-graphs": ("static", "blocks"),
     "static-blocks-cl-gn-fused-subpixel-tokens-shared-fp8conv-graphs": ("static", "blocks"),
@@ -138,7 +140,7 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
         _uncompile(pipe)
         float8.EAGER_INPUT_CAST = "eager" if name.endswith("-eager-cast") else worker_cast
         float8_conv.NORM_WRITES_FLOAT8 = "fp8convcast" not in name.split("-")
-        float8.FAST_ACCUMULATION = "fastacc" in name.split("-")
+        float8.FAST_ACCUMULATION = worker_accumulation and "preciseacc" not in name.split("-")
         figures = _set_up(pipe, name, calibrate)
         if scope == "blocks":
             compile_unet_blocks(pipe.unet, dynamic=True if name.endswith("-dynamic") else None)

@@ -59,11 +59,11 @@ SCALINGS = ("dynamic", "static")
 # before compiling (graphs guard on it).
 EAGER_INPUT_CAST = "compiled"
 # Whether a static layer's product sums in the tensor cores' FP8 accumulator (cuBLAS's ``use_fast_accum``), which keeps
-# fewer bits than float32, or promotes its sums to float32 as it goes. The project's own FP8 kernels sum fast: there
-# promoting cost 32-41% and changed no output's distance from exact measurably (BENCHMARKS.md 2026-12-06
-# twenty-second session); ``bench.benchmark_float8``'s ``-fastacc`` variants set True before compiling (graphs trace
-# it).
-FAST_ACCUMULATION = False
+# fewer bits than float32, or promotes its sums to float32 as it goes. Fast: a replayed render call 0.1030 s against
+# 0.1060 s on an H100, its difference from bf16 3.82% against 3.85% (BENCHMARKS.md 2026-12-06 twenty-second
+# session): each product's output is rounded to bf16, and the next layer's input to e4m3, far coarser than what the
+# accumulator loses. ``bench.benchmark_float8``'s ``-preciseacc`` variants set False before compiling (graphs trace it).
+FAST_ACCUMULATION = True
 # Layers quantized together by ``refresh_float8``: their weights are stacked in float32 (32 of SDXL's largest,
 # 1280x5120, take 0.8 GB).
 REFRESH_CHUNK = 32
