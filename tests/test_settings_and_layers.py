@@ -126,22 +126,19 @@ def test_a_gpu_worker_compiles_by_default_a_cpu_one_stays_eager_and_explicit_val
     assert Settings(_env_file=None).train_subpixel_upsamplers  # type: ignore[call-arg]
     monkeypatch.setenv("HEADSHOT_COMPILE_TRAINING", "false")  # as set above
     monkeypatch.delenv("HEADSHOT_TRAIN_SUBPIXEL_UPSAMPLERS")
-    # FP8 convolutions calibrate with the FP8 linears: refused with FP8 rendering turned off.
-    monkeypatch.setenv("HEADSHOT_RENDER_FLOAT8_CONVS", "true")
-    monkeypatch.setenv("HEADSHOT_RENDER_FLOAT8", "false")
-    with pytest.raises(ValueError, match="HEADSHOT_RENDER_FLOAT8_CONVS=true needs FP8 rendering, but"):
-        Settings(_env_file=None)  # type: ignore[call-arg]
-    monkeypatch.delenv("HEADSHOT_RENDER_FLOAT8")
-    assert Settings(_env_file=None).render_float8_convs  # type: ignore[call-arg]
-    monkeypatch.delenv("HEADSHOT_RENDER_FLOAT8_CONVS")
-    # The feed-forwards' fused entry multiplies their FP8 layers: refused the same way.
-    monkeypatch.setenv("HEADSHOT_RENDER_FUSED_GEGLU", "true")
-    monkeypatch.setenv("HEADSHOT_RENDER_FLOAT8", "false")
-    with pytest.raises(ValueError, match="HEADSHOT_RENDER_FUSED_GEGLU=true needs FP8 rendering, but"):
-        Settings(_env_file=None)  # type: ignore[call-arg]
-    monkeypatch.delenv("HEADSHOT_RENDER_FLOAT8")
-    assert Settings(_env_file=None).render_fused_geglu  # type: ignore[call-arg]
-    monkeypatch.delenv("HEADSHOT_RENDER_FUSED_GEGLU")
+    # FP8 convolutions calibrate with the FP8 linears, and the feed-forwards' gated entry multiplies them: each refused
+    # with FP8 rendering turned off.
+    for name, field in (
+        ("HEADSHOT_RENDER_FLOAT8_CONVS", "render_float8_convs"),
+        ("HEADSHOT_RENDER_FUSED_GEGLU", "render_fused_geglu"),
+    ):
+        monkeypatch.setenv(name, "true")
+        monkeypatch.setenv("HEADSHOT_RENDER_FLOAT8", "false")
+        with pytest.raises(ValueError, match=f"{name}=true needs FP8 rendering, but"):
+            Settings(_env_file=None)  # type: ignore[call-arg]
+        monkeypatch.delenv("HEADSHOT_RENDER_FLOAT8")
+        assert getattr(Settings(_env_file=None), field)  # type: ignore[call-arg]
+        monkeypatch.delenv(name)
     # Training's too, where training compiles; eager training takes them whatever the scope.
     monkeypatch.setenv("HEADSHOT_TRAIN_FUSED_RESNETS", "true")
     monkeypatch.setenv("HEADSHOT_COMPILE_SCOPE", "regions")
