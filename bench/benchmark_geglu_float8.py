@@ -2,7 +2,8 @@
 (cuBLAS's FP8 product writing the bf16 projection, then inductor's gate-and-cast kernel) against one Triton kernel
 that gates in the product's epilogue (``headshot::geglu_float8``'s, ``pipeline.diffusion.geglu_float8_kernel``), its
 sums in the tensor cores' FP8 accumulator, and the same kernel promoting them to float32 after every reduction tile
-as the worker's cuBLAS product does, on this GPU.
+as cuBLAS's does without fast accumulation, on this GPU. The worker's product sums as ``float8.FAST_ACCUMULATION``
+says (fast since 2026-12-06's twenty-second session; the figures before it timed cuBLAS promoting).
 
 Both levels of SDXL's transformers at a 928x1152 render's CFG batch 8 (tokens, features, inner): each way's median of
 ``--repeats`` after a warm-up, times the blocks a UNet call has at that level (10 and 60); each way's e4m3 output's
@@ -36,6 +37,7 @@ def time_level(
     import torch
     from torch.nn import functional
 
+    from pipeline.diffusion.float8 import FAST_ACCUMULATION
     from pipeline.diffusion.geglu_float8_kernel import geglu_gemm
 
     torch.manual_seed(0)
@@ -54,7 +56,13 @@ def time_level(
 
     def worker() -> torch.Tensor:
         projected = torch._scaled_mm(
-            x, weight.t(), scale_a=input_scale, scale_b=weight_scale, bias=bias, out_dtype=torch.bfloat16
+            x,
+            weight.t(),
+            scale_a=input_scale,
+            scale_b=weight_scale,
+            bias=bias,
+            out_dtype=torch.bfloat16,
+            use_fast_accum=FAST_ACCUMULATION,  # as the worker's FP8 layers sum
         )
         return gate_and_cast(projected)
 

@@ -8,9 +8,9 @@ scale and writes e4m3: the bf16 projection never goes through memory.
 
 The products accumulate in the tensor cores' FP8 accumulator, which keeps fewer bits than float32 (~14, DeepSeek-V3's
 report; Triton's default on Hopper, cuBLAS's ``use_fast_accum``). Promoted to float32 after every reduction tile
-(``precise=True``, as the worker's cuBLAS product sums), the kernel took 32% longer and gained nothing: each way's
-e4m3 output is 2.65% from the exact gate of the same operands, its own rounding (BENCHMARKS.md 2026-12-06
-twenty-second session).
+(``precise=True``, as cuBLAS's FP8 products did before ``float8.FAST_ACCUMULATION``), the kernel took 32% longer and
+gained nothing: each way's e4m3 output is 2.65% from the exact gate of the same operands, its own rounding
+(BENCHMARKS.md 2026-12-06 twenty-second session).
 (Triton reads a kernel's annotations and takes only ``tl.constexpr`` there: see ``group_norm_kernel``.)
 """
 
@@ -80,8 +80,8 @@ def geglu_gemm(
 ) -> torch.Tensor:
     """The gated e4m3 (rows, inner) output for ``x`` (rows, features) e4m3 and ``weight`` (2 inner, features) e4m3,
     each by its per-tensor scale, ``bias`` (2 inner,), the result divided by ``out_scale``. ``precise``: the FP8
-    products' sums promoted to float32 after every reduction tile (as cuBLAS's FP8 product the worker runs sums);
-    False leaves them in the tensor cores' FP8 accumulator for the whole reduction (Triton's default on Hopper).
+    products' sums promoted to float32 after every reduction tile, where by default they stay in the tensor cores'
+    FP8 accumulator for the whole reduction (Triton's default on Hopper).
     ``tiles``: (rows, columns and reduction of a tile, warps, stages) in place of the module's, for the benchmark's
     search."""
     rows, features = x.shape
