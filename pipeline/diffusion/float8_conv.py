@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from pipeline.diffusion.conv_shapes import same_size_3x3
 from pipeline.diffusion.float8 import FLOAT8, FLOAT8_MAX, scale_for
 from pipeline.diffusion.group_norm import channels_last, memory_format_of
 
@@ -48,17 +49,7 @@ NORM_WRITES_FLOAT8 = True
 def convertible(conv: Any) -> bool:
     """Whether ``conv`` is a convolution ``Float8Conv2d`` computes: 3x3, stride 1, zero padding 1, no dilation or
     groups, input channels a multiple of 32 and out channels of 16 (the FP8 products' tiles)."""
-    return (
-        type(conv) is nn.Conv2d
-        and tuple(conv.kernel_size) == (3, 3)
-        and tuple(conv.stride) == (1, 1)
-        and tuple(conv.padding) == (1, 1)
-        and tuple(conv.dilation) == (1, 1)
-        and conv.groups == 1
-        and conv.padding_mode == "zeros"
-        and conv.in_channels % 32 == 0
-        and conv.out_channels % 16 == 0
-    )
+    return same_size_3x3(conv) and conv.in_channels % 32 == 0 and conv.out_channels % 16 == 0
 
 
 class Float8Conv2d(nn.Conv2d):

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from pipeline.diffusion.conv_shapes import same_size_3x3
 from pipeline.diffusion.glue_calls import RENDER, switch_fused, wanted
 from pipeline.diffusion.group_norm import channels_last
 from pipeline.diffusion.subpixel_conv import phase_weights, subpixel_conv
@@ -38,13 +39,7 @@ def fusable(sampler: Any) -> bool:
         and not sampler.use_conv_transpose
         and sampler.interpolate
         and sampler.norm is None
-        and type(conv) is torch.nn.Conv2d
-        and conv.kernel_size == (3, 3)
-        and conv.padding == (1, 1)
-        and conv.stride == (1, 1)
-        and conv.dilation == (1, 1)
-        and conv.groups == 1
-        and conv.padding_mode == "zeros"
+        and same_size_3x3(conv)
     )
 
 
