@@ -19,7 +19,8 @@ their convolutions' biases folded into the passes around them (``-fused-biased``
 ``-subpixel`` also renders the up-block samplers as sub-pixel convolutions, ``pipeline.diffusion.upsample_glue``;
 ``-fp8conv`` the ResNet blocks' 3x3 convolutions in FP8, ``pipeline.diffusion.float8_conv``, and ``-fp8convcast``
 the same casting their input in a pass of its own, not in the norm before it; ``-ffgate`` the feed-forwards' entries
-as one FP8 operator that gates in its product's epilogue, ``pipeline.diffusion.geglu_float8``; ``-preciseacc`` the FP8
+as one FP8 operator that gates in its product's epilogue, ``pipeline.diffusion.geglu_float8`` (``-ffgate-tma`` its
+kernel loading its tiles by the tensor memory accelerator); ``-preciseacc`` the FP8
 linears' products promoting their sums to float32, where a worker sums them in the tensor cores' FP8 accumulator,
 ``float8.FAST_ACCUMULATION``);
 ``static-blocks-gn-shared`` (and its ``-graphs``, also with ``-fused-tokens``, and channels-last as
@@ -40,6 +41,7 @@ calls with the autotuner).
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -64,7 +66,8 @@ __all__ = ["VARIANTS", "main"]
 # norms writing the FP8 input; "-fp8convcast" the same with the operator casting a bf16 input in a pass of its own;
 # "-ffgate" the feed-forwards' entries through headshot::geglu_float8 (pipeline.diffusion.geglu_float8); "-preciseacc"
 # the FP8 linears' products promoting their sums to float32 (float8.FAST_ACCUMULATION off; "-fastacc" was its opposite
-# before fast accumulation became the default).
+# before fast accumulation became the default); "-tma" the gated entries' kernel loading its tiles by TMA
+# (geglu_float8_kernel.TMA_LOADS).
 VARIANTS: dict[str, tuple[str | None, str]] = {
     "bf16-blocks": (None, "blocks"),
     "dynamic-blocks": ("dynamic", "blocks"),
@@ -92,6 +95,7 @@ VARIANTS: dict[str, tuple[str | None, str]] = {
     "static-blocks-cl-gn-fused-tokens-shared-graphs": ("static", "blocks"),
     "static-blocks-cl-gn-fused-subpixel-tokens-shared-graphs": ("static", "blocks"),
     "static-blocks-cl-gn-fused-subpixel-tokens-shared-ffgate-graphs": ("static", "blocks"),
+    "static-blocks-cl-gn-fused-subpixel-tokens-shared-ffgate-tma-graphs": ("static", "blocks"),
     "static-blocks-cl-gn-fused-subpixel-tokens-shared-preciseacc-graphs": ("static", "blocks"),
     "static-blocks-cl-gn-fused-subpixel-tokens-shared-ffgate-preciseacc-graphs": ("static", "blocks"),
     "static-blocks-cl-gn-fused-tokens-shared-fp8conv-graphs": ("static", "blocks"),
@@ -141,6 +145,7 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
         float8.EAGER_INPUT_CAST = "eager" if name.endswith("-eager-cast") else worker_cast
         float8_conv.NORM_WRITES_FLOAT8 = "fp8convcast" not in name.split("-")
         float8.FAST_ACCUMULATION = worker_accumulation and "preciseacc" not in name.split("-")
+        _tma_loads("tma" in name.split("-"))
         figures = _set_up(pipe, name, calibrate)
         if scope == "blocks":
             compile_unet_blocks(pipe.unet, dynamic=True if name.endswith("-dynamic") else None)
@@ -163,6 +168,16 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
     float8.EAGER_INPUT_CAST = worker_cast
     float8_conv.NORM_WRITES_FLOAT8 = True
     float8.FAST_ACCUMULATION = worker_accumulation
+    _tma_loads(False)
+
+
+def _tma_loads(enabled: bool) -> None:
+    """The gated feed-forward entries' kernel loading by TMA (``-tma``) or by pointers, its default."""
+    if not enabled and "pipeline.diffusion.geglu_float8_kernel" not in sys.modules:
+        return  # never loaded (nor needing triton): nothing to reset
+    from pipeline.diffusion import geglu_float8_kernel
+
+    geglu_float8_kernel.TMA_LOADS = enabled
 
 
 def _plain(pipe: Any) -> None:

@@ -2,8 +2,9 @@
 (cuBLAS's FP8 product writing the bf16 projection, then inductor's gate-and-cast kernel) against one Triton kernel
 that gates in the product's epilogue (``headshot::geglu_float8``'s, ``pipeline.diffusion.geglu_float8_kernel``), its
 sums in the tensor cores' FP8 accumulator, and the same kernel promoting them to float32 after every reduction tile
-as cuBLAS's does without fast accumulation, on this GPU. The worker's product sums as ``float8.FAST_ACCUMULATION``
-says (fast since 2026-12-06's twenty-second session; the figures before it timed cuBLAS promoting).
+as cuBLAS's does without fast accumulation, and the kernel loading its tiles by the tensor memory accelerator
+(``fused_tma``), on this GPU. The worker's product sums as ``float8.FAST_ACCUMULATION`` says (fast since 2026-12-06's
+twenty-second session; the figures before it timed cuBLAS promoting).
 
 Both levels of SDXL's transformers at a 928x1152 render's CFG batch 8 (tokens, features, inner): each way's median of
 ``--repeats`` after a warm-up, times the blocks a UNet call has at that level (10 and 60); each way's e4m3 output's
@@ -66,14 +67,17 @@ def time_level(
         )
         return gate_and_cast(projected)
 
-    def fused(precise: bool) -> Callable[[], torch.Tensor]:
-        return lambda: geglu_gemm(x, weight, input_scale, weight_scale, bias, out_scale, precise=precise)
+    def kernel(**options: Any) -> Callable[[], torch.Tensor]:
+        return functools.partial(geglu_gemm, x, weight, input_scale, weight_scale, bias, out_scale, **options)
 
-    ways = {"worker": worker, "fused": fused(False), "fused_promoted": fused(True)}
+    ways = {
+        "worker": worker,
+        "fused": kernel(tma=False),
+        "fused_promoted": kernel(tma=False, precise=True),
+        "fused_tma": kernel(tma=True),
+    }
     for tile in tiles:
-        ways["fused_" + "x".join(map(str, tile))] = functools.partial(
-            geglu_gemm, x, weight, input_scale, weight_scale, bias, out_scale, tiles=tile
-        )
+        ways["fused_" + "x".join(map(str, tile))] = kernel(tma=False, tiles=tile)
     with torch.no_grad():
         # The exact gate of the same e4m3 operands, in float64: what each way rounds to e4m3.
         projected = (x.double() @ weight.double().t()) * (input_scale * weight_scale).double() + bias.double()
@@ -83,16 +87,21 @@ def time_level(
         for name, call in ways.items():
             try:
                 figures[f"{name}_ms"] = round(median_gpu_seconds(call, repeats) * 1e3, 4)
-            except Exception as error:  # a searched tile the card cannot run (shared memory, registers): say so
+            except Exception as error:  # a way or tile this card or triton cannot run (shared memory, TMA): say so
                 if name in ("worker", "fused", "fused_promoted"):
                     raise
                 figures[f"{name}_ms"] = f"{type(error).__name__}: {str(error)[:120]}"
-        outputs = {name: ways[name]().double() for name in ("worker", "fused", "fused_promoted")}
+        compared = [name for name in ("worker", "fused", "fused_promoted", "fused_tma") if _timed(figures, name)]
+        outputs = {name: ways[name]().double() for name in compared}
         for name, out in outputs.items():
             figures[f"{name}_error_vs_exact"] = round(float((out - exact).norm() / exact.norm()), 5)
-        for name in ("fused", "fused_promoted"):
-            figures[f"{name}_differing_share"] = round(float((outputs[name] != outputs["worker"]).float().mean()), 5)
+            if name != "worker":
+                figures[f"{name}_differing_share"] = round(float((out != outputs["worker"]).float().mean()), 5)
     return figures
+
+
+def _timed(figures: dict[str, Any], name: str) -> bool:
+    return isinstance(figures.get(f"{name}_ms"), float)
 
 
 def _tile(text: str) -> tuple[int, int, int, int, int]:
@@ -126,12 +135,12 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "levels": [],
     }
-    totals = {"worker_ms": 0.0, "fused_ms": 0.0, "fused_promoted_ms": 0.0}
+    totals = {"worker_ms": 0.0, "fused_ms": 0.0, "fused_promoted_ms": 0.0, "fused_tma_ms": 0.0}
     for rows, features, inner, blocks in LEVELS:
         figures = {**time_level(rows, features, inner, repeats=args.repeats, tiles=tiles), "blocks": blocks}
         results["levels"].append(figures)
         for key in totals:
-            totals[key] += figures[key] * blocks
+            totals[key] += figures[key] * blocks if isinstance(figures[key], float) else float("nan")
         print("geglu", json.dumps(figures), flush=True)
     results["ms_per_unet_call"] = {key: round(value, 3) for key, value in totals.items()}
     print("feed-forward entries a UNet call (ms)", json.dumps(results["ms_per_unet_call"]), flush=True)

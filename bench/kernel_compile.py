@@ -81,6 +81,10 @@ def _signature(
         if isinstance(value, torch.Tensor):
             signature[param.name] = "*" + _TYPES[value.dtype]
             aligned = value.storage_offset() * value.element_size() % 16 == 0
+        elif type(value).__name__ == "TensorDescriptor":  # a host-made TMA descriptor: its type names dtype and tile
+            from triton.runtime.jit import mangle_type  # type: ignore[import-not-found,unused-ignore]
+
+            signature[param.name], aligned = mangle_type(value), False
         elif isinstance(value, float):
             signature[param.name], aligned = "fp32", False
         else:

@@ -20,7 +20,7 @@ import triton.language as tl  # type: ignore[import-not-found,unused-ignore]
 
 from pipeline.diffusion.float8_conv_kernel import grouped_tile
 
-__all__ = ["BLOCK_K", "BLOCK_M", "BLOCK_N", "geglu_gemm"]
+__all__ = ["BLOCK_K", "BLOCK_M", "BLOCK_N", "TMA_LOADS", "geglu_gemm", "geglu_gemm_tma"]
 
 # Each half's output tile 128 by 128, 8 warps, 3 stages: the fastest of seven tiles at both SDXL levels on an H100
 # (21.2 against 22.0 ms a render call's worth for 128 by 64; BENCHMARKS.md 2026-12-06 twenty-second session).
@@ -30,6 +30,10 @@ BLOCK_K = 128
 WARPS = 8
 STAGES = 3
 GROUP_M = 8
+# Whether ``geglu_gemm`` loads its operands' tiles by the tensor memory accelerator (``_geglu_gemm_tma``) or by
+# pointers: built for the next GPU session's timing (``bench.benchmark_geglu_float8``'s ``fused_tma``,
+# ``bench.benchmark_float8``'s ``-tma``), pointers until it is timed faster.
+TMA_LOADS = False
 
 
 @triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
@@ -58,6 +62,36 @@ def _geglu_gemm(  # type: ignore[no-untyped-def]
         gate_weight = tl.load(weight + inner * features + w_offset, mask=w_mask, other=0.0)
         value = tl.dot(a, value_weight, value, max_num_imprecise_acc=PROMOTE)
         gate = tl.dot(a, gate_weight, gate, max_num_imprecise_acc=PROMOTE)
+    _gate_and_store(value, gate, row, column, input_scale, weight_scale, bias, out_scale, out, rows, inner)
+
+
+@triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
+def _geglu_gemm_tma(  # type: ignore[no-untyped-def]
+    x_desc, w_desc, input_scale, weight_scale, bias, out_scale, out, rows, inner, features,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+):  # fmt: skip
+    """``_geglu_gemm`` with its operands' tiles loaded by the tensor memory accelerator (``x_desc`` and ``w_desc``
+    describe ``x`` and ``weight``): no address arithmetic or masks in the loop, reads past an edge zero-filled. A value
+    tile past ``inner`` reads gate rows; its columns are never stored."""
+    tile_m, tile_n = grouped_tile(rows, inner, BLOCK_M, BLOCK_N, GROUP_M)
+    value = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    gate = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for start in range(0, features, BLOCK_K):
+        a = x_desc.load([tile_m * BLOCK_M, start])
+        value = tl.dot(a, w_desc.load([tile_n * BLOCK_N, start]).T, value)
+        gate = tl.dot(a, w_desc.load([inner + tile_n * BLOCK_N, start]).T, gate)
+    row = tile_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    column = tile_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    _gate_and_store(value, gate, row, column, input_scale, weight_scale, bias, out_scale, out, rows, inner)
+
+
+@triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
+def _gate_and_store(  # type: ignore[no-untyped-def]
+    value, gate, row, column, input_scale, weight_scale, bias, out_scale, out, rows, inner,
+):  # fmt: skip
+    """The epilogue: both scales and the bias, ``value * gelu(gate)`` divided by the next layer's scale, stored in
+    e4m3 where ``row`` and ``column`` fall inside the output."""
+    has_row, has_column = row < rows, column < inner
     scale = tl.load(input_scale) * tl.load(weight_scale)
     value = value * scale + tl.load(bias + column, mask=has_column, other=0.0).to(tl.float32)[None, :]
     gate = gate * scale + tl.load(bias + inner + column, mask=has_column, other=0.0).to(tl.float32)[None, :]
@@ -77,22 +111,47 @@ def geglu_gemm(
     *,
     precise: bool = False,
     tiles: tuple[int, int, int, int, int] | None = None,
+    tma: bool | None = None,
 ) -> torch.Tensor:
     """The gated e4m3 (rows, inner) output for ``x`` (rows, features) e4m3 and ``weight`` (2 inner, features) e4m3,
     each by its per-tensor scale, ``bias`` (2 inner,), the result divided by ``out_scale``. ``precise``: the FP8
     products' sums promoted to float32 after every reduction tile, where by default they stay in the tensor cores'
     FP8 accumulator for the whole reduction (Triton's default on Hopper).
     ``tiles``: (rows, columns and reduction of a tile, warps, stages) in place of the module's, for the benchmark's
-    search."""
+    search. ``tma``: the operands' tiles loaded by the tensor memory accelerator (``_geglu_gemm_tma``; rows of 16
+    bytes' multiples, summed fast); None: as ``TMA_LOADS`` says."""
     rows, features = x.shape
     inner = weight.shape[0] // 2
     out = torch.empty((rows, inner), dtype=torch.float8_e4m3fn, device=x.device)
     block_m, block_n, block_k, warps, stages = tiles or (BLOCK_M, BLOCK_N, BLOCK_K, WARPS, STAGES)
-    if rows:
-        grid = (triton.cdiv(rows, block_m) * triton.cdiv(inner, block_n),)
+    if not rows:
+        return out
+    grid = (triton.cdiv(rows, block_m) * triton.cdiv(inner, block_n),)
+    if (TMA_LOADS if tma is None else tma) and not precise and features % 16 == 0:
+        from triton.tools.tensor_descriptor import TensorDescriptor  # type: ignore[import-not-found,unused-ignore]
+
+        x_desc = TensorDescriptor.from_tensor(x, [block_m, block_k])
+        w_desc = TensorDescriptor.from_tensor(weight, [block_n, block_k])
+        _geglu_gemm_tma[grid](
+            x_desc, w_desc, input_scale, weight_scale, bias, out_scale, out, rows, inner, features,
+            BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, GROUP_M=GROUP_M, num_warps=warps, num_stages=stages,
+        )  # fmt: skip
+    else:
         _geglu_gemm[grid](
             x, weight, input_scale, weight_scale, bias, out_scale, out, rows, inner, features,
             BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, GROUP_M=GROUP_M, PROMOTE=block_k if precise else None,
             num_warps=warps, num_stages=stages,
         )  # fmt: skip
     return out
+
+
+def geglu_gemm_tma(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    input_scale: torch.Tensor,
+    weight_scale: torch.Tensor,
+    bias: torch.Tensor,
+    out_scale: torch.Tensor,
+) -> torch.Tensor:
+    """``geglu_gemm`` through the TMA kernel, by name (the kernels' tests and their compile call host functions)."""
+    return geglu_gemm(x, weight, input_scale, weight_scale, bias, out_scale, tma=True)

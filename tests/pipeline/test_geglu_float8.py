@@ -48,20 +48,23 @@ def test_the_kernel_gates_the_fp8_product_on_every_row_and_column(
     device = kernels.device
     tensors = [torch.tensor(scale, device=device) for scale in scales]
     call = (x.to(device), weight.to(device), tensors[0], tensors[1], bias.to(device), tensors[2])
-    (out,) = kernels.run([("geglu_gemm", call)])
-    assert out.shape == (rows, inner) and out.dtype == fp8
-    expected = _worker_maths(x, weight, scales, bias)
-    # Each output is its e4m3 rounding of the same float32 value (summed in another order): within one e4m3 step
-    # (an eighth of its binade), where a column of the gate's or the value's read from the wrong place misses by far.
-    got = out.cpu().float()
-    binade = torch.exp2(torch.floor(torch.log2(expected.abs().clamp(min=2**-6))))
-    if kernels.interpreted:
-        # The interpreter's e4m3 cast truncates, and where rounding would carry into the exponent it drops a binade
-        # (7.87 to 4.0, not 8.0; a GPU's rounds to 8.0): held to the value only clear of those carries.
-        clear = expected.abs() < torch.exp2(torch.floor(torch.log2(expected.abs().clamp(min=2**-12)))) * 1.875
-        got, expected, binade = got[clear], expected[clear], binade[clear]
-    assert bool(((got - expected).abs() <= binade * 2**-3 * 1.01 + 2**-9).all())
-    assert float((got - expected).norm() / expected.norm()) < 0.04
+    # The pointer loads' kernel and the TMA's (its value tiles past ``inner`` reading gate rows, never stored).
+    outs = kernels.run([("geglu_gemm", call), ("geglu_gemm_tma", call)])
+    maths = _worker_maths(x, weight, scales, bias)
+    for case, out in zip(("pointer loads", "TMA loads"), outs, strict=True):
+        assert out.shape == (rows, inner) and out.dtype == fp8, case
+        # Each output is its e4m3 rounding of the same float32 value (summed in another order): within one e4m3 step
+        # (an eighth of its binade), where a column of the gate's or the value's read from the wrong place misses by
+        # far.
+        got, expected = out.cpu().float(), maths
+        binade = torch.exp2(torch.floor(torch.log2(expected.abs().clamp(min=2**-6))))
+        if kernels.interpreted:
+            # The interpreter's e4m3 cast truncates, and where rounding would carry into the exponent it drops a
+            # binade (7.87 to 4.0, not 8.0; a GPU's rounds to 8.0): held to the value only clear of those carries.
+            clear = expected.abs() < torch.exp2(torch.floor(torch.log2(expected.abs().clamp(min=2**-12)))) * 1.875
+            got, expected, binade = got[clear], expected[clear], binade[clear]
+        assert bool(((got - expected).abs() <= binade * 2**-3 * 1.01 + 2**-9).all()), case
+        assert float((got - expected).norm() / expected.norm()) < 0.04, case
 
 
 def test_the_kernel_compiles_for_the_h200_with_fp8_products_and_no_spills(
@@ -73,8 +76,10 @@ def test_the_kernel_compiles_for_the_h200_with_fp8_products_and_no_spills(
     # SDXL's second level at a 928x1152 render's CFG batch 8: 8,352 tokens, 1,280 features, 5,120 inner.
     scale = meta(dtype=torch.float32)
     call = (meta(8352, 1280), meta(10240, 1280), scale, scale, meta(10240, dtype=torch.bfloat16), scale)
-    compiled, figures = h200_compile(MODULE, [("geglu_gemm", call)])
-    assert len(compiled) == 1 and "wgmma.mma_async" in compiled[0].asm["ptx"] and "cp.async" in compiled[0].asm["ptx"]
+    compiled, figures = h200_compile(MODULE, [("geglu_gemm", call), ("geglu_gemm_tma", call)])
+    assert len(compiled) == 2 and all("wgmma.mma_async" in kernel.asm["ptx"] for kernel in compiled)
+    assert "cp.async" in compiled[0].asm["ptx"]  # the pointer loads, asynchronous
+    assert "cp.async.bulk.tensor" in compiled[1].asm["ptx"]  # the tensor memory accelerator's
     for name, kernel_figures in figures.items():
         assert kernel_figures["spill_bytes"] == 0, (name, kernel_figures)
 
