@@ -42,6 +42,7 @@ PHASES = {
     "decoder wait and load": re.compile(r"^warmed VAE decoder in ([0-9.]+) s"),
     "rendering": re.compile(r"^denoiser and VAE decoder compiled for every style and batch size in ([0-9.]+) s"),
     "ready": re.compile(r"^ready to serve in ([0-9.]+) s"),
+    "taking jobs": re.compile(r"^taking jobs ([0-9.]+) s after the worker's start began"),
 }
 
 

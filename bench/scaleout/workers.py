@@ -86,11 +86,13 @@ def die_with_parent() -> None:
 async def wait_until_ready(
     processes: list[subprocess.Popen[bytes]], data_dir: Path, timeout_s: float
 ) -> dict[str, list[float]]:
-    """Wait until every worker has finished starting up (compiling included, so no burst pays for a compile); return
-    each one's model-load and whole start-up seconds, read from its log. A worker that exits fails the phase."""
+    """Wait until every worker has finished starting up (compiling included, so no burst pays for a compile) and takes
+    jobs (so a customer's first job meets a warm worker, not the start's last steps); return each one's model-load
+    and start-up seconds ("ready to serve", the model's), read from its log. A worker that exits fails the phase."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         figures: dict[str, list[float]] = {"model_load_s": [], "ready_s": []}
+        taking_jobs = 0
         for index, process in enumerate(processes):
             log_text = (data_dir / f"worker-{index}.log").read_text(errors="replace")
             if process.poll() is not None:
@@ -101,7 +103,8 @@ async def wait_until_ready(
             for key, phase in (("model_load_s", "model"), ("ready_s", "ready")):
                 if phase in phases:
                     figures[key].append(phases[phase])
-        if len(figures["ready_s"]) == len(processes):
+            taking_jobs += "taking jobs" in phases
+        if len(figures["ready_s"]) == len(processes) == taking_jobs:
             return figures
         await asyncio.sleep(0.5)
     raise TimeoutError(f"workers were not ready within {timeout_s:.0f} s; see {data_dir}/worker-*.log")

@@ -80,6 +80,7 @@ async def start_worker_state(
     from pipeline.safety.image import ImageSafety
     from pipeline.selfies.faces import FaceAnalyzer
 
+    began = time.monotonic()
     if image_safety is None and settings.image_safety:
         # First: a worker that cannot check its renders stops before minutes of model loading (ModelLoadError names
         # the switch), rather than post them unchecked.
@@ -108,6 +109,10 @@ async def start_worker_state(
     await monitor.offer(model_features(model))
     events = EventPublisher(redis, settings.events_stream)
     gpu = GpuTurns(monitor.gpu_wait.observe)
+    # The start's last line: from here arq polls the queue. "ready to serve" (the model's) comes before the collection
+    # above, which a job enqueued at that line waited for (0.5 s on an H100, BENCHMARKS.md 2026-12-06 twenty-second
+    # session); ``bench.scaleout`` enqueues after this one.
+    log.info("taking jobs %.1f s after the worker's start began", time.monotonic() - began)
     return WorkerState(settings, monitor, events, storage, faces, model, gpu, face_search, image_safety, owns_storage)
 
 
