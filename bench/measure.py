@@ -64,15 +64,28 @@ def measured(device: str) -> Iterator[Measure]:
     result.seconds = time.perf_counter() - started
 
 
-def median_gpu_seconds(call: Callable[[], Any], repeats: int) -> float:
+def median_gpu_seconds(call: Callable[[], Any], repeats: int, *, replayed: bool = False) -> float:
     """Seconds ``call`` keeps the current CUDA stream busy, by CUDA events: the median of ``repeats`` after one
-    warm-up call."""
+    warm-up call. ``replayed``: ``call`` captured once as a CUDA graph and each repeat a replay of it, so a call of
+    several kernels is timed without the host's gaps between their launches (as a worker's replayed UNet call runs
+    them; ``bench.benchmark_geglu_float8``'s standalone worker way was 38% slower launched from Python than inside
+    the render call, BENCHMARKS.md 2026-12-06 twenty-second session)."""
     import statistics
 
     import torch
 
     call()
     torch.cuda.synchronize()
+    if replayed:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # a warm-up off the default stream, as capturing wants
+            call()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            call()
+        call = graph.replay
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     seconds = []
     for _ in range(repeats):
