@@ -6,7 +6,8 @@ stay in the tensor cores' FP8 accumulator), to time what promoting them costs.
 
 The shapes are recorded from one eager UNet call at the linkedin look's size and CFG batch, channels-last (every
 distinct input, with how often a call makes it), so the figures are SDXL's convolutions as a request runs them. Each
-is timed on its own (median of ``--repeats`` after a warm-up) and weighted by its
+is timed on its own (median of ``--repeats`` replays of a CUDA graph of it, as a worker replays its render calls,
+after a warm-up) and weighted by its
 count: milliseconds a UNet call, TFLOP/s, and each FP8 output's relative difference from the float64 convolution.
 """
 
@@ -87,7 +88,7 @@ def time_shape(shape: ConvShape, *, repeats: int) -> dict[str, Any]:
         expected = functional.conv2d(x.double(), conv.weight.double(), layer.bias.double(), padding=1)
         figures: dict[str, Any] = {"shape": list(shape)}
         for name, call in ways.items():
-            seconds = median_gpu_seconds(call, repeats)
+            seconds = median_gpu_seconds(call, repeats, replayed=True)
             figures[f"{name}_ms"] = round(seconds * 1e3, 4)
             figures[f"{name}_tflops"] = round(flop / seconds / 1e12, 1)
             if name != "cudnn_bf16":
@@ -113,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     del pipe
     torch.cuda.empty_cache()
     results: dict[str, Any] = {
+        "timing": "CUDA graph replays",
         "date": time.strftime("%Y-%m-%d"),
         "device": torch.cuda.get_device_name(),
         "torch": torch.__version__,
