@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench.benchmark_unet import unet_call_inputs
-from bench.measure import benchmark_pipeline, median_gpu_seconds
+from bench.measure import benchmark_pipeline, describe_run, median_gpu_seconds
 
 __all__ = ["main", "resnet_conv_shapes"]
 
@@ -114,10 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     del pipe
     torch.cuda.empty_cache()
     results: dict[str, Any] = {
+        **describe_run("sdxl"),
         "timing": "CUDA graph replays",
-        "date": time.strftime("%Y-%m-%d"),
-        "device": torch.cuda.get_device_name(),
-        "torch": torch.__version__,
         "cudnn": torch.backends.cudnn.version(),
         "batch": args.batch,
         "shapes": [],

@@ -19,12 +19,11 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.measure import median_gpu_seconds
+from bench.measure import describe_run, median_gpu_seconds
 
 __all__ = ["LEVELS", "main", "time_level"]
 
@@ -132,10 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available():
         parser.error("needs a CUDA GPU with FP8 tensor cores: the products compared are GPU kernels")
     results: dict[str, Any] = {
+        **describe_run("sdxl"),
         "timing": "CUDA graph replays",
-        "date": time.strftime("%Y-%m-%d"),
-        "device": torch.cuda.get_device_name(),
-        "torch": torch.__version__,
         "levels": [],
     }
     totals = {"worker_ms": 0.0, "fused_ms": 0.0, "fused_promoted_ms": 0.0, "fused_tma_ms": 0.0}
