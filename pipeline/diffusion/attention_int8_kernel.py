@@ -1,0 +1,134 @@
+"""The Triton kernel behind ``headshot::attention_int8`` on CUDA (``pipeline.diffusion.attention_int8`` says why):
+an attention whose first product runs in int8, flash attention's online softmax after it, bf16 in and out.
+
+Each program takes ``BLOCK_M`` queries of one batch row and one head, and walks the keys ``BLOCK_N`` at a time:
+
+- the queries and each tile of keys are rounded to int8 by a scale of each token's own (its largest of the head's
+  values at 127), so one large token costs no other its precision; ``q . k`` is one int8 product summed exactly in
+  int32, and the two tokens' scales undo the rounding's scale in float32;
+- the softmax's weights (at most 1 once the running maximum is taken off) multiply the values in bf16, each tile's
+  product summed in float32 and added to the output's float32 sum; or with ``PV_FLOAT8`` in e4m3: the weights at
+  448 times their value, each tile of values by one scale of the tile's own;
+- the queries, keys and values are read in bf16 where the projections wrote them, (batch, tokens, heads x head
+  size), and rounded in registers: no pass of their own and no transposes; the output is written in that layout.
+
+(Triton reads a kernel's annotations and takes only ``tl.constexpr`` there: see ``group_norm_kernel``.)
+"""
+
+import os
+
+import torch
+import triton  # type: ignore[import-not-found,unused-ignore]
+import triton.language as tl  # type: ignore[import-not-found,unused-ignore]
+
+__all__ = ["BLOCK_M", "BLOCK_N", "PV_FLOAT8", "attention"]
+
+# A program's queries and each step's keys; warps and pipeline stages. The first guess (flash attention's usual
+# Hopper tile at a head size of 64), until ``bench.benchmark_attention_int8 --tiles`` times others.
+BLOCK_M = 128
+BLOCK_N = 128
+WARPS = 8
+STAGES = 2
+# Whether the second product (the softmax's weights by the values) runs in e4m3 or in bf16: bf16 until timed.
+PV_FLOAT8 = False
+
+
+@triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
+def _int8_tokens(tile):  # type: ignore[no-untyped-def]
+    """``tile``'s rows (tokens) as int8 by a scale of each row's own (its largest value at 127, rounded to nearest),
+    and those scales' reciprocals: ``tile ~ int8 * reciprocal[:, None]``. A row of zeros stays zeros."""
+    amax = tl.max(tl.abs(tile), axis=1)
+    scale = tl.where(amax > 0.0, 127.0 / tl.maximum(amax, 1e-30), 1.0)
+    scaled = tile * scale[:, None]
+    rounded = tl.where(scaled >= 0.0, scaled + 0.5, scaled - 0.5).to(tl.int8)  # the cast truncates toward zero
+    return rounded, 1.0 / scale
+
+
+@triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
+def _attention(  # type: ignore[no-untyped-def]
+    q, k, v, out, queries, keys, heads, q_stride, kv_stride, scale,
+    HEAD: tl.constexpr, PADDED: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    PV_FLOAT8: tl.constexpr, BF16: tl.constexpr,
+):  # fmt: skip
+    """``out = softmax(q k^T * scale) v`` for one head: ``q`` and ``out`` (batch, queries, heads x HEAD), ``k`` and
+    ``v`` (batch, keys, heads x HEAD), rows ``q_stride`` and ``kv_stride`` apart, bf16; a head's values read as
+    ``PADDED`` of them, zeros past ``HEAD`` (int8 products take 32 at least). ``PV_FLOAT8``: the second
+    product in e4m3, else in ``BF16`` (bf16, or float32 where Triton's interpreter runs it: it multiplies bf16 tiles
+    as integers)."""
+    block = tl.program_id(0)
+    batch_head = tl.program_id(1)
+    batch = batch_head // heads
+    dim = tl.arange(0, PADDED)
+    has_dim = dim < HEAD
+    column = (batch_head % heads) * HEAD + dim
+    row = block * BLOCK_M + tl.arange(0, BLOCK_M)
+    q_mask = (row < queries)[:, None] & has_dim[None, :]
+    q_offset = (batch * queries + row).to(tl.int64)[:, None] * q_stride + column[None, :]
+    query, q_unscale = _int8_tokens(tl.load(q + q_offset, mask=q_mask, other=0.0).to(tl.float32))
+    # The softmax in base 2: the scale, log2(e) and the queries' own scales in one factor a row.
+    row_factor = q_unscale * (scale * 1.4426950408889634)
+    top = tl.full((BLOCK_M,), float("-inf"), dtype=tl.float32)
+    total = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    acc = tl.zeros((BLOCK_M, PADDED), dtype=tl.float32)
+    for start in range(0, keys, BLOCK_N):
+        key = start + tl.arange(0, BLOCK_N)
+        has_key = key < keys
+        kv_offset = (batch * keys + key).to(tl.int64)[:, None] * kv_stride + column[None, :]
+        kv_mask = has_key[:, None] & has_dim[None, :]
+        key_tile, k_unscale = _int8_tokens(tl.load(k + kv_offset, mask=kv_mask, other=0.0).to(tl.float32))
+        logits = tl.dot(query, tl.trans(key_tile)).to(tl.float32)  # exact: int8 products summed in int32
+        logits = logits * row_factor[:, None] * k_unscale[None, :]
+        logits = tl.where(has_key[None, :], logits, float("-inf"))
+        new_top = tl.maximum(top, tl.max(logits, axis=1))
+        rescale = tl.exp2(top - new_top)
+        weights = tl.exp2(logits - new_top[:, None])
+        total = total * rescale + tl.sum(weights, axis=1)
+        value = tl.load(v + kv_offset, mask=kv_mask, other=0.0)
+        acc = acc * rescale[:, None]
+        if PV_FLOAT8:
+            # The weights, at most 1, at 448 times their value; the tile's values by one scale of the tile's own; the
+            # tile's sum alone in the FP8 accumulator, then added in float32.
+            amax = tl.max(tl.abs(value.to(tl.float32)))
+            v_scale = tl.where(amax > 0.0, 448.0 / tl.maximum(amax, 1e-30), 1.0)
+            value = (value.to(tl.float32) * v_scale).to(tl.float8e4nv)
+            acc += tl.dot((weights * 448.0).to(tl.float8e4nv), value) * (1.0 / (448.0 * v_scale))
+        else:
+            acc = tl.dot(weights.to(BF16), value.to(BF16), acc)  # bf16 products summed in float32
+        top = new_top
+    acc = acc / total[:, None]
+    tl.store(out + q_offset, acc.to(out.dtype.element_ty), mask=q_mask)
+
+
+def _bf16() -> object:
+    """bf16 for the second product, float32 where Triton's interpreter runs the kernel (it multiplies bf16 tiles as
+    integers, triton 3.9)."""
+    return tl.float32 if os.environ.get("TRITON_INTERPRET") == "1" else tl.bfloat16
+
+
+def attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    heads: int,
+    scale: float,
+    *,
+    pv_float8: bool | None = None,
+    tiles: tuple[int, int, int, int] | None = None,
+) -> torch.Tensor:
+    """``softmax(q k^T * scale) v`` per head, bf16 (batch, queries, heads x 64) for ``q`` (batch, queries, heads x
+    64) and ``k``, ``v`` (batch, keys, heads x 64), each token's last axis contiguous. ``pv_float8``: the second
+    product in e4m3 (None: ``PV_FLOAT8``). ``tiles``: (queries and keys
+    of a step, warps, stages) in place of the module's, for the benchmark's search."""
+    batch, queries, width = q.shape
+    keys = k.shape[1]
+    out = torch.empty((batch, queries, width), dtype=q.dtype, device=q.device)
+    if not (batch and queries):
+        return out
+    block_m, block_n, warps, stages = tiles or (BLOCK_M, BLOCK_N, WARPS, STAGES)
+    grid = (triton.cdiv(queries, block_m), batch * heads)
+    _attention[grid](
+        q, k, v, out, queries, keys, heads, q.stride(1), k.stride(1), scale,
+        HEAD=width // heads, PADDED=max(32, width // heads), BLOCK_M=block_m, BLOCK_N=block_n,
+        PV_FLOAT8=PV_FLOAT8 if pv_float8 is None else pv_float8, BF16=_bf16(), num_warps=warps, num_stages=stages,
+    )  # fmt: skip
+    return out
