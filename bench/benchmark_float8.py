@@ -67,7 +67,9 @@ __all__ = ["VARIANTS", "main"]
 # "-ffgate" the feed-forwards' entries through headshot::geglu_float8 (pipeline.diffusion.geglu_float8); "-preciseacc"
 # the FP8 linears' products promoting their sums to float32 (float8.FAST_ACCUMULATION off; "-fastacc" was its opposite
 # before fast accumulation became the default); "-tma" the gated entries' kernel loading its tiles by TMA
-# (geglu_float8_kernel.TMA_LOADS).
+# (geglu_float8_kernel.TMA_LOADS); "-int8attn" the attentions through headshot::attention_int8 (the queries by the
+# keys in int8, pipeline.diffusion.attention_int8), "-fp8pv" with its second product in e4m3
+# (attention_int8_kernel.PV_FLOAT8).
 VARIANTS: dict[str, tuple[str | None, str]] = {
     "bf16-blocks": (None, "blocks"),
     "dynamic-blocks": ("dynamic", "blocks"),
@@ -98,6 +100,8 @@ VARIANTS: dict[str, tuple[str | None, str]] = {
     "static-blocks-cl-gn-fused-subpixel-tokens-shared-ffgate-tma-graphs": ("static", "blocks"),
     "static-blocks-cl-gn-fused-subpixel-tokens-shared-preciseacc-graphs": ("static", "blocks"),
     "static-blocks-cl-gn-fused-subpixel-tokens-shared-ffgate-preciseacc-graphs": ("static", "blocks"),
+    "static-blocks-cl-gn-fused-subpixel-tokens-shared-ffgate-int8attn-graphs": ("static", "blocks"),
+    "static-blocks-cl-gn-fused-subpixel-tokens-shared-ffgate-int8attn-fp8pv-graphs": ("static", "blocks"),
     "static-blocks-cl-gn-fused-tokens-shared-fp8conv-graphs": ("static", "blocks"),
     "static-blocks-cl-gn-fused-tokens-shared-fp8convcast-graphs": ("static", "blocks"),
     "static-blocks-cl-gn-fused-subpixel-tokens-shared-fp8conv-graphs": ("static", "blocks"),
@@ -146,6 +150,7 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
         float8_conv.NORM_WRITES_FLOAT8 = "fp8convcast" not in name.split("-")
         float8.FAST_ACCUMULATION = worker_accumulation and "preciseacc" not in name.split("-")
         _tma_loads("tma" in name.split("-"))
+        _pv_float8("fp8pv" in name.split("-"))
         figures = _set_up(pipe, name, calibrate)
         if scope == "blocks":
             compile_unet_blocks(pipe.unet, dynamic=True if name.endswith("-dynamic") else None)
@@ -169,6 +174,16 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
     float8_conv.NORM_WRITES_FLOAT8 = True
     float8.FAST_ACCUMULATION = worker_accumulation
     _tma_loads(False)
+    _pv_float8(False)
+
+
+def _pv_float8(enabled: bool) -> None:
+    """The int8 attentions' second product in e4m3 (``-fp8pv``) or in bf16, its default."""
+    if not enabled and "pipeline.diffusion.attention_int8_kernel" not in sys.modules:
+        return  # never loaded (nor needing triton): nothing to reset
+    from pipeline.diffusion import attention_int8_kernel
+
+    attention_int8_kernel.PV_FLOAT8 = enabled
 
 
 def _tma_loads(enabled: bool) -> None:
@@ -183,6 +198,7 @@ def _tma_loads(enabled: bool) -> None:
 def _plain(pipe: Any) -> None:
     """Undo what any variant's ``_set_up`` did to ``pipe``'s UNet: bf16 linears, torch's norms, diffusers' glue."""
     from bench.float8_layers import use_bf16_linears
+    from pipeline.diffusion.attention_int8 import use_quantized_attention
     from pipeline.diffusion.float8_conv import use_bf16_convs
     from pipeline.diffusion.geglu_float8 import use_fused_feed_forwards
     from pipeline.diffusion.group_norm import use_group_norm_operator
@@ -191,6 +207,7 @@ def _plain(pipe: Any) -> None:
     from pipeline.diffusion.upsample_glue import use_subpixel_upsamplers
 
     use_fused_feed_forwards(pipe.unet, enabled=False)
+    use_quantized_attention(pipe.unet, enabled=False)
     use_bf16_linears(pipe.unet)
     use_bf16_convs(pipe.unet)
     use_group_norm_operator(pipe.unet, enabled=False)
@@ -228,6 +245,10 @@ def _set_up(pipe: Any, name: str, calibrate: Callable[[], None]) -> dict[str, An
         figures["fused_transformers"] = use_fused_transformers(pipe.unet)
     if "subpixel" in parts:
         figures["subpixel_upsamplers"] = use_subpixel_upsamplers(pipe.unet)
+    if "int8attn" in parts:
+        from pipeline.diffusion.attention_int8 import use_quantized_attention
+
+        figures["int8_attentions"] = use_quantized_attention(pipe.unet)
     if scaling:
         figures["fp8_layers"] = use_float8_linears(pipe.unet, scaling=scaling)
         if "shared" in parts:
