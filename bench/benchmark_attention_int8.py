@@ -1,8 +1,9 @@
 """``python -m bench.benchmark_attention_int8``: SDXL's attentions at a render's sizes, as a worker runs them (torch's
 ``scaled_dot_product_attention``, which picks cuDNN's bf16 flash attention on a Hopper GPU, on diffusers' per-head
 views) against ``headshot::attention_int8``'s Triton kernel (``pipeline.diffusion.attention_int8_kernel``: the
-queries by the keys in int8, the weights by the values in bf16) and the same kernel with that second product in e4m3
-(``int8_fp8pv``), on this GPU.
+queries by the keys in int8, each key by a scale of its own, the weights by the values in bf16), and the same kernel
+with one scale for each tile of keys (``int8_tilek``), with its second product in e4m3 (``int8_fp8pv``), and with its
+first in bf16 (``bf16qk``: the kernel itself against cuDNN's), on this GPU.
 
 Each of the UNet call's four attention shapes at a 928x1152 render's CFG batch 8 (self- and cross-attention at both
 levels, head size 64): each way's median of ``--repeats`` replays of a CUDA graph of it, times the attentions a UNet
@@ -32,7 +33,7 @@ SHAPES = (
     ("cross 1280", 36 * 29, 77, 20, 60),
 )
 BATCH, HEAD = 8, 64
-WAYS = ("worker", "int8", "int8_fp8pv")
+WAYS = ("worker", "int8", "int8_tilek", "int8_fp8pv", "bf16qk")
 
 
 def time_shape(
@@ -63,15 +64,19 @@ def time_shape(
         out = functional.scaled_dot_product_attention(split(q), split(k), split(v))
         return out.transpose(1, 2).reshape(BATCH, queries, width)
 
+    def kernel(**options: Any) -> Callable[[], torch.Tensor]:
+        defaults = {"qk_int8": True, "k_per_token": True, "pv_float8": False}
+        return functools.partial(attention, q, k, v, heads, HEAD**-0.5, **{**defaults, **options})
+
     ways: dict[str, Callable[[], torch.Tensor]] = {
         "worker": worker,
-        "int8": functools.partial(attention, q, k, v, heads, HEAD**-0.5, pv_float8=False),
-        "int8_fp8pv": functools.partial(attention, q, k, v, heads, HEAD**-0.5, pv_float8=True),
+        "int8": kernel(),
+        "int8_tilek": kernel(k_per_token=False),
+        "int8_fp8pv": kernel(pv_float8=True),
+        "bf16qk": kernel(qk_int8=False),
     }
     for tile in tiles:
-        ways["int8_" + "x".join(map(str, tile))] = functools.partial(
-            attention, q, k, v, heads, HEAD**-0.5, pv_float8=False, tiles=tile
-        )
+        ways["int8_" + "x".join(map(str, tile))] = kernel(tiles=tile)
     figures: dict[str, Any] = {"queries": queries, "keys": keys, "heads": heads}
     with torch.no_grad():
         exact = torch.softmax(split(q).double() @ split(k).double().transpose(-1, -2) * HEAD**-0.5, dim=-1)
