@@ -2,8 +2,9 @@
 ``scaled_dot_product_attention``, which picks cuDNN's bf16 flash attention on a Hopper GPU, on diffusers' per-head
 views) against ``headshot::attention_int8``'s Triton kernel (``pipeline.diffusion.attention_int8_kernel``: the
 queries by the keys in int8, each key by a scale of its own, the weights by the values in bf16), and the same kernel
-with one scale for each tile of keys (``int8_tilek``), with its second product in e4m3 (``int8_fp8pv``), and with its
-first in bf16 (``bf16qk``: the kernel itself against cuDNN's), on this GPU.
+with one scale for each tile of keys (``int8_tilek``), with the keys rounded by a pass of their own first
+(``int8_prekeys``), with its second product in e4m3 (``int8_fp8pv``), and with its first in bf16 (``bf16qk``: the
+kernel itself against cuDNN's), on this GPU.
 
 Each of the UNet call's four attention shapes at a 928x1152 render's CFG batch 8 (self- and cross-attention at both
 levels, head size 64): each way's median of ``--repeats`` replays of a CUDA graph of it, times the attentions a UNet
@@ -33,7 +34,7 @@ SHAPES = (
     ("cross 1280", 36 * 29, 77, 20, 60),
 )
 BATCH, HEAD = 8, 64
-WAYS = ("worker", "int8", "int8_tilek", "int8_fp8pv", "bf16qk")
+WAYS = ("worker", "int8", "int8_tilek", "int8_prekeys", "int8_fp8pv", "bf16qk")
 
 
 def time_shape(
@@ -65,13 +66,14 @@ def time_shape(
         return out.transpose(1, 2).reshape(BATCH, queries, width)
 
     def kernel(**options: Any) -> Callable[[], torch.Tensor]:
-        defaults = {"qk_int8": True, "k_per_token": True, "pv_float8": False}
+        defaults = {"qk_int8": True, "k_per_token": True, "keys_int8": False, "pv_float8": False}
         return functools.partial(attention, q, k, v, heads, HEAD**-0.5, **{**defaults, **options})
 
     ways: dict[str, Callable[[], torch.Tensor]] = {
         "worker": worker,
         "int8": kernel(),
         "int8_tilek": kernel(k_per_token=False),
+        "int8_prekeys": kernel(keys_int8=True),
         "int8_fp8pv": kernel(pv_float8=True),
         "bf16qk": kernel(qk_int8=False),
     }

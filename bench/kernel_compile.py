@@ -42,6 +42,7 @@ _TYPES = {
     torch.float32: "fp32",
     torch.float8_e4m3fn: "fp8e4nv",
     torch.float8_e5m2: "fp8e5",
+    torch.int8: "i8",
     torch.int32: "i32",
     torch.int64: "i64",
 }
@@ -75,7 +76,7 @@ def _signature(
     signature, constants, attributes = {}, {}, {}
     for index, param in enumerate(kernel.params):
         value = values[param.name]
-        if param.is_constexpr:
+        if param.is_constexpr or value is None:  # a None pointer is a constant, as Triton's launcher makes it
             signature[param.name], constants[param.name] = "constexpr", value
             continue
         if isinstance(value, torch.Tensor):

@@ -23,7 +23,17 @@ import torch
 import triton  # type: ignore[import-not-found,unused-ignore]
 import triton.language as tl  # type: ignore[import-not-found,unused-ignore]
 
-__all__ = ["BLOCK_M", "BLOCK_N", "K_PER_TOKEN", "PV_FLOAT8", "QK_INT8", "attention"]
+__all__ = [
+    "BLOCK_M",
+    "BLOCK_N",
+    "KEYS_INT8",
+    "K_PER_TOKEN",
+    "PV_FLOAT8",
+    "QK_INT8",
+    "attention",
+    "attention_keys_int8",
+    "quantize_tokens",
+]
 
 # A program's queries and each step's keys; warps and pipeline stages. The first guess (flash attention's usual
 # Hopper tile at a head size of 64), until ``bench.benchmark_attention_int8 --tiles`` times others.
@@ -37,6 +47,11 @@ PV_FLOAT8 = False
 # int8 at all (False: bf16, as a control for the kernel itself against cuDNN's): the benchmark times each.
 K_PER_TOKEN = True
 QK_INT8 = True
+# Whether the keys are rounded to int8 once, by a pass of their own (``quantize_tokens``), or by every program that
+# reads them (a tile of keys in every program of its head: ~40% more work an element beside the softmax's, where the
+# pass costs one read of the keys and a write of half of it): the benchmark times both.
+KEYS_INT8 = False
+ROWS = 64  # tokens a program of ``quantize_tokens`` rounds
 
 
 @triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
@@ -58,15 +73,19 @@ def _int8_tokens(tile, PER_TOKEN: tl.constexpr):  # type: ignore[no-untyped-def]
 
 @triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
 def _attend(  # type: ignore[no-untyped-def]
-    query, row_factor, top, total, acc, k, v, kv_offset, kv_mask, has_key,
-    MASKED: tl.constexpr, QK_INT8: tl.constexpr, K_PER_TOKEN: tl.constexpr, PV_FLOAT8: tl.constexpr,
-    BF16: tl.constexpr,
+    query, row_factor, top, total, acc, k, key_scales, v, kv_offset, scale_offset, kv_mask, has_key,
+    MASKED: tl.constexpr, QK_INT8: tl.constexpr, K_PER_TOKEN: tl.constexpr, KEYS_INT8: tl.constexpr,
+    PV_FLOAT8: tl.constexpr, BF16: tl.constexpr,
 ):  # fmt: skip
     """One tile of keys and values into the running maximum ``top``, sum ``total`` and output ``acc`` of a program's
-    queries; ``MASKED``: the last tile, past the keys (only it pays for the mask)."""
-    key_tile = tl.load(k + kv_offset, mask=kv_mask, other=0.0)
-    if QK_INT8:
+    queries; ``MASKED``: the last tile, past the keys (only it pays for the mask). ``KEYS_INT8``: ``k`` holds the keys
+    rounded already, ``key_scales`` their scales' reciprocals."""
+    key_tile = tl.load(k + kv_offset, mask=kv_mask, other=0)
+    if KEYS_INT8:
+        k_unscale = tl.load(key_scales + scale_offset, mask=has_key, other=1.0)
+    elif QK_INT8:
         key_tile, k_unscale = _int8_tokens(key_tile.to(tl.float32), K_PER_TOKEN)
+    if QK_INT8:
         # int8 products summed exactly in int32, then read as floats by the bits of 1.5 * 2**23 (0x4B400000): an int32
         # n with |n| < 2**22 (a sum is at most 127 * 127 * 128) added to them is the float 12582912 + n exactly, for an
         # integer add where the conversion instruction runs at a quarter of the float adds' rate. The offset goes with
@@ -106,9 +125,10 @@ def _attend(  # type: ignore[no-untyped-def]
 
 @triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
 def _attention(  # type: ignore[no-untyped-def]
-    q, k, v, out, queries, keys, heads, q_stride, kv_stride, scale,
+    q, k, key_scales, v, out, queries, keys, heads, q_stride, kv_stride, scale,
     HEAD: tl.constexpr, PADDED: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    QK_INT8: tl.constexpr, K_PER_TOKEN: tl.constexpr, PV_FLOAT8: tl.constexpr, BF16: tl.constexpr,
+    QK_INT8: tl.constexpr, K_PER_TOKEN: tl.constexpr, KEYS_INT8: tl.constexpr, PV_FLOAT8: tl.constexpr,
+    BF16: tl.constexpr,
 ):  # fmt: skip
     """``out = softmax(q k^T * scale) v`` for one head: ``q`` and ``out`` (batch, queries, heads x HEAD), ``k`` and
     ``v`` (batch, keys, heads x HEAD), rows ``q_stride`` and ``kv_stride`` apart, bf16; a head's values read as
@@ -135,22 +155,55 @@ def _attention(  # type: ignore[no-untyped-def]
     total = tl.zeros((BLOCK_M,), dtype=tl.float32)
     acc = tl.zeros((BLOCK_M, PADDED), dtype=tl.float32)
     whole = keys // BLOCK_N * BLOCK_N
+    head = batch_head % heads
     for start in range(0, whole, BLOCK_N):
         key = start + tl.arange(0, BLOCK_N)
         kv_offset = (batch * keys + key).to(tl.int64)[:, None] * kv_stride + column[None, :]
         top, total, acc = _attend(
-            query, row_factor, top, total, acc, k, v, kv_offset, has_dim[None, :], key < keys,
-            False, QK_INT8, K_PER_TOKEN, PV_FLOAT8, BF16,
+            query, row_factor, top, total, acc, k, key_scales, v, kv_offset, (batch * keys + key) * heads + head,
+            has_dim[None, :], key < keys, False, QK_INT8, K_PER_TOKEN, KEYS_INT8, PV_FLOAT8, BF16,
         )  # fmt: skip
     if whole < keys:
         key = whole + tl.arange(0, BLOCK_N)
         kv_offset = (batch * keys + key).to(tl.int64)[:, None] * kv_stride + column[None, :]
         top, total, acc = _attend(
-            query, row_factor, top, total, acc, k, v, kv_offset, (key < keys)[:, None] & has_dim[None, :], key < keys,
-            True, QK_INT8, K_PER_TOKEN, PV_FLOAT8, BF16,
+            query, row_factor, top, total, acc, k, key_scales, v, kv_offset, (batch * keys + key) * heads + head,
+            (key < keys)[:, None] & has_dim[None, :], key < keys, True, QK_INT8, K_PER_TOKEN, KEYS_INT8, PV_FLOAT8,
+            BF16,
         )  # fmt: skip
     acc = acc / total[:, None]
     tl.store(out + q_offset, acc.to(out.dtype.element_ty), mask=q_mask)
+
+
+@triton.jit  # type: ignore[untyped-decorator,misc,unused-ignore]
+def _quantize_tokens(  # type: ignore[no-untyped-def]
+    x, out, unscale, rows, heads, stride, HEAD: tl.constexpr, PADDED: tl.constexpr, ROWS: tl.constexpr,
+):  # fmt: skip
+    """``ROWS`` tokens of one head of ``x`` (rows, heads x HEAD), rows ``stride`` apart, rounded to int8 by a scale of
+    each token's own into ``out`` (the same layout), the scales' reciprocals into ``unscale`` (rows, heads)."""
+    head = tl.program_id(1)
+    row = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
+    dim = tl.arange(0, PADDED)
+    mask = (row < rows)[:, None] & (dim < HEAD)[None, :]
+    offset = row.to(tl.int64)[:, None] * stride + head * HEAD + dim[None, :]
+    rounded, reciprocal = _int8_tokens(tl.load(x + offset, mask=mask, other=0.0).to(tl.float32), True)
+    tl.store(out + offset, rounded, mask=mask)
+    tl.store(unscale + row * heads + head, reciprocal, mask=row < rows)
+
+
+def quantize_tokens(x: torch.Tensor, heads: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x`` (batch, tokens, heads x size), each token's head rounded to int8 by its own scale (as the attention
+    kernel rounds its keys), and those scales' reciprocals, float32 (batch x tokens, heads)."""
+    batch, tokens, width = x.shape
+    rows = batch * tokens
+    out = torch.empty((batch, tokens, width), dtype=torch.int8, device=x.device)
+    unscale = torch.empty((rows, heads), dtype=torch.float32, device=x.device)
+    if rows:
+        size = width // heads
+        _quantize_tokens[(triton.cdiv(rows, ROWS), heads)](
+            x, out, unscale, rows, heads, x.stride(1), HEAD=size, PADDED=max(32, size), ROWS=ROWS,
+        )  # fmt: skip
+    return out, unscale
 
 
 def _bf16() -> object:
@@ -169,12 +222,14 @@ def attention(
     pv_float8: bool | None = None,
     k_per_token: bool | None = None,
     qk_int8: bool | None = None,
+    keys_int8: bool | None = None,
     tiles: tuple[int, int, int, int] | None = None,
 ) -> torch.Tensor:
     """``softmax(q k^T * scale) v`` per head, bf16 (batch, queries, heads x 64) for ``q`` (batch, queries, heads x
     64) and ``k``, ``v`` (batch, keys, heads x 64), each token's last axis contiguous. ``pv_float8``: the second
     product in e4m3, ``k_per_token``: a scale for each key, ``qk_int8``: the first product in int8 (None: the
-    module's ``PV_FLOAT8``, ``K_PER_TOKEN``, ``QK_INT8``). ``tiles``: (queries and keys
+    module's ``PV_FLOAT8``, ``K_PER_TOKEN``, ``QK_INT8``); ``keys_int8``: the keys rounded by a pass of their own
+    first (``KEYS_INT8``; with int8 keys, a scale each). ``tiles``: (queries and keys
     of a step, warps, stages) in place of the module's, for the benchmark's search."""
     batch, queries, width = q.shape
     keys = k.shape[1]
@@ -182,13 +237,24 @@ def attention(
     if not (batch and queries):
         return out
     block_m, block_n, warps, stages = tiles or (BLOCK_M, BLOCK_N, WARPS, STAGES)
+    qk_int8 = QK_INT8 if qk_int8 is None else qk_int8
+    keys_int8 = qk_int8 and (KEYS_INT8 if keys_int8 is None else keys_int8)
+    key_scales = None
+    if keys_int8:
+        k, key_scales = quantize_tokens(k, heads)
     grid = (triton.cdiv(queries, block_m), batch * heads)
     _attention[grid](
-        q, k, v, out, queries, keys, heads, q.stride(1), k.stride(1), scale,
+        q, k, key_scales, v, out, queries, keys, heads, q.stride(1), k.stride(1), scale,
         HEAD=width // heads, PADDED=max(32, width // heads), BLOCK_M=block_m, BLOCK_N=block_n,
-        QK_INT8=QK_INT8 if qk_int8 is None else qk_int8,
-        K_PER_TOKEN=K_PER_TOKEN if k_per_token is None else k_per_token,
+        QK_INT8=qk_int8, K_PER_TOKEN=keys_int8 or (K_PER_TOKEN if k_per_token is None else k_per_token),
+        KEYS_INT8=keys_int8,
         PV_FLOAT8=PV_FLOAT8 if pv_float8 is None else pv_float8,
         BF16=_bf16(), num_warps=warps, num_stages=stages,
     )  # fmt: skip
     return out
+
+
+def attention_keys_int8(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, scale: float) -> torch.Tensor:
+    """``attention`` with the keys rounded by a pass of their own first, by name (the kernels' tests and their compile
+    call host functions)."""
+    return attention(q, k, v, heads, scale, keys_int8=True)

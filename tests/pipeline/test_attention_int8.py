@@ -65,10 +65,13 @@ def test_the_kernel_attends_as_the_operator_maths_on_every_query_key_and_head(
         v = (torch.randn(batch, keys, heads * size, generator=generator) * 3).bfloat16()
         k[0, 5 % keys] *= 20
         device = kernels.device
-        calls.append(("attention", (q.to(device), k.to(device), v.to(device), heads, size**-0.5)))
-        expected.append((attention_int8(q, k, v, heads, size**-0.5), _exact(q, k, v, heads)))
+        # Each way: the keys rounded in every program that reads them, and by a pass of their own first.
+        for function in ("attention", "attention_keys_int8"):
+            calls.append((function, (q.to(device), k.to(device), v.to(device), heads, size**-0.5)))
+            expected.append((attention_int8(q, k, v, heads, size**-0.5), _exact(q, k, v, heads)))
     outs = kernels.run(calls)
-    for case, out, (maths, exact) in zip(cases, outs, expected, strict=True):
+    names = [f"{case}, {way}" for case in cases for way in ("in the programs", "by a pass first")]
+    for case, out, (maths, exact) in zip(names, outs, expected, strict=True):
         got = out.cpu()
         assert got.shape == maths.shape and got.dtype == torch.bfloat16, case
         # The same int8 logits (exact sums) and float32 softmax; the kernel multiplies bf16 weights by the values
@@ -90,9 +93,12 @@ def test_the_kernel_compiles_for_the_h200_with_int8_and_bf16_products_and_no_spi
     calls = [
         ("attention", (meta(8, 4176, 640), meta(8, 4176, 640), meta(8, 4176, 640), 10, 0.125)),
         ("attention", (meta(8, 4176, 640), meta(8, 77, 640), meta(8, 77, 640), 10, 0.125)),
+        ("attention_keys_int8", (meta(8, 4176, 640), meta(8, 4176, 640), meta(8, 4176, 640), 10, 0.125)),
     ]
     compiled, figures = h200_compile(MODULE, calls)
-    for kernel in compiled:
+    # The attention three times, and the keys' rounding pass before the third.
+    assert len(compiled) == 4 and "_quantize_tokens" in compiled[2].name
+    for kernel in compiled[:2] + compiled[3:]:
         ptx = kernel.asm["ptx"]
         assert "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8" in ptx  # the queries by the keys, in int8
         assert ".f32.bf16.bf16" in ptx  # the weights by the values, in bf16
