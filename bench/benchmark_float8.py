@@ -41,6 +41,7 @@ calls with the autotuner).
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -67,9 +68,9 @@ __all__ = ["VARIANTS", "main"]
 # "-ffgate" the feed-forwards' entries through headshot::geglu_float8 (pipeline.diffusion.geglu_float8); "-preciseacc"
 # the FP8 linears' products promoting their sums to float32 (float8.FAST_ACCUMULATION off; "-fastacc" was its opposite
 # before fast accumulation became the default); "-tma" the gated entries' kernel loading its tiles by TMA
-# (geglu_float8_kernel.TMA_LOADS); "-int8attn" the attentions through headshot::attention_int8 (the queries by the
-# keys in int8, pipeline.diffusion.attention_int8), "-fp8pv" with its second product in e4m3
-# (attention_int8_kernel.PV_FLOAT8).
+# (geglu_float8_kernel.TMA_LOADS), "-ptrloads" by pointers; "-int8attn" the attentions through headshot::attention_int8
+# (the queries by the keys in int8, pipeline.diffusion.attention_int8), "-fp8pv" with its second product in e4m3
+# (attention_int8_kernel.PV_FLOAT8), "-prekeys" its keys rounded by a pass of their own (KEYS_INT8).
 VARIANTS: dict[str, tuple[str | None, str]] = {
     "bf16-blocks": (None, "blocks"),
     "dynamic-blocks": ("dynamic", "blocks"),
@@ -102,6 +103,8 @@ VARIANTS: dict[str, tuple[str | None, str]] = {
     "static-blocks-cl-gn-fused-subpixel-tokens-shared-ffgate-preciseacc-graphs": ("static", "blocks"),
     "static-blocks-cl-gn-fused-subpixel-tokens-shared-ffgate-int8attn-graphs": ("static", "blocks"),
     "static-blocks-cl-gn-fused-subpixel-tokens-shared-ffgate-int8attn-fp8pv-graphs": ("static", "blocks"),
+    "static-blocks-cl-gn-fused-subpixel-tokens-shared-ffgate-int8attn-prekeys-graphs": ("static", "blocks"),
+    "static-blocks-cl-gn-fused-subpixel-tokens-shared-ffgate-ptrloads-graphs": ("static", "blocks"),
     "static-blocks-cl-gn-fused-tokens-shared-fp8conv-graphs": ("static", "blocks"),
     "static-blocks-cl-gn-fused-tokens-shared-fp8convcast-graphs": ("static", "blocks"),
     "static-blocks-cl-gn-fused-subpixel-tokens-shared-fp8conv-graphs": ("static", "blocks"),
@@ -149,8 +152,7 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
         float8.EAGER_INPUT_CAST = "eager" if name.endswith("-eager-cast") else worker_cast
         float8_conv.NORM_WRITES_FLOAT8 = "fp8convcast" not in name.split("-")
         float8.FAST_ACCUMULATION = worker_accumulation and "preciseacc" not in name.split("-")
-        _tma_loads("tma" in name.split("-"))
-        _pv_float8("fp8pv" in name.split("-"))
+        _kernel_switches(name.split("-"))
         figures = _set_up(pipe, name, calibrate)
         if scope == "blocks":
             compile_unet_blocks(pipe.unet, dynamic=True if name.endswith("-dynamic") else None)
@@ -173,26 +175,29 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
     float8.EAGER_INPUT_CAST = worker_cast
     float8_conv.NORM_WRITES_FLOAT8 = True
     float8.FAST_ACCUMULATION = worker_accumulation
-    _tma_loads(False)
-    _pv_float8(False)
+    _kernel_switches([])
 
 
-def _pv_float8(enabled: bool) -> None:
-    """The int8 attentions' second product in e4m3 (``-fp8pv``) or in bf16, its default."""
-    if not enabled and "pipeline.diffusion.attention_int8_kernel" not in sys.modules:
-        return  # never loaded (nor needing triton): nothing to reset
-    from pipeline.diffusion import attention_int8_kernel
+# Each kernel switch a variant's name can set: (module, constant, the name part turning it on, the part turning it off).
+_KERNEL_SWITCHES = (
+    ("geglu_float8_kernel", "TMA_LOADS", "tma", "ptrloads"),
+    ("attention_int8_kernel", "PV_FLOAT8", "fp8pv", None),
+    ("attention_int8_kernel", "KEYS_INT8", "prekeys", None),
+)
+_KERNEL_DEFAULTS: dict[tuple[str, str], bool] = {}  # each switch's value in the module, as a worker runs it
 
-    attention_int8_kernel.PV_FLOAT8 = enabled
 
-
-def _tma_loads(enabled: bool) -> None:
-    """The gated feed-forward entries' kernel loading by TMA (``-tma``) or by pointers, its default."""
-    if not enabled and "pipeline.diffusion.geglu_float8_kernel" not in sys.modules:
-        return  # never loaded (nor needing triton): nothing to reset
-    from pipeline.diffusion import geglu_float8_kernel
-
-    geglu_float8_kernel.TMA_LOADS = enabled
+def _kernel_switches(parts: list[str]) -> None:
+    """Each kernel switch on or off where the variant's name ``parts`` say so, else as the module has it: the gated
+    entries' loads by TMA ("-tma") or by pointers ("-ptrloads"), the int8 attention's second product in e4m3
+    ("-fp8pv") and its keys rounded by a pass of their own ("-prekeys")."""
+    for module, constant, on, off in _KERNEL_SWITCHES:
+        named = on in parts or (off is not None and off in parts)
+        if not named and f"pipeline.diffusion.{module}" not in sys.modules:
+            continue  # never loaded (nor needing triton): nothing to set or reset
+        loaded = importlib.import_module(f"pipeline.diffusion.{module}")
+        default = _KERNEL_DEFAULTS.setdefault((module, constant), getattr(loaded, constant))
+        setattr(loaded, constant, on in parts if named else default)
 
 
 def _plain(pipe: Any) -> None:
