@@ -1,6 +1,6 @@
 """``python -m bench.benchmark_attention_int8``: SDXL's attentions at a render's sizes, as a worker runs them (torch's
 ``scaled_dot_product_attention``, which picks cuDNN's bf16 flash attention on a Hopper GPU, on diffusers' per-head
-views) against ``headshot::attention_int8``'s Triton kernel (``pipeline.diffusion.attention_int8_kernel``: the
+views) against ``headshot::attention_int8``'s Triton kernel (``bench.attention_int8_kernel``: the
 queries by the keys in int8, each key by a scale of its own, the weights by the values in bf16), and the same kernel
 with one scale for each tile of keys (``int8_tilek``), with the keys rounded by a pass of their own first
 (``int8_prekeys``), with its second product in e4m3 (``int8_fp8pv``), and with its first in bf16 (``bf16qk``: the
@@ -50,7 +50,7 @@ def time_shape(
     import torch
     from torch.nn import functional
 
-    from pipeline.diffusion.attention_int8_kernel import attention
+    from bench.attention_int8_kernel import attention
 
     torch.manual_seed(0)
     width = heads * HEAD

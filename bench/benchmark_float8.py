@@ -69,7 +69,7 @@ __all__ = ["VARIANTS", "main"]
 # the FP8 linears' products promoting their sums to float32 (float8.FAST_ACCUMULATION off; "-fastacc" was its opposite
 # before fast accumulation became the default); "-tma" the gated entries' kernel loading its tiles by TMA
 # (geglu_float8_kernel.TMA_LOADS), "-ptrloads" by pointers; "-int8attn" the attentions through headshot::attention_int8
-# (the queries by the keys in int8, pipeline.diffusion.attention_int8), "-fp8pv" with its second product in e4m3
+# (the queries by the keys in int8, bench.attention_int8), "-fp8pv" with its second product in e4m3
 # (attention_int8_kernel.PV_FLOAT8), "-prekeys" its keys rounded by a pass of their own (KEYS_INT8).
 VARIANTS: dict[str, tuple[str | None, str]] = {
     "bf16-blocks": (None, "blocks"),
@@ -180,9 +180,9 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
 
 # Each kernel switch a variant's name can set: (module, constant, the name part turning it on, the part turning it off).
 _KERNEL_SWITCHES = (
-    ("geglu_float8_kernel", "TMA_LOADS", "tma", "ptrloads"),
-    ("attention_int8_kernel", "PV_FLOAT8", "fp8pv", None),
-    ("attention_int8_kernel", "KEYS_INT8", "prekeys", None),
+    ("pipeline.diffusion.geglu_float8_kernel", "TMA_LOADS", "tma", "ptrloads"),
+    ("bench.attention_int8_kernel", "PV_FLOAT8", "fp8pv", None),
+    ("bench.attention_int8_kernel", "KEYS_INT8", "prekeys", None),
 )
 _KERNEL_DEFAULTS: dict[tuple[str, str], bool] = {}  # each switch's value in the module, as a worker runs it
 
@@ -193,17 +193,17 @@ def _kernel_switches(parts: list[str]) -> None:
     ("-fp8pv") and its keys rounded by a pass of their own ("-prekeys")."""
     for module, constant, on, off in _KERNEL_SWITCHES:
         named = on in parts or (off is not None and off in parts)
-        if not named and f"pipeline.diffusion.{module}" not in sys.modules:
+        if not named and module not in sys.modules:
             continue  # never loaded (nor needing triton): nothing to set or reset
-        loaded = importlib.import_module(f"pipeline.diffusion.{module}")
+        loaded = importlib.import_module(module)
         default = _KERNEL_DEFAULTS.setdefault((module, constant), getattr(loaded, constant))
         setattr(loaded, constant, on in parts if named else default)
 
 
 def _plain(pipe: Any) -> None:
     """Undo what any variant's ``_set_up`` did to ``pipe``'s UNet: bf16 linears, torch's norms, diffusers' glue."""
+    from bench.attention_int8 import use_quantized_attention
     from bench.float8_layers import use_bf16_linears
-    from pipeline.diffusion.attention_int8 import use_quantized_attention
     from pipeline.diffusion.float8_conv import use_bf16_convs
     from pipeline.diffusion.geglu_float8 import use_fused_feed_forwards
     from pipeline.diffusion.group_norm import use_group_norm_operator
@@ -251,7 +251,7 @@ def _set_up(pipe: Any, name: str, calibrate: Callable[[], None]) -> dict[str, An
     if "subpixel" in parts:
         figures["subpixel_upsamplers"] = use_subpixel_upsamplers(pipe.unet)
     if "int8attn" in parts:
-        from pipeline.diffusion.attention_int8 import use_quantized_attention
+        from bench.attention_int8 import use_quantized_attention
 
         figures["int8_attentions"] = use_quantized_attention(pipe.unet)
     if scaling:

@@ -179,14 +179,6 @@ class Settings(BaseSettings):
         "channels-last by blocks (a request's GPU time 1.7% less through the worker on an H100, the render's "
         "difference from bf16 unchanged; BENCHMARKS.md), off elsewhere.",
     )
-    render_int8_attention: bool | None = Field(
-        default=None,
-        description="Render the UNet's attentions with the product of the queries by the keys in int8, each token "
-        "rounded by a scale of its own and the sums exact, the softmax in float32 and the weights by the values in "
-        "bf16 (headshot::attention_int8, pipeline/diffusion/attention_int8.py: one Triton kernel on a GPU). Training "
-        "keeps diffusers' attention. Unset: off, until it is timed against cuDNN's attention through the worker "
-        "(BENCHMARKS.md).",
-    )
     render_subpixel_upsamplers: bool | None = Field(
         default=None,
         description="Render the UNet's up-block samplers (a nearest 2x upsampling, then a 3x3 convolution) as one 2x2 "

@@ -71,7 +71,6 @@ GRAPH_SETTINGS = (
     "render_fused_resnets",  # its blocks stay out of the compiled glue
     "render_float8_convs",  # the convolutions' Triton kernels tune and compile in the warm-up; the scales differ
     "render_fused_geglu",
-    "render_int8_attention",
     "render_subpixel_upsamplers",
     "train_subpixel_upsamplers",
     "unet_channels_last",

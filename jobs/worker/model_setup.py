@@ -43,7 +43,6 @@ __all__ = [
     "use_float8_rendering",
     "use_fused_resnet_blocks",
     "use_group_norm_operators",
-    "use_int8_attention",
     "use_subpixel_samplers",
 ]
 
@@ -139,9 +138,6 @@ def prepare_model(settings: Settings) -> ServingModel:
     # the start fails before it is waited for.
     decoder = start_decoder_process(pipe, settings, compiling, device)
     with decoder or contextlib.nullcontext():
-        # Before any compile (the blocks trace the forward it installs) and FP8's calibration, which then calibrates
-        # to_out's input scale on what the int8 attention writes.
-        use_int8_attention(pipe, settings)
         if renders_in_float8(settings, compiling, family, device):
             # Before any compile, so every graph is traced with the FP8 layers (training runs their bf16 branch
             # unless HEADSHOT_TRAIN_FLOAT8).
@@ -340,18 +336,6 @@ def _gpu_memory(device: str) -> str:
     return f" ({reserved:.1f} of the GPU's {total:.1f} GiB reserved, {peak:.1f} GiB at most while starting)"
 
 
-def use_int8_attention(pipe: Any, settings: Settings) -> int:
-    """The UNet's attentions rendered through ``headshot::attention_int8`` where ``HEADSHOT_RENDER_INT8_ATTENTION``
-    asks; returns how many."""
-    if not settings.render_int8_attention:
-        return 0
-    from pipeline.diffusion.attention_int8 import use_quantized_attention
-
-    quantized = use_quantized_attention(pipe.unet)
-    log.info("%d attentions render through headshot::attention_int8", quantized)
-    return quantized
-
-
 def use_float8_rendering(pipe: Any, settings: Settings, slot: Any = None, *, fused_geglu: bool = False) -> int:
     """The UNet's transformer linears as static FP8 layers, their input scales kept from an earlier start or
     calibrated now on every style's render (through ``slot`` merged, as a request renders) and kept; returns how many
@@ -475,7 +459,6 @@ def _flux2_profile(settings: Settings, profile: CompileProfile) -> CompileProfil
             ("HEADSHOT_TRAIN_FUSED_RESNETS=true", settings.train_fused_resnets),
             ("HEADSHOT_RENDER_FLOAT8_CONVS=true", settings.render_float8_convs),
             ("HEADSHOT_RENDER_FUSED_GEGLU=true", settings.render_fused_geglu),
-            ("HEADSHOT_RENDER_INT8_ATTENTION=true", settings.render_int8_attention),
             ("HEADSHOT_RENDER_SUBPIXEL_UPSAMPLERS=true", settings.render_subpixel_upsamplers),
             ("HEADSHOT_TRAIN_SUBPIXEL_UPSAMPLERS=true", settings.train_subpixel_upsamplers),
         )

@@ -1,17 +1,20 @@
-"""An attention rendered with its first product in int8 (``headshot::attention_int8``), the second in bf16.
+"""An experiment: an attention rendered with its first product in int8 (``headshot::attention_int8``), the second
+in bf16, and what it measured against the cuDNN attention a worker runs.
 
-Attention is a fifth of an SDXL render call on an H100 (cuDNN's bf16 flash attention, 19.9 of 101 ms, BENCHMARKS.md
-2026-12-06 twenty-second session), and the product of the queries by the keys is half its work. Hopper's tensor
-cores multiply int8 at twice bf16's rate, and sum int8 products exactly in int32. Rounded per token (each query's
-and each key's largest value at 127, SageAttention's scheme), a head's queries and keys keep ~7 bits against FP8's 3:
-on random tokens the attention's output is ~2% from float32's where e4m3 queries and keys put it ~5% away. The
-softmax stays in float32 and the weights multiply the values in bf16, as cuDNN's kernel does (its Triton kernel,
-``attention_int8_kernel``, can run that product in e4m3 too, for the benchmark).
+Attention is a fifth of an SDXL render call on an H100 (cuDNN's bf16 flash attention, ~19 of ~98 ms), and the
+product of the queries by the keys is half its work. Hopper's tensor cores multiply int8 at twice bf16's rate and sum
+int8 products exactly in int32. Rounded per token (each query's and each key's largest value at 127, SageAttention's
+scheme), a head's queries and keys keep ~7 bits against FP8's 3: on random tokens the output is ~2% from float32's
+where e4m3 queries and keys put it ~5% away. The softmax stays in float32 and the weights multiply the values in bf16.
 
-``use_quantized_attention`` switches it on for rendering (``glue_calls``) in diffusers attentions of the plain kind
-(``fusable``); training keeps diffusers' forward. Elsewhere (a CPU, tests) the same rounding runs in torch ops. What
-it saves is timed by ``python -m bench.benchmark_attention_int8`` (the attention alone) and by
-``python -m bench.benchmark_float8`` with ``-int8attn`` in a variant's name (a render call).
+Measured on an H100 (BENCHMARKS.md 2026-12-06 twenty-third session), it lost: a render call's attentions took 46.6 ms
+through the kernel (37.5 at its best tile) against cuDNN's 19.9, and its bf16 control (the kernel with its first
+product in bf16) 33.4, so the Triton kernel itself is the gap: without warp specialisation its softmax, rounding and
+products run one after the other at a head size of 64, where cuDNN overlaps them. It stays here, out of the worker,
+as the baseline for the next attempt: ``python -m bench.benchmark_attention_int8`` times it alone, and
+``python -m bench.benchmark_float8`` with ``-int8attn`` in a variant's name a render call through it
+(``use_quantized_attention``: rendering only, through ``glue_calls``, in diffusers attentions of the plain kind;
+training keeps diffusers' forward). Elsewhere (a CPU, tests) the same rounding runs in torch ops.
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ def _attention_int8_shape(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hea
 
 @attention_int8.register_kernel("cuda")
 def _attention_int8_cuda(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, scale: float) -> torch.Tensor:
-    from pipeline.diffusion.attention_int8_kernel import attention
+    from bench.attention_int8_kernel import attention
 
     return attention(q.contiguous(), k.contiguous(), v.contiguous(), heads, scale)
 

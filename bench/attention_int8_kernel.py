@@ -1,5 +1,6 @@
-"""The Triton kernel behind ``headshot::attention_int8`` on CUDA (``pipeline.diffusion.attention_int8`` says why):
-an attention whose first product runs in int8, flash attention's online softmax after it, bf16 in and out.
+"""The Triton kernel behind ``headshot::attention_int8`` on CUDA (``bench.attention_int8``: an experiment, slower than
+cuDNN's attention on an H100): an attention whose first product runs in int8, flash attention's online softmax after
+it, bf16 in and out.
 
 Each program takes ``BLOCK_M`` queries of one batch row and one head, and walks the keys ``BLOCK_N`` at a time:
 
@@ -35,13 +36,16 @@ __all__ = [
     "quantize_tokens",
 ]
 
-# A program's queries and each step's keys; warps and pipeline stages. The first guess (flash attention's usual
-# Hopper tile at a head size of 64), until ``bench.benchmark_attention_int8 --tiles`` times others.
+# A program's queries and each step's keys; warps and pipeline stages: flash attention's usual Hopper tile at a head
+# size of 64. On an H100 ``bench.benchmark_attention_int8 --tiles`` found 128 by 64 with 4 warps and 3 stages 20%
+# faster (37.5 against 46.6 ms a render call's worth, still short of cuDNN's 19.9), but at 255 registers a thread,
+# spilling where the keys come rounded (``KEYS_INT8``); this one compiles to 204 and no spills either way.
 BLOCK_M = 128
 BLOCK_N = 128
 WARPS = 8
 STAGES = 2
-# Whether the second product (the softmax's weights by the values) runs in e4m3 or in bf16: bf16 until timed.
+# Whether the second product (the softmax's weights by the values) runs in e4m3 or in bf16: e4m3 was slower (69.0
+# against 46.6 ms a render call's worth) and 4x further from exact.
 PV_FLOAT8 = False
 # Whether each key has a scale of its own (each tile of keys one, where False) and whether the first product runs in
 # int8 at all (False: bf16, as a control for the kernel itself against cuDNN's): the benchmark times each.
@@ -49,7 +53,7 @@ K_PER_TOKEN = True
 QK_INT8 = True
 # Whether the keys are rounded to int8 once, by a pass of their own (``quantize_tokens``), or by every program that
 # reads them (a tile of keys in every program of its head: ~40% more work an element beside the softmax's, where the
-# pass costs one read of the keys and a write of half of it): the benchmark times both.
+# pass costs one read of the keys and a write of half of it): the pass was slower (50.5 against 46.6 ms).
 KEYS_INT8 = False
 ROWS = 64  # tokens a program of ``quantize_tokens`` rounds
 
