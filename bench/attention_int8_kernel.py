@@ -227,7 +227,7 @@ def attention(
     k_per_token: bool | None = None,
     qk_int8: bool | None = None,
     keys_int8: bool | None = None,
-    tiles: tuple[int, int, int, int] | None = None,
+    tiles: tuple[int, ...] | None = None,
 ) -> torch.Tensor:
     """``softmax(q k^T * scale) v`` per head, bf16 (batch, queries, heads x 64) for ``q`` (batch, queries, heads x
     64) and ``k``, ``v`` (batch, keys, heads x 64), each token's last axis contiguous. ``pv_float8``: the second

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.measure import describe_run, median_gpu_seconds
+from bench.measure import add_tiles_option, describe_run, median_gpu_seconds, parse_tiles
 
 __all__ = ["SHAPES", "main", "time_shape"]
 
@@ -34,6 +34,7 @@ SHAPES = (
     ("cross 1280", 36 * 29, 77, 20, 60),
 )
 BATCH, HEAD = 8, 64
+TILE_FIELDS = "QUERIESxKEYSxWARPSxSTAGES"
 WAYS = ("worker", "int8", "int8_tilek", "int8_prekeys", "int8_fp8pv", "bf16qk")
 
 
@@ -44,7 +45,7 @@ def time_shape(
     *,
     repeats: int,
     spread: float,
-    tiles: tuple[tuple[int, int, int, int], ...] = (),
+    tiles: tuple[tuple[int, ...], ...] = (),
 ) -> dict[str, Any]:
     """Each way at one shape: milliseconds, and its output's difference from the exact attention."""
     import torch
@@ -95,11 +96,6 @@ def time_shape(
     return figures
 
 
-def _tile(text: str) -> tuple[int, int, int, int]:
-    block_m, block_n, warps, stages = (int(part) for part in text.split("x"))
-    return block_m, block_n, warps, stages
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.benchmark_attention_int8", description=__doc__.split("\n")[0]
@@ -108,19 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--logit-spread", type=float, default=1.0, help="the random logits' standard deviation (default: 1)"
     )
-    parser.add_argument(
-        "--tiles",
-        default="",
-        help="comma-separated tile configurations to time the int8 kernel with besides its own, each "
-        "QUERIESxKEYSxWARPSxSTAGES (e.g. 128x64x4x3)",
-    )
+    add_tiles_option(parser, "int8 kernel", TILE_FIELDS, "128x64x4x3")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)
 
-    try:
-        tiles = tuple(_tile(text) for text in args.tiles.split(",") if text)
-    except ValueError:
-        parser.error(f"--tiles takes QUERIESxKEYSxWARPSxSTAGES, four whole numbers each, not {args.tiles!r}")
+    tiles = parse_tiles(parser, args, TILE_FIELDS)
     import torch
 
     if not torch.cuda.is_available():

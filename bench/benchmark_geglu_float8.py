@@ -23,16 +23,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.measure import describe_run, median_gpu_seconds
+from bench.measure import add_tiles_option, describe_run, median_gpu_seconds, parse_tiles
 
 __all__ = ["LEVELS", "main", "time_level"]
 
 # (tokens of CFG batch 8 at 928x1152, features, inner, transformer blocks a UNet call)
 LEVELS = ((8 * 72 * 58, 640, 2560, 10), (8 * 36 * 29, 1280, 5120, 60))
+TILE_FIELDS = "ROWSxCOLUMNSxREDUCTIONxWARPSxSTAGES"
 
 
 def time_level(
-    rows: int, features: int, inner: int, *, repeats: int, tiles: tuple[tuple[int, int, int, int, int], ...] = ()
+    rows: int, features: int, inner: int, *, repeats: int, tiles: tuple[tuple[int, ...], ...] = ()
 ) -> dict[str, Any]:
     """The worker's way and the fused kernel both ways at one level: milliseconds each, and their outputs'
     differences."""
@@ -105,27 +106,14 @@ def _timed(figures: dict[str, Any], name: str) -> bool:
     return isinstance(figures.get(f"{name}_ms"), float)
 
 
-def _tile(text: str) -> tuple[int, int, int, int, int]:
-    block_m, block_n, block_k, warps, stages = (int(part) for part in text.split("x"))
-    return block_m, block_n, block_k, warps, stages
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.benchmark_geglu_float8", description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=50)
-    parser.add_argument(
-        "--tiles",
-        default="",
-        help="comma-separated tile configurations to time the fused kernel with besides its own, each "
-        "ROWSxCOLUMNSxREDUCTIONxWARPSxSTAGES (e.g. 128x128x128x8x3)",
-    )
+    add_tiles_option(parser, "fused kernel", TILE_FIELDS, "128x128x128x8x3")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)
 
-    try:
-        tiles = tuple(_tile(text) for text in args.tiles.split(",") if text)
-    except ValueError:
-        parser.error(f"--tiles takes ROWSxCOLUMNSxREDUCTIONxWARPSxSTAGES, five whole numbers each, not {args.tiles!r}")
+    tiles = parse_tiles(parser, args, TILE_FIELDS)
     import torch
 
     if not torch.cuda.is_available():

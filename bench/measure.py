@@ -18,6 +18,7 @@ from PIL import Image
 __all__ = [
     "Measure",
     "add_cudnn_autotune_switch",
+    "add_tiles_option",
     "benchmark_pipeline",
     "describe_run",
     "free_memory",
@@ -25,6 +26,7 @@ __all__ = [
     "list_recorder",
     "measured",
     "median_gpu_seconds",
+    "parse_tiles",
     "report",
     "sample_images",
     "synchronize",
@@ -194,6 +196,30 @@ def add_cudnn_autotune_switch(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cudnn-autotune", choices=("on", "off"), default="off", help="cuDNN's autotuner (the worker's default: off)"
     )
+
+
+def add_tiles_option(parser: argparse.ArgumentParser, kernel: str, fields: str, example: str) -> None:
+    """``--tiles``: comma-separated tile configurations of a Triton ``kernel`` to time besides its own, each its
+    ``fields`` joined by "x" (e.g. "ROWSxCOLUMNSxWARPSxSTAGES"); ``parse_tiles`` reads them."""
+    parser.add_argument(
+        "--tiles",
+        default="",
+        help=f"comma-separated tile configurations to time the {kernel} with besides its own, each {fields} "
+        f"(e.g. {example})",
+    )
+
+
+def parse_tiles(parser: argparse.ArgumentParser, args: argparse.Namespace, fields: str) -> tuple[tuple[int, ...], ...]:
+    """``--tiles`` as tuples of whole numbers, one for each of ``fields`` (``add_tiles_option``'s); a bad one ends
+    the program with a message naming it."""
+    count = len(fields.split("x"))
+    try:
+        tiles = tuple(tuple(int(part) for part in text.split("x")) for text in args.tiles.split(",") if text)
+    except ValueError:
+        tiles = ((),)
+    if any(len(tile) != count for tile in tiles):
+        parser.error(f"--tiles takes {fields}, {count} whole numbers each, not {args.tiles!r}")
+    return tiles
 
 
 def use_cudnn_autotune(args: argparse.Namespace) -> None:

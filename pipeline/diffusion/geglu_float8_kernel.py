@@ -110,7 +110,7 @@ def geglu_gemm(
     out_scale: torch.Tensor,
     *,
     precise: bool = False,
-    tiles: tuple[int, int, int, int, int] | None = None,
+    tiles: tuple[int, ...] | None = None,
     tma: bool | None = None,
 ) -> torch.Tensor:
     """The gated e4m3 (rows, inner) output for ``x`` (rows, features) e4m3 and ``weight`` (2 inner, features) e4m3,

@@ -262,3 +262,21 @@ def test_decoder_benchmark_times_each_way_at_a_workers_shapes_and_counts_their_g
     assert len(decodes) == 3 * len(WAYS)
     assert {entry["latents"][0] for entry in decodes} == {1, 4}  # a request's batch and the single images
     assert all(entry["decode_s"] > 0 and entry["max_difference_vs_eager"] < 1e-3 for entry in decodes)
+
+
+def test_the_kernel_benchmarks_tiles_are_read_whole_or_refused_naming_them(capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from bench.measure import add_tiles_option, parse_tiles
+
+    parser = argparse.ArgumentParser(prog="bench", exit_on_error=False)
+    add_tiles_option(parser, "kernel", "ROWSxCOLUMNSxWARPS", "128x64x4")
+    assert parse_tiles(parser, parser.parse_args(["--tiles", "128x64x4,64x64x8"]), "ROWSxCOLUMNSxWARPS") == (
+        (128, 64, 4),
+        (64, 64, 8),
+    )
+    assert parse_tiles(parser, parser.parse_args([]), "ROWSxCOLUMNSxWARPS") == ()
+    for bad in ("128x64", "128x64x4,axbxc"):
+        with pytest.raises(SystemExit):
+            parse_tiles(parser, parser.parse_args(["--tiles", bad]), "ROWSxCOLUMNSxWARPS")
+        assert f"--tiles takes ROWSxCOLUMNSxWARPS, 3 whole numbers each, not '{bad}'" in capsys.readouterr().err
