@@ -20,7 +20,7 @@ import triton.language as tl  # type: ignore[import-not-found,unused-ignore]
 
 from pipeline.diffusion.float8_conv_kernel import grouped_tile
 
-__all__ = ["BLOCK_K", "BLOCK_M", "BLOCK_N", "TMA_LOADS", "geglu_gemm", "geglu_gemm_tma"]
+__all__ = ["BLOCK_K", "BLOCK_M", "BLOCK_N", "TMA_LOADS", "geglu_gemm", "geglu_gemm_tma", "tma_capable"]
 
 # Each half's output tile 128 by 128, 8 warps, 3 stages: the fastest of seven tiles at both SDXL levels on an H100
 # (21.2 against 22.0 ms a render call's worth for 128 by 64; BENCHMARKS.md 2026-12-06 twenty-second session).
@@ -101,6 +101,12 @@ def _gate_and_store(  # type: ignore[no-untyped-def]
     tl.store(out + offset, gated.to(out.dtype.element_ty), mask=has_row[:, None] & has_column[None, :])
 
 
+def tma_capable(device: torch.device) -> bool:
+    """Whether ``device`` is a GPU with the tensor memory accelerator (Hopper, compute capability 9, and newer): Ada's
+    cards have FP8 tensor cores, so FP8 rendering runs there, but no TMA."""
+    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 9
+
+
 def geglu_gemm(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -119,7 +125,7 @@ def geglu_gemm(
     FP8 accumulator for the whole reduction (Triton's default on Hopper).
     ``tiles``: (rows, columns and reduction of a tile, warps, stages) in place of the module's, for the benchmark's
     search. ``tma``: the operands' tiles loaded by the tensor memory accelerator (``_geglu_gemm_tma``; rows of 16
-    bytes' multiples, summed fast); None: as ``TMA_LOADS`` says."""
+    bytes' multiples, summed fast); None: as ``TMA_LOADS`` says, where the GPU has one (``tma_capable``)."""
     rows, features = x.shape
     inner = weight.shape[0] // 2
     out = torch.empty((rows, inner), dtype=torch.float8_e4m3fn, device=x.device)
@@ -127,7 +133,9 @@ def geglu_gemm(
     if not rows:
         return out
     grid = (triton.cdiv(rows, block_m) * triton.cdiv(inner, block_n),)
-    if (TMA_LOADS if tma is None else tma) and not precise and features % 16 == 0:
+    if tma is None:
+        tma = TMA_LOADS and tma_capable(x.device)
+    if tma and not precise and features % 16 == 0:
         from triton.tools.tensor_descriptor import TensorDescriptor  # type: ignore[import-not-found,unused-ignore]
 
         x_desc = TensorDescriptor.from_tensor(x, [block_m, block_k])

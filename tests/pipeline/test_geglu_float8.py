@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 from torch.nn import functional
 
@@ -65,6 +66,19 @@ def test_the_kernel_gates_the_fp8_product_on_every_row_and_column(
             got, expected, binade = got[clear], expected[clear], binade[clear]
         assert bool(((got - expected).abs() <= binade * 2**-3 * 1.01 + 2**-9).all()), case
         assert float((got - expected).norm() / expected.norm()) < 0.04, case
+
+
+def test_tma_loads_are_taken_only_where_the_gpu_has_the_tensor_memory_accelerator(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("triton", reason="the Triton kernels need triton: `make test` installs it")
+    from pipeline.diffusion import geglu_float8_kernel
+
+    # Ada's cards (compute capability 8.9) render in FP8 but have no TMA; Hopper's (9.0) and newer do.
+    for capability, capable in (((8, 9), False), ((9, 0), True), ((10, 0), True)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device, found=capability: found)
+        assert geglu_float8_kernel.tma_capable(torch.device("cuda", 0)) is capable
+    assert not geglu_float8_kernel.tma_capable(torch.device("cpu"))
 
 
 def test_the_kernel_compiles_for_the_h200_with_fp8_products_and_no_spills(
