@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.measure import add_tiles_option, describe_run, median_gpu_seconds, parse_tiles
+from bench.measure import add_tiles_option, describe_run, median_gpu_seconds, parse_tiles, per_unet_call
 
 __all__ = ["SHAPES", "main", "time_shape"]
 
@@ -119,7 +119,6 @@ def main(argv: list[str] | None = None) -> int:
         "logit_spread": args.logit_spread,
         "shapes": [],
     }
-    totals: dict[str, float] = {}
     for name, queries, keys, heads, calls in SHAPES:
         figures = {
             "shape": name,
@@ -127,14 +126,8 @@ def main(argv: list[str] | None = None) -> int:
             "calls": calls,
         }
         results["shapes"].append(figures)
-        for key, value in figures.items():
-            if key.endswith("_ms"):
-                totals[key] = totals.get(key, 0.0) + (value * calls if isinstance(value, float) else float("nan"))
         print("attention", json.dumps(figures), flush=True)
-    results["ms_per_unet_call"] = {key: round(value, 3) for key, value in totals.items()}
-    print("attentions a UNet call (ms)", json.dumps(results["ms_per_unet_call"]), flush=True)
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+    per_unet_call(results, "shapes", "calls", "attentions", args.out)
     return 0
 
 

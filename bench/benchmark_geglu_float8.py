@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.measure import add_tiles_option, describe_run, median_gpu_seconds, parse_tiles
+from bench.measure import add_tiles_option, describe_run, median_gpu_seconds, parse_tiles, per_unet_call
 
 __all__ = ["LEVELS", "main", "time_level"]
 
@@ -123,17 +123,11 @@ def main(argv: list[str] | None = None) -> int:
         "timing": "CUDA graph replays",
         "levels": [],
     }
-    totals = {"worker_ms": 0.0, "fused_ms": 0.0, "fused_promoted_ms": 0.0, "fused_tma_ms": 0.0}
     for rows, features, inner, blocks in LEVELS:
         figures = {**time_level(rows, features, inner, repeats=args.repeats, tiles=tiles), "blocks": blocks}
         results["levels"].append(figures)
-        for key in totals:
-            totals[key] += figures[key] * blocks if isinstance(figures[key], float) else float("nan")
         print("geglu", json.dumps(figures), flush=True)
-    results["ms_per_unet_call"] = {key: round(value, 3) for key, value in totals.items()}
-    print("feed-forward entries a UNet call (ms)", json.dumps(results["ms_per_unet_call"]), flush=True)
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+    per_unet_call(results, "levels", "blocks", "feed-forward entries", args.out)
     return 0
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.measure import add_tiles_option, describe_run, median_gpu_seconds, parse_tiles
+from bench.measure import add_tiles_option, describe_run, median_gpu_seconds, parse_tiles, per_unet_call
 
 __all__ = ["NORMS", "main", "time_norm"]
 
@@ -106,21 +106,14 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available():
         parser.error("needs a CUDA GPU: the norms compared are GPU kernels")
     results: dict[str, Any] = {**describe_run("sdxl"), "timing": "CUDA graph replays", "norms": []}
-    totals: dict[str, float] = {}
     for tokens, width, add, count in NORMS:
         figures = {
             **time_norm(tokens, width, add, repeats=args.repeats, bandwidth=args.bandwidth, tiles=tiles),
             "norms": count,
         }
         results["norms"].append(figures)
-        for key, value in figures.items():
-            if key.endswith("_ms"):
-                totals[key] = totals.get(key, 0.0) + value * count
         print("norm", json.dumps(figures), flush=True)
-    results["ms_per_unet_call"] = {key: round(value, 3) for key, value in totals.items()}
-    print("layer norms a UNet call (ms)", json.dumps(results["ms_per_unet_call"]), flush=True)
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+    per_unet_call(results, "norms", "norms", "layer norms", args.out)
     return 0
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "measured",
     "median_gpu_seconds",
     "parse_tiles",
+    "per_unet_call",
     "report",
     "sample_images",
     "synchronize",
@@ -220,6 +221,24 @@ def parse_tiles(parser: argparse.ArgumentParser, args: argparse.Namespace, field
     if any(len(tile) != count for tile in tiles):
         parser.error(f"--tiles takes {fields}, {count} whole numbers each, not {args.tiles!r}")
     return tiles
+
+
+def per_unet_call(results: dict[str, Any], rows: str, count: str, label: str, out: Path | None) -> None:
+    """Close a kernel benchmark: each way's ``*_ms`` figure in ``results[rows]`` (one row a shape) times the row's
+    ``count`` (how many of that shape a UNet call has), summed into ``results["ms_per_unet_call"]``, printed under
+    ``label`` and, with ``out``, the results written there as JSON. A way that failed at a shape (its figure a
+    message, not a number) sums to NaN."""
+    import json
+
+    totals: dict[str, float] = {}
+    for row in results[rows]:
+        for key, value in row.items():
+            if key.endswith("_ms"):
+                totals[key] = totals.get(key, 0.0) + (value * row[count] if isinstance(value, float) else float("nan"))
+    results["ms_per_unet_call"] = {key: round(value, 3) for key, value in totals.items()}
+    print(f"{label} a UNet call (ms)", json.dumps(results["ms_per_unet_call"]), flush=True)
+    if out:
+        out.write_text(json.dumps(results, indent=2) + "\n")
 
 
 def use_cudnn_autotune(args: argparse.Namespace) -> None:

@@ -280,3 +280,23 @@ def test_the_kernel_benchmarks_tiles_are_read_whole_or_refused_naming_them(capsy
         with pytest.raises(SystemExit):
             parse_tiles(parser, parser.parse_args(["--tiles", bad]), "ROWSxCOLUMNSxWARPS")
         assert f"--tiles takes ROWSxCOLUMNSxWARPS, 3 whole numbers each, not '{bad}'" in capsys.readouterr().err
+
+
+def test_a_kernel_benchmark_sums_each_way_over_a_unet_calls_shapes(tmp_path: Path) -> None:
+    import json
+
+    from bench.measure import per_unet_call
+
+    # Two shapes, 10 and 60 of each a call; one way failed at the second shape (a message, not a number).
+    results: dict[str, Any] = {
+        "shapes": [
+            {"calls": 10, "worker_ms": 0.5, "kernel_ms": 0.25, "tile_ms": 0.1, "kernel_error": 0.01},
+            {"calls": 60, "worker_ms": 0.1, "kernel_ms": 0.05, "tile_ms": "OutOfResources: shared memory"},
+        ]
+    }
+    out = tmp_path / "results.json"
+    per_unet_call(results, "shapes", "calls", "attentions", out)
+    totals = results["ms_per_unet_call"]
+    assert totals["worker_ms"] == 11.0 and totals["kernel_ms"] == 5.5 and math.isnan(totals["tile_ms"])
+    assert "kernel_error" not in totals
+    assert json.loads(out.read_text())["ms_per_unet_call"]["kernel_ms"] == 5.5
