@@ -20,7 +20,7 @@ import triton.language as tl  # type: ignore[import-not-found,unused-ignore]
 
 from pipeline.diffusion.float8_conv_kernel import grouped_tile
 
-__all__ = ["BLOCK_K", "BLOCK_M", "BLOCK_N", "TMA_LOADS", "geglu_gemm", "geglu_gemm_tma", "tma_capable"]
+__all__ = ["BLOCK_K", "BLOCK_M", "BLOCK_N", "TMA_LOADS", "geglu_gemm", "tma_capable"]
 
 # Each half's output tile 128 by 128, 8 warps, 3 stages: the fastest of seven tiles at both SDXL levels on an H100
 # (21.2 against 22.0 ms a render call's worth for 128 by 64; BENCHMARKS.md 2026-12-06 twenty-second session).
@@ -114,10 +114,10 @@ def geglu_gemm(
     weight_scale: torch.Tensor,
     bias: torch.Tensor,
     out_scale: torch.Tensor,
+    tma: bool | None = None,
     *,
     precise: bool = False,
     tiles: tuple[int, ...] | None = None,
-    tma: bool | None = None,
 ) -> torch.Tensor:
     """The gated e4m3 (rows, inner) output for ``x`` (rows, features) e4m3 and ``weight`` (2 inner, features) e4m3,
     each by its per-tensor scale, ``bias`` (2 inner,), the result divided by ``out_scale``. ``precise``: the FP8
@@ -125,7 +125,8 @@ def geglu_gemm(
     FP8 accumulator for the whole reduction (Triton's default on Hopper).
     ``tiles``: (rows, columns and reduction of a tile, warps, stages) in place of the module's, for the benchmark's
     search. ``tma``: the operands' tiles loaded by the tensor memory accelerator (``_geglu_gemm_tma``; rows of 16
-    bytes' multiples, summed fast); None: as ``TMA_LOADS`` says, where the GPU has one (``tma_capable``)."""
+    bytes' multiples, summed fast); None: as ``TMA_LOADS`` says, where the GPU has one (``tma_capable``). Positional,
+    so the kernels' tests and their compile, which call host functions with positional arguments, pick each way."""
     rows, features = x.shape
     inner = weight.shape[0] // 2
     out = torch.empty((rows, inner), dtype=torch.float8_e4m3fn, device=x.device)
@@ -151,15 +152,3 @@ def geglu_gemm(
             num_warps=warps, num_stages=stages,
         )  # fmt: skip
     return out
-
-
-def geglu_gemm_tma(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    input_scale: torch.Tensor,
-    weight_scale: torch.Tensor,
-    bias: torch.Tensor,
-    out_scale: torch.Tensor,
-) -> torch.Tensor:
-    """``geglu_gemm`` through the TMA kernel, by name (the kernels' tests and their compile call host functions)."""
-    return geglu_gemm(x, weight, input_scale, weight_scale, bias, out_scale, tma=True)

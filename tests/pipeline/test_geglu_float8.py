@@ -50,7 +50,7 @@ def test_the_kernel_gates_the_fp8_product_on_every_row_and_column(
     tensors = [torch.tensor(scale, device=device) for scale in scales]
     call = (x.to(device), weight.to(device), tensors[0], tensors[1], bias.to(device), tensors[2])
     # The pointer loads' kernel and the TMA's (its value tiles past ``inner`` reading gate rows, never stored).
-    outs = kernels.run([("geglu_gemm", call), ("geglu_gemm_tma", call)])
+    outs = kernels.run([("geglu_gemm", (*call, False)), ("geglu_gemm", (*call, True))])
     maths = _worker_maths(x, weight, scales, bias)
     for case, out in zip(("pointer loads", "TMA loads"), outs, strict=True):
         assert out.shape == (rows, inner) and out.dtype == fp8, case
@@ -90,7 +90,7 @@ def test_the_kernel_compiles_for_the_h200_with_fp8_products_and_no_spills(
     # SDXL's second level at a 928x1152 render's CFG batch 8: 8,352 tokens, 1,280 features, 5,120 inner.
     scale = meta(dtype=torch.float32)
     call = (meta(8352, 1280), meta(10240, 1280), scale, scale, meta(10240, dtype=torch.bfloat16), scale)
-    compiled, figures = h200_compile(MODULE, [("geglu_gemm", call), ("geglu_gemm_tma", call)])
+    compiled, figures = h200_compile(MODULE, [("geglu_gemm", (*call, False)), ("geglu_gemm", (*call, True))])
     assert len(compiled) == 2 and all("wgmma.mma_async" in kernel.asm["ptx"] for kernel in compiled)
     assert "cp.async" in compiled[0].asm["ptx"]  # the pointer loads, asynchronous
     assert "cp.async.bulk.tensor" in compiled[1].asm["ptx"]  # the tensor memory accelerator's
