@@ -32,7 +32,6 @@ __all__ = [
     "PV_FLOAT8",
     "QK_INT8",
     "attention",
-    "attention_keys_int8",
     "quantize_tokens",
 ]
 
@@ -222,19 +221,19 @@ def attention(
     v: torch.Tensor,
     heads: int,
     scale: float,
+    keys_int8: bool | None = None,
     *,
     pv_float8: bool | None = None,
     k_per_token: bool | None = None,
     qk_int8: bool | None = None,
-    keys_int8: bool | None = None,
     tiles: tuple[int, ...] | None = None,
 ) -> torch.Tensor:
     """``softmax(q k^T * scale) v`` per head, bf16 (batch, queries, heads x 64) for ``q`` (batch, queries, heads x
     64) and ``k``, ``v`` (batch, keys, heads x 64), each token's last axis contiguous. ``pv_float8``: the second
     product in e4m3, ``k_per_token``: a scale for each key, ``qk_int8``: the first product in int8 (None: the
     module's ``PV_FLOAT8``, ``K_PER_TOKEN``, ``QK_INT8``); ``keys_int8``: the keys rounded by a pass of their own
-    first (``KEYS_INT8``; with int8 keys, a scale each). ``tiles``: (queries and keys
-    of a step, warps, stages) in place of the module's, for the benchmark's search."""
+    first (``KEYS_INT8``; with int8 keys, a scale each), positional so the kernels' tests pick each way. ``tiles``:
+    (queries and keys of a step, warps, stages) in place of the module's, for the benchmark's search."""
     batch, queries, width = q.shape
     keys = k.shape[1]
     out = torch.empty((batch, queries, width), dtype=q.dtype, device=q.device)
@@ -256,9 +255,3 @@ def attention(
         BF16=_bf16(), num_warps=warps, num_stages=stages,
     )  # fmt: skip
     return out
-
-
-def attention_keys_int8(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, scale: float) -> torch.Tensor:
-    """``attention`` with the keys rounded by a pass of their own first, by name (the kernels' tests and their compile
-    call host functions)."""
-    return attention(q, k, v, heads, scale, keys_int8=True)

@@ -16,7 +16,7 @@ import torch
 import triton  # type: ignore[import-not-found,unused-ignore]
 import triton.language as tl  # type: ignore[import-not-found,unused-ignore]
 
-__all__ = ["ROWS", "WARPS", "add_layer_norm_float8", "layer_norm_float8"]
+__all__ = ["ROWS", "WARPS", "add_layer_norm_float8"]
 
 ROWS = 4  # tokens a program normalises: a guess until ``bench.benchmark_layer_norm_float8 --tiles`` times others
 WARPS = 4
@@ -71,11 +71,3 @@ def add_layer_norm_float8(
             eps, ADD=b is not None, BLOCK=triton.next_power_of_2(width), ROWS=per_program, num_warps=warps,
         )  # fmt: skip
     return total, out
-
-
-def layer_norm_float8(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float, scale: torch.Tensor
-) -> torch.Tensor:
-    """The e4m3 rows of ``layer_norm(x) / scale`` (``add_layer_norm_float8`` with nothing to add), by name (the
-    kernels' tests call host functions so)."""
-    return add_layer_norm_float8(x, None, weight, bias, eps, scale)[1]

@@ -66,8 +66,8 @@ def test_the_kernel_attends_as_the_operator_maths_on_every_query_key_and_head(
         k[0, 5 % keys] *= 20
         device = kernels.device
         # Each way: the keys rounded in every program that reads them, and by a pass of their own first.
-        for function in ("attention", "attention_keys_int8"):
-            calls.append((function, (q.to(device), k.to(device), v.to(device), heads, size**-0.5)))
+        for keys_int8 in (False, True):
+            calls.append(("attention", (q.to(device), k.to(device), v.to(device), heads, size**-0.5, keys_int8)))
             expected.append((attention_int8(q, k, v, heads, size**-0.5), _exact(q, k, v, heads)))
     outs = kernels.run(calls)
     names = [f"{case}, {way}" for case in cases for way in ("in the programs", "by a pass first")]
@@ -93,7 +93,7 @@ def test_the_kernel_compiles_for_the_h200_with_int8_and_bf16_products_and_no_spi
     calls = [
         ("attention", (meta(8, 4176, 640), meta(8, 4176, 640), meta(8, 4176, 640), 10, 0.125)),
         ("attention", (meta(8, 4176, 640), meta(8, 77, 640), meta(8, 77, 640), 10, 0.125)),
-        ("attention_keys_int8", (meta(8, 4176, 640), meta(8, 4176, 640), meta(8, 4176, 640), 10, 0.125)),
+        ("attention", (meta(8, 4176, 640), meta(8, 4176, 640), meta(8, 4176, 640), 10, 0.125, True)),
     ]
     compiled, figures = h200_compile(MODULE, calls)
     # The attention three times, and the keys' rounding pass before the third.
