@@ -217,8 +217,8 @@ def parse_tiles(parser: argparse.ArgumentParser, args: argparse.Namespace, field
     try:
         tiles = tuple(tuple(int(part) for part in text.split("x")) for text in args.tiles.split(",") if text)
     except ValueError:
-        tiles = ((),)
-    if any(len(tile) != count for tile in tiles):
+        tiles = None
+    if tiles is None or any(len(tile) != count for tile in tiles):
         parser.error(f"--tiles takes {fields}, {count} whole numbers each, not {args.tiles!r}")
     return tiles
 
