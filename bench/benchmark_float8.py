@@ -126,14 +126,13 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
     import torch
     import torch._inductor.config
 
-    from pipeline.diffusion import float8, float8_conv
+    from pipeline.diffusion import float8
     from pipeline.diffusion.acceleration import compile_unet_blocks, compile_unet_regions
     from pipeline.diffusion.cuda_graphs import DenoiserGraphs
     from pipeline.diffusion.float8_shared_input import INDUCTOR_OPTIONS
 
     inputs = unet_call_inputs(pipe, batch=8)
     worker_cast = float8.EAGER_INPUT_CAST  # the module's default, as a worker runs
-    worker_accumulation = float8.FAST_ACCUMULATION
 
     def output() -> Any:
         with torch.no_grad():
@@ -150,9 +149,7 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
         scaling, scope = VARIANTS[name]
         _uncompile(pipe)
         float8.EAGER_INPUT_CAST = "eager" if name.endswith("-eager-cast") else worker_cast
-        float8_conv.NORM_WRITES_FLOAT8 = "fp8convcast" not in name.split("-")
-        float8.FAST_ACCUMULATION = worker_accumulation and "preciseacc" not in name.split("-")
-        _kernel_switches(name.split("-"))
+        _switches(name.split("-"))
         figures = _set_up(pipe, name, calibrate)
         if scope == "blocks":
             compile_unet_blocks(pipe.unet, dynamic=True if name.endswith("-dynamic") else None)
@@ -173,30 +170,32 @@ def run_variants(pipe: Any, names: list[str], *, record: Any, profile: bool) -> 
     _uncompile(pipe)
     _plain(pipe)
     float8.EAGER_INPUT_CAST = worker_cast
-    float8_conv.NORM_WRITES_FLOAT8 = True
-    float8.FAST_ACCUMULATION = worker_accumulation
-    _kernel_switches([])
+    _switches([])
 
 
-# Each kernel switch a variant's name can set: (module, constant, the name part turning it on, the part turning it off).
-_KERNEL_SWITCHES = (
+# Each module switch a variant's name can set: (module, constant, the name part turning it on, the part turning it
+# off); None where no part does.
+_SWITCHES: tuple[tuple[str, str, str | None, str | None], ...] = (
+    ("pipeline.diffusion.float8", "FAST_ACCUMULATION", None, "preciseacc"),
+    ("pipeline.diffusion.float8_conv", "NORM_WRITES_FLOAT8", None, "fp8convcast"),
     ("pipeline.diffusion.geglu_float8_kernel", "TMA_LOADS", "tma", "ptrloads"),
     ("bench.attention_int8_kernel", "PV_FLOAT8", "fp8pv", None),
     ("bench.attention_int8_kernel", "KEYS_INT8", "prekeys", None),
 )
-_KERNEL_DEFAULTS: dict[tuple[str, str], bool] = {}  # each switch's value in the module, as a worker runs it
+_DEFAULTS: dict[tuple[str, str], bool] = {}  # each switch's value in the module, as a worker runs it
 
 
-def _kernel_switches(parts: list[str]) -> None:
-    """Each kernel switch on or off where the variant's name ``parts`` say so, else as the module has it: the gated
-    entries' loads by TMA ("-tma") or by pointers ("-ptrloads"), the int8 attention's second product in e4m3
-    ("-fp8pv") and its keys rounded by a pass of their own ("-prekeys")."""
-    for module, constant, on, off in _KERNEL_SWITCHES:
-        named = on in parts or (off is not None and off in parts)
+def _switches(parts: list[str]) -> None:
+    """Each module switch on or off where the variant's name ``parts`` say so, else as the module has it: the FP8
+    linears' sums promoted ("-preciseacc"), the FP8 convolutions casting their bf16 input in a pass of their own
+    ("-fp8convcast"), the gated entries' loads by TMA ("-tma") or by pointers ("-ptrloads"), the int8 attention's
+    second product in e4m3 ("-fp8pv") and its keys rounded by a pass of their own ("-prekeys")."""
+    for module, constant, on, off in _SWITCHES:
+        named = on in parts or off in parts
         if not named and module not in sys.modules:
             continue  # never loaded (nor needing triton): nothing to set or reset
         loaded = importlib.import_module(module)
-        default = _KERNEL_DEFAULTS.setdefault((module, constant), getattr(loaded, constant))
+        default = _DEFAULTS.setdefault((module, constant), getattr(loaded, constant))
         setattr(loaded, constant, on in parts if named else default)
 
 

@@ -300,3 +300,15 @@ def test_a_kernel_benchmark_sums_each_way_over_a_unet_calls_shapes(tmp_path: Pat
     assert totals["worker_ms"] == 11.0 and totals["kernel_ms"] == 5.5 and math.isnan(totals["tile_ms"])
     assert "kernel_error" not in totals
     assert json.loads(out.read_text())["ms_per_unet_call"]["kernel_ms"] == 5.5
+
+
+def test_a_float8_variants_name_sets_its_module_switches_and_the_next_variant_gets_the_workers_back() -> None:
+    from bench import benchmark_float8
+    from pipeline.diffusion import float8, float8_conv
+
+    worker = (float8.FAST_ACCUMULATION, float8_conv.NORM_WRITES_FLOAT8)
+    precise, plain = "static-blocks-cl-gn-fused-tokens-shared-fp8convcast-preciseacc-graphs", "static-blocks-graphs"
+    benchmark_float8._switches(precise.split("-"))  # as run_variants splits a variant's name
+    assert (float8.FAST_ACCUMULATION, float8_conv.NORM_WRITES_FLOAT8) == (False, False)
+    benchmark_float8._switches(plain.split("-"))
+    assert (float8.FAST_ACCUMULATION, float8_conv.NORM_WRITES_FLOAT8) == worker == (True, True)
